@@ -1,0 +1,429 @@
+//! The REST API's request and response bodies (see `shared/spec/api.md`).
+//!
+//! Shared by the server (which documents them in OpenAPI), the CLI and the
+//! tests. Requests refuse unknown fields so that a typo is an error, not a
+//! silently ignored setting. Field names here are the public contract.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub mod problem;
+pub use problem::{FieldError, Problem};
+
+/// A page of a list. Pass `next_cursor` as `?cursor=` to get the next page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+// ---------------------------------------------------------------- auth
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub token_type: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The caller: their account, roles, and where they have access.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    /// `user` for a person, `api_key` for an API key.
+    pub kind: String,
+    pub name: String,
+    pub user: Option<User>,
+    pub installation_roles: Vec<String>,
+    pub workspaces: Vec<MyWorkspace>,
+    pub projects: Vec<MyProject>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MyWorkspace {
+    pub identifier: String,
+    pub display_name: String,
+    pub role: String,
+}
+
+/// A project where the caller effectively holds roles now (directly or through groups).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MyProject {
+    pub workspace: String,
+    pub project: String,
+    pub roles: Vec<String>,
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub username: String,
+    pub email: String,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    /// At least 12 characters. Without one the account cannot sign in locally.
+    pub password: Option<String>,
+    /// `admin`, `platform_engineer`.
+    #[serde(default)]
+    pub installation_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub password: Option<String>,
+    /// `false` deactivates the account: it loses all access (AC10).
+    pub active: Option<bool>,
+    pub installation_roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub active: bool,
+    pub installation_roles: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+// ---------------------------------------------------------------- groups
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub identifier: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroup {
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Group {
+    pub identifier: String,
+    pub display_name: String,
+    pub member_count: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddGroupMember {
+    /// Username of the user to add.
+    pub user: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GroupMember {
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub active: bool,
+}
+
+// ---------------------------------------------------------------- API keys
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    pub name: String,
+    /// Scope the key to this workspace; without it the key is scoped to the installation.
+    pub workspace: Option<String>,
+    /// In a workspace: `workspace_manager` or `workspace_member`.
+    /// For the installation: `admin` or `platform_engineer`.
+    pub role: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// `installation` or `workspace`.
+    pub scope: String,
+    pub workspace: Option<String>,
+    pub role: String,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A new key: `secret` is shown this once and stored only as a hash.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+// ---------------------------------------------------------------- workspaces
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    /// Lowercase letters, digits and dashes, 1 to 32 characters, unique.
+    pub identifier: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspace {
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Workspace {
+    pub identifier: String,
+    pub display_name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The caller's effective workspace role, if they are a member.
+    pub my_role: Option<String>,
+}
+
+/// Invite a user (`user`: username), an e-mail address (`email`: a pending
+/// invitation when no account has it) or a group (`group`: identifier).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteMember {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub group: Option<String>,
+    /// `workspace_owner`, `workspace_manager` or `workspace_member`.
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    pub role: String,
+}
+
+/// One row of a workspace's current access (WS5).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    /// `user:NAME`, `group:IDENTIFIER` or `email:ADDRESS` (a pending invitation);
+    /// use it in `/members/{subject}`.
+    pub subject: String,
+    /// `user`, `group` or `invitation`.
+    pub kind: String,
+    pub name: String,
+    pub display_name: String,
+    pub role: String,
+    pub granted_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub granted_at: OffsetDateTime,
+}
+
+/// A type-ahead match (AC9).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResult {
+    /// `user` or `group`.
+    pub kind: String,
+    pub subject: String,
+    pub name: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+// ---------------------------------------------------------------- projects
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// Lowercase letters, digits and dashes, 1 to 32 characters, unique in the workspace.
+    pub identifier: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    pub workspace: String,
+    pub identifier: String,
+    pub display_name: String,
+    pub payment_method: Option<String>,
+    pub substitute_payment_method: Option<String>,
+    pub tags: BTreeMap<String, serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A project's page (PR2): the project, its bindings, and who effectively has
+/// which roles now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectDetails {
+    #[serde(flatten)]
+    pub project: Project,
+    pub bindings: Vec<Binding>,
+    pub effective_access: Vec<EffectiveAccess>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EffectiveAccess {
+    pub username: String,
+    pub roles: Vec<String>,
+}
+
+// ---------------------------------------------------------------- bindings
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBinding {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// A project role identifier, e.g. `project_user`.
+    pub role: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBinding {
+    pub role: Option<String>,
+    /// A new expiration date; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "double_option_rfc3339",
+        serialize_with = "serialize_double_option_rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<OffsetDateTime>>,
+}
+
+/// `PATCH` fields that may be cleared: absent = unchanged (`None`), `null` =
+/// clear (`Some(None)`), a value = set (`Some(Some(v))`).
+fn double_option_rfc3339<'de, D>(d: D) -> Result<Option<Option<OffsetDateTime>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    time::serde::rfc3339::option::deserialize(d).map(Some)
+}
+
+fn serialize_double_option_rfc3339<S: serde::Serializer>(
+    v: &Option<Option<OffsetDateTime>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    time::serde::rfc3339::option::serialize(&v.flatten(), s)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Binding {
+    pub id: Uuid,
+    /// `user:NAME` or `group:IDENTIFIER`.
+    pub subject: String,
+    pub kind: String,
+    pub name: String,
+    pub display_name: String,
+    pub role: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Whether the binding grants its role now (not expired).
+    pub in_force: bool,
+    pub justification: Option<String>,
+    pub granted_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub granted_at: OffsetDateTime,
+}
+
+// ---------------------------------------------------------------- project roles
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRole {
+    pub identifier: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProjectRole {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectRole {
+    pub identifier: String,
+    pub display_name: String,
+    pub description: String,
+}
+
+// ---------------------------------------------------------------- history
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEvent {
+    pub id: Uuid,
+    /// Position in the workspace's chain, from 1.
+    pub seq: i64,
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub initiator: Initiator,
+    /// Recipient, old and new values, ...: depends on `kind`.
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Initiator {
+    /// `user`, `api_key` or `system`.
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryVerification {
+    pub ok: bool,
+    pub chains_checked: u64,
+    pub events_checked: u64,
+    pub first_broken: Option<BrokenLink>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BrokenLink {
+    /// The workspace identifier, or `installation`.
+    pub chain: String,
+    pub seq: i64,
+    pub event_id: Option<String>,
+    pub reason: String,
+}

@@ -1,0 +1,198 @@
+//! Subjects, bindings and the one rule of when a binding grants access.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::names::InvalidValue;
+
+/// What kind of subject holds a membership or a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubjectKind {
+    User,
+    Group,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Group => "group",
+        }
+    }
+}
+
+impl FromStr for SubjectKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Self::User),
+            "group" => Ok(Self::Group),
+            _ => Err(InvalidValue("must be user or group".into())),
+        }
+    }
+}
+
+impl fmt::Display for SubjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A user or a group, by internal id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject {
+    pub kind: SubjectKind,
+    pub id: Uuid,
+}
+
+impl Subject {
+    pub fn user(id: Uuid) -> Self {
+        Self { kind: SubjectKind::User, id }
+    }
+    pub fn group(id: Uuid) -> Self {
+        Self { kind: SubjectKind::Group, id }
+    }
+}
+
+/// A project binding: a subject holds a project role, possibly until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub subject: Subject,
+    pub role_id: Uuid,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Binding {
+    /// Whether this binding grants its role at instant `at` (AC7).
+    ///
+    /// This is the only definition of "in force": the API, the access lists,
+    /// the expiry job and replication all ask this function.
+    pub fn in_force_at(&self, at: OffsetDateTime) -> bool {
+        in_force_at(self.expires_at, at)
+    }
+}
+
+/// A binding that expires at `expires_at` (none: never) is in force at `at`
+/// exactly when `at` is before the expiry instant.
+pub fn in_force_at(expires_at: Option<OffsetDateTime>, at: OffsetDateTime) -> bool {
+    expires_at.is_none_or(|e| at < e)
+}
+
+/// An expiration date given for a new or changed binding must lie in the future.
+pub fn check_new_expiry(expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), InvalidValue> {
+    if expires_at <= now {
+        return Err(InvalidValue("must be in the future".into()));
+    }
+    Ok(())
+}
+
+/// A user as access rules see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserStatus {
+    pub id: Uuid,
+    pub active: bool,
+}
+
+/// The project roles each user effectively holds at `at` (AC2, AC3, AC10):
+/// direct bindings plus bindings of every group the user is a member of now,
+/// counting only bindings in force and only active users.
+pub fn effective_project_roles(
+    bindings: &[Binding],
+    group_members: &BTreeMap<Uuid, BTreeSet<Uuid>>,
+    users: &[UserStatus],
+    at: OffsetDateTime,
+) -> BTreeMap<Uuid, BTreeSet<Uuid>> {
+    let active: BTreeSet<Uuid> = users.iter().filter(|u| u.active).map(|u| u.id).collect();
+    let mut out: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
+    for b in bindings.iter().filter(|b| b.in_force_at(at)) {
+        let holders: Vec<Uuid> = match b.subject.kind {
+            SubjectKind::User => vec![b.subject.id],
+            SubjectKind::Group => group_members
+                .get(&b.subject.id)
+                .map(|m| m.iter().copied().collect())
+                .unwrap_or_default(),
+        };
+        for user in holders.into_iter().filter(|u| active.contains(u)) {
+            out.entry(user).or_default().insert(b.role_id);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    fn binding(subject: Subject, role: Uuid, expires_at: Option<OffsetDateTime>) -> Binding {
+        Binding { id: Uuid::new_v4(), project_id: Uuid::nil(), subject, role_id: role, expires_at }
+    }
+
+    #[test]
+    fn ac7_binding_is_in_force_until_its_expiry_instant() {
+        let e = datetime!(2026-12-01 12:00 UTC);
+        assert!(in_force_at(Some(e), datetime!(2026-12-01 11:59:59 UTC)));
+        assert!(!in_force_at(Some(e), e));
+        assert!(!in_force_at(Some(e), datetime!(2027-01-01 0:00 UTC)));
+        assert!(in_force_at(None, datetime!(2999-01-01 0:00 UTC)));
+    }
+
+    #[test]
+    fn ac3_group_binding_reaches_current_members_only() {
+        let (ann, bob, group, role) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let users = [UserStatus { id: ann, active: true }, UserStatus { id: bob, active: true }];
+        let b = [binding(Subject::group(group), role, None)];
+        let now = datetime!(2026-11-23 0:00 UTC);
+        let mut members = BTreeMap::from([(group, BTreeSet::from([ann]))]);
+        let eff = effective_project_roles(&b, &members, &users, now);
+        assert!(eff.contains_key(&ann) && !eff.contains_key(&bob));
+        // bob joins, ann leaves
+        members.insert(group, BTreeSet::from([bob]));
+        let eff = effective_project_roles(&b, &members, &users, now);
+        assert!(eff.contains_key(&bob) && !eff.contains_key(&ann));
+    }
+
+    #[test]
+    fn ac2_several_roles_on_one_project_accumulate() {
+        let (ann, r1, r2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let users = [UserStatus { id: ann, active: true }];
+        let b = [binding(Subject::user(ann), r1, None), binding(Subject::user(ann), r2, None)];
+        let eff = effective_project_roles(&b, &BTreeMap::new(), &users, datetime!(2026-11-23 0:00 UTC));
+        assert_eq!(eff.get(&ann), Some(&BTreeSet::from([r1, r2])));
+    }
+
+    #[test]
+    fn ac10_inactive_user_has_no_effective_access() {
+        let (ann, role) = (Uuid::new_v4(), Uuid::new_v4());
+        let users = [UserStatus { id: ann, active: false }];
+        let b = [binding(Subject::user(ann), role, None)];
+        assert!(effective_project_roles(&b, &BTreeMap::new(), &users, datetime!(2026-11-23 0:00 UTC)).is_empty());
+    }
+
+    #[test]
+    fn ac7_expiry_must_be_in_the_future() {
+        let now = datetime!(2026-11-23 0:00 UTC);
+        assert!(check_new_expiry(now, now).is_err());
+        assert!(check_new_expiry(datetime!(2026-11-23 0:00:01 UTC), now).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn ac7_expired_bindings_never_grant(offset in -1_000_000i64..1_000_000) {
+            let (ann, role) = (Uuid::new_v4(), Uuid::new_v4());
+            let e = datetime!(2026-11-23 0:00 UTC);
+            let at = e + time::Duration::seconds(offset);
+            let users = [UserStatus { id: ann, active: true }];
+            let b = [binding(Subject::user(ann), role, Some(e))];
+            let eff = effective_project_roles(&b, &BTreeMap::new(), &users, at);
+            prop_assert_eq!(eff.contains_key(&ann), at < e);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Authorisation: the one place that decides who may do what (WS2, WS7, AD1, ID3).
+//!
+//! The server resolves the caller into an [`Actor`] and its effective role in
+//! the workspace concerned, then asks [`authorize`]. No handler decides on its own.
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use crate::roles::{InstallationRole, WorkspaceRole};
+
+/// Who is calling: a person (session token) or an API key (service account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: Uuid,
+    /// Username or API key name, as shown in the history.
+    pub name: String,
+    /// Installation roles of the user, or of an installation-scoped API key.
+    pub installation_roles: BTreeSet<InstallationRole>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    User,
+    /// An API key scoped to the installation.
+    InstallationKey,
+    /// An API key scoped to one workspace, holding one workspace role there.
+    WorkspaceKey { workspace_id: Uuid, role: WorkspaceRole },
+}
+
+impl Actor {
+    pub fn is_admin(&self) -> bool {
+        self.installation_roles.contains(&InstallationRole::Admin)
+    }
+
+    pub fn is_user(&self) -> bool {
+        self.kind == ActorKind::User
+    }
+}
+
+/// What the caller wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Create a workspace (the creating user becomes its owner).
+    CreateWorkspace,
+    /// List or create users, change or delete other users, list every API key.
+    AdministerUsers,
+    /// Create, change or delete groups and their members.
+    AdministerGroups,
+    /// Create, change or delete project roles.
+    AdministerProjectRoles,
+    /// The admin area: every workspace, history verification.
+    AdministerInstallation,
+    /// Create an API key scoped to the installation.
+    CreateInstallationKey,
+    /// See a workspace, its members, projects and bindings.
+    ViewWorkspace,
+    /// Page through a workspace's history (HI2).
+    ViewHistory,
+    /// Rename the workspace; invite and remove members; manage projects and
+    /// bindings of every project in it (WS7); create workspace API keys.
+    ManageWorkspace,
+    /// Grant or take away the owner role; delete the workspace.
+    OwnWorkspace,
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("this needs the installation role admin")]
+    NeedsAdmin,
+    #[error("you are not a member of this workspace")]
+    NotAMember,
+    #[error("this needs the workspace role {0} or higher")]
+    NeedsWorkspaceRole(WorkspaceRole),
+    #[error("an API key cannot do this; sign in as a person")]
+    NotForApiKeys,
+    #[error("this API key is scoped to another workspace")]
+    OutOfScope,
+}
+
+/// The caller's effective role in a workspace: for a person, the strongest of
+/// their direct membership and their groups' memberships; for a workspace API
+/// key, its own role there. `workspace_id` is the workspace concerned.
+pub fn effective_workspace_role(
+    actor: &Actor,
+    workspace_id: Uuid,
+    membership_roles: impl IntoIterator<Item = WorkspaceRole>,
+) -> Option<WorkspaceRole> {
+    match actor.kind {
+        ActorKind::User => WorkspaceRole::strongest(membership_roles),
+        ActorKind::InstallationKey => None,
+        ActorKind::WorkspaceKey { workspace_id: scope, role } => (scope == workspace_id).then_some(role),
+    }
+}
+
+/// Decide whether `actor` may perform `action`. `workspace` is the workspace
+/// concerned with the actor's effective role there, for workspace actions.
+pub fn authorize(
+    actor: &Actor,
+    action: Action,
+    workspace: Option<(Uuid, Option<WorkspaceRole>)>,
+) -> Result<(), Denied> {
+    use Action::*;
+    let needs_role = |needed: WorkspaceRole| -> Result<(), Denied> {
+        if actor.is_admin() {
+            return Ok(());
+        }
+        let Some((ws_id, role)) = workspace else {
+            return Err(Denied::NotAMember);
+        };
+        if let ActorKind::WorkspaceKey { workspace_id, .. } = actor.kind {
+            if workspace_id != ws_id {
+                return Err(Denied::OutOfScope);
+            }
+        }
+        match role {
+            None => Err(Denied::NotAMember),
+            Some(r) if r >= needed => Ok(()),
+            Some(_) => Err(Denied::NeedsWorkspaceRole(needed)),
+        }
+    };
+    match action {
+        CreateWorkspace => match actor.kind {
+            ActorKind::User => Ok(()),
+            ActorKind::InstallationKey if actor.is_admin() => Ok(()),
+            ActorKind::InstallationKey => Err(Denied::NeedsAdmin),
+            ActorKind::WorkspaceKey { .. } => Err(Denied::OutOfScope),
+        },
+        AdministerUsers | AdministerGroups | AdministerProjectRoles | AdministerInstallation
+        | CreateInstallationKey => {
+            if actor.is_admin() { Ok(()) } else { Err(Denied::NeedsAdmin) }
+        }
+        ViewWorkspace => needs_role(WorkspaceRole::Member),
+        ViewHistory | ManageWorkspace => needs_role(WorkspaceRole::Manager),
+        OwnWorkspace => needs_role(WorkspaceRole::Owner),
+    }
+}
+
+/// A manager may hand out roles up to manager; only owners (and admins) may
+/// grant, change or take away the owner role.
+pub fn action_to_grant(role: WorkspaceRole) -> Action {
+    if role == WorkspaceRole::Owner { Action::OwnWorkspace } else { Action::ManageWorkspace }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(roles: &[InstallationRole]) -> Actor {
+        Actor {
+            kind: ActorKind::User,
+            id: Uuid::new_v4(),
+            name: "ann".into(),
+            installation_roles: roles.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn ws2_workspace_roles_are_ordered_in_authorisation() {
+        let ws = Uuid::new_v4();
+        let a = user(&[]);
+        let check = |role, action| authorize(&a, action, Some((ws, role))).is_ok();
+        assert!(check(Some(WorkspaceRole::Member), Action::ViewWorkspace));
+        assert!(!check(Some(WorkspaceRole::Member), Action::ManageWorkspace));
+        assert!(!check(Some(WorkspaceRole::Member), Action::ViewHistory));
+        assert!(check(Some(WorkspaceRole::Manager), Action::ManageWorkspace));
+        assert!(!check(Some(WorkspaceRole::Manager), Action::OwnWorkspace));
+        assert!(check(Some(WorkspaceRole::Owner), Action::OwnWorkspace));
+        assert!(!check(None, Action::ViewWorkspace));
+    }
+
+    #[test]
+    fn ad1_admins_act_in_any_workspace_without_membership() {
+        let a = user(&[InstallationRole::Admin]);
+        for action in [Action::ViewWorkspace, Action::ManageWorkspace, Action::OwnWorkspace, Action::ViewHistory] {
+            assert!(authorize(&a, action, Some((Uuid::new_v4(), None))).is_ok());
+        }
+    }
+
+    #[test]
+    fn id3_workspace_key_acts_only_in_its_workspace() {
+        let ws = Uuid::new_v4();
+        let key = Actor {
+            kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Manager },
+            id: Uuid::new_v4(),
+            name: "ci".into(),
+            installation_roles: BTreeSet::new(),
+        };
+        let role_here = effective_workspace_role(&key, ws, []);
+        assert!(authorize(&key, Action::ManageWorkspace, Some((ws, role_here))).is_ok());
+        let other = Uuid::new_v4();
+        let role_there = effective_workspace_role(&key, other, [WorkspaceRole::Owner]);
+        assert_eq!(authorize(&key, Action::ViewWorkspace, Some((other, role_there))), Err(Denied::OutOfScope));
+        assert!(authorize(&key, Action::CreateWorkspace, None).is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! History events and the hash chain that makes them tamper-evident (HI1, HI3).
+//!
+//! Every event names the hash of the event before it in the same chain (one
+//! chain per workspace, one for the installation). Changing, deleting,
+//! inserting or reordering stored events breaks a link that [`verify_chain`]
+//! reports.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+use crate::names::InvalidValue;
+
+macro_rules! event_kinds {
+    ($($variant:ident => $s:literal,)*) => {
+        /// What happened. Stored and filtered by its snake_case name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventKind { $($variant,)* }
+
+        impl EventKind {
+            pub const ALL: &'static [EventKind] = &[$(Self::$variant,)*];
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $s,)* }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    WorkspaceCreated => "workspace_created",
+    WorkspaceRenamed => "workspace_renamed",
+    WorkspaceDeleted => "workspace_deleted",
+    MemberAdded => "member_added",
+    MemberRoleChanged => "member_role_changed",
+    MemberRemoved => "member_removed",
+    InvitationSent => "invitation_sent",
+    InvitationAccepted => "invitation_accepted",
+    InvitationWithdrawn => "invitation_withdrawn",
+    ProjectCreated => "project_created",
+    ProjectUpdated => "project_updated",
+    ProjectDeleted => "project_deleted",
+    BindingCreated => "binding_created",
+    BindingChanged => "binding_changed",
+    BindingRemoved => "binding_removed",
+    ApiKeyCreated => "api_key_created",
+    ApiKeyDeleted => "api_key_deleted",
+    UserCreated => "user_created",
+    UserUpdated => "user_updated",
+    UserDeactivated => "user_deactivated",
+    UserReactivated => "user_reactivated",
+    UserDeleted => "user_deleted",
+    GroupCreated => "group_created",
+    GroupUpdated => "group_updated",
+    GroupDeleted => "group_deleted",
+    GroupMemberAdded => "group_member_added",
+    GroupMemberRemoved => "group_member_removed",
+    ProjectRoleCreated => "project_role_created",
+    ProjectRoleUpdated => "project_role_updated",
+    ProjectRoleDeleted => "project_role_deleted",
+}
+
+impl FromStr for EventKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| InvalidValue(format!("unknown event kind {s:?}")))
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who caused an event (HI1): a person, an API key, or a system job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initiator {
+    pub kind: InitiatorKind,
+    /// The user's or key's id; empty for system jobs.
+    pub id: String,
+    /// Username, key name or job name at the time of the event.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitiatorKind {
+    User,
+    ApiKey,
+    System,
+}
+
+impl InitiatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::ApiKey => "api_key",
+            Self::System => "system",
+        }
+    }
+}
+
+impl FromStr for InitiatorKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Self::User),
+            "api_key" => Ok(Self::ApiKey),
+            "system" => Ok(Self::System),
+            _ => Err(InvalidValue("must be user, api_key or system".into())),
+        }
+    }
+}
+
+/// The hash the first event of every chain points back to.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An event as stored: every field that the hash covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainedEvent {
+    pub id: String,
+    pub chain: String,
+    pub seq: i64,
+    pub kind: String,
+    /// Microseconds since the Unix epoch, UTC.
+    pub at_us: i64,
+    pub initiator_kind: String,
+    pub initiator_id: String,
+    pub initiator_name: String,
+    /// The details as the exact JSON text stored.
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl ChainedEvent {
+    /// The hash of this event over every field but `hash` itself, as lowercase hex.
+    /// Each field is length-prefixed so that no two events encode alike.
+    pub fn compute_hash(&self) -> String {
+        let mut h = Sha256::new();
+        let seq = self.seq.to_string();
+        let at = self.at_us.to_string();
+        for field in [
+            "canopy-history-v1",
+            &self.id,
+            &self.chain,
+            &seq,
+            &self.kind,
+            &at,
+            &self.initiator_kind,
+            &self.initiator_id,
+            &self.initiator_name,
+            &self.details,
+            &self.prev_hash,
+        ] {
+            h.update((field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The first place where a chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    pub chain: String,
+    /// The sequence number where the break shows.
+    pub seq: i64,
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+/// Verify one chain given its events in ascending `seq` order and the head
+/// the store recorded (last seq and hash). Returns the number of events checked.
+pub fn verify_chain(
+    chain: &str,
+    events: impl IntoIterator<Item = ChainedEvent>,
+    head: (i64, &str),
+) -> Result<u64, BrokenLink> {
+    let mut expected_seq = 1i64;
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut n = 0u64;
+    let broken = |seq: i64, id: Option<&str>, reason: String| BrokenLink {
+        chain: chain.to_owned(),
+        seq,
+        event_id: id.map(str::to_owned),
+        reason,
+    };
+    for e in events {
+        if e.seq != expected_seq {
+            return Err(broken(
+                expected_seq,
+                Some(&e.id),
+                format!("event #{expected_seq} is missing (found #{} next)", e.seq),
+            ));
+        }
+        if e.prev_hash != prev {
+            return Err(broken(
+                e.seq,
+                Some(&e.id),
+                "does not link to the event before it (deleted, inserted or reordered)".into(),
+            ));
+        }
+        if e.compute_hash() != e.hash {
+            return Err(broken(e.seq, Some(&e.id), "its content was changed after it was recorded".into()));
+        }
+        prev = e.hash;
+        expected_seq += 1;
+        n += 1;
+    }
+    let (head_seq, head_hash) = head;
+    if head_seq != expected_seq - 1 || head_hash != prev {
+        return Err(broken(
+            expected_seq,
+            None,
+            format!(
+                "the chain ends at #{} but {} events were recorded (events were removed from its end)",
+                expected_seq - 1,
+                head_seq
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<ChainedEvent> {
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut e = ChainedEvent {
+                    id: format!("e{seq}"),
+                    chain: "c".into(),
+                    seq,
+                    kind: "member_added".into(),
+                    at_us: seq * 1000,
+                    initiator_kind: "user".into(),
+                    initiator_id: "u".into(),
+                    initiator_name: "ann".into(),
+                    details: format!("{{\"n\":{seq}}}"),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = e.compute_hash();
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    fn head(events: &[ChainedEvent]) -> (i64, String) {
+        events.last().map(|e| (e.seq, e.hash.clone())).unwrap_or((0, GENESIS_HASH.into()))
+    }
+
+    #[test]
+    fn hi3_intact_chain_verifies() {
+        let c = chain(5);
+        let (s, h) = head(&c);
+        assert_eq!(verify_chain("c", c, (s, &h)), Ok(5));
+        assert_eq!(verify_chain("c", vec![], (0, GENESIS_HASH)), Ok(0));
+    }
+
+    #[test]
+    fn hi3_edited_event_is_caught() {
+        let mut c = chain(5);
+        let (s, h) = head(&c);
+        c[2].details = "{\"n\":99}".into();
+        assert_eq!(verify_chain("c", c, (s, &h)).map_err(|b| b.seq), Err(3));
+    }
+
+    #[test]
+    fn hi3_deleted_and_reordered_events_are_caught() {
+        let c = chain(5);
+        let (s, h) = head(&c);
+        let mut deleted = c.clone();
+        deleted.remove(1);
+        assert_eq!(verify_chain("c", deleted, (s, &h)).map_err(|b| b.seq), Err(2));
+
+        // swap the contents of #2 and #3 but keep the sequence numbers in place
+        let mut swapped = c.clone();
+        let (a, b) = (swapped[1].clone(), swapped[2].clone());
+        swapped[1] = ChainedEvent { seq: 2, ..b };
+        swapped[2] = ChainedEvent { seq: 3, ..a };
+        assert_eq!(verify_chain("c", swapped, (s, &h)).map_err(|b| b.seq), Err(2));
+
+        let mut truncated = c;
+        truncated.pop();
+        assert!(verify_chain("c", truncated, (s, &h)).is_err());
+    }
+
+    #[test]
+    fn event_kinds_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(*k));
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Canopy's domain: the rules of workspaces, projects and access, with no I/O.
+//!
+//! Everything here is a pure function of its arguments. Time is a parameter
+//! (see [`clock::Clock`] for the trait the outer crates implement), never read
+//! here, so every rule can be tested for any instant.
+
+pub mod access;
+pub mod authz;
+pub mod clock;
+pub mod history;
+pub mod names;
+pub mod roles;
+
+pub use access::{Binding, Subject, SubjectKind};
+pub use authz::{Action, Actor, Denied};
+pub use names::{DisplayName, Email, Identifier, InvalidValue, PersonName, RoleIdentifier, Username};
+pub use roles::{InstallationRole, WorkspaceRole};

@@ -1,0 +1,250 @@
+//! Project roles and project bindings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use canopy_domain::{Binding, Subject, SubjectKind};
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{RowExt, Tx, new_id, to_us, Result, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct ProjectRoleRecord {
+    pub id: Uuid,
+    pub identifier: String,
+    pub display_name: String,
+    pub description: String,
+}
+
+fn role_from_row(r: &AnyRow) -> Result<ProjectRoleRecord> {
+    Ok(ProjectRoleRecord {
+        id: r.uuid("id")?,
+        identifier: r.text("identifier")?,
+        display_name: r.text("display_name")?,
+        description: r.text("description")?,
+    })
+}
+
+/// A binding with the names a reader needs.
+#[derive(Debug, Clone)]
+pub struct BindingRecord {
+    pub binding: Binding,
+    /// Username or group identifier.
+    pub subject_name: String,
+    pub subject_display_name: String,
+    pub role_identifier: String,
+    pub justification: Option<String>,
+    pub granted_by: String,
+    pub granted_at: OffsetDateTime,
+}
+
+const BINDING_SELECT: &str = "SELECT b.id, b.project_id, b.user_id, b.group_id, b.role_id, b.expires_at, \
+       b.justification, b.granted_by, b.granted_at, r.identifier AS role_identifier, \
+       COALESCE(u.username, g.identifier) AS subject_name, \
+       COALESCE(u.first_name || ' ' || u.last_name, g.display_name) AS subject_display_name \
+     FROM bindings b JOIN project_roles r ON r.id = b.role_id \
+     LEFT JOIN users u ON u.id = b.user_id LEFT JOIN user_groups g ON g.id = b.group_id";
+
+fn binding_from_row(r: &AnyRow) -> Result<BindingRecord> {
+    let subject = match (r.uuid_opt("user_id")?, r.uuid_opt("group_id")?) {
+        (Some(u), None) => Subject::user(u),
+        (None, Some(g)) => Subject::group(g),
+        _ => return Err(StoreError::Corrupt("binding without exactly one subject".into())),
+    };
+    Ok(BindingRecord {
+        binding: Binding {
+            id: r.uuid("id")?,
+            project_id: r.uuid("project_id")?,
+            subject,
+            role_id: r.uuid("role_id")?,
+            expires_at: r.time_opt("expires_at")?,
+        },
+        subject_name: r.text("subject_name")?,
+        subject_display_name: r.text("subject_display_name")?.trim().to_owned(),
+        role_identifier: r.text("role_identifier")?,
+        justification: r.text_opt("justification")?,
+        granted_by: r.text("granted_by")?,
+        granted_at: r.time("granted_at")?,
+    })
+}
+
+impl Tx {
+    // ------------------------------------------------------------ project roles
+
+    pub async fn insert_project_role(&mut self, identifier: &str, display_name: &str, description: &str, now: OffsetDateTime) -> Result<ProjectRoleRecord> {
+        sqlx::query("INSERT INTO project_roles (id, identifier, display_name, description, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(new_id())
+            .bind(identifier)
+            .bind(display_name)
+            .bind(description)
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
+        self.project_role(identifier).await?.ok_or(StoreError::Conflict)
+    }
+
+    pub async fn project_role(&mut self, identifier: &str) -> Result<Option<ProjectRoleRecord>> {
+        let row = sqlx::query("SELECT id, identifier, display_name, description FROM project_roles WHERE identifier = $1")
+            .bind(identifier)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(role_from_row).transpose()
+    }
+
+    pub async fn list_project_roles(&mut self) -> Result<Vec<ProjectRoleRecord>> {
+        let rows = sqlx::query("SELECT id, identifier, display_name, description FROM project_roles ORDER BY created_at, identifier")
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(role_from_row).collect()
+    }
+
+    pub async fn update_project_role(&mut self, id: Uuid, display_name: &str, description: &str) -> Result<()> {
+        sqlx::query("UPDATE project_roles SET display_name = $2, description = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(display_name)
+            .bind(description)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn count_bindings_with_role(&mut self, role_id: Uuid) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM bindings WHERE role_id = $1")
+            .bind(role_id.to_string())
+            .fetch_one(self.conn())
+            .await?;
+        r.int("n")
+    }
+
+    pub async fn delete_project_role(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM project_roles WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ bindings
+
+    pub async fn insert_binding(
+        &mut self,
+        project_id: Uuid,
+        subject: Subject,
+        role_id: Uuid,
+        expires_at: Option<OffsetDateTime>,
+        justification: Option<&str>,
+        granted_by: &str,
+        now: OffsetDateTime,
+    ) -> Result<BindingRecord> {
+        let id = new_id();
+        let (user, group) = match subject.kind {
+            SubjectKind::User => (Some(subject.id.to_string()), None),
+            SubjectKind::Group => (None, Some(subject.id.to_string())),
+        };
+        sqlx::query(
+            "INSERT INTO bindings (id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(project_id.to_string())
+        .bind(user)
+        .bind(group)
+        .bind(role_id.to_string())
+        .bind(expires_at.map(to_us))
+        .bind(justification)
+        .bind(granted_by)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        self.binding(&id).await?.ok_or(StoreError::Conflict)
+    }
+
+    pub async fn binding(&mut self, id: &str) -> Result<Option<BindingRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{BINDING_SELECT} WHERE b.id = $1")))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(binding_from_row).transpose()
+    }
+
+    /// The bindings of a project, ordered by subject and role.
+    pub async fn project_bindings(&mut self, project_id: Uuid) -> Result<Vec<BindingRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BINDING_SELECT} WHERE b.project_id = $1 ORDER BY subject_name, role_identifier"
+        )))
+        .bind(project_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
+    /// The binding of `subject` to `role_id` on a project, if any.
+    pub async fn find_binding(&mut self, project_id: Uuid, subject: Subject, role_id: Uuid) -> Result<Option<BindingRecord>> {
+        let sql = match subject.kind {
+            SubjectKind::User => format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.user_id = $2 AND b.role_id = $3"),
+            SubjectKind::Group => format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.group_id = $2 AND b.role_id = $3"),
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(project_id.to_string())
+            .bind(subject.id.to_string())
+            .bind(role_id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(binding_from_row).transpose()
+    }
+
+    pub async fn update_binding(&mut self, id: Uuid, role_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
+        sqlx::query("UPDATE bindings SET role_id = $2, expires_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(role_id.to_string())
+            .bind(expires_at.map(to_us))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_binding(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Every binding of a subject in the projects of one workspace (WS6).
+    pub async fn subject_bindings_in_workspace(&mut self, workspace_id: Uuid, subject: Subject) -> Result<Vec<BindingRecord>> {
+        let col = match subject.kind {
+            SubjectKind::User => "b.user_id",
+            SubjectKind::Group => "b.group_id",
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BINDING_SELECT} WHERE {col} = $2 AND b.project_id IN (SELECT id FROM projects WHERE workspace_id = $1) \
+             ORDER BY b.project_id, role_identifier"
+        )))
+        .bind(workspace_id.to_string())
+        .bind(subject.id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
+    /// Bindings that may give a user access: their own and their groups'.
+    pub async fn bindings_reaching_user(&mut self, user_id: Uuid) -> Result<Vec<BindingRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BINDING_SELECT} WHERE b.user_id = $1 OR b.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)"
+        )))
+        .bind(user_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
+    /// The members of each group, for group expansion (AC3).
+    pub async fn group_memberships(&mut self, groups: &BTreeSet<Uuid>) -> Result<BTreeMap<Uuid, BTreeSet<Uuid>>> {
+        let mut out = BTreeMap::new();
+        for g in groups {
+            let rows = sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1")
+                .bind(g.to_string())
+                .fetch_all(self.conn())
+                .await?;
+            let members = rows.iter().map(|r| r.uuid("user_id")).collect::<Result<BTreeSet<_>>>()?;
+            out.insert(*g, members);
+        }
+        Ok(out)
+    }
+}

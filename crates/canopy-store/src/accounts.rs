@@ -1,0 +1,481 @@
+//! Users, installation roles, sessions, API keys and groups.
+
+use std::collections::BTreeSet;
+
+use canopy_domain::InstallationRole;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{RowExt, Tx, new_id, page_limit, to_us, Result};
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub failed_sign_ins: i64,
+    pub locked_until: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub installation_roles: BTreeSet<InstallationRole>,
+}
+
+/// A new local account.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub installation_roles: &'a BTreeSet<InstallationRole>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub active: Option<bool>,
+    pub installation_roles: Option<BTreeSet<InstallationRole>>,
+}
+
+const USER_COLS: &str =
+    "id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at";
+
+fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: r.uuid("id")?,
+        username: r.text("username")?,
+        email: r.text("email")?,
+        first_name: r.text("first_name")?,
+        last_name: r.text("last_name")?,
+        password_hash: r.text_opt("password_hash")?,
+        active: r.flag("active")?,
+        failed_sign_ins: r.int("failed_sign_ins")?,
+        locked_until: r.time_opt("locked_until")?,
+        created_at: r.time("created_at")?,
+        installation_roles: BTreeSet::new(),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub workspace_id: Option<Uuid>,
+    pub workspace_identifier: Option<String>,
+    pub role: String,
+    pub created_by_id: Option<Uuid>,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub id: Uuid,
+    pub identifier: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+    pub member_count: i64,
+}
+
+const KEY_SELECT: &str = "SELECT k.id, k.name, k.workspace_id, w.identifier AS workspace_identifier, k.role, \
+     k.created_by_id, k.created_by, k.created_at, k.expires_at \
+     FROM api_keys k LEFT JOIN workspaces w ON w.id = k.workspace_id";
+
+fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.uuid("id")?,
+        name: r.text("name")?,
+        workspace_id: r.uuid_opt("workspace_id")?,
+        workspace_identifier: r.text_opt("workspace_identifier")?,
+        role: r.text("role")?,
+        created_by_id: r.uuid_opt("created_by_id")?,
+        created_by: r.text("created_by")?,
+        created_at: r.time("created_at")?,
+        expires_at: r.time_opt("expires_at")?,
+    })
+}
+
+const GROUP_SELECT: &str = "SELECT g.id, g.identifier, g.display_name, g.created_at, \
+     (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM user_groups g";
+
+fn group_from_row(r: &AnyRow) -> Result<GroupRecord> {
+    Ok(GroupRecord {
+        id: r.uuid("id")?,
+        identifier: r.text("identifier")?,
+        display_name: r.text("display_name")?,
+        created_at: r.time("created_at")?,
+        member_count: r.int("member_count")?,
+    })
+}
+
+impl Tx {
+    // ------------------------------------------------------------ users
+
+    pub async fn count_users(&mut self) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(self.conn()).await?;
+        r.int("n")
+    }
+
+    pub async fn insert_user(&mut self, u: NewUser<'_>, now: OffsetDateTime) -> Result<UserRecord> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO users (id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7)",
+        )
+        .bind(&id)
+        .bind(u.username)
+        .bind(u.email)
+        .bind(u.first_name)
+        .bind(u.last_name)
+        .bind(u.password_hash)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        self.replace_installation_roles(&id, u.installation_roles).await?;
+        self.user_by("id", &id).await?.ok_or(crate::StoreError::Conflict)
+    }
+
+    async fn replace_installation_roles(&mut self, user_id: &str, roles: &BTreeSet<InstallationRole>) -> Result<()> {
+        sqlx::query("DELETE FROM user_installation_roles WHERE user_id = $1")
+            .bind(user_id)
+            .execute(self.conn())
+            .await?;
+        for role in roles {
+            sqlx::query("INSERT INTO user_installation_roles (user_id, role) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(role.as_str())
+                .execute(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn user_by(&mut self, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
+        let sql = match col {
+            "id" => "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE id = $1",
+            "username" => "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE username = $1",
+            _ => "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE email = $1",
+        };
+        let Some(row) = sqlx::query(sql).bind(value).fetch_optional(self.conn()).await? else {
+            return Ok(None);
+        };
+        let mut user = user_from_row(&row)?;
+        user.installation_roles = self.installation_roles(user.id).await?;
+        Ok(Some(user))
+    }
+
+    pub async fn installation_roles(&mut self, user_id: Uuid) -> Result<BTreeSet<InstallationRole>> {
+        let rows = sqlx::query("SELECT role FROM user_installation_roles WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(|r| r.parse::<InstallationRole>("role")).collect()
+    }
+
+    pub async fn user_by_id(&mut self, id: Uuid) -> Result<Option<UserRecord>> {
+        self.user_by("id", &id.to_string()).await
+    }
+
+    pub async fn user_by_username(&mut self, username: &str) -> Result<Option<UserRecord>> {
+        self.user_by("username", username).await
+    }
+
+    pub async fn user_by_email(&mut self, email: &str) -> Result<Option<UserRecord>> {
+        self.user_by("email", email).await
+    }
+
+    /// Users whose username, e-mail, first or last name contains `q`
+    /// (case-insensitive), ordered by username, after `cursor` (a username).
+    pub async fn list_users(&mut self, q: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Vec<UserRecord>> {
+        let pattern = q.map(like_pattern);
+        let rows = sqlx::query(
+            "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at \
+             FROM users WHERE ($1 IS NULL OR LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(email) LIKE $1 ESCAPE '\\' \
+             OR LOWER(first_name) LIKE $1 ESCAPE '\\' OR LOWER(last_name) LIKE $1 ESCAPE '\\') \
+             AND ($2 IS NULL OR username > $2) ORDER BY username LIMIT $3",
+        )
+        .bind(pattern)
+        .bind(cursor)
+        .bind(page_limit(limit))
+        .fetch_all(self.conn())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut u = user_from_row(r)?;
+            u.installation_roles = self.installation_roles(u.id).await?;
+            out.push(u);
+        }
+        Ok(out)
+    }
+
+    pub async fn update_user(&mut self, id: Uuid, c: &UserChanges) -> Result<()> {
+        let id_s = id.to_string();
+        sqlx::query(
+            "UPDATE users SET email = COALESCE($2, email), first_name = COALESCE($3, first_name), \
+             last_name = COALESCE($4, last_name), password_hash = COALESCE($5, password_hash), \
+             active = COALESCE($6, active) WHERE id = $1",
+        )
+        .bind(&id_s)
+        .bind(c.email.as_deref())
+        .bind(c.first_name.as_deref())
+        .bind(c.last_name.as_deref())
+        .bind(c.password_hash.as_deref())
+        .bind(c.active.map(i64::from))
+        .execute(self.conn())
+        .await?;
+        if let Some(roles) = &c.installation_roles {
+            self.replace_installation_roles(&id_s, roles).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Record a failed sign-in; `locked_until` throttles the next attempts.
+    pub async fn record_failed_sign_in(&mut self, id: Uuid, failures: i64, locked_until: Option<OffsetDateTime>) -> Result<()> {
+        sqlx::query("UPDATE users SET failed_sign_ins = $2, locked_until = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(failures)
+            .bind(locked_until.map(to_us))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn reset_failed_sign_ins(&mut self, id: Uuid) -> Result<()> {
+        self.record_failed_sign_in(id, 0, None).await
+    }
+
+    // ------------------------------------------------------------ sessions
+
+    pub async fn insert_session(&mut self, token_hash: &str, user_id: Uuid, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(user_id.to_string())
+            .bind(to_us(now))
+            .bind(to_us(expires_at))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The user a session token belongs to, if the session has not expired at `now`.
+    pub async fn session_user(&mut self, token_hash: &str, now: OffsetDateTime) -> Result<Option<Uuid>> {
+        let row = sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(to_us(now))
+            .fetch_optional(self.conn())
+            .await?;
+        row.map(|r| r.uuid("user_id")).transpose()
+    }
+
+    /// End every session of a user (deactivation, password change).
+    pub async fn delete_sessions_of(&mut self, user_id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn delete_expired_sessions(&mut self, now: OffsetDateTime) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
+        Ok(r.rows_affected())
+    }
+
+    // ------------------------------------------------------------ API keys
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_api_key(
+        &mut self,
+        name: &str,
+        token_hash: &str,
+        workspace_id: Option<Uuid>,
+        role: &str,
+        created_by_id: Option<Uuid>,
+        created_by: &str,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<ApiKeyRecord> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, token_hash, workspace_id, role, created_by_id, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(token_hash)
+        .bind(workspace_id.map(|w| w.to_string()))
+        .bind(role)
+        .bind(created_by_id.map(|u| u.to_string()))
+        .bind(created_by)
+        .bind(to_us(now))
+        .bind(expires_at.map(to_us))
+        .execute(self.conn())
+        .await?;
+        self.api_key(&id).await?.ok_or(crate::StoreError::Conflict)
+    }
+
+    pub async fn api_key(&mut self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.id = $1")))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// The key with this secret's hash, if it has not expired at `now`.
+    pub async fn api_key_by_hash(&mut self, token_hash: &str, now: OffsetDateTime) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{KEY_SELECT} WHERE k.token_hash = $1 AND (k.expires_at IS NULL OR k.expires_at > $2)"
+        )))
+        .bind(token_hash)
+        .bind(to_us(now))
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// Keys created by `created_by` (every key when `None`), oldest first, after `cursor` (an id).
+    pub async fn list_api_keys(&mut self, created_by: Option<Uuid>, cursor: Option<&str>, limit: u32) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.id > $2) ORDER BY k.id LIMIT $3"
+        )))
+        .bind(created_by.map(|u| u.to_string()))
+        .bind(cursor)
+        .bind(page_limit(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn delete_api_key(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ groups
+
+    pub async fn insert_group(&mut self, identifier: &str, display_name: &str, now: OffsetDateTime) -> Result<GroupRecord> {
+        sqlx::query("INSERT INTO user_groups (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(new_id())
+            .bind(identifier)
+            .bind(display_name)
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
+        self.group_by_identifier(identifier).await?.ok_or(crate::StoreError::Conflict)
+    }
+
+    pub async fn group_by_identifier(&mut self, identifier: &str) -> Result<Option<GroupRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{GROUP_SELECT} WHERE g.identifier = $1")))
+            .bind(identifier)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    pub async fn group_by_id(&mut self, id: Uuid) -> Result<Option<GroupRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{GROUP_SELECT} WHERE g.id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    pub async fn list_groups(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<GroupRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{GROUP_SELECT} WHERE ($1 IS NULL OR g.identifier > $1) ORDER BY g.identifier LIMIT $2"
+        )))
+        .bind(cursor)
+        .bind(page_limit(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    pub async fn rename_group(&mut self, id: Uuid, display_name: &str) -> Result<()> {
+        sqlx::query("UPDATE user_groups SET display_name = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(display_name)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_group(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn group_members(&mut self, group_id: Uuid) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id WHERE m.group_id = $1 ORDER BY u.username",
+            USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        )))
+        .bind(group_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn is_group_member(&mut self, group_id: Uuid, user_id: Uuid) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id.to_string())
+            .bind(user_id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn add_group_member(&mut self, group_id: Uuid, user_id: Uuid, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
+            .bind(group_id.to_string())
+            .bind(user_id.to_string())
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_group_member(&mut self, group_id: Uuid, user_id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id.to_string())
+            .bind(user_id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The groups a user belongs to.
+    pub async fn groups_of_user(&mut self, user_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT group_id FROM group_members WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(|r| r.uuid("group_id")).collect()
+    }
+}
+
+/// A case-insensitive `LIKE` pattern matching `q` anywhere, with `%`, `_` and `\` escaped.
+pub(crate) fn like_pattern(q: &str) -> String {
+    let mut p = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}

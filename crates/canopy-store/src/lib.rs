@@ -1,0 +1,224 @@
+//! Canopy's storage: the only crate that runs SQL.
+//!
+//! One code path for SQLite and PostgreSQL through sqlx's `Any` driver and
+//! portable SQL (see `migrations/`). Every change is made in a [`Tx`] together
+//! with its history event ([`Tx::append_event`]), so a change without its
+//! event, or an event without its change, cannot be committed.
+//!
+//! SQLite has a single writer: [`Store::write`] takes an in-process lock
+//! before it begins, so concurrent requests queue instead of failing with
+//! `SQLITE_BUSY`. PostgreSQL needs no such lock.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+mod access;
+mod accounts;
+mod history;
+mod workspaces;
+
+pub use access::*;
+pub use accounts::*;
+pub use history::*;
+pub use workspaces::*;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (a race the caller's check missed).
+    #[error("already exists")]
+    Conflict,
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value is not valid: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool to the database, with migrations applied.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Serialises write transactions on SQLite (its single writer).
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Connect to `sqlite://PATH` (created when missing) or `postgres://...`
+    /// and apply pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let mut u = format!("sqlite:{rest}");
+            if !rest.contains("mode=") {
+                u.push(if rest.contains('?') { '&' } else { '?' });
+                u.push_str("mode=rwc");
+            }
+            (Backend::Sqlite, u)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            opts = opts.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        } else {
+            opts = opts.max_connections(16);
+        }
+        let pool = opts.connect(&url).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begin a transaction that may write.
+    pub async fn write(&self) -> Result<Tx> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(Tx { inner: self.pool.begin().await?, _guard: guard })
+    }
+
+    /// Begin a transaction that only reads (a consistent snapshot).
+    pub async fn read(&self) -> Result<Tx> {
+        Ok(Tx { inner: self.pool.begin().await?, _guard: None })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A database transaction. Dropping it without [`Tx::commit`] rolls back.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// Microseconds since the Unix epoch: how instants are stored.
+pub fn to_us(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+pub fn from_us(us: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .map_err(|e| StoreError::Corrupt(format!("time {us}: {e}")))
+}
+
+pub(crate) fn new_id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// Typed access to the columns of a row.
+pub(crate) trait RowExt {
+    fn text(&self, col: &str) -> Result<String>;
+    fn text_opt(&self, col: &str) -> Result<Option<String>>;
+    fn int(&self, col: &str) -> Result<i64>;
+    fn flag(&self, col: &str) -> Result<bool> {
+        Ok(self.int(col)? != 0)
+    }
+    fn uuid(&self, col: &str) -> Result<Uuid>;
+    fn uuid_opt(&self, col: &str) -> Result<Option<Uuid>>;
+    fn time(&self, col: &str) -> Result<OffsetDateTime>;
+    fn time_opt(&self, col: &str) -> Result<Option<OffsetDateTime>>;
+    fn parse<T: FromStr>(&self, col: &str) -> Result<T>;
+}
+
+impl RowExt for AnyRow {
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.try_get::<String, _>(col)?)
+    }
+    fn text_opt(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.try_get::<Option<String>, _>(col)?)
+    }
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.try_get::<i64, _>(col)?)
+    }
+    fn uuid(&self, col: &str) -> Result<Uuid> {
+        let s = self.text(col)?;
+        Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}")))
+    }
+    fn uuid_opt(&self, col: &str) -> Result<Option<Uuid>> {
+        match self.text_opt(col)? {
+            None => Ok(None),
+            Some(s) => Uuid::parse_str(&s)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}"))),
+        }
+    }
+    fn time(&self, col: &str) -> Result<OffsetDateTime> {
+        from_us(self.int(col)?)
+    }
+    fn time_opt(&self, col: &str) -> Result<Option<OffsetDateTime>> {
+        self.try_get::<Option<i64>, _>(col)?.map(from_us).transpose()
+    }
+    fn parse<T: FromStr>(&self, col: &str) -> Result<T> {
+        let s = self.text(col)?;
+        s.parse().map_err(|_| StoreError::Corrupt(format!("{col} {s:?}")))
+    }
+}
+
+/// Keyset pagination: fetch one row more than asked to learn whether a next page exists.
+pub(crate) fn page_limit(limit: u32) -> i64 {
+    i64::from(limit) + 1
+}

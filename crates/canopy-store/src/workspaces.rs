@@ -1,0 +1,420 @@
+//! Workspaces, their members and invitations, and projects.
+
+use canopy_domain::{SubjectKind, WorkspaceRole};
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{RowExt, Tx, new_id, page_limit, to_us, Result, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct WorkspaceRecord {
+    pub id: Uuid,
+    pub identifier: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+}
+
+fn workspace_from_row(r: &AnyRow) -> Result<WorkspaceRecord> {
+    Ok(WorkspaceRecord {
+        id: r.uuid("id")?,
+        identifier: r.text("identifier")?,
+        display_name: r.text("display_name")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+/// One membership of a workspace, with the subject's names.
+#[derive(Debug, Clone)]
+pub struct MemberRecord {
+    pub kind: SubjectKind,
+    pub subject_id: Uuid,
+    /// Username or group identifier.
+    pub name: String,
+    /// "First Last" of a user, display name of a group.
+    pub display_name: String,
+    pub email: Option<String>,
+    pub role: WorkspaceRole,
+    pub granted_by: String,
+    pub granted_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct InvitationRecord {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub email: String,
+    pub role: WorkspaceRole,
+    pub invited_by: String,
+    pub created_at: OffsetDateTime,
+}
+
+fn invitation_from_row(r: &AnyRow) -> Result<InvitationRecord> {
+    Ok(InvitationRecord {
+        id: r.uuid("id")?,
+        workspace_id: r.uuid("workspace_id")?,
+        email: r.text("email")?,
+        role: r.parse("role")?,
+        invited_by: r.text("invited_by")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectRecord {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub identifier: String,
+    pub display_name: String,
+    pub payment_method_id: Option<Uuid>,
+    pub substitute_payment_method_id: Option<Uuid>,
+    /// The tags as a JSON object.
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    pub created_at: OffsetDateTime,
+}
+
+fn project_from_row(r: &AnyRow) -> Result<ProjectRecord> {
+    let tags = r.text("tags")?;
+    let tags = match serde_json::from_str(&tags) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => return Err(StoreError::Corrupt(format!("tags {tags:?}"))),
+    };
+    Ok(ProjectRecord {
+        id: r.uuid("id")?,
+        workspace_id: r.uuid("workspace_id")?,
+        identifier: r.text("identifier")?,
+        display_name: r.text("display_name")?,
+        payment_method_id: r.uuid_opt("payment_method_id")?,
+        substitute_payment_method_id: r.uuid_opt("substitute_payment_method_id")?,
+        tags,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const PROJECT_COLS: &str =
+    "id, workspace_id, identifier, display_name, payment_method_id, substitute_payment_method_id, tags, created_at";
+
+fn subject_column(kind: SubjectKind) -> &'static str {
+    match kind {
+        SubjectKind::User => "user_id",
+        SubjectKind::Group => "group_id",
+    }
+}
+
+impl Tx {
+    // ------------------------------------------------------------ workspaces
+
+    /// Create a workspace and its history chain.
+    pub async fn insert_workspace(&mut self, identifier: &str, display_name: &str, now: OffsetDateTime) -> Result<WorkspaceRecord> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO workspaces (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(id.to_string())
+            .bind(identifier)
+            .bind(display_name)
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
+        self.create_chain(&id.to_string(), identifier).await?;
+        Ok(WorkspaceRecord { id, identifier: identifier.to_owned(), display_name: display_name.to_owned(), created_at: now })
+    }
+
+    pub async fn workspace_by_identifier(&mut self, identifier: &str) -> Result<Option<WorkspaceRecord>> {
+        let row = sqlx::query("SELECT id, identifier, display_name, created_at FROM workspaces WHERE identifier = $1")
+            .bind(identifier)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(workspace_from_row).transpose()
+    }
+
+    pub async fn workspace_by_id(&mut self, id: Uuid) -> Result<Option<WorkspaceRecord>> {
+        let row = sqlx::query("SELECT id, identifier, display_name, created_at FROM workspaces WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(workspace_from_row).transpose()
+    }
+
+    /// Workspaces ordered by identifier after `cursor`; with `member` only
+    /// those where that user is a member directly or through a group.
+    pub async fn list_workspaces(&mut self, member: Option<Uuid>, cursor: Option<&str>, limit: u32) -> Result<Vec<WorkspaceRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, identifier, display_name, created_at FROM workspaces w \
+             WHERE ($1 IS NULL OR EXISTS (SELECT 1 FROM workspace_members m WHERE m.workspace_id = w.id AND \
+                 (m.user_id = $1 OR m.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)))) \
+             AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT $3",
+        )
+        .bind(member.map(|u| u.to_string()))
+        .bind(cursor)
+        .bind(page_limit(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(workspace_from_row).collect()
+    }
+
+    pub async fn rename_workspace(&mut self, id: Uuid, display_name: &str) -> Result<()> {
+        sqlx::query("UPDATE workspaces SET display_name = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(display_name)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Delete a workspace (its members, invitations and keys go with it; its
+    /// history stays). The caller checks it has no projects.
+    pub async fn delete_workspace(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ members
+
+    /// Every membership of a workspace, users first, then groups, by name.
+    pub async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<MemberRecord>> {
+        let rows = sqlx::query(
+            "SELECT 'user' AS kind, u.id AS subject_id, u.username AS name, \
+                    u.first_name AS first_name, u.last_name AS last_name, u.email AS email, \
+                    m.role, m.granted_by, m.granted_at \
+             FROM workspace_members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 \
+             UNION ALL \
+             SELECT 'group' AS kind, g.id AS subject_id, g.identifier AS name, \
+                    g.display_name AS first_name, '' AS last_name, NULL AS email, \
+                    m.role, m.granted_by, m.granted_at \
+             FROM workspace_members m JOIN user_groups g ON g.id = m.group_id WHERE m.workspace_id = $1 \
+             ORDER BY kind DESC, name",
+        )
+        .bind(workspace_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let first = r.text("first_name")?;
+                let last = r.text("last_name")?;
+                Ok(MemberRecord {
+                    kind: r.parse("kind")?,
+                    subject_id: r.uuid("subject_id")?,
+                    name: r.text("name")?,
+                    display_name: format!("{first} {last}").trim().to_owned(),
+                    email: r.text_opt("email")?,
+                    role: r.parse("role")?,
+                    granted_by: r.text("granted_by")?,
+                    granted_at: r.time("granted_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The role a user or group holds directly in a workspace.
+    pub async fn member_role(&mut self, workspace_id: Uuid, kind: SubjectKind, subject_id: Uuid) -> Result<Option<WorkspaceRole>> {
+        let sql = match kind {
+            SubjectKind::User => "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
+            SubjectKind::Group => "SELECT role FROM workspace_members WHERE workspace_id = $1 AND group_id = $2",
+        };
+        let row = sqlx::query(sql)
+            .bind(workspace_id.to_string())
+            .bind(subject_id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.map(|r| r.parse("role")).transpose()
+    }
+
+    /// Every role a user holds in a workspace: directly and through each of their groups (WS4).
+    pub async fn membership_roles_of_user(&mut self, workspace_id: Uuid, user_id: Uuid) -> Result<Vec<WorkspaceRole>> {
+        let rows = sqlx::query(
+            "SELECT role FROM workspace_members WHERE workspace_id = $1 AND \
+             (user_id = $2 OR group_id IN (SELECT group_id FROM group_members WHERE user_id = $2))",
+        )
+        .bind(workspace_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|r| r.parse("role")).collect()
+    }
+
+    /// Add a membership or change its role.
+    pub async fn upsert_member(
+        &mut self,
+        workspace_id: Uuid,
+        kind: SubjectKind,
+        subject_id: Uuid,
+        role: WorkspaceRole,
+        granted_by: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let col = subject_column(kind);
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE workspace_members SET role = $3, granted_by = $4, granted_at = $5 WHERE workspace_id = $1 AND {col} = $2"
+        )))
+        .bind(workspace_id.to_string())
+        .bind(subject_id.to_string())
+        .bind(role.as_str())
+        .bind(granted_by)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO workspace_members (id, workspace_id, {col}, role, granted_by, granted_at) VALUES ($1, $2, $3, $4, $5, $6)"
+            )))
+            .bind(new_id())
+            .bind(workspace_id.to_string())
+            .bind(subject_id.to_string())
+            .bind(role.as_str())
+            .bind(granted_by)
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_member(&mut self, workspace_id: Uuid, kind: SubjectKind, subject_id: Uuid) -> Result<()> {
+        let col = subject_column(kind);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM workspace_members WHERE workspace_id = $1 AND {col} = $2"
+        )))
+        .bind(workspace_id.to_string())
+        .bind(subject_id.to_string())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// How many direct owners a workspace has (it must keep at least one).
+    pub async fn count_owners(&mut self, workspace_id: Uuid) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND role = 'workspace_owner'")
+            .bind(workspace_id.to_string())
+            .fetch_one(self.conn())
+            .await?;
+        r.int("n")
+    }
+
+    // ------------------------------------------------------------ invitations
+
+    pub async fn insert_invitation(
+        &mut self,
+        workspace_id: Uuid,
+        email: &str,
+        role: WorkspaceRole,
+        invited_by: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO invitations (id, workspace_id, email, role, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(new_id())
+        .bind(workspace_id.to_string())
+        .bind(email)
+        .bind(role.as_str())
+        .bind(invited_by)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn workspace_invitations(&mut self, workspace_id: Uuid) -> Result<Vec<InvitationRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE workspace_id = $1 ORDER BY email",
+        )
+        .bind(workspace_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(invitation_from_row).collect()
+    }
+
+    pub async fn invitation(&mut self, workspace_id: Uuid, email: &str) -> Result<Option<InvitationRecord>> {
+        let row = sqlx::query(
+            "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE workspace_id = $1 AND email = $2",
+        )
+        .bind(workspace_id.to_string())
+        .bind(email)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(invitation_from_row).transpose()
+    }
+
+    /// Pending invitations of an e-mail address in every workspace.
+    pub async fn invitations_for_email(&mut self, email: &str) -> Result<Vec<InvitationRecord>> {
+        let rows = sqlx::query("SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE email = $1")
+            .bind(email)
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(invitation_from_row).collect()
+    }
+
+    pub async fn delete_invitation(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM invitations WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ projects
+
+    pub async fn insert_project(&mut self, workspace_id: Uuid, identifier: &str, display_name: &str, now: OffsetDateTime) -> Result<ProjectRecord> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO projects (id, workspace_id, identifier, display_name, tags, created_at) VALUES ($1, $2, $3, $4, '{}', $5)",
+        )
+        .bind(id.to_string())
+        .bind(workspace_id.to_string())
+        .bind(identifier)
+        .bind(display_name)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        self.project(workspace_id, identifier).await?.ok_or(StoreError::Conflict)
+    }
+
+    pub async fn project(&mut self, workspace_id: Uuid, identifier: &str) -> Result<Option<ProjectRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND identifier = $2"
+        )))
+        .bind(workspace_id.to_string())
+        .bind(identifier)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    pub async fn project_by_id(&mut self, id: Uuid) -> Result<Option<ProjectRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    pub async fn list_projects(&mut self, workspace_id: Uuid, cursor: Option<&str>, limit: u32) -> Result<Vec<ProjectRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT $3"
+        )))
+        .bind(workspace_id.to_string())
+        .bind(cursor)
+        .bind(page_limit(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    pub async fn count_projects(&mut self, workspace_id: Uuid) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM projects WHERE workspace_id = $1")
+            .bind(workspace_id.to_string())
+            .fetch_one(self.conn())
+            .await?;
+        r.int("n")
+    }
+
+    pub async fn rename_project(&mut self, id: Uuid, display_name: &str) -> Result<()> {
+        sqlx::query("UPDATE projects SET display_name = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(display_name)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_project(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM projects WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+}

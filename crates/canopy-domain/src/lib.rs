@@ -10,6 +10,7 @@ pub mod clock;
 pub mod history;
 pub mod names;
 pub mod roles;
+pub mod signin;
 
 pub use access::{Binding, Subject, SubjectKind};
 pub use authz::{Action, Actor, Denied};

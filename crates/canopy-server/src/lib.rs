@@ -1,1 +1,143 @@
+//! Canopy's HTTP surface: the only crate that knows HTTP.
+//!
+//! [`router`] assembles every route of the REST API (one module per resource
+//! under [`routes`], one function per operation) together with the OpenAPI
+//! document that describes them: both come from the same `routes!` calls, so
+//! a route cannot exist without its documentation.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use canopy_domain::clock::Clock;
+use canopy_store::Store;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod extract;
+pub mod routes;
+
+pub use bootstrap::{BootstrapOutcome, bootstrap};
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a session token from `POST /auth/token` stays valid.
+    pub session_ttl: time::Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { session_ttl: time::Duration::hours(12) }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ServerConfig>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Canopy", description = "Multi-cloud governance control plane: workspaces, projects, access and history."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth"), (name = "users"), (name = "groups"), (name = "api-keys"),
+        (name = "workspaces"), (name = "members"), (name = "projects"), (name = "bindings"),
+        (name = "project-roles"), (name = "history"), (name = "admin"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The routes of the REST API with their OpenAPI document.
+fn api() -> OpenApiRouter<AppState> {
+    use routes::*;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(session::create_token))
+        .routes(routes!(session::me))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::show, users::update, users::delete))
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::show, groups::update, groups::delete))
+        .routes(routes!(groups::list_members, groups::add_member))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::delete))
+        .routes(routes!(workspaces::list, workspaces::create))
+        .routes(routes!(workspaces::show, workspaces::update, workspaces::delete))
+        .routes(routes!(members::list, members::invite))
+        .routes(routes!(members::update, members::remove))
+        .routes(routes!(members::search))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::show, projects::update, projects::delete))
+        .routes(routes!(bindings::list, bindings::create))
+        .routes(routes!(bindings::update, bindings::delete))
+        .routes(routes!(project_roles::list, project_roles::create))
+        .routes(routes!(project_roles::update, project_roles::delete))
+        .routes(routes!(history::list))
+        .routes(routes!(history::show))
+        .routes(routes!(admin::workspaces))
+        .routes(routes!(admin::verify_history))
+}
+
+/// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api_router, doc) = api().split_for_parts();
+    let doc = Arc::new(doc);
+    api_router
+        .route("/api/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(routes::health::ready))
+        .fallback(|| async { no_route() })
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .with_state(state)
+}
+
+/// The answer for a path no route serves. Its code, `no_route`, tells a
+/// missing route apart from a missing resource (`not_found`).
+fn no_route() -> axum::response::Response {
+    error::problem_response(&canopy_api_types::Problem {
+        type_: "urn:canopy:problem:no_route".into(),
+        title: "No such route".into(),
+        status: 404,
+        detail: "no API route has this path; see /api/v1/openapi.json".into(),
+        code: "no_route".into(),
+        errors: vec![],
+    })
+}
+
+fn method_not_allowed() -> axum::response::Response {
+    let mut res = error::problem_response(&canopy_api_types::Problem {
+        type_: "urn:canopy:problem:method_not_allowed".into(),
+        title: "Method not allowed".into(),
+        status: 405,
+        detail: "this route does not accept this method; see /api/v1/openapi.json".into(),
+        code: "method_not_allowed".into(),
+        errors: vec![],
+    });
+    *res.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    res.into_response()
+}

@@ -39,6 +39,15 @@ pub struct MemberRecord {
     pub granted_at: OffsetDateTime,
 }
 
+/// A type-ahead match.
+#[derive(Debug, Clone)]
+pub struct SearchRecord {
+    pub kind: SubjectKind,
+    pub name: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct InvitationRecord {
     pub id: Uuid,
@@ -278,6 +287,56 @@ impl Tx {
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+
+    /// The workspaces where a user or group is a direct member, with the role.
+    pub async fn direct_memberships(&mut self, kind: SubjectKind, subject_id: Uuid) -> Result<Vec<(Uuid, WorkspaceRole)>> {
+        let col = subject_column(kind);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT workspace_id, role FROM workspace_members WHERE {col} = $1 ORDER BY workspace_id"
+        )))
+        .bind(subject_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|r| Ok((r.uuid("workspace_id")?, r.parse("role")?))).collect()
+    }
+
+    /// Type-ahead over a workspace's users (direct members and members of
+    /// member groups) and its groups (AC9). `q` matches anywhere,
+    /// case-insensitively: first and last name, e-mail, username; group
+    /// identifier and display name.
+    pub async fn search_workspace(&mut self, workspace_id: Uuid, q: &str, limit: u32) -> Result<Vec<SearchRecord>> {
+        let pattern = crate::accounts::like_pattern(q);
+        let rows = sqlx::query(
+            "SELECT 'user' AS kind, u.username AS name, u.first_name AS first_name, u.last_name AS last_name, u.email AS email \
+             FROM users u WHERE u.active = 1 AND (u.id IN (SELECT user_id FROM workspace_members WHERE workspace_id = $1 AND user_id IS NOT NULL) \
+                OR u.id IN (SELECT gm.user_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id WHERE m.workspace_id = $1)) \
+             AND (LOWER(u.username) LIKE $2 ESCAPE '\\' OR LOWER(u.email) LIKE $2 ESCAPE '\\' \
+                OR LOWER(u.first_name) LIKE $2 ESCAPE '\\' OR LOWER(u.last_name) LIKE $2 ESCAPE '\\' \
+                OR LOWER(u.first_name || ' ' || u.last_name) LIKE $2 ESCAPE '\\') \
+             UNION ALL \
+             SELECT 'group' AS kind, g.identifier AS name, g.display_name AS first_name, '' AS last_name, NULL AS email \
+             FROM user_groups g JOIN workspace_members m ON m.group_id = g.id WHERE m.workspace_id = $1 \
+             AND (LOWER(g.identifier) LIKE $2 ESCAPE '\\' OR LOWER(g.display_name) LIKE $2 ESCAPE '\\') \
+             ORDER BY kind DESC, name LIMIT $3",
+        )
+        .bind(workspace_id.to_string())
+        .bind(pattern)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let first = r.text("first_name")?;
+                let last = r.text("last_name")?;
+                Ok(SearchRecord {
+                    kind: r.parse("kind")?,
+                    name: r.text("name")?,
+                    display_name: format!("{first} {last}").trim().to_owned(),
+                    email: r.text_opt("email")?,
+                })
+            })
+            .collect()
     }
 
     /// How many direct owners a workspace has (it must keep at least one).

@@ -1,0 +1,79 @@
+//! First start: the installation admin and the default project roles.
+
+use std::collections::BTreeSet;
+
+use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
+use canopy_domain::roles::DEFAULT_PROJECT_ROLES;
+use canopy_domain::InstallationRole;
+use canopy_store::{NewUser, Store};
+use serde_json::json;
+
+use crate::auth::hash_password;
+use crate::error::ApiError;
+
+/// What [`bootstrap`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootstrapOutcome {
+    /// The database already had users; nothing was done.
+    AlreadyInitialised,
+    /// The admin was created with the password that was given.
+    AdminCreated,
+    /// The admin was created with this generated password, to be shown once.
+    AdminCreatedWithGeneratedPassword(String),
+}
+
+/// The username of the installation admin created on an empty database.
+pub const ADMIN_USERNAME: &str = "admin";
+
+/// On an empty database, create the admin `admin` (with `password`, or a
+/// generated one) and the default project roles, in one transaction.
+pub async fn bootstrap(
+    store: &Store,
+    now: time::OffsetDateTime,
+    password: Option<String>,
+) -> Result<BootstrapOutcome, ApiError> {
+    let mut tx = store.write().await?;
+    if tx.count_users().await? > 0 {
+        return Ok(BootstrapOutcome::AlreadyInitialised);
+    }
+    let (password, generated) = match password {
+        Some(p) => {
+            canopy_domain::names::check_password(&p)
+                .map_err(|e| ApiError::invalid("CANOPY_ADMIN_PASSWORD", e.to_string()))?;
+            (p, false)
+        }
+        None => {
+            let (secret, _) = crate::auth::new_secret("")?;
+            (secret.chars().take(24).collect::<String>(), true)
+        }
+    };
+    let hash = hash_password(password.clone()).await?;
+    let system = Initiator { kind: InitiatorKind::System, id: String::new(), name: "bootstrap".into() };
+    let roles = BTreeSet::from([InstallationRole::Admin]);
+    let admin = tx
+        .insert_user(
+            NewUser {
+                username: ADMIN_USERNAME,
+                email: "admin@localhost",
+                first_name: "Installation",
+                last_name: "Admin",
+                password_hash: Some(&hash),
+                installation_roles: &roles,
+            },
+            now,
+        )
+        .await?;
+    tx.append_event(None, EventKind::UserCreated, now, &system, json!({"user": admin.username, "installation_roles": ["admin"]}))
+        .await?;
+    for (identifier, display_name, description) in DEFAULT_PROJECT_ROLES {
+        tx.insert_project_role(identifier, display_name, description, now).await?;
+        tx.append_event(None, EventKind::ProjectRoleCreated, now, &system, json!({"role": identifier, "display_name": display_name}))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(if generated {
+        BootstrapOutcome::AdminCreatedWithGeneratedPassword(password)
+    } else {
+        BootstrapOutcome::AdminCreated
+    })
+}

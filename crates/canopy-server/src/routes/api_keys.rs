@@ -1,0 +1,110 @@
+//! API keys: service accounts for automation, scoped to a workspace or the installation (ID3).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use canopy_api_types::{ApiKey, CreateApiKey, CreatedApiKey, Page, Problem};
+use canopy_domain::authz::{Action, action_to_grant};
+use canopy_domain::history::EventKind;
+use canopy_domain::{DisplayName, InstallationRole, WorkspaceRole};
+use canopy_store::ApiKeyRecord;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{API_KEY_PREFIX, Caller, new_secret};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::{ListQuery, load_workspace, page};
+
+fn to_key(k: ApiKeyRecord) -> ApiKey {
+    ApiKey {
+        id: k.id,
+        name: k.name,
+        scope: if k.workspace_id.is_some() { "workspace" } else { "installation" }.into(),
+        workspace: k.workspace_identifier,
+        role: k.role,
+        created_by: k.created_by,
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+    }
+}
+
+/// The caller's API keys (admins: every key).
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<ApiKey>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<ApiKey>>> {
+    if !caller.actor.is_user() {
+        return Err(ApiError::Forbidden("API keys are managed by people, not by API keys".into()));
+    }
+    let limit = q.limit()?;
+    let mut tx = app.store.read().await?;
+    let owner = if caller.actor.is_admin() { None } else { Some(caller.actor.id) };
+    let rows = tx.list_api_keys(owner, q.cursor()?.as_deref(), limit).await?;
+    Ok(Json(page(rows, limit, |k| k.id.to_string(), to_key)))
+}
+
+/// Create an API key. Its secret is in the answer, once.
+///
+/// A workspace key (`workspace` given) holds `workspace_manager` or
+/// `workspace_member` there, at most the creator's own role. An installation
+/// key (admins only) holds `admin` or `platform_engineer`.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey, security(("bearer" = [])),
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateApiKey>) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+    if !caller.actor.is_user() {
+        return Err(ApiError::Forbidden("API keys are created by people, not by API keys".into()));
+    }
+    let name = DisplayName::parse(&body.name).map_err(|e| ApiError::invalid("name", e.to_string()))?;
+    let now = app.clock.now();
+    if let Some(e) = body.expires_at {
+        canopy_domain::access::check_new_expiry(e, now).map_err(|e| ApiError::invalid("expires_at", e.to_string()))?;
+    }
+    let mut tx = app.store.write().await?;
+    let workspace = match &body.workspace {
+        Some(w) => Some(load_workspace(&mut tx, w).await.map_err(|_| ApiError::invalid("workspace", format!("workspace {w:?} does not exist")))?),
+        None => None,
+    };
+    let role = match &workspace {
+        Some(ws) => {
+            let role: WorkspaceRole = body.role.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))?;
+            if role == WorkspaceRole::Owner {
+                return Err(ApiError::invalid("role", "a key can be workspace_manager or workspace_member"));
+            }
+            caller.require_in(&mut tx, ws, action_to_grant(role)).await?;
+            role.as_str()
+        }
+        None => {
+            let role: InstallationRole = body.role.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))?;
+            caller.require(Action::CreateInstallationKey)?;
+            role.as_str()
+        }
+    };
+    let (secret, hash) = new_secret(API_KEY_PREFIX)?;
+    let key = tx
+        .insert_api_key(name.as_str(), &hash, workspace.as_ref().map(|w| w.id), role, Some(caller.actor.id), &caller.actor.name, now, body.expires_at)
+        .await?;
+    let details = json!({"key": key.id, "name": key.name, "role": role, "expires_at": body.expires_at.map(|e| e.unix_timestamp())});
+    tx.append_event(workspace.as_ref().map(|w| w.id), EventKind::ApiKeyCreated, now, &caller.initiator(), details).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key: to_key(key), secret })))
+}
+
+/// Delete an API key (its creator, or admins). It stops working at once.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let not_found = || ApiError::not_found(format!("API key {id:?} does not exist"));
+    if !caller.actor.is_user() {
+        return Err(ApiError::Forbidden("API keys are managed by people, not by API keys".into()));
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let key = tx.api_key(&id).await?.ok_or_else(not_found)?;
+    if key.created_by_id != Some(caller.actor.id) && !caller.actor.is_admin() {
+        return Err(not_found());
+    }
+    tx.delete_api_key(key.id).await?;
+    tx.append_event(key.workspace_id, EventKind::ApiKeyDeleted, now, &caller.initiator(), json!({"key": key.id, "name": key.name})).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

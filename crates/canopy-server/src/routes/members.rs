@@ -1,0 +1,298 @@
+//! Workspace access: members, invitations and type-ahead (WS3–WS6, AC9).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use canopy_api_types::{InviteMember, Member, Page, Problem, SearchResult, UpdateMember};
+use canopy_domain::authz::{Action, action_to_grant};
+use canopy_domain::history::EventKind;
+use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
+use canopy_store::{Tx, WorkspaceRecord};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::{ListQuery, load_workspace, page, subject_string};
+
+/// A member named in a path: `user:NAME`, `group:IDENTIFIER` or `email:ADDRESS`.
+enum MemberRef {
+    Subject(Subject, String),
+    Invitation(String),
+}
+
+async fn resolve_member(tx: &mut Tx, raw: &str) -> ApiResult<MemberRef> {
+    let not_found = || ApiError::not_found(format!("no member {raw:?}; name members as user:NAME, group:IDENTIFIER or email:ADDRESS"));
+    let (kind, name) = raw.split_once(':').ok_or_else(not_found)?;
+    match kind {
+        "user" => {
+            let u = tx.user_by_username(name).await?.ok_or_else(not_found)?;
+            Ok(MemberRef::Subject(Subject::user(u.id), raw.to_owned()))
+        }
+        "group" => {
+            let g = tx.group_by_identifier(name).await?.ok_or_else(not_found)?;
+            Ok(MemberRef::Subject(Subject::group(g.id), raw.to_owned()))
+        }
+        "email" => Ok(MemberRef::Invitation(Email::parse(name).map_err(|_| not_found())?.into_string())),
+        _ => Err(not_found()),
+    }
+}
+
+fn parse_role(raw: &str) -> ApiResult<WorkspaceRole> {
+    raw.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))
+}
+
+/// Refuse to leave a workspace without a direct owner.
+async fn keep_an_owner(tx: &mut Tx, ws: &WorkspaceRecord, old: WorkspaceRole, new: Option<WorkspaceRole>) -> ApiResult<()> {
+    if old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) && tx.count_owners(ws.id).await? <= 1 {
+        return Err(ApiError::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));
+    }
+    Ok(())
+}
+
+/// Current access: every user and group with their role, who granted it and
+/// when, and pending invitations (WS5).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/members", tag = "members", params(("ws" = String, Path), ListQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Member>), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Member>>> {
+    let limit = q.limit()?;
+    let cursor = q.cursor()?;
+    let mut tx = app.store.read().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let mut all: Vec<Member> = tx
+        .workspace_members(ws.id)
+        .await?
+        .into_iter()
+        .map(|m| Member {
+            subject: subject_string(m.kind, &m.name),
+            kind: m.kind.as_str().into(),
+            name: m.name,
+            display_name: m.display_name,
+            role: m.role.as_str().into(),
+            granted_by: m.granted_by,
+            granted_at: m.granted_at,
+        })
+        .collect();
+    all.extend(tx.workspace_invitations(ws.id).await?.into_iter().map(|i| Member {
+        subject: format!("email:{}", i.email),
+        kind: "invitation".into(),
+        name: i.email.clone(),
+        display_name: i.email,
+        role: i.role.as_str().into(),
+        granted_by: i.invited_by,
+        granted_at: i.created_at,
+    }));
+    all.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let rows: Vec<Member> = all.into_iter().filter(|m| cursor.as_deref().is_none_or(|c| m.subject.as_str() > c)).collect();
+    Ok(Json(page(rows, limit, |m| m.subject.clone(), |m| m)))
+}
+
+/// Invite a user, an e-mail address or a group with a workspace role (WS3, WS4).
+///
+/// An e-mail address that no account has becomes a pending invitation, which
+/// turns into membership when an account with that address first signs in.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/members", tag = "members", params(("ws" = String, Path)), request_body = InviteMember,
+    security(("bearer" = [])),
+    responses((status = 201, body = Member), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn invite(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiJson(body): ApiJson<InviteMember>) -> ApiResult<(StatusCode, Json<Member>)> {
+    let given = [body.user.is_some(), body.email.is_some(), body.group.is_some()].iter().filter(|b| **b).count();
+    if given != 1 {
+        return Err(ApiError::invalid("user", "give exactly one of user, email or group"));
+    }
+    let role = parse_role(&body.role)?;
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, action_to_grant(role)).await?;
+    let granted_by = caller.actor.name.clone();
+    let initiator = caller.initiator();
+
+    // Resolve the invited subject; an e-mail of a known account invites that account.
+    let mut subject = None;
+    if let Some(username) = &body.user {
+        let u = tx.user_by_username(username).await?.ok_or_else(|| ApiError::invalid("user", format!("user {username:?} does not exist")))?;
+        if !u.active {
+            return Err(ApiError::invalid("user", format!("the account of {username} is deactivated")));
+        }
+        subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name)));
+    } else if let Some(group) = &body.group {
+        let g = tx.group_by_identifier(group).await?.ok_or_else(|| ApiError::invalid("group", format!("group {group:?} does not exist")))?;
+        subject = Some((SubjectKind::Group, g.id, g.identifier, g.display_name));
+    } else if let Some(raw) = &body.email {
+        let email = Email::parse(raw).map_err(|e| ApiError::invalid("email", e.to_string()))?;
+        match tx.user_by_email(email.as_str()).await? {
+            Some(u) => subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name))),
+            None => {
+                if tx.invitation(ws.id, email.as_str()).await?.is_some() {
+                    return Err(ApiError::conflict_on("email", format!("{email} is already invited to {}", ws.identifier)));
+                }
+                tx.insert_invitation(ws.id, email.as_str(), role, &granted_by, now).await?;
+                tx.append_event(Some(ws.id), EventKind::InvitationSent, now, &initiator,
+                    json!({"email": email.as_str(), "role": role.as_str()})).await?;
+                tx.commit().await?;
+                let member = Member {
+                    subject: format!("email:{email}"),
+                    kind: "invitation".into(),
+                    name: email.to_string(),
+                    display_name: email.to_string(),
+                    role: role.as_str().into(),
+                    granted_by,
+                    granted_at: now,
+                };
+                return Ok((StatusCode::CREATED, Json(member)));
+            }
+        }
+    }
+    let Some((kind, id, name, display_name)) = subject else {
+        return Err(ApiError::invalid("user", "give exactly one of user, email or group"));
+    };
+    let field = if kind == SubjectKind::Group { "group" } else if body.user.is_some() { "user" } else { "email" };
+    if tx.member_role(ws.id, kind, id).await?.is_some() {
+        return Err(ApiError::conflict_on(field, format!("{} is already a member of {}; change the role instead", subject_string(kind, &name), ws.identifier)));
+    }
+    tx.upsert_member(ws.id, kind, id, role, &granted_by, now).await?;
+    tx.append_event(Some(ws.id), EventKind::MemberAdded, now, &initiator,
+        json!({"subject": subject_string(kind, &name), "role": role.as_str()})).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(Member {
+        subject: subject_string(kind, &name),
+        kind: kind.as_str().into(),
+        name,
+        display_name: display_name.trim().to_owned(),
+        role: role.as_str().into(),
+        granted_by,
+        granted_at: now,
+    })))
+}
+
+/// Change the workspace role of a member or of a pending invitation (WS6).
+#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/members/{subject}", tag = "members",
+    params(("ws" = String, Path), ("subject" = String, Path, description = "user:NAME, group:IDENTIFIER or email:ADDRESS")),
+    request_body = UpdateMember, security(("bearer" = [])),
+    responses((status = 200, body = Member), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, subject)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateMember>,
+) -> ApiResult<Json<Member>> {
+    let role = parse_role(&body.role)?;
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let not_member = || ApiError::not_found(format!("{subject} is not a member of {}", ws.identifier));
+    match resolve_member(&mut tx, &subject).await? {
+        MemberRef::Subject(s, name) => {
+            let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
+            caller.require_in(&mut tx, &ws, action_to_grant(old.max(role))).await?;
+            keep_an_owner(&mut tx, &ws, old, Some(role)).await?;
+            tx.upsert_member(ws.id, s.kind, s.id, role, &caller.actor.name, now).await?;
+            tx.append_event(Some(ws.id), EventKind::MemberRoleChanged, now, &caller.initiator(),
+                json!({"subject": name, "old_role": old.as_str(), "new_role": role.as_str()})).await?;
+            let m = tx.workspace_members(ws.id).await?.into_iter().find(|m| m.subject_id == s.id && m.kind == s.kind).ok_or_else(not_member)?;
+            tx.commit().await?;
+            Ok(Json(Member {
+                subject: name,
+                kind: m.kind.as_str().into(),
+                name: m.name,
+                display_name: m.display_name,
+                role: m.role.as_str().into(),
+                granted_by: m.granted_by,
+                granted_at: m.granted_at,
+            }))
+        }
+        MemberRef::Invitation(email) => {
+            let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
+            caller.require_in(&mut tx, &ws, action_to_grant(inv.role.max(role))).await?;
+            tx.delete_invitation(inv.id).await?;
+            tx.insert_invitation(ws.id, &email, role, &caller.actor.name, now).await?;
+            tx.append_event(Some(ws.id), EventKind::MemberRoleChanged, now, &caller.initiator(),
+                json!({"subject": format!("email:{email}"), "old_role": inv.role.as_str(), "new_role": role.as_str()})).await?;
+            tx.commit().await?;
+            Ok(Json(Member {
+                subject: format!("email:{email}"),
+                kind: "invitation".into(),
+                name: email.clone(),
+                display_name: email,
+                role: role.as_str().into(),
+                granted_by: caller.actor.name.clone(),
+                granted_at: now,
+            }))
+        }
+    }
+}
+
+/// Remove a member (or withdraw an invitation). The subject's project
+/// bindings in this workspace end with the membership (WS6).
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/members/{subject}", tag = "members",
+    params(("ws" = String, Path), ("subject" = String, Path, description = "user:NAME, group:IDENTIFIER or email:ADDRESS")),
+    security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn remove(State(app): State<AppState>, caller: Caller, Path((ws, subject)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let not_member = || ApiError::not_found(format!("{subject} is not a member of {}", ws.identifier));
+    let initiator = caller.initiator();
+    match resolve_member(&mut tx, &subject).await? {
+        MemberRef::Subject(s, name) => {
+            let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
+            caller.require_in(&mut tx, &ws, action_to_grant(old)).await?;
+            keep_an_owner(&mut tx, &ws, old, None).await?;
+            for b in tx.subject_bindings_in_workspace(ws.id, s).await? {
+                let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+                tx.delete_binding(b.binding.id).await?;
+                tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &initiator,
+                    json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": "removed from workspace"})).await?;
+            }
+            tx.delete_member(ws.id, s.kind, s.id).await?;
+            tx.append_event(Some(ws.id), EventKind::MemberRemoved, now, &initiator, json!({"subject": name, "old_role": old.as_str()})).await?;
+        }
+        MemberRef::Invitation(email) => {
+            let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
+            tx.delete_invitation(inv.id).await?;
+            tx.append_event(Some(ws.id), EventKind::InvitationWithdrawn, now, &initiator, json!({"email": email, "role": inv.role.as_str()})).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Part of a first or last name, e-mail, username, group name or identifier.
+    pub q: String,
+    /// At most this many matches, 1 to 50 (default 10).
+    pub limit: Option<u32>,
+}
+
+/// Type-ahead over the workspace's users and groups (AC9).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/search", tag = "members", params(("ws" = String, Path), SearchQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<SearchResult>), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn search(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiQuery(q): ApiQuery<SearchQuery>) -> ApiResult<Json<Page<SearchResult>>> {
+    let limit = match q.limit {
+        None => 10,
+        Some(n) if (1..=50).contains(&n) => n,
+        Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 50")),
+    };
+    let term = q.q.trim();
+    if term.is_empty() {
+        return Err(ApiError::invalid("q", "must not be empty"));
+    }
+    let mut tx = app.store.read().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let items = tx
+        .search_workspace(ws.id, term, limit)
+        .await?
+        .into_iter()
+        .map(|r| SearchResult { kind: r.kind.as_str().into(), subject: subject_string(r.kind, &r.name), name: r.name, display_name: r.display_name, email: r.email })
+        .collect();
+    Ok(Json(Page { items, next_cursor: None }))
+}

@@ -1,0 +1,151 @@
+//! Signing in and who am I.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::extract::State;
+use canopy_api_types::{Me, MyProject, MyWorkspace, Problem, TokenRequest, TokenResponse};
+use canopy_domain::access::{UserStatus, effective_project_roles};
+use canopy_domain::authz::ActorKind;
+use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
+use canopy_domain::signin::locked_until;
+use canopy_domain::{SubjectKind, WorkspaceRole};
+use canopy_store::{Tx, UserRecord};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{Caller, SESSION_PREFIX, new_secret, verify_password};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::routes::to_user;
+
+/// Sign in with a local account and get a session token.
+///
+/// After five failed attempts on one account, further attempts are refused
+/// for a while (429 with `Retry-After`), growing with each failure.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn create_token(State(app): State<AppState>, ApiJson(body): ApiJson<TokenRequest>) -> ApiResult<Json<TokenResponse>> {
+    let now = app.clock.now();
+    let refused = || ApiError::Unauthenticated("wrong username or password".into());
+    let user = {
+        let mut tx = app.store.read().await?;
+        tx.user_by_username(body.username.trim()).await?
+    };
+    if let Some(until) = user.as_ref().and_then(|u| u.locked_until).filter(|t| *t > now) {
+        return Err(ApiError::TooManyRequests {
+            detail: "too many failed sign-ins on this account; try again later".into(),
+            retry_after: (until - now).whole_seconds().max(1),
+        });
+    }
+    let ok = verify_password(body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    let Some(user) = user else { return Err(refused()) };
+    let mut tx = app.store.write().await?;
+    if !ok {
+        let failures = user.failed_sign_ins + 1;
+        tx.record_failed_sign_in(user.id, failures, locked_until(failures, now)).await?;
+        tx.commit().await?;
+        return Err(refused());
+    }
+    if !user.active {
+        return Err(ApiError::Unauthenticated("this account is deactivated".into()));
+    }
+    tx.reset_failed_sign_ins(user.id).await?;
+    accept_invitations(&mut tx, &user, now).await?;
+    let (token, hash) = new_secret(SESSION_PREFIX)?;
+    let expires_at = now + app.config.session_ttl;
+    tx.insert_session(&hash, user.id, now, expires_at).await?;
+    tx.delete_expired_sessions(now).await?;
+    tx.commit().await?;
+    Ok(Json(TokenResponse { token, token_type: "Bearer".into(), expires_at }))
+}
+
+/// Pending invitations of the user's e-mail become memberships on sign-in (WS3).
+async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: time::OffsetDateTime) -> ApiResult<()> {
+    let by = Initiator { kind: InitiatorKind::User, id: user.id.to_string(), name: user.username.clone() };
+    for inv in tx.invitations_for_email(&user.email).await? {
+        let current = tx.member_role(inv.workspace_id, SubjectKind::User, user.id).await?;
+        let role = current.map_or(inv.role, |c| c.max(inv.role));
+        tx.upsert_member(inv.workspace_id, SubjectKind::User, user.id, role, &inv.invited_by, now).await?;
+        tx.delete_invitation(inv.id).await?;
+        tx.append_event(
+            Some(inv.workspace_id),
+            EventKind::InvitationAccepted,
+            now,
+            &by,
+            json!({"email": inv.email, "user": user.username, "role": role.as_str(), "invited_by": inv.invited_by}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The caller: account, installation roles, workspaces and effective project access.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = Problem)))]
+pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
+    let now = app.clock.now();
+    let mut tx = app.store.read().await?;
+    let roles: Vec<String> = caller.actor.installation_roles.iter().map(|r| r.as_str().to_owned()).collect();
+    let mut me = Me {
+        kind: if caller.actor.is_user() { "user" } else { "api_key" }.into(),
+        name: caller.actor.name.clone(),
+        user: None,
+        installation_roles: roles,
+        workspaces: vec![],
+        projects: vec![],
+    };
+    match caller.actor.kind {
+        ActorKind::User => {
+            let user = tx.user_by_id(caller.actor.id).await?.ok_or_else(|| ApiError::Unauthenticated("account is gone".into()))?;
+            let workspaces = tx.list_workspaces(Some(user.id), None, u32::MAX - 1).await?;
+            for ws in &workspaces {
+                let role = WorkspaceRole::strongest(tx.membership_roles_of_user(ws.id, user.id).await?);
+                if let Some(role) = role {
+                    me.workspaces.push(MyWorkspace {
+                        identifier: ws.identifier.clone(),
+                        display_name: ws.display_name.clone(),
+                        role: role.as_str().into(),
+                    });
+                }
+            }
+            me.projects = my_projects(&mut tx, &user, now).await?;
+            me.user = Some(to_user(user));
+        }
+        ActorKind::WorkspaceKey { workspace_id, role } => {
+            if let Some(ws) = tx.workspace_by_id(workspace_id).await? {
+                me.workspaces.push(MyWorkspace { identifier: ws.identifier, display_name: ws.display_name, role: role.as_str().into() });
+            }
+        }
+        ActorKind::InstallationKey => {}
+    }
+    Ok(Json(me))
+}
+
+/// The projects where `user` effectively holds roles at `now` (AC2, AC3, AC10).
+async fn my_projects(tx: &mut Tx, user: &UserRecord, now: time::OffsetDateTime) -> ApiResult<Vec<MyProject>> {
+    let records = tx.bindings_reaching_user(user.id).await?;
+    let groups: BTreeSet<_> = records.iter().filter(|r| r.binding.subject.kind == SubjectKind::Group).map(|r| r.binding.subject.id).collect();
+    let memberships = tx.group_memberships(&groups).await?;
+    let bindings: Vec<_> = records.iter().map(|r| r.binding.clone()).collect();
+    let role_names: BTreeMap<_, _> = records.iter().map(|r| (r.binding.role_id, r.role_identifier.clone())).collect();
+    let status = [UserStatus { id: user.id, active: user.active }];
+    let mut out = Vec::new();
+    let mut by_project: BTreeMap<uuid::Uuid, Vec<canopy_domain::Binding>> = BTreeMap::new();
+    for b in bindings {
+        by_project.entry(b.project_id).or_default().push(b);
+    }
+    for (project_id, bs) in by_project {
+        let eff = effective_project_roles(&bs, &memberships, &status, now);
+        let Some(roles) = eff.get(&user.id) else { continue };
+        let Some(project) = tx.project_by_id(project_id).await? else { continue };
+        let Some(ws) = tx.workspace_by_id(project.workspace_id).await? else { continue };
+        out.push(MyProject {
+            workspace: ws.identifier,
+            project: project.identifier,
+            roles: roles.iter().filter_map(|r| role_names.get(r).cloned()).collect(),
+        });
+    }
+    out.sort_by(|a, b| (&a.workspace, &a.project).cmp(&(&b.workspace, &b.project)));
+    Ok(out)
+}

@@ -1,0 +1,213 @@
+//! Users: local accounts, their installation roles, deactivation (AC10).
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use canopy_api_types::{CreateUser, Page, Problem, UpdateUser, User};
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::names::check_password;
+use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SubjectKind, Username};
+use canopy_store::{NewUser, UserChanges};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::{Caller, hash_password};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
+use crate::validate;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Matches username, e-mail, first and last name.
+    pub q: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValue> {
+    raw.iter().map(|r| r.parse()).collect()
+}
+
+/// List users (admins).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<User>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UserQuery>) -> ApiResult<Json<Page<User>>> {
+    caller.require(Action::AdministerUsers)?;
+    let limit = check_limit(q.limit)?;
+    let cursor = decode_cursor(q.cursor.as_deref())?;
+    let mut tx = app.store.read().await?;
+    let rows = tx.list_users(q.q.as_deref().filter(|s| !s.is_empty()), cursor.as_deref(), limit).await?;
+    Ok(Json(page(rows, limit, |u| u.username.clone(), to_user)))
+}
+
+/// Create a local account (admins).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
+    responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateUser>) -> ApiResult<(StatusCode, Json<User>)> {
+    caller.require(Action::AdministerUsers)?;
+    validate! {
+        username: "username" => Username::parse(&body.username),
+        email: "email" => Email::parse(&body.email),
+        first_name: "first_name" => PersonName::parse(&body.first_name),
+        last_name: "last_name" => PersonName::parse(&body.last_name),
+        _password: "password" => body.password.as_deref().map(check_password).transpose(),
+        roles: "installation_roles" => parse_roles(&body.installation_roles),
+    }
+    let hash = match body.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    if tx.user_by_username(username.as_str()).await?.is_some() {
+        return Err(ApiError::conflict_on("username", format!("user {username} already exists")));
+    }
+    if tx.user_by_email(email.as_str()).await?.is_some() {
+        return Err(ApiError::conflict_on("email", format!("another user has the e-mail address {email}")));
+    }
+    let user = tx
+        .insert_user(
+            NewUser {
+                username: username.as_str(),
+                email: email.as_str(),
+                first_name: first_name.as_str(),
+                last_name: last_name.as_str(),
+                password_hash: hash.as_deref(),
+                installation_roles: &roles,
+            },
+            now,
+        )
+        .await?;
+    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    tx.append_event(None, EventKind::UserCreated, now, &caller.initiator(),
+        json!({"user": user.username, "email": user.email, "installation_roles": roles})).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(to_user(user))))
+}
+
+/// Show a user (admins, or the user themself).
+#[utoipa::path(get, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "username")),
+    security(("bearer" = [])), responses((status = 200, body = User), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn show(State(app): State<AppState>, caller: Caller, Path(username): Path<String>) -> ApiResult<Json<User>> {
+    if !(caller.actor.is_user() && caller.actor.name == username) {
+        caller.require(Action::AdministerUsers)?;
+    }
+    let mut tx = app.store.read().await?;
+    Ok(Json(to_user(load_user(&mut tx, &username).await?)))
+}
+
+/// Change a user. Admins change anything; users change their own names and
+/// password. `{"active": false}` deactivates: the account loses all access
+/// at once and its sessions end (AC10).
+#[utoipa::path(patch, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "username")),
+    request_body = UpdateUser, security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    ApiJson(body): ApiJson<UpdateUser>,
+) -> ApiResult<Json<User>> {
+    let is_self = caller.actor.is_user() && caller.actor.name == username;
+    let admin_fields = body.email.is_some() || body.active.is_some() || body.installation_roles.is_some();
+    if !is_self || admin_fields {
+        caller.require(Action::AdministerUsers)?;
+    }
+    validate! {
+        email: "email" => body.email.as_deref().map(Email::parse).transpose(),
+        first_name: "first_name" => body.first_name.as_deref().map(PersonName::parse).transpose(),
+        last_name: "last_name" => body.last_name.as_deref().map(PersonName::parse).transpose(),
+        _password: "password" => body.password.as_deref().map(check_password).transpose(),
+        roles: "installation_roles" => body.installation_roles.as_deref().map(parse_roles).transpose(),
+    }
+    if is_self && body.active == Some(false) {
+        return Err(ApiError::invalid("active", "you cannot deactivate your own account"));
+    }
+    if is_self && roles.as_ref().is_some_and(|r| !r.contains(&InstallationRole::Admin)) {
+        return Err(ApiError::invalid("installation_roles", "you cannot take the admin role from yourself"));
+    }
+    let password_hash = match body.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let before = load_user(&mut tx, &username).await?;
+    if let Some(e) = &email {
+        if let Some(other) = tx.user_by_email(e.as_str()).await? {
+            if other.id != before.id {
+                return Err(ApiError::conflict_on("email", format!("another user has the e-mail address {e}")));
+            }
+        }
+    }
+    let changes = UserChanges {
+        email: email.map(Email::into_string),
+        first_name: first_name.map(PersonName::into_string),
+        last_name: last_name.map(PersonName::into_string),
+        password_hash,
+        active: body.active,
+        installation_roles: roles,
+    };
+    tx.update_user(before.id, &changes).await?;
+    let after = load_user(&mut tx, &username).await?;
+    let initiator = caller.initiator();
+    if changes.password_hash.is_some() || !after.active {
+        tx.delete_sessions_of(after.id).await?;
+    }
+    let role_names = |u: &canopy_store::UserRecord| u.installation_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+    let details = json!({
+        "user": after.username,
+        "old": {"email": before.email, "first_name": before.first_name, "last_name": before.last_name,
+                "active": before.active, "installation_roles": role_names(&before)},
+        "new": {"email": after.email, "first_name": after.first_name, "last_name": after.last_name,
+                "active": after.active, "installation_roles": role_names(&after)},
+        "password_changed": changes.password_hash.is_some(),
+    });
+    let kind = match (before.active, after.active) {
+        (true, false) => EventKind::UserDeactivated,
+        (false, true) => EventKind::UserReactivated,
+        _ => EventKind::UserUpdated,
+    };
+    tx.append_event(None, kind, now, &initiator, details.clone()).await?;
+    if kind != EventKind::UserUpdated {
+        // Each workspace where the person is a member sees that their access ended or resumed.
+        for (ws, _) in tx.direct_memberships(SubjectKind::User, after.id).await? {
+            tx.append_event(Some(ws), kind, now, &initiator, json!({"user": after.username})).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Json(to_user(after)))
+}
+
+/// Delete a user (admins). Their memberships and bindings end with the account.
+#[utoipa::path(delete, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "username")),
+    security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn delete(State(app): State<AppState>, caller: Caller, Path(username): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(Action::AdministerUsers)?;
+    if caller.actor.is_user() && caller.actor.name == username {
+        return Err(ApiError::invalid("user", "you cannot delete your own account"));
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let user = load_user(&mut tx, &username).await?;
+    let initiator = caller.initiator();
+    for (ws, role) in tx.direct_memberships(SubjectKind::User, user.id).await? {
+        for b in tx.subject_bindings_in_workspace(ws, canopy_domain::Subject::user(user.id)).await? {
+            tx.append_event(Some(ws), EventKind::BindingRemoved, now, &initiator,
+                json!({"binding": b.binding.id, "subject": format!("user:{}", user.username), "role": b.role_identifier, "reason": "account deleted"})).await?;
+        }
+        tx.append_event(Some(ws), EventKind::MemberRemoved, now, &initiator,
+            json!({"subject": format!("user:{}", user.username), "old_role": role.as_str(), "reason": "account deleted"})).await?;
+    }
+    tx.delete_user(user.id).await?;
+    tx.append_event(None, EventKind::UserDeleted, now, &initiator, json!({"user": user.username, "email": user.email})).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

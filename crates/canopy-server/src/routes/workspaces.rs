@@ -1,0 +1,126 @@
+//! Workspaces (WS1).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace};
+use canopy_domain::authz::{Action, ActorKind};
+use canopy_domain::history::EventKind;
+use canopy_domain::{DisplayName, Identifier, SubjectKind, WorkspaceRole};
+use canopy_store::WorkspaceRecord;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::{ListQuery, load_workspace, page};
+use crate::validate;
+
+pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>) -> Workspace {
+    Workspace {
+        identifier: w.identifier,
+        display_name: w.display_name,
+        created_at: w.created_at,
+        my_role: my_role.map(|r| r.as_str().to_owned()),
+    }
+}
+
+/// The workspaces the caller is a member of (directly or through a group).
+#[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Workspace>), (status = 401, body = Problem)))]
+pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Workspace>>> {
+    let limit = q.limit()?;
+    let cursor = q.cursor()?;
+    let mut tx = app.store.read().await?;
+    let rows = match caller.actor.kind {
+        ActorKind::User => tx.list_workspaces(Some(caller.actor.id), cursor.as_deref(), limit).await?,
+        ActorKind::InstallationKey => tx.list_workspaces(None, cursor.as_deref(), limit).await?,
+        ActorKind::WorkspaceKey { workspace_id, .. } => tx.workspace_by_id(workspace_id).await?.into_iter().collect(),
+    };
+    let mut roles = Vec::with_capacity(rows.len());
+    for w in &rows {
+        roles.push(caller.workspace_role(&mut tx, w).await?);
+    }
+    let mut roles = roles.into_iter();
+    Ok(Json(page(rows, limit, |w| w.identifier.clone(), |w| to_workspace(w, roles.next().flatten()))))
+}
+
+/// Create a workspace; the creating person becomes its owner.
+#[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace, security(("bearer" = [])),
+    responses((status = 201, body = Workspace), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateWorkspace>) -> ApiResult<(StatusCode, Json<Workspace>)> {
+    caller.require(Action::CreateWorkspace)?;
+    validate! {
+        identifier: "identifier" => Identifier::parse(&body.identifier),
+        display_name: "display_name" => DisplayName::parse(&body.display_name),
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    if tx.workspace_by_identifier(identifier.as_str()).await?.is_some() {
+        return Err(ApiError::conflict_on("identifier", format!("workspace {identifier} already exists")));
+    }
+    let ws = tx.insert_workspace(identifier.as_str(), display_name.as_str(), now).await?;
+    let initiator = caller.initiator();
+    tx.append_event(Some(ws.id), EventKind::WorkspaceCreated, now, &initiator,
+        json!({"workspace": ws.identifier, "display_name": ws.display_name})).await?;
+    let mut my_role = None;
+    if caller.actor.is_user() {
+        let role = WorkspaceRole::Owner;
+        tx.upsert_member(ws.id, SubjectKind::User, caller.actor.id, role, &caller.actor.name, now).await?;
+        tx.append_event(Some(ws.id), EventKind::MemberAdded, now, &initiator,
+            json!({"subject": format!("user:{}", caller.actor.name), "role": role.as_str()})).await?;
+        my_role = Some(role);
+    }
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(to_workspace(ws, my_role))))
+}
+
+/// Show a workspace.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Workspace), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn show(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>) -> ApiResult<Json<Workspace>> {
+    let mut tx = app.store.read().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let role = caller.workspace_role(&mut tx, &ws).await?;
+    Ok(Json(to_workspace(ws, role)))
+}
+
+/// Rename a workspace (managers).
+#[utoipa::path(patch, path = "/api/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)), request_body = UpdateWorkspace,
+    security(("bearer" = [])), responses((status = 200, body = Workspace), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiJson(body): ApiJson<UpdateWorkspace>) -> ApiResult<Json<Workspace>> {
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let mut ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
+    if let Some(name) = display_name {
+        tx.rename_workspace(ws.id, name.as_str()).await?;
+        tx.append_event(Some(ws.id), EventKind::WorkspaceRenamed, now, &caller.initiator(),
+            json!({"old": {"display_name": ws.display_name}, "new": {"display_name": name.as_str()}})).await?;
+        ws.display_name = name.into_string();
+    }
+    let role = caller.workspace_role(&mut tx, &ws).await?;
+    tx.commit().await?;
+    Ok(Json(to_workspace(ws, role)))
+}
+
+/// Delete a workspace (owners). Refused while it has projects; its history is kept.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)), security(("bearer" = [])),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>) -> ApiResult<StatusCode> {
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::OwnWorkspace).await?;
+    let projects = tx.count_projects(ws.id).await?;
+    if projects > 0 {
+        return Err(ApiError::conflict(format!("workspace {} still has {projects} project(s); delete them first", ws.identifier)));
+    }
+    tx.append_event(Some(ws.id), EventKind::WorkspaceDeleted, now, &caller.initiator(), json!({"workspace": ws.identifier})).await?;
+    tx.delete_workspace(ws.id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

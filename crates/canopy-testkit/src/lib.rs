@@ -1,1 +1,333 @@
+//! Test support for Canopy's end-to-end tests.
+//!
+//! [`spawn_app`] starts the real HTTP application on `127.0.0.1:0` over a
+//! fresh database (a SQLite file in a temporary directory, or a new database
+//! in the PostgreSQL cluster named by `CANOPY_TEST_PG_URL`), with a settable
+//! clock and a bootstrapped admin. [`backend_tests!`] runs each test on both
+//! backends.
+//!
+//! Without `CANOPY_TEST_PG_URL` the PostgreSQL variants skip with a message,
+//! except in CI (`CI=true`), where a missing PostgreSQL fails the test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed set-up is a failed test
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use canopy_domain::clock::Clock;
+use canopy_server::{AppState, ServerConfig};
+use canopy_store::Store;
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+use time::{Duration, OffsetDateTime};
+
+pub use reqwest::StatusCode;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The instant every test starts at.
+pub const START: OffsetDateTime = time::macros::datetime!(2026-11-23 10:00 UTC);
+
+/// The password of the bootstrapped `admin` account.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A clock that tests set and move.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(t: OffsetDateTime) -> Self {
+        Self(Mutex::new(t))
+    }
+    pub fn set(&self, t: OffsetDateTime) {
+        *self.0.lock().unwrap() = t;
+    }
+    pub fn advance(&self, d: Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A running application over its own database.
+pub struct TestApp {
+    pub backend: Backend,
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub store: Store,
+    pub db_url: String,
+    pub admin_token: String,
+    client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// An HTTP answer with its body parsed as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The field names a problem's `errors` list.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Assert the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {:#}", self.body);
+        self
+    }
+
+    /// Assert a problem+json answer with this status naming `field`.
+    #[track_caller]
+    pub fn expect_problem(self, status: u16, field: Option<&str>) -> Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {:#}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "body: {:#}", self.body);
+        assert_eq!(self.body["status"].as_u64(), Some(u64::from(status)));
+        if let Some(f) = field {
+            assert!(self.error_fields().iter().any(|e| e == f), "expected an error naming {f:?}; body: {:#}", self.body);
+        }
+        self
+    }
+}
+
+/// Whether PostgreSQL is required (in CI) rather than optional.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A fresh database URL for `backend`, or `None` to skip (PostgreSQL missing outside CI).
+async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("canopy.db").display());
+            Some((url, Some(dir)))
+        }
+        Backend::Postgres => {
+            let Ok(admin_url) = std::env::var("CANOPY_TEST_PG_URL") else {
+                if in_ci() {
+                    panic!("CANOPY_TEST_PG_URL is not set: PostgreSQL is required in CI (run scripts/test)");
+                }
+                eprintln!("skipping the PostgreSQL variant: CANOPY_TEST_PG_URL is not set (scripts/test sets it)");
+                return None;
+            };
+            let name = format!("canopy_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at CANOPY_TEST_PG_URL: {e}"));
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+            conn.close().await.unwrap();
+            let (base, _) = admin_url.rsplit_once('/').unwrap();
+            Some((format!("{base}/{name}"), None))
+        }
+    }
+}
+
+/// Start the application on a fresh database of `backend`. `None` means the
+/// test is skipped (PostgreSQL not available outside CI).
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let (db_url, dir) = fresh_database(backend).await?;
+    let store = Store::connect(&db_url).await.unwrap();
+    let clock = Arc::new(ManualClock::new(START));
+    canopy_server::bootstrap(&store, START, Some(ADMIN_PASSWORD.into())).await.unwrap();
+    let state = AppState { store: store.clone(), clock: clock.clone(), config: Arc::new(ServerConfig::default()) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, canopy_server::router(state)).await.unwrap();
+    });
+    let mut app = TestApp {
+        backend,
+        addr,
+        base: format!("http://{addr}"),
+        clock,
+        store,
+        db_url,
+        admin_token: String::new(),
+        client: {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
+        _dir: dir,
+    };
+    app.admin_token = app.sign_in("admin", ADMIN_PASSWORD).await;
+    Some(app)
+}
+
+impl TestApp {
+    /// Send a request; `token` goes in `Authorization: Bearer`.
+    pub async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        Self::read(res).await
+    }
+
+    /// Send a raw body with a content type (for malformed-input tests).
+    pub async fn request_raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: &str) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body.to_owned());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    async fn read(res: reqwest::Response) -> Resp {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let bytes = res.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp { status, content_type, headers, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.request("GET", path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.request("POST", path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.request("PATCH", path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.request("DELETE", path, Some(token), None).await
+    }
+
+    /// Sign in and return the session token.
+    pub async fn sign_in(&self, username: &str, password: &str) -> String {
+        let r = self
+            .request("POST", "/api/v1/auth/token", None, Some(serde_json::json!({"username": username, "password": password})))
+            .await
+            .expect(200);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Create a local user `username` (e-mail `username@example.org`,
+    /// password `password-of-USERNAME`) as admin, and sign them in.
+    pub async fn user(&self, username: &str) -> String {
+        self.post(
+            "/api/v1/users",
+            &self.admin_token,
+            serde_json::json!({
+                "username": username, "email": format!("{username}@example.org"),
+                "first_name": capitalise(username), "last_name": "Tester",
+                "password": format!("password-of-{username}")
+            }),
+        )
+        .await
+        .expect(201);
+        self.sign_in(username, &format!("password-of-{username}")).await
+    }
+
+    /// Create a workspace as `token`'s user (who becomes its owner).
+    pub async fn workspace(&self, token: &str, identifier: &str) {
+        self.post("/api/v1/workspaces", token, serde_json::json!({"identifier": identifier, "display_name": format!("Workspace {identifier}")}))
+            .await
+            .expect(201);
+    }
+
+    /// Add a user to a workspace with a role.
+    pub async fn invite(&self, token: &str, ws: &str, username: &str, role: &str) {
+        self.post(&format!("/api/v1/workspaces/{ws}/members"), token, serde_json::json!({"user": username, "role": role}))
+            .await
+            .expect(201);
+    }
+
+    /// Create a project in a workspace.
+    pub async fn project(&self, token: &str, ws: &str, identifier: &str) {
+        self.post(&format!("/api/v1/workspaces/{ws}/projects"), token, serde_json::json!({"identifier": identifier, "display_name": format!("Project {identifier}")}))
+            .await
+            .expect(201);
+    }
+
+    /// Run raw SQL on the test database (to tamper with it, as an attacker would).
+    pub async fn sql(&self, statement: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(statement.to_owned())).await.unwrap();
+        conn.close().await.unwrap();
+    }
+
+    /// Row counts of every table and the head of every history chain: equal
+    /// snapshots mean nothing was written.
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
+        let mut out = Vec::new();
+        for table in [
+            "users", "user_installation_roles", "sessions", "workspaces", "api_keys", "user_groups", "group_members",
+            "workspace_members", "invitations", "projects", "project_roles", "bindings", "history_events",
+        ] {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}"))).fetch_one(&mut conn).await.unwrap();
+            out.push((table.to_owned(), row.try_get::<i64, _>("n").unwrap()));
+        }
+        let rows = sqlx::query("SELECT chain, last_seq FROM history_chains ORDER BY chain").fetch_all(&mut conn).await.unwrap();
+        for r in rows {
+            out.push((r.try_get::<String, _>("chain").unwrap(), r.try_get::<i64, _>("last_seq").unwrap()));
+        }
+        conn.close().await.unwrap();
+        out
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// Run each listed `async fn NAME(app: TestApp)` on SQLite and on PostgreSQL,
+/// as `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::spawn_app($crate::Backend::Sqlite).await {
+                        super::$name(app).await
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::spawn_app($crate::Backend::Postgres).await {
+                        super::$name(app).await
+                    }
+                }
+            )*
+        }
+    };
+}

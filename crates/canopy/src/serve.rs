@@ -1,0 +1,170 @@
+//! `canopy serve` and `canopy admin ...`: configuration, start-up, shutdown.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use canopy_domain::clock::Clock;
+use canopy_server::{AppState, BootstrapOutcome, ServerConfig};
+use canopy_store::Store;
+use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// The configuration of `canopy serve`: flags, else environment, else defaults.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Password of the `admin` account created on an empty database; without
+    /// it a password is generated and printed once on the terminal.
+    #[arg(long, env = "CANOPY_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+    /// How long a session token stays valid, in minutes.
+    #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+    pub session_minutes: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (created when missing) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long = "database", env = "CANOPY_DATABASE_URL", default_value = "sqlite://canopy.db")]
+    pub url: Secret,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Verify the hash chain of every workspace's history; exit 1 at the first broken link.
+    VerifyHistory {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The wall clock.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANOPY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let store = Store::connect(args.database.url.expose()).await.context("opening the database")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let outcome = canopy_server::bootstrap(&store, clock.now(), args.admin_password.map(|s| s.0))
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the admin account: {}", e.to_problem().detail))?;
+    match outcome {
+        BootstrapOutcome::AlreadyInitialised => {}
+        BootstrapOutcome::AdminCreated => {
+            tracing::info!("created the installation admin `admin` with the password from CANOPY_ADMIN_PASSWORD");
+        }
+        BootstrapOutcome::AdminCreatedWithGeneratedPassword(password) => {
+            // On the terminal only, once: never through tracing, which may go to a file.
+            eprintln!("Created the installation admin account.");
+            eprintln!("  username: admin");
+            eprintln!("  password: {password}");
+            eprintln!("This password is shown only now; sign in with `canopy login` and change it.");
+        }
+    }
+    let state = AppState {
+        store: store.clone(),
+        clock,
+        config: Arc::new(ServerConfig { session_ttl: time::Duration::minutes(i64::from(args.session_minutes)) }),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "canopy is serving");
+    axum::serve(listener, canopy_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub async fn admin(cmd: AdminCommand) -> ExitCode {
+    match cmd {
+        AdminCommand::VerifyHistory { database, json } => {
+            let store = match Store::connect(database.url.expose()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: opening the database: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let v = match store.verify_history().await {
+                Ok(v) => canopy_server::routes::admin::to_verification(v),
+                Err(e) => {
+                    eprintln!("error: reading the history: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else if let Some(b) = &v.first_broken {
+                println!("history is BROKEN in chain {} at event #{}: {}", b.chain, b.seq, b.reason);
+                if let Some(id) = &b.event_id {
+                    println!("  event id: {id}");
+                }
+            } else {
+                println!("history verified: {} chains, {} events, every link intact", v.chains_checked, v.events_checked);
+            }
+            if v.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+    }
+}

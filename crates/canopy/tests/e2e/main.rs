@@ -1,0 +1,8 @@
+//! End-to-end tests of Canopy through its public surfaces: the REST API and
+//! the `canopy` binary. One test binary; every test runs on SQLite and on
+//! PostgreSQL (see `canopy_testkit::backend_tests!`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod workspaces;

@@ -144,6 +144,16 @@ pub fn action_to_grant(role: WorkspaceRole) -> Action {
     if role == WorkspaceRole::Owner { Action::OwnWorkspace } else { Action::ManageWorkspace }
 }
 
+/// What a caller must be allowed to do to hand a role to an API key: a key
+/// holds at most its creator's own role in the workspace.
+pub fn action_to_hold(role: WorkspaceRole) -> Action {
+    match role {
+        WorkspaceRole::Member => Action::ViewWorkspace,
+        WorkspaceRole::Manager => Action::ManageWorkspace,
+        WorkspaceRole::Owner => Action::OwnWorkspace,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,8 @@ CREATE TABLE project_roles (
     identifier TEXT NOT NULL UNIQUE,
     display_name TEXT NOT NULL,
     description TEXT NOT NULL,
+    -- display order, from least to most privileged by default
+    position BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
 

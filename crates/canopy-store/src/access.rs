@@ -73,7 +73,10 @@ impl Tx {
     // ------------------------------------------------------------ project roles
 
     pub async fn insert_project_role(&mut self, identifier: &str, display_name: &str, description: &str, now: OffsetDateTime) -> Result<ProjectRoleRecord> {
-        sqlx::query("INSERT INTO project_roles (id, identifier, display_name, description, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO project_roles (id, identifier, display_name, description, position, created_at) \
+             VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), 0) + 1 FROM project_roles), $5)",
+        )
             .bind(new_id())
             .bind(identifier)
             .bind(display_name)
@@ -93,7 +96,7 @@ impl Tx {
     }
 
     pub async fn list_project_roles(&mut self) -> Result<Vec<ProjectRoleRecord>> {
-        let rows = sqlx::query("SELECT id, identifier, display_name, description FROM project_roles ORDER BY created_at, identifier")
+        let rows = sqlx::query("SELECT id, identifier, display_name, description FROM project_roles ORDER BY position")
             .fetch_all(self.conn())
             .await?;
         rows.iter().map(role_from_row).collect()

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use canopy_api_types::{ApiKey, CreateApiKey, CreatedApiKey, Page, Problem};
-use canopy_domain::authz::{Action, action_to_grant};
+use canopy_domain::authz::{Action, action_to_hold};
 use canopy_domain::history::EventKind;
 use canopy_domain::{DisplayName, InstallationRole, WorkspaceRole};
 use canopy_store::ApiKeyRecord;
@@ -70,7 +70,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
             if role == WorkspaceRole::Owner {
                 return Err(ApiError::invalid("role", "a key can be workspace_manager or workspace_member"));
             }
-            caller.require_in(&mut tx, ws, action_to_grant(role)).await?;
+            caller.require_in(&mut tx, ws, action_to_hold(role)).await?;
             role.as_str()
         }
         None => {

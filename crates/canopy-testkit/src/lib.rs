@@ -116,7 +116,7 @@ fn in_ci() -> bool {
 }
 
 /// A fresh database URL for `backend`, or `None` to skip (PostgreSQL missing outside CI).
-async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+pub async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
@@ -274,6 +274,16 @@ impl TestApp {
         let mut conn = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
         conn.execute(sqlx::AssertSqlSafe(statement.to_owned())).await.unwrap();
         conn.close().await.unwrap();
+    }
+
+    /// The first column of every row `query` returns, as text.
+    pub async fn sql_strings(&self, query: &str) -> Vec<String> {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(query.to_owned())).fetch_all(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        rows.iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect()
     }
 
     /// Row counts of every table and the head of every history chain: equal

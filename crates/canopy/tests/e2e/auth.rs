@@ -1,0 +1,146 @@
+//! ID1, ID3 and credentials: local sign-in, sessions, API keys, throttling.
+
+use canopy_testkit::TestApp;
+use serde_json::json;
+use time::Duration;
+
+async fn token(app: &TestApp, username: &str, password: &str) -> canopy_testkit::Resp {
+    app.request("POST", "/api/v1/auth/token", None, Some(json!({"username": username, "password": password}))).await
+}
+
+async fn id1_local_account_signs_in_and_passwords_are_stored_hashed(app: TestApp) {
+    let ann = app.user("ann").await;
+    let me = app.get("/api/v1/me", &ann).await.expect(200);
+    assert_eq!(me.body["user"]["username"], "ann");
+    assert_eq!(me.body["kind"], "user");
+    let hashes = app.sql_strings("SELECT password_hash FROM users WHERE username = 'ann'").await;
+    assert!(hashes[0].starts_with("$argon2id$"), "argon2id: {}", hashes[0]);
+    assert!(!hashes[0].contains("password-of-ann"));
+    // sessions are stored as hashes of the token, never the token
+    let stored = app.sql_strings("SELECT token_hash FROM sessions").await;
+    assert!(!stored.contains(&ann));
+    assert!(stored.iter().all(|h| h.len() == 64));
+    // wrong password and unknown user look alike
+    let a = token(&app, "ann", "wrong-password-123").await.expect_problem(401, None);
+    let b = token(&app, "nobody", "wrong-password-123").await.expect_problem(401, None);
+    assert_eq!(a.body["detail"], b.body["detail"]);
+    // a user changes their own password; old sessions end
+    app.patch("/api/v1/users/ann", &ann, json!({"password": "a-new-password-for-ann"})).await.expect(200);
+    app.get("/api/v1/me", &ann).await.expect_problem(401, None);
+    token(&app, "ann", "password-of-ann").await.expect_problem(401, None);
+    token(&app, "ann", "a-new-password-for-ann").await.expect(200);
+    // but not their e-mail or roles
+    let ann = app.sign_in("ann", "a-new-password-for-ann").await;
+    app.patch("/api/v1/users/ann", &ann, json!({"installation_roles": ["admin"]})).await.expect_problem(403, None);
+    app.patch("/api/v1/users/ann", &ann, json!({"password": "short"})).await.expect_problem(422, Some("password"));
+}
+
+async fn id1_sessions_expire_with_the_clock(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.clock.advance(Duration::hours(11));
+    app.get("/api/v1/me", &ann).await.expect(200);
+    app.clock.advance(Duration::hours(2));
+    let r = app.get("/api/v1/me", &ann).await.expect_problem(401, None);
+    assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+    app.request("GET", "/api/v1/me", None, None).await.expect_problem(401, None);
+    app.request("GET", "/api/v1/me", Some("cnp_s_forged"), None).await.expect_problem(401, None);
+}
+
+async fn id1_repeated_failed_sign_ins_are_throttled(app: TestApp) {
+    app.user("ann").await;
+    for _ in 0..5 {
+        token(&app, "ann", "wrong-password-123").await.expect_problem(401, None);
+    }
+    // locked: even the right password is refused for now
+    let r = token(&app, "ann", "password-of-ann").await.expect_problem(429, None);
+    assert_eq!(r.headers.get("retry-after").unwrap(), "30");
+    app.clock.advance(Duration::seconds(31));
+    token(&app, "ann", "password-of-ann").await.expect(200);
+    // success resets the count
+    for _ in 0..4 {
+        token(&app, "ann", "wrong-password-123").await.expect_problem(401, None);
+    }
+    token(&app, "ann", "password-of-ann").await.expect(200);
+    // other accounts are not affected
+    app.user("bob").await;
+}
+
+async fn id1_admin_manages_users(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let r = app.post("/api/v1/users", &admin, json!({"username": "pat", "email": "pat@example.org", "first_name": "Pat", "last_name": "Lee",
+        "password": "password-of-pat", "installation_roles": ["platform_engineer"]})).await.expect(201);
+    assert_eq!(r.body["installation_roles"], json!(["platform_engineer"]));
+    app.post("/api/v1/users", &admin, json!({"username": "pat", "email": "other@example.org"})).await.expect_problem(409, Some("username"));
+    app.post("/api/v1/users", &admin, json!({"username": "pat2", "email": "PAT@example.org"})).await.expect_problem(409, Some("email"));
+    let r = app.post("/api/v1/users", &admin, json!({"username": "Bad Name", "email": "nope", "password": "short", "installation_roles": ["king"]}))
+        .await.expect_problem(422, None);
+    let mut fields = r.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["email", "installation_roles", "password", "username"]);
+    let r = app.get("/api/v1/users?q=lee", &admin).await.expect(200);
+    assert_eq!(r.body["items"][0]["username"], "pat");
+    app.patch("/api/v1/users/pat", &admin, json!({"first_name": "Patricia"})).await.expect(200);
+    let pat = app.sign_in("pat", "password-of-pat").await;
+    app.get("/api/v1/users/pat", &pat).await.expect(200);
+    app.get("/api/v1/users/admin", &pat).await.expect_problem(403, None);
+    app.get("/api/v1/users", &pat).await.expect_problem(403, None);
+    app.patch("/api/v1/users/admin", &admin, json!({"active": false})).await.expect_problem(422, Some("active"));
+    app.delete("/api/v1/users/admin", &admin).await.expect_problem(422, Some("user"));
+    app.delete("/api/v1/users/pat", &admin).await.expect(204);
+    app.get("/api/v1/me", &pat).await.expect_problem(401, None);
+    app.get("/api/v1/users/pat", &admin).await.expect_problem(404, None);
+}
+
+async fn id3_workspace_api_key_acts_only_in_its_workspace(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    app.workspace(&ann, "other").await;
+    let r = app.post("/api/v1/api-keys", &ann, json!({"name": "ci", "workspace": "ws", "role": "workspace_manager", "expires_at": "2026-11-30T00:00:00Z"})).await.expect(201);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    let id = r.body["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["key"]["scope"], "workspace");
+    // stored hashed; listed without the secret
+    assert!(!app.sql_strings("SELECT token_hash FROM api_keys").await.contains(&secret));
+    let list = app.get("/api/v1/api-keys", &ann).await.expect(200);
+    assert!(!list.body.to_string().contains(&secret));
+    assert_eq!(list.body["items"][0]["name"], "ci");
+
+    app.post("/api/v1/workspaces/ws/projects", &secret, json!({"identifier": "web", "display_name": "Web"})).await.expect(201);
+    let me = app.get("/api/v1/me", &secret).await.expect(200);
+    assert_eq!(me.body["kind"], "api_key");
+    app.get("/api/v1/workspaces/other", &secret).await.expect_problem(403, None);
+    app.post("/api/v1/workspaces", &secret, json!({"identifier": "x", "display_name": "X"})).await.expect_problem(403, None);
+    app.post("/api/v1/api-keys", &secret, json!({"name": "k2", "workspace": "ws", "role": "workspace_member"})).await.expect_problem(403, None);
+    // owner role is never given to keys; installation keys are for admins
+    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "workspace": "ws", "role": "workspace_owner"})).await.expect_problem(422, Some("role"));
+    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "role": "admin"})).await.expect_problem(403, None);
+    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "workspace": "nope", "role": "workspace_member"})).await.expect_problem(422, Some("workspace"));
+    // keys expire with the clock, and deletion ends them at once
+    app.clock.advance(Duration::days(8));
+    app.get("/api/v1/workspaces/ws", &secret).await.expect_problem(401, None);
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    app.delete(&format!("/api/v1/api-keys/{id}"), &ann).await.expect(204);
+    app.delete(&format!("/api/v1/api-keys/{id}"), &ann).await.expect_problem(404, None);
+}
+
+async fn id3_installation_api_key_for_automation(app: TestApp) {
+    let r = app.post("/api/v1/api-keys", &app.admin_token, json!({"name": "provisioner", "role": "admin"})).await.expect(201);
+    assert_eq!(r.body["key"]["scope"], "installation");
+    let key = r.body["secret"].as_str().unwrap().to_owned();
+    app.post("/api/v1/users", &key, json!({"username": "svc", "email": "svc@example.org"})).await.expect(201);
+    app.post("/api/v1/workspaces", &key, json!({"identifier": "auto", "display_name": "Automated"})).await.expect(201);
+    let h = app.get("/api/v1/workspaces/auto/history", &key).await.expect(200);
+    assert_eq!(h.body["items"][0]["initiator"], json!({"kind": "api_key", "name": "provisioner"}));
+    let r = app.post("/api/v1/api-keys", &app.admin_token, json!({"name": "pe", "role": "platform_engineer"})).await.expect(201);
+    let pe = r.body["secret"].as_str().unwrap().to_owned();
+    app.get("/api/v1/users", &pe).await.expect_problem(403, None);
+}
+
+canopy_testkit::backend_tests! {
+    id1_local_account_signs_in_and_passwords_are_stored_hashed,
+    id1_sessions_expire_with_the_clock,
+    id1_repeated_failed_sign_ins_are_throttled,
+    id1_admin_manages_users,
+    id3_workspace_api_key_acts_only_in_its_workspace,
+    id3_installation_api_key_for_automation,
+}

@@ -1,0 +1,182 @@
+//! HI: the workspace history, its filters, and the tamper-evident chain.
+
+use canopy_testkit::TestApp;
+use serde_json::{Value, json};
+use time::Duration;
+
+fn kinds(r: &Value) -> Vec<String> {
+    r["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn hi1_every_change_is_an_event_with_initiator_time_and_details(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.user("bob").await;
+    app.workspace(&ann, "ws").await;
+    app.clock.advance(Duration::minutes(1));
+    app.invite(&ann, "ws", "bob", "workspace_member").await;
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "new@example.org", "role": "workspace_member"})).await.expect(201);
+    app.patch("/api/v1/workspaces/ws/members/user:bob", &ann, json!({"role": "workspace_manager"})).await.expect(200);
+    app.project(&ann, "ws", "web").await;
+    let b = app.post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"user": "bob", "role": "project_user"})).await.expect(201);
+    let id = b.body["id"].as_str().unwrap();
+    app.patch(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &ann, json!({"role": "project_admin", "expires_at": "2026-12-01T00:00:00Z"})).await.expect(200);
+    app.delete(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &ann).await.expect(204);
+    // an API key's changes are attributed to the key
+    let key = app.post("/api/v1/api-keys", &ann, json!({"name": "terraform", "workspace": "ws", "role": "workspace_manager"})).await.expect(201);
+    let key = key.body["secret"].as_str().unwrap().to_owned();
+    app.patch("/api/v1/workspaces/ws", &key, json!({"display_name": "Renamed by automation"})).await.expect(200);
+    app.delete("/api/v1/workspaces/ws/members/user:bob", &ann).await.expect(204);
+
+    let r = app.get("/api/v1/workspaces/ws/history", &ann).await.expect(200);
+    assert_eq!(
+        kinds(&r.body),
+        [
+            "member_removed", "workspace_renamed", "api_key_created", "binding_removed", "binding_changed", "binding_created",
+            "project_created", "member_role_changed", "invitation_sent", "member_added", "member_added", "workspace_created",
+        ]
+    );
+    let items = r.body["items"].as_array().unwrap();
+    let renamed = &items[1];
+    assert_eq!(renamed["initiator"], json!({"kind": "api_key", "name": "terraform"}));
+    assert_eq!(renamed["details"]["old"]["display_name"], "Workspace ws");
+    assert_eq!(renamed["details"]["new"]["display_name"], "Renamed by automation");
+    let changed = &items[4];
+    assert_eq!(changed["initiator"], json!({"kind": "user", "name": "ann"}));
+    assert_eq!(changed["details"]["old"], json!({"role": "project_user", "expires_at": null}));
+    assert_eq!(changed["details"]["new"], json!({"role": "project_admin", "expires_at": "2026-12-01T00:00:00Z"}));
+    let invited = &items[8];
+    assert_eq!(invited["details"]["email"], "new@example.org");
+    assert_eq!(invited["at"], "2026-11-23T10:01:00Z", "time comes from the injected clock");
+    assert_eq!(items[7]["details"], json!({"subject": "user:bob", "old_role": "workspace_member", "new_role": "workspace_manager"}));
+    // sequence numbers count up without gaps
+    let seqs: Vec<i64> = items.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=12).rev().collect::<Vec<_>>());
+}
+
+async fn hi2_history_pages_and_filters_by_time_initiator_and_kind(app: TestApp) {
+    let ann = app.user("ann").await;
+    let mia = app.user("mia").await;
+    app.workspace(&ann, "ws").await; // 2 events at 10:00
+    app.invite(&ann, "ws", "mia", "workspace_manager").await; // 10:00
+    app.clock.advance(Duration::hours(1));
+    for p in ["a", "b", "c"] {
+        app.project(&mia, "ws", p).await; // 11:00
+    }
+    app.clock.advance(Duration::hours(1));
+    app.patch("/api/v1/workspaces/ws", &ann, json!({"display_name": "Later"})).await.expect(200); // 12:00
+
+    let base = "/api/v1/workspaces/ws/history";
+    let r = app.get(&format!("{base}?initiator=mia"), &ann).await.expect(200);
+    assert_eq!(kinds(&r.body), ["project_created"; 3]);
+    let r = app.get(&format!("{base}?kind=member_added"), &ann).await.expect(200);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    let r = app.get(&format!("{base}?since=2026-11-23T11:00:00Z&until=2026-11-23T12:00:00Z"), &ann).await.expect(200);
+    assert_eq!(kinds(&r.body), ["project_created"; 3]);
+    let r = app.get(&format!("{base}?since=2026-11-23T11:30:00Z"), &ann).await.expect(200);
+    assert_eq!(kinds(&r.body), ["workspace_renamed"]);
+    let r = app.get(&format!("{base}?initiator=mia&kind=workspace_renamed"), &ann).await.expect(200);
+    assert!(kinds(&r.body).is_empty());
+
+    // paging through all seven events, three at a time
+    let mut seen = Vec::new();
+    let mut url = format!("{base}?limit=3");
+    loop {
+        let r = app.get(&url, &ann).await.expect(200);
+        seen.extend(r.body["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => url = format!("{base}?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [7, 6, 5, 4, 3, 2, 1]);
+
+    // one event's details
+    let r = app.get(&format!("{base}?kind=workspace_renamed"), &ann).await.expect(200);
+    let id = r.body["items"][0]["id"].as_str().unwrap();
+    let e = app.get(&format!("{base}/{id}"), &ann).await.expect(200);
+    assert_eq!(e.body["details"]["new"]["display_name"], "Later");
+    app.get(&format!("{base}/00000000-0000-0000-0000-000000000000"), &ann).await.expect_problem(404, None);
+
+    // bad filters name the parameter
+    app.get(&format!("{base}?kind=nonsense"), &ann).await.expect_problem(422, Some("kind"));
+    app.get(&format!("{base}?since=yesterday"), &ann).await.expect_problem(422, Some("since"));
+    app.get(&format!("{base}?limit=0"), &ann).await.expect_problem(422, Some("limit"));
+    app.get(&format!("{base}?limit=abc"), &ann).await.expect_problem(422, Some("limit"));
+    app.get(&format!("{base}?cursor=%21%21"), &ann).await.expect_problem(422, Some("cursor"));
+    app.get(&format!("{base}?since=2026-11-23T12:00:00Z&until=2026-11-23T11:00:00Z"), &ann).await.expect_problem(422, Some("until"));
+}
+
+/// A workspace `ws` with six events.
+async fn busy_workspace(app: &TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    for p in ["a", "b", "c", "d"] {
+        app.project(&ann, "ws", p).await;
+    }
+    let v = app.get("/api/v1/admin/history/verify", &app.admin_token).await.expect(200);
+    assert_eq!(v.body["ok"], true, "{:#}", v.body);
+    assert_eq!(v.body["first_broken"], Value::Null);
+}
+
+const WS_CHAIN: &str = "(SELECT id FROM workspaces WHERE identifier = 'ws')";
+
+async fn broken_link(app: &TestApp) -> Value {
+    let v = app.get("/api/v1/admin/history/verify", &app.admin_token).await.expect(200);
+    assert_eq!(v.body["ok"], false, "{:#}", v.body);
+    v.body["first_broken"].clone()
+}
+
+async fn hi3_edited_event_is_detected(app: TestApp) {
+    busy_workspace(&app).await;
+    app.sql(&format!("UPDATE history_events SET details = '{{\"project\":\"evil\"}}' WHERE chain = {WS_CHAIN} AND seq = 4")).await;
+    let b = broken_link(&app).await;
+    assert_eq!(b["chain"], "ws");
+    assert_eq!(b["seq"], 4);
+    assert!(b["reason"].as_str().unwrap().contains("changed"));
+}
+
+async fn hi3_deleted_event_is_detected(app: TestApp) {
+    busy_workspace(&app).await;
+    app.sql(&format!("DELETE FROM history_events WHERE chain = {WS_CHAIN} AND seq = 3")).await;
+    let b = broken_link(&app).await;
+    assert_eq!((b["chain"].as_str(), b["seq"].as_i64()), (Some("ws"), Some(3)));
+}
+
+async fn hi3_reordered_events_are_detected(app: TestApp) {
+    busy_workspace(&app).await;
+    // swap the positions of events #3 and #4
+    app.sql(&format!("UPDATE history_events SET seq = -1 WHERE chain = {WS_CHAIN} AND seq = 3")).await;
+    app.sql(&format!("UPDATE history_events SET seq = 3 WHERE chain = {WS_CHAIN} AND seq = 4")).await;
+    app.sql(&format!("UPDATE history_events SET seq = 4 WHERE chain = {WS_CHAIN} AND seq = -1")).await;
+    let b = broken_link(&app).await;
+    assert_eq!((b["chain"].as_str(), b["seq"].as_i64()), (Some("ws"), Some(3)));
+}
+
+async fn hi3_events_cut_from_the_end_are_detected(app: TestApp) {
+    busy_workspace(&app).await;
+    app.sql(&format!("DELETE FROM history_events WHERE chain = {WS_CHAIN} AND seq >= 5")).await;
+    let b = broken_link(&app).await;
+    assert_eq!(b["chain"], "ws");
+    assert!(b["reason"].as_str().unwrap().contains("removed from its end"));
+}
+
+async fn hi3_a_forged_but_rehashed_event_breaks_the_next_link(app: TestApp) {
+    busy_workspace(&app).await;
+    // an attacker who rewrites an event's hash too still breaks the link of the event after it
+    app.sql(&format!("UPDATE history_events SET hash = '{}' WHERE chain = {WS_CHAIN} AND seq = 2", "f".repeat(64))).await;
+    let b = broken_link(&app).await;
+    assert_eq!(b["seq"], 2);
+    // verification is for admins only
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    app.get("/api/v1/admin/history/verify", &ann).await.expect_problem(403, None);
+}
+
+canopy_testkit::backend_tests! {
+    hi1_every_change_is_an_event_with_initiator_time_and_details,
+    hi2_history_pages_and_filters_by_time_initiator_and_kind,
+    hi3_edited_event_is_detected,
+    hi3_deleted_event_is_detected,
+    hi3_reordered_events_are_detected,
+    hi3_events_cut_from_the_end_are_detected,
+    hi3_a_forged_but_rehashed_event_breaks_the_next_link,
+}

@@ -1,0 +1,136 @@
+//! `canopy serve` and `canopy admin verify-history`, run as real processes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use canopy_testkit::{Backend, TestApp};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_canopy");
+
+fn canopy() -> Command {
+    let mut c = Command::new(BIN);
+    for var in ["CANOPY_LISTEN", "CANOPY_DATABASE_URL", "CANOPY_ADMIN_PASSWORD", "CANOPY_SERVER", "CANOPY_TOKEN", "CANOPY_PROFILE"] {
+        c.env_remove(var);
+    }
+    c.env("CANOPY_LOG", "info").kill_on_drop(true);
+    c
+}
+
+/// Start `canopy serve` and read its stderr until it serves; returns the
+/// process, its address and everything it printed before.
+async fn start(mut cmd: Command) -> (Child, String, String) {
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut printed = String::new();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if let Some((_, rest)) = line.split_once("address=") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("canopy serve exited before serving:\n{printed}");
+    })
+    .await
+    .unwrap();
+    // keep draining stderr so the server never blocks on a full pipe
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr, printed)
+}
+
+async fn sign_in(addr: &str, password: &str) -> reqwest::StatusCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/auth/token"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn if3_serve_on_an_empty_database_creates_admin_with_generated_password(app: TestApp) {
+    let (url, _dir) = canopy_testkit::fresh_database(app.backend).await.unwrap();
+    let mut cmd = canopy();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", &url]);
+    let (mut child, addr, printed) = start(cmd).await;
+    let password = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("no generated password printed:\n{printed}"))
+        .to_owned();
+    assert!(password.len() >= 20);
+    assert_eq!(sign_in(&addr, &password).await, 200);
+    assert_eq!(sign_in(&addr, "not-the-password").await, 401);
+    child.kill().await.unwrap();
+
+    // a second start on the same database prints no password and keeps the admin
+    let mut cmd = canopy();
+    cmd.env("CANOPY_DATABASE_URL", &url).env("CANOPY_LISTEN", "127.0.0.1:0");
+    cmd.arg("serve");
+    let (mut child, addr, printed) = start(cmd).await;
+    assert!(!printed.contains("password:"), "{printed}");
+    assert_eq!(sign_in(&addr, &password).await, 200);
+    child.kill().await.unwrap();
+}
+
+async fn if3_serve_takes_admin_password_from_environment(app: TestApp) {
+    let (url, _dir) = canopy_testkit::fresh_database(app.backend).await.unwrap();
+    let mut cmd = canopy();
+    cmd.env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args(["serve", "--listen", "127.0.0.1:0", "--database", &url]);
+    let (mut child, addr, printed) = start(cmd).await;
+    assert!(!printed.contains("a-password-from-env"), "the password is never printed");
+    assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
+    child.kill().await.unwrap();
+    // a password too short is refused with a clear message and a failure exit
+    let (url, _dir2) = canopy_testkit::fresh_database(app.backend).await.unwrap();
+    let out = canopy().env("CANOPY_ADMIN_PASSWORD", "short").args(["serve", "--listen", "127.0.0.1:0", "--database", &url]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
+    // so is a database URL of an unknown kind
+    let out = canopy().args(["serve", "--database", "mysql://x"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite://PATH or postgres://"));
+}
+
+async fn hi3_admin_verify_history_command_reports_the_first_broken_link(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    app.project(&ann, "ws", "web").await;
+    let out = canopy().args(["admin", "verify-history", "--database", &app.db_url]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("every link intact"), "{stdout}");
+
+    app.sql("UPDATE history_events SET initiator_name = 'mallory' WHERE seq = 2 AND chain = (SELECT id FROM workspaces WHERE identifier = 'ws')").await;
+    let out = canopy().env("CANOPY_DATABASE_URL", &app.db_url).args(["admin", "verify-history", "--json"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_broken"]["chain"], "ws");
+    assert_eq!(v["first_broken"]["seq"], 2);
+}
+
+async fn if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory(app: TestApp) {
+    if app.backend != Backend::Sqlite {
+        return; // the default is SQLite by definition
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = canopy();
+    cmd.current_dir(dir.path()).env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args(["serve", "--listen", "127.0.0.1:0"]);
+    let (mut child, addr, _) = start(cmd).await;
+    assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
+    child.kill().await.unwrap();
+    assert!(dir.path().join("canopy.db").exists());
+}
+
+canopy_testkit::backend_tests! {
+    if3_serve_on_an_empty_database_creates_admin_with_generated_password,
+    if3_serve_takes_admin_password_from_environment,
+    hi3_admin_verify_history_command_reports_the_first_broken_link,
+    if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory,
+}

@@ -113,10 +113,9 @@ pub fn effective_project_roles(
     for b in bindings.iter().filter(|b| b.in_force_at(at)) {
         let holders: Vec<Uuid> = match b.subject.kind {
             SubjectKind::User => vec![b.subject.id],
-            SubjectKind::Group => group_members
-                .get(&b.subject.id)
-                .map(|m| m.iter().copied().collect())
-                .unwrap_or_default(),
+            SubjectKind::Group => {
+                group_members.get(&b.subject.id).map(|m| m.iter().copied().collect()).unwrap_or_default()
+            }
         };
         for user in holders.into_iter().filter(|u| active.contains(u)) {
             out.entry(user).or_default().insert(b.role_id);

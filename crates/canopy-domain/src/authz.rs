@@ -26,7 +26,10 @@ pub enum ActorKind {
     /// An API key scoped to the installation.
     InstallationKey,
     /// An API key scoped to one workspace, holding one workspace role there.
-    WorkspaceKey { workspace_id: Uuid, role: WorkspaceRole },
+    WorkspaceKey {
+        workspace_id: Uuid,
+        role: WorkspaceRole,
+    },
 }
 
 impl Actor {
@@ -110,10 +113,10 @@ pub fn authorize(
         let Some((ws_id, role)) = workspace else {
             return Err(Denied::NotAMember);
         };
-        if let ActorKind::WorkspaceKey { workspace_id, .. } = actor.kind {
-            if workspace_id != ws_id {
-                return Err(Denied::OutOfScope);
-            }
+        if let ActorKind::WorkspaceKey { workspace_id, .. } = actor.kind
+            && workspace_id != ws_id
+        {
+            return Err(Denied::OutOfScope);
         }
         match role {
             None => Err(Denied::NotAMember),
@@ -128,9 +131,16 @@ pub fn authorize(
             ActorKind::InstallationKey => Err(Denied::NeedsAdmin),
             ActorKind::WorkspaceKey { .. } => Err(Denied::OutOfScope),
         },
-        AdministerUsers | AdministerGroups | AdministerProjectRoles | AdministerInstallation
+        AdministerUsers
+        | AdministerGroups
+        | AdministerProjectRoles
+        | AdministerInstallation
         | CreateInstallationKey => {
-            if actor.is_admin() { Ok(()) } else { Err(Denied::NeedsAdmin) }
+            if actor.is_admin() {
+                Ok(())
+            } else {
+                Err(Denied::NeedsAdmin)
+            }
         }
         ViewWorkspace => needs_role(WorkspaceRole::Member),
         ViewHistory | ManageWorkspace => needs_role(WorkspaceRole::Manager),

@@ -53,13 +53,8 @@ impl Identifier {
         if raw.chars().count() > Self::MAX_LEN {
             return Err(invalid(format!("must be at most {} characters", Self::MAX_LEN)));
         }
-        if let Some(c) = raw
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
-            return Err(invalid(format!(
-                "may only contain lowercase letters, digits and dashes, found {c:?}"
-            )));
+        if let Some(c) = raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+            return Err(invalid(format!("may only contain lowercase letters, digits and dashes, found {c:?}")));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -79,9 +74,8 @@ impl RoleIdentifier {
         if raw.chars().count() > 32 {
             return Err(invalid("must be at most 32 characters"));
         }
-        if let Some(c) = raw.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')
-        }) {
+        if let Some(c) = raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
             return Err(invalid(format!(
                 "may only contain lowercase letters, digits, dashes and underscores, found {c:?}"
             )));
@@ -107,12 +101,10 @@ impl Username {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(invalid("must start with a lowercase letter or a digit"));
         }
-        if let Some(c) = raw.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-        }) {
-            return Err(invalid(format!(
-                "may only contain lowercase letters, digits, '.', '_' and '-', found {c:?}"
-            )));
+        if let Some(c) =
+            raw.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(invalid(format!("may only contain lowercase letters, digits, '.', '_' and '-', found {c:?}")));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -141,11 +133,7 @@ impl Email {
         if local.is_empty() || local.contains('@') {
             return Err(invalid("must be an e-mail address like name@example.org"));
         }
-        if domain.is_empty()
-            || domain.starts_with('.')
-            || domain.ends_with('.')
-            || domain.contains("..")
-        {
+        if domain.is_empty() || domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
             return Err(invalid("must have a valid domain after '@'"));
         }
         Ok(Self(raw.to_lowercase()))

@@ -72,11 +72,10 @@ impl WorkspaceRole {
 impl FromStr for WorkspaceRole {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            InvalidValue(
-                "must be one of workspace_owner, workspace_manager, workspace_member".into(),
-            )
-        })
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| InvalidValue("must be one of workspace_owner, workspace_manager, workspace_member".into()))
     }
 }
 
@@ -91,11 +90,7 @@ impl fmt::Display for WorkspaceRole {
 pub const DEFAULT_PROJECT_ROLES: [(&str, &str, &str); 3] = [
     ("project_reader", "Project Reader", "Read-only access, e.g. for controllers."),
     ("project_user", "Project User", "Manages resources in the cloud platforms."),
-    (
-        "project_admin",
-        "Project Admin",
-        "Also changes the configuration of the project in the cloud platforms.",
-    ),
+    ("project_admin", "Project Admin", "Also changes the configuration of the project in the cloud platforms."),
 ];
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine;
-use canopy_domain::authz::{Actor, ActorKind, Action, authorize, effective_workspace_role};
+use canopy_domain::authz::{Action, Actor, ActorKind, authorize, effective_workspace_role};
 use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{InstallationRole, WorkspaceRole};
 use canopy_store::{Tx, WorkspaceRecord};
@@ -37,12 +37,15 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 /// Whether `password` matches `hash`. Without a hash (unknown user, no local
 /// password) a dummy hash is checked anyway so that timing does not tell.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Qw3pZ5mXq0uQ0x9y8kq9m3V3yWw9cQeY2cN0uXcN3rA";
+    const DUMMY: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Qw3pZ5mXq0uQ0x9y8kq9m3V3yWw9cQeY2cN0uXcN3rA";
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DUMMY.to_owned());
-    let ok = tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok()
+    })
+    .await
+    .unwrap_or(false);
     ok && known
 }
 
@@ -89,9 +92,8 @@ impl Caller {
     /// Refuse unless the caller may perform `action` in `ws`.
     pub async fn require_in(&self, tx: &mut Tx, ws: &WorkspaceRecord, action: Action) -> Result<(), ApiError> {
         let role = self.workspace_role(tx, ws).await?;
-        authorize(&self.actor, action, Some((ws.id, role))).map_err(|d| {
-            ApiError::Forbidden(format!("{d} (workspace {})", ws.identifier))
-        })
+        authorize(&self.actor, action, Some((ws.id, role)))
+            .map_err(|d| ApiError::Forbidden(format!("{d} (workspace {})", ws.identifier)))
     }
 
     /// Refuse unless the caller may perform an installation-wide `action`.
@@ -124,7 +126,12 @@ impl FromRequestParts<AppState> for Caller {
             if !user.active {
                 return Err(invalid());
             }
-            Actor { kind: ActorKind::User, id: user.id, name: user.username, installation_roles: user.installation_roles }
+            Actor {
+                kind: ActorKind::User,
+                id: user.id,
+                name: user.username,
+                installation_roles: user.installation_roles,
+            }
         } else if token.starts_with(API_KEY_PREFIX) {
             let key = tx.api_key_by_hash(&hash, now).await?.ok_or_else(invalid)?;
             // A key stops working with the account of the person who made it (AC10).

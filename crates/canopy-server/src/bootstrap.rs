@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use canopy_domain::InstallationRole;
 use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
 use canopy_domain::roles::DEFAULT_PROJECT_ROLES;
-use canopy_domain::InstallationRole;
 use canopy_store::{NewUser, Store};
 use serde_json::json;
 
@@ -63,12 +63,24 @@ pub async fn bootstrap(
             now,
         )
         .await?;
-    tx.append_event(None, EventKind::UserCreated, now, &system, json!({"user": admin.username, "installation_roles": ["admin"]}))
-        .await?;
+    tx.append_event(
+        None,
+        EventKind::UserCreated,
+        now,
+        &system,
+        json!({"user": admin.username, "installation_roles": ["admin"]}),
+    )
+    .await?;
     for (identifier, display_name, description) in DEFAULT_PROJECT_ROLES {
         tx.insert_project_role(identifier, display_name, description, now).await?;
-        tx.append_event(None, EventKind::ProjectRoleCreated, now, &system, json!({"role": identifier, "display_name": display_name}))
-            .await?;
+        tx.append_event(
+            None,
+            EventKind::ProjectRoleCreated,
+            now,
+            &system,
+            json!({"role": identifier, "display_name": display_name}),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(if generated {

@@ -70,7 +70,9 @@ impl ApiError {
                 (detail.clone(), vec![FieldError { field: f.clone(), message: detail.clone() }])
             }
             Self::Internal(_) => ("something went wrong on the server; it has been logged".to_owned(), vec![]),
-            Self::BadRequest(d) | Self::Unauthenticated(d) | Self::Forbidden(d) | Self::NotFound(d) => (d.clone(), vec![]),
+            Self::BadRequest(d) | Self::Unauthenticated(d) | Self::Forbidden(d) | Self::NotFound(d) => {
+                (d.clone(), vec![])
+            }
             Self::Conflict { detail, .. } | Self::TooManyRequests { detail, .. } => (detail.clone(), vec![]),
         };
         Problem {

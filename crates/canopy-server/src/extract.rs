@@ -16,14 +16,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim();
-                ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
-            });
+        let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+            let ct = ct.split(';').next().unwrap_or("").trim();
+            ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+        });
         if !is_json {
             return Err(ApiError::BadRequest("send the body as JSON with Content-Type: application/json".into()));
         }
@@ -75,7 +71,13 @@ fn field_error(path: &str, msg: &str) -> ApiError {
         None => match msg.strip_prefix("unknown field `").and_then(|r| r.split_once('`')) {
             Some((name, rest)) => {
                 let field = if path == "." || path.is_empty() { name.to_owned() } else { path.to_owned() };
-                (field, format!("is not a known field{}", rest.trim_start_matches(',').split_once(',').map_or(String::new(), |(_, r)| format!(";{r}"))))
+                (
+                    field,
+                    format!(
+                        "is not a known field{}",
+                        rest.trim_start_matches(',').split_once(',').map_or(String::new(), |(_, r)| format!(";{r}"))
+                    ),
+                )
             }
             None => (if path == "." { "body".to_owned() } else { path.to_owned() }, msg.to_owned()),
         },

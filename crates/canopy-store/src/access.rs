@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{RowExt, Tx, new_id, to_us, Result, StoreError};
+use crate::{Result, RowExt, StoreError, Tx, new_id, to_us};
 
 #[derive(Debug, Clone)]
 pub struct ProjectRoleRecord {
@@ -37,6 +37,17 @@ pub struct BindingRecord {
     pub justification: Option<String>,
     pub granted_by: String,
     pub granted_at: OffsetDateTime,
+}
+
+/// A new binding.
+#[derive(Debug, Clone)]
+pub struct NewBinding<'a> {
+    pub project_id: Uuid,
+    pub subject: Subject,
+    pub role_id: Uuid,
+    pub expires_at: Option<OffsetDateTime>,
+    pub justification: Option<&'a str>,
+    pub granted_by: &'a str,
 }
 
 const BINDING_SELECT: &str = "SELECT b.id, b.project_id, b.user_id, b.group_id, b.role_id, b.expires_at, \
@@ -72,26 +83,33 @@ fn binding_from_row(r: &AnyRow) -> Result<BindingRecord> {
 impl Tx {
     // ------------------------------------------------------------ project roles
 
-    pub async fn insert_project_role(&mut self, identifier: &str, display_name: &str, description: &str, now: OffsetDateTime) -> Result<ProjectRoleRecord> {
+    pub async fn insert_project_role(
+        &mut self,
+        identifier: &str,
+        display_name: &str,
+        description: &str,
+        now: OffsetDateTime,
+    ) -> Result<ProjectRoleRecord> {
         sqlx::query(
             "INSERT INTO project_roles (id, identifier, display_name, description, position, created_at) \
              VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), 0) + 1 FROM project_roles), $5)",
         )
-            .bind(new_id())
-            .bind(identifier)
-            .bind(display_name)
-            .bind(description)
-            .bind(to_us(now))
-            .execute(self.conn())
-            .await?;
+        .bind(new_id())
+        .bind(identifier)
+        .bind(display_name)
+        .bind(description)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
         self.project_role(identifier).await?.ok_or(StoreError::Conflict)
     }
 
     pub async fn project_role(&mut self, identifier: &str) -> Result<Option<ProjectRoleRecord>> {
-        let row = sqlx::query("SELECT id, identifier, display_name, description FROM project_roles WHERE identifier = $1")
-            .bind(identifier)
-            .fetch_optional(self.conn())
-            .await?;
+        let row =
+            sqlx::query("SELECT id, identifier, display_name, description FROM project_roles WHERE identifier = $1")
+                .bind(identifier)
+                .fetch_optional(self.conn())
+                .await?;
         row.as_ref().map(role_from_row).transpose()
     }
 
@@ -127,16 +145,8 @@ impl Tx {
 
     // ------------------------------------------------------------ bindings
 
-    pub async fn insert_binding(
-        &mut self,
-        project_id: Uuid,
-        subject: Subject,
-        role_id: Uuid,
-        expires_at: Option<OffsetDateTime>,
-        justification: Option<&str>,
-        granted_by: &str,
-        now: OffsetDateTime,
-    ) -> Result<BindingRecord> {
+    pub async fn insert_binding(&mut self, b: NewBinding<'_>, now: OffsetDateTime) -> Result<BindingRecord> {
+        let NewBinding { project_id, subject, role_id, expires_at, justification, granted_by } = b;
         let id = new_id();
         let (user, group) = match subject.kind {
             SubjectKind::User => (Some(subject.id.to_string()), None),
@@ -180,10 +190,19 @@ impl Tx {
     }
 
     /// The binding of `subject` to `role_id` on a project, if any.
-    pub async fn find_binding(&mut self, project_id: Uuid, subject: Subject, role_id: Uuid) -> Result<Option<BindingRecord>> {
+    pub async fn find_binding(
+        &mut self,
+        project_id: Uuid,
+        subject: Subject,
+        role_id: Uuid,
+    ) -> Result<Option<BindingRecord>> {
         let sql = match subject.kind {
-            SubjectKind::User => format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.user_id = $2 AND b.role_id = $3"),
-            SubjectKind::Group => format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.group_id = $2 AND b.role_id = $3"),
+            SubjectKind::User => {
+                format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.user_id = $2 AND b.role_id = $3")
+            }
+            SubjectKind::Group => {
+                format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.group_id = $2 AND b.role_id = $3")
+            }
         };
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(project_id.to_string())
@@ -210,7 +229,11 @@ impl Tx {
     }
 
     /// Every binding of a subject in the projects of one workspace (WS6).
-    pub async fn subject_bindings_in_workspace(&mut self, workspace_id: Uuid, subject: Subject) -> Result<Vec<BindingRecord>> {
+    pub async fn subject_bindings_in_workspace(
+        &mut self,
+        workspace_id: Uuid,
+        subject: Subject,
+    ) -> Result<Vec<BindingRecord>> {
         let col = match subject.kind {
             SubjectKind::User => "b.user_id",
             SubjectKind::Group => "b.group_id",

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{RowExt, Tx, new_id, page_limit, to_us, Result};
+use crate::{Result, RowExt, Tx, new_id, page_limit, to_us};
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -75,6 +75,18 @@ pub struct ApiKeyRecord {
     pub created_by_id: Option<Uuid>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A new API key; only the hash of its secret is stored.
+#[derive(Debug, Clone)]
+pub struct NewApiKey<'a> {
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub workspace_id: Option<Uuid>,
+    pub role: &'a str,
+    pub created_by_id: Option<Uuid>,
+    pub created_by: &'a str,
     pub expires_at: Option<OffsetDateTime>,
 }
 
@@ -162,9 +174,15 @@ impl Tx {
 
     async fn user_by(&mut self, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
         let sql = match col {
-            "id" => "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE id = $1",
-            "username" => "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE username = $1",
-            _ => "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE email = $1",
+            "id" => {
+                "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE id = $1"
+            }
+            "username" => {
+                "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE username = $1"
+            }
+            _ => {
+                "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE email = $1"
+            }
         };
         let Some(row) = sqlx::query(sql).bind(value).fetch_optional(self.conn()).await? else {
             return Ok(None);
@@ -245,7 +263,12 @@ impl Tx {
     }
 
     /// Record a failed sign-in; `locked_until` throttles the next attempts.
-    pub async fn record_failed_sign_in(&mut self, id: Uuid, failures: i64, locked_until: Option<OffsetDateTime>) -> Result<()> {
+    pub async fn record_failed_sign_in(
+        &mut self,
+        id: Uuid,
+        failures: i64,
+        locked_until: Option<OffsetDateTime>,
+    ) -> Result<()> {
         sqlx::query("UPDATE users SET failed_sign_ins = $2, locked_until = $3 WHERE id = $1")
             .bind(id.to_string())
             .bind(failures)
@@ -261,7 +284,13 @@ impl Tx {
 
     // ------------------------------------------------------------ sessions
 
-    pub async fn insert_session(&mut self, token_hash: &str, user_id: Uuid, now: OffsetDateTime, expires_at: OffsetDateTime) -> Result<()> {
+    pub async fn insert_session(
+        &mut self,
+        token_hash: &str,
+        user_id: Uuid,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(user_id.to_string())
@@ -289,24 +318,15 @@ impl Tx {
     }
 
     pub async fn delete_expired_sessions(&mut self, now: OffsetDateTime) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
+        let r =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
         Ok(r.rows_affected())
     }
 
     // ------------------------------------------------------------ API keys
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_api_key(
-        &mut self,
-        name: &str,
-        token_hash: &str,
-        workspace_id: Option<Uuid>,
-        role: &str,
-        created_by_id: Option<Uuid>,
-        created_by: &str,
-        now: OffsetDateTime,
-        expires_at: Option<OffsetDateTime>,
-    ) -> Result<ApiKeyRecord> {
+    pub async fn insert_api_key(&mut self, k: NewApiKey<'_>, now: OffsetDateTime) -> Result<ApiKeyRecord> {
+        let NewApiKey { name, token_hash, workspace_id, role, created_by_id, created_by, expires_at } = k;
         let id = new_id();
         sqlx::query(
             "INSERT INTO api_keys (id, name, token_hash, workspace_id, role, created_by_id, created_by, created_at, expires_at) \
@@ -347,7 +367,12 @@ impl Tx {
     }
 
     /// Keys created by `created_by` (every key when `None`), oldest first, after `cursor` (an id).
-    pub async fn list_api_keys(&mut self, created_by: Option<Uuid>, cursor: Option<&str>, limit: u32) -> Result<Vec<ApiKeyRecord>> {
+    pub async fn list_api_keys(
+        &mut self,
+        created_by: Option<Uuid>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.id > $2) ORDER BY k.id LIMIT $3"
         )))
@@ -366,7 +391,12 @@ impl Tx {
 
     // ------------------------------------------------------------ groups
 
-    pub async fn insert_group(&mut self, identifier: &str, display_name: &str, now: OffsetDateTime) -> Result<GroupRecord> {
+    pub async fn insert_group(
+        &mut self,
+        identifier: &str,
+        display_name: &str,
+        now: OffsetDateTime,
+    ) -> Result<GroupRecord> {
         sqlx::query("INSERT INTO user_groups (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new_id())
             .bind(identifier)

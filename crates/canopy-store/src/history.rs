@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{RowExt, Store, Tx, new_id, page_limit, to_us, Result, StoreError};
+use crate::{Result, RowExt, Store, StoreError, Tx, new_id, page_limit, to_us};
 
 /// The chain of installation-wide events (users, groups, roles, keys).
 pub const INSTALLATION_CHAIN: &str = "installation";

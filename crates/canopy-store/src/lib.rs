@@ -106,11 +106,7 @@ impl Store {
         }
         let pool = opts.connect(&url).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store {
-            pool,
-            backend,
-            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-        })
+        Ok(Store { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) })
     }
 
     pub fn backend(&self) -> Backend {
@@ -201,9 +197,7 @@ impl RowExt for AnyRow {
     fn uuid_opt(&self, col: &str) -> Result<Option<Uuid>> {
         match self.text_opt(col)? {
             None => Ok(None),
-            Some(s) => Uuid::parse_str(&s)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}"))),
+            Some(s) => Uuid::parse_str(&s).map(Some).map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}"))),
         }
     }
     fn time(&self, col: &str) -> Result<OffsetDateTime> {

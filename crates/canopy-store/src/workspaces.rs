@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{RowExt, Tx, new_id, page_limit, to_us, Result, StoreError};
+use crate::{Result, RowExt, StoreError, Tx, new_id, page_limit, to_us};
 
 #[derive(Debug, Clone)]
 pub struct WorkspaceRecord {
@@ -114,7 +114,12 @@ impl Tx {
     // ------------------------------------------------------------ workspaces
 
     /// Create a workspace and its history chain.
-    pub async fn insert_workspace(&mut self, identifier: &str, display_name: &str, now: OffsetDateTime) -> Result<WorkspaceRecord> {
+    pub async fn insert_workspace(
+        &mut self,
+        identifier: &str,
+        display_name: &str,
+        now: OffsetDateTime,
+    ) -> Result<WorkspaceRecord> {
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO workspaces (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id.to_string())
@@ -124,7 +129,12 @@ impl Tx {
             .execute(self.conn())
             .await?;
         self.create_chain(&id.to_string(), identifier).await?;
-        Ok(WorkspaceRecord { id, identifier: identifier.to_owned(), display_name: display_name.to_owned(), created_at: now })
+        Ok(WorkspaceRecord {
+            id,
+            identifier: identifier.to_owned(),
+            display_name: display_name.to_owned(),
+            created_at: now,
+        })
     }
 
     pub async fn workspace_by_identifier(&mut self, identifier: &str) -> Result<Option<WorkspaceRecord>> {
@@ -145,7 +155,12 @@ impl Tx {
 
     /// Workspaces ordered by identifier after `cursor`; with `member` only
     /// those where that user is a member directly or through a group.
-    pub async fn list_workspaces(&mut self, member: Option<Uuid>, cursor: Option<&str>, limit: u32) -> Result<Vec<WorkspaceRecord>> {
+    pub async fn list_workspaces(
+        &mut self,
+        member: Option<Uuid>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<WorkspaceRecord>> {
         let rows = sqlx::query(
             "SELECT id, identifier, display_name, created_at FROM workspaces w \
              WHERE ($1 IS NULL OR EXISTS (SELECT 1 FROM workspace_members m WHERE m.workspace_id = w.id AND \
@@ -214,7 +229,12 @@ impl Tx {
     }
 
     /// The role a user or group holds directly in a workspace.
-    pub async fn member_role(&mut self, workspace_id: Uuid, kind: SubjectKind, subject_id: Uuid) -> Result<Option<WorkspaceRole>> {
+    pub async fn member_role(
+        &mut self,
+        workspace_id: Uuid,
+        kind: SubjectKind,
+        subject_id: Uuid,
+    ) -> Result<Option<WorkspaceRole>> {
         let sql = match kind {
             SubjectKind::User => "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
             SubjectKind::Group => "SELECT role FROM workspace_members WHERE workspace_id = $1 AND group_id = $2",
@@ -290,7 +310,11 @@ impl Tx {
     }
 
     /// The workspaces where a user or group is a direct member, with the role.
-    pub async fn direct_memberships(&mut self, kind: SubjectKind, subject_id: Uuid) -> Result<Vec<(Uuid, WorkspaceRole)>> {
+    pub async fn direct_memberships(
+        &mut self,
+        kind: SubjectKind,
+        subject_id: Uuid,
+    ) -> Result<Vec<(Uuid, WorkspaceRole)>> {
         let col = subject_column(kind);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT workspace_id, role FROM workspace_members WHERE {col} = $1 ORDER BY workspace_id"
@@ -341,10 +365,12 @@ impl Tx {
 
     /// How many direct owners a workspace has (it must keep at least one).
     pub async fn count_owners(&mut self, workspace_id: Uuid) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND role = 'workspace_owner'")
-            .bind(workspace_id.to_string())
-            .fetch_one(self.conn())
-            .await?;
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND role = 'workspace_owner'",
+        )
+        .bind(workspace_id.to_string())
+        .fetch_one(self.conn())
+        .await?;
         r.int("n")
     }
 
@@ -395,10 +421,12 @@ impl Tx {
 
     /// Pending invitations of an e-mail address in every workspace.
     pub async fn invitations_for_email(&mut self, email: &str) -> Result<Vec<InvitationRecord>> {
-        let rows = sqlx::query("SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE email = $1")
-            .bind(email)
-            .fetch_all(self.conn())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_all(self.conn())
+        .await?;
         rows.iter().map(invitation_from_row).collect()
     }
 
@@ -409,7 +437,13 @@ impl Tx {
 
     // ------------------------------------------------------------ projects
 
-    pub async fn insert_project(&mut self, workspace_id: Uuid, identifier: &str, display_name: &str, now: OffsetDateTime) -> Result<ProjectRecord> {
+    pub async fn insert_project(
+        &mut self,
+        workspace_id: Uuid,
+        identifier: &str,
+        display_name: &str,
+        now: OffsetDateTime,
+    ) -> Result<ProjectRecord> {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO projects (id, workspace_id, identifier, display_name, tags, created_at) VALUES ($1, $2, $3, $4, '{}', $5)",
@@ -443,7 +477,12 @@ impl Tx {
         row.as_ref().map(project_from_row).transpose()
     }
 
-    pub async fn list_projects(&mut self, workspace_id: Uuid, cursor: Option<&str>, limit: u32) -> Result<Vec<ProjectRecord>> {
+    pub async fn list_projects(
+        &mut self,
+        workspace_id: Uuid,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ProjectRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT $3"
         )))

@@ -104,7 +104,11 @@ impl Resp {
         assert_eq!(self.content_type, "application/problem+json", "body: {:#}", self.body);
         assert_eq!(self.body["status"].as_u64(), Some(u64::from(status)));
         if let Some(f) = field {
-            assert!(self.error_fields().iter().any(|e| e == f), "expected an error naming {f:?}; body: {:#}", self.body);
+            assert!(
+                self.error_fields().iter().any(|e| e == f),
+                "expected an error naming {f:?}; body: {:#}",
+                self.body
+            );
         }
         self
     }
@@ -190,9 +194,20 @@ impl TestApp {
     }
 
     /// Send a raw body with a content type (for malformed-input tests).
-    pub async fn request_raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: &str) -> Resp {
+    pub async fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.client.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body.to_owned());
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body.to_owned());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -224,7 +239,12 @@ impl TestApp {
     /// Sign in and return the session token.
     pub async fn sign_in(&self, username: &str, password: &str) -> String {
         let r = self
-            .request("POST", "/api/v1/auth/token", None, Some(serde_json::json!({"username": username, "password": password})))
+            .request(
+                "POST",
+                "/api/v1/auth/token",
+                None,
+                Some(serde_json::json!({"username": username, "password": password})),
+            )
             .await
             .expect(200);
         r.body["token"].as_str().unwrap().to_owned()
@@ -249,23 +269,35 @@ impl TestApp {
 
     /// Create a workspace as `token`'s user (who becomes its owner).
     pub async fn workspace(&self, token: &str, identifier: &str) {
-        self.post("/api/v1/workspaces", token, serde_json::json!({"identifier": identifier, "display_name": format!("Workspace {identifier}")}))
-            .await
-            .expect(201);
+        self.post(
+            "/api/v1/workspaces",
+            token,
+            serde_json::json!({"identifier": identifier, "display_name": format!("Workspace {identifier}")}),
+        )
+        .await
+        .expect(201);
     }
 
     /// Add a user to a workspace with a role.
     pub async fn invite(&self, token: &str, ws: &str, username: &str, role: &str) {
-        self.post(&format!("/api/v1/workspaces/{ws}/members"), token, serde_json::json!({"user": username, "role": role}))
-            .await
-            .expect(201);
+        self.post(
+            &format!("/api/v1/workspaces/{ws}/members"),
+            token,
+            serde_json::json!({"user": username, "role": role}),
+        )
+        .await
+        .expect(201);
     }
 
     /// Create a project in a workspace.
     pub async fn project(&self, token: &str, ws: &str, identifier: &str) {
-        self.post(&format!("/api/v1/workspaces/{ws}/projects"), token, serde_json::json!({"identifier": identifier, "display_name": format!("Project {identifier}")}))
-            .await
-            .expect(201);
+        self.post(
+            &format!("/api/v1/workspaces/{ws}/projects"),
+            token,
+            serde_json::json!({"identifier": identifier, "display_name": format!("Project {identifier}")}),
+        )
+        .await
+        .expect(201);
     }
 
     /// Run raw SQL on the test database (to tamper with it, as an attacker would).
@@ -294,13 +326,30 @@ impl TestApp {
         let mut conn = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
         let mut out = Vec::new();
         for table in [
-            "users", "user_installation_roles", "sessions", "workspaces", "api_keys", "user_groups", "group_members",
-            "workspace_members", "invitations", "projects", "project_roles", "bindings", "history_events",
+            "users",
+            "user_installation_roles",
+            "sessions",
+            "workspaces",
+            "api_keys",
+            "user_groups",
+            "group_members",
+            "workspace_members",
+            "invitations",
+            "projects",
+            "project_roles",
+            "bindings",
+            "history_events",
         ] {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}"))).fetch_one(&mut conn).await.unwrap();
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
             out.push((table.to_owned(), row.try_get::<i64, _>("n").unwrap()));
         }
-        let rows = sqlx::query("SELECT chain, last_seq FROM history_chains ORDER BY chain").fetch_all(&mut conn).await.unwrap();
+        let rows = sqlx::query("SELECT chain, last_seq FROM history_chains ORDER BY chain")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
         for r in rows {
             out.push((r.try_get::<String, _>("chain").unwrap(), r.try_get::<i64, _>("last_seq").unwrap()));
         }

@@ -15,7 +15,11 @@ use crate::routes::{ListQuery, page};
 /// Every workspace of the installation (admins).
 #[utoipa::path(get, path = "/api/v1/admin/workspaces", tag = "admin", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Workspace>), (status = 403, body = Problem)))]
-pub async fn workspaces(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Workspace>>> {
+pub async fn workspaces(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Workspace>>> {
     caller.require(Action::AdministerInstallation)?;
     let limit = q.limit()?;
     let mut tx = app.store.read().await?;
@@ -37,6 +41,11 @@ pub fn to_verification(v: canopy_store::Verification) -> HistoryVerification {
         ok: v.first_broken.is_none(),
         chains_checked: v.chains_checked,
         events_checked: v.events_checked,
-        first_broken: v.first_broken.map(|b| BrokenLink { chain: b.chain, seq: b.seq, event_id: b.event_id, reason: b.reason }),
+        first_broken: v.first_broken.map(|b| BrokenLink {
+            chain: b.chain,
+            seq: b.seq,
+            event_id: b.event_id,
+            reason: b.reason,
+        }),
     }
 }

@@ -7,7 +7,7 @@ use canopy_api_types::{ApiKey, CreateApiKey, CreatedApiKey, Page, Problem};
 use canopy_domain::authz::{Action, action_to_hold};
 use canopy_domain::history::EventKind;
 use canopy_domain::{DisplayName, InstallationRole, WorkspaceRole};
-use canopy_store::ApiKeyRecord;
+use canopy_store::{ApiKeyRecord, NewApiKey};
 use serde_json::json;
 
 use crate::AppState;
@@ -32,7 +32,11 @@ fn to_key(k: ApiKeyRecord) -> ApiKey {
 /// The caller's API keys (admins: every key).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<ApiKey>), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<ApiKey>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<ApiKey>>> {
     if !caller.actor.is_user() {
         return Err(ApiError::Forbidden("API keys are managed by people, not by API keys".into()));
     }
@@ -50,7 +54,11 @@ pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQ
 /// key (admins only) holds `admin` or `platform_engineer`.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKey, security(("bearer" = [])),
     responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateApiKey>) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
     if !caller.actor.is_user() {
         return Err(ApiError::Forbidden("API keys are created by people, not by API keys".into()));
     }
@@ -61,12 +69,17 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
     }
     let mut tx = app.store.write().await?;
     let workspace = match &body.workspace {
-        Some(w) => Some(load_workspace(&mut tx, w).await.map_err(|_| ApiError::invalid("workspace", format!("workspace {w:?} does not exist")))?),
+        Some(w) => Some(
+            load_workspace(&mut tx, w)
+                .await
+                .map_err(|_| ApiError::invalid("workspace", format!("workspace {w:?} does not exist")))?,
+        ),
         None => None,
     };
     let role = match &workspace {
         Some(ws) => {
-            let role: WorkspaceRole = body.role.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))?;
+            let role: WorkspaceRole =
+                body.role.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))?;
             if role == WorkspaceRole::Owner {
                 return Err(ApiError::invalid("role", "a key can be workspace_manager or workspace_member"));
             }
@@ -74,17 +87,30 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
             role.as_str()
         }
         None => {
-            let role: InstallationRole = body.role.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))?;
+            let role: InstallationRole =
+                body.role.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))?;
             caller.require(Action::CreateInstallationKey)?;
             role.as_str()
         }
     };
     let (secret, hash) = new_secret(API_KEY_PREFIX)?;
     let key = tx
-        .insert_api_key(name.as_str(), &hash, workspace.as_ref().map(|w| w.id), role, Some(caller.actor.id), &caller.actor.name, now, body.expires_at)
+        .insert_api_key(
+            NewApiKey {
+                name: name.as_str(),
+                token_hash: &hash,
+                workspace_id: workspace.as_ref().map(|w| w.id),
+                role,
+                created_by_id: Some(caller.actor.id),
+                created_by: &caller.actor.name,
+                expires_at: body.expires_at,
+            },
+            now,
+        )
         .await?;
     let details = json!({"key": key.id, "name": key.name, "role": role, "expires_at": body.expires_at.map(|e| e.unix_timestamp())});
-    tx.append_event(workspace.as_ref().map(|w| w.id), EventKind::ApiKeyCreated, now, &caller.initiator(), details).await?;
+    tx.append_event(workspace.as_ref().map(|w| w.id), EventKind::ApiKeyCreated, now, &caller.initiator(), details)
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key: to_key(key), secret })))
 }
@@ -104,7 +130,14 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
         return Err(not_found());
     }
     tx.delete_api_key(key.id).await?;
-    tx.append_event(key.workspace_id, EventKind::ApiKeyDeleted, now, &caller.initiator(), json!({"key": key.id, "name": key.name})).await?;
+    tx.append_event(
+        key.workspace_id,
+        EventKind::ApiKeyDeleted,
+        now,
+        &caller.initiator(),
+        json!({"key": key.id, "name": key.name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

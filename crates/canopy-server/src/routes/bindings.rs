@@ -8,7 +8,7 @@ use canopy_domain::access::check_new_expiry;
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::{Subject, SubjectKind};
-use canopy_store::{BindingRecord, ProjectRecord, Tx, WorkspaceRecord};
+use canopy_store::{BindingRecord, NewBinding, ProjectRecord, Tx, WorkspaceRecord};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -52,7 +52,12 @@ async fn load_binding(tx: &mut Tx, project: &ProjectRecord, id: &str) -> ApiResu
 
 /// Resolve and load what a manager's request names: workspace and project,
 /// refusing callers who may not manage the workspace (WS7, AD1).
-async fn managed_project(tx: &mut Tx, caller: &Caller, ws: &str, project: &str) -> ApiResult<(WorkspaceRecord, ProjectRecord)> {
+async fn managed_project(
+    tx: &mut Tx,
+    caller: &Caller,
+    ws: &str,
+    project: &str,
+) -> ApiResult<(WorkspaceRecord, ProjectRecord)> {
     let ws = load_workspace(tx, ws).await?;
     caller.require_in(tx, &ws, Action::ManageWorkspace).await?;
     let p = load_project(tx, &ws, project).await?;
@@ -63,7 +68,12 @@ async fn managed_project(tx: &mut Tx, caller: &Caller, ws: &str, project: &str) 
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects/{project}/bindings", tag = "bindings",
     params(("ws" = String, Path), ("project" = String, Path), ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Binding>), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, Path((ws, project)): Path<(String, String)>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Binding>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, project)): Path<(String, String)>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Binding>>> {
     let limit = q.limit()?;
     let cursor = q.cursor()?;
     let now = app.clock.now();
@@ -73,7 +83,8 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Path((ws, project
     let p = load_project(&mut tx, &ws, &project).await?;
     let mut rows = tx.project_bindings(p.id).await?;
     rows.sort_by_key(|b| b.binding.id);
-    let rows: Vec<_> = rows.into_iter().filter(|b| cursor.as_deref().is_none_or(|c| b.binding.id.to_string().as_str() > c)).collect();
+    let rows: Vec<_> =
+        rows.into_iter().filter(|b| cursor.as_deref().is_none_or(|c| b.binding.id.to_string().as_str() > c)).collect();
     Ok(Json(page(rows, limit, |b| b.binding.id.to_string(), |b| to_binding(b, now))))
 }
 
@@ -98,35 +109,50 @@ pub async fn create(
         _ => return Err(ApiError::invalid("user", "give exactly one of user or group")),
     };
     let mut errors = Vec::new();
-    if let Some(e) = body.expires_at {
-        if let Err(err) = check_new_expiry(e, now) {
-            errors.push(canopy_api_types::FieldError { field: "expires_at".into(), message: err.to_string() });
-        }
+    if let Some(e) = body.expires_at
+        && let Err(err) = check_new_expiry(e, now)
+    {
+        errors.push(canopy_api_types::FieldError { field: "expires_at".into(), message: err.to_string() });
     }
     let justification = body.justification.as_deref().map(str::trim).filter(|j| !j.is_empty());
     if justification.is_some_and(|j| j.chars().count() > 1000) {
-        errors.push(canopy_api_types::FieldError { field: "justification".into(), message: "must be at most 1000 characters".into() });
+        errors.push(canopy_api_types::FieldError {
+            field: "justification".into(),
+            message: "must be at most 1000 characters".into(),
+        });
     }
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
     let role = tx.project_role(&body.role).await?;
     if role.is_none() {
-        errors.push(canopy_api_types::FieldError { field: "role".into(), message: format!("project role {:?} does not exist", body.role) });
+        errors.push(canopy_api_types::FieldError {
+            field: "role".into(),
+            message: format!("project role {:?} does not exist", body.role),
+        });
     }
     let subject = match (&body.user, &body.group) {
         (Some(username), _) => match tx.user_by_username(username).await? {
             None => {
-                errors.push(canopy_api_types::FieldError { field: field.into(), message: format!("user {username:?} does not exist") });
+                errors.push(canopy_api_types::FieldError {
+                    field: field.into(),
+                    message: format!("user {username:?} does not exist"),
+                });
                 None
             }
             Some(u) if !u.active => {
-                errors.push(canopy_api_types::FieldError { field: field.into(), message: format!("the account of {username} is deactivated") });
+                errors.push(canopy_api_types::FieldError {
+                    field: field.into(),
+                    message: format!("the account of {username} is deactivated"),
+                });
                 None
             }
             Some(u) if tx.membership_roles_of_user(ws.id, u.id).await?.is_empty() => {
                 errors.push(canopy_api_types::FieldError {
                     field: field.into(),
-                    message: format!("{username} is not a member of workspace {}; invite them to the workspace first", ws.identifier),
+                    message: format!(
+                        "{username} is not a member of workspace {}; invite them to the workspace first",
+                        ws.identifier
+                    ),
                 });
                 None
             }
@@ -134,13 +160,19 @@ pub async fn create(
         },
         (_, Some(group)) => match tx.group_by_identifier(group).await? {
             None => {
-                errors.push(canopy_api_types::FieldError { field: field.into(), message: format!("group {group:?} does not exist") });
+                errors.push(canopy_api_types::FieldError {
+                    field: field.into(),
+                    message: format!("group {group:?} does not exist"),
+                });
                 None
             }
             Some(g) if tx.member_role(ws.id, SubjectKind::Group, g.id).await?.is_none() => {
                 errors.push(canopy_api_types::FieldError {
                     field: field.into(),
-                    message: format!("group {group} is not a member of workspace {}; invite it to the workspace first", ws.identifier),
+                    message: format!(
+                        "group {group} is not a member of workspace {}; invite it to the workspace first",
+                        ws.identifier
+                    ),
                 });
                 None
             }
@@ -155,17 +187,40 @@ pub async fn create(
     let initiator = caller.initiator();
     if let Some(existing) = tx.find_binding(p.id, subject, role.id).await? {
         if existing.binding.in_force_at(now) {
-            return Err(ApiError::conflict_on("role", format!("{name} already holds {} on {}", role.identifier, p.identifier)));
+            return Err(ApiError::conflict_on(
+                "role",
+                format!("{name} already holds {} on {}", role.identifier, p.identifier),
+            ));
         }
         tx.delete_binding(existing.binding.id).await?;
-        tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &initiator,
+        tx.append_event(
+            Some(ws.id),
+            EventKind::BindingRemoved,
+            now,
+            &initiator,
             json!({"binding": existing.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
-                   "reason": "expired binding replaced"})).await?;
+                   "reason": "expired binding replaced"}),
+        )
+        .await?;
     }
-    let b = tx.insert_binding(p.id, subject, role.id, body.expires_at, justification, &caller.actor.name, now).await?;
-    tx.append_event(Some(ws.id), EventKind::BindingCreated, now, &initiator,
+    let new = NewBinding {
+        project_id: p.id,
+        subject,
+        role_id: role.id,
+        expires_at: body.expires_at,
+        justification,
+        granted_by: &caller.actor.name,
+    };
+    let b = tx.insert_binding(new, now).await?;
+    tx.append_event(
+        Some(ws.id),
+        EventKind::BindingCreated,
+        now,
+        &initiator,
         json!({"binding": b.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
-               "expires_at": rfc3339(body.expires_at), "justification": justification})).await?;
+               "expires_at": rfc3339(body.expires_at), "justification": justification}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_binding(b, now))))
 }
@@ -188,24 +243,39 @@ pub async fn update(
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
     let before = load_binding(&mut tx, &p, &id).await?;
     let role = match &body.role {
-        Some(r) => tx.project_role(r).await?.ok_or_else(|| ApiError::invalid("role", format!("project role {r:?} does not exist")))?,
-        None => tx.project_role(&before.role_identifier).await?.ok_or_else(|| ApiError::Internal("binding's role vanished".into()))?,
+        Some(r) => tx
+            .project_role(r)
+            .await?
+            .ok_or_else(|| ApiError::invalid("role", format!("project role {r:?} does not exist")))?,
+        None => tx
+            .project_role(&before.role_identifier)
+            .await?
+            .ok_or_else(|| ApiError::Internal("binding's role vanished".into()))?,
     };
     let name = subject_string(before.binding.subject.kind, &before.subject_name);
-    if role.id != before.binding.role_id {
-        if let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await? {
-            if other.binding.in_force_at(now) {
-                return Err(ApiError::conflict_on("role", format!("{name} already holds {} on {}", role.identifier, p.identifier)));
-            }
-            tx.delete_binding(other.binding.id).await?;
+    if role.id != before.binding.role_id
+        && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
+    {
+        if other.binding.in_force_at(now) {
+            return Err(ApiError::conflict_on(
+                "role",
+                format!("{name} already holds {} on {}", role.identifier, p.identifier),
+            ));
         }
+        tx.delete_binding(other.binding.id).await?;
     }
     let expires_at = body.expires_at.unwrap_or(before.binding.expires_at);
     tx.update_binding(before.binding.id, role.id, expires_at).await?;
-    tx.append_event(Some(ws.id), EventKind::BindingChanged, now, &caller.initiator(),
+    tx.append_event(
+        Some(ws.id),
+        EventKind::BindingChanged,
+        now,
+        &caller.initiator(),
         json!({"binding": before.binding.id, "project": p.identifier, "subject": name,
                "old": {"role": before.role_identifier, "expires_at": rfc3339(before.binding.expires_at)},
-               "new": {"role": role.identifier, "expires_at": rfc3339(expires_at)}})).await?;
+               "new": {"role": role.identifier, "expires_at": rfc3339(expires_at)}}),
+    )
+    .await?;
     let after = load_binding(&mut tx, &p, &id).await?;
     tx.commit().await?;
     Ok(Json(to_binding(after, now)))
@@ -215,7 +285,11 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/projects/{project}/bindings/{id}", tag = "bindings",
     params(("ws" = String, Path), ("project" = String, Path), ("id" = Uuid, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete(State(app): State<AppState>, caller: Caller, Path((ws, project, id)): Path<(String, String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, project, id)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;

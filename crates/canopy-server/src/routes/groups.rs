@@ -19,16 +19,30 @@ use crate::routes::{ListQuery, load_user, page};
 use crate::validate;
 
 fn to_group(g: GroupRecord) -> Group {
-    Group { identifier: g.identifier, display_name: g.display_name, member_count: g.member_count, created_at: g.created_at }
+    Group {
+        identifier: g.identifier,
+        display_name: g.display_name,
+        member_count: g.member_count,
+        created_at: g.created_at,
+    }
 }
 
 async fn load_group(tx: &mut Tx, identifier: &str) -> ApiResult<GroupRecord> {
-    tx.group_by_identifier(identifier).await?.ok_or_else(|| ApiError::not_found(format!("group {identifier:?} does not exist")))
+    tx.group_by_identifier(identifier)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("group {identifier:?} does not exist")))
 }
 
 /// Group membership changes are recorded in the installation history and in
 /// every workspace where the group is a member, since they change access there (AC3).
-async fn record_group_event(tx: &mut Tx, caller: &Caller, group: &GroupRecord, kind: EventKind, details: serde_json::Value, now: time::OffsetDateTime) -> ApiResult<()> {
+async fn record_group_event(
+    tx: &mut Tx,
+    caller: &Caller,
+    group: &GroupRecord,
+    kind: EventKind,
+    details: serde_json::Value,
+    now: time::OffsetDateTime,
+) -> ApiResult<()> {
     tx.append_event(None, kind, now, &caller.initiator(), details.clone()).await?;
     for (ws, _) in tx.direct_memberships(SubjectKind::Group, group.id).await? {
         tx.append_event(Some(ws), kind, now, &caller.initiator(), details.clone()).await?;
@@ -39,7 +53,11 @@ async fn record_group_event(tx: &mut Tx, caller: &Caller, group: &GroupRecord, k
 /// List groups.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Group>), (status = 401, body = Problem)))]
-pub async fn list(State(app): State<AppState>, _caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Group>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Group>>> {
     let limit = q.limit()?;
     let mut tx = app.store.read().await?;
     let rows = tx.list_groups(q.cursor()?.as_deref(), limit).await?;
@@ -49,7 +67,11 @@ pub async fn list(State(app): State<AppState>, _caller: Caller, ApiQuery(q): Api
 /// Create a group (admins).
 #[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = CreateGroup, security(("bearer" = [])),
     responses((status = 201, body = Group), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateGroup>) -> ApiResult<(StatusCode, Json<Group>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> ApiResult<(StatusCode, Json<Group>)> {
     caller.require(Action::AdministerGroups)?;
     validate! {
         identifier: "identifier" => Identifier::parse(&body.identifier),
@@ -61,7 +83,14 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
         return Err(ApiError::conflict_on("identifier", format!("group {identifier} already exists")));
     }
     let g = tx.insert_group(identifier.as_str(), display_name.as_str(), now).await?;
-    tx.append_event(None, EventKind::GroupCreated, now, &caller.initiator(), json!({"group": g.identifier, "display_name": g.display_name})).await?;
+    tx.append_event(
+        None,
+        EventKind::GroupCreated,
+        now,
+        &caller.initiator(),
+        json!({"group": g.identifier, "display_name": g.display_name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_group(g))))
 }
@@ -77,7 +106,12 @@ pub async fn show(State(app): State<AppState>, _caller: Caller, Path(group): Pat
 /// Rename a group (admins).
 #[utoipa::path(patch, path = "/api/v1/groups/{group}", tag = "groups", params(("group" = String, Path)), request_body = UpdateGroup,
     security(("bearer" = [])), responses((status = 200, body = Group), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(app): State<AppState>, caller: Caller, Path(group): Path<String>, ApiJson(body): ApiJson<UpdateGroup>) -> ApiResult<Json<Group>> {
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    ApiJson(body): ApiJson<UpdateGroup>,
+) -> ApiResult<Json<Group>> {
     caller.require(Action::AdministerGroups)?;
     validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
     let now = app.clock.now();
@@ -110,14 +144,24 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
 /// The members of a group.
 #[utoipa::path(get, path = "/api/v1/groups/{group}/members", tag = "groups", params(("group" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Page<GroupMember>), (status = 404, body = Problem)))]
-pub async fn list_members(State(app): State<AppState>, _caller: Caller, Path(group): Path<String>) -> ApiResult<Json<Page<GroupMember>>> {
+pub async fn list_members(
+    State(app): State<AppState>,
+    _caller: Caller,
+    Path(group): Path<String>,
+) -> ApiResult<Json<Page<GroupMember>>> {
     let mut tx = app.store.read().await?;
     let g = load_group(&mut tx, &group).await?;
     let items = tx
         .group_members(g.id)
         .await?
         .into_iter()
-        .map(|u| GroupMember { username: u.username, first_name: u.first_name, last_name: u.last_name, email: u.email, active: u.active })
+        .map(|u| GroupMember {
+            username: u.username,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            email: u.email,
+            active: u.active,
+        })
         .collect();
     Ok(Json(Page { items, next_cursor: None }))
 }
@@ -125,7 +169,12 @@ pub async fn list_members(State(app): State<AppState>, _caller: Caller, Path(gro
 /// Add a user to a group (admins). They gain every role the group holds (AC3, WS4).
 #[utoipa::path(post, path = "/api/v1/groups/{group}/members", tag = "groups", params(("group" = String, Path)), request_body = AddGroupMember,
     security(("bearer" = [])), responses((status = 201, body = GroupMember), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn add_member(State(app): State<AppState>, caller: Caller, Path(group): Path<String>, ApiJson(body): ApiJson<AddGroupMember>) -> ApiResult<(StatusCode, Json<GroupMember>)> {
+pub async fn add_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(group): Path<String>,
+    ApiJson(body): ApiJson<AddGroupMember>,
+) -> ApiResult<(StatusCode, Json<GroupMember>)> {
     caller.require(Action::AdministerGroups)?;
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
@@ -135,19 +184,43 @@ pub async fn add_member(State(app): State<AppState>, caller: Caller, Path(group)
         .await?
         .ok_or_else(|| ApiError::invalid("user", format!("user {:?} does not exist", body.user)))?;
     if tx.is_group_member(g.id, user.id).await? {
-        return Err(ApiError::conflict_on("user", format!("{} is already a member of {}", user.username, g.identifier)));
+        return Err(ApiError::conflict_on(
+            "user",
+            format!("{} is already a member of {}", user.username, g.identifier),
+        ));
     }
     tx.add_group_member(g.id, user.id, now).await?;
-    record_group_event(&mut tx, &caller, &g, EventKind::GroupMemberAdded, json!({"group": g.identifier, "user": user.username}), now).await?;
+    record_group_event(
+        &mut tx,
+        &caller,
+        &g,
+        EventKind::GroupMemberAdded,
+        json!({"group": g.identifier, "user": user.username}),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(GroupMember { username: user.username, first_name: user.first_name, last_name: user.last_name, email: user.email, active: user.active })))
+    Ok((
+        StatusCode::CREATED,
+        Json(GroupMember {
+            username: user.username,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            email: user.email,
+            active: user.active,
+        }),
+    ))
 }
 
 /// Remove a user from a group (admins). They lose what the group gave them (AC3).
 #[utoipa::path(delete, path = "/api/v1/groups/{group}/members/{user}", tag = "groups",
     params(("group" = String, Path), ("user" = String, Path, description = "username")), security(("bearer" = [])),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn remove_member(State(app): State<AppState>, caller: Caller, Path((group, username)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove_member(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((group, username)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     caller.require(Action::AdministerGroups)?;
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
@@ -157,7 +230,15 @@ pub async fn remove_member(State(app): State<AppState>, caller: Caller, Path((gr
         return Err(ApiError::not_found(format!("{username} is not a member of group {group}")));
     }
     tx.remove_group_member(g.id, user.id).await?;
-    record_group_event(&mut tx, &caller, &g, EventKind::GroupMemberRemoved, json!({"group": g.identifier, "user": user.username}), now).await?;
+    record_group_event(
+        &mut tx,
+        &caller,
+        &g,
+        EventKind::GroupMemberRemoved,
+        json!({"group": g.identifier, "user": user.username}),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

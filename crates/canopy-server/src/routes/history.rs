@@ -50,16 +50,26 @@ pub fn to_event(e: ChainedEvent) -> ApiResult<HistoryEvent> {
 /// initiator and kind (managers, admins).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/history", tag = "history", params(("ws" = String, Path), HistoryQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<HistoryEvent>), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiQuery(q): ApiQuery<HistoryQuery>) -> ApiResult<Json<Page<HistoryEvent>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Page<HistoryEvent>>> {
     let limit = check_limit(q.limit)?;
-    let kind = q.kind.as_deref().map(str::parse::<EventKind>).transpose().map_err(|e| ApiError::invalid("kind", e.to_string()))?;
+    let kind = q
+        .kind
+        .as_deref()
+        .map(str::parse::<EventKind>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("kind", e.to_string()))?;
     let before_seq = decode_cursor(q.cursor.as_deref())?
         .map(|c| c.parse::<i64>().map_err(|_| ApiError::invalid("cursor", "is not a cursor this API returned")))
         .transpose()?;
-    if let (Some(s), Some(u)) = (q.since, q.until) {
-        if s >= u {
-            return Err(ApiError::invalid("until", "must be after since"));
-        }
+    if let (Some(s), Some(u)) = (q.since, q.until)
+        && s >= u
+    {
+        return Err(ApiError::invalid("until", "must be after since"));
     }
     let mut tx = app.store.read().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
@@ -73,7 +83,11 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<St
 /// One event with its details.
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/history/{event}", tag = "history", params(("ws" = String, Path), ("event" = Uuid, Path)),
     security(("bearer" = [])), responses((status = 200, body = HistoryEvent), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn show(State(app): State<AppState>, caller: Caller, Path((ws, event)): Path<(String, String)>) -> ApiResult<Json<HistoryEvent>> {
+pub async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, event)): Path<(String, String)>,
+) -> ApiResult<Json<HistoryEvent>> {
     let mut tx = app.store.read().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::ViewHistory).await?;

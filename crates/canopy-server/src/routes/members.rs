@@ -25,7 +25,9 @@ enum MemberRef {
 }
 
 async fn resolve_member(tx: &mut Tx, raw: &str) -> ApiResult<MemberRef> {
-    let not_found = || ApiError::not_found(format!("no member {raw:?}; name members as user:NAME, group:IDENTIFIER or email:ADDRESS"));
+    let not_found = || {
+        ApiError::not_found(format!("no member {raw:?}; name members as user:NAME, group:IDENTIFIER or email:ADDRESS"))
+    };
     let (kind, name) = raw.split_once(':').ok_or_else(not_found)?;
     match kind {
         "user" => {
@@ -46,7 +48,12 @@ fn parse_role(raw: &str) -> ApiResult<WorkspaceRole> {
 }
 
 /// Refuse to leave a workspace without a direct owner.
-async fn keep_an_owner(tx: &mut Tx, ws: &WorkspaceRecord, old: WorkspaceRole, new: Option<WorkspaceRole>) -> ApiResult<()> {
+async fn keep_an_owner(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    old: WorkspaceRole,
+    new: Option<WorkspaceRole>,
+) -> ApiResult<()> {
     if old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) && tx.count_owners(ws.id).await? <= 1 {
         return Err(ApiError::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));
     }
@@ -57,7 +64,12 @@ async fn keep_an_owner(tx: &mut Tx, ws: &WorkspaceRecord, old: WorkspaceRole, ne
 /// when, and pending invitations (WS5).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/members", tag = "members", params(("ws" = String, Path), ListQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<Member>), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Member>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Member>>> {
     let limit = q.limit()?;
     let cursor = q.cursor()?;
     let mut tx = app.store.read().await?;
@@ -87,7 +99,8 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<St
         granted_at: i.created_at,
     }));
     all.sort_by(|a, b| a.subject.cmp(&b.subject));
-    let rows: Vec<Member> = all.into_iter().filter(|m| cursor.as_deref().is_none_or(|c| m.subject.as_str() > c)).collect();
+    let rows: Vec<Member> =
+        all.into_iter().filter(|m| cursor.as_deref().is_none_or(|c| m.subject.as_str() > c)).collect();
     Ok(Json(page(rows, limit, |m| m.subject.clone(), |m| m)))
 }
 
@@ -98,7 +111,12 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<St
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/members", tag = "members", params(("ws" = String, Path)), request_body = InviteMember,
     security(("bearer" = [])),
     responses((status = 201, body = Member), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn invite(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiJson(body): ApiJson<InviteMember>) -> ApiResult<(StatusCode, Json<Member>)> {
+pub async fn invite(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<InviteMember>,
+) -> ApiResult<(StatusCode, Json<Member>)> {
     let given = [body.user.is_some(), body.email.is_some(), body.group.is_some()].iter().filter(|b| **b).count();
     if given != 1 {
         return Err(ApiError::invalid("user", "give exactly one of user, email or group"));
@@ -114,25 +132,42 @@ pub async fn invite(State(app): State<AppState>, caller: Caller, Path(ws): Path<
     // Resolve the invited subject; an e-mail of a known account invites that account.
     let mut subject = None;
     if let Some(username) = &body.user {
-        let u = tx.user_by_username(username).await?.ok_or_else(|| ApiError::invalid("user", format!("user {username:?} does not exist")))?;
+        let u = tx
+            .user_by_username(username)
+            .await?
+            .ok_or_else(|| ApiError::invalid("user", format!("user {username:?} does not exist")))?;
         if !u.active {
             return Err(ApiError::invalid("user", format!("the account of {username} is deactivated")));
         }
         subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name)));
     } else if let Some(group) = &body.group {
-        let g = tx.group_by_identifier(group).await?.ok_or_else(|| ApiError::invalid("group", format!("group {group:?} does not exist")))?;
+        let g = tx
+            .group_by_identifier(group)
+            .await?
+            .ok_or_else(|| ApiError::invalid("group", format!("group {group:?} does not exist")))?;
         subject = Some((SubjectKind::Group, g.id, g.identifier, g.display_name));
     } else if let Some(raw) = &body.email {
         let email = Email::parse(raw).map_err(|e| ApiError::invalid("email", e.to_string()))?;
         match tx.user_by_email(email.as_str()).await? {
-            Some(u) => subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name))),
+            Some(u) => {
+                subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name)))
+            }
             None => {
                 if tx.invitation(ws.id, email.as_str()).await?.is_some() {
-                    return Err(ApiError::conflict_on("email", format!("{email} is already invited to {}", ws.identifier)));
+                    return Err(ApiError::conflict_on(
+                        "email",
+                        format!("{email} is already invited to {}", ws.identifier),
+                    ));
                 }
                 tx.insert_invitation(ws.id, email.as_str(), role, &granted_by, now).await?;
-                tx.append_event(Some(ws.id), EventKind::InvitationSent, now, &initiator,
-                    json!({"email": email.as_str(), "role": role.as_str()})).await?;
+                tx.append_event(
+                    Some(ws.id),
+                    EventKind::InvitationSent,
+                    now,
+                    &initiator,
+                    json!({"email": email.as_str(), "role": role.as_str()}),
+                )
+                .await?;
                 tx.commit().await?;
                 let member = Member {
                     subject: format!("email:{email}"),
@@ -150,23 +185,45 @@ pub async fn invite(State(app): State<AppState>, caller: Caller, Path(ws): Path<
     let Some((kind, id, name, display_name)) = subject else {
         return Err(ApiError::invalid("user", "give exactly one of user, email or group"));
     };
-    let field = if kind == SubjectKind::Group { "group" } else if body.user.is_some() { "user" } else { "email" };
+    let field = if kind == SubjectKind::Group {
+        "group"
+    } else if body.user.is_some() {
+        "user"
+    } else {
+        "email"
+    };
     if tx.member_role(ws.id, kind, id).await?.is_some() {
-        return Err(ApiError::conflict_on(field, format!("{} is already a member of {}; change the role instead", subject_string(kind, &name), ws.identifier)));
+        return Err(ApiError::conflict_on(
+            field,
+            format!(
+                "{} is already a member of {}; change the role instead",
+                subject_string(kind, &name),
+                ws.identifier
+            ),
+        ));
     }
     tx.upsert_member(ws.id, kind, id, role, &granted_by, now).await?;
-    tx.append_event(Some(ws.id), EventKind::MemberAdded, now, &initiator,
-        json!({"subject": subject_string(kind, &name), "role": role.as_str()})).await?;
+    tx.append_event(
+        Some(ws.id),
+        EventKind::MemberAdded,
+        now,
+        &initiator,
+        json!({"subject": subject_string(kind, &name), "role": role.as_str()}),
+    )
+    .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(Member {
-        subject: subject_string(kind, &name),
-        kind: kind.as_str().into(),
-        name,
-        display_name: display_name.trim().to_owned(),
-        role: role.as_str().into(),
-        granted_by,
-        granted_at: now,
-    })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Member {
+            subject: subject_string(kind, &name),
+            kind: kind.as_str().into(),
+            name,
+            display_name: display_name.trim().to_owned(),
+            role: role.as_str().into(),
+            granted_by,
+            granted_at: now,
+        }),
+    ))
 }
 
 /// Change the workspace role of a member or of a pending invitation (WS6).
@@ -192,9 +249,20 @@ pub async fn update(
             caller.require_in(&mut tx, &ws, action_to_grant(old.max(role))).await?;
             keep_an_owner(&mut tx, &ws, old, Some(role)).await?;
             tx.upsert_member(ws.id, s.kind, s.id, role, &caller.actor.name, now).await?;
-            tx.append_event(Some(ws.id), EventKind::MemberRoleChanged, now, &caller.initiator(),
-                json!({"subject": name, "old_role": old.as_str(), "new_role": role.as_str()})).await?;
-            let m = tx.workspace_members(ws.id).await?.into_iter().find(|m| m.subject_id == s.id && m.kind == s.kind).ok_or_else(not_member)?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::MemberRoleChanged,
+                now,
+                &caller.initiator(),
+                json!({"subject": name, "old_role": old.as_str(), "new_role": role.as_str()}),
+            )
+            .await?;
+            let m = tx
+                .workspace_members(ws.id)
+                .await?
+                .into_iter()
+                .find(|m| m.subject_id == s.id && m.kind == s.kind)
+                .ok_or_else(not_member)?;
             tx.commit().await?;
             Ok(Json(Member {
                 subject: name,
@@ -211,8 +279,14 @@ pub async fn update(
             caller.require_in(&mut tx, &ws, action_to_grant(inv.role.max(role))).await?;
             tx.delete_invitation(inv.id).await?;
             tx.insert_invitation(ws.id, &email, role, &caller.actor.name, now).await?;
-            tx.append_event(Some(ws.id), EventKind::MemberRoleChanged, now, &caller.initiator(),
-                json!({"subject": format!("email:{email}"), "old_role": inv.role.as_str(), "new_role": role.as_str()})).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::MemberRoleChanged,
+                now,
+                &caller.initiator(),
+                json!({"subject": format!("email:{email}"), "old_role": inv.role.as_str(), "new_role": role.as_str()}),
+            )
+            .await?;
             tx.commit().await?;
             Ok(Json(Member {
                 subject: format!("email:{email}"),
@@ -232,7 +306,11 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/members/{subject}", tag = "members",
     params(("ws" = String, Path), ("subject" = String, Path, description = "user:NAME, group:IDENTIFIER or email:ADDRESS")),
     security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn remove(State(app): State<AppState>, caller: Caller, Path((ws, subject)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, subject)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
@@ -251,12 +329,26 @@ pub async fn remove(State(app): State<AppState>, caller: Caller, Path((ws, subje
                     json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": "removed from workspace"})).await?;
             }
             tx.delete_member(ws.id, s.kind, s.id).await?;
-            tx.append_event(Some(ws.id), EventKind::MemberRemoved, now, &initiator, json!({"subject": name, "old_role": old.as_str()})).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::MemberRemoved,
+                now,
+                &initiator,
+                json!({"subject": name, "old_role": old.as_str()}),
+            )
+            .await?;
         }
         MemberRef::Invitation(email) => {
             let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
             tx.delete_invitation(inv.id).await?;
-            tx.append_event(Some(ws.id), EventKind::InvitationWithdrawn, now, &initiator, json!({"email": email, "role": inv.role.as_str()})).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::InvitationWithdrawn,
+                now,
+                &initiator,
+                json!({"email": email, "role": inv.role.as_str()}),
+            )
+            .await?;
         }
     }
     tx.commit().await?;
@@ -275,7 +367,12 @@ pub struct SearchQuery {
 /// Type-ahead over the workspace's users and groups (AC9).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/search", tag = "members", params(("ws" = String, Path), SearchQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<SearchResult>), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn search(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiQuery(q): ApiQuery<SearchQuery>) -> ApiResult<Json<Page<SearchResult>>> {
+pub async fn search(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<Page<SearchResult>>> {
     let limit = match q.limit {
         None => 10,
         Some(n) if (1..=50).contains(&n) => n,
@@ -292,7 +389,13 @@ pub async fn search(State(app): State<AppState>, caller: Caller, Path(ws): Path<
         .search_workspace(ws.id, term, limit)
         .await?
         .into_iter()
-        .map(|r| SearchResult { kind: r.kind.as_str().into(), subject: subject_string(r.kind, &r.name), name: r.name, display_name: r.display_name, email: r.email })
+        .map(|r| SearchResult {
+            kind: r.kind.as_str().into(),
+            subject: subject_string(r.kind, &r.name),
+            name: r.name,
+            display_name: r.display_name,
+            email: r.email,
+        })
         .collect();
     Ok(Json(Page { items, next_cursor: None }))
 }

@@ -92,9 +92,7 @@ pub async fn load_project(tx: &mut Tx, ws: &WorkspaceRecord, identifier: &str) -
 }
 
 pub async fn load_user(tx: &mut Tx, username: &str) -> ApiResult<UserRecord> {
-    tx.user_by_username(username)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {username:?} does not exist")))
+    tx.user_by_username(username).await?.ok_or_else(|| ApiError::not_found(format!("user {username:?} does not exist")))
 }
 
 pub fn to_user(u: UserRecord) -> canopy_api_types::User {

@@ -29,7 +29,9 @@ fn check_description(d: &str) -> Result<String, InvalidValue> {
 }
 
 async fn load_role(tx: &mut Tx, identifier: &str) -> ApiResult<ProjectRoleRecord> {
-    tx.project_role(identifier).await?.ok_or_else(|| ApiError::not_found(format!("project role {identifier:?} does not exist")))
+    tx.project_role(identifier)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("project role {identifier:?} does not exist")))
 }
 
 /// List the project roles.
@@ -44,7 +46,11 @@ pub async fn list(State(app): State<AppState>, _caller: Caller) -> ApiResult<Jso
 /// Create a project role (admins).
 #[utoipa::path(post, path = "/api/v1/project-roles", tag = "project-roles", request_body = CreateProjectRole, security(("bearer" = [])),
     responses((status = 201, body = ProjectRole), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateProjectRole>) -> ApiResult<(StatusCode, Json<ProjectRole>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateProjectRole>,
+) -> ApiResult<(StatusCode, Json<ProjectRole>)> {
     caller.require(Action::AdministerProjectRoles)?;
     validate! {
         identifier: "identifier" => RoleIdentifier::parse(&body.identifier),
@@ -57,7 +63,14 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
         return Err(ApiError::conflict_on("identifier", format!("project role {identifier} already exists")));
     }
     let r = tx.insert_project_role(identifier.as_str(), display_name.as_str(), &description, now).await?;
-    tx.append_event(None, EventKind::ProjectRoleCreated, now, &caller.initiator(), json!({"role": r.identifier, "display_name": r.display_name})).await?;
+    tx.append_event(
+        None,
+        EventKind::ProjectRoleCreated,
+        now,
+        &caller.initiator(),
+        json!({"role": r.identifier, "display_name": r.display_name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_role(r))))
 }
@@ -65,7 +78,12 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
 /// Change a project role's name or description (admins).
 #[utoipa::path(patch, path = "/api/v1/project-roles/{role}", tag = "project-roles", params(("role" = String, Path)), request_body = UpdateProjectRole,
     security(("bearer" = [])), responses((status = 200, body = ProjectRole), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(app): State<AppState>, caller: Caller, Path(role): Path<String>, ApiJson(body): ApiJson<UpdateProjectRole>) -> ApiResult<Json<ProjectRole>> {
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(role): Path<String>,
+    ApiJson(body): ApiJson<UpdateProjectRole>,
+) -> ApiResult<Json<ProjectRole>> {
     caller.require(Action::AdministerProjectRoles)?;
     validate! {
         display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose(),
@@ -95,10 +113,14 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(role): Pat
     let r = load_role(&mut tx, &role).await?;
     let used = tx.count_bindings_with_role(r.id).await?;
     if used > 0 {
-        return Err(ApiError::conflict(format!("project role {} is used by {used} binding(s); change or remove them first", r.identifier)));
+        return Err(ApiError::conflict(format!(
+            "project role {} is used by {used} binding(s); change or remove them first",
+            r.identifier
+        )));
     }
     tx.delete_project_role(r.id).await?;
-    tx.append_event(None, EventKind::ProjectRoleDeleted, now, &caller.initiator(), json!({"role": r.identifier})).await?;
+    tx.append_event(None, EventKind::ProjectRoleDeleted, now, &caller.initiator(), json!({"role": r.identifier}))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

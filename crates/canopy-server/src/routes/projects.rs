@@ -37,7 +37,12 @@ pub fn to_project(p: ProjectRecord, workspace: &str) -> Project {
 /// List a workspace's projects.
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects", tag = "projects", params(("ws" = String, Path), ListQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<Project>), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Project>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Project>>> {
     let limit = q.limit()?;
     let mut tx = app.store.read().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
@@ -50,7 +55,12 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Path(ws): Path<St
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/projects", tag = "projects", params(("ws" = String, Path)), request_body = CreateProject,
     security(("bearer" = [])),
     responses((status = 201, body = Project), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiJson(body): ApiJson<CreateProject>) -> ApiResult<(StatusCode, Json<Project>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
@@ -60,22 +70,40 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Path(ws): Path<
         display_name: "display_name" => DisplayName::parse(&body.display_name),
     }
     if tx.project(ws.id, identifier.as_str()).await?.is_some() {
-        return Err(ApiError::conflict_on("identifier", format!("project {identifier} already exists in {}", ws.identifier)));
+        return Err(ApiError::conflict_on(
+            "identifier",
+            format!("project {identifier} already exists in {}", ws.identifier),
+        ));
     }
     let p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;
-    tx.append_event(Some(ws.id), EventKind::ProjectCreated, now, &caller.initiator(),
-        json!({"project": p.identifier, "display_name": p.display_name})).await?;
+    tx.append_event(
+        Some(ws.id),
+        EventKind::ProjectCreated,
+        now,
+        &caller.initiator(),
+        json!({"project": p.identifier, "display_name": p.display_name}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_project(p, &ws.identifier))))
 }
 
 /// Who effectively holds which roles on a project at `now`: bound users and
 /// the current members of bound groups, active accounts only (AC3, AC10).
-async fn effective_access(tx: &mut Tx, bindings: &[canopy_store::BindingRecord], now: OffsetDateTime) -> ApiResult<Vec<EffectiveAccess>> {
-    let groups: BTreeSet<_> = bindings.iter().filter(|b| b.binding.subject.kind == SubjectKind::Group).map(|b| b.binding.subject.id).collect();
+async fn effective_access(
+    tx: &mut Tx,
+    bindings: &[canopy_store::BindingRecord],
+    now: OffsetDateTime,
+) -> ApiResult<Vec<EffectiveAccess>> {
+    let groups: BTreeSet<_> = bindings
+        .iter()
+        .filter(|b| b.binding.subject.kind == SubjectKind::Group)
+        .map(|b| b.binding.subject.id)
+        .collect();
     let memberships = tx.group_memberships(&groups).await?;
     let mut user_ids: BTreeSet<_> = memberships.values().flatten().copied().collect();
-    user_ids.extend(bindings.iter().filter(|b| b.binding.subject.kind == SubjectKind::User).map(|b| b.binding.subject.id));
+    user_ids
+        .extend(bindings.iter().filter(|b| b.binding.subject.kind == SubjectKind::User).map(|b| b.binding.subject.id));
     let mut users = Vec::new();
     let mut names = BTreeMap::new();
     for id in user_ids {
@@ -102,7 +130,11 @@ async fn effective_access(tx: &mut Tx, bindings: &[canopy_store::BindingRecord],
 /// A project's page: the project, its bindings, and who effectively has access now (PR2).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
     security(("bearer" = [])), responses((status = 200, body = ProjectDetails), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn show(State(app): State<AppState>, caller: Caller, Path((ws, project)): Path<(String, String)>) -> ApiResult<Json<ProjectDetails>> {
+pub async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, project)): Path<(String, String)>,
+) -> ApiResult<Json<ProjectDetails>> {
     let now = app.clock.now();
     let mut tx = app.store.read().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
@@ -121,7 +153,12 @@ pub async fn show(State(app): State<AppState>, caller: Caller, Path((ws, project
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
     request_body = UpdateProject, security(("bearer" = [])),
     responses((status = 200, body = Project), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(app): State<AppState>, caller: Caller, Path((ws, project)): Path<(String, String)>, ApiJson(body): ApiJson<UpdateProject>) -> ApiResult<Json<Project>> {
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, project)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateProject>,
+) -> ApiResult<Json<Project>> {
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
@@ -142,7 +179,11 @@ pub async fn update(State(app): State<AppState>, caller: Caller, Path((ws, proje
 /// tenants yet; tenant deletion will make this a process, DL1.)
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
     security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-pub async fn delete(State(app): State<AppState>, caller: Caller, Path((ws, project)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, project)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let ws = load_workspace(&mut tx, &ws).await?;

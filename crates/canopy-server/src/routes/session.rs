@@ -25,7 +25,10 @@ use crate::routes::to_user;
 /// for a while (429 with `Retry-After`), growing with each failure.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
-pub async fn create_token(State(app): State<AppState>, ApiJson(body): ApiJson<TokenRequest>) -> ApiResult<Json<TokenResponse>> {
+pub async fn create_token(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> ApiResult<Json<TokenResponse>> {
     let now = app.clock.now();
     let refused = || ApiError::Unauthenticated("wrong username or password".into());
     let user = {
@@ -97,7 +100,10 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
     };
     match caller.actor.kind {
         ActorKind::User => {
-            let user = tx.user_by_id(caller.actor.id).await?.ok_or_else(|| ApiError::Unauthenticated("account is gone".into()))?;
+            let user = tx
+                .user_by_id(caller.actor.id)
+                .await?
+                .ok_or_else(|| ApiError::Unauthenticated("account is gone".into()))?;
             let workspaces = tx.list_workspaces(Some(user.id), None, u32::MAX - 1).await?;
             for ws in &workspaces {
                 let role = WorkspaceRole::strongest(tx.membership_roles_of_user(ws.id, user.id).await?);
@@ -114,7 +120,11 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
         }
         ActorKind::WorkspaceKey { workspace_id, role } => {
             if let Some(ws) = tx.workspace_by_id(workspace_id).await? {
-                me.workspaces.push(MyWorkspace { identifier: ws.identifier, display_name: ws.display_name, role: role.as_str().into() });
+                me.workspaces.push(MyWorkspace {
+                    identifier: ws.identifier,
+                    display_name: ws.display_name,
+                    role: role.as_str().into(),
+                });
             }
         }
         ActorKind::InstallationKey => {}
@@ -125,7 +135,8 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
 /// The projects where `user` effectively holds roles at `now` (AC2, AC3, AC10).
 async fn my_projects(tx: &mut Tx, user: &UserRecord, now: time::OffsetDateTime) -> ApiResult<Vec<MyProject>> {
     let records = tx.bindings_reaching_user(user.id).await?;
-    let groups: BTreeSet<_> = records.iter().filter(|r| r.binding.subject.kind == SubjectKind::Group).map(|r| r.binding.subject.id).collect();
+    let groups: BTreeSet<_> =
+        records.iter().filter(|r| r.binding.subject.kind == SubjectKind::Group).map(|r| r.binding.subject.id).collect();
     let memberships = tx.group_memberships(&groups).await?;
     let bindings: Vec<_> = records.iter().map(|r| r.binding.clone()).collect();
     let role_names: BTreeMap<_, _> = records.iter().map(|r| (r.binding.role_id, r.role_identifier.clone())).collect();

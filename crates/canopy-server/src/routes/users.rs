@@ -38,7 +38,11 @@ fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValu
 /// List users (admins).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<User>), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<UserQuery>) -> ApiResult<Json<Page<User>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult<Json<Page<User>>> {
     caller.require(Action::AdministerUsers)?;
     let limit = check_limit(q.limit)?;
     let cursor = decode_cursor(q.cursor.as_deref())?;
@@ -50,7 +54,11 @@ pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQ
 /// Create a local account (admins).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
     responses((status = 201, body = User), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateUser>) -> ApiResult<(StatusCode, Json<User>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
     caller.require(Action::AdministerUsers)?;
     validate! {
         username: "username" => Username::parse(&body.username),
@@ -86,8 +94,14 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
         )
         .await?;
     let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    tx.append_event(None, EventKind::UserCreated, now, &caller.initiator(),
-        json!({"user": user.username, "email": user.email, "installation_roles": roles})).await?;
+    tx.append_event(
+        None,
+        EventKind::UserCreated,
+        now,
+        &caller.initiator(),
+        json!({"user": user.username, "email": user.email, "installation_roles": roles}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_user(user))))
 }
@@ -140,12 +154,11 @@ pub async fn update(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let before = load_user(&mut tx, &username).await?;
-    if let Some(e) = &email {
-        if let Some(other) = tx.user_by_email(e.as_str()).await? {
-            if other.id != before.id {
-                return Err(ApiError::conflict_on("email", format!("another user has the e-mail address {e}")));
-            }
-        }
+    if let Some(e) = &email
+        && let Some(other) = tx.user_by_email(e.as_str()).await?
+        && other.id != before.id
+    {
+        return Err(ApiError::conflict_on("email", format!("another user has the e-mail address {e}")));
     }
     let changes = UserChanges {
         email: email.map(Email::into_string),
@@ -189,7 +202,11 @@ pub async fn update(
 /// Delete a user (admins). Their memberships and bindings end with the account.
 #[utoipa::path(delete, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "username")),
     security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn delete(State(app): State<AppState>, caller: Caller, Path(username): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Action::AdministerUsers)?;
     if caller.actor.is_user() && caller.actor.name == username {
         return Err(ApiError::invalid("user", "you cannot delete your own account"));
@@ -207,7 +224,8 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(username):
             json!({"subject": format!("user:{}", user.username), "old_role": role.as_str(), "reason": "account deleted"})).await?;
     }
     tx.delete_user(user.id).await?;
-    tx.append_event(None, EventKind::UserDeleted, now, &initiator, json!({"user": user.username, "email": user.email})).await?;
+    tx.append_event(None, EventKind::UserDeleted, now, &initiator, json!({"user": user.username, "email": user.email}))
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -29,7 +29,11 @@ pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>) -> Works
 /// The workspaces the caller is a member of (directly or through a group).
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", params(ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<Workspace>), (status = 401, body = Problem)))]
-pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<Workspace>>> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Workspace>>> {
     let limit = q.limit()?;
     let cursor = q.cursor()?;
     let mut tx = app.store.read().await?;
@@ -49,7 +53,11 @@ pub async fn list(State(app): State<AppState>, caller: Caller, ApiQuery(q): ApiQ
 /// Create a workspace; the creating person becomes its owner.
 #[utoipa::path(post, path = "/api/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace, security(("bearer" = [])),
     responses((status = 201, body = Workspace), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): ApiJson<CreateWorkspace>) -> ApiResult<(StatusCode, Json<Workspace>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> ApiResult<(StatusCode, Json<Workspace>)> {
     caller.require(Action::CreateWorkspace)?;
     validate! {
         identifier: "identifier" => Identifier::parse(&body.identifier),
@@ -62,14 +70,26 @@ pub async fn create(State(app): State<AppState>, caller: Caller, ApiJson(body): 
     }
     let ws = tx.insert_workspace(identifier.as_str(), display_name.as_str(), now).await?;
     let initiator = caller.initiator();
-    tx.append_event(Some(ws.id), EventKind::WorkspaceCreated, now, &initiator,
-        json!({"workspace": ws.identifier, "display_name": ws.display_name})).await?;
+    tx.append_event(
+        Some(ws.id),
+        EventKind::WorkspaceCreated,
+        now,
+        &initiator,
+        json!({"workspace": ws.identifier, "display_name": ws.display_name}),
+    )
+    .await?;
     let mut my_role = None;
     if caller.actor.is_user() {
         let role = WorkspaceRole::Owner;
         tx.upsert_member(ws.id, SubjectKind::User, caller.actor.id, role, &caller.actor.name, now).await?;
-        tx.append_event(Some(ws.id), EventKind::MemberAdded, now, &initiator,
-            json!({"subject": format!("user:{}", caller.actor.name), "role": role.as_str()})).await?;
+        tx.append_event(
+            Some(ws.id),
+            EventKind::MemberAdded,
+            now,
+            &initiator,
+            json!({"subject": format!("user:{}", caller.actor.name), "role": role.as_str()}),
+        )
+        .await?;
         my_role = Some(role);
     }
     tx.commit().await?;
@@ -90,7 +110,12 @@ pub async fn show(State(app): State<AppState>, caller: Caller, Path(ws): Path<St
 /// Rename a workspace (managers).
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)), request_body = UpdateWorkspace,
     security(("bearer" = [])), responses((status = 200, body = Workspace), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn update(State(app): State<AppState>, caller: Caller, Path(ws): Path<String>, ApiJson(body): ApiJson<UpdateWorkspace>) -> ApiResult<Json<Workspace>> {
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<UpdateWorkspace>,
+) -> ApiResult<Json<Workspace>> {
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let mut ws = load_workspace(&mut tx, &ws).await?;
@@ -98,8 +123,14 @@ pub async fn update(State(app): State<AppState>, caller: Caller, Path(ws): Path<
     validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
     if let Some(name) = display_name {
         tx.rename_workspace(ws.id, name.as_str()).await?;
-        tx.append_event(Some(ws.id), EventKind::WorkspaceRenamed, now, &caller.initiator(),
-            json!({"old": {"display_name": ws.display_name}, "new": {"display_name": name.as_str()}})).await?;
+        tx.append_event(
+            Some(ws.id),
+            EventKind::WorkspaceRenamed,
+            now,
+            &caller.initiator(),
+            json!({"old": {"display_name": ws.display_name}, "new": {"display_name": name.as_str()}}),
+        )
+        .await?;
         ws.display_name = name.into_string();
     }
     let role = caller.workspace_role(&mut tx, &ws).await?;
@@ -117,9 +148,19 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(ws): Path<
     caller.require_in(&mut tx, &ws, Action::OwnWorkspace).await?;
     let projects = tx.count_projects(ws.id).await?;
     if projects > 0 {
-        return Err(ApiError::conflict(format!("workspace {} still has {projects} project(s); delete them first", ws.identifier)));
+        return Err(ApiError::conflict(format!(
+            "workspace {} still has {projects} project(s); delete them first",
+            ws.identifier
+        )));
     }
-    tx.append_event(Some(ws.id), EventKind::WorkspaceDeleted, now, &caller.initiator(), json!({"workspace": ws.identifier})).await?;
+    tx.append_event(
+        Some(ws.id),
+        EventKind::WorkspaceDeleted,
+        now,
+        &caller.initiator(),
+        json!({"workspace": ws.identifier}),
+    )
+    .await?;
     tx.delete_workspace(ws.id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

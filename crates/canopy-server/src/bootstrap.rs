@@ -11,6 +11,23 @@ use serde_json::json;
 use crate::auth::hash_password;
 use crate::error::ApiError;
 
+/// Why the first start could not set up the installation.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("the admin password (CANOPY_ADMIN_PASSWORD) {0}")]
+    WeakPassword(canopy_domain::InvalidValue),
+    #[error(transparent)]
+    Store(#[from] canopy_store::StoreError),
+    #[error("{0}")]
+    Credentials(String),
+}
+
+impl From<ApiError> for BootstrapError {
+    fn from(e: ApiError) -> Self {
+        Self::Credentials(e.to_problem().detail)
+    }
+}
+
 /// What [`bootstrap`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootstrapOutcome {
@@ -31,15 +48,14 @@ pub async fn bootstrap(
     store: &Store,
     now: time::OffsetDateTime,
     password: Option<String>,
-) -> Result<BootstrapOutcome, ApiError> {
+) -> Result<BootstrapOutcome, BootstrapError> {
     let mut tx = store.write().await?;
     if tx.count_users().await? > 0 {
         return Ok(BootstrapOutcome::AlreadyInitialised);
     }
     let (password, generated) = match password {
         Some(p) => {
-            canopy_domain::names::check_password(&p)
-                .map_err(|e| ApiError::invalid("CANOPY_ADMIN_PASSWORD", e.to_string()))?;
+            canopy_domain::names::check_password(&p).map_err(BootstrapError::WeakPassword)?;
             (p, false)
         }
         None => {

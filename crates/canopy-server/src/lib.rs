@@ -23,7 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod routes;
 
-pub use bootstrap::{BootstrapOutcome, bootstrap};
+pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]

@@ -11,7 +11,12 @@ mod cli;
 mod serve;
 
 #[derive(Debug, Parser)]
-#[command(name = "canopy", version, about = "Canopy: multi-cloud governance control plane and its command-line client")]
+#[command(
+    name = "canopy",
+    version,
+    about = "Canopy: multi-cloud governance control plane and its command-line client",
+    after_help = cli::EXIT_CODES
+)]
 struct Cli {
     #[command(flatten)]
     global: cli::GlobalOpts,

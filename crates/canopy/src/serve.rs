@@ -71,19 +71,22 @@ pub enum AdminCommand {
     },
 }
 
-/// The wall clock.
+/// The wall clock, at the store's precision (microseconds), so that what a
+/// request answers equals what a later read of the same resource answers.
 struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        let now = OffsetDateTime::now_utc();
+        now.replace_microsecond(now.microsecond()).unwrap_or(now)
     }
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CANOPY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -92,7 +95,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outcome = canopy_server::bootstrap(&store, clock.now(), args.admin_password.map(|s| s.0))
         .await
-        .map_err(|e| anyhow::anyhow!("creating the admin account: {}", e.to_problem().detail))?;
+        .context("creating the admin account")?;
     match outcome {
         BootstrapOutcome::AlreadyInitialised => {}
         BootstrapOutcome::AdminCreated => {
@@ -111,7 +114,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock,
         config: Arc::new(ServerConfig { session_ttl: time::Duration::minutes(i64::from(args.session_minutes)) }),
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "canopy is serving");
     axum::serve(listener, canopy_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     store.close().await;
@@ -162,7 +166,10 @@ pub async fn admin(cmd: AdminCommand) -> ExitCode {
                     println!("  event id: {id}");
                 }
             } else {
-                println!("history verified: {} chains, {} events, every link intact", v.chains_checked, v.events_checked);
+                println!(
+                    "history verified: {} chains, {} events, every link intact",
+                    v.chains_checked, v.events_checked
+                );
             }
             if v.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }

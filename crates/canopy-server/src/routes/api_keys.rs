@@ -108,7 +108,8 @@ pub async fn create(
             now,
         )
         .await?;
-    let details = json!({"key": key.id, "name": key.name, "role": role, "expires_at": body.expires_at.map(|e| e.unix_timestamp())});
+    let details =
+        json!({"key": key.id, "name": key.name, "role": role, "expires_at": crate::routes::rfc3339(body.expires_at)});
     tx.append_event(workspace.as_ref().map(|w| w.id), EventKind::ApiKeyCreated, now, &caller.initiator(), details)
         .await?;
     tx.commit().await?;

@@ -11,14 +11,13 @@ use canopy_domain::{Subject, SubjectKind};
 use canopy_store::{BindingRecord, NewBinding, ProjectRecord, Tx, WorkspaceRecord};
 use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::{ListQuery, load_project, load_workspace, page, subject_string};
+use crate::routes::{ListQuery, load_project, load_workspace, page, rfc3339, subject_string};
 
 pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
     Binding {
@@ -34,10 +33,6 @@ pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
         granted_by: b.granted_by,
         granted_at: b.granted_at,
     }
-}
-
-fn rfc3339(t: Option<OffsetDateTime>) -> serde_json::Value {
-    t.and_then(|t| t.format(&Rfc3339).ok()).map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 
 async fn load_binding(tx: &mut Tx, project: &ProjectRecord, id: &str) -> ApiResult<BindingRecord> {

@@ -111,3 +111,10 @@ pub fn to_user(u: UserRecord) -> canopy_api_types::User {
 pub fn subject_string(kind: canopy_domain::SubjectKind, name: &str) -> String {
     format!("{}:{name}", kind.as_str())
 }
+
+/// An instant as history details record it: RFC 3339 in UTC, or null.
+pub fn rfc3339(t: Option<time::OffsetDateTime>) -> serde_json::Value {
+    use time::format_description::well_known::Rfc3339;
+    t.and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok())
+        .map_or(serde_json::Value::Null, serde_json::Value::String)
+}

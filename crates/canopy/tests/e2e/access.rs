@@ -37,18 +37,29 @@ const BINDINGS: &str = "/api/v1/workspaces/ws/projects/web/bindings";
 
 async fn pr1_create_project_with_identifier_rules(app: TestApp) {
     let ann = setup(&app).await;
-    let r = app.post("/api/v1/workspaces/ws/projects", &ann, json!({"identifier": "api", "display_name": "API"})).await.expect(201);
+    let r = app
+        .post("/api/v1/workspaces/ws/projects", &ann, json!({"identifier": "api", "display_name": "API"}))
+        .await
+        .expect(201);
     assert_eq!(r.body["workspace"], "ws");
     assert!(r.body["payment_method"].is_null());
     assert_eq!(r.body["tags"], json!({}));
     for bad in ["API", "a_b", ""] {
-        app.post("/api/v1/workspaces/ws/projects", &ann, json!({"identifier": bad, "display_name": "X"})).await.expect_problem(422, Some("identifier"));
+        app.post("/api/v1/workspaces/ws/projects", &ann, json!({"identifier": bad, "display_name": "X"}))
+            .await
+            .expect_problem(422, Some("identifier"));
     }
-    app.post("/api/v1/workspaces/ws/projects", &ann, json!({"identifier": "api", "display_name": "Again"})).await.expect_problem(409, Some("identifier"));
+    app.post("/api/v1/workspaces/ws/projects", &ann, json!({"identifier": "api", "display_name": "Again"}))
+        .await
+        .expect_problem(409, Some("identifier"));
     // unique per workspace only
     app.workspace(&ann, "other").await;
-    app.post("/api/v1/workspaces/other/projects", &ann, json!({"identifier": "api", "display_name": "API"})).await.expect(201);
-    app.post("/api/v1/workspaces/nope/projects", &ann, json!({"identifier": "x", "display_name": "X"})).await.expect_problem(404, None);
+    app.post("/api/v1/workspaces/other/projects", &ann, json!({"identifier": "api", "display_name": "API"}))
+        .await
+        .expect(201);
+    app.post("/api/v1/workspaces/nope/projects", &ann, json!({"identifier": "x", "display_name": "X"}))
+        .await
+        .expect_problem(404, None);
 }
 
 async fn pr2_project_page_lists_projects_and_current_access(app: TestApp) {
@@ -70,20 +81,29 @@ async fn ac1_binding_a_non_member_is_refused(app: TestApp) {
     let ann = setup(&app).await;
     app.user("zed").await;
     let before = app.snapshot().await;
-    let r = app.post(BINDINGS, &ann, json!({"user": "zed", "role": "project_user"})).await.expect_problem(422, Some("user"));
+    let r = app
+        .post(BINDINGS, &ann, json!({"user": "zed", "role": "project_user"}))
+        .await
+        .expect_problem(422, Some("user"));
     assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("not a member of workspace ws"));
-    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "devs", "display_name": "Devs"})).await.expect(201);
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "devs", "display_name": "Devs"}))
+        .await
+        .expect(201);
     let before_group = app.snapshot().await;
     app.post(BINDINGS, &ann, json!({"group": "devs", "role": "project_user"})).await.expect_problem(422, Some("group"));
     assert_eq!(app.snapshot().await, before_group);
     app.post(BINDINGS, &ann, json!({"user": "ghost", "role": "project_user"})).await.expect_problem(422, Some("user"));
     app.post(BINDINGS, &ann, json!({"user": "bob", "role": "no_such_role"})).await.expect_problem(422, Some("role"));
-    app.post(BINDINGS, &ann, json!({"user": "bob", "group": "devs", "role": "project_user"})).await.expect_problem(422, Some("user"));
+    app.post(BINDINGS, &ann, json!({"user": "bob", "group": "devs", "role": "project_user"}))
+        .await
+        .expect_problem(422, Some("user"));
     app.post(BINDINGS, &ann, json!({"role": "project_user"})).await.expect_problem(422, Some("user"));
     assert_eq!(before.len(), app.snapshot().await.len());
     // a member through a group may be bound as a user
     app.post("/api/v1/groups/devs/members", &app.admin_token, json!({"user": "zed"})).await.expect(201);
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_member"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_member"}))
+        .await
+        .expect(201);
     app.post(BINDINGS, &ann, json!({"user": "zed", "role": "project_user"})).await.expect(201);
 }
 
@@ -103,7 +123,9 @@ async fn ac3_group_binding_reaches_members_joining_and_leaving(app: TestApp) {
     let admin = app.admin_token.clone();
     app.post("/api/v1/groups", &admin, json!({"identifier": "devs", "display_name": "Devs"})).await.expect(201);
     app.post("/api/v1/groups/devs/members", &admin, json!({"user": "bob"})).await.expect(201);
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_member"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_member"}))
+        .await
+        .expect(201);
     app.post(BINDINGS, &ann, json!({"group": "devs", "role": "project_user"})).await.expect(201);
     assert_eq!(roles_of(&effective(&app, &ann, "web").await, "bob"), ["project_user"]);
     assert!(roles_of(&effective(&app, &ann, "web").await, "cid").is_empty());
@@ -126,14 +148,29 @@ async fn ac3_group_binding_reaches_members_joining_and_leaving(app: TestApp) {
 async fn ac4_default_roles_and_admin_configured_roles(app: TestApp) {
     let ann = setup(&app).await;
     let r = app.get("/api/v1/project-roles", &ann).await.expect(200);
-    let ids: Vec<_> = r.body["items"].as_array().unwrap().iter().map(|r| r["identifier"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> =
+        r.body["items"].as_array().unwrap().iter().map(|r| r["identifier"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, ["project_reader", "project_user", "project_admin"]);
     // only admins configure roles
-    app.post("/api/v1/project-roles", &ann, json!({"identifier": "auditor", "display_name": "Auditor"})).await.expect_problem(403, None);
-    app.post("/api/v1/project-roles", &app.admin_token, json!({"identifier": "auditor", "display_name": "Auditor", "description": "Reads bills"})).await.expect(201);
-    app.post("/api/v1/project-roles", &app.admin_token, json!({"identifier": "auditor", "display_name": "Again"})).await.expect_problem(409, Some("identifier"));
-    app.post("/api/v1/project-roles", &app.admin_token, json!({"identifier": "Bad Role", "display_name": "X"})).await.expect_problem(422, Some("identifier"));
-    app.patch("/api/v1/project-roles/auditor", &app.admin_token, json!({"display_name": "Cost Auditor"})).await.expect(200);
+    app.post("/api/v1/project-roles", &ann, json!({"identifier": "auditor", "display_name": "Auditor"}))
+        .await
+        .expect_problem(403, None);
+    app.post(
+        "/api/v1/project-roles",
+        &app.admin_token,
+        json!({"identifier": "auditor", "display_name": "Auditor", "description": "Reads bills"}),
+    )
+    .await
+    .expect(201);
+    app.post("/api/v1/project-roles", &app.admin_token, json!({"identifier": "auditor", "display_name": "Again"}))
+        .await
+        .expect_problem(409, Some("identifier"));
+    app.post("/api/v1/project-roles", &app.admin_token, json!({"identifier": "Bad Role", "display_name": "X"}))
+        .await
+        .expect_problem(422, Some("identifier"));
+    app.patch("/api/v1/project-roles/auditor", &app.admin_token, json!({"display_name": "Cost Auditor"}))
+        .await
+        .expect(200);
     let b = app.post(BINDINGS, &ann, json!({"user": "bob", "role": "auditor"})).await.expect(201);
     // a role in use cannot be deleted
     app.delete("/api/v1/project-roles/auditor", &app.admin_token).await.expect_problem(409, None);
@@ -154,7 +191,9 @@ async fn ac5_change_the_role_of_a_binding(app: TestApp) {
     assert_eq!(d["new"]["role"], "project_admin");
     // to a role the subject already holds: conflict, nothing changes
     app.post(BINDINGS, &ann, json!({"user": "bob", "role": "project_user"})).await.expect(201);
-    app.patch(&format!("{BINDINGS}/{id}"), &ann, json!({"role": "project_user"})).await.expect_problem(409, Some("role"));
+    app.patch(&format!("{BINDINGS}/{id}"), &ann, json!({"role": "project_user"}))
+        .await
+        .expect_problem(409, Some("role"));
     app.patch(&format!("{BINDINGS}/{id}"), &ann, json!({"role": "nope"})).await.expect_problem(422, Some("role"));
     app.patch(&format!("{BINDINGS}/not-a-uuid"), &ann, json!({"role": "project_user"})).await.expect_problem(404, None);
 }
@@ -180,9 +219,26 @@ async fn ac7_expiration_date_is_set_changed_and_ends_access(app: TestApp) {
     let id = r.body["id"].as_str().unwrap().to_owned();
     // in the past: refused, nothing written
     let before = app.snapshot().await;
-    app.post(BINDINGS, &ann, json!({"user": "cid", "role": "project_user", "expires_at": "2026-11-23T09:00:00Z"})).await.expect_problem(422, Some("expires_at"));
-    app.post(BINDINGS, &ann, json!({"user": "cid", "role": "project_user", "expires_at": "tomorrow"})).await.expect_problem(422, Some("expires_at"));
+    app.post(BINDINGS, &ann, json!({"user": "cid", "role": "project_user", "expires_at": "2026-11-23T09:00:00Z"}))
+        .await
+        .expect_problem(422, Some("expires_at"));
+    app.post(BINDINGS, &ann, json!({"user": "cid", "role": "project_user", "expires_at": "tomorrow"}))
+        .await
+        .expect_problem(422, Some("expires_at"));
     assert_eq!(app.snapshot().await, before);
+    // times given with an offset are kept and reported in UTC, the history too
+    let r = app
+        .post(
+            BINDINGS,
+            &ann,
+            json!({"user": "cid", "role": "project_reader", "expires_at": "2026-12-01T12:00:00+02:00"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(r.body["expires_at"], "2026-12-01T10:00:00Z");
+    let h = app.get("/api/v1/workspaces/ws/history?kind=binding_created", &ann).await.expect(200);
+    assert_eq!(h.body["items"][0]["details"]["expires_at"], "2026-12-01T10:00:00Z");
+    app.delete(&format!("{BINDINGS}/{}", r.body["id"].as_str().unwrap()), &ann).await.expect(204);
     // changed later
     app.patch(&format!("{BINDINGS}/{id}"), &ann, json!({"expires_at": "2026-11-25T11:00:00Z"})).await.expect(200);
     // once the instant passes the binding no longer grants access, on every read path
@@ -215,13 +271,28 @@ async fn ac9_type_ahead_finds_users_and_groups(app: TestApp) {
     app.post("/api/v1/users", &app.admin_token,
         json!({"username": "jdoe", "email": "jane.doe@corp.example", "first_name": "Jane", "last_name": "Doe", "password": "password-of-jdoe"})).await.expect(201);
     app.invite(&ann, "ws", "jdoe", "workspace_member").await;
-    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "platform-team", "display_name": "Platform Engineers"})).await.expect(201);
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "platform-team", "role": "workspace_member"})).await.expect(201);
+    app.post(
+        "/api/v1/groups",
+        &app.admin_token,
+        json!({"identifier": "platform-team", "display_name": "Platform Engineers"}),
+    )
+    .await
+    .expect(201);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "platform-team", "role": "workspace_member"}))
+        .await
+        .expect(201);
     // a user outside the workspace is never found
-    app.post("/api/v1/users", &app.admin_token,
-        json!({"username": "jane2", "email": "jane2@corp.example", "first_name": "Jane", "last_name": "Outside"})).await.expect(201);
+    app.post(
+        "/api/v1/users",
+        &app.admin_token,
+        json!({"username": "jane2", "email": "jane2@corp.example", "first_name": "Jane", "last_name": "Outside"}),
+    )
+    .await
+    .expect(201);
 
-    let names = |r: &Value| -> Vec<String> { r["items"].as_array().unwrap().iter().map(|i| i["subject"].as_str().unwrap().to_owned()).collect() };
+    let names = |r: &Value| -> Vec<String> {
+        r["items"].as_array().unwrap().iter().map(|i| i["subject"].as_str().unwrap().to_owned()).collect()
+    };
     for q in ["jan", "DOE", "jane.doe@", "jdo", "Jane Doe"] {
         let r = app.get(&format!("/api/v1/workspaces/ws/search?q={}", q.replace(' ', "%20")), &ann).await.expect(200);
         assert_eq!(names(&r.body), ["user:jdoe"], "query {q:?}");
@@ -240,7 +311,10 @@ async fn ac10_deactivated_user_loses_all_access(app: TestApp) {
     let ann = setup(&app).await;
     let bob = app.sign_in("bob", "password-of-bob").await;
     app.post(BINDINGS, &ann, json!({"user": "bob", "role": "project_user"})).await.expect(201);
-    let key = app.post("/api/v1/api-keys", &bob, json!({"name": "bob's key", "workspace": "ws", "role": "workspace_member"})).await.expect(201);
+    let key = app
+        .post("/api/v1/api-keys", &bob, json!({"name": "bob's key", "workspace": "ws", "role": "workspace_member"}))
+        .await
+        .expect(201);
     let key = key.body["secret"].as_str().unwrap().to_owned();
     app.get("/api/v1/workspaces/ws/projects", &key).await.expect(200);
 
@@ -249,7 +323,9 @@ async fn ac10_deactivated_user_loses_all_access(app: TestApp) {
     // sessions and keys stop working, sign-in is refused
     app.get("/api/v1/me", &bob).await.expect_problem(401, None);
     app.get("/api/v1/workspaces/ws/projects", &key).await.expect_problem(401, None);
-    app.request("POST", "/api/v1/auth/token", None, Some(json!({"username": "bob", "password": "password-of-bob"}))).await.expect_problem(401, None);
+    app.request("POST", "/api/v1/auth/token", None, Some(json!({"username": "bob", "password": "password-of-bob"})))
+        .await
+        .expect_problem(401, None);
     // no effective access anywhere, and no new access can be given
     assert!(roles_of(&effective(&app, &ann, "web").await, "bob").is_empty());
     app.post(BINDINGS, &ann, json!({"user": "bob", "role": "project_reader"})).await.expect_problem(422, Some("user"));
@@ -265,10 +341,17 @@ async fn ad1_admin_manages_any_workspace_without_membership(app: TestApp) {
     let ann = setup(&app).await;
     let admin = app.admin_token.clone();
     app.get("/api/v1/workspaces/ws", &admin).await.expect(200);
-    app.post("/api/v1/workspaces/ws/members", &admin, json!({"user": "bob", "role": "workspace_manager"})).await.expect_problem(409, Some("user"));
+    app.post("/api/v1/workspaces/ws/members", &admin, json!({"user": "bob", "role": "workspace_manager"}))
+        .await
+        .expect_problem(409, Some("user"));
     app.patch("/api/v1/workspaces/ws/members/user:bob", &admin, json!({"role": "workspace_manager"})).await.expect(200);
-    app.post("/api/v1/workspaces/ws/projects", &admin, json!({"identifier": "ops", "display_name": "Ops"})).await.expect(201);
-    let b = app.post("/api/v1/workspaces/ws/projects/ops/bindings", &admin, json!({"user": "cid", "role": "project_admin"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/projects", &admin, json!({"identifier": "ops", "display_name": "Ops"}))
+        .await
+        .expect(201);
+    let b = app
+        .post("/api/v1/workspaces/ws/projects/ops/bindings", &admin, json!({"user": "cid", "role": "project_admin"}))
+        .await
+        .expect(201);
     assert_eq!(b.body["granted_by"], "admin");
     app.get("/api/v1/workspaces/ws/history", &admin).await.expect(200);
     let all = app.get("/api/v1/admin/workspaces", &admin).await.expect(200);

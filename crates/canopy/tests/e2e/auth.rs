@@ -67,13 +67,30 @@ async fn id1_repeated_failed_sign_ins_are_throttled(app: TestApp) {
 
 async fn id1_admin_manages_users(app: TestApp) {
     let admin = app.admin_token.clone();
-    let r = app.post("/api/v1/users", &admin, json!({"username": "pat", "email": "pat@example.org", "first_name": "Pat", "last_name": "Lee",
-        "password": "password-of-pat", "installation_roles": ["platform_engineer"]})).await.expect(201);
+    let r = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "pat", "email": "pat@example.org", "first_name": "Pat", "last_name": "Lee",
+        "password": "password-of-pat", "installation_roles": ["platform_engineer"]}),
+        )
+        .await
+        .expect(201);
     assert_eq!(r.body["installation_roles"], json!(["platform_engineer"]));
-    app.post("/api/v1/users", &admin, json!({"username": "pat", "email": "other@example.org"})).await.expect_problem(409, Some("username"));
-    app.post("/api/v1/users", &admin, json!({"username": "pat2", "email": "PAT@example.org"})).await.expect_problem(409, Some("email"));
-    let r = app.post("/api/v1/users", &admin, json!({"username": "Bad Name", "email": "nope", "password": "short", "installation_roles": ["king"]}))
-        .await.expect_problem(422, None);
+    app.post("/api/v1/users", &admin, json!({"username": "pat", "email": "other@example.org"}))
+        .await
+        .expect_problem(409, Some("username"));
+    app.post("/api/v1/users", &admin, json!({"username": "pat2", "email": "PAT@example.org"}))
+        .await
+        .expect_problem(409, Some("email"));
+    let r = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "Bad Name", "email": "nope", "password": "short", "installation_roles": ["king"]}),
+        )
+        .await
+        .expect_problem(422, None);
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["email", "installation_roles", "password", "username"]);
@@ -95,7 +112,14 @@ async fn id3_workspace_api_key_acts_only_in_its_workspace(app: TestApp) {
     let ann = app.user("ann").await;
     app.workspace(&ann, "ws").await;
     app.workspace(&ann, "other").await;
-    let r = app.post("/api/v1/api-keys", &ann, json!({"name": "ci", "workspace": "ws", "role": "workspace_manager", "expires_at": "2026-11-30T00:00:00Z"})).await.expect(201);
+    let r = app
+        .post(
+            "/api/v1/api-keys",
+            &ann,
+            json!({"name": "ci", "workspace": "ws", "role": "workspace_manager", "expires_at": "2026-11-30T00:00:00Z"}),
+        )
+        .await
+        .expect(201);
     let secret = r.body["secret"].as_str().unwrap().to_owned();
     let id = r.body["key"]["id"].as_str().unwrap().to_owned();
     assert_eq!(r.body["key"]["scope"], "workspace");
@@ -105,16 +129,26 @@ async fn id3_workspace_api_key_acts_only_in_its_workspace(app: TestApp) {
     assert!(!list.body.to_string().contains(&secret));
     assert_eq!(list.body["items"][0]["name"], "ci");
 
-    app.post("/api/v1/workspaces/ws/projects", &secret, json!({"identifier": "web", "display_name": "Web"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/projects", &secret, json!({"identifier": "web", "display_name": "Web"}))
+        .await
+        .expect(201);
     let me = app.get("/api/v1/me", &secret).await.expect(200);
     assert_eq!(me.body["kind"], "api_key");
     app.get("/api/v1/workspaces/other", &secret).await.expect_problem(403, None);
-    app.post("/api/v1/workspaces", &secret, json!({"identifier": "x", "display_name": "X"})).await.expect_problem(403, None);
-    app.post("/api/v1/api-keys", &secret, json!({"name": "k2", "workspace": "ws", "role": "workspace_member"})).await.expect_problem(403, None);
+    app.post("/api/v1/workspaces", &secret, json!({"identifier": "x", "display_name": "X"}))
+        .await
+        .expect_problem(403, None);
+    app.post("/api/v1/api-keys", &secret, json!({"name": "k2", "workspace": "ws", "role": "workspace_member"}))
+        .await
+        .expect_problem(403, None);
     // owner role is never given to keys; installation keys are for admins
-    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "workspace": "ws", "role": "workspace_owner"})).await.expect_problem(422, Some("role"));
+    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "workspace": "ws", "role": "workspace_owner"}))
+        .await
+        .expect_problem(422, Some("role"));
     app.post("/api/v1/api-keys", &ann, json!({"name": "k", "role": "admin"})).await.expect_problem(403, None);
-    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "workspace": "nope", "role": "workspace_member"})).await.expect_problem(422, Some("workspace"));
+    app.post("/api/v1/api-keys", &ann, json!({"name": "k", "workspace": "nope", "role": "workspace_member"}))
+        .await
+        .expect_problem(422, Some("workspace"));
     // keys expire with the clock, and deletion ends them at once
     app.clock.advance(Duration::days(8));
     app.get("/api/v1/workspaces/ws", &secret).await.expect_problem(401, None);
@@ -124,14 +158,20 @@ async fn id3_workspace_api_key_acts_only_in_its_workspace(app: TestApp) {
 }
 
 async fn id3_installation_api_key_for_automation(app: TestApp) {
-    let r = app.post("/api/v1/api-keys", &app.admin_token, json!({"name": "provisioner", "role": "admin"})).await.expect(201);
+    let r = app
+        .post("/api/v1/api-keys", &app.admin_token, json!({"name": "provisioner", "role": "admin"}))
+        .await
+        .expect(201);
     assert_eq!(r.body["key"]["scope"], "installation");
     let key = r.body["secret"].as_str().unwrap().to_owned();
     app.post("/api/v1/users", &key, json!({"username": "svc", "email": "svc@example.org"})).await.expect(201);
     app.post("/api/v1/workspaces", &key, json!({"identifier": "auto", "display_name": "Automated"})).await.expect(201);
     let h = app.get("/api/v1/workspaces/auto/history", &key).await.expect(200);
     assert_eq!(h.body["items"][0]["initiator"], json!({"kind": "api_key", "name": "provisioner"}));
-    let r = app.post("/api/v1/api-keys", &app.admin_token, json!({"name": "pe", "role": "platform_engineer"})).await.expect(201);
+    let r = app
+        .post("/api/v1/api-keys", &app.admin_token, json!({"name": "pe", "role": "platform_engineer"}))
+        .await
+        .expect(201);
     let pe = r.body["secret"].as_str().unwrap().to_owned();
     app.get("/api/v1/users", &pe).await.expect_problem(403, None);
 }

@@ -14,15 +14,29 @@ async fn hi1_every_change_is_an_event_with_initiator_time_and_details(app: TestA
     app.workspace(&ann, "ws").await;
     app.clock.advance(Duration::minutes(1));
     app.invite(&ann, "ws", "bob", "workspace_member").await;
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "new@example.org", "role": "workspace_member"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "new@example.org", "role": "workspace_member"}))
+        .await
+        .expect(201);
     app.patch("/api/v1/workspaces/ws/members/user:bob", &ann, json!({"role": "workspace_manager"})).await.expect(200);
     app.project(&ann, "ws", "web").await;
-    let b = app.post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"user": "bob", "role": "project_user"})).await.expect(201);
+    let b = app
+        .post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"user": "bob", "role": "project_user"}))
+        .await
+        .expect(201);
     let id = b.body["id"].as_str().unwrap();
-    app.patch(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &ann, json!({"role": "project_admin", "expires_at": "2026-12-01T00:00:00Z"})).await.expect(200);
+    app.patch(
+        &format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"),
+        &ann,
+        json!({"role": "project_admin", "expires_at": "2026-12-01T00:00:00Z"}),
+    )
+    .await
+    .expect(200);
     app.delete(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &ann).await.expect(204);
     // an API key's changes are attributed to the key
-    let key = app.post("/api/v1/api-keys", &ann, json!({"name": "terraform", "workspace": "ws", "role": "workspace_manager"})).await.expect(201);
+    let key = app
+        .post("/api/v1/api-keys", &ann, json!({"name": "terraform", "workspace": "ws", "role": "workspace_manager"}))
+        .await
+        .expect(201);
     let key = key.body["secret"].as_str().unwrap().to_owned();
     app.patch("/api/v1/workspaces/ws", &key, json!({"display_name": "Renamed by automation"})).await.expect(200);
     app.delete("/api/v1/workspaces/ws/members/user:bob", &ann).await.expect(204);
@@ -31,8 +45,18 @@ async fn hi1_every_change_is_an_event_with_initiator_time_and_details(app: TestA
     assert_eq!(
         kinds(&r.body),
         [
-            "member_removed", "workspace_renamed", "api_key_created", "binding_removed", "binding_changed", "binding_created",
-            "project_created", "member_role_changed", "invitation_sent", "member_added", "member_added", "workspace_created",
+            "member_removed",
+            "workspace_renamed",
+            "api_key_created",
+            "binding_removed",
+            "binding_changed",
+            "binding_created",
+            "project_created",
+            "member_role_changed",
+            "invitation_sent",
+            "member_added",
+            "member_added",
+            "workspace_created",
         ]
     );
     let items = r.body["items"].as_array().unwrap();
@@ -47,7 +71,10 @@ async fn hi1_every_change_is_an_event_with_initiator_time_and_details(app: TestA
     let invited = &items[8];
     assert_eq!(invited["details"]["email"], "new@example.org");
     assert_eq!(invited["at"], "2026-11-23T10:01:00Z", "time comes from the injected clock");
-    assert_eq!(items[7]["details"], json!({"subject": "user:bob", "old_role": "workspace_member", "new_role": "workspace_manager"}));
+    assert_eq!(
+        items[7]["details"],
+        json!({"subject": "user:bob", "old_role": "workspace_member", "new_role": "workspace_manager"})
+    );
     // sequence numbers count up without gaps
     let seqs: Vec<i64> = items.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, (1..=12).rev().collect::<Vec<_>>());
@@ -103,7 +130,9 @@ async fn hi2_history_pages_and_filters_by_time_initiator_and_kind(app: TestApp) 
     app.get(&format!("{base}?limit=0"), &ann).await.expect_problem(422, Some("limit"));
     app.get(&format!("{base}?limit=abc"), &ann).await.expect_problem(422, Some("limit"));
     app.get(&format!("{base}?cursor=%21%21"), &ann).await.expect_problem(422, Some("cursor"));
-    app.get(&format!("{base}?since=2026-11-23T12:00:00Z&until=2026-11-23T11:00:00Z"), &ann).await.expect_problem(422, Some("until"));
+    app.get(&format!("{base}?since=2026-11-23T12:00:00Z&until=2026-11-23T11:00:00Z"), &ann)
+        .await
+        .expect_problem(422, Some("until"));
 }
 
 /// A workspace `ws` with six events.
@@ -128,7 +157,10 @@ async fn broken_link(app: &TestApp) -> Value {
 
 async fn hi3_edited_event_is_detected(app: TestApp) {
     busy_workspace(&app).await;
-    app.sql(&format!("UPDATE history_events SET details = '{{\"project\":\"evil\"}}' WHERE chain = {WS_CHAIN} AND seq = 4")).await;
+    app.sql(&format!(
+        "UPDATE history_events SET details = '{{\"project\":\"evil\"}}' WHERE chain = {WS_CHAIN} AND seq = 4"
+    ))
+    .await;
     let b = broken_link(&app).await;
     assert_eq!(b["chain"], "ws");
     assert_eq!(b["seq"], 4);
@@ -163,7 +195,8 @@ async fn hi3_events_cut_from_the_end_are_detected(app: TestApp) {
 async fn hi3_a_forged_but_rehashed_event_breaks_the_next_link(app: TestApp) {
     busy_workspace(&app).await;
     // an attacker who rewrites an event's hash too still breaks the link of the event after it
-    app.sql(&format!("UPDATE history_events SET hash = '{}' WHERE chain = {WS_CHAIN} AND seq = 2", "f".repeat(64))).await;
+    app.sql(&format!("UPDATE history_events SET hash = '{}' WHERE chain = {WS_CHAIN} AND seq = 2", "f".repeat(64)))
+        .await;
     let b = broken_link(&app).await;
     assert_eq!(b["seq"], 2);
     // verification is for admins only

@@ -51,18 +51,43 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("patch", ws, WorkspaceManager, Some(json!({"display_name": "Renamed"}))),
         ("delete", ws, WorkspaceOwner, None),
         ("get", "/api/v1/workspaces/{ws}/members", WorkspaceMember, None),
-        ("post", "/api/v1/workspaces/{ws}/members", WorkspaceManager, Some(json!({"email": "someone@example.org", "role": "workspace_member"}))),
-        ("patch", "/api/v1/workspaces/{ws}/members/{subject}", WorkspaceManager, Some(json!({"role": "workspace_manager"}))),
+        (
+            "post",
+            "/api/v1/workspaces/{ws}/members",
+            WorkspaceManager,
+            Some(json!({"email": "someone@example.org", "role": "workspace_member"})),
+        ),
+        (
+            "patch",
+            "/api/v1/workspaces/{ws}/members/{subject}",
+            WorkspaceManager,
+            Some(json!({"role": "workspace_manager"})),
+        ),
         ("delete", "/api/v1/workspaces/{ws}/members/{subject}", WorkspaceManager, None),
         ("get", "/api/v1/workspaces/{ws}/search", WorkspaceMember, None),
         ("get", "/api/v1/workspaces/{ws}/projects", WorkspaceMember, None),
-        ("post", "/api/v1/workspaces/{ws}/projects", WorkspaceManager, Some(json!({"identifier": "newp", "display_name": "New"}))),
+        (
+            "post",
+            "/api/v1/workspaces/{ws}/projects",
+            WorkspaceManager,
+            Some(json!({"identifier": "newp", "display_name": "New"})),
+        ),
         ("get", p, WorkspaceMember, None),
         ("patch", p, WorkspaceManager, Some(json!({"display_name": "Renamed"}))),
         ("delete", p, WorkspaceManager, None),
         ("get", "/api/v1/workspaces/{ws}/projects/{project}/bindings", WorkspaceMember, None),
-        ("post", "/api/v1/workspaces/{ws}/projects/{project}/bindings", WorkspaceManager, Some(json!({"user": "mem", "role": "project_admin"}))),
-        ("patch", "/api/v1/workspaces/{ws}/projects/{project}/bindings/{id}", WorkspaceManager, Some(json!({"role": "project_reader"}))),
+        (
+            "post",
+            "/api/v1/workspaces/{ws}/projects/{project}/bindings",
+            WorkspaceManager,
+            Some(json!({"user": "mem", "role": "project_admin"})),
+        ),
+        (
+            "patch",
+            "/api/v1/workspaces/{ws}/projects/{project}/bindings/{id}",
+            WorkspaceManager,
+            Some(json!({"role": "project_reader"})),
+        ),
         ("delete", "/api/v1/workspaces/{ws}/projects/{project}/bindings/{id}", WorkspaceManager, None),
         ("get", "/api/v1/project-roles", Anyone, None),
         ("post", "/api/v1/project-roles", Admin, Some(json!({"identifier": "newrole", "display_name": "New"}))),
@@ -112,10 +137,18 @@ async fn world(app: &TestApp) -> World {
     app.invite(&ann, "ws", "mem", "workspace_member").await;
     app.invite(&ann, "ws", "bob", "workspace_member").await;
     app.project(&ann, "ws", "web").await;
-    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "devs", "display_name": "Devs"})).await.expect(201);
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "devs", "display_name": "Devs"}))
+        .await
+        .expect(201);
     app.post("/api/v1/groups/devs/members", &app.admin_token, json!({"user": "bob"})).await.expect(201);
-    let b = app.post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"user": "mem", "role": "project_user"})).await.expect(201);
-    let k = app.post("/api/v1/api-keys", &ann, json!({"name": "anns", "workspace": "ws", "role": "workspace_member"})).await.expect(201);
+    let b = app
+        .post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"user": "mem", "role": "project_user"}))
+        .await
+        .expect(201);
+    let k = app
+        .post("/api/v1/api-keys", &ann, json!({"name": "anns", "workspace": "ws", "role": "workspace_member"}))
+        .await
+        .expect(201);
     let h = app.get("/api/v1/workspaces/ws/history", &ann).await.expect(200);
     World {
         ann,
@@ -147,9 +180,13 @@ fn fill(path: &str, w: &World) -> String {
 async fn if1_served_openapi_document_matches_the_routes(app: TestApp) {
     let w = world(&app).await;
     let documented = documented(&app).await;
-    let mut table: Vec<(String, String)> = operations().iter().map(|(m, p, _, _)| ((*m).to_owned(), (*p).to_owned())).collect();
+    let mut table: Vec<(String, String)> =
+        operations().iter().map(|(m, p, _, _)| ((*m).to_owned(), (*p).to_owned())).collect();
     table.sort();
-    assert_eq!(documented, table, "the documented operations and this test's table differ: document new endpoints in both");
+    assert_eq!(
+        documented, table,
+        "the documented operations and this test's table differ: document new endpoints in both"
+    );
     // every documented operation is served: no fallback 404 (`no_route`) and no 405
     for (method, path) in &documented {
         let r = app.request(&method.to_uppercase(), &fill(path, &w), Some(&app.admin_token), Some(json!({}))).await;

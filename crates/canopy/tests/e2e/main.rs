@@ -5,5 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod auth;
 mod cli;
+mod history;
+mod input;
+mod interface;
+mod serve;
 mod workspaces;

@@ -12,7 +12,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_canopy");
 
 fn canopy() -> Command {
     let mut c = Command::new(BIN);
-    for var in ["CANOPY_LISTEN", "CANOPY_DATABASE_URL", "CANOPY_ADMIN_PASSWORD", "CANOPY_SERVER", "CANOPY_TOKEN", "CANOPY_PROFILE"] {
+    for var in [
+        "CANOPY_LISTEN",
+        "CANOPY_DATABASE_URL",
+        "CANOPY_ADMIN_PASSWORD",
+        "CANOPY_SERVER",
+        "CANOPY_TOKEN",
+        "CANOPY_PROFILE",
+    ] {
         c.env_remove(var);
     }
     c.env("CANOPY_LOG", "info").kill_on_drop(true);
@@ -81,14 +88,25 @@ async fn if3_serve_on_an_empty_database_creates_admin_with_generated_password(ap
 async fn if3_serve_takes_admin_password_from_environment(app: TestApp) {
     let (url, _dir) = canopy_testkit::fresh_database(app.backend).await.unwrap();
     let mut cmd = canopy();
-    cmd.env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args(["serve", "--listen", "127.0.0.1:0", "--database", &url]);
+    cmd.env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &url,
+    ]);
     let (mut child, addr, printed) = start(cmd).await;
     assert!(!printed.contains("a-password-from-env"), "the password is never printed");
     assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
     child.kill().await.unwrap();
     // a password too short is refused with a clear message and a failure exit
     let (url, _dir2) = canopy_testkit::fresh_database(app.backend).await.unwrap();
-    let out = canopy().env("CANOPY_ADMIN_PASSWORD", "short").args(["serve", "--listen", "127.0.0.1:0", "--database", &url]).output().await.unwrap();
+    let out = canopy()
+        .env("CANOPY_ADMIN_PASSWORD", "short")
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &url])
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
     // so is a database URL of an unknown kind
@@ -107,7 +125,12 @@ async fn hi3_admin_verify_history_command_reports_the_first_broken_link(app: Tes
     assert!(stdout.contains("every link intact"), "{stdout}");
 
     app.sql("UPDATE history_events SET initiator_name = 'mallory' WHERE seq = 2 AND chain = (SELECT id FROM workspaces WHERE identifier = 'ws')").await;
-    let out = canopy().env("CANOPY_DATABASE_URL", &app.db_url).args(["admin", "verify-history", "--json"]).output().await.unwrap();
+    let out = canopy()
+        .env("CANOPY_DATABASE_URL", &app.db_url)
+        .args(["admin", "verify-history", "--json"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);
@@ -121,7 +144,11 @@ async fn if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory(app:
     }
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = canopy();
-    cmd.current_dir(dir.path()).env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd.current_dir(dir.path()).env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let (mut child, addr, _) = start(cmd).await;
     assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
     child.kill().await.unwrap();

@@ -5,7 +5,10 @@ use serde_json::json;
 
 async fn ws1_create_rename_and_list_workspaces(app: TestApp) {
     let ann = app.user("ann").await;
-    let r = app.post("/api/v1/workspaces", &ann, json!({"identifier": "team-a", "display_name": "Team A"})).await.expect(201);
+    let r = app
+        .post("/api/v1/workspaces", &ann, json!({"identifier": "team-a", "display_name": "Team A"}))
+        .await
+        .expect(201);
     assert_eq!(r.body["identifier"], "team-a");
     assert_eq!(r.body["my_role"], "workspace_owner", "the creator becomes owner");
     app.post("/api/v1/workspaces", &ann, json!({"identifier": "team-b", "display_name": "Team B"})).await.expect(201);
@@ -14,7 +17,8 @@ async fn ws1_create_rename_and_list_workspaces(app: TestApp) {
     assert_eq!(r.body["display_name"], "Team Alpha");
 
     let r = app.get("/api/v1/workspaces", &ann).await.expect(200);
-    let ids: Vec<_> = r.body["items"].as_array().unwrap().iter().map(|w| w["identifier"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> =
+        r.body["items"].as_array().unwrap().iter().map(|w| w["identifier"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, ["team-a", "team-b"]);
 
     // paging: one at a time
@@ -35,16 +39,25 @@ async fn ws1_identifier_rules_and_uniqueness(app: TestApp) {
     let ann = app.user("ann").await;
     for bad in ["", "Team-A", "team_a", "team a", &"a".repeat(33)] {
         let before = app.snapshot().await;
-        app.post("/api/v1/workspaces", &ann, json!({"identifier": bad, "display_name": "X"})).await.expect_problem(422, Some("identifier"));
+        app.post("/api/v1/workspaces", &ann, json!({"identifier": bad, "display_name": "X"}))
+            .await
+            .expect_problem(422, Some("identifier"));
         assert_eq!(app.snapshot().await, before, "nothing written for {bad:?}");
     }
-    app.post("/api/v1/workspaces", &ann, json!({"identifier": &"a".repeat(32), "display_name": "Long"})).await.expect(201);
+    app.post("/api/v1/workspaces", &ann, json!({"identifier": &"a".repeat(32), "display_name": "Long"}))
+        .await
+        .expect(201);
     app.workspace(&ann, "team-a").await;
     let before = app.snapshot().await;
-    app.post("/api/v1/workspaces", &ann, json!({"identifier": "team-a", "display_name": "Again"})).await.expect_problem(409, Some("identifier"));
+    app.post("/api/v1/workspaces", &ann, json!({"identifier": "team-a", "display_name": "Again"}))
+        .await
+        .expect_problem(409, Some("identifier"));
     assert_eq!(app.snapshot().await, before);
     // both fields wrong: both named in one answer
-    let r = app.post("/api/v1/workspaces", &ann, json!({"identifier": "A", "display_name": "  "})).await.expect_problem(422, None);
+    let r = app
+        .post("/api/v1/workspaces", &ann, json!({"identifier": "A", "display_name": "  "}))
+        .await
+        .expect_problem(422, None);
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["display_name", "identifier"]);
@@ -63,17 +76,25 @@ async fn ws2_roles_decide_what_members_may_do(app: TestApp) {
     app.get("/api/v1/workspaces/ws/members", &member).await.expect(200);
     app.get("/api/v1/workspaces/ws/projects", &member).await.expect(200);
     // ... but administer nothing
-    app.post("/api/v1/workspaces/ws/projects", &member, json!({"identifier": "p", "display_name": "P"})).await.expect_problem(403, None);
+    app.post("/api/v1/workspaces/ws/projects", &member, json!({"identifier": "p", "display_name": "P"}))
+        .await
+        .expect_problem(403, None);
     app.patch("/api/v1/workspaces/ws", &member, json!({"display_name": "Mine"})).await.expect_problem(403, None);
     app.get("/api/v1/workspaces/ws/history", &member).await.expect_problem(403, None);
 
     // managers administer, but cannot make owners or delete the workspace
-    app.post("/api/v1/workspaces/ws/projects", &manager, json!({"identifier": "p", "display_name": "P"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/projects", &manager, json!({"identifier": "p", "display_name": "P"}))
+        .await
+        .expect(201);
     app.get("/api/v1/workspaces/ws/history", &manager).await.expect(200);
-    app.patch("/api/v1/workspaces/ws/members/user:member", &manager, json!({"role": "workspace_owner"})).await.expect_problem(403, None);
+    app.patch("/api/v1/workspaces/ws/members/user:member", &manager, json!({"role": "workspace_owner"}))
+        .await
+        .expect_problem(403, None);
     app.delete("/api/v1/workspaces/ws", &manager).await.expect_problem(403, None);
     // owners can
-    app.patch("/api/v1/workspaces/ws/members/user:manager", &owner, json!({"role": "workspace_owner"})).await.expect(200);
+    app.patch("/api/v1/workspaces/ws/members/user:manager", &owner, json!({"role": "workspace_owner"}))
+        .await
+        .expect(200);
 }
 
 async fn ws3_invite_by_username_email_and_pending_invitation(app: TestApp) {
@@ -81,22 +102,44 @@ async fn ws3_invite_by_username_email_and_pending_invitation(app: TestApp) {
     app.user("bob").await;
     app.workspace(&ann, "ws").await;
     // by username
-    let r = app.post("/api/v1/workspaces/ws/members", &ann, json!({"user": "bob", "role": "workspace_member"})).await.expect(201);
+    let r = app
+        .post("/api/v1/workspaces/ws/members", &ann, json!({"user": "bob", "role": "workspace_member"}))
+        .await
+        .expect(201);
     assert_eq!(r.body["subject"], "user:bob");
     // by the e-mail of an existing account: that account becomes a member
     app.user("cid").await;
-    let r = app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "CID@example.org", "role": "workspace_manager"})).await.expect(201);
+    let r = app
+        .post("/api/v1/workspaces/ws/members", &ann, json!({"email": "CID@example.org", "role": "workspace_manager"}))
+        .await
+        .expect(201);
     assert_eq!(r.body["subject"], "user:cid");
     // by an unknown e-mail: a pending invitation
-    let r = app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "dora@example.org", "role": "workspace_manager"})).await.expect(201);
+    let r = app
+        .post("/api/v1/workspaces/ws/members", &ann, json!({"email": "dora@example.org", "role": "workspace_manager"}))
+        .await
+        .expect(201);
     assert_eq!(r.body["kind"], "invitation");
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "dora@example.org", "role": "workspace_member"})).await.expect_problem(409, Some("email"));
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "dora@example.org", "role": "workspace_member"}))
+        .await
+        .expect_problem(409, Some("email"));
     let r = app.get("/api/v1/workspaces/ws/members", &ann).await.expect(200);
-    assert!(r.body["items"].as_array().unwrap().iter().any(|m| m["subject"] == "email:dora@example.org" && m["kind"] == "invitation"));
+    assert!(
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"] == "email:dora@example.org" && m["kind"] == "invitation")
+    );
 
     // the account with that address appears and signs in: the invitation becomes membership
-    app.post("/api/v1/users", &app.admin_token,
-        json!({"username": "dora", "email": "dora@example.org", "password": "password-of-dora"})).await.expect(201);
+    app.post(
+        "/api/v1/users",
+        &app.admin_token,
+        json!({"username": "dora", "email": "dora@example.org", "password": "password-of-dora"}),
+    )
+    .await
+    .expect(201);
     let dora = app.sign_in("dora", "password-of-dora").await;
     let r = app.get("/api/v1/workspaces/ws", &dora).await.expect(200);
     assert_eq!(r.body["my_role"], "workspace_manager");
@@ -112,10 +155,14 @@ async fn ws4_group_members_gain_the_workspace_role(app: TestApp) {
     let ann = app.user("ann").await;
     let bob = app.user("bob").await;
     app.workspace(&ann, "ws").await;
-    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "devs", "display_name": "Developers"})).await.expect(201);
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "devs", "display_name": "Developers"}))
+        .await
+        .expect(201);
     app.post("/api/v1/groups/devs/members", &app.admin_token, json!({"user": "bob"})).await.expect(201);
     app.get("/api/v1/workspaces/ws", &bob).await.expect_problem(403, None);
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_manager"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_manager"}))
+        .await
+        .expect(201);
     let r = app.get("/api/v1/workspaces/ws", &bob).await.expect(200);
     assert_eq!(r.body["my_role"], "workspace_manager");
     // a member joining later gains it too; leaving takes it away
@@ -130,10 +177,14 @@ async fn ws5_current_access_lists_roles_grantor_and_time(app: TestApp) {
     let ann = app.user("ann").await;
     app.user("bob").await;
     app.workspace(&ann, "ws").await;
-    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "ops", "display_name": "Operations"})).await.expect(201);
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "ops", "display_name": "Operations"}))
+        .await
+        .expect(201);
     app.clock.advance(time::Duration::minutes(5));
     app.invite(&ann, "ws", "bob", "workspace_member").await;
-    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "ops", "role": "workspace_manager"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "ops", "role": "workspace_manager"}))
+        .await
+        .expect(201);
     let r = app.get("/api/v1/workspaces/ws/members", &ann).await.expect(200);
     let items = r.body["items"].as_array().unwrap();
     let bob = items.iter().find(|m| m["subject"] == "user:bob").unwrap();
@@ -155,9 +206,18 @@ async fn ws6_change_role_and_removal_ends_project_bindings(app: TestApp) {
     app.project(&ann, "ws", "web").await;
     app.project(&ann, "ws", "api").await;
     for p in ["web", "api"] {
-        app.post(&format!("/api/v1/workspaces/ws/projects/{p}/bindings"), &ann, json!({"user": "bob", "role": "project_user"})).await.expect(201);
+        app.post(
+            &format!("/api/v1/workspaces/ws/projects/{p}/bindings"),
+            &ann,
+            json!({"user": "bob", "role": "project_user"}),
+        )
+        .await
+        .expect(201);
     }
-    let r = app.patch("/api/v1/workspaces/ws/members/user:bob", &ann, json!({"role": "workspace_manager"})).await.expect(200);
+    let r = app
+        .patch("/api/v1/workspaces/ws/members/user:bob", &ann, json!({"role": "workspace_manager"}))
+        .await
+        .expect(200);
     assert_eq!(r.body["role"], "workspace_manager");
     let me = app.get("/api/v1/me", &bob).await.expect(200);
     assert_eq!(me.body["projects"].as_array().unwrap().len(), 2);
@@ -175,7 +235,9 @@ async fn ws6_change_role_and_removal_ends_project_bindings(app: TestApp) {
 
     // the last owner stays
     app.delete("/api/v1/workspaces/ws/members/user:ann", &ann).await.expect_problem(409, None);
-    app.patch("/api/v1/workspaces/ws/members/user:ann", &ann, json!({"role": "workspace_member"})).await.expect_problem(409, None);
+    app.patch("/api/v1/workspaces/ws/members/user:ann", &ann, json!({"role": "workspace_member"}))
+        .await
+        .expect_problem(409, None);
     app.delete("/api/v1/workspaces/ws/members/user:nobody", &ann).await.expect_problem(404, None);
 }
 
@@ -188,9 +250,14 @@ async fn ws7_manager_manages_projects_they_are_not_bound_to(app: TestApp) {
     app.invite(&ann, "ws", "mia", "workspace_manager").await;
     app.invite(&ann, "ws", "bob", "workspace_member").await;
     // mia holds no binding on web, yet manages its access
-    let b = app.post("/api/v1/workspaces/ws/projects/web/bindings", &mia, json!({"user": "bob", "role": "project_reader"})).await.expect(201);
+    let b = app
+        .post("/api/v1/workspaces/ws/projects/web/bindings", &mia, json!({"user": "bob", "role": "project_reader"}))
+        .await
+        .expect(201);
     let id = b.body["id"].as_str().unwrap();
-    app.patch(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &mia, json!({"role": "project_admin"})).await.expect(200);
+    app.patch(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &mia, json!({"role": "project_admin"}))
+        .await
+        .expect(200);
     app.patch("/api/v1/workspaces/ws/projects/web", &mia, json!({"display_name": "Website"})).await.expect(200);
     app.delete(&format!("/api/v1/workspaces/ws/projects/web/bindings/{id}"), &mia).await.expect(204);
 }

@@ -1,0 +1,256 @@
+//! `canopy project ...`, `canopy binding ...`, `canopy role ...`.
+
+use canopy_api_types::{
+    Binding, CreateBinding, CreateProject, CreateProjectRole, Project, ProjectDetails, ProjectRole, UpdateBinding,
+    UpdateProject, UpdateProjectRole,
+};
+use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+
+use super::api::{self, CliError};
+use super::{Ctx, ListOpts, render, rfc3339};
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// List the projects of a workspace.
+    List {
+        /// The workspace's identifier.
+        ws: String,
+        #[command(flatten)]
+        list: ListOpts,
+    },
+    /// Show a project with its bindings and who effectively holds which roles.
+    Show {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+    },
+    /// Create a project (managers).
+    Create {
+        /// The workspace's identifier.
+        ws: String,
+        /// Identifier: lowercase letters, digits and dashes, 1 to 32 characters.
+        project: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Change a project's display name (managers).
+    Rename {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+        /// The new display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Delete a project (managers).
+    Delete {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+    },
+}
+
+pub async fn project(ctx: &Ctx, cmd: ProjectCommand) -> Result<(), CliError> {
+    let client = ctx.api()?;
+    match cmd {
+        ProjectCommand::List { ws, list } => {
+            let (items, _) = client.list(&["workspaces", &ws, "projects"], &[], list.limit, list.page_size).await?;
+            ctx.print_list::<Project>(items)
+        }
+        ProjectCommand::Show { ws, project } => {
+            let v = client.get(&["workspaces", &ws, "projects", &project], &[]).await?;
+            if ctx.json() {
+                render::json(&v);
+                return Ok(());
+            }
+            let d: ProjectDetails = api::decode(v)?;
+            let mut out = render::fields(&render::Render::fields(&d.project));
+            out.extend(render::section("Bindings", &d.bindings));
+            out.extend(render::section("Effective access", &d.effective_access));
+            render::lines(out);
+            Ok(())
+        }
+        ProjectCommand::Create { ws, project, name } => {
+            let created = client
+                .post(&["workspaces", &ws, "projects"], &CreateProject { identifier: project, display_name: name })
+                .await?;
+            ctx.print_one::<Project>(created)
+        }
+        ProjectCommand::Rename { ws, project, name } => {
+            let changed = client
+                .patch(&["workspaces", &ws, "projects", &project], &UpdateProject { display_name: Some(name) })
+                .await?;
+            ctx.print_one::<Project>(changed)
+        }
+        ProjectCommand::Delete { ws, project } => {
+            client.delete(&["workspaces", &ws, "projects", &project]).await?;
+            ctx.done(format!("Deleted project {project} of workspace {ws}"));
+            Ok(())
+        }
+    }
+}
+
+/// Exactly one subject to bind.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct BindingTarget {
+    /// A user, by username.
+    #[arg(long)]
+    user: Option<String>,
+    /// A group, by identifier.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BindingCommand {
+    /// List a project's role bindings.
+    List {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+        #[command(flatten)]
+        list: ListOpts,
+    },
+    /// Give a user or a group a project role, optionally until a date.
+    Add {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+        #[command(flatten)]
+        target: BindingTarget,
+        /// A project role identifier, e.g. project_user (see `canopy role list`).
+        #[arg(long)]
+        role: String,
+        /// When the binding ends (RFC 3339, e.g. 2027-01-31T18:00:00Z).
+        #[arg(long, value_parser = rfc3339)]
+        expires_at: Option<OffsetDateTime>,
+        /// Why the access is needed.
+        #[arg(long)]
+        justification: Option<String>,
+    },
+    /// Change a binding's role or expiry.
+    Update {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+        /// The binding's id (see `canopy binding list`).
+        id: String,
+        /// A new project role.
+        #[arg(long)]
+        role: Option<String>,
+        /// A new end (RFC 3339).
+        #[arg(long, value_parser = rfc3339, conflicts_with = "no_expiry")]
+        expires_at: Option<OffsetDateTime>,
+        /// Remove the end: the binding holds until removed.
+        #[arg(long)]
+        no_expiry: bool,
+    },
+    /// Remove a binding: its role ends now.
+    Remove {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+        /// The binding's id (see `canopy binding list`).
+        id: String,
+    },
+}
+
+pub async fn binding(ctx: &Ctx, cmd: BindingCommand) -> Result<(), CliError> {
+    let client = ctx.api()?;
+    match cmd {
+        BindingCommand::List { ws, project, list } => {
+            let (items, _) = client
+                .list(&["workspaces", &ws, "projects", &project, "bindings"], &[], list.limit, list.page_size)
+                .await?;
+            ctx.print_list::<Binding>(items)
+        }
+        BindingCommand::Add { ws, project, target, role, expires_at, justification } => {
+            let body = CreateBinding { user: target.user, group: target.group, role, expires_at, justification };
+            ctx.print_one::<Binding>(client.post(&["workspaces", &ws, "projects", &project, "bindings"], &body).await?)
+        }
+        BindingCommand::Update { ws, project, id, role, expires_at, no_expiry } => {
+            let expires_at = if no_expiry { Some(None) } else { expires_at.map(Some) };
+            if role.is_none() && expires_at.is_none() {
+                return Err(CliError::Usage("nothing to change: give --role, --expires-at or --no-expiry".into()));
+            }
+            let body = UpdateBinding { role, expires_at };
+            ctx.print_one::<Binding>(
+                client.patch(&["workspaces", &ws, "projects", &project, "bindings", &id], &body).await?,
+            )
+        }
+        BindingCommand::Remove { ws, project, id } => {
+            client.delete(&["workspaces", &ws, "projects", &project, "bindings", &id]).await?;
+            ctx.done(format!("Removed binding {id} of project {project}"));
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// List the project roles.
+    List,
+    /// Create a project role (admins).
+    Create {
+        /// Identifier, e.g. project_auditor.
+        role: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// What the role allows.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        description: String,
+    },
+    /// Change a project role's display name or description (admins).
+    Update {
+        /// The project role's identifier.
+        role: String,
+        /// A new display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A new description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a project role no binding uses (admins).
+    Delete {
+        /// The project role's identifier.
+        role: String,
+    },
+}
+
+pub async fn role(ctx: &Ctx, cmd: RoleCommand) -> Result<(), CliError> {
+    let client = ctx.api()?;
+    match cmd {
+        RoleCommand::List => {
+            let (items, _) = client.list(&["project-roles"], &[], None, 500).await?;
+            ctx.print_list::<ProjectRole>(items)
+        }
+        RoleCommand::Create { role, name, description } => {
+            let body = CreateProjectRole { identifier: role, display_name: name, description };
+            ctx.print_one::<ProjectRole>(client.post(&["project-roles"], &body).await?)
+        }
+        RoleCommand::Update { role, name, description } => {
+            if name.is_none() && description.is_none() {
+                return Err(CliError::Usage("nothing to change: give --name or --description".into()));
+            }
+            let body = UpdateProjectRole { display_name: name, description };
+            ctx.print_one::<ProjectRole>(client.patch(&["project-roles", &role], &body).await?)
+        }
+        RoleCommand::Delete { role } => {
+            client.delete(&["project-roles", &role]).await?;
+            ctx.done(format!("Deleted project role {role}"));
+            Ok(())
+        }
+    }
+}

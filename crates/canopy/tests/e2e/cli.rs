@@ -1,0 +1,642 @@
+//! The `canopy` command-line client, run as a real binary against a real server.
+//!
+//! Each test gets its own profile file and home directory; the developer's
+//! `CANOPY_*` environment is removed so it cannot leak in.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use canopy_testkit::{ADMIN_PASSWORD, TestApp};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+/// The outcome of one run of the binary.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// Assert success, showing stderr when not.
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success; stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Assert this exit code, showing the output when it differs.
+    #[track_caller]
+    fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code; stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// The binary, set up for one test: its own home and profile, no inherited `CANOPY_*`.
+struct Cli {
+    dir: tempfile::TempDir,
+    server: String,
+}
+
+impl Cli {
+    fn new(app: &TestApp) -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), server: app.base.clone() }
+    }
+
+    /// The default profile of this test (`CANOPY_PROFILE`).
+    fn profile(&self) -> PathBuf {
+        self.dir.path().join("profile.json")
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_canopy"));
+        for var in [
+            "CANOPY_SERVER",
+            "CANOPY_TOKEN",
+            "CANOPY_PROFILE",
+            "CANOPY_PASSWORD",
+            "CANOPY_NEW_PASSWORD",
+            "XDG_CONFIG_HOME",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", self.dir.path().join("home"))
+            .env("CANOPY_PROFILE", self.profile())
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn output(mut cmd: tokio::process::Command, stdin: Option<&str>) -> Out {
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("the canopy binary starts");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(input.as_bytes()).await.unwrap();
+            drop(pipe);
+        }
+        let out = child.wait_with_output().await.unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// Run with the test's profile.
+    async fn run(&self, args: &[&str]) -> Out {
+        Self::output(self.command(args), None).await
+    }
+
+    /// Run with `stdin` as standard input.
+    async fn run_stdin(&self, args: &[&str], stdin: &str) -> Out {
+        Self::output(self.command(args), Some(stdin)).await
+    }
+
+    /// Run with extra environment variables.
+    async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().copied());
+        Self::output(cmd, None).await
+    }
+
+    /// Run against the test server with `token`, ignoring the profile.
+    async fn with_token(&self, token: &str, args: &[&str]) -> Out {
+        let mut full = vec!["--server", self.server.as_str(), "--token", token];
+        full.extend_from_slice(args);
+        self.run(&full).await
+    }
+
+    /// `canopy login` into the test's profile.
+    async fn login(&self, username: &str, password: &str) -> Out {
+        self.run_stdin(
+            &["login", "--server", &self.server, "--username", username, "--password-stdin"],
+            &format!("{password}\n"),
+        )
+        .await
+    }
+}
+
+async fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&tokio::fs::read(path).await.unwrap()).unwrap()
+}
+
+fn kinds(events: &Value) -> Vec<&str> {
+    events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect()
+}
+
+/// IF3: the main workflow of a workspace, from signing in to reading the
+/// history, through the client alone; the profile goes to
+/// `$XDG_CONFIG_HOME/canopy/profile.json` with mode 0600.
+async fn if3_cli_login_workspace_project_binding_history_walkthrough(app: TestApp) {
+    let cli = Cli::new(&app);
+    let config = cli.dir.path().join("config");
+    let xdg = config.to_str().unwrap();
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = cli.command(args);
+        cmd.env_remove("CANOPY_PROFILE").env("XDG_CONFIG_HOME", xdg);
+        Cli::output(cmd, None)
+    };
+
+    let mut login = cli.command(&["login", "--server", &app.base, "--username", "admin", "--password-stdin"]);
+    login.env_remove("CANOPY_PROFILE").env("XDG_CONFIG_HOME", xdg);
+    let out = Cli::output(login, Some(&format!("{ADMIN_PASSWORD}\n"))).await.ok();
+    assert_eq!(out.stdout.trim(), format!("Signed in to {} as admin", app.base));
+    let profile_path = config.join("canopy").join("profile.json");
+    let profile = read_json(&profile_path).await;
+    assert_eq!(profile["server"], app.base.as_str());
+    assert_eq!(profile["username"], "admin");
+    assert!(profile["token"].as_str().is_some_and(|t| !t.is_empty()), "{profile}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = tokio::fs::metadata(&profile_path).await.unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the profile holds a token: owner only");
+    }
+
+    let me = run(&["whoami"]).await.ok();
+    assert!(me.stdout.lines().any(|l| l.starts_with("name:") && l.ends_with(" admin")), "{}", me.stdout);
+    assert!(me.stdout.lines().any(|l| l.starts_with("installation_roles:") && l.contains("admin")), "{}", me.stdout);
+
+    let ws = run(&["workspace", "create", "acme", "--name", "Acme Corp"]).await.ok();
+    assert!(ws.lines().contains(&"identifier:   acme"), "{}", ws.stdout);
+    assert!(ws.stdout.contains("workspace_owner"), "{}", ws.stdout);
+
+    let mut create_user = cli.command(&[
+        "user",
+        "create",
+        "alice",
+        "--email",
+        "alice@example.org",
+        "--first-name",
+        "Alice",
+        "--password-stdin",
+    ]);
+    create_user.env_remove("CANOPY_PROFILE").env("XDG_CONFIG_HOME", xdg);
+    Cli::output(create_user, Some("password-of-alice\n")).await.ok();
+
+    let member = run(&["member", "add", "acme", "--user", "alice", "--role", "member"]).await.ok();
+    assert!(member.stdout.contains("workspace_member"), "{}", member.stdout);
+    run(&["project", "create", "acme", "web", "--name", "Web shop"]).await.ok();
+
+    let binding = run(&[
+        "binding",
+        "add",
+        "acme",
+        "web",
+        "--user",
+        "alice",
+        "--role",
+        "project_user",
+        "--expires-at",
+        "2027-01-31T18:00:00Z",
+        "--justification",
+        "on call",
+        "-o",
+        "json",
+    ])
+    .await
+    .ok()
+    .json();
+    assert_eq!(binding["subject"], "user:alice");
+    assert_eq!(binding["role"], "project_user");
+    assert_eq!(binding["expires_at"], "2027-01-31T18:00:00Z");
+    assert_eq!(binding["in_force"], true);
+    assert_eq!(binding["justification"], "on call");
+
+    let table = run(&["binding", "list", "acme", "web"]).await.ok();
+    let lines = table.lines();
+    assert_eq!(lines.len(), 2, "a header and one binding: {}", table.stdout);
+    assert!(lines[0].starts_with("ID") && lines[0].contains("SUBJECT") && lines[0].contains("EXPIRES"), "{}", lines[0]);
+    assert!(lines[1].starts_with(binding["id"].as_str().unwrap()) && lines[1].contains("user:alice"), "{}", lines[1]);
+    assert!(lines[1].contains("2027-01-31T18:00:00Z"), "{}", lines[1]);
+
+    // The history, newest first, in JSON.
+    let events = run(&["history", "list", "acme", "-o", "json"]).await.ok().json();
+    let ks = kinds(&events);
+    assert_eq!(ks.first(), Some(&"binding_created"), "{ks:?}");
+    for k in ["workspace_created", "member_added", "project_created", "binding_created"] {
+        assert!(ks.contains(&k), "{k} missing from {ks:?}");
+    }
+    let seqs: Vec<i64> = events.as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
+    let created = run(&["history", "list", "acme", "--kind", "binding_created", "-o", "json"]).await.ok().json();
+    assert_eq!(kinds(&created), ["binding_created"]);
+    assert_eq!(created[0]["initiator"]["name"], "admin");
+
+    // One event's details, in table output.
+    let id = created[0]["id"].as_str().unwrap().to_owned();
+    let mut show = cli.command(&["history", "show", "acme", &id]);
+    show.env_remove("CANOPY_PROFILE").env("XDG_CONFIG_HOME", xdg);
+    let shown = Cli::output(show, None).await.ok();
+    assert!(shown.lines().iter().any(|l| l.starts_with("kind:") && l.ends_with("binding_created")), "{}", shown.stdout);
+    assert!(shown.stdout.contains("user:alice"), "{}", shown.stdout);
+
+    // Alice signs in with her own profile (--profile) and sees her access.
+    let alice_profile = cli.dir.path().join("alice.json");
+    let alice_profile = alice_profile.to_str().unwrap();
+    cli.run_stdin(
+        &["--profile", alice_profile, "login", "--server", &app.base, "--username", "alice", "--password-stdin"],
+        "password-of-alice\n",
+    )
+    .await
+    .ok();
+    let alice = cli.run(&["--profile", alice_profile, "whoami"]).await.ok();
+    assert!(
+        alice.lines().iter().any(|l| l.starts_with("  acme") && l.contains("web") && l.contains("project_user")),
+        "{}",
+        alice.stdout
+    );
+
+    // Signing out forgets the token but keeps the server.
+    let out = run(&["logout"]).await.ok();
+    assert_eq!(out.stdout.trim(), format!("Signed out of {}", app.base));
+    let profile = read_json(&profile_path).await;
+    assert!(profile.get("token").is_none(), "{profile}");
+    assert_eq!(profile["server"], app.base.as_str());
+    let out = run(&["whoami"]).await.code(3);
+    assert!(out.stderr.contains("not signed in: run `canopy login --server URL --username NAME`"), "{}", out.stderr);
+}
+
+/// IF3: `--output json` prints the API's JSON as it is; lists are the items
+/// of every page, merged; table output is aligned; deletes print nothing in JSON.
+async fn if3_cli_json_output_is_the_api_json(app: TestApp) {
+    let cli = Cli::new(&app);
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "acme").await;
+    for p in ["p1", "p2", "p3"] {
+        app.project(&admin, "acme", p).await;
+    }
+    let api_projects =
+        app.get("/api/v1/workspaces/acme/projects?limit=500", &admin).await.expect(200).body["items"].clone();
+    assert_eq!(api_projects.as_array().unwrap().len(), 3);
+
+    // Pages of two are merged into one array equal to the API's items.
+    let all = cli.with_token(&admin, &["project", "list", "acme", "--page-size", "2", "-o", "json"]).await.ok().json();
+    assert_eq!(all, api_projects);
+    let two = cli.with_token(&admin, &["project", "list", "acme", "--limit", "2", "-o", "json"]).await.ok().json();
+    assert_eq!(two, json!([api_projects[0], api_projects[1]]));
+
+    let ws = cli.with_token(&admin, &["workspace", "show", "acme", "-o", "json"]).await.ok().json();
+    assert_eq!(ws, app.get("/api/v1/workspaces/acme", &admin).await.expect(200).body);
+    let project = cli.with_token(&admin, &["project", "show", "acme", "p1", "--output", "json"]).await.ok().json();
+    assert_eq!(project, app.get("/api/v1/workspaces/acme/projects/p1", &admin).await.expect(200).body);
+    let me = cli.with_token(&admin, &["whoami", "-o", "json"]).await.ok().json();
+    assert_eq!(me, app.get("/api/v1/me", &admin).await.expect(200).body);
+
+    // Table output: a header, then one aligned row per project.
+    let table = cli.with_token(&admin, &["project", "list", "acme"]).await.ok();
+    let lines = table.lines();
+    assert_eq!(lines.len(), 4, "{}", table.stdout);
+    let name_col = lines[0].find("NAME").unwrap();
+    assert!(lines[0].starts_with("IDENTIFIER"), "{}", lines[0]);
+    for (line, p) in lines[1..].iter().zip(["p1", "p2", "p3"]) {
+        assert!(line.starts_with(p), "{line}");
+        assert_eq!(line.find("Project ").unwrap(), name_col, "columns are aligned: {}", table.stdout);
+        assert_eq!(*line, line.trim_end(), "no trailing spaces");
+    }
+
+    // Deleting prints a message in table output, nothing in JSON output.
+    app.workspace(&admin, "tmp-a").await;
+    app.workspace(&admin, "tmp-b").await;
+    let out = cli.with_token(&admin, &["workspace", "delete", "tmp-a", "-o", "json"]).await.ok();
+    assert_eq!(out.stdout, "");
+    let out = cli.with_token(&admin, &["workspace", "delete", "tmp-b"]).await.ok();
+    assert_eq!(out.stdout.trim(), "Deleted workspace tmp-b");
+    app.get("/api/v1/workspaces/tmp-b", &admin).await.expect(404);
+}
+
+/// IF3: failures exit non-zero with a code scripts can trust, and print the
+/// server's detail and each invalid field on standard error.
+async fn if3_cli_errors_exit_non_zero_with_field_message(app: TestApp) {
+    let cli = Cli::new(&app);
+
+    // Not signed in: no server, no token, no profile.
+    let out = cli.run(&["workspace", "list"]).await.code(3);
+    assert_eq!(out.stderr.trim(), "error: not signed in: run `canopy login --server URL --username NAME`");
+    assert_eq!(out.stdout, "");
+
+    // A wrong password is refused and writes no profile.
+    let out = cli.login("admin", "not-the-password").await.code(3);
+    assert!(out.stderr.contains("error: wrong username or password"), "{}", out.stderr);
+    assert!(!tokio::fs::try_exists(cli.profile()).await.unwrap());
+    // No password at all is a usage error.
+    let out = cli.run(&["login", "--server", &app.base, "--username", "admin"]).await.code(2);
+    assert!(out.stderr.contains("--password-stdin"), "{}", out.stderr);
+
+    // A bad token is refused (401), with a hint to sign in again.
+    let out = cli.with_token("bogus", &["whoami"]).await.code(3);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(out.stderr.contains("hint: ") && out.stderr.contains("canopy login"), "{}", out.stderr);
+
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+
+    // Invalid input (422): the detail, then one line per field.
+    let out = cli.run(&["workspace", "create", "Bad_Id", "--name", "Bad"]).await.code(7);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.first(), Some(&"error: invalid field(s): identifier"), "{}", out.stderr);
+    assert!(lines.iter().any(|l| l.starts_with("  identifier: ")), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+
+    // Not found (404), conflict (409), forbidden (403).
+    let out = cli.run(&["workspace", "show", "nope"]).await.code(5);
+    assert!(out.stderr.starts_with("error: ") && out.stderr.contains("nope"), "{}", out.stderr);
+    cli.run(&["workspace", "create", "acme", "--name", "Acme"]).await.ok();
+    let out = cli.run(&["workspace", "create", "acme", "--name", "Acme again"]).await.code(6);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    let bob = app.user("bob").await;
+    let out = cli.with_token(&bob, &["workspace", "show", "acme"]).await.code(4);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+
+    // Usage errors are clap's exit 2, checked before any request.
+    cli.run(&["binding", "add", "acme", "web", "--role", "project_user"]).await.code(2);
+    let out = cli
+        .run(&["binding", "add", "acme", "web", "--user", "bob", "--role", "project_user", "--expires-at", "tomorrow"])
+        .await
+        .code(2);
+    assert!(out.stderr.contains("RFC 3339"), "{}", out.stderr);
+
+    // An unreachable server.
+    let out = cli.run(&["--server", "http://127.0.0.1:1", "--token", "x", "whoami"]).await.code(1);
+    assert!(out.stderr.starts_with("error: cannot reach the Canopy server at http://127.0.0.1:1: "), "{}", out.stderr);
+
+    // The profile's token is not sent to another server.
+    let out = cli.run(&["--server", "http://127.0.0.1:1", "whoami"]).await.code(3);
+    assert!(out.stderr.contains("not signed in"), "{}", out.stderr);
+
+    // Too many failed sign-ins on one account (429).
+    app.user("carol").await;
+    let other = Cli::new(&app);
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        let out = other.login("carol", "wrong-password-of-carol").await;
+        codes.push(out.code);
+        if out.code == 8 {
+            assert!(out.stderr.contains("too many failed sign-ins"), "{}", out.stderr);
+            break;
+        }
+    }
+    assert_eq!(codes.last(), Some(&8), "exit codes: {codes:?}");
+    assert!(codes[..codes.len() - 1].iter().all(|c| *c == 3), "exit codes: {codes:?}");
+}
+
+/// WS6: changing a member's role (short role names work) and removing them
+/// from the workspace, which ends their project bindings there.
+async fn ws6_cli_member_remove_ends_bindings(app: TestApp) {
+    let cli = Cli::new(&app);
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "acme").await;
+    app.user("alice").await;
+    app.invite(&admin, "acme", "alice", "workspace_member").await;
+    app.project(&admin, "acme", "web").await;
+    app.post("/api/v1/workspaces/acme/projects/web/bindings", &admin, json!({"user": "alice", "role": "project_user"}))
+        .await
+        .expect(201);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+
+    let changed = cli.run(&["member", "set-role", "acme", "alice", "manager", "-o", "json"]).await.ok().json();
+    assert_eq!(changed["subject"], "user:alice");
+    assert_eq!(changed["role"], "workspace_manager");
+    let members = cli.run(&["member", "list", "acme", "-o", "json"]).await.ok().json();
+    let alice = members.as_array().unwrap().iter().find(|m| m["subject"] == "user:alice").unwrap();
+    assert_eq!(alice["role"], "workspace_manager");
+    let found = cli.run(&["member", "search", "acme", "ali", "-o", "json"]).await.ok().json();
+    assert!(found.as_array().unwrap().iter().any(|r| r["subject"] == "user:alice"), "{found}");
+
+    let out = cli.run(&["member", "remove", "acme", "user:alice"]).await.ok();
+    assert_eq!(out.stdout.trim(), "Removed user:alice from workspace acme");
+    let bindings = cli.run(&["binding", "list", "acme", "web", "-o", "json"]).await.ok().json();
+    assert_eq!(bindings, json!([]));
+    let removed = cli.run(&["history", "list", "acme", "--kind", "binding_removed", "-o", "json"]).await.ok().json();
+    assert_eq!(kinds(&removed), ["binding_removed"]);
+    assert_eq!(removed[0]["details"]["subject"], "user:alice");
+    let members = cli.run(&["member", "list", "acme", "-o", "json"]).await.ok().json();
+    assert!(members.as_array().unwrap().iter().all(|m| m["subject"] != "user:alice"), "{members}");
+
+    // Removing again: not a member any more.
+    cli.run(&["member", "remove", "acme", "user:alice"]).await.code(5);
+}
+
+/// HI3: `canopy history verify` reports an intact history with exit 0 and a
+/// tampered one with exit 1; only admins may run it.
+async fn hi3_cli_history_verify_reports_ok(app: TestApp) {
+    let cli = Cli::new(&app);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    cli.run(&["workspace", "create", "acme", "--name", "Acme"]).await.ok();
+    cli.run(&["project", "create", "acme", "web", "--name", "Web"]).await.ok();
+
+    let out = cli.run(&["history", "verify"]).await.ok();
+    assert!(out.lines().iter().any(|l| l.starts_with("ok:") && l.ends_with(" yes")), "{}", out.stdout);
+    let v = cli.run(&["history", "verify", "-o", "json"]).await.ok().json();
+    assert_eq!(v["ok"], true);
+    assert!(v["chains_checked"].as_u64().unwrap() >= 2, "{v}");
+    assert!(v["events_checked"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["first_broken"], Value::Null);
+
+    let bob = app.user("bob").await;
+    cli.with_token(&bob, &["history", "verify"]).await.code(4);
+
+    // Rewrite an event behind the server's back.
+    app.sql("UPDATE history_events SET details = '{\"workspace\":\"forged\"}' WHERE kind = 'project_created'").await;
+    let out = cli.run(&["history", "verify"]).await.code(1);
+    assert!(out.lines().iter().any(|l| l.starts_with("ok:") && l.ends_with(" no")), "{}", out.stdout);
+    assert!(out.stderr.starts_with("error: the history is broken"), "{}", out.stderr);
+    let v = cli.run(&["history", "verify", "-o", "json"]).await.code(1).json();
+    assert_eq!(v["ok"], false);
+    assert!(v["first_broken"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+}
+
+/// ID3: a workspace API key made with the client works as the client's token,
+/// within its role, until it is deleted.
+async fn id3_cli_api_key_works_as_token(app: TestApp) {
+    let cli = Cli::new(&app);
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "acme").await;
+    app.project(&admin, "acme", "web").await;
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+
+    let created = cli
+        .run(&["api-key", "create", "ci-bot", "--role", "member", "--workspace", "acme", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["key"]["scope"], "workspace");
+    assert_eq!(created["key"]["workspace"], "acme");
+    assert_eq!(created["key"]["role"], "workspace_member");
+
+    // The key as token, from a client with no profile at all.
+    let machine = Cli::new(&app);
+    let projects = machine.with_token(&secret, &["project", "list", "acme", "-o", "json"]).await.ok().json();
+    assert_eq!(
+        projects.as_array().unwrap().iter().map(|p| p["identifier"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["web"]
+    );
+    let me = machine.with_token(&secret, &["whoami", "-o", "json"]).await.ok().json();
+    assert_eq!(me["kind"], "api_key");
+    assert_eq!(me["name"], "ci-bot");
+    // Also through the environment, as scripts do.
+    let out = machine
+        .run_env(&["project", "list", "acme"], &[("CANOPY_SERVER", &app.base), ("CANOPY_TOKEN", &secret)])
+        .await
+        .ok();
+    assert!(out.lines().iter().any(|l| l.starts_with("web ")), "{}", out.stdout);
+    // A member key cannot create projects.
+    machine.with_token(&secret, &["project", "create", "acme", "api", "--name", "API"]).await.code(4);
+
+    let table = cli.run(&["api-key", "list"]).await.ok();
+    assert!(
+        table.lines().iter().any(|l| l.starts_with(&id) && l.contains("ci-bot") && l.contains("workspace_member")),
+        "{}",
+        table.stdout
+    );
+
+    // In table output the secret shows once, with a warning on stderr.
+    let out = cli.run(&["api-key", "create", "other", "--role", "admin"]).await.ok();
+    assert!(out.lines().iter().any(|l| l.starts_with("secret:") && l.len() > "secret:".len() + 8), "{}", out.stdout);
+    assert!(out.stderr.contains("not shown again"), "{}", out.stderr);
+
+    let out = cli.run(&["api-key", "delete", &id]).await.ok();
+    assert_eq!(out.stdout.trim(), format!("Deleted API key {id}"));
+    machine.with_token(&secret, &["project", "list", "acme"]).await.code(3);
+}
+
+/// IF3 (admin area): users, groups, project roles and every workspace,
+/// managed through the client.
+async fn if3_cli_admin_manages_users_groups_and_roles(app: TestApp) {
+    let cli = Cli::new(&app);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+
+    // Users: create (password from the environment), find, change, deactivate.
+    let bob = cli
+        .run_env(
+            &[
+                "user",
+                "create",
+                "bob",
+                "--email",
+                "bob@example.org",
+                "--first-name",
+                "Bob",
+                "--last-name",
+                "Builder",
+                "--role",
+                "platform_engineer",
+                "-o",
+                "json",
+            ],
+            &[("CANOPY_NEW_PASSWORD", "bob-password-123")],
+        )
+        .await
+        .ok()
+        .json();
+    assert_eq!(bob["username"], "bob");
+    assert_eq!(bob["installation_roles"], json!(["platform_engineer"]));
+    let found = cli.run(&["user", "list", "--query", "builder", "-o", "json"]).await.ok().json();
+    assert_eq!(found.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect::<Vec<_>>(), ["bob"]);
+    let changed = cli.run(&["user", "update", "bob", "--last-name", "Baumeister", "-o", "json"]).await.ok().json();
+    assert_eq!(changed["last_name"], "Baumeister");
+    cli.run(&["user", "update", "bob"]).await.code(2);
+
+    let bob_cli = Cli::new(&app);
+    bob_cli.login("bob", "bob-password-123").await.ok();
+    bob_cli.run(&["workspace", "create", "bobs", "--name", "Bob's"]).await.ok();
+
+    cli.run(&["user", "deactivate", "bob"]).await.ok();
+    assert_eq!(cli.run(&["user", "show", "bob", "-o", "json"]).await.ok().json()["active"], false);
+    bob_cli.run(&["whoami"]).await.code(3);
+    let out = bob_cli.login("bob", "bob-password-123").await.code(3);
+    assert!(out.stderr.contains("deactivated"), "{}", out.stderr);
+    cli.run(&["user", "activate", "bob"]).await.ok();
+    cli.run_stdin(&["user", "set-password", "bob", "--password-stdin"], "new-password-for-bob\n").await.ok();
+    bob_cli.login("bob", "bob-password-123").await.code(3);
+    bob_cli.login("bob", "new-password-for-bob").await.ok();
+
+    // Every workspace (admin area) versus the admin's own.
+    let mine = cli.run(&["workspace", "list", "-o", "json"]).await.ok().json();
+    assert!(mine.as_array().unwrap().iter().all(|w| w["identifier"] != "bobs"), "{mine}");
+    let all = cli.run(&["workspace", "list", "--all", "-o", "json"]).await.ok().json();
+    assert!(all.as_array().unwrap().iter().any(|w| w["identifier"] == "bobs"), "{all}");
+    bob_cli.run(&["workspace", "list", "--all"]).await.code(4);
+
+    // Groups.
+    cli.run(&["group", "create", "ops", "--name", "Operations"]).await.ok();
+    cli.run(&["group", "add-member", "ops", "bob"]).await.ok();
+    let members = cli.run(&["group", "members", "ops", "-o", "json"]).await.ok().json();
+    assert_eq!(
+        members.as_array().unwrap().iter().map(|m| m["username"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["bob"]
+    );
+    assert_eq!(cli.run(&["group", "show", "ops", "-o", "json"]).await.ok().json()["member_count"], 1);
+    cli.run(&["group", "add-member", "ops", "bob"]).await.code(6);
+    cli.run(&["group", "remove-member", "ops", "bob"]).await.ok();
+    let table = cli.run(&["group", "members", "ops"]).await.ok();
+    assert_eq!(table.lines().len(), 1, "only the header: {}", table.stdout);
+    let out = cli.run(&["group", "delete", "ops"]).await.ok();
+    assert_eq!(out.stdout.trim(), "Deleted group ops");
+    cli.run(&["group", "show", "ops"]).await.code(5);
+
+    // Project roles.
+    let role = cli
+        .run(&[
+            "role",
+            "create",
+            "project_auditor",
+            "--name",
+            "Auditor",
+            "--description",
+            "Reads the books",
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(role["identifier"], "project_auditor");
+    let roles = cli.run(&["role", "list", "-o", "json"]).await.ok().json();
+    let ids: Vec<&str> = roles.as_array().unwrap().iter().map(|r| r["identifier"].as_str().unwrap()).collect();
+    for r in ["project_reader", "project_user", "project_admin", "project_auditor"] {
+        assert!(ids.contains(&r), "{r} missing from {ids:?}");
+    }
+    let updated = cli
+        .run(&["role", "update", "project_auditor", "--name", "Auditor (read-only)", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(updated["display_name"], "Auditor (read-only)");
+    assert_eq!(updated["description"], "Reads the books");
+    bob_cli.run(&["role", "delete", "project_auditor"]).await.code(4);
+    cli.run(&["role", "delete", "project_auditor"]).await.ok();
+
+    // Deleting a user.
+    cli.run(&["user", "delete", "bob"]).await.ok();
+    cli.run(&["user", "show", "bob"]).await.code(5);
+}
+
+canopy_testkit::backend_tests! {
+    if3_cli_login_workspace_project_binding_history_walkthrough,
+    if3_cli_json_output_is_the_api_json,
+    if3_cli_errors_exit_non_zero_with_field_message,
+    if3_cli_admin_manages_users_groups_and_roles,
+    ws6_cli_member_remove_ends_bindings,
+    hi3_cli_history_verify_reports_ok,
+    id3_cli_api_key_works_as_token,
+}

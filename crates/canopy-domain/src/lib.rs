@@ -8,6 +8,7 @@ pub mod access;
 pub mod authz;
 pub mod clock;
 pub mod history;
+pub mod mail;
 pub mod names;
 pub mod roles;
 pub mod signin;

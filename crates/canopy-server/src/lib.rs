@@ -30,11 +30,13 @@ pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};
 pub struct ServerConfig {
     /// How long a session token from `POST /auth/token` stays valid.
     pub session_ttl: time::Duration,
+    /// The address users reach Canopy at, for links in e-mails.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { session_ttl: time::Duration::hours(12) }
+        Self { session_ttl: time::Duration::hours(12), public_url: None }
     }
 }
 

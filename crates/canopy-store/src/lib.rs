@@ -22,11 +22,13 @@ use uuid::Uuid;
 mod access;
 mod accounts;
 mod history;
+mod outbox;
 mod workspaces;
 
 pub use access::*;
 pub use accounts::*;
 pub use history::*;
+pub use outbox::*;
 pub use workspaces::*;
 
 /// What can go wrong in the store.

@@ -358,6 +358,42 @@ impl TestApp {
     }
 }
 
+/// The SMTP sink (maildev) that `scripts/test` starts, named by
+/// `CANOPY_TEST_SMTP_URL` and `CANOPY_TEST_MAILDEV_URL`.
+pub struct MailSink {
+    pub smtp_url: String,
+    pub api_url: String,
+}
+
+/// The SMTP sink, or `None` to skip (not configured, outside CI).
+pub fn mail_sink() -> Option<MailSink> {
+    match (std::env::var("CANOPY_TEST_SMTP_URL"), std::env::var("CANOPY_TEST_MAILDEV_URL")) {
+        (Ok(smtp_url), Ok(api_url)) => Some(MailSink { smtp_url, api_url }),
+        _ if in_ci() => {
+            panic!("CANOPY_TEST_SMTP_URL/CANOPY_TEST_MAILDEV_URL are not set: the SMTP sink is required in CI")
+        }
+        _ => {
+            eprintln!("skipping: no SMTP sink (CANOPY_TEST_SMTP_URL is not set; scripts/test starts maildev)");
+            None
+        }
+    }
+}
+
+impl MailSink {
+    /// The messages the sink received for `address` (maildev's JSON objects:
+    /// `subject`, `text`, `to`, `from`, ...). The sink is shared by parallel
+    /// tests, so each test uses its own addresses.
+    pub async fn messages_to(&self, address: &str) -> Vec<Value> {
+        let all: Value = reqwest::get(format!("{}/api/email", self.api_url)).await.unwrap().json().await.unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["to"].as_array().is_some_and(|to| to.iter().any(|t| t["address"] == address)))
+            .cloned()
+            .collect()
+    }
+}
+
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()

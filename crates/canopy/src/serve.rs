@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use canopy_domain::clock::Clock;
+use canopy_engine::mailer::Mailer;
 use canopy_server::{AppState, BootstrapOutcome, ServerConfig};
 use canopy_store::Store;
 use clap::{Args, Subcommand};
@@ -47,6 +50,17 @@ pub struct ServeArgs {
     /// it a password is generated and printed once on the terminal.
     #[arg(long, env = "CANOPY_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<Secret>,
+    /// SMTP server for e-mails: `smtp://host:port` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://host:465`, with optional `user:password@`. Without it,
+    /// e-mails wait in the outbox until one is configured.
+    #[arg(long, env = "CANOPY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// Sender address of e-mails.
+    #[arg(long, env = "CANOPY_MAIL_FROM", default_value = "Canopy <canopy@localhost>")]
+    pub mail_from: String,
+    /// The URL users reach Canopy at, used in links in e-mails.
+    #[arg(long, env = "CANOPY_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// How long a session token stays valid, in minutes.
     #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub session_minutes: u32,
@@ -112,8 +126,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         store: store.clone(),
         clock,
-        config: Arc::new(ServerConfig { session_ttl: time::Duration::minutes(i64::from(args.session_minutes)) }),
+        config: Arc::new(ServerConfig {
+            session_ttl: time::Duration::minutes(i64::from(args.session_minutes)),
+            public_url: args.public_url,
+        }),
     };
+    match &args.smtp_url {
+        Some(url) => {
+            let mailer = Mailer::new(url.expose(), &args.mail_from).context("configuring e-mail")?;
+            tokio::spawn(canopy_engine::mailer::run(
+                store.clone(),
+                mailer,
+                state.clock.clone(),
+                Duration::from_secs(10),
+            ));
+        }
+        None => tracing::warn!("no SMTP server configured (--smtp-url): e-mails wait in the outbox until one is"),
+    }
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "canopy is serving");

@@ -160,6 +160,15 @@ pub async fn invite(
                     ));
                 }
                 tx.insert_invitation(ws.id, email.as_str(), role, &granted_by, now).await?;
+                let announcement = canopy_domain::mail::invitation(
+                    &email,
+                    &ws.identifier,
+                    &ws.display_name,
+                    role,
+                    &granted_by,
+                    app.config.public_url.as_deref(),
+                );
+                tx.enqueue_mail(&announcement, now).await?;
                 tx.append_event(
                     Some(ws.id),
                     EventKind::InvitationSent,

@@ -10,5 +10,6 @@ mod cli;
 mod history;
 mod input;
 mod interface;
+mod mail;
 mod serve;
 mod workspaces;

@@ -1,0 +1,92 @@
+//! WS3: pending invitations are announced by e-mail, through the outbox and
+//! the engine's mail sender, to a real SMTP server (maildev).
+
+use canopy_engine::mailer::{Delivery, Mailer, deliver_due};
+use canopy_testkit::TestApp;
+use serde_json::json;
+use time::Duration;
+
+/// A per-test address, since the sink is shared by tests running in parallel.
+fn address(app: &TestApp, who: &str) -> String {
+    format!("{who}-{}@invited.example", app.addr.port())
+}
+
+async fn ws3_pending_invitation_is_announced_by_email(app: TestApp) {
+    let Some(sink) = canopy_testkit::mail_sink() else { return };
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    let dora = address(&app, "dora");
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": dora, "role": "workspace_manager"}))
+        .await
+        .expect(201);
+    // inviting an existing account, or a refused invitation, sends nothing
+    app.user("bob").await;
+    app.invite(&ann, "ws", "bob", "workspace_member").await;
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": dora, "role": "workspace_member"}))
+        .await
+        .expect_problem(409, Some("email"));
+
+    let mailer = Mailer::new(&sink.smtp_url, "Canopy <canopy@test.example>").unwrap();
+    let d = deliver_due(&app.store, &mailer, app.clock.as_ref()).await.unwrap();
+    assert_eq!(d, Delivery { sent: 1, failed: 0 });
+    let received = sink.messages_to(&dora).await;
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let m = &received[0];
+    assert_eq!(m["subject"], "You are invited to the workspace Workspace ws");
+    let text = m["text"].as_str().unwrap();
+    assert!(text.contains("ann invited"), "{text}");
+    assert!(text.contains("Workspace Manager"), "{text}");
+    assert_eq!(m["from"][0]["address"], "canopy@test.example");
+    // sent once: a second pass finds nothing to do
+    assert_eq!(deliver_due(&app.store, &mailer, app.clock.as_ref()).await.unwrap(), Delivery::default());
+    assert_eq!(sink.messages_to(&dora).await.len(), 1);
+}
+
+async fn ws3_undeliverable_invitation_mail_is_retried_later(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    let eve = address(&app, "eve");
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": eve, "role": "workspace_member"}))
+        .await
+        .expect(201);
+    // an SMTP server that is not there
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = Mailer::new(&format!("smtp://127.0.0.1:{port}"), "canopy@test.example").unwrap();
+    assert_eq!(deliver_due(&app.store, &down, app.clock.as_ref()).await.unwrap(), Delivery { sent: 0, failed: 1 });
+    let pending = app.store.pending_mails().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0.recipient, eve);
+    assert!(pending[0].1.is_some(), "the error is kept");
+    // not retried before its delay has passed
+    assert_eq!(deliver_due(&app.store, &down, app.clock.as_ref()).await.unwrap(), Delivery::default());
+    app.clock.advance(Duration::seconds(31));
+    assert_eq!(deliver_due(&app.store, &down, app.clock.as_ref()).await.unwrap(), Delivery { sent: 0, failed: 1 });
+    // once a server answers, it goes out
+    let Some(sink) = canopy_testkit::mail_sink() else { return };
+    app.clock.advance(Duration::minutes(2));
+    let up = Mailer::new(&sink.smtp_url, "canopy@test.example").unwrap();
+    assert_eq!(deliver_due(&app.store, &up, app.clock.as_ref()).await.unwrap(), Delivery { sent: 1, failed: 0 });
+    assert_eq!(sink.messages_to(&eve).await.len(), 1);
+    assert!(app.store.pending_mails().await.unwrap().is_empty());
+}
+
+async fn ws3_refused_invitation_queues_no_mail(app: TestApp) {
+    // a refused invitation (not allowed) leaves no mail in the outbox
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    app.workspace(&ann, "ws").await;
+    app.invite(&ann, "ws", "bob", "workspace_member").await;
+    app.post("/api/v1/workspaces/ws/members", &bob, json!({"email": address(&app, "x"), "role": "workspace_member"}))
+        .await
+        .expect_problem(403, None);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "not an address", "role": "workspace_member"}))
+        .await
+        .expect_problem(422, Some("email"));
+    assert!(app.store.pending_mails().await.unwrap().is_empty());
+}
+
+canopy_testkit::backend_tests! {
+    ws3_pending_invitation_is_announced_by_email,
+    ws3_undeliverable_invitation_mail_is_retried_later,
+    ws3_refused_invitation_queues_no_mail,
+}

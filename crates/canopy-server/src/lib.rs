@@ -97,6 +97,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(history::list))
         .routes(routes!(history::show))
         .routes(routes!(admin::workspaces))
+        .routes(routes!(history::installation))
         .routes(routes!(admin::verify_history))
 }
 

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use canopy_api_types::{HistoryEvent, Initiator, Page, Problem};
 use canopy_domain::authz::Action;
 use canopy_domain::history::{ChainedEvent, EventKind};
-use canopy_store::{HistoryFilter, from_us};
+use canopy_store::{HistoryFilter, INSTALLATION_CHAIN, Tx, from_us};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -56,28 +56,60 @@ pub async fn list(
     Path(ws): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<HistoryEvent>>> {
-    let limit = check_limit(q.limit)?;
-    let kind = q
-        .kind
-        .as_deref()
-        .map(str::parse::<EventKind>)
-        .transpose()
-        .map_err(|e| ApiError::invalid("kind", e.to_string()))?;
-    let before_seq = decode_cursor(q.cursor.as_deref())?
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::invalid("cursor", "is not a cursor this API returned")))
-        .transpose()?;
-    if let (Some(s), Some(u)) = (q.since, q.until)
-        && s >= u
-    {
-        return Err(ApiError::invalid("until", "must be after since"));
-    }
+    let (filter, limit) = q.parse()?;
     let mut tx = app.store.read().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::ViewHistory).await?;
-    let filter = HistoryFilter { since: q.since, until: q.until, initiator: q.initiator, kind, before_seq };
-    let rows = tx.history(&ws.id.to_string(), &filter, limit).await?;
+    chain_page(&mut tx, &ws.id.to_string(), &filter, limit).await
+}
+
+impl HistoryQuery {
+    /// The store filter and page size these parameters ask for.
+    fn parse(self) -> ApiResult<(HistoryFilter, u32)> {
+        let limit = check_limit(self.limit)?;
+        let kind = self
+            .kind
+            .as_deref()
+            .map(str::parse::<EventKind>)
+            .transpose()
+            .map_err(|e| ApiError::invalid("kind", e.to_string()))?;
+        let before_seq = decode_cursor(self.cursor.as_deref())?
+            .map(|c| c.parse::<i64>().map_err(|_| ApiError::invalid("cursor", "is not a cursor this API returned")))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (self.since, self.until)
+            && s >= u
+        {
+            return Err(ApiError::invalid("until", "must be after since"));
+        }
+        Ok((HistoryFilter { since: self.since, until: self.until, initiator: self.initiator, kind, before_seq }, limit))
+    }
+}
+
+/// One page of a chain's events, newest first.
+async fn chain_page(
+    tx: &mut Tx,
+    chain: &str,
+    filter: &HistoryFilter,
+    limit: u32,
+) -> ApiResult<Json<Page<HistoryEvent>>> {
+    let rows = tx.history(chain, filter, limit).await?;
     let p = page(rows, limit, |e| e.seq.to_string(), to_event);
     Ok(Json(Page { items: p.items.into_iter().collect::<ApiResult<_>>()?, next_cursor: p.next_cursor }))
+}
+
+/// Page through the installation's own history: users, groups, project roles
+/// and installation API keys (admins). Same filters as a workspace's history.
+#[utoipa::path(get, path = "/api/v1/admin/history", tag = "admin", params(HistoryQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<HistoryEvent>), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn installation(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Page<HistoryEvent>>> {
+    caller.require(Action::AdministerInstallation)?;
+    let (filter, limit) = q.parse()?;
+    let mut tx = app.store.read().await?;
+    chain_page(&mut tx, INSTALLATION_CHAIN, &filter, limit).await
 }
 
 /// One event with its details.

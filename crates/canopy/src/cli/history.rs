@@ -12,10 +12,15 @@ const DEFAULT_EVENTS: u32 = 50;
 
 #[derive(Debug, Subcommand)]
 pub enum HistoryCommand {
-    /// A workspace's history, newest first (managers, admins).
+    /// A workspace's history, or with --installation the installation's
+    /// (users, groups, project roles; admins), newest first.
     List {
         /// The workspace's identifier.
-        ws: String,
+        #[arg(required_unless_present = "installation")]
+        ws: Option<String>,
+        /// The installation's history instead of a workspace's (admins).
+        #[arg(long, conflicts_with = "ws")]
+        installation: bool,
         /// Only events of this kind, e.g. binding_created.
         #[arg(long)]
         kind: Option<String>,
@@ -53,7 +58,7 @@ pub enum HistoryCommand {
 pub async fn history(ctx: &Ctx, cmd: HistoryCommand) -> Result<(), CliError> {
     let client = ctx.api()?;
     match cmd {
-        HistoryCommand::List { ws, kind, initiator, since, until, limit, all, page_size } => {
+        HistoryCommand::List { ws, installation: _, kind, initiator, since, until, limit, all, page_size } => {
             let mut q: Vec<(&str, String)> = Vec::new();
             q.extend(kind.map(|k| ("kind", k)));
             q.extend(initiator.map(|i| ("initiator", i)));
@@ -64,7 +69,11 @@ pub async fn history(ctx: &Ctx, cmd: HistoryCommand) -> Result<(), CliError> {
                 q.push(("until", format_rfc3339(t)?));
             }
             let limit = if all { None } else { Some(limit.unwrap_or(DEFAULT_EVENTS)) };
-            let (items, more) = client.list(&["workspaces", &ws, "history"], &q, limit, page_size).await?;
+            let path = match &ws {
+                Some(ws) => vec!["workspaces", ws.as_str(), "history"],
+                None => vec!["admin", "history"],
+            };
+            let (items, more) = client.list(&path, &q, limit, page_size).await?;
             ctx.print_list::<HistoryEvent>(items)?;
             if more {
                 ctx.note("(older events left out: use --all or --limit)");

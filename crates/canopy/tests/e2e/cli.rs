@@ -453,6 +453,12 @@ async fn hi3_cli_history_verify_reports_ok(app: TestApp) {
     let bob = app.user("bob").await;
     cli.with_token(&bob, &["history", "verify"]).await.code(4);
 
+    // The installation's own history: bob's account was created just now.
+    let events =
+        cli.run(&["history", "list", "--installation", "--kind", "user_created", "-o", "json"]).await.ok().json();
+    assert_eq!(events[0]["details"]["user"], "bob", "{events}");
+    cli.run(&["history", "list"]).await.code(2);
+
     // Rewrite an event behind the server's back.
     app.sql("UPDATE history_events SET details = '{\"workspace\":\"forged\"}' WHERE kind = 'project_created'").await;
     let out = cli.run(&["history", "verify"]).await.code(1);

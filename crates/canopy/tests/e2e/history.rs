@@ -135,6 +135,32 @@ async fn hi2_history_pages_and_filters_by_time_initiator_and_kind(app: TestApp) 
         .expect_problem(422, Some("until"));
 }
 
+async fn hi1_installation_changes_are_in_the_installation_history(app: TestApp) {
+    let admin = app.admin_token.clone();
+    app.user("ann").await;
+    app.post("/api/v1/groups", &admin, json!({"identifier": "devs", "display_name": "Devs"})).await.expect(201);
+    app.post("/api/v1/groups/devs/members", &admin, json!({"user": "ann"})).await.expect(201);
+    app.post("/api/v1/project-roles", &admin, json!({"identifier": "auditor", "display_name": "Auditor"}))
+        .await
+        .expect(201);
+    app.patch("/api/v1/users/ann", &admin, json!({"active": false})).await.expect(200);
+    let r = app.get("/api/v1/admin/history?limit=5", &admin).await.expect(200);
+    assert_eq!(
+        kinds(&r.body),
+        ["user_deactivated", "project_role_created", "group_member_added", "group_created", "user_created"]
+    );
+    let deactivated = &r.body["items"][0];
+    assert_eq!(deactivated["details"]["old"]["active"], true);
+    assert_eq!(deactivated["details"]["new"]["active"], false);
+    assert_eq!(deactivated["initiator"], json!({"kind": "user", "name": "admin"}));
+    // the bootstrap is recorded as the system's work
+    let r = app.get("/api/v1/admin/history?initiator=bootstrap", &admin).await.expect(200);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 4, "the admin and the three default roles");
+    assert_eq!(r.body["items"][0]["initiator"]["kind"], "system");
+    let ann = app.sign_in("admin", canopy_testkit::ADMIN_PASSWORD).await;
+    app.get("/api/v1/admin/history?kind=nope", &ann).await.expect_problem(422, Some("kind"));
+}
+
 /// A workspace `ws` with six events.
 async fn busy_workspace(app: &TestApp) {
     let ann = app.user("ann").await;
@@ -207,6 +233,7 @@ async fn hi3_a_forged_but_rehashed_event_breaks_the_next_link(app: TestApp) {
 canopy_testkit::backend_tests! {
     hi1_every_change_is_an_event_with_initiator_time_and_details,
     hi2_history_pages_and_filters_by_time_initiator_and_kind,
+    hi1_installation_changes_are_in_the_installation_history,
     hi3_edited_event_is_detected,
     hi3_deleted_event_is_detected,
     hi3_reordered_events_are_detected,

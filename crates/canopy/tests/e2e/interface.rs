@@ -96,6 +96,7 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/api/v1/workspaces/{ws}/history", WorkspaceManager, None),
         ("get", "/api/v1/workspaces/{ws}/history/{event}", WorkspaceManager, None),
         ("get", "/api/v1/admin/workspaces", Admin, None),
+        ("get", "/api/v1/admin/history", Admin, None),
         ("get", "/api/v1/admin/history/verify", Admin, None),
     ]
 }

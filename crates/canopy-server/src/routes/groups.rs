@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use canopy_api_types::{AddGroupMember, CreateGroup, Group, GroupMember, Page, Problem, UpdateGroup};
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
-use canopy_domain::{DisplayName, Identifier, SubjectKind};
+use canopy_domain::{DisplayName, Identifier, Subject, SubjectKind};
 use canopy_store::{GroupRecord, Tx};
 use serde_json::json;
 
@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::members::{Removal, end_membership};
 use crate::routes::{ListQuery, load_user, page};
 use crate::validate;
 
@@ -136,6 +137,11 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     let mut tx = app.store.write().await?;
     let g = load_group(&mut tx, &group).await?;
     record_group_event(&mut tx, &caller, &g, EventKind::GroupDeleted, json!({"group": g.identifier}), now).await?;
+    let name = format!("group:{}", g.identifier);
+    for (ws, role) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+        end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &caller.initiator(), "group deleted", now)
+            .await?;
+    }
     tx.delete_group(g.id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -331,21 +331,8 @@ pub async fn remove(
             let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
             caller.require_in(&mut tx, &ws, action_to_grant(old)).await?;
             keep_an_owner(&mut tx, &ws, old, None).await?;
-            for b in tx.subject_bindings_in_workspace(ws.id, s).await? {
-                let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
-                tx.delete_binding(b.binding.id).await?;
-                tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &initiator,
-                    json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": "removed from workspace"})).await?;
-            }
-            tx.delete_member(ws.id, s.kind, s.id).await?;
-            tx.append_event(
-                Some(ws.id),
-                EventKind::MemberRemoved,
-                now,
-                &initiator,
-                json!({"subject": name, "old_role": old.as_str()}),
-            )
-            .await?;
+            let removal = Removal { initiator: &initiator, reason: "removed from workspace", now };
+            end_membership(&mut tx, ws.id, s, &name, old, &removal).await?;
         }
         MemberRef::Invitation(email) => {
             let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
@@ -362,6 +349,36 @@ pub async fn remove(
     }
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who ends a membership, why, and when.
+pub struct Removal<'a> {
+    pub initiator: &'a canopy_domain::history::Initiator,
+    pub reason: &'a str,
+    pub now: time::OffsetDateTime,
+}
+
+/// End a subject's membership of a workspace and, with it, its project
+/// bindings there (WS6), recording each in the workspace's history.
+pub async fn end_membership(
+    tx: &mut Tx,
+    workspace_id: uuid::Uuid,
+    subject: Subject,
+    name: &str,
+    old_role: WorkspaceRole,
+    removal: &Removal<'_>,
+) -> ApiResult<()> {
+    let Removal { initiator, reason, now } = *removal;
+    for b in tx.subject_bindings_in_workspace(workspace_id, subject).await? {
+        let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+        tx.delete_binding(b.binding.id).await?;
+        let details = json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": reason});
+        tx.append_event(Some(workspace_id), EventKind::BindingRemoved, now, initiator, details).await?;
+    }
+    tx.delete_member(workspace_id, subject.kind, subject.id).await?;
+    let details = json!({"subject": name, "old_role": old_role.as_str(), "reason": reason});
+    tx.append_event(Some(workspace_id), EventKind::MemberRemoved, now, initiator, details).await?;
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::auth::{Caller, hash_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::members::{Removal, end_membership};
 use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
 use crate::validate;
 
@@ -215,13 +216,11 @@ pub async fn delete(
     let mut tx = app.store.write().await?;
     let user = load_user(&mut tx, &username).await?;
     let initiator = caller.initiator();
+    let name = format!("user:{}", user.username);
     for (ws, role) in tx.direct_memberships(SubjectKind::User, user.id).await? {
-        for b in tx.subject_bindings_in_workspace(ws, canopy_domain::Subject::user(user.id)).await? {
-            tx.append_event(Some(ws), EventKind::BindingRemoved, now, &initiator,
-                json!({"binding": b.binding.id, "subject": format!("user:{}", user.username), "role": b.role_identifier, "reason": "account deleted"})).await?;
-        }
-        tx.append_event(Some(ws), EventKind::MemberRemoved, now, &initiator,
-            json!({"subject": format!("user:{}", user.username), "old_role": role.as_str(), "reason": "account deleted"})).await?;
+        let subject = canopy_domain::Subject::user(user.id);
+        let removal = Removal { initiator: &initiator, reason: "account deleted", now };
+        end_membership(&mut tx, ws, subject, &name, role, &removal).await?;
     }
     tx.delete_user(user.id).await?;
     tx.append_event(None, EventKind::UserDeleted, now, &initiator, json!({"user": user.username, "email": user.email}))

@@ -176,7 +176,55 @@ async fn id3_installation_api_key_for_automation(app: TestApp) {
     app.get("/api/v1/users", &pe).await.expect_problem(403, None);
 }
 
+async fn id2_admins_manage_groups_and_deleting_one_ends_its_access(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    app.post("/api/v1/groups", &ann, json!({"identifier": "devs", "display_name": "Devs"}))
+        .await
+        .expect_problem(403, None);
+    let r = app
+        .post("/api/v1/groups", &admin, json!({"identifier": "devs", "display_name": "Developers"}))
+        .await
+        .expect(201);
+    assert_eq!(r.body["member_count"], 0);
+    app.post("/api/v1/groups", &admin, json!({"identifier": "devs", "display_name": "Again"}))
+        .await
+        .expect_problem(409, Some("identifier"));
+    app.post("/api/v1/groups", &admin, json!({"identifier": "Dev Team", "display_name": ""}))
+        .await
+        .expect_problem(422, None);
+    app.post("/api/v1/groups/devs/members", &admin, json!({"user": "bob"})).await.expect(201);
+    app.post("/api/v1/groups/devs/members", &admin, json!({"user": "bob"})).await.expect_problem(409, Some("user"));
+    app.post("/api/v1/groups/devs/members", &admin, json!({"user": "ghost"})).await.expect_problem(422, Some("user"));
+    app.post("/api/v1/groups/devs/members", &ann, json!({"user": "ann"})).await.expect_problem(403, None);
+    let r = app.patch("/api/v1/groups/devs", &admin, json!({"display_name": "Developers EU"})).await.expect(200);
+    assert_eq!((r.body["display_name"].as_str(), r.body["member_count"].as_i64()), (Some("Developers EU"), Some(1)));
+    // everyone signed in can read groups, to invite and bind them
+    let r = app.get("/api/v1/groups/devs/members", &ann).await.expect(200);
+    assert_eq!(r.body["items"][0]["username"], "bob");
+
+    // a group's workspace role and bindings end with it
+    app.workspace(&ann, "ws").await;
+    app.project(&ann, "ws", "web").await;
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_member"}))
+        .await
+        .expect(201);
+    app.post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"group": "devs", "role": "project_user"}))
+        .await
+        .expect(201);
+    assert_eq!(app.get("/api/v1/me", &bob).await.body["projects"][0]["project"], "web");
+    app.delete("/api/v1/groups/devs", &admin).await.expect(204);
+    assert_eq!(app.get("/api/v1/me", &bob).await.body["projects"], json!([]));
+    app.get("/api/v1/workspaces/ws", &bob).await.expect_problem(403, None);
+    let h = app.get("/api/v1/workspaces/ws/history?limit=3", &ann).await.expect(200);
+    let kinds: Vec<_> = h.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["member_removed", "binding_removed", "group_deleted"]);
+    assert_eq!(h.body["items"][1]["details"]["reason"], "group deleted");
+}
+
 canopy_testkit::backend_tests! {
+    id2_admins_manage_groups_and_deleting_one_ends_its_access,
     id1_local_account_signs_in_and_passwords_are_stored_hashed,
     id1_sessions_expire_with_the_clock,
     id1_repeated_failed_sign_ins_are_throttled,

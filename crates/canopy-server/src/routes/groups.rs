@@ -138,9 +138,10 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     let g = load_group(&mut tx, &group).await?;
     record_group_event(&mut tx, &caller, &g, EventKind::GroupDeleted, json!({"group": g.identifier}), now).await?;
     let name = format!("group:{}", g.identifier);
+    let initiator = caller.initiator();
+    let removal = Removal { initiator: &initiator, reason: "group deleted", now };
     for (ws, role) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
-        end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &caller.initiator(), "group deleted", now)
-            .await?;
+        end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
     }
     tx.delete_group(g.id).await?;
     tx.commit().await?;

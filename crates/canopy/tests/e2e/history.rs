@@ -161,6 +161,34 @@ async fn hi1_installation_changes_are_in_the_installation_history(app: TestApp) 
     app.get("/api/v1/admin/history?kind=nope", &ann).await.expect_problem(422, Some("kind"));
 }
 
+async fn hi3_concurrent_changes_keep_the_chain_intact(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let (app, ann) = (app.clone(), ann.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = app
+                .post(
+                    "/api/v1/workspaces/ws/projects",
+                    &ann,
+                    json!({"identifier": format!("p{i}"), "display_name": "P"}),
+                )
+                .await;
+            r.status.as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    let r = app.get("/api/v1/workspaces/ws/history?limit=500", &ann).await.expect(200);
+    let seqs: Vec<i64> = r.body["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=26).rev().collect::<Vec<_>>(), "one event per change, no gaps, no duplicates");
+    let v = app.get("/api/v1/admin/history/verify", &app.admin_token).await.expect(200);
+    assert_eq!(v.body["ok"], true, "{:#}", v.body);
+}
+
 /// A workspace `ws` with six events.
 async fn busy_workspace(app: &TestApp) {
     let ann = app.user("ann").await;
@@ -234,6 +262,7 @@ canopy_testkit::backend_tests! {
     hi1_every_change_is_an_event_with_initiator_time_and_details,
     hi2_history_pages_and_filters_by_time_initiator_and_kind,
     hi1_installation_changes_are_in_the_installation_history,
+    hi3_concurrent_changes_keep_the_chain_intact,
     hi3_edited_event_is_detected,
     hi3_deleted_event_is_detected,
     hi3_reordered_events_are_detected,

@@ -164,6 +164,30 @@ pub fn action_to_hold(role: WorkspaceRole) -> Action {
     }
 }
 
+/// The workspace role a workspace key acts with now: its own role, but never
+/// more than its creator holds in that workspace today. A key outlives
+/// neither its creator's membership nor a demotion. Creators who are admins
+/// are not capped (they may act in every workspace).
+pub fn workspace_key_role(
+    key_role: WorkspaceRole,
+    creator_is_admin: bool,
+    creator_role: Option<WorkspaceRole>,
+) -> Option<WorkspaceRole> {
+    if creator_is_admin {
+        return Some(key_role);
+    }
+    creator_role.map(|held| key_role.min(held))
+}
+
+/// The installation role an installation key acts with now: its role, only
+/// while its creator still holds it (an admin holds every installation role).
+pub fn installation_key_role(
+    key_role: InstallationRole,
+    creator_roles: &BTreeSet<InstallationRole>,
+) -> Option<InstallationRole> {
+    (creator_roles.contains(&key_role) || creator_roles.contains(&InstallationRole::Admin)).then_some(key_role)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +221,26 @@ mod tests {
         for action in [Action::ViewWorkspace, Action::ManageWorkspace, Action::OwnWorkspace, Action::ViewHistory] {
             assert!(authorize(&a, action, Some((Uuid::new_v4(), None))).is_ok());
         }
+    }
+
+    #[test]
+    fn id3_keys_never_hold_more_than_their_creator_holds_now() {
+        use WorkspaceRole::*;
+        assert_eq!(workspace_key_role(Manager, false, Some(Manager)), Some(Manager));
+        assert_eq!(workspace_key_role(Manager, false, Some(Member)), Some(Member), "demoted creator");
+        assert_eq!(workspace_key_role(Member, false, Some(Owner)), Some(Member));
+        assert_eq!(workspace_key_role(Manager, false, None), None, "creator left the workspace");
+        assert_eq!(workspace_key_role(Manager, true, None), Some(Manager));
+        let none = BTreeSet::new();
+        let admin = BTreeSet::from([InstallationRole::Admin]);
+        let pe = BTreeSet::from([InstallationRole::PlatformEngineer]);
+        assert_eq!(installation_key_role(InstallationRole::Admin, &admin), Some(InstallationRole::Admin));
+        assert_eq!(installation_key_role(InstallationRole::Admin, &none), None);
+        assert_eq!(installation_key_role(InstallationRole::Admin, &pe), None);
+        assert_eq!(
+            installation_key_role(InstallationRole::PlatformEngineer, &admin),
+            Some(InstallationRole::PlatformEngineer)
+        );
     }
 
     #[test]

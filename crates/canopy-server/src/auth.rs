@@ -8,7 +8,9 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine;
-use canopy_domain::authz::{Action, Actor, ActorKind, authorize, effective_workspace_role};
+use canopy_domain::authz::{
+    Action, Actor, ActorKind, authorize, effective_workspace_role, installation_key_role, workspace_key_role,
+};
 use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{InstallationRole, WorkspaceRole};
 use canopy_store::{Tx, WorkspaceRecord};
@@ -134,20 +136,27 @@ impl FromRequestParts<AppState> for Caller {
             }
         } else if token.starts_with(API_KEY_PREFIX) {
             let key = tx.api_key_by_hash(&hash, now).await?.ok_or_else(invalid)?;
-            // A key stops working with the account of the person who made it (AC10).
-            if let Some(owner) = key.created_by_id {
-                match tx.user_by_id(owner).await? {
-                    Some(u) if u.active => {}
-                    _ => return Err(invalid()),
-                }
-            }
+            // A key stops working with its creator's account (AC10), and never
+            // holds more than its creator holds now (ID3).
+            let creator = match key.created_by_id {
+                Some(id) => tx.user_by_id(id).await?.filter(|u| u.active).ok_or_else(invalid)?,
+                None => return Err(invalid()),
+            };
             let (kind, roles) = match key.workspace_id {
                 Some(workspace_id) => {
                     let role = key.role.parse::<WorkspaceRole>().map_err(|_| invalid())?;
+                    let held = WorkspaceRole::strongest(tx.membership_roles_of_user(workspace_id, creator.id).await?);
+                    let creator_is_admin = creator.installation_roles.contains(&InstallationRole::Admin);
+                    let role = workspace_key_role(role, creator_is_admin, held).ok_or_else(|| {
+                        ApiError::Unauthenticated("this API key's creator no longer has access to its workspace".into())
+                    })?;
                     (ActorKind::WorkspaceKey { workspace_id, role }, BTreeSet::new())
                 }
                 None => {
                     let role = key.role.parse::<InstallationRole>().map_err(|_| invalid())?;
+                    let role = installation_key_role(role, &creator.installation_roles).ok_or_else(|| {
+                        ApiError::Unauthenticated("this API key's creator no longer holds its role".into())
+                    })?;
                     (ActorKind::InstallationKey, BTreeSet::from([role]))
                 }
             };

@@ -223,7 +223,50 @@ async fn id2_admins_manage_groups_and_deleting_one_ends_its_access(app: TestApp)
     assert_eq!(h.body["items"][1]["details"]["reason"], "group deleted");
 }
 
+async fn id3_api_key_never_holds_more_than_its_creator_holds_now(app: TestApp) {
+    let admin = app.admin_token.clone();
+    // an admin's installation key stops working when the admin role is taken away
+    app.post("/api/v1/users", &admin, json!({"username": "bob", "email": "bob@example.org", "password": "password-of-bob", "installation_roles": ["admin"]})).await.expect(201);
+    let bob = app.sign_in("bob", "password-of-bob").await;
+    let key = app.post("/api/v1/api-keys", &bob, json!({"name": "ci", "role": "admin"})).await.expect(201);
+    let key = key.body["secret"].as_str().unwrap().to_owned();
+    app.get("/api/v1/users", &key).await.expect(200);
+    app.patch("/api/v1/users/bob", &admin, json!({"installation_roles": []})).await.expect(200);
+    app.post(
+        "/api/v1/users",
+        &key,
+        json!({"username": "evil", "email": "evil@example.org", "installation_roles": ["admin"]}),
+    )
+    .await
+    .expect_problem(401, None);
+
+    // a manager's workspace key follows its creator's role in the workspace
+    let ann = app.user("ann").await;
+    let mgr = app.user("mgr").await;
+    app.workspace(&ann, "w1").await;
+    app.invite(&ann, "w1", "mgr", "workspace_manager").await;
+    let key = app
+        .post("/api/v1/api-keys", &mgr, json!({"name": "tf", "workspace": "w1", "role": "workspace_manager"}))
+        .await
+        .expect(201);
+    let key = key.body["secret"].as_str().unwrap().to_owned();
+    app.post("/api/v1/workspaces/w1/projects", &key, json!({"identifier": "a", "display_name": "A"})).await.expect(201);
+    // demoted: the key may only read
+    app.patch("/api/v1/workspaces/w1/members/user:mgr", &ann, json!({"role": "workspace_member"})).await.expect(200);
+    app.get("/api/v1/workspaces/w1/projects", &key).await.expect(200);
+    app.post("/api/v1/workspaces/w1/projects", &key, json!({"identifier": "b", "display_name": "B"}))
+        .await
+        .expect_problem(403, None);
+    // removed: the key cannot bring its creator back
+    app.delete("/api/v1/workspaces/w1/members/user:mgr", &ann).await.expect(204);
+    app.post("/api/v1/workspaces/w1/members", &key, json!({"user": "mgr", "role": "workspace_manager"}))
+        .await
+        .expect_problem(401, None);
+    app.get("/api/v1/workspaces/w1", &key).await.expect_problem(401, None);
+}
+
 canopy_testkit::backend_tests! {
+    id3_api_key_never_holds_more_than_its_creator_holds_now,
     id2_admins_manage_groups_and_deleting_one_ends_its_access,
     id1_local_account_signs_in_and_passwords_are_stored_hashed,
     id1_sessions_expire_with_the_clock,

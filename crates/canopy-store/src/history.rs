@@ -63,6 +63,12 @@ impl Tx {
 
     /// Append an event to a workspace's chain (`Some(id)`) or the installation's
     /// (`None`), in this transaction, linked to the chain's last event.
+    ///
+    /// This locks the chain's head until the transaction ends. A transaction
+    /// that appends to several chains must take them in one order, or two
+    /// such transactions deadlock on PostgreSQL: workspace chains first, in
+    /// ascending workspace id (the order `direct_memberships` returns), and the
+    /// installation chain last.
     pub async fn append_event(
         &mut self,
         workspace_id: Option<Uuid>,

@@ -51,6 +51,11 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            // PostgreSQL gave up on one of two transactions that waited on each
+            // other (deadlock_detected, serialization_failure): the client may retry.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+                StoreError::Conflict
+            }
             _ => StoreError::Database(e),
         }
     }

@@ -44,10 +44,11 @@ async fn record_group_event(
     details: serde_json::Value,
     now: time::OffsetDateTime,
 ) -> ApiResult<()> {
-    tx.append_event(None, kind, now, &caller.initiator(), details.clone()).await?;
     for (ws, _) in tx.direct_memberships(SubjectKind::Group, group.id).await? {
         tx.append_event(Some(ws), kind, now, &caller.initiator(), details.clone()).await?;
     }
+    // the installation chain last: see canopy_store::Tx::append_event
+    tx.append_event(None, kind, now, &caller.initiator(), details).await?;
     Ok(())
 }
 
@@ -136,13 +137,15 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let g = load_group(&mut tx, &group).await?;
-    record_group_event(&mut tx, &caller, &g, EventKind::GroupDeleted, json!({"group": g.identifier}), now).await?;
     let name = format!("group:{}", g.identifier);
     let initiator = caller.initiator();
     let removal = Removal { initiator: &initiator, reason: "group deleted", now };
+    let details = json!({"group": g.identifier});
     for (ws, role) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+        tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
         end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
     }
+    tx.append_event(None, EventKind::GroupDeleted, now, &initiator, details).await?;
     tx.delete_group(g.id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

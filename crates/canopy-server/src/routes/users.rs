@@ -189,13 +189,14 @@ pub async fn update(
         (false, true) => EventKind::UserReactivated,
         _ => EventKind::UserUpdated,
     };
-    tx.append_event(None, kind, now, &initiator, details.clone()).await?;
     if kind != EventKind::UserUpdated {
         // Each workspace where the person is a member sees that their access ended or resumed.
         for (ws, _) in tx.direct_memberships(SubjectKind::User, after.id).await? {
             tx.append_event(Some(ws), kind, now, &initiator, json!({"user": after.username})).await?;
         }
     }
+    // the installation chain last: see canopy_store::Tx::append_event
+    tx.append_event(None, kind, now, &initiator, details).await?;
     tx.commit().await?;
     Ok(Json(to_user(after)))
 }

@@ -337,6 +337,40 @@ async fn ac10_deactivated_user_loses_all_access(app: TestApp) {
     assert_eq!(roles_of(&effective(&app, &ann, "web").await, "bob"), ["project_user"]);
 }
 
+async fn ac10_concurrent_deactivations_and_deletions_all_succeed(app: TestApp) {
+    // Each change appends to several history chains; taken in different
+    // orders they would deadlock on PostgreSQL.
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "dw").await;
+    for i in 0..16 {
+        let name = format!("u{i}");
+        app.post("/api/v1/users", &app.admin_token, json!({"username": name, "email": format!("{name}@example.org")}))
+            .await
+            .expect(201);
+        app.invite(&ann, "dw", &name, "workspace_member").await;
+    }
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let path = format!("/api/v1/users/u{i}");
+            let r = if i % 2 == 0 {
+                app.patch(&path, &app.admin_token, json!({"active": false})).await
+            } else {
+                app.delete(&path, &app.admin_token).await
+            };
+            (i, r.status.as_u16(), r.body)
+        }));
+    }
+    for t in tasks {
+        let (i, status, body) = t.await.unwrap();
+        assert!(matches!(status, 200 | 204), "u{i}: {status} {body:#}");
+    }
+    let v = app.get("/api/v1/admin/history/verify", &app.admin_token).await.expect(200);
+    assert_eq!(v.body["ok"], true);
+}
+
 async fn ad1_admin_manages_any_workspace_without_membership(app: TestApp) {
     let ann = setup(&app).await;
     let admin = app.admin_token.clone();
@@ -371,5 +405,6 @@ canopy_testkit::backend_tests! {
     ac7_expiration_date_is_set_changed_and_ends_access,
     ac9_type_ahead_finds_users_and_groups,
     ac10_deactivated_user_loses_all_access,
+    ac10_concurrent_deactivations_and_deletions_all_succeed,
     ad1_admin_manages_any_workspace_without_membership,
 }

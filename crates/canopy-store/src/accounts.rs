@@ -262,24 +262,34 @@ impl Tx {
         Ok(())
     }
 
-    /// Record a failed sign-in; `locked_until` throttles the next attempts.
-    pub async fn record_failed_sign_in(
-        &mut self,
-        id: Uuid,
-        failures: i64,
-        locked_until: Option<OffsetDateTime>,
-    ) -> Result<()> {
-        sqlx::query("UPDATE users SET failed_sign_ins = $2, locked_until = $3 WHERE id = $1")
+    /// Count one more failed sign-in, atomically (parallel guesses all
+    /// count), and return the number of consecutive failures.
+    pub async fn count_failed_sign_in(&mut self, id: Uuid) -> Result<i64> {
+        let row = sqlx::query(
+            "UPDATE users SET failed_sign_ins = failed_sign_ins + 1 WHERE id = $1 RETURNING failed_sign_ins",
+        )
+        .bind(id.to_string())
+        .fetch_one(self.conn())
+        .await?;
+        row.int("failed_sign_ins")
+    }
+
+    /// Refuse sign-ins to this account until `until` (or no longer, with `None`).
+    pub async fn lock_sign_ins(&mut self, id: Uuid, until: Option<OffsetDateTime>) -> Result<()> {
+        sqlx::query("UPDATE users SET locked_until = $2 WHERE id = $1")
             .bind(id.to_string())
-            .bind(failures)
-            .bind(locked_until.map(to_us))
+            .bind(until.map(to_us))
             .execute(self.conn())
             .await?;
         Ok(())
     }
 
     pub async fn reset_failed_sign_ins(&mut self, id: Uuid) -> Result<()> {
-        self.record_failed_sign_in(id, 0, None).await
+        sqlx::query("UPDATE users SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(())
     }
 
     // ------------------------------------------------------------ sessions

@@ -45,13 +45,16 @@ pub async fn create_token(
     let Some(user) = user else { return Err(refused()) };
     let mut tx = app.store.write().await?;
     if !ok {
-        let failures = user.failed_sign_ins + 1;
-        tx.record_failed_sign_in(user.id, failures, locked_until(failures, now)).await?;
+        let failures = tx.count_failed_sign_in(user.id).await?;
+        if let Some(until) = locked_until(failures, now) {
+            tx.lock_sign_ins(user.id, Some(until)).await?;
+        }
         tx.commit().await?;
         return Err(refused());
     }
     if !user.active {
-        return Err(ApiError::Unauthenticated("this account is deactivated".into()));
+        // the same answer as a wrong password: it must not tell whether the password was right
+        return Err(refused());
     }
     tx.reset_failed_sign_ins(user.id).await?;
     accept_invitations(&mut tx, &user, now).await?;

@@ -63,6 +63,18 @@ async fn id1_repeated_failed_sign_ins_are_throttled(app: TestApp) {
     token(&app, "ann", "password-of-ann").await.expect(200);
     // other accounts are not affected
     app.user("bob").await;
+    // guesses sent in parallel all count
+    let app = std::sync::Arc::new(app);
+    let guesses: Vec<_> = (0..12)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { token(&app, "bob", "wrong-password-123").await.status.as_u16() })
+        })
+        .collect();
+    for g in guesses {
+        assert!(matches!(g.await.unwrap(), 401 | 429));
+    }
+    token(&app, "bob", "password-of-bob").await.expect_problem(429, None);
 }
 
 async fn id1_admin_manages_users(app: TestApp) {

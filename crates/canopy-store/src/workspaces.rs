@@ -363,10 +363,22 @@ impl Tx {
             .collect()
     }
 
-    /// How many direct owners a workspace has (it must keep at least one).
+    /// Lock a workspace's row until the transaction ends, so that checks
+    /// over its members (such as "keeps an owner") are not raced.
+    pub async fn lock_workspace(&mut self, workspace_id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE workspaces SET identifier = identifier WHERE id = $1")
+            .bind(workspace_id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// How many users are direct owners of a workspace (it must keep at least
+    /// one; an owning group may be empty, so it does not count).
     pub async fn count_owners(&mut self, workspace_id: Uuid) -> Result<i64> {
         let r = sqlx::query(
-            "SELECT COUNT(*) AS n FROM workspace_members WHERE workspace_id = $1 AND role = 'workspace_owner'",
+            "SELECT COUNT(*) AS n FROM workspace_members \
+             WHERE workspace_id = $1 AND role = 'workspace_owner' AND user_id IS NOT NULL",
         )
         .bind(workspace_id.to_string())
         .fetch_one(self.conn())

@@ -54,8 +54,11 @@ async fn keep_an_owner(
     old: WorkspaceRole,
     new: Option<WorkspaceRole>,
 ) -> ApiResult<()> {
-    if old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) && tx.count_owners(ws.id).await? <= 1 {
-        return Err(ApiError::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));
+    if old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) {
+        tx.lock_workspace(ws.id).await?;
+        if tx.count_owners(ws.id).await? <= 1 {
+            return Err(ApiError::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));
+        }
     }
     Ok(())
 }

@@ -241,6 +241,32 @@ async fn ws6_change_role_and_removal_ends_project_bindings(app: TestApp) {
     app.delete("/api/v1/workspaces/ws/members/user:nobody", &ann).await.expect_problem(404, None);
 }
 
+async fn ws6_two_owners_removing_each_other_at_once_leave_one_owner(app: TestApp) {
+    let oa = app.user("oa").await;
+    let ob = app.user("ob").await;
+    let app = std::sync::Arc::new(app);
+    for round in 0..5 {
+        let ws = format!("w{round}");
+        app.workspace(&oa, &ws).await;
+        app.invite(&oa, &ws, "ob", "workspace_owner").await;
+        let (app1, app2, oa1, ob1, ws1, ws2) =
+            (app.clone(), app.clone(), oa.clone(), ob.clone(), ws.clone(), ws.clone());
+        let a = tokio::spawn(async move {
+            app1.delete(&format!("/api/v1/workspaces/{ws1}/members/user:ob"), &oa1).await.status
+        });
+        let b = tokio::spawn(async move {
+            app2.delete(&format!("/api/v1/workspaces/{ws2}/members/user:oa"), &ob1).await.status
+        });
+        let (a, b) = (a.await.unwrap().as_u16(), b.await.unwrap().as_u16());
+        // one wins; the other is refused (the last owner stays, or the loser is no longer an owner)
+        assert!(matches!((a, b), (204, 409) | (409, 204) | (204, 403) | (403, 204)), "round {round}: {a} {b}");
+        let members = app.get(&format!("/api/v1/workspaces/{ws}/members"), &app.admin_token).await.expect(200);
+        let owners =
+            members.body["items"].as_array().unwrap().iter().filter(|m| m["role"] == "workspace_owner").count();
+        assert_eq!(owners, 1, "round {round}");
+    }
+}
+
 async fn ws7_manager_manages_projects_they_are_not_bound_to(app: TestApp) {
     let ann = app.user("ann").await;
     let mia = app.user("mia").await;
@@ -284,6 +310,7 @@ canopy_testkit::backend_tests! {
     ws4_group_members_gain_the_workspace_role,
     ws5_current_access_lists_roles_grantor_and_time,
     ws6_change_role_and_removal_ends_project_bindings,
+    ws6_two_owners_removing_each_other_at_once_leave_one_owner,
     ws7_manager_manages_projects_they_are_not_bound_to,
     ws_workspace_deletion_needs_owner_and_no_projects,
 }

@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::routes::members::{Removal, end_membership};
+use crate::routes::members::{Removal, end_bindings_of_non_members, end_membership};
 use crate::routes::{ListQuery, load_user, page};
 use crate::validate;
 
@@ -240,6 +240,11 @@ pub async fn remove_member(
         return Err(ApiError::not_found(format!("{username} is not a member of group {group}")));
     }
     tx.remove_group_member(g.id, user.id).await?;
+    let initiator = caller.initiator();
+    let removal = Removal { initiator: &initiator, reason: "left a member group", now };
+    for (ws, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+        end_bindings_of_non_members(&mut tx, ws, &[user.id], &removal).await?;
+    }
     record_group_event(
         &mut tx,
         &caller,

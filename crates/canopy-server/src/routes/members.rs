@@ -381,6 +381,38 @@ pub async fn end_membership(
     tx.delete_member(workspace_id, subject.kind, subject.id).await?;
     let details = json!({"subject": name, "old_role": old_role.as_str(), "reason": reason});
     tx.append_event(Some(workspace_id), EventKind::MemberRemoved, now, initiator, details).await?;
+    if subject.kind == SubjectKind::Group {
+        // members who belonged only through this group leave with it
+        let members: Vec<_> = tx.group_members(subject.id).await?.into_iter().map(|u| u.id).collect();
+        end_bindings_of_non_members(tx, workspace_id, &members, removal).await?;
+    }
+    Ok(())
+}
+
+/// End the direct project bindings in a workspace of those `users` who are
+/// no longer its members, neither directly nor through a group (WS6: access
+/// leaves with the person).
+pub async fn end_bindings_of_non_members(
+    tx: &mut Tx,
+    workspace_id: uuid::Uuid,
+    users: &[uuid::Uuid],
+    removal: &Removal<'_>,
+) -> ApiResult<()> {
+    for &user in users {
+        if !tx.membership_roles_of_user(workspace_id, user).await?.is_empty() {
+            continue;
+        }
+        let Some(u) = tx.user_by_id(user).await? else { continue };
+        let name = subject_string(SubjectKind::User, &u.username);
+        for b in tx.subject_bindings_in_workspace(workspace_id, Subject::user(user)).await? {
+            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+            tx.delete_binding(b.binding.id).await?;
+            let details = json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier,
+                "reason": format!("no longer a member of the workspace ({})", removal.reason)});
+            tx.append_event(Some(workspace_id), EventKind::BindingRemoved, removal.now, removal.initiator, details)
+                .await?;
+        }
+    }
     Ok(())
 }
 

@@ -241,6 +241,48 @@ async fn ws6_change_role_and_removal_ends_project_bindings(app: TestApp) {
     app.delete("/api/v1/workspaces/ws/members/user:nobody", &ann).await.expect_problem(404, None);
 }
 
+async fn ws6_access_leaves_with_the_group_that_gave_membership(app: TestApp) {
+    let ann = app.user("ann").await;
+    let carl = app.user("carl").await;
+    let dana = app.user("dana").await;
+    let admin = app.admin_token.clone();
+    app.workspace(&ann, "w2").await;
+    app.project(&ann, "w2", "p").await;
+    app.post("/api/v1/groups", &admin, json!({"identifier": "devs", "display_name": "Devs"})).await.expect(201);
+    for u in ["carl", "dana"] {
+        app.post("/api/v1/groups/devs/members", &admin, json!({"user": u})).await.expect(201);
+    }
+    app.post("/api/v1/workspaces/w2/members", &ann, json!({"group": "devs", "role": "workspace_member"}))
+        .await
+        .expect(201);
+    // dana is also a member in her own right
+    app.invite(&ann, "w2", "dana", "workspace_member").await;
+    for u in ["carl", "dana"] {
+        app.post("/api/v1/workspaces/w2/projects/p/bindings", &ann, json!({"user": u, "role": "project_admin"}))
+            .await
+            .expect(201);
+    }
+    // the group leaves the workspace: carl's direct binding goes with it, dana's stays
+    app.delete("/api/v1/workspaces/w2/members/group:devs", &ann).await.expect(204);
+    assert_eq!(app.get("/api/v1/me", &carl).await.body["projects"], json!([]));
+    assert_eq!(app.get("/api/v1/me", &dana).await.body["projects"][0]["project"], "p");
+    let h = app.get("/api/v1/workspaces/w2/history?kind=binding_removed", &ann).await.expect(200);
+    assert_eq!(h.body["items"][0]["details"]["subject"], "user:carl");
+
+    // leaving the group has the same effect
+    app.post("/api/v1/workspaces/w2/members", &ann, json!({"group": "devs", "role": "workspace_member"}))
+        .await
+        .expect(201);
+    app.post("/api/v1/workspaces/w2/projects/p/bindings", &ann, json!({"user": "carl", "role": "project_user"}))
+        .await
+        .expect(201);
+    app.delete("/api/v1/groups/devs/members/carl", &admin).await.expect(204);
+    assert_eq!(app.get("/api/v1/me", &carl).await.body["projects"], json!([]));
+    let r = app.get("/api/v1/workspaces/w2/projects/p", &ann).await.expect(200);
+    let users: Vec<_> = r.body["effective_access"].as_array().unwrap().iter().map(|e| e["username"].clone()).collect();
+    assert_eq!(users, [json!("dana")]);
+}
+
 async fn ws6_two_owners_removing_each_other_at_once_leave_one_owner(app: TestApp) {
     let oa = app.user("oa").await;
     let ob = app.user("ob").await;
@@ -311,6 +353,7 @@ canopy_testkit::backend_tests! {
     ws5_current_access_lists_roles_grantor_and_time,
     ws6_change_role_and_removal_ends_project_bindings,
     ws6_two_owners_removing_each_other_at_once_leave_one_owner,
+    ws6_access_leaves_with_the_group_that_gave_membership,
     ws7_manager_manages_projects_they_are_not_bound_to,
     ws_workspace_deletion_needs_owner_and_no_projects,
 }

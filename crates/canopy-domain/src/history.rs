@@ -217,11 +217,17 @@ pub fn verify_chain(
         return Err(broken(
             expected_seq,
             None,
-            format!(
-                "the chain ends at #{} but {} events were recorded (events were removed from its end)",
-                expected_seq - 1,
-                head_seq
-            ),
+            if head_seq > expected_seq - 1 {
+                format!(
+                    "the chain's head records {head_seq} events but only {} remain (events were removed from its end)",
+                    expected_seq - 1
+                )
+            } else {
+                format!(
+                    "the chain's head records {head_seq} events but {} were found (events were added behind its head)",
+                    expected_seq - 1
+                )
+            },
         ));
     }
     Ok(n)

@@ -120,6 +120,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => Self::conflict("this conflicts with a change made at the same time; retry"),
+            StoreError::InvalidText => {
+                Self::BadRequest("the request holds text that cannot be stored (NUL characters)".into())
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -136,7 +139,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Parse every field of a request at once and collect all errors, so that a
 /// client learns about each invalid field in one answer:
 ///
-/// ```ignore
+/// ```text
 /// validate! {
 ///     identifier: "identifier" => Identifier::parse(&body.identifier),
 ///     display_name: "display_name" => DisplayName::parse(&body.display_name),

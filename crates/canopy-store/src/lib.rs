@@ -37,6 +37,9 @@ pub enum StoreError {
     /// A unique constraint refused the write (a race the caller's check missed).
     #[error("already exists")]
     Conflict,
+    /// Text the database cannot store (a NUL character on PostgreSQL).
+    #[error("text contains characters that cannot be stored")]
+    InvalidText,
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
@@ -129,9 +132,15 @@ impl Store {
         Ok(Tx { inner: self.pool.begin().await?, _guard: guard })
     }
 
-    /// Begin a transaction that only reads (a consistent snapshot).
+    /// Begin a transaction that only reads, over one consistent snapshot
+    /// (SQLite's read transactions are snapshots; PostgreSQL's default, READ
+    /// COMMITTED, is not, so it is raised to REPEATABLE READ).
     pub async fn read(&self) -> Result<Tx> {
-        Ok(Tx { inner: self.pool.begin().await?, _guard: None })
+        let mut inner = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
+        }
+        Ok(Tx { inner, _guard: None })
     }
 
     pub async fn close(&self) {

@@ -1,7 +1,7 @@
 //! API keys: service accounts for automation, scoped to a workspace or the installation (ID3).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{ApiKey, CreateApiKey, CreatedApiKey, Page, Problem};
 use canopy_domain::authz::{Action, action_to_hold};
@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::{API_KEY_PREFIX, Caller, new_secret};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::{ListQuery, load_workspace, page};
 
 fn to_key(k: ApiKeyRecord) -> ApiKey {

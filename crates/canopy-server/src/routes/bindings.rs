@@ -1,7 +1,7 @@
 //! Project bindings: who holds which project role, possibly until when (AC1–AC7).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{Binding, CreateBinding, Page, Problem, UpdateBinding};
 use canopy_domain::access::check_new_expiry;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::{ListQuery, load_project, load_workspace, page, rfc3339, subject_string};
 
 pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
@@ -258,6 +258,9 @@ pub async fn update(
             ));
         }
         tx.delete_binding(other.binding.id).await?;
+        let details = json!({"binding": other.binding.id, "project": p.identifier, "subject": name,
+            "role": role.identifier, "reason": "expired binding replaced"});
+        tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &caller.initiator(), details).await?;
     }
     let expires_at = body.expires_at.unwrap_or(before.binding.expires_at);
     tx.update_binding(before.binding.id, role.id, expires_at).await?;

@@ -2,7 +2,7 @@
 //! them, to invite and bind groups.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{AddGroupMember, CreateGroup, Group, GroupMember, Page, Problem, UpdateGroup};
 use canopy_domain::authz::Action;
@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::members::{Removal, end_bindings_of_non_members, end_membership};
 use crate::routes::{ListQuery, load_user, page};
 use crate::validate;

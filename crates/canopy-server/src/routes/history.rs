@@ -1,7 +1,7 @@
 //! A workspace's history (HI1, HI2).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use canopy_api_types::{HistoryEvent, Initiator, Page, Problem};
 use canopy_domain::authz::Action;
 use canopy_domain::history::{ChainedEvent, EventKind};
@@ -13,11 +13,12 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath as Path, ApiQuery};
 use crate::routes::{check_limit, decode_cursor, load_workspace, page};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Only events at or after this instant (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]

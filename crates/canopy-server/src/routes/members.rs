@@ -1,7 +1,7 @@
 //! Workspace access: members, invitations and type-ahead (WS3–WS6, AC9).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{InviteMember, Member, Page, Problem, SearchResult, UpdateMember};
 use canopy_domain::authz::{Action, action_to_grant};
@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::{ListQuery, load_workspace, page, subject_string};
 
 /// A member named in a path: `user:NAME`, `group:IDENTIFIER` or `email:ADDRESS`.
@@ -152,6 +152,9 @@ pub async fn invite(
     } else if let Some(raw) = &body.email {
         let email = Email::parse(raw).map_err(|e| ApiError::invalid("email", e.to_string()))?;
         match tx.user_by_email(email.as_str()).await? {
+            Some(u) if !u.active => {
+                return Err(ApiError::invalid("email", format!("the account with the address {email} is deactivated")));
+            }
             Some(u) => {
                 subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name)))
             }
@@ -339,6 +342,7 @@ pub async fn remove(
         }
         MemberRef::Invitation(email) => {
             let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
+            caller.require_in(&mut tx, &ws, action_to_grant(inv.role)).await?;
             tx.delete_invitation(inv.id).await?;
             tx.append_event(
                 Some(ws.id),
@@ -418,6 +422,7 @@ pub async fn end_bindings_of_non_members(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// Part of a first or last name, e-mail, username, group name or identifier.
     pub q: String,

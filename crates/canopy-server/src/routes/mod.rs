@@ -28,6 +28,7 @@ pub mod workspaces;
 /// `?limit=&cursor=` of every list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Items per page, 1 to 500 (default 50).
     pub limit: Option<u32>,
@@ -63,6 +64,7 @@ pub fn decode_cursor(cursor: Option<&str>) -> ApiResult<Option<String>> {
         .decode(c)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
+        .filter(|c| !c.contains('\0'))
         .map(Some)
         .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))
 }

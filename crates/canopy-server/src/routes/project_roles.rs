@@ -1,7 +1,7 @@
 //! Project roles, configured by admins (AC4).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateProjectRole, Page, Problem, ProjectRole, UpdateProjectRole};
 use canopy_domain::authz::Action;
@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath as Path};
 use crate::validate;
 
 fn to_role(r: ProjectRoleRecord) -> ProjectRole {

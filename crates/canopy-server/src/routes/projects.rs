@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateProject, EffectiveAccess, Page, Problem, Project, ProjectDetails, UpdateProject};
 use canopy_domain::access::{UserStatus, effective_project_roles};
@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::bindings::to_binding;
 use crate::routes::{ListQuery, load_project, load_workspace, page};
 use crate::validate;

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateUser, Page, Problem, UpdateUser, User};
 use canopy_domain::authz::Action;
@@ -18,13 +18,14 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::auth::{Caller, hash_password};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::members::{Removal, end_membership};
 use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
 use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UserQuery {
     /// Matches username, e-mail, first and last name.
     pub q: Option<String>,

@@ -1,7 +1,7 @@
 //! Workspaces (WS1).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace};
 use canopy_domain::authz::{Action, ActorKind};
@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::{ListQuery, load_workspace, page};
 use crate::validate;
 

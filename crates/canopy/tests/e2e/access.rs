@@ -195,6 +195,18 @@ async fn ac5_change_the_role_of_a_binding(app: TestApp) {
         .await
         .expect_problem(409, Some("role"));
     app.patch(&format!("{BINDINGS}/{id}"), &ann, json!({"role": "nope"})).await.expect_problem(422, Some("role"));
+    // moving onto a role whose binding has expired replaces it, recorded in the history
+    let expired = app
+        .post(BINDINGS, &ann, json!({"user": "bob", "role": "project_reader", "expires_at": "2026-11-23T11:00:00Z"}))
+        .await
+        .expect(201);
+    app.clock.advance(Duration::hours(2));
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    app.patch(&format!("{BINDINGS}/{id}"), &ann, json!({"role": "project_reader"})).await.expect(200);
+    let h = app.get("/api/v1/workspaces/ws/history?limit=2", &ann).await.expect(200);
+    assert_eq!(h.body["items"][0]["kind"], "binding_changed");
+    assert_eq!(h.body["items"][1]["kind"], "binding_removed");
+    assert_eq!(h.body["items"][1]["details"]["binding"], expired.body["id"]);
     app.patch(&format!("{BINDINGS}/not-a-uuid"), &ann, json!({"role": "project_user"})).await.expect_problem(404, None);
 }
 

@@ -570,7 +570,8 @@ async fn if3_cli_admin_manages_users_groups_and_roles(app: TestApp) {
     assert_eq!(cli.run(&["user", "show", "bob", "-o", "json"]).await.ok().json()["active"], false);
     bob_cli.run(&["whoami"]).await.code(3);
     let out = bob_cli.login("bob", "bob-password-123").await.code(3);
-    assert!(out.stderr.contains("deactivated"), "{}", out.stderr);
+    // the same answer as a wrong password: it must not tell whether the password was right
+    assert!(out.stderr.contains("wrong username or password"), "{}", out.stderr);
     cli.run(&["user", "activate", "bob"]).await.ok();
     cli.run_stdin(&["user", "set-password", "bob", "--password-stdin"], "new-password-for-bob\n").await.ok();
     bob_cli.login("bob", "bob-password-123").await.code(3);

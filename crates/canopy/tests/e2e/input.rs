@@ -85,7 +85,29 @@ async fn if1_unknown_resources_are_404_problems(app: TestApp) {
     assert_eq!(app.snapshot().await, before);
 }
 
+async fn if1_nul_characters_and_unreadable_paths_are_client_errors(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    let before = app.snapshot().await;
+    let r = app.get("/api/v1/workspaces/a%00b", &ann).await.expect_problem(404, None);
+    assert_eq!(r.body["code"], "not_found");
+    app.get("/api/v1/workspaces/%FF", &ann).await.expect_problem(404, None);
+    app.get("/api/v1/workspaces?cursor=AA", &ann).await.expect_problem(422, Some("cursor"));
+    app.get("/api/v1/workspaces/ws/history?initiator=a%00", &ann).await.expect_problem(400, None);
+    app.post("/api/v1/workspaces", &ann, json!({"identifier": "x", "display_name": "a\u{0}b"}))
+        .await
+        .expect_problem(400, None);
+    app.request("POST", "/api/v1/auth/token", None, Some(json!({"username": "a\u{0}", "password": "x"})))
+        .await
+        .expect_problem(400, None);
+    // misspelt filters are errors, not silently ignored
+    app.get("/api/v1/workspaces/ws/history?initator=ann", &ann).await.expect_problem(422, Some("initator"));
+    app.get("/api/v1/workspaces?limt=1", &ann).await.expect_problem(422, Some("limt"));
+    assert_eq!(app.snapshot().await, before);
+}
+
 canopy_testkit::backend_tests! {
+    if1_nul_characters_and_unreadable_paths_are_client_errors,
     if1_malformed_and_mistyped_bodies_are_named_problems,
     if1_unknown_resources_are_404_problems,
 }

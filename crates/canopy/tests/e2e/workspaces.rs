@@ -123,6 +123,20 @@ async fn ws3_invite_by_username_email_and_pending_invitation(app: TestApp) {
     app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "dora@example.org", "role": "workspace_member"}))
         .await
         .expect_problem(409, Some("email"));
+    // a deactivated account cannot be invited by its address either
+    app.user("gone").await;
+    app.patch("/api/v1/users/gone", &app.admin_token, json!({"active": false})).await.expect(200);
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "gone@example.org", "role": "workspace_member"}))
+        .await
+        .expect_problem(422, Some("email"));
+    // a manager cannot withdraw an invitation to the owner role
+    let mia = app.user("mia").await;
+    app.invite(&ann, "ws", "mia", "workspace_manager").await;
+    app.post("/api/v1/workspaces/ws/members", &ann, json!({"email": "boss@example.org", "role": "workspace_owner"}))
+        .await
+        .expect(201);
+    app.delete("/api/v1/workspaces/ws/members/email:boss@example.org", &mia).await.expect_problem(403, None);
+    app.delete("/api/v1/workspaces/ws/members/email:boss@example.org", &ann).await.expect(204);
     let r = app.get("/api/v1/workspaces/ws/members", &ann).await.expect(200);
     assert!(
         r.body["items"]

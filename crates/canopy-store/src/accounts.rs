@@ -257,6 +257,17 @@ impl Tx {
         Ok(())
     }
 
+    /// How many active accounts hold the admin role.
+    pub async fn count_active_admins(&mut self) -> Result<i64> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM users u JOIN user_installation_roles r ON r.user_id = u.id \
+             WHERE r.role = 'admin' AND u.active = 1",
+        )
+        .fetch_one(self.conn())
+        .await?;
+        r.int("n")
+    }
+
     pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())

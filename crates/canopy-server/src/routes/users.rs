@@ -33,6 +33,19 @@ pub struct UserQuery {
     pub cursor: Option<String>,
 }
 
+fn is_active_admin(u: &canopy_store::UserRecord) -> bool {
+    u.active && u.installation_roles.contains(&InstallationRole::Admin)
+}
+
+/// Refuse a change that would leave the installation without an active admin
+/// (also when made through an admin's own API key).
+async fn keep_an_admin(tx: &mut canopy_store::Tx) -> ApiResult<()> {
+    if tx.count_active_admins().await? <= 1 {
+        return Err(ApiError::conflict("the installation must keep at least one active admin"));
+    }
+    Ok(())
+}
+
 fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValue> {
     raw.iter().map(|r| r.parse()).collect()
 }
@@ -170,6 +183,11 @@ pub async fn update(
         active: body.active,
         installation_roles: roles,
     };
+    let stays_admin = changes.active.unwrap_or(before.active)
+        && changes.installation_roles.as_ref().unwrap_or(&before.installation_roles).contains(&InstallationRole::Admin);
+    if is_active_admin(&before) && !stays_admin {
+        keep_an_admin(&mut tx).await?;
+    }
     tx.update_user(before.id, &changes).await?;
     let after = load_user(&mut tx, &username).await?;
     let initiator = caller.initiator();
@@ -217,6 +235,9 @@ pub async fn delete(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let user = load_user(&mut tx, &username).await?;
+    if is_active_admin(&user) {
+        keep_an_admin(&mut tx).await?;
+    }
     let initiator = caller.initiator();
     let name = format!("user:{}", user.username);
     for (ws, role) in tx.direct_memberships(SubjectKind::User, user.id).await? {

@@ -277,7 +277,28 @@ async fn id3_api_key_never_holds_more_than_its_creator_holds_now(app: TestApp) {
     app.get("/api/v1/workspaces/w1", &key).await.expect_problem(401, None);
 }
 
+async fn id1_the_installation_keeps_an_active_admin(app: TestApp) {
+    // through the admin's own API key, which is not "self"
+    let key = app.post("/api/v1/api-keys", &app.admin_token, json!({"name": "ops", "role": "admin"})).await.expect(201);
+    let key = key.body["secret"].as_str().unwrap().to_owned();
+    app.patch("/api/v1/users/admin", &key, json!({"active": false})).await.expect_problem(409, None);
+    app.patch("/api/v1/users/admin", &key, json!({"installation_roles": []})).await.expect_problem(409, None);
+    app.delete("/api/v1/users/admin", &key).await.expect_problem(409, None);
+    // with a second admin, the first may go
+    app.post(
+        "/api/v1/users",
+        &key,
+        json!({"username": "root2", "email": "root2@example.org", "installation_roles": ["admin"]}),
+    )
+    .await
+    .expect(201);
+    app.patch("/api/v1/users/root2", &app.admin_token, json!({"installation_roles": []})).await.expect(200);
+    app.patch("/api/v1/users/root2", &app.admin_token, json!({"installation_roles": ["admin"]})).await.expect(200);
+    app.delete("/api/v1/users/root2", &app.admin_token).await.expect(204);
+}
+
 canopy_testkit::backend_tests! {
+    id1_the_installation_keeps_an_active_admin,
     id3_api_key_never_holds_more_than_its_creator_holds_now,
     id2_admins_manage_groups_and_deleting_one_ends_its_access,
     id1_local_account_signs_in_and_passwords_are_stored_hashed,

@@ -387,17 +387,21 @@ impl Tx {
         row.as_ref().map(key_from_row).transpose()
     }
 
-    /// Keys created by `created_by` (every key when `None`), oldest first, after `cursor` (an id).
+    /// Keys created by `created_by` and/or scoped to `workspace` (every key
+    /// when both are `None`), by id, after `cursor` (an id).
     pub async fn list_api_keys(
         &mut self,
         created_by: Option<Uuid>,
+        workspace: Option<Uuid>,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ApiKeyRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.id > $2) ORDER BY k.id LIMIT $3"
+            "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.workspace_id = $2) \
+             AND ($3 IS NULL OR k.id > $3) ORDER BY k.id LIMIT $4"
         )))
         .bind(created_by.map(|u| u.to_string()))
+        .bind(workspace.map(|w| w.to_string()))
         .bind(cursor)
         .bind(page_limit(limit))
         .fetch_all(self.conn())

@@ -8,13 +8,15 @@ use canopy_domain::authz::{Action, action_to_hold};
 use canopy_domain::history::EventKind;
 use canopy_domain::{DisplayName, InstallationRole, WorkspaceRole};
 use canopy_store::{ApiKeyRecord, NewApiKey};
+use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::{API_KEY_PREFIX, Caller, new_secret};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::{ListQuery, load_workspace, page};
+use crate::routes::{check_limit, decode_cursor, load_workspace, page};
 
 fn to_key(k: ApiKeyRecord) -> ApiKey {
     ApiKey {
@@ -29,21 +31,42 @@ fn to_key(k: ApiKeyRecord) -> ApiKey {
     }
 }
 
-/// The caller's API keys (admins: every key).
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<ApiKey>), (status = 401, body = Problem), (status = 403, body = Problem)))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyQuery {
+    /// Every key scoped to this workspace, whoever made it (its managers).
+    pub workspace: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// The caller's API keys (admins: every key); with `?workspace=`, every key
+/// scoped to that workspace, for its managers.
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(ApiKeyQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<ApiKey>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list(
     State(app): State<AppState>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<ApiKeyQuery>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
     if !caller.actor.is_user() {
         return Err(ApiError::Forbidden("API keys are managed by people, not by API keys".into()));
     }
-    let limit = q.limit()?;
+    let limit = check_limit(q.limit)?;
+    let cursor = decode_cursor(q.cursor.as_deref())?;
     let mut tx = app.store.read().await?;
-    let owner = if caller.actor.is_admin() { None } else { Some(caller.actor.id) };
-    let rows = tx.list_api_keys(owner, q.cursor()?.as_deref(), limit).await?;
+    let rows = match &q.workspace {
+        Some(ws) => {
+            let ws = load_workspace(&mut tx, ws).await?;
+            caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+            tx.list_api_keys(None, Some(ws.id), cursor.as_deref(), limit).await?
+        }
+        None => {
+            let owner = if caller.actor.is_admin() { None } else { Some(caller.actor.id) };
+            tx.list_api_keys(owner, None, cursor.as_deref(), limit).await?
+        }
+    };
     Ok(Json(page(rows, limit, |k| k.id.to_string(), to_key)))
 }
 
@@ -127,7 +150,15 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let key = tx.api_key(&id).await?.ok_or_else(not_found)?;
-    if key.created_by_id != Some(caller.actor.id) && !caller.actor.is_admin() {
+    // its creator, admins, and the managers of the key's workspace may delete it
+    let mut allowed = key.created_by_id == Some(caller.actor.id) || caller.actor.is_admin();
+    if !allowed
+        && let Some(workspace_id) = key.workspace_id
+        && let Some(ws) = tx.workspace_by_id(workspace_id).await?
+    {
+        allowed = caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await.is_ok();
+    }
+    if !allowed {
         return Err(not_found());
     }
     tx.delete_api_key(key.id).await?;

@@ -243,8 +243,12 @@ pub async fn group(ctx: &Ctx, cmd: GroupCommand) -> Result<(), CliError> {
 
 #[derive(Debug, Subcommand)]
 pub enum ApiKeyCommand {
-    /// List your API keys (admins: every key).
+    /// List your API keys (admins: every key), or with --workspace every key
+    /// scoped to that workspace (its managers).
     List {
+        /// Every key scoped to this workspace, whoever made it.
+        #[arg(long)]
+        workspace: Option<String>,
         #[command(flatten)]
         list: ListOpts,
     },
@@ -272,8 +276,9 @@ pub enum ApiKeyCommand {
 pub async fn api_key(ctx: &Ctx, cmd: ApiKeyCommand) -> Result<(), CliError> {
     let client = ctx.api()?;
     match cmd {
-        ApiKeyCommand::List { list } => {
-            let (items, _) = client.list(&["api-keys"], &[], list.limit, list.page_size).await?;
+        ApiKeyCommand::List { workspace, list } => {
+            let q: Vec<(&str, String)> = workspace.map(|w| ("workspace", w)).into_iter().collect();
+            let (items, _) = client.list(&["api-keys"], &q, list.limit, list.page_size).await?;
             ctx.print_list::<ApiKey>(items)
         }
         ApiKeyCommand::Create { name, role, workspace, expires_at } => {

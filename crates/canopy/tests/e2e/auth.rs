@@ -297,7 +297,34 @@ async fn id1_the_installation_keeps_an_active_admin(app: TestApp) {
     app.delete("/api/v1/users/root2", &app.admin_token).await.expect(204);
 }
 
+async fn id3_workspace_managers_see_and_revoke_their_workspace_keys(app: TestApp) {
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    let mem = app.user("mem").await;
+    app.workspace(&ann, "ws").await;
+    app.invite(&ann, "ws", "bob", "workspace_manager").await;
+    app.invite(&ann, "ws", "mem", "workspace_member").await;
+    let k = app
+        .post("/api/v1/api-keys", &bob, json!({"name": "bobs-ci", "workspace": "ws", "role": "workspace_manager"}))
+        .await
+        .expect(201);
+    let (id, secret) =
+        (k.body["key"]["id"].as_str().unwrap().to_owned(), k.body["secret"].as_str().unwrap().to_owned());
+    // ann does not see bob's key among her own, but among the workspace's
+    assert!(app.get("/api/v1/api-keys", &ann).await.body["items"].as_array().unwrap().is_empty());
+    let r = app.get("/api/v1/api-keys?workspace=ws", &ann).await.expect(200);
+    assert_eq!(r.body["items"][0]["name"], "bobs-ci");
+    assert_eq!(r.body["items"][0]["created_by"], "bob");
+    // a plain member may neither list nor revoke them
+    app.get("/api/v1/api-keys?workspace=ws", &mem).await.expect_problem(403, None);
+    app.delete(&format!("/api/v1/api-keys/{id}"), &mem).await.expect_problem(404, None);
+    app.delete(&format!("/api/v1/api-keys/{id}"), &ann).await.expect(204);
+    app.get("/api/v1/workspaces/ws", &secret).await.expect_problem(401, None);
+    app.get("/api/v1/api-keys?workspace=nope", &ann).await.expect_problem(404, None);
+}
+
 canopy_testkit::backend_tests! {
+    id3_workspace_managers_see_and_revoke_their_workspace_keys,
     id1_the_installation_keeps_an_active_admin,
     id3_api_key_never_holds_more_than_its_creator_holds_now,
     id2_admins_manage_groups_and_deleting_one_ends_its_access,

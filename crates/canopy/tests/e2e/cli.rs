@@ -488,6 +488,8 @@ async fn id3_cli_api_key_works_as_token(app: TestApp) {
     assert_eq!(created["key"]["scope"], "workspace");
     assert_eq!(created["key"]["workspace"], "acme");
     assert_eq!(created["key"]["role"], "workspace_member");
+    let scoped = cli.run(&["api-key", "list", "--workspace", "acme", "-o", "json"]).await.ok().json();
+    assert_eq!(scoped[0]["name"], "ci-bot", "{scoped}");
 
     // The key as token, from a client with no profile at all.
     let machine = Cli::new(&app);

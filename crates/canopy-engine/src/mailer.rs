@@ -67,8 +67,10 @@ pub struct Delivery {
 /// with a growing delay ([`retry_delay`]) and keeps its last error.
 pub async fn deliver_due(store: &Store, mailer: &Mailer, clock: &dyn Clock) -> Result<Delivery, MailerError> {
     let mut delivery = Delivery::default();
+    // mails that fall due while this pass runs wait for the next pass; each
+    // claim's lease starts when it is taken
     let started = clock.now();
-    while let Some(mail) = store.claim_mail(started, started + LEASE).await? {
+    while let Some(mail) = store.claim_mail(started, clock.now() + LEASE).await? {
         match mailer.send(&mail).await {
             Ok(()) => {
                 store.mail_sent(mail.id, clock.now()).await?;

@@ -30,9 +30,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Whether any string of a JSON document, decoded, holds a NUL character
+/// (which PostgreSQL text cannot store).
+fn holds_nul(bytes: &[u8]) -> bool {
+    fn walk(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(a) => a.iter().any(walk),
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || walk(v)),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| walk(&v))
+}
+
 /// Deserialize JSON, turning serde's errors into field errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) || bytes.contains(&0) {
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) && holds_nul(bytes) {
         return Err(ApiError::BadRequest("text in the body must not contain NUL characters".into()));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);

@@ -257,6 +257,19 @@ impl Tx {
         Ok(())
     }
 
+    /// Lock the rows of every admin until the transaction ends, so that
+    /// checks over the set of admins (such as "keeps an active admin") are
+    /// not raced.
+    pub async fn lock_admins(&mut self) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET active = active \
+             WHERE id IN (SELECT user_id FROM user_installation_roles WHERE role = 'admin')",
+        )
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
     /// How many active accounts hold the admin role.
     pub async fn count_active_admins(&mut self) -> Result<i64> {
         let r = sqlx::query(

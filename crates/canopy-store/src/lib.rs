@@ -59,6 +59,8 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
                 StoreError::Conflict
             }
+            // character_not_in_repertoire: PostgreSQL text cannot hold NUL
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => StoreError::InvalidText,
             _ => StoreError::Database(e),
         }
     }

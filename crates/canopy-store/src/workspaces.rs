@@ -434,7 +434,7 @@ impl Tx {
     /// Pending invitations of an e-mail address in every workspace.
     pub async fn invitations_for_email(&mut self, email: &str) -> Result<Vec<InvitationRecord>> {
         let rows = sqlx::query(
-            "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE email = $1",
+            "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE email = $1 ORDER BY workspace_id",
         )
         .bind(email)
         .fetch_all(self.conn())

@@ -142,8 +142,8 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     let removal = Removal { initiator: &initiator, reason: "group deleted", now };
     let details = json!({"group": g.identifier});
     for (ws, role) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
-        tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
         end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
+        tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
     }
     tx.append_event(None, EventKind::GroupDeleted, now, &initiator, details).await?;
     tx.delete_group(g.id).await?;

@@ -47,14 +47,17 @@ fn parse_role(raw: &str) -> ApiResult<WorkspaceRole> {
     raw.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))
 }
 
-/// Refuse to leave a workspace without a direct owner.
+/// Refuse to leave a workspace without a user as direct owner. (Owning
+/// groups do not count, since they may be empty, so changing one is never
+/// refused by this rule.)
 async fn keep_an_owner(
     tx: &mut Tx,
     ws: &WorkspaceRecord,
+    subject: Subject,
     old: WorkspaceRole,
     new: Option<WorkspaceRole>,
 ) -> ApiResult<()> {
-    if old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) {
+    if subject.kind == SubjectKind::User && old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) {
         tx.lock_workspace(ws.id).await?;
         if tx.count_owners(ws.id).await? <= 1 {
             return Err(ApiError::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));
@@ -262,7 +265,7 @@ pub async fn update(
         MemberRef::Subject(s, name) => {
             let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
             caller.require_in(&mut tx, &ws, action_to_grant(old.max(role))).await?;
-            keep_an_owner(&mut tx, &ws, old, Some(role)).await?;
+            keep_an_owner(&mut tx, &ws, s, old, Some(role)).await?;
             tx.upsert_member(ws.id, s.kind, s.id, role, &caller.actor.name, now).await?;
             tx.append_event(
                 Some(ws.id),
@@ -336,7 +339,7 @@ pub async fn remove(
         MemberRef::Subject(s, name) => {
             let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
             caller.require_in(&mut tx, &ws, action_to_grant(old)).await?;
-            keep_an_owner(&mut tx, &ws, old, None).await?;
+            keep_an_owner(&mut tx, &ws, s, old, None).await?;
             let removal = Removal { initiator: &initiator, reason: "removed from workspace", now };
             end_membership(&mut tx, ws.id, s, &name, old, &removal).await?;
         }
@@ -367,6 +370,12 @@ pub struct Removal<'a> {
 
 /// End a subject's membership of a workspace and, with it, its project
 /// bindings there (WS6), recording each in the workspace's history.
+///
+/// Removing a person ends their bindings in the workspace even when a group
+/// keeps them a member: the removal states the intent to take their access
+/// away. Removing a group ends the bindings of its members who are no longer
+/// members at all. The workspace row is locked first, so that concurrent
+/// membership changes see each other (see [`end_bindings_of_non_members`]).
 pub async fn end_membership(
     tx: &mut Tx,
     workspace_id: uuid::Uuid,
@@ -376,6 +385,7 @@ pub async fn end_membership(
     removal: &Removal<'_>,
 ) -> ApiResult<()> {
     let Removal { initiator, reason, now } = *removal;
+    tx.lock_workspace(workspace_id).await?;
     for b in tx.subject_bindings_in_workspace(workspace_id, subject).await? {
         let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
         tx.delete_binding(b.binding.id).await?;
@@ -402,6 +412,10 @@ pub async fn end_bindings_of_non_members(
     users: &[uuid::Uuid],
     removal: &Removal<'_>,
 ) -> ApiResult<()> {
+    // Lock the workspace before deciding who is still a member: a concurrent
+    // change of membership (a group leaving, a user leaving a group) waits,
+    // then sees this one, so one of the two always ends the binding.
+    tx.lock_workspace(workspace_id).await?;
     for &user in users {
         if !tx.membership_roles_of_user(workspace_id, user).await?.is_empty() {
             continue;

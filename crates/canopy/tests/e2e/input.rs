@@ -104,6 +104,11 @@ async fn if1_nul_characters_and_unreadable_paths_are_client_errors(app: TestApp)
     app.get("/api/v1/workspaces/ws/history?initator=ann", &ann).await.expect_problem(422, Some("initator"));
     app.get("/api/v1/workspaces?limt=1", &ann).await.expect_problem(422, Some("limt"));
     assert_eq!(app.snapshot().await, before);
+    // a literal backslash followed by "u0000" is ordinary text
+    app.post("/api/v1/workspaces", &ann, json!({"identifier": "lit", "display_name": "C:\\u0000dir"}))
+        .await
+        .expect(201);
+    app.delete("/api/v1/workspaces/lit", &ann).await.expect(204);
 }
 
 canopy_testkit::backend_tests! {

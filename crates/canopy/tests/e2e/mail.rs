@@ -6,9 +6,10 @@ use canopy_testkit::TestApp;
 use serde_json::json;
 use time::Duration;
 
-/// A per-test address, since the sink is shared by tests running in parallel.
-fn address(app: &TestApp, who: &str) -> String {
-    format!("{who}-{}@invited.example", app.addr.port())
+/// A unique address, since the sink is shared by every test of the run
+/// (ports are reused, so they do not make addresses unique).
+fn address(_app: &TestApp, who: &str) -> String {
+    format!("{who}-{}@invited.example", uuid::Uuid::new_v4().simple())
 }
 
 async fn ws3_pending_invitation_is_announced_by_email(app: TestApp) {

@@ -297,6 +297,62 @@ async fn ws6_access_leaves_with_the_group_that_gave_membership(app: TestApp) {
     assert_eq!(users, [json!("dana")]);
 }
 
+async fn ws6_membership_ending_on_two_paths_at_once_still_ends_access(app: TestApp) {
+    // carl is a member only through ga and gb; ga leaves the workspace while
+    // carl leaves gb: whichever lands second must end his direct binding
+    let ann = app.user("ann").await;
+    let carl = app.user("carl").await;
+    let admin = app.admin_token.clone();
+    let app = std::sync::Arc::new(app);
+    for round in 0..5 {
+        let (ws, ga, gb) = (format!("r{round}"), format!("ga{round}"), format!("gb{round}"));
+        app.workspace(&ann, &ws).await;
+        app.project(&ann, &ws, "p").await;
+        for g in [&ga, &gb] {
+            app.post("/api/v1/groups", &admin, json!({"identifier": g, "display_name": "G"})).await.expect(201);
+            app.post(&format!("/api/v1/groups/{g}/members"), &admin, json!({"user": "carl"})).await.expect(201);
+            app.post(
+                &format!("/api/v1/workspaces/{ws}/members"),
+                &ann,
+                json!({"group": g, "role": "workspace_member"}),
+            )
+            .await
+            .expect(201);
+        }
+        app.post(
+            &format!("/api/v1/workspaces/{ws}/projects/p/bindings"),
+            &ann,
+            json!({"user": "carl", "role": "project_admin"}),
+        )
+        .await
+        .expect(201);
+        let (a1, a2, ann1, admin2) = (app.clone(), app.clone(), ann.clone(), admin.clone());
+        let (ws1, ga1, gb2) = (ws.clone(), ga.clone(), gb.clone());
+        let t1 = tokio::spawn(async move {
+            a1.delete(&format!("/api/v1/workspaces/{ws1}/members/group:{ga1}"), &ann1).await.status
+        });
+        let t2 =
+            tokio::spawn(async move { a2.delete(&format!("/api/v1/groups/{gb2}/members/carl"), &admin2).await.status });
+        assert_eq!((t1.await.unwrap().as_u16(), t2.await.unwrap().as_u16()), (204, 204));
+        let r = app.get(&format!("/api/v1/workspaces/{ws}/projects/p/bindings"), &ann).await.expect(200);
+        assert!(r.body["items"].as_array().unwrap().is_empty(), "round {round}: {:#}", r.body);
+    }
+    assert_eq!(app.get("/api/v1/me", &carl).await.body["projects"], json!([]));
+}
+
+async fn ws6_an_owning_group_can_leave_beside_a_single_user_owner(app: TestApp) {
+    let alice = app.user("alice").await;
+    app.workspace(&alice, "ws").await;
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": "ops", "display_name": "Ops"})).await.expect(201);
+    app.post("/api/v1/workspaces/ws/members", &alice, json!({"group": "ops", "role": "workspace_owner"}))
+        .await
+        .expect(201);
+    app.patch("/api/v1/workspaces/ws/members/group:ops", &alice, json!({"role": "workspace_member"})).await.expect(200);
+    app.delete("/api/v1/workspaces/ws/members/group:ops", &alice).await.expect(204);
+    // the user owner still may not go
+    app.delete("/api/v1/workspaces/ws/members/user:alice", &alice).await.expect_problem(409, None);
+}
+
 async fn ws6_two_owners_removing_each_other_at_once_leave_one_owner(app: TestApp) {
     let oa = app.user("oa").await;
     let ob = app.user("ob").await;
@@ -367,6 +423,8 @@ canopy_testkit::backend_tests! {
     ws5_current_access_lists_roles_grantor_and_time,
     ws6_change_role_and_removal_ends_project_bindings,
     ws6_two_owners_removing_each_other_at_once_leave_one_owner,
+    ws6_membership_ending_on_two_paths_at_once_still_ends_access,
+    ws6_an_owning_group_can_leave_beside_a_single_user_owner,
     ws6_access_leaves_with_the_group_that_gave_membership,
     ws7_manager_manages_projects_they_are_not_bound_to,
     ws_workspace_deletion_needs_owner_and_no_projects,

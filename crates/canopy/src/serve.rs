@@ -46,9 +46,10 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Password of the `admin` account created on an empty database; without
-    /// it a password is generated and printed once on the terminal.
-    #[arg(long, env = "CANOPY_ADMIN_PASSWORD", hide_env_values = true)]
+    /// Password of the `admin` account created on an empty database, from the
+    /// environment only (`CANOPY_ADMIN_PASSWORD`: a flag would show in `ps`);
+    /// without it a password is generated and printed once on the terminal.
+    #[arg(skip = std::env::var("CANOPY_ADMIN_PASSWORD").ok().map(Secret))]
     pub admin_password: Option<Secret>,
     /// SMTP server for e-mails: `smtp://host:port` (plain), `smtp://host:587?tls=required`
     /// (STARTTLS) or `smtps://host:465`, with optional `user:password@`. Without it,

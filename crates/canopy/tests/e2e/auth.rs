@@ -231,8 +231,9 @@ async fn id2_admins_manage_groups_and_deleting_one_ends_its_access(app: TestApp)
     app.get("/api/v1/workspaces/ws", &bob).await.expect_problem(403, None);
     let h = app.get("/api/v1/workspaces/ws/history?limit=3", &ann).await.expect(200);
     let kinds: Vec<_> = h.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["member_removed", "binding_removed", "group_deleted"]);
-    assert_eq!(h.body["items"][1]["details"]["reason"], "group deleted");
+    // newest first: the bindings and membership end, then the group goes
+    assert_eq!(kinds, ["group_deleted", "member_removed", "binding_removed"]);
+    assert_eq!(h.body["items"][2]["details"]["reason"], "group deleted");
 }
 
 async fn id3_api_key_never_holds_more_than_its_creator_holds_now(app: TestApp) {

@@ -12,4 +12,5 @@ mod input;
 mod interface;
 mod mail;
 mod serve;
+mod tidy;
 mod workspaces;

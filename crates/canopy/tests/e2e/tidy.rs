@@ -1,0 +1,63 @@
+//! Tidy checks over the product sources, run with the tests (in the manner
+//! of rust-analyzer's `tidy`): what the project's rules forbid stays out.
+
+use std::path::{Path, PathBuf};
+
+fn product_sources() -> Vec<PathBuf> {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let mut out = Vec::new();
+    let mut dirs = vec![crates];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                // tests and the test kit may unwrap; everything else is product code
+                if !matches!(name.as_str(), "tests" | "target" | "canopy-testkit") {
+                    dirs.push(path);
+                }
+            } else if name.ends_with(".rs") {
+                out.push(path);
+            }
+        }
+    }
+    assert!(out.len() > 20, "found the sources: {out:?}");
+    out
+}
+
+/// The text of a source file before its `#[cfg(test)]` module.
+fn product_part(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+#[test]
+fn tidy_no_stubs_debug_prints_or_unwraps_in_product_code() {
+    let forbidden = ["todo!(", "unimplemented!(", "dbg!(", ".unwrap()", ".expect(\""];
+    let mut found = Vec::new();
+    for path in product_sources() {
+        for (n, line) in product_part(&path).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for f in forbidden {
+                if code.contains(f) {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "forbidden in product code:\n{}", found.join("\n"));
+}
+
+#[test]
+fn tidy_every_crate_documents_itself() {
+    for path in product_sources() {
+        let name = path.file_name().unwrap().to_string_lossy();
+        if name == "lib.rs" || name == "main.rs" {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.starts_with("//!"), "{} starts without a //! crate doc", path.display());
+        }
+    }
+}

@@ -427,3 +427,91 @@ pub struct BrokenLink {
     pub event_id: Option<String>,
     pub reason: String,
 }
+
+// ---------------------------------------------------------------- platforms
+
+/// Register a platform (TN1). `settings` and `secrets` depend on `type`:
+/// aws `region`, `endpoint_url`? / `access_key_id`, `secret_access_key`;
+/// openstack `auth_url`, `domain` / `username`, `password`; kubernetes and
+/// openshift `api_url`, `ca_cert`? / `token`; azure `tenant_id`,
+/// `billing_scope`? / `client_id`, `client_secret`; gcp `organization_id`,
+/// `billing_account`? / `service_account_key`; cloudfoundry `api_url`,
+/// `organization` / `username`, `password`; osb `broker_url`, `service_id`,
+/// `plan_id` / `username`, `password`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlatform {
+    pub identifier: String,
+    /// `aws`, `azure`, `gcp`, `kubernetes`, `openshift`, `openstack`, `cloudfoundry` or `osb`.
+    #[serde(rename = "type")]
+    pub platform_type: String,
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Write-only: stored encrypted, never returned.
+    #[serde(default)]
+    pub secrets: serde_json::Map<String, serde_json::Value>,
+    /// Project role identifier → the platform's role (e.g. a permission set, a ClusterRole).
+    #[serde(default)]
+    pub role_mapping: BTreeMap<String, String>,
+    #[serde(default)]
+    pub landing_zone_required: bool,
+    /// `automatic` or `manual`; by default automatic for openstack,
+    /// cloudfoundry and osb, manual for the others.
+    pub deletion: Option<String>,
+}
+
+/// Change a platform. `settings` replaces all settings; `secrets` replaces
+/// the secrets it names (rotate one without sending the others);
+/// `role_mapping` replaces the mapping.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlatform {
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub secrets: Option<serde_json::Map<String, serde_json::Value>>,
+    pub role_mapping: Option<BTreeMap<String, String>>,
+    pub landing_zone_required: Option<bool>,
+    pub deletion: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Platform {
+    pub identifier: String,
+    #[serde(rename = "type")]
+    pub platform_type: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The names of the secrets that are set; their values are never returned.
+    pub secrets: Vec<String>,
+    pub role_mapping: BTreeMap<String, String>,
+    pub landing_zone_required: bool,
+    pub deletion: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A landing zone: the settings a new tenant on its platform gets (TN2),
+/// e.g. an AWS organizational unit, Kubernetes labels and quotas.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLandingZone {
+    pub identifier: String,
+    pub display_name: String,
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLandingZone {
+    pub display_name: Option<String>,
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LandingZone {
+    pub platform: String,
+    pub identifier: String,
+    pub display_name: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}

@@ -57,6 +57,8 @@ pub enum Action {
     AdministerInstallation,
     /// Create an API key scoped to the installation.
     CreateInstallationKey,
+    /// Register, change and remove platforms and landing zones (AD5).
+    AdministerPlatforms,
     /// See a workspace, its members, projects and bindings.
     ViewWorkspace,
     /// Page through a workspace's history (HI2).
@@ -73,6 +75,8 @@ pub enum Action {
 pub enum Denied {
     #[error("this needs the installation role admin")]
     NeedsAdmin,
+    #[error("this needs the installation role platform_engineer or admin")]
+    NeedsPlatformEngineer,
     #[error("you are not a member of this workspace")]
     NotAMember,
     #[error("this needs the workspace role {0} or higher")]
@@ -131,6 +135,13 @@ pub fn authorize(
             ActorKind::InstallationKey => Err(Denied::NeedsAdmin),
             ActorKind::WorkspaceKey { .. } => Err(Denied::OutOfScope),
         },
+        AdministerPlatforms => {
+            if actor.is_admin() || actor.installation_roles.contains(&InstallationRole::PlatformEngineer) {
+                Ok(())
+            } else {
+                Err(Denied::NeedsPlatformEngineer)
+            }
+        }
         AdministerUsers
         | AdministerGroups
         | AdministerProjectRoles
@@ -213,6 +224,15 @@ mod tests {
         assert!(!check(Some(WorkspaceRole::Manager), Action::OwnWorkspace));
         assert!(check(Some(WorkspaceRole::Owner), Action::OwnWorkspace));
         assert!(!check(None, Action::ViewWorkspace));
+    }
+
+    #[test]
+    fn ad5_platform_engineers_administer_platforms_and_nothing_else() {
+        let pe = user(&[InstallationRole::PlatformEngineer]);
+        assert!(authorize(&pe, Action::AdministerPlatforms, None).is_ok());
+        assert!(authorize(&pe, Action::AdministerUsers, None).is_err());
+        assert!(authorize(&user(&[InstallationRole::Admin]), Action::AdministerPlatforms, None).is_ok());
+        assert_eq!(authorize(&user(&[]), Action::AdministerPlatforms, None), Err(Denied::NeedsPlatformEngineer));
     }
 
     #[test]

@@ -58,6 +58,12 @@ event_kinds! {
     ProjectRoleCreated => "project_role_created",
     ProjectRoleUpdated => "project_role_updated",
     ProjectRoleDeleted => "project_role_deleted",
+    PlatformCreated => "platform_created",
+    PlatformUpdated => "platform_updated",
+    PlatformDeleted => "platform_deleted",
+    LandingZoneCreated => "landing_zone_created",
+    LandingZoneUpdated => "landing_zone_updated",
+    LandingZoneDeleted => "landing_zone_deleted",
 }
 
 impl FromStr for EventKind {

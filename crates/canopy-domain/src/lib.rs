@@ -10,6 +10,7 @@ pub mod clock;
 pub mod history;
 pub mod mail;
 pub mod names;
+pub mod platforms;
 pub mod roles;
 pub mod signin;
 

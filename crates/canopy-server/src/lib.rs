@@ -32,12 +32,8 @@ pub struct ServerConfig {
     pub session_ttl: time::Duration,
     /// The address users reach Canopy at, for links in e-mails.
     pub public_url: Option<String>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self { session_ttl: time::Duration::hours(12), public_url: None }
-    }
+    /// The key that encrypts platform secrets at rest.
+    pub secret_key: canopy_store::SecretKey,
 }
 
 /// What every handler can reach.
@@ -55,7 +51,7 @@ pub struct AppState {
     tags(
         (name = "auth"), (name = "users"), (name = "groups"), (name = "api-keys"),
         (name = "workspaces"), (name = "members"), (name = "projects"), (name = "bindings"),
-        (name = "project-roles"), (name = "history"), (name = "admin"),
+        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"),
     )
 )]
 struct ApiDoc;
@@ -98,6 +94,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(history::show))
         .routes(routes!(admin::workspaces))
         .routes(routes!(history::installation))
+        .routes(routes!(platforms::list, platforms::create))
+        .routes(routes!(platforms::show, platforms::update, platforms::delete))
+        .routes(routes!(platforms::list_landing_zones, platforms::create_landing_zone))
+        .routes(routes!(platforms::show_landing_zone, platforms::update_landing_zone, platforms::delete_landing_zone))
         .routes(routes!(admin::verify_history))
 }
 

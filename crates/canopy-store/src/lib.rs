@@ -23,12 +23,16 @@ mod access;
 mod accounts;
 mod history;
 mod outbox;
+mod platforms;
+mod secrets;
 mod workspaces;
 
 pub use access::*;
 pub use accounts::*;
 pub use history::*;
 pub use outbox::*;
+pub use platforms::*;
+pub use secrets::SecretKey;
 pub use workspaces::*;
 
 /// What can go wrong in the store.

@@ -68,6 +68,8 @@ pub struct TestApp {
     pub store: Store,
     pub db_url: String,
     pub admin_token: String,
+    /// The key that encrypts platform secrets in this app's database.
+    pub secret_key: canopy_store::SecretKey,
     client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -154,7 +156,10 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let store = Store::connect(&db_url).await.unwrap();
     let clock = Arc::new(ManualClock::new(START));
     canopy_server::bootstrap(&store, START, Some(ADMIN_PASSWORD.into())).await.unwrap();
-    let state = AppState { store: store.clone(), clock: clock.clone(), config: Arc::new(ServerConfig::default()) };
+    let secret_key = canopy_store::SecretKey::generate().unwrap();
+    let config =
+        ServerConfig { session_ttl: time::Duration::hours(12), public_url: None, secret_key: secret_key.clone() };
+    let state = AppState { store: store.clone(), clock: clock.clone(), config: Arc::new(config) };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -168,6 +173,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         store,
         db_url,
         admin_token: String::new(),
+        secret_key,
         client: {
             let _ = rustls::crypto::ring::default_provider().install_default();
             reqwest::Client::new()
@@ -339,6 +345,9 @@ impl TestApp {
             "project_roles",
             "bindings",
             "history_events",
+            "platforms",
+            "platform_role_mappings",
+            "landing_zones",
         ] {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
                 .fetch_one(&mut conn)

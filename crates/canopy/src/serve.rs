@@ -11,7 +11,7 @@ use anyhow::Context;
 use canopy_domain::clock::Clock;
 use canopy_engine::mailer::Mailer;
 use canopy_server::{AppState, BootstrapOutcome, ServerConfig};
-use canopy_store::Store;
+use canopy_store::{SecretKey, Store};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
 
@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// The URL users reach Canopy at, used in links in e-mails.
     #[arg(long, env = "CANOPY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The key that encrypts platform secrets at rest, base64 of 32 bytes, from
+    /// the environment only (`CANOPY_SECRET_KEY`); every node of one
+    /// installation needs the same. Without it, --secret-key-file is used.
+    #[arg(skip = std::env::var("CANOPY_SECRET_KEY").ok().map(Secret))]
+    pub secret_key: Option<Secret>,
+    /// File holding the secret key; created with a new key on first start.
+    #[arg(long, env = "CANOPY_SECRET_KEY_FILE", default_value = "canopy.key")]
+    pub secret_key_file: std::path::PathBuf,
     /// How long a session token stays valid, in minutes.
     #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub session_minutes: u32,
@@ -124,12 +132,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("This password is shown only now; sign in with `canopy login` and change it.");
         }
     }
+    let secret_key = load_secret_key(args.secret_key.as_ref(), &args.secret_key_file)?;
     let state = AppState {
         store: store.clone(),
         clock,
         config: Arc::new(ServerConfig {
             session_ttl: time::Duration::minutes(i64::from(args.session_minutes)),
             public_url: args.public_url,
+            secret_key,
         }),
     };
     match &args.smtp_url {
@@ -151,6 +161,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The key from `CANOPY_SECRET_KEY`, else from `file`, else a new one written to `file`.
+fn load_secret_key(from_env: Option<&Secret>, file: &std::path::Path) -> anyhow::Result<SecretKey> {
+    if let Some(k) = from_env {
+        return SecretKey::from_base64(k.expose()).context("CANOPY_SECRET_KEY");
+    }
+    match std::fs::read_to_string(file) {
+        Ok(text) => {
+            SecretKey::from_base64(&text).with_context(|| format!("reading the secret key in {}", file.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate()?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f =
+                options.open(file).with_context(|| format!("creating the secret key file {}", file.display()))?;
+            std::io::Write::write_all(&mut f, key.to_base64().as_bytes())?;
+            tracing::warn!(file = %file.display(), "created a new key for platform secrets; back it up: without it they cannot be read");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the secret key in {}", file.display())),
+    }
 }
 
 async fn shutdown_signal() {

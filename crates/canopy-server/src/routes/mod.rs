@@ -19,6 +19,7 @@ pub mod groups;
 pub mod health;
 pub mod history;
 pub mod members;
+pub mod platforms;
 pub mod project_roles;
 pub mod projects;
 pub mod session;

@@ -111,6 +111,13 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(role): Pat
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let r = load_role(&mut tx, &role).await?;
+    let mapped = tx.count_role_mappings_with_role(r.id).await?;
+    if mapped > 0 {
+        return Err(ApiError::conflict(format!(
+            "project role {} is mapped on {mapped} platform(s); change their role mappings first",
+            r.identifier
+        )));
+    }
     let used = tx.count_bindings_with_role(r.id).await?;
     if used > 0 {
         return Err(ApiError::conflict(format!(

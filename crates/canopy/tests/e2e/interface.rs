@@ -97,6 +97,27 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/api/v1/workspaces/{ws}/history/{event}", WorkspaceManager, None),
         ("get", "/api/v1/admin/workspaces", Admin, None),
         ("get", "/api/v1/admin/history", Admin, None),
+        ("get", "/api/v1/platforms", Anyone, None),
+        (
+            "post",
+            "/api/v1/platforms",
+            Admin,
+            Some(json!({"identifier": "new", "type": "kubernetes",
+            "settings": {"api_url": "https://k"}, "secrets": {"token": "t"}})),
+        ),
+        ("get", "/api/v1/platforms/{platform}", Anyone, None),
+        ("patch", "/api/v1/platforms/{platform}", Admin, Some(json!({"landing_zone_required": true}))),
+        ("delete", "/api/v1/platforms/{platform}", Admin, None),
+        ("get", "/api/v1/platforms/{platform}/landing-zones", Anyone, None),
+        (
+            "post",
+            "/api/v1/platforms/{platform}/landing-zones",
+            Admin,
+            Some(json!({"identifier": "z2", "display_name": "Z"})),
+        ),
+        ("get", "/api/v1/platforms/{platform}/landing-zones/{zone}", Anyone, None),
+        ("patch", "/api/v1/platforms/{platform}/landing-zones/{zone}", Admin, Some(json!({"display_name": "Renamed"}))),
+        ("delete", "/api/v1/platforms/{platform}/landing-zones/{zone}", Admin, None),
         ("get", "/api/v1/admin/history/verify", Admin, None),
     ]
 }
@@ -146,6 +167,10 @@ async fn world(app: &TestApp) -> World {
         .post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"user": "mem", "role": "project_user"}))
         .await
         .expect(201);
+    let k8s = json!({"identifier": "k8s", "type": "kubernetes", "settings": {"api_url": "https://k"}, "secrets": {"token": "t"}});
+    app.post("/api/v1/platforms", &app.admin_token, k8s).await.expect(201);
+    let zone = json!({"identifier": "default", "display_name": "Default"});
+    app.post("/api/v1/platforms/k8s/landing-zones", &app.admin_token, zone).await.expect(201);
     let k = app
         .post("/api/v1/api-keys", &ann, json!({"name": "anns", "workspace": "ws", "role": "workspace_member"}))
         .await
@@ -171,7 +196,9 @@ fn fill(path: &str, w: &World) -> String {
         .replace("{role}", "project_user")
         .replace("{event}", &w.event)
         .replace("{id}", id)
-        .replace("{user}", "bob");
+        .replace("{user}", "bob")
+        .replace("{platform}", "k8s")
+        .replace("{zone}", "default");
     if p.ends_with("/search") {
         p.push_str("?q=b");
     }

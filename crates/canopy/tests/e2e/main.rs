@@ -11,6 +11,7 @@ mod history;
 mod input;
 mod interface;
 mod mail;
+mod platforms;
 mod serve;
 mod tidy;
 mod workspaces;

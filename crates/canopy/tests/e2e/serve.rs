@@ -22,7 +22,10 @@ fn canopy() -> Command {
     ] {
         c.env_remove(var);
     }
-    c.env("CANOPY_LOG", "info").kill_on_drop(true);
+    // a fixed key, so that no test writes a key file into the working directory
+    c.env("CANOPY_LOG", "info")
+        .env("CANOPY_SECRET_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .kill_on_drop(true);
     c
 }
 
@@ -144,15 +147,26 @@ async fn if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory(app:
     }
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = canopy();
-    cmd.current_dir(dir.path()).env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    cmd.current_dir(dir.path())
+        .env_remove("CANOPY_SECRET_KEY")
+        .env("CANOPY_ADMIN_PASSWORD", "a-password-from-env")
+        .args(["serve", "--listen", "127.0.0.1:0"]);
     let (mut child, addr, _) = start(cmd).await;
     assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
     child.kill().await.unwrap();
     assert!(dir.path().join("canopy.db").exists());
+    // the key for platform secrets was created beside it, readable by its owner only
+    let key = dir.path().join("canopy.key");
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(canopy_store::SecretKey::from_base64(&text).is_ok());
+    // a second start reads the same key
+    let mut cmd = canopy();
+    cmd.current_dir(dir.path()).env_remove("CANOPY_SECRET_KEY").args(["serve", "--listen", "127.0.0.1:0"]);
+    let (mut child, _, _) = start(cmd).await;
+    child.kill().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
 }
 
 canopy_testkit::backend_tests! {

@@ -22,6 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 mod api;
 mod history;
 mod people;
+mod platforms;
 mod projects;
 mod render;
 mod session;
@@ -112,6 +113,12 @@ pub enum ClientCommand {
     /// API keys for automation, scoped to a workspace or the installation.
     #[command(subcommand, after_help = EXIT_CODES)]
     ApiKey(people::ApiKeyCommand),
+    /// Platforms tenants are created on: settings, secrets, role mapping (admins and platform engineers change them).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Platform(platforms::PlatformCommand),
+    /// Landing zones of a platform: the settings new tenants get.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    LandingZone(platforms::LandingZoneCommand),
     /// A workspace's history, and verifying the history's hash chains.
     #[command(subcommand, after_help = EXIT_CODES)]
     History(history::HistoryCommand),
@@ -132,6 +139,8 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
         ClientCommand::User(c) => people::user(&ctx, c).await,
         ClientCommand::Group(c) => people::group(&ctx, c).await,
         ClientCommand::ApiKey(c) => people::api_key(&ctx, c).await,
+        ClientCommand::Platform(c) => platforms::platform(&ctx, c).await,
+        ClientCommand::LandingZone(c) => platforms::landing_zone(&ctx, c).await,
         ClientCommand::History(c) => history::history(&ctx, c).await,
     };
     match result {

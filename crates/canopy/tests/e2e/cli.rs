@@ -640,6 +640,243 @@ async fn if3_cli_admin_manages_users_groups_and_roles(app: TestApp) {
     cli.run(&["user", "show", "bob"]).await.code(5);
 }
 
+/// AD5, TN2: a platform engineer registers a Kubernetes platform (its token
+/// from the environment, never printed) and manages a landing zone through
+/// the client; a plain user may not register platforms.
+async fn ad5_cli_platform_engineer_registers_platform_and_landing_zone(app: TestApp) {
+    app.post(
+        "/api/v1/users",
+        &app.admin_token,
+        json!({"username": "pe", "email": "pe@example.org",
+        "password": "password-of-pe", "installation_roles": ["platform_engineer"]}),
+    )
+    .await
+    .expect(201);
+    let cli = Cli::new(&app);
+    cli.login("pe", "password-of-pe").await.ok();
+    let token = "k8s-token-value-that-must-not-leak";
+
+    let created = cli
+        .run_env(
+            &[
+                "platform",
+                "create",
+                "k8s",
+                "--type",
+                "kubernetes",
+                "--setting",
+                "api_url=https://127.0.0.1:6443",
+                "--secret-from-env",
+                "token=CANOPY_TEST_K8S_TOKEN",
+                "--role-mapping",
+                "project_user=edit",
+                "-o",
+                "json",
+            ],
+            &[("CANOPY_TEST_K8S_TOKEN", token)],
+        )
+        .await
+        .ok();
+    assert!(!created.stdout.contains(token), "{}", created.stdout);
+    let created = created.json();
+    assert_eq!(created["type"], "kubernetes");
+    assert_eq!(created["settings"], json!({"api_url": "https://127.0.0.1:6443"}));
+    assert_eq!(created["secrets"], json!(["token"]));
+    assert_eq!(created["role_mapping"], json!({"project_user": "edit"}));
+    assert_eq!(created["landing_zone_required"], false);
+    assert_eq!(created["deletion"], "manual");
+
+    let list = cli.run(&["platform", "list", "-o", "json"]).await.ok();
+    assert!(!list.stdout.contains(token), "{}", list.stdout);
+    let list = list.json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["identifier"], "k8s");
+    assert_eq!(list[0]["secrets"], json!(["token"]));
+    assert_eq!(list, app.get("/api/v1/platforms", &app.admin_token).await.expect(200).body["items"]);
+
+    // Table output: one row with the secrets' names and the role mapping.
+    let table = cli.run(&["platform", "list"]).await.ok();
+    let lines = table.lines();
+    assert_eq!(lines.len(), 2, "{}", table.stdout);
+    for h in ["IDENTIFIER", "TYPE", "DELETION", "LZ REQUIRED", "SECRETS", "ROLE MAPPING"] {
+        assert!(lines[0].contains(h), "{h} missing: {}", lines[0]);
+    }
+    assert!(lines[1].starts_with("k8s ") && lines[1].contains("kubernetes"), "{}", lines[1]);
+    assert!(lines[1].contains("token") && lines[1].ends_with("project_user=edit"), "{}", lines[1]);
+    let shown = cli.run(&["platform", "show", "k8s"]).await.ok();
+    assert!(!shown.stdout.contains(token), "{}", shown.stdout);
+    assert!(shown.lines().iter().any(|l| l.starts_with("settings:") && l.ends_with("api_url=https://127.0.0.1:6443")));
+
+    // Rotate the token, change the mapping and the deletion mode.
+    let rotated = "rotated-k8s-token-value";
+    let updated = cli
+        .run_env(
+            &[
+                "platform",
+                "update",
+                "k8s",
+                "--secret-from-env",
+                "token=CANOPY_TEST_K8S_TOKEN",
+                "--role-mapping",
+                "project_admin=admin",
+                "--landing-zone-required",
+                "true",
+                "--deletion",
+                "automatic",
+                "-o",
+                "json",
+            ],
+            &[("CANOPY_TEST_K8S_TOKEN", rotated)],
+        )
+        .await
+        .ok();
+    assert!(!updated.stdout.contains(rotated), "{}", updated.stdout);
+    let updated = updated.json();
+    assert_eq!(updated["role_mapping"], json!({"project_admin": "admin"}));
+    assert_eq!(updated["landing_zone_required"], true);
+    assert_eq!(updated["deletion"], "automatic");
+    assert_eq!(updated["settings"], json!({"api_url": "https://127.0.0.1:6443"}), "settings are kept");
+    let h = app.get("/api/v1/admin/history?kind=platform_updated", &app.admin_token).await.expect(200);
+    assert_eq!(h.body["items"][0]["details"]["secrets_rotated"], json!(["token"]));
+    assert!(!h.body.to_string().contains(rotated));
+    cli.run(&["platform", "update", "k8s"]).await.code(2);
+
+    // A landing zone with a JSON setting and a string one.
+    let zone = cli
+        .run(&[
+            "landing-zone",
+            "create",
+            "k8s",
+            "restricted",
+            "--name",
+            "Restricted",
+            "--setting",
+            r#"quota={"pods":"20"}"#,
+            "--setting",
+            "tier=prod",
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(zone["platform"], "k8s");
+    assert_eq!(zone["identifier"], "restricted");
+    assert_eq!(zone["display_name"], "Restricted");
+    assert_eq!(zone["settings"], json!({"quota": {"pods": "20"}, "tier": "prod"}));
+    let zones = cli.run(&["landing-zone", "list", "k8s", "-o", "json"]).await.ok().json();
+    assert_eq!(zones, json!([zone]));
+    let table = cli.run(&["landing-zone", "list", "k8s"]).await.ok();
+    assert!(table.lines().iter().any(|l| l.starts_with("restricted ") && l.contains("Restricted")), "{}", table.stdout);
+    let updated = cli
+        .run(&[
+            "landing-zone",
+            "update",
+            "k8s",
+            "restricted",
+            "--name",
+            "Restricted (prod)",
+            "--setting",
+            r#"quota={"pods":"50"}"#,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(updated["display_name"], "Restricted (prod)");
+    assert_eq!(updated["settings"], json!({"quota": {"pods": "50"}}), "the settings are replaced");
+    let shown = cli.run(&["landing-zone", "show", "k8s", "restricted"]).await.ok();
+    assert!(shown.lines().iter().any(|l| l.starts_with("display_name:") && l.ends_with("Restricted (prod)")));
+    let out = cli.run(&["landing-zone", "delete", "k8s", "restricted"]).await.ok();
+    assert_eq!(out.stdout.trim(), "Deleted landing zone restricted of platform k8s");
+    cli.run(&["landing-zone", "show", "k8s", "restricted"]).await.code(5);
+
+    // A plain user sees the platforms but may not register one.
+    let ann = app.user("ann").await;
+    cli.with_token(&ann, &["platform", "show", "k8s"]).await.ok();
+    let out = cli
+        .with_token(
+            &ann,
+            &[
+                "platform",
+                "create",
+                "mine",
+                "--type",
+                "kubernetes",
+                "--setting",
+                "api_url=https://127.0.0.1:6443",
+                "--secret",
+                "token=t",
+            ],
+        )
+        .await
+        .code(4);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    cli.with_token(&ann, &["platform", "delete", "k8s"]).await.code(4);
+
+    let out = cli.run(&["platform", "delete", "k8s"]).await.ok();
+    assert_eq!(out.stdout.trim(), "Deleted platform k8s");
+    cli.run(&["platform", "show", "k8s"]).await.code(5);
+}
+
+/// TN1: an invalid platform is refused by the server naming the field
+/// (exit 7); a malformed KEY=VALUE is a usage error before any request.
+async fn tn1_cli_invalid_platform_is_refused_with_the_field(app: TestApp) {
+    let cli = Cli::new(&app);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+
+    let out = cli
+        .run(&["platform", "create", "x", "--type", "vmware", "--setting", "api_url=https://k", "--secret", "token=t"])
+        .await
+        .code(7);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(out.stderr.lines().any(|l| l.starts_with("  type: ")), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+
+    let out = cli.run(&["platform", "create", "x", "--type", "kubernetes", "--secret", "token=t"]).await.code(7);
+    assert!(out.stderr.lines().any(|l| l.starts_with("  settings.api_url: ")), "{}", out.stderr);
+
+    let out = cli
+        .run(&["platform", "create", "x", "--type", "kubernetes", "--setting", "nokeyvalue", "--secret", "token=t"])
+        .await
+        .code(2);
+    assert!(out.stderr.contains("--setting"), "{}", out.stderr);
+    // A malformed --secret is not repeated: it may be the secret itself.
+    let out = cli
+        .run(&[
+            "platform",
+            "create",
+            "x",
+            "--type",
+            "kubernetes",
+            "--setting",
+            "api_url=https://k",
+            "--secret",
+            "hunter2-secret",
+        ])
+        .await
+        .code(2);
+    assert!(out.stderr.contains("--secret") && !out.stderr.contains("hunter2"), "{}", out.stderr);
+    let out = cli
+        .run(&[
+            "platform",
+            "create",
+            "x",
+            "--type",
+            "kubernetes",
+            "--secret-from-env",
+            "token=CANOPY_TEST_UNSET_VARIABLE",
+        ])
+        .await
+        .code(2);
+    assert!(out.stderr.contains("--secret-from-env") && out.stderr.contains("not set"), "{}", out.stderr);
+    cli.run(&["platform", "create", "x", "--type", "kubernetes", "--deletion", "sometimes"]).await.code(2);
+
+    let list = cli.run(&["platform", "list", "-o", "json"]).await.ok().json();
+    assert_eq!(list, json!([]), "nothing was registered");
+}
+
 canopy_testkit::backend_tests! {
     if3_cli_login_workspace_project_binding_history_walkthrough,
     if3_cli_json_output_is_the_api_json,
@@ -648,4 +885,6 @@ canopy_testkit::backend_tests! {
     ws6_cli_member_remove_ends_bindings,
     hi3_cli_history_verify_reports_ok,
     id3_cli_api_key_works_as_token,
+    ad5_cli_platform_engineer_registers_platform_and_landing_zone,
+    tn1_cli_invalid_platform_is_refused_with_the_field,
 }

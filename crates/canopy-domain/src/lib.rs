@@ -11,6 +11,7 @@ pub mod history;
 pub mod mail;
 pub mod names;
 pub mod platforms;
+pub mod replication;
 pub mod roles;
 pub mod signin;
 

@@ -257,6 +257,12 @@ impl Tx {
         Ok(())
     }
 
+    /// Lock a user's row until the transaction ends.
+    pub async fn lock_user(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE users SET active = active WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
     /// Lock the rows of every admin until the transaction ends, so that
     /// checks over the set of admins (such as "keeps an active admin") are
     /// not raced.

@@ -68,7 +68,8 @@ impl Tx {
     /// that appends to several chains must take them in one order, or two
     /// such transactions deadlock on PostgreSQL: workspace chains first, in
     /// ascending workspace id (the order `direct_memberships` returns), and the
-    /// installation chain last.
+    /// installation chain last. Row locks a transaction needs (a user, a
+    /// workspace, the admins) are taken before its first append.
     pub async fn append_event(
         &mut self,
         workspace_id: Option<Uuid>,

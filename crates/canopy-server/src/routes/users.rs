@@ -237,9 +237,12 @@ pub async fn delete(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let user = load_user(&mut tx, &username).await?;
+    // rows before history chains, and the admins' rows before any one user's,
+    // in the order every other path takes them
     if is_active_admin(&user) {
         keep_an_admin(&mut tx).await?;
     }
+    tx.lock_user(user.id).await?;
     let initiator = caller.initiator();
     let name = format!("user:{}", user.username);
     for (ws, role) in tx.direct_memberships(SubjectKind::User, user.id).await? {

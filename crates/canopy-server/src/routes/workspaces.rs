@@ -146,6 +146,8 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(ws): Path<
     let mut tx = app.store.write().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::OwnWorkspace).await?;
+    // rows before history chains, as every other path takes them
+    tx.lock_workspace(ws.id).await?;
     let projects = tx.count_projects(ws.id).await?;
     if projects > 0 {
         return Err(ApiError::conflict(format!(

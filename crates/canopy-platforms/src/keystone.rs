@@ -1,0 +1,259 @@
+//! OpenStack through Keystone, the identity service (v3 API): a tenant is a
+//! project in the platform's domain; users are accounts in that domain;
+//! roles are Keystone roles assigned on the project.
+//!
+//! Canopy signs in as the platform's service user (in the `Default` domain)
+//! with a system-scoped token, which Keystone's bootstrap admin holds.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+
+/// Connection settings and credentials of a Keystone platform.
+#[derive(Debug, Clone)]
+pub struct KeystoneConfig {
+    /// e.g. `http://keystone.example:5000/v3`
+    pub auth_url: String,
+    /// The domain that holds the tenants' projects and the users.
+    pub domain: String,
+    pub username: String,
+    pub password: String,
+}
+
+pub struct Keystone {
+    http: reqwest::Client,
+    config: KeystoneConfig,
+    token: Mutex<Option<String>>,
+}
+
+fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
+    PlatformError::Retryable { message: message.into(), retry_after }
+}
+
+fn permanent(message: impl Into<String>) -> PlatformError {
+    PlatformError::Permanent { message: message.into() }
+}
+
+/// Keystone's own message from an error body, else the status.
+fn keystone_message(status: StatusCode, body: &Value) -> String {
+    match body["error"]["message"].as_str() {
+        Some(m) => format!("Keystone answered {status}: {m}"),
+        None => format!("Keystone answered {status}"),
+    }
+}
+
+fn id_of(body: &Value, list: &str) -> Option<String> {
+    body[list].as_array()?.first()?["id"].as_str().map(str::to_owned)
+}
+
+fn query_value(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Keystone {
+    pub fn new(config: KeystoneConfig) -> Result<Self, PlatformError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| permanent(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            config: KeystoneConfig { auth_url: config.auth_url.trim_end_matches('/').to_owned(), ..config },
+            token: Mutex::new(None),
+        })
+    }
+
+    async fn sign_in(&self) -> Result<String, PlatformError> {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": self.config.username, "domain": {"name": "Default"}, "password": self.config.password}}},
+            "scope": {"system": {"all": true}}
+        }});
+        let res = self
+            .http
+            .post(format!("{}/auth/tokens", self.config.auth_url))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| retryable(format!("cannot reach Keystone at {}: {e}", self.config.auth_url), None))?;
+        let status = res.status();
+        let token = res.headers().get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if status == StatusCode::CREATED
+            && let Some(token) = token
+        {
+            return Ok(token);
+        }
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        Err(classify(status, None, &body))
+    }
+
+    /// One API call with the service token (signing in again once when it expired).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), PlatformError> {
+        for attempt in 0..2 {
+            let token = {
+                let mut cached = self.token.lock().await;
+                match cached.as_ref() {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = self.sign_in().await?;
+                        *cached = Some(t.clone());
+                        t
+                    }
+                }
+            };
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.config.auth_url))
+                .header("X-Auth-Token", token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let res =
+                req.send().await.map_err(|e| retryable(format!("Keystone call {method} {path} failed: {e}"), None))?;
+            let status = res.status();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body: Value =
+                if status == StatusCode::NO_CONTENT { Value::Null } else { res.json().await.unwrap_or(Value::Null) };
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                *self.token.lock().await = None;
+                continue;
+            }
+            if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::CONFLICT {
+                return Ok((status, body));
+            }
+            return Err(classify(status, retry_after, &body));
+        }
+        Err(permanent("Keystone refused the service account's token"))
+    }
+
+    async fn domain_id(&self) -> Result<String, PlatformError> {
+        let (_, body) =
+            self.call(Method::GET, &format!("/domains?name={}", query_value(&self.config.domain)), None).await?;
+        id_of(&body, "domains").ok_or_else(|| permanent(format!("Keystone has no domain {:?}", self.config.domain)))
+    }
+
+    async fn role_id(&self, role: &str) -> Result<String, PlatformError> {
+        let (_, body) = self.call(Method::GET, &format!("/roles?name={}", query_value(role)), None).await?;
+        id_of(&body, "roles").ok_or_else(|| permanent(format!("Keystone has no role {role:?}")))
+    }
+
+    async fn user_id(&self, domain_id: &str, username: &str) -> Result<Option<String>, PlatformError> {
+        let path = format!("/users?name={}&domain_id={}", query_value(username), query_value(domain_id));
+        let (_, body) = self.call(Method::GET, &path, None).await?;
+        Ok(id_of(&body, "users"))
+    }
+}
+
+fn classify(status: StatusCode, retry_after: Option<Duration>, body: &Value) -> PlatformError {
+    let message = keystone_message(status, body);
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        retryable(message, retry_after)
+    } else {
+        permanent(message)
+    }
+}
+
+impl Platform for Keystone {
+    async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
+        let domain_id = self.domain_id().await?;
+        let find = format!("/projects?name={}&domain_id={}", query_value(&spec.name), query_value(&domain_id));
+        for _ in 0..2 {
+            let (_, found) = self.call(Method::GET, &find, None).await?;
+            if let Some(id) = id_of(&found, "projects") {
+                return Ok(TenantRef { external_id: id });
+            }
+            let body = json!({"project": {"name": spec.name, "domain_id": domain_id, "description": spec.description, "enabled": true}});
+            let (status, created) = self.call(Method::POST, "/projects", Some(&body)).await?;
+            if status == StatusCode::CREATED
+                && let Some(id) = created["project"]["id"].as_str()
+            {
+                return Ok(TenantRef { external_id: id.to_owned() });
+            }
+            // 409: made at the same moment by another call; find it
+        }
+        Err(retryable(format!("project {:?} is neither found nor created", spec.name), None))
+    }
+
+    async fn observe(&self, tenant: &TenantRef) -> Result<BTreeSet<Held>, PlatformError> {
+        // Keystone lists no assignments for a project that is gone rather than
+        // refusing: ask for the project itself first, so that a tenant deleted
+        // outside Canopy is reported, not mistaken for an empty one.
+        let project = format!("/projects/{}", query_value(&tenant.external_id));
+        let (status, _) = self.call(Method::GET, &project, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(permanent(format!("project {} does not exist (deleted outside Canopy?)", tenant.external_id)));
+        }
+        let path =
+            format!("/role_assignments?scope.project.id={}&include_names=true", query_value(&tenant.external_id));
+        let (_, body) = self.call(Method::GET, &path, None).await?;
+        let mut held = BTreeSet::new();
+        for a in body["role_assignments"].as_array().into_iter().flatten() {
+            // group assignments are not Canopy's
+            if let (Some(user), Some(role)) = (a["user"]["name"].as_str(), a["role"]["name"].as_str()) {
+                held.insert(Held { username: user.to_owned(), platform_role: role.to_owned() });
+            }
+        }
+        Ok(held)
+    }
+
+    async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let domain_id = self.domain_id().await?;
+        let role_id = self.role_id(platform_role).await?;
+        let user_id = match self.user_id(&domain_id, &user.username).await? {
+            Some(id) => id,
+            None => {
+                let body = json!({"user": {"name": user.username, "domain_id": domain_id, "email": user.email, "enabled": true}});
+                let (status, created) = self.call(Method::POST, "/users", Some(&body)).await?;
+                match created["user"]["id"].as_str() {
+                    Some(id) if status == StatusCode::CREATED => id.to_owned(),
+                    // 409: created at the same moment by another call
+                    _ => self.user_id(&domain_id, &user.username).await?.ok_or_else(|| {
+                        retryable(format!("user {:?} is neither found nor created", user.username), None)
+                    })?,
+                }
+            }
+        };
+        let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", query_value(&tenant.external_id));
+        let (status, body) = self.call(Method::PUT, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(permanent(keystone_message(status, &body)));
+        }
+        Ok(())
+    }
+
+    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+        let domain_id = self.domain_id().await?;
+        let Some(user_id) = self.user_id(&domain_id, username).await? else { return Ok(()) };
+        let role_id = self.role_id(platform_role).await?;
+        let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", query_value(&tenant.external_id));
+        // 404: not held (any more): what was asked for
+        self.call(Method::DELETE, &path, None).await.map(|_| ())
+    }
+
+    async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
+        self.call(Method::DELETE, &format!("/projects/{}", query_value(&tenant.external_id)), None).await.map(|_| ())
+    }
+}

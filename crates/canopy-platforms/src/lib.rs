@@ -1,0 +1,81 @@
+//! How Canopy speaks to cloud platforms: the [`Platform`] trait and one
+//! adapter per platform type, each against the platform's real API.
+//!
+//! Every call is idempotent (granting what is held, revoking what is not, or
+//! ensuring an existing tenant succeeds), so the engine may repeat any call
+//! after a crash or a lost answer. Failures say whether a retry can help
+//! ([`PlatformError::Retryable`], with the platform's `Retry-After`) or not
+//! ([`PlatformError::Permanent`], with the platform's own message).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+pub mod keystone;
+
+/// What a new tenant is made from.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    /// A stable, unique name for the tenant on the platform (e.g. `team-a-web`).
+    pub name: String,
+    pub description: String,
+}
+
+/// A tenant on a platform: the platform's own id for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRef {
+    pub external_id: String,
+}
+
+/// A person as a platform account is made for them.
+#[derive(Debug, Clone)]
+pub struct PlatformUser {
+    pub username: String,
+    pub email: String,
+}
+
+/// A role a platform account holds in a tenant, as the platform reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Held {
+    pub username: String,
+    pub platform_role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// The platform is unreachable, overloaded or failing: try again later
+    /// (not before `retry_after`, when the platform said so).
+    #[error("{message}")]
+    Retryable { message: String, retry_after: Option<Duration> },
+    /// The platform refused the call for a reason a retry cannot change.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+/// The calls replication makes on a platform.
+pub trait Platform: Send + Sync {
+    /// Create the tenant, or find the one made before under the same name.
+    fn ensure_tenant(&self, spec: &TenantSpec) -> impl Future<Output = Result<TenantRef, PlatformError>> + Send;
+
+    /// Every role held by a user account in the tenant.
+    fn observe(&self, tenant: &TenantRef) -> impl Future<Output = Result<BTreeSet<Held>, PlatformError>> + Send;
+
+    /// Give `user` (creating their account when needed) `platform_role` in the tenant.
+    fn grant(
+        &self,
+        tenant: &TenantRef,
+        user: &PlatformUser,
+        platform_role: &str,
+    ) -> impl Future<Output = Result<(), PlatformError>> + Send;
+
+    /// Take `platform_role` in the tenant from the account `username`.
+    fn revoke(
+        &self,
+        tenant: &TenantRef,
+        username: &str,
+        platform_role: &str,
+    ) -> impl Future<Output = Result<(), PlatformError>> + Send;
+
+    /// Delete the tenant (gone already counts as done).
+    fn delete_tenant(&self, tenant: &TenantRef) -> impl Future<Output = Result<(), PlatformError>> + Send;
+}

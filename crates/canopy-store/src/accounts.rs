@@ -24,6 +24,17 @@ pub struct UserRecord {
     pub installation_roles: BTreeSet<InstallationRole>,
 }
 
+/// How a person is shown: first and last name, either of which may be empty.
+pub fn person_display_name(first: &str, last: &str) -> String {
+    format!("{first} {last}").trim().to_owned()
+}
+
+impl UserRecord {
+    pub fn display_name(&self) -> String {
+        person_display_name(&self.first_name, &self.last_name)
+    }
+}
+
 /// A new local account.
 #[derive(Debug, Clone)]
 pub struct NewUser<'a> {

@@ -218,7 +218,7 @@ impl Tx {
                     kind: r.parse("kind")?,
                     subject_id: r.uuid("subject_id")?,
                     name: r.text("name")?,
-                    display_name: format!("{first} {last}").trim().to_owned(),
+                    display_name: crate::person_display_name(&first, &last),
                     email: r.text_opt("email")?,
                     role: r.parse("role")?,
                     granted_by: r.text("granted_by")?,
@@ -356,7 +356,7 @@ impl Tx {
                 Ok(SearchRecord {
                     kind: r.parse("kind")?,
                     name: r.text("name")?,
-                    display_name: format!("{first} {last}").trim().to_owned(),
+                    display_name: crate::person_display_name(&first, &last),
                     email: r.text_opt("email")?,
                 })
             })

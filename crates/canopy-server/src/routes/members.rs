@@ -145,7 +145,7 @@ pub async fn invite(
         if !u.active {
             return Err(ApiError::invalid("user", format!("the account of {username} is deactivated")));
         }
-        subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name)));
+        subject = Some((SubjectKind::User, u.id, u.username.clone(), u.display_name()));
     } else if let Some(group) = &body.group {
         let g = tx
             .group_by_identifier(group)
@@ -158,9 +158,7 @@ pub async fn invite(
             Some(u) if !u.active => {
                 return Err(ApiError::invalid("email", format!("the account with the address {email} is deactivated")));
             }
-            Some(u) => {
-                subject = Some((SubjectKind::User, u.id, u.username, format!("{} {}", u.first_name, u.last_name)))
-            }
+            Some(u) => subject = Some((SubjectKind::User, u.id, u.username.clone(), u.display_name())),
             None => {
                 if tx.invitation(ws.id, email.as_str()).await?.is_some() {
                     return Err(ApiError::conflict_on(
@@ -236,7 +234,7 @@ pub async fn invite(
             subject: subject_string(kind, &name),
             kind: kind.as_str().into(),
             name,
-            display_name: display_name.trim().to_owned(),
+            display_name,
             role: role.as_str().into(),
             granted_by,
             granted_at: now,

@@ -292,6 +292,8 @@ pub struct ProjectDetails {
     pub project: Project,
     pub bindings: Vec<Binding>,
     pub effective_access: Vec<EffectiveAccess>,
+    /// The project's tenants with their replication status (PR2, TN5).
+    pub tenants: Vec<Tenant>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -458,6 +460,9 @@ pub struct CreatePlatform {
     /// `automatic` or `manual`; by default automatic for openstack,
     /// cloudfoundry and osb, manual for the others.
     pub deletion: Option<String>,
+    /// What replication does with drift made outside Canopy: `repair`
+    /// (default) restores the desired state, `report` only records it.
+    pub drift_policy: Option<String>,
 }
 
 /// Change a platform. `settings` replaces all settings; `secrets` replaces
@@ -471,6 +476,7 @@ pub struct UpdatePlatform {
     pub role_mapping: Option<BTreeMap<String, String>>,
     pub landing_zone_required: Option<bool>,
     pub deletion: Option<String>,
+    pub drift_policy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -484,6 +490,7 @@ pub struct Platform {
     pub role_mapping: BTreeMap<String, String>,
     pub landing_zone_required: bool,
     pub deletion: String,
+    pub drift_policy: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -514,4 +521,63 @@ pub struct LandingZone {
     pub settings: serde_json::Map<String, serde_json::Value>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// Add a tenant to a project (TN3).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// The platform's identifier.
+    pub platform: String,
+    /// A landing zone of that platform; required where the platform says so.
+    pub landing_zone: Option<String>,
+}
+
+/// A project's tenant on one platform and its replication status (TN5).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub workspace: String,
+    pub project: String,
+    pub platform: String,
+    #[serde(rename = "platform_type")]
+    pub platform_type: String,
+    pub landing_zone: Option<String>,
+    /// The name Canopy gives the tenant on the platform.
+    pub name: String,
+    /// The platform's id of the tenant (account id, project id, namespace), once created.
+    pub external_id: Option<String>,
+    /// `pending`, `in_progress`, `succeeded` or `failed`.
+    pub status: String,
+    /// The platform's error of the last failed attempt.
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub last_replicated_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A platform account holding a platform role.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+pub struct PlannedAssignment {
+    pub account: String,
+    pub platform_role: String,
+}
+
+/// What replication would change in a tenant now, without changing it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantPlan {
+    pub platform: String,
+    /// What Canopy's bindings give, in the platform's roles.
+    pub desired: Vec<PlannedAssignment>,
+    /// What the platform holds now (in every role, managed or not).
+    pub actual: Vec<PlannedAssignment>,
+    /// Canopy's own changes not yet applied.
+    pub grant: Vec<PlannedAssignment>,
+    pub revoke: Vec<PlannedAssignment>,
+    /// Changes made outside Canopy: confirmed assignments gone missing, and
+    /// managed roles Canopy never granted.
+    pub drift_missing: Vec<PlannedAssignment>,
+    pub drift_unexpected: Vec<PlannedAssignment>,
+    /// `repair` (replication restores the drift) or `report`.
+    pub drift_policy: String,
 }

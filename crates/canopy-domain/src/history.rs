@@ -64,6 +64,12 @@ event_kinds! {
     LandingZoneCreated => "landing_zone_created",
     LandingZoneUpdated => "landing_zone_updated",
     LandingZoneDeleted => "landing_zone_deleted",
+    TenantCreated => "tenant_created",
+    TenantReplicationRequested => "tenant_replication_requested",
+    TenantReplicated => "tenant_replicated",
+    TenantReplicationFailed => "tenant_replication_failed",
+    TenantDriftRepaired => "tenant_drift_repaired",
+    TenantDriftDetected => "tenant_drift_detected",
 }
 
 impl FromStr for EventKind {
@@ -91,6 +97,13 @@ pub struct Initiator {
     pub id: String,
     /// Username, key name or job name at the time of the event.
     pub name: String,
+}
+
+impl Initiator {
+    /// A system job, e.g. `replication` or `expiry`.
+    pub fn system(job: &str) -> Self {
+        Initiator { kind: InitiatorKind::System, id: String::new(), name: job.to_owned() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,16 +4,102 @@
 //! the plan with idempotent calls; it never replays a log of events.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
 
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::access::{Binding, UserStatus, effective_project_roles};
 
-/// A user holding a platform role in a tenant.
+/// Where a tenant's replication stands (TN5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantStatus {
+    /// Changed since the last replication, waiting for a worker.
+    Pending,
+    /// A worker is converging it now.
+    InProgress,
+    /// The platform holds exactly the desired assignments.
+    Succeeded,
+    /// The last attempt failed; the tenant keeps the platform's error.
+    Failed,
+}
+
+/// What replication does with drift found on a platform (TN4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DriftPolicy {
+    /// Restore the desired state and record each repair.
+    #[default]
+    Repair,
+    /// Leave the platform as it is and record what differs.
+    Report,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok(Self::$variant),)*
+                    _ => Err(format!("must be one of: {}", [$($text),*].join(", "))),
+                }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(TenantStatus { Pending => "pending", InProgress => "in_progress", Succeeded => "succeeded", Failed => "failed" });
+text_enum!(DriftPolicy { Repair => "repair", Report => "report" });
+
+/// The longest tenant name: Kubernetes namespaces and Keystone projects both
+/// take 63 characters.
+pub const TENANT_NAME_MAX: usize = 63;
+
+/// The stable name of a project's tenant on a platform: `WORKSPACE-PROJECT`,
+/// shortened with a hash of the whole when it would be too long (both
+/// identifiers are at most 32 characters, so the pair can reach 65).
+pub fn tenant_name(workspace: &str, project: &str) -> String {
+    let full = format!("{workspace}-{project}");
+    if full.len() <= TENANT_NAME_MAX {
+        return full;
+    }
+    // FNV-1a: stable across releases and platforms, unlike std's hasher
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let suffix = format!("-{:08x}", hash as u32);
+    let keep = TENANT_NAME_MAX - suffix.len();
+    // identifiers are ASCII, so byte slicing is on a character boundary
+    format!("{}{suffix}", full[..keep].trim_end_matches('-'))
+}
+
+/// When to try a tenant again after `attempts` failed attempts: from 5 s,
+/// doubling, at most 10 minutes, and never before the platform's own
+/// `Retry-After`.
+pub fn retry_delay(attempts: i64, retry_after: Option<Duration>) -> Duration {
+    let doublings = attempts.saturating_sub(1).clamp(0, 10) as u32;
+    let backoff = Duration::seconds((5i64 << doublings).min(600));
+    match retry_after {
+        Some(r) if r > backoff => r,
+        _ => backoff,
+    }
+}
+
+/// A user holding a platform role in a tenant. `U` names the user: Canopy's
+/// id when computing what should be, the platform account name when
+/// comparing with what a platform holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Assignment {
-    pub user: Uuid,
+pub struct Assignment<U = Uuid> {
+    pub user: U,
     pub platform_role: String,
 }
 
@@ -40,13 +126,19 @@ pub fn desired_assignments(
 }
 
 /// The calls that make a tenant hold exactly the desired assignments.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub grant: Vec<Assignment>,
-    pub revoke: Vec<Assignment>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan<U = Uuid> {
+    pub grant: Vec<Assignment<U>>,
+    pub revoke: Vec<Assignment<U>>,
 }
 
-impl Plan {
+impl<U> Default for Plan<U> {
+    fn default() -> Self {
+        Plan { grant: Vec::new(), revoke: Vec::new() }
+    }
+}
+
+impl<U> Plan<U> {
     pub fn is_empty(&self) -> bool {
         self.grant.is_empty() && self.revoke.is_empty()
     }
@@ -57,15 +149,55 @@ impl Plan {
 /// mapping) are Canopy's: others found on the platform are left alone, while
 /// a managed role held by someone who should not hold it is revoked (drift
 /// made outside Canopy is repaired).
-pub fn plan(desired: &BTreeSet<Assignment>, actual: &BTreeSet<Assignment>, managed: &BTreeSet<String>) -> Plan {
+pub fn plan<U: Ord + Clone>(
+    desired: &BTreeSet<Assignment<U>>,
+    actual: &BTreeSet<Assignment<U>>,
+    managed: &BTreeSet<String>,
+) -> Plan<U> {
     let grant = desired.difference(actual).cloned().collect();
     let revoke =
         actual.iter().filter(|a| managed.contains(&a.platform_role) && !desired.contains(a)).cloned().collect();
     Plan { grant, revoke }
 }
 
+/// What Canopy knows of an assignment it applied in a tenant. A grant is
+/// recorded `Pending` before the platform is called and `Confirmed` once the
+/// platform holds it, so a crash between the two is never mistaken for drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Pending,
+    Confirmed,
+}
+
+/// Drift is what changed on the platform outside Canopy: an assignment Canopy
+/// applied and the platform confirmed that has gone missing, or a managed
+/// role held that Canopy never granted. Everything else in a plan is Canopy's
+/// own change (a binding added, changed or ended).
+pub fn is_drift<U: Ord>(step: Step, a: &Assignment<U>, applied: &BTreeMap<Assignment<U>, Applied>) -> bool {
+    match step {
+        Step::Grant => applied.get(a) == Some(&Applied::Confirmed),
+        Step::Revoke => !applied.contains_key(a),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Grant,
+    Revoke,
+}
+
+/// Split a plan into Canopy's own changes and the drift made outside it.
+/// Under a report-only drift policy the engine applies only the first.
+pub fn split_drift<U: Ord + Clone>(plan: Plan<U>, applied: &BTreeMap<Assignment<U>, Applied>) -> (Plan<U>, Plan<U>) {
+    let (grant_drift, grant): (Vec<_>, Vec<_>) =
+        plan.grant.into_iter().partition(|a| is_drift(Step::Grant, a, applied));
+    let (revoke_drift, revoke): (Vec<_>, Vec<_>) =
+        plan.revoke.into_iter().partition(|a| is_drift(Step::Revoke, a, applied));
+    (Plan { grant, revoke }, Plan { grant: grant_drift, revoke: revoke_drift })
+}
+
 /// What a tenant holds after a plan was applied to `actual`.
-pub fn apply(actual: &BTreeSet<Assignment>, plan: &Plan) -> BTreeSet<Assignment> {
+pub fn apply<U: Ord + Clone>(actual: &BTreeSet<Assignment<U>>, plan: &Plan<U>) -> BTreeSet<Assignment<U>> {
     let mut out = actual.clone();
     for a in &plan.revoke {
         out.remove(a);
@@ -146,6 +278,43 @@ mod tests {
         let before = desired_assignments(&bindings, &BTreeMap::new(), &users, &mapping, NOW);
         let after = desired_assignments(&bindings, &BTreeMap::new(), &users, &mapping, datetime!(2026-11-25 0:00 UTC));
         assert_eq!(plan(&after, &before, &managed).revoke, vec![a(ann, "edit")]);
+    }
+
+    #[test]
+    fn tn3_tenant_names_are_stable_and_fit_every_platform() {
+        assert_eq!(tenant_name("team-a", "web"), "team-a-web");
+        let long = tenant_name(&"w".repeat(32), &"p".repeat(32));
+        assert!(long.len() <= TENANT_NAME_MAX, "{long}");
+        assert_eq!(long, tenant_name(&"w".repeat(32), &"p".repeat(32)));
+        assert_ne!(long, tenant_name(&"w".repeat(32), &format!("{}q", "p".repeat(31))));
+    }
+
+    #[test]
+    fn tn5_retries_back_off_and_honour_retry_after() {
+        assert_eq!(retry_delay(1, None), Duration::seconds(5));
+        assert_eq!(retry_delay(2, None), Duration::seconds(10));
+        assert_eq!(retry_delay(50, None), Duration::minutes(10));
+        assert_eq!(retry_delay(1, Some(Duration::seconds(30))), Duration::seconds(30));
+        assert_eq!(retry_delay(3, Some(Duration::seconds(1))), Duration::seconds(20));
+    }
+
+    #[test]
+    fn tn4_drift_is_told_from_canopys_own_changes() {
+        let (ann, bob, eve, dan) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let applied = BTreeMap::from([
+            (a(ann, "edit"), Applied::Confirmed),
+            (a(bob, "edit"), Applied::Pending),
+            (a(dan, "edit"), Applied::Confirmed),
+        ]);
+        let p = Plan {
+            // ann's confirmed grant went missing (drift); bob's grant never reached the platform (a crash)
+            grant: vec![a(ann, "edit"), a(bob, "edit")],
+            // eve's role was added outside Canopy (drift); dan's binding ended (Canopy's change)
+            revoke: vec![a(eve, "edit"), a(dan, "edit")],
+        };
+        let (changes, drift) = split_drift(p, &applied);
+        assert_eq!(changes, Plan { grant: vec![a(bob, "edit")], revoke: vec![a(dan, "edit")] });
+        assert_eq!(drift, Plan { grant: vec![a(ann, "edit")], revoke: vec![a(eve, "edit")] });
     }
 
     fn assignments(users: usize) -> impl Strategy<Value = BTreeSet<Assignment>> {

@@ -150,9 +150,12 @@ impl Keystone {
     }
 
     async fn domain_id(&self) -> Result<String, PlatformError> {
-        let (_, body) =
-            self.call(Method::GET, &format!("/domains?name={}", query_value(&self.config.domain)), None).await?;
-        id_of(&body, "domains").ok_or_else(|| permanent(format!("Keystone has no domain {:?}", self.config.domain)))
+        self.domain_id_of(&self.config.domain).await
+    }
+
+    async fn domain_id_of(&self, name: &str) -> Result<String, PlatformError> {
+        let (_, body) = self.call(Method::GET, &format!("/domains?name={}", query_value(name)), None).await?;
+        id_of(&body, "domains").ok_or_else(|| permanent(format!("Keystone has no domain {name:?}")))
     }
 
     async fn role_id(&self, role: &str) -> Result<String, PlatformError> {
@@ -177,8 +180,13 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, body: &Value) -> 
 }
 
 impl Platform for Keystone {
+    /// A project per tenant, in the landing zone's `domain` when it names
+    /// one, else in the platform's domain (TN2).
     async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
-        let domain_id = self.domain_id().await?;
+        let domain_id = match spec.landing_zone.get("domain").and_then(Value::as_str) {
+            Some(name) => self.domain_id_of(name).await?,
+            None => self.domain_id().await?,
+        };
         let find = format!("/projects?name={}&domain_id={}", query_value(&spec.name), query_value(&domain_id));
         for _ in 0..2 {
             let (_, found) = self.call(Method::GET, &find, None).await?;

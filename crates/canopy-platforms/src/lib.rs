@@ -11,6 +11,9 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use canopy_domain::platforms::PlatformType;
+use serde_json::{Map, Value};
+
 pub mod keystone;
 
 /// What a new tenant is made from.
@@ -19,6 +22,8 @@ pub struct TenantSpec {
     /// A stable, unique name for the tenant on the platform (e.g. `team-a-web`).
     pub name: String,
     pub description: String,
+    /// The landing zone's settings (TN2), empty without a landing zone.
+    pub landing_zone: Map<String, Value>,
 }
 
 /// A tenant on a platform: the platform's own id for it.
@@ -78,4 +83,71 @@ pub trait Platform: Send + Sync {
 
     /// Delete the tenant (gone already counts as done).
     fn delete_tenant(&self, tenant: &TenantRef) -> impl Future<Output = Result<(), PlatformError>> + Send;
+}
+
+/// Every platform type Canopy has an adapter for, behind one type.
+pub enum AnyPlatform {
+    OpenStack(keystone::Keystone),
+}
+
+/// The platform types replication can reach today. Tenants on other types
+/// are refused when they are added, rather than left failing.
+pub fn has_adapter(ty: PlatformType) -> bool {
+    matches!(ty, PlatformType::OpenStack)
+}
+
+fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, PlatformError> {
+    map.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| PlatformError::Permanent { message: format!("the platform has no {key} configured") })
+}
+
+/// Connect to a platform from its registration: type, settings and the
+/// decrypted secrets (checked when the platform was registered).
+pub fn connect(
+    ty: PlatformType,
+    settings: &Map<String, Value>,
+    secrets: &Map<String, Value>,
+) -> Result<AnyPlatform, PlatformError> {
+    match ty {
+        PlatformType::OpenStack => Ok(AnyPlatform::OpenStack(keystone::Keystone::new(keystone::KeystoneConfig {
+            auth_url: text(settings, "auth_url")?.to_owned(),
+            domain: text(settings, "domain")?.to_owned(),
+            username: text(secrets, "username")?.to_owned(),
+            password: text(secrets, "password")?.to_owned(),
+        })?)),
+        other => Err(PlatformError::Permanent { message: format!("Canopy has no adapter for {other} platforms yet") }),
+    }
+}
+
+impl Platform for AnyPlatform {
+    async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
+        match self {
+            AnyPlatform::OpenStack(p) => p.ensure_tenant(spec).await,
+        }
+    }
+
+    async fn observe(&self, tenant: &TenantRef) -> Result<BTreeSet<Held>, PlatformError> {
+        match self {
+            AnyPlatform::OpenStack(p) => p.observe(tenant).await,
+        }
+    }
+
+    async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        match self {
+            AnyPlatform::OpenStack(p) => p.grant(tenant, user, platform_role).await,
+        }
+    }
+
+    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+        match self {
+            AnyPlatform::OpenStack(p) => p.revoke(tenant, username, platform_role).await,
+        }
+    }
+
+    async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
+        match self {
+            AnyPlatform::OpenStack(p) => p.delete_tenant(tenant).await,
+        }
+    }
 }

@@ -66,7 +66,11 @@ async fn tn6_keystone_adapter() {
 }
 
 async fn tenant_is_a_project_and_holds_exactly_the_desired_roles(ks: &Keystone) {
-    let spec = TenantSpec { name: unique("team-a-web"), description: "Canopy tenant".into() };
+    let spec = TenantSpec {
+        name: unique("team-a-web"),
+        description: "Canopy tenant".into(),
+        landing_zone: Default::default(),
+    };
     let tenant = ks.ensure_tenant(&spec).await.unwrap();
     assert_eq!(ks.ensure_tenant(&spec).await.unwrap(), tenant, "ensuring twice finds the same project");
     assert!(ks.observe(&tenant).await.unwrap().is_empty());
@@ -100,7 +104,14 @@ async fn tenant_is_a_project_and_holds_exactly_the_desired_roles(ks: &Keystone) 
 }
 
 async fn failures_say_whether_a_retry_can_help(ks: &Keystone) {
-    let tenant = ks.ensure_tenant(&TenantSpec { name: unique("errs"), description: String::new() }).await.unwrap();
+    let tenant = ks
+        .ensure_tenant(&TenantSpec {
+            name: unique("errs"),
+            description: String::new(),
+            landing_zone: Default::default(),
+        })
+        .await
+        .unwrap();
     let user = PlatformUser { username: unique("eve"), email: "eve@example.org".into() };
     match ks.grant(&tenant, &user, "no-such-role").await {
         Err(PlatformError::Permanent { message }) => assert!(message.contains("no-such-role"), "{message}"),
@@ -116,7 +127,10 @@ async fn failures_say_whether_a_retry_can_help(ks: &Keystone) {
         password: "wrong".into(),
     })
     .unwrap();
-    match wrong.ensure_tenant(&TenantSpec { name: unique("x"), description: String::new() }).await {
+    match wrong
+        .ensure_tenant(&TenantSpec { name: unique("x"), description: String::new(), landing_zone: Default::default() })
+        .await
+    {
         Err(PlatformError::Permanent { message }) => assert!(message.contains("401"), "{message}"),
         other => panic!("expected a permanent error, got {other:?}"),
     }

@@ -25,6 +25,9 @@ pub enum ApiError {
     Conflict { detail: String, field: Option<String> },
     /// 429: too many attempts; retry after this many seconds.
     TooManyRequests { detail: String, retry_after: i64 },
+    /// 502: a cloud platform Canopy asked on the client's behalf failed;
+    /// the detail is the platform's own message.
+    Upstream(String),
     /// 500: a fault on our side; the cause is logged, not returned.
     Internal(String),
 }
@@ -55,6 +58,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
+            Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "platform_failed", "The platform failed"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -70,9 +74,11 @@ impl ApiError {
                 (detail.clone(), vec![FieldError { field: f.clone(), message: detail.clone() }])
             }
             Self::Internal(_) => ("something went wrong on the server; it has been logged".to_owned(), vec![]),
-            Self::BadRequest(d) | Self::Unauthenticated(d) | Self::Forbidden(d) | Self::NotFound(d) => {
-                (d.clone(), vec![])
-            }
+            Self::BadRequest(d)
+            | Self::Unauthenticated(d)
+            | Self::Forbidden(d)
+            | Self::NotFound(d)
+            | Self::Upstream(d) => (d.clone(), vec![]),
             Self::Conflict { detail, .. } | Self::TooManyRequests { detail, .. } => (detail.clone(), vec![]),
         };
         Problem {

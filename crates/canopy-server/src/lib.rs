@@ -42,6 +42,8 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
+    /// The replication engine, for what asks a platform directly (a tenant's plan).
+    pub replicator: Arc<canopy_engine::replication::Replicator>,
 }
 
 #[derive(OpenApi)]
@@ -51,7 +53,7 @@ pub struct AppState {
     tags(
         (name = "auth"), (name = "users"), (name = "groups"), (name = "api-keys"),
         (name = "workspaces"), (name = "members"), (name = "projects"), (name = "bindings"),
-        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"),
+        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"), (name = "tenants"),
     )
 )]
 struct ApiDoc;
@@ -88,6 +90,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::show, projects::update, projects::delete))
         .routes(routes!(bindings::list, bindings::create))
         .routes(routes!(bindings::update, bindings::delete))
+        .routes(routes!(tenants::list, tenants::create))
+        .routes(routes!(tenants::show))
+        .routes(routes!(tenants::replicate))
+        .routes(routes!(tenants::plan))
         .routes(routes!(project_roles::list, project_roles::create))
         .routes(routes!(project_roles::update, project_roles::delete))
         .routes(routes!(history::list))

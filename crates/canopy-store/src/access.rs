@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Result, RowExt, StoreError, Tx, new_id, to_us};
+use crate::{PRIORITY_NORMAL, Reach, Result, RowExt, StoreError, Tx, new_id, to_us};
 
 #[derive(Debug, Clone)]
 pub struct ProjectRoleRecord {
@@ -167,6 +167,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.mark_dirty(Reach::Project(project_id), PRIORITY_NORMAL).await?;
         self.binding(&id).await?.ok_or(StoreError::Conflict)
     }
 
@@ -220,11 +221,24 @@ impl Tx {
             .bind(expires_at.map(to_us))
             .execute(self.conn())
             .await?;
-        Ok(())
+        self.mark_binding_project_dirty(id).await
     }
 
     pub async fn delete_binding(&mut self, id: Uuid) -> Result<()> {
+        self.mark_binding_project_dirty(id).await?;
         sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// A binding changed or ends: its project's tenants converge again.
+    async fn mark_binding_project_dirty(&mut self, binding_id: Uuid) -> Result<()> {
+        let row = sqlx::query("SELECT project_id FROM bindings WHERE id = $1")
+            .bind(binding_id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        if let Some(r) = row {
+            self.mark_dirty(Reach::Project(r.uuid("project_id")?), PRIORITY_NORMAL).await?;
+        }
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Result, RowExt, Tx, new_id, page_limit, to_us};
+use crate::{PRIORITY_NORMAL, Reach, Result, RowExt, Tx, new_id, page_limit, to_us};
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -262,6 +262,10 @@ impl Tx {
         .bind(c.active.map(i64::from))
         .execute(self.conn())
         .await?;
+        if c.active.is_some() {
+            // AC10: a deactivated account leaves every tenant; a reactivated one returns
+            self.mark_dirty(Reach::User(id), PRIORITY_NORMAL).await?;
+        }
         if let Some(roles) = &c.installation_roles {
             self.replace_installation_roles(&id_s, roles).await?;
         }
@@ -299,6 +303,8 @@ impl Tx {
     }
 
     pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
+        // before the bindings go with the user, so the tenants they reached are known
+        self.mark_dirty(Reach::User(id), PRIORITY_NORMAL).await?;
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
     }
@@ -499,6 +505,7 @@ impl Tx {
     }
 
     pub async fn delete_group(&mut self, id: Uuid) -> Result<()> {
+        self.mark_dirty(Reach::Group(id), PRIORITY_NORMAL).await?;
         sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
     }
@@ -530,6 +537,7 @@ impl Tx {
             .bind(to_us(now))
             .execute(self.conn())
             .await?;
+        self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL).await?;
         Ok(())
     }
 
@@ -539,6 +547,7 @@ impl Tx {
             .bind(user_id.to_string())
             .execute(self.conn())
             .await?;
+        self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL).await?;
         Ok(())
     }
 

@@ -25,6 +25,7 @@ mod history;
 mod outbox;
 mod platforms;
 mod secrets;
+mod tenants;
 mod workspaces;
 
 pub use access::*;
@@ -33,6 +34,7 @@ pub use history::*;
 pub use outbox::*;
 pub use platforms::*;
 pub use secrets::SecretKey;
+pub use tenants::*;
 pub use workspaces::*;
 
 /// What can go wrong in the store.

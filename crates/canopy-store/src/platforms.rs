@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use canopy_domain::platforms::{DeletionMode, PlatformType};
+use canopy_domain::replication::DriftPolicy;
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Result, RowExt, SecretKey, StoreError, Tx, new_id, to_us};
+use crate::{PRIORITY_NORMAL, Reach, Result, RowExt, SecretKey, StoreError, Tx, new_id, to_us};
 
 /// A platform as stored; its secrets stay sealed (see [`Tx::platform_secrets`]).
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ pub struct PlatformRecord {
     pub secret_names: Vec<String>,
     pub landing_zone_required: bool,
     pub deletion: DeletionMode,
+    pub drift_policy: DriftPolicy,
     pub created_at: OffsetDateTime,
 }
 
@@ -33,6 +35,7 @@ pub struct NewPlatform<'a> {
     pub secrets: &'a Map<String, Value>,
     pub landing_zone_required: bool,
     pub deletion: DeletionMode,
+    pub drift_policy: DriftPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +57,7 @@ fn json_object(r: &AnyRow, col: &str) -> Result<Map<String, Value>> {
 }
 
 const PLATFORM_COLS: &str =
-    "id, identifier, platform_type, settings, secret_names, landing_zone_required, deletion, created_at";
+    "id, identifier, platform_type, settings, secret_names, landing_zone_required, deletion, drift_policy, created_at";
 
 fn platform_from_row(r: &AnyRow) -> Result<PlatformRecord> {
     let names: Vec<String> = serde_json::from_str(&r.text("secret_names")?)
@@ -67,6 +70,7 @@ fn platform_from_row(r: &AnyRow) -> Result<PlatformRecord> {
         secret_names: names,
         landing_zone_required: r.flag("landing_zone_required")?,
         deletion: r.parse("deletion")?,
+        drift_policy: r.parse("drift_policy")?,
         created_at: r.time("created_at")?,
     })
 }
@@ -98,7 +102,7 @@ impl Tx {
         let id = new_id();
         let (sealed, names) = sealed_secrets(key, &id, p.secrets)?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO platforms ({PLATFORM_COLS}, secrets) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO platforms ({PLATFORM_COLS}, secrets) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
         .bind(&id)
         .bind(p.identifier)
@@ -107,6 +111,7 @@ impl Tx {
         .bind(names)
         .bind(i64::from(p.landing_zone_required))
         .bind(p.deletion.as_str())
+        .bind(p.drift_policy.as_str())
         .bind(to_us(now))
         .bind(sealed)
         .execute(self.conn())
@@ -147,7 +152,8 @@ impl Tx {
         }
     }
 
-    /// Replace a platform's settings, secrets and flags.
+    /// Replace a platform's settings, secrets and flags. Its tenants are
+    /// replicated again with the new connection.
     pub async fn update_platform(
         &mut self,
         p: &PlatformRecord,
@@ -158,7 +164,7 @@ impl Tx {
         let (sealed, names) = sealed_secrets(key, &id, secrets)?;
         sqlx::query(
             "UPDATE platforms SET settings = $2, secrets = $3, secret_names = $4, landing_zone_required = $5, \
-             deletion = $6 WHERE id = $1",
+             deletion = $6, drift_policy = $7 WHERE id = $1",
         )
         .bind(&id)
         .bind(Value::Object(p.settings.clone()).to_string())
@@ -166,8 +172,10 @@ impl Tx {
         .bind(names)
         .bind(i64::from(p.landing_zone_required))
         .bind(p.deletion.as_str())
+        .bind(p.drift_policy.as_str())
         .execute(self.conn())
         .await?;
+        self.mark_dirty(Reach::Platform(p.id), PRIORITY_NORMAL).await?;
         Ok(())
     }
 
@@ -177,6 +185,7 @@ impl Tx {
     }
 
     /// Replace a platform's role mapping: (project role id, platform role).
+    /// Its tenants converge on the new mapping.
     pub async fn set_role_mapping(&mut self, platform_id: Uuid, mapping: &[(Uuid, String)]) -> Result<()> {
         sqlx::query("DELETE FROM platform_role_mappings WHERE platform_id = $1")
             .bind(platform_id.to_string())
@@ -190,6 +199,7 @@ impl Tx {
                 .execute(self.conn())
                 .await?;
         }
+        self.mark_dirty(Reach::Platform(platform_id), PRIORITY_NORMAL).await?;
         Ok(())
     }
 

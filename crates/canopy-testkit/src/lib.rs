@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use canopy_domain::clock::Clock;
+use canopy_engine::replication::{Adapters, Pass, ReplicationConfig, Replicator};
 use canopy_server::{AppState, ServerConfig};
 use canopy_store::Store;
 use serde_json::Value;
@@ -70,6 +71,9 @@ pub struct TestApp {
     pub admin_token: String,
     /// The key that encrypts platform secrets in this app's database.
     pub secret_key: canopy_store::SecretKey,
+    /// The replication engine, not running on its own: tests drive it with
+    /// [`TestApp::replicate`] and the settable clock.
+    pub replicator: Arc<Replicator>,
     client: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -159,7 +163,15 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let secret_key = canopy_store::SecretKey::generate().unwrap();
     let config =
         ServerConfig { session_ttl: time::Duration::hours(12), public_url: None, secret_key: secret_key.clone() };
-    let state = AppState { store: store.clone(), clock: clock.clone(), config: Arc::new(config) };
+    let replication = ReplicationConfig { node: "test-node".into(), ..ReplicationConfig::default() };
+    let replicator =
+        Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
+    let state = AppState {
+        store: store.clone(),
+        clock: clock.clone(),
+        config: Arc::new(config),
+        replicator: replicator.clone(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -174,6 +186,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         db_url,
         admin_token: String::new(),
         secret_key,
+        replicator,
         client: {
             let _ = rustls::crypto::ring::default_provider().install_default();
             reqwest::Client::new()
@@ -184,7 +197,27 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     Some(app)
 }
 
+/// The Keystone that `scripts/keystone` started (CANOPY_TEST_KEYSTONE_URL,
+/// CANOPY_TEST_KEYSTONE_PASSWORD); `None` outside CI without one.
+pub fn keystone() -> Option<(String, String)> {
+    match (std::env::var("CANOPY_TEST_KEYSTONE_URL"), std::env::var("CANOPY_TEST_KEYSTONE_PASSWORD")) {
+        (Ok(url), Ok(password)) => Some((url, password)),
+        _ => {
+            if in_ci() {
+                panic!("CANOPY_TEST_KEYSTONE_URL is not set: Keystone is required in CI (scripts/test starts it)");
+            }
+            eprintln!("skipping: no Keystone (CANOPY_TEST_KEYSTONE_URL is not set; scripts/test starts one)");
+            None
+        }
+    }
+}
+
 impl TestApp {
+    /// Run the replication engine until no dirty tenant is due now.
+    pub async fn replicate(&self) -> Pass {
+        self.replicator.run_until_idle().await.unwrap()
+    }
+
     /// Send a request; `token` goes in `Authorization: Bearer`.
     pub async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use canopy_domain::clock::Clock;
 use canopy_engine::mailer::Mailer;
+use canopy_engine::replication::{Adapters, ReplicationConfig, Replicator};
 use canopy_server::{AppState, BootstrapOutcome, ServerConfig};
 use canopy_store::{SecretKey, Store};
 use clap::{Args, Subcommand};
@@ -70,6 +71,15 @@ pub struct ServeArgs {
     /// File holding the secret key; created with a new key on first start.
     #[arg(long, env = "CANOPY_SECRET_KEY_FILE", default_value = "canopy.key")]
     pub secret_key_file: std::path::PathBuf,
+    /// Tenants this node replicates at once.
+    #[arg(long, env = "CANOPY_REPLICATION_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub replication_workers: u32,
+    /// Tenants of one platform this node replicates at once.
+    #[arg(long, env = "CANOPY_PLATFORM_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub platform_concurrency: u32,
+    /// Every tenant is reconciled (drift repaired) at least this often, in minutes.
+    #[arg(long, env = "CANOPY_RECONCILE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+    pub reconcile_minutes: u32,
     /// How long a session token stays valid, in minutes.
     #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub session_minutes: u32,
@@ -133,6 +143,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let secret_key = load_secret_key(args.secret_key.as_ref(), &args.secret_key_file)?;
+    let replication = ReplicationConfig {
+        workers: args.replication_workers as usize,
+        per_platform: args.platform_concurrency as usize,
+        reconcile_every: time::Duration::minutes(i64::from(args.reconcile_minutes)),
+        ..ReplicationConfig::default()
+    };
+    let replicator =
+        Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
+    tokio::spawn(replicator.clone().run());
     let state = AppState {
         store: store.clone(),
         clock,
@@ -141,6 +160,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public_url: args.public_url,
             secret_key,
         }),
+        replicator,
     };
     match &args.smtp_url {
         Some(url) => {

@@ -23,6 +23,7 @@ pub mod platforms;
 pub mod project_roles;
 pub mod projects;
 pub mod session;
+pub mod tenants;
 pub mod users;
 pub mod workspaces;
 

@@ -17,6 +17,7 @@ use canopy_domain::platforms::{
     DeletionMode, FieldProblem, PlatformType, check_landing_zone_settings, check_role_mapping, check_secrets,
     check_settings,
 };
+use canopy_domain::replication::DriftPolicy;
 use canopy_domain::{DisplayName, Identifier};
 use canopy_store::{LandingZoneRecord, NewPlatform, PlatformRecord, Tx};
 use serde_json::json;
@@ -37,6 +38,7 @@ fn to_platform(p: PlatformRecord, role_mapping: BTreeMap<String, String>) -> Pla
         role_mapping,
         landing_zone_required: p.landing_zone_required,
         deletion: p.deletion.as_str().into(),
+        drift_policy: p.drift_policy.as_str().into(),
         created_at: p.created_at,
     }
 }
@@ -49,6 +51,10 @@ fn to_zone(z: LandingZoneRecord, platform: &str) -> LandingZone {
         settings: z.settings,
         created_at: z.created_at,
     }
+}
+
+fn parse_drift_policy(raw: Option<&str>, problems: &mut Vec<FieldProblem>) -> Option<DriftPolicy> {
+    raw?.parse().map_err(|e: String| problems.push(("drift_policy".to_owned(), e))).ok()
 }
 
 fn invalid(problems: Vec<FieldProblem>) -> ApiResult<()> {
@@ -115,6 +121,7 @@ pub async fn create(
             None
         }
     };
+    let drift_policy = parse_drift_policy(body.drift_policy.as_deref(), &mut problems);
     if let Some(ty) = ty {
         problems.extend(check_settings(ty, &body.settings, false));
         problems.extend(check_secrets(ty, &body.secrets, false));
@@ -139,13 +146,15 @@ pub async fn create(
         secrets: &body.secrets,
         landing_zone_required: body.landing_zone_required,
         deletion: deletion.unwrap_or(ty.default_deletion()),
+        drift_policy: drift_policy.unwrap_or_default(),
     };
     let p = tx.insert_platform(new, &app.config.secret_key, now).await?;
     let mapping = resolve_mapping(&mut tx, &body.role_mapping).await?;
     tx.set_role_mapping(p.id, &mapping).await?;
     let role_mapping = tx.role_mapping(p.id).await?;
     let details = json!({"platform": p.identifier, "type": ty.as_str(), "settings": p.settings, "secrets_set": p.secret_names,
-        "role_mapping": role_mapping, "landing_zone_required": p.landing_zone_required, "deletion": p.deletion.as_str()});
+        "role_mapping": role_mapping, "landing_zone_required": p.landing_zone_required, "deletion": p.deletion.as_str(),
+        "drift_policy": p.drift_policy.as_str()});
     tx.append_event(None, EventKind::PlatformCreated, now, &caller.initiator(), details).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_platform(p, role_mapping))))
@@ -194,6 +203,7 @@ pub async fn update(
             None
         }
     };
+    let drift_policy = parse_drift_policy(body.drift_policy.as_deref(), &mut problems);
     invalid(problems)?;
     let mapping = match &body.role_mapping {
         Some(m) => Some(resolve_mapping(&mut tx, m).await?),
@@ -205,6 +215,7 @@ pub async fn update(
     }
     after.landing_zone_required = body.landing_zone_required.unwrap_or(before.landing_zone_required);
     after.deletion = deletion.unwrap_or(before.deletion);
+    after.drift_policy = drift_policy.unwrap_or(before.drift_policy);
     let mut secrets = tx.platform_secrets(before.id, &app.config.secret_key).await?;
     let rotated: Vec<String> = body.secrets.as_ref().map(|s| s.keys().cloned().collect()).unwrap_or_default();
     if let Some(new) = body.secrets {
@@ -218,8 +229,8 @@ pub async fn update(
     let new_mapping = tx.role_mapping(after.id).await?;
     let details = json!({
         "platform": after.identifier,
-        "old": {"settings": before.settings, "role_mapping": old_mapping, "landing_zone_required": before.landing_zone_required, "deletion": before.deletion.as_str()},
-        "new": {"settings": after.settings, "role_mapping": new_mapping, "landing_zone_required": after.landing_zone_required, "deletion": after.deletion.as_str()},
+        "old": {"settings": before.settings, "role_mapping": old_mapping, "landing_zone_required": before.landing_zone_required, "deletion": before.deletion.as_str(), "drift_policy": before.drift_policy.as_str()},
+        "new": {"settings": after.settings, "role_mapping": new_mapping, "landing_zone_required": after.landing_zone_required, "deletion": after.deletion.as_str(), "drift_policy": after.drift_policy.as_str()},
         "secrets_rotated": rotated,
     });
     tx.append_event(None, EventKind::PlatformUpdated, now, &caller.initiator(), details).await?;
@@ -229,7 +240,7 @@ pub async fn update(
 
 /// Remove a platform and its landing zones (admins, platform engineers).
 #[utoipa::path(delete, path = "/api/v1/platforms/{platform}", tag = "platforms", params(("platform" = String, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -239,6 +250,13 @@ pub async fn delete(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let p = load_platform(&mut tx, &platform).await?;
+    let tenants = tx.count_tenants(p.id, None).await?;
+    if tenants > 0 {
+        return Err(ApiError::conflict_on(
+            "platform",
+            format!("platform {} still holds {tenants} tenant(s); delete them first", p.identifier),
+        ));
+    }
     tx.delete_platform(p.id).await?;
     tx.append_event(None, EventKind::PlatformDeleted, now, &caller.initiator(), json!({"platform": p.identifier}))
         .await?;
@@ -350,7 +368,7 @@ pub async fn update_landing_zone(
 /// Remove a landing zone (admins, platform engineers).
 #[utoipa::path(delete, path = "/api/v1/platforms/{platform}/landing-zones/{zone}", tag = "platforms",
     params(("platform" = String, Path), ("zone" = String, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete_landing_zone(
     State(app): State<AppState>,
     caller: Caller,
@@ -361,6 +379,13 @@ pub async fn delete_landing_zone(
     let mut tx = app.store.write().await?;
     let p = load_platform(&mut tx, &platform).await?;
     let z = load_zone(&mut tx, &p, &zone).await?;
+    let tenants = tx.count_tenants(p.id, Some(z.id)).await?;
+    if tenants > 0 {
+        return Err(ApiError::conflict_on(
+            "landing_zone",
+            format!("landing zone {} is used by {tenants} tenant(s)", z.identifier),
+        ));
+    }
     tx.delete_landing_zone(z.id).await?;
     let details = json!({"platform": p.identifier, "landing_zone": z.identifier});
     tx.append_event(None, EventKind::LandingZoneDeleted, now, &caller.initiator(), details).await?;

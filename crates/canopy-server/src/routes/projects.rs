@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::bindings::to_binding;
+use crate::routes::tenants::to_tenant;
 use crate::routes::{ListQuery, load_project, load_workspace, page};
 use crate::validate;
 
@@ -142,10 +143,13 @@ pub async fn show(
     let p = load_project(&mut tx, &ws, &project).await?;
     let records = tx.project_bindings(p.id).await?;
     let effective_access = effective_access(&mut tx, &records, now).await?;
+    let tenants =
+        tx.project_tenants(p.id).await?.into_iter().map(|t| to_tenant(t, &ws.identifier, &p.identifier)).collect();
     Ok(Json(ProjectDetails {
         project: to_project(p, &ws.identifier),
         bindings: records.into_iter().map(|b| to_binding(b, now)).collect(),
         effective_access,
+        tenants,
     }))
 }
 
@@ -175,10 +179,9 @@ pub async fn update(
     Ok(Json(to_project(p, &ws.identifier)))
 }
 
-/// Delete a project (managers). Its bindings end with it. (Projects have no
-/// tenants yet; tenant deletion will make this a process, DL1.)
+/// Delete a project without tenants (managers). Its bindings end with it.
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
-    security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
@@ -189,6 +192,15 @@ pub async fn delete(
     let ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
     let p = load_project(&mut tx, &ws, &project).await?;
+    let tenants = tx.project_tenants(p.id).await?;
+    if !tenants.is_empty() {
+        let names: Vec<&str> = tenants.iter().map(|t| t.platform.as_str()).collect();
+        return Err(ApiError::conflict(format!(
+            "project {} still has tenants on {}; delete them first",
+            p.identifier,
+            names.join(", ")
+        )));
+    }
     let initiator = caller.initiator();
     for b in tx.project_bindings(p.id).await? {
         tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &initiator,

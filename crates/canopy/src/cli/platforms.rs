@@ -140,6 +140,7 @@ impl Render for Platform {
             ("role_mapping", mapping_text(&self.role_mapping)),
             ("landing_zone_required", render::yes_no(self.landing_zone_required)),
             ("deletion", self.deletion.clone()),
+            ("drift_policy", self.drift_policy.clone()),
             ("created_at", render::time(self.created_at)),
         ]
     }
@@ -210,6 +211,10 @@ pub enum PlatformCommand {
         /// for openstack, cloudfoundry and osb, manual for the others).
         #[arg(long, value_parser = ["automatic", "manual"])]
         deletion: Option<String>,
+        /// What replication does with drift made outside Canopy: repair it
+        /// (default) or only report it in the history.
+        #[arg(long, value_parser = ["repair", "report"])]
+        drift_policy: Option<String>,
     },
     /// Change a platform (admins, platform engineers).
     Update {
@@ -243,6 +248,9 @@ pub enum PlatformCommand {
         /// Whether tenants are deleted by Canopy or by hand.
         #[arg(long, value_parser = ["automatic", "manual"])]
         deletion: Option<String>,
+        /// Repair drift made outside Canopy, or only report it.
+        #[arg(long, value_parser = ["repair", "report"])]
+        drift_policy: Option<String>,
     },
     /// Remove a platform and its landing zones (admins, platform engineers).
     Delete {
@@ -270,6 +278,7 @@ pub async fn platform(ctx: &Ctx, cmd: PlatformCommand) -> Result<(), CliError> {
             role_mapping,
             landing_zone_required,
             deletion,
+            drift_policy,
         } => {
             let body = CreatePlatform {
                 identifier: platform,
@@ -279,6 +288,7 @@ pub async fn platform(ctx: &Ctx, cmd: PlatformCommand) -> Result<(), CliError> {
                 role_mapping: role_mapping.into_iter().collect(),
                 landing_zone_required,
                 deletion,
+                drift_policy,
             };
             ctx.print_one::<Platform>(client.post(&["platforms"], &body).await?)
         }
@@ -291,6 +301,7 @@ pub async fn platform(ctx: &Ctx, cmd: PlatformCommand) -> Result<(), CliError> {
             no_role_mapping,
             landing_zone_required,
             deletion,
+            drift_policy,
         } => {
             let role_mapping = if no_role_mapping {
                 Some(BTreeMap::new())
@@ -303,16 +314,18 @@ pub async fn platform(ctx: &Ctx, cmd: PlatformCommand) -> Result<(), CliError> {
                 role_mapping,
                 landing_zone_required,
                 deletion,
+                drift_policy,
             };
             if body.settings.is_none()
                 && body.secrets.is_none()
                 && body.role_mapping.is_none()
                 && body.landing_zone_required.is_none()
                 && body.deletion.is_none()
+                && body.drift_policy.is_none()
             {
                 return Err(CliError::Usage(
                     "nothing to change: give --setting, --secret-from-env, --secret, --role-mapping, \
-                     --no-role-mapping, --landing-zone-required or --deletion"
+                     --no-role-mapping, --landing-zone-required, --deletion or --drift-policy"
                         .into(),
                 ));
             }

@@ -13,5 +13,6 @@ mod interface;
 mod mail;
 mod platforms;
 mod serve;
+mod tenants;
 mod tidy;
 mod workspaces;

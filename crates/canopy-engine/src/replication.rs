@@ -1,0 +1,626 @@
+//! Replication (TN4, TN5): workers that make every dirty tenant hold exactly
+//! the assignments Canopy's bindings give, level-triggered and crash-safe.
+//!
+//! A worker leases a dirty tenant ([`Store::claim_tenants`]), reads the
+//! current state in one snapshot, computes the desired assignments in the
+//! domain, observes what the platform holds, and applies the difference with
+//! idempotent calls. It never replays events, so a crash at any point only
+//! means the lease expires and the tenant is converged again.
+//!
+//! Grants are recorded as pending before the platform is called and
+//! confirmed afterwards ([`Applied`]), which lets the domain tell Canopy's own
+//! changes from drift made outside it ([`split_drift`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use canopy_domain::access::UserStatus;
+use canopy_domain::clock::Clock;
+use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::replication::{
+    Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, retry_delay, split_drift,
+};
+use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use canopy_store::{Claim, Outcome, PlatformRecord, ReplicationInput, SecretKey, Store, StoreError};
+use serde_json::{Map, Value, json};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+/// The name replication's history events carry as their initiator.
+pub const JOB: &str = "replication";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no such tenant")]
+    NoTenant,
+    #[error("{0}")]
+    Platform(PlatformError),
+}
+
+/// Makes the adapter for a registered platform. The engine asks for one per
+/// tenant run; implementations cache connections (and their tokens).
+pub trait Connector: Send + Sync + 'static {
+    type Platform: Platform + 'static;
+    fn connect(
+        &self,
+        platform: &PlatformRecord,
+        secrets: &Map<String, Value>,
+    ) -> Result<Arc<Self::Platform>, PlatformError>;
+}
+
+/// The real adapters of `canopy-platforms`, one connection per platform,
+/// made again when the platform's settings or secrets change.
+#[derive(Default)]
+pub struct Adapters {
+    cache: Mutex<HashMap<Uuid, (String, Arc<AnyPlatform>)>>,
+}
+
+impl Connector for Adapters {
+    type Platform = AnyPlatform;
+
+    fn connect(
+        &self,
+        platform: &PlatformRecord,
+        secrets: &Map<String, Value>,
+    ) -> Result<Arc<AnyPlatform>, PlatformError> {
+        let fingerprint = format!("{}{}", Value::Object(platform.settings.clone()), Value::Object(secrets.clone()));
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((f, p)) = cache.get(&platform.id)
+            && *f == fingerprint
+        {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(canopy_platforms::connect(platform.platform_type, &platform.settings, secrets)?);
+        cache.insert(platform.id, (fingerprint, p.clone()));
+        Ok(p)
+    }
+}
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// This node's name in leases (unique per process).
+    pub node: String,
+    /// How long a leased tenant stays reserved without a heartbeat.
+    pub lease: Duration,
+    /// Tenants worked on at once by this node.
+    pub workers: usize,
+    /// Tenants of one platform worked on at once by this node.
+    pub per_platform: usize,
+    /// How often an idle worker looks for work.
+    pub poll: StdDuration,
+    /// A tenant not reconciled for this long is marked dirty (TN4 drift repair).
+    pub reconcile_every: Duration,
+    /// At most this many tenants are marked per scheduler tick, so a full
+    /// reconcile runs at a bounded rate.
+    pub reconcile_batch: u32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            node: format!("node-{}", Uuid::new_v4().simple()),
+            lease: Duration::minutes(2),
+            workers: 16,
+            per_platform: 4,
+            poll: StdDuration::from_millis(500),
+            reconcile_every: Duration::hours(1),
+            reconcile_batch: 100,
+        }
+    }
+}
+
+/// What one run on one tenant did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantRun {
+    pub granted: usize,
+    pub revoked: usize,
+    pub drift: usize,
+    pub failed: Option<String>,
+}
+
+/// What [`Replicator::run_once`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub tenants: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub granted: usize,
+    pub revoked: usize,
+}
+
+/// What replication would change in a tenant now, without changing it.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub desired: BTreeSet<Assignment<String>>,
+    pub actual: BTreeSet<Assignment<String>>,
+    pub changes: Plan<String>,
+    pub drift: Plan<String>,
+    pub drift_policy: DriftPolicy,
+}
+
+/// The replication workers of one node.
+pub struct Replicator<K: Connector = Adapters> {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    key: SecretKey,
+    connector: K,
+    config: ReplicationConfig,
+    /// Per-platform concurrency limits of this node.
+    limits: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// A platform that answered 429 is not called again before this instant.
+    throttled: Mutex<HashMap<Uuid, OffsetDateTime>>,
+    /// Tenants this node holds leases on (renewed by the heartbeat).
+    leased: Mutex<BTreeSet<Uuid>>,
+}
+
+fn held_to_assignment(h: Held) -> Assignment<String> {
+    Assignment { user: h.username, platform_role: h.platform_role }
+}
+
+fn names(list: &[Assignment<String>]) -> Vec<Value> {
+    list.iter().map(|a| json!({"account": a.user, "platform_role": a.platform_role})).collect()
+}
+
+impl<K: Connector> Replicator<K> {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, key: SecretKey, connector: K, config: ReplicationConfig) -> Self {
+        Replicator {
+            store,
+            clock,
+            key,
+            connector,
+            config,
+            limits: Mutex::default(),
+            throttled: Mutex::default(),
+            leased: Mutex::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ReplicationConfig {
+        &self.config
+    }
+
+    /// Take one batch of due tenants and converge each, concurrently; answers
+    /// when all are done. Tests call this with a settable clock.
+    pub async fn run_once(&self) -> Result<Pass, ReplicationError> {
+        let now = self.clock.now();
+        let claims = self
+            .store
+            .claim_tenants(&self.config.node, now, now + self.config.lease, self.config.workers as u32)
+            .await?;
+        let runs = futures::future::join_all(claims.iter().map(|c| self.work(*c))).await;
+        let mut pass = Pass { tenants: claims.len(), ..Pass::default() };
+        for run in runs {
+            let run = run?;
+            pass.granted += run.granted;
+            pass.revoked += run.revoked;
+            if run.failed.is_some() {
+                pass.failed += 1;
+            } else {
+                pass.succeeded += 1;
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Run passes until no tenant is due now (for tests and the CLI's wait).
+    pub async fn run_until_idle(&self) -> Result<Pass, ReplicationError> {
+        let mut total = Pass::default();
+        loop {
+            let pass = self.run_once().await?;
+            if pass.tenants == 0 {
+                return Ok(total);
+            }
+            total.tenants += pass.tenants;
+            total.succeeded += pass.succeeded;
+            total.failed += pass.failed;
+            total.granted += pass.granted;
+            total.revoked += pass.revoked;
+        }
+    }
+
+    /// Converge one leased tenant and settle its work row.
+    async fn work(&self, claim: Claim) -> Result<TenantRun, ReplicationError> {
+        self.leased.lock().unwrap_or_else(|e| e.into_inner()).insert(claim.tenant_id);
+        let result = self.converge(&claim).await;
+        self.leased.lock().unwrap_or_else(|e| e.into_inner()).remove(&claim.tenant_id);
+        let node = &self.config.node;
+        match result {
+            Ok(run) => {
+                self.store.finish_tenant_work(&claim, node).await?;
+                Ok(run)
+            }
+            Err(Failure::Platform(platform_id, e)) => {
+                let now = self.clock.now();
+                let attempts = claim.attempts + 1;
+                let (due, not_before) = match &e {
+                    PlatformError::Retryable { retry_after, .. } => {
+                        let retry_after = retry_after.and_then(|d| Duration::try_from(d).ok());
+                        let not_before = now + retry_after.unwrap_or(Duration::ZERO);
+                        if let (Some(id), Some(_)) = (platform_id, retry_after) {
+                            self.throttle(id, not_before);
+                        }
+                        (Some(now + retry_delay(attempts, retry_after)), not_before)
+                    }
+                    PlatformError::Permanent { .. } => (None, now),
+                };
+                tracing::warn!(tenant = %claim.tenant_id, attempts, error = %e, "replication failed");
+                self.store.fail_tenant_work(&claim, node, due, not_before).await?;
+                Ok(TenantRun { failed: Some(e.to_string()), ..TenantRun::default() })
+            }
+            Err(Failure::Store(e)) => {
+                // the database failed: let the lease expire and try again then
+                tracing::error!(tenant = %claim.tenant_id, error = %e, "replication could not read or write its state");
+                Err(e.into())
+            }
+        }
+    }
+
+    fn throttle(&self, platform_id: Uuid, until: OffsetDateTime) {
+        let mut t = self.throttled.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = t.entry(platform_id).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+
+    /// Fail fast, without calling, while a platform's Retry-After runs.
+    fn check_throttle(&self, platform_id: Uuid) -> Result<(), PlatformError> {
+        let now = self.clock.now();
+        let t = self.throttled.lock().unwrap_or_else(|e| e.into_inner());
+        match t.get(&platform_id) {
+            Some(until) if *until > now => Err(PlatformError::Retryable {
+                message: "the platform asked Canopy to wait (Retry-After)".into(),
+                retry_after: StdDuration::try_from(*until - now).ok(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn limit(&self, platform_id: Uuid) -> Arc<Semaphore> {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        limits.entry(platform_id).or_insert_with(|| Arc::new(Semaphore::new(self.config.per_platform.max(1)))).clone()
+    }
+
+    /// Call the platform, unless it asked to wait; a 429 throttles the platform.
+    async fn call<T>(
+        &self,
+        platform_id: Uuid,
+        fut: impl Future<Output = Result<T, PlatformError>>,
+    ) -> Result<T, PlatformError> {
+        self.check_throttle(platform_id)?;
+        let out = fut.await;
+        if let Err(PlatformError::Retryable { retry_after: Some(d), .. }) = &out
+            && let Ok(d) = Duration::try_from(*d)
+        {
+            self.throttle(platform_id, self.clock.now() + d);
+        }
+        out
+    }
+
+    /// Read the state, connect to the platform, and compute the plan.
+    async fn prepare(&self, tenant_id: Uuid) -> Result<Option<Prepared<K::Platform>>, Failure> {
+        let mut tx = self.store.read().await?;
+        let Some(input) = tx.replication_input(tenant_id).await? else { return Ok(None) };
+        let secrets = tx.platform_secrets(input.platform.id, &self.key).await?;
+        drop(tx);
+        let platform_id = input.platform.id;
+        let adapter =
+            self.connector.connect(&input.platform, &secrets).map_err(|e| Failure::Platform(Some(platform_id), e))?;
+        Ok(Some(Prepared { adapter, input }))
+    }
+
+    fn desired(&self, input: &ReplicationInput, at: OffsetDateTime) -> BTreeSet<Assignment<String>> {
+        let statuses: Vec<UserStatus> =
+            input.accounts.iter().map(|a| UserStatus { id: a.id, active: a.active }).collect();
+        let usernames: BTreeMap<Uuid, &str> = input.accounts.iter().map(|a| (a.id, a.username.as_str())).collect();
+        desired_assignments(&input.bindings, &input.group_members, &statuses, &input.role_mapping, at)
+            .into_iter()
+            .filter_map(|a| {
+                Some(Assignment { user: usernames.get(&a.user)?.to_string(), platform_role: a.platform_role })
+            })
+            .collect()
+    }
+
+    /// What replication would change in a tenant now (the plan endpoint).
+    pub async fn preview(&self, tenant_id: Uuid) -> Result<Preview, ReplicationError> {
+        let prepared = match self.prepare(tenant_id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(ReplicationError::NoTenant),
+            Err(Failure::Store(e)) => return Err(e.into()),
+            Err(Failure::Platform(_, e)) => return Err(ReplicationError::Platform(e)),
+        };
+        let Prepared { adapter, input } = prepared;
+        let desired = self.desired(&input, self.clock.now());
+        let actual = match &input.tenant.external_id {
+            None => BTreeSet::new(),
+            Some(id) => {
+                let tenant = TenantRef { external_id: id.clone() };
+                let held =
+                    self.call(input.platform.id, adapter.observe(&tenant)).await.map_err(ReplicationError::Platform)?;
+                held.into_iter().map(held_to_assignment).collect()
+            }
+        };
+        let managed: BTreeSet<String> = input.role_mapping.values().cloned().collect();
+        let (changes, drift) = split_drift(plan(&desired, &actual, &managed), &input.applied);
+        Ok(Preview { desired, actual, changes, drift, drift_policy: input.platform.drift_policy })
+    }
+
+    async fn converge(&self, claim: &Claim) -> Result<TenantRun, Failure> {
+        let Some(Prepared { adapter, input }) = self.prepare(claim.tenant_id).await? else {
+            return Ok(TenantRun::default()); // the tenant is gone
+        };
+        let platform_id = input.platform.id;
+        let permit = self.limit(platform_id).acquire_owned().await;
+        let _permit = permit.map_err(|_| {
+            Failure::Platform(
+                Some(platform_id),
+                PlatformError::Retryable { message: "the engine is stopping".into(), retry_after: None },
+            )
+        })?;
+        let mut progress = Progress::default();
+        let result = self.apply(claim, &adapter, &input, &mut progress).await;
+        self.settle(&input, &progress, result.as_ref().err()).await?;
+        result.map_err(|e| Failure::Platform(Some(platform_id), e))?;
+        Ok(TenantRun {
+            granted: progress.granted.len(),
+            revoked: progress.revoked.len(),
+            drift: progress.drift_found.grant.len() + progress.drift_found.revoke.len(),
+            failed: None,
+        })
+    }
+
+    /// The platform calls of one run. What succeeded is kept in `progress`
+    /// even when a later call fails, so it is recorded either way.
+    async fn apply(
+        &self,
+        claim: &Claim,
+        adapter: &K::Platform,
+        input: &ReplicationInput,
+        progress: &mut Progress,
+    ) -> Result<(), PlatformError> {
+        let platform_id = input.platform.id;
+        let tenant = match &input.tenant.external_id {
+            Some(id) => TenantRef { external_id: id.clone() },
+            None => {
+                let spec = TenantSpec {
+                    name: input.tenant.name.clone(),
+                    description: format!("Canopy tenant {}", input.tenant.name),
+                    landing_zone: input.landing_zone_settings.clone().unwrap_or_default(),
+                };
+                let t = self.call(platform_id, adapter.ensure_tenant(&spec)).await?;
+                progress.created = Some(t.external_id.clone());
+                let mut tx = self.store.write().await.map_err(store_failed)?;
+                tx.set_tenant_external_id(claim.tenant_id, &t.external_id).await.map_err(store_failed)?;
+                tx.commit().await.map_err(store_failed)?;
+                t
+            }
+        };
+        // desired is computed after the platform answered, from the state read before:
+        // a change made meanwhile bumped the generation, so the tenant runs again
+        let desired = self.desired(input, self.clock.now());
+        let actual: BTreeSet<Assignment<String>> =
+            self.call(platform_id, adapter.observe(&tenant)).await?.into_iter().map(held_to_assignment).collect();
+        // bookkeeping left by a crash: grants the platform confirmed, revocations it did
+        for (a, state) in &input.applied {
+            if *state == Applied::Pending && actual.contains(a) {
+                progress.confirmed.push(a.clone());
+            }
+            if !actual.contains(a) && !desired.contains(a) {
+                progress.revoked.push(a.clone());
+            }
+        }
+        let managed: BTreeSet<String> = input.role_mapping.values().cloned().collect();
+        let (changes, drift) = split_drift(plan(&desired, &actual, &managed), &input.applied);
+        progress.drift_found = drift.clone();
+        let mut todo = changes;
+        if input.platform.drift_policy == DriftPolicy::Repair {
+            todo.grant.extend(drift.grant);
+            todo.revoke.extend(drift.revoke);
+        }
+        for a in &todo.revoke {
+            self.call(platform_id, adapter.revoke(&tenant, &a.user, &a.platform_role)).await?;
+            progress.revoked.push(a.clone());
+        }
+        if !todo.grant.is_empty() {
+            let mut tx = self.store.write().await.map_err(store_failed)?;
+            for a in &todo.grant {
+                tx.record_grant_intent(claim.tenant_id, a).await.map_err(store_failed)?;
+            }
+            tx.commit().await.map_err(store_failed)?;
+        }
+        let emails: BTreeMap<&str, &str> =
+            input.accounts.iter().map(|a| (a.username.as_str(), a.email.as_str())).collect();
+        for a in &todo.grant {
+            let user = PlatformUser {
+                username: a.user.clone(),
+                email: emails.get(a.user.as_str()).map(|e| e.to_string()).unwrap_or_default(),
+            };
+            self.call(platform_id, adapter.grant(&tenant, &user, &a.platform_role)).await?;
+            progress.granted.push(a.clone());
+        }
+        Ok(())
+    }
+
+    /// Record a run in one transaction: what the platform confirmed, the
+    /// tenant's status, and the history events.
+    async fn settle(
+        &self,
+        input: &ReplicationInput,
+        progress: &Progress,
+        error: Option<&PlatformError>,
+    ) -> Result<(), Failure> {
+        let now = self.clock.now();
+        let tenant_id = input.tenant.id;
+        let ws = Some(input.workspace_id);
+        let system = Initiator::system(JOB);
+        let about = json!({"project": input.project, "platform": input.tenant.platform});
+        let mut tx = self.store.write().await?;
+        for a in progress.granted.iter().chain(&progress.confirmed) {
+            tx.confirm_grant(tenant_id, a, now).await?;
+        }
+        for a in &progress.revoked {
+            tx.confirm_revocation(tenant_id, a, now).await?;
+        }
+        let drift = &progress.drift_found;
+        let is_drift_grant = |a: &Assignment<String>| drift.grant.contains(a);
+        let is_drift_revoke = |a: &Assignment<String>| drift.revoke.contains(a);
+        let (repaired_grants, granted): (Vec<_>, Vec<_>) = progress.granted.iter().cloned().partition(is_drift_grant);
+        let (repaired_revokes, revoked): (Vec<_>, Vec<_>) = progress.revoked.iter().cloned().partition(is_drift_revoke);
+        if progress.created.is_some() || !granted.is_empty() || !revoked.is_empty() {
+            let mut d = about.clone();
+            d["external_id"] = json!(progress.created.as_ref().or(input.tenant.external_id.as_ref()));
+            d["created"] = json!(progress.created.is_some());
+            d["granted"] = json!(names(&granted));
+            let confirmed_at = now.format(&Rfc3339).unwrap_or_default();
+            d["revoked"] = json!(
+                revoked
+                    .iter()
+                    .map(|a| json!({"account": a.user, "platform_role": a.platform_role, "confirmed_at": confirmed_at}))
+                    .collect::<Vec<_>>()
+            );
+            tx.append_event(ws, EventKind::TenantReplicated, now, &system, d).await?;
+        }
+        if !repaired_grants.is_empty() || !repaired_revokes.is_empty() {
+            let mut d = about.clone();
+            d["restored"] = json!(names(&repaired_grants));
+            d["removed"] = json!(names(&repaired_revokes));
+            tx.append_event(ws, EventKind::TenantDriftRepaired, now, &system, d).await?;
+        }
+        if input.platform.drift_policy == DriftPolicy::Report && !drift.is_empty() {
+            let mut d = about.clone();
+            d["missing"] = json!(names(&drift.grant));
+            d["unexpected"] = json!(names(&drift.revoke));
+            tx.append_event(ws, EventKind::TenantDriftDetected, now, &system, d).await?;
+        }
+        match error {
+            None => tx.set_tenant_outcome(tenant_id, Outcome::Succeeded, now).await?,
+            Some(e) => {
+                let message = e.to_string();
+                // one event per distinct failure, not one per retry
+                if input.tenant.last_error.as_deref() != Some(message.as_str()) {
+                    let mut d = about.clone();
+                    d["error"] = json!(message);
+                    d["retryable"] = json!(matches!(e, PlatformError::Retryable { .. }));
+                    tx.append_event(ws, EventKind::TenantReplicationFailed, now, &system, d).await?;
+                }
+                tx.set_tenant_outcome(tenant_id, Outcome::Failed { error: &message }, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Renew the leases of the tenants this node works on.
+    pub async fn heartbeat(&self) -> Result<(), ReplicationError> {
+        let leased: Vec<Uuid> = self.leased.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+        if !leased.is_empty() {
+            let until = self.clock.now() + self.config.lease;
+            self.store.renew_leases(&self.config.node, &leased, until).await?;
+        }
+        Ok(())
+    }
+
+    /// One scheduler step of the periodic full reconcile: mark dirty a
+    /// bounded batch of the tenants not reconciled for `reconcile_every`.
+    pub async fn schedule_reconcile(&self) -> Result<u64, ReplicationError> {
+        let older_than = self.clock.now() - self.config.reconcile_every;
+        Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch).await?)
+    }
+
+    /// Work dirty tenants until the process stops: keep up to `workers`
+    /// tenants in flight, take more as slots free up, renew leases, and
+    /// schedule the periodic reconcile.
+    pub async fn run(self: Arc<Self>) {
+        let heart = self.clone();
+        tokio::spawn(async move {
+            let every = StdDuration::try_from(heart.config.lease / 3).unwrap_or(StdDuration::from_secs(20));
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = heart.heartbeat().await {
+                    tracing::error!(error = %e, "could not renew replication leases");
+                }
+            }
+        });
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut last_schedule = None::<std::time::Instant>;
+        loop {
+            if last_schedule.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(10)) {
+                last_schedule = Some(std::time::Instant::now());
+                match self.schedule_reconcile().await {
+                    Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants for the periodic reconcile"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "could not schedule the reconcile"),
+                }
+            }
+            let free = self.config.workers.saturating_sub(in_flight.len());
+            let mut claimed = 0;
+            if free > 0 {
+                let now = self.clock.now();
+                match self.store.claim_tenants(&self.config.node, now, now + self.config.lease, free as u32).await {
+                    Ok(claims) => {
+                        claimed = claims.len();
+                        for c in claims {
+                            let me = self.clone();
+                            in_flight.spawn(async move { me.work(c).await });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not take dirty tenants"),
+                }
+            }
+            if claimed == 0 || in_flight.len() >= self.config.workers {
+                // wait for a slot, or poll again
+                tokio::select! {
+                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                        if let Ok(Err(e)) = done {
+                            tracing::error!(error = %e, "a replication run failed");
+                        }
+                    }
+                    _ = tokio::time::sleep(self.config.poll), if claimed == 0 => {}
+                }
+            }
+            while let Some(done) = in_flight.try_join_next() {
+                if let Ok(Err(e)) = done {
+                    tracing::error!(error = %e, "a replication run failed");
+                }
+            }
+        }
+    }
+}
+
+struct Prepared<P> {
+    adapter: Arc<P>,
+    input: ReplicationInput,
+}
+
+#[derive(Default)]
+struct Progress {
+    created: Option<String>,
+    granted: Vec<Assignment<String>>,
+    revoked: Vec<Assignment<String>>,
+    /// Pending grants the platform turned out to hold.
+    confirmed: Vec<Assignment<String>>,
+    drift_found: Plan<String>,
+}
+
+enum Failure {
+    /// The platform failed (with the platform's id when known).
+    Platform(Option<Uuid>, PlatformError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// A store failure in the middle of platform calls: retry the tenant later.
+fn store_failed(e: StoreError) -> PlatformError {
+    PlatformError::Retryable { message: format!("Canopy could not record progress: {e}"), retry_after: None }
+}

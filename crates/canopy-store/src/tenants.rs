@@ -1,0 +1,588 @@
+//! Tenants, the dirty-tenant outbox that drives replication, and what
+//! replication applied (TN3-TN5).
+//!
+//! Every change that can alter who may access a tenant marks the tenant
+//! dirty ([`Tx::mark_dirty`]) in the same transaction. Workers lease dirty
+//! rows ([`Store::claim_tenants`]; `FOR UPDATE SKIP LOCKED` on PostgreSQL,
+//! the single writer on SQLite), converge the tenant, and finish the row only
+//! if no newer change marked it meanwhile ([`Store::finish_tenant_work`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use canopy_domain::platforms::PlatformType;
+use canopy_domain::replication::{Applied, Assignment, TenantStatus};
+use canopy_domain::{Binding, SubjectKind};
+use serde_json::{Map, Value};
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Backend, PlatformRecord, Result, RowExt, Store, StoreError, Tx, new_id, to_us};
+
+/// A tenant with the names a reader needs.
+#[derive(Debug, Clone)]
+pub struct TenantRecord {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub platform_id: Uuid,
+    pub platform: String,
+    pub platform_type: PlatformType,
+    pub landing_zone_id: Option<Uuid>,
+    pub landing_zone: Option<String>,
+    pub name: String,
+    pub external_id: Option<String>,
+    /// Derived: `in_progress` while a worker holds the lease, `pending` while
+    /// a change waits (unless the last attempt failed), else the last outcome.
+    pub status: TenantStatus,
+    pub last_error: Option<String>,
+    pub last_replicated_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+const TENANT_SELECT: &str = "SELECT t.id, t.project_id, t.platform_id, p.identifier AS platform, p.platform_type, \
+       t.landing_zone_id, z.identifier AS landing_zone, t.name, t.external_id, t.status, t.last_error, \
+       t.last_replicated_at, t.created_at, w.generation AS work_generation, w.leased_by \
+     FROM tenants t JOIN platforms p ON p.id = t.platform_id \
+     LEFT JOIN landing_zones z ON z.id = t.landing_zone_id \
+     LEFT JOIN tenant_work w ON w.tenant_id = t.id";
+
+fn tenant_from_row(r: &AnyRow) -> Result<TenantRecord> {
+    let stored: TenantStatus = r.text("status")?.parse().map_err(StoreError::Corrupt)?;
+    let dirty = r.try_get_opt_int("work_generation")?.is_some();
+    let status = if r.text_opt("leased_by")?.is_some() {
+        TenantStatus::InProgress
+    } else if dirty && stored != TenantStatus::Failed {
+        TenantStatus::Pending
+    } else {
+        stored
+    };
+    Ok(TenantRecord {
+        id: r.uuid("id")?,
+        project_id: r.uuid("project_id")?,
+        platform_id: r.uuid("platform_id")?,
+        platform: r.text("platform")?,
+        platform_type: r.parse("platform_type")?,
+        landing_zone_id: r.uuid_opt("landing_zone_id")?,
+        landing_zone: r.text_opt("landing_zone")?,
+        name: r.text("name")?,
+        external_id: r.text_opt("external_id")?,
+        status,
+        last_error: r.text_opt("last_error")?,
+        last_replicated_at: r.time_opt("last_replicated_at")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+/// Which tenants a change reaches.
+#[derive(Debug, Clone, Copy)]
+pub enum Reach {
+    Tenant(Uuid),
+    /// Every tenant of a project (a binding changed).
+    Project(Uuid),
+    /// Every tenant of a platform (its mapping or credentials changed).
+    Platform(Uuid),
+    /// Every tenant of a project a user is bound to, directly or through a
+    /// group (the account was deactivated, reactivated or deleted).
+    User(Uuid),
+    /// Every tenant of a project a group is bound to (its members changed).
+    Group(Uuid),
+}
+
+impl Reach {
+    /// A query of the ids of the reached tenants, with the id as `$1`.
+    fn tenant_ids(self) -> (&'static str, Uuid) {
+        match self {
+            Reach::Tenant(id) => ("SELECT id FROM tenants WHERE id = $1", id),
+            Reach::Project(id) => ("SELECT id FROM tenants WHERE project_id = $1", id),
+            Reach::Platform(id) => ("SELECT id FROM tenants WHERE platform_id = $1", id),
+            Reach::User(id) => (
+                "SELECT id FROM tenants WHERE project_id IN (SELECT project_id FROM bindings WHERE user_id = $1 \
+                 OR group_id IN (SELECT group_id FROM group_members WHERE user_id = $1))",
+                id,
+            ),
+            Reach::Group(id) => {
+                ("SELECT id FROM tenants WHERE project_id IN (SELECT project_id FROM bindings WHERE group_id = $1)", id)
+            }
+        }
+    }
+}
+
+/// Work a priority of [`Tx::mark_dirty`]: emergency revocations go first.
+pub const PRIORITY_NORMAL: i64 = 0;
+pub const PRIORITY_URGENT: i64 = 10;
+
+/// A dirty tenant leased by a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub tenant_id: Uuid,
+    /// The change generation the worker converges on.
+    pub generation: i64,
+    /// Failed attempts since the last success or change.
+    pub attempts: i64,
+}
+
+/// A platform account as replication grants it.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub active: bool,
+}
+
+/// Everything a worker needs to compute a tenant's desired assignments.
+#[derive(Debug, Clone)]
+pub struct ReplicationInput {
+    pub tenant: TenantRecord,
+    pub workspace_id: Uuid,
+    /// The project's identifier, for the history.
+    pub project: String,
+    pub platform: PlatformRecord,
+    pub landing_zone_settings: Option<Map<String, Value>>,
+    /// Project role id → platform role.
+    pub role_mapping: BTreeMap<Uuid, String>,
+    pub bindings: Vec<Binding>,
+    pub group_members: BTreeMap<Uuid, BTreeSet<Uuid>>,
+    pub accounts: Vec<AccountRecord>,
+    /// What Canopy applied in the tenant, by platform account.
+    pub applied: BTreeMap<Assignment<String>, Applied>,
+}
+
+trait OptInt {
+    fn try_get_opt_int(&self, col: &str) -> Result<Option<i64>>;
+}
+
+impl OptInt for AnyRow {
+    fn try_get_opt_int(&self, col: &str) -> Result<Option<i64>> {
+        Ok(sqlx::Row::try_get::<Option<i64>, _>(self, col)?)
+    }
+}
+
+impl Tx {
+    /// Add a tenant to a project; it is dirty at once, so replication creates it.
+    pub async fn insert_tenant(
+        &mut self,
+        project_id: Uuid,
+        platform_id: Uuid,
+        landing_zone_id: Option<Uuid>,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<TenantRecord> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO tenants (id, project_id, platform_id, landing_zone_id, name, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+        )
+        .bind(id.to_string())
+        .bind(project_id.to_string())
+        .bind(platform_id.to_string())
+        .bind(landing_zone_id.map(|z| z.to_string()))
+        .bind(name)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        self.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL).await?;
+        self.tenant_by_id(id).await?.ok_or(StoreError::Conflict)
+    }
+
+    pub async fn tenant_by_id(&mut self, id: Uuid) -> Result<Option<TenantRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{TENANT_SELECT} WHERE t.id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// The tenant of a project on a platform (by the platform's identifier).
+    pub async fn tenant(&mut self, project_id: Uuid, platform: &str) -> Result<Option<TenantRecord>> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{TENANT_SELECT} WHERE t.project_id = $1 AND p.identifier = $2")))
+                .bind(project_id.to_string())
+                .bind(platform)
+                .fetch_optional(self.conn())
+                .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    /// A project's tenants, by platform identifier.
+    pub async fn project_tenants(&mut self, project_id: Uuid) -> Result<Vec<TenantRecord>> {
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{TENANT_SELECT} WHERE t.project_id = $1 ORDER BY p.identifier")))
+                .bind(project_id.to_string())
+                .fetch_all(self.conn())
+                .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    /// How many tenants live on a platform, or in one of its landing zones.
+    pub async fn count_tenants(&mut self, platform_id: Uuid, landing_zone_id: Option<Uuid>) -> Result<i64> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM tenants WHERE platform_id = $1 AND ($2 IS NULL OR landing_zone_id = $2)",
+        )
+        .bind(platform_id.to_string())
+        .bind(landing_zone_id.map(|z| z.to_string()))
+        .fetch_one(self.conn())
+        .await?;
+        r.int("n")
+    }
+
+    /// Mark the tenants a change reaches as dirty, in the change's
+    /// transaction. A mark makes the row due at once (never before the
+    /// platform's Retry-After), resets its backoff, and bumps its generation
+    /// so a worker busy with an older state converges again.
+    pub async fn mark_dirty(&mut self, reach: Reach, priority: i64) -> Result<u64> {
+        let (ids, id) = reach.tenant_ids();
+        // ORDER BY id: concurrent marks lock rows in one order
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO tenant_work (tenant_id, generation, priority, due_at, not_before, attempts) \
+             SELECT id, 1, $2, 0, 0, 0 FROM ({ids}) AS reached WHERE true ORDER BY id \
+             ON CONFLICT (tenant_id) DO UPDATE SET generation = tenant_work.generation + 1, \
+               priority = CASE WHEN tenant_work.priority > $2 THEN tenant_work.priority ELSE $2 END, \
+               due_at = tenant_work.not_before, attempts = 0"
+        )))
+        .bind(id.to_string())
+        .bind(priority)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Everything replication needs about one tenant, read in one snapshot.
+    pub async fn replication_input(&mut self, tenant_id: Uuid) -> Result<Option<ReplicationInput>> {
+        let Some(tenant) = self.tenant_by_id(tenant_id).await? else { return Ok(None) };
+        let Some(project) = self.project_by_id(tenant.project_id).await? else { return Ok(None) };
+        let Some(platform) = self.platform(&tenant.platform).await? else { return Ok(None) };
+        let landing_zone_settings = match &tenant.landing_zone {
+            Some(z) => self.landing_zone(platform.id, z).await?.map(|z| z.settings),
+            None => None,
+        };
+        let rows = sqlx::query("SELECT role_id, platform_role FROM platform_role_mappings WHERE platform_id = $1")
+            .bind(platform.id.to_string())
+            .fetch_all(self.conn())
+            .await?;
+        let role_mapping =
+            rows.iter().map(|r| Ok((r.uuid("role_id")?, r.text("platform_role")?))).collect::<Result<_>>()?;
+        let bindings: Vec<Binding> =
+            self.project_bindings(tenant.project_id).await?.into_iter().map(|b| b.binding).collect();
+        let groups: BTreeSet<Uuid> =
+            bindings.iter().filter(|b| b.subject.kind == SubjectKind::Group).map(|b| b.subject.id).collect();
+        let group_members = self.group_memberships(&groups).await?;
+        let mut user_ids: BTreeSet<Uuid> = group_members.values().flatten().copied().collect();
+        user_ids.extend(bindings.iter().filter(|b| b.subject.kind == SubjectKind::User).map(|b| b.subject.id));
+        let mut accounts = Vec::with_capacity(user_ids.len());
+        for id in user_ids {
+            if let Some(u) = self.user_by_id(id).await? {
+                accounts.push(AccountRecord { id, username: u.username, email: u.email, active: u.active });
+            }
+        }
+        let applied = self.applied_assignments(tenant_id).await?;
+        Ok(Some(ReplicationInput {
+            tenant,
+            workspace_id: project.workspace_id,
+            project: project.identifier,
+            platform,
+            landing_zone_settings,
+            role_mapping,
+            bindings,
+            group_members,
+            accounts,
+            applied,
+        }))
+    }
+
+    pub async fn applied_assignments(&mut self, tenant_id: Uuid) -> Result<BTreeMap<Assignment<String>, Applied>> {
+        let rows =
+            sqlx::query("SELECT account, platform_role, applied_at FROM tenant_assignments WHERE tenant_id = $1")
+                .bind(tenant_id.to_string())
+                .fetch_all(self.conn())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let state =
+                    if r.try_get_opt_int("applied_at")?.is_some() { Applied::Confirmed } else { Applied::Pending };
+                Ok((Assignment { user: r.text("account")?, platform_role: r.text("platform_role")? }, state))
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// Lease up to `limit` due dirty tenants for `node` until `lease_until`,
+    /// most urgent first. A lease left by a crashed node expires and the row
+    /// is taken again; PostgreSQL hands out rows with `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent nodes never take the same one.
+    pub async fn claim_tenants(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE tenant_work SET leased_by = $1, lease_until = $3 WHERE tenant_id IN ( \
+               SELECT tenant_id FROM tenant_work WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+               ORDER BY priority DESC, due_at, tenant_id LIMIT $4 {lock}) \
+             RETURNING tenant_id, generation, attempts, priority"
+        )))
+        .bind(node)
+        .bind(to_us(now))
+        .bind(to_us(lease_until))
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        let mut claims: Vec<(i64, Claim)> = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.int("priority")?,
+                    Claim {
+                        tenant_id: r.uuid("tenant_id")?,
+                        generation: r.int("generation")?,
+                        attempts: r.int("attempts")?,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        claims.sort_by_key(|(priority, c)| (std::cmp::Reverse(*priority), c.tenant_id));
+        Ok(claims.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// Extend the leases `node` holds (a heartbeat while it works).
+    pub async fn renew_leases(&self, node: &str, tenants: &[Uuid], lease_until: OffsetDateTime) -> Result<()> {
+        let mut tx = self.write().await?;
+        for t in tenants {
+            sqlx::query("UPDATE tenant_work SET lease_until = $3 WHERE tenant_id = $1 AND leased_by = $2")
+                .bind(t.to_string())
+                .bind(node)
+                .bind(to_us(lease_until))
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The work on a tenant succeeded: drop the row unless a newer change
+    /// marked it meanwhile (then release it, due at once). Answers whether
+    /// the row is done.
+    pub async fn finish_tenant_work(&self, claim: &Claim, node: &str) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
+            .bind(claim.tenant_id.to_string())
+            .bind(claim.generation)
+            .bind(node)
+            .execute(tx.conn())
+            .await?
+            .rows_affected()
+            > 0;
+        if !done {
+            sqlx::query(
+                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+            )
+            .bind(claim.tenant_id.to_string())
+            .bind(node)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The work on a tenant failed: try again at `due_at`, and never call the
+    /// platform for it before `not_before` (its Retry-After). With `due_at`
+    /// `None` (a permanent failure) the row is dropped unless a newer change
+    /// marked it; the next change or reconcile tries again.
+    pub async fn fail_tenant_work(
+        &self,
+        claim: &Claim,
+        node: &str,
+        due_at: Option<OffsetDateTime>,
+        not_before: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let id = claim.tenant_id.to_string();
+        let dropped = match due_at {
+            None => {
+                sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
+                    .bind(&id)
+                    .bind(claim.generation)
+                    .bind(node)
+                    .execute(tx.conn())
+                    .await?
+                    .rows_affected()
+                    > 0
+            }
+            Some(_) => false,
+        };
+        if !dropped {
+            // a newer change keeps its "due now", but not before Retry-After
+            let due = due_at.map(to_us).unwrap_or(0);
+            sqlx::query(
+                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL, not_before = $3, \
+                   attempts = CASE WHEN generation = $4 THEN attempts + 1 ELSE attempts END, \
+                   due_at = CASE WHEN generation = $4 AND $2 > $3 THEN $2 ELSE $3 END \
+                 WHERE tenant_id = $1 AND leased_by = $5",
+            )
+            .bind(&id)
+            .bind(due)
+            .bind(to_us(not_before))
+            .bind(claim.generation)
+            .bind(node)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Mark dirty, at most `limit` at a time, the tenants not reconciled
+    /// since `older_than` (the periodic full reconcile, TN4). Answers how many.
+    pub async fn mark_for_reconcile(&self, older_than: OffsetDateTime, limit: u32) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "SELECT id FROM tenants WHERE (last_reconciled_at IS NULL OR last_reconciled_at < $1) \
+             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY last_reconciled_at, id LIMIT $2",
+        )
+        .bind(to_us(older_than))
+        .bind(i64::from(limit))
+        .fetch_all(tx.conn())
+        .await?;
+        let mut n = 0;
+        for r in &rows {
+            n += tx.mark_dirty(Reach::Tenant(r.uuid("id")?), PRIORITY_NORMAL).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// How many dirty tenants wait or are being worked on.
+    pub async fn tenant_backlog(&self) -> Result<i64> {
+        let mut tx = self.read().await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM tenant_work").fetch_one(tx.conn()).await?;
+        r.int("n")
+    }
+}
+
+/// One outcome of a replication run, written in one transaction.
+#[derive(Debug, Clone)]
+pub enum Outcome<'a> {
+    /// The tenant holds exactly the desired assignments (every run observes
+    /// the whole tenant, so it is a full reconcile too).
+    Succeeded,
+    Failed {
+        error: &'a str,
+    },
+}
+
+impl Tx {
+    /// Record that Canopy is about to grant an assignment (pending), so a
+    /// crash before the platform confirms is never mistaken for drift.
+    pub async fn record_grant_intent(&mut self, tenant_id: Uuid, a: &Assignment<String>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenant_assignments (tenant_id, account, platform_role, applied_at) VALUES ($1, $2, $3, NULL) \
+             ON CONFLICT (tenant_id, account, platform_role) DO NOTHING",
+        )
+        .bind(tenant_id.to_string())
+        .bind(&a.user)
+        .bind(&a.platform_role)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The platform holds the assignment.
+    pub async fn confirm_grant(&mut self, tenant_id: Uuid, a: &Assignment<String>, at: OffsetDateTime) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenant_assignments (tenant_id, account, platform_role, applied_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, account, platform_role) DO UPDATE SET applied_at = $4",
+        )
+        .bind(tenant_id.to_string())
+        .bind(&a.user)
+        .bind(&a.platform_role)
+        .bind(to_us(at))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The platform no longer holds the assignment: forget it and record when
+    /// the platform confirmed the revocation.
+    pub async fn confirm_revocation(
+        &mut self,
+        tenant_id: Uuid,
+        a: &Assignment<String>,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM tenant_assignments WHERE tenant_id = $1 AND account = $2 AND platform_role = $3")
+            .bind(tenant_id.to_string())
+            .bind(&a.user)
+            .bind(&a.platform_role)
+            .execute(self.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO tenant_revocations (id, tenant_id, account, platform_role, confirmed_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new_id())
+        .bind(tenant_id.to_string())
+        .bind(&a.user)
+        .bind(&a.platform_role)
+        .bind(to_us(at))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// When the platform confirmed each revocation of an account, per tenant.
+    pub async fn revocations_of(&mut self, account: &str) -> Result<Vec<(Uuid, String, OffsetDateTime)>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, platform_role, confirmed_at FROM tenant_revocations WHERE account = $1 \
+             ORDER BY confirmed_at, tenant_id",
+        )
+        .bind(account)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|r| Ok((r.uuid("tenant_id")?, r.text("platform_role")?, r.time("confirmed_at")?))).collect()
+    }
+
+    pub async fn set_tenant_external_id(&mut self, tenant_id: Uuid, external_id: &str) -> Result<()> {
+        sqlx::query("UPDATE tenants SET external_id = $2 WHERE id = $1")
+            .bind(tenant_id.to_string())
+            .bind(external_id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Record how a replication run ended.
+    pub async fn set_tenant_outcome(
+        &mut self,
+        tenant_id: Uuid,
+        outcome: Outcome<'_>,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        match outcome {
+            Outcome::Succeeded => {
+                sqlx::query(
+                    "UPDATE tenants SET status = 'succeeded', last_error = NULL, last_replicated_at = $2, \
+                     last_reconciled_at = $2 WHERE id = $1",
+                )
+                .bind(tenant_id.to_string())
+                .bind(to_us(at))
+                .execute(self.conn())
+                .await?;
+            }
+            Outcome::Failed { error } => {
+                sqlx::query("UPDATE tenants SET status = 'failed', last_error = $2 WHERE id = $1")
+                    .bind(tenant_id.to_string())
+                    .bind(error)
+                    .execute(self.conn())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

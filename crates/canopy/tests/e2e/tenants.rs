@@ -1,0 +1,410 @@
+//! TN3-TN5, AC7, AC10 (the tenant side), PR2: tenants on a real Keystone,
+//! replicated by the engine, which the tests drive with `app.replicate()`.
+//! What Keystone holds is read with the Keystone adapter, which its own test
+//! checks against Keystone.
+
+use std::collections::BTreeSet;
+
+use canopy_platforms::keystone::{Keystone, KeystoneConfig};
+use canopy_platforms::{Platform, PlatformUser, TenantRef};
+use canopy_testkit::TestApp;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A Keystone platform's registration and a client to look at what it holds.
+struct Os {
+    url: String,
+    password: String,
+}
+
+impl Os {
+    fn get() -> Option<Os> {
+        canopy_testkit::keystone().map(|(url, password)| Os { url, password })
+    }
+
+    fn platform(&self, identifier: &str, domain: &str) -> Value {
+        json!({"identifier": identifier, "type": "openstack",
+            "settings": {"auth_url": self.url, "domain": domain},
+            "secrets": {"username": "admin", "password": self.password},
+            "role_mapping": {"project_reader": "reader", "project_user": "member", "project_admin": "admin"}})
+    }
+
+    fn client(&self) -> Keystone {
+        Keystone::new(KeystoneConfig {
+            auth_url: self.url.clone(),
+            domain: "Default".into(),
+            username: "admin".into(),
+            password: self.password.clone(),
+        })
+        .unwrap()
+    }
+
+    /// What the tenant holds on Keystone, as `account:role`.
+    async fn held(&self, external_id: &str) -> BTreeSet<String> {
+        let tenant = TenantRef { external_id: external_id.to_owned() };
+        self.client()
+            .observe(&tenant)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| format!("{}:{}", h.username, h.platform_role))
+            .collect()
+    }
+
+    /// A Keystone domain for a second platform's tenants (made once, found after).
+    async fn domain(&self, name: &str) {
+        let http = reqwest::Client::new();
+        let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"name": "Default"}, "password": self.password}}}, "scope": {"system": {"all": true}}}});
+        let res = http.post(format!("{}/auth/tokens", self.url)).json(&auth).send().await.unwrap();
+        let token = res.headers()["x-subject-token"].to_str().unwrap().to_owned();
+        let res = http
+            .post(format!("{}/domains", self.url))
+            .header("X-Auth-Token", &token)
+            .json(&json!({"domain": {"name": name, "enabled": true}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success() || res.status() == 409, "creating domain {name}: {}", res.status());
+    }
+}
+
+/// Names unique across tests and backends: they share one Keystone.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A workspace (owned by the admin) with a project and the given members.
+async fn setup(app: &TestApp, members: &[&str]) -> (String, String) {
+    let ws = unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.project(&app.admin_token, &ws, "web").await;
+    for m in members {
+        app.user(m).await;
+        app.invite(&app.admin_token, &ws, m, "workspace_member").await;
+    }
+    (ws, "web".to_owned())
+}
+
+fn tenants_path(ws: &str, project: &str) -> String {
+    format!("/api/v1/workspaces/{ws}/projects/{project}/tenants")
+}
+
+async fn tenant(app: &TestApp, ws: &str, project: &str, platform: &str) -> Value {
+    app.get(&format!("{}/{platform}", tenants_path(ws, project)), &app.admin_token).await.expect(200).body
+}
+
+async fn bind(app: &TestApp, ws: &str, project: &str, subject: Value, role: &str) -> String {
+    let mut body = subject;
+    body["role"] = json!(role);
+    let r = app.post(&format!("/api/v1/workspaces/{ws}/projects/{project}/bindings"), &app.admin_token, body).await;
+    r.expect(201).body["id"].as_str().unwrap().to_owned()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+async fn history_kinds(app: &TestApp, ws: &str) -> Vec<String> {
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?limit=500"), &app.admin_token).await.expect(200);
+    h.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn tn3_tenant_is_created_on_the_platform_and_a_second_is_refused(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &["ann"]).await;
+    let platform = unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    let path = tenants_path(&ws, &project);
+    let r = app.post(&path, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.body["external_id"], Value::Null);
+    assert_eq!(r.body["name"], format!("{ws}-{project}"));
+    // TN3: a second tenant on the same platform is refused, nothing written
+    let second = app.post(&path, &app.admin_token, json!({"platform": platform})).await;
+    second.expect_problem(409, Some("platform"));
+    assert_eq!(app.get(&path, &app.admin_token).await.expect(200).body["items"].as_array().unwrap().len(), 1);
+
+    let pass = app.replicate().await;
+    assert_eq!((pass.tenants, pass.succeeded), (1, 1));
+    let t = tenant(&app, &ws, &project, &platform).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let external_id = t["external_id"].as_str().unwrap().to_owned();
+    assert!(os.held(&external_id).await.is_empty(), "nobody is bound yet");
+    // PR2: the project's page lists its tenants with their status
+    let page = app.get(&format!("/api/v1/workspaces/{ws}/projects/{project}"), &app.admin_token).await.expect(200);
+    assert_eq!(page.body["tenants"][0]["platform"], json!(platform));
+    assert_eq!(page.body["tenants"][0]["status"], "succeeded");
+    let kinds = history_kinds(&app, &ws).await;
+    assert!(
+        kinds.contains(&"tenant_created".to_owned()) && kinds.contains(&"tenant_replicated".to_owned()),
+        "{kinds:?}"
+    );
+    // a member sees the tenant but may not add one or replicate it
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    app.get(&path, &ann).await.expect(200);
+    app.post(&format!("{path}/{platform}/replicate"), &ann, json!({})).await.expect_problem(403, None);
+    // the platform cannot go while it holds the tenant
+    app.delete(&format!("/api/v1/platforms/{platform}"), &app.admin_token).await.expect_problem(409, Some("platform"));
+    app.delete(&format!("/api/v1/workspaces/{ws}/projects/{project}"), &app.admin_token)
+        .await
+        .expect_problem(409, None);
+}
+
+async fn tn3_bad_tenant_requests_are_refused_naming_the_field(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &[]).await;
+    let platform = unique("os");
+    let mut body = os.platform(&platform, "Default");
+    body["landing_zone_required"] = json!(true);
+    app.post("/api/v1/platforms", &app.admin_token, body).await.expect(201);
+    let path = tenants_path(&ws, &project);
+    app.post(&path, &app.admin_token, json!({"platform": "nope"})).await.expect_problem(422, Some("platform"));
+    app.post(&path, &app.admin_token, json!({"platform": platform})).await.expect_problem(422, Some("landing_zone"));
+    app.post(&path, &app.admin_token, json!({"platform": platform, "landing_zone": "nope"}))
+        .await
+        .expect_problem(422, Some("landing_zone"));
+    app.post(&path, &app.admin_token, json!({"platfrom": platform})).await.expect_problem(422, None);
+    let aws = json!({"identifier": unique("aws"), "type": "aws", "settings": {"region": "eu-central-1"},
+        "secrets": {"access_key_id": "AKIA", "secret_access_key": "secret-secret"}});
+    let aws_id = aws["identifier"].as_str().unwrap().to_owned();
+    app.post("/api/v1/platforms", &app.admin_token, aws).await.expect(201);
+    app.post(&path, &app.admin_token, json!({"platform": aws_id})).await.expect_problem(422, Some("platform"));
+    assert!(app.get(&path, &app.admin_token).await.expect(200).body["items"].as_array().unwrap().is_empty());
+    app.get(&format!("{path}/{platform}"), &app.admin_token).await.expect_problem(404, None);
+    // with its landing zone the tenant is made in the zone's domain (TN2)
+    let domain = unique("d");
+    os.domain(&domain).await;
+    app.post(
+        &format!("/api/v1/platforms/{platform}/landing-zones"),
+        &app.admin_token,
+        json!({"identifier": "team", "display_name": "Team", "settings": {"domain": domain}}),
+    )
+    .await
+    .expect(201);
+    app.post(&path, &app.admin_token, json!({"platform": platform, "landing_zone": "team"})).await.expect(201);
+    app.replicate().await;
+    let t = tenant(&app, &ws, &project, &platform).await;
+    assert_eq!((t["status"].as_str(), t["landing_zone"].as_str()), (Some("succeeded"), Some("team")), "{t}");
+    app.delete(&format!("/api/v1/platforms/{platform}/landing-zones/team"), &app.admin_token)
+        .await
+        .expect_problem(409, Some("landing_zone"));
+}
+
+async fn tn4_group_member_gets_role_in_every_tenant(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &["ann", "bob"]).await;
+    let (a, b) = (unique("osa"), unique("osb"));
+    let domain = unique("d");
+    os.domain(&domain).await;
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&a, "Default")).await.expect(201);
+    let mut second = os.platform(&b, &domain);
+    second["role_mapping"] = json!({"project_user": "reader"}); // a different mapping on the second platform
+    app.post("/api/v1/platforms", &app.admin_token, second).await.expect(201);
+    let path = tenants_path(&ws, &project);
+    app.post(&path, &app.admin_token, json!({"platform": a})).await.expect(201);
+    app.post(&path, &app.admin_token, json!({"platform": b})).await.expect(201);
+    let group = unique("g");
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": group, "display_name": "Devs"}))
+        .await
+        .expect(201);
+    app.post(&format!("/api/v1/groups/{group}/members"), &app.admin_token, json!({"user": "bob"})).await.expect(201);
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/members"),
+        &app.admin_token,
+        json!({"group": group, "role": "workspace_member"}),
+    )
+    .await
+    .expect(201);
+    bind(&app, &ws, &project, json!({"group": group}), "project_user").await;
+    bind(&app, &ws, &project, json!({"user": "ann"}), "project_admin").await;
+    let pass = app.replicate().await;
+    assert_eq!(pass.succeeded, 2, "{pass:?}");
+    let ta = tenant(&app, &ws, &project, &a).await["external_id"].as_str().unwrap().to_owned();
+    let tb = tenant(&app, &ws, &project, &b).await["external_id"].as_str().unwrap().to_owned();
+    assert_ne!(ta, tb);
+    assert_eq!(os.held(&ta).await, set(&["ann:admin", "bob:member"]));
+    assert_eq!(os.held(&tb).await, set(&["bob:reader"]), "the second platform maps only project_user");
+    // AC3: a member who joins later gets it too, one who leaves loses it, in every tenant
+    app.user("cy").await;
+    app.post(&format!("/api/v1/groups/{group}/members"), &app.admin_token, json!({"user": "cy"})).await.expect(201);
+    app.delete(&format!("/api/v1/groups/{group}/members/bob"), &app.admin_token).await.expect(204);
+    app.replicate().await;
+    assert_eq!(os.held(&ta).await, set(&["ann:admin", "cy:member"]));
+    assert_eq!(os.held(&tb).await, set(&["cy:reader"]));
+    // nothing left to do: a second pass makes no platform change
+    let again = app.post(&format!("{path}/{a}/replicate"), &app.admin_token, json!({})).await.expect(202);
+    assert_eq!(again.body["status"], "pending");
+    let pass = app.replicate().await;
+    assert_eq!((pass.tenants, pass.granted, pass.revoked), (1, 0, 0), "{pass:?}");
+    assert_eq!(tenant(&app, &ws, &project, &a).await["status"], "succeeded");
+}
+
+async fn ac7_ended_binding_leaves_every_tenant_and_returns_when_added_again(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &["ann"]).await;
+    let platform = unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    app.post(&tenants_path(&ws, &project), &app.admin_token, json!({"platform": platform})).await.expect(201);
+    let id = bind(&app, &ws, &project, json!({"user": "ann"}), "project_reader").await;
+    app.replicate().await;
+    let ext = tenant(&app, &ws, &project, &platform).await["external_id"].as_str().unwrap().to_owned();
+    assert_eq!(os.held(&ext).await, set(&["ann:reader"]));
+    // AC5: a changed role follows
+    let bindings = format!("/api/v1/workspaces/{ws}/projects/{project}/bindings");
+    app.patch(&format!("{bindings}/{id}"), &app.admin_token, json!({"role": "project_user"})).await.expect(200);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member"]));
+    // AC6: removed, then added again
+    app.delete(&format!("{bindings}/{id}"), &app.admin_token).await.expect(204);
+    app.replicate().await;
+    assert!(os.held(&ext).await.is_empty());
+    bind(&app, &ws, &project, json!({"user": "ann"}), "project_user").await;
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member"]));
+    // the revocation was recorded with the instant the platform confirmed it
+    let h =
+        app.get(&format!("/api/v1/workspaces/{ws}/history?kind=tenant_replicated&limit=50"), &app.admin_token).await;
+    let revoked: Vec<&Value> =
+        h.body["items"].as_array().unwrap().iter().flat_map(|e| e["details"]["revoked"].as_array().unwrap()).collect();
+    assert!(revoked.iter().any(|r| r["account"] == "ann" && r["confirmed_at"].is_string()), "{revoked:?}");
+}
+
+async fn ac10_deactivated_user_is_removed_from_every_tenant(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &["ann", "bob"]).await;
+    let platform = unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    app.post(&tenants_path(&ws, &project), &app.admin_token, json!({"platform": platform})).await.expect(201);
+    bind(&app, &ws, &project, json!({"user": "ann"}), "project_user").await;
+    bind(&app, &ws, &project, json!({"user": "bob"}), "project_user").await;
+    app.replicate().await;
+    let ext = tenant(&app, &ws, &project, &platform).await["external_id"].as_str().unwrap().to_owned();
+    assert_eq!(os.held(&ext).await, set(&["ann:member", "bob:member"]));
+    app.patch("/api/v1/users/ann", &app.admin_token, json!({"active": false})).await.expect(200);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["bob:member"]));
+    app.patch("/api/v1/users/ann", &app.admin_token, json!({"active": true})).await.expect(200);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member", "bob:member"]));
+    // a deleted account goes too
+    app.delete("/api/v1/users/bob", &app.admin_token).await.expect(204);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member"]));
+}
+
+async fn tn4_reconcile_repairs_drift_and_records_each_repair(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &["ann", "bob"]).await;
+    let platform = unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    let path = tenants_path(&ws, &project);
+    app.post(&path, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    bind(&app, &ws, &project, json!({"user": "ann"}), "project_user").await;
+    app.replicate().await;
+    let ext = tenant(&app, &ws, &project, &platform).await["external_id"].as_str().unwrap().to_owned();
+    // drift made outside Canopy: ann's role taken away, a foreign account given a managed role
+    let ks = os.client();
+    let t = TenantRef { external_id: ext.clone() };
+    let mallory = unique("mallory");
+    ks.revoke(&t, "ann", "member").await.unwrap();
+    let m = PlatformUser { username: mallory.clone(), email: format!("{mallory}@example.org") };
+    ks.grant(&t, &m, "admin").await.unwrap();
+    let held = os.held(&ext).await;
+    assert!(!held.contains("ann:member") && held.contains(&format!("{mallory}:admin")));
+    // the plan shows it without changing anything
+    let plan = app.get(&format!("{path}/{platform}/plan"), &app.admin_token).await.expect(200);
+    assert_eq!(plan.body["drift_missing"], json!([{"account": "ann", "platform_role": "member"}]), "{}", plan.body);
+    assert_eq!(plan.body["drift_unexpected"], json!([{"account": mallory, "platform_role": "admin"}]));
+    assert_eq!(plan.body["grant"], json!([]));
+    assert_eq!(os.held(&ext).await, held, "the plan changed nothing");
+    // nothing is dirty; the periodic reconcile marks the tenant once it is due
+    assert_eq!(app.replicate().await.tenants, 0);
+    assert_eq!(app.replicator.schedule_reconcile().await.unwrap(), 0, "reconciled just now");
+    app.clock.advance(time::Duration::hours(2));
+    assert_eq!(app.replicator.schedule_reconcile().await.unwrap(), 1);
+    app.replicate().await;
+    let after = os.held(&ext).await;
+    assert!(after.contains("ann:member") && !after.contains(&format!("{mallory}:admin")), "{after:?}");
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?kind=tenant_drift_repaired"), &app.admin_token).await;
+    let e = &h.body["items"][0];
+    assert_eq!(e["initiator"]["name"], "replication");
+    assert_eq!(e["details"]["restored"], json!([{"account": "ann", "platform_role": "member"}]));
+    assert_eq!(e["details"]["removed"], json!([{"account": mallory, "platform_role": "admin"}]));
+
+    // a platform that only reports drift leaves it and records it
+    app.patch(&format!("/api/v1/platforms/{platform}"), &app.admin_token, json!({"drift_policy": "report"}))
+        .await
+        .expect(200);
+    app.replicate().await;
+    ks.revoke(&t, "ann", "member").await.unwrap();
+    bind(&app, &ws, &project, json!({"user": "bob"}), "project_reader").await; // Canopy's own change still applies
+    app.replicate().await;
+    let held = os.held(&ext).await;
+    assert!(!held.contains("ann:member") && held.contains("bob:reader"), "{held:?}");
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?kind=tenant_drift_detected"), &app.admin_token).await;
+    assert_eq!(h.body["items"][0]["details"]["missing"], json!([{"account": "ann", "platform_role": "member"}]));
+}
+
+async fn tn5_failed_tenant_shows_the_platform_error_and_recovers(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws, project) = setup(&app, &["ann"]).await;
+    let platform = unique("os");
+    let mut body = os.platform(&platform, "Default");
+    body["secrets"]["password"] = json!("wrong-password");
+    app.post("/api/v1/platforms", &app.admin_token, body).await.expect(201);
+    let path = tenants_path(&ws, &project);
+    app.post(&path, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    bind(&app, &ws, &project, json!({"user": "ann"}), "project_user").await;
+    let pass = app.replicate().await;
+    assert_eq!(pass.failed, 1);
+    let t = tenant(&app, &ws, &project, &platform).await;
+    assert_eq!(t["status"], "failed");
+    let error = t["last_error"].as_str().unwrap();
+    assert!(error.contains("Keystone answered 401"), "the platform's own message: {error}");
+    let kinds = history_kinds(&app, &ws).await;
+    assert!(kinds.contains(&"tenant_replication_failed".to_owned()));
+    // fixing the credentials replicates the platform's tenants again
+    app.patch(
+        &format!("/api/v1/platforms/{platform}"),
+        &app.admin_token,
+        json!({"secrets": {"password": os.password}}),
+    )
+    .await
+    .expect(200);
+    app.replicate().await;
+    let t = tenant(&app, &ws, &project, &platform).await;
+    assert_eq!((t["status"].as_str(), &t["last_error"]), (Some("succeeded"), &Value::Null), "{t}");
+    let ext = t["external_id"].as_str().unwrap();
+    assert_eq!(os.held(ext).await, set(&["ann:member"]));
+
+    // an unreachable platform is retried with backoff, not before
+    let down = unique("down");
+    let mut body = os.platform(&down, "Default");
+    body["settings"]["auth_url"] = json!("http://127.0.0.1:9/v3");
+    app.post("/api/v1/platforms", &app.admin_token, body).await.expect(201);
+    app.post(&path, &app.admin_token, json!({"platform": down})).await.expect(201);
+    assert_eq!(app.replicate().await.failed, 1);
+    let t = tenant(&app, &ws, &project, &down).await;
+    assert_eq!(t["status"], "failed");
+    assert!(t["last_error"].as_str().unwrap().contains("cannot reach Keystone"), "{t}");
+    assert_eq!(app.replicate().await.tenants, 0, "not due before its backoff");
+    app.clock.advance(time::Duration::seconds(6));
+    assert_eq!(app.replicate().await.failed, 1, "retried after the backoff");
+    let kinds = history_kinds(&app, &ws).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "tenant_replication_failed").count(),
+        2,
+        "one event per distinct failure, not per retry"
+    );
+}
+
+canopy_testkit::backend_tests!(
+    tn3_tenant_is_created_on_the_platform_and_a_second_is_refused,
+    tn3_bad_tenant_requests_are_refused_naming_the_field,
+    tn4_group_member_gets_role_in_every_tenant,
+    ac7_ended_binding_leaves_every_tenant_and_returns_when_added_again,
+    ac10_deactivated_user_is_removed_from_every_tenant,
+    tn4_reconcile_repairs_drift_and_records_each_repair,
+    tn5_failed_tenant_shows_the_platform_error_and_recovers,
+);

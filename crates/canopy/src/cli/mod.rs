@@ -26,6 +26,7 @@ mod platforms;
 mod projects;
 mod render;
 mod session;
+mod tenants;
 mod workspaces;
 
 use api::{Api, CliError, Profile};
@@ -119,6 +120,9 @@ pub enum ClientCommand {
     /// Landing zones of a platform: the settings new tenants get.
     #[command(subcommand, after_help = EXIT_CODES)]
     LandingZone(platforms::LandingZoneCommand),
+    /// Tenants of a project: add, show, plan, and replicate with progress.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Tenant(tenants::TenantCommand),
     /// A workspace's history, and verifying the history's hash chains.
     #[command(subcommand, after_help = EXIT_CODES)]
     History(history::HistoryCommand),
@@ -141,6 +145,7 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
         ClientCommand::ApiKey(c) => people::api_key(&ctx, c).await,
         ClientCommand::Platform(c) => platforms::platform(&ctx, c).await,
         ClientCommand::LandingZone(c) => platforms::landing_zone(&ctx, c).await,
+        ClientCommand::Tenant(c) => tenants::tenant(&ctx, c).await,
         ClientCommand::History(c) => history::history(&ctx, c).await,
     };
     match result {

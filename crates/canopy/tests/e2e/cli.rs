@@ -877,7 +877,46 @@ async fn tn1_cli_invalid_platform_is_refused_with_the_field(app: TestApp) {
     assert_eq!(list, json!([]), "nothing was registered");
 }
 
+async fn if4_cli_replicates_many_tenants_with_progress(app: TestApp) {
+    use crate::tenants::{Os, unique};
+    let Some(os) = Os::get() else { return };
+    let cli = Cli::new(&app);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    let ws = unique("w");
+    let platform = unique("os");
+    app.workspace(&app.admin_token, &ws).await;
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    for p in ["api", "db", "web"] {
+        app.project(&app.admin_token, &ws, p).await;
+        cli.run(&["tenant", "add", &ws, p, &platform]).await.ok();
+    }
+    cli.run(&["tenant", "add", &ws, "web", "nope"]).await.code(7);
+    // the engine runs beside the CLI, as `canopy serve` would run it
+    let replicator = app.replicator.clone();
+    let engine = tokio::spawn(async move {
+        loop {
+            replicator.run_until_idle().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let out = cli.run(&["tenant", "replicate", &ws, "--wait"]).await.ok();
+    // not a terminal: one progress line per finished tenant
+    let progress: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(progress.len(), 3, "{}", out.stderr);
+    assert!(progress[0].starts_with("[1/3]") && progress[2].starts_with("[3/3]"), "{progress:?}");
+    assert_eq!(out.stdout.matches("succeeded").count(), 3, "{}", out.stdout);
+    let list = cli.run(&["tenant", "list", &ws, "web", "-o", "json"]).await.ok().json();
+    assert_eq!(list[0]["status"], "succeeded");
+    let plan = cli.run(&["tenant", "plan", &ws, "web", &platform, "-o", "json"]).await.ok().json();
+    assert_eq!((plan["grant"].clone(), plan["revoke"].clone()), (json!([]), json!([])));
+    let one =
+        cli.run(&["tenant", "replicate", &ws, "db", "--platform", &platform, "--wait", "-o", "json"]).await.ok().json();
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    engine.abort();
+}
+
 canopy_testkit::backend_tests! {
+    if4_cli_replicates_many_tenants_with_progress,
     if3_cli_login_workspace_project_binding_history_walkthrough,
     if3_cli_json_output_is_the_api_json,
     if3_cli_errors_exit_non_zero_with_field_message,

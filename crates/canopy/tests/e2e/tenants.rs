@@ -12,17 +12,17 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// A Keystone platform's registration and a client to look at what it holds.
-struct Os {
+pub struct Os {
     url: String,
     password: String,
 }
 
 impl Os {
-    fn get() -> Option<Os> {
+    pub fn get() -> Option<Os> {
         canopy_testkit::keystone().map(|(url, password)| Os { url, password })
     }
 
-    fn platform(&self, identifier: &str, domain: &str) -> Value {
+    pub fn platform(&self, identifier: &str, domain: &str) -> Value {
         json!({"identifier": identifier, "type": "openstack",
             "settings": {"auth_url": self.url, "domain": domain},
             "secrets": {"username": "admin", "password": self.password},
@@ -70,7 +70,7 @@ impl Os {
 }
 
 /// Names unique across tests and backends: they share one Keystone.
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &Uuid::new_v4().simple().to_string()[..10])
 }
 

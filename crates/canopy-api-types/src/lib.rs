@@ -554,6 +554,9 @@ pub struct Tenant {
     pub last_replicated_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// While the tenant is being deleted: `requested`, `deleting`,
+    /// `awaiting_engineer` or `declined`.
+    pub deletion: Option<String>,
 }
 
 /// A platform account holding a platform role.
@@ -580,4 +583,53 @@ pub struct TenantPlan {
     pub drift_unexpected: Vec<PlannedAssignment>,
     /// `repair` (replication restores the drift) or `report`.
     pub drift_policy: String,
+}
+
+/// A tenant's part in a deletion (DL1-DL5).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantDeletionState {
+    /// The id platform engineers confirm or decline it by.
+    pub id: uuid::Uuid,
+    pub platform: String,
+    /// `automatic` (Canopy deletes it after the typed confirmation) or
+    /// `manual` (a platform engineer does, and confirms or declines).
+    pub mode: String,
+    /// `requested`, `deleting`, `awaiting_engineer`, `declined`, or none.
+    pub state: Option<String>,
+    /// What the platform still holds in the tenant; remove it before confirming.
+    pub resources: Vec<String>,
+}
+
+/// A project's deletion: of the whole project, or of some of its tenants.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectDeletion {
+    pub workspace: String,
+    pub project: String,
+    /// The whole project goes when every tenant deletion succeeded.
+    pub project_deletion: bool,
+    /// `none`, `awaiting_confirmation` (type the project identifier), or
+    /// `in_progress` (tenants being deleted or waiting for platform engineers).
+    pub state: String,
+    pub tenants: Vec<TenantDeletionState>,
+}
+
+/// Confirm a deletion by typing the project's identifier (DL2).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmDeletion {
+    pub identifier: String,
+}
+
+/// A tenant deletion waiting for a platform engineer (DL3, AD5).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PendingDeletion {
+    pub id: uuid::Uuid,
+    pub workspace: String,
+    pub project: String,
+    pub platform: String,
+    /// The tenant's id on the platform, to find and delete it by hand.
+    pub external_id: Option<String>,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub requested_at: Option<OffsetDateTime>,
 }

@@ -70,6 +70,12 @@ event_kinds! {
     TenantReplicationFailed => "tenant_replication_failed",
     TenantDriftRepaired => "tenant_drift_repaired",
     TenantDriftDetected => "tenant_drift_detected",
+    TenantDeletionRequested => "tenant_deletion_requested",
+    TenantDeletionConfirmed => "tenant_deletion_confirmed",
+    TenantDeletionDeclined => "tenant_deletion_declined",
+    TenantDeleted => "tenant_deleted",
+    ProjectDeletionRequested => "project_deletion_requested",
+    ProjectDeletionDeclined => "project_deletion_declined",
 }
 
 impl FromStr for EventKind {

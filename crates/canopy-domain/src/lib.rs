@@ -7,6 +7,7 @@
 pub mod access;
 pub mod authz;
 pub mod clock;
+pub mod deletion;
 pub mod history;
 pub mod mail;
 pub mod names;

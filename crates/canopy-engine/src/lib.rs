@@ -5,5 +5,6 @@
 //! settable clock, and a loop ([`mailer::run`], [`replication::Replicator::run`])
 //! that `canopy serve` spawns.
 
+pub mod deletion;
 pub mod mailer;
 pub mod replication;

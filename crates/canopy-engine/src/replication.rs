@@ -17,6 +17,7 @@ use std::time::Duration as StdDuration;
 
 use canopy_domain::access::UserStatus;
 use canopy_domain::clock::Clock;
+use canopy_domain::deletion::TenantDeletion;
 use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::replication::{
     Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, retry_delay, split_drift,
@@ -226,9 +227,10 @@ impl<K: Connector> Replicator<K> {
 
     /// Converge one leased tenant and settle its work row.
     async fn work(&self, claim: Claim) -> Result<TenantRun, ReplicationError> {
-        self.leased.lock().unwrap_or_else(|e| e.into_inner()).insert(claim.tenant_id);
+        // the heartbeat renews the lease only while this run lives, even if it panics
+        let _leased = LeaseGuard::new(&self.leased, claim.tenant_id);
         let result = self.converge(&claim).await;
-        self.leased.lock().unwrap_or_else(|e| e.into_inner()).remove(&claim.tenant_id);
+        drop(_leased);
         let node = &self.config.node;
         match result {
             Ok(run) => {
@@ -363,6 +365,9 @@ impl<K: Connector> Replicator<K> {
                 PlatformError::Retryable { message: "the engine is stopping".into(), retry_after: None },
             )
         })?;
+        if input.tenant.deletion == Some(TenantDeletion::Deleting) {
+            return self.delete(&adapter, &input).await;
+        }
         let mut progress = Progress::default();
         let result = self.apply(claim, &adapter, &input, &mut progress).await;
         self.settle(&input, &progress, result.as_ref().err()).await?;
@@ -373,6 +378,46 @@ impl<K: Connector> Replicator<K> {
             drift: progress.drift_found.grant.len() + progress.drift_found.revoke.len(),
             failed: None,
         })
+    }
+
+    /// Delete a tenant whose deletion was confirmed (DL2), then settle its
+    /// project: gone when this was its last tenant (DL1).
+    async fn delete(&self, adapter: &K::Platform, input: &ReplicationInput) -> Result<TenantRun, Failure> {
+        let platform_id = input.platform.id;
+        if let Some(id) = &input.tenant.external_id {
+            let tenant = TenantRef { external_id: id.clone() };
+            if let Err(e) = self.call(platform_id, adapter.delete_tenant(&tenant)).await {
+                self.settle(input, &Progress::default(), Some(&e)).await?;
+                return Err(Failure::Platform(Some(platform_id), e));
+            }
+        }
+        let now = self.clock.now();
+        let system = Initiator::system(JOB);
+        let mut tx = self.store.write().await?;
+        tx.delete_tenant(input.tenant.id).await?;
+        let details = json!({"project": input.project, "platform": input.tenant.platform,
+            "external_id": input.tenant.external_id, "node": self.config.node});
+        tx.append_event(Some(input.workspace_id), EventKind::TenantDeleted, now, &system, details).await?;
+        crate::deletion::settle_project(&mut tx, input.tenant.project_id, &system, now).await?;
+        tx.commit().await?;
+        Ok(TenantRun::default())
+    }
+
+    /// What a tenant still holds that deleting it would destroy (DL2).
+    pub async fn find_resources(&self, tenant_id: Uuid) -> Result<Vec<String>, ReplicationError> {
+        let Prepared { adapter, input } = match self.prepare(tenant_id).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(ReplicationError::NoTenant),
+            Err(Failure::Store(e)) => return Err(e.into()),
+            Err(Failure::Platform(_, e)) => return Err(ReplicationError::Platform(e)),
+        };
+        match &input.tenant.external_id {
+            None => Ok(Vec::new()), // never created on the platform
+            Some(id) => {
+                let tenant = TenantRef { external_id: id.clone() };
+                self.call(input.platform.id, adapter.find_resources(&tenant)).await.map_err(ReplicationError::Platform)
+            }
+        }
     }
 
     /// The platform calls of one run. What succeeded is kept in `progress`
@@ -459,7 +504,7 @@ impl<K: Connector> Replicator<K> {
         let tenant_id = input.tenant.id;
         let ws = Some(input.workspace_id);
         let system = Initiator::system(JOB);
-        let about = json!({"project": input.project, "platform": input.tenant.platform});
+        let about = json!({"project": input.project, "platform": input.tenant.platform, "node": self.config.node});
         let mut tx = self.store.write().await?;
         for a in progress.granted.iter().chain(&progress.confirmed) {
             tx.confirm_grant(tenant_id, a, now).await?;
@@ -549,13 +594,27 @@ impl<K: Connector> Replicator<K> {
         });
         let mut in_flight = tokio::task::JoinSet::new();
         let mut last_schedule = None::<std::time::Instant>;
+        let mut leadership = None;
         loop {
             if last_schedule.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(10)) {
                 last_schedule = Some(std::time::Instant::now());
-                match self.schedule_reconcile().await {
-                    Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants for the periodic reconcile"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "could not schedule the reconcile"),
+                // the scheduler runs on one node at a time (a PostgreSQL advisory lock)
+                if leadership.is_none() {
+                    match self.store.scheduler_lock().await {
+                        Ok(Some(lock)) => {
+                            tracing::info!(node = %self.config.node, "this node runs the scheduler");
+                            leadership = Some(lock);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "could not take the scheduler lock"),
+                    }
+                }
+                if leadership.is_some() {
+                    match self.schedule_reconcile().await {
+                        Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants for the periodic reconcile"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "could not schedule the reconcile"),
+                    }
                 }
             }
             let free = self.config.workers.saturating_sub(in_flight.len());
@@ -576,20 +635,42 @@ impl<K: Connector> Replicator<K> {
             if claimed == 0 || in_flight.len() >= self.config.workers {
                 // wait for a slot, or poll again
                 tokio::select! {
-                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                        if let Ok(Err(e)) = done {
-                            tracing::error!(error = %e, "a replication run failed");
-                        }
-                    }
+                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_run(done),
                     _ = tokio::time::sleep(self.config.poll), if claimed == 0 => {}
                 }
             }
             while let Some(done) = in_flight.try_join_next() {
-                if let Ok(Err(e)) = done {
-                    tracing::error!(error = %e, "a replication run failed");
-                }
+                log_run(done);
             }
         }
+    }
+}
+
+fn log_run(done: Result<Result<TenantRun, ReplicationError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "a replication run failed"),
+        // its lease is no longer renewed: another run takes the tenant when it expires
+        Err(e) => tracing::error!(error = %e, "a replication run panicked"),
+    }
+}
+
+/// Marks a tenant as worked on by this node for as long as it lives.
+struct LeaseGuard<'a> {
+    set: &'a Mutex<BTreeSet<Uuid>>,
+    tenant: Uuid,
+}
+
+impl<'a> LeaseGuard<'a> {
+    fn new(set: &'a Mutex<BTreeSet<Uuid>>, tenant: Uuid) -> Self {
+        set.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant);
+        LeaseGuard { set, tenant }
+    }
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.tenant);
     }
 }
 

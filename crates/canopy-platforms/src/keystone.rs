@@ -29,6 +29,9 @@ pub struct Keystone {
     http: reqwest::Client,
     config: KeystoneConfig,
     token: Mutex<Option<String>>,
+    /// Ids of domains and roles by name (`domain:NAME`, `role:NAME`): they
+    /// do not change while they exist, and every grant needs them.
+    ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
@@ -73,6 +76,7 @@ impl Keystone {
             http,
             config: KeystoneConfig { auth_url: config.auth_url.trim_end_matches('/').to_owned(), ..config },
             token: Mutex::new(None),
+            ids: std::sync::Mutex::default(),
         })
     }
 
@@ -154,13 +158,29 @@ impl Keystone {
     }
 
     async fn domain_id_of(&self, name: &str) -> Result<String, PlatformError> {
-        let (_, body) = self.call(Method::GET, &format!("/domains?name={}", query_value(name)), None).await?;
-        id_of(&body, "domains").ok_or_else(|| permanent(format!("Keystone has no domain {name:?}")))
+        self.cached_id("domains", name).await
     }
 
     async fn role_id(&self, role: &str) -> Result<String, PlatformError> {
-        let (_, body) = self.call(Method::GET, &format!("/roles?name={}", query_value(role)), None).await?;
-        id_of(&body, "roles").ok_or_else(|| permanent(format!("Keystone has no role {role:?}")))
+        self.cached_id("roles", role).await
+    }
+
+    /// The id of a domain or role by name, asked once and then remembered.
+    async fn cached_id(&self, list: &str, name: &str) -> Result<String, PlatformError> {
+        let key = format!("{list}:{name}");
+        if let Some(id) = self.ids.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(id.clone());
+        }
+        let (_, body) = self.call(Method::GET, &format!("/{list}?name={}", query_value(name)), None).await?;
+        let kind = list.trim_end_matches('s');
+        let id = id_of(&body, list).ok_or_else(|| permanent(format!("Keystone has no {kind} {name:?}")))?;
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(key, id.clone());
+        Ok(id)
+    }
+
+    /// Forget the remembered ids (a 404 may mean one was deleted and made again).
+    fn forget_ids(&self) {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     async fn user_id(&self, domain_id: &str, username: &str) -> Result<Option<String>, PlatformError> {
@@ -247,7 +267,8 @@ impl Platform for Keystone {
         let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", query_value(&tenant.external_id));
         let (status, body) = self.call(Method::PUT, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
-            return Err(permanent(keystone_message(status, &body)));
+            self.forget_ids();
+            return Err(retryable(keystone_message(status, &body), None));
         }
         Ok(())
     }
@@ -259,6 +280,20 @@ impl Platform for Keystone {
         let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", query_value(&tenant.external_id));
         // 404: not held (any more): what was asked for
         self.call(Method::DELETE, &path, None).await.map(|_| ())
+    }
+
+    /// Keystone knows the projects nested in the tenant's project; compute
+    /// and storage live in other OpenStack services that Canopy does not reach.
+    async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
+        let path = format!("/projects?parent_id={}", query_value(&tenant.external_id));
+        let (_, body) = self.call(Method::GET, &path, None).await?;
+        Ok(body["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .map(|name| format!("project {name}"))
+            .collect())
     }
 
     async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {

@@ -81,6 +81,10 @@ pub trait Platform: Send + Sync {
         platform_role: &str,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 
+    /// What the tenant still holds that its deletion would destroy, as
+    /// people should read it (e.g. `project child-a`); empty when none (DL2).
+    fn find_resources(&self, tenant: &TenantRef) -> impl Future<Output = Result<Vec<String>, PlatformError>> + Send;
+
     /// Delete the tenant (gone already counts as done).
     fn delete_tenant(&self, tenant: &TenantRef) -> impl Future<Output = Result<(), PlatformError>> + Send;
 }
@@ -142,6 +146,12 @@ impl Platform for AnyPlatform {
     async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
         match self {
             AnyPlatform::OpenStack(p) => p.revoke(tenant, username, platform_role).await,
+        }
+    }
+
+    async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
+        match self {
+            AnyPlatform::OpenStack(p) => p.find_resources(tenant).await,
         }
     }
 

@@ -53,7 +53,7 @@ pub struct AppState {
     tags(
         (name = "auth"), (name = "users"), (name = "groups"), (name = "api-keys"),
         (name = "workspaces"), (name = "members"), (name = "projects"), (name = "bindings"),
-        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"), (name = "tenants"),
+        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"), (name = "tenants"), (name = "deletion"),
     )
 )]
 struct ApiDoc;
@@ -91,9 +91,14 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(bindings::list, bindings::create))
         .routes(routes!(bindings::update, bindings::delete))
         .routes(routes!(tenants::list, tenants::create))
-        .routes(routes!(tenants::show))
+        .routes(routes!(tenants::show, tenants::delete))
         .routes(routes!(tenants::replicate))
         .routes(routes!(tenants::plan))
+        .routes(routes!(deletion::show))
+        .routes(routes!(deletion::confirm))
+        .routes(routes!(deletion::pending))
+        .routes(routes!(deletion::engineer_confirm))
+        .routes(routes!(deletion::engineer_decline))
         .routes(routes!(project_roles::list, project_roles::create))
         .routes(routes!(project_roles::update, project_roles::delete))
         .routes(routes!(history::list))

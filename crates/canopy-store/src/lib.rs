@@ -151,9 +151,37 @@ impl Store {
         Ok(Tx { inner, _guard: None })
     }
 
+    /// Become the node that runs the scheduler: on PostgreSQL, a session
+    /// advisory lock held by one connection for as long as the answer lives
+    /// (a node that dies releases it with its connection); SQLite has one
+    /// node, which always gets it. `None`: another node holds it.
+    pub async fn scheduler_lock(&self) -> Result<Option<SchedulerLock>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(SchedulerLock { _conn: None }));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS got")
+            .bind(SCHEDULER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if row.int("got")? == 1 {
+            // detached: a pooled connection would keep the lock after release
+            return Ok(Some(SchedulerLock { _conn: Some(conn.detach()) }));
+        }
+        Ok(None)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The advisory lock key of the scheduler ("canopy" in ASCII).
+const SCHEDULER_LOCK_KEY: i64 = 0x6361_6e6f_7079;
+
+/// Held by the node that runs the scheduler; dropping it releases the lock.
+pub struct SchedulerLock {
+    _conn: Option<sqlx::AnyConnection>,
 }
 
 /// A database transaction. Dropping it without [`Tx::commit`] rolls back.

@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use canopy_domain::platforms::PlatformType;
+use canopy_domain::deletion::TenantDeletion;
+use canopy_domain::platforms::{DeletionMode, PlatformType};
 use canopy_domain::replication::{Applied, Assignment, TenantStatus};
 use canopy_domain::{Binding, SubjectKind};
 use serde_json::{Map, Value};
@@ -37,11 +38,18 @@ pub struct TenantRecord {
     pub last_error: Option<String>,
     pub last_replicated_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    pub deletion_mode: DeletionMode,
+    /// Where its deletion stands, if it is being deleted (DL1-DL5).
+    pub deletion: Option<TenantDeletion>,
+    /// What the platform reported in the tenant when its deletion was asked for or confirmed.
+    pub deletion_resources: Vec<String>,
+    pub deletion_requested_at: Option<OffsetDateTime>,
 }
 
 const TENANT_SELECT: &str = "SELECT t.id, t.project_id, t.platform_id, p.identifier AS platform, p.platform_type, \
        t.landing_zone_id, z.identifier AS landing_zone, t.name, t.external_id, t.status, t.last_error, \
-       t.last_replicated_at, t.created_at, w.generation AS work_generation, w.leased_by \
+       t.last_replicated_at, t.created_at, w.generation AS work_generation, w.leased_by, p.deletion AS deletion_mode, \
+       t.deletion, t.deletion_resources, t.deletion_requested_at \
      FROM tenants t JOIN platforms p ON p.id = t.platform_id \
      LEFT JOIN landing_zones z ON z.id = t.landing_zone_id \
      LEFT JOIN tenant_work w ON w.tenant_id = t.id";
@@ -70,6 +78,11 @@ fn tenant_from_row(r: &AnyRow) -> Result<TenantRecord> {
         last_error: r.text_opt("last_error")?,
         last_replicated_at: r.time_opt("last_replicated_at")?,
         created_at: r.time("created_at")?,
+        deletion_mode: r.parse("deletion_mode")?,
+        deletion: r.text_opt("deletion")?.map(|s| s.parse()).transpose().map_err(StoreError::Corrupt)?,
+        deletion_resources: serde_json::from_str(&r.text("deletion_resources")?)
+            .map_err(|_| StoreError::Corrupt("deletion_resources is not a JSON list".into()))?,
+        deletion_requested_at: r.time_opt("deletion_requested_at")?,
     })
 }
 
@@ -323,11 +336,15 @@ impl Store {
             Backend::Sqlite => "",
         };
         let mut tx = self.write().await?;
+        // a CTE, not `IN (SELECT ... LIMIT)`: PostgreSQL may run such a
+        // subquery more than once and lease more rows than asked for
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE tenant_work SET leased_by = $1, lease_until = $3 WHERE tenant_id IN ( \
+            "WITH picked AS ( \
                SELECT tenant_id FROM tenant_work WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
                ORDER BY priority DESC, due_at, tenant_id LIMIT $4 {lock}) \
-             RETURNING tenant_id, generation, attempts, priority"
+             UPDATE tenant_work SET leased_by = $1, lease_until = $3 FROM picked \
+             WHERE tenant_work.tenant_id = picked.tenant_id \
+             RETURNING tenant_work.tenant_id, tenant_work.generation, tenant_work.attempts, tenant_work.priority"
         )))
         .bind(node)
         .bind(to_us(now))
@@ -584,5 +601,65 @@ impl Tx {
             }
         }
         Ok(())
+    }
+}
+
+impl Tx {
+    /// Set a tenant's deletion state (and the resources the platform reported).
+    pub async fn set_tenant_deletion(
+        &mut self,
+        tenant_id: Uuid,
+        state: Option<TenantDeletion>,
+        resources: &[String],
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE tenants SET deletion = $2, deletion_resources = $3, \
+             deletion_requested_at = CASE WHEN $2 IS NULL THEN NULL ELSE COALESCE(deletion_requested_at, $4) END \
+             WHERE id = $1",
+        )
+        .bind(tenant_id.to_string())
+        .bind(state.map(TenantDeletion::as_str))
+        .bind(serde_json::json!(resources).to_string())
+        .bind(to_us(at))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Mark (or unmark) a whole project as being deleted.
+    pub async fn set_project_deletion(&mut self, project_id: Uuid, at: Option<OffsetDateTime>) -> Result<()> {
+        sqlx::query("UPDATE projects SET deletion_requested_at = $2 WHERE id = $1")
+            .bind(project_id.to_string())
+            .bind(at.map(to_us))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Forget a tenant whose deletion succeeded (its work, assignments and
+    /// revocation records go with it).
+    pub async fn delete_tenant(&mut self, tenant_id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant_id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Tenant deletions on a platform waiting for a platform engineer (DL3),
+    /// with their workspace and project identifiers.
+    pub async fn deletions_awaiting_engineer(
+        &mut self,
+        platform_id: Uuid,
+    ) -> Result<Vec<(TenantRecord, String, String)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT q.*, ws.identifier AS ws_identifier, pr.identifier AS project_identifier FROM ({TENANT_SELECT}) q \
+             JOIN projects pr ON pr.id = q.project_id JOIN workspaces ws ON ws.id = pr.workspace_id \
+             WHERE q.platform_id = $1 AND q.deletion = 'awaiting_engineer' ORDER BY q.deletion_requested_at, q.id"
+        )))
+        .bind(platform_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((tenant_from_row(r)?, r.text("ws_identifier")?, r.text("project_identifier")?)))
+            .collect()
     }
 }

@@ -80,6 +80,8 @@ pub struct ProjectRecord {
     /// The tags as a JSON object.
     pub tags: serde_json::Map<String, serde_json::Value>,
     pub created_at: OffsetDateTime,
+    /// Set while the whole project is being deleted (DL1).
+    pub deletion_requested_at: Option<OffsetDateTime>,
 }
 
 fn project_from_row(r: &AnyRow) -> Result<ProjectRecord> {
@@ -97,11 +99,12 @@ fn project_from_row(r: &AnyRow) -> Result<ProjectRecord> {
         substitute_payment_method_id: r.uuid_opt("substitute_payment_method_id")?,
         tags,
         created_at: r.time("created_at")?,
+        deletion_requested_at: r.time_opt("deletion_requested_at")?,
     })
 }
 
-const PROJECT_COLS: &str =
-    "id, workspace_id, identifier, display_name, payment_method_id, substitute_payment_method_id, tags, created_at";
+const PROJECT_COLS: &str = "id, workspace_id, identifier, display_name, payment_method_id, substitute_payment_method_id, tags, created_at, \
+     deletion_requested_at";
 
 fn subject_column(kind: SubjectKind) -> &'static str {
     match kind {

@@ -153,6 +153,16 @@ pub async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile
     }
 }
 
+/// The first column (text) of every row `query` returns on the database at `db_url`.
+pub async fn sql_strings(db_url: &str, query: &str) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(db_url).await.unwrap();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(query.to_owned())).fetch_all(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    rows.iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect()
+}
+
 /// Start the application on a fresh database of `backend`. `None` means the
 /// test is skipped (PostgreSQL not available outside CI).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -349,12 +359,7 @@ impl TestApp {
 
     /// The first column of every row `query` returns, as text.
     pub async fn sql_strings(&self, query: &str) -> Vec<String> {
-        use sqlx::Row;
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.db_url).await.unwrap();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(query.to_owned())).fetch_all(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-        rows.iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect()
+        sql_strings(&self.db_url, query).await
     }
 
     /// Row counts of every table and the head of every history chain: equal
@@ -381,6 +386,9 @@ impl TestApp {
             "platforms",
             "platform_role_mappings",
             "landing_zones",
+            "tenants",
+            "tenant_work",
+            "tenant_assignments",
         ] {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
                 .fetch_one(&mut conn)

@@ -37,6 +37,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
+    // TLS for every HTTPS client in the process (the CLI, platform adapters, SMTP):
+    // reqwest is built without a default crypto provider
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

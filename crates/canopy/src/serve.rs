@@ -77,6 +77,13 @@ pub struct ServeArgs {
     /// Tenants of one platform this node replicates at once.
     #[arg(long, env = "CANOPY_PLATFORM_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub platform_concurrency: u32,
+    /// How long a tenant a node works on stays reserved without the node's
+    /// heartbeat, in seconds: after a crash, its tenants are taken up again then.
+    #[arg(long, env = "CANOPY_REPLICATION_LEASE_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub replication_lease_seconds: u32,
+    /// This node's name in replication leases and the history (default: host name and process id).
+    #[arg(long, env = "CANOPY_NODE_NAME")]
+    pub node_name: Option<String>,
     /// Every tenant is reconciled (drift repaired) at least this often, in minutes.
     #[arg(long, env = "CANOPY_RECONCILE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080))]
     pub reconcile_minutes: u32,
@@ -143,7 +150,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let secret_key = load_secret_key(args.secret_key.as_ref(), &args.secret_key_file)?;
+    let node = args.node_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(default_node_name);
+    tracing::info!(%node, "this node's name in replication leases");
     let replication = ReplicationConfig {
+        node,
+        lease: time::Duration::seconds(i64::from(args.replication_lease_seconds)),
         workers: args.replication_workers as usize,
         per_platform: args.platform_concurrency as usize,
         reconcile_every: time::Duration::minutes(i64::from(args.reconcile_minutes)),
@@ -181,6 +192,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `HOST-PID`: unique among the nodes of one installation at any moment.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "canopy".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// The key from `CANOPY_SECRET_KEY`, else from `file`, else a new one written to `file`.

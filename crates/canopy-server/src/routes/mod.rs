@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 pub mod admin;
 pub mod api_keys;
 pub mod bindings;
+pub mod deletion;
 pub mod groups;
 pub mod health;
 pub mod history;

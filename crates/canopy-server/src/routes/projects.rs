@@ -179,36 +179,17 @@ pub async fn update(
     Ok(Json(to_project(p, &ws.identifier)))
 }
 
-/// Delete a project without tenants (managers). Its bindings end with it.
+/// Delete a project (managers, DL1). Without tenants it goes at once (204);
+/// with tenants its deletion is requested (202): confirm it by typing the
+/// project identifier (`POST .../deletion/confirm`), and it goes when every
+/// tenant deletion succeeded.
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
-    security(("bearer" = [])), responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    security(("bearer" = [])), responses((status = 204), (status = 202, body = canopy_api_types::ProjectDeletion),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 502, body = Problem)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     Path((ws, project)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
-    let p = load_project(&mut tx, &ws, &project).await?;
-    let tenants = tx.project_tenants(p.id).await?;
-    if !tenants.is_empty() {
-        let names: Vec<&str> = tenants.iter().map(|t| t.platform.as_str()).collect();
-        return Err(ApiError::conflict(format!(
-            "project {} still has tenants on {}; delete them first",
-            p.identifier,
-            names.join(", ")
-        )));
-    }
-    let initiator = caller.initiator();
-    for b in tx.project_bindings(p.id).await? {
-        tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &initiator,
-            json!({"binding": b.binding.id, "project": p.identifier, "subject": format!("{}:{}", b.binding.subject.kind, b.subject_name),
-                   "role": b.role_identifier, "reason": "project deleted"})).await?;
-    }
-    tx.delete_project(p.id).await?;
-    tx.append_event(Some(ws.id), EventKind::ProjectDeleted, now, &initiator, json!({"project": p.identifier})).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<axum::response::Response> {
+    crate::routes::deletion::request(&app, &caller, &ws, &project, None).await
 }

@@ -31,6 +31,7 @@ pub fn to_tenant(t: TenantRecord, workspace: &str, project: &str) -> Tenant {
         last_error: t.last_error,
         last_replicated_at: t.last_replicated_at,
         created_at: t.created_at,
+        deletion: t.deletion.map(|d| d.as_str().to_owned()),
     }
 }
 
@@ -107,6 +108,9 @@ pub async fn create(
         }
         None => None,
     };
+    if p.deletion_requested_at.is_some() {
+        return Err(ApiError::conflict(format!("project {} is being deleted", p.identifier)));
+    }
     if tx.tenant(p.id, &platform.identifier).await?.is_some() {
         return Err(ApiError::conflict_on(
             "platform",
@@ -140,6 +144,21 @@ pub async fn show(
     let (ws, p) = scope(&mut tx, &caller, &ws, &project, Action::ViewWorkspace).await?;
     let t = load_tenant(&mut tx, &p, &platform).await?;
     Ok(Json(to_tenant(t, &ws.identifier, &p.identifier)))
+}
+
+/// Delete a tenant on its own (managers, DL1): its deletion is requested
+/// (202) and confirmed by typing the project identifier, by the same rules
+/// as a project's.
+#[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/projects/{project}/tenants/{platform}", tag = "tenants",
+    params(("ws" = String, Path), ("project" = String, Path), ("platform" = String, Path)), security(("bearer" = [])),
+    responses((status = 202, body = canopy_api_types::ProjectDeletion), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 502, body = Problem)))]
+pub async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, project, platform)): Path<(String, String, String)>,
+) -> ApiResult<axum::response::Response> {
+    crate::routes::deletion::request(&app, &caller, &ws, &project, Some(&platform)).await
 }
 
 /// Replicate a tenant again now (managers, TN5): it converges on the current

@@ -97,6 +97,14 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
             Some(json!({"platform": "k8s"})),
         ),
         ("get", "/api/v1/workspaces/{ws}/projects/{project}/tenants/{platform}", WorkspaceMember, None),
+        ("delete", "/api/v1/workspaces/{ws}/projects/{project}/tenants/{platform}", WorkspaceManager, None),
+        ("get", "/api/v1/workspaces/{ws}/projects/{project}/deletion", WorkspaceMember, None),
+        (
+            "post",
+            "/api/v1/workspaces/{ws}/projects/{project}/deletion/confirm",
+            WorkspaceManager,
+            Some(json!({"identifier": "web"})),
+        ),
         ("post", "/api/v1/workspaces/{ws}/projects/{project}/tenants/{platform}/replicate", WorkspaceManager, None),
         ("get", "/api/v1/workspaces/{ws}/projects/{project}/tenants/{platform}/plan", WorkspaceManager, None),
         ("get", "/api/v1/project-roles", Anyone, None),
@@ -128,6 +136,9 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/api/v1/platforms/{platform}/landing-zones/{zone}", Anyone, None),
         ("patch", "/api/v1/platforms/{platform}/landing-zones/{zone}", Admin, Some(json!({"display_name": "Renamed"}))),
         ("delete", "/api/v1/platforms/{platform}/landing-zones/{zone}", Admin, None),
+        ("get", "/api/v1/platforms/{platform}/deletions", Admin, None),
+        ("post", "/api/v1/platforms/{platform}/deletions/{id}/confirm", Admin, None),
+        ("post", "/api/v1/platforms/{platform}/deletions/{id}/decline", Admin, None),
         ("get", "/api/v1/admin/history/verify", Admin, None),
     ]
 }

@@ -7,10 +7,13 @@
 mod access;
 mod auth;
 mod cli;
+mod deletion;
+mod faults;
 mod history;
 mod input;
 mod interface;
 mod mail;
+mod nodes;
 mod platforms;
 mod serve;
 mod tenants;

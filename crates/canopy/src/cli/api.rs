@@ -221,6 +221,11 @@ impl Api {
         self.call(Method::DELETE, path, &[], None).await.map(drop)
     }
 
+    /// A `DELETE` that may answer with a body (`Value::Null` when it has none).
+    pub async fn delete_with_answer(&self, path: &[&str]) -> Result<Value, CliError> {
+        self.call(Method::DELETE, path, &[], None).await
+    }
+
     /// Every item of a paged list, following `next_cursor`, or the first
     /// `limit` items. Also answers whether more items were left.
     pub async fn list(

@@ -120,6 +120,9 @@ pub enum ClientCommand {
     /// Landing zones of a platform: the settings new tenants get.
     #[command(subcommand, after_help = EXIT_CODES)]
     LandingZone(platforms::LandingZoneCommand),
+    /// Tenant deletions waiting for a platform engineer: list, confirm, decline.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    TenantDeletion(tenants::PlatformDeletionCommand),
     /// Tenants of a project: add, show, plan, and replicate with progress.
     #[command(subcommand, after_help = EXIT_CODES)]
     Tenant(tenants::TenantCommand),
@@ -146,6 +149,7 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
         ClientCommand::Platform(c) => platforms::platform(&ctx, c).await,
         ClientCommand::LandingZone(c) => platforms::landing_zone(&ctx, c).await,
         ClientCommand::Tenant(c) => tenants::tenant(&ctx, c).await,
+        ClientCommand::TenantDeletion(c) => tenants::platform_deletion(&ctx, c).await,
         ClientCommand::History(c) => history::history(&ctx, c).await,
     };
     match result {

@@ -47,11 +47,23 @@ pub enum ProjectCommand {
         name: String,
     },
     /// Delete a project (managers).
+    /// Delete a project (managers). Without tenants it goes at once; with
+    /// tenants its deletion waits for `canopy project confirm-deletion`.
     Delete {
         /// The workspace's identifier.
         ws: String,
         /// The project's identifier.
         project: String,
+    },
+    /// Show where a project's deletion (or its tenants') stands.
+    Deletion { ws: String, project: String },
+    /// Confirm a requested deletion by typing the project's identifier (managers).
+    ConfirmDeletion {
+        ws: String,
+        project: String,
+        /// The project's identifier again, to confirm.
+        #[arg(long)]
+        identifier: String,
     },
 }
 
@@ -88,9 +100,24 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCommand) -> Result<(), CliError> {
             ctx.print_one::<Project>(changed)
         }
         ProjectCommand::Delete { ws, project } => {
-            client.delete(&["workspaces", &ws, "projects", &project]).await?;
-            ctx.done(format!("Deleted project {project} of workspace {ws}"));
-            Ok(())
+            let answer = client.delete_with_answer(&["workspaces", &ws, "projects", &project]).await?;
+            if answer.is_null() {
+                ctx.done(format!("Deleted project {project} of workspace {ws}"));
+                return Ok(());
+            }
+            ctx.note(&format!(
+                "The project has tenants: confirm with `canopy project confirm-deletion {ws} {project} --identifier {project}`"
+            ));
+            super::tenants::print_deletion(ctx, answer)
+        }
+        ProjectCommand::Deletion { ws, project } => super::tenants::print_deletion(
+            ctx,
+            client.get(&["workspaces", &ws, "projects", &project, "deletion"], &[]).await?,
+        ),
+        ProjectCommand::ConfirmDeletion { ws, project, identifier } => {
+            let body = canopy_api_types::ConfirmDeletion { identifier };
+            let path = ["workspaces", ws.as_str(), "projects", project.as_str(), "deletion", "confirm"];
+            super::tenants::print_deletion(ctx, client.post(&path, &body).await?)
         }
     }
 }

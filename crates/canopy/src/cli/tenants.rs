@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use canopy_api_types::{CreateTenant, Project, Tenant, TenantPlan};
+use canopy_api_types::{
+    CreateTenant, PendingDeletion, Project, ProjectDeletion, Tenant, TenantDeletionState, TenantPlan,
+};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -72,6 +74,8 @@ pub enum TenantCommand {
         #[arg(long)]
         landing_zone: Option<String>,
     },
+    /// Delete a tenant on its own (managers); confirm with `canopy project confirm-deletion`.
+    Delete { ws: String, project: String, platform: String },
     /// Show what replication would change in a tenant now, without changing it (managers).
     Plan { ws: String, project: String, platform: String },
     /// Replicate tenants again now (managers): one project's, or every
@@ -106,6 +110,12 @@ pub async fn tenant(ctx: &Ctx, cmd: TenantCommand) -> Result<(), CliError> {
         TenantCommand::Add { ws, project, platform, landing_zone } => {
             let body = CreateTenant { platform, landing_zone };
             ctx.print_one::<Tenant>(client.post(&["workspaces", &ws, "projects", &project, "tenants"], &body).await?)
+        }
+        TenantCommand::Delete { ws, project, platform } => {
+            let answer =
+                client.delete_with_answer(&["workspaces", &ws, "projects", &project, "tenants", &platform]).await?;
+            ctx.note(&format!("Confirm with `canopy project confirm-deletion {ws} {project} --identifier {project}`"));
+            print_deletion(ctx, answer)
         }
         TenantCommand::Plan { ws, project, platform } => {
             let v = client.get(&["workspaces", &ws, "projects", &project, "tenants", &platform, "plan"], &[]).await?;
@@ -246,4 +256,88 @@ fn ctx_json_list(tenants: &[Tenant]) -> Result<(), CliError> {
     let v = serde_json::to_value(tenants).map_err(|e| CliError::Failed(e.to_string()))?;
     render::json(&v);
     Ok(())
+}
+
+impl Render for TenantDeletionState {
+    const HEADERS: &'static [&'static str] = &["PLATFORM", "MODE", "STATE", "RESOURCES", "ID"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.platform.clone(),
+            self.mode.clone(),
+            render::opt(self.state.as_deref()),
+            render::list(&self.resources),
+            self.id.to_string(),
+        ]
+    }
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("platform", self.platform.clone()), ("state", render::opt(self.state.as_deref()))]
+    }
+}
+
+impl Render for PendingDeletion {
+    const HEADERS: &'static [&'static str] = &["ID", "WORKSPACE", "PROJECT", "EXTERNAL ID", "REQUESTED"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.workspace.clone(),
+            self.project.clone(),
+            render::opt(self.external_id.as_deref()),
+            render::opt_time(self.requested_at),
+        ]
+    }
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("id", self.id.to_string()), ("project", self.project.clone())]
+    }
+}
+
+/// Print a deletion's state: JSON as it came, or its fields and a table of tenants.
+pub fn print_deletion(ctx: &Ctx, v: serde_json::Value) -> Result<(), CliError> {
+    if ctx.json() {
+        render::json(&v);
+        return Ok(());
+    }
+    let d: ProjectDeletion = api::decode(v)?;
+    let mut lines = render::fields(&[
+        ("workspace", d.workspace.clone()),
+        ("project", d.project.clone()),
+        ("project_deletion", render::yes_no(d.project_deletion)),
+        ("state", d.state.clone()),
+    ]);
+    lines.extend(render::section("Tenants", &d.tenants));
+    render::lines(lines);
+    Ok(())
+}
+
+/// `canopy platform deletions ...`: tenant deletions waiting for a platform engineer (DL3).
+#[derive(Debug, Subcommand)]
+pub enum PlatformDeletionCommand {
+    /// List the tenant deletions of a platform waiting for a platform engineer.
+    List {
+        /// The platform's identifier.
+        platform: String,
+    },
+    /// The tenant was deleted by hand: Canopy forgets it (the project goes with its last tenant).
+    Confirm { platform: String, id: String },
+    /// Decline the deletion: the tenant stays.
+    Decline { platform: String, id: String },
+}
+
+pub async fn platform_deletion(ctx: &Ctx, cmd: PlatformDeletionCommand) -> Result<(), CliError> {
+    let client = ctx.api()?;
+    match cmd {
+        PlatformDeletionCommand::List { platform } => {
+            let (items, _) = client.list(&["platforms", &platform, "deletions"], &[], None, 500).await?;
+            ctx.print_list::<PendingDeletion>(items)
+        }
+        PlatformDeletionCommand::Confirm { platform, id } => {
+            client.post(&["platforms", &platform, "deletions", &id, "confirm"], &serde_json::json!({})).await?;
+            ctx.done(format!("Confirmed the deletion of tenant {id} on {platform}"));
+            Ok(())
+        }
+        PlatformDeletionCommand::Decline { platform, id } => {
+            client.post(&["platforms", &platform, "deletions", &id, "decline"], &serde_json::json!({})).await?;
+            ctx.done(format!("Declined the deletion of tenant {id} on {platform}: it stays"));
+            Ok(())
+        }
+    }
 }

@@ -915,7 +915,39 @@ async fn if4_cli_replicates_many_tenants_with_progress(app: TestApp) {
     engine.abort();
 }
 
+async fn dl3_cli_deletes_a_project_with_confirmation_and_an_engineer(app: TestApp) {
+    use crate::tenants::{Os, unique};
+    let Some(os) = Os::get() else { return };
+    let cli = Cli::new(&app);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    let ws = unique("w");
+    let (auto, manual) = (unique("auto"), unique("manual"));
+    app.workspace(&app.admin_token, &ws).await;
+    app.project(&app.admin_token, &ws, "web").await;
+    for (platform, mode) in [(&auto, "automatic"), (&manual, "manual")] {
+        let domain = unique("d");
+        os.domain(&domain).await;
+        let mut body = os.platform(platform, &domain);
+        body["deletion"] = json!(mode);
+        app.post("/api/v1/platforms", &app.admin_token, body).await.expect(201);
+        cli.run(&["tenant", "add", &ws, "web", platform]).await.ok();
+    }
+    app.replicate().await;
+    let out = cli.run(&["project", "delete", &ws, "web"]).await.ok();
+    assert!(out.stdout.contains("awaiting_confirmation") && out.stderr.contains("confirm-deletion"), "{out:?}");
+    cli.run(&["project", "confirm-deletion", &ws, "web", "--identifier", "nope"]).await.code(7);
+    let d =
+        cli.run(&["project", "confirm-deletion", &ws, "web", "--identifier", "web", "-o", "json"]).await.ok().json();
+    assert_eq!(d["state"], "in_progress");
+    app.replicate().await;
+    let pending = cli.run(&["tenant-deletion", "list", &manual, "-o", "json"]).await.ok().json();
+    let id = pending[0]["id"].as_str().unwrap().to_owned();
+    cli.run(&["tenant-deletion", "confirm", &manual, &id]).await.ok();
+    cli.run(&["project", "show", &ws, "web"]).await.code(5);
+}
+
 canopy_testkit::backend_tests! {
+    dl3_cli_deletes_a_project_with_confirmation_and_an_engineer,
     if4_cli_replicates_many_tenants_with_progress,
     if3_cli_login_workspace_project_binding_history_walkthrough,
     if3_cli_json_output_is_the_api_json,

@@ -1,0 +1,347 @@
+//! Replication benchmarks (`cargo run --release -p canopy-bench -- b1`).
+//!
+//! The engine runs as in `canopy serve` (`Replicator::run`) against a
+//! simulated platform whose every call takes a fixed latency (50 ms by
+//! default). Each figure is printed with its ratio to the physical limit
+//! `calls × latency / concurrency`: 1.0 would be a perfect engine, and the
+//! excess is what the engine and its database add.
+//!
+//! - B1: N bindings × 6 tenants per project replicated from scratch.
+//! - B3: a full reconcile with no drift over P projects × 20 bindings
+//!   (platform writes must be 0), with CPU time and peak memory.
+//!
+//! The database is a fresh SQLite file unless `--database` names another.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::Context;
+use canopy_domain::Subject;
+use canopy_domain::clock::Clock;
+use canopy_domain::platforms::{DeletionMode, PlatformType};
+use canopy_domain::replication::DriftPolicy;
+use canopy_domain::roles::InstallationRole;
+use canopy_engine::replication::{Connector, ReplicationConfig, Replicator};
+use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use canopy_store::{NewBinding, NewPlatform, NewUser, PlatformRecord, SecretKey, Store};
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+    /// Latency of every simulated platform call, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Tenants replicated at once.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+    /// Tenants of one platform replicated at once.
+    #[arg(long, default_value_t = 16)]
+    per_platform: usize,
+    /// `sqlite://PATH` or `postgres://...` (default: a fresh SQLite file).
+    #[arg(long)]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// B1: BINDINGS bindings (10 per project) × 6 tenants per project, replicated.
+    B1 {
+        #[arg(long, default_value_t = 10_000)]
+        bindings: usize,
+    },
+    /// B3: a full reconcile with no drift over PROJECTS projects × 20 bindings.
+    B3 {
+        #[arg(long, default_value_t = 10_000)]
+        projects: usize,
+    },
+}
+
+struct WallClock;
+impl Clock for WallClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Every simulated platform's state and counters.
+#[derive(Default)]
+struct Sim {
+    latency_ms: AtomicU64,
+    tenants: Mutex<HashMap<String, BTreeSet<Held>>>,
+    calls: AtomicU64,
+    writes: AtomicU64,
+}
+
+struct SimPlatform {
+    prefix: String,
+    sim: Arc<Sim>,
+}
+
+impl SimPlatform {
+    async fn call(&self, write: bool) {
+        self.sim.calls.fetch_add(1, Ordering::Relaxed);
+        if write {
+            self.sim.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let ms = self.sim.latency_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(StdDuration::from_millis(ms)).await;
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, BTreeSet<Held>>) -> T) -> T {
+        f(&mut self.sim.tenants.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Platform for SimPlatform {
+    async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
+        self.call(true).await;
+        let id = format!("{}/{}", self.prefix, spec.name);
+        self.with(|t| {
+            t.entry(id.clone()).or_default();
+        });
+        Ok(TenantRef { external_id: id })
+    }
+    async fn observe(&self, tenant: &TenantRef) -> Result<BTreeSet<Held>, PlatformError> {
+        self.call(false).await;
+        Ok(self.with(|t| t.get(&tenant.external_id).cloned().unwrap_or_default()))
+    }
+    async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
+        self.call(true).await;
+        let held = Held { username: user.username.clone(), platform_role: role.to_owned() };
+        self.with(|t| {
+            t.entry(tenant.external_id.clone()).or_default().insert(held);
+        });
+        Ok(())
+    }
+    async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+        self.call(true).await;
+        let held = Held { username: username.to_owned(), platform_role: role.to_owned() };
+        self.with(|t| {
+            t.entry(tenant.external_id.clone()).or_default().remove(&held);
+        });
+        Ok(())
+    }
+    async fn find_resources(&self, _tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
+        self.call(false).await;
+        Ok(Vec::new())
+    }
+    async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
+        self.call(true).await;
+        self.with(|t| {
+            t.remove(&tenant.external_id);
+        });
+        Ok(())
+    }
+}
+
+struct SimConnector(Arc<Sim>);
+
+impl Connector for SimConnector {
+    type Platform = SimPlatform;
+    fn connect(&self, p: &PlatformRecord, _: &Map<String, Value>) -> Result<Arc<SimPlatform>, PlatformError> {
+        Ok(Arc::new(SimPlatform { prefix: p.identifier.clone(), sim: self.0.clone() }))
+    }
+}
+
+/// CPU time of this process so far (user + system), from /proc.
+fn cpu_time() -> Option<StdDuration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(StdDuration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+}
+
+/// Peak resident memory of this process, from /proc.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Users, a workspace, `platforms` platforms mapping one role, and
+/// `projects` projects with `per_project` bindings and a tenant per platform.
+async fn populate(
+    store: &Store,
+    key: &SecretKey,
+    platforms: usize,
+    projects: usize,
+    per_project: usize,
+) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let users_n = per_project * 10;
+    let mut tx = store.write().await?;
+    let role = tx.insert_project_role("bench_user", "Bench user", "", now).await?;
+    let ws = tx.insert_workspace("bench", "Bench", now).await?;
+    let no_roles = BTreeSet::<InstallationRole>::new();
+    let mut users = Vec::new();
+    for i in 0..users_n {
+        let name = format!("user{i}");
+        let email = format!("{name}@example.org");
+        let u = tx
+            .insert_user(
+                NewUser {
+                    username: &name,
+                    email: &email,
+                    first_name: "",
+                    last_name: "",
+                    password_hash: None,
+                    installation_roles: &no_roles,
+                },
+                now,
+            )
+            .await?;
+        users.push(u.id);
+    }
+    let mut platform_ids = Vec::new();
+    for i in 0..platforms {
+        let ident = format!("sim{i}");
+        let p = tx
+            .insert_platform(
+                NewPlatform {
+                    identifier: &ident,
+                    platform_type: PlatformType::OpenStack,
+                    settings: &Map::new(),
+                    secrets: &Map::new(),
+                    landing_zone_required: false,
+                    deletion: DeletionMode::Automatic,
+                    drift_policy: DriftPolicy::Repair,
+                },
+                key,
+                now,
+            )
+            .await?;
+        tx.set_role_mapping(p.id, &[(role.id, "member".to_owned())]).await?;
+        platform_ids.push(p.id);
+    }
+    tx.commit().await?;
+    for i in 0..projects {
+        let mut tx = store.write().await?;
+        let ident = format!("p{i}");
+        let p = tx.insert_project(ws.id, &ident, &ident, now).await?;
+        for j in 0..per_project {
+            let user = users[(i * 7 + j) % users.len()];
+            let b = NewBinding {
+                project_id: p.id,
+                subject: Subject::user(user),
+                role_id: role.id,
+                expires_at: None,
+                justification: None,
+                granted_by: "bench",
+            };
+            tx.insert_binding(b, now).await?;
+        }
+        for pid in &platform_ids {
+            tx.insert_tenant(p.id, *pid, None, &format!("bench-{ident}"), now).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Run the engine as `canopy serve` does until no tenant is dirty.
+async fn drain(rep: &Arc<Replicator<SimConnector>>, store: &Store) -> anyhow::Result<StdDuration> {
+    let started = Instant::now();
+    let task = tokio::spawn(rep.clone().run());
+    loop {
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        if store.tenant_backlog().await? == 0 {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    task.abort();
+    Ok(took)
+}
+
+fn report(name: &str, took: StdDuration, calls: u64, latency: StdDuration, concurrency: usize) {
+    let limit = latency.mul_f64(calls as f64 / concurrency as f64);
+    let ratio = took.as_secs_f64() / limit.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "{name}: {:.1} s for {calls} platform calls; limit {calls} × {} ms / {concurrency} = {:.1} s; ratio {ratio:.2}",
+        took.as_secs_f64(),
+        latency.as_millis(),
+        limit.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let url = args.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+    let store = Store::connect(&url).await.context("opening the database")?;
+    let key = SecretKey::generate()?;
+    let sim = Arc::new(Sim::default());
+    let latency = StdDuration::from_millis(args.latency_ms);
+    let config = ReplicationConfig {
+        node: "bench".into(),
+        workers: args.workers,
+        per_platform: args.per_platform,
+        poll: StdDuration::from_millis(50),
+        ..ReplicationConfig::default()
+    };
+    let rep =
+        Arc::new(Replicator::new(store.clone(), Arc::new(WallClock), key.clone(), SimConnector(sim.clone()), config));
+    match args.bench {
+        Bench::B1 { bindings } => {
+            let (per_project, platforms) = (10, 6);
+            let projects = bindings.div_ceil(per_project);
+            let t = Instant::now();
+            populate(&store, &key, platforms, projects, per_project).await?;
+            println!(
+                "B1 set-up: {projects} projects × {per_project} bindings × {platforms} tenants in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            sim.latency_ms.store(args.latency_ms, Ordering::Relaxed);
+            let took = drain(&rep, &store).await?;
+            let concurrency = args.workers.min(platforms * args.per_platform);
+            report("B1", took, sim.calls.load(Ordering::Relaxed), latency, concurrency);
+            println!("B1 platform writes: {}", sim.writes.load(Ordering::Relaxed));
+        }
+        Bench::B3 { projects } => {
+            let per_project = 20;
+            let t = Instant::now();
+            populate(&store, &key, 1, projects, per_project).await?;
+            drain(&rep, &store).await?; // the initial replication, at zero latency
+            println!(
+                "B3 set-up: {projects} projects × {per_project} bindings replicated in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            sim.latency_ms.store(args.latency_ms, Ordering::Relaxed);
+            let (calls0, writes0) = (sim.calls.load(Ordering::Relaxed), sim.writes.load(Ordering::Relaxed));
+            let cpu0 = cpu_time();
+            let started = Instant::now();
+            // every tenant is due for its reconcile: mark them all, at the scheduler's bounded rate
+            let marker = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let far_future = OffsetDateTime::now_utc() + time::Duration::days(1);
+                    while store.mark_for_reconcile(far_future, 1000).await.unwrap_or(0) > 0 {}
+                })
+            };
+            marker.await?;
+            let took = started.elapsed() + drain(&rep, &store).await?;
+            let calls = sim.calls.load(Ordering::Relaxed) - calls0;
+            report("B3", took, calls, latency, args.workers.min(args.per_platform));
+            println!("B3 platform writes: {} (must be 0)", sim.writes.load(Ordering::Relaxed) - writes0);
+            if let (Some(a), Some(b)) = (cpu0, cpu_time()) {
+                println!("B3 CPU time: {:.1} s", (b - a).as_secs_f64());
+            }
+        }
+    }
+    if let Some(mib) = peak_memory_mib() {
+        println!("peak memory: {mib:.0} MiB");
+    }
+    store.close().await;
+    Ok(())
+}

@@ -241,7 +241,7 @@ async fn populate(
             tx.insert_binding(b, now).await?;
         }
         for pid in &platform_ids {
-            tx.insert_tenant(p.id, *pid, None, &format!("bench-{ident}"), now).await?;
+            tx.insert_tenant(p.id, *pid, None, |id| format!("bench-{ident}-{}", id.simple()), now).await?;
         }
         tx.commit().await?;
     }

@@ -66,20 +66,17 @@ text_enum!(DriftPolicy { Repair => "repair", Report => "report" });
 /// take 63 characters.
 pub const TENANT_NAME_MAX: usize = 63;
 
-/// The stable name of a project's tenant on a platform: `WORKSPACE-PROJECT`,
-/// shortened with a hash of the whole when it would be too long (both
-/// identifiers are at most 32 characters, so the pair can reach 65).
-pub fn tenant_name(workspace: &str, project: &str) -> String {
-    let full = format!("{workspace}-{project}");
-    if full.len() <= TENANT_NAME_MAX {
-        return full;
-    }
-    // FNV-1a: stable across releases and platforms, unlike std's hasher
-    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let suffix = format!("-{:08x}", hash as u32);
-    let keep = TENANT_NAME_MAX - suffix.len();
+/// The name of a project's tenant on a platform: `WORKSPACE-PROJECT-XXXXXXXX`,
+/// where the suffix comes from the tenant's own id. Identifiers may contain
+/// dashes (`a-b` + `c` and `a` + `b-c` read alike), and a project deleted and
+/// made again must not find its predecessor's tenant, so the readable part
+/// alone is never enough. The readable part is shortened to fit.
+pub fn tenant_name(workspace: &str, project: &str, tenant: Uuid) -> String {
+    let suffix = format!("-{}", &tenant.simple().to_string()[..8]);
+    let readable = format!("{workspace}-{project}");
     // identifiers are ASCII, so byte slicing is on a character boundary
-    format!("{}{suffix}", full[..keep].trim_end_matches('-'))
+    let keep = readable.len().min(TENANT_NAME_MAX - suffix.len());
+    format!("{}{suffix}", readable[..keep].trim_end_matches('-'))
 }
 
 /// When to try a tenant again after `attempts` failed attempts: from 5 s,
@@ -281,12 +278,13 @@ mod tests {
     }
 
     #[test]
-    fn tn3_tenant_names_are_stable_and_fit_every_platform() {
-        assert_eq!(tenant_name("team-a", "web"), "team-a-web");
-        let long = tenant_name(&"w".repeat(32), &"p".repeat(32));
-        assert!(long.len() <= TENANT_NAME_MAX, "{long}");
-        assert_eq!(long, tenant_name(&"w".repeat(32), &"p".repeat(32)));
-        assert_ne!(long, tenant_name(&"w".repeat(32), &format!("{}q", "p".repeat(31))));
+    fn tn3_tenant_names_are_unique_and_fit_every_platform() {
+        let id = Uuid::from_u128(0xabcdef12_0000_0000_0000_000000000000);
+        assert_eq!(tenant_name("team-a", "web", id), "team-a-web-abcdef12");
+        // dashes in identifiers cannot make two tenants' names meet
+        assert_ne!(tenant_name("a-b", "c", Uuid::new_v4()), tenant_name("a", "b-c", Uuid::new_v4()));
+        let long = tenant_name(&"w".repeat(32), &"p".repeat(32), id);
+        assert!(long.len() <= TENANT_NAME_MAX && long.ends_with("-abcdef12"), "{long}");
     }
 
     #[test]

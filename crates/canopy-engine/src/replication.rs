@@ -156,8 +156,17 @@ pub struct Replicator<K: Connector = Adapters> {
     limits: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     /// A platform that answered 429 is not called again before this instant.
     throttled: Mutex<HashMap<Uuid, OffsetDateTime>>,
-    /// Tenants this node holds leases on (renewed by the heartbeat).
-    leased: Mutex<BTreeSet<Uuid>>,
+    /// Leases this node's runs hold, (tenant, claim token), renewed by the heartbeat.
+    leased: Mutex<BTreeSet<(Uuid, String)>>,
+}
+
+/// The platform roles Canopy manages in a tenant: those its mapping names
+/// now, and those it applied under an earlier mapping (so a changed or
+/// removed mapping takes the old role away).
+fn managed_roles(input: &ReplicationInput) -> BTreeSet<String> {
+    let mut managed: BTreeSet<String> = input.role_mapping.values().cloned().collect();
+    managed.extend(input.applied.keys().map(|a| a.platform_role.clone()));
+    managed
 }
 
 fn held_to_assignment(h: Held) -> Assignment<String> {
@@ -194,7 +203,7 @@ impl<K: Connector> Replicator<K> {
             .store
             .claim_tenants(&self.config.node, now, now + self.config.lease, self.config.workers as u32)
             .await?;
-        let runs = futures::future::join_all(claims.iter().map(|c| self.work(*c))).await;
+        let runs = futures::future::join_all(claims.iter().map(|c| self.work(c.clone()))).await;
         let mut pass = Pass { tenants: claims.len(), ..Pass::default() };
         for run in runs {
             let run = run?;
@@ -228,13 +237,12 @@ impl<K: Connector> Replicator<K> {
     /// Converge one leased tenant and settle its work row.
     async fn work(&self, claim: Claim) -> Result<TenantRun, ReplicationError> {
         // the heartbeat renews the lease only while this run lives, even if it panics
-        let _leased = LeaseGuard::new(&self.leased, claim.tenant_id);
+        let _leased = LeaseGuard::new(&self.leased, (claim.tenant_id, claim.token.clone()));
         let result = self.converge(&claim).await;
         drop(_leased);
-        let node = &self.config.node;
         match result {
             Ok(run) => {
-                self.store.finish_tenant_work(&claim, node).await?;
+                self.store.finish_tenant_work(&claim).await?;
                 Ok(run)
             }
             Err(Failure::Platform(platform_id, e)) => {
@@ -252,7 +260,7 @@ impl<K: Connector> Replicator<K> {
                     PlatformError::Permanent { .. } => (None, now),
                 };
                 tracing::warn!(tenant = %claim.tenant_id, attempts, error = %e, "replication failed");
-                self.store.fail_tenant_work(&claim, node, due, not_before).await?;
+                self.store.fail_tenant_work(&claim, due, not_before).await?;
                 Ok(TenantRun { failed: Some(e.to_string()), ..TenantRun::default() })
             }
             Err(Failure::Store(e)) => {
@@ -348,7 +356,7 @@ impl<K: Connector> Replicator<K> {
                 held.into_iter().map(held_to_assignment).collect()
             }
         };
-        let managed: BTreeSet<String> = input.role_mapping.values().cloned().collect();
+        let managed = managed_roles(&input);
         let (changes, drift) = split_drift(plan(&desired, &actual, &managed), &input.applied);
         Ok(Preview { desired, actual, changes, drift, drift_policy: input.platform.drift_policy })
     }
@@ -394,6 +402,7 @@ impl<K: Connector> Replicator<K> {
         let now = self.clock.now();
         let system = Initiator::system(JOB);
         let mut tx = self.store.write().await?;
+        tx.lock_project_tenants(input.tenant.project_id).await?;
         tx.delete_tenant(input.tenant.id).await?;
         let details = json!({"project": input.project, "platform": input.tenant.platform,
             "external_id": input.tenant.external_id, "node": self.config.node});
@@ -460,7 +469,11 @@ impl<K: Connector> Replicator<K> {
                 progress.revoked.push(a.clone());
             }
         }
-        let managed: BTreeSet<String> = input.role_mapping.values().cloned().collect();
+        // what the platform already held that a binding now gives (granted by
+        // hand before, say) becomes Canopy's: revoked when the binding ends,
+        // under either drift policy
+        progress.confirmed.extend(desired.intersection(&actual).filter(|a| !input.applied.contains_key(*a)).cloned());
+        let managed = managed_roles(input);
         let (changes, drift) = split_drift(plan(&desired, &actual, &managed), &input.applied);
         progress.drift_found = drift.clone();
         let mut todo = changes;
@@ -506,6 +519,8 @@ impl<K: Connector> Replicator<K> {
         let system = Initiator::system(JOB);
         let about = json!({"project": input.project, "platform": input.tenant.platform, "node": self.config.node});
         let mut tx = self.store.write().await?;
+        // tenant rows before the history chain, like the deletion requests
+        tx.lock_project_tenants(input.tenant.project_id).await?;
         for a in progress.granted.iter().chain(&progress.confirmed) {
             tx.confirm_grant(tenant_id, a, now).await?;
         }
@@ -563,10 +578,11 @@ impl<K: Connector> Replicator<K> {
 
     /// Renew the leases of the tenants this node works on.
     pub async fn heartbeat(&self) -> Result<(), ReplicationError> {
-        let leased: Vec<Uuid> = self.leased.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+        let leased: Vec<(Uuid, String)> =
+            self.leased.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
         if !leased.is_empty() {
             let until = self.clock.now() + self.config.lease;
-            self.store.renew_leases(&self.config.node, &leased, until).await?;
+            self.store.renew_leases(&leased, until).await?;
         }
         Ok(())
     }
@@ -657,20 +673,20 @@ fn log_run(done: Result<Result<TenantRun, ReplicationError>, tokio::task::JoinEr
 
 /// Marks a tenant as worked on by this node for as long as it lives.
 struct LeaseGuard<'a> {
-    set: &'a Mutex<BTreeSet<Uuid>>,
-    tenant: Uuid,
+    set: &'a Mutex<BTreeSet<(Uuid, String)>>,
+    lease: (Uuid, String),
 }
 
 impl<'a> LeaseGuard<'a> {
-    fn new(set: &'a Mutex<BTreeSet<Uuid>>, tenant: Uuid) -> Self {
-        set.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant);
-        LeaseGuard { set, tenant }
+    fn new(set: &'a Mutex<BTreeSet<(Uuid, String)>>, lease: (Uuid, String)) -> Self {
+        set.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.clone());
+        LeaseGuard { set, lease }
     }
 }
 
 impl Drop for LeaseGuard<'_> {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.tenant);
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.lease);
     }
 }
 

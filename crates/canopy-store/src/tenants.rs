@@ -125,9 +125,13 @@ pub const PRIORITY_NORMAL: i64 = 0;
 pub const PRIORITY_URGENT: i64 = 10;
 
 /// A dirty tenant leased by a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     pub tenant_id: Uuid,
+    /// This claim's own lease token (`NODE/RANDOM`): finishing, failing and
+    /// renewing need it, so a run whose lease expired and was taken by
+    /// another run cannot settle the newer run's row.
+    pub token: String,
     /// The change generation the worker converges on.
     pub generation: i64,
     /// Failed attempts since the last success or change.
@@ -173,15 +177,17 @@ impl OptInt for AnyRow {
 
 impl Tx {
     /// Add a tenant to a project; it is dirty at once, so replication creates it.
+    /// `name` makes the tenant's name on the platform from its new id.
     pub async fn insert_tenant(
         &mut self,
         project_id: Uuid,
         platform_id: Uuid,
         landing_zone_id: Option<Uuid>,
-        name: &str,
+        name: impl FnOnce(Uuid) -> String,
         now: OffsetDateTime,
     ) -> Result<TenantRecord> {
         let id = Uuid::new_v4();
+        let name = name(id);
         sqlx::query(
             "INSERT INTO tenants (id, project_id, platform_id, landing_zone_id, name, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
@@ -190,7 +196,7 @@ impl Tx {
         .bind(project_id.to_string())
         .bind(platform_id.to_string())
         .bind(landing_zone_id.map(|z| z.to_string()))
-        .bind(name)
+        .bind(&name)
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
@@ -320,7 +326,7 @@ impl Tx {
 }
 
 impl Store {
-    /// Lease up to `limit` due dirty tenants for `node` until `lease_until`,
+    /// Lease up to `limit` due dirty tenants for a run of `node` until `lease_until`,
     /// most urgent first. A lease left by a crashed node expires and the row
     /// is taken again; PostgreSQL hands out rows with `FOR UPDATE SKIP
     /// LOCKED`, so concurrent nodes never take the same one.
@@ -335,6 +341,7 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let token = format!("{node}/{}", Uuid::new_v4().simple());
         let mut tx = self.write().await?;
         // a CTE, not `IN (SELECT ... LIMIT)`: PostgreSQL may run such a
         // subquery more than once and lease more rows than asked for
@@ -346,7 +353,7 @@ impl Store {
              WHERE tenant_work.tenant_id = picked.tenant_id \
              RETURNING tenant_work.tenant_id, tenant_work.generation, tenant_work.attempts, tenant_work.priority"
         )))
-        .bind(node)
+        .bind(&token)
         .bind(to_us(now))
         .bind(to_us(lease_until))
         .bind(i64::from(limit))
@@ -360,6 +367,7 @@ impl Store {
                     r.int("priority")?,
                     Claim {
                         tenant_id: r.uuid("tenant_id")?,
+                        token: token.clone(),
                         generation: r.int("generation")?,
                         attempts: r.int("attempts")?,
                     },
@@ -370,13 +378,13 @@ impl Store {
         Ok(claims.into_iter().map(|(_, c)| c).collect())
     }
 
-    /// Extend the leases `node` holds (a heartbeat while it works).
-    pub async fn renew_leases(&self, node: &str, tenants: &[Uuid], lease_until: OffsetDateTime) -> Result<()> {
+    /// Extend the leases of runs that still work (a heartbeat): (tenant, claim token).
+    pub async fn renew_leases(&self, leases: &[(Uuid, String)], lease_until: OffsetDateTime) -> Result<()> {
         let mut tx = self.write().await?;
-        for t in tenants {
+        for (t, token) in leases {
             sqlx::query("UPDATE tenant_work SET lease_until = $3 WHERE tenant_id = $1 AND leased_by = $2")
                 .bind(t.to_string())
-                .bind(node)
+                .bind(token)
                 .bind(to_us(lease_until))
                 .execute(tx.conn())
                 .await?;
@@ -387,7 +395,8 @@ impl Store {
     /// The work on a tenant succeeded: drop the row unless a newer change
     /// marked it meanwhile (then release it, due at once). Answers whether
     /// the row is done.
-    pub async fn finish_tenant_work(&self, claim: &Claim, node: &str) -> Result<bool> {
+    pub async fn finish_tenant_work(&self, claim: &Claim) -> Result<bool> {
+        let node = &claim.token;
         let mut tx = self.write().await?;
         let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
             .bind(claim.tenant_id.to_string())
@@ -417,10 +426,10 @@ impl Store {
     pub async fn fail_tenant_work(
         &self,
         claim: &Claim,
-        node: &str,
         due_at: Option<OffsetDateTime>,
         not_before: OffsetDateTime,
     ) -> Result<()> {
+        let node = &claim.token;
         let mut tx = self.write().await?;
         let id = claim.tenant_id.to_string();
         let dropped = match due_at {
@@ -462,15 +471,18 @@ impl Store {
         let mut tx = self.write().await?;
         let rows = sqlx::query(
             "SELECT id FROM tenants WHERE (last_reconciled_at IS NULL OR last_reconciled_at < $1) \
-             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY last_reconciled_at, id LIMIT $2",
+             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT $2",
         )
         .bind(to_us(older_than))
         .bind(i64::from(limit))
         .fetch_all(tx.conn())
         .await?;
+        let mut ids = rows.iter().map(|r| r.uuid("id")).collect::<Result<Vec<_>>>()?;
+        // in id order, like every other mark, so concurrent marks cannot deadlock
+        ids.sort_by_key(|id| id.to_string());
         let mut n = 0;
-        for r in &rows {
-            n += tx.mark_dirty(Reach::Tenant(r.uuid("id")?), PRIORITY_NORMAL).await?;
+        for id in ids {
+            n += tx.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL).await?;
         }
         tx.commit().await?;
         Ok(n)
@@ -593,11 +605,16 @@ impl Tx {
                 .await?;
             }
             Outcome::Failed { error } => {
-                sqlx::query("UPDATE tenants SET status = 'failed', last_error = $2 WHERE id = $1")
-                    .bind(tenant_id.to_string())
-                    .bind(error)
-                    .execute(self.conn())
-                    .await?;
+                // a failed run counts as the tenant's reconcile too, so a platform that
+                // keeps failing is not marked again at every scheduler tick
+                sqlx::query(
+                    "UPDATE tenants SET status = 'failed', last_error = $2, last_reconciled_at = $3 WHERE id = $1",
+                )
+                .bind(tenant_id.to_string())
+                .bind(error)
+                .bind(to_us(at))
+                .execute(self.conn())
+                .await?;
             }
         }
         Ok(())
@@ -624,6 +641,17 @@ impl Tx {
         .bind(to_us(at))
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Lock the rows of a project's tenants until the transaction ends. A
+    /// transaction that changes tenants and appends history takes this
+    /// first, so two such transactions cannot deadlock on PostgreSQL.
+    pub async fn lock_project_tenants(&mut self, project_id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE tenants SET status = status WHERE project_id = $1")
+            .bind(project_id.to_string())
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

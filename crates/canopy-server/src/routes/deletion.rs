@@ -74,6 +74,11 @@ async fn check_resources(app: &AppState, tenants: &[TenantRecord]) -> ApiResult<
     Ok(out)
 }
 
+/// The same tenants in the same deletion states.
+fn same_tenants(a: &[TenantRecord], b: &[TenantRecord]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id && x.deletion == y.deletion)
+}
+
 async fn scope(tx: &mut Tx, caller: &Caller, ws: &str, project: &str) -> ApiResult<(WorkspaceRecord, ProjectRecord)> {
     let ws = load_workspace(tx, ws).await?;
     caller.require_in(tx, &ws, Action::ManageWorkspace).await?;
@@ -112,6 +117,11 @@ pub async fn request(
 
     let mut tx = app.store.write().await?;
     let (ws, p) = scope(&mut tx, caller, ws, project).await?;
+    tx.lock_project_tenants(p.id).await?;
+    // the tenants must be those checked: one added or changed meanwhile was not
+    if !same_tenants(&all, &tx.project_tenants(p.id).await?) {
+        return Err(ApiError::conflict("the project's tenants changed meanwhile; try again"));
+    }
     if p.deletion_requested_at.is_some() {
         return Err(ApiError::conflict(format!("project {} is already being deleted", p.identifier)));
     }
@@ -199,7 +209,13 @@ pub async fn confirm(
 
     let mut tx = app.store.write().await?;
     let (ws, p) = scope(&mut tx, &caller, &ws, &project).await?;
+    tx.lock_project_tenants(p.id).await?;
     let tenants = tx.project_tenants(p.id).await?;
+    let requested_now: Vec<Uuid> =
+        tenants.iter().filter(|t| t.deletion == Some(TenantDeletion::Requested)).map(|t| t.id).collect();
+    if requested_now != requested.iter().map(|t| t.id).collect::<Vec<_>>() {
+        return Err(ApiError::conflict("the project's tenant deletions changed meanwhile; try again"));
+    }
     let inputs: Vec<TenantInDeletion> = tenants
         .iter()
         .map(|t| TenantInDeletion {
@@ -317,6 +333,7 @@ pub async fn engineer_confirm(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let (t, p) = load_pending(&mut tx, &platform, id).await?;
+    tx.lock_project_tenants(p.id).await?;
     let initiator = caller.initiator();
     tx.delete_tenant(t.id).await?;
     tx.append_event(
@@ -346,6 +363,7 @@ pub async fn engineer_decline(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let (t, p) = load_pending(&mut tx, &platform, id).await?;
+    tx.lock_project_tenants(p.id).await?;
     let initiator = caller.initiator();
     // a tenant deleted on its own simply stays; in a project deletion it is
     // kept declined until the other tenants are settled

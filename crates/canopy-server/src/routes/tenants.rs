@@ -117,14 +117,14 @@ pub async fn create(
             format!("project {} already has a tenant on platform {}", p.identifier, platform.identifier),
         ));
     }
-    let name = tenant_name(&ws.identifier, &p.identifier);
-    let t = tx.insert_tenant(p.id, platform.id, zone.as_ref().map(|z| z.id), &name, now).await?;
+    let name = |id| tenant_name(&ws.identifier, &p.identifier, id);
+    let t = tx.insert_tenant(p.id, platform.id, zone.as_ref().map(|z| z.id), name, now).await?;
     tx.append_event(
         Some(ws.id),
         EventKind::TenantCreated,
         now,
         &caller.initiator(),
-        json!({"project": p.identifier, "platform": platform.identifier, "landing_zone": t.landing_zone, "name": name}),
+        json!({"project": p.identifier, "platform": platform.identifier, "landing_zone": t.landing_zone, "name": t.name}),
     )
     .await?;
     tx.commit().await?;

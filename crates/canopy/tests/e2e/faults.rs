@@ -189,6 +189,7 @@ async fn tn4_replication_converges_through_injected_faults(app: TestApp) {
         let t = app.get(&format!("/api/v1/workspaces/{ws}/projects/p{i}/tenants/{platform}"), &app.admin_token).await;
         assert_eq!(t.body["status"], "succeeded", "{}", t.body);
         let ext = t.body["external_id"].as_str().unwrap().to_owned();
+        let name = t.body["name"].as_str().unwrap().to_owned();
         let held: BTreeSet<String> = ks
             .observe(&TenantRef { external_id: ext })
             .await
@@ -197,7 +198,7 @@ async fn tn4_replication_converges_through_injected_faults(app: TestApp) {
             .map(|h| format!("{}:{}", h.username, h.platform_role))
             .collect();
         assert_eq!(held, want);
-        assert_eq!(keystone_count(&os, "projects", &format!("{ws}-p{i}")).await, 1);
+        assert_eq!(keystone_count(&os, "projects", &name).await, 1, "project {name} exists once");
     }
     for u in &users {
         assert_eq!(keystone_count(&os, "users", u).await, 1, "account {u} exists once");

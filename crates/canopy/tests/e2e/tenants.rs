@@ -135,7 +135,8 @@ async fn tn3_tenant_is_created_on_the_platform_and_a_second_is_refused(app: Test
     let r = app.post(&path, &app.admin_token, json!({"platform": platform})).await.expect(201);
     assert_eq!(r.body["status"], "pending");
     assert_eq!(r.body["external_id"], Value::Null);
-    assert_eq!(r.body["name"], format!("{ws}-{project}"));
+    let name = r.body["name"].as_str().unwrap();
+    assert!(name.starts_with(&format!("{ws}-{project}-")) && name.len() == ws.len() + project.len() + 10, "{name}");
     // TN3: a second tenant on the same platform is refused, nothing written
     let second = app.post(&path, &app.admin_token, json!({"platform": platform})).await;
     second.expect_problem(409, Some("platform"));
@@ -269,6 +270,21 @@ async fn ac7_ended_binding_leaves_every_tenant_and_returns_when_added_again(app:
     // AC5: a changed role follows
     let bindings = format!("/api/v1/workspaces/{ws}/projects/{project}/bindings");
     app.patch(&format!("{bindings}/{id}"), &app.admin_token, json!({"role": "project_user"})).await.expect(200);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member"]));
+    // a changed role mapping takes the old platform role away, and a removed one too
+    let remap =
+        json!({"role_mapping": {"project_reader": "reader", "project_user": "admin", "project_admin": "admin"}});
+    app.patch(&format!("/api/v1/platforms/{platform}"), &app.admin_token, remap).await.expect(200);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:admin"]));
+    let unmapped = json!({"role_mapping": {"project_reader": "reader"}});
+    app.patch(&format!("/api/v1/platforms/{platform}"), &app.admin_token, unmapped).await.expect(200);
+    app.replicate().await;
+    assert!(os.held(&ext).await.is_empty());
+    let restore =
+        json!({"role_mapping": {"project_reader": "reader", "project_user": "member", "project_admin": "admin"}});
+    app.patch(&format!("/api/v1/platforms/{platform}"), &app.admin_token, restore).await.expect(200);
     app.replicate().await;
     assert_eq!(os.held(&ext).await, set(&["ann:member"]));
     // AC6: removed, then added again

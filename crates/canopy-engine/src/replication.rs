@@ -158,6 +158,8 @@ pub struct Replicator<K: Connector = Adapters> {
     throttled: Mutex<HashMap<Uuid, OffsetDateTime>>,
     /// Leases this node's runs hold, (tenant, claim token), renewed by the heartbeat.
     leased: Mutex<BTreeSet<(Uuid, String)>>,
+    /// Until when binding expiries were looked at by the scheduler.
+    expiry_checked: Mutex<Option<OffsetDateTime>>,
 }
 
 /// The platform roles Canopy manages in a tenant: those its mapping names
@@ -188,6 +190,7 @@ impl<K: Connector> Replicator<K> {
             limits: Mutex::default(),
             throttled: Mutex::default(),
             leased: Mutex::default(),
+            expiry_checked: Mutex::default(),
         }
     }
 
@@ -315,14 +318,21 @@ impl<K: Connector> Replicator<K> {
 
     /// Read the state, connect to the platform, and compute the plan.
     async fn prepare(&self, tenant_id: Uuid) -> Result<Option<Prepared<K::Platform>>, Failure> {
+        let Some((input, adapter)) = self.connect(tenant_id).await? else { return Ok(None) };
+        let platform_id = input.platform.id;
+        let adapter = adapter.map_err(|e| Failure::Platform(Some(platform_id), e))?;
+        Ok(Some(Prepared { adapter, input }))
+    }
+
+    /// Read a tenant's state and connect to its platform; a platform that
+    /// cannot be connected to is answered with the state, so it is recorded.
+    async fn connect(&self, tenant_id: Uuid) -> Result<Option<Connected<K::Platform>>, Failure> {
         let mut tx = self.store.read().await?;
         let Some(input) = tx.replication_input(tenant_id).await? else { return Ok(None) };
         let secrets = tx.platform_secrets(input.platform.id, &self.key).await?;
         drop(tx);
-        let platform_id = input.platform.id;
-        let adapter =
-            self.connector.connect(&input.platform, &secrets).map_err(|e| Failure::Platform(Some(platform_id), e))?;
-        Ok(Some(Prepared { adapter, input }))
+        let adapter = self.connector.connect(&input.platform, &secrets);
+        Ok(Some((input, adapter)))
     }
 
     fn desired(&self, input: &ReplicationInput, at: OffsetDateTime) -> BTreeSet<Assignment<String>> {
@@ -362,8 +372,16 @@ impl<K: Connector> Replicator<K> {
     }
 
     async fn converge(&self, claim: &Claim) -> Result<TenantRun, Failure> {
-        let Some(Prepared { adapter, input }) = self.prepare(claim.tenant_id).await? else {
+        let Some((input, adapter)) = self.connect(claim.tenant_id).await? else {
             return Ok(TenantRun::default()); // the tenant is gone
+        };
+        let adapter = match adapter {
+            Ok(a) => a,
+            Err(e) => {
+                // e.g. settings an adapter cannot use: the tenant shows why
+                self.settle(&input, &Progress::default(), Some(&e)).await?;
+                return Err(Failure::Platform(Some(input.platform.id), e));
+            }
         };
         let platform_id = input.platform.id;
         let permit = self.limit(platform_id).acquire_owned().await;
@@ -594,6 +612,19 @@ impl<K: Connector> Replicator<K> {
         Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch).await?)
     }
 
+    /// One scheduler step for expiry (AC7): mark dirty the tenants of every
+    /// project with a binding that expired since the last step (on the
+    /// first step, within the last reconcile interval: the periodic
+    /// reconcile covers what is older), so its access leaves them promptly.
+    pub async fn schedule_expired(&self) -> Result<u64, ReplicationError> {
+        let now = self.clock.now();
+        let from =
+            self.expiry_checked.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(now - self.config.reconcile_every);
+        let n = self.store.mark_expired_between(from, now).await?;
+        *self.expiry_checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        Ok(n)
+    }
+
     /// Work dirty tenants until the process stops: keep up to `workers`
     /// tenants in flight, take more as slots free up, renew leases, and
     /// schedule the periodic reconcile.
@@ -626,6 +657,11 @@ impl<K: Connector> Replicator<K> {
                     }
                 }
                 if leadership.is_some() {
+                    match self.schedule_expired().await {
+                        Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants of expired bindings"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "could not look for expired bindings"),
+                    }
                     match self.schedule_reconcile().await {
                         Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants for the periodic reconcile"),
                         Ok(_) => {}
@@ -689,6 +725,8 @@ impl Drop for LeaseGuard<'_> {
         self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.lease);
     }
 }
+
+type Connected<P> = (ReplicationInput, Result<Arc<P>, PlatformError>);
 
 struct Prepared<P> {
     adapter: Arc<P>,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use canopy_domain::clock::Clock;
 use canopy_platforms::keystone::{Keystone, KeystoneConfig};
 use canopy_platforms::{Platform, PlatformUser, TenantRef};
 use canopy_testkit::TestApp;
@@ -292,6 +293,20 @@ async fn ac7_ended_binding_leaves_every_tenant_and_returns_when_added_again(app:
     app.replicate().await;
     assert!(os.held(&ext).await.is_empty());
     bind(&app, &ws, &project, json!({"user": "ann"}), "project_user").await;
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member"]));
+    // AC7: an expiring binding leaves the tenant once its instant passed
+    app.user("bea").await;
+    app.invite(&app.admin_token, &ws, "bea", "workspace_member").await;
+    let expires = app.clock.now() + time::Duration::hours(1);
+    let body = json!({"user": "bea", "role": "project_reader",
+        "expires_at": expires.format(&time::format_description::well_known::Rfc3339).unwrap()});
+    app.post(&bindings, &app.admin_token, body).await.expect(201);
+    app.replicate().await;
+    assert_eq!(os.held(&ext).await, set(&["ann:member", "bea:reader"]));
+    assert_eq!(app.replicator.schedule_expired().await.unwrap(), 0, "nothing expired yet");
+    app.clock.advance(time::Duration::minutes(61));
+    assert_eq!(app.replicator.schedule_expired().await.unwrap(), 1);
     app.replicate().await;
     assert_eq!(os.held(&ext).await, set(&["ann:member"]));
     // the revocation was recorded with the instant the platform confirmed it

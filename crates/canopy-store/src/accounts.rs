@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{PRIORITY_NORMAL, Reach, Result, RowExt, Tx, new_id, page_limit, to_us};
+use crate::{PRIORITY_NORMAL, PRIORITY_URGENT, Reach, Result, RowExt, Tx, new_id, page_limit, to_us};
 
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -262,9 +262,11 @@ impl Tx {
         .bind(c.active.map(i64::from))
         .execute(self.conn())
         .await?;
-        if c.active.is_some() {
-            // AC10: a deactivated account leaves every tenant; a reactivated one returns
-            self.mark_dirty(Reach::User(id), PRIORITY_NORMAL).await?;
+        if let Some(active) = c.active {
+            // AC10: a deactivated account leaves every tenant, before other work;
+            // a reactivated one returns
+            let priority = if active { PRIORITY_NORMAL } else { PRIORITY_URGENT };
+            self.mark_dirty(Reach::User(id), priority).await?;
         }
         if let Some(roles) = &c.installation_roles {
             self.replace_installation_roles(&id_s, roles).await?;
@@ -304,7 +306,7 @@ impl Tx {
 
     pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
         // before the bindings go with the user, so the tenants they reached are known
-        self.mark_dirty(Reach::User(id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::User(id), PRIORITY_URGENT).await?;
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
     }

@@ -446,7 +446,35 @@ async fn tn5_failed_tenant_shows_the_platform_error_and_recovers(app: TestApp) {
     );
 }
 
+/// Taking access away goes before other replication work: a deactivated
+/// account's tenants are leased first, even behind a backlog.
+async fn ac10_deactivation_is_replicated_before_other_work(app: TestApp) {
+    let ws = unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    let platform = unique("os");
+    let body = json!({"identifier": platform, "type": "openstack",
+        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "pw"}, "role_mapping": {"project_user": "member"}});
+    app.post("/api/v1/platforms", &app.admin_token, body).await.expect(201);
+    app.user("ann").await;
+    app.invite(&app.admin_token, &ws, "ann", "workspace_member").await;
+    for p in ["a1", "a2", "a3", "z9"] {
+        app.project(&app.admin_token, &ws, p).await;
+        app.post(&tenants_path(&ws, p), &app.admin_token, json!({"platform": platform})).await.expect(201);
+    }
+    bind(&app, &ws, "z9", json!({"user": "ann"}), "project_user").await;
+    // four tenants wait; ann is deactivated: her one tenant is taken first
+    app.patch("/api/v1/users/ann", &app.admin_token, json!({"active": false})).await.expect(200);
+    let now = app.clock.now();
+    let first = app.store.claim_tenants("test", now, now + time::Duration::minutes(1), 1).await.unwrap();
+    let mut tx = app.store.read().await.unwrap();
+    let t = tx.tenant_by_id(first[0].tenant_id).await.unwrap().unwrap();
+    let project = tx.project_by_id(t.project_id).await.unwrap().unwrap();
+    assert_eq!(project.identifier, "z9");
+}
+
 canopy_testkit::backend_tests!(
+    ac10_deactivation_is_replicated_before_other_work,
     tn3_tenant_is_created_on_the_platform_and_a_second_is_refused,
     tn3_bad_tenant_requests_are_refused_naming_the_field,
     tn4_group_member_gets_role_in_every_tenant,

@@ -240,9 +240,9 @@ impl<K: Connector> Replicator<K> {
     /// Converge one leased tenant and settle its work row.
     async fn work(&self, claim: Claim) -> Result<TenantRun, ReplicationError> {
         // the heartbeat renews the lease only while this run lives, even if it panics
-        let _leased = LeaseGuard::new(&self.leased, (claim.tenant_id, claim.token.clone()));
+        let lease = LeaseGuard::new(&self.leased, (claim.tenant_id, claim.token.clone()));
         let result = self.converge(&claim).await;
-        drop(_leased);
+        drop(lease);
         match result {
             Ok(run) => {
                 self.store.finish_tenant_work(&claim).await?;
@@ -317,11 +317,16 @@ impl<K: Connector> Replicator<K> {
     }
 
     /// Read the state, connect to the platform, and compute the plan.
-    async fn prepare(&self, tenant_id: Uuid) -> Result<Option<Prepared<K::Platform>>, Failure> {
-        let Some((input, adapter)) = self.connect(tenant_id).await? else { return Ok(None) };
-        let platform_id = input.platform.id;
-        let adapter = adapter.map_err(|e| Failure::Platform(Some(platform_id), e))?;
-        Ok(Some(Prepared { adapter, input }))
+    /// A tenant's state and a connection to its platform, for what asks the
+    /// platform without replicating (the plan, a deletion's resource check).
+    async fn prepare(&self, tenant_id: Uuid) -> Result<Prepared<K::Platform>, ReplicationError> {
+        let (input, adapter) = match self.connect(tenant_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(ReplicationError::NoTenant),
+            Err(Failure::Store(e)) => return Err(e.into()),
+            Err(Failure::Platform(_, e)) => return Err(ReplicationError::Platform(e)),
+        };
+        Ok(Prepared { adapter: adapter.map_err(ReplicationError::Platform)?, input })
     }
 
     /// Read a tenant's state and connect to its platform; a platform that
@@ -349,13 +354,7 @@ impl<K: Connector> Replicator<K> {
 
     /// What replication would change in a tenant now (the plan endpoint).
     pub async fn preview(&self, tenant_id: Uuid) -> Result<Preview, ReplicationError> {
-        let prepared = match self.prepare(tenant_id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(ReplicationError::NoTenant),
-            Err(Failure::Store(e)) => return Err(e.into()),
-            Err(Failure::Platform(_, e)) => return Err(ReplicationError::Platform(e)),
-        };
-        let Prepared { adapter, input } = prepared;
+        let Prepared { adapter, input } = self.prepare(tenant_id).await?;
         let desired = self.desired(&input, self.clock.now());
         let actual = match &input.tenant.external_id {
             None => BTreeSet::new(),
@@ -432,12 +431,7 @@ impl<K: Connector> Replicator<K> {
 
     /// What a tenant still holds that deleting it would destroy (DL2).
     pub async fn find_resources(&self, tenant_id: Uuid) -> Result<Vec<String>, ReplicationError> {
-        let Prepared { adapter, input } = match self.prepare(tenant_id).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Err(ReplicationError::NoTenant),
-            Err(Failure::Store(e)) => return Err(e.into()),
-            Err(Failure::Platform(_, e)) => return Err(ReplicationError::Platform(e)),
-        };
+        let Prepared { adapter, input } = self.prepare(tenant_id).await?;
         match &input.tenant.external_id {
             None => Ok(Vec::new()), // never created on the platform
             Some(id) => {

@@ -222,6 +222,7 @@ pub(crate) trait RowExt {
     fn text(&self, col: &str) -> Result<String>;
     fn text_opt(&self, col: &str) -> Result<Option<String>>;
     fn int(&self, col: &str) -> Result<i64>;
+    fn int_opt(&self, col: &str) -> Result<Option<i64>>;
     fn flag(&self, col: &str) -> Result<bool> {
         Ok(self.int(col)? != 0)
     }
@@ -255,8 +256,11 @@ impl RowExt for AnyRow {
     fn time(&self, col: &str) -> Result<OffsetDateTime> {
         from_us(self.int(col)?)
     }
+    fn int_opt(&self, col: &str) -> Result<Option<i64>> {
+        Ok(self.try_get::<Option<i64>, _>(col)?)
+    }
     fn time_opt(&self, col: &str) -> Result<Option<OffsetDateTime>> {
-        self.try_get::<Option<i64>, _>(col)?.map(from_us).transpose()
+        self.int_opt(col)?.map(from_us).transpose()
     }
     fn parse<T: FromStr>(&self, col: &str) -> Result<T> {
         let s = self.text(col)?;

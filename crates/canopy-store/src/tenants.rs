@@ -56,7 +56,7 @@ const TENANT_SELECT: &str = "SELECT t.id, t.project_id, t.platform_id, p.identif
 
 fn tenant_from_row(r: &AnyRow) -> Result<TenantRecord> {
     let stored: TenantStatus = r.text("status")?.parse().map_err(StoreError::Corrupt)?;
-    let dirty = r.try_get_opt_int("work_generation")?.is_some();
+    let dirty = r.int_opt("work_generation")?.is_some();
     let status = if r.text_opt("leased_by")?.is_some() {
         TenantStatus::InProgress
     } else if dirty && stored != TenantStatus::Failed {
@@ -163,16 +163,6 @@ pub struct ReplicationInput {
     pub accounts: Vec<AccountRecord>,
     /// What Canopy applied in the tenant, by platform account.
     pub applied: BTreeMap<Assignment<String>, Applied>,
-}
-
-trait OptInt {
-    fn try_get_opt_int(&self, col: &str) -> Result<Option<i64>>;
-}
-
-impl OptInt for AnyRow {
-    fn try_get_opt_int(&self, col: &str) -> Result<Option<i64>> {
-        Ok(sqlx::Row::try_get::<Option<i64>, _>(self, col)?)
-    }
 }
 
 impl Tx {
@@ -317,8 +307,7 @@ impl Tx {
                 .await?;
         rows.iter()
             .map(|r| {
-                let state =
-                    if r.try_get_opt_int("applied_at")?.is_some() { Applied::Confirmed } else { Applied::Pending };
+                let state = if r.int_opt("applied_at")?.is_some() { Applied::Confirmed } else { Applied::Pending };
                 Ok((Assignment { user: r.text("account")?, platform_role: r.text("platform_role")? }, state))
             })
             .collect()

@@ -123,20 +123,8 @@ fn random_below(n: u64) -> u64 {
 
 /// How many Keystone objects of a kind carry a name (duplicates show as more than one).
 pub async fn keystone_count(os: &Os, kind: &str, name: &str) -> usize {
-    let http = reqwest::Client::new();
-    let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"name": "Default"}, "password": os.password}}}, "scope": {"system": {"all": true}}}});
-    let res = http.post(format!("{}/auth/tokens", os.url)).json(&auth).send().await.unwrap();
-    let token = res.headers()["x-subject-token"].to_str().unwrap().to_owned();
-    let body: Value = http
-        .get(format!("{}/{kind}?name={name}", os.url))
-        .header("X-Auth-Token", token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, body) = os.call(reqwest::Method::GET, &format!("/{kind}?name={name}"), None).await;
+    assert_eq!(status, 200, "{body}");
     body[kind].as_array().unwrap().len()
 }
 

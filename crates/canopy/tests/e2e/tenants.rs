@@ -70,19 +70,10 @@ impl Os {
 
     /// A Keystone domain for a second platform's tenants (made once, found after).
     pub async fn domain(&self, name: &str) {
-        let http = reqwest::Client::new();
-        let auth = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": {"name": "Default"}, "password": self.password}}}, "scope": {"system": {"all": true}}}});
-        let res = http.post(format!("{}/auth/tokens", self.url)).json(&auth).send().await.unwrap();
-        let token = res.headers()["x-subject-token"].to_str().unwrap().to_owned();
-        let res = http
-            .post(format!("{}/domains", self.url))
-            .header("X-Auth-Token", &token)
-            .json(&json!({"domain": {"name": name, "enabled": true}}))
-            .send()
-            .await
-            .unwrap();
-        assert!(res.status().is_success() || res.status() == 409, "creating domain {name}: {}", res.status());
+        let (status, body) = self
+            .call(reqwest::Method::POST, "/domains", Some(json!({"domain": {"name": name, "enabled": true}})))
+            .await;
+        assert!(status == 201 || status == 409, "creating domain {name}: {status} {body}");
     }
 }
 

@@ -109,7 +109,7 @@ impl Platform for SimPlatform {
         });
         Ok(TenantRef { external_id: id })
     }
-    async fn observe(&self, tenant: &TenantRef) -> Result<BTreeSet<Held>, PlatformError> {
+    async fn observe(&self, tenant: &TenantRef, _known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
         self.call(false).await;
         Ok(self.with(|t| t.get(&tenant.external_id).cloned().unwrap_or_default()))
     }

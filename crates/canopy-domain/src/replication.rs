@@ -62,9 +62,10 @@ macro_rules! text_enum {
 text_enum!(TenantStatus { Pending => "pending", InProgress => "in_progress", Succeeded => "succeeded", Failed => "failed" });
 text_enum!(DriftPolicy { Repair => "repair", Report => "report" });
 
-/// The longest tenant name: Kubernetes namespaces and Keystone projects both
-/// take 63 characters.
-pub const TENANT_NAME_MAX: usize = 63;
+/// The longest tenant name: an AWS account name takes 50 characters (a
+/// Kubernetes namespace and a Keystone project take 63), and one name fits
+/// every platform.
+pub const TENANT_NAME_MAX: usize = 50;
 
 /// The name of a project's tenant on a platform: `WORKSPACE-PROJECT-XXXXXXXX`,
 /// where the suffix comes from the tenant's own id. Identifiers may contain

@@ -175,6 +175,16 @@ fn held_to_assignment(h: Held) -> Assignment<String> {
     Assignment { user: h.username, platform_role: h.platform_role }
 }
 
+/// What Canopy wants a tenant to hold and what it applied there: the
+/// assignments a platform that cannot list its own is asked about.
+fn known(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> BTreeSet<Held> {
+    desired
+        .iter()
+        .chain(input.applied.keys())
+        .map(|a| Held { username: a.user.clone(), platform_role: a.platform_role.clone() })
+        .collect()
+}
+
 fn names(list: &[Assignment<String>]) -> Vec<Value> {
     list.iter().map(|a| json!({"account": a.user, "platform_role": a.platform_role})).collect()
 }
@@ -360,8 +370,10 @@ impl<K: Connector> Replicator<K> {
             None => BTreeSet::new(),
             Some(id) => {
                 let tenant = TenantRef { external_id: id.clone() };
-                let held =
-                    self.call(input.platform.id, adapter.observe(&tenant)).await.map_err(ReplicationError::Platform)?;
+                let held = self
+                    .call(input.platform.id, adapter.observe(&tenant, &known(&desired, &input)))
+                    .await
+                    .map_err(ReplicationError::Platform)?;
                 held.into_iter().map(held_to_assignment).collect()
             }
         };
@@ -470,8 +482,12 @@ impl<K: Connector> Replicator<K> {
         // desired is computed after the platform answered, from the state read before:
         // a change made meanwhile bumped the generation, so the tenant runs again
         let desired = self.desired(input, self.clock.now());
-        let actual: BTreeSet<Assignment<String>> =
-            self.call(platform_id, adapter.observe(&tenant)).await?.into_iter().map(held_to_assignment).collect();
+        let actual: BTreeSet<Assignment<String>> = self
+            .call(platform_id, adapter.observe(&tenant, &known(&desired, input)))
+            .await?
+            .into_iter()
+            .map(held_to_assignment)
+            .collect();
         // bookkeeping left by a crash: grants the platform confirmed, revocations it did
         for (a, state) in &input.applied {
             if *state == Applied::Pending && actual.contains(a) {

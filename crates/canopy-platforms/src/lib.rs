@@ -14,7 +14,10 @@ use std::time::Duration;
 use canopy_domain::platforms::PlatformType;
 use serde_json::{Map, Value};
 
+pub mod aws;
 pub mod keystone;
+pub mod kubernetes;
+pub mod osb;
 
 /// What a new tenant is made from.
 #[derive(Debug, Clone)]
@@ -62,8 +65,15 @@ pub trait Platform: Send + Sync {
     /// Create the tenant, or find the one made before under the same name.
     fn ensure_tenant(&self, spec: &TenantSpec) -> impl Future<Output = Result<TenantRef, PlatformError>> + Send;
 
-    /// Every role held by a user account in the tenant.
-    fn observe(&self, tenant: &TenantRef) -> impl Future<Output = Result<BTreeSet<Held>, PlatformError>> + Send;
+    /// Every role held by a user account in the tenant. `known` is what
+    /// Canopy wants the tenant to hold and believes it holds: a platform that
+    /// cannot list what it holds (an Open Service Broker) asks about each of
+    /// these; the others list everything and ignore it.
+    fn observe(
+        &self,
+        tenant: &TenantRef,
+        known: &BTreeSet<Held>,
+    ) -> impl Future<Output = Result<BTreeSet<Held>, PlatformError>> + Send;
 
     /// Give `user` (creating their account when needed) `platform_role` in the tenant.
     fn grant(
@@ -91,19 +101,33 @@ pub trait Platform: Send + Sync {
 
 /// Every platform type Canopy has an adapter for, behind one type.
 pub enum AnyPlatform {
+    Aws(aws::Aws),
+    Kubernetes(kubernetes::Kubernetes),
     OpenStack(keystone::Keystone),
+    Osb(osb::ServiceBroker),
 }
 
 /// The platform types replication can reach today. Tenants on other types
 /// are refused when they are added, rather than left failing.
 pub fn has_adapter(ty: PlatformType) -> bool {
-    matches!(ty, PlatformType::OpenStack)
+    matches!(
+        ty,
+        PlatformType::Aws
+            | PlatformType::Kubernetes
+            | PlatformType::OpenShift
+            | PlatformType::OpenStack
+            | PlatformType::Osb
+    )
 }
 
 fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, PlatformError> {
     map.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| PlatformError::Permanent { message: format!("the platform has no {key} configured") })
+}
+
+fn optional_text(map: &Map<String, Value>, key: &str) -> Option<String> {
+    map.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Connect to a platform from its registration: type, settings and the
@@ -114,9 +138,30 @@ pub fn connect(
     secrets: &Map<String, Value>,
 ) -> Result<AnyPlatform, PlatformError> {
     match ty {
+        PlatformType::Aws => Ok(AnyPlatform::Aws(aws::Aws::new(aws::AwsConfig {
+            region: text(settings, "region")?.to_owned(),
+            endpoint_url: optional_text(settings, "endpoint_url"),
+            access_key_id: text(secrets, "access_key_id")?.to_owned(),
+            secret_access_key: text(secrets, "secret_access_key")?.to_owned(),
+        }))),
+        PlatformType::Kubernetes | PlatformType::OpenShift => {
+            Ok(AnyPlatform::Kubernetes(kubernetes::Kubernetes::new(kubernetes::KubernetesConfig {
+                api_url: text(settings, "api_url")?.to_owned(),
+                ca_cert: optional_text(settings, "ca_cert"),
+                token: text(secrets, "token")?.to_owned(),
+                openshift: ty == PlatformType::OpenShift,
+            })?))
+        }
         PlatformType::OpenStack => Ok(AnyPlatform::OpenStack(keystone::Keystone::new(keystone::KeystoneConfig {
             auth_url: text(settings, "auth_url")?.to_owned(),
             domain: text(settings, "domain")?.to_owned(),
+            username: text(secrets, "username")?.to_owned(),
+            password: text(secrets, "password")?.to_owned(),
+        })?)),
+        PlatformType::Osb => Ok(AnyPlatform::Osb(osb::ServiceBroker::new(osb::BrokerConfig {
+            broker_url: text(settings, "broker_url")?.to_owned(),
+            service_id: text(settings, "service_id")?.to_owned(),
+            plan_id: text(settings, "plan_id")?.to_owned(),
             username: text(secrets, "username")?.to_owned(),
             password: text(secrets, "password")?.to_owned(),
         })?)),
@@ -124,40 +169,40 @@ pub fn connect(
     }
 }
 
+/// Call the same method on whichever adapter `self` holds.
+macro_rules! dispatch {
+    ($self:ident, $p:ident => $call:expr) => {
+        match $self {
+            AnyPlatform::Aws($p) => $call.await,
+            AnyPlatform::Kubernetes($p) => $call.await,
+            AnyPlatform::OpenStack($p) => $call.await,
+            AnyPlatform::Osb($p) => $call.await,
+        }
+    };
+}
+
 impl Platform for AnyPlatform {
     async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
-        match self {
-            AnyPlatform::OpenStack(p) => p.ensure_tenant(spec).await,
-        }
+        dispatch!(self, p => p.ensure_tenant(spec))
     }
 
-    async fn observe(&self, tenant: &TenantRef) -> Result<BTreeSet<Held>, PlatformError> {
-        match self {
-            AnyPlatform::OpenStack(p) => p.observe(tenant).await,
-        }
+    async fn observe(&self, tenant: &TenantRef, known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+        dispatch!(self, p => p.observe(tenant, known))
     }
 
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
-        match self {
-            AnyPlatform::OpenStack(p) => p.grant(tenant, user, platform_role).await,
-        }
+        dispatch!(self, p => p.grant(tenant, user, platform_role))
     }
 
     async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
-        match self {
-            AnyPlatform::OpenStack(p) => p.revoke(tenant, username, platform_role).await,
-        }
+        dispatch!(self, p => p.revoke(tenant, username, platform_role))
     }
 
     async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
-        match self {
-            AnyPlatform::OpenStack(p) => p.find_resources(tenant).await,
-        }
+        dispatch!(self, p => p.find_resources(tenant))
     }
 
     async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
-        match self {
-            AnyPlatform::OpenStack(p) => p.delete_tenant(tenant).await,
-        }
+        dispatch!(self, p => p.delete_tenant(tenant))
     }
 }

@@ -118,8 +118,8 @@ impl Platform for FaultyPlatform {
     async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
         self.run("ensure_tenant", self.inner.ensure_tenant(spec)).await
     }
-    async fn observe(&self, tenant: &TenantRef) -> Result<BTreeSet<Held>, PlatformError> {
-        self.run("observe", self.inner.observe(tenant)).await
+    async fn observe(&self, tenant: &TenantRef, known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+        self.run("observe", self.inner.observe(tenant, known)).await
     }
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
         self.run("grant", self.inner.grant(tenant, user, role)).await
@@ -191,7 +191,7 @@ async fn tn4_replication_converges_through_injected_faults(app: TestApp) {
         let ext = t.body["external_id"].as_str().unwrap().to_owned();
         let name = t.body["name"].as_str().unwrap().to_owned();
         let held: BTreeSet<String> = ks
-            .observe(&TenantRef { external_id: ext })
+            .observe(&TenantRef { external_id: ext }, &Default::default())
             .await
             .unwrap()
             .into_iter()

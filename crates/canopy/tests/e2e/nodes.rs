@@ -234,7 +234,7 @@ async fn tn4_replication_survives_sigkill_at_random_moments(backend: Backend) {
     let ks = Os::get().unwrap().client();
     for ext in &tenants {
         let held: BTreeSet<String> = ks
-            .observe(&TenantRef { external_id: ext.clone() })
+            .observe(&TenantRef { external_id: ext.clone() }, &Default::default())
             .await
             .unwrap()
             .into_iter()

@@ -44,7 +44,7 @@ impl Os {
     async fn held(&self, external_id: &str) -> BTreeSet<String> {
         let tenant = TenantRef { external_id: external_id.to_owned() };
         self.client()
-            .observe(&tenant)
+            .observe(&tenant, &Default::default())
             .await
             .unwrap()
             .into_iter()

@@ -1,0 +1,145 @@
+//! TN6: each adapter against the real component it speaks to, started by
+//! the project's scripts (`scripts/test` starts them all and names them in
+//! `CANOPY_TEST_*` variables). Outside CI a test skips when its component
+//! is not there; in CI that is a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod aws;
+mod keystone;
+mod kubernetes;
+mod osb;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use canopy_domain::replication::{Assignment, plan};
+use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use uuid::Uuid;
+
+/// The values of `vars`, or `None` (skip) outside CI when one is missing.
+pub fn component<const N: usize>(vars: [&str; N], what: &str) -> Option<[String; N]> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let values: Option<Vec<String>> = vars.iter().map(|v| std::env::var(v).ok()).collect();
+    match values {
+        Some(values) => values.try_into().ok(),
+        None if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("{} is not set: {what} is required in CI (scripts/test starts it)", vars.join(", "))
+        }
+        None => {
+            eprintln!("skipping: no {what} ({} not set; scripts/test starts one)", vars.join(", "));
+            None
+        }
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+pub fn held(user: &str, role: &str) -> Held {
+    Held { username: user.to_owned(), platform_role: role.to_owned() }
+}
+
+pub fn spec(name: String, landing_zone: serde_json::Value) -> TenantSpec {
+    let serde_json::Value::Object(landing_zone) = landing_zone else { panic!("a landing zone is an object") };
+    TenantSpec { name, description: "Canopy tenant".into(), landing_zone }
+}
+
+/// Make the tenant hold `desired` with the calls the domain's plan asks for;
+/// `known` is what Canopy believes the tenant holds (see `Platform::observe`).
+/// Returns how many calls it took.
+pub async fn converge<P: Platform>(
+    p: &P,
+    tenant: &TenantRef,
+    desired: &BTreeSet<Held>,
+    known: &BTreeSet<Held>,
+    managed: &BTreeSet<String>,
+) -> usize {
+    let mut ids: BTreeMap<String, Uuid> = BTreeMap::new();
+    let mut to_assignment = |h: &Held| Assignment {
+        user: *ids.entry(h.username.clone()).or_insert_with(Uuid::new_v4),
+        platform_role: h.platform_role.clone(),
+    };
+    let desired_a: BTreeSet<Assignment> = desired.iter().map(&mut to_assignment).collect();
+    let asked: BTreeSet<Held> = desired.union(known).cloned().collect();
+    let actual = p.observe(tenant, &asked).await.unwrap();
+    let actual_a: BTreeSet<Assignment> = actual.iter().map(&mut to_assignment).collect();
+    let names: BTreeMap<Uuid, String> = ids.iter().map(|(n, id)| (*id, n.clone())).collect();
+    let p_ = plan(&desired_a, &actual_a, managed);
+    for a in &p_.grant {
+        let name = &names[&a.user];
+        let user = PlatformUser { username: name.clone(), email: format!("{name}@example.org") };
+        p.grant(tenant, &user, &a.platform_role).await.unwrap();
+    }
+    for a in &p_.revoke {
+        p.revoke(tenant, &names[&a.user], &a.platform_role).await.unwrap();
+    }
+    p_.grant.len() + p_.revoke.len()
+}
+
+/// The life of a tenant, the same on every platform: made once, holds
+/// exactly the desired roles through grants, repeated calls, drift and
+/// revocations, and is deleted (twice is fine). `roles` are two platform
+/// roles; `sees_foreign`: whether the platform lists assignments Canopy did
+/// not ask about (all but an Open Service Broker). Returns the tenant.
+pub async fn tenant_holds_exactly_the_desired_roles<P: Platform>(
+    p: &P,
+    spec: &TenantSpec,
+    roles: [&str; 2],
+    sees_foreign: bool,
+) -> TenantRef {
+    let [first, second] = roles;
+    let tenant = p.ensure_tenant(spec).await.unwrap();
+    assert_eq!(p.ensure_tenant(spec).await.unwrap(), tenant, "ensuring twice finds the same tenant");
+    let none = BTreeSet::new();
+    let (ann, bob) = (unique("ann"), unique("bob"));
+    let everything: BTreeSet<Held> =
+        [held(&ann, first), held(&ann, second), held(&bob, first), held(&bob, second)].into();
+    assert!(p.observe(&tenant, &everything).await.unwrap().is_empty(), "a new tenant holds nothing");
+
+    let managed: BTreeSet<String> = roles.map(String::from).into();
+    let desired = BTreeSet::from([held(&ann, first), held(&bob, second)]);
+    assert_eq!(converge(p, &tenant, &desired, &none, &managed).await, 2);
+    assert_eq!(p.observe(&tenant, &everything).await.unwrap(), desired);
+    // converged: nothing more to do, and repeating a grant changes nothing
+    assert_eq!(converge(p, &tenant, &desired, &none, &managed).await, 0);
+    p.grant(&tenant, &PlatformUser { username: ann.clone(), email: format!("{ann}@example.org") }, first)
+        .await
+        .unwrap();
+    assert_eq!(p.observe(&tenant, &everything).await.unwrap(), desired);
+
+    // drift made outside Canopy: an assignment removed, another added;
+    // the next pass restores the desired state
+    p.revoke(&tenant, &ann, first).await.unwrap();
+    let foreign = held(&bob, first);
+    p.grant(&tenant, &PlatformUser { username: bob.clone(), email: format!("{bob}@example.org") }, first)
+        .await
+        .unwrap();
+    let known = if sees_foreign { none.clone() } else { BTreeSet::from([foreign]) };
+    assert_eq!(converge(p, &tenant, &desired, &known, &managed).await, 2);
+    assert_eq!(p.observe(&tenant, &everything).await.unwrap(), desired);
+
+    // a binding ends: the role leaves the tenant; revoking twice is fine
+    let fewer = BTreeSet::from([held(&ann, first)]);
+    assert_eq!(converge(p, &tenant, &fewer, &desired, &managed).await, 1);
+    p.revoke(&tenant, &bob, second).await.unwrap();
+    p.revoke(&tenant, "nobody-at-all", second).await.unwrap();
+    assert_eq!(p.observe(&tenant, &everything).await.unwrap(), fewer);
+    tenant
+}
+
+/// Deleting a tenant twice is fine, and a deleted tenant is reported as
+/// such rather than as an empty one.
+pub async fn deleted_tenant_is_reported<P: Platform>(p: &P, tenant: &TenantRef) {
+    p.delete_tenant(tenant).await.unwrap();
+    p.delete_tenant(tenant).await.unwrap();
+    match p.observe(tenant, &BTreeSet::new()).await {
+        Err(PlatformError::Permanent { .. }) => {}
+        other => panic!("observing a deleted tenant: expected a permanent error, got {other:?}"),
+    }
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

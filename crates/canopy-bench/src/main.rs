@@ -24,7 +24,7 @@ use canopy_domain::platforms::{DeletionMode, PlatformType};
 use canopy_domain::replication::DriftPolicy;
 use canopy_domain::roles::InstallationRole;
 use canopy_engine::replication::{Connector, ReplicationConfig, Replicator};
-use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use canopy_store::{NewBinding, NewPlatform, NewUser, PlatformRecord, SecretKey, Store};
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
@@ -109,7 +109,7 @@ impl Platform for SimPlatform {
         });
         Ok(TenantRef { external_id: id })
     }
-    async fn observe(&self, tenant: &TenantRef, _known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+    async fn observe(&self, tenant: &TenantRef, _scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
         self.call(false).await;
         Ok(self.with(|t| t.get(&tenant.external_id).cloned().unwrap_or_default()))
     }

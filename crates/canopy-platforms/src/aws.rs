@@ -37,7 +37,7 @@ use aws_types::region::Region;
 use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 
 /// One error type for every AWS SDK crate (they all re-export smithy's).
 type SdkError<E> = aws_sdk_organizations::error::SdkError<E>;
@@ -637,10 +637,10 @@ impl Platform for Aws {
         Ok(TenantRef { external_id: account })
     }
 
-    /// The assignments of every permission set provisioned to the account,
-    /// and of those Canopy wants or made (provisioning can lag behind, and
-    /// some AWS-compatible endpoints do not track it per account).
-    async fn observe(&self, tenant: &TenantRef, known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+    /// The assignments of every permission set provisioned to the account
+    /// and of every mapped one (provisioning can lag behind, and some
+    /// AWS-compatible endpoints do not track it per account).
+    async fn observe(&self, tenant: &TenantRef, scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
         let account = &tenant.external_id;
         match self.organizations.describe_account().account_id(account).send().await {
             Ok(out) => {
@@ -674,8 +674,8 @@ impl Platform for Aws {
                 break;
             }
         }
-        for h in known {
-            if let Some(arn) = self.permission_set(&h.platform_role, false).await?
+        for role in &scope.roles {
+            if let Some(arn) = self.permission_set(role, false).await?
                 && !sets.contains(&arn)
             {
                 sets.push(arn);

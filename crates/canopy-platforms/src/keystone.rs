@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 
 /// Connection settings and credentials of a Keystone platform.
 #[derive(Debug, Clone)]
@@ -225,7 +225,7 @@ impl Platform for Keystone {
         Err(retryable(format!("project {:?} is neither found nor created", spec.name), None))
     }
 
-    async fn observe(&self, tenant: &TenantRef, _known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+    async fn observe(&self, tenant: &TenantRef, _scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
         // Keystone lists no assignments for a project that is gone rather than
         // refusing: ask for the project itself first, so that a tenant deleted
         // outside Canopy is reported, not mistaken for an empty one.

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 
 /// Connection settings and credentials of a Kubernetes or OpenShift platform.
 #[derive(Debug, Clone)]
@@ -207,7 +207,7 @@ impl Platform for Kubernetes {
         Ok(TenantRef { external_id: spec.name.clone() })
     }
 
-    async fn observe(&self, tenant: &TenantRef, _known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+    async fn observe(&self, tenant: &TenantRef, _scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
         let ns = &tenant.external_id;
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         match namespaces.get_opt(ns).await.map_err(|e| self.classify("get namespace", e))? {

@@ -49,6 +49,17 @@ pub struct Held {
     pub platform_role: String,
 }
 
+/// What Canopy manages in a tenant: the assignments it wants there or made
+/// there, and the platform roles of the role mapping. A platform that cannot
+/// list every assignment (an Open Service Broker lists no bindings) asks
+/// about these; one that cannot list them cheaply (AWS, per permission set)
+/// looks at least at these roles.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub assignments: BTreeSet<Held>,
+    pub roles: BTreeSet<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
     /// The platform is unreachable, overloaded or failing: try again later
@@ -65,14 +76,13 @@ pub trait Platform: Send + Sync {
     /// Create the tenant, or find the one made before under the same name.
     fn ensure_tenant(&self, spec: &TenantSpec) -> impl Future<Output = Result<TenantRef, PlatformError>> + Send;
 
-    /// Every role held by a user account in the tenant. `known` is what
-    /// Canopy wants the tenant to hold and believes it holds: a platform that
-    /// cannot list what it holds (an Open Service Broker) asks about each of
-    /// these; the others list everything and ignore it.
+    /// Every role held by a user account in the tenant, at least within
+    /// `scope` (what Canopy manages there): platforms that list everything
+    /// ignore it; the others ask about what it names.
     fn observe(
         &self,
         tenant: &TenantRef,
-        known: &BTreeSet<Held>,
+        scope: &Scope,
     ) -> impl Future<Output = Result<BTreeSet<Held>, PlatformError>> + Send;
 
     /// Give `user` (creating their account when needed) `platform_role` in the tenant.
@@ -186,8 +196,8 @@ impl Platform for AnyPlatform {
         dispatch!(self, p => p.ensure_tenant(spec))
     }
 
-    async fn observe(&self, tenant: &TenantRef, known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
-        dispatch!(self, p => p.observe(tenant, known))
+    async fn observe(&self, tenant: &TenantRef, scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
+        dispatch!(self, p => p.observe(tenant, scope))
     }
 
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {

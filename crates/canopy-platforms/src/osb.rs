@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 
 /// Connection settings and credentials of a service broker.
 #[derive(Debug, Clone)]
@@ -203,7 +203,7 @@ impl Platform for ServiceBroker {
 
     /// The instance must still exist; then each binding Canopy wants or made
     /// is asked about by its id.
-    async fn observe(&self, tenant: &TenantRef, known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
+    async fn observe(&self, tenant: &TenantRef, scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
         let instance = &tenant.external_id;
         let (status, body, retry_after) =
             self.call(Method::GET, &format!("/v2/service_instances/{instance}"), &[], None).await?;
@@ -216,7 +216,7 @@ impl Platform for ServiceBroker {
             return Err(self.failure("fetch instance", status, &body, retry_after));
         }
         let mut held = BTreeSet::new();
-        for h in known {
+        for h in &scope.assignments {
             let b = binding_id(instance, &h.username, &h.platform_role);
             let path = format!("/v2/service_instances/{instance}/service_bindings/{b}");
             let (status, body, retry_after) = self.call(Method::GET, &path, &[], None).await?;

@@ -210,13 +210,20 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 /// The Keystone that `scripts/keystone` started (CANOPY_TEST_KEYSTONE_URL,
 /// CANOPY_TEST_KEYSTONE_PASSWORD); `None` outside CI without one.
 pub fn keystone() -> Option<(String, String)> {
-    match (std::env::var("CANOPY_TEST_KEYSTONE_URL"), std::env::var("CANOPY_TEST_KEYSTONE_PASSWORD")) {
-        (Ok(url), Ok(password)) => Some((url, password)),
-        _ => {
-            if in_ci() {
-                panic!("CANOPY_TEST_KEYSTONE_URL is not set: Keystone is required in CI (scripts/test starts it)");
-            }
-            eprintln!("skipping: no Keystone (CANOPY_TEST_KEYSTONE_URL is not set; scripts/test starts one)");
+    let [url, password] = component(["CANOPY_TEST_KEYSTONE_URL", "CANOPY_TEST_KEYSTONE_PASSWORD"], "Keystone")?;
+    Some((url, password))
+}
+
+/// The values of the `CANOPY_TEST_*` variables that name a real component
+/// (`scripts/test` starts each and sets them). Outside CI a test skips
+/// (`None`) when one is missing, saying why; in CI that is a failure.
+pub fn component<const N: usize>(vars: [&str; N], what: &str) -> Option<[String; N]> {
+    let values: Option<Vec<String>> = vars.iter().map(|v| std::env::var(v).ok()).collect();
+    match values {
+        Some(values) => values.try_into().ok(),
+        None if in_ci() => panic!("{} is not set: {what} is required in CI (scripts/test starts it)", vars.join(", ")),
+        None => {
+            eprintln!("skipping: no {what} ({} not set; scripts/test starts one)", vars.join(", "));
             None
         }
     }

@@ -13,7 +13,7 @@ mod osb;
 use std::collections::{BTreeMap, BTreeSet};
 
 use canopy_domain::replication::{Assignment, plan};
-use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use uuid::Uuid;
 
 /// The values of `vars`, or `None` (skip) outside CI when one is missing.
@@ -61,8 +61,8 @@ pub async fn converge<P: Platform>(
         platform_role: h.platform_role.clone(),
     };
     let desired_a: BTreeSet<Assignment> = desired.iter().map(&mut to_assignment).collect();
-    let asked: BTreeSet<Held> = desired.union(known).cloned().collect();
-    let actual = p.observe(tenant, &asked).await.unwrap();
+    let scope = Scope { assignments: desired.union(known).cloned().collect(), roles: managed.clone() };
+    let actual = p.observe(tenant, &scope).await.unwrap();
     let actual_a: BTreeSet<Assignment> = actual.iter().map(&mut to_assignment).collect();
     let names: BTreeMap<Uuid, String> = ids.iter().map(|(n, id)| (*id, n.clone())).collect();
     let p_ = plan(&desired_a, &actual_a, managed);
@@ -93,8 +93,10 @@ pub async fn tenant_holds_exactly_the_desired_roles<P: Platform>(
     assert_eq!(p.ensure_tenant(spec).await.unwrap(), tenant, "ensuring twice finds the same tenant");
     let none = BTreeSet::new();
     let (ann, bob) = (unique("ann"), unique("bob"));
-    let everything: BTreeSet<Held> =
-        [held(&ann, first), held(&ann, second), held(&bob, first), held(&bob, second)].into();
+    let everything = Scope {
+        assignments: [held(&ann, first), held(&ann, second), held(&bob, first), held(&bob, second)].into(),
+        roles: roles.map(String::from).into(),
+    };
     assert!(p.observe(&tenant, &everything).await.unwrap().is_empty(), "a new tenant holds nothing");
 
     let managed: BTreeSet<String> = roles.map(String::from).into();
@@ -133,7 +135,7 @@ pub async fn tenant_holds_exactly_the_desired_roles<P: Platform>(
 pub async fn deleted_tenant_is_reported<P: Platform>(p: &P, tenant: &TenantRef) {
     p.delete_tenant(tenant).await.unwrap();
     p.delete_tenant(tenant).await.unwrap();
-    match p.observe(tenant, &BTreeSet::new()).await {
+    match p.observe(tenant, &Scope::default()).await {
         Err(PlatformError::Permanent { .. }) => {}
         other => panic!("observing a deleted tenant: expected a permanent error, got {other:?}"),
     }

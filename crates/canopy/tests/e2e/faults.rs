@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use canopy_domain::clock::Clock;
 use canopy_engine::replication::{Adapters, Connector, ReplicationConfig, Replicator};
-use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use canopy_store::PlatformRecord;
 use canopy_testkit::{ManualClock, TestApp};
 use serde_json::{Map, Value, json};
@@ -118,8 +118,8 @@ impl Platform for FaultyPlatform {
     async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
         self.run("ensure_tenant", self.inner.ensure_tenant(spec)).await
     }
-    async fn observe(&self, tenant: &TenantRef, known: &BTreeSet<Held>) -> Result<BTreeSet<Held>, PlatformError> {
-        self.run("observe", self.inner.observe(tenant, known)).await
+    async fn observe(&self, tenant: &TenantRef, scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
+        self.run("observe", self.inner.observe(tenant, scope)).await
     }
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
         self.run("grant", self.inner.grant(tenant, user, role)).await

@@ -43,6 +43,7 @@ event_kinds! {
     BindingCreated => "binding_created",
     BindingChanged => "binding_changed",
     BindingRemoved => "binding_removed",
+    BindingExpired => "binding_expired",
     ApiKeyCreated => "api_key_created",
     ApiKeyDeleted => "api_key_deleted",
     UserCreated => "user_created",

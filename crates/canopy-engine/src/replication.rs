@@ -22,7 +22,7 @@ use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::replication::{
     Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, retry_delay, split_drift,
 };
-use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, TenantRef, TenantSpec};
+use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use canopy_store::{Claim, Outcome, PlatformRecord, ReplicationInput, SecretKey, Store, StoreError};
 use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -158,8 +158,6 @@ pub struct Replicator<K: Connector = Adapters> {
     throttled: Mutex<HashMap<Uuid, OffsetDateTime>>,
     /// Leases this node's runs hold, (tenant, claim token), renewed by the heartbeat.
     leased: Mutex<BTreeSet<(Uuid, String)>>,
-    /// Until when binding expiries were looked at by the scheduler.
-    expiry_checked: Mutex<Option<OffsetDateTime>>,
 }
 
 /// The platform roles Canopy manages in a tenant: those its mapping names
@@ -175,14 +173,17 @@ fn held_to_assignment(h: Held) -> Assignment<String> {
     Assignment { user: h.username, platform_role: h.platform_role }
 }
 
-/// What Canopy wants a tenant to hold and what it applied there: the
-/// assignments a platform that cannot list its own is asked about.
-fn known(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> BTreeSet<Held> {
-    desired
-        .iter()
-        .chain(input.applied.keys())
-        .map(|a| Held { username: a.user.clone(), platform_role: a.platform_role.clone() })
-        .collect()
+/// What Canopy manages in a tenant: what it wants there, what it applied
+/// there, and the mapped roles (see `Scope`).
+fn scope(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> Scope {
+    Scope {
+        assignments: desired
+            .iter()
+            .chain(input.applied.keys())
+            .map(|a| Held { username: a.user.clone(), platform_role: a.platform_role.clone() })
+            .collect(),
+        roles: managed_roles(input),
+    }
 }
 
 fn names(list: &[Assignment<String>]) -> Vec<Value> {
@@ -200,7 +201,6 @@ impl<K: Connector> Replicator<K> {
             limits: Mutex::default(),
             throttled: Mutex::default(),
             leased: Mutex::default(),
-            expiry_checked: Mutex::default(),
         }
     }
 
@@ -371,7 +371,7 @@ impl<K: Connector> Replicator<K> {
             Some(id) => {
                 let tenant = TenantRef { external_id: id.clone() };
                 let held = self
-                    .call(input.platform.id, adapter.observe(&tenant, &known(&desired, &input)))
+                    .call(input.platform.id, adapter.observe(&tenant, &scope(&desired, &input)))
                     .await
                     .map_err(ReplicationError::Platform)?;
                 held.into_iter().map(held_to_assignment).collect()
@@ -483,7 +483,7 @@ impl<K: Connector> Replicator<K> {
         // a change made meanwhile bumped the generation, so the tenant runs again
         let desired = self.desired(input, self.clock.now());
         let actual: BTreeSet<Assignment<String>> = self
-            .call(platform_id, adapter.observe(&tenant, &known(&desired, input)))
+            .call(platform_id, adapter.observe(&tenant, &scope(&desired, input)))
             .await?
             .into_iter()
             .map(held_to_assignment)
@@ -622,19 +622,6 @@ impl<K: Connector> Replicator<K> {
         Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch).await?)
     }
 
-    /// One scheduler step for expiry (AC7): mark dirty the tenants of every
-    /// project with a binding that expired since the last step (on the
-    /// first step, within the last reconcile interval: the periodic
-    /// reconcile covers what is older), so its access leaves them promptly.
-    pub async fn schedule_expired(&self) -> Result<u64, ReplicationError> {
-        let now = self.clock.now();
-        let from =
-            self.expiry_checked.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(now - self.config.reconcile_every);
-        let n = self.store.mark_expired_between(from, now).await?;
-        *self.expiry_checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
-        Ok(n)
-    }
-
     /// Work dirty tenants until the process stops: keep up to `workers`
     /// tenants in flight, take more as slots free up, renew leases, and
     /// schedule the periodic reconcile.
@@ -667,11 +654,6 @@ impl<K: Connector> Replicator<K> {
                     }
                 }
                 if leadership.is_some() {
-                    match self.schedule_expired().await {
-                        Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants of expired bindings"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "could not look for expired bindings"),
-                    }
                     match self.schedule_reconcile().await {
                         Ok(n) if n > 0 => tracing::info!(tenants = n, "marked tenants for the periodic reconcile"),
                         Ok(_) => {}

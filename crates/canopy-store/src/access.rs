@@ -215,13 +215,58 @@ impl Tx {
     }
 
     pub async fn update_binding(&mut self, id: Uuid, role_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
-        sqlx::query("UPDATE bindings SET role_id = $2, expires_at = $3 WHERE id = $1")
+        // a new expiration is ended again when it passes (AC7)
+        sqlx::query("UPDATE bindings SET role_id = $2, expires_at = $3, ended_at = NULL WHERE id = $1")
             .bind(id.to_string())
             .bind(role_id.to_string())
             .bind(expires_at.map(to_us))
             .execute(self.conn())
             .await?;
         self.mark_binding_project_dirty(id).await
+    }
+
+    /// Bindings whose expiration passed by `now` and that the expiry job has
+    /// not ended yet, earliest first, at most `limit`.
+    pub async fn due_expiries(&mut self, now: OffsetDateTime, limit: i64) -> Result<Vec<BindingRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BINDING_SELECT} WHERE b.ended_at IS NULL AND b.expires_at <= $1 ORDER BY b.expires_at, b.id LIMIT $2"
+        )))
+        .bind(to_us(now))
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
+    /// Record that the expiry job ended the binding, and mark its project's
+    /// tenants dirty. False when it was ended already (by another node) or
+    /// its expiration changed meanwhile.
+    pub async fn end_expired_binding(
+        &mut self,
+        id: Uuid,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE bindings SET ended_at = $3 WHERE id = $1 AND expires_at = $2 AND ended_at IS NULL")
+                .bind(id.to_string())
+                .bind(to_us(expires_at))
+                .bind(to_us(now))
+                .execute(self.conn())
+                .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.mark_binding_project_dirty(id).await?;
+        Ok(true)
+    }
+
+    /// The earliest expiration the expiry job has yet to end.
+    pub async fn next_expiry(&mut self) -> Result<Option<OffsetDateTime>> {
+        let row = sqlx::query("SELECT MIN(expires_at) AS next FROM bindings WHERE ended_at IS NULL")
+            .fetch_one(self.conn())
+            .await?;
+        row.time_opt("next")
     }
 
     pub async fn delete_binding(&mut self, id: Uuid) -> Result<()> {

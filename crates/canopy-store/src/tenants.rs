@@ -477,25 +477,6 @@ impl Store {
         Ok(n)
     }
 
-    /// Mark dirty the tenants of projects with a binding whose expiry passed
-    /// in `(from, to]` (AC7: it leaves every tenant). Answers how many.
-    pub async fn mark_expired_between(&self, from: OffsetDateTime, to: OffsetDateTime) -> Result<u64> {
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(
-            "SELECT DISTINCT project_id FROM bindings WHERE expires_at > $1 AND expires_at <= $2 ORDER BY project_id",
-        )
-        .bind(to_us(from))
-        .bind(to_us(to))
-        .fetch_all(tx.conn())
-        .await?;
-        let mut n = 0;
-        for r in &rows {
-            n += tx.mark_dirty(Reach::Project(r.uuid("project_id")?), PRIORITY_NORMAL).await?;
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
     /// How many dirty tenants wait or are being worked on.
     pub async fn tenant_backlog(&self) -> Result<i64> {
         let mut tx = self.read().await?;

@@ -163,6 +163,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let replicator =
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
     tokio::spawn(replicator.clone().run());
+    tokio::spawn(canopy_engine::expiry::run(store.clone(), clock.clone()));
     let state = AppState {
         store: store.clone(),
         clock,

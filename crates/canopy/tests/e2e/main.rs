@@ -7,11 +7,13 @@
 mod access;
 mod auth;
 mod cli;
+mod clouds;
 mod deletion;
 mod faults;
 mod history;
 mod input;
 mod interface;
+mod lifecycle;
 mod mail;
 mod nodes;
 mod platforms;

@@ -91,6 +91,14 @@ impl Api {
         assert!(status.is_success(), "POST {path}: {status} {v}");
         v
     }
+
+    async fn get(&self, addr: &str, path: &str) -> Value {
+        let r = self.http.get(format!("http://{addr}{path}")).bearer_auth(&self.token).send().await.unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "GET {path}: {status} {v}");
+        v
+    }
 }
 
 async fn count(db: &str, query: &str) -> i64 {
@@ -259,4 +267,64 @@ async fn tn4_replication_survives_sigkill_at_random_moments_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tn4_replication_survives_sigkill_at_random_moments_postgres() {
     tn4_replication_survives_sigkill_at_random_moments(Backend::Postgres).await
+}
+
+/// AC7: a binding whose expiration passed while Canopy was stopped is ended
+/// when it starts again (the real `canopy serve`, on the system clock; the
+/// expiration is moved into the past in the database while it is down).
+async fn ac7_binding_expired_while_canopy_was_stopped_is_ended_on_start(backend: Backend) {
+    let Some((db, _dir)) = fresh_database(backend).await else { return };
+    let mut node = start(&db, "expiry").await;
+    let api = Api::new(&node.addr).await;
+    let addr = node.addr.clone();
+    let ws = unique("w");
+    api.post(&addr, "/api/v1/workspaces", json!({"identifier": ws, "display_name": "Expiry"})).await;
+    api.post(&addr, &format!("/api/v1/workspaces/{ws}/projects"), json!({"identifier": "web", "display_name": "Web"}))
+        .await;
+    api.post(&addr, "/api/v1/users", json!({"username": "ann", "email": "ann@example.org"})).await;
+    api.post(&addr, &format!("/api/v1/workspaces/{ws}/members"), json!({"user": "ann", "role": "workspace_member"}))
+        .await;
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let bindings = format!("/api/v1/workspaces/{ws}/projects/web/bindings");
+    api.post(&addr, &bindings, json!({"user": "ann", "role": "project_user", "expires_at": tomorrow})).await;
+    node.child.start_kill().unwrap();
+    node.child.wait().await.unwrap();
+
+    // while it is down, the expiration passes
+    let an_hour_ago = (time::OffsetDateTime::now_utc() - time::Duration::hours(1)).unix_timestamp_nanos() / 1000;
+    sql_strings(&db, &format!("UPDATE bindings SET expires_at = {an_hour_ago}")).await;
+    let node = start(&db, "expiry").await;
+    let api = Api::new(&node.addr).await;
+    let history = format!("/api/v1/workspaces/{ws}/history?kind=binding_expired");
+    let started = std::time::Instant::now();
+    loop {
+        let h = api.get(&node.addr, &history).await;
+        if let Some(e) = h["items"].as_array().unwrap().first() {
+            assert_eq!(
+                (e["initiator"]["name"].as_str(), e["details"]["subject"].as_str()),
+                (Some("expiry"), Some("user:ann"))
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not ended 30 s after start:\n{}",
+            node.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let list = api.get(&node.addr, &bindings).await;
+    assert_eq!(list["items"][0]["in_force"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ac7_binding_expired_while_canopy_was_stopped_is_ended_on_start_sqlite() {
+    ac7_binding_expired_while_canopy_was_stopped_is_ended_on_start(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ac7_binding_expired_while_canopy_was_stopped_is_ended_on_start_postgres() {
+    ac7_binding_expired_while_canopy_was_stopped_is_ended_on_start(Backend::Postgres).await
 }

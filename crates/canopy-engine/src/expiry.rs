@@ -1,0 +1,106 @@
+//! The expiry job (AC7): ends every binding whose expiration has passed,
+//! once, with a history event by the system job `expiry`, and marks its
+//! project's tenants dirty so the access leaves every tenant.
+//!
+//! It asks the store for what is due instead of keeping timers, so bindings
+//! whose expiration passed while Canopy was stopped are ended at the first
+//! pass after start. The loop sleeps until the next expiration (looking
+//! again at least every [`LOOK_AGAIN`], for bindings made meanwhile on any
+//! node), so a binding ends within moments of its expiration. Every node may
+//! run it: ending a binding is a conditional update, so one node wins.
+//!
+//! An ended binding stays in the store: it is no longer in force
+//! (`Binding::in_force_at`), the expired-access list shows it, and extending
+//! it makes it count again.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use canopy_domain::clock::Clock;
+use canopy_domain::history::{EventKind, Initiator};
+use canopy_store::{Store, StoreError};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The name the history gives this job.
+pub const JOB: &str = "expiry";
+/// How many bindings one transaction reads at a time.
+const BATCH: i64 = 200;
+/// The longest the loop sleeps without looking for new expirations.
+pub const LOOK_AGAIN: StdDuration = StdDuration::from_secs(5);
+
+fn instant(t: OffsetDateTime) -> Value {
+    t.format(&Rfc3339).map_or(Value::Null, Value::String)
+}
+
+/// End every binding whose expiration passed by now. Returns how many this
+/// pass ended.
+pub async fn end_due(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+    let system = Initiator::system(JOB);
+    let mut ended = 0;
+    loop {
+        let now = clock.now();
+        let due = store.read().await?.due_expiries(now, BATCH).await?;
+        if due.is_empty() {
+            return Ok(ended);
+        }
+        let mut progressed = false;
+        for b in due {
+            let Some(expires_at) = b.binding.expires_at else { continue };
+            // the one rule of "in force": what the store found due must agree
+            if b.binding.in_force_at(now) {
+                continue;
+            }
+            let mut tx = store.write().await?;
+            if !tx.end_expired_binding(b.binding.id, expires_at, now).await? {
+                continue; // ended by another node, or extended meanwhile
+            }
+            let Some(project) = tx.project_by_id(b.binding.project_id).await? else { continue };
+            let details = json!({"binding": b.binding.id, "project": project.identifier,
+                "subject": format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name),
+                "role": b.role_identifier, "expires_at": instant(expires_at)});
+            tx.append_event(Some(project.workspace_id), EventKind::BindingExpired, now, &system, details).await?;
+            tx.commit().await?;
+            ended += 1;
+            progressed = true;
+        }
+        if !progressed {
+            return Ok(ended);
+        }
+    }
+}
+
+/// How long to sleep before the next pass: until the next expiration, at
+/// most [`LOOK_AGAIN`].
+pub async fn until_next(store: &Store, clock: &dyn Clock) -> Result<StdDuration, StoreError> {
+    let next = store.read().await?.next_expiry().await?;
+    Ok(match next {
+        Some(at) => StdDuration::try_from(at - clock.now()).unwrap_or(StdDuration::ZERO).min(LOOK_AGAIN),
+        None => LOOK_AGAIN,
+    })
+}
+
+/// End expired bindings until the process stops: once at start (catching
+/// up on downtime), then at each expiration.
+pub async fn run(store: Store, clock: Arc<dyn Clock>) {
+    loop {
+        let ended = match end_due(&store, clock.as_ref()).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "the expiry pass failed");
+                0
+            }
+        };
+        if ended > 0 {
+            tracing::info!(ended, "expired bindings ended");
+        }
+        let mut wait = until_next(&store, clock.as_ref()).await.unwrap_or(LOOK_AGAIN);
+        if ended == 0 && wait.is_zero() {
+            // due but not ended (a failing pass): do not spin
+            wait = StdDuration::from_secs(1);
+        }
+        // an expiration a few milliseconds ahead: wake just after it
+        tokio::time::sleep(wait + StdDuration::from_millis(10)).await;
+    }
+}

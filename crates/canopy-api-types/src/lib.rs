@@ -633,3 +633,100 @@ pub struct PendingDeletion {
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub requested_at: Option<OffsetDateTime>,
 }
+
+// ---------------------------------------------------------------- emergency access
+
+/// Grant a person emergency access (AD3): workspace membership when they
+/// lack it, and a project role until `expires_at`, in one step and without
+/// four-eye approval. `expires_at` and `justification` are required.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyGrant {
+    /// A username; or give `email`.
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub workspace: String,
+    pub project: String,
+    /// A project role identifier, e.g. `project_admin`.
+    pub role: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmergencyGrantResult {
+    pub user: String,
+    pub workspace: String,
+    pub project: String,
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    pub binding: Uuid,
+    /// Whether the person was made a member of the workspace for this.
+    pub member_added: bool,
+}
+
+/// Revoke everything a person holds at once (AD4).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyRevoke {
+    /// A username; or give `email`.
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokedMembership {
+    pub workspace: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokedBinding {
+    pub workspace: String,
+    pub project: String,
+    pub role: String,
+}
+
+/// One assignment the person held in a tenant, and when the platform
+/// confirmed its removal (`null`: not yet).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokedAssignment {
+    pub platform_role: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub confirmed_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokedTenant {
+    pub workspace: String,
+    pub project: String,
+    pub platform: String,
+    pub external_id: Option<String>,
+    pub assignments: Vec<RevokedAssignment>,
+    /// When the last of its assignments was confirmed removed; `null` while
+    /// any is still held.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// What an emergency revocation removed, per workspace, project and tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmergencyRevocation {
+    pub id: Uuid,
+    pub user: String,
+    pub justification: Option<String>,
+    pub initiator: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// The account was deactivated: its sessions ended, it is removed from every tenant.
+    pub deactivated: bool,
+    pub memberships: Vec<RevokedMembership>,
+    pub groups: Vec<String>,
+    pub bindings: Vec<RevokedBinding>,
+    pub tenants: Vec<RevokedTenant>,
+    /// Whether every tenant confirmed every removal.
+    pub complete: bool,
+}

@@ -44,6 +44,8 @@ event_kinds! {
     BindingChanged => "binding_changed",
     BindingRemoved => "binding_removed",
     BindingExpired => "binding_expired",
+    EmergencyAccessGranted => "emergency_access_granted",
+    EmergencyRevocation => "emergency_revocation",
     ApiKeyCreated => "api_key_created",
     ApiKeyDeleted => "api_key_deleted",
     UserCreated => "user_created",

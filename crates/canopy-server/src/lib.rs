@@ -110,6 +110,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(platforms::list_landing_zones, platforms::create_landing_zone))
         .routes(routes!(platforms::show_landing_zone, platforms::update_landing_zone, platforms::delete_landing_zone))
         .routes(routes!(admin::verify_history))
+        .routes(routes!(emergency::grant))
+        .routes(routes!(emergency::revoke))
+        .routes(routes!(emergency::show))
 }
 
 /// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.

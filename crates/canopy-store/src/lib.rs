@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 mod access;
 mod accounts;
+mod emergency;
 mod history;
 mod outbox;
 mod platforms;
@@ -30,6 +31,7 @@ mod workspaces;
 
 pub use access::*;
 pub use accounts::*;
+pub use emergency::*;
 pub use history::*;
 pub use outbox::*;
 pub use platforms::*;

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod bindings;
 pub mod deletion;
+pub mod emergency;
 pub mod groups;
 pub mod health;
 pub mod history;

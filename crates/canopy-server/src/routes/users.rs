@@ -33,13 +33,13 @@ pub struct UserQuery {
     pub cursor: Option<String>,
 }
 
-fn is_active_admin(u: &canopy_store::UserRecord) -> bool {
+pub(crate) fn is_active_admin(u: &canopy_store::UserRecord) -> bool {
     u.active && u.installation_roles.contains(&InstallationRole::Admin)
 }
 
 /// Refuse a change that would leave the installation without an active admin
 /// (also when made through an admin's own API key).
-async fn keep_an_admin(tx: &mut canopy_store::Tx) -> ApiResult<()> {
+pub(crate) async fn keep_an_admin(tx: &mut canopy_store::Tx) -> ApiResult<()> {
     // lock every admin's row first, so two admins removing each other wait in turn
     tx.lock_admins().await?;
     if tx.count_active_admins().await? <= 1 {

@@ -20,6 +20,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 mod api;
+mod emergency;
 mod history;
 mod people;
 mod platforms;
@@ -129,6 +130,9 @@ pub enum ClientCommand {
     /// A workspace's history, and verifying the history's hash chains.
     #[command(subcommand, after_help = EXIT_CODES)]
     History(history::HistoryCommand),
+    /// Emergency access: grant a role at once until an expiration, or revoke everything a person holds.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Emergency(emergency::EmergencyCommand),
 }
 
 /// Run a client command; errors go to standard error and pick the exit code.
@@ -151,6 +155,7 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
         ClientCommand::Tenant(c) => tenants::tenant(&ctx, c).await,
         ClientCommand::TenantDeletion(c) => tenants::platform_deletion(&ctx, c).await,
         ClientCommand::History(c) => history::history(&ctx, c).await,
+        ClientCommand::Emergency(c) => emergency::emergency(&ctx, c).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -946,7 +946,70 @@ async fn dl3_cli_deletes_a_project_with_confirmation_and_an_engineer(app: TestAp
     cli.run(&["project", "show", &ws, "web"]).await.code(5);
 }
 
+/// AD3, AD4: emergency access from the command line: a grant with its
+/// mandatory expiration and justification, a revocation and its report.
+async fn ad4_cli_emergency_grant_and_revoke(app: TestApp) {
+    let cli = Cli::new(&app);
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "acme").await;
+    app.project(&admin, "acme", "web").await;
+    app.user("erin").await;
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    let until = (canopy_domain::clock::Clock::now(app.clock.as_ref()) + time::Duration::hours(4))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    // the justification is required: a usage error before any request
+    cli.run(&[
+        "emergency",
+        "grant",
+        "acme",
+        "web",
+        "--user",
+        "erin",
+        "--role",
+        "project_admin",
+        "--expires-at",
+        &until,
+    ])
+    .await
+    .code(2);
+    let out = cli
+        .run(&[
+            "emergency",
+            "grant",
+            "acme",
+            "web",
+            "--user",
+            "erin",
+            "--role",
+            "project_admin",
+            "--expires-at",
+            &until,
+            "--justification",
+            "incident 7",
+        ])
+        .await
+        .ok();
+    assert!(out.stdout.contains("member_added:") && out.stdout.contains("yes"), "{}", out.stdout);
+    let bindings = cli.run(&["binding", "list", "acme", "web", "-o", "json"]).await.ok().json();
+    assert_eq!(bindings[0]["subject"], "user:erin");
+    assert_eq!(bindings[0]["justification"], "incident 7");
+
+    let r = cli.run(&["emergency", "revoke", "erin", "--justification", "done", "-o", "json"]).await.ok().json();
+    assert_eq!(r["bindings"], json!([{"workspace": "acme", "project": "web", "role": "project_admin"}]));
+    assert_eq!(r["memberships"], json!([{"workspace": "acme", "role": "workspace_member"}]));
+    let id = r["id"].as_str().unwrap();
+    let shown = cli.run(&["emergency", "show", id]).await.ok();
+    assert!(
+        shown.stdout.contains("deactivated:") && shown.stdout.contains("acme (workspace_member)"),
+        "{}",
+        shown.stdout
+    );
+    cli.run(&["emergency", "revoke", "nobody-at-all"]).await.code(7);
+}
+
 canopy_testkit::backend_tests! {
+    ad4_cli_emergency_grant_and_revoke,
     dl3_cli_deletes_a_project_with_confirmation_and_an_engineer,
     if4_cli_replicates_many_tenants_with_progress,
     if3_cli_login_workspace_project_binding_history_walkthrough,

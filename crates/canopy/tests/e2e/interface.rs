@@ -140,6 +140,15 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("post", "/api/v1/platforms/{platform}/deletions/{id}/confirm", Admin, None),
         ("post", "/api/v1/platforms/{platform}/deletions/{id}/decline", Admin, None),
         ("get", "/api/v1/admin/history/verify", Admin, None),
+        (
+            "post",
+            "/api/v1/admin/emergency/grant",
+            WorkspaceManager,
+            Some(json!({"user": "bob", "workspace": "ws", "project": "web", "role": "project_admin",
+                "expires_at": "2099-01-01T00:00:00Z", "justification": "incident 42"})),
+        ),
+        ("post", "/api/v1/admin/emergency/revoke", Admin, Some(json!({"user": "bob", "justification": "incident 42"}))),
+        ("get", "/api/v1/admin/emergency/revocations/{id}", Admin, None),
     ]
 }
 

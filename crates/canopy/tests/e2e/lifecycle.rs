@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::Duration;
 use time::format_description::well_known::Rfc3339;
 
-use crate::tenants::unique;
+use crate::tenants::{Os, unique};
 
 fn at(app: &TestApp, from_now: Duration) -> String {
     (app.clock.now() + from_now).format(&Rfc3339).unwrap()
@@ -69,4 +69,167 @@ async fn ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next(app
     assert_eq!(h.expect(200).body["items"].as_array().unwrap().len(), 3);
 }
 
-canopy_testkit::backend_tests!(ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next);
+/// A workspace with project `web`, its tenant on a Keystone platform, and
+/// the platform's identifier.
+async fn workspace_with_tenant(app: &TestApp, os: &Os, ws: &str, project: &str) -> String {
+    app.workspace(&app.admin_token, ws).await;
+    app.project(&app.admin_token, ws, project).await;
+    let platform = unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    let tenants = format!("/api/v1/workspaces/{ws}/projects/{project}/tenants");
+    app.post(&tenants, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    platform
+}
+
+async fn external_id(app: &TestApp, ws: &str, project: &str, platform: &str) -> String {
+    let t = app.get(&format!("/api/v1/workspaces/{ws}/projects/{project}/tenants/{platform}"), &app.admin_token).await;
+    t.expect(200).body["external_id"].as_str().unwrap().to_owned()
+}
+
+async fn held(os: &Os, ext: &str, account: &str) -> Vec<String> {
+    let tenant = canopy_platforms::TenantRef { external_id: ext.to_owned() };
+    let held = canopy_platforms::Platform::observe(&os.client(), &tenant, &Default::default()).await.unwrap();
+    held.into_iter().filter(|h| h.username == account).map(|h| h.platform_role).collect()
+}
+
+async fn ad3_emergency_grant_binds_until_expiry_and_reaches_tenants_first(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let ws = unique("w");
+    let platform = workspace_with_tenant(&app, &os, &ws, "web").await;
+    app.project(&app.admin_token, &ws, "api").await;
+    let other = format!("/api/v1/workspaces/{ws}/projects/api/tenants");
+    app.post(&other, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    app.replicate().await;
+    let eve = unique("eve");
+    app.user(&eve).await;
+    let grant = |body: Value| app.post("/api/v1/admin/emergency/grant", &app.admin_token, body);
+    let valid = json!({"user": eve, "workspace": ws, "project": "web", "role": "project_admin",
+        "expires_at": at(&app, Duration::hours(4)), "justification": "incident 42: database down"});
+    // bad input: each names its field, and nothing is written
+    for (key, value, field) in [
+        ("expires_at", Value::Null, "expires_at"),
+        ("expires_at", json!(at(&app, Duration::hours(-1))), "expires_at"),
+        ("justification", json!("  "), "justification"),
+        ("role", json!("no_such_role"), "role"),
+        ("project", json!("nope"), "project"),
+        ("user", json!("nobody-at-all"), "user"),
+    ] {
+        let mut body = valid.clone();
+        body[key] = value;
+        grant(body).await.expect_problem(422, Some(field));
+    }
+    let members = app.get(&format!("/api/v1/workspaces/{ws}/members"), &app.admin_token).await.expect(200);
+    assert!(!members.body.to_string().contains(&eve), "nothing half written: {}", members.body);
+
+    // another tenant is dirty already; the emergency one is taken first
+    app.post(&format!("{other}/{platform}/replicate"), &app.admin_token, json!({})).await.expect(202);
+    let r = grant(valid.clone()).await.expect(201);
+    assert_eq!((r.body["member_added"].as_bool(), r.body["role"].as_str()), (Some(true), Some("project_admin")));
+    let now = app.clock.now();
+    let first = app.store.claim_tenants("test", now, now + Duration::minutes(1), 1).await.unwrap();
+    let mut tx = app.store.read().await.unwrap();
+    let t = tx.tenant_by_id(first[0].tenant_id).await.unwrap().unwrap();
+    assert_eq!(tx.project_by_id(t.project_id).await.unwrap().unwrap().identifier, "web");
+    drop(tx);
+    app.clock.advance(Duration::minutes(2)); // the test's lease lapses
+    app.replicate().await;
+    let ext = external_id(&app, &ws, "web", &platform).await;
+    assert_eq!(held(&os, &ext, &eve).await, ["admin"]);
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?kind=emergency_access_granted"), &app.admin_token).await;
+    let e = &h.expect(200).body["items"][0];
+    assert_eq!(e["details"]["justification"], "incident 42: database down");
+    // granting again extends rather than failing
+    let mut longer = valid.clone();
+    longer["expires_at"] = json!(at(&app, Duration::hours(8)));
+    assert_eq!(grant(longer).await.expect(201).body["member_added"], false);
+
+    // it ends by itself
+    app.clock.advance(Duration::hours(9));
+    assert_eq!(end_due(&app.store, app.clock.as_ref()).await.unwrap(), 1);
+    app.replicate().await;
+    assert!(held(&os, &ext, &eve).await.is_empty());
+}
+
+async fn ad4_emergency_revocation_removes_everything_and_reports_each_tenant(app: TestApp) {
+    let Some(os) = Os::get() else { return };
+    let (ws1, ws2) = (unique("w"), unique("w"));
+    let p1 = workspace_with_tenant(&app, &os, &ws1, "web").await;
+    let p2 = workspace_with_tenant(&app, &os, &ws2, "api").await;
+    let mal = unique("mal");
+    let mal_token = app.user(&mal).await;
+    app.user("ann").await;
+    app.invite(&app.admin_token, &ws1, &mal, "workspace_manager").await;
+    let group = unique("ops");
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": group, "display_name": "Ops"})).await.expect(201);
+    for u in [mal.as_str(), "ann"] {
+        app.post(&format!("/api/v1/groups/{group}/members"), &app.admin_token, json!({"user": u})).await.expect(201);
+    }
+    app.post(
+        &format!("/api/v1/workspaces/{ws2}/members"),
+        &app.admin_token,
+        json!({"group": group, "role": "workspace_member"}),
+    )
+    .await
+    .expect(201);
+    let b1 = format!("/api/v1/workspaces/{ws1}/projects/web/bindings");
+    let b2 = format!("/api/v1/workspaces/{ws2}/projects/api/bindings");
+    app.post(&b1, &app.admin_token, json!({"user": mal, "role": "project_user"})).await.expect(201);
+    app.post(&b2, &app.admin_token, json!({"group": group, "role": "project_reader"})).await.expect(201);
+    app.post(&b2, &app.admin_token, json!({"user": mal, "role": "project_admin"})).await.expect(201);
+    app.replicate().await;
+    let (e1, e2) = (external_id(&app, &ws1, "web", &p1).await, external_id(&app, &ws2, "api", &p2).await);
+    assert_eq!(held(&os, &e1, &mal).await, ["member"]);
+    assert_eq!(held(&os, &e2, &mal).await, ["admin", "reader"]);
+
+    let revoke = |body: Value| app.post("/api/v1/admin/emergency/revoke", &app.admin_token, body);
+    revoke(json!({"user": "nobody-at-all"})).await.expect_problem(422, Some("user"));
+    revoke(json!({"user": "admin"})).await.expect_problem(422, Some("user"));
+    let r = revoke(json!({"user": mal, "justification": "stolen laptop"})).await.expect(201).body;
+    assert_eq!(r["deactivated"], true);
+    assert_eq!(r["memberships"], json!([{"workspace": ws1, "role": "workspace_manager"}]));
+    assert_eq!(r["groups"], json!([group]));
+    let mut bindings: Vec<String> = r["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{}/{}/{}", b["workspace"], b["project"], b["role"]))
+        .collect();
+    bindings.sort();
+    let mut want = vec![format!("\"{ws1}\"/\"web\"/\"project_user\""), format!("\"{ws2}\"/\"api\"/\"project_admin\"")];
+    want.sort();
+    assert_eq!(bindings, want);
+    assert_eq!(r["tenants"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r["complete"], false, "nothing confirmed yet: {r}");
+    // the account is deactivated: its session ended at once
+    app.get("/api/v1/me", &mal_token).await.expect_problem(401, None);
+    // the group binding stays for the others
+    let left = app.get(&b2, &app.admin_token).await.expect(200).body;
+    assert_eq!(left["items"].as_array().unwrap().len(), 1, "{left}");
+
+    app.replicate().await;
+    assert!(held(&os, &e1, &mal).await.is_empty() && held(&os, &e2, &mal).await.is_empty());
+    let id = r["id"].as_str().unwrap();
+    let after = app.get(&format!("/api/v1/admin/emergency/revocations/{id}"), &app.admin_token).await.expect(200).body;
+    assert_eq!(after["complete"], true, "{after}");
+    for t in after["tenants"].as_array().unwrap() {
+        assert!(t["revoked_at"].is_string(), "{t}");
+        assert!(t["assignments"].as_array().unwrap().iter().all(|a| a["confirmed_at"].is_string()), "{t}");
+    }
+    app.get(&format!("/api/v1/admin/emergency/revocations/{}", uuid::Uuid::new_v4()), &app.admin_token)
+        .await
+        .expect_problem(404, None);
+    for chain in [
+        format!("/api/v1/workspaces/{ws1}/history"),
+        format!("/api/v1/workspaces/{ws2}/history"),
+        "/api/v1/admin/history".into(),
+    ] {
+        let h = app.get(&format!("{chain}?kind=emergency_revocation"), &app.admin_token).await.expect(200);
+        assert_eq!(h.body["items"][0]["details"]["justification"], "stolen laptop", "{chain}");
+    }
+}
+
+canopy_testkit::backend_tests!(
+    ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next,
+    ad3_emergency_grant_binds_until_expiry_and_reaches_tenants_first,
+    ad4_emergency_revocation_removes_everything_and_reports_each_tenant,
+);

@@ -1,0 +1,407 @@
+//! Emergency access (AD3, AD4): grant a person a project role in one step,
+//! and take everything a person holds away in one step, reporting per
+//! tenant when the platform confirmed the removal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use canopy_api_types::{
+    EmergencyGrant, EmergencyGrantResult, EmergencyRevocation, EmergencyRevoke, FieldError, Problem, RevokedAssignment,
+    RevokedBinding, RevokedMembership, RevokedTenant,
+};
+use canopy_domain::access::check_new_expiry;
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
+use canopy_store::{NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Tx, UserChanges, UserRecord};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::routes::users::{is_active_admin, keep_an_admin};
+use crate::routes::{rfc3339, subject_string};
+
+fn field(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), message: message.into() }
+}
+
+/// The person a request names by `user` (username) or `email`.
+async fn person(
+    tx: &mut Tx,
+    user: Option<&str>,
+    email: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> ApiResult<Option<UserRecord>> {
+    let (key, found) = match (user, email) {
+        (Some(u), None) => ("user", tx.user_by_username(u).await?),
+        (None, Some(e)) => ("email", tx.user_by_email(e.trim()).await?),
+        _ => {
+            errors.push(field("user", "give exactly one of user or email"));
+            return Ok(None);
+        }
+    };
+    if found.is_none() {
+        let who = user.or(email).unwrap_or_default();
+        errors.push(field(key, format!("no account {who:?}: emergency access is for existing accounts")));
+    }
+    Ok(found)
+}
+
+/// The justification a request must carry: trimmed, 1 to 1000 characters.
+fn justification(j: Option<&str>, required: bool, errors: &mut Vec<FieldError>) -> Option<String> {
+    let j = j.map(str::trim).filter(|j| !j.is_empty());
+    match j {
+        None if required => errors.push(field("justification", "is required: say why access is needed")),
+        Some(j) if j.chars().count() > 1000 => errors.push(field("justification", "must be at most 1000 characters")),
+        _ => {}
+    }
+    j.map(str::to_owned)
+}
+
+/// Grant a person emergency access (AD3): made a member of the workspace
+/// when they are not, and bound to the project with the role until the
+/// mandatory expiration, bypassing four-eye approval; in one transaction,
+/// and replicated before other work. Admins, or managers of the workspace.
+#[utoipa::path(post, path = "/api/v1/admin/emergency/grant", tag = "admin", request_body = EmergencyGrant,
+    security(("bearer" = [])),
+    responses((status = 201, body = EmergencyGrantResult), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn grant(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EmergencyGrant>,
+) -> ApiResult<(StatusCode, Json<EmergencyGrantResult>)> {
+    let now = app.clock.now();
+    let mut errors = Vec::new();
+    let expires_at = match body.expires_at {
+        None => {
+            errors.push(field("expires_at", "is required: emergency access always ends"));
+            None
+        }
+        Some(e) => match check_new_expiry(e, now) {
+            Ok(()) => Some(e),
+            Err(err) => {
+                errors.push(field("expires_at", err.to_string()));
+                None
+            }
+        },
+    };
+    let why = justification(body.justification.as_deref(), true, &mut errors);
+    let mut tx = app.store.write().await?;
+    let Some(ws) = tx.workspace_by_identifier(&body.workspace).await? else {
+        return Err(ApiError::invalid("workspace", format!("workspace {:?} does not exist", body.workspace)));
+    };
+    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let project = tx.project(ws.id, &body.project).await?;
+    if project.is_none() {
+        errors.push(field("project", format!("project {:?} does not exist in {}", body.project, ws.identifier)));
+    }
+    let role = tx.project_role(&body.role).await?;
+    if role.is_none() {
+        errors.push(field("role", format!("project role {:?} does not exist", body.role)));
+    }
+    let user = person(&mut tx, body.user.as_deref(), body.email.as_deref(), &mut errors).await?;
+    if let Some(u) = &user
+        && !u.active
+    {
+        errors.push(field("user", format!("the account of {} is deactivated", u.username)));
+    }
+    let (Some(p), Some(role), Some(user), Some(expires_at), true) =
+        (project, role, user, expires_at, errors.is_empty())
+    else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let initiator = caller.initiator();
+    let name = subject_string(SubjectKind::User, &user.username);
+    let subject = Subject::user(user.id);
+    tx.lock_workspace(ws.id).await?;
+    let member_added = tx.membership_roles_of_user(ws.id, user.id).await?.is_empty();
+    if member_added {
+        tx.upsert_member(ws.id, SubjectKind::User, user.id, WorkspaceRole::Member, &caller.actor.name, now).await?;
+    }
+    let mut events = Vec::new();
+    if member_added {
+        events.push((
+            EventKind::MemberAdded,
+            json!({"subject": name, "role": WorkspaceRole::Member.as_str(), "emergency": true}),
+        ));
+    }
+    let existing = tx.find_binding(p.id, subject, role.id).await?;
+    let binding = match existing {
+        // held already: the emergency expiration replaces the old one
+        Some(b) if b.binding.in_force_at(now) => {
+            tx.update_binding(b.binding.id, role.id, Some(expires_at)).await?;
+            events.push((
+                EventKind::BindingChanged,
+                json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
+                       "old": {"role": role.identifier, "expires_at": rfc3339(b.binding.expires_at)},
+                       "new": {"role": role.identifier, "expires_at": rfc3339(Some(expires_at))},
+                       "emergency": true, "justification": why}),
+            ));
+            b.binding.id
+        }
+        other => {
+            if let Some(expired) = other {
+                tx.delete_binding(expired.binding.id).await?;
+                events.push((
+                    EventKind::BindingRemoved,
+                    json!({"binding": expired.binding.id, "project": p.identifier, "subject": name,
+                           "role": role.identifier, "reason": "expired binding replaced"}),
+                ));
+            }
+            let new = NewBinding {
+                project_id: p.id,
+                subject,
+                role_id: role.id,
+                expires_at: Some(expires_at),
+                justification: why.as_deref(),
+                granted_by: &caller.actor.name,
+            };
+            let b = tx.insert_binding(new, now).await?;
+            events.push((
+                EventKind::BindingCreated,
+                json!({"binding": b.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
+                       "expires_at": rfc3339(Some(expires_at)), "emergency": true, "justification": why}),
+            ));
+            b.binding.id
+        }
+    };
+    // the role reaches the project's tenants before other work (AD3)
+    tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
+    events.push((
+        EventKind::EmergencyAccessGranted,
+        json!({"user": user.username, "project": p.identifier, "role": role.identifier,
+               "expires_at": rfc3339(Some(expires_at)), "justification": why, "member_added": member_added}),
+    ));
+    for (kind, details) in events {
+        tx.append_event(Some(ws.id), kind, now, &initiator, details).await?;
+    }
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EmergencyGrantResult {
+            user: user.username,
+            workspace: ws.identifier,
+            project: p.identifier,
+            role: role.identifier,
+            expires_at,
+            binding,
+            member_added,
+        }),
+    ))
+}
+
+/// Revoke everything a person holds, at once (AD4): the account is
+/// deactivated (its sessions end; it leaves every tenant before other
+/// replication work), and every workspace membership, group membership and
+/// project binding ends, in one transaction. Admins only. The answer lists
+/// what was removed, and per tenant when the platform confirmed it (see also
+/// `GET /api/v1/admin/emergency/revocations/{id}`).
+#[utoipa::path(post, path = "/api/v1/admin/emergency/revoke", tag = "admin", request_body = EmergencyRevoke,
+    security(("bearer" = [])),
+    responses((status = 201, body = EmergencyRevocation), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn revoke(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EmergencyRevoke>,
+) -> ApiResult<(StatusCode, Json<EmergencyRevocation>)> {
+    caller.require(Action::AdministerUsers)?;
+    let now = app.clock.now();
+    let mut errors = Vec::new();
+    let why = justification(body.justification.as_deref(), false, &mut errors);
+    let mut tx = app.store.write().await?;
+    let user = person(&mut tx, body.user.as_deref(), body.email.as_deref(), &mut errors).await?;
+    let (Some(user), true) = (user, errors.is_empty()) else { return Err(ApiError::Invalid(errors)) };
+    if caller.actor.is_user() && caller.actor.name == user.username {
+        return Err(ApiError::invalid("user", "you cannot revoke your own access"));
+    }
+    // row locks first, in the order every other path takes them; then the
+    // history chains, workspaces in ascending id and the installation last
+    if is_active_admin(&user) {
+        keep_an_admin(&mut tx).await?;
+    }
+    tx.lock_user(user.id).await?;
+    let direct: BTreeMap<Uuid, WorkspaceRole> =
+        tx.direct_memberships(SubjectKind::User, user.id).await?.into_iter().collect();
+    let groups = tx.groups_of_user(user.id).await?;
+    let mut workspaces: BTreeSet<Uuid> = direct.keys().copied().collect();
+    let mut group_names = Vec::new();
+    let mut group_workspaces: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
+    for g in &groups {
+        let Some(group) = tx.group_by_id(*g).await? else { continue };
+        for (ws, _) in tx.direct_memberships(SubjectKind::Group, *g).await? {
+            workspaces.insert(ws);
+            group_workspaces.entry(ws).or_default().push(group.identifier.clone());
+        }
+        group_names.push(group.identifier);
+    }
+    for ws in &workspaces {
+        tx.lock_workspace(*ws).await?;
+    }
+    // what the person holds in tenants, before anything changes
+    let held = tx.assignments_held_by(&user.username).await?;
+
+    let name = subject_string(SubjectKind::User, &user.username);
+    let reason = "emergency revocation";
+    let mut ws_events: BTreeMap<Uuid, Vec<(EventKind, serde_json::Value)>> = BTreeMap::new();
+    let mut memberships = Vec::new();
+    let mut bindings = Vec::new();
+    for ws_id in &workspaces {
+        let Some(ws) = tx.workspace_by_id(*ws_id).await? else { continue };
+        let events = ws_events.entry(*ws_id).or_default();
+        for b in tx.subject_bindings_in_workspace(*ws_id, Subject::user(user.id)).await? {
+            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+            tx.delete_binding(b.binding.id).await?;
+            events.push((
+                EventKind::BindingRemoved,
+                json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": reason}),
+            ));
+            bindings.push(RevokedBinding { workspace: ws.identifier.clone(), project, role: b.role_identifier });
+        }
+        if let Some(role) = direct.get(ws_id) {
+            tx.delete_member(*ws_id, SubjectKind::User, user.id).await?;
+            events.push((
+                EventKind::MemberRemoved,
+                json!({"subject": name, "old_role": role.as_str(), "reason": reason}),
+            ));
+            memberships.push(RevokedMembership { workspace: ws.identifier.clone(), role: role.as_str().into() });
+        }
+        for g in group_workspaces.get(ws_id).into_iter().flatten() {
+            events.push((EventKind::GroupMemberRemoved, json!({"group": g, "user": user.username, "reason": reason})));
+        }
+    }
+    for g in &groups {
+        tx.remove_group_member(*g, user.id).await?;
+    }
+    tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
+    tx.delete_sessions_of(user.id).await?;
+
+    let initiator = caller.initiator();
+    let removed = json!({"memberships": memberships.iter().map(|m| json!({"workspace": m.workspace, "role": m.role})).collect::<Vec<_>>(),
+        "groups": group_names,
+        "bindings": bindings.iter().map(|b| json!({"workspace": b.workspace, "project": b.project, "role": b.role})).collect::<Vec<_>>()});
+    let record = RevocationRecord {
+        id: Uuid::new_v4(),
+        user_id: user.id,
+        username: user.username.clone(),
+        justification: why.clone(),
+        initiator: initiator.name.clone(),
+        requested_at: now,
+        removed: removed.clone(),
+        held,
+    };
+    tx.insert_emergency_revocation(&record).await?;
+    let summary = json!({"revocation": record.id, "user": user.username, "justification": why, "removed": removed});
+    for (ws, mut events) in ws_events {
+        events.push((EventKind::UserDeactivated, json!({"user": user.username, "reason": reason})));
+        events.push((EventKind::EmergencyRevocation, summary.clone()));
+        for (kind, details) in events {
+            tx.append_event(Some(ws), kind, now, &initiator, details).await?;
+        }
+    }
+    // the installation chain last: see canopy_store::Tx::append_event
+    for g in &group_names {
+        tx.append_event(
+            None,
+            EventKind::GroupMemberRemoved,
+            now,
+            &initiator,
+            json!({"group": g, "user": user.username, "reason": reason}),
+        )
+        .await?;
+    }
+    tx.append_event(
+        None,
+        EventKind::UserDeactivated,
+        now,
+        &initiator,
+        json!({"user": user.username, "reason": reason}),
+    )
+    .await?;
+    tx.append_event(None, EventKind::EmergencyRevocation, now, &initiator, summary).await?;
+    let answer = to_revocation(&mut tx, record).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// An emergency revocation: what it removed, and per tenant when the
+/// platform confirmed each removal so far (admins).
+#[utoipa::path(get, path = "/api/v1/admin/emergency/revocations/{id}", tag = "admin",
+    params(("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = EmergencyRevocation), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EmergencyRevocation>> {
+    caller.require(Action::AdministerUsers)?;
+    let not_found = || ApiError::not_found(format!("no emergency revocation {id}"));
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let mut tx = app.store.read().await?;
+    let record = tx.emergency_revocation(id).await?.ok_or_else(not_found)?;
+    Ok(Json(to_revocation(&mut tx, record).await?))
+}
+
+async fn to_revocation(tx: &mut Tx, r: RevocationRecord) -> ApiResult<EmergencyRevocation> {
+    // removals the platforms confirmed since the request, per (tenant, role)
+    let confirmed: BTreeMap<(Uuid, String), time::OffsetDateTime> = tx
+        .revocations_of(&r.username)
+        .await?
+        .into_iter()
+        .filter(|(_, _, at)| *at >= r.requested_at)
+        .map(|(tenant, role, at)| ((tenant, role), at))
+        .collect();
+    let mut tenants: Vec<RevokedTenant> = Vec::new();
+    for h in r.held {
+        let assignment = RevokedAssignment {
+            confirmed_at: confirmed.get(&(h.tenant_id, h.platform_role.clone())).copied(),
+            platform_role: h.platform_role,
+        };
+        match tenants.last_mut() {
+            Some(t) if t.workspace == h.workspace && t.project == h.project && t.platform == h.platform => {
+                t.assignments.push(assignment);
+            }
+            _ => tenants.push(RevokedTenant {
+                workspace: h.workspace,
+                project: h.project,
+                platform: h.platform,
+                external_id: h.external_id,
+                assignments: vec![assignment],
+                revoked_at: None,
+            }),
+        }
+    }
+    for t in &mut tenants {
+        let times: Option<Vec<_>> = t.assignments.iter().map(|a| a.confirmed_at).collect();
+        t.revoked_at = times.and_then(|times| times.into_iter().max());
+    }
+    let list = |key: &str| r.removed[key].as_array().cloned().unwrap_or_default();
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    Ok(EmergencyRevocation {
+        id: r.id,
+        user: r.username,
+        justification: r.justification,
+        initiator: r.initiator,
+        requested_at: r.requested_at,
+        deactivated: true,
+        memberships: list("memberships")
+            .iter()
+            .map(|m| RevokedMembership { workspace: text(m, "workspace"), role: text(m, "role") })
+            .collect(),
+        groups: list("groups").iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+        bindings: list("bindings")
+            .iter()
+            .map(|b| RevokedBinding {
+                workspace: text(b, "workspace"),
+                project: text(b, "project"),
+                role: text(b, "role"),
+            })
+            .collect(),
+        complete: tenants.iter().all(|t| t.revoked_at.is_some()),
+        tenants,
+    })
+}

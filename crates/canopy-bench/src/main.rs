@@ -7,8 +7,12 @@
 //! excess is what the engine and its database add.
 //!
 //! - B1: N bindings × 6 tenants per project replicated from scratch.
+//! - B2: emergency revocation of one person across 1,000 tenants while B1's
+//!   backlog runs: time to the first and the last revoke call.
 //! - B3: a full reconcile with no drift over P projects × 20 bindings
 //!   (platform writes must be 0), with CPU time and peak memory.
+//! - B5: 1,000 bindings expiring at one instant: the expiry job ends them
+//!   and replication revokes them; time to the first and the last revoke call.
 //!
 //! The database is a fresh SQLite file unless `--database` names another.
 
@@ -25,7 +29,7 @@ use canopy_domain::replication::DriftPolicy;
 use canopy_domain::roles::InstallationRole;
 use canopy_engine::replication::{Connector, ReplicationConfig, Replicator};
 use canopy_platforms::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
-use canopy_store::{NewBinding, NewPlatform, NewUser, PlatformRecord, SecretKey, Store};
+use canopy_store::{NewBinding, NewPlatform, NewUser, PlatformRecord, SecretKey, Store, UserChanges};
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -55,11 +59,43 @@ enum Bench {
         #[arg(long, default_value_t = 10_000)]
         bindings: usize,
     },
+    /// B2: emergency revocation of one person across TENANTS tenants while
+    /// B1's backlog (BINDINGS bindings × 6 tenants) runs.
+    B2 {
+        #[arg(long, default_value_t = 1_000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 10_000)]
+        bindings: usize,
+    },
     /// B3: a full reconcile with no drift over PROJECTS projects × 20 bindings.
     B3 {
         #[arg(long, default_value_t = 10_000)]
         projects: usize,
     },
+    /// B5: BINDINGS bindings (one per project and tenant) expiring at one instant.
+    B5 {
+        #[arg(long, default_value_t = 1_000)]
+        bindings: usize,
+    },
+}
+
+/// Wait until `n` revoke calls matching `account` were made; their instants.
+async fn revokes_made(sim: &Sim, account: Option<&str>, n: usize) -> Vec<Instant> {
+    loop {
+        let made = sim.revoked(account);
+        if made.len() >= n {
+            return made;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+/// The first and last of `calls` after `start`, in seconds.
+fn first_last(start: Instant, calls: &[Instant]) -> (f64, f64) {
+    let since = |t: &Instant| t.saturating_duration_since(start).as_secs_f64();
+    let first = calls.iter().map(since).fold(f64::INFINITY, f64::min);
+    let last = calls.iter().map(since).fold(0.0, f64::max);
+    (first, last)
 }
 
 struct WallClock;
@@ -76,6 +112,16 @@ struct Sim {
     tenants: Mutex<HashMap<String, BTreeSet<Held>>>,
     calls: AtomicU64,
     writes: AtomicU64,
+    /// Every revoke call: the account and when it was made.
+    revokes: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Sim {
+    /// When the revoke calls for `account` (any, when `None`) were made.
+    fn revoked(&self, account: Option<&str>) -> Vec<Instant> {
+        let revokes = self.revokes.lock().unwrap_or_else(|e| e.into_inner());
+        revokes.iter().filter(|(a, _)| account.is_none_or(|x| x == a)).map(|(_, t)| *t).collect()
+    }
 }
 
 struct SimPlatform {
@@ -122,6 +168,7 @@ impl Platform for SimPlatform {
         Ok(())
     }
     async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+        self.sim.revokes.lock().unwrap_or_else(|e| e.into_inner()).push((username.to_owned(), Instant::now()));
         self.call(true).await;
         let held = Held { username: username.to_owned(), platform_role: role.to_owned() };
         self.with(|t| {
@@ -168,17 +215,17 @@ fn peak_memory_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Users, a workspace, `platforms` platforms mapping one role, and
-/// `projects` projects with `per_project` bindings and a tenant per platform.
-async fn populate(
-    store: &Store,
-    key: &SecretKey,
-    platforms: usize,
-    projects: usize,
-    per_project: usize,
-) -> anyhow::Result<()> {
+/// What `base` made: a workspace, one project role, users and platforms.
+struct Setup {
+    ws: uuid::Uuid,
+    role: uuid::Uuid,
+    users: Vec<uuid::Uuid>,
+    platforms: Vec<uuid::Uuid>,
+}
+
+/// Users, a workspace, and `platforms` platforms mapping one role.
+async fn base(store: &Store, key: &SecretKey, platforms: usize, users_n: usize) -> anyhow::Result<Setup> {
     let now = OffsetDateTime::now_utc();
-    let users_n = per_project * 10;
     let mut tx = store.write().await?;
     let role = tx.insert_project_role("bench_user", "Bench user", "", now).await?;
     let ws = tx.insert_workspace("bench", "Bench", now).await?;
@@ -187,20 +234,15 @@ async fn populate(
     for i in 0..users_n {
         let name = format!("user{i}");
         let email = format!("{name}@example.org");
-        let u = tx
-            .insert_user(
-                NewUser {
-                    username: &name,
-                    email: &email,
-                    first_name: "",
-                    last_name: "",
-                    password_hash: None,
-                    installation_roles: &no_roles,
-                },
-                now,
-            )
-            .await?;
-        users.push(u.id);
+        let new = NewUser {
+            username: &name,
+            email: &email,
+            first_name: "",
+            last_name: "",
+            password_hash: None,
+            installation_roles: &no_roles,
+        };
+        users.push(tx.insert_user(new, now).await?.id);
     }
     let mut platform_ids = Vec::new();
     for i in 0..platforms {
@@ -224,28 +266,58 @@ async fn populate(
         platform_ids.push(p.id);
     }
     tx.commit().await?;
+    Ok(Setup { ws: ws.id, role: role.id, users, platforms: platform_ids })
+}
+
+/// `projects` projects named `PREFIX-N`, each with `per_project` bindings of
+/// the set-up's users (expiring at `expires_at`) and a tenant per platform.
+/// Returns the bindings' ids.
+async fn add_projects(
+    store: &Store,
+    s: &Setup,
+    prefix: &str,
+    projects: usize,
+    per_project: usize,
+    expires_at: Option<OffsetDateTime>,
+) -> anyhow::Result<Vec<uuid::Uuid>> {
+    let now = OffsetDateTime::now_utc();
+    let mut ids = Vec::new();
     for i in 0..projects {
         let mut tx = store.write().await?;
-        let ident = format!("p{i}");
-        let p = tx.insert_project(ws.id, &ident, &ident, now).await?;
+        let ident = format!("{prefix}-{i}");
+        let p = tx.insert_project(s.ws, &ident, &ident, now).await?;
         for j in 0..per_project {
-            let user = users[(i * 7 + j) % users.len()];
+            let user = s.users[(i * 7 + j) % s.users.len()];
             let b = NewBinding {
                 project_id: p.id,
                 subject: Subject::user(user),
-                role_id: role.id,
-                expires_at: None,
+                role_id: s.role,
+                expires_at,
                 justification: None,
                 granted_by: "bench",
             };
-            tx.insert_binding(b, now).await?;
+            ids.push(tx.insert_binding(b, now).await?.binding.id);
         }
-        for pid in &platform_ids {
+        for pid in &s.platforms {
             tx.insert_tenant(p.id, *pid, None, |id| format!("bench-{ident}-{}", id.simple()), now).await?;
         }
         tx.commit().await?;
     }
-    Ok(())
+    Ok(ids)
+}
+
+/// Users, a workspace, `platforms` platforms mapping one role, and
+/// `projects` projects with `per_project` bindings and a tenant per platform.
+async fn populate(
+    store: &Store,
+    key: &SecretKey,
+    platforms: usize,
+    projects: usize,
+    per_project: usize,
+) -> anyhow::Result<Setup> {
+    let s = base(store, key, platforms, per_project * 10).await?;
+    add_projects(store, &s, "p", projects, per_project, None).await?;
+    Ok(s)
 }
 
 /// Run the engine as `canopy serve` does until no tenant is dirty.
@@ -307,6 +379,97 @@ async fn main() -> anyhow::Result<()> {
             let concurrency = args.workers.min(platforms * args.per_platform);
             report("B1", took, sim.calls.load(Ordering::Relaxed), latency, concurrency);
             println!("B1 platform writes: {}", sim.writes.load(Ordering::Relaxed));
+        }
+        Bench::B2 { tenants, bindings } => {
+            let (per_project, platforms) = (10, 6);
+            let t = Instant::now();
+            let s = base(&store, &key, platforms, per_project * 10).await?;
+            // the person: bound to enough projects for TENANTS tenants, replicated
+            let now = OffsetDateTime::now_utc();
+            let no_roles = BTreeSet::<InstallationRole>::new();
+            let mut tx = store.write().await?;
+            let victim = NewUser {
+                username: "victim",
+                email: "victim@example.org",
+                first_name: "",
+                last_name: "",
+                password_hash: None,
+                installation_roles: &no_roles,
+            };
+            let victim = tx.insert_user(victim, now).await?.id;
+            tx.commit().await?;
+            let theirs = Setup { ws: s.ws, role: s.role, users: vec![victim], platforms: s.platforms.clone() };
+            let their_projects = tenants.div_ceil(platforms);
+            add_projects(&store, &theirs, "v", their_projects, 1, None).await?;
+            drain(&rep, &store).await?;
+            let their_tenants = their_projects * platforms;
+            // B1's backlog, not yet replicated
+            add_projects(&store, &s, "p", bindings.div_ceil(per_project), per_project, None).await?;
+            println!(
+                "B2 set-up: the person holds a role in {their_tenants} tenants; a backlog of {} bindings × {platforms} tenants in {:.1} s",
+                bindings,
+                t.elapsed().as_secs_f64()
+            );
+            sim.latency_ms.store(args.latency_ms, Ordering::Relaxed);
+            let task = tokio::spawn(rep.clone().run());
+            tokio::time::sleep(StdDuration::from_secs(3)).await; // the backlog is running
+            let backlog = store.tenant_backlog().await?;
+            let start = Instant::now();
+            let mut tx = store.write().await?;
+            tx.update_user(victim, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
+            tx.commit().await?;
+            let made = revokes_made(&sim, Some("victim"), their_tenants).await;
+            task.abort();
+            let (first, last) = first_last(start, &made);
+            let concurrency = args.workers.min(platforms * args.per_platform);
+            let calls = 2 * their_tenants as u64; // observe and revoke per tenant
+            let limit = latency.mul_f64(calls as f64 / concurrency as f64).as_secs_f64();
+            println!(
+                "B2: revoked with {backlog} other tenants waiting; first platform call after {first:.2} s, last after {last:.2} s"
+            );
+            println!(
+                "B2: limit {calls} calls × {} ms / {concurrency} = {limit:.2} s; ratio {:.2}",
+                latency.as_millis(),
+                last / limit
+            );
+        }
+        Bench::B5 { bindings } => {
+            let t = Instant::now();
+            let s = base(&store, &key, 1, 100).await?;
+            let ids = add_projects(&store, &s, "e", bindings, 1, None).await?;
+            drain(&rep, &store).await?;
+            // every binding expires at one instant, a few seconds ahead
+            let at = OffsetDateTime::now_utc() + time::Duration::seconds(10);
+            for chunk in ids.chunks(200) {
+                let mut tx = store.write().await?;
+                for id in chunk {
+                    tx.update_binding(*id, s.role, Some(at)).await?;
+                }
+                tx.commit().await?;
+            }
+            drain(&rep, &store).await?;
+            println!(
+                "B5 set-up: {bindings} bindings × 1 tenant each, replicated, in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            sim.latency_ms.store(args.latency_ms, Ordering::Relaxed);
+            let task = tokio::spawn(rep.clone().run());
+            let expiry = tokio::spawn(canopy_engine::expiry::run(store.clone(), Arc::new(WallClock)));
+            let wait = StdDuration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default();
+            let start = Instant::now() + wait;
+            let made = revokes_made(&sim, None, bindings).await;
+            task.abort();
+            expiry.abort();
+            let (first, last) = first_last(start, &made);
+            let concurrency = args.workers.min(args.per_platform);
+            let calls = 2 * bindings as u64;
+            let limit = latency.mul_f64(calls as f64 / concurrency as f64).as_secs_f64();
+            println!("B5: after the instant, first platform call after {first:.2} s, last after {last:.2} s");
+            println!(
+                "B5: limit {calls} calls × {} ms / {concurrency} = {limit:.2} s; ratio {:.2}",
+                latency.as_millis(),
+                last / limit
+            );
         }
         Bench::B3 { projects } => {
             let per_project = 20;

@@ -470,7 +470,70 @@ async fn ac10_deactivation_is_replicated_before_other_work(app: TestApp) {
     assert_eq!(project.identifier, "z9");
 }
 
+/// Item 8 of the replication issue: 1 % of the assignments removed and as
+/// many foreign ones added directly on the platform (10 tenants, 100
+/// assignments: one of each); one reconcile restores exactly the desired
+/// state and records each repair.
+async fn tn4_one_reconcile_repairs_one_percent_drift_and_records_each_repair(app: TestApp) {
+    const TENANTS: usize = 10;
+    const USERS: usize = 10;
+    let Some(os) = Os::get() else { return };
+    let ws = unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    let platform = unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    let users: Vec<String> = (0..USERS).map(|_| unique("u")).collect();
+    for u in &users {
+        app.user(u).await;
+        app.invite(&app.admin_token, &ws, u, "workspace_member").await;
+    }
+    let projects: Vec<String> = (0..TENANTS).map(|i| format!("p{i}")).collect();
+    for p in &projects {
+        app.project(&app.admin_token, &ws, p).await;
+        app.post(&tenants_path(&ws, p), &app.admin_token, json!({"platform": platform})).await.expect(201);
+        for u in &users {
+            bind(&app, &ws, p, json!({"user": u}), "project_user").await;
+        }
+    }
+    app.replicate().await;
+    let mut ext = Vec::new();
+    for p in &projects {
+        ext.push(tenant(&app, &ws, p, &platform).await["external_id"].as_str().unwrap().to_owned());
+    }
+    let want: BTreeSet<String> = users.iter().map(|u| format!("{u}:member")).collect();
+    // 1 % of 100: one assignment removed and one foreign added, outside Canopy
+    let ks = os.client();
+    let pick = |n: usize| (Uuid::new_v4().as_u128() % n as u128) as usize;
+    let gone = users[pick(USERS)].clone();
+    ks.revoke(&TenantRef { external_id: ext[pick(TENANTS)].clone() }, &gone, "member").await.unwrap();
+    let foreign = unique("foreign");
+    let user = PlatformUser { username: foreign.clone(), email: format!("{foreign}@example.org") };
+    ks.grant(&TenantRef { external_id: ext[pick(TENANTS)].clone() }, &user, "admin").await.unwrap();
+    // one reconcile: every tenant is due after the interval
+    app.clock.advance(time::Duration::hours(2));
+    assert_eq!(app.replicator.schedule_reconcile().await.unwrap(), TENANTS as u64);
+    let pass = app.replicate().await;
+    assert_eq!(pass.tenants, TENANTS, "{pass:?}");
+    for e in &ext {
+        assert_eq!(os.held(e).await, want, "tenant {e} holds exactly the desired assignments");
+    }
+    let h = app
+        .get(&format!("/api/v1/workspaces/{ws}/history?kind=tenant_drift_repaired&limit=100"), &app.admin_token)
+        .await;
+    let events = h.expect(200).body["items"].as_array().unwrap().clone();
+    let all = |key: &str| -> Vec<String> {
+        events
+            .iter()
+            .flat_map(|e| e["details"][key].as_array().unwrap().clone())
+            .map(|a| format!("{}:{}", a["account"].as_str().unwrap(), a["platform_role"].as_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(all("restored"), [format!("{gone}:member")], "each repair recorded once");
+    assert_eq!(all("removed"), [format!("{foreign}:admin")]);
+}
+
 canopy_testkit::backend_tests!(
+    tn4_one_reconcile_repairs_one_percent_drift_and_records_each_repair,
     ac10_deactivation_is_replicated_before_other_work,
     tn3_tenant_is_created_on_the_platform_and_a_second_is_refused,
     tn3_bad_tenant_requests_are_refused_naming_the_field,

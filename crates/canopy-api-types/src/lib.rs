@@ -49,6 +49,9 @@ pub struct Me {
     pub installation_roles: Vec<String>,
     pub workspaces: Vec<MyWorkspace>,
     pub projects: Vec<MyProject>,
+    /// Bindings expiring within 7 days in the workspaces the caller manages
+    /// (AC12), soonest first, at most 50.
+    pub notices: Vec<ExpiringAccess>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -729,4 +732,24 @@ pub struct EmergencyRevocation {
     pub tenants: Vec<RevokedTenant>,
     /// Whether every tenant confirmed every removal.
     pub complete: bool,
+}
+
+// ---------------------------------------------------------------- expired access
+
+/// A binding on the expired-access list (AC8): expired (`state` `expired`,
+/// red) or expiring within 7 days (`soon`, yellow). Extend it in place with
+/// `PATCH .../bindings/{binding}` and a new `expires_at`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExpiringAccess {
+    pub binding: Uuid,
+    pub workspace: String,
+    pub project: String,
+    /// `user:NAME` or `group:IDENTIFIER`.
+    pub subject: String,
+    pub display_name: String,
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// `expired` or `soon`.
+    pub state: String,
 }

@@ -84,6 +84,39 @@ pub fn in_force_at(expires_at: Option<OffsetDateTime>, at: OffsetDateTime) -> bo
     expires_at.is_none_or(|e| at < e)
 }
 
+/// How long before its expiration a binding counts as expiring soon (AC8).
+pub const EXPIRING_SOON: time::Duration = time::Duration::days(7);
+
+/// Where a binding stands on the expired-access list (AC8): expired (red),
+/// or expiring within [`EXPIRING_SOON`] (yellow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryState {
+    Expired,
+    Soon,
+}
+
+impl ExpiryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::Soon => "soon",
+        }
+    }
+}
+
+/// Whether a binding expiring at `expires_at` belongs on the expired-access
+/// list at `now`, and how; `None` for one far from its expiration or with none.
+pub fn expiry_state(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> Option<ExpiryState> {
+    let e = expires_at?;
+    if !in_force_at(Some(e), now) {
+        Some(ExpiryState::Expired)
+    } else if e - now <= EXPIRING_SOON {
+        Some(ExpiryState::Soon)
+    } else {
+        None
+    }
+}
+
 /// An expiration date given for a new or changed binding must lie in the future.
 pub fn check_new_expiry(expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), InvalidValue> {
     if expires_at <= now {
@@ -132,6 +165,17 @@ mod tests {
 
     fn binding(subject: Subject, role: Uuid, expires_at: Option<OffsetDateTime>) -> Binding {
         Binding { id: Uuid::new_v4(), project_id: Uuid::nil(), subject, role_id: role, expires_at }
+    }
+
+    #[test]
+    fn ac8_expired_is_red_and_within_seven_days_is_yellow() {
+        let now = datetime!(2026-12-01 12:00 UTC);
+        assert_eq!(expiry_state(None, now), None);
+        assert_eq!(expiry_state(Some(now), now), Some(ExpiryState::Expired));
+        assert_eq!(expiry_state(Some(now - time::Duration::days(30)), now), Some(ExpiryState::Expired));
+        assert_eq!(expiry_state(Some(now + time::Duration::seconds(1)), now), Some(ExpiryState::Soon));
+        assert_eq!(expiry_state(Some(now + EXPIRING_SOON), now), Some(ExpiryState::Soon));
+        assert_eq!(expiry_state(Some(now + EXPIRING_SOON + time::Duration::seconds(1)), now), None);
     }
 
     #[test]

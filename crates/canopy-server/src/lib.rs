@@ -113,6 +113,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(emergency::grant))
         .routes(routes!(emergency::revoke))
         .routes(routes!(emergency::show))
+        .routes(routes!(expired_access::workspace))
+        .routes(routes!(expired_access::installation))
 }
 
 /// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.

@@ -225,6 +225,42 @@ impl Tx {
         self.mark_binding_project_dirty(id).await
     }
 
+    /// Bindings (of one workspace, or all) that expire at or before `until`,
+    /// in expiration order after the cursor `(expires_at, id)`, at most
+    /// `limit`; each with its workspace and project identifiers.
+    pub async fn expiring_bindings(
+        &mut self,
+        workspace: Option<Uuid>,
+        until: OffsetDateTime,
+        after: Option<(OffsetDateTime, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<(BindingRecord, String, String)>> {
+        let select = BINDING_SELECT.replacen(
+            " FROM bindings b",
+            ", p.identifier AS project_identifier, w.identifier AS workspace_identifier FROM bindings b \
+             JOIN projects p ON p.id = b.project_id JOIN workspaces w ON w.id = p.workspace_id",
+            1,
+        );
+        let mut sql = format!("{select} WHERE b.expires_at IS NOT NULL AND b.expires_at <= $1");
+        if workspace.is_some() {
+            sql.push_str(" AND p.workspace_id = $4");
+        }
+        sql.push_str(" AND ($2 IS NULL OR b.expires_at > $2 OR (b.expires_at = $2 AND b.id > $3))");
+        sql.push_str(" ORDER BY b.expires_at, b.id LIMIT ");
+        sql.push_str(&limit.to_string());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to_us(until))
+            .bind(after.map(|(t, _)| to_us(t)))
+            .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default());
+        if let Some(ws) = workspace {
+            q = q.bind(ws.to_string());
+        }
+        let rows = q.fetch_all(self.conn()).await?;
+        rows.iter()
+            .map(|r| Ok((binding_from_row(r)?, r.text("workspace_identifier")?, r.text("project_identifier")?)))
+            .collect()
+    }
+
     /// Bindings whose expiration passed by `now` and that the expiry job has
     /// not ended yet, earliest first, at most `limit`.
     pub async fn due_expiries(&mut self, now: OffsetDateTime, limit: i64) -> Result<Vec<BindingRecord>> {

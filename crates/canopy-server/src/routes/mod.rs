@@ -17,6 +17,7 @@ pub mod api_keys;
 pub mod bindings;
 pub mod deletion;
 pub mod emergency;
+pub mod expired_access;
 pub mod groups;
 pub mod health;
 pub mod history;

@@ -86,7 +86,22 @@ async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: time::OffsetDat
     Ok(())
 }
 
-/// The caller: account, installation roles, workspaces and effective project access.
+/// AC12: the bindings of a workspace that expire within 7 days.
+async fn soon_expiring(
+    tx: &mut canopy_store::Tx,
+    ws: uuid::Uuid,
+    now: time::OffsetDateTime,
+) -> ApiResult<Vec<canopy_api_types::ExpiringAccess>> {
+    let until = now + canopy_domain::access::EXPIRING_SOON;
+    let rows = tx.expiring_bindings(Some(ws), until, Some((now, uuid::Uuid::max())), NOTICES as i64).await?;
+    Ok(rows.into_iter().filter_map(|(b, w, p)| crate::routes::expired_access::to_expiring(b, w, p, now)).collect())
+}
+
+/// At most this many expiry notices on `GET /api/v1/me`.
+const NOTICES: usize = 50;
+
+/// The caller: account, installation roles, workspaces and effective project
+/// access, and, for workspace managers, bindings that expire soon (AC12).
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = Problem)))]
 pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
@@ -100,6 +115,7 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
         installation_roles: roles,
         workspaces: vec![],
         projects: vec![],
+        notices: vec![],
     };
     match caller.actor.kind {
         ActorKind::User => {
@@ -111,6 +127,9 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
             for ws in &workspaces {
                 let role = WorkspaceRole::strongest(tx.membership_roles_of_user(ws.id, user.id).await?);
                 if let Some(role) = role {
+                    if role >= WorkspaceRole::Manager {
+                        me.notices.extend(soon_expiring(&mut tx, ws.id, now).await?);
+                    }
                     me.workspaces.push(MyWorkspace {
                         identifier: ws.identifier.clone(),
                         display_name: ws.display_name.clone(),
@@ -119,6 +138,8 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
                 }
             }
             me.projects = my_projects(&mut tx, &user, now).await?;
+            me.notices.sort_by_key(|n| n.expires_at);
+            me.notices.truncate(NOTICES);
             me.user = Some(to_user(user));
         }
         ActorKind::WorkspaceKey { workspace_id, role } => {

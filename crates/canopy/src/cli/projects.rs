@@ -1,8 +1,8 @@
 //! `canopy project ...`, `canopy binding ...`, `canopy role ...`.
 
 use canopy_api_types::{
-    Binding, CreateBinding, CreateProject, CreateProjectRole, Project, ProjectDetails, ProjectRole, UpdateBinding,
-    UpdateProject, UpdateProjectRole,
+    Binding, CreateBinding, CreateProject, CreateProjectRole, ExpiringAccess, Project, ProjectDetails, ProjectRole,
+    UpdateBinding, UpdateProject, UpdateProjectRole,
 };
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
@@ -145,6 +145,18 @@ pub enum BindingCommand {
         #[command(flatten)]
         list: ListOpts,
     },
+    /// Expired (red) and soon-expiring (yellow, within 7 days) bindings of a
+    /// workspace, or of every workspace without one (admins); extend one with
+    /// `canopy binding update WS PROJECT ID --expires-at ...`.
+    Expired {
+        /// The workspace's identifier (default: every workspace; admins).
+        ws: Option<String>,
+        /// Only `expired` or only `soon`.
+        #[arg(long, value_parser = ["expired", "soon"])]
+        state: Option<String>,
+        #[command(flatten)]
+        list: ListOpts,
+    },
     /// Give a user or a group a project role, optionally until a date.
     Add {
         /// The workspace's identifier.
@@ -200,6 +212,15 @@ pub async fn binding(ctx: &Ctx, cmd: BindingCommand) -> Result<(), CliError> {
                 .list(&["workspaces", &ws, "projects", &project, "bindings"], &[], list.limit, list.page_size)
                 .await?;
             ctx.print_list::<Binding>(items)
+        }
+        BindingCommand::Expired { ws, state, list } => {
+            let path = match &ws {
+                Some(ws) => vec!["workspaces", ws.as_str(), "expired-access"],
+                None => vec!["expired-access"],
+            };
+            let q: Vec<(&str, String)> = state.map(|s| ("state", s)).into_iter().collect();
+            let (items, _) = client.list(&path, &q, list.limit, list.page_size).await?;
+            ctx.print_list::<ExpiringAccess>(items)
         }
         BindingCommand::Add { ws, project, target, role, expires_at, justification } => {
             let body = CreateBinding { user: target.user, group: target.group, role, expires_at, justification };

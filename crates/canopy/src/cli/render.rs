@@ -6,8 +6,8 @@
 use std::io::Write as _;
 
 use canopy_api_types::{
-    ApiKey, Binding, EffectiveAccess, Group, GroupMember, HistoryEvent, Member, MyProject, MyWorkspace, Project,
-    ProjectRole, SearchResult, User, Workspace,
+    ApiKey, Binding, EffectiveAccess, ExpiringAccess, Group, GroupMember, HistoryEvent, Member, MyProject, MyWorkspace,
+    Project, ProjectRole, SearchResult, User, Workspace,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -264,6 +264,34 @@ impl Render for Binding {
             ("justification", opt(self.justification.as_deref())),
             ("granted_by", self.granted_by.clone()),
             ("granted_at", time(self.granted_at)),
+        ]
+    }
+}
+
+impl Render for ExpiringAccess {
+    const HEADERS: &'static [&'static str] =
+        &["STATE", "EXPIRES", "WORKSPACE", "PROJECT", "SUBJECT", "ROLE", "BINDING"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.state.clone(),
+            time(self.expires_at),
+            self.workspace.clone(),
+            self.project.clone(),
+            self.subject.clone(),
+            self.role.clone(),
+            self.binding.to_string(),
+        ]
+    }
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("binding", self.binding.to_string()),
+            ("state", self.state.clone()),
+            ("expires_at", time(self.expires_at)),
+            ("workspace", self.workspace.clone()),
+            ("project", self.project.clone()),
+            ("subject", self.subject.clone()),
+            ("display_name", self.display_name.clone()),
+            ("role", self.role.clone()),
         ]
     }
 }

@@ -946,9 +946,10 @@ async fn dl3_cli_deletes_a_project_with_confirmation_and_an_engineer(app: TestAp
     cli.run(&["project", "show", &ws, "web"]).await.code(5);
 }
 
-/// AD3, AD4: emergency access from the command line: a grant with its
-/// mandatory expiration and justification, a revocation and its report.
-async fn ad4_cli_emergency_grant_and_revoke(app: TestApp) {
+/// AD3, AD4, AC8: emergency access from the command line: a grant with its
+/// mandatory expiration and justification, on the list of expiring bindings,
+/// then a revocation and its report.
+async fn ad4_ac8_cli_emergency_access_and_expiring_bindings(app: TestApp) {
     let cli = Cli::new(&app);
     let admin = app.admin_token.clone();
     app.workspace(&admin, "acme").await;
@@ -994,6 +995,14 @@ async fn ad4_cli_emergency_grant_and_revoke(app: TestApp) {
     let bindings = cli.run(&["binding", "list", "acme", "web", "-o", "json"]).await.ok().json();
     assert_eq!(bindings[0]["subject"], "user:erin");
     assert_eq!(bindings[0]["justification"], "incident 7");
+    let expiring = cli.run(&["binding", "expired", "acme", "-o", "json"]).await.ok().json();
+    assert_eq!((expiring[0]["subject"].as_str(), expiring[0]["state"].as_str()), (Some("user:erin"), Some("soon")));
+    let table = cli.run(&["binding", "expired", "--state", "soon"]).await.ok();
+    assert!(table.stdout.starts_with("STATE") && table.stdout.contains("user:erin"), "{}", table.stdout);
+    assert_eq!(
+        cli.run(&["binding", "expired", "acme", "--state", "expired", "-o", "json"]).await.ok().json(),
+        json!([])
+    );
 
     let r = cli.run(&["emergency", "revoke", "erin", "--justification", "done", "-o", "json"]).await.ok().json();
     assert_eq!(r["bindings"], json!([{"workspace": "acme", "project": "web", "role": "project_admin"}]));
@@ -1009,7 +1018,7 @@ async fn ad4_cli_emergency_grant_and_revoke(app: TestApp) {
 }
 
 canopy_testkit::backend_tests! {
-    ad4_cli_emergency_grant_and_revoke,
+    ad4_ac8_cli_emergency_access_and_expiring_bindings,
     dl3_cli_deletes_a_project_with_confirmation_and_an_engineer,
     if4_cli_replicates_many_tenants_with_progress,
     if3_cli_login_workspace_project_binding_history_walkthrough,

@@ -149,6 +149,8 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ),
         ("post", "/api/v1/admin/emergency/revoke", Admin, Some(json!({"user": "bob", "justification": "incident 42"}))),
         ("get", "/api/v1/admin/emergency/revocations/{id}", Admin, None),
+        ("get", "/api/v1/workspaces/{ws}/expired-access", WorkspaceManager, None),
+        ("get", "/api/v1/expired-access", Admin, None),
     ]
 }
 

@@ -228,7 +228,76 @@ async fn ad4_emergency_revocation_removes_everything_and_reports_each_tenant(app
     }
 }
 
+async fn ac8_expired_access_lists_red_and_yellow_and_each_is_extendable(app: TestApp) {
+    let (ws, other) = (unique("w"), unique("w"));
+    for w in [&ws, &other] {
+        app.workspace(&app.admin_token, w).await;
+        app.project(&app.admin_token, w, "web").await;
+    }
+    app.user("mia").await;
+    app.invite(&app.admin_token, &ws, "mia", "workspace_manager").await;
+    let mut ids = Vec::new();
+    for (u, w, days) in [("ann", &ws, 2), ("bob", &ws, 30), ("cy", &ws, 10), ("dee", &other, 3)] {
+        app.user(u).await;
+        app.invite(&app.admin_token, w, u, "workspace_member").await;
+        let body = json!({"user": u, "role": "project_user", "expires_at": at(&app, Duration::days(days))});
+        let r = app.post(&format!("/api/v1/workspaces/{w}/projects/web/bindings"), &app.admin_token, body).await;
+        ids.push(r.expect(201).body["id"].as_str().unwrap().to_owned());
+    }
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/projects/web/bindings"),
+        &app.admin_token,
+        json!({"user": "mia", "role": "project_user"}),
+    )
+    .await
+    .expect(201);
+    // three days on: ann's has expired (red), cy's expires within 7 days (yellow), bob's is far off
+    app.clock.advance(Duration::days(3) + Duration::hours(1));
+    let mia = app.sign_in("mia", "password-of-mia").await; // days later: a new session
+    let list = format!("/api/v1/workspaces/{ws}/expired-access");
+    let body = app.get(&list, &mia).await.expect(200).body;
+    let rows: Vec<(String, String)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["subject"].as_str().unwrap().to_owned(), i["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(rows, [("user:ann".to_owned(), "expired".to_owned()), ("user:cy".to_owned(), "soon".to_owned())]);
+    assert_eq!(body["items"][0]["project"], "web");
+    let only = app.get(&format!("{list}?state=soon"), &mia).await.expect(200).body;
+    assert_eq!(only["items"].as_array().unwrap().len(), 1);
+    assert_eq!(only["items"][0]["subject"], "user:cy");
+    app.get(&format!("{list}?state=purple"), &mia).await.expect_problem(422, Some("state"));
+    // pages of one
+    let first = app.get(&format!("{list}?limit=1"), &mia).await.expect(200).body;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = app.get(&format!("{list}?limit=1&cursor={cursor}"), &mia).await.expect(200).body;
+    assert_eq!(
+        (first["items"][0]["subject"].as_str(), second["items"][0]["subject"].as_str()),
+        (Some("user:ann"), Some("user:cy"))
+    );
+    assert!(second["next_cursor"].is_null());
+    // AC12: the manager sees the soon-expiring one on the dashboard
+    let me = app.get("/api/v1/me", &mia).await.expect(200).body;
+    let notices: Vec<&str> = me["notices"].as_array().unwrap().iter().map(|n| n["subject"].as_str().unwrap()).collect();
+    assert_eq!(notices, ["user:cy"]);
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    assert_eq!(app.get("/api/v1/me", &ann).await.expect(200).body["notices"], json!([]), "members see no notices");
+    // across the installation (admins): dee's in the other workspace too
+    let admin = app.sign_in("admin", canopy_testkit::ADMIN_PASSWORD).await;
+    let all = app.get("/api/v1/expired-access", &admin).await.expect(200).body;
+    let subjects: Vec<&str> = all["items"].as_array().unwrap().iter().map(|i| i["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["user:ann", "user:dee", "user:cy"]);
+    // extended in place: it leaves the list and is in force again
+    let binding = format!("/api/v1/workspaces/{ws}/projects/web/bindings/{}", ids[0]);
+    let r = app.patch(&binding, &mia, json!({"expires_at": at(&app, Duration::days(60))})).await.expect(200);
+    assert_eq!(r.body["in_force"], true);
+    let body = app.get(&list, &mia).await.expect(200).body;
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+}
+
 canopy_testkit::backend_tests!(
+    ac8_expired_access_lists_red_and_yellow_and_each_is_extendable,
     ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next,
     ad3_emergency_grant_binds_until_expiry_and_reaches_tenants_first,
     ad4_emergency_revocation_removes_everything_and_reports_each_tenant,

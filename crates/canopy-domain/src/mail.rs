@@ -40,6 +40,59 @@ pub fn invitation(
     }
 }
 
+/// What happened to a person's project access (AC11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessChange {
+    Added,
+    Changed,
+    Removed,
+    Expired,
+}
+
+/// The e-mail telling a person their access to a project changed (AC11).
+/// `via` names the group the binding is for, when it is a group's.
+pub struct AccessNotice<'a> {
+    pub change: AccessChange,
+    pub workspace: &'a str,
+    pub project: &'a str,
+    pub role: &'a str,
+    pub expires_at: Option<time::OffsetDateTime>,
+    pub via: Option<&'a str>,
+    pub by: &'a str,
+}
+
+pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
+    let subject_verb = match n.change {
+        AccessChange::Added => "You were given",
+        AccessChange::Changed => "Your access changed:",
+        AccessChange::Removed => "You no longer have",
+        AccessChange::Expired => "Your access expired:",
+    };
+    let through = n.via.map(|g| format!(" through the group {g}")).unwrap_or_default();
+    let until = match n.expires_at {
+        Some(e) => {
+            let e = e.to_offset(time::UtcOffset::UTC);
+            let e = e.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| e.to_string());
+            format!(" until {e}")
+        }
+        None => String::new(),
+    };
+    let what = format!("{} on project {} in workspace {}", n.role, n.project, n.workspace);
+    let body = match n.change {
+        AccessChange::Added => format!("{} gave you{through} the role {what}{until}.", n.by),
+        AccessChange::Changed => format!("{} changed your{through} role to {what}{until}.", n.by),
+        AccessChange::Removed => format!("{} removed your{through} role {what}.", n.by),
+        AccessChange::Expired => format!("Your{through} role {what} expired; it was removed from every tenant."),
+    };
+    Mail {
+        to: to.clone(),
+        subject: format!("{subject_verb} {} on {}", n.role, n.project),
+        body: format!(
+            "Hello,\n\n{body}\n\nThis message was sent by Canopy; the project's history records the change.\n"
+        ),
+    }
+}
+
 /// How long to wait before the next attempt after `attempts` failed ones:
 /// 30 s, doubling, at most an hour.
 pub fn retry_delay(attempts: i64) -> Duration {
@@ -50,6 +103,33 @@ pub fn retry_delay(attempts: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ac11_access_mail_names_the_change_role_project_and_group() {
+        let to = Email::parse("bob@example.org").unwrap_or_else(|e| panic!("{e}"));
+        let n = AccessNotice {
+            change: AccessChange::Added,
+            workspace: "team-a",
+            project: "web",
+            role: "project_user",
+            expires_at: None,
+            via: Some("devs"),
+            by: "ann",
+        };
+        let m = access_changed(&to, &n);
+        assert_eq!(m.subject, "You were given project_user on web");
+        assert!(
+            m.body.contains("ann gave you through the group devs the role project_user on project web"),
+            "{}",
+            m.body
+        );
+        let m = access_changed(&to, &AccessNotice { change: AccessChange::Removed, via: None, ..n });
+        assert!(
+            m.body.contains("ann removed your role project_user on project web in workspace team-a."),
+            "{}",
+            m.body
+        );
+    }
 
     #[test]
     fn ws3_invitation_mail_names_workspace_role_and_inviter() {

@@ -16,8 +16,10 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use canopy_domain::SubjectKind;
 use canopy_domain::clock::Clock;
 use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::mail::{AccessChange, AccessNotice};
 use canopy_store::{Store, StoreError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -61,6 +63,19 @@ pub async fn end_due(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError
                 "subject": format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name),
                 "role": b.role_identifier, "expires_at": instant(expires_at)});
             tx.append_event(Some(project.workspace_id), EventKind::BindingExpired, now, &system, details).await?;
+            // AC11: the people it gave access are told
+            let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+            let via = (b.binding.subject.kind == SubjectKind::Group).then_some(b.subject_name.as_str());
+            let notice = AccessNotice {
+                change: AccessChange::Expired,
+                workspace: &workspace,
+                project: &project.identifier,
+                role: &b.role_identifier,
+                expires_at: Some(expires_at),
+                via,
+                by: JOB,
+            };
+            tx.notify_access(b.binding.subject, &notice, now).await?;
             tx.commit().await?;
             ended += 1;
             progressed = true;

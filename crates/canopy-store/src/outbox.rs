@@ -30,6 +30,27 @@ fn mail_from_row(r: &AnyRow) -> Result<MailRecord> {
 
 impl Tx {
     /// Queue an e-mail in this transaction: it is sent only if the change that causes it commits.
+    /// Tell everyone a binding's change affects (its user, or each member
+    /// of its group; active accounts only) by e-mail (AC11).
+    pub async fn notify_access(
+        &mut self,
+        subject: canopy_domain::Subject,
+        notice: &canopy_domain::mail::AccessNotice<'_>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let people = match subject.kind {
+            canopy_domain::SubjectKind::User => self.user_by_id(subject.id).await?.into_iter().collect(),
+            canopy_domain::SubjectKind::Group => self.group_members(subject.id).await?,
+        };
+        for p in people.into_iter().filter(|p| p.active) {
+            // an address the domain cannot parse is not mailed (it was checked on entry)
+            if let Ok(to) = canopy_domain::Email::parse(&p.email) {
+                self.enqueue_mail(&canopy_domain::mail::access_changed(&to, notice), now).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn enqueue_mail(&mut self, mail: &Mail, now: OffsetDateTime) -> Result<()> {
         sqlx::query(
             "INSERT INTO outbox_mails (id, recipient, subject, body, created_at, attempts, next_attempt_at) \

@@ -7,6 +7,7 @@ use canopy_api_types::{Binding, CreateBinding, Page, Problem, UpdateBinding};
 use canopy_domain::access::check_new_expiry;
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
+use canopy_domain::mail::{AccessChange, AccessNotice};
 use canopy_domain::{Subject, SubjectKind};
 use canopy_store::{BindingRecord, NewBinding, ProjectRecord, Tx, WorkspaceRecord};
 use serde_json::json;
@@ -216,8 +217,32 @@ pub async fn create(
                "expires_at": rfc3339(body.expires_at), "justification": justification}),
     )
     .await?;
+    notify(
+        &mut tx,
+        &b,
+        AccessChange::Added,
+        (&ws.identifier, &p.identifier, &role.identifier),
+        &caller.actor.name,
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_binding(b, now))))
+}
+
+/// E-mail the people a binding's change affects (AC11).
+pub async fn notify(
+    tx: &mut canopy_store::Tx,
+    b: &BindingRecord,
+    change: AccessChange,
+    (workspace, project, role): (&str, &str, &str),
+    by: &str,
+    now: time::OffsetDateTime,
+) -> ApiResult<()> {
+    let via = (b.binding.subject.kind == SubjectKind::Group).then_some(b.subject_name.as_str());
+    let notice = AccessNotice { change, workspace, project, role, expires_at: b.binding.expires_at, via, by };
+    tx.notify_access(b.binding.subject, &notice, now).await?;
+    Ok(())
 }
 
 /// Change a binding's role or expiration date (AC5, AC7); `"expires_at": null` removes the expiry.
@@ -275,6 +300,8 @@ pub async fn update(
     )
     .await?;
     let after = load_binding(&mut tx, &p, &id).await?;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
+    notify(&mut tx, &after, AccessChange::Changed, what, &caller.actor.name, now).await?;
     tx.commit().await?;
     Ok(Json(to_binding(after, now)))
 }
@@ -293,6 +320,8 @@ pub async fn delete(
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
     let b = load_binding(&mut tx, &p, &id).await?;
     tx.delete_binding(b.binding.id).await?;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), b.role_identifier.as_str());
+    notify(&mut tx, &b, AccessChange::Removed, what, &caller.actor.name, now).await?;
     tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &caller.initiator(),
         json!({"binding": b.binding.id, "project": p.identifier, "subject": subject_string(b.binding.subject.kind, &b.subject_name),
                "role": b.role_identifier, "expires_at": rfc3339(b.binding.expires_at)})).await?;

@@ -14,6 +14,7 @@ use canopy_api_types::{
 use canopy_domain::access::check_new_expiry;
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
+use canopy_domain::mail::AccessChange;
 use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
 use canopy_store::{NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Tx, UserChanges, UserRecord};
 use serde_json::json;
@@ -170,6 +171,11 @@ pub async fn grant(
             b.binding.id
         }
     };
+    let granted = tx.binding(&binding.to_string()).await?;
+    if let Some(b) = &granted {
+        let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
+        crate::routes::bindings::notify(&mut tx, b, AccessChange::Added, what, &caller.actor.name, now).await?;
+    }
     // the role reaches the project's tenants before other work (AD3)
     tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
     events.push((

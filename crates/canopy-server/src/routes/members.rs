@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use canopy_api_types::{InviteMember, Member, Page, Problem, SearchResult, UpdateMember};
 use canopy_domain::authz::{Action, action_to_grant};
 use canopy_domain::history::EventKind;
+use canopy_domain::mail::AccessChange;
 use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
 use canopy_store::{Tx, WorkspaceRecord};
 use serde::Deserialize;
@@ -384,8 +385,11 @@ pub async fn end_membership(
 ) -> ApiResult<()> {
     let Removal { initiator, reason, now } = *removal;
     tx.lock_workspace(workspace_id).await?;
+    let ws_name = tx.workspace_by_id(workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
     for b in tx.subject_bindings_in_workspace(workspace_id, subject).await? {
         let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+        let what = (ws_name.as_str(), project.as_str(), b.role_identifier.as_str());
+        crate::routes::bindings::notify(tx, &b, AccessChange::Removed, what, &initiator.name, now).await?;
         tx.delete_binding(b.binding.id).await?;
         let details = json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": reason});
         tx.append_event(Some(workspace_id), EventKind::BindingRemoved, now, initiator, details).await?;
@@ -420,8 +424,12 @@ pub async fn end_bindings_of_non_members(
         }
         let Some(u) = tx.user_by_id(user).await? else { continue };
         let name = subject_string(SubjectKind::User, &u.username);
+        let ws_name = tx.workspace_by_id(workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
         for b in tx.subject_bindings_in_workspace(workspace_id, Subject::user(user)).await? {
             let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+            let what = (ws_name.as_str(), project.as_str(), b.role_identifier.as_str());
+            crate::routes::bindings::notify(tx, &b, AccessChange::Removed, what, &removal.initiator.name, removal.now)
+                .await?;
             tx.delete_binding(b.binding.id).await?;
             let details = json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier,
                 "reason": format!("no longer a member of the workspace ({})", removal.reason)});

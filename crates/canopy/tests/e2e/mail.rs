@@ -86,7 +86,71 @@ async fn ws3_refused_invitation_queues_no_mail(app: TestApp) {
     assert!(app.store.pending_mails().await.unwrap().is_empty());
 }
 
+/// AC11: adding, changing, removing (and the expiry of) a binding e-mails
+/// every person it affects; for a group, each active member.
+async fn ac11_binding_changes_email_every_affected_user(app: TestApp) {
+    let Some(sink) = canopy_testkit::mail_sink() else { return };
+    let unique = |p: &str| format!("{p}{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (bob, cy, dee, group) = (unique("bob"), unique("cy"), unique("dee"), unique("devs"));
+    app.workspace(&app.admin_token, "ws").await;
+    app.project(&app.admin_token, "ws", "web").await;
+    for u in [&bob, &cy, &dee] {
+        app.user(u).await;
+    }
+    app.invite(&app.admin_token, "ws", &bob, "workspace_member").await;
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": group, "display_name": "Devs"}))
+        .await
+        .expect(201);
+    for u in [&cy, &dee] {
+        app.post(&format!("/api/v1/groups/{group}/members"), &app.admin_token, json!({"user": u})).await.expect(201);
+    }
+    app.patch(&format!("/api/v1/users/{dee}"), &app.admin_token, json!({"active": false})).await.expect(200);
+    app.post("/api/v1/workspaces/ws/members", &app.admin_token, json!({"group": group, "role": "workspace_member"}))
+        .await
+        .expect(201);
+    let bindings = "/api/v1/workspaces/ws/projects/web/bindings";
+    let soon = (canopy_domain::clock::Clock::now(app.clock.as_ref()) + Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r =
+        app.post(bindings, &app.admin_token, json!({"user": bob, "role": "project_reader", "expires_at": soon})).await;
+    let b = r.expect(201).body["id"].as_str().unwrap().to_owned();
+    let r = app.post(bindings, &app.admin_token, json!({"group": group, "role": "project_user"})).await;
+    let g = r.expect(201).body["id"].as_str().unwrap().to_owned();
+    app.patch(&format!("{bindings}/{b}"), &app.admin_token, json!({"role": "project_admin"})).await.expect(200);
+    app.delete(&format!("{bindings}/{g}"), &app.admin_token).await.expect(204);
+    app.clock.advance(Duration::hours(3));
+    canopy_engine::expiry::end_due(&app.store, app.clock.as_ref()).await.unwrap();
+
+    let mailer = Mailer::new(&sink.smtp_url, "canopy@test.example").unwrap();
+    deliver_due(&app.store, &mailer, app.clock.as_ref()).await.unwrap();
+    let subjects = |msgs: Vec<serde_json::Value>| -> Vec<String> {
+        let mut s: Vec<String> = msgs.iter().map(|m| m["subject"].as_str().unwrap().to_owned()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(
+        subjects(sink.messages_to(&format!("{bob}@example.org")).await),
+        [
+            "You were given project_reader on web",
+            "Your access changed: project_admin on web",
+            "Your access expired: project_admin on web"
+        ]
+    );
+    let to_cy = sink.messages_to(&format!("{cy}@example.org")).await;
+    assert_eq!(
+        subjects(to_cy.clone()),
+        ["You no longer have project_user on web", "You were given project_user on web"]
+    );
+    assert!(
+        to_cy.iter().all(|m| m["text"].as_str().unwrap().contains(&format!("through the group {group}"))),
+        "{to_cy:#?}"
+    );
+    assert!(sink.messages_to(&format!("{dee}@example.org")).await.is_empty(), "a deactivated member is not mailed");
+}
+
 canopy_testkit::backend_tests! {
+    ac11_binding_changes_email_every_affected_user,
     ws3_pending_invitation_is_announced_by_email,
     ws3_undeliverable_invitation_mail_is_retried_later,
     ws3_refused_invitation_queues_no_mail,

@@ -46,6 +46,8 @@ pub enum AccessChange {
     Added,
     Changed,
     Removed,
+    /// Expires within days (AC8): a reminder, sent once.
+    ExpiringSoon,
     Expired,
 }
 
@@ -66,6 +68,7 @@ pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
         AccessChange::Added => "You were given",
         AccessChange::Changed => "Your access changed:",
         AccessChange::Removed => "You no longer have",
+        AccessChange::ExpiringSoon => "Your access expires soon:",
         AccessChange::Expired => "Your access expired:",
     };
     let through = n.via.map(|g| format!(" through the group {g}")).unwrap_or_default();
@@ -82,6 +85,9 @@ pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
         AccessChange::Added => format!("{} gave you{through} the role {what}{until}.", n.by),
         AccessChange::Changed => format!("{} changed your{through} role to {what}{until}.", n.by),
         AccessChange::Removed => format!("{} removed your{through} role {what}.", n.by),
+        AccessChange::ExpiringSoon => format!(
+            "Your{through} role {what} expires{until}. Ask a manager of the workspace to extend it if you still need it."
+        ),
         AccessChange::Expired => format!("Your{through} role {what} expired; it was removed from every tenant."),
     };
     Mail {
@@ -89,6 +95,24 @@ pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
         subject: format!("{subject_verb} {} on {}", n.role, n.project),
         body: format!(
             "Hello,\n\n{body}\n\nThis message was sent by Canopy; the project's history records the change.\n"
+        ),
+    }
+}
+
+/// The reminder to a workspace's manager that a binding expires soon (AC12).
+pub fn expiring_for_manager(to: &Email, subject: &str, n: &AccessNotice<'_>) -> Mail {
+    let until = n
+        .expires_at
+        .map(|e| e.to_offset(time::UtcOffset::UTC))
+        .and_then(|e| e.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    Mail {
+        to: to.clone(),
+        subject: format!("Access expires soon: {subject} on {}", n.project),
+        body: format!(
+            "Hello,\n\nThe role {} of {subject} on project {} in workspace {} expires at {until}.\n\n\
+             Extend it on the workspace's expired-access list if it is still needed; otherwise it ends by itself.\n",
+            n.role, n.project, n.workspace
         ),
     }
 }

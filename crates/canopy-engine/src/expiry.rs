@@ -9,6 +9,10 @@
 //! node), so a binding ends within moments of its expiration. Every node may
 //! run it: ending a binding is a conditional update, so one node wins.
 //!
+//! A week before its expiration (`EXPIRING_SOON`) a binding's notice goes
+//! out once ([`notify_soon`]): to the people it gives access and to the
+//! workspace's managers.
+//!
 //! An ended binding stays in the store: it is no longer in force
 //! (`Binding::in_force_at`), the expired-access list shows it, and extending
 //! it makes it count again.
@@ -16,10 +20,12 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use canopy_domain::Email;
 use canopy_domain::SubjectKind;
+use canopy_domain::access::{EXPIRING_SOON, ExpiryState, expiry_state};
 use canopy_domain::clock::Clock;
 use canopy_domain::history::{EventKind, Initiator};
-use canopy_domain::mail::{AccessChange, AccessNotice};
+use canopy_domain::mail::{AccessChange, AccessNotice, expiring_for_manager};
 use canopy_store::{Store, StoreError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -86,6 +92,57 @@ pub async fn end_due(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError
     }
 }
 
+/// Queue the soon-expiring notice of every binding that entered the last
+/// week before its expiration (AC8, AC12), once per binding and expiration:
+/// to the people it gives access, and to the workspace's managers. Returns
+/// how many bindings were noticed.
+pub async fn notify_soon(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+    let mut noticed = 0;
+    loop {
+        let now = clock.now();
+        let due = store.read().await?.due_expiry_notices(now, now + EXPIRING_SOON, BATCH).await?;
+        if due.is_empty() {
+            return Ok(noticed);
+        }
+        let mut progressed = false;
+        for b in due {
+            let Some(expires_at) = b.binding.expires_at else { continue };
+            if expiry_state(Some(expires_at), now) != Some(ExpiryState::Soon) {
+                continue;
+            }
+            let mut tx = store.write().await?;
+            if !tx.mark_expiry_notice(b.binding.id, expires_at, now).await? {
+                continue;
+            }
+            let Some(project) = tx.project_by_id(b.binding.project_id).await? else { continue };
+            let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+            let via = (b.binding.subject.kind == SubjectKind::Group).then_some(b.subject_name.as_str());
+            let notice = AccessNotice {
+                change: AccessChange::ExpiringSoon,
+                workspace: &workspace,
+                project: &project.identifier,
+                role: &b.role_identifier,
+                expires_at: Some(expires_at),
+                via,
+                by: JOB,
+            };
+            tx.notify_access(b.binding.subject, &notice, now).await?;
+            let subject = format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name);
+            for (_, email) in tx.workspace_managers(project.workspace_id).await? {
+                if let Ok(to) = Email::parse(&email) {
+                    tx.enqueue_mail(&expiring_for_manager(&to, &subject, &notice), now).await?;
+                }
+            }
+            tx.commit().await?;
+            noticed += 1;
+            progressed = true;
+        }
+        if !progressed {
+            return Ok(noticed);
+        }
+    }
+}
+
 /// How long to sleep before the next pass: until the next expiration, at
 /// most [`LOOK_AGAIN`].
 pub async fn until_next(store: &Store, clock: &dyn Clock) -> Result<StdDuration, StoreError> {
@@ -100,6 +157,11 @@ pub async fn until_next(store: &Store, clock: &dyn Clock) -> Result<StdDuration,
 /// up on downtime), then at each expiration.
 pub async fn run(store: Store, clock: Arc<dyn Clock>) {
     loop {
+        match notify_soon(&store, clock.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(bindings = n, "soon-expiring notices queued"),
+            Err(e) => tracing::error!(error = %e, "the expiry notice pass failed"),
+        }
         let ended = match end_due(&store, clock.as_ref()).await {
             Ok(n) => n,
             Err(e) => {

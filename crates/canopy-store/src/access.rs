@@ -216,12 +216,14 @@ impl Tx {
 
     pub async fn update_binding(&mut self, id: Uuid, role_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
         // a new expiration is ended again when it passes (AC7)
-        sqlx::query("UPDATE bindings SET role_id = $2, expires_at = $3, ended_at = NULL WHERE id = $1")
-            .bind(id.to_string())
-            .bind(role_id.to_string())
-            .bind(expires_at.map(to_us))
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE bindings SET role_id = $2, expires_at = $3, ended_at = NULL, expiry_notice_at = NULL WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(role_id.to_string())
+        .bind(expires_at.map(to_us))
+        .execute(self.conn())
+        .await?;
         self.mark_binding_project_dirty(id).await
     }
 
@@ -295,6 +297,45 @@ impl Tx {
         }
         self.mark_binding_project_dirty(id).await?;
         Ok(true)
+    }
+
+    /// Bindings in force at `now` that expire by `until` and whose
+    /// soon-expiring notice was not sent, earliest first, at most `limit`.
+    pub async fn due_expiry_notices(
+        &mut self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<BindingRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BINDING_SELECT} WHERE b.expiry_notice_at IS NULL AND b.expires_at > $1 AND b.expires_at <= $2 \
+             ORDER BY b.expires_at, b.id LIMIT $3"
+        )))
+        .bind(to_us(now))
+        .bind(to_us(until))
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
+    /// Record that the binding's soon-expiring notice was queued; false when
+    /// another node did, or the expiration changed meanwhile.
+    pub async fn mark_expiry_notice(
+        &mut self,
+        id: Uuid,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE bindings SET expiry_notice_at = $3 WHERE id = $1 AND expires_at = $2 AND expiry_notice_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(to_us(expires_at))
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// The earliest expiration the expiry job has yet to end.

@@ -251,6 +251,24 @@ impl Tx {
     }
 
     /// Every role a user holds in a workspace: directly and through each of their groups (WS4).
+    /// The active people who manage a workspace: its owners and managers,
+    /// directly or through a group.
+    pub async fn workspace_managers(&mut self, workspace_id: Uuid) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT u.username, u.email FROM users u WHERE u.active = $2 AND u.id IN ( \
+               SELECT m.user_id FROM workspace_members m WHERE m.workspace_id = $1 \
+                 AND m.role IN ('workspace_owner', 'workspace_manager') AND m.user_id IS NOT NULL \
+               UNION SELECT gm.user_id FROM workspace_members m JOIN group_members gm ON gm.group_id = m.group_id \
+                 WHERE m.workspace_id = $1 AND m.role IN ('workspace_owner', 'workspace_manager')) \
+             ORDER BY u.username",
+        )
+        .bind(workspace_id.to_string())
+        .bind(1i64)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|r| Ok((r.text("username")?, r.text("email")?))).collect()
+    }
+
     pub async fn membership_roles_of_user(&mut self, workspace_id: Uuid, user_id: Uuid) -> Result<Vec<WorkspaceRole>> {
         let rows = sqlx::query(
             "SELECT role FROM workspace_members WHERE workspace_id = $1 AND \

@@ -149,7 +149,51 @@ async fn ac11_binding_changes_email_every_affected_user(app: TestApp) {
     assert!(sink.messages_to(&format!("{dee}@example.org")).await.is_empty(), "a deactivated member is not mailed");
 }
 
+/// AC8, AC12: a week before it expires, a binding's notice goes out once, to
+/// the person and to the workspace's managers; extending it re-arms it.
+async fn ac12_soon_expiring_binding_is_announced_once_to_the_person_and_managers(app: TestApp) {
+    let Some(sink) = canopy_testkit::mail_sink() else { return };
+    let unique = |p: &str| format!("{p}{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let (bob, mia) = (unique("bob"), unique("mia"));
+    app.workspace(&app.admin_token, "ws").await;
+    app.project(&app.admin_token, "ws", "web").await;
+    app.user(&bob).await;
+    app.user(&mia).await;
+    app.invite(&app.admin_token, "ws", &bob, "workspace_member").await;
+    app.invite(&app.admin_token, "ws", &mia, "workspace_manager").await;
+    let at = |days: i64| {
+        (canopy_domain::clock::Clock::now(app.clock.as_ref()) + Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let bindings = "/api/v1/workspaces/ws/projects/web/bindings";
+    let r = app
+        .post(bindings, &app.admin_token, json!({"user": bob, "role": "project_reader", "expires_at": at(10)}))
+        .await;
+    let id = r.expect(201).body["id"].as_str().unwrap().to_owned();
+    let notify = || canopy_engine::expiry::notify_soon(&app.store, app.clock.as_ref());
+    assert_eq!(notify().await.unwrap(), 0, "ten days ahead: not yet");
+    app.clock.advance(Duration::days(4));
+    assert_eq!(notify().await.unwrap(), 1);
+    assert_eq!(notify().await.unwrap(), 0, "once per binding");
+    let mailer = Mailer::new(&sink.smtp_url, "canopy@test.example").unwrap();
+    deliver_due(&app.store, &mailer, app.clock.as_ref()).await.unwrap();
+    let to_bob = sink.messages_to(&format!("{bob}@example.org")).await;
+    let subjects: Vec<&str> = to_bob.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    assert!(subjects.contains(&"Your access expires soon: project_reader on web"), "{subjects:?}");
+    let to_mia = sink.messages_to(&format!("{mia}@example.org")).await;
+    assert_eq!(to_mia.len(), 1, "{to_mia:#?}");
+    assert_eq!(to_mia[0]["subject"], format!("Access expires soon: user:{bob} on web"));
+    // extended: a new expiration gets its own notice when it comes near
+    let admin = app.sign_in("admin", canopy_testkit::ADMIN_PASSWORD).await;
+    app.patch(&format!("{bindings}/{id}"), &admin, json!({"expires_at": at(20)})).await.expect(200);
+    assert_eq!(notify().await.unwrap(), 0);
+    app.clock.advance(Duration::days(14));
+    assert_eq!(notify().await.unwrap(), 1);
+}
+
 canopy_testkit::backend_tests! {
+    ac12_soon_expiring_binding_is_announced_once_to_the_person_and_managers,
     ac11_binding_changes_email_every_affected_user,
     ws3_pending_invitation_is_announced_by_email,
     ws3_undeliverable_invitation_mail_is_retried_later,

@@ -267,12 +267,17 @@ pub struct CreateProject {
     /// Lowercase letters, digits and dashes, 1 to 32 characters, unique in the workspace.
     pub identifier: String,
     pub display_name: String,
+    /// Tags by key, checked against the tag definitions (PR3); defaults fill the rest.
+    #[serde(default)]
+    pub tags: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     pub display_name: Option<String>,
+    /// Tags to set (a `null` value removes one); others stay as they are.
+    pub tags: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -752,4 +757,49 @@ pub struct ExpiringAccess {
     pub expires_at: OffsetDateTime,
     /// `expired` or `soon`.
     pub state: String,
+}
+
+// ---------------------------------------------------------------- tag definitions
+
+/// A tag projects may carry (PR3). `type`: `string`, `number`, `boolean`,
+/// `email`, `single_select` or `multi_select`; `options` for the selects;
+/// `pattern` (a regular expression the whole value must match) for strings;
+/// `admin_only`: only admins set or change it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagDefinition {
+    pub key: String,
+    pub display_name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+    #[serde(default)]
+    pub admin_only: bool,
+    #[serde(default)]
+    pub pattern: Option<String>,
+}
+
+/// Change a tag definition; its key and type stay. `default` or `pattern`
+/// `null` removes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTagDefinition {
+    pub display_name: Option<String>,
+    pub options: Option<Vec<String>>,
+    pub required: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub default: Option<Option<serde_json::Value>>,
+    pub admin_only: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub pattern: Option<Option<String>>,
+}
+
+/// A field that is present (even as `null`) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }

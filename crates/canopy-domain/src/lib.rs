@@ -15,6 +15,7 @@ pub mod platforms;
 pub mod replication;
 pub mod roles;
 pub mod signin;
+pub mod tags;
 
 pub use access::{Binding, Subject, SubjectKind};
 pub use authz::{Action, Actor, Denied};

@@ -115,6 +115,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(emergency::show))
         .routes(routes!(expired_access::workspace))
         .routes(routes!(expired_access::installation))
+        .routes(routes!(tag_definitions::list, tag_definitions::create))
+        .routes(routes!(tag_definitions::update, tag_definitions::delete))
 }
 
 /// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.

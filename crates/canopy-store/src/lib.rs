@@ -26,6 +26,7 @@ mod history;
 mod outbox;
 mod platforms;
 mod secrets;
+mod tags;
 mod tenants;
 mod workspaces;
 

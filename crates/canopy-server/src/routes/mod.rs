@@ -26,6 +26,7 @@ pub mod platforms;
 pub mod project_roles;
 pub mod projects;
 pub mod session;
+pub mod tag_definitions;
 pub mod tenants;
 pub mod users;
 pub mod workspaces;

@@ -9,6 +9,7 @@ use canopy_api_types::{CreateProject, EffectiveAccess, Page, Problem, Project, P
 use canopy_domain::access::{UserStatus, effective_project_roles};
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
+use canopy_domain::tags::apply_tags;
 use canopy_domain::{DisplayName, Identifier, SubjectKind};
 use canopy_store::{ProjectRecord, Tx};
 use serde_json::json;
@@ -52,6 +53,13 @@ pub async fn list(
     Ok(Json(page(rows, limit, |p| p.identifier.clone(), |p| to_project(p, &ws.identifier))))
 }
 
+/// Tag problems as a 422 naming each `tags.KEY`.
+fn tag_problems(list: Vec<(String, String)>) -> ApiError {
+    ApiError::Invalid(
+        list.into_iter().map(|(field, message)| canopy_api_types::FieldError { field, message }).collect(),
+    )
+}
+
 /// Create a project (managers).
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/projects", tag = "projects", params(("ws" = String, Path)), request_body = CreateProject,
     security(("bearer" = [])),
@@ -76,13 +84,18 @@ pub async fn create(
             format!("project {identifier} already exists in {}", ws.identifier),
         ));
     }
-    let p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;
+    let defs = tx.tag_definitions().await?;
+    let admin = caller.require(Action::AdministerInstallation).is_ok();
+    let tags = apply_tags(&defs, &body.tags, &Default::default(), true, admin).map_err(tag_problems)?;
+    let mut p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;
+    tx.set_project_tags(p.id, &tags).await?;
+    p.tags = tags;
     tx.append_event(
         Some(ws.id),
         EventKind::ProjectCreated,
         now,
         &caller.initiator(),
-        json!({"project": p.identifier, "display_name": p.display_name}),
+        json!({"project": p.identifier, "display_name": p.display_name, "tags": p.tags}),
     )
     .await?;
     tx.commit().await?;
@@ -153,7 +166,7 @@ pub async fn show(
     }))
 }
 
-/// Change a project's display name (managers).
+/// Change a project's display name or tags (managers; admin-only tags: admins).
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
     request_body = UpdateProject, security(("bearer" = [])),
     responses((status = 200, body = Project), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -174,6 +187,23 @@ pub async fn update(
         tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &caller.initiator(),
             json!({"project": p.identifier, "old": {"display_name": p.display_name}, "new": {"display_name": name.as_str()}})).await?;
         p.display_name = name.into_string();
+    }
+    if let Some(given) = &body.tags {
+        let defs = tx.tag_definitions().await?;
+        let admin = caller.require(Action::AdministerInstallation).is_ok();
+        let tags = apply_tags(&defs, given, &p.tags, false, admin).map_err(tag_problems)?;
+        if tags != p.tags {
+            tx.set_project_tags(p.id, &tags).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::ProjectUpdated,
+                now,
+                &caller.initiator(),
+                json!({"project": p.identifier, "old": {"tags": p.tags}, "new": {"tags": tags}}),
+            )
+            .await?;
+            p.tags = tags;
+        }
     }
     tx.commit().await?;
     Ok(Json(to_project(p, &ws.identifier)))

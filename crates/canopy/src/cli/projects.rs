@@ -35,6 +35,23 @@ pub enum ProjectCommand {
         /// Display name.
         #[arg(long)]
         name: String,
+        /// A tag, KEY=VALUE (repeatable); VALUE is JSON when it parses as
+        /// JSON (`42`, `true`, `["a","b"]`), else text.
+        #[arg(long = "tag", value_parser = tag_arg)]
+        tags: Vec<(String, serde_json::Value)>,
+    },
+    /// Set or remove a project's tags (managers; admin-only tags: admins).
+    Tag {
+        /// The workspace's identifier.
+        ws: String,
+        /// The project's identifier.
+        project: String,
+        /// A tag to set, KEY=VALUE (repeatable), as for `project create`.
+        #[arg(long = "tag", value_parser = tag_arg)]
+        tags: Vec<(String, serde_json::Value)>,
+        /// A tag to remove (repeatable).
+        #[arg(long)]
+        remove: Vec<String>,
     },
     /// Change a project's display name (managers).
     Rename {
@@ -87,15 +104,24 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCommand) -> Result<(), CliError> {
             render::lines(out);
             Ok(())
         }
-        ProjectCommand::Create { ws, project, name } => {
-            let created = client
-                .post(&["workspaces", &ws, "projects"], &CreateProject { identifier: project, display_name: name })
-                .await?;
+        ProjectCommand::Create { ws, project, name, tags } => {
+            let body = CreateProject { identifier: project, display_name: name, tags: tags.into_iter().collect() };
+            let created = client.post(&["workspaces", &ws, "projects"], &body).await?;
             ctx.print_one::<Project>(created)
+        }
+        ProjectCommand::Tag { ws, project, tags, remove } => {
+            let mut given: serde_json::Map<String, serde_json::Value> = tags.into_iter().collect();
+            given.extend(remove.into_iter().map(|k| (k, serde_json::Value::Null)));
+            let body = UpdateProject { display_name: None, tags: Some(given) };
+            let changed = client.patch(&["workspaces", &ws, "projects", &project], &body).await?;
+            ctx.print_one::<Project>(changed)
         }
         ProjectCommand::Rename { ws, project, name } => {
             let changed = client
-                .patch(&["workspaces", &ws, "projects", &project], &UpdateProject { display_name: Some(name) })
+                .patch(
+                    &["workspaces", &ws, "projects", &project],
+                    &UpdateProject { display_name: Some(name), tags: None },
+                )
                 .await?;
             ctx.print_one::<Project>(changed)
         }
@@ -301,4 +327,11 @@ pub async fn role(ctx: &Ctx, cmd: RoleCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `KEY=VALUE`, VALUE as JSON when it parses, else as text.
+fn tag_arg(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+    Ok((k.to_owned(), value))
 }

@@ -1017,7 +1017,51 @@ async fn ad4_ac8_cli_emergency_access_and_expiring_bindings(app: TestApp) {
     cli.run(&["emergency", "revoke", "nobody-at-all"]).await.code(7);
 }
 
+/// PR3: project tags from the command line, checked against the definitions.
+async fn pr3_cli_project_tags(app: TestApp) {
+    let cli = Cli::new(&app);
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "acme").await;
+    for body in [
+        json!({"key": "cost-centre", "display_name": "Cost centre", "type": "string", "required": true}),
+        json!({"key": "budget", "display_name": "Budget", "type": "number"}),
+        json!({"key": "langs", "display_name": "Languages", "type": "multi_select", "options": ["rust", "go"]}),
+    ] {
+        app.post("/api/v1/tag-definitions", &admin, body).await.expect(201);
+    }
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    let out = cli.run(&["project", "create", "acme", "web", "--name", "Web", "--tag", "budget=12"]).await.code(7);
+    assert!(out.stderr.contains("tags.cost-centre"), "{}", out.stderr);
+    let p = cli
+        .run(&[
+            "project",
+            "create",
+            "acme",
+            "web",
+            "--name",
+            "Web",
+            "--tag",
+            "cost-centre=0042",
+            "--tag",
+            r#"langs=["rust"]"#,
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(p["tags"], json!({"cost-centre": "0042", "langs": ["rust"]}));
+    let p = cli
+        .run(&["project", "tag", "acme", "web", "--tag", "budget=99.5", "--remove", "langs", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(p["tags"], json!({"cost-centre": "0042", "budget": 99.5}));
+    cli.run(&["project", "tag", "acme", "web", "--tag", "budget=lots"]).await.code(7);
+}
+
 canopy_testkit::backend_tests! {
+    pr3_cli_project_tags,
     ad4_ac8_cli_emergency_access_and_expiring_bindings,
     dl3_cli_deletes_a_project_with_confirmation_and_an_engineer,
     if4_cli_replicates_many_tenants_with_progress,

@@ -151,6 +151,15 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/api/v1/admin/emergency/revocations/{id}", Admin, None),
         ("get", "/api/v1/workspaces/{ws}/expired-access", WorkspaceManager, None),
         ("get", "/api/v1/expired-access", Admin, None),
+        ("get", "/api/v1/tag-definitions", Anyone, None),
+        (
+            "post",
+            "/api/v1/tag-definitions",
+            Admin,
+            Some(json!({"key": "cost-centre", "display_name": "Cost centre", "type": "string"})),
+        ),
+        ("patch", "/api/v1/tag-definitions/{tag}", Admin, Some(json!({"display_name": "Cost center"}))),
+        ("delete", "/api/v1/tag-definitions/{tag}", Admin, None),
     ]
 }
 
@@ -230,7 +239,8 @@ fn fill(path: &str, w: &World) -> String {
         .replace("{id}", id)
         .replace("{user}", "bob")
         .replace("{platform}", "k8s")
-        .replace("{zone}", "default");
+        .replace("{zone}", "default")
+        .replace("{tag}", "cost-centre");
     if p.ends_with("/search") {
         p.push_str("?q=b");
     }

@@ -296,7 +296,85 @@ async fn ac8_expired_access_lists_red_and_yellow_and_each_is_extendable(app: Tes
     assert_eq!(body["items"].as_array().unwrap().len(), 1);
 }
 
+/// PR3: admins define tags; projects are checked against them on create and
+/// update, the tag named in each error, nothing written on refusal.
+async fn pr3_project_tags_follow_the_tag_definitions(app: TestApp) {
+    let defs = "/api/v1/tag-definitions";
+    let define = |body: Value| app.post(defs, &app.admin_token, body);
+    define(json!({"key": "cost-centre", "display_name": "Cost centre", "type": "string", "pattern": "[0-9]{4}", "required": true}))
+        .await
+        .expect(201);
+    define(json!({"key": "env", "display_name": "Environment", "type": "single_select", "options": ["dev", "prod"], "default": "dev"}))
+        .await
+        .expect(201);
+    define(json!({"key": "owner", "display_name": "Owner", "type": "email", "admin_only": true})).await.expect(201);
+    define(json!({"key": "budget", "display_name": "Budget", "type": "number"})).await.expect(201);
+    define(json!({"key": "langs", "display_name": "Languages", "type": "multi_select", "options": ["rust", "go"]}))
+        .await
+        .expect(201);
+    define(json!({"key": "public", "display_name": "Public", "type": "boolean"})).await.expect(201);
+    // bad definitions name their field
+    define(json!({"key": "env", "display_name": "Again", "type": "string"})).await.expect_problem(409, Some("key"));
+    define(json!({"key": "x", "display_name": "X", "type": "colour"})).await.expect_problem(422, Some("type"));
+    define(json!({"key": "x", "display_name": "X", "type": "single_select"}))
+        .await
+        .expect_problem(422, Some("options"));
+    define(json!({"key": "x", "display_name": "X", "type": "string", "pattern": "(("}))
+        .await
+        .expect_problem(422, Some("pattern"));
+    let listed = app.get(defs, &app.admin_token).await.expect(200).body;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 6);
+
+    let ws = unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.user("mia").await;
+    app.invite(&app.admin_token, &ws, "mia", "workspace_manager").await;
+    let mia = app.sign_in("mia", "password-of-mia").await;
+    let projects = format!("/api/v1/workspaces/{ws}/projects");
+    let create = |body: Value| app.post(&projects, &mia, body);
+    create(json!({"identifier": "web", "display_name": "Web"})).await.expect_problem(422, Some("tags.cost-centre"));
+    create(json!({"identifier": "web", "display_name": "Web", "tags": {"cost-centre": "12"}}))
+        .await
+        .expect_problem(422, Some("tags.cost-centre"));
+    create(json!({"identifier": "web", "display_name": "Web", "tags": {"cost-centre": "1234", "budget": "lots"}}))
+        .await
+        .expect_problem(422, Some("tags.budget"));
+    create(json!({"identifier": "web", "display_name": "Web", "tags": {"cost-centre": "1234", "colour": "red"}}))
+        .await
+        .expect_problem(422, Some("tags.colour"));
+    create(json!({"identifier": "web", "display_name": "Web", "tags": {"cost-centre": "1234", "owner": "mia@example.org"}}))
+        .await
+        .expect_problem(422, Some("tags.owner"));
+    assert!(app.get(&projects, &mia).await.expect(200).body["items"].as_array().unwrap().is_empty(), "nothing written");
+    let p = create(json!({"identifier": "web", "display_name": "Web", "tags": {"cost-centre": "1234", "langs": ["rust"], "budget": 1200.5}}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(p["tags"], json!({"cost-centre": "1234", "env": "dev", "langs": ["rust"], "budget": 1200.5}));
+    // updates: set, remove, the admin-only one by an admin only
+    let web = format!("{projects}/web");
+    let r = app.patch(&web, &mia, json!({"tags": {"env": "prod", "langs": null, "public": true}})).await.expect(200);
+    assert_eq!(r.body["tags"], json!({"cost-centre": "1234", "env": "prod", "budget": 1200.5, "public": true}));
+    app.patch(&web, &mia, json!({"tags": {"env": "staging"}})).await.expect_problem(422, Some("tags.env"));
+    app.patch(&web, &mia, json!({"tags": {"cost-centre": null}})).await.expect_problem(422, Some("tags.cost-centre"));
+    app.patch(&web, &mia, json!({"tags": {"owner": "mia@example.org"}})).await.expect_problem(422, Some("tags.owner"));
+    let r = app.patch(&web, &app.admin_token, json!({"tags": {"owner": "mia@example.org"}})).await.expect(200);
+    assert_eq!(r.body["tags"]["owner"], "mia@example.org");
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?kind=project_updated"), &app.admin_token).await;
+    assert_eq!(h.expect(200).body["items"][0]["details"]["new"]["tags"]["owner"], "mia@example.org");
+    // definitions change and go; projects keep their values
+    app.patch(&format!("{defs}/env"), &app.admin_token, json!({"options": ["dev", "prod", "staging"]}))
+        .await
+        .expect(200);
+    app.patch(&web, &mia, json!({"tags": {"env": "staging"}})).await.expect(200);
+    app.delete(&format!("{defs}/budget"), &app.admin_token).await.expect(204);
+    app.delete(&format!("{defs}/budget"), &app.admin_token).await.expect_problem(404, None);
+    let shown = app.get(&web, &mia).await.expect(200).body;
+    assert_eq!(shown["tags"]["budget"], 1200.5);
+}
+
 canopy_testkit::backend_tests!(
+    pr3_project_tags_follow_the_tag_definitions,
     ac8_expired_access_lists_red_and_yellow_and_each_is_extendable,
     ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next,
     ad3_emergency_grant_binds_until_expiry_and_reaches_tenants_first,

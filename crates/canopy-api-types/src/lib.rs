@@ -668,8 +668,11 @@ pub struct EmergencyGrantResult {
     pub workspace: String,
     pub project: String,
     pub role: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
+    /// Until when the person holds the role: the requested expiration, or a
+    /// later one (or none) they held already; emergency access never
+    /// shortens access.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
     pub binding: Uuid,
     /// Whether the person was made a member of the workspace for this.
     pub member_added: bool,

@@ -122,6 +122,12 @@ pub fn check_definition(d: &TagDefinition) -> Vec<FieldProblem> {
         }
         (None, _) => {}
     }
+    if d.required && d.admin_only && d.default.is_none() {
+        problems.push((
+            "default".into(),
+            "a required tag that only admins set needs a default, or managers could not create projects".into(),
+        ));
+    }
     if problems.is_empty()
         && let Some(v) = &d.default
         && let Err(e) = check_value(d, v)
@@ -198,7 +204,10 @@ pub fn apply_tags(
             None if creating => d.default.clone(),
             None => before.cloned(),
         };
+        // a value kept as it was is not checked again against a definition
+        // tightened since (it was valid when set)
         if let Some(v) = &after
+            && after.as_ref() != before
             && let Err(e) = check_value(d, v)
         {
             problems.push((field, e));

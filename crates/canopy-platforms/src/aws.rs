@@ -518,8 +518,16 @@ impl Aws {
                 .permission_set_arn(set_arn)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| classify("ListAccountAssignments", e))?;
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if has_code(&e, "ResourceNotFoundException") => {
+                    // a permission set deleted outside Canopy: look again
+                    self.permission_sets.lock().await.clear();
+                    return Err(retryable(format!("AWS ListAccountAssignments: {}", DisplayErrorContext(&e))));
+                }
+                Err(e) => return Err(classify("ListAccountAssignments", e)),
+            };
             for a in out.account_assignments() {
                 // group assignments are not Canopy's
                 if a.principal_type() == Some(&PrincipalType::User)
@@ -719,9 +727,10 @@ impl Platform for Aws {
         let out = match out {
             Ok(out) => out,
             Err(e) if has_code(&e, "ResourceNotFoundException") => {
-                // the permission set may have been deleted outside Canopy
+                // the permission set may have been deleted outside Canopy:
+                // the next attempt looks it up (and makes it) again
                 self.permission_sets.lock().await.clear();
-                return Err(classify("CreateAccountAssignment", e));
+                return Err(retryable(format!("AWS CreateAccountAssignment: {}", DisplayErrorContext(&e))));
             }
             Err(e) => return Err(classify("CreateAccountAssignment", e)),
         };

@@ -245,11 +245,23 @@ impl Platform for ServiceBroker {
         let (status, answer, retry_after) =
             self.call(Method::PUT, &path, &[("accepts_incomplete", "true")], Some(&body)).await?;
         match status {
-            // 409: a binding with this id but other parameters (an e-mail
-            // address changed since): it still gives this user this role
-            StatusCode::OK | StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
+            StatusCode::OK | StatusCode::CREATED => Ok(()),
             StatusCode::ACCEPTED => {
                 self.settle(instance, Operation::Binding(&b), answer["operation"].as_str(), false).await
+            }
+            // a binding with this id but other parameters (the e-mail address
+            // changed since): replace it, so the broker sees the person as now
+            StatusCode::CONFLICT => {
+                self.revoke(tenant, &user.username, platform_role).await?;
+                let (status, answer, retry_after) =
+                    self.call(Method::PUT, &path, &[("accepts_incomplete", "true")], Some(&body)).await?;
+                match status {
+                    StatusCode::OK | StatusCode::CREATED => Ok(()),
+                    StatusCode::ACCEPTED => {
+                        self.settle(instance, Operation::Binding(&b), answer["operation"].as_str(), false).await
+                    }
+                    _ => Err(self.failure("bind", status, &answer, retry_after)),
+                }
             }
             _ => Err(self.failure("bind", status, &answer, retry_after)),
         }

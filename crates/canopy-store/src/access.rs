@@ -215,9 +215,13 @@ impl Tx {
     }
 
     pub async fn update_binding(&mut self, id: Uuid, role_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
-        // a new expiration is ended again when it passes (AC7)
+        // a new expiration is ended and announced again when it comes (AC7);
+        // the same one keeps its marks (the right-hand sides read the old row)
         sqlx::query(
-            "UPDATE bindings SET role_id = $2, expires_at = $3, ended_at = NULL, expiry_notice_at = NULL WHERE id = $1",
+            "UPDATE bindings SET role_id = $2, \
+               ended_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN ended_at ELSE NULL END, \
+               expiry_notice_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN expiry_notice_at ELSE NULL END, \
+               expires_at = $3 WHERE id = $1",
         )
         .bind(id.to_string())
         .bind(role_id.to_string())

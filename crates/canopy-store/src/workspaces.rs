@@ -502,6 +502,13 @@ impl Tx {
         row.as_ref().map(project_from_row).transpose()
     }
 
+    /// Lock a project's row until the transaction ends (a read-modify-write
+    /// of its tags must not lose a concurrent one).
+    pub async fn lock_project(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE projects SET tags = tags WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
     pub async fn project_by_id(&mut self, id: Uuid) -> Result<Option<ProjectRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1")))
             .bind(id.to_string())

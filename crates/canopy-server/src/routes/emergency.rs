@@ -132,17 +132,26 @@ pub async fn grant(
         ));
     }
     let existing = tx.find_binding(p.id, subject, role.id).await?;
+    let mut until = Some(expires_at);
     let binding = match existing {
-        // held already: the emergency expiration replaces the old one
+        // held already: the access lasts until the later of the two ends
+        // (an emergency never shortens access someone has)
         Some(b) if b.binding.in_force_at(now) => {
-            tx.update_binding(b.binding.id, role.id, Some(expires_at)).await?;
-            events.push((
-                EventKind::BindingChanged,
-                json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
-                       "old": {"role": role.identifier, "expires_at": rfc3339(b.binding.expires_at)},
-                       "new": {"role": role.identifier, "expires_at": rfc3339(Some(expires_at))},
-                       "emergency": true, "justification": why}),
-            ));
+            let later = match b.binding.expires_at {
+                Some(old) if old < expires_at => Some(expires_at),
+                old => old,
+            };
+            if later != b.binding.expires_at {
+                tx.update_binding(b.binding.id, role.id, later).await?;
+                events.push((
+                    EventKind::BindingChanged,
+                    json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
+                           "old": {"role": role.identifier, "expires_at": rfc3339(b.binding.expires_at)},
+                           "new": {"role": role.identifier, "expires_at": rfc3339(later)},
+                           "emergency": true, "justification": why}),
+                ));
+            }
+            until = later;
             b.binding.id
         }
         other => {
@@ -181,7 +190,7 @@ pub async fn grant(
     events.push((
         EventKind::EmergencyAccessGranted,
         json!({"user": user.username, "project": p.identifier, "role": role.identifier,
-               "expires_at": rfc3339(Some(expires_at)), "justification": why, "member_added": member_added}),
+               "expires_at": rfc3339(until), "justification": why, "member_added": member_added}),
     ));
     for (kind, details) in events {
         tx.append_event(Some(ws.id), kind, now, &initiator, details).await?;
@@ -194,7 +203,7 @@ pub async fn grant(
             workspace: ws.identifier,
             project: p.identifier,
             role: role.identifier,
-            expires_at,
+            expires_at: until,
             binding,
             member_added,
         }),
@@ -248,8 +257,14 @@ pub async fn revoke(
     for ws in &workspaces {
         tx.lock_workspace(*ws).await?;
     }
-    // what the person holds in tenants, before anything changes
+    // what the person holds in tenants, before anything changes; those
+    // tenants (and every project they are bound to) are replicated before
+    // other work, marked now while the bindings still reach them
     let held = tx.assignments_held_by(&user.username).await?;
+    tx.mark_dirty(Reach::User(user.id), PRIORITY_URGENT).await?;
+    for tenant in held.iter().map(|h| h.tenant_id).collect::<BTreeSet<_>>() {
+        tx.mark_dirty(Reach::Tenant(tenant), PRIORITY_URGENT).await?;
+    }
 
     let name = subject_string(SubjectKind::User, &user.username);
     let reason = "emergency revocation";

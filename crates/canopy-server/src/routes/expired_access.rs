@@ -73,6 +73,11 @@ async fn list(
     };
     // `soon` ends 7 days ahead; `expired` ends now (the store filters by
     // expiration only, the domain decides the state)
+    // `soon` starts after now: the expired ones before it are not walked
+    let after = match (q.state.as_deref(), after) {
+        (Some("soon"), a) => a.max(Some((now, Uuid::max()))),
+        (_, a) => a,
+    };
     let until = match q.state.as_deref() {
         None | Some("soon") => now + EXPIRING_SOON,
         Some("expired") => now,

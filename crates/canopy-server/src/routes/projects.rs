@@ -189,6 +189,9 @@ pub async fn update(
         p.display_name = name.into_string();
     }
     if let Some(given) = &body.tags {
+        // the tags as they are now, with the row locked until commit
+        tx.lock_project(p.id).await?;
+        p.tags = tx.project_by_id(p.id).await?.map(|q| q.tags).unwrap_or_default();
         let defs = tx.tag_definitions().await?;
         let admin = caller.require(Action::AdministerInstallation).is_ok();
         let tags = apply_tags(&defs, given, &p.tags, false, admin).map_err(tag_problems)?;

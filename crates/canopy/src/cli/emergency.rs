@@ -73,7 +73,7 @@ pub async fn emergency(ctx: &Ctx, cmd: EmergencyCommand) -> Result<(), CliError>
                 ("workspace", g.workspace),
                 ("project", g.project),
                 ("role", g.role),
-                ("expires_at", render::time(g.expires_at)),
+                ("expires_at", render::opt_time(g.expires_at)),
                 ("binding", g.binding.to_string()),
                 ("member_added", render::yes_no(g.member_added)),
             ]));

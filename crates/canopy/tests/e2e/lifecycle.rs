@@ -54,6 +54,9 @@ async fn ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next(app
     let list = app.get(&bindings, &app.admin_token).await.expect(200).body;
     let row = list["items"].as_array().unwrap().iter().find(|b| b["id"] == bob.as_str()).unwrap().clone();
     assert_eq!(row["in_force"], false, "{row}");
+    // a change that keeps the expiration does not end it a second time
+    app.patch(&format!("{bindings}/{bob}"), &app.admin_token, json!({})).await.expect(200);
+    assert_eq!(end_due(&app.store, app.clock.as_ref()).await.unwrap(), 0, "ended once, whatever else changes");
     app.patch(&format!("{bindings}/{bob}"), &app.admin_token, json!({"expires_at": at(&app, Duration::hours(1))}))
         .await
         .expect(200);
@@ -141,7 +144,12 @@ async fn ad3_emergency_grant_binds_until_expiry_and_reaches_tenants_first(app: T
     // granting again extends rather than failing
     let mut longer = valid.clone();
     longer["expires_at"] = json!(at(&app, Duration::hours(8)));
-    assert_eq!(grant(longer).await.expect(201).body["member_added"], false);
+    let r = grant(longer.clone()).await.expect(201);
+    assert_eq!(r.body["member_added"], false);
+    // and never shortens access held already
+    let mut shorter = valid.clone();
+    shorter["expires_at"] = json!(at(&app, Duration::hours(2)));
+    assert_eq!(grant(shorter).await.expect(201).body["expires_at"], longer["expires_at"]);
 
     // it ends by itself
     app.clock.advance(Duration::hours(9));
@@ -181,6 +189,10 @@ async fn ad4_emergency_revocation_removes_everything_and_reports_each_tenant(app
     assert_eq!(held(&os, &e1, &mal).await, ["member"]);
     assert_eq!(held(&os, &e2, &mal).await, ["admin", "reader"]);
 
+    // another tenant waits; the revoked person's tenants are taken first
+    app.project(&app.admin_token, &ws1, "other").await;
+    let other = format!("/api/v1/workspaces/{ws1}/projects/other/tenants");
+    app.post(&other, &app.admin_token, json!({"platform": p1})).await.expect(201);
     let revoke = |body: Value| app.post("/api/v1/admin/emergency/revoke", &app.admin_token, body);
     revoke(json!({"user": "nobody-at-all"})).await.expect_problem(422, Some("user"));
     revoke(json!({"user": "admin"})).await.expect_problem(422, Some("user"));
@@ -200,6 +212,15 @@ async fn ad4_emergency_revocation_removes_everything_and_reports_each_tenant(app
     assert_eq!(bindings, want);
     assert_eq!(r["tenants"].as_array().unwrap().len(), 2, "{r}");
     assert_eq!(r["complete"], false, "nothing confirmed yet: {r}");
+    let now = app.clock.now();
+    let first = app.store.claim_tenants("test", now, now + Duration::minutes(1), 2).await.unwrap();
+    let mut tx = app.store.read().await.unwrap();
+    for claim in &first {
+        let t = tx.tenant_by_id(claim.tenant_id).await.unwrap().unwrap();
+        assert_ne!(tx.project_by_id(t.project_id).await.unwrap().unwrap().identifier, "other", "urgent first");
+    }
+    drop(tx);
+    app.clock.advance(Duration::minutes(2)); // the test's leases lapse
     // the account is deactivated: its session ended at once
     app.get("/api/v1/me", &mal_token).await.expect_problem(401, None);
     // the group binding stays for the others

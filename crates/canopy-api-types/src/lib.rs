@@ -270,6 +270,12 @@ pub struct CreateProject {
     /// Tags by key, checked against the tag definitions (PR3); defaults fill the rest.
     #[serde(default)]
     pub tags: serde_json::Map<String, serde_json::Value>,
+    /// The id of one of the workspace's payment methods (PM2).
+    #[serde(default)]
+    pub payment_method: Option<Uuid>,
+    /// The payment method that replaces it when it expires (PM3).
+    #[serde(default)]
+    pub substitute_payment_method: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -278,6 +284,12 @@ pub struct UpdateProject {
     pub display_name: Option<String>,
     /// Tags to set (a `null` value removes one); others stay as they are.
     pub tags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A payment method id; `null` removes it (and the substitute).
+    #[serde(default, deserialize_with = "present")]
+    pub payment_method: Option<Option<Uuid>>,
+    /// A substitute payment method id; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub substitute_payment_method: Option<Option<Uuid>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -805,4 +817,47 @@ pub struct UpdateTagDefinition {
 /// A field that is present (even as `null`) is `Some`.
 fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+// ---------------------------------------------------------------- payment methods
+
+/// A workspace's payment method (PM1): a budget `amount`, the last day it
+/// may be used (`expires_on`, `YYYY-MM-DD`) and free-form billing data.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentMethod {
+    pub id: Uuid,
+    pub name: String,
+    pub amount: f64,
+    pub expires_on: String,
+    pub billing_data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentMethod {
+    pub name: String,
+    pub amount: f64,
+    /// `YYYY-MM-DD`.
+    pub expires_on: String,
+    #[serde(default)]
+    pub billing_data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePaymentMethod {
+    pub name: Option<String>,
+    pub amount: Option<f64>,
+    pub expires_on: Option<String>,
+    pub billing_data: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A project whose payment method runs out within 30 days (or has) with no
+/// substitute named (PM3's forecast).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentForecast {
+    pub project: String,
+    pub payment_method: Uuid,
+    pub name: String,
+    pub expires_on: String,
 }

@@ -11,6 +11,7 @@ pub mod deletion;
 pub mod history;
 pub mod mail;
 pub mod names;
+pub mod payments;
 pub mod platforms;
 pub mod replication;
 pub mod roles;

@@ -9,4 +9,5 @@
 pub mod deletion;
 pub mod expiry;
 pub mod mailer;
+pub mod payments;
 pub mod replication;

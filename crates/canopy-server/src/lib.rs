@@ -117,6 +117,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(expired_access::installation))
         .routes(routes!(tag_definitions::list, tag_definitions::create))
         .routes(routes!(tag_definitions::update, tag_definitions::delete))
+        .routes(routes!(payment_methods::list, payment_methods::create))
+        .routes(routes!(payment_methods::update, payment_methods::delete))
+        .routes(routes!(payment_methods::forecast))
 }
 
 /// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.

@@ -164,6 +164,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
     tokio::spawn(replicator.clone().run());
     tokio::spawn(canopy_engine::expiry::run(store.clone(), clock.clone()));
+    tokio::spawn(canopy_engine::payments::run(store.clone(), clock.clone()));
     let state = AppState {
         store: store.clone(),
         clock,

@@ -22,6 +22,7 @@ pub mod groups;
 pub mod health;
 pub mod history;
 pub mod members;
+pub mod payment_methods;
 pub mod platforms;
 pub mod project_roles;
 pub mod projects;

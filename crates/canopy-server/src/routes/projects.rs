@@ -14,6 +14,7 @@ use canopy_domain::{DisplayName, Identifier, SubjectKind};
 use canopy_store::{ProjectRecord, Tx};
 use serde_json::json;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -53,6 +54,30 @@ pub async fn list(
     Ok(Json(page(rows, limit, |p| p.identifier.clone(), |p| to_project(p, &ws.identifier))))
 }
 
+/// A project's payment method and substitute (PM2): both the workspace's,
+/// a substitute only with a method, and not the method itself.
+async fn payment(
+    tx: &mut Tx,
+    ws: &canopy_store::WorkspaceRecord,
+    method: Option<Uuid>,
+    substitute: Option<Uuid>,
+) -> ApiResult<(Option<Uuid>, Option<Uuid>)> {
+    for (field, id) in [("payment_method", method), ("substitute_payment_method", substitute)] {
+        if let Some(id) = id
+            && tx.payment_method(id).await?.is_none_or(|m| m.workspace_id != ws.id)
+        {
+            return Err(ApiError::invalid(field, format!("is not a payment method of workspace {}", ws.identifier)));
+        }
+    }
+    match (method, substitute) {
+        (None, Some(_)) => Err(ApiError::invalid("substitute_payment_method", "needs a payment_method to replace")),
+        (Some(m), Some(s)) if m == s => {
+            Err(ApiError::invalid("substitute_payment_method", "must differ from the payment method"))
+        }
+        pair => Ok(pair),
+    }
+}
+
 /// Tag problems as a 422 naming each `tags.KEY`.
 fn tag_problems(list: Vec<(String, String)>) -> ApiError {
     ApiError::Invalid(
@@ -87,9 +112,14 @@ pub async fn create(
     let defs = tx.tag_definitions().await?;
     let admin = caller.require(Action::AdministerInstallation).is_ok();
     let tags = apply_tags(&defs, &body.tags, &Default::default(), true, admin).map_err(tag_problems)?;
+    let (method, substitute) = payment(&mut tx, &ws, body.payment_method, body.substitute_payment_method).await?;
     let mut p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;
     tx.set_project_tags(p.id, &tags).await?;
     p.tags = tags;
+    if method.is_some() {
+        tx.set_project_payment(p.id, method, substitute).await?;
+        (p.payment_method_id, p.substitute_payment_method_id) = (method, substitute);
+    }
     tx.append_event(
         Some(ws.id),
         EventKind::ProjectCreated,
@@ -187,6 +217,24 @@ pub async fn update(
         tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &caller.initiator(),
             json!({"project": p.identifier, "old": {"display_name": p.display_name}, "new": {"display_name": name.as_str()}})).await?;
         p.display_name = name.into_string();
+    }
+    if body.payment_method.is_some() || body.substitute_payment_method.is_some() {
+        let method = body.payment_method.unwrap_or(p.payment_method_id);
+        // removing the method removes its substitute
+        let substitute = match (method, body.substitute_payment_method) {
+            (None, _) => None,
+            (_, Some(s)) => s,
+            (_, None) => p.substitute_payment_method_id,
+        };
+        let (method, substitute) = payment(&mut tx, &ws, method, substitute).await?;
+        if (method, substitute) != (p.payment_method_id, p.substitute_payment_method_id) {
+            tx.set_project_payment(p.id, method, substitute).await?;
+            tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &caller.initiator(),
+                json!({"project": p.identifier,
+                       "old": {"payment_method": p.payment_method_id, "substitute_payment_method": p.substitute_payment_method_id},
+                       "new": {"payment_method": method, "substitute_payment_method": substitute}})).await?;
+            (p.payment_method_id, p.substitute_payment_method_id) = (method, substitute);
+        }
     }
     if let Some(given) = &body.tags {
         // the tags as they are now, with the row locked until commit

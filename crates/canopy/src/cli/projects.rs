@@ -105,14 +105,25 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCommand) -> Result<(), CliError> {
             Ok(())
         }
         ProjectCommand::Create { ws, project, name, tags } => {
-            let body = CreateProject { identifier: project, display_name: name, tags: tags.into_iter().collect() };
+            let body = CreateProject {
+                identifier: project,
+                display_name: name,
+                tags: tags.into_iter().collect(),
+                payment_method: None,
+                substitute_payment_method: None,
+            };
             let created = client.post(&["workspaces", &ws, "projects"], &body).await?;
             ctx.print_one::<Project>(created)
         }
         ProjectCommand::Tag { ws, project, tags, remove } => {
             let mut given: serde_json::Map<String, serde_json::Value> = tags.into_iter().collect();
             given.extend(remove.into_iter().map(|k| (k, serde_json::Value::Null)));
-            let body = UpdateProject { display_name: None, tags: Some(given) };
+            let body = UpdateProject {
+                display_name: None,
+                tags: Some(given),
+                payment_method: None,
+                substitute_payment_method: None,
+            };
             let changed = client.patch(&["workspaces", &ws, "projects", &project], &body).await?;
             ctx.print_one::<Project>(changed)
         }
@@ -120,7 +131,12 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCommand) -> Result<(), CliError> {
             let changed = client
                 .patch(
                     &["workspaces", &ws, "projects", &project],
-                    &UpdateProject { display_name: Some(name), tags: None },
+                    &UpdateProject {
+                        display_name: Some(name),
+                        tags: None,
+                        payment_method: None,
+                        substitute_payment_method: None,
+                    },
                 )
                 .await?;
             ctx.print_one::<Project>(changed)

@@ -160,6 +160,16 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ),
         ("patch", "/api/v1/tag-definitions/{tag}", Admin, Some(json!({"display_name": "Cost center"}))),
         ("delete", "/api/v1/tag-definitions/{tag}", Admin, None),
+        ("get", "/api/v1/workspaces/{ws}/payment-methods", WorkspaceMember, None),
+        (
+            "post",
+            "/api/v1/workspaces/{ws}/payment-methods",
+            WorkspaceManager,
+            Some(json!({"name": "Card", "amount": 100.0, "expires_on": "2099-01-31"})),
+        ),
+        ("patch", "/api/v1/workspaces/{ws}/payment-methods/{id}", WorkspaceManager, Some(json!({"amount": 5.0}))),
+        ("delete", "/api/v1/workspaces/{ws}/payment-methods/{id}", WorkspaceManager, None),
+        ("get", "/api/v1/workspaces/{ws}/payment-methods/forecast", WorkspaceManager, None),
     ]
 }
 

@@ -394,7 +394,101 @@ async fn pr3_project_tags_follow_the_tag_definitions(app: TestApp) {
     assert_eq!(shown["tags"]["budget"], 1200.5);
 }
 
+/// PM1-PM3: payment methods of a workspace, a project's method and
+/// substitute, the forecast, and the daily job that swaps an expired method
+/// for its substitute.
+async fn pm3_expired_payment_method_is_replaced_by_its_substitute(app: TestApp) {
+    let (ws, other) = (unique("w"), unique("w"));
+    app.workspace(&app.admin_token, &ws).await;
+    app.workspace(&app.admin_token, &other).await;
+    let methods = format!("/api/v1/workspaces/{ws}/payment-methods");
+    let add = |body: Value| app.post(&methods, &app.admin_token, body);
+    // today is 2026-11-23 on the test clock
+    let card =
+        add(json!({"name": "Card", "amount": 1000.0, "expires_on": "2026-11-30", "billing_data": {"po": "4711"}}))
+            .await
+            .expect(201)
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let next =
+        add(json!({"name": "Next card", "amount": 2000.0, "expires_on": "2027-11-30"})).await.expect(201).body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    add(json!({"name": "Bad", "amount": -1.0, "expires_on": "2027-01-01"})).await.expect_problem(422, Some("amount"));
+    add(json!({"name": "Bad", "amount": 1.0, "expires_on": "next year"})).await.expect_problem(422, Some("expires_on"));
+    let foreign = app
+        .post(
+            &format!("/api/v1/workspaces/{other}/payment-methods"),
+            &app.admin_token,
+            json!({"name": "Theirs", "amount": 1.0, "expires_on": "2027-01-01"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let projects = format!("/api/v1/workspaces/{ws}/projects");
+    // PM2: the workspace's own methods only, and a substitute only with a method
+    app.post(
+        &projects,
+        &app.admin_token,
+        json!({"identifier": "web", "display_name": "Web", "payment_method": foreign}),
+    )
+    .await
+    .expect_problem(422, Some("payment_method"));
+    app.post(
+        &projects,
+        &app.admin_token,
+        json!({"identifier": "web", "display_name": "Web", "substitute_payment_method": next}),
+    )
+    .await
+    .expect_problem(422, Some("substitute_payment_method"));
+    let p = app
+        .post(&projects, &app.admin_token, json!({"identifier": "web", "display_name": "Web", "payment_method": card}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(p["payment_method"], card.as_str());
+    app.post(&projects, &app.admin_token, json!({"identifier": "api", "display_name": "Api", "payment_method": card}))
+        .await
+        .expect(201);
+    // the forecast: both run out within 30 days with no substitute
+    let forecast = format!("{methods}/forecast");
+    let f = app.get(&forecast, &app.admin_token).await.expect(200).body;
+    assert_eq!(f["items"].as_array().unwrap().len(), 2, "{f}");
+    app.patch(&format!("{projects}/web"), &app.admin_token, json!({"substitute_payment_method": next}))
+        .await
+        .expect(200);
+    let f = app.get(&forecast, &app.admin_token).await.expect(200).body;
+    assert_eq!(f["items"][0]["project"], "api", "{f}");
+    app.delete(&format!("{methods}/{card}"), &app.admin_token).await.expect_problem(409, Some("id"));
+
+    // PM3: nothing before the method expires; the day after, web switches, api (no substitute) does not
+    let job = || canopy_engine::payments::substitute_expired(&app.store, app.clock.as_ref());
+    assert_eq!(job().await.unwrap(), 0);
+    app.clock.advance(Duration::days(8));
+    assert_eq!(job().await.unwrap(), 1);
+    assert_eq!(job().await.unwrap(), 0, "a switched project has no substitute left");
+    let admin = app.sign_in("admin", canopy_testkit::ADMIN_PASSWORD).await;
+    let web = app.get(&format!("{projects}/web"), &admin).await.expect(200).body;
+    assert_eq!(
+        (web["payment_method"].as_str(), &web["substitute_payment_method"]),
+        (Some(next.as_str()), &Value::Null)
+    );
+    let api = app.get(&format!("{projects}/api"), &admin).await.expect(200).body;
+    assert_eq!(api["payment_method"], card.as_str());
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?kind=payment_method_substituted"), &admin).await;
+    let e = &h.expect(200).body["items"][0];
+    assert_eq!((e["initiator"]["name"].as_str(), e["details"]["project"].as_str()), (Some("payments"), Some("web")));
+    assert_eq!(e["details"]["expired"]["payment_method"], card.as_str());
+}
+
 canopy_testkit::backend_tests!(
+    pm3_expired_payment_method_is_replaced_by_its_substitute,
     pr3_project_tags_follow_the_tag_definitions,
     ac8_expired_access_lists_red_and_yellow_and_each_is_extendable,
     ac7_expiry_job_ends_each_expired_binding_once_and_wakes_at_the_next,

@@ -1,0 +1,54 @@
+//! The daily payment job (PM3): every project whose payment method has
+//! expired and that names a substitute switches to the substitute, which it
+//! then no longer has; each change is in the workspace's history, by the
+//! system job `payments`. Running it more often changes nothing more: a
+//! switched project has no substitute left.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use canopy_domain::clock::Clock;
+use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::payments::substitutes;
+use canopy_store::{Store, StoreError, format_date};
+use serde_json::json;
+
+pub const JOB: &str = "payments";
+/// How often `run` looks (the rule is per day; looking hourly means a
+/// substitution happens within the hour after midnight UTC).
+const EVERY: StdDuration = StdDuration::from_secs(3600);
+
+/// Replace every expired payment method that has a substitute. Returns how
+/// many projects switched.
+pub async fn substitute_expired(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+    let now = clock.now();
+    let today = now.date();
+    let system = Initiator::system(JOB);
+    let mut tx = store.write().await?;
+    let mut switched = 0;
+    for p in tx.project_payments(None).await? {
+        let Some(substitute) = p.substitute else { continue };
+        if !substitutes(p.method.expires_on, true, today) {
+            continue;
+        }
+        tx.set_project_payment(p.project_id, Some(substitute), None).await?;
+        let details = json!({"project": p.project, "expired": {"payment_method": p.method.id, "name": p.method.name,
+            "expires_on": format_date(p.method.expires_on)}, "payment_method": substitute, "substitute_payment_method": null});
+        tx.append_event(Some(p.workspace_id), EventKind::PaymentMethodSubstituted, now, &system, details).await?;
+        switched += 1;
+    }
+    tx.commit().await?;
+    Ok(switched)
+}
+
+/// Run the job at start and then every hour until the process stops.
+pub async fn run(store: Store, clock: Arc<dyn Clock>) {
+    loop {
+        match substitute_expired(&store, clock.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(projects = n, "expired payment methods replaced by their substitutes"),
+            Err(e) => tracing::error!(error = %e, "the payment job failed"),
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}

@@ -1,0 +1,178 @@
+//! Payment methods (PM1-PM3) and projects' payment methods.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::{Result, RowExt, StoreError, Tx, new_id, to_us};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentMethodRecord {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub name: String,
+    pub amount: f64,
+    pub expires_on: Date,
+    pub billing_data: Map<String, Value>,
+}
+
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+pub fn format_date(d: Date) -> String {
+    d.format(DATE).unwrap_or_default()
+}
+
+fn from_row(r: &AnyRow) -> Result<PaymentMethodRecord> {
+    let text = r.text("expires_on")?;
+    let expires_on = Date::parse(&text, DATE).map_err(|e| StoreError::Corrupt(format!("expires_on {text:?}: {e}")))?;
+    let billing = r.text("billing_data")?;
+    let billing_data = match serde_json::from_str(&billing) {
+        Ok(Value::Object(m)) => m,
+        _ => return Err(StoreError::Corrupt(format!("billing_data {billing:?}"))),
+    };
+    Ok(PaymentMethodRecord {
+        id: r.uuid("id")?,
+        workspace_id: r.uuid("workspace_id")?,
+        name: r.text("name")?,
+        amount: r.try_get::<f64, _>("amount")?,
+        expires_on,
+        billing_data,
+    })
+}
+
+const COLS: &str = "id, workspace_id, name, amount, expires_on, billing_data";
+
+/// A project whose payment method the daily job looks at.
+#[derive(Debug, Clone)]
+pub struct ProjectPayment {
+    pub project_id: Uuid,
+    pub workspace_id: Uuid,
+    pub project: String,
+    pub method: PaymentMethodRecord,
+    pub substitute: Option<Uuid>,
+}
+
+impl Tx {
+    pub async fn payment_methods(&mut self, workspace_id: Uuid) -> Result<Vec<PaymentMethodRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM payment_methods WHERE workspace_id = $1 ORDER BY expires_on, id"
+        )))
+        .bind(workspace_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn payment_method(&mut self, id: Uuid) -> Result<Option<PaymentMethodRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM payment_methods WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn insert_payment_method(
+        &mut self,
+        workspace_id: Uuid,
+        name: &str,
+        amount: f64,
+        expires_on: Date,
+        billing_data: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<PaymentMethodRecord> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO payment_methods (id, workspace_id, name, amount, expires_on, billing_data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(workspace_id.to_string())
+        .bind(name)
+        .bind(amount)
+        .bind(format_date(expires_on))
+        .bind(Value::Object(billing_data.clone()).to_string())
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
+        let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.payment_method(id).await?.ok_or(StoreError::Conflict)
+    }
+
+    pub async fn update_payment_method(&mut self, m: &PaymentMethodRecord) -> Result<()> {
+        sqlx::query(
+            "UPDATE payment_methods SET name = $2, amount = $3, expires_on = $4, billing_data = $5 WHERE id = $1",
+        )
+        .bind(m.id.to_string())
+        .bind(&m.name)
+        .bind(m.amount)
+        .bind(format_date(m.expires_on))
+        .bind(Value::Object(m.billing_data.clone()).to_string())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_payment_method(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM payment_methods WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// How many projects name the payment method, as theirs or as substitute.
+    pub async fn payment_method_uses(&mut self, id: Uuid) -> Result<i64> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM projects WHERE payment_method_id = $1 OR substitute_payment_method_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_one(self.conn())
+        .await?;
+        r.int("n")
+    }
+
+    pub async fn set_project_payment(
+        &mut self,
+        project_id: Uuid,
+        method: Option<Uuid>,
+        substitute: Option<Uuid>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE projects SET payment_method_id = $2, substitute_payment_method_id = $3 WHERE id = $1")
+            .bind(project_id.to_string())
+            .bind(method.map(|m| m.to_string()))
+            .bind(substitute.map(|m| m.to_string()))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Projects with a payment method (of one workspace, or all), with it.
+    pub async fn project_payments(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<ProjectPayment>> {
+        let mut sql = String::from(
+            "SELECT p.id AS project_id, p.workspace_id AS project_workspace, p.identifier AS project, \
+                    p.substitute_payment_method_id AS substitute, \
+                    m.id, m.workspace_id, m.name, m.amount, m.expires_on, m.billing_data \
+             FROM projects p JOIN payment_methods m ON m.id = p.payment_method_id",
+        );
+        if workspace_id.is_some() {
+            sql.push_str(" WHERE p.workspace_id = $1");
+        }
+        sql.push_str(" ORDER BY m.expires_on, p.identifier");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(ws) = workspace_id {
+            q = q.bind(ws.to_string());
+        }
+        let rows = q.fetch_all(self.conn()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProjectPayment {
+                    project_id: r.uuid("project_id")?,
+                    workspace_id: r.uuid("project_workspace")?,
+                    project: r.text("project")?,
+                    method: from_row(r)?,
+                    substitute: r.uuid_opt("substitute")?,
+                })
+            })
+            .collect()
+    }
+}

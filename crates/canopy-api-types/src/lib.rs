@@ -285,10 +285,10 @@ pub struct UpdateProject {
     /// Tags to set (a `null` value removes one); others stay as they are.
     pub tags: Option<serde_json::Map<String, serde_json::Value>>,
     /// A payment method id; `null` removes it (and the substitute).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<Option<Uuid>>,
     /// A substitute payment method id; `null` removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub substitute_payment_method: Option<Option<Uuid>>,
 }
 
@@ -807,10 +807,10 @@ pub struct UpdateTagDefinition {
     pub display_name: Option<String>,
     pub options: Option<Vec<String>>,
     pub required: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub default: Option<Option<serde_json::Value>>,
     pub admin_only: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     pub pattern: Option<Option<String>>,
 }
 

@@ -22,6 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 mod api;
 mod emergency;
 mod history;
+mod payments;
 mod people;
 mod platforms;
 mod projects;
@@ -130,6 +131,9 @@ pub enum ClientCommand {
     /// A workspace's history, and verifying the history's hash chains.
     #[command(subcommand, after_help = EXIT_CODES)]
     History(history::HistoryCommand),
+    /// Payment methods of a workspace, and the forecast of those running out.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    PaymentMethod(payments::PaymentMethodCommand),
     /// Emergency access: grant a role at once until an expiration, or revoke everything a person holds.
     #[command(subcommand, after_help = EXIT_CODES)]
     Emergency(emergency::EmergencyCommand),
@@ -156,6 +160,7 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
         ClientCommand::TenantDeletion(c) => tenants::platform_deletion(&ctx, c).await,
         ClientCommand::History(c) => history::history(&ctx, c).await,
         ClientCommand::Emergency(c) => emergency::emergency(&ctx, c).await,
+        ClientCommand::PaymentMethod(c) => payments::payment_method(&ctx, c).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

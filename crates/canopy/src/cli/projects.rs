@@ -53,6 +53,17 @@ pub enum ProjectCommand {
         #[arg(long)]
         remove: Vec<String>,
     },
+    /// Set a project's payment method and substitute (managers); `none` removes one.
+    Payment {
+        ws: String,
+        project: String,
+        /// A payment method id (see `canopy payment-method list`), or `none`.
+        #[arg(long)]
+        method: Option<String>,
+        /// The substitute's id, or `none`.
+        #[arg(long)]
+        substitute: Option<String>,
+    },
     /// Change a project's display name (managers).
     Rename {
         /// The workspace's identifier.
@@ -126,6 +137,24 @@ pub async fn project(ctx: &Ctx, cmd: ProjectCommand) -> Result<(), CliError> {
             };
             let changed = client.patch(&["workspaces", &ws, "projects", &project], &body).await?;
             ctx.print_one::<Project>(changed)
+        }
+        ProjectCommand::Payment { ws, project, method, substitute } => {
+            let id = |flag: &str, v: Option<String>| -> Result<Option<Option<uuid::Uuid>>, CliError> {
+                match v.as_deref() {
+                    None => Ok(None),
+                    Some("none") => Ok(Some(None)),
+                    Some(s) => uuid::Uuid::parse_str(s)
+                        .map(|u| Some(Some(u)))
+                        .map_err(|_| CliError::Usage(format!("--{flag} must be a payment method id or none"))),
+                }
+            };
+            let body = UpdateProject {
+                display_name: None,
+                tags: None,
+                payment_method: id("method", method)?,
+                substitute_payment_method: id("substitute", substitute)?,
+            };
+            ctx.print_one::<Project>(client.patch(&["workspaces", &ws, "projects", &project], &body).await?)
         }
         ProjectCommand::Rename { ws, project, name } => {
             let changed = client

@@ -1060,7 +1060,52 @@ async fn pr3_cli_project_tags(app: TestApp) {
     cli.run(&["project", "tag", "acme", "web", "--tag", "budget=lots"]).await.code(7);
 }
 
+/// PM1-PM3 from the command line: payment methods, a project's method and
+/// substitute, the forecast.
+async fn pm2_cli_payment_methods(app: TestApp) {
+    let cli = Cli::new(&app);
+    app.workspace(&app.admin_token, "acme").await;
+    app.project(&app.admin_token, "acme", "web").await;
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    let add = |name: &'static str, until: &'static str| {
+        let cli = &cli;
+        async move {
+            let out = cli
+                .run(&[
+                    "payment-method",
+                    "add",
+                    "acme",
+                    "--name",
+                    name,
+                    "--amount",
+                    "500",
+                    "--expires-on",
+                    until,
+                    "--billing",
+                    "po=4711",
+                    "-o",
+                    "json",
+                ])
+                .await;
+            out.ok().json()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let card = add("Card", "2026-12-10").await;
+    let next = add("Next", "2027-12-10").await;
+    cli.run(&["payment-method", "add", "acme", "--name", "Bad", "--amount", "1", "--expires-on", "soon"]).await.code(7);
+    let p = cli.run(&["project", "payment", "acme", "web", "--method", &card, "-o", "json"]).await.ok().json();
+    assert_eq!(p["payment_method"], card.as_str());
+    let f = cli.run(&["payment-method", "forecast", "acme", "-o", "json"]).await.ok().json();
+    assert_eq!(f[0]["project"], "web");
+    cli.run(&["project", "payment", "acme", "web", "--substitute", &next]).await.ok();
+    assert_eq!(cli.run(&["payment-method", "forecast", "acme", "-o", "json"]).await.ok().json(), json!([]));
+    cli.run(&["payment-method", "delete", "acme", &card]).await.code(6);
+    let table = cli.run(&["payment-method", "list", "acme"]).await.ok();
+    assert!(table.stdout.starts_with("ID") && table.stdout.contains("Next"), "{}", table.stdout);
+}
+
 canopy_testkit::backend_tests! {
+    pm2_cli_payment_methods,
     pr3_cli_project_tags,
     ad4_ac8_cli_emergency_access_and_expiring_bindings,
     dl3_cli_deletes_a_project_with_confirmation_and_an_engineer,

@@ -21,11 +21,10 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use canopy_domain::Email;
-use canopy_domain::SubjectKind;
 use canopy_domain::access::{EXPIRING_SOON, ExpiryState, expiry_state};
 use canopy_domain::clock::Clock;
 use canopy_domain::history::{EventKind, Initiator};
-use canopy_domain::mail::{AccessChange, AccessNotice, expiring_for_manager};
+use canopy_domain::mail::{AccessChange, expiring_for_manager};
 use canopy_store::{Store, StoreError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -104,16 +103,7 @@ async fn end_one(
         return Ok(true);
     }
     let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
-    let via = (b.binding.subject.kind == SubjectKind::Group).then_some(b.subject_name.as_str());
-    let notice = AccessNotice {
-        change: AccessChange::Expired,
-        workspace: &workspace,
-        project: &project.identifier,
-        role: &b.role_identifier,
-        expires_at: Some(expires_at),
-        via,
-        by: JOB,
-    };
+    let notice = b.notice(AccessChange::Expired, &workspace, &project.identifier, JOB);
     tx.notify_access(b.binding.subject, &notice, now).await?;
     tx.commit().await?;
     Ok(true)
@@ -143,16 +133,7 @@ pub async fn notify_soon(store: &Store, clock: &dyn Clock) -> Result<u64, StoreE
             }
             let Some(project) = tx.project_by_id(b.binding.project_id).await? else { continue };
             let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
-            let via = (b.binding.subject.kind == SubjectKind::Group).then_some(b.subject_name.as_str());
-            let notice = AccessNotice {
-                change: AccessChange::ExpiringSoon,
-                workspace: &workspace,
-                project: &project.identifier,
-                role: &b.role_identifier,
-                expires_at: Some(expires_at),
-                via,
-                by: JOB,
-            };
+            let notice = b.notice(AccessChange::ExpiringSoon, &workspace, &project.identifier, JOB);
             tx.notify_access(b.binding.subject, &notice, now).await?;
             let subject = format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name);
             for (_, email) in tx.workspace_managers(project.workspace_id).await? {

@@ -176,6 +176,22 @@ impl ServiceBroker {
         }
     }
 
+    /// PUT a binding and follow it until it is made; false when the broker
+    /// holds one with this id but other parameters (409).
+    async fn bind(&self, instance: &str, b: &str, body: &Value) -> Result<bool, PlatformError> {
+        let path = format!("/v2/service_instances/{instance}/service_bindings/{b}");
+        let (status, answer, retry_after) =
+            self.call(Method::PUT, &path, &[("accepts_incomplete", "true")], Some(body)).await?;
+        match status {
+            StatusCode::OK | StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                self.settle(instance, Operation::Binding(b), answer["operation"].as_str(), false).await.map(|()| true)
+            }
+            StatusCode::CONFLICT => Ok(false),
+            _ => Err(self.failure("bind", status, &answer, retry_after)),
+        }
+    }
+
     fn context(&self, name: &str) -> Value {
         json!({"platform": "canopy", "instance_name": name})
     }
@@ -241,30 +257,16 @@ impl Platform for ServiceBroker {
             "context": self.context(instance),
             "parameters": {"username": user.username, "email": user.email, "role": platform_role},
         });
-        let path = format!("/v2/service_instances/{instance}/service_bindings/{b}");
-        let (status, answer, retry_after) =
-            self.call(Method::PUT, &path, &[("accepts_incomplete", "true")], Some(&body)).await?;
-        match status {
-            StatusCode::OK | StatusCode::CREATED => Ok(()),
-            StatusCode::ACCEPTED => {
-                self.settle(instance, Operation::Binding(&b), answer["operation"].as_str(), false).await
-            }
-            // a binding with this id but other parameters (the e-mail address
-            // changed since): replace it, so the broker sees the person as now
-            StatusCode::CONFLICT => {
-                self.revoke(tenant, &user.username, platform_role).await?;
-                let (status, answer, retry_after) =
-                    self.call(Method::PUT, &path, &[("accepts_incomplete", "true")], Some(&body)).await?;
-                match status {
-                    StatusCode::OK | StatusCode::CREATED => Ok(()),
-                    StatusCode::ACCEPTED => {
-                        self.settle(instance, Operation::Binding(&b), answer["operation"].as_str(), false).await
-                    }
-                    _ => Err(self.failure("bind", status, &answer, retry_after)),
-                }
-            }
-            _ => Err(self.failure("bind", status, &answer, retry_after)),
+        if self.bind(instance, &b, &body).await? {
+            return Ok(());
         }
+        // a binding with this id but other parameters (the e-mail address
+        // changed since): replace it, so the broker sees the person as now
+        self.revoke(tenant, &user.username, platform_role).await?;
+        if self.bind(instance, &b, &body).await? {
+            return Ok(());
+        }
+        Err(permanent("service broker bind: 409 Conflict: it still holds a different binding with this id"))
     }
 
     async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {

@@ -39,6 +39,29 @@ pub struct BindingRecord {
     pub granted_at: OffsetDateTime,
 }
 
+impl BindingRecord {
+    /// The e-mail notice of a change to this binding (AC11): its role, its
+    /// expiration, and the group it is for when it is a group's.
+    pub fn notice<'a>(
+        &'a self,
+        change: canopy_domain::mail::AccessChange,
+        workspace: &'a str,
+        project: &'a str,
+        by: &'a str,
+    ) -> canopy_domain::mail::AccessNotice<'a> {
+        let via = (self.binding.subject.kind == SubjectKind::Group).then_some(self.subject_name.as_str());
+        canopy_domain::mail::AccessNotice {
+            change,
+            workspace,
+            project,
+            role: &self.role_identifier,
+            expires_at: self.binding.expires_at,
+            via,
+            by,
+        }
+    }
+}
+
 /// A new binding.
 #[derive(Debug, Clone)]
 pub struct NewBinding<'a> {

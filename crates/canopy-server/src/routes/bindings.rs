@@ -239,8 +239,7 @@ pub async fn notify(
     by: &str,
     now: time::OffsetDateTime,
 ) -> ApiResult<()> {
-    let via = (b.binding.subject.kind == SubjectKind::Group).then_some(b.subject_name.as_str());
-    let notice = AccessNotice { change, workspace, project, role, expires_at: b.binding.expires_at, via, by };
+    let notice = AccessNotice { role, ..b.notice(change, workspace, project, by) };
     tx.notify_access(b.binding.subject, &notice, now).await?;
     Ok(())
 }

@@ -1062,7 +1062,7 @@ async fn pr3_cli_project_tags(app: TestApp) {
 
 /// PM1-PM3 from the command line: payment methods, a project's method and
 /// substitute, the forecast.
-async fn pm2_cli_payment_methods(app: TestApp) {
+async fn pm1_pm2_cli_payment_methods(app: TestApp) {
     let cli = Cli::new(&app);
     app.workspace(&app.admin_token, "acme").await;
     app.project(&app.admin_token, "acme", "web").await;
@@ -1105,7 +1105,7 @@ async fn pm2_cli_payment_methods(app: TestApp) {
 }
 
 canopy_testkit::backend_tests! {
-    pm2_cli_payment_methods,
+    pm1_pm2_cli_payment_methods,
     pr3_cli_project_tags,
     ad4_ac8_cli_emergency_access_and_expiring_bindings,
     dl3_cli_deletes_a_project_with_confirmation_and_an_engineer,

@@ -198,10 +198,15 @@ pub struct CreateWorkspace {
     pub display_name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     pub display_name: Option<String>,
+    /// The workspace's own four-eye setting (admins only); `null` makes it
+    /// follow the installation's again.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<FourEyeSetting>)]
+    pub four_eye: Option<Option<FourEyeSetting>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -212,6 +217,121 @@ pub struct Workspace {
     pub created_at: OffsetDateTime,
     /// The caller's effective workspace role, if they are a member.
     pub my_role: Option<String>,
+    /// The four-eye setting in force for the workspace's bindings (FE1).
+    pub four_eye: WorkspaceFourEye,
+}
+
+/// A four-eye setting (FE1): whether binding changes need approval, and by
+/// how many managers other than the requester (1 to 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FourEyeSetting {
+    pub enabled: bool,
+    #[serde(default = "one")]
+    pub approvals: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The four-eye setting a workspace follows, and whether it is its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceFourEye {
+    pub enabled: bool,
+    pub approvals: u32,
+    /// `installation` (it follows the installation's setting) or `workspace`.
+    pub source: String,
+}
+
+/// `PATCH` fields that may be cleared with `null`: absent = unchanged.
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+// ---------------------------------------------------------------- settings
+
+/// The installation's settings (admins).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Settings {
+    /// Whether binding changes need approval, unless a workspace sets its own (FE1).
+    pub four_eye: FourEyeSetting,
+    /// The longest access, in days, that a new or changed binding may grant;
+    /// `null`: no maximum. With a maximum, every new binding needs an expiration.
+    pub max_binding_days: Option<u32>,
+    /// Whether projects may name a substitute payment method (PM2).
+    pub payment_substitutes: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettings {
+    pub four_eye: Option<FourEyeSetting>,
+    /// Days, 1 to 36500; `null` removes the maximum.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>)]
+    pub max_binding_days: Option<Option<u32>>,
+    pub payment_substitutes: Option<bool>,
+}
+
+// ---------------------------------------------------------------- four-eye requests
+
+/// A change to a project binding waiting for approval, or decided (FE1–FE4).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RoleRequest {
+    pub id: Uuid,
+    pub workspace: String,
+    pub project: String,
+    /// `add`, `change` or `remove`.
+    pub kind: String,
+    /// `pending`, `approved` (and applied), `declined` or `void` (approved,
+    /// but it could no longer apply; see `reason`).
+    pub state: String,
+    /// The binding it changes or removes; for an approved add, the binding it made.
+    pub binding: Option<Uuid>,
+    /// `user:NAME` or `group:IDENTIFIER`.
+    pub subject: String,
+    /// The role it binds (add, change) or removes.
+    pub role: String,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// For a change: the role and expiration the binding had.
+    pub from_role: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub from_expires_at: Option<OffsetDateTime>,
+    pub justification: String,
+    pub requested_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// Approvals it needs from managers other than the requester; one admin's is enough.
+    pub approvals_required: u32,
+    pub approvals: Vec<RequestApproval>,
+    /// Fewer managers other than the requester exist than it needs: it
+    /// waits for an admin (FE3).
+    pub needs_admin: bool,
+    pub decided_by: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub decided_at: Option<OffsetDateTime>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestApproval {
+    pub approver: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub approved_at: OffsetDateTime,
+}
+
+/// The body of an approval or a decline; it may be left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    /// Why; recorded in the history and sent to the requester.
+    pub reason: Option<String>,
 }
 
 /// Invite a user (`user`: username), an e-mail address (`email`: a pending
@@ -349,6 +469,9 @@ pub struct UpdateBinding {
     )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
+    /// Why; required where the change needs four-eye approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
 }
 
 /// `PATCH` fields that may be cleared: absent = unchanged (`None`), `null` =

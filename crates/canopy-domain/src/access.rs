@@ -125,6 +125,29 @@ pub fn check_new_expiry(expires_at: OffsetDateTime, now: OffsetDateTime) -> Resu
     Ok(())
 }
 
+/// The expiration of a new or changed binding: in the future and, where the
+/// installation sets a maximum duration for access, set and within it.
+pub fn check_binding_expiry(
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    maximum: Option<time::Duration>,
+) -> Result<(), InvalidValue> {
+    if let Some(e) = expires_at {
+        check_new_expiry(e, now)?;
+    }
+    match (expires_at, maximum) {
+        (None, Some(max)) => Err(InvalidValue(format!(
+            "is required: this installation grants access for at most {} days",
+            max.whole_days()
+        ))),
+        (Some(e), Some(max)) if e - now > max => Err(InvalidValue(format!(
+            "must be within {} days from now, the most this installation grants",
+            max.whole_days()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A user as access rules see them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserStatus {
@@ -224,6 +247,17 @@ mod tests {
         let now = datetime!(2026-11-23 0:00 UTC);
         assert!(check_new_expiry(now, now).is_err());
         assert!(check_new_expiry(datetime!(2026-11-23 0:00:01 UTC), now).is_ok());
+    }
+
+    #[test]
+    fn ac7_expiry_must_lie_within_the_installation_maximum() {
+        let now = datetime!(2026-11-23 0:00 UTC);
+        let max = Some(time::Duration::days(90));
+        assert!(check_binding_expiry(None, now, None).is_ok());
+        assert!(check_binding_expiry(None, now, max).is_err());
+        assert!(check_binding_expiry(Some(now + time::Duration::days(90)), now, max).is_ok());
+        assert!(check_binding_expiry(Some(now + time::Duration::days(91)), now, max).is_err());
+        assert!(check_binding_expiry(Some(now), now, None).is_err());
     }
 
     proptest! {

@@ -8,6 +8,7 @@ pub mod access;
 pub mod authz;
 pub mod clock;
 pub mod deletion;
+pub mod four_eye;
 pub mod history;
 pub mod mail;
 pub mod names;

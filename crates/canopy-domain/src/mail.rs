@@ -117,6 +117,90 @@ pub fn expiring_for_manager(to: &Email, subject: &str, n: &AccessNotice<'_>) -> 
     }
 }
 
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// A four-eye request as its e-mails describe it (FE1, FE2).
+pub struct RequestNotice<'a> {
+    pub id: &'a str,
+    pub workspace: &'a str,
+    pub project: &'a str,
+    pub kind: crate::four_eye::RequestKind,
+    /// `user:NAME` or `group:NAME`.
+    pub subject: &'a str,
+    pub role: &'a str,
+    pub expires_at: Option<time::OffsetDateTime>,
+    pub requester: &'a str,
+    pub justification: &'a str,
+    pub approvals_required: u32,
+}
+
+impl RequestNotice<'_> {
+    fn what(&self) -> String {
+        use crate::four_eye::RequestKind;
+        let until = self.expires_at.map(|e| format!(" until {}", rfc3339(e))).unwrap_or_default();
+        match self.kind {
+            RequestKind::Add => format!("give {} the role {}{until}", self.subject, self.role),
+            RequestKind::Change => format!("change the binding of {} to the role {}{until}", self.subject, self.role),
+            RequestKind::Remove => format!("remove the role {} from {}", self.role, self.subject),
+        }
+    }
+}
+
+/// The request for approval sent to a workspace's managers, or to the
+/// admins when the workspace has too few managers to approve it (FE1, FE3).
+pub fn request_pending(to: &Email, n: &RequestNotice<'_>, needs_admin: bool) -> Mail {
+    let who = if needs_admin {
+        "The workspace has fewer managers than the approvals it needs, so it waits for an admin.".to_owned()
+    } else {
+        format!("It takes effect once {} manager(s) other than the requester approve it.", n.approvals_required)
+    };
+    Mail {
+        to: to.clone(),
+        subject: format!("Approval needed: {} on {}", n.subject, n.project),
+        body: format!(
+            "Hello,\n\n{} asks to {} on project {} in workspace {}.\n\nJustification: {}\n\n{who}\n\n\
+             Approve or decline request {} on the workspace's pending requests.\n",
+            n.requester,
+            n.what(),
+            n.project,
+            n.workspace,
+            n.justification,
+            n.id
+        ),
+    }
+}
+
+/// The outcome of a request, sent to the requester (FE2).
+pub fn request_decided(
+    to: &Email,
+    n: &RequestNotice<'_>,
+    state: crate::four_eye::RequestState,
+    by: &str,
+    reason: Option<&str>,
+) -> Mail {
+    use crate::four_eye::RequestState;
+    let outcome = match state {
+        RequestState::Approved => format!("{by} approved it, and it took effect."),
+        RequestState::Declined => format!("{by} declined it."),
+        RequestState::Void => "It was approved but could no longer take effect.".to_owned(),
+        RequestState::Pending => "It still waits for approval.".to_owned(),
+    };
+    let reason = reason.map(|r| format!("\n\nReason: {r}")).unwrap_or_default();
+    Mail {
+        to: to.clone(),
+        subject: format!("Request {state}: {} on {}", n.subject, n.project),
+        body: format!(
+            "Hello,\n\nYour request to {} on project {} in workspace {} is {state}. {outcome}{reason}\n",
+            n.what(),
+            n.project,
+            n.workspace
+        ),
+    }
+}
+
 /// How long to wait before the next attempt after `attempts` failed ones:
 /// 30 s, doubling, at most an hour.
 pub fn retry_delay(attempts: i64) -> Duration {

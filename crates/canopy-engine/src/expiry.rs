@@ -136,7 +136,7 @@ pub async fn notify_soon(store: &Store, clock: &dyn Clock) -> Result<u64, StoreE
             let notice = b.notice(AccessChange::ExpiringSoon, &workspace, &project.identifier, JOB);
             tx.notify_access(b.binding.subject, &notice, now).await?;
             let subject = format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name);
-            for (_, email) in tx.workspace_managers(project.workspace_id).await? {
+            for canopy_store::PersonRecord { email, .. } in tx.workspace_managers(project.workspace_id).await? {
                 if let Ok(to) = Email::parse(&email) {
                     tx.enqueue_mail(&expiring_for_manager(&to, &subject, &notice), now).await?;
                 }

@@ -26,9 +26,11 @@ pub async fn substitute_expired(store: &Store, clock: &dyn Clock) -> Result<u64,
     let system = Initiator::system(JOB);
     let mut tx = store.write().await?;
     let mut switched = 0;
+    // where the installation switched substitutes off, none replaces a method (PM2)
+    let enabled = tx.settings().await?.payment_substitutes;
     for p in tx.project_payments(None).await? {
         let Some(substitute) = p.substitute else { continue };
-        if !substitutes(p.method.expires_on, true, today) {
+        if !substitutes(p.method.expires_on, enabled, today) {
             continue;
         }
         tx.set_project_payment(p.project_id, Some(substitute), None).await?;

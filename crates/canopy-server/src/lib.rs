@@ -53,7 +53,7 @@ pub struct AppState {
     tags(
         (name = "auth"), (name = "users"), (name = "groups"), (name = "api-keys"),
         (name = "workspaces"), (name = "members"), (name = "projects"), (name = "bindings"),
-        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"), (name = "tenants"), (name = "deletion"),
+        (name = "project-roles"), (name = "history"), (name = "admin"), (name = "platforms"), (name = "tenants"), (name = "deletion"), (name = "requests"), (name = "settings"),
     )
 )]
 struct ApiDoc;
@@ -120,6 +120,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(payment_methods::list, payment_methods::create))
         .routes(routes!(payment_methods::update, payment_methods::delete))
         .routes(routes!(payment_methods::forecast))
+        .routes(routes!(requests::list))
+        .routes(routes!(requests::show))
+        .routes(routes!(requests::approve))
+        .routes(routes!(requests::decline))
+        .routes(routes!(requests::admin_list))
+        .routes(routes!(settings::show, settings::update))
 }
 
 /// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.

@@ -304,6 +304,17 @@ impl Tx {
         r.int("n")
     }
 
+    /// The active accounts that hold the admin role.
+    pub async fn active_admins(&mut self) -> Result<Vec<crate::PersonRecord>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.email FROM users u JOIN user_installation_roles r ON r.user_id = u.id \
+             WHERE r.role = 'admin' AND u.active = 1 ORDER BY u.username",
+        )
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(crate::workspaces::person_from_row).collect()
+    }
+
     pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
         // before the bindings go with the user, so the tenants they reached are known
         self.mark_dirty(Reach::User(id), PRIORITY_URGENT).await?;

@@ -15,6 +15,18 @@ pub struct WorkspaceRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// A person to notify: id, username and e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRecord {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+}
+
+pub(crate) fn person_from_row(r: &AnyRow) -> Result<PersonRecord> {
+    Ok(PersonRecord { id: r.uuid("id")?, username: r.text("username")?, email: r.text("email")? })
+}
+
 fn workspace_from_row(r: &AnyRow) -> Result<WorkspaceRecord> {
     Ok(WorkspaceRecord {
         id: r.uuid("id")?,
@@ -250,12 +262,11 @@ impl Tx {
         row.map(|r| r.parse("role")).transpose()
     }
 
-    /// Every role a user holds in a workspace: directly and through each of their groups (WS4).
     /// The active people who manage a workspace: its owners and managers,
     /// directly or through a group.
-    pub async fn workspace_managers(&mut self, workspace_id: Uuid) -> Result<Vec<(String, String)>> {
+    pub async fn workspace_managers(&mut self, workspace_id: Uuid) -> Result<Vec<PersonRecord>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT u.username, u.email FROM users u WHERE u.active = $2 AND u.id IN ( \
+            "SELECT DISTINCT u.id, u.username, u.email FROM users u WHERE u.active = $2 AND u.id IN ( \
                SELECT m.user_id FROM workspace_members m WHERE m.workspace_id = $1 \
                  AND m.role IN ('workspace_owner', 'workspace_manager') AND m.user_id IS NOT NULL \
                UNION SELECT gm.user_id FROM workspace_members m JOIN group_members gm ON gm.group_id = m.group_id \
@@ -266,9 +277,10 @@ impl Tx {
         .bind(1i64)
         .fetch_all(self.conn())
         .await?;
-        rows.iter().map(|r| Ok((r.text("username")?, r.text("email")?))).collect()
+        rows.iter().map(person_from_row).collect()
     }
 
+    /// Every role a user holds in a workspace: directly and through each of their groups (WS4).
     pub async fn membership_roles_of_user(&mut self, workspace_id: Uuid, user_id: Uuid) -> Result<Vec<WorkspaceRole>> {
         let rows = sqlx::query(
             "SELECT role FROM workspace_members WHERE workspace_id = $1 AND \

@@ -9,8 +9,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::ApiQuery;
-use crate::routes::workspaces::to_workspace;
-use crate::routes::{ListQuery, page};
+use crate::routes::ListQuery;
+use crate::routes::workspaces::workspace_page;
 
 /// Every workspace of the installation (admins).
 #[utoipa::path(get, path = "/api/v1/admin/workspaces", tag = "admin", params(ListQuery), security(("bearer" = [])),
@@ -24,7 +24,8 @@ pub async fn workspaces(
     let limit = q.limit()?;
     let mut tx = app.store.read().await?;
     let rows = tx.list_workspaces(None, q.cursor()?.as_deref(), limit).await?;
-    Ok(Json(page(rows, limit, |w| w.identifier.clone(), |w| to_workspace(w, None))))
+    let roles = vec![None; rows.len()];
+    Ok(Json(workspace_page(&mut tx, rows, limit, roles).await?))
 }
 
 /// Verify the hash chain of every workspace's history and the installation's;

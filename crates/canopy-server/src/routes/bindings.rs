@@ -3,21 +3,26 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use canopy_api_types::{Binding, CreateBinding, Page, Problem, UpdateBinding};
-use canopy_domain::access::check_new_expiry;
+use axum::response::{IntoResponse, Response};
+use canopy_api_types::{Binding, CreateBinding, FieldError, Page, Problem, RoleRequest, UpdateBinding};
+use canopy_domain::access::check_binding_expiry;
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::four_eye::RequestKind;
+use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::mail::{AccessChange, AccessNotice};
 use canopy_domain::{Subject, SubjectKind};
-use canopy_store::{BindingRecord, NewBinding, ProjectRecord, Tx, WorkspaceRecord};
+use canopy_store::{BindingRecord, NewBinding, NewRoleRequest, ProjectRecord, ProjectRoleRecord, Tx, WorkspaceRecord};
+use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
+use crate::routes::requests::open_request;
 use crate::routes::{ListQuery, load_project, load_workspace, page, rfc3339, subject_string};
 
 pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
@@ -36,7 +41,7 @@ pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
     }
 }
 
-async fn load_binding(tx: &mut Tx, project: &ProjectRecord, id: &str) -> ApiResult<BindingRecord> {
+pub async fn load_binding(tx: &mut Tx, project: &ProjectRecord, id: &str) -> ApiResult<BindingRecord> {
     let not_found = || ApiError::not_found(format!("binding {id:?} does not exist on project {}", project.identifier));
     Uuid::parse_str(id).map_err(|_| not_found())?;
     let b = tx.binding(id).await?.ok_or_else(not_found)?;
@@ -84,20 +89,108 @@ pub async fn list(
     Ok(Json(page(rows, limit, |b| b.binding.id.to_string(), |b| to_binding(b, now))))
 }
 
+/// The answer to a change of a binding: done at once, or a pending request
+/// when the workspace needs four-eye approval (`202 Accepted`).
+pub enum Outcome<T> {
+    Done(StatusCode, T),
+    Pending(Box<RoleRequest>),
+}
+
+impl<T: serde::Serialize> IntoResponse for Outcome<T> {
+    fn into_response(self) -> Response {
+        match self {
+            Outcome::Done(StatusCode::NO_CONTENT, _) => StatusCode::NO_CONTENT.into_response(),
+            Outcome::Done(status, body) => (status, Json(body)).into_response(),
+            Outcome::Pending(request) => (StatusCode::ACCEPTED, Json(*request)).into_response(),
+        }
+    }
+}
+
+/// Who makes a change to a binding, and through which approved request.
+pub struct ChangeBy<'a> {
+    pub initiator: Initiator,
+    pub name: &'a str,
+    pub request: Option<Uuid>,
+}
+
+impl ChangeBy<'_> {
+    /// History details, with the request that made the change where there is one.
+    fn details(&self, mut details: serde_json::Value) -> serde_json::Value {
+        if let (Some(r), Some(map)) = (self.request, details.as_object_mut()) {
+            map.insert("request".into(), json!(r));
+        }
+        details
+    }
+}
+
+/// A binding to make.
+pub struct AddBinding<'a> {
+    pub subject: Subject,
+    /// `user:NAME` or `group:IDENTIFIER`.
+    pub name: &'a str,
+    pub role: &'a ProjectRoleRecord,
+    pub expires_at: Option<OffsetDateTime>,
+    pub justification: Option<&'a str>,
+    /// Who asked for it (the requester, for an approved request).
+    pub granted_by: &'a str,
+}
+
+/// A justification as given: trimmed, at most 1000 characters, `None` when blank.
+pub fn justification(raw: Option<&str>) -> Result<Option<&str>, FieldError> {
+    let j = raw.map(str::trim).filter(|j| !j.is_empty());
+    if j.is_some_and(|j| j.chars().count() > 1000) {
+        return Err(FieldError { field: "justification".into(), message: "must be at most 1000 characters".into() });
+    }
+    Ok(j)
+}
+
+/// Where the workspace needs four-eye approval, the justification a request
+/// must carry; `None` where changes apply at once.
+async fn needs_request<'a>(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    justification: Option<&'a str>,
+) -> ApiResult<Option<(&'a str, u32)>> {
+    let four_eye = tx.effective_four_eye(ws.id).await?;
+    if !four_eye.enabled {
+        return Ok(None);
+    }
+    match justification {
+        Some(j) => Ok(Some((j, four_eye.approvals))),
+        None => Err(ApiError::invalid(
+            "justification",
+            format!("is required: changes to bindings in workspace {} need approval", ws.identifier),
+        )),
+    }
+}
+
+/// Whether a subject may hold project roles in the workspace now: an active
+/// user who is a member, or a group that is a member.
+pub async fn subject_eligible(tx: &mut Tx, ws: &WorkspaceRecord, subject: Subject) -> ApiResult<bool> {
+    Ok(match subject.kind {
+        SubjectKind::User => {
+            tx.user_by_id(subject.id).await?.is_some_and(|u| u.active)
+                && !tx.membership_roles_of_user(ws.id, subject.id).await?.is_empty()
+        }
+        SubjectKind::Group => tx.member_role(ws.id, SubjectKind::Group, subject.id).await?.is_some(),
+    })
+}
+
 /// Bind a user or a group to the project with a project role (AC1, AC2, AC7).
 ///
 /// The subject must be a member of the workspace. A subject may hold several
 /// roles; binding the same role twice is a conflict unless the earlier
-/// binding has expired, which this one then replaces.
+/// binding has expired, which this one then replaces. Where the workspace
+/// needs four-eye approval (FE1), the answer is `202` with the pending request.
 #[utoipa::path(post, path = "/api/v1/workspaces/{ws}/projects/{project}/bindings", tag = "bindings",
     params(("ws" = String, Path), ("project" = String, Path)), request_body = CreateBinding, security(("bearer" = [])),
-    responses((status = 201, body = Binding), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = Binding), (status = 202, body = RoleRequest), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(app): State<AppState>,
     caller: Caller,
     Path((ws, project)): Path<(String, String)>,
     ApiJson(body): ApiJson<CreateBinding>,
-) -> ApiResult<(StatusCode, Json<Binding>)> {
+) -> ApiResult<Outcome<Binding>> {
     let now = app.clock.now();
     let field = match (&body.user, &body.group) {
         (Some(_), None) => "user",
@@ -105,45 +198,35 @@ pub async fn create(
         _ => return Err(ApiError::invalid("user", "give exactly one of user or group")),
     };
     let mut errors = Vec::new();
-    if let Some(e) = body.expires_at
-        && let Err(err) = check_new_expiry(e, now)
-    {
-        errors.push(canopy_api_types::FieldError { field: "expires_at".into(), message: err.to_string() });
-    }
-    let justification = body.justification.as_deref().map(str::trim).filter(|j| !j.is_empty());
-    if justification.is_some_and(|j| j.chars().count() > 1000) {
-        errors.push(canopy_api_types::FieldError {
-            field: "justification".into(),
-            message: "must be at most 1000 characters".into(),
-        });
-    }
+    let justification = justification(body.justification.as_deref()).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
+    let maximum = tx.settings().await?.max_binding_duration();
+    if let Err(err) = check_binding_expiry(body.expires_at, now, maximum) {
+        errors.push(FieldError { field: "expires_at".into(), message: err.to_string() });
+    }
     let role = tx.project_role(&body.role).await?;
     if role.is_none() {
-        errors.push(canopy_api_types::FieldError {
-            field: "role".into(),
-            message: format!("project role {:?} does not exist", body.role),
-        });
+        errors.push(FieldError { field: "role".into(), message: format!("project role {:?} does not exist", body.role) });
     }
     let subject = match (&body.user, &body.group) {
         (Some(username), _) => match tx.user_by_username(username).await? {
             None => {
-                errors.push(canopy_api_types::FieldError {
-                    field: field.into(),
-                    message: format!("user {username:?} does not exist"),
-                });
+                errors.push(FieldError { field: field.into(), message: format!("user {username:?} does not exist") });
                 None
             }
             Some(u) if !u.active => {
-                errors.push(canopy_api_types::FieldError {
+                errors.push(FieldError {
                     field: field.into(),
                     message: format!("the account of {username} is deactivated"),
                 });
                 None
             }
             Some(u) if tx.membership_roles_of_user(ws.id, u.id).await?.is_empty() => {
-                errors.push(canopy_api_types::FieldError {
+                errors.push(FieldError {
                     field: field.into(),
                     message: format!(
                         "{username} is not a member of workspace {}; invite them to the workspace first",
@@ -156,14 +239,11 @@ pub async fn create(
         },
         (_, Some(group)) => match tx.group_by_identifier(group).await? {
             None => {
-                errors.push(canopy_api_types::FieldError {
-                    field: field.into(),
-                    message: format!("group {group:?} does not exist"),
-                });
+                errors.push(FieldError { field: field.into(), message: format!("group {group:?} does not exist") });
                 None
             }
             Some(g) if tx.member_role(ws.id, SubjectKind::Group, g.id).await?.is_none() => {
-                errors.push(canopy_api_types::FieldError {
+                errors.push(FieldError {
                     field: field.into(),
                     message: format!(
                         "group {group} is not a member of workspace {}; invite it to the workspace first",
@@ -180,54 +260,77 @@ pub async fn create(
         return Err(ApiError::Invalid(errors));
     };
     let name = subject_string(subject.kind, &name);
-    let initiator = caller.initiator();
-    if let Some(existing) = tx.find_binding(p.id, subject, role.id).await? {
-        if existing.binding.in_force_at(now) {
-            return Err(ApiError::conflict_on(
-                "role",
-                format!("{name} already holds {} on {}", role.identifier, p.identifier),
-            ));
+    if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        if let Some(existing) = tx.find_binding(p.id, subject, role.id).await?
+            && existing.binding.in_force_at(now)
+        {
+            return Err(held(&name, &role, &p));
         }
-        tx.delete_binding(existing.binding.id).await?;
-        tx.append_event(
-            Some(ws.id),
-            EventKind::BindingRemoved,
-            now,
-            &initiator,
-            json!({"binding": existing.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
-                   "reason": "expired binding replaced"}),
-        )
-        .await?;
+        let new = NewRoleRequest {
+            workspace_id: ws.id,
+            project_id: p.id,
+            kind: RequestKind::Add,
+            binding_id: None,
+            subject,
+            role_id: role.id,
+            expires_at: body.expires_at,
+            from_role_id: None,
+            from_expires_at: None,
+            justification,
+            approvals_required: approvals,
+            requested_by_id: caller.actor.id,
+            requested_by: &caller.actor.name,
+        };
+        let request = open_request(&mut tx, &caller, new, now).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Pending(Box::new(request)));
     }
-    let new = NewBinding {
-        project_id: p.id,
+    let add = AddBinding {
         subject,
-        role_id: role.id,
+        name: &name,
+        role: &role,
         expires_at: body.expires_at,
         justification,
         granted_by: &caller.actor.name,
     };
-    let b = tx.insert_binding(new, now).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::BindingCreated,
-        now,
-        &initiator,
-        json!({"binding": b.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
-               "expires_at": rfc3339(body.expires_at), "justification": justification}),
-    )
-    .await?;
-    notify(
-        &mut tx,
-        &b,
-        AccessChange::Added,
-        (&ws.identifier, &p.identifier, &role.identifier),
-        &caller.actor.name,
-        now,
-    )
-    .await?;
+    let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: None };
+    let b = apply_add(&mut tx, &ws, &p, add, &by, now).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(to_binding(b, now))))
+    Ok(Outcome::Done(StatusCode::CREATED, to_binding(b, now)))
+}
+
+fn held(name: &str, role: &ProjectRoleRecord, p: &ProjectRecord) -> ApiError {
+    ApiError::conflict_on("role", format!("{name} already holds {} on {}", role.identifier, p.identifier))
+}
+
+/// Make a binding, replacing an expired one of the same subject and role,
+/// with its history event and e-mails.
+pub async fn apply_add(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    add: AddBinding<'_>,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> ApiResult<BindingRecord> {
+    let AddBinding { subject, name, role, expires_at, justification, granted_by } = add;
+    if let Some(existing) = tx.find_binding(p.id, subject, role.id).await? {
+        if existing.binding.in_force_at(now) {
+            return Err(held(name, role, p));
+        }
+        tx.delete_binding(existing.binding.id).await?;
+        let details = by.details(json!({"binding": existing.binding.id, "project": p.identifier, "subject": name,
+            "role": role.identifier, "reason": "expired binding replaced"}));
+        tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &by.initiator, details).await?;
+    }
+    let new = NewBinding { project_id: p.id, subject, role_id: role.id, expires_at, justification, granted_by };
+    let b = tx.insert_binding(new, now).await?;
+    let details = by.details(json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
+        "role": role.identifier, "expires_at": rfc3339(expires_at), "justification": justification}));
+    tx.append_event(Some(ws.id), EventKind::BindingCreated, now, &by.initiator, details).await?;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
+    notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
+    Ok(b)
 }
 
 /// E-mail the people a binding's change affects (AC11).
@@ -244,22 +347,26 @@ pub async fn notify(
     Ok(())
 }
 
-/// Change a binding's role or expiration date (AC5, AC7); `"expires_at": null` removes the expiry.
+/// Change a binding's role or expiration date (AC5, AC7); `"expires_at": null`
+/// removes the expiry. Where the workspace needs four-eye approval (FE1), the
+/// answer is `202` with the pending request.
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}/projects/{project}/bindings/{id}", tag = "bindings",
     params(("ws" = String, Path), ("project" = String, Path), ("id" = Uuid, Path)), request_body = UpdateBinding, security(("bearer" = [])),
-    responses((status = 200, body = Binding), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Binding), (status = 202, body = RoleRequest), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
     State(app): State<AppState>,
     caller: Caller,
     Path((ws, project, id)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<UpdateBinding>,
-) -> ApiResult<Json<Binding>> {
+) -> ApiResult<Outcome<Binding>> {
     let now = app.clock.now();
-    if let Some(Some(e)) = body.expires_at {
-        check_new_expiry(e, now).map_err(|err| ApiError::invalid("expires_at", err.to_string()))?;
-    }
+    let justification = justification(body.justification.as_deref()).map_err(|e| ApiError::Invalid(vec![e]))?;
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
+    if let Some(e) = body.expires_at {
+        let maximum = tx.settings().await?.max_binding_duration();
+        check_binding_expiry(e, now, maximum).map_err(|err| ApiError::invalid("expires_at", err.to_string()))?;
+    }
     let before = load_binding(&mut tx, &p, &id).await?;
     let role = match &body.role {
         Some(r) => tx
@@ -271,59 +378,134 @@ pub async fn update(
             .await?
             .ok_or_else(|| ApiError::Internal("binding's role vanished".into()))?,
     };
+    let expires_at = body.expires_at.unwrap_or(before.binding.expires_at);
+    if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        let new = NewRoleRequest {
+            workspace_id: ws.id,
+            project_id: p.id,
+            kind: RequestKind::Change,
+            binding_id: Some(before.binding.id),
+            subject: before.binding.subject,
+            role_id: role.id,
+            expires_at,
+            from_role_id: Some(before.binding.role_id),
+            from_expires_at: before.binding.expires_at,
+            justification,
+            approvals_required: approvals,
+            requested_by_id: caller.actor.id,
+            requested_by: &caller.actor.name,
+        };
+        let request = open_request(&mut tx, &caller, new, now).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Pending(Box::new(request)));
+    }
+    let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: None };
+    let after = apply_change(&mut tx, &ws, &p, &before, &role, expires_at, &by, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done(StatusCode::OK, to_binding(after, now)))
+}
+
+/// Give a binding another role or expiration, with its history event and e-mails.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_change(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    before: &BindingRecord,
+    role: &ProjectRoleRecord,
+    expires_at: Option<OffsetDateTime>,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> ApiResult<BindingRecord> {
     let name = subject_string(before.binding.subject.kind, &before.subject_name);
     if role.id != before.binding.role_id
         && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
     {
         if other.binding.in_force_at(now) {
-            return Err(ApiError::conflict_on(
-                "role",
-                format!("{name} already holds {} on {}", role.identifier, p.identifier),
-            ));
+            return Err(held(&name, role, p));
         }
         tx.delete_binding(other.binding.id).await?;
-        let details = json!({"binding": other.binding.id, "project": p.identifier, "subject": name,
-            "role": role.identifier, "reason": "expired binding replaced"});
-        tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &caller.initiator(), details).await?;
+        let details = by.details(json!({"binding": other.binding.id, "project": p.identifier, "subject": name,
+            "role": role.identifier, "reason": "expired binding replaced"}));
+        tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &by.initiator, details).await?;
     }
-    let expires_at = body.expires_at.unwrap_or(before.binding.expires_at);
     tx.update_binding(before.binding.id, role.id, expires_at).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::BindingChanged,
-        now,
-        &caller.initiator(),
-        json!({"binding": before.binding.id, "project": p.identifier, "subject": name,
-               "old": {"role": before.role_identifier, "expires_at": rfc3339(before.binding.expires_at)},
-               "new": {"role": role.identifier, "expires_at": rfc3339(expires_at)}}),
-    )
-    .await?;
-    let after = load_binding(&mut tx, &p, &id).await?;
+    let details = by.details(json!({"binding": before.binding.id, "project": p.identifier, "subject": name,
+        "old": {"role": before.role_identifier, "expires_at": rfc3339(before.binding.expires_at)},
+        "new": {"role": role.identifier, "expires_at": rfc3339(expires_at)}}));
+    tx.append_event(Some(ws.id), EventKind::BindingChanged, now, &by.initiator, details).await?;
+    let after = load_binding(tx, p, &before.binding.id.to_string()).await?;
     let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
-    notify(&mut tx, &after, AccessChange::Changed, what, &caller.actor.name, now).await?;
-    tx.commit().await?;
-    Ok(Json(to_binding(after, now)))
+    notify(tx, &after, AccessChange::Changed, what, by.name, now).await?;
+    Ok(after)
 }
 
-/// Remove a binding (AC6). Binding the subject again later restores the access.
+/// `?justification=` of a binding's removal, required where it needs approval.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    pub justification: Option<String>,
+}
+
+/// Remove a binding (AC6). Binding the subject again later restores the
+/// access. Where the workspace needs four-eye approval (FE1), the answer is
+/// `202` with the pending request.
 #[utoipa::path(delete, path = "/api/v1/workspaces/{ws}/projects/{project}/bindings/{id}", tag = "bindings",
-    params(("ws" = String, Path), ("project" = String, Path), ("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    params(("ws" = String, Path), ("project" = String, Path), ("id" = Uuid, Path), RemoveQuery), security(("bearer" = [])),
+    responses((status = 204), (status = 202, body = RoleRequest), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn delete(
     State(app): State<AppState>,
     caller: Caller,
     Path((ws, project, id)): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(q): ApiQuery<RemoveQuery>,
+) -> ApiResult<Outcome<()>> {
     let now = app.clock.now();
+    let justification = justification(q.justification.as_deref()).map_err(|e| ApiError::Invalid(vec![e]))?;
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
     let b = load_binding(&mut tx, &p, &id).await?;
+    if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        let new = NewRoleRequest {
+            workspace_id: ws.id,
+            project_id: p.id,
+            kind: RequestKind::Remove,
+            binding_id: Some(b.binding.id),
+            subject: b.binding.subject,
+            role_id: b.binding.role_id,
+            expires_at: b.binding.expires_at,
+            from_role_id: None,
+            from_expires_at: None,
+            justification,
+            approvals_required: approvals,
+            requested_by_id: caller.actor.id,
+            requested_by: &caller.actor.name,
+        };
+        let request = open_request(&mut tx, &caller, new, now).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Pending(Box::new(request)));
+    }
+    let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: None };
+    apply_remove(&mut tx, &ws, &p, &b, &by, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done(StatusCode::NO_CONTENT, ()))
+}
+
+/// Remove a binding, with its history event and e-mails.
+pub async fn apply_remove(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    b: &BindingRecord,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
     tx.delete_binding(b.binding.id).await?;
     let what = (ws.identifier.as_str(), p.identifier.as_str(), b.role_identifier.as_str());
-    notify(&mut tx, &b, AccessChange::Removed, what, &caller.actor.name, now).await?;
-    tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &caller.initiator(),
-        json!({"binding": b.binding.id, "project": p.identifier, "subject": subject_string(b.binding.subject.kind, &b.subject_name),
-               "role": b.role_identifier, "expires_at": rfc3339(b.binding.expires_at)})).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    notify(tx, b, AccessChange::Removed, what, by.name, now).await?;
+    let details = by.details(json!({"binding": b.binding.id, "project": p.identifier,
+        "subject": subject_string(b.binding.subject.kind, &b.subject_name),
+        "role": b.role_identifier, "expires_at": rfc3339(b.binding.expires_at)}));
+    tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &by.initiator, details).await?;
+    Ok(())
 }

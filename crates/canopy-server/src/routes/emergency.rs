@@ -93,6 +93,12 @@ pub async fn grant(
     };
     let why = justification(body.justification.as_deref(), true, &mut errors);
     let mut tx = app.store.write().await?;
+    let maximum = tx.settings().await?.max_binding_duration();
+    if let Some(e) = expires_at
+        && let Err(err) = canopy_domain::access::check_binding_expiry(Some(e), now, maximum)
+    {
+        errors.push(field("expires_at", err.to_string()));
+    }
     let Some(ws) = tx.workspace_by_identifier(&body.workspace).await? else {
         return Err(ApiError::invalid("workspace", format!("workspace {:?} does not exist", body.workspace)));
     };

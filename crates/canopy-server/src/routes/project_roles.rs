@@ -125,6 +125,13 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(role): Pat
             r.identifier
         )));
     }
+    let waiting = tx.count_pending_requests_with_role(r.id).await?;
+    if waiting > 0 {
+        return Err(ApiError::conflict(format!(
+            "project role {} is named by {waiting} pending request(s); decide them first",
+            r.identifier
+        )));
+    }
     tx.delete_project_role(r.id).await?;
     tx.append_event(None, EventKind::ProjectRoleDeleted, now, &caller.initiator(), json!({"role": r.identifier}))
         .await?;

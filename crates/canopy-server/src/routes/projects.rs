@@ -78,6 +78,17 @@ async fn payment(
     }
 }
 
+/// Refuse to set a substitute where the installation switched them off (PM2).
+async fn substitutes_allowed(tx: &mut Tx, setting_one: bool) -> ApiResult<()> {
+    if setting_one && !tx.settings().await?.payment_substitutes {
+        return Err(ApiError::invalid(
+            "substitute_payment_method",
+            "this installation does not use substitute payment methods (an admin can enable them in the settings)",
+        ));
+    }
+    Ok(())
+}
+
 /// Tag problems as a 422 naming each `tags.KEY`.
 fn tag_problems(list: Vec<(String, String)>) -> ApiError {
     ApiError::Invalid(
@@ -112,6 +123,7 @@ pub async fn create(
     let defs = tx.tag_definitions().await?;
     let admin = caller.require(Action::AdministerInstallation).is_ok();
     let tags = apply_tags(&defs, &body.tags, &Default::default(), true, admin).map_err(tag_problems)?;
+    substitutes_allowed(&mut tx, body.substitute_payment_method.is_some()).await?;
     let (method, substitute) = payment(&mut tx, &ws, body.payment_method, body.substitute_payment_method).await?;
     let mut p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;
     tx.set_project_tags(p.id, &tags).await?;
@@ -219,6 +231,7 @@ pub async fn update(
         p.display_name = name.into_string();
     }
     if body.payment_method.is_some() || body.substitute_payment_method.is_some() {
+        substitutes_allowed(&mut tx, matches!(body.substitute_payment_method, Some(Some(_)))).await?;
         let method = body.payment_method.unwrap_or(p.payment_method_id);
         // removing the method removes its substitute
         let substitute = match (method, body.substitute_payment_method) {

@@ -3,11 +3,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace};
+use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace, WorkspaceFourEye};
 use canopy_domain::authz::{Action, ActorKind};
 use canopy_domain::history::EventKind;
 use canopy_domain::{DisplayName, Identifier, SubjectKind, WorkspaceRole};
-use canopy_store::WorkspaceRecord;
+use canopy_store::{Tx, WorkspaceRecord};
 use serde_json::json;
 
 use crate::AppState;
@@ -15,15 +15,44 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::{ListQuery, load_workspace, page};
+use crate::routes::settings::{four_eye, to_setting};
 use crate::validate;
 
-pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>) -> Workspace {
+pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>, four_eye: WorkspaceFourEye) -> Workspace {
     Workspace {
         identifier: w.identifier,
         display_name: w.display_name,
         created_at: w.created_at,
         my_role: my_role.map(|r| r.as_str().to_owned()),
+        four_eye,
     }
+}
+
+/// The four-eye setting a workspace follows, and whether it is its own (FE1).
+pub async fn four_eye_of(tx: &mut Tx, workspace_id: uuid::Uuid) -> ApiResult<WorkspaceFourEye> {
+    let (setting, source) = match tx.workspace_four_eye(workspace_id).await? {
+        Some(own) => (own, "workspace"),
+        None => (tx.settings().await?.four_eye, "installation"),
+    };
+    Ok(WorkspaceFourEye { enabled: setting.enabled, approvals: setting.approvals, source: source.into() })
+}
+
+/// Workspaces as a page, each with its four-eye setting and the caller's role.
+pub async fn workspace_page(
+    tx: &mut Tx,
+    rows: Vec<WorkspaceRecord>,
+    limit: u32,
+    roles: Vec<Option<WorkspaceRole>>,
+) -> ApiResult<Page<Workspace>> {
+    let mut settings = Vec::with_capacity(rows.len());
+    for w in &rows {
+        settings.push(four_eye_of(tx, w.id).await?);
+    }
+    let mut extra = roles.into_iter().zip(settings);
+    Ok(page(rows, limit, |w| w.identifier.clone(), |w| {
+        let (role, four_eye) = extra.next().unwrap_or((None, WorkspaceFourEye { enabled: false, approvals: 1, source: String::new() }));
+        to_workspace(w, role, four_eye)
+    }))
 }
 
 /// The workspaces the caller is a member of (directly or through a group).
@@ -46,8 +75,7 @@ pub async fn list(
     for w in &rows {
         roles.push(caller.workspace_role(&mut tx, w).await?);
     }
-    let mut roles = roles.into_iter();
-    Ok(Json(page(rows, limit, |w| w.identifier.clone(), |w| to_workspace(w, roles.next().flatten()))))
+    Ok(Json(workspace_page(&mut tx, rows, limit, roles).await?))
 }
 
 /// Create a workspace; the creating person becomes its owner.
@@ -92,8 +120,9 @@ pub async fn create(
         .await?;
         my_role = Some(role);
     }
+    let four_eye = four_eye_of(&mut tx, ws.id).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(to_workspace(ws, my_role))))
+    Ok((StatusCode::CREATED, Json(to_workspace(ws, my_role, four_eye))))
 }
 
 /// Show a workspace.
@@ -104,10 +133,12 @@ pub async fn show(State(app): State<AppState>, caller: Caller, Path(ws): Path<St
     let ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
     let role = caller.workspace_role(&mut tx, &ws).await?;
-    Ok(Json(to_workspace(ws, role)))
+    let four_eye = four_eye_of(&mut tx, ws.id).await?;
+    Ok(Json(to_workspace(ws, role, four_eye)))
 }
 
-/// Rename a workspace (managers).
+/// Rename a workspace (managers), or give it its own four-eye setting
+/// (admins; `"four_eye": null` makes it follow the installation's again).
 #[utoipa::path(patch, path = "/api/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)), request_body = UpdateWorkspace,
     security(("bearer" = [])), responses((status = 200, body = Workspace), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn update(
@@ -120,7 +151,16 @@ pub async fn update(
     let mut tx = app.store.write().await?;
     let mut ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    if body.four_eye.is_some() {
+        // managers must not switch off the control that checks them
+        caller.require(Action::AdministerInstallation)?;
+    }
     validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
+    let four_eye = match body.four_eye {
+        Some(Some(f)) => Some(Some(four_eye("four_eye", f).map_err(|e| ApiError::Invalid(vec![e]))?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     if let Some(name) = display_name {
         tx.rename_workspace(ws.id, name.as_str()).await?;
         tx.append_event(
@@ -133,9 +173,19 @@ pub async fn update(
         .await?;
         ws.display_name = name.into_string();
     }
+    if let Some(setting) = four_eye {
+        let old = tx.workspace_four_eye(ws.id).await?;
+        if old != setting {
+            tx.set_workspace_four_eye(ws.id, setting).await?;
+            let show = |f: Option<canopy_domain::four_eye::FourEye>| f.map(to_setting);
+            tx.append_event(Some(ws.id), EventKind::FourEyeChanged, now, &caller.initiator(),
+                json!({"old": show(old), "new": show(setting)})).await?;
+        }
+    }
     let role = caller.workspace_role(&mut tx, &ws).await?;
+    let four_eye = four_eye_of(&mut tx, ws.id).await?;
     tx.commit().await?;
-    Ok(Json(to_workspace(ws, role)))
+    Ok(Json(to_workspace(ws, role, four_eye)))
 }
 
 /// Delete a workspace (owners). Refused while it has projects; its history is kept.

@@ -302,7 +302,7 @@ pub async fn binding(ctx: &Ctx, cmd: BindingCommand) -> Result<(), CliError> {
             if role.is_none() && expires_at.is_none() {
                 return Err(CliError::Usage("nothing to change: give --role, --expires-at or --no-expiry".into()));
             }
-            let body = UpdateBinding { role, expires_at };
+            let body = UpdateBinding { role, expires_at, justification: None };
             ctx.print_one::<Binding>(
                 client.patch(&["workspaces", &ws, "projects", &project, "bindings", &id], &body).await?,
             )

@@ -58,7 +58,7 @@ pub async fn workspace(ctx: &Ctx, cmd: WorkspaceCommand) -> Result<(), CliError>
             ctx.print_one::<Workspace>(created)
         }
         WorkspaceCommand::Rename { ws, name } => {
-            let changed = client.patch(&["workspaces", &ws], &UpdateWorkspace { display_name: Some(name) }).await?;
+            let changed = client.patch(&["workspaces", &ws], &UpdateWorkspace { display_name: Some(name), ..Default::default() }).await?;
             ctx.print_one::<Workspace>(changed)
         }
         WorkspaceCommand::Delete { ws } => {

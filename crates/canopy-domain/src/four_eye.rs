@@ -1,0 +1,496 @@
+//! The four-eye principle (FE1–FE4): when a change to a project binding waits
+//! for approval, who may approve it, and when an approval applies it.
+//!
+//! A change to a binding (add, change, remove) becomes a pending *request*
+//! when four-eye is on for its workspace. It applies once `approvals` people
+//! other than the requester who manage the workspace have approved it, or as
+//! soon as one admin has (FE3). Nobody approves their own request and one
+//! person counts once (FE4); a request is decided once, so a second approval
+//! that arrives after the deciding one is refused, never applied again.
+//!
+//! When the request is applied the world may have moved on: the binding to
+//! change may be gone, the proposed expiration may have passed. Then the
+//! request is void ([`void_reason`]) rather than applied.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::access::{Binding, in_force_at};
+use crate::names::InvalidValue;
+
+/// The most approvals a setting may ask for.
+pub const MAX_APPROVALS: u32 = 10;
+
+/// A four-eye setting: on or off, and how many approvals a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FourEye {
+    pub enabled: bool,
+    pub approvals: u32,
+}
+
+impl FourEye {
+    /// The installation's setting before an admin changes it.
+    pub const OFF: FourEye = FourEye { enabled: false, approvals: 1 };
+
+    pub fn new(enabled: bool, approvals: u32) -> Result<Self, InvalidValue> {
+        if !(1..=MAX_APPROVALS).contains(&approvals) {
+            return Err(InvalidValue(format!("must be between 1 and {MAX_APPROVALS}")));
+        }
+        Ok(FourEye { enabled, approvals })
+    }
+
+    /// A workspace's own setting, where it has one, wins over the installation's (FE1).
+    pub fn effective(installation: FourEye, workspace: Option<FourEye>) -> FourEye {
+        workspace.unwrap_or(installation)
+    }
+}
+
+/// What a request would do to a project's bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Bind a subject with a role.
+    Add,
+    /// Change a binding's role or expiration.
+    Change,
+    /// Remove a binding.
+    Remove,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    Pending,
+    /// Approved and applied.
+    Approved,
+    /// Declined by an approver, or withdrawn by the requester.
+    Declined,
+    /// Could no longer be applied when it was approved (see [`void_reason`]).
+    Void,
+}
+
+macro_rules! str_enum {
+    ($t:ident { $($v:ident => $s:literal),* }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+        }
+        impl FromStr for $t {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok(Self::$v),)*
+                    _ => Err(InvalidValue(format!("must be one of {}", [$($s),*].join(", ")))),
+                }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+str_enum!(RequestKind { Add => "add", Change => "change", Remove => "remove" });
+str_enum!(RequestState { Pending => "pending", Approved => "approved", Declined => "declined", Void => "void" });
+
+/// A request as the approval rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The person or API key that asked.
+    pub requester: Uuid,
+    pub state: RequestState,
+    /// Approvals it needs, fixed when it was made.
+    pub required: u32,
+    /// The distinct people whose approvals count so far.
+    pub approvals: BTreeSet<Uuid>,
+}
+
+/// Someone who acts on a request, with what they may do in its workspace now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approver {
+    pub id: Uuid,
+    pub is_admin: bool,
+    /// Manages the request's workspace (manager or owner).
+    pub is_manager: bool,
+}
+
+/// Why an approval or a decline is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("nobody approves their own request")]
+    OwnRequest,
+    #[error("you approved this request already; one person counts once")]
+    AlreadyApproved,
+    #[error("this request is {0} already")]
+    Decided(RequestState),
+    #[error("only the workspace's managers and admins decide on its requests")]
+    NotAnApprover,
+}
+
+/// What an accepted approval does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request has its approvals (or an admin's): apply it now.
+    Apply,
+    /// Counted; the request waits for `required - approvals` more.
+    Wait { approvals: u32, required: u32 },
+}
+
+/// Decide on `approver`'s approval of `request` (FE2–FE4).
+pub fn approve(request: &Request, approver: Approver) -> Result<Verdict, Refusal> {
+    if request.state != RequestState::Pending {
+        return Err(Refusal::Decided(request.state));
+    }
+    if approver.id == request.requester {
+        return Err(Refusal::OwnRequest);
+    }
+    if !approver.is_admin && !approver.is_manager {
+        return Err(Refusal::NotAnApprover);
+    }
+    if request.approvals.contains(&approver.id) {
+        return Err(Refusal::AlreadyApproved);
+    }
+    if approver.is_admin {
+        return Ok(Verdict::Apply);
+    }
+    // the requester can never be among the approvals; count defensively anyway
+    let counted = request.approvals.iter().filter(|a| **a != request.requester).count();
+    let approvals = u32::try_from(counted).unwrap_or(u32::MAX).saturating_add(1);
+    if approvals >= request.required {
+        Ok(Verdict::Apply)
+    } else {
+        Ok(Verdict::Wait { approvals, required: request.required })
+    }
+}
+
+/// Whether `who` may decline `request`: an approver, or the requester
+/// withdrawing it.
+pub fn decline(request: &Request, who: Approver) -> Result<(), Refusal> {
+    if request.state != RequestState::Pending {
+        return Err(Refusal::Decided(request.state));
+    }
+    if who.id != request.requester && !who.is_admin && !who.is_manager {
+        return Err(Refusal::NotAnApprover);
+    }
+    Ok(())
+}
+
+/// Whether a request can only be approved by an admin: fewer than `required`
+/// people other than the requester manage its workspace (FE3). Such a request
+/// says so and waits; it is never approved silently.
+pub fn needs_admin(required: u32, managers_other_than_requester: usize) -> bool {
+    usize::try_from(required).unwrap_or(usize::MAX) > managers_other_than_requester
+}
+
+/// Why an approved request cannot be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VoidReason {
+    #[error("the binding it changes was removed meanwhile")]
+    BindingGone,
+    #[error("its expiration passed while it waited for approval")]
+    ExpiryPassed,
+    #[error("the subject holds that role on the project already")]
+    AlreadyHeld,
+    #[error("the subject is no longer a member of the workspace, or its account is deactivated")]
+    SubjectGone,
+}
+
+/// What applying a request at `now` would meet.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyContext<'a> {
+    pub kind: RequestKind,
+    /// The expiration the request sets (add, change).
+    pub expires_at: Option<OffsetDateTime>,
+    /// For change and remove: the binding now, if it still exists. For add:
+    /// a binding of the same subject and role, if one exists.
+    pub binding: Option<&'a Binding>,
+    /// Whether the subject may still hold project roles in the workspace.
+    pub subject_eligible: bool,
+}
+
+/// Why the request cannot be applied at `now`, or `None` when it can.
+///
+/// A removal applies as long as the binding exists, even if it expired
+/// meanwhile. An add or a change never creates access that is already over,
+/// and an add never duplicates a binding in force.
+pub fn void_reason(ctx: ApplyContext<'_>, now: OffsetDateTime) -> Option<VoidReason> {
+    match ctx.kind {
+        RequestKind::Remove => ctx.binding.is_none().then_some(VoidReason::BindingGone),
+        RequestKind::Change => {
+            if ctx.binding.is_none() {
+                Some(VoidReason::BindingGone)
+            } else if !in_force_at(ctx.expires_at, now) {
+                Some(VoidReason::ExpiryPassed)
+            } else if !ctx.subject_eligible {
+                Some(VoidReason::SubjectGone)
+            } else {
+                None
+            }
+        }
+        RequestKind::Add => {
+            if !in_force_at(ctx.expires_at, now) {
+                Some(VoidReason::ExpiryPassed)
+            } else if !ctx.subject_eligible {
+                Some(VoidReason::SubjectGone)
+            } else if ctx.binding.is_some_and(|b| b.in_force_at(now)) {
+                Some(VoidReason::AlreadyHeld)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{Subject, UserStatus, effective_project_roles};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+    use time::macros::datetime;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn pending(requester: Uuid, required: u32, approvals: &[Uuid]) -> Request {
+        Request { requester, state: RequestState::Pending, required, approvals: approvals.iter().copied().collect() }
+    }
+
+    fn manager(n: u128) -> Approver {
+        Approver { id: id(n), is_admin: false, is_manager: true }
+    }
+
+    #[test]
+    fn fe1_workspace_setting_overrides_the_installation() {
+        let on = FourEye::new(true, 2).ok();
+        assert_eq!(FourEye::effective(FourEye::OFF, on), FourEye { enabled: true, approvals: 2 });
+        assert_eq!(FourEye::effective(FourEye::OFF, None), FourEye::OFF);
+        assert!(FourEye::new(true, 0).is_err());
+        assert!(FourEye::new(true, MAX_APPROVALS + 1).is_err());
+    }
+
+    #[test]
+    fn fe4_nobody_approves_their_own_request_and_one_person_counts_once() {
+        let r = pending(id(1), 2, &[]);
+        assert_eq!(approve(&r, manager(1)), Err(Refusal::OwnRequest));
+        let admin_requester = Approver { id: id(1), is_admin: true, is_manager: true };
+        assert_eq!(approve(&r, admin_requester), Err(Refusal::OwnRequest));
+        assert_eq!(approve(&r, manager(2)), Ok(Verdict::Wait { approvals: 1, required: 2 }));
+        let r = pending(id(1), 2, &[id(2)]);
+        assert_eq!(approve(&r, manager(2)), Err(Refusal::AlreadyApproved));
+        assert_eq!(approve(&r, manager(3)), Ok(Verdict::Apply));
+    }
+
+    #[test]
+    fn fe3_an_admin_approves_alone() {
+        let r = pending(id(1), 3, &[]);
+        let admin = Approver { id: id(9), is_admin: true, is_manager: false };
+        assert_eq!(approve(&r, admin), Ok(Verdict::Apply));
+        assert!(needs_admin(3, 2));
+        assert!(!needs_admin(2, 2));
+    }
+
+    #[test]
+    fn fe2_decided_requests_take_no_more_decisions() {
+        for state in [RequestState::Approved, RequestState::Declined, RequestState::Void] {
+            let r = Request { state, ..pending(id(1), 1, &[]) };
+            assert_eq!(approve(&r, manager(2)), Err(Refusal::Decided(state)));
+            assert_eq!(decline(&r, manager(2)), Err(Refusal::Decided(state)));
+        }
+        let r = pending(id(1), 1, &[]);
+        let member = Approver { id: id(5), is_admin: false, is_manager: false };
+        assert_eq!(approve(&r, member), Err(Refusal::NotAnApprover));
+        assert_eq!(decline(&r, member), Err(Refusal::NotAnApprover));
+        // the requester may withdraw their own request
+        assert_eq!(decline(&r, Approver { id: id(1), is_admin: false, is_manager: false }), Ok(()));
+    }
+
+    #[test]
+    fn fe1_requests_void_rather_than_apply_a_world_that_moved_on() {
+        let now = datetime!(2026-12-01 12:00 UTC);
+        let b = Binding { id: id(1), project_id: id(2), subject: Subject::user(id(3)), role_id: id(4), expires_at: None };
+        let ctx = |kind, expires_at, binding, subject_eligible| ApplyContext { kind, expires_at, binding, subject_eligible };
+        assert_eq!(void_reason(ctx(RequestKind::Remove, None, None, true), now), Some(VoidReason::BindingGone));
+        assert_eq!(void_reason(ctx(RequestKind::Remove, None, Some(&b), false), now), None);
+        assert_eq!(void_reason(ctx(RequestKind::Change, Some(now), Some(&b), true), now), Some(VoidReason::ExpiryPassed));
+        assert_eq!(void_reason(ctx(RequestKind::Add, None, Some(&b), true), now), Some(VoidReason::AlreadyHeld));
+        assert_eq!(void_reason(ctx(RequestKind::Add, None, None, false), now), Some(VoidReason::SubjectGone));
+        let expired = Binding { expires_at: Some(now), ..b.clone() };
+        assert_eq!(void_reason(ctx(RequestKind::Add, None, Some(&expired), true), now), None);
+    }
+
+    // ---------------------------------------------------------------- model
+
+    /// One step of a simulated installation: people request, approve and
+    /// decline changes, managers remove bindings directly, time passes.
+    #[derive(Debug, Clone)]
+    enum Step {
+        RequestAdd { by: u8, subject: u8, role: u8, lasts: Option<u16> },
+        RequestChange { by: u8, binding: u8, lasts: Option<u16> },
+        RequestRemove { by: u8, binding: u8 },
+        Approve { by: u8, request: u8 },
+        Decline { by: u8, request: u8 },
+        RemoveDirectly { binding: u8 },
+        Advance { minutes: u16 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let lasts = proptest::option::of(1u16..600);
+        prop_oneof![
+            (0u8..6, 0u8..4, 0u8..2, lasts.clone())
+                .prop_map(|(by, subject, role, lasts)| Step::RequestAdd { by, subject, role, lasts }),
+            (0u8..6, any::<u8>(), lasts).prop_map(|(by, binding, lasts)| Step::RequestChange { by, binding, lasts }),
+            (0u8..6, any::<u8>()).prop_map(|(by, binding)| Step::RequestRemove { by, binding }),
+            (0u8..6, any::<u8>()).prop_map(|(by, request)| Step::Approve { by, request }),
+            (0u8..6, any::<u8>()).prop_map(|(by, request)| Step::Decline { by, request }),
+            any::<u8>().prop_map(|binding| Step::RemoveDirectly { binding }),
+            (1u16..300).prop_map(|minutes| Step::Advance { minutes }),
+        ]
+    }
+
+    struct ModelRequest {
+        kind: RequestKind,
+        rule: Request,
+        subject: Subject,
+        role: Uuid,
+        binding: Option<Uuid>,
+        expires_at: Option<OffsetDateTime>,
+        applied: u32,
+    }
+
+    /// People 0..6: 0 is an admin, 1..4 manage the workspace, 4 and 5 are members.
+    fn person(n: u8) -> Approver {
+        Approver { id: id(100 + u128::from(n)), is_admin: n == 0, is_manager: (1..4).contains(&n) }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// No binding is ever in force after its expiry or its removal, no
+        /// request applies twice, and none applies without an admin or
+        /// `required` distinct approvers other than the requester.
+        #[test]
+        fn fe4_interleavings_of_approval_removal_and_expiry_keep_access_sound(
+            required in 1u32..4,
+            steps in proptest::collection::vec(step(), 1..60),
+        ) {
+            let mut now = datetime!(2026-11-23 0:00 UTC);
+            let mut bindings: BTreeMap<Uuid, Binding> = BTreeMap::new();
+            let mut removed: BTreeSet<Uuid> = BTreeSet::new();
+            let mut requests: Vec<ModelRequest> = Vec::new();
+            let mut next = 1000u128;
+            let users: Vec<UserStatus> = (0..4).map(|s| UserStatus { id: id(200 + s), active: true }).collect();
+            let roles = [id(300), id(301)];
+            let lasting = |now: OffsetDateTime, m: Option<u16>| m.map(|m| now + time::Duration::minutes(i64::from(m)));
+            let nth = |ids: Vec<Uuid>, n: u8| (!ids.is_empty()).then(|| ids[usize::from(n) % ids.len()]);
+            for s in steps {
+                match s {
+                    Step::RequestAdd { by, subject, role, lasts } => requests.push(ModelRequest {
+                        kind: RequestKind::Add,
+                        rule: pending(person(by).id, required, &[]),
+                        subject: Subject::user(users[usize::from(subject)].id),
+                        role: roles[usize::from(role)],
+                        binding: None,
+                        expires_at: lasting(now, lasts),
+                        applied: 0,
+                    }),
+                    Step::RequestChange { by, binding, lasts } => {
+                        if let Some(b) = nth(bindings.keys().copied().collect(), binding).map(|k| bindings[&k].clone()) {
+                            requests.push(ModelRequest {
+                                kind: RequestKind::Change,
+                                rule: pending(person(by).id, required, &[]),
+                                subject: b.subject, role: b.role_id, binding: Some(b.id),
+                                expires_at: lasting(now, lasts), applied: 0,
+                            });
+                        }
+                    }
+                    Step::RequestRemove { by, binding } => {
+                        if let Some(b) = nth(bindings.keys().copied().collect(), binding).map(|k| bindings[&k].clone()) {
+                            requests.push(ModelRequest {
+                                kind: RequestKind::Remove,
+                                rule: pending(person(by).id, required, &[]),
+                                subject: b.subject, role: b.role_id, binding: Some(b.id),
+                                expires_at: b.expires_at, applied: 0,
+                            });
+                        }
+                    }
+                    Step::Approve { by, request } => {
+                        if requests.is_empty() { continue; }
+                        let i = usize::from(request) % requests.len();
+                        let who = person(by);
+                        let r = &mut requests[i];
+                        match approve(&r.rule, who) {
+                            Err(_) => {}
+                            Ok(Verdict::Wait { .. }) => { r.rule.approvals.insert(who.id); }
+                            Ok(Verdict::Apply) => {
+                                prop_assert!(who.is_admin || r.rule.approvals.len() + 1 >= required as usize);
+                                prop_assert!(!r.rule.approvals.contains(&r.rule.requester) && who.id != r.rule.requester);
+                                r.rule.approvals.insert(who.id);
+                                let same = match r.kind {
+                                    RequestKind::Add => bindings.values().find(|b| b.subject == r.subject && b.role_id == r.role).cloned(),
+                                    _ => r.binding.and_then(|b| bindings.get(&b).cloned()),
+                                };
+                                let ctx = ApplyContext { kind: r.kind, expires_at: r.expires_at, binding: same.as_ref(), subject_eligible: true };
+                                if void_reason(ctx, now).is_some() {
+                                    r.rule.state = RequestState::Void;
+                                    continue;
+                                }
+                                r.rule.state = RequestState::Approved;
+                                r.applied += 1;
+                                match (r.kind, same) {
+                                    (RequestKind::Add, old) => {
+                                        if let Some(old) = old { bindings.remove(&old.id); removed.insert(old.id); }
+                                        next += 1;
+                                        let b = Binding { id: id(next), project_id: id(1), subject: r.subject, role_id: r.role, expires_at: r.expires_at };
+                                        bindings.insert(b.id, b);
+                                    }
+                                    (RequestKind::Change, Some(b)) => {
+                                        if let Some(b) = bindings.get_mut(&b.id) { b.expires_at = r.expires_at; }
+                                    }
+                                    (RequestKind::Remove, Some(b)) => { bindings.remove(&b.id); removed.insert(b.id); }
+                                    (_, None) => prop_assert!(false, "applied a change to a missing binding"),
+                                }
+                            }
+                        }
+                    }
+                    Step::Decline { by, request } => {
+                        if requests.is_empty() { continue; }
+                        let i = usize::from(request) % requests.len();
+                        if decline(&requests[i].rule, person(by)).is_ok() {
+                            requests[i].rule.state = RequestState::Declined;
+                        }
+                    }
+                    Step::RemoveDirectly { binding } => {
+                        if let Some(k) = nth(bindings.keys().copied().collect(), binding) {
+                            bindings.remove(&k);
+                            removed.insert(k);
+                        }
+                    }
+                    Step::Advance { minutes } => now += time::Duration::minutes(i64::from(minutes)),
+                }
+                // the invariants, after every step
+                for r in &requests {
+                    prop_assert!(r.applied <= 1, "a request applied twice");
+                    prop_assert_eq!(r.applied == 1, r.rule.state == RequestState::Approved);
+                }
+                prop_assert!(bindings.keys().all(|k| !removed.contains(k)), "a removed binding came back");
+                let all: Vec<Binding> = bindings.values().cloned().collect();
+                let effective = effective_project_roles(&all, &BTreeMap::new(), &users, now);
+                for (user, held) in &effective {
+                    for role in held {
+                        let grants = all.iter().any(|b| b.subject == Subject::user(*user) && b.role_id == *role
+                            && b.expires_at.is_none_or(|e| now < e));
+                        prop_assert!(grants, "access in force with no unexpired binding behind it");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! Four-eye requests (FE1–FE4, AD2): pending changes to project bindings,
+//! their approval and decline.
+//!
+//! A decision takes the request's lock first ([`Tx::lock_role_request`]) and
+//! reads it again under it, so of many approvals arriving at once each is
+//! counted once and only the one that completes the request applies it.
+
+use axum::Json;
+use axum::extract::State;
+use canopy_api_types::{DecideRequest, Page, Problem, RequestApproval, RoleRequest};
+use canopy_domain::authz::Action;
+use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
+use canopy_domain::history::EventKind;
+use canopy_domain::mail::{RequestNotice, request_decided, request_pending};
+use canopy_domain::{Email, WorkspaceRole};
+use canopy_store::{Decision, NewRoleRequest, PersonRecord, RequestFilter, RoleRequestRecord, Tx, WorkspaceRecord};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiPath as Path, ApiQuery, OptionalJson};
+use crate::routes::bindings::{AddBinding, ChangeBy, apply_add, apply_change, apply_remove, subject_eligible};
+use crate::routes::{check_limit, decode_cursor, load_workspace, page, rfc3339};
+
+pub fn to_request(q: RoleRequestRecord, needs_admin: bool) -> RoleRequest {
+    RoleRequest {
+        id: q.id,
+        subject: q.subject_string(),
+        workspace: q.workspace,
+        project: q.project,
+        kind: q.kind.as_str().into(),
+        state: q.state.as_str().into(),
+        binding: q.binding_id,
+        role: q.role,
+        expires_at: q.expires_at,
+        from_role: q.from_role,
+        from_expires_at: q.from_expires_at,
+        justification: q.justification,
+        requested_by: q.requested_by,
+        requested_at: q.requested_at,
+        approvals_required: q.approvals_required,
+        approvals: q
+            .approvals
+            .into_iter()
+            .map(|a| RequestApproval { approver: a.approver, approved_at: a.approved_at })
+            .collect(),
+        needs_admin: needs_admin && q.state == RequestState::Pending,
+        decided_by: q.decided_by,
+        decided_at: q.decided_at,
+        reason: q.reason,
+    }
+}
+
+fn request_notice<'a>(q: &'a RoleRequestRecord, id: &'a str, subject: &'a str) -> RequestNotice<'a> {
+    RequestNotice {
+        id,
+        workspace: &q.workspace,
+        project: &q.project,
+        kind: q.kind,
+        subject,
+        role: &q.role,
+        expires_at: q.expires_at,
+        requester: &q.requested_by,
+        justification: &q.justification,
+        approvals_required: q.approvals_required,
+    }
+}
+
+/// The people who may approve a request other than its requester, and
+/// whether they are too few so that it waits for an admin (FE3).
+async fn approvers(tx: &mut Tx, q: &RoleRequestRecord) -> ApiResult<(Vec<PersonRecord>, bool)> {
+    let managers: Vec<PersonRecord> =
+        tx.workspace_managers(q.workspace_id).await?.into_iter().filter(|m| m.id != q.requested_by_id).collect();
+    let needs_admin = four_eye::needs_admin(q.approvals_required, managers.len());
+    Ok((managers, needs_admin))
+}
+
+async fn mail_all(tx: &mut Tx, people: &[PersonRecord], make: impl Fn(&Email) -> canopy_domain::mail::Mail, now: OffsetDateTime) -> ApiResult<()> {
+    for p in people {
+        if let Ok(to) = Email::parse(&p.email) {
+            tx.enqueue_mail(&make(&to), now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Record a new request with its history event, and ask its approvers by
+/// e-mail: the workspace's managers other than the requester, and the
+/// admins too where the managers are fewer than the approvals it needs.
+pub async fn open_request(
+    tx: &mut Tx,
+    caller: &Caller,
+    new: NewRoleRequest<'_>,
+    now: OffsetDateTime,
+) -> ApiResult<RoleRequest> {
+    let q = tx.insert_role_request(new, now).await?;
+    let subject = q.subject_string();
+    tx.append_event(
+        Some(q.workspace_id),
+        EventKind::RoleRequestCreated,
+        now,
+        &caller.initiator(),
+        json!({"request": q.id, "kind": q.kind.as_str(), "project": q.project, "subject": subject,
+               "role": q.role, "expires_at": rfc3339(q.expires_at), "binding": q.binding_id,
+               "from": {"role": q.from_role, "expires_at": rfc3339(q.from_expires_at)},
+               "justification": q.justification, "approvals_required": q.approvals_required}),
+    )
+    .await?;
+    let (mut recipients, needs_admin) = approvers(tx, &q).await?;
+    if needs_admin {
+        for admin in tx.active_admins().await? {
+            if admin.id != q.requested_by_id && !recipients.iter().any(|r| r.id == admin.id) {
+                recipients.push(admin);
+            }
+        }
+    }
+    let id = q.id.to_string();
+    let n = request_notice(&q, &id, &subject);
+    mail_all(tx, &recipients, |to| request_pending(to, &n, needs_admin), now).await?;
+    Ok(to_request(q, needs_admin))
+}
+
+/// `?state=&limit=&cursor=` of a workspace's requests.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RequestQuery {
+    /// `pending` (the default), `approved`, `declined`, `void` or `all`.
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// `?workspace=&state=&limit=&cursor=` of the admin area's requests.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AdminRequestQuery {
+    /// Only this workspace's requests.
+    pub workspace: Option<String>,
+    /// `pending` (the default), `approved`, `declined`, `void` or `all`.
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+fn state_filter(state: Option<&str>) -> ApiResult<Option<RequestState>> {
+    match state {
+        None => Ok(Some(RequestState::Pending)),
+        Some("all") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|e: canopy_domain::InvalidValue| {
+            ApiError::invalid("state", format!("{}, or all", e.0))
+        }),
+    }
+}
+
+/// A page of requests, newest first, each saying whether it waits for an admin.
+async fn list_page(
+    tx: &mut Tx,
+    filter: RequestFilter,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> ApiResult<Page<RoleRequest>> {
+    let limit = check_limit(limit)?;
+    let bad_cursor = || ApiError::invalid("cursor", "is not a cursor this API returned");
+    let after = match decode_cursor(cursor)? {
+        None => None,
+        Some(c) => {
+            let (t, id) = c.split_once('/').ok_or_else(bad_cursor)?;
+            let t = t.parse::<i64>().ok().and_then(|t| canopy_store::from_us(t).ok()).ok_or_else(bad_cursor)?;
+            Some((t, Uuid::parse_str(id).map_err(|_| bad_cursor())?))
+        }
+    };
+    let rows = tx.role_requests(filter, after, i64::from(limit) + 1).await?;
+    let mut shortfall = Vec::with_capacity(rows.len());
+    for q in &rows {
+        shortfall.push(q.state == RequestState::Pending && approvers(tx, q).await?.1);
+    }
+    let mut shortfall = shortfall.into_iter();
+    Ok(page(
+        rows,
+        limit,
+        |q| format!("{}/{}", canopy_store::to_us(q.requested_at), q.id),
+        |q| to_request(q, shortfall.next().unwrap_or(false)),
+    ))
+}
+
+/// A workspace's four-eye requests, pending ones by default (FE2).
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/requests", tag = "requests",
+    params(("ws" = String, Path), RequestQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<RoleRequest>), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiQuery(q): ApiQuery<RequestQuery>,
+) -> ApiResult<Json<Page<RoleRequest>>> {
+    let state = state_filter(q.state.as_deref())?;
+    let mut tx = app.store.read().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let filter = RequestFilter { workspace_id: Some(ws.id), state };
+    Ok(Json(list_page(&mut tx, filter, q.limit, q.cursor.as_deref()).await?))
+}
+
+/// Every workspace's four-eye requests, pending ones by default (AD2).
+#[utoipa::path(get, path = "/api/v1/admin/requests", tag = "admin", params(AdminRequestQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<RoleRequest>), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn admin_list(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AdminRequestQuery>,
+) -> ApiResult<Json<Page<RoleRequest>>> {
+    caller.require(Action::AdministerInstallation)?;
+    let state = state_filter(q.state.as_deref())?;
+    let mut tx = app.store.read().await?;
+    let workspace_id = match &q.workspace {
+        Some(w) => Some(load_workspace(&mut tx, w).await?.id),
+        None => None,
+    };
+    let filter = RequestFilter { workspace_id, state };
+    Ok(Json(list_page(&mut tx, filter, q.limit, q.cursor.as_deref()).await?))
+}
+
+async fn load_request(tx: &mut Tx, ws: &WorkspaceRecord, id: &str) -> ApiResult<RoleRequestRecord> {
+    let not_found = || ApiError::not_found(format!("request {id:?} does not exist in workspace {}", ws.identifier));
+    Uuid::parse_str(id).map_err(|_| not_found())?;
+    let q = tx.role_request(id).await?.ok_or_else(not_found)?;
+    if q.workspace_id != ws.id {
+        return Err(not_found());
+    }
+    Ok(q)
+}
+
+/// One request of a workspace.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/requests/{id}", tag = "requests",
+    params(("ws" = String, Path), ("id" = Uuid, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RoleRequest), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn show(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+) -> ApiResult<Json<RoleRequest>> {
+    let mut tx = app.store.read().await?;
+    let ws = load_workspace(&mut tx, &ws).await?;
+    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let q = load_request(&mut tx, &ws, &id).await?;
+    let needs_admin = approvers(&mut tx, &q).await?.1;
+    Ok(Json(to_request(q, needs_admin)))
+}
+
+/// Load a request for a decision, under its lock, with the deciding person.
+async fn for_decision(
+    tx: &mut Tx,
+    caller: &Caller,
+    ws: &str,
+    id: &str,
+) -> ApiResult<(WorkspaceRecord, RoleRequestRecord, Approver)> {
+    if !caller.actor.is_user() {
+        return Err(ApiError::Forbidden(
+            "only people decide on requests; sign in as a person rather than with an API key".into(),
+        ));
+    }
+    let ws = load_workspace(tx, ws).await?;
+    let q = load_request(tx, &ws, id).await?;
+    tx.lock_role_request(q.id).await?;
+    let q = load_request(tx, &ws, id).await?;
+    let role = caller.workspace_role(tx, &ws).await?;
+    let approver = Approver {
+        id: caller.actor.id,
+        is_admin: caller.actor.is_admin(),
+        is_manager: role.is_some_and(|r| r >= WorkspaceRole::Manager),
+    };
+    Ok((ws, q, approver))
+}
+
+fn refused(r: Refusal) -> ApiError {
+    match r {
+        Refusal::OwnRequest | Refusal::NotAnApprover => ApiError::Forbidden(r.to_string()),
+        Refusal::AlreadyApproved | Refusal::Decided(_) => ApiError::conflict(r.to_string()),
+    }
+}
+
+fn reason(body: &DecideRequest) -> ApiResult<Option<String>> {
+    let r = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    if r.is_some_and(|r| r.chars().count() > 1000) {
+        return Err(ApiError::invalid("reason", "must be at most 1000 characters"));
+    }
+    Ok(r.map(str::to_owned))
+}
+
+/// Approve a request (FE2–FE4). It applies once it has its approvals from
+/// managers other than the requester, or at once when an admin approves.
+/// Nobody approves their own request (403); approving twice or a decided
+/// request is a conflict (409). A request the world has moved past (its
+/// binding removed, its expiration passed) ends `void` instead of applying.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/requests/{id}/approve", tag = "requests",
+    params(("ws" = String, Path), ("id" = Uuid, Path)), request_body(content = Option<DecideRequest>), security(("bearer" = [])),
+    responses((status = 200, body = RoleRequest), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn approve(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<DecideRequest>,
+) -> ApiResult<Json<RoleRequest>> {
+    let now = app.clock.now();
+    let reason = reason(&body)?;
+    let mut tx = app.store.write().await?;
+    let (ws, q, approver) = for_decision(&mut tx, &caller, &ws, &id).await?;
+    let verdict = four_eye::approve(&q.rule(), approver).map_err(refused)?;
+    tx.add_approval(q.id, approver.id, &caller.actor.name, now).await?;
+    let subject = q.subject_string();
+    let (approvals, required) = match verdict {
+        Verdict::Wait { approvals, required } => (approvals, required),
+        Verdict::Apply => (q.approvals.len() as u32 + 1, q.approvals_required),
+    };
+    tx.append_event(
+        Some(ws.id),
+        EventKind::RoleRequestApprovalGiven,
+        now,
+        &caller.initiator(),
+        json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role,
+               "approvals": approvals, "approvals_required": required, "admin": approver.is_admin && !approver.is_manager,
+               "reason": reason}),
+    )
+    .await?;
+    if verdict == Verdict::Apply {
+        settle(&mut tx, &ws, &q, &caller, reason.as_deref(), now).await?;
+    }
+    let q = load_request(&mut tx, &ws, &id).await?;
+    let needs_admin = approvers(&mut tx, &q).await?.1;
+    tx.commit().await?;
+    Ok(Json(to_request(q, needs_admin)))
+}
+
+/// Apply an approved request, or void it where it can no longer apply; tell the requester.
+async fn settle(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    q: &RoleRequestRecord,
+    caller: &Caller,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
+    let project = tx
+        .project_by_id(q.project_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("the request's project vanished".into()))?;
+    let binding = match q.kind {
+        RequestKind::Add => tx.find_binding(project.id, q.subject, q.role_id).await?,
+        RequestKind::Change | RequestKind::Remove => match q.binding_id {
+            Some(b) => tx.binding(&b.to_string()).await?.filter(|b| b.binding.project_id == project.id),
+            None => None,
+        },
+    };
+    let ctx = ApplyContext {
+        kind: q.kind,
+        expires_at: q.expires_at,
+        binding: binding.as_ref().map(|b| &b.binding),
+        subject_eligible: subject_eligible(tx, ws, q.subject).await?,
+    };
+    let subject = q.subject_string();
+    let approved_by: Vec<&str> =
+        q.approvals.iter().map(|a| a.approver.as_str()).chain([caller.actor.name.as_str()]).collect();
+    let (state, made, why) = if let Some(void) = four_eye::void_reason(ctx, now) {
+        let why = void.to_string();
+        tx.append_event(Some(ws.id), EventKind::RoleRequestVoid, now, &caller.initiator(),
+            json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role, "reason": why}))
+            .await?;
+        (RequestState::Void, None, Some(why))
+    } else {
+        tx.append_event(Some(ws.id), EventKind::RoleRequestApproved, now, &caller.initiator(),
+            json!({"request": q.id, "kind": q.kind.as_str(), "project": q.project, "subject": subject, "role": q.role,
+                   "approved_by": approved_by, "reason": reason}))
+            .await?;
+        let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: Some(q.id) };
+        let role = tx
+            .project_role(&q.role)
+            .await?
+            .ok_or_else(|| ApiError::Internal("the request's role vanished".into()))?;
+        let made = match (q.kind, &binding) {
+            (RequestKind::Add, _) => {
+                let add = AddBinding {
+                    subject: q.subject,
+                    name: &subject,
+                    role: &role,
+                    expires_at: q.expires_at,
+                    justification: Some(&q.justification),
+                    granted_by: &q.requested_by,
+                };
+                Some(apply_add(tx, ws, &project, add, &by, now).await?.binding.id)
+            }
+            (RequestKind::Change, Some(b)) => {
+                apply_change(tx, ws, &project, b, &role, q.expires_at, &by, now).await?;
+                None
+            }
+            (RequestKind::Remove, Some(b)) => {
+                apply_remove(tx, ws, &project, b, &by, now).await?;
+                None
+            }
+            (_, None) => return Err(ApiError::Internal("void_reason let a change without its binding through".into())),
+        };
+        (RequestState::Approved, made, reason.map(str::to_owned))
+    };
+    let decision = Decision { state, by: &caller.actor.name, reason: why.as_deref(), binding_id: made };
+    if !tx.decide_role_request(q.id, decision, now).await? {
+        return Err(ApiError::conflict("this request was decided meanwhile"));
+    }
+    tell_requester(tx, q, state, &caller.actor.name, why.as_deref(), now).await
+}
+
+/// E-mail the requester, when a person, the outcome of their request (FE2).
+async fn tell_requester(
+    tx: &mut Tx,
+    q: &RoleRequestRecord,
+    state: RequestState,
+    by: &str,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
+    let Some(requester) = tx.user_by_id(q.requested_by_id).await?.filter(|u| u.active) else {
+        return Ok(());
+    };
+    let Ok(to) = Email::parse(&requester.email) else {
+        return Ok(());
+    };
+    let subject = q.subject_string();
+    let id = q.id.to_string();
+    let n = request_notice(q, &id, &subject);
+    tx.enqueue_mail(&request_decided(&to, &n, state, by, reason), now).await?;
+    Ok(())
+}
+
+/// Decline a request, or withdraw one's own: it ends without effect (FE2).
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/requests/{id}/decline", tag = "requests",
+    params(("ws" = String, Path), ("id" = Uuid, Path)), request_body(content = Option<DecideRequest>), security(("bearer" = [])),
+    responses((status = 200, body = RoleRequest), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn decline(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((ws, id)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<DecideRequest>,
+) -> ApiResult<Json<RoleRequest>> {
+    let now = app.clock.now();
+    let reason = reason(&body)?;
+    let mut tx = app.store.write().await?;
+    let (ws, q, who) = for_decision(&mut tx, &caller, &ws, &id).await?;
+    four_eye::decline(&q.rule(), who).map_err(refused)?;
+    let withdrawn = who.id == q.requested_by_id;
+    let decision = Decision { state: RequestState::Declined, by: &caller.actor.name, reason: reason.as_deref(), binding_id: None };
+    if !tx.decide_role_request(q.id, decision, now).await? {
+        return Err(ApiError::conflict("this request was decided meanwhile"));
+    }
+    tx.append_event(
+        Some(ws.id),
+        EventKind::RoleRequestDeclined,
+        now,
+        &caller.initiator(),
+        json!({"request": q.id, "project": q.project, "subject": q.subject_string(), "role": q.role,
+               "withdrawn": withdrawn, "reason": reason}),
+    )
+    .await?;
+    if !withdrawn {
+        tell_requester(&mut tx, &q, RequestState::Declined, &caller.actor.name, reason.as_deref(), now).await?;
+    }
+    let q = load_request(&mut tx, &ws, &id).await?;
+    tx.commit().await?;
+    Ok(Json(to_request(q, false)))
+}

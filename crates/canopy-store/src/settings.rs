@@ -1,0 +1,90 @@
+//! Installation settings and a workspace's own four-eye setting (FE1).
+
+use canopy_domain::four_eye::FourEye;
+use uuid::Uuid;
+
+use crate::{Result, RowExt, StoreError, Tx};
+
+/// The installation's settings (one row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallationSettings {
+    pub four_eye: FourEye,
+    /// The longest access a new or changed binding may grant; `None`: no maximum.
+    pub max_binding_days: Option<u32>,
+    /// Whether projects may name a substitute payment method (PM2).
+    pub payment_substitutes: bool,
+}
+
+impl InstallationSettings {
+    pub fn max_binding_duration(&self) -> Option<time::Duration> {
+        self.max_binding_days.map(|d| time::Duration::days(i64::from(d)))
+    }
+}
+
+fn four_eye(enabled: i64, approvals: i64) -> Result<FourEye> {
+    let approvals = u32::try_from(approvals).map_err(|_| StoreError::Corrupt(format!("approvals {approvals}")))?;
+    FourEye::new(enabled != 0, approvals).map_err(|e| StoreError::Corrupt(format!("four-eye approvals: {e}")))
+}
+
+impl Tx {
+    pub async fn settings(&mut self) -> Result<InstallationSettings> {
+        let r = sqlx::query(
+            "SELECT four_eye_enabled, four_eye_approvals, max_binding_days, payment_substitutes \
+             FROM installation_settings WHERE id = 1",
+        )
+        .fetch_one(self.conn())
+        .await?;
+        let max = r.int_opt("max_binding_days")?;
+        Ok(InstallationSettings {
+            four_eye: four_eye(r.int("four_eye_enabled")?, r.int("four_eye_approvals")?)?,
+            max_binding_days: max
+                .map(|d| u32::try_from(d).map_err(|_| StoreError::Corrupt(format!("max_binding_days {d}"))))
+                .transpose()?,
+            payment_substitutes: r.flag("payment_substitutes")?,
+        })
+    }
+
+    /// Replace the installation's settings; the row stays locked until the
+    /// transaction ends, so concurrent changes queue.
+    pub async fn set_settings(&mut self, s: &InstallationSettings) -> Result<()> {
+        sqlx::query(
+            "UPDATE installation_settings SET four_eye_enabled = $1, four_eye_approvals = $2, \
+             max_binding_days = $3, payment_substitutes = $4 WHERE id = 1",
+        )
+        .bind(i64::from(s.four_eye.enabled))
+        .bind(i64::from(s.four_eye.approvals))
+        .bind(s.max_binding_days.map(i64::from))
+        .bind(i64::from(s.payment_substitutes))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// A workspace's own four-eye setting; `None`: it follows the installation's.
+    pub async fn workspace_four_eye(&mut self, workspace_id: Uuid) -> Result<Option<FourEye>> {
+        let r = sqlx::query("SELECT four_eye_enabled, four_eye_approvals FROM workspaces WHERE id = $1")
+            .bind(workspace_id.to_string())
+            .fetch_one(self.conn())
+            .await?;
+        match (r.int_opt("four_eye_enabled")?, r.int_opt("four_eye_approvals")?) {
+            (Some(e), Some(a)) => Ok(Some(four_eye(e, a)?)),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn set_workspace_four_eye(&mut self, workspace_id: Uuid, setting: Option<FourEye>) -> Result<()> {
+        sqlx::query("UPDATE workspaces SET four_eye_enabled = $2, four_eye_approvals = $3 WHERE id = $1")
+            .bind(workspace_id.to_string())
+            .bind(setting.map(|s| i64::from(s.enabled)))
+            .bind(setting.map(|s| i64::from(s.approvals)))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The four-eye setting in force for a workspace (FE1).
+    pub async fn effective_four_eye(&mut self, workspace_id: Uuid) -> Result<FourEye> {
+        let own = self.workspace_four_eye(workspace_id).await?;
+        Ok(FourEye::effective(self.settings().await?.four_eye, own))
+    }
+}

@@ -315,11 +315,16 @@ mod tests {
     #[test]
     fn fe1_requests_void_rather_than_apply_a_world_that_moved_on() {
         let now = datetime!(2026-12-01 12:00 UTC);
-        let b = Binding { id: id(1), project_id: id(2), subject: Subject::user(id(3)), role_id: id(4), expires_at: None };
-        let ctx = |kind, expires_at, binding, subject_eligible| ApplyContext { kind, expires_at, binding, subject_eligible };
+        let b =
+            Binding { id: id(1), project_id: id(2), subject: Subject::user(id(3)), role_id: id(4), expires_at: None };
+        let ctx =
+            |kind, expires_at, binding, subject_eligible| ApplyContext { kind, expires_at, binding, subject_eligible };
         assert_eq!(void_reason(ctx(RequestKind::Remove, None, None, true), now), Some(VoidReason::BindingGone));
         assert_eq!(void_reason(ctx(RequestKind::Remove, None, Some(&b), false), now), None);
-        assert_eq!(void_reason(ctx(RequestKind::Change, Some(now), Some(&b), true), now), Some(VoidReason::ExpiryPassed));
+        assert_eq!(
+            void_reason(ctx(RequestKind::Change, Some(now), Some(&b), true), now),
+            Some(VoidReason::ExpiryPassed)
+        );
         assert_eq!(void_reason(ctx(RequestKind::Add, None, Some(&b), true), now), Some(VoidReason::AlreadyHeld));
         assert_eq!(void_reason(ctx(RequestKind::Add, None, None, false), now), Some(VoidReason::SubjectGone));
         let expired = Binding { expires_at: Some(now), ..b.clone() };
@@ -344,8 +349,12 @@ mod tests {
     fn step() -> impl Strategy<Value = Step> {
         let lasts = proptest::option::of(1u16..600);
         prop_oneof![
-            (0u8..6, 0u8..4, 0u8..2, lasts.clone())
-                .prop_map(|(by, subject, role, lasts)| Step::RequestAdd { by, subject, role, lasts }),
+            (0u8..6, 0u8..4, 0u8..2, lasts.clone()).prop_map(|(by, subject, role, lasts)| Step::RequestAdd {
+                by,
+                subject,
+                role,
+                lasts
+            }),
             (0u8..6, any::<u8>(), lasts).prop_map(|(by, binding, lasts)| Step::RequestChange { by, binding, lasts }),
             (0u8..6, any::<u8>()).prop_map(|(by, binding)| Step::RequestRemove { by, binding }),
             (0u8..6, any::<u8>()).prop_map(|(by, request)| Step::Approve { by, request }),

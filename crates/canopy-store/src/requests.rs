@@ -145,7 +145,11 @@ pub struct RequestFilter {
 }
 
 impl Tx {
-    pub async fn insert_role_request(&mut self, q: NewRoleRequest<'_>, now: OffsetDateTime) -> Result<RoleRequestRecord> {
+    pub async fn insert_role_request(
+        &mut self,
+        q: NewRoleRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Result<RoleRequestRecord> {
         let id = new_id();
         let (user, group) = match q.subject.kind {
             SubjectKind::User => (Some(q.subject.id.to_string()), None),
@@ -268,12 +272,7 @@ impl Tx {
     }
 
     /// Settle a pending request. False when it was decided already.
-    pub async fn decide_role_request(
-        &mut self,
-        id: Uuid,
-        decision: Decision<'_>,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
+    pub async fn decide_role_request(&mut self, id: Uuid, decision: Decision<'_>, now: OffsetDateTime) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE role_requests SET state = $2, decided_at = $3, decided_by = $4, reason = $5, \
                binding_id = COALESCE($6, binding_id) WHERE id = $1 AND state = 'pending'",

@@ -210,7 +210,8 @@ pub async fn create(
     }
     let role = tx.project_role(&body.role).await?;
     if role.is_none() {
-        errors.push(FieldError { field: "role".into(), message: format!("project role {:?} does not exist", body.role) });
+        errors
+            .push(FieldError { field: "role".into(), message: format!("project role {:?} does not exist", body.role) });
     }
     let subject = match (&body.user, &body.group) {
         (Some(username), _) => match tx.user_by_username(username).await? {

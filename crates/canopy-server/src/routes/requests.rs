@@ -80,7 +80,12 @@ async fn approvers(tx: &mut Tx, q: &RoleRequestRecord) -> ApiResult<(Vec<PersonR
     Ok((managers, needs_admin))
 }
 
-async fn mail_all(tx: &mut Tx, people: &[PersonRecord], make: impl Fn(&Email) -> canopy_domain::mail::Mail, now: OffsetDateTime) -> ApiResult<()> {
+async fn mail_all(
+    tx: &mut Tx,
+    people: &[PersonRecord],
+    make: impl Fn(&Email) -> canopy_domain::mail::Mail,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
     for p in people {
         if let Ok(to) = Email::parse(&p.email) {
             tx.enqueue_mail(&make(&to), now).await?;
@@ -153,9 +158,10 @@ fn state_filter(state: Option<&str>) -> ApiResult<Option<RequestState>> {
     match state {
         None => Ok(Some(RequestState::Pending)),
         Some("all") => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|e: canopy_domain::InvalidValue| {
-            ApiError::invalid("state", format!("{}, or all", e.0))
-        }),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("state", format!("{}, or all", e.0))),
     }
 }
 
@@ -369,20 +375,28 @@ async fn settle(
         q.approvals.iter().map(|a| a.approver.as_str()).chain([caller.actor.name.as_str()]).collect();
     let (state, made, why) = if let Some(void) = four_eye::void_reason(ctx, now) {
         let why = void.to_string();
-        tx.append_event(Some(ws.id), EventKind::RoleRequestVoid, now, &caller.initiator(),
-            json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role, "reason": why}))
-            .await?;
+        tx.append_event(
+            Some(ws.id),
+            EventKind::RoleRequestVoid,
+            now,
+            &caller.initiator(),
+            json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role, "reason": why}),
+        )
+        .await?;
         (RequestState::Void, None, Some(why))
     } else {
-        tx.append_event(Some(ws.id), EventKind::RoleRequestApproved, now, &caller.initiator(),
+        tx.append_event(
+            Some(ws.id),
+            EventKind::RoleRequestApproved,
+            now,
+            &caller.initiator(),
             json!({"request": q.id, "kind": q.kind.as_str(), "project": q.project, "subject": subject, "role": q.role,
-                   "approved_by": approved_by, "reason": reason}))
-            .await?;
+                   "approved_by": approved_by, "reason": reason}),
+        )
+        .await?;
         let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: Some(q.id) };
-        let role = tx
-            .project_role(&q.role)
-            .await?
-            .ok_or_else(|| ApiError::Internal("the request's role vanished".into()))?;
+        let role =
+            tx.project_role(&q.role).await?.ok_or_else(|| ApiError::Internal("the request's role vanished".into()))?;
         let made = match (q.kind, &binding) {
             (RequestKind::Add, _) => {
                 let add = AddBinding {
@@ -452,7 +466,8 @@ pub async fn decline(
     let (ws, q, who) = for_decision(&mut tx, &caller, &ws, &id).await?;
     four_eye::decline(&q.rule(), who).map_err(refused)?;
     let withdrawn = who.id == q.requested_by_id;
-    let decision = Decision { state: RequestState::Declined, by: &caller.actor.name, reason: reason.as_deref(), binding_id: None };
+    let decision =
+        Decision { state: RequestState::Declined, by: &caller.actor.name, reason: reason.as_deref(), binding_id: None };
     if !tx.decide_role_request(q.id, decision, now).await? {
         return Err(ApiError::conflict("this request was decided meanwhile"));
     }

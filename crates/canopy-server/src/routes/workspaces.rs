@@ -14,8 +14,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::{ListQuery, load_workspace, page};
 use crate::routes::settings::{four_eye, to_setting};
+use crate::routes::{ListQuery, load_workspace, page};
 use crate::validate;
 
 pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>, four_eye: WorkspaceFourEye) -> Workspace {
@@ -49,10 +49,17 @@ pub async fn workspace_page(
         settings.push(four_eye_of(tx, w.id).await?);
     }
     let mut extra = roles.into_iter().zip(settings);
-    Ok(page(rows, limit, |w| w.identifier.clone(), |w| {
-        let (role, four_eye) = extra.next().unwrap_or((None, WorkspaceFourEye { enabled: false, approvals: 1, source: String::new() }));
-        to_workspace(w, role, four_eye)
-    }))
+    Ok(page(
+        rows,
+        limit,
+        |w| w.identifier.clone(),
+        |w| {
+            let (role, four_eye) = extra
+                .next()
+                .unwrap_or((None, WorkspaceFourEye { enabled: false, approvals: 1, source: String::new() }));
+            to_workspace(w, role, four_eye)
+        },
+    ))
 }
 
 /// The workspaces the caller is a member of (directly or through a group).
@@ -178,8 +185,14 @@ pub async fn update(
         if old != setting {
             tx.set_workspace_four_eye(ws.id, setting).await?;
             let show = |f: Option<canopy_domain::four_eye::FourEye>| f.map(to_setting);
-            tx.append_event(Some(ws.id), EventKind::FourEyeChanged, now, &caller.initiator(),
-                json!({"old": show(old), "new": show(setting)})).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::FourEyeChanged,
+                now,
+                &caller.initiator(),
+                json!({"old": show(old), "new": show(setting)}),
+            )
+            .await?;
         }
     }
     let role = caller.workspace_role(&mut tx, &ws).await?;

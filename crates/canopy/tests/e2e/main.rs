@@ -10,6 +10,7 @@ mod cli;
 mod clouds;
 mod deletion;
 mod faults;
+mod four_eye;
 mod history;
 mod input;
 mod interface;

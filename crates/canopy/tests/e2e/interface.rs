@@ -170,6 +170,13 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("patch", "/api/v1/workspaces/{ws}/payment-methods/{id}", WorkspaceManager, Some(json!({"amount": 5.0}))),
         ("delete", "/api/v1/workspaces/{ws}/payment-methods/{id}", WorkspaceManager, None),
         ("get", "/api/v1/workspaces/{ws}/payment-methods/forecast", WorkspaceManager, None),
+        ("get", "/api/v1/settings", Admin, None),
+        ("patch", "/api/v1/settings", Admin, Some(json!({"payment_substitutes": true}))),
+        ("get", "/api/v1/workspaces/{ws}/requests", WorkspaceManager, None),
+        ("get", "/api/v1/workspaces/{ws}/requests/{id}", WorkspaceManager, None),
+        ("post", "/api/v1/workspaces/{ws}/requests/{id}/approve", WorkspaceManager, None),
+        ("post", "/api/v1/workspaces/{ws}/requests/{id}/decline", WorkspaceManager, None),
+        ("get", "/api/v1/admin/requests", Admin, None),
     ]
 }
 

@@ -59,6 +59,10 @@ pub struct MyWorkspace {
     pub identifier: String,
     pub display_name: String,
     pub role: String,
+    /// Pending four-eye requests of the workspace that wait for the caller's
+    /// decision (managers: not their own, not approved by them yet).
+    #[serde(default)]
+    pub requests_to_decide: u64,
 }
 
 /// A project where the caller effectively holds roles now (directly or through groups).

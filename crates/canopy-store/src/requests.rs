@@ -288,6 +288,21 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// How many of a workspace's pending requests wait for `person`'s
+    /// decision: neither theirs nor approved by them yet.
+    pub async fn count_requests_to_decide(&mut self, workspace_id: Uuid, person: Uuid) -> Result<u64> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM role_requests q WHERE q.workspace_id = $1 AND q.state = 'pending' \
+             AND q.requested_by_id <> $2 AND NOT EXISTS (SELECT 1 FROM role_request_approvals a \
+               WHERE a.request_id = q.id AND a.approver_id = $2)",
+        )
+        .bind(workspace_id.to_string())
+        .bind(person.to_string())
+        .fetch_one(self.conn())
+        .await?;
+        Ok(u64::try_from(r.int("n")?).unwrap_or(0))
+    }
+
     /// How many requests still wait for approval with a project role.
     pub async fn count_pending_requests_with_role(&mut self, role_id: Uuid) -> Result<i64> {
         let r = sqlx::query(

@@ -323,7 +323,9 @@ pub async fn approve(
     let subject = q.subject_string();
     let (approvals, required) = match verdict {
         Verdict::Wait { approvals, required } => (approvals, required),
-        Verdict::Apply => (q.approvals.len() as u32 + 1, q.approvals_required),
+        Verdict::Apply => {
+            (u32::try_from(q.approvals.len()).unwrap_or(u32::MAX).saturating_add(1), q.approvals_required)
+        }
     };
     tx.append_event(
         Some(ws.id),

@@ -101,7 +101,8 @@ async fn soon_expiring(
 const NOTICES: usize = 50;
 
 /// The caller: account, installation roles, workspaces and effective project
-/// access, and, for workspace managers, bindings that expire soon (AC12).
+/// access, and, for workspace managers, bindings that expire soon (AC12) and
+/// how many four-eye requests wait for their decision (FE2).
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = Problem)))]
 pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
@@ -127,13 +128,16 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
             for ws in &workspaces {
                 let role = WorkspaceRole::strongest(tx.membership_roles_of_user(ws.id, user.id).await?);
                 if let Some(role) = role {
+                    let mut requests_to_decide = 0;
                     if role >= WorkspaceRole::Manager {
                         me.notices.extend(soon_expiring(&mut tx, ws.id, now).await?);
+                        requests_to_decide = tx.count_requests_to_decide(ws.id, user.id).await?;
                     }
                     me.workspaces.push(MyWorkspace {
                         identifier: ws.identifier.clone(),
                         display_name: ws.display_name.clone(),
                         role: role.as_str().into(),
+                        requests_to_decide,
                     });
                 }
             }
@@ -148,6 +152,7 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<M
                     identifier: ws.identifier,
                     display_name: ws.display_name,
                     role: role.as_str().into(),
+                    requests_to_decide: 0,
                 });
             }
         }

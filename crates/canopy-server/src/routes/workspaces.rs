@@ -48,18 +48,8 @@ pub async fn workspace_page(
     for w in &rows {
         settings.push(four_eye_of(tx, w.id).await?);
     }
-    let mut extra = roles.into_iter().zip(settings);
-    Ok(page(
-        rows,
-        limit,
-        |w| w.identifier.clone(),
-        |w| {
-            let (role, four_eye) = extra
-                .next()
-                .unwrap_or((None, WorkspaceFourEye { enabled: false, approvals: 1, source: String::new() }));
-            to_workspace(w, role, four_eye)
-        },
-    ))
+    let rows: Vec<_> = rows.into_iter().zip(roles).zip(settings).collect();
+    Ok(page(rows, limit, |((w, _), _)| w.identifier.clone(), |((w, role), four_eye)| to_workspace(w, role, four_eye)))
 }
 
 /// The workspaces the caller is a member of (directly or through a group).

@@ -73,6 +73,12 @@ async fn fe1_binding_changes_wait_for_approval_where_four_eye_is_on(app: TestApp
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["id"], id.as_str());
     app.get(&requests, &ann).await.expect_problem(403, None);
+    // managers see what waits for their decision on GET /me; the requester does not
+    let waiting = |me: &Value| {
+        me["workspaces"].as_array().unwrap().iter().find(|w| w["identifier"] == ws.as_str()).unwrap()["requests_to_decide"].clone()
+    };
+    assert_eq!(waiting(&app.get("/api/v1/me", &mia).await.expect(200).body), 1);
+    assert_eq!(waiting(&app.get("/api/v1/me", &olga).await.expect(200).body), 0);
 
     // FE4: not one's own, not a member, one person counts once
     app.post(&format!("{requests}/{id}/approve"), &olga, json!({})).await.expect_problem(403, None);
@@ -80,6 +86,8 @@ async fn fe1_binding_changes_wait_for_approval_where_four_eye_is_on(app: TestApp
     let q = app.post(&format!("{requests}/{id}/approve"), &mia, json!({})).await.expect(200).body;
     assert_eq!((q["state"].as_str(), q["approvals"].as_array().unwrap().len()), (Some("pending"), 1), "{q}");
     app.post(&format!("{requests}/{id}/approve"), &mia, json!({})).await.expect_problem(409, None);
+    assert_eq!(waiting(&app.get("/api/v1/me", &mia).await.expect(200).body), 0, "mia has decided");
+    assert_eq!(waiting(&app.get("/api/v1/me", &max).await.expect(200).body), 1);
     assert!(items(&app.get(&bindings, &olga).await.expect(200).body).is_empty(), "one approval of two");
     let q = app.post(&format!("{requests}/{id}/approve"), &max, json!({"reason": "ok"})).await.expect(200).body;
     assert_eq!(q["state"], "approved", "{q}");

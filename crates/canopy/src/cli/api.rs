@@ -163,6 +163,19 @@ impl Api {
         query: &[(&str, String)],
         body: Option<Value>,
     ) -> Result<Value, CliError> {
+        self.call_status(method, path, query, body).await.map(|(_, v)| v)
+    }
+
+    /// [`Api::call`], also answering the success status, for the answers
+    /// whose meaning depends on it (`202 Accepted`: a pending four-eye
+    /// request rather than the change done).
+    pub async fn call_status(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> Result<(u16, Value), CliError> {
         let mut req = self.http.request(method, self.url(path)?).header(reqwest::header::ACCEPT, "application/json");
         if !query.is_empty() {
             req = req.query(query);
@@ -178,9 +191,9 @@ impl Api {
         let bytes = res.bytes().await.map_err(|e| self.send_error(&e))?;
         if status.is_success() {
             if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Value::Null);
+                return Ok((status.as_u16(), Value::Null));
             }
-            return serde_json::from_slice(&bytes).map_err(|e| {
+            return serde_json::from_slice(&bytes).map(|v| (status.as_u16(), v)).map_err(|e| {
                 CliError::Failed(format!(
                     "the server at {} answered {status} with a body that is not JSON: {e}",
                     self.server()
@@ -281,7 +294,8 @@ pub fn page_items(page: Value) -> Result<(Vec<Value>, Option<String>), CliError>
     Ok((items, next))
 }
 
-fn to_json<B: Serialize>(body: &B) -> Result<Value, CliError> {
+/// A request body as JSON.
+pub fn to_json<B: Serialize>(body: &B) -> Result<Value, CliError> {
     serde_json::to_value(body).map_err(|e| CliError::Failed(format!("cannot encode the request: {e}")))
 }
 

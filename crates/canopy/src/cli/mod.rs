@@ -27,7 +27,9 @@ mod people;
 mod platforms;
 mod projects;
 mod render;
+mod requests;
 mod session;
+mod settings;
 mod tenants;
 mod workspaces;
 
@@ -92,7 +94,7 @@ pub enum ClientCommand {
     /// Show who the current token belongs to, their roles and access.
     #[command(after_help = EXIT_CODES)]
     Whoami,
-    /// Workspaces: list, show, create, rename, delete.
+    /// Workspaces: list, show, create, rename, delete, four-eye.
     #[command(subcommand, after_help = EXIT_CODES)]
     Workspace(workspaces::WorkspaceCommand),
     /// Workspace members (current access): list, add, set-role, remove, search.
@@ -104,6 +106,12 @@ pub enum ClientCommand {
     /// Role bindings of a project: who holds which project role, until when.
     #[command(subcommand, after_help = EXIT_CODES)]
     Binding(projects::BindingCommand),
+    /// Four-eye requests: changes to bindings waiting for approval; list, show, approve, decline.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Request(requests::RequestCommand),
+    /// The installation's settings: four-eye approval, the longest access, substitute payment methods (admins).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Settings(settings::SettingsCommand),
     /// Project roles of the installation (admins change them).
     #[command(subcommand, after_help = EXIT_CODES)]
     Role(projects::RoleCommand),
@@ -150,6 +158,8 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
         ClientCommand::Member(c) => workspaces::member(&ctx, c).await,
         ClientCommand::Project(c) => projects::project(&ctx, c).await,
         ClientCommand::Binding(c) => projects::binding(&ctx, c).await,
+        ClientCommand::Request(c) => requests::request(&ctx, c).await,
+        ClientCommand::Settings(c) => settings::settings(&ctx, c).await,
         ClientCommand::Role(c) => projects::role(&ctx, c).await,
         ClientCommand::User(c) => people::user(&ctx, c).await,
         ClientCommand::Group(c) => people::group(&ctx, c).await,
@@ -168,6 +178,19 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
             e.report();
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// A flag's `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    fn on(self) -> bool {
+        self == Self::On
     }
 }
 

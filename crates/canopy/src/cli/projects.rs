@@ -5,10 +5,12 @@ use canopy_api_types::{
     UpdateBinding, UpdateProject, UpdateProjectRole,
 };
 use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::api::{self, CliError};
-use super::{Ctx, ListOpts, render, rfc3339};
+use super::{Ctx, ListOpts, render, requests, rfc3339};
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
@@ -229,6 +231,8 @@ pub enum BindingCommand {
         list: ListOpts,
     },
     /// Give a user or a group a project role, optionally until a date.
+    /// Where the workspace needs four-eye approval, this makes a pending
+    /// request instead (see `canopy request`) and --justification is required.
     Add {
         /// The workspace's identifier.
         ws: String,
@@ -242,11 +246,12 @@ pub enum BindingCommand {
         /// When the binding ends (RFC 3339, e.g. 2027-01-31T18:00:00Z).
         #[arg(long, value_parser = rfc3339)]
         expires_at: Option<OffsetDateTime>,
-        /// Why the access is needed.
+        /// Why the access is needed (required where four-eye approval is on).
         #[arg(long)]
         justification: Option<String>,
     },
-    /// Change a binding's role or expiry.
+    /// Change a binding's role or expiry; a pending request where the
+    /// workspace needs four-eye approval.
     Update {
         /// The workspace's identifier.
         ws: String,
@@ -263,8 +268,12 @@ pub enum BindingCommand {
         /// Remove the end: the binding holds until removed.
         #[arg(long)]
         no_expiry: bool,
+        /// Why (required where four-eye approval is on).
+        #[arg(long)]
+        justification: Option<String>,
     },
-    /// Remove a binding: its role ends now.
+    /// Remove a binding: its role ends now, or, where the workspace needs
+    /// four-eye approval, once a pending request is approved.
     Remove {
         /// The workspace's identifier.
         ws: String,
@@ -272,7 +281,21 @@ pub enum BindingCommand {
         project: String,
         /// The binding's id (see `canopy binding list`).
         id: String,
+        /// Why (required where four-eye approval is on).
+        #[arg(long)]
+        justification: Option<String>,
     },
+}
+
+/// The answer to a change of a binding: `202 Accepted` is a pending
+/// four-eye request; anything else is the change done, printed by `done`.
+fn binding_outcome(
+    ctx: &Ctx,
+    ws: &str,
+    (status, v): (u16, Value),
+    done: impl FnOnce(Value) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    if status == 202 { requests::print_pending(ctx, ws, v) } else { done(v) }
 }
 
 pub async fn binding(ctx: &Ctx, cmd: BindingCommand) -> Result<(), CliError> {
@@ -295,22 +318,28 @@ pub async fn binding(ctx: &Ctx, cmd: BindingCommand) -> Result<(), CliError> {
         }
         BindingCommand::Add { ws, project, target, role, expires_at, justification } => {
             let body = CreateBinding { user: target.user, group: target.group, role, expires_at, justification };
-            ctx.print_one::<Binding>(client.post(&["workspaces", &ws, "projects", &project, "bindings"], &body).await?)
+            let path = ["workspaces", ws.as_str(), "projects", project.as_str(), "bindings"];
+            let answer = client.call_status(Method::POST, &path, &[], Some(api::to_json(&body)?)).await?;
+            binding_outcome(ctx, &ws, answer, |v| ctx.print_one::<Binding>(v))
         }
-        BindingCommand::Update { ws, project, id, role, expires_at, no_expiry } => {
+        BindingCommand::Update { ws, project, id, role, expires_at, no_expiry, justification } => {
             let expires_at = if no_expiry { Some(None) } else { expires_at.map(Some) };
             if role.is_none() && expires_at.is_none() {
                 return Err(CliError::Usage("nothing to change: give --role, --expires-at or --no-expiry".into()));
             }
-            let body = UpdateBinding { role, expires_at, justification: None };
-            ctx.print_one::<Binding>(
-                client.patch(&["workspaces", &ws, "projects", &project, "bindings", &id], &body).await?,
-            )
+            let body = UpdateBinding { role, expires_at, justification };
+            let path = ["workspaces", ws.as_str(), "projects", project.as_str(), "bindings", id.as_str()];
+            let answer = client.call_status(Method::PATCH, &path, &[], Some(api::to_json(&body)?)).await?;
+            binding_outcome(ctx, &ws, answer, |v| ctx.print_one::<Binding>(v))
         }
-        BindingCommand::Remove { ws, project, id } => {
-            client.delete(&["workspaces", &ws, "projects", &project, "bindings", &id]).await?;
-            ctx.done(format!("Removed binding {id} of project {project}"));
-            Ok(())
+        BindingCommand::Remove { ws, project, id, justification } => {
+            let path = ["workspaces", ws.as_str(), "projects", project.as_str(), "bindings", id.as_str()];
+            let q: Vec<(&str, String)> = justification.map(|j| ("justification", j)).into_iter().collect();
+            let answer = client.call_status(Method::DELETE, &path, &q, None).await?;
+            binding_outcome(ctx, &ws, answer, |_| {
+                ctx.done(format!("Removed binding {id} of project {project}"));
+                Ok(())
+            })
         }
     }
 }

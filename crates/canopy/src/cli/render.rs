@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use canopy_api_types::{
     ApiKey, Binding, EffectiveAccess, ExpiringAccess, Group, GroupMember, HistoryEvent, Member, MyProject, MyWorkspace,
-    Project, ProjectRole, SearchResult, User, Workspace,
+    Project, ProjectRole, RoleRequest, SearchResult, Settings, User, Workspace, WorkspaceFourEye,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -96,10 +96,35 @@ pub trait Render: DeserializeOwned {
     fn fields(&self) -> Vec<(&'static str, String)>;
 }
 
+/// `on, 2 approvals` or `off`.
+pub fn four_eye(enabled: bool, approvals: u32) -> String {
+    match (enabled, approvals) {
+        (false, _) => "off".into(),
+        (true, 1) => "on, 1 approval".into(),
+        (true, n) => format!("on, {n} approvals"),
+    }
+}
+
+/// A workspace's four-eye setting and where it comes from.
+fn workspace_four_eye(f: &WorkspaceFourEye) -> String {
+    let source = match f.source.as_str() {
+        "installation" => "the installation's",
+        "workspace" => "the workspace's own",
+        other => other,
+    };
+    format!("{} ({source})", four_eye(f.enabled, f.approvals))
+}
+
 impl Render for Workspace {
-    const HEADERS: &'static [&'static str] = &["IDENTIFIER", "NAME", "MY ROLE", "CREATED"];
+    const HEADERS: &'static [&'static str] = &["IDENTIFIER", "NAME", "MY ROLE", "CREATED", "FOUR-EYE"];
     fn row(&self) -> Vec<String> {
-        vec![self.identifier.clone(), self.display_name.clone(), opt(self.my_role.as_deref()), time(self.created_at)]
+        vec![
+            self.identifier.clone(),
+            self.display_name.clone(),
+            opt(self.my_role.as_deref()),
+            time(self.created_at),
+            four_eye(self.four_eye.enabled, self.four_eye.approvals),
+        ]
     }
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -107,6 +132,88 @@ impl Render for Workspace {
             ("display_name", self.display_name.clone()),
             ("my_role", opt(self.my_role.as_deref())),
             ("created_at", time(self.created_at)),
+            ("four_eye", workspace_four_eye(&self.four_eye)),
+        ]
+    }
+}
+
+impl Render for RoleRequest {
+    const HEADERS: &'static [&'static str] = &[
+        "ID",
+        "WORKSPACE",
+        "PROJECT",
+        "KIND",
+        "SUBJECT",
+        "ROLE",
+        "EXPIRES",
+        "APPROVALS",
+        "NEEDS ADMIN",
+        "REQUESTED BY",
+        "STATE",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.workspace.clone(),
+            self.project.clone(),
+            self.kind.clone(),
+            self.subject.clone(),
+            self.role.clone(),
+            opt_time(self.expires_at),
+            format!("{}/{}", self.approvals.len(), self.approvals_required),
+            yes_no(self.needs_admin),
+            self.requested_by.clone(),
+            self.state.clone(),
+        ]
+    }
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let approved_by: Vec<String> =
+            self.approvals.iter().map(|a| format!("{} ({})", a.approver, time(a.approved_at))).collect();
+        let mut out = vec![
+            ("id", self.id.to_string()),
+            ("workspace", self.workspace.clone()),
+            ("project", self.project.clone()),
+            ("kind", self.kind.clone()),
+            ("state", self.state.clone()),
+            ("subject", self.subject.clone()),
+            ("role", self.role.clone()),
+            ("expires_at", opt_time(self.expires_at)),
+        ];
+        if self.kind == "change" {
+            out.push(("from_role", opt(self.from_role.as_deref())));
+            out.push(("from_expires_at", opt_time(self.from_expires_at)));
+        }
+        out.extend([
+            ("binding", self.binding.map_or_else(|| "-".into(), |b| b.to_string())),
+            ("justification", opt(Some(&self.justification))),
+            ("requested_by", self.requested_by.clone()),
+            ("requested_at", time(self.requested_at)),
+            ("approvals", format!("{}/{}", self.approvals.len(), self.approvals_required)),
+            ("approved_by", list(&approved_by)),
+            ("needs_admin", yes_no(self.needs_admin)),
+            ("decided_by", opt(self.decided_by.as_deref())),
+            ("decided_at", opt_time(self.decided_at)),
+            ("reason", opt(self.reason.as_deref())),
+        ]);
+        out
+    }
+}
+
+impl Render for Settings {
+    const HEADERS: &'static [&'static str] = &["FOUR-EYE", "MAX BINDING DAYS", "PAYMENT SUBSTITUTES"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            four_eye(self.four_eye.enabled, self.four_eye.approvals),
+            self.max_binding_days.map_or_else(|| "none".into(), |d| d.to_string()),
+            yes_no(self.payment_substitutes),
+        ]
+    }
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("four_eye", if self.four_eye.enabled { "on" } else { "off" }.into()),
+            ("four_eye_approvals", self.four_eye.approvals.to_string()),
+            ("max_binding_days", self.max_binding_days.map_or_else(|| "none".into(), |d| d.to_string())),
+            ("payment_substitutes", yes_no(self.payment_substitutes)),
         ]
     }
 }

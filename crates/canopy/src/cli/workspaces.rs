@@ -1,10 +1,12 @@
 //! `canopy workspace ...` and `canopy member ...`.
 
-use canopy_api_types::{CreateWorkspace, InviteMember, Member, SearchResult, UpdateMember, UpdateWorkspace, Workspace};
+use canopy_api_types::{
+    CreateWorkspace, FourEyeSetting, InviteMember, Member, SearchResult, UpdateMember, UpdateWorkspace, Workspace,
+};
 use clap::{Args, Subcommand};
 
 use super::api::{self, CliError};
-use super::{Ctx, ListOpts, workspace_role};
+use super::{Ctx, ListOpts, Switch, workspace_role};
 
 #[derive(Debug, Subcommand)]
 pub enum WorkspaceCommand {
@@ -42,6 +44,22 @@ pub enum WorkspaceCommand {
         /// The workspace's identifier.
         ws: String,
     },
+    /// Give a workspace its own four-eye setting, or with --inherit make it
+    /// follow the installation's again (admins; see `canopy settings`).
+    FourEye {
+        /// The workspace's identifier.
+        ws: String,
+        /// Whether changes to the workspace's bindings need approval.
+        #[arg(long, value_enum, required_unless_present = "inherit", conflicts_with = "inherit")]
+        enabled: Option<Switch>,
+        /// Approvals a request needs from managers other than the requester,
+        /// 1 to 10 (default: as many as the workspace needs now).
+        #[arg(long, requires = "enabled", conflicts_with = "inherit")]
+        approvals: Option<u32>,
+        /// Follow the installation's four-eye setting again.
+        #[arg(long)]
+        inherit: bool,
+    },
 }
 
 pub async fn workspace(ctx: &Ctx, cmd: WorkspaceCommand) -> Result<(), CliError> {
@@ -58,13 +76,31 @@ pub async fn workspace(ctx: &Ctx, cmd: WorkspaceCommand) -> Result<(), CliError>
             ctx.print_one::<Workspace>(created)
         }
         WorkspaceCommand::Rename { ws, name } => {
-            let changed = client.patch(&["workspaces", &ws], &UpdateWorkspace { display_name: Some(name), ..Default::default() }).await?;
+            let changed = client
+                .patch(&["workspaces", &ws], &UpdateWorkspace { display_name: Some(name), ..Default::default() })
+                .await?;
             ctx.print_one::<Workspace>(changed)
         }
         WorkspaceCommand::Delete { ws } => {
             client.delete(&["workspaces", &ws]).await?;
             ctx.done(format!("Deleted workspace {ws}"));
             Ok(())
+        }
+        WorkspaceCommand::FourEye { ws, enabled, approvals, inherit: _ } => {
+            let setting = match enabled {
+                None => None,
+                Some(enabled) => {
+                    let approvals = match approvals {
+                        Some(n) => n,
+                        None => {
+                            api::decode::<Workspace>(client.get(&["workspaces", &ws], &[]).await?)?.four_eye.approvals
+                        }
+                    };
+                    Some(FourEyeSetting { enabled: enabled.on(), approvals })
+                }
+            };
+            let body = UpdateWorkspace { four_eye: Some(setting), ..Default::default() };
+            ctx.print_one::<Workspace>(client.patch(&["workspaces", &ws], &body).await?)
         }
     }
 }

@@ -1104,7 +1104,122 @@ async fn pm1_pm2_cli_payment_methods(app: TestApp) {
     assert!(table.stdout.starts_with("ID") && table.stdout.contains("Next"), "{}", table.stdout);
 }
 
+/// The value of the `key: value` line of `key` in table output.
+fn field<'a>(out: &'a Out, key: &str) -> &'a str {
+    let prefix = format!("{key}:");
+    let line =
+        out.stdout.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {key}: {}", out.stdout));
+    line[prefix.len()..].trim()
+}
+
+/// FE1-FE4 from the command line: with four-eye on, `canopy binding add`
+/// and `remove` make pending requests; another manager lists and approves
+/// one (the requester may not) and declines the other, which changes nothing.
+async fn fe2_cli_requests_are_listed_approved_and_declined(app: TestApp) {
+    let cli = Cli::new(&app);
+    let admin = app.admin_token.clone();
+    let set = cli.with_token(&admin, &["settings", "set", "--four-eye", "on", "--approvals", "1", "-o", "json"]).await;
+    assert_eq!(set.ok().json()["four_eye"], json!({"enabled": true, "approvals": 1}));
+    cli.with_token(&admin, &["settings", "set"]).await.code(2);
+    let shown = cli.with_token(&admin, &["settings", "show"]).await.ok();
+    assert_eq!((field(&shown, "four_eye"), field(&shown, "four_eye_approvals")), ("on", "1"), "{}", shown.stdout);
+
+    let olga = app.user("olga").await;
+    let mia = app.user("mia").await;
+    app.user("ann").await;
+    cli.with_token(&olga, &["workspace", "create", "acme", "--name", "Acme"]).await.ok();
+    cli.with_token(&olga, &["project", "create", "acme", "web", "--name", "Web"]).await.ok();
+    cli.with_token(&olga, &["member", "add", "acme", "--user", "ann", "--role", "member"]).await.ok();
+    cli.with_token(&olga, &["member", "add", "acme", "--user", "mia", "--role", "manager"]).await.ok();
+    let ws = cli.with_token(&olga, &["workspace", "show", "acme"]).await.ok();
+    assert_eq!(field(&ws, "four_eye"), "on, 1 approval (the installation's)", "{}", ws.stdout);
+
+    // Without a justification the change is refused, naming the field.
+    let add = ["binding", "add", "acme", "web", "--user", "ann", "--role", "project_user"];
+    let out = cli.with_token(&olga, &add).await.code(7);
+    assert!(out.stderr.lines().any(|l| l.starts_with("  justification: ")), "{}", out.stderr);
+    let out = cli.with_token(&olga, &[&add[..], &["--justification", "new hire"]].concat()).await.ok();
+    assert!(out.stdout.starts_with("Waits for approval: request "), "{}", out.stdout);
+    assert_eq!((field(&out, "state"), field(&out, "kind")), ("pending", "add"), "{}", out.stdout);
+    assert_eq!((field(&out, "approvals"), field(&out, "needs_admin")), ("0/1", "no"), "{}", out.stdout);
+    let id = field(&out, "id").to_owned();
+    assert_eq!(cli.with_token(&olga, &["binding", "list", "acme", "web", "-o", "json"]).await.ok().json(), json!([]));
+
+    // The other manager sees it, in an aligned table.
+    let list = cli.with_token(&mia, &["request", "list", "acme"]).await.ok();
+    let lines = list.lines();
+    assert_eq!(lines.len(), 2, "{}", list.stdout);
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("APPROVALS") && lines[0].contains("NEEDS ADMIN"),
+        "{}",
+        lines[0]
+    );
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [id.as_str(), "acme", "web", "add", "user:ann", "project_user", "-", "0/1", "no", "olga", "pending"]
+    );
+    assert_eq!(lines[1].find("0/1"), lines[0].find("APPROVALS"), "columns are aligned: {}", list.stdout);
+
+    // Not the requester's to approve (403); the other manager's (then 409 on a second try).
+    let out = cli.with_token(&olga, &["request", "approve", "acme", &id]).await.code(4);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    let out = cli.with_token(&mia, &["request", "approve", "acme", &id, "--reason", "welcome"]).await.ok();
+    assert!(out.stdout.starts_with(&format!("Approved request {id}")), "{}", out.stdout);
+    assert_eq!((field(&out, "state"), field(&out, "approvals")), ("approved", "1/1"), "{}", out.stdout);
+    cli.with_token(&mia, &["request", "approve", "acme", &id]).await.code(6);
+    let bindings = cli.with_token(&olga, &["binding", "list", "acme", "web", "-o", "json"]).await.ok().json();
+    assert_eq!(
+        (bindings[0]["subject"].as_str(), bindings[0]["role"].as_str()),
+        (Some("user:ann"), Some("project_user"))
+    );
+    let binding = bindings[0]["id"].as_str().unwrap().to_owned();
+    let shown = cli.with_token(&mia, &["request", "show", "acme", &id, "-o", "json"]).await.ok().json();
+    assert_eq!(shown["binding"], binding.as_str());
+    let table = cli.with_token(&olga, &["binding", "list", "acme", "web"]).await.ok();
+    assert!(table.lines()[1].starts_with(&binding) && table.stdout.contains("user:ann"), "{}", table.stdout);
+
+    // A removal is a request too (its justification goes in the query); declined, nothing changes.
+    let why = "left the team & moved to ops?";
+    let removal = cli
+        .with_token(&olga, &["binding", "remove", "acme", "web", &binding, "--justification", why, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!((removal["kind"].as_str(), removal["state"].as_str()), (Some("remove"), Some("pending")));
+    assert_eq!((removal["justification"].as_str(), removal["binding"].as_str()), (Some(why), Some(binding.as_str())));
+    let removal = removal["id"].as_str().unwrap();
+    let out = cli.with_token(&mia, &["request", "decline", "acme", removal, "--reason", "still on call"]).await.ok();
+    assert!(out.stdout.starts_with(&format!("Declined request {removal}")), "{}", out.stdout);
+    assert_eq!((field(&out, "state"), field(&out, "reason")), ("declined", "still on call"), "{}", out.stdout);
+    let bindings = cli.with_token(&olga, &["binding", "list", "acme", "web", "-o", "json"]).await.ok().json();
+    assert_eq!(bindings.as_array().unwrap().len(), 1, "{bindings}");
+    assert_eq!(bindings[0]["id"], binding.as_str());
+    assert_eq!(cli.with_token(&mia, &["request", "list", "acme", "-o", "json"]).await.ok().json(), json!([]));
+    let all = cli.with_token(&mia, &["request", "list", "acme", "--state", "all", "-o", "json"]).await.ok().json();
+    let mut states: Vec<&str> = all.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    states.sort_unstable();
+    assert_eq!(states, ["approved", "declined"]);
+
+    // Every workspace's requests are for admins.
+    let declined =
+        cli.with_token(&admin, &["request", "list", "--all-workspaces", "--state", "declined", "-o", "json"]).await;
+    assert_eq!(declined.ok().json()[0]["id"], removal);
+    cli.with_token(&mia, &["request", "list", "--all-workspaces"]).await.code(4);
+    cli.with_token(&olga, &["settings", "show", "-o", "json"]).await.code(4);
+
+    // An admin switches four-eye off for the workspace alone: changes apply at once.
+    let off = cli.with_token(&admin, &["workspace", "four-eye", "acme", "--enabled", "off"]).await.ok();
+    assert_eq!(field(&off, "four_eye"), "off (the workspace's own)", "{}", off.stdout);
+    cli.with_token(&olga, &["workspace", "four-eye", "acme", "--inherit"]).await.code(4);
+    let out = cli.with_token(&olga, &["binding", "remove", "acme", "web", &binding]).await.ok();
+    assert_eq!(out.stdout.trim(), format!("Removed binding {binding} of project web"));
+    let back = cli.with_token(&admin, &["workspace", "four-eye", "acme", "--inherit", "-o", "json"]).await.ok().json();
+    assert_eq!(back["four_eye"], json!({"enabled": true, "approvals": 1, "source": "installation"}));
+}
+
 canopy_testkit::backend_tests! {
+    fe2_cli_requests_are_listed_approved_and_declined,
     pm1_pm2_cli_payment_methods,
     pr3_cli_project_tags,
     ad4_ac8_cli_emergency_access_and_expiring_bindings,

@@ -209,8 +209,8 @@ pub struct UpdateWorkspace {
     /// The workspace's own four-eye setting (admins only); `null` makes it
     /// follow the installation's again.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<FourEyeSetting>)]
-    pub four_eye: Option<Option<FourEyeSetting>>,
+    #[schema(value_type = Option<FourEyeChange>)]
+    pub four_eye: Option<Option<FourEyeChange>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -228,15 +228,21 @@ pub struct Workspace {
 /// A four-eye setting (FE1): whether binding changes need approval, and by
 /// how many managers other than the requester (1 to 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FourEyeSetting {
     pub enabled: bool,
-    #[serde(default = "one")]
     pub approvals: u32,
 }
 
-fn one() -> u32 {
-    1
+/// A change to a four-eye setting; what is left out stays as it is (for a
+/// workspace that follows the installation: as the installation has it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FourEyeChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// 1 to 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
 }
 
 /// The four-eye setting a workspace follows, and whether it is its own.
@@ -274,7 +280,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSettings {
-    pub four_eye: Option<FourEyeSetting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub four_eye: Option<FourEyeChange>,
     /// Days, 1 to 36500; `null` removes the maximum.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<u32>)]

@@ -182,6 +182,23 @@ impl Tx {
         self.role_request(&id).await?.ok_or(StoreError::Conflict)
     }
 
+    /// A pending request like `q`: an add of the same subject and role to
+    /// the same project, or a change or removal of the same binding.
+    pub async fn similar_pending_request(&mut self, q: &NewRoleRequest<'_>) -> Result<Option<Uuid>> {
+        let row = sqlx::query(
+            "SELECT id FROM role_requests WHERE state = 'pending' AND project_id = $1 AND kind = $2 \
+             AND (($3 <> '' AND binding_id = $3) OR ($3 = '' AND role_id = $4 AND (user_id = $5 OR group_id = $5)))",
+        )
+        .bind(q.project_id.to_string())
+        .bind(q.kind.as_str())
+        .bind(q.binding_id.map(|b| b.to_string()).unwrap_or_default())
+        .bind(q.role_id.to_string())
+        .bind(q.subject.id.to_string())
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| r.uuid("id")).transpose()
+    }
+
     /// A request with its approvals.
     pub async fn role_request(&mut self, id: &str) -> Result<Option<RoleRequestRecord>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE q.id = $1")))

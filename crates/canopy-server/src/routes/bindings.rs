@@ -381,6 +381,9 @@ pub async fn update(
     };
     let expires_at = body.expires_at.unwrap_or(before.binding.expires_at);
     if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        if role.id == before.binding.role_id && expires_at == before.binding.expires_at {
+            return Err(ApiError::invalid("role", "changes nothing: give another role or expires_at to request"));
+        }
         let new = NewRoleRequest {
             workspace_id: ws.id,
             project_id: p.id,

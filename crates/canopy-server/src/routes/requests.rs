@@ -5,6 +5,8 @@
 //! reads it again under it, so of many approvals arriving at once each is
 //! counted once and only the one that completes the request applies it.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use canopy_api_types::{DecideRequest, Page, Problem, RequestApproval, RoleRequest};
@@ -103,6 +105,11 @@ pub async fn open_request(
     new: NewRoleRequest<'_>,
     now: OffsetDateTime,
 ) -> ApiResult<RoleRequest> {
+    if let Some(other) = tx.similar_pending_request(&new).await? {
+        return Err(ApiError::conflict(format!(
+            "request {other} asks for this already and waits for approval; decide or withdraw it first"
+        )));
+    }
     let q = tx.insert_role_request(new, now).await?;
     let subject = q.subject_string();
     tx.append_event(
@@ -183,9 +190,19 @@ async fn list_page(
         }
     };
     let rows = tx.role_requests(filter, after, i64::from(limit) + 1).await?;
+    let mut managers: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
     let mut shortfall = Vec::with_capacity(rows.len());
     for q in &rows {
-        shortfall.push(q.state == RequestState::Pending && approvers(tx, q).await?.1);
+        if q.state != RequestState::Pending {
+            shortfall.push(false);
+            continue;
+        }
+        if !managers.contains_key(&q.workspace_id) {
+            let ids = tx.workspace_managers(q.workspace_id).await?.into_iter().map(|m| m.id).collect();
+            managers.insert(q.workspace_id, ids);
+        }
+        let others = managers.get(&q.workspace_id).map_or(0, |m| m.iter().filter(|m| **m != q.requested_by_id).count());
+        shortfall.push(four_eye::needs_admin(q.approvals_required, others));
     }
     let mut shortfall = shortfall.into_iter();
     Ok(page(
@@ -261,27 +278,32 @@ pub async fn show(
 }
 
 /// Load a request for a decision, under its lock, with the deciding person.
+///
+/// Only people decide: an API key may withdraw a request it made, nothing else.
 async fn for_decision(
     tx: &mut Tx,
     caller: &Caller,
     ws: &str,
     id: &str,
 ) -> ApiResult<(WorkspaceRecord, RoleRequestRecord, Approver)> {
-    if !caller.actor.is_user() {
-        return Err(ApiError::Forbidden(
-            "only people decide on requests; sign in as a person rather than with an API key".into(),
-        ));
-    }
     let ws = load_workspace(tx, ws).await?;
+    let role = caller.workspace_role(tx, &ws).await?;
+    let person = caller.actor.is_user();
+    let approver = Approver {
+        id: caller.actor.id,
+        is_admin: person && caller.actor.is_admin(),
+        is_manager: person && role.is_some_and(|r| r >= WorkspaceRole::Manager),
+    };
+    if !approver.is_admin && !approver.is_manager && role.is_none() {
+        // outsiders learn nothing about the workspace's requests
+        return Err(ApiError::Forbidden(format!(
+            "only the managers of workspace {} and admins decide on its requests",
+            ws.identifier
+        )));
+    }
     let q = load_request(tx, &ws, id).await?;
     tx.lock_role_request(q.id).await?;
     let q = load_request(tx, &ws, id).await?;
-    let role = caller.workspace_role(tx, &ws).await?;
-    let approver = Approver {
-        id: caller.actor.id,
-        is_admin: caller.actor.is_admin(),
-        is_manager: role.is_some_and(|r| r >= WorkspaceRole::Manager),
-    };
     Ok((ws, q, approver))
 }
 
@@ -317,6 +339,11 @@ pub async fn approve(
     let now = app.clock.now();
     let reason = reason(&body)?;
     let mut tx = app.store.write().await?;
+    if !caller.actor.is_user() {
+        return Err(ApiError::Forbidden(
+            "only people approve requests; sign in as a person rather than with an API key".into(),
+        ));
+    }
     let (ws, q, approver) = for_decision(&mut tx, &caller, &ws, &id).await?;
     let verdict = four_eye::approve(&q.rule(), approver).map_err(refused)?;
     tx.add_approval(q.id, approver.id, &caller.actor.name, now).await?;

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use canopy_api_types::{FieldError, FourEyeSetting, Problem, Settings, UpdateSettings};
+use canopy_api_types::{FieldError, FourEyeChange, FourEyeSetting, Problem, Settings, UpdateSettings};
 use canopy_domain::authz::Action;
 use canopy_domain::four_eye::FourEye;
 use canopy_domain::history::EventKind;
@@ -22,9 +22,10 @@ pub fn to_setting(f: FourEye) -> FourEyeSetting {
     FourEyeSetting { enabled: f.enabled, approvals: f.approvals }
 }
 
-/// A four-eye setting as given, or the field error naming `field.approvals`.
-pub fn four_eye(field: &str, s: FourEyeSetting) -> Result<FourEye, FieldError> {
-    FourEye::new(s.enabled, s.approvals)
+/// A four-eye setting changed as given, or the field error naming `field.approvals`.
+pub fn four_eye(field: &str, current: FourEye, change: FourEyeChange) -> Result<FourEye, FieldError> {
+    let enabled = change.enabled.unwrap_or(current.enabled);
+    FourEye::new(enabled, change.approvals.unwrap_or(current.approvals))
         .map_err(|e| FieldError { field: format!("{field}.approvals"), message: e.to_string() })
 }
 
@@ -57,8 +58,10 @@ pub async fn update(
 ) -> ApiResult<Json<Settings>> {
     caller.require(Action::AdministerInstallation)?;
     let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let old = tx.settings().await?;
     let mut errors = Vec::new();
-    let four_eye = body.four_eye.map(|f| four_eye("four_eye", f)).transpose().unwrap_or_else(|e| {
+    let four_eye = body.four_eye.map(|f| four_eye("four_eye", old.four_eye, f)).transpose().unwrap_or_else(|e| {
         errors.push(e);
         None
     });
@@ -73,8 +76,6 @@ pub async fn update(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let mut tx = app.store.write().await?;
-    let old = tx.settings().await?;
     let new = InstallationSettings {
         four_eye: four_eye.unwrap_or(old.four_eye),
         max_binding_days: body.max_binding_days.unwrap_or(old.max_binding_days),

@@ -154,7 +154,10 @@ pub async fn update(
     }
     validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
     let four_eye = match body.four_eye {
-        Some(Some(f)) => Some(Some(four_eye("four_eye", f).map_err(|e| ApiError::Invalid(vec![e]))?)),
+        Some(Some(change)) => {
+            let current = tx.effective_four_eye(ws.id).await?;
+            Some(Some(four_eye("four_eye", current, change).map_err(|e| ApiError::Invalid(vec![e]))?))
+        }
         Some(None) => Some(None),
         None => None,
     };

@@ -2,10 +2,10 @@
 //! approval (FE1), the longest access a binding may grant (AC7) and
 //! substitute payment methods (PM2).
 
-use canopy_api_types::{FourEyeSetting, Settings, UpdateSettings};
+use canopy_api_types::{FourEyeChange, Settings, UpdateSettings};
 use clap::Subcommand;
 
-use super::api::{self, CliError};
+use super::api::CliError;
 use super::{Ctx, Switch};
 
 #[derive(Debug, Subcommand)]
@@ -52,17 +52,8 @@ pub async fn settings(ctx: &Ctx, cmd: SettingsCommand) -> Result<(), CliError> {
                 ));
             }
             let client = ctx.api()?;
-            // The four-eye setting is one field: fill in what was not given from the current one.
-            let four_eye = match (four_eye, approvals) {
-                (None, None) => None,
-                (enabled, approvals) => {
-                    let current: Settings = api::decode(client.get(&["settings"], &[]).await?)?;
-                    Some(FourEyeSetting {
-                        enabled: enabled.map_or(current.four_eye.enabled, Switch::on),
-                        approvals: approvals.unwrap_or(current.four_eye.approvals),
-                    })
-                }
-            };
+            let four_eye = (four_eye.is_some() || approvals.is_some())
+                .then(|| FourEyeChange { enabled: four_eye.map(Switch::on), approvals });
             let body =
                 UpdateSettings { four_eye, max_binding_days, payment_substitutes: payment_substitutes.map(Switch::on) };
             ctx.print_one::<Settings>(client.patch(&["settings"], &body).await?)

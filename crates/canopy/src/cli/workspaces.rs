@@ -1,7 +1,7 @@
 //! `canopy workspace ...` and `canopy member ...`.
 
 use canopy_api_types::{
-    CreateWorkspace, FourEyeSetting, InviteMember, Member, SearchResult, UpdateMember, UpdateWorkspace, Workspace,
+    CreateWorkspace, FourEyeChange, InviteMember, Member, SearchResult, UpdateMember, UpdateWorkspace, Workspace,
 };
 use clap::{Args, Subcommand};
 
@@ -87,18 +87,7 @@ pub async fn workspace(ctx: &Ctx, cmd: WorkspaceCommand) -> Result<(), CliError>
             Ok(())
         }
         WorkspaceCommand::FourEye { ws, enabled, approvals, inherit: _ } => {
-            let setting = match enabled {
-                None => None,
-                Some(enabled) => {
-                    let approvals = match approvals {
-                        Some(n) => n,
-                        None => {
-                            api::decode::<Workspace>(client.get(&["workspaces", &ws], &[]).await?)?.four_eye.approvals
-                        }
-                    };
-                    Some(FourEyeSetting { enabled: enabled.on(), approvals })
-                }
-            };
+            let setting = enabled.map(|e| FourEyeChange { enabled: Some(e.on()), approvals });
             let body = UpdateWorkspace { four_eye: Some(setting), ..Default::default() };
             ctx.print_one::<Workspace>(client.patch(&["workspaces", &ws], &body).await?)
         }

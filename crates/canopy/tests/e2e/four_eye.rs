@@ -69,6 +69,8 @@ async fn fe1_binding_changes_wait_for_approval_where_four_eye_is_on(app: TestApp
     assert_eq!(q["justification"], "ann joins the web team");
     let id = q["id"].as_str().unwrap().to_owned();
     assert!(items(&app.get(&bindings, &olga).await.expect(200).body).is_empty(), "nothing bound before approval");
+    let again = json!({"user": "ann", "role": "project_user", "justification": "asked twice"});
+    app.post(&bindings, &mia, again).await.expect_problem(409, None);
     let pending = items(&app.get(&requests, &mia).await.expect(200).body);
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["id"], id.as_str());
@@ -117,6 +119,8 @@ async fn fe1_binding_changes_wait_for_approval_where_four_eye_is_on(app: TestApp
         (Some("change"), Some("project_user"), Some("project_user"))
     );
     let change_id = q["id"].as_str().unwrap().to_owned();
+    let nothing = json!({"role": "project_user", "justification": "no change"});
+    app.patch(&format!("{bindings}/{binding}"), &mia, nothing).await.expect_problem(422, Some("role"));
     let q = app
         .post(&format!("{requests}/{change_id}/decline"), &max, json!({"reason": "keep it open"}))
         .await
@@ -150,7 +154,7 @@ async fn fe1_binding_changes_wait_for_approval_where_four_eye_is_on(app: TestApp
     let off = json!({"four_eye": {"enabled": false}});
     app.patch(&format!("/api/v1/workspaces/{ws}"), &olga, off.clone()).await.expect_problem(403, None);
     let w = app.patch(&format!("/api/v1/workspaces/{ws}"), &app.admin_token, off).await.expect(200).body;
-    assert_eq!(w["four_eye"], json!({"enabled": false, "approvals": 1, "source": "workspace"}));
+    assert_eq!(w["four_eye"], json!({"enabled": false, "approvals": 2, "source": "workspace"}), "approvals kept");
     app.post(&bindings, &olga, json!({"user": "ann", "role": "project_reader"})).await.expect(201);
     let bad = json!({"four_eye": {"enabled": true, "approvals": 0}});
     app.patch(&format!("/api/v1/workspaces/{ws}"), &app.admin_token, bad)

@@ -201,6 +201,28 @@ pub fn request_decided(
     }
 }
 
+/// The notice to a workspace's other managers and the admins that someone
+/// bypassed four-eye with an emergency grant (AD3): break-glass access is
+/// reviewed after the fact.
+pub fn emergency_granted(to: &Email, n: &RequestNotice<'_>) -> Mail {
+    Mail {
+        to: to.clone(),
+        subject: format!("Emergency access granted: {} on {}", n.subject, n.project),
+        body: format!(
+            "Hello,\n\n{} granted {} the role {} on project {} in workspace {} as emergency access{}, \
+             without the approval the workspace's four-eye setting asks for.\n\nJustification: {}\n\n\
+             Review it in the workspace's history; a manager or an admin can remove the binding.\n",
+            n.requester,
+            n.subject,
+            n.role,
+            n.project,
+            n.workspace,
+            n.expires_at.map(|e| format!(" until {}", rfc3339(e))).unwrap_or_default(),
+            n.justification
+        ),
+    }
+}
+
 /// How long to wait before the next attempt after `attempts` failed ones:
 /// 30 s, doubling, at most an hour.
 pub fn retry_delay(attempts: i64) -> Duration {

@@ -49,7 +49,8 @@ pub use workspaces::*;
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique constraint refused the write (a race the caller's check missed).
+    /// A unique or foreign-key constraint refused the write (a race the
+    /// caller's check missed).
     #[error("already exists")]
     Conflict,
     /// Text the database cannot store (a NUL character on PostgreSQL).
@@ -69,6 +70,8 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            // what a row refers to was deleted by a concurrent transaction
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::Conflict,
             // PostgreSQL gave up on one of two transactions that waited on each
             // other (deadlock_detected, serialization_failure): the client may retry.
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {

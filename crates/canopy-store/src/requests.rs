@@ -34,6 +34,7 @@ pub struct RoleRequestRecord {
     pub expires_at: Option<OffsetDateTime>,
     /// For a change: the role and expiration the binding had.
     pub from_role: Option<String>,
+    pub from_role_id: Option<Uuid>,
     pub from_expires_at: Option<OffsetDateTime>,
     pub justification: String,
     pub approvals_required: u32,
@@ -63,6 +64,7 @@ impl RoleRequestRecord {
             state: self.state,
             required: self.approvals_required,
             approvals: self.approvals.iter().map(|a| a.approver_id).collect::<BTreeSet<_>>(),
+            beneficiary: (self.subject.kind == SubjectKind::User).then_some(self.subject.id),
         }
     }
 
@@ -92,7 +94,7 @@ pub struct NewRoleRequest<'a> {
 
 const SELECT: &str = "SELECT q.id, q.workspace_id, w.identifier AS workspace, q.project_id, p.identifier AS project, \
        q.kind, q.binding_id, q.user_id, q.group_id, q.role_id, r.identifier AS role, q.expires_at, \
-       fr.identifier AS from_role, q.from_expires_at, q.justification, q.approvals_required, \
+       fr.identifier AS from_role, q.from_role_id, q.from_expires_at, q.justification, q.approvals_required, \
        q.requested_by_id, q.requested_by, q.requested_at, q.state, q.decided_at, q.decided_by, q.reason, \
        COALESCE(u.username, g.identifier) AS subject_name \
      FROM role_requests q JOIN workspaces w ON w.id = q.workspace_id JOIN projects p ON p.id = q.project_id \
@@ -120,6 +122,7 @@ fn from_row(r: &AnyRow) -> Result<RoleRequestRecord> {
         role: r.text("role")?,
         expires_at: r.time_opt("expires_at")?,
         from_role: r.text_opt("from_role")?,
+        from_role_id: r.uuid_opt("from_role_id")?,
         from_expires_at: r.time_opt("from_expires_at")?,
         justification: r.text("justification")?,
         approvals_required: u32::try_from(required)

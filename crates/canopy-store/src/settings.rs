@@ -44,8 +44,15 @@ impl Tx {
         })
     }
 
-    /// Replace the installation's settings; the row stays locked until the
-    /// transaction ends, so concurrent changes queue.
+    /// Lock the settings until the transaction ends; read them after, so
+    /// that concurrent changes of different fields queue rather than one
+    /// writing back what it read before the other.
+    pub async fn lock_settings(&mut self) -> Result<()> {
+        sqlx::query("UPDATE installation_settings SET id = id WHERE id = 1").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Replace the installation's settings (after [`Tx::lock_settings`]).
     pub async fn set_settings(&mut self, s: &InstallationSettings) -> Result<()> {
         sqlx::query(
             "UPDATE installation_settings SET four_eye_enabled = $1, four_eye_approvals = $2, \

@@ -204,6 +204,9 @@ pub async fn create(
     });
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
+    // a member removal takes the workspace too: the subject cannot leave
+    // between the membership check below and the binding
+    tx.lock_workspace(ws.id).await?;
     let maximum = tx.settings().await?.max_binding_duration();
     if let Err(err) = check_binding_expiry(body.expires_at, now, maximum) {
         errors.push(FieldError { field: "expires_at".into(), message: err.to_string() });
@@ -364,10 +367,6 @@ pub async fn update(
     let justification = justification(body.justification.as_deref()).map_err(|e| ApiError::Invalid(vec![e]))?;
     let mut tx = app.store.write().await?;
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
-    if let Some(e) = body.expires_at {
-        let maximum = tx.settings().await?.max_binding_duration();
-        check_binding_expiry(e, now, maximum).map_err(|err| ApiError::invalid("expires_at", err.to_string()))?;
-    }
     let before = load_binding(&mut tx, &p, &id).await?;
     let role = match &body.role {
         Some(r) => tx
@@ -380,9 +379,22 @@ pub async fn update(
             .ok_or_else(|| ApiError::Internal("binding's role vanished".into()))?,
     };
     let expires_at = body.expires_at.unwrap_or(before.binding.expires_at);
+    // a new expiration, or another role (a new grant), lies within the maximum
+    let maximum = tx.settings().await?.max_binding_duration();
+    if body.expires_at.is_some() || (role.id != before.binding.role_id && maximum.is_some()) {
+        check_binding_expiry(expires_at, now, maximum)
+            .map_err(|err| ApiError::invalid("expires_at", err.to_string()))?;
+    }
     if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
         if role.id == before.binding.role_id && expires_at == before.binding.expires_at {
             return Err(ApiError::invalid("role", "changes nothing: give another role or expires_at to request"));
+        }
+        if role.id != before.binding.role_id
+            && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
+            && other.binding.in_force_at(now)
+        {
+            let name = subject_string(before.binding.subject.kind, &before.subject_name);
+            return Err(held(&name, &role, &p));
         }
         let new = NewRoleRequest {
             workspace_id: ws.id,

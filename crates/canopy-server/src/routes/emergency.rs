@@ -201,6 +201,32 @@ pub async fn grant(
     for (kind, details) in events {
         tx.append_event(Some(ws.id), kind, now, &initiator, details).await?;
     }
+    if !caller.actor.is_admin() && tx.effective_four_eye(ws.id).await?.enabled {
+        // a manager bypassed four-eye: the others and the admins review it
+        let mut reviewers = tx.workspace_managers(ws.id).await?;
+        reviewers.extend(tx.active_admins().await?);
+        reviewers.retain(|r| r.id != caller.actor.id);
+        reviewers.sort_by_key(|r| r.id);
+        reviewers.dedup_by_key(|r| r.id);
+        let id = binding.to_string();
+        let notice = canopy_domain::mail::RequestNotice {
+            id: &id,
+            workspace: &ws.identifier,
+            project: &p.identifier,
+            kind: canopy_domain::four_eye::RequestKind::Add,
+            subject: &name,
+            role: &role.identifier,
+            expires_at: until,
+            requester: &caller.actor.name,
+            justification: why.as_deref().unwrap_or_default(),
+            approvals_required: 0,
+        };
+        for r in reviewers {
+            if let Ok(to) = canopy_domain::Email::parse(&r.email) {
+                tx.enqueue_mail(&canopy_domain::mail::emergency_granted(&to, &notice), now).await?;
+            }
+        }
+    }
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,

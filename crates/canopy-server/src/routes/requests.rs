@@ -10,12 +10,15 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use canopy_api_types::{DecideRequest, Page, Problem, RequestApproval, RoleRequest};
-use canopy_domain::authz::Action;
+use canopy_domain::authz::{Action, ActorKind};
 use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
 use canopy_domain::history::EventKind;
 use canopy_domain::mail::{RequestNotice, request_decided, request_pending};
 use canopy_domain::{Email, WorkspaceRole};
-use canopy_store::{Decision, NewRoleRequest, PersonRecord, RequestFilter, RoleRequestRecord, Tx, WorkspaceRecord};
+use canopy_store::{
+    Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RequestFilter, RoleRequestRecord, Tx,
+    WorkspaceRecord,
+};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -105,6 +108,13 @@ pub async fn open_request(
     new: NewRoleRequest<'_>,
     now: OffsetDateTime,
 ) -> ApiResult<RoleRequest> {
+    // an API key asks on behalf of the person who made it: that person may
+    // not approve it either (FE4), and hears the outcome
+    let requested_by_id = match caller.actor.kind {
+        ActorKind::User => caller.actor.id,
+        _ => tx.api_key(&caller.actor.id.to_string()).await?.and_then(|k| k.created_by_id).unwrap_or(caller.actor.id),
+    };
+    let new = NewRoleRequest { requested_by_id, ..new };
     if let Some(other) = tx.similar_pending_request(&new).await? {
         return Err(ApiError::conflict(format!(
             "request {other} asks for this already and waits for approval; decide or withdraw it first"
@@ -197,9 +207,8 @@ async fn list_page(
             shortfall.push(false);
             continue;
         }
-        if !managers.contains_key(&q.workspace_id) {
-            let ids = tx.workspace_managers(q.workspace_id).await?.into_iter().map(|m| m.id).collect();
-            managers.insert(q.workspace_id, ids);
+        if let std::collections::btree_map::Entry::Vacant(e) = managers.entry(q.workspace_id) {
+            e.insert(tx.workspace_managers(q.workspace_id).await?.into_iter().map(|m| m.id).collect());
         }
         let others = managers.get(&q.workspace_id).map_or(0, |m| m.iter().filter(|m| **m != q.requested_by_id).count());
         shortfall.push(four_eye::needs_admin(q.approvals_required, others));
@@ -302,14 +311,39 @@ async fn for_decision(
         )));
     }
     let q = load_request(tx, &ws, id).await?;
+    // the request first, then the workspace (member removals take it, so a
+    // subject cannot leave between the check and the change), then the
+    // project's tenants, and history last, as every writer does
     tx.lock_role_request(q.id).await?;
-    let q = load_request(tx, &ws, id).await?;
+    tx.lock_workspace(ws.id).await?;
+    tx.lock_project_tenants(q.project_id).await?;
+    let mut q = load_request(tx, &ws, id).await?;
+    // approvals count while their givers may still give them: a person since
+    // demoted, removed or deactivated no longer counts
+    let mut still = Vec::with_capacity(q.approvals.len());
+    for a in std::mem::take(&mut q.approvals) {
+        if may_approve(tx, &ws, a.approver_id).await? {
+            still.push(a);
+        }
+    }
+    q.approvals = still;
     Ok((ws, q, approver))
+}
+
+/// Whether a person may approve the workspace's requests now: an active
+/// admin, or an active manager of it.
+async fn may_approve(tx: &mut Tx, ws: &WorkspaceRecord, person: Uuid) -> ApiResult<bool> {
+    let Some(user) = tx.user_by_id(person).await?.filter(|u| u.active) else { return Ok(false) };
+    if user.installation_roles.contains(&canopy_domain::InstallationRole::Admin) {
+        return Ok(true);
+    }
+    let role = WorkspaceRole::strongest(tx.membership_roles_of_user(ws.id, person).await?);
+    Ok(role.is_some_and(|r| r >= WorkspaceRole::Manager))
 }
 
 fn refused(r: Refusal) -> ApiError {
     match r {
-        Refusal::OwnRequest | Refusal::NotAnApprover => ApiError::Forbidden(r.to_string()),
+        Refusal::OwnRequest | Refusal::OwnAccess | Refusal::NotAnApprover => ApiError::Forbidden(r.to_string()),
         Refusal::AlreadyApproved | Refusal::Decided(_) => ApiError::conflict(r.to_string()),
     }
 }
@@ -347,6 +381,12 @@ pub async fn approve(
     let (ws, q, approver) = for_decision(&mut tx, &caller, &ws, &id).await?;
     let verdict = four_eye::approve(&q.rule(), approver).map_err(refused)?;
     tx.add_approval(q.id, approver.id, &caller.actor.name, now).await?;
+    if verdict == Verdict::Apply {
+        // the project's tenant work before any history chain, as the expiry
+        // job and every binding change take them (a void request only
+        // costs the tenants one needless look)
+        tx.mark_dirty(Reach::Project(q.project_id), PRIORITY_NORMAL).await?;
+    }
     let subject = q.subject_string();
     let (approvals, required) = match verdict {
         Verdict::Wait { approvals, required } => (approvals, required),
@@ -360,7 +400,7 @@ pub async fn approve(
         now,
         &caller.initiator(),
         json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role,
-               "approvals": approvals, "approvals_required": required, "admin": approver.is_admin && !approver.is_manager,
+               "approvals": approvals, "approvals_required": required, "admin": approver.is_admin,
                "reason": reason}),
     )
     .await?;
@@ -393,10 +433,16 @@ async fn settle(
             None => None,
         },
     };
+    let other = match q.kind {
+        RequestKind::Change => tx.find_binding(project.id, q.subject, q.role_id).await?,
+        _ => None,
+    };
     let ctx = ApplyContext {
         kind: q.kind,
         expires_at: q.expires_at,
+        from: q.from_role_id.map(|r| (r, q.from_expires_at)),
         binding: binding.as_ref().map(|b| &b.binding),
+        other: other.as_ref().map(|b| &b.binding),
         subject_eligible: subject_eligible(tx, ws, q.subject).await?,
     };
     let subject = q.subject_string();

@@ -59,6 +59,7 @@ pub async fn update(
     caller.require(Action::AdministerInstallation)?;
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
+    tx.lock_settings().await?;
     let old = tx.settings().await?;
     let mut errors = Vec::new();
     let four_eye = body.four_eye.map(|f| four_eye("four_eye", old.four_eye, f)).transpose().unwrap_or_else(|e| {

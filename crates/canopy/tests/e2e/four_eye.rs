@@ -332,6 +332,88 @@ async fn fe1_requests_the_world_moved_past_are_void_not_applied(app: TestApp) {
     assert_eq!(events(&app, &ws, "role_request_declined").await[0]["details"]["withdrawn"], true);
 }
 
+async fn fe4_approvals_count_only_people_who_may_give_them(app: TestApp) {
+    four_eye(&app, true, 2).await;
+    let olga = app.user("olga").await;
+    let mia = app.user("mia").await;
+    let max = app.user("max").await;
+    let kim = app.user("kim").await;
+    app.user("ann").await;
+    let ws = workspace(&app, &olga, &["mia", "max", "kim"], &["ann"]).await;
+    let bindings = format!("/api/v1/workspaces/{ws}/projects/web/bindings");
+    let requests = format!("/api/v1/workspaces/{ws}/requests");
+    // an API key asks on behalf of the person who made it: that person cannot approve
+    let key = json!({"name": "automation", "workspace": ws, "role": "workspace_manager"});
+    let secret = app.post("/api/v1/api-keys", &mia, key).await.expect(201).body["secret"].as_str().unwrap().to_owned();
+    let body = json!({"user": "ann", "role": "project_user", "justification": "pipeline onboarding"});
+    let q = app.post(&bindings, &secret, body).await.expect(202).body;
+    assert_eq!(q["requested_by"], "automation");
+    let id = q["id"].as_str().unwrap().to_owned();
+    app.post(&format!("{requests}/{id}/approve"), &mia, json!({})).await.expect_problem(403, None);
+    app.post(&format!("{requests}/{id}/approve"), &secret, json!({})).await.expect_problem(403, None);
+    // nobody approves a change to their own access
+    let body = json!({"user": "kim", "role": "project_admin", "justification": "kim takes over"});
+    let own = app.post(&bindings, &olga, body).await.expect(202).body["id"].as_str().unwrap().to_owned();
+    let r = app.post(&format!("{requests}/{own}/approve"), &kim, json!({})).await.expect_problem(403, None);
+    assert!(r.body["detail"].as_str().unwrap().contains("own access"), "{}", r.body);
+    // an approval counts while its giver may still give it
+    app.post(&format!("{requests}/{id}/approve"), &max, json!({})).await.expect(200);
+    app.patch(&format!("/api/v1/workspaces/{ws}/members/user:max"), &olga, json!({"role": "workspace_member"}))
+        .await
+        .expect(200);
+    let q = app.post(&format!("{requests}/{id}/approve"), &kim, json!({})).await.expect(200).body;
+    assert_eq!(q["state"], "pending", "max's approval no longer counts: {q}");
+    let q = app.post(&format!("{requests}/{id}/approve"), &olga, json!({})).await.expect(200).body;
+    assert_eq!(q["state"], "approved", "{q}");
+}
+
+async fn fe1_a_change_applies_only_to_the_binding_its_approvers_saw(app: TestApp) {
+    let sink = canopy_testkit::mail_sink();
+    four_eye(&app, true, 1).await;
+    let (olga_name, mia_name) = (unique("olga"), unique("mia"));
+    let olga = app.user(&olga_name).await;
+    let mia = app.user(&mia_name).await;
+    app.user("ann").await;
+    let ws = workspace(&app, &olga, &[&mia_name], &["ann"]).await;
+    let bindings = format!("/api/v1/workspaces/{ws}/projects/web/bindings");
+    let requests = format!("/api/v1/workspaces/{ws}/requests");
+    let body =
+        json!({"user": "ann", "role": "project_user", "justification": "x", "expires_at": at(&app, Duration::days(5))});
+    let id = app.post(&bindings, &olga, body).await.expect(202).body["id"].as_str().unwrap().to_owned();
+    let binding = app.post(&format!("{requests}/{id}/approve"), &mia, json!({})).await.expect(200).body["binding"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change = json!({"role": "project_admin", "justification": "promotion"});
+    let change = app.patch(&format!("{bindings}/{binding}"), &olga, change).await.expect(202).body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // meanwhile a manager extends the access in an emergency, bypassing four-eye
+    let grant = json!({"user": "ann", "workspace": ws, "project": "web", "role": "project_user",
+                       "expires_at": at(&app, Duration::days(20)), "justification": "incident 99"});
+    app.post("/api/v1/admin/emergency/grant", &mia, grant).await.expect(201);
+    let q = app.post(&format!("{requests}/{change}/approve"), &mia, json!({})).await.expect(200).body;
+    assert_eq!(q["state"], "void", "{q}");
+    assert!(q["reason"].as_str().unwrap().contains("changed meanwhile"), "{q}");
+    let b = &items(&app.get(&bindings, &olga).await.expect(200).body)[0];
+    assert_eq!(b["role"], "project_user", "the stale change did not apply");
+    // the bypass is reviewed after the fact: the other managers are told
+    let Some(sink) = sink else { return };
+    let mailer = Mailer::new(&sink.smtp_url, "Canopy <canopy@test.example>").unwrap();
+    deliver_due(&app.store, &mailer, app.clock.as_ref()).await.unwrap();
+    let told = sink.messages_to(&format!("{olga_name}@example.org")).await;
+    let told: Vec<&Value> =
+        told.iter().filter(|m| m["subject"].as_str().unwrap().starts_with("Emergency access granted")).collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0]["text"].as_str().unwrap().contains("incident 99"));
+    let mine = sink.messages_to(&format!("{mia_name}@example.org")).await;
+    assert!(
+        !mine.iter().any(|m| m["subject"].as_str().unwrap().starts_with("Emergency access granted")),
+        "not to the grantor"
+    );
+}
+
 async fn ac7_bindings_grant_access_for_at_most_the_installation_maximum(app: TestApp) {
     let admin = app.admin_token.clone();
     for (body, field) in [
@@ -373,12 +455,20 @@ async fn ac7_bindings_grant_access_for_at_most_the_installation_maximum(app: Tes
         .await
         .expect_problem(422, Some("expires_at"));
     app.patch(&format!("{bindings}/{id}"), &admin, json!({"role": "project_admin"})).await.expect(200);
+    // another role is a new grant: an old binding without an end gets one first
+    app.patch("/api/v1/settings", &admin, json!({"max_binding_days": null})).await.expect(200);
+    let forever = app.post(&bindings, &admin, json!({"user": "ann", "role": "project_reader"})).await.expect(201);
+    let forever = forever.body["id"].as_str().unwrap().to_owned();
+    app.patch("/api/v1/settings", &admin, json!({"max_binding_days": 30})).await.expect(200);
+    let promote = json!({"role": "project_user"});
+    app.delete(&format!("{bindings}/{id}"), &admin).await.expect(204);
+    app.patch(&format!("{bindings}/{forever}"), &admin, promote).await.expect_problem(422, Some("expires_at"));
     let grant = json!({"user": "ann", "workspace": ws, "project": "web", "role": "project_admin",
                        "expires_at": at(&app, Duration::days(60)), "justification": "incident"});
     app.post("/api/v1/admin/emergency/grant", &admin, grant).await.expect_problem(422, Some("expires_at"));
     // no maximum again: bindings without an end are allowed
     app.patch("/api/v1/settings", &admin, json!({"max_binding_days": null})).await.expect(200);
-    app.post(&bindings, &admin, json!({"user": "ann", "role": "project_reader"})).await.expect(201);
+    app.post(&bindings, &admin, json!({"user": "ann", "role": "project_admin"})).await.expect(201);
 }
 
 async fn pm2_substitutes_follow_the_installation_setting(app: TestApp) {
@@ -411,6 +501,8 @@ canopy_testkit::backend_tests!(
     fe3_too_few_managers_means_waiting_for_an_admin,
     fe2_managers_are_asked_by_email_and_the_requester_hears_the_outcome,
     fe4_concurrent_approvals_apply_once,
+    fe4_approvals_count_only_people_who_may_give_them,
+    fe1_a_change_applies_only_to_the_binding_its_approvers_saw,
     fe1_requests_the_world_moved_past_are_void_not_applied,
     ac7_bindings_grant_access_for_at_most_the_installation_maximum,
     pm2_substitutes_follow_the_installation_setting,

@@ -125,8 +125,11 @@ impl Store {
         if backend == Backend::Sqlite {
             opts = opts.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                    // the wait first: switching to WAL takes a lock, and a
+                    // connection opened while another one writes must wait
+                    // for it rather than fail with SQLITE_BUSY at once
                     sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     Ok(())
                 })

@@ -480,15 +480,16 @@ impl Render for EffectiveAccess {
 }
 
 impl Render for MyWorkspace {
-    const HEADERS: &'static [&'static str] = &["WORKSPACE", "NAME", "ROLE"];
+    const HEADERS: &'static [&'static str] = &["WORKSPACE", "NAME", "ROLE", "REQUESTS TO DECIDE"];
     fn row(&self) -> Vec<String> {
-        vec![self.identifier.clone(), self.display_name.clone(), self.role.clone()]
+        vec![self.identifier.clone(), self.display_name.clone(), self.role.clone(), self.requests_to_decide.to_string()]
     }
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
             ("identifier", self.identifier.clone()),
             ("display_name", self.display_name.clone()),
             ("role", self.role.clone()),
+            ("requests_to_decide", self.requests_to_decide.to_string()),
         ]
     }
 }

@@ -152,7 +152,15 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        Ok(Tx { inner: self.pool.begin().await?, _guard: guard })
+        let inner = match self.backend {
+            // take SQLite's write lock at once (waiting out the busy timeout),
+            // rather than upgrading a read snapshot later: an upgrade fails at
+            // once with "database is locked" when a connection whose
+            // transaction was dropped has not rolled back yet
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx { inner, _guard: guard })
     }
 
     /// Begin a transaction that only reads, over one consistent snapshot

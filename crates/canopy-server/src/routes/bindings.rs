@@ -164,6 +164,47 @@ async fn needs_request<'a>(
     }
 }
 
+/// What a pending request asks for (FE1).
+struct Ask<'a> {
+    kind: RequestKind,
+    /// The binding it changes or removes.
+    binding: Option<&'a canopy_domain::Binding>,
+    subject: Subject,
+    role_id: Uuid,
+    expires_at: Option<OffsetDateTime>,
+}
+
+/// Record a change as a pending request, commit, and answer `202` with it.
+async fn pend<T>(
+    mut tx: Tx,
+    caller: &Caller,
+    (ws, p): (&WorkspaceRecord, &ProjectRecord),
+    ask: Ask<'_>,
+    (justification, approvals): (&str, u32),
+    now: OffsetDateTime,
+) -> ApiResult<Outcome<T>> {
+    // a change records what the binding was, so that it applies only to that
+    let from = ask.binding.filter(|_| ask.kind == RequestKind::Change);
+    let new = NewRoleRequest {
+        workspace_id: ws.id,
+        project_id: p.id,
+        kind: ask.kind,
+        binding_id: ask.binding.map(|b| b.id),
+        subject: ask.subject,
+        role_id: ask.role_id,
+        expires_at: ask.expires_at,
+        from_role_id: from.map(|b| b.role_id),
+        from_expires_at: from.and_then(|b| b.expires_at),
+        justification,
+        approvals_required: approvals,
+        requested_by_id: caller.actor.id,
+        requested_by: &caller.actor.name,
+    };
+    let request = open_request(&mut tx, caller, new, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Pending(Box::new(request)))
+}
+
 /// Whether a subject may hold project roles in the workspace now: an active
 /// user who is a member, or a group that is a member.
 pub async fn subject_eligible(tx: &mut Tx, ws: &WorkspaceRecord, subject: Subject) -> ApiResult<bool> {
@@ -270,24 +311,8 @@ pub async fn create(
         {
             return Err(held(&name, &role, &p));
         }
-        let new = NewRoleRequest {
-            workspace_id: ws.id,
-            project_id: p.id,
-            kind: RequestKind::Add,
-            binding_id: None,
-            subject,
-            role_id: role.id,
-            expires_at: body.expires_at,
-            from_role_id: None,
-            from_expires_at: None,
-            justification,
-            approvals_required: approvals,
-            requested_by_id: caller.actor.id,
-            requested_by: &caller.actor.name,
-        };
-        let request = open_request(&mut tx, &caller, new, now).await?;
-        tx.commit().await?;
-        return Ok(Outcome::Pending(Box::new(request)));
+        let ask = Ask { kind: RequestKind::Add, binding: None, subject, role_id: role.id, expires_at: body.expires_at };
+        return pend(tx, &caller, (&ws, &p), ask, (justification, approvals), now).await;
     }
     let add = AddBinding {
         subject,
@@ -396,24 +421,9 @@ pub async fn update(
             let name = subject_string(before.binding.subject.kind, &before.subject_name);
             return Err(held(&name, &role, &p));
         }
-        let new = NewRoleRequest {
-            workspace_id: ws.id,
-            project_id: p.id,
-            kind: RequestKind::Change,
-            binding_id: Some(before.binding.id),
-            subject: before.binding.subject,
-            role_id: role.id,
-            expires_at,
-            from_role_id: Some(before.binding.role_id),
-            from_expires_at: before.binding.expires_at,
-            justification,
-            approvals_required: approvals,
-            requested_by_id: caller.actor.id,
-            requested_by: &caller.actor.name,
-        };
-        let request = open_request(&mut tx, &caller, new, now).await?;
-        tx.commit().await?;
-        return Ok(Outcome::Pending(Box::new(request)));
+        let b = &before.binding;
+        let ask = Ask { kind: RequestKind::Change, binding: Some(b), subject: b.subject, role_id: role.id, expires_at };
+        return pend(tx, &caller, (&ws, &p), ask, (justification, approvals), now).await;
     }
     let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: None };
     let after = apply_change(&mut tx, &ws, &p, &before, &role, expires_at, &by, now).await?;
@@ -482,24 +492,15 @@ pub async fn delete(
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
     let b = load_binding(&mut tx, &p, &id).await?;
     if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
-        let new = NewRoleRequest {
-            workspace_id: ws.id,
-            project_id: p.id,
+        let b = &b.binding;
+        let ask = Ask {
             kind: RequestKind::Remove,
-            binding_id: Some(b.binding.id),
-            subject: b.binding.subject,
-            role_id: b.binding.role_id,
-            expires_at: b.binding.expires_at,
-            from_role_id: None,
-            from_expires_at: None,
-            justification,
-            approvals_required: approvals,
-            requested_by_id: caller.actor.id,
-            requested_by: &caller.actor.name,
+            binding: Some(b),
+            subject: b.subject,
+            role_id: b.role_id,
+            expires_at: b.expires_at,
         };
-        let request = open_request(&mut tx, &caller, new, now).await?;
-        tx.commit().await?;
-        return Ok(Outcome::Pending(Box::new(request)));
+        return pend(tx, &caller, (&ws, &p), ask, (justification, approvals), now).await;
     }
     let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: None };
     apply_remove(&mut tx, &ws, &p, &b, &by, now).await?;

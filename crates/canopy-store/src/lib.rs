@@ -6,8 +6,8 @@
 //! event, or an event without its change, cannot be committed.
 //!
 //! SQLite has a single writer: [`Store::write`] takes an in-process lock
-//! before it begins, so concurrent requests queue instead of failing with
-//! `SQLITE_BUSY`. PostgreSQL needs no such lock.
+//! and then begins IMMEDIATE, so concurrent requests queue instead of
+//! failing with `SQLITE_BUSY`. PostgreSQL needs no such lock.
 
 use std::str::FromStr;
 use std::sync::Arc;

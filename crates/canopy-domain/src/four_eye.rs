@@ -208,6 +208,8 @@ pub enum VoidReason {
     SubjectGone,
     #[error("the binding was changed meanwhile; request the change again")]
     ChangedMeanwhile,
+    #[error("the requester's account was deactivated or removed meanwhile")]
+    RequesterGone,
 }
 
 /// What applying a request at `now` would meet.
@@ -225,6 +227,9 @@ pub struct ApplyContext<'a> {
     pub other: Option<&'a Binding>,
     /// Whether the subject may still hold project roles in the workspace.
     pub subject_eligible: bool,
+    /// Whether the person who asked still has an active account: a revoked
+    /// person's requests do not outlive them.
+    pub requester_active: bool,
 }
 
 /// Why the request cannot be applied at `now`, or `None` when it can.
@@ -234,6 +239,9 @@ pub struct ApplyContext<'a> {
 /// An add or a change never creates access that is already over, nor
 /// duplicates a binding in force.
 pub fn void_reason(ctx: ApplyContext<'_>, now: OffsetDateTime) -> Option<VoidReason> {
+    if !ctx.requester_active {
+        return Some(VoidReason::RequesterGone);
+    }
     match ctx.kind {
         RequestKind::Remove => ctx.binding.is_none().then_some(VoidReason::BindingGone),
         RequestKind::Change => {
@@ -344,7 +352,15 @@ mod tests {
         expires_at: Option<OffsetDateTime>,
         binding: Option<&'a Binding>,
     ) -> ApplyContext<'a> {
-        ApplyContext { kind, expires_at, from: None, binding, other: None, subject_eligible: true }
+        ApplyContext {
+            kind,
+            expires_at,
+            from: None,
+            binding,
+            other: None,
+            subject_eligible: true,
+            requester_active: true,
+        }
     }
 
     #[test]
@@ -368,6 +384,9 @@ mod tests {
         assert_eq!(void(moved), Some(VoidReason::ChangedMeanwhile));
         let other = Binding { id: id(9), role_id: id(6), ..b.clone() };
         assert_eq!(void(ApplyContext { other: Some(&other), ..seen }), Some(VoidReason::AlreadyHeld));
+        // a revoked person's requests do not outlive them
+        let revoked = ApplyContext { requester_active: false, ..ctx(RequestKind::Remove, None, Some(&b)) };
+        assert_eq!(void(revoked), Some(VoidReason::RequesterGone));
     }
 
     // ---------------------------------------------------------------- model
@@ -518,7 +537,7 @@ mod tests {
                         let eligible = members.contains(&r.subject.id);
                         let ctx = ApplyContext {
                             kind: r.kind, expires_at: r.expires_at, from: r.from, binding: same.as_ref(),
-                            other: other.as_ref(), subject_eligible: eligible,
+                            other: other.as_ref(), subject_eligible: eligible, requester_active: true,
                         };
                         if void_reason(ctx, now).is_some() {
                             r.rule.state = RequestState::Void;

@@ -444,6 +444,7 @@ async fn settle(
         binding: binding.as_ref().map(|b| &b.binding),
         other: other.as_ref().map(|b| &b.binding),
         subject_eligible: subject_eligible(tx, ws, q.subject).await?,
+        requester_active: tx.user_by_id(q.requested_by_id).await?.is_some_and(|u| u.active),
     };
     let subject = q.subject_string();
     let approved_by: Vec<&str> =

@@ -323,8 +323,17 @@ async fn fe1_requests_the_world_moved_past_are_void_not_applied(app: TestApp) {
     assert_eq!(q["state"], "void", "{q}");
     assert!(q["reason"].as_str().unwrap().contains("removed"), "{q}");
     assert!(items(&app.get(&bindings, &olga).await.expect(200).body).is_empty(), "a removed binding stays removed");
-    // the requester withdraws a request of their own
+    // a request does not outlive its requester's account
+    let max = app.user("max").await;
+    app.invite(&olga, &ws, "max", "workspace_manager").await;
     app.invite(&olga, &ws, "ann", "workspace_member").await;
+    let body = json!({"user": "ann", "role": "project_admin", "justification": "before I go"});
+    let id = app.post(&bindings, &max, body).await.expect(202).body["id"].as_str().unwrap().to_owned();
+    app.patch("/api/v1/users/max", &app.admin_token, json!({"active": false})).await.expect(200);
+    let q = app.post(&format!("{requests}/{id}/approve"), &mia, json!({})).await.expect(200).body;
+    assert_eq!(q["state"], "void", "{q}");
+    assert!(q["reason"].as_str().unwrap().contains("requester"), "{q}");
+    // the requester withdraws a request of their own
     let body = json!({"user": "ann", "role": "project_reader", "justification": "maybe"});
     let id = app.post(&bindings, &olga, body).await.expect(202).body["id"].as_str().unwrap().to_owned();
     let q = app.post(&format!("{requests}/{id}/decline"), &olga, json!({})).await.expect(200).body;

@@ -25,6 +25,15 @@ use crate::names::InvalidValue;
 /// The most approvals a setting may ask for.
 pub const MAX_APPROVALS: u32 = 10;
 
+/// How long a request waits for its decision before it lapses (void), so
+/// that nobody approves a months-old change whose reasons are gone.
+pub const REQUEST_LIFETIME: time::Duration = time::Duration::days(30);
+
+/// Whether a request made at `requested_at` has lapsed at `now`.
+pub fn lapsed(requested_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now - requested_at >= REQUEST_LIFETIME
+}
+
 /// A four-eye setting: on or off, and how many approvals a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FourEye {
@@ -135,6 +144,8 @@ pub enum Refusal {
     Decided(RequestState),
     #[error("only the workspace's managers and admins decide on its requests")]
     NotAnApprover,
+    #[error("this request waited 30 days without a decision and lapsed; ask again")]
+    Lapsed,
 }
 
 /// What an accepted approval does.
@@ -210,6 +221,8 @@ pub enum VoidReason {
     ChangedMeanwhile,
     #[error("the requester's account was deactivated or removed meanwhile")]
     RequesterGone,
+    #[error("it waited 30 days without a decision")]
+    Lapsed,
 }
 
 /// What applying a request at `now` would meet.
@@ -321,6 +334,13 @@ mod tests {
         let r = Request { beneficiary: Some(id(3)), ..pending(id(1), 1, &[]) };
         assert_eq!(approve(&r, manager(3)), Err(Refusal::OwnAccess));
         assert_eq!(approve(&r, Approver { id: id(3), is_admin: true, is_manager: false }), Err(Refusal::OwnAccess));
+    }
+
+    #[test]
+    fn fe2_requests_lapse_after_thirty_days() {
+        let at = datetime!(2026-11-23 0:00 UTC);
+        assert!(!lapsed(at, at + REQUEST_LIFETIME - time::Duration::seconds(1)));
+        assert!(lapsed(at, at + REQUEST_LIFETIME));
     }
 
     #[test]

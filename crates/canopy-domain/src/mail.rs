@@ -185,7 +185,7 @@ pub fn request_decided(
     let outcome = match state {
         RequestState::Approved => format!("{by} approved it, and it took effect."),
         RequestState::Declined => format!("{by} declined it."),
-        RequestState::Void => "It was approved but could no longer take effect.".to_owned(),
+        RequestState::Void => "It ended without taking effect.".to_owned(),
         RequestState::Pending => "It still waits for approval.".to_owned(),
     };
     let reason = reason.map(|r| format!("\n\nReason: {r}")).unwrap_or_default();

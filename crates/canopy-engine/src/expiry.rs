@@ -13,6 +13,9 @@
 //! out once ([`notify_soon`]): to the people it gives access and to the
 //! workspace's managers.
 //!
+//! Four-eye requests lapse too: one that waited `REQUEST_LIFETIME` without a
+//! decision is voided ([`void_lapsed`]) and its requester told.
+//!
 //! An ended binding stays in the store: it is no longer in force
 //! (`Binding::in_force_at`), the expired-access list shows it, and extending
 //! it makes it count again.
@@ -23,9 +26,10 @@ use std::time::Duration as StdDuration;
 use canopy_domain::Email;
 use canopy_domain::access::{EXPIRING_SOON, ExpiryState, expiry_state};
 use canopy_domain::clock::Clock;
+use canopy_domain::four_eye::{REQUEST_LIFETIME, RequestState, VoidReason};
 use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::mail::{AccessChange, expiring_for_manager};
-use canopy_store::{Store, StoreError};
+use canopy_store::{Decision, Store, StoreError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -163,8 +167,44 @@ pub async fn until_next(store: &Store, clock: &dyn Clock) -> Result<StdDuration,
 
 /// End expired bindings until the process stops: once at start (catching
 /// up on downtime), then at each expiration.
+/// Void every pending four-eye request that waited [`REQUEST_LIFETIME`]
+/// without a decision (FE2), with a history event by this job, and tell
+/// each requester. Returns how many this pass voided.
+pub async fn void_lapsed(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+    let now = clock.now();
+    let system = Initiator::system(JOB);
+    let reason = VoidReason::Lapsed.to_string();
+    let mut voided = 0;
+    loop {
+        let batch = store.read().await?.lapsed_requests(now - REQUEST_LIFETIME, BATCH).await?;
+        if batch.is_empty() {
+            return Ok(voided);
+        }
+        for q in batch {
+            let mut tx = store.write().await?;
+            tx.lock_role_request(q.id).await?;
+            let decision = Decision { state: RequestState::Void, by: JOB, reason: Some(&reason), binding_id: None };
+            // decided meanwhile (by a person, or another node): not ours
+            if !tx.decide_role_request(q.id, decision, now).await? {
+                continue;
+            }
+            let details = json!({"request": q.id, "project": q.project, "subject": q.subject_string(),
+                "role": q.role, "reason": reason});
+            tx.append_event(Some(q.workspace_id), EventKind::RoleRequestVoid, now, &system, details).await?;
+            tx.tell_requester(&q, RequestState::Void, JOB, Some(&reason), now).await?;
+            tx.commit().await?;
+            voided += 1;
+        }
+    }
+}
+
 pub async fn run(store: Store, clock: Arc<dyn Clock>) {
     loop {
+        match void_lapsed(&store, clock.as_ref()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(requests = n, "lapsed four-eye requests voided"),
+            Err(e) => tracing::error!(error = %e, "the lapsed-request pass failed"),
+        }
         match notify_soon(&store, clock.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(bindings = n, "soon-expiring notices queued"),

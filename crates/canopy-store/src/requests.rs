@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use canopy_domain::four_eye::{Request, RequestKind, RequestState};
+use canopy_domain::mail::{RequestNotice, request_decided};
 use canopy_domain::{Subject, SubjectKind};
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
@@ -65,6 +66,23 @@ impl RoleRequestRecord {
             required: self.approvals_required,
             approvals: self.approvals.iter().map(|a| a.approver_id).collect::<BTreeSet<_>>(),
             beneficiary: (self.subject.kind == SubjectKind::User).then_some(self.subject.id),
+        }
+    }
+
+    /// The request as its e-mails describe it; `id` and `subject` are its
+    /// id and [`Self::subject_string`] as text.
+    pub fn notice<'a>(&'a self, id: &'a str, subject: &'a str) -> RequestNotice<'a> {
+        RequestNotice {
+            id,
+            workspace: &self.workspace,
+            project: &self.project,
+            kind: self.kind,
+            subject,
+            role: &self.role,
+            expires_at: self.expires_at,
+            requester: &self.requested_by,
+            justification: &self.justification,
+            approvals_required: self.approvals_required,
         }
     }
 
@@ -321,6 +339,37 @@ impl Tx {
         .fetch_one(self.conn())
         .await?;
         Ok(u64::try_from(r.int("n")?).unwrap_or(0))
+    }
+
+    /// E-mail the requester, when an active person, the outcome of their request (FE2).
+    pub async fn tell_requester(
+        &mut self,
+        q: &RoleRequestRecord,
+        state: RequestState,
+        by: &str,
+        reason: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let Some(requester) = self.user_by_id(q.requested_by_id).await?.filter(|u| u.active) else {
+            return Ok(());
+        };
+        let Ok(to) = canopy_domain::Email::parse(&requester.email) else {
+            return Ok(());
+        };
+        let (id, subject) = (q.id.to_string(), q.subject_string());
+        self.enqueue_mail(&request_decided(&to, &q.notice(&id, &subject), state, by, reason), now).await
+    }
+
+    /// Pending requests made at or before `before`, oldest first, at most `limit`.
+    pub async fn lapsed_requests(&mut self, before: OffsetDateTime, limit: i64) -> Result<Vec<RoleRequestRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE q.state = 'pending' AND q.requested_at <= $1 ORDER BY q.requested_at, q.id LIMIT $2"
+        )))
+        .bind(to_us(before))
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(from_row).collect()
     }
 
     /// How many requests still wait for approval with a project role.

@@ -13,7 +13,7 @@ use canopy_api_types::{DecideRequest, Page, Problem, RequestApproval, RoleReques
 use canopy_domain::authz::{Action, ActorKind};
 use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
 use canopy_domain::history::EventKind;
-use canopy_domain::mail::{RequestNotice, request_decided, request_pending};
+use canopy_domain::mail::request_pending;
 use canopy_domain::{Email, WorkspaceRole};
 use canopy_store::{
     Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RequestFilter, RoleRequestRecord, Tx,
@@ -58,21 +58,6 @@ pub fn to_request(q: RoleRequestRecord, needs_admin: bool) -> RoleRequest {
         decided_by: q.decided_by,
         decided_at: q.decided_at,
         reason: q.reason,
-    }
-}
-
-fn request_notice<'a>(q: &'a RoleRequestRecord, id: &'a str, subject: &'a str) -> RequestNotice<'a> {
-    RequestNotice {
-        id,
-        workspace: &q.workspace,
-        project: &q.project,
-        kind: q.kind,
-        subject,
-        role: &q.role,
-        expires_at: q.expires_at,
-        requester: &q.requested_by,
-        justification: &q.justification,
-        approvals_required: q.approvals_required,
     }
 }
 
@@ -142,7 +127,7 @@ pub async fn open_request(
         }
     }
     let id = q.id.to_string();
-    let n = request_notice(&q, &id, &subject);
+    let n = q.notice(&id, &subject);
     mail_all(tx, &recipients, |to| request_pending(to, &n, needs_admin), now).await?;
     Ok(to_request(q, needs_admin))
 }
@@ -343,6 +328,7 @@ async fn may_approve(tx: &mut Tx, ws: &WorkspaceRecord, person: Uuid) -> ApiResu
 
 fn refused(r: Refusal) -> ApiError {
     match r {
+        Refusal::Lapsed => ApiError::conflict(r.to_string()),
         Refusal::OwnRequest | Refusal::OwnAccess | Refusal::NotAnApprover => ApiError::Forbidden(r.to_string()),
         Refusal::AlreadyApproved | Refusal::Decided(_) => ApiError::conflict(r.to_string()),
     }
@@ -380,6 +366,10 @@ pub async fn approve(
     }
     let (ws, q, approver) = for_decision(&mut tx, &caller, &ws, &id).await?;
     let verdict = four_eye::approve(&q.rule(), approver).map_err(refused)?;
+    if four_eye::lapsed(q.requested_at, now) {
+        // the expiry job voids it and tells the requester
+        return Err(refused(Refusal::Lapsed));
+    }
     tx.add_approval(q.id, approver.id, &caller.actor.name, now).await?;
     if verdict == Verdict::Apply {
         // the project's tenant work before any history chain, as the expiry
@@ -513,16 +503,7 @@ async fn tell_requester(
     reason: Option<&str>,
     now: OffsetDateTime,
 ) -> ApiResult<()> {
-    let Some(requester) = tx.user_by_id(q.requested_by_id).await?.filter(|u| u.active) else {
-        return Ok(());
-    };
-    let Ok(to) = Email::parse(&requester.email) else {
-        return Ok(());
-    };
-    let subject = q.subject_string();
-    let id = q.id.to_string();
-    let n = request_notice(q, &id, &subject);
-    tx.enqueue_mail(&request_decided(&to, &n, state, by, reason), now).await?;
+    tx.tell_requester(q, state, by, reason, now).await?;
     Ok(())
 }
 

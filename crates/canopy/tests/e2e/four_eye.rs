@@ -423,6 +423,45 @@ async fn fe1_a_change_applies_only_to_the_binding_its_approvers_saw(app: TestApp
     );
 }
 
+async fn fe2_requests_lapse_after_thirty_days_without_a_decision(app: TestApp) {
+    let sink = canopy_testkit::mail_sink();
+    four_eye(&app, true, 1).await;
+    let olga_name = unique("olga");
+    let olga = app.user(&olga_name).await;
+    app.user("mia").await;
+    app.user("ann").await;
+    let ws = workspace(&app, &olga, &["mia"], &["ann"]).await;
+    let bindings = format!("/api/v1/workspaces/{ws}/projects/web/bindings");
+    let body = json!({"user": "ann", "role": "project_user", "justification": "for the spring release"});
+    let id = app.post(&bindings, &olga, body).await.expect(202).body["id"].as_str().unwrap().to_owned();
+    app.clock.advance(Duration::days(29));
+    assert_eq!(canopy_engine::expiry::void_lapsed(&app.store, app.clock.as_ref()).await.unwrap(), 0, "not yet");
+    app.clock.advance(Duration::days(1));
+    // too old to approve, even before the job has voided it
+    let mia = app.sign_in("mia", "password-of-mia").await;
+    let r = app.post(&format!("/api/v1/workspaces/{ws}/requests/{id}/approve"), &mia, json!({})).await;
+    assert!(r.expect_problem(409, None).body["detail"].as_str().unwrap().contains("lapsed"));
+    assert_eq!(canopy_engine::expiry::void_lapsed(&app.store, app.clock.as_ref()).await.unwrap(), 1);
+    assert_eq!(canopy_engine::expiry::void_lapsed(&app.store, app.clock.as_ref()).await.unwrap(), 0, "once");
+    let q = app.get(&format!("/api/v1/workspaces/{ws}/requests/{id}"), &mia).await.expect(200).body;
+    assert_eq!((q["state"].as_str(), q["decided_by"].as_str()), (Some("void"), Some("expiry")));
+    let h = app.get(&format!("/api/v1/workspaces/{ws}/history?kind=role_request_void"), &mia).await.expect(200).body;
+    let e = &items(&h)[0];
+    assert_eq!(
+        (e["initiator"]["kind"].as_str(), e["details"]["request"].as_str()),
+        (Some("system"), Some(id.as_str()))
+    );
+    assert!(items(&app.get(&bindings, &mia).await.expect(200).body).is_empty());
+    let Some(sink) = sink else { return };
+    let mailer = Mailer::new(&sink.smtp_url, "Canopy <canopy@test.example>").unwrap();
+    deliver_due(&app.store, &mailer, app.clock.as_ref()).await.unwrap();
+    let told = sink.messages_to(&format!("{olga_name}@example.org")).await;
+    let told: Vec<&Value> =
+        told.iter().filter(|m| m["subject"].as_str().unwrap().starts_with("Request void")).collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert!(told[0]["text"].as_str().unwrap().contains("30 days"), "{}", told[0]["text"]);
+}
+
 async fn ac7_bindings_grant_access_for_at_most_the_installation_maximum(app: TestApp) {
     let admin = app.admin_token.clone();
     for (body, field) in [
@@ -510,6 +549,7 @@ canopy_testkit::backend_tests!(
     fe3_too_few_managers_means_waiting_for_an_admin,
     fe2_managers_are_asked_by_email_and_the_requester_hears_the_outcome,
     fe4_concurrent_approvals_apply_once,
+    fe2_requests_lapse_after_thirty_days_without_a_decision,
     fe4_approvals_count_only_people_who_may_give_them,
     fe1_a_change_applies_only_to_the_binding_its_approvers_saw,
     fe1_requests_the_world_moved_past_are_void_not_applied,

@@ -198,50 +198,36 @@ impl Aws {
 
     /// The ACTIVE account named `name`, if there is one.
     async fn find_account(&self, name: &str) -> Result<Option<String>, PlatformError> {
-        let mut token = None;
-        loop {
-            let out = self
-                .organizations
-                .list_accounts()
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify("ListAccounts", e))?;
-            for a in out.accounts() {
+        let mut pages = self.organizations.list_accounts().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListAccounts", e))?;
+            for a in page.accounts() {
                 if a.name() == Some(name) && a.status() == Some(&AccountStatus::Active) {
                     return Ok(a.id().map(str::to_owned));
                 }
             }
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(None);
-            }
         }
+        Ok(None)
     }
 
     /// The id of a creation of an account named `name` still in progress
     /// (started by an earlier run whose answer was lost).
     async fn creation_in_progress(&self, name: &str) -> Result<Option<String>, PlatformError> {
-        let mut token = None;
-        loop {
-            let out = self
-                .organizations
-                .list_create_account_status()
-                .states(CreateAccountState::InProgress)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify("ListCreateAccountStatus", e))?;
-            for s in out.create_account_statuses() {
+        let mut pages = self
+            .organizations
+            .list_create_account_status()
+            .states(CreateAccountState::InProgress)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ListCreateAccountStatus", e))?;
+            for s in page.create_account_statuses() {
                 if s.account_name() == Some(name) {
                     return Ok(s.id().map(str::to_owned));
                 }
             }
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(None);
-            }
         }
+        Ok(None)
     }
 
     /// Wait for an account creation to finish: the new account's id.
@@ -305,34 +291,22 @@ impl Aws {
     async fn load_permission_sets(&self) -> Result<HashMap<String, String>, PlatformError> {
         let instance = self.instance().await?;
         let mut out_map = HashMap::new();
-        let mut token = None;
-        loop {
-            let out = self
+        let mut arns = self.sso.list_permission_sets().instance_arn(&instance.arn).into_paginator().items().send();
+        while let Some(arn) = arns.next().await {
+            let arn = arn.map_err(|e| classify("ListPermissionSets", e))?;
+            let set = self
                 .sso
-                .list_permission_sets()
+                .describe_permission_set()
                 .instance_arn(&instance.arn)
-                .set_next_token(token)
+                .permission_set_arn(&arn)
                 .send()
                 .await
-                .map_err(|e| classify("ListPermissionSets", e))?;
-            for arn in out.permission_sets() {
-                let set = self
-                    .sso
-                    .describe_permission_set()
-                    .instance_arn(&instance.arn)
-                    .permission_set_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| classify("DescribePermissionSet", e))?;
-                if let Some(name) = set.permission_set().and_then(|p| p.name()) {
-                    out_map.insert(name.to_owned(), arn.clone());
-                }
-            }
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out_map);
+                .map_err(|e| classify("DescribePermissionSet", e))?;
+            if let Some(name) = set.permission_set().and_then(|p| p.name()) {
+                out_map.insert(name.to_owned(), arn);
             }
         }
+        Ok(out_map)
     }
 
     /// The ARN of the permission set `name`, made when `create` and missing.
@@ -508,19 +482,18 @@ impl Aws {
     async fn assigned(&self, account: &str, set_arn: &str) -> Result<BTreeSet<String>, PlatformError> {
         let instance = self.instance().await?;
         let mut users = BTreeSet::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .sso
-                .list_account_assignments()
-                .instance_arn(&instance.arn)
-                .account_id(account)
-                .permission_set_arn(set_arn)
-                .set_next_token(token)
-                .send()
-                .await;
-            let out = match out {
-                Ok(out) => out,
+        let mut assignments = self
+            .sso
+            .list_account_assignments()
+            .instance_arn(&instance.arn)
+            .account_id(account)
+            .permission_set_arn(set_arn)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(a) = assignments.next().await {
+            let a = match a {
+                Ok(a) => a,
                 Err(e) if has_code(&e, "ResourceNotFoundException") => {
                     // a permission set deleted outside Canopy: look again
                     self.permission_sets.lock().await.clear();
@@ -528,19 +501,14 @@ impl Aws {
                 }
                 Err(e) => return Err(classify("ListAccountAssignments", e)),
             };
-            for a in out.account_assignments() {
-                // group assignments are not Canopy's
-                if a.principal_type() == Some(&PrincipalType::User)
-                    && let Some(principal) = a.principal_id()
-                {
-                    users.insert(principal.to_owned());
-                }
-            }
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(users);
+            // group assignments are not Canopy's
+            if a.principal_type() == Some(&PrincipalType::User)
+                && let Some(principal) = a.principal_id()
+            {
+                users.insert(principal.to_owned());
             }
         }
+        Ok(users)
     }
 
     /// Wait for an account assignment's creation or deletion to settle.
@@ -665,22 +633,16 @@ impl Platform for Aws {
         }
         let instance = self.instance().await?;
         let mut sets = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .sso
-                .list_permission_sets_provisioned_to_account()
-                .instance_arn(&instance.arn)
-                .account_id(account)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| classify("ListPermissionSetsProvisionedToAccount", e))?;
-            sets.extend(out.permission_sets().iter().cloned());
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
+        let mut provisioned = self
+            .sso
+            .list_permission_sets_provisioned_to_account()
+            .instance_arn(&instance.arn)
+            .account_id(account)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(arn) = provisioned.next().await {
+            sets.push(arn.map_err(|e| classify("ListPermissionSetsProvisionedToAccount", e))?);
         }
         for role in &scope.roles {
             if let Some(arn) = self.permission_set(role, false).await?

@@ -301,17 +301,18 @@ pub async fn pending(
     Ok(Json(Page { items, next_cursor: None }))
 }
 
-/// A pending tenant deletion of a platform, with its project, for a platform engineer.
+/// A pending tenant deletion of a platform, with its project, for a
+/// platform engineer's decision: the project's tenants locked, and the state
+/// checked under the lock, so two engineers deciding at once decide once.
 async fn load_pending(tx: &mut Tx, platform: &str, id: Uuid) -> ApiResult<(TenantRecord, ProjectRecord)> {
     let pf = tx
         .platform(platform)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("platform {platform:?} does not exist")))?;
-    let t = tx
-        .tenant_by_id(id)
-        .await?
-        .filter(|t| t.platform_id == pf.id)
-        .ok_or_else(|| ApiError::not_found(format!("platform {platform} has no tenant deletion {id}")))?;
+    let missing = || ApiError::not_found(format!("platform {platform} has no tenant deletion {id}"));
+    let t = tx.tenant_by_id(id).await?.filter(|t| t.platform_id == pf.id).ok_or_else(missing)?;
+    tx.lock_project_tenants(t.project_id).await?;
+    let t = tx.tenant_by_id(id).await?.ok_or_else(missing)?;
     if t.deletion != Some(TenantDeletion::AwaitingEngineer) {
         return Err(ApiError::conflict("this tenant deletion does not wait for a platform engineer"));
     }
@@ -333,7 +334,6 @@ pub async fn engineer_confirm(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let (t, p) = load_pending(&mut tx, &platform, id).await?;
-    tx.lock_project_tenants(p.id).await?;
     let initiator = caller.initiator();
     tx.delete_tenant(t.id).await?;
     tx.append_event(
@@ -363,7 +363,6 @@ pub async fn engineer_decline(
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let (t, p) = load_pending(&mut tx, &platform, id).await?;
-    tx.lock_project_tenants(p.id).await?;
     let initiator = caller.initiator();
     // a tenant deleted on its own simply stays; in a project deletion it is
     // kept declined until the other tenants are settled

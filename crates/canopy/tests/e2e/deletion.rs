@@ -147,10 +147,13 @@ async fn dl5_declined_manual_deletion_keeps_the_project_with_the_declined_tenant
     app.post(&format!("/api/v1/platforms/{manual}/deletions/{id}/decline"), &ann, json!({}))
         .await
         .expect_problem(403, None);
-    app.post(&format!("/api/v1/platforms/{manual}/deletions/{id}/decline"), &pe, json!({})).await.expect(204);
-    app.post(&format!("/api/v1/platforms/{manual}/deletions/{id}/decline"), &pe, json!({}))
-        .await
-        .expect_problem(409, None);
+    // two engineers at once: the deletion is decided once
+    let decline = format!("/api/v1/platforms/{manual}/deletions/{id}/decline");
+    let (a, b) = tokio::join!(app.post(&decline, &pe, json!({})), app.post(&decline, &pe, json!({})));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [204, 409]);
+    app.post(&decline, &pe, json!({})).await.expect_problem(409, None);
     // DL5: the project stays, holding only the declined tenant, no longer being deleted
     let page = app.get(&project, &app.admin_token).await.expect(200);
     let tenants = page.body["tenants"].as_array().unwrap();
@@ -158,6 +161,8 @@ async fn dl5_declined_manual_deletion_keeps_the_project_with_the_declined_tenant
     assert_eq!((tenants[0]["platform"].as_str(), &tenants[0]["deletion"]), (Some(manual.as_str()), &Value::Null));
     assert_eq!(app.get(&format!("{project}/deletion"), &app.admin_token).await.expect(200).body["state"], "none");
     assert!(kinds(&app, &ws).await.contains(&"project_deletion_declined".to_owned()));
+    let declined = kinds(&app, &ws).await.iter().filter(|k| *k == "tenant_deletion_declined").count();
+    assert_eq!(declined, 1, "declined once");
     let (status, _) = os.call(Method::GET, &format!("/projects/{}", ids[1]), None).await;
     assert_eq!(status, 200, "a declined tenant is left on its platform");
 

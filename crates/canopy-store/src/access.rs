@@ -373,6 +373,13 @@ impl Tx {
         row.time_opt("next")
     }
 
+    /// Lock a binding's row until the transaction ends (before its
+    /// project's tenant work and any history chain, as the expiry job does).
+    pub async fn lock_binding(&mut self, id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE bindings SET id = id WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        Ok(())
+    }
+
     pub async fn delete_binding(&mut self, id: Uuid) -> Result<()> {
         self.mark_binding_project_dirty(id).await?;
         sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;

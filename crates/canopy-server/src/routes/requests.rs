@@ -372,9 +372,20 @@ pub async fn approve(
     }
     tx.add_approval(q.id, approver.id, &caller.actor.name, now).await?;
     if verdict == Verdict::Apply {
-        // the project's tenant work before any history chain, as the expiry
-        // job and every binding change take them (a void request only
-        // costs the tenants one needless look)
+        // the bindings it touches, then the project's tenant work, before any
+        // history chain: the order the expiry job and every binding change
+        // take them in (a void request only costs the tenants a needless look)
+        let touched = match q.kind {
+            RequestKind::Add => tx.find_binding(q.project_id, q.subject, q.role_id).await?.map(|b| b.binding.id),
+            RequestKind::Change | RequestKind::Remove => q.binding_id,
+        };
+        if let Some(b) = touched {
+            tx.lock_binding(b).await?;
+        }
+        if let (RequestKind::Change, Some(other)) = (q.kind, tx.find_binding(q.project_id, q.subject, q.role_id).await?)
+        {
+            tx.lock_binding(other.binding.id).await?;
+        }
         tx.mark_dirty(Reach::Project(q.project_id), PRIORITY_NORMAL).await?;
     }
     let subject = q.subject_string();

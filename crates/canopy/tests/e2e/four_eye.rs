@@ -462,6 +462,30 @@ async fn fe2_requests_lapse_after_thirty_days_without_a_decision(app: TestApp) {
     assert!(told[0]["text"].as_str().unwrap().contains("30 days"), "{}", told[0]["text"]);
 }
 
+async fn ad2_admin_area_shows_each_workspaces_pending_requests_and_history(app: TestApp) {
+    four_eye(&app, true, 1).await;
+    let olga = app.user("olga").await;
+    app.user("ann").await;
+    let (a, b) = (workspace(&app, &olga, &[], &["ann"]).await, workspace(&app, &olga, &[], &["ann"]).await);
+    for ws in [&a, &b] {
+        let body = json!({"user": "ann", "role": "project_user", "justification": format!("work in {ws}")});
+        app.post(&format!("/api/v1/workspaces/{ws}/projects/web/bindings"), &olga, body).await.expect(202);
+    }
+    // every workspace's pending requests, and one workspace's on its own
+    let all = items(&app.get("/api/v1/admin/requests", &app.admin_token).await.expect(200).body);
+    let mut seen: Vec<&str> = all.iter().map(|q| q["workspace"].as_str().unwrap()).collect();
+    seen.sort();
+    let mut want = [a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(seen, want);
+    let only =
+        items(&app.get(&format!("/api/v1/admin/requests?workspace={a}"), &app.admin_token).await.expect(200).body);
+    assert_eq!((only.len(), only[0]["workspace"].as_str()), (1, Some(a.as_str())));
+    app.get("/api/v1/admin/requests?state=sometimes", &app.admin_token).await.expect_problem(422, Some("state"));
+    // and its history, though the admin is no member
+    assert_eq!(events(&app, &a, "role_request_created").await.len(), 1);
+}
+
 async fn ac7_bindings_grant_access_for_at_most_the_installation_maximum(app: TestApp) {
     let admin = app.admin_token.clone();
     for (body, field) in [
@@ -549,6 +573,7 @@ canopy_testkit::backend_tests!(
     fe3_too_few_managers_means_waiting_for_an_admin,
     fe2_managers_are_asked_by_email_and_the_requester_hears_the_outcome,
     fe4_concurrent_approvals_apply_once,
+    ad2_admin_area_shows_each_workspaces_pending_requests_and_history,
     fe2_requests_lapse_after_thirty_days_without_a_decision,
     fe4_approvals_count_only_people_who_may_give_them,
     fe1_a_change_applies_only_to_the_binding_its_approvers_saw,

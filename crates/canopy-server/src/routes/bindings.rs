@@ -137,11 +137,7 @@ pub struct AddBinding<'a> {
 
 /// A justification as given: trimmed, at most 1000 characters, `None` when blank.
 pub fn justification(raw: Option<&str>) -> Result<Option<&str>, FieldError> {
-    let j = raw.map(str::trim).filter(|j| !j.is_empty());
-    if j.is_some_and(|j| j.chars().count() > 1000) {
-        return Err(FieldError { field: "justification".into(), message: "must be at most 1000 characters".into() });
-    }
-    Ok(j)
+    crate::routes::note_text("justification", raw)
 }
 
 /// Where the workspace needs four-eye approval, the justification a request

@@ -55,13 +55,17 @@ async fn person(
 
 /// The justification a request must carry: trimmed, 1 to 1000 characters.
 fn justification(j: Option<&str>, required: bool, errors: &mut Vec<FieldError>) -> Option<String> {
-    let j = j.map(str::trim).filter(|j| !j.is_empty());
-    match j {
-        None if required => errors.push(field("justification", "is required: say why access is needed")),
-        Some(j) if j.chars().count() > 1000 => errors.push(field("justification", "must be at most 1000 characters")),
-        _ => {}
+    match crate::routes::note_text("justification", j) {
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+        Ok(None) if required => {
+            errors.push(field("justification", "is required: say why access is needed"));
+            None
+        }
+        Ok(j) => j.map(str::to_owned),
     }
-    j.map(str::to_owned)
 }
 
 /// Grant a person emergency access (AD3): made a member of the workspace

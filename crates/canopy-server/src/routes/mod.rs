@@ -129,3 +129,16 @@ pub fn rfc3339(t: Option<time::OffsetDateTime>) -> serde_json::Value {
     t.and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok())
         .map_or(serde_json::Value::Null, serde_json::Value::String)
 }
+
+/// A free-text note (a justification, a reason) as given: trimmed, at most
+/// 1000 characters, `None` when blank.
+pub fn note_text<'a>(field: &str, raw: Option<&'a str>) -> Result<Option<&'a str>, canopy_api_types::FieldError> {
+    let t = raw.map(str::trim).filter(|t| !t.is_empty());
+    if t.is_some_and(|t| t.chars().count() > 1000) {
+        return Err(canopy_api_types::FieldError {
+            field: field.to_owned(),
+            message: "must be at most 1000 characters".into(),
+        });
+    }
+    Ok(t)
+}

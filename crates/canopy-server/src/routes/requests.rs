@@ -335,10 +335,7 @@ fn refused(r: Refusal) -> ApiError {
 }
 
 fn reason(body: &DecideRequest) -> ApiResult<Option<String>> {
-    let r = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    if r.is_some_and(|r| r.chars().count() > 1000) {
-        return Err(ApiError::invalid("reason", "must be at most 1000 characters"));
-    }
+    let r = crate::routes::note_text("reason", body.reason.as_deref()).map_err(|e| ApiError::Invalid(vec![e]))?;
     Ok(r.map(str::to_owned))
 }
 

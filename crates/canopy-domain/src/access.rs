@@ -155,6 +155,16 @@ pub struct UserStatus {
     pub active: bool,
 }
 
+/// The people a binding of `subject` reaches: the user, or every member of
+/// the group (`group_members`, as expanded from the store). The one rule for
+/// "whose access does this change", used by access (AC3) and four-eye (SE3).
+pub fn people_reached(subject: Subject, group_members: &BTreeMap<Uuid, BTreeSet<Uuid>>) -> BTreeSet<Uuid> {
+    match subject.kind {
+        SubjectKind::User => BTreeSet::from([subject.id]),
+        SubjectKind::Group => group_members.get(&subject.id).cloned().unwrap_or_default(),
+    }
+}
+
 /// The project roles each user effectively holds at `at` (AC2, AC3, AC10):
 /// direct bindings plus bindings of every group the user is a member of now,
 /// counting only bindings in force and only active users.
@@ -167,13 +177,7 @@ pub fn effective_project_roles(
     let active: BTreeSet<Uuid> = users.iter().filter(|u| u.active).map(|u| u.id).collect();
     let mut out: BTreeMap<Uuid, BTreeSet<Uuid>> = BTreeMap::new();
     for b in bindings.iter().filter(|b| b.in_force_at(at)) {
-        let holders: Vec<Uuid> = match b.subject.kind {
-            SubjectKind::User => vec![b.subject.id],
-            SubjectKind::Group => {
-                group_members.get(&b.subject.id).map(|m| m.iter().copied().collect()).unwrap_or_default()
-            }
-        };
-        for user in holders.into_iter().filter(|u| active.contains(u)) {
+        for user in people_reached(b.subject, group_members).into_iter().filter(|u| active.contains(u)) {
             out.entry(user).or_default().insert(b.role_id);
         }
     }

@@ -118,8 +118,9 @@ pub struct Request {
     pub required: u32,
     /// The distinct people whose approvals count so far.
     pub approvals: BTreeSet<Uuid>,
-    /// The user whose access the request changes, when it is a user's.
-    pub beneficiary: Option<Uuid>,
+    /// Every person whose access the request changes: its user, or each
+    /// member of its group ([`crate::access::people_reached`]).
+    pub beneficiaries: BTreeSet<Uuid>,
 }
 
 /// Someone who acts on a request, with what they may do in its workspace now.
@@ -165,7 +166,7 @@ pub fn approve(request: &Request, approver: Approver) -> Result<Verdict, Refusal
     if approver.id == request.requester {
         return Err(Refusal::OwnRequest);
     }
-    if request.beneficiary == Some(approver.id) {
+    if request.beneficiaries.contains(&approver.id) {
         return Err(Refusal::OwnAccess);
     }
     if !approver.is_admin && !approver.is_manager {
@@ -177,8 +178,11 @@ pub fn approve(request: &Request, approver: Approver) -> Result<Verdict, Refusal
     if approver.is_admin {
         return Ok(Verdict::Apply);
     }
-    // the requester can never be among the approvals; count defensively anyway
-    let counted = request.approvals.iter().filter(|a| **a != request.requester).count();
+    // the requester can never be among the approvals; nor can a beneficiary,
+    // but one may have joined the group since approving: that approval no
+    // longer counts
+    let counted =
+        request.approvals.iter().filter(|a| **a != request.requester && !request.beneficiaries.contains(a)).count();
     let approvals = u32::try_from(counted).unwrap_or(u32::MAX).saturating_add(1);
     if approvals >= request.required {
         Ok(Verdict::Apply)
@@ -303,7 +307,7 @@ mod tests {
             state: RequestState::Pending,
             required,
             approvals: approvals.iter().copied().collect(),
-            beneficiary: None,
+            beneficiaries: BTreeSet::new(),
         }
     }
 
@@ -331,9 +335,32 @@ mod tests {
         assert_eq!(approve(&r, manager(2)), Err(Refusal::AlreadyApproved));
         assert_eq!(approve(&r, manager(3)), Ok(Verdict::Apply));
         // nor a change to their own access, admins included
-        let r = Request { beneficiary: Some(id(3)), ..pending(id(1), 1, &[]) };
+        let r = Request { beneficiaries: BTreeSet::from([id(3)]), ..pending(id(1), 1, &[]) };
         assert_eq!(approve(&r, manager(3)), Err(Refusal::OwnAccess));
         assert_eq!(approve(&r, Approver { id: id(3), is_admin: true, is_manager: false }), Err(Refusal::OwnAccess));
+    }
+
+    #[test]
+    fn se3_nobody_approves_a_change_to_their_own_access_through_a_group() {
+        use crate::access::{Subject, people_reached};
+        let (ops, devs, empty) = (id(50), id(51), id(52));
+        let members = BTreeMap::from([(ops, BTreeSet::from([id(2), id(3)])), (devs, BTreeSet::from([id(4)]))]);
+        let for_subject = |s: Subject| Request { beneficiaries: people_reached(s, &members), ..pending(id(1), 1, &[]) };
+        // a user's request: only that user benefits
+        let r = for_subject(Subject::user(id(2)));
+        assert_eq!(approve(&r, manager(2)), Err(Refusal::OwnAccess));
+        assert_eq!(approve(&r, manager(3)), Ok(Verdict::Apply));
+        // a group's request: every member benefits, admins included; others may approve
+        let r = for_subject(Subject::group(ops));
+        assert_eq!(approve(&r, manager(2)), Err(Refusal::OwnAccess));
+        assert_eq!(approve(&r, manager(3)), Err(Refusal::OwnAccess));
+        assert_eq!(approve(&r, Approver { id: id(3), is_admin: true, is_manager: false }), Err(Refusal::OwnAccess));
+        assert_eq!(approve(&r, manager(4)), Ok(Verdict::Apply));
+        // an approval given before its giver joined the group no longer counts
+        let r = Request { required: 2, approvals: BTreeSet::from([id(3)]), ..for_subject(Subject::group(ops)) };
+        assert_eq!(approve(&r, manager(4)), Ok(Verdict::Wait { approvals: 1, required: 2 }));
+        // a group unknown to the expansion (or empty) reaches nobody
+        assert!(for_subject(Subject::group(empty)).beneficiaries.is_empty());
     }
 
     #[test]
@@ -502,7 +529,7 @@ mod tests {
                         let subject = Subject::user(person(subject).id);
                         requests.push(ModelRequest {
                             kind: RequestKind::Add,
-                            rule: Request { beneficiary: Some(subject.id), ..pending(person(by).id, required, &[]) },
+                            rule: Request { beneficiaries: BTreeSet::from([subject.id]), ..pending(person(by).id, required, &[]) },
                             subject,
                             role: roles[usize::from(role)],
                             binding: None,
@@ -516,7 +543,7 @@ mod tests {
                         if let Some(b) = nth(bindings.keys().copied().collect(), binding).map(|k| bindings[&k].clone()) {
                             requests.push(ModelRequest {
                                 kind: RequestKind::Change,
-                                rule: Request { beneficiary: Some(b.subject.id), ..pending(person(by).id, required, &[]) },
+                                rule: Request { beneficiaries: BTreeSet::from([b.subject.id]), ..pending(person(by).id, required, &[]) },
                                 subject: b.subject, role: roles[usize::from(role)], binding: Some(b.id),
                                 from: Some((b.role_id, b.expires_at)),
                                 expires_at: lasting(now, lasts), accepted: Vec::new(), applied: 0,
@@ -527,7 +554,7 @@ mod tests {
                         if let Some(b) = nth(bindings.keys().copied().collect(), binding).map(|k| bindings[&k].clone()) {
                             requests.push(ModelRequest {
                                 kind: RequestKind::Remove,
-                                rule: Request { beneficiary: Some(b.subject.id), ..pending(person(by).id, required, &[]) },
+                                rule: Request { beneficiaries: BTreeSet::from([b.subject.id]), ..pending(person(by).id, required, &[]) },
                                 subject: b.subject, role: b.role_id, binding: Some(b.id), from: None,
                                 expires_at: b.expires_at, accepted: Vec::new(), applied: 0,
                             });
@@ -547,7 +574,7 @@ mod tests {
                         // who counted: distinct, never the requester or the beneficiary
                         let distinct: BTreeSet<Uuid> = r.accepted.iter().map(|a| a.id).collect();
                         prop_assert_eq!(distinct.len(), r.accepted.len(), "one person counted twice");
-                        prop_assert!(r.accepted.iter().all(|a| a.id != r.rule.requester && Some(a.id) != r.rule.beneficiary));
+                        prop_assert!(r.accepted.iter().all(|a| a.id != r.rule.requester && !r.rule.beneficiaries.contains(&a.id)));
                         prop_assert!(who.is_admin || distinct.len() >= required as usize, "applied with too few approvals");
                         let same = match r.kind {
                             RequestKind::Add => bindings.values().find(|b| b.subject == r.subject && b.role_id == r.role).cloned(),

@@ -21,5 +21,5 @@ pub mod tags;
 
 pub use access::{Binding, Subject, SubjectKind};
 pub use authz::{Action, Actor, Denied};
-pub use names::{DisplayName, Email, Identifier, InvalidValue, PersonName, RoleIdentifier, Username};
+pub use names::{DisplayName, Email, Identifier, InvalidValue, PersonName, RoleIdentifier, SearchTerm, Username};
 pub use roles::{InstallationRole, WorkspaceRole};

@@ -60,6 +60,28 @@ impl Identifier {
     }
 }
 
+/// A search term (type-ahead, user search): trimmed, 1 to
+/// [`SearchTerm::MAX_LEN`] characters. Longer terms match nothing a name can
+/// hold, and an unbounded one would reach the database's pattern limits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SearchTerm(String);
+string_newtype!(SearchTerm);
+
+impl SearchTerm {
+    pub const MAX_LEN: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        if t.chars().count() > Self::MAX_LEN {
+            return Err(invalid(format!("must be at most {} characters", Self::MAX_LEN)));
+        }
+        Ok(Self(t.to_owned()))
+    }
+}
+
 /// Identifier of a project role (`project_reader`): like [`Identifier`] but
 /// underscores are allowed, as the default role names use them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

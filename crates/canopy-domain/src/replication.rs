@@ -80,13 +80,24 @@ pub fn tenant_name(workspace: &str, project: &str, tenant: Uuid) -> String {
     format!("{}{suffix}", readable[..keep].trim_end_matches('-'))
 }
 
+/// The longest Canopy waits because a platform asked it to (`Retry-After`):
+/// a platform's answer is outside input, and an absurd wait must neither
+/// overflow a time computation nor park a tenant for ever (SE5).
+pub const MAX_RETRY_AFTER: Duration = Duration::hours(1);
+
+/// The wait a platform asked for, capped at [`MAX_RETRY_AFTER`] (a wait too
+/// long for [`Duration`] is the cap too).
+pub fn platform_wait(asked: std::time::Duration) -> Duration {
+    Duration::try_from(asked).map_or(MAX_RETRY_AFTER, |d| d.clamp(Duration::ZERO, MAX_RETRY_AFTER))
+}
+
 /// When to try a tenant again after `attempts` failed attempts: from 5 s,
 /// doubling, at most 10 minutes, and never before the platform's own
-/// `Retry-After`.
+/// `Retry-After` (itself at most [`MAX_RETRY_AFTER`]).
 pub fn retry_delay(attempts: i64, retry_after: Option<Duration>) -> Duration {
     let doublings = attempts.saturating_sub(1).clamp(0, 10) as u32;
     let backoff = Duration::seconds((5i64 << doublings).min(600));
-    match retry_after {
+    match retry_after.map(|r| r.clamp(Duration::ZERO, MAX_RETRY_AFTER)) {
         Some(r) if r > backoff => r,
         _ => backoff,
     }
@@ -295,6 +306,16 @@ mod tests {
         assert_eq!(retry_delay(50, None), Duration::minutes(10));
         assert_eq!(retry_delay(1, Some(Duration::seconds(30))), Duration::seconds(30));
         assert_eq!(retry_delay(3, Some(Duration::seconds(1))), Duration::seconds(20));
+    }
+
+    #[test]
+    fn se5_a_platforms_wait_is_capped() {
+        use std::time::Duration as Std;
+        assert_eq!(platform_wait(Std::from_secs(30)), Duration::seconds(30));
+        assert_eq!(platform_wait(Std::from_secs(i64::MAX as u64)), MAX_RETRY_AFTER);
+        assert_eq!(platform_wait(Std::MAX), MAX_RETRY_AFTER);
+        assert_eq!(retry_delay(1, Some(Duration::MAX)), MAX_RETRY_AFTER);
+        assert_eq!(retry_delay(1, Some(Duration::MIN)), Duration::seconds(5));
     }
 
     #[test]

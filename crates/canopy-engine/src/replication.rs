@@ -20,7 +20,7 @@ use canopy_domain::clock::Clock;
 use canopy_domain::deletion::TenantDeletion;
 use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::replication::{
-    Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, retry_delay, split_drift,
+    Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, platform_wait, retry_delay, split_drift,
 };
 use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use canopy_store::{Claim, Outcome, PlatformRecord, ReplicationInput, SecretKey, Store, StoreError};
@@ -263,12 +263,13 @@ impl<K: Connector> Replicator<K> {
                 let attempts = claim.attempts + 1;
                 let (due, not_before) = match &e {
                     PlatformError::Retryable { retry_after, .. } => {
-                        let retry_after = retry_after.and_then(|d| Duration::try_from(d).ok());
-                        let not_before = now + retry_after.unwrap_or(Duration::ZERO);
+                        // a platform's wait is outside input: capped, and added without overflow
+                        let retry_after = retry_after.map(platform_wait);
+                        let not_before = now.saturating_add(retry_after.unwrap_or(Duration::ZERO));
                         if let (Some(id), Some(_)) = (platform_id, retry_after) {
                             self.throttle(id, not_before);
                         }
-                        (Some(now + retry_delay(attempts, retry_after)), not_before)
+                        (Some(now.saturating_add(retry_delay(attempts, retry_after))), not_before)
                     }
                     PlatformError::Permanent { .. } => (None, now),
                 };
@@ -318,10 +319,8 @@ impl<K: Connector> Replicator<K> {
     ) -> Result<T, PlatformError> {
         self.check_throttle(platform_id)?;
         let out = fut.await;
-        if let Err(PlatformError::Retryable { retry_after: Some(d), .. }) = &out
-            && let Ok(d) = Duration::try_from(*d)
-        {
-            self.throttle(platform_id, self.clock.now() + d);
+        if let Err(PlatformError::Retryable { retry_after: Some(d), .. }) = &out {
+            self.throttle(platform_id, self.clock.now().saturating_add(platform_wait(*d)));
         }
         out
     }

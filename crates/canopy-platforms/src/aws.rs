@@ -104,11 +104,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
-    let retry_after = e
-        .raw_response()
-        .and_then(|r| r.headers().get("retry-after"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = e.raw_response().and_then(|r| r.headers().get("retry-after")).and_then(crate::retry_after);
     let code = e.code().map(str::to_owned);
     let message = match (&code, e.message()) {
         (Some(code), Some(m)) => format!("AWS {call}: {code}: {m}"),

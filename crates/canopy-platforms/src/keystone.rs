@@ -100,7 +100,7 @@ impl Keystone {
         {
             return Ok(token);
         }
-        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let body = crate::json_answer(res).await.unwrap_or(Value::Null);
         Err(classify(status, None, &body))
     }
 
@@ -133,14 +133,15 @@ impl Keystone {
             let res =
                 req.send().await.map_err(|e| retryable(format!("Keystone call {method} {path} failed: {e}"), None))?;
             let status = res.status();
-            let retry_after = res
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let body: Value =
-                if status == StatusCode::NO_CONTENT { Value::Null } else { res.json().await.unwrap_or(Value::Null) };
+            let retry_after =
+                res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+            let body: Value = if status == StatusCode::NO_CONTENT {
+                Value::Null
+            } else {
+                crate::json_answer(res)
+                    .await
+                    .map_err(|e| retryable(format!("Keystone call {method} {path}: {e}"), None))?
+            };
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 *self.token.lock().await = None;
                 continue;

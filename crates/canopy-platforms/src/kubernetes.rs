@@ -92,7 +92,7 @@ impl Kubernetes {
                         .as_ref()
                         .map(|d| d.retry_after_seconds)
                         .filter(|s| *s > 0)
-                        .map(|s| Duration::from_secs(s.into()));
+                        .and_then(|s| crate::retry_after(&s.to_string()));
                     PlatformError::Retryable { message, retry_after }
                 } else {
                     permanent(message)

@@ -14,6 +14,35 @@ use std::time::Duration;
 use canopy_domain::platforms::PlatformType;
 use serde_json::{Map, Value};
 
+/// A platform's `Retry-After` header (delay in seconds), capped at
+/// [`canopy_domain::replication::MAX_RETRY_AFTER`]: a platform's answer is
+/// outside input, and no value of it may overflow a time computation or park
+/// a task for ever (SE5). The HTTP-date form is ignored (the engine's own
+/// backoff applies).
+pub fn retry_after(header: &str) -> Option<Duration> {
+    let secs: u64 = header.trim().parse().ok()?;
+    let cap = canopy_domain::replication::MAX_RETRY_AFTER.unsigned_abs();
+    Some(Duration::from_secs(secs).min(cap))
+}
+
+/// The most of a platform's answer an adapter reads: answers are outside
+/// input, and a platform (or whoever answers at its address) must not make
+/// Canopy hold an unbounded body in memory.
+pub const MAX_ANSWER_BYTES: usize = 8 << 20;
+
+/// A JSON answer read up to [`MAX_ANSWER_BYTES`]: `Null` when it is empty or
+/// not JSON, an error when it is larger.
+pub(crate) async fn json_answer(mut res: reqwest::Response) -> Result<Value, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| format!("reading the answer: {e}"))? {
+        if body.len().saturating_add(chunk.len()) > MAX_ANSWER_BYTES {
+            return Err(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
 pub mod aws;
 pub mod keystone;
 pub mod kubernetes;
@@ -214,5 +243,20 @@ impl Platform for AnyPlatform {
 
     async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
         dispatch!(self, p => p.delete_tenant(tenant))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn se5_a_platforms_retry_after_is_capped() {
+        assert_eq!(retry_after(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after("9223372036854775807"), Some(Duration::from_secs(3600)));
+        assert_eq!(retry_after("18446744073709551615"), Some(Duration::from_secs(3600)));
+        assert_eq!(retry_after("99999999999999999999999"), None);
+        assert_eq!(retry_after("-1"), None);
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 }

@@ -103,13 +103,10 @@ impl ServiceBroker {
             retryable(format!("cannot reach the service broker at {}: {e}", self.config.broker_url), None)
         })?;
         let status = res.status();
-        let retry_after = res
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+        let body = crate::json_answer(res)
+            .await
+            .map_err(|e| retryable(format!("the service broker at {}: {e}", self.config.broker_url), None))?;
         Ok((status, body, retry_after))
     }
 
@@ -171,7 +168,11 @@ impl ServiceBroker {
                 _ if tokio::time::Instant::now() >= deadline => {
                     return Err(retryable("the service broker's operation is still in progress", None));
                 }
-                _ => tokio::time::sleep(retry_after.unwrap_or(POLL_EVERY).max(POLL_EVERY)).await,
+                // never past the deadline, whatever the broker asks
+                _ => {
+                    let wait = retry_after.unwrap_or(POLL_EVERY).clamp(POLL_EVERY, SETTLE_WITHIN);
+                    tokio::time::sleep_until((tokio::time::Instant::now() + wait).min(deadline)).await
+                }
             }
         }
     }

@@ -110,7 +110,12 @@ fn contains_nul_escape(s: &str) -> bool {
     s.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
-/// A query string. A missing or mistyped parameter is a 422 that names it.
+/// The longest value any query parameter may have. Each parameter documents
+/// its own (shorter) bound where it has one; this one holds for all.
+pub const MAX_QUERY_VALUE: usize = 2000;
+
+/// A query string. A missing or mistyped parameter, or one longer than
+/// [`MAX_QUERY_VALUE`], is a 422 that names it.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
@@ -120,6 +125,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         let q = parts.uri.query().unwrap_or("");
         if contains_nul_escape(q) {
             return Err(ApiError::BadRequest("query parameters must not contain NUL characters".into()));
+        }
+        if let Some((name, _)) = form_urlencoded::parse(q.as_bytes()).find(|(_, v)| v.chars().count() > MAX_QUERY_VALUE)
+        {
+            let name: String = name.chars().take(64).collect();
+            return Err(ApiError::invalid(&name, format!("must be at most {MAX_QUERY_VALUE} characters")));
         }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
         serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {

@@ -431,6 +431,16 @@ impl Tx {
     }
 
     /// The members of each group, for group expansion (AC3).
+    /// The people a binding of `subject` reaches now: the user, or the group's members.
+    pub async fn people_reached(&mut self, subject: Subject) -> Result<BTreeSet<Uuid>> {
+        let groups = match subject.kind {
+            SubjectKind::User => BTreeSet::new(),
+            SubjectKind::Group => BTreeSet::from([subject.id]),
+        };
+        let members = self.group_memberships(&groups).await?;
+        Ok(canopy_domain::access::people_reached(subject, &members))
+    }
+
     pub async fn group_memberships(&mut self, groups: &BTreeSet<Uuid>) -> Result<BTreeMap<Uuid, BTreeSet<Uuid>>> {
         let mut out = BTreeMap::new();
         for g in groups {

@@ -58,14 +58,15 @@ pub struct ApprovalRecord {
 }
 
 impl RoleRequestRecord {
-    /// The request as the approval rules see it.
-    pub fn rule(&self) -> Request {
+    /// The request as the approval rules see it; `beneficiaries` are the
+    /// people its subject reaches now ([`crate::Tx::people_reached`]).
+    pub fn rule(&self, beneficiaries: BTreeSet<Uuid>) -> Request {
         Request {
             requester: self.requested_by_id,
             state: self.state,
             required: self.approvals_required,
             approvals: self.approvals.iter().map(|a| a.approver_id).collect::<BTreeSet<_>>(),
-            beneficiary: (self.subject.kind == SubjectKind::User).then_some(self.subject.id),
+            beneficiaries,
         }
     }
 

@@ -151,16 +151,37 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The members of a group.
+/// Refuse unless the caller administers groups or manages a workspace the
+/// group is a member of: the members' names and e-mail addresses are for
+/// those who decide what the group may access.
+async fn require_view_members(tx: &mut Tx, caller: &Caller, g: &GroupRecord) -> ApiResult<()> {
+    if caller.require(Action::AdministerGroups).is_ok() {
+        return Ok(());
+    }
+    for (ws_id, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+        if let Some(ws) = tx.workspace_by_id(ws_id).await?
+            && caller.require_in(tx, &ws, Action::ManageWorkspace).await.is_ok()
+        {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Forbidden(format!(
+        "the members of group {} are shown to admins and to managers of a workspace it belongs to",
+        g.identifier
+    )))
+}
+
+/// The members of a group (admins, and managers of a workspace the group is a member of).
 #[utoipa::path(get, path = "/api/v1/groups/{group}/members", tag = "groups", params(("group" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Page<GroupMember>), (status = 404, body = Problem)))]
+    responses((status = 200, body = Page<GroupMember>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_members(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(group): Path<String>,
 ) -> ApiResult<Json<Page<GroupMember>>> {
     let mut tx = app.store.read().await?;
     let g = load_group(&mut tx, &group).await?;
+    require_view_members(&mut tx, &caller, &g).await?;
     let items = tx
         .group_members(g.id)
         .await?

@@ -7,7 +7,7 @@ use canopy_api_types::{InviteMember, Member, Page, Problem, SearchResult, Update
 use canopy_domain::authz::{Action, action_to_grant};
 use canopy_domain::history::EventKind;
 use canopy_domain::mail::AccessChange;
-use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
+use canopy_domain::{Email, SearchTerm, Subject, SubjectKind, WorkspaceRole};
 use canopy_store::{Tx, WorkspaceRecord};
 use serde::Deserialize;
 use serde_json::json;
@@ -445,6 +445,7 @@ pub async fn end_bindings_of_non_members(
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// Part of a first or last name, e-mail, username, group name or identifier.
+    #[param(min_length = 1, max_length = 100)]
     pub q: String,
     /// At most this many matches, 1 to 50 (default 10).
     pub limit: Option<u32>,
@@ -464,10 +465,8 @@ pub async fn search(
         Some(n) if (1..=50).contains(&n) => n,
         Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 50")),
     };
-    let term = q.q.trim();
-    if term.is_empty() {
-        return Err(ApiError::invalid("q", "must not be empty"));
-    }
+    let term = SearchTerm::parse(&q.q).map_err(|e| ApiError::invalid("q", e.0))?;
+    let term = term.as_str();
     let mut tx = app.store.read().await?;
     let ws = load_workspace(&mut tx, &ws).await?;
     caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;

@@ -64,8 +64,14 @@ pub fn to_request(q: RoleRequestRecord, needs_admin: bool) -> RoleRequest {
 /// The people who may approve a request other than its requester, and
 /// whether they are too few so that it waits for an admin (FE3).
 async fn approvers(tx: &mut Tx, q: &RoleRequestRecord) -> ApiResult<(Vec<PersonRecord>, bool)> {
-    let managers: Vec<PersonRecord> =
-        tx.workspace_managers(q.workspace_id).await?.into_iter().filter(|m| m.id != q.requested_by_id).collect();
+    // neither the requester nor anyone the change gives access to may approve it
+    let beneficiaries = tx.people_reached(q.subject).await?;
+    let managers: Vec<PersonRecord> = tx
+        .workspace_managers(q.workspace_id)
+        .await?
+        .into_iter()
+        .filter(|m| m.id != q.requested_by_id && !beneficiaries.contains(&m.id))
+        .collect();
     let needs_admin = four_eye::needs_admin(q.approvals_required, managers.len());
     Ok((managers, needs_admin))
 }
@@ -362,7 +368,8 @@ pub async fn approve(
         ));
     }
     let (ws, q, approver) = for_decision(&mut tx, &caller, &ws, &id).await?;
-    let verdict = four_eye::approve(&q.rule(), approver).map_err(refused)?;
+    let beneficiaries = tx.people_reached(q.subject).await?;
+    let verdict = four_eye::approve(&q.rule(beneficiaries), approver).map_err(refused)?;
     if four_eye::lapsed(q.requested_at, now) {
         // the expiry job voids it and tells the requester
         return Err(refused(Refusal::Lapsed));
@@ -529,7 +536,8 @@ pub async fn decline(
     let reason = reason(&body)?;
     let mut tx = app.store.write().await?;
     let (ws, q, who) = for_decision(&mut tx, &caller, &ws, &id).await?;
-    four_eye::decline(&q.rule(), who).map_err(refused)?;
+    let beneficiaries = tx.people_reached(q.subject).await?;
+    four_eye::decline(&q.rule(beneficiaries), who).map_err(refused)?;
     let withdrawn = who.id == q.requested_by_id;
     let decision =
         Decision { state: RequestState::Declined, by: &caller.actor.name, reason: reason.as_deref(), binding_id: None };

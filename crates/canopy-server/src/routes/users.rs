@@ -9,7 +9,7 @@ use canopy_api_types::{CreateUser, Page, Problem, UpdateUser, User};
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::names::check_password;
-use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SubjectKind, Username};
+use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SearchTerm, SubjectKind, Username};
 use canopy_store::{NewUser, UserChanges};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,6 +28,7 @@ use crate::validate;
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     /// Matches username, e-mail, first and last name.
+    #[param(max_length = 100)]
     pub q: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -63,8 +64,12 @@ pub async fn list(
     caller.require(Action::AdministerUsers)?;
     let limit = check_limit(q.limit)?;
     let cursor = decode_cursor(q.cursor.as_deref())?;
+    let term = match q.q.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(raw) => Some(SearchTerm::parse(raw).map_err(|e| ApiError::invalid("q", e.0))?),
+        None => None,
+    };
     let mut tx = app.store.read().await?;
-    let rows = tx.list_users(q.q.as_deref().filter(|s| !s.is_empty()), cursor.as_deref(), limit).await?;
+    let rows = tx.list_users(term.as_ref().map(SearchTerm::as_str), cursor.as_deref(), limit).await?;
     Ok(Json(page(rows, limit, |u| u.username.clone(), to_user)))
 }
 

@@ -205,4 +205,111 @@ async fn tn4_replication_converges_through_injected_faults(app: TestApp) {
     }
 }
 
-canopy_testkit::backend_tests!(tn4_replication_converges_through_injected_faults);
+/// A platform that holds everything in memory and, while `wait` is set,
+/// answers every call with that Retry-After.
+#[derive(Default)]
+struct Waiting {
+    wait: Mutex<Option<StdDuration>>,
+    granted: Mutex<BTreeSet<Held>>,
+}
+
+struct WaitingConnector(Arc<Waiting>);
+
+impl Connector for WaitingConnector {
+    type Platform = WaitingPlatform;
+    fn connect(&self, _: &PlatformRecord, _: &Map<String, Value>) -> Result<Arc<WaitingPlatform>, PlatformError> {
+        Ok(Arc::new(WaitingPlatform(self.0.clone())))
+    }
+}
+
+struct WaitingPlatform(Arc<Waiting>);
+
+impl WaitingPlatform {
+    fn answer(&self) -> Result<(), PlatformError> {
+        match *self.0.wait.lock().unwrap() {
+            Some(d) => {
+                Err(PlatformError::Retryable { message: "429 (a hostile Retry-After)".into(), retry_after: Some(d) })
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Platform for WaitingPlatform {
+    async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
+        self.answer()?;
+        Ok(TenantRef { external_id: spec.name.clone() })
+    }
+    async fn observe(&self, _: &TenantRef, _: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
+        self.answer()?;
+        Ok(self.0.granted.lock().unwrap().clone())
+    }
+    async fn grant(&self, _: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
+        self.answer()?;
+        let held = Held { username: user.username.clone(), platform_role: role.into() };
+        self.0.granted.lock().unwrap().insert(held);
+        Ok(())
+    }
+    async fn revoke(&self, _: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+        self.answer()?;
+        self.0.granted.lock().unwrap().retain(|h| !(h.username == username && h.platform_role == role));
+        Ok(())
+    }
+    async fn find_resources(&self, _: &TenantRef) -> Result<Vec<String>, PlatformError> {
+        self.answer()?;
+        Ok(vec![])
+    }
+    async fn delete_tenant(&self, _: &TenantRef) -> Result<(), PlatformError> {
+        self.answer()
+    }
+}
+
+/// Issue 11, finding 5: `Retry-After: 9223372036854775807` once overflowed
+/// `now + d` and panicked the run, and the tenant never replicated again.
+async fn se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant(app: TestApp) {
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "w").await;
+    app.project(&admin, "w", "web").await;
+    app.user("ann").await;
+    app.invite(&admin, "w", "ann", "workspace_member").await;
+    let platform = json!({"identifier": "cloud", "type": "openstack",
+        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "unused"},
+        "role_mapping": {"project_user": "member"}});
+    app.post("/api/v1/platforms", &admin, platform).await.expect(201);
+    let p = "/api/v1/workspaces/w/projects/web";
+    app.post(&format!("{p}/tenants"), &admin, json!({"platform": "cloud"})).await.expect(201);
+    app.post(&format!("{p}/bindings"), &admin, json!({"user": "ann", "role": "project_user"})).await.expect(201);
+
+    let waiting = Arc::new(Waiting::default());
+    let rep = Replicator::new(
+        app.store.clone(),
+        app.clock.clone(),
+        app.secret_key.clone(),
+        WaitingConnector(waiting.clone()),
+        ReplicationConfig { node: "hostile".into(), ..ReplicationConfig::default() },
+    );
+    for wait in [StdDuration::from_secs(i64::MAX as u64), StdDuration::MAX] {
+        *waiting.wait.lock().unwrap() = Some(wait);
+        let pass = rep.run_once().await.unwrap();
+        assert_eq!((pass.tenants, pass.failed), (1, 1), "{pass:?}");
+        let t = app.get(&format!("{p}/tenants/cloud"), &admin).await.expect(200);
+        assert_eq!(t.body["status"], "failed", "{}", t.body);
+        // the platform recovers; the wait it asked for is honoured, but only up to the cap
+        *waiting.wait.lock().unwrap() = None;
+        app.clock.advance(Duration::minutes(30));
+        assert_eq!(rep.run_once().await.unwrap().succeeded, 0, "called again before the wait ran out");
+        app.clock.advance(Duration::minutes(31));
+        rep.run_until_idle().await.unwrap();
+        let t = app.get(&format!("{p}/tenants/cloud"), &admin).await.expect(200);
+        assert_eq!(t.body["status"], "succeeded", "{}", t.body);
+        // dirty again for the next round
+        app.post(&format!("{p}/tenants/cloud/replicate"), &admin, json!({})).await;
+    }
+    assert_eq!(waiting.granted.lock().unwrap().len(), 1);
+}
+
+canopy_testkit::backend_tests!(
+    tn4_replication_converges_through_injected_faults,
+    se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant
+);

@@ -39,7 +39,8 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/api/v1/groups/{group}", Anyone, None),
         ("patch", "/api/v1/groups/{group}", Admin, Some(json!({"display_name": "Renamed"}))),
         ("delete", "/api/v1/groups/{group}", Admin, None),
-        ("get", "/api/v1/groups/{group}/members", Anyone, None),
+        // admins, and managers of a workspace the group belongs to (devs belongs to none)
+        ("get", "/api/v1/groups/{group}/members", Admin, None),
         ("post", "/api/v1/groups/{group}/members", Admin, Some(json!({"user": "ann"}))),
         ("delete", "/api/v1/groups/{group}/members/{user}", Admin, None),
         ("get", "/api/v1/api-keys", Anyone, None),

@@ -11,6 +11,7 @@ mod clouds;
 mod deletion;
 mod faults;
 mod four_eye;
+mod hardening;
 mod history;
 mod input;
 mod interface;

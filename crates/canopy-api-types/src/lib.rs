@@ -26,8 +26,16 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[schema(max_length = 1000)]
     pub username: String,
+    #[schema(max_length = 1000)]
     pub password: String,
+}
+
+/// How many sessions a sign-out everywhere ended.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionsEnded {
+    pub sessions_ended: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -97,7 +105,12 @@ pub struct UpdateUser {
     pub email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// A new password. Changing one's own needs `current_password`; an
+    /// admin resetting another's does not (recorded in the history). Every
+    /// session of the account ends.
     pub password: Option<String>,
+    /// The password now, required to change one's own (SE6).
+    pub current_password: Option<String>,
     /// `false` deactivates the account: it loses all access (AC10).
     pub active: Option<bool>,
     pub installation_roles: Option<Vec<String>>,

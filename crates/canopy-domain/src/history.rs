@@ -67,6 +67,7 @@ event_kinds! {
     UserDeactivated => "user_deactivated",
     UserReactivated => "user_reactivated",
     UserDeleted => "user_deleted",
+    SessionsEnded => "sessions_ended",
     GroupCreated => "group_created",
     GroupUpdated => "group_updated",
     GroupDeleted => "group_deleted",

@@ -2,6 +2,8 @@
 //! token into the calling [`Actor`].
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
@@ -15,6 +17,7 @@ use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{InstallationRole, WorkspaceRole};
 use canopy_store::{Tx, WorkspaceRecord};
 use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -24,7 +27,72 @@ pub const SESSION_PREFIX: &str = "cnp_s_";
 /// Prefix of API key secrets.
 pub const API_KEY_PREFIX: &str = "cnp_k_";
 
-/// Hash a password with argon2id (off the async runtime: it is slow on purpose).
+/// Bounds the password hashing that requests do (SE1): argon2id takes 19 MiB
+/// and tens of milliseconds by design, so at most one hash per core runs at
+/// once, a bounded queue waits for them briefly, and whatever exceeds that is
+/// shed with 503 and `Retry-After` before it costs memory or a database write.
+/// Memory stays flat under any burst of sign-ins.
+#[derive(Debug)]
+pub struct PasswordHashing {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    wait_at_most: std::time::Duration,
+}
+
+/// Leave to hash one password now (a permit of [`PasswordHashing`]).
+#[derive(Debug)]
+pub struct Admission(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl PasswordHashing {
+    /// `concurrency` hashes at once, and a queue of 64 per permit that waits
+    /// at most 5 s (a hash takes tens of milliseconds: a full queue drains
+    /// within a few seconds). Only hashes in progress hold memory.
+    pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: concurrency.saturating_mul(64),
+            wait_at_most: std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// One hash at a time per core of this machine.
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// Wait for leave to hash, or refuse at once (503) when too many wait.
+    pub async fn admit(&self) -> Result<Admission, ApiError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(Admission(p));
+        }
+        let busy = || ApiError::Unavailable {
+            detail: "too many sign-ins and password changes at once; try again in a moment".into(),
+            retry_after: 1,
+        };
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy());
+        }
+        let got = tokio::time::timeout(self.wait_at_most, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match got {
+            Ok(Ok(p)) => Ok(Admission(p)),
+            _ => Err(busy()),
+        }
+    }
+
+    /// Hash a new password (admitted first).
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        let admission = self.admit().await?;
+        hash_password_admitted(&admission, password).await
+    }
+}
+
+/// Hash a password with argon2id, off the async runtime. Requests go through
+/// [`PasswordHashing`]; this is for the one-off bootstrap.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
@@ -36,9 +104,15 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Internal(format!("hashing task: {e}")))?
 }
 
-/// Whether `password` matches `hash`. Without a hash (unknown user, no local
-/// password) a dummy hash is checked anyway so that timing does not tell.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+/// Hash a password under an [`Admission`].
+pub async fn hash_password_admitted(_admission: &Admission, password: String) -> Result<String, ApiError> {
+    hash_password(password).await
+}
+
+/// Whether `password` matches `hash`, under an [`Admission`]. Without a hash
+/// (unknown user, no local password) a dummy hash is checked anyway so that
+/// timing does not tell.
+pub async fn verify_password(_admission: &Admission, password: String, hash: Option<String>) -> bool {
     const DUMMY: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Qw3pZ5mXq0uQ0x9y8kq9m3V3yWw9cQeY2cN0uXcN3rA";
     let known = hash.is_some();
@@ -70,6 +144,8 @@ pub fn hash_secret(secret: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub actor: Actor,
+    /// The stored hash of the session token, when the caller signed in with one.
+    pub session: Option<String>,
 }
 
 impl Caller {
@@ -122,6 +198,7 @@ impl FromRequestParts<AppState> for Caller {
         let hash = hash_secret(token);
         let mut tx = app.store.read().await?;
         let invalid = || ApiError::Unauthenticated("the token is invalid or has expired; sign in again".into());
+        let session = token.starts_with(SESSION_PREFIX).then(|| hash.clone());
         let actor = if token.starts_with(SESSION_PREFIX) {
             let user_id = tx.session_user(&hash, now).await?.ok_or_else(invalid)?;
             let user = tx.user_by_id(user_id).await?.ok_or_else(invalid)?;
@@ -164,6 +241,39 @@ impl FromRequestParts<AppState> for Caller {
         } else {
             return Err(invalid());
         };
-        Ok(Caller { actor })
+        Ok(Caller { actor, session })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn se1_password_hashing_is_bounded_and_sheds_what_exceeds_its_queue() {
+        let hashing = Arc::new(PasswordHashing::new(1));
+        let held = hashing.admit().await;
+        assert!(held.is_ok());
+        // the queue fills: 64 wait for the one permit
+        let waiting: Vec<_> = (0..64)
+            .map(|_| {
+                let h = hashing.clone();
+                tokio::spawn(async move { h.admit().await.is_ok() })
+            })
+            .collect();
+        while hashing.waiting.load(Ordering::SeqCst) < 64 {
+            tokio::task::yield_now().await;
+        }
+        // the next is refused at once, with a Retry-After
+        match hashing.admit().await {
+            Err(ApiError::Unavailable { retry_after, .. }) => assert_eq!(retry_after, 1),
+            other => panic!("expected 503, got {other:?}"),
+        }
+        // and those waiting get their turn, one at a time
+        drop(held);
+        for w in waiting {
+            assert!(w.await.unwrap_or(false));
+        }
+        assert_eq!(hashing.waiting.load(Ordering::SeqCst), 0);
     }
 }

@@ -25,6 +25,9 @@ pub enum ApiError {
     Conflict { detail: String, field: Option<String> },
     /// 429: too many attempts; retry after this many seconds.
     TooManyRequests { detail: String, retry_after: i64 },
+    /// 503: the server sheds this request to stay within its bounds; retry
+    /// after this many seconds.
+    Unavailable { detail: String, retry_after: i64 },
     /// 502: a cloud platform Canopy asked on the client's behalf failed;
     /// the detail is the platform's own message.
     Upstream(String),
@@ -59,6 +62,7 @@ impl ApiError {
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "platform_failed", "The platform failed"),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Busy"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -79,7 +83,9 @@ impl ApiError {
             | Self::Forbidden(d)
             | Self::NotFound(d)
             | Self::Upstream(d) => (d.clone(), vec![]),
-            Self::Conflict { detail, .. } | Self::TooManyRequests { detail, .. } => (detail.clone(), vec![]),
+            Self::Conflict { detail, .. } | Self::TooManyRequests { detail, .. } | Self::Unavailable { detail, .. } => {
+                (detail.clone(), vec![])
+            }
         };
         Problem {
             type_: format!("urn:canopy:problem:{code}"),
@@ -108,7 +114,7 @@ impl IntoResponse for ApiError {
         }
         let mut res = problem_response(&self.to_problem());
         match &self {
-            Self::TooManyRequests { retry_after, .. } => {
+            Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                     res.headers_mut().insert(header::RETRY_AFTER, v);
                 }

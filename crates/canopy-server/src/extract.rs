@@ -170,3 +170,76 @@ fn strip_position(msg: &str) -> String {
         None => msg.to_owned(),
     }
 }
+
+/// The client's address: the peer, or, when the peer is a trusted reverse
+/// proxy ([`crate::ServerConfig::trusted_proxies`]), the right-most address
+/// of `X-Forwarded-For` that is not itself a trusted proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
+impl FromRequestParts<crate::AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &crate::AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::Internal("the listener gave no peer address".into()))?;
+        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        Ok(ClientAddress(client_address(peer, forwarded, &app.config.trusted_proxies)))
+    }
+}
+
+/// See [`ClientAddress`]. Unparseable entries end the walk (what a client
+/// wrote before the first trusted proxy cannot be trusted).
+pub fn client_address<'a>(
+    peer: std::net::IpAddr,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).map(str::trim).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted.contains(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn se2_the_client_address_is_the_peer_unless_a_trusted_proxy_forwards() {
+        let proxy = ip("10.0.0.1");
+        let trusted = [proxy, ip("10.0.0.2")];
+        // a client cannot name itself: its X-Forwarded-For is ignored
+        assert_eq!(client_address(ip("192.0.2.9"), ["203.0.113.5"].into_iter(), &trusted), ip("192.0.2.9"));
+        // behind the proxy: the right-most untrusted hop, not what the client prepended
+        assert_eq!(client_address(proxy, ["198.51.100.1, 203.0.113.5"].into_iter(), &trusted), ip("203.0.113.5"));
+        assert_eq!(
+            client_address(proxy, ["198.51.100.1", "203.0.113.5, 10.0.0.2"].into_iter(), &trusted),
+            ip("203.0.113.5")
+        );
+        // no header, or garbage: the proxy itself
+        assert_eq!(client_address(proxy, std::iter::empty(), &trusted), proxy);
+        assert_eq!(client_address(proxy, ["not-an-address"].into_iter(), &trusted), proxy);
+    }
+}

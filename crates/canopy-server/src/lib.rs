@@ -21,6 +21,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod routes;
 
 pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};
@@ -34,6 +35,10 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The key that encrypts platform secrets at rest.
     pub secret_key: canopy_store::SecretKey,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (sign-in
+    /// throttling counts per client address, SE2). A request from any other
+    /// peer is that peer's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// What every handler can reach.
@@ -44,6 +49,25 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The replication engine, for what asks a platform directly (a tenant's plan).
     pub replicator: Arc<canopy_engine::replication::Replicator>,
+    /// The bound on password hashing (SE1).
+    pub passwords: Arc<auth::PasswordHashing>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+        replicator: Arc<canopy_engine::replication::Replicator>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            config: Arc::new(config),
+            replicator,
+            passwords: Arc::new(auth::PasswordHashing::per_core()),
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -71,10 +95,11 @@ impl utoipa::Modify for BearerAuth {
 fn api() -> OpenApiRouter<AppState> {
     use routes::*;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(session::create_token))
+        .routes(routes!(session::create_token, session::delete_token))
         .routes(routes!(session::me))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::show, users::update, users::delete))
+        .routes(routes!(users::end_sessions))
         .routes(routes!(groups::list, groups::create))
         .routes(routes!(groups::show, groups::update, groups::delete))
         .routes(routes!(groups::list_members, groups::add_member))

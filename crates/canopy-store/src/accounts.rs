@@ -18,8 +18,6 @@ pub struct UserRecord {
     pub last_name: String,
     pub password_hash: Option<String>,
     pub active: bool,
-    pub failed_sign_ins: i64,
-    pub locked_until: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub installation_roles: BTreeSet<InstallationRole>,
 }
@@ -57,8 +55,7 @@ pub struct UserChanges {
     pub installation_roles: Option<BTreeSet<InstallationRole>>,
 }
 
-const USER_COLS: &str =
-    "id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at";
+const USER_COLS: &str = "id, username, email, first_name, last_name, password_hash, active, created_at";
 
 fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -69,8 +66,6 @@ fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
         last_name: r.text("last_name")?,
         password_hash: r.text_opt("password_hash")?,
         active: r.flag("active")?,
-        failed_sign_ins: r.int("failed_sign_ins")?,
-        locked_until: r.time_opt("locked_until")?,
         created_at: r.time("created_at")?,
         installation_roles: BTreeSet::new(),
     })
@@ -152,8 +147,8 @@ impl Tx {
     pub async fn insert_user(&mut self, u: NewUser<'_>, now: OffsetDateTime) -> Result<UserRecord> {
         let id = new_id();
         sqlx::query(
-            "INSERT INTO users (id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7)",
+            "INSERT INTO users (id, username, email, first_name, last_name, password_hash, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
         )
         .bind(&id)
         .bind(u.username)
@@ -186,13 +181,13 @@ impl Tx {
     async fn user_by(&mut self, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
         let sql = match col {
             "id" => {
-                "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE id = $1"
+                "SELECT id, username, email, first_name, last_name, password_hash, active, created_at FROM users WHERE id = $1"
             }
             "username" => {
-                "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE username = $1"
+                "SELECT id, username, email, first_name, last_name, password_hash, active, created_at FROM users WHERE username = $1"
             }
             _ => {
-                "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at FROM users WHERE email = $1"
+                "SELECT id, username, email, first_name, last_name, password_hash, active, created_at FROM users WHERE email = $1"
             }
         };
         let Some(row) = sqlx::query(sql).bind(value).fetch_optional(self.conn()).await? else {
@@ -228,7 +223,7 @@ impl Tx {
     pub async fn list_users(&mut self, q: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Vec<UserRecord>> {
         let pattern = q.map(like_pattern);
         let rows = sqlx::query(
-            "SELECT id, username, email, first_name, last_name, password_hash, active, failed_sign_ins, locked_until, created_at \
+            "SELECT id, username, email, first_name, last_name, password_hash, active, created_at \
              FROM users WHERE ($1 IS NULL OR LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(email) LIKE $1 ESCAPE '\\' \
              OR LOWER(first_name) LIKE $1 ESCAPE '\\' OR LOWER(last_name) LIKE $1 ESCAPE '\\') \
              AND ($2 IS NULL OR username > $2) ORDER BY username LIMIT $3",
@@ -322,36 +317,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Count one more failed sign-in, atomically (parallel guesses all
-    /// count), and return the number of consecutive failures.
-    pub async fn count_failed_sign_in(&mut self, id: Uuid) -> Result<i64> {
-        let row = sqlx::query(
-            "UPDATE users SET failed_sign_ins = failed_sign_ins + 1 WHERE id = $1 RETURNING failed_sign_ins",
-        )
-        .bind(id.to_string())
-        .fetch_one(self.conn())
-        .await?;
-        row.int("failed_sign_ins")
-    }
-
-    /// Refuse sign-ins to this account until `until` (or no longer, with `None`).
-    pub async fn lock_sign_ins(&mut self, id: Uuid, until: Option<OffsetDateTime>) -> Result<()> {
-        sqlx::query("UPDATE users SET locked_until = $2 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(until.map(to_us))
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-
-    pub async fn reset_failed_sign_ins(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE users SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1")
-            .bind(id.to_string())
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-
     // ------------------------------------------------------------ sessions
 
     pub async fn insert_session(
@@ -381,10 +346,20 @@ impl Tx {
         row.map(|r| r.uuid("user_id")).transpose()
     }
 
-    /// End every session of a user (deactivation, password change).
-    pub async fn delete_sessions_of(&mut self, user_id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id.to_string()).execute(self.conn()).await?;
-        Ok(())
+    /// End every session of a user (sign-out everywhere, deactivation,
+    /// password change); how many there were.
+    pub async fn delete_sessions_of(&mut self, user_id: Uuid) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// End one session (sign-out); whether it existed.
+    pub async fn delete_session(&mut self, token_hash: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(self.conn()).await?;
+        Ok(r.rows_affected() > 0)
     }
 
     pub async fn delete_expired_sessions(&mut self, now: OffsetDateTime) -> Result<u64> {

@@ -29,6 +29,7 @@ mod platforms;
 mod requests;
 mod secrets;
 mod settings;
+mod signin;
 mod tags;
 mod tenants;
 mod workspaces;

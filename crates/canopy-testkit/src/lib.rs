@@ -171,21 +171,23 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let clock = Arc::new(ManualClock::new(START));
     canopy_server::bootstrap(&store, START, Some(ADMIN_PASSWORD.into())).await.unwrap();
     let secret_key = canopy_store::SecretKey::generate().unwrap();
-    let config =
-        ServerConfig { session_ttl: time::Duration::hours(12), public_url: None, secret_key: secret_key.clone() };
+    let config = ServerConfig {
+        session_ttl: time::Duration::hours(12),
+        public_url: None,
+        secret_key: secret_key.clone(),
+        trusted_proxies: vec![],
+    };
     let replication = ReplicationConfig { node: "test-node".into(), ..ReplicationConfig::default() };
     let replicator =
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
-    let state = AppState {
-        store: store.clone(),
-        clock: clock.clone(),
-        config: Arc::new(config),
-        replicator: replicator.clone(),
-    };
+    let state = AppState::new(store.clone(), clock.clone(), config, replicator.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, canopy_server::router(state)).await.unwrap();
+        let limits = canopy_server::listen::ListenLimits::default();
+        canopy_server::listen::serve(listener, canopy_server::router(state), limits, std::future::pending())
+            .await
+            .unwrap();
     });
     let mut app = TestApp {
         backend,
@@ -247,6 +249,28 @@ impl TestApp {
         }
         let res = req.send().await.unwrap();
         Self::read(res).await
+    }
+
+    /// Send a request from another loopback address (`127.0.0.2` ...), as a
+    /// different client would: the server sees that peer address.
+    pub async fn request_from(
+        &self,
+        from: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let client = reqwest::Client::builder().local_address(from).build().unwrap();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Self::read(req.send().await.unwrap()).await
     }
 
     /// Send a raw body with a content type (for malformed-input tests).

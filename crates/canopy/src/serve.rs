@@ -11,6 +11,7 @@ use anyhow::Context;
 use canopy_domain::clock::Clock;
 use canopy_engine::mailer::Mailer;
 use canopy_engine::replication::{Adapters, ReplicationConfig, Replicator};
+use canopy_server::listen::ListenLimits;
 use canopy_server::{AppState, BootstrapOutcome, ServerConfig};
 use canopy_store::{SecretKey, Store};
 use clap::{Args, Subcommand};
@@ -87,6 +88,21 @@ pub struct ServeArgs {
     /// Every tenant is reconciled (drift repaired) at least this often, in minutes.
     #[arg(long, env = "CANOPY_RECONCILE_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080))]
     pub reconcile_minutes: u32,
+    /// A connection that has not sent a request's headers within this many
+    /// seconds is closed (slow clients cannot hold connections).
+    #[arg(long, env = "CANOPY_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub header_timeout_seconds: u32,
+    /// A request whose body has not arrived within this many seconds fails (408).
+    #[arg(long, env = "CANOPY_BODY_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub body_timeout_seconds: u32,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "CANOPY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// A reverse proxy in front of Canopy whose `X-Forwarded-For` names the
+    /// client (repeat for several, or comma-separated in the environment);
+    /// sign-in throttling counts per client address.
+    #[arg(long = "trusted-proxy", env = "CANOPY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a session token stays valid, in minutes.
     #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub session_minutes: u32,
@@ -165,16 +181,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(replicator.clone().run());
     tokio::spawn(canopy_engine::expiry::run(store.clone(), clock.clone()));
     tokio::spawn(canopy_engine::payments::run(store.clone(), clock.clone()));
-    let state = AppState {
-        store: store.clone(),
+    let state = AppState::new(
+        store.clone(),
         clock,
-        config: Arc::new(ServerConfig {
+        ServerConfig {
             session_ttl: time::Duration::minutes(i64::from(args.session_minutes)),
             public_url: args.public_url,
             secret_key,
-        }),
+            trusted_proxies: args.trusted_proxies.clone(),
+        },
         replicator,
-    };
+    );
     match &args.smtp_url {
         Some(url) => {
             let mailer = Mailer::new(url.expose(), &args.mail_from).context("configuring e-mail")?;
@@ -190,7 +207,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "canopy is serving");
-    axum::serve(listener, canopy_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let limits = ListenLimits {
+        header_read_timeout: Duration::from_secs(args.header_timeout_seconds.into()),
+        body_read_timeout: Duration::from_secs(args.body_timeout_seconds.into()),
+        max_connections: args.max_connections as usize,
+        ..ListenLimits::default()
+    };
+    canopy_server::listen::serve(listener, canopy_server::router(state), limits, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use canopy_api_types::{Me, MyProject, MyWorkspace, Problem, TokenRequest, TokenResponse};
 use canopy_domain::access::{UserStatus, effective_project_roles};
 use canopy_domain::authz::ActorKind;
 use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
-use canopy_domain::signin::locked_until;
+use canopy_domain::signin::{self, Gate, Scope};
 use canopy_domain::{SubjectKind, WorkspaceRole};
 use canopy_store::{Tx, UserRecord};
 use serde_json::json;
@@ -16,47 +17,52 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::{Caller, SESSION_PREFIX, new_secret, verify_password};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientAddress};
 use crate::routes::to_user;
 
 /// Sign in with a local account and get a session token.
 ///
-/// After five failed attempts on one account, further attempts are refused
-/// for a while (429 with `Retry-After`), growing with each failure.
+/// Attempts are throttled per account at this address, per account and per
+/// address (SE2, `canopy_domain::signin`): a locked attempt answers 429 with
+/// `Retry-After` without its password being checked, alike for known and
+/// unknown usernames; the account's owner at an address they signed in from
+/// before passes an account-wide lock. Too many sign-ins at once answer 503
+/// with `Retry-After` (SE1).
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = TokenResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn create_token(
     State(app): State<AppState>,
+    ClientAddress(client): ClientAddress,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let now = app.clock.now();
-    let refused = || ApiError::Unauthenticated("wrong username or password".into());
-    let user = {
-        let mut tx = app.store.read().await?;
-        tx.user_by_username(body.username.trim()).await?
-    };
-    if let Some(until) = user.as_ref().and_then(|u| u.locked_until).filter(|t| *t > now) {
-        return Err(ApiError::TooManyRequests {
-            detail: "too many failed sign-ins on this account; try again later".into(),
-            retry_after: (until - now).whole_seconds().max(1),
-        });
-    }
-    let ok = verify_password(body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
-    let Some(user) = user else { return Err(refused()) };
-    let mut tx = app.store.write().await?;
-    if !ok {
-        let failures = tx.count_failed_sign_in(user.id).await?;
-        if let Some(until) = locked_until(failures, now) {
-            tx.lock_sign_ins(user.id, Some(until)).await?;
+    for (field, value) in [("username", &body.username), ("password", &body.password)] {
+        if value.chars().count() > 1000 {
+            return Err(ApiError::invalid(field, "must be at most 1000 characters"));
         }
-        tx.commit().await?;
-        return Err(refused());
     }
-    if !user.active {
-        // the same answer as a wrong password: it must not tell whether the password was right
-        return Err(refused());
+    // at most one hash per core, before anything else costs (SE1)
+    let admission = app.passwords.admit().await?;
+    let now = app.clock.now();
+    let keys = signin::keys(&body.username, client);
+    let user = count_attempt(&app, &keys, body.username.trim(), now).await?;
+    let ok = verify_password(&admission, body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    drop(admission);
+    let refused = || ApiError::Unauthenticated("wrong username or password".into());
+    // a deactivated account is answered like a wrong password: the answer
+    // must not tell whether the password was right
+    let Some(user) = user.filter(|u| ok && u.active) else { return Err(refused()) };
+    let mut tx = app.store.write().await?;
+    for (key, scope) in
+        [(&keys.pair, Scope::AccountAtAddress), (&keys.account, Scope::Account), (&keys.address, Scope::Address)]
+    {
+        let c = tx.lock_sign_in_counter(key, now).await?;
+        tx.save_sign_in_counter(key, &c.succeeded(scope), now).await?;
     }
-    tx.reset_failed_sign_ins(user.id).await?;
+    tx.remember_address(user.id, &keys.client, now).await?;
     accept_invitations(&mut tx, &user, now).await?;
     let (token, hash) = new_secret(SESSION_PREFIX)?;
     let expires_at = now + app.config.session_ttl;
@@ -64,6 +70,57 @@ pub async fn create_token(
     tx.delete_expired_sessions(now).await?;
     tx.commit().await?;
     Ok(Json(TokenResponse { token, token_type: "Bearer".into(), expires_at }))
+}
+
+/// Count a sign-in attempt before its password is checked, atomically with
+/// every other attempt (SE2), or refuse it (429) while a counter locks it.
+/// Returns the account of that name, if any.
+async fn count_attempt(
+    app: &AppState,
+    keys: &signin::Keys,
+    username: &str,
+    now: time::OffsetDateTime,
+) -> ApiResult<Option<UserRecord>> {
+    let mut tx = app.store.write().await?;
+    let user = tx.user_by_username(username).await?;
+    let known = match &user {
+        Some(u) => tx.is_known_address(u.id, &keys.client, now).await?,
+        None => false,
+    };
+    // always in this order, so that parallel attempts never wait on each other in a circle
+    let pair = tx.lock_sign_in_counter(&keys.pair, now).await?;
+    let account = tx.lock_sign_in_counter(&keys.account, now).await?;
+    let address = tx.lock_sign_in_counter(&keys.address, now).await?;
+    if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
+        tx.commit().await?;
+        return Err(ApiError::TooManyRequests {
+            detail: "too many sign-in attempts; try again later".into(),
+            retry_after: (until - now).whole_seconds().max(1),
+        });
+    }
+    tx.save_sign_in_counter(&keys.pair, &pair.count(Scope::AccountAtAddress, now), now).await?;
+    tx.save_sign_in_counter(&keys.account, &account.count(Scope::Account, now), now).await?;
+    tx.save_sign_in_counter(&keys.address, &address.count(Scope::Address, now), now).await?;
+    tx.forget_sign_in_counters(now - signin::WINDOW, now).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Sign out: end the session of the bearer token (SE6). An API key is not a
+/// session: revoke it with `DELETE /api/v1/api-keys/{id}`.
+#[utoipa::path(delete, path = "/api/v1/auth/token", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_token(State(app): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let Some(session) = &caller.session else {
+        return Err(ApiError::BadRequest(
+            "this is an API key, not a session; revoke it with DELETE /api/v1/api-keys/{id}".into(),
+        ));
+    };
+    let mut tx = app.store.write().await?;
+    tx.delete_session(session).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Pending invitations of the user's e-mail become memberships on sign-in (WS3).

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use canopy_api_types::{CreateUser, Page, Problem, UpdateUser, User};
+use canopy_api_types::{CreateUser, Page, Problem, SessionsEnded, UpdateUser, User};
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::names::check_password;
+use canopy_domain::signin::{self, Scope};
 use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SearchTerm, SubjectKind, Username};
 use canopy_store::{NewUser, UserChanges};
 use serde::Deserialize;
@@ -16,9 +17,9 @@ use serde_json::json;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::{Caller, hash_password};
+use crate::auth::{Admission, Caller, hash_password_admitted, verify_password};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
+use crate::extract::{ApiJson, ApiPath as Path, ApiQuery, ClientAddress};
 use crate::routes::members::{Removal, end_membership};
 use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
 use crate::validate;
@@ -91,7 +92,7 @@ pub async fn create(
         roles: "installation_roles" => parse_roles(&body.installation_roles),
     }
     let hash = match body.password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => Some(app.passwords.hash(p).await?),
         None => None,
     };
     let now = app.clock.now();
@@ -140,14 +141,17 @@ pub async fn show(State(app): State<AppState>, caller: Caller, Path(username): P
 }
 
 /// Change a user. Admins change anything; users change their own names and
-/// password. `{"active": false}` deactivates: the account loses all access
+/// password, giving the current one (`current_password`, SE6; wrong guesses
+/// are throttled like sign-ins). A new password ends every session of the
+/// account. `{"active": false}` deactivates: the account loses all access
 /// at once and its sessions end (AC10).
 #[utoipa::path(patch, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "username")),
     request_body = UpdateUser, security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = User), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn update(
     State(app): State<AppState>,
     caller: Caller,
+    ClientAddress(client): ClientAddress,
     Path(username): Path<String>,
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<User>> {
@@ -169,11 +173,20 @@ pub async fn update(
     if is_self && roles.as_ref().is_some_and(|r| !r.contains(&InstallationRole::Admin)) {
         return Err(ApiError::invalid("installation_roles", "you cannot take the admin role from yourself"));
     }
+    let now = app.clock.now();
+    if body.current_password.is_some() && body.password.is_none() {
+        return Err(ApiError::invalid("current_password", "is only for changing the password"));
+    }
     let password_hash = match body.password {
-        Some(p) => Some(hash_password(p).await?),
+        Some(p) => {
+            let admission = app.passwords.admit().await?;
+            if is_self {
+                check_current_password(&app, &admission, client, &username, body.current_password, now).await?;
+            }
+            Some(hash_password_admitted(&admission, p).await?)
+        }
         None => None,
     };
-    let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let before = load_user(&mut tx, &username).await?;
     if let Some(e) = &email
@@ -260,4 +273,73 @@ pub async fn delete(
         .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuse a self-service password change unless `current` is the account's
+/// password now (SE6). Wrong answers count like failed sign-ins of the
+/// account from this address, so a stolen session cannot guess it.
+async fn check_current_password(
+    app: &AppState,
+    admission: &Admission,
+    client: std::net::IpAddr,
+    username: &str,
+    current: Option<String>,
+    now: time::OffsetDateTime,
+) -> ApiResult<()> {
+    let Some(current) = current else {
+        return Err(ApiError::invalid("current_password", "is required to change your own password"));
+    };
+    let keys = signin::keys(username, client);
+    let user = {
+        let mut tx = app.store.write().await?;
+        let user = load_user(&mut tx, username).await?;
+        let counter = tx.lock_sign_in_counter(&keys.pair, now).await?;
+        if let Some(until) = counter.locked_at(now) {
+            tx.commit().await?;
+            return Err(ApiError::TooManyRequests {
+                detail: "too many wrong passwords; try again later".into(),
+                retry_after: (until - now).whole_seconds().max(1),
+            });
+        }
+        tx.save_sign_in_counter(&keys.pair, &counter.count(Scope::AccountAtAddress, now), now).await?;
+        tx.commit().await?;
+        user
+    };
+    if !verify_password(admission, current, user.password_hash).await {
+        return Err(ApiError::invalid("current_password", "is not your password"));
+    }
+    let mut tx = app.store.write().await?;
+    let c = tx.lock_sign_in_counter(&keys.pair, now).await?;
+    tx.save_sign_in_counter(&keys.pair, &c.succeeded(Scope::AccountAtAddress), now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sign out everywhere: end every session of a user (the user themself, or
+/// admins; recorded in the history).
+#[utoipa::path(delete, path = "/api/v1/users/{user}/sessions", tag = "users", params(("user" = String, Path, description = "username")),
+    security(("bearer" = [])),
+    responses((status = 200, body = SessionsEnded), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn end_sessions(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+) -> ApiResult<Json<SessionsEnded>> {
+    if !(caller.actor.is_user() && caller.actor.name == username) {
+        caller.require(Action::AdministerUsers)?;
+    }
+    let now = app.clock.now();
+    let mut tx = app.store.write().await?;
+    let user = load_user(&mut tx, &username).await?;
+    let ended = tx.delete_sessions_of(user.id).await?;
+    tx.append_event(
+        None,
+        EventKind::SessionsEnded,
+        now,
+        &caller.initiator(),
+        json!({"user": user.username, "sessions_ended": ended}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(SessionsEnded { sessions_ended: ended }))
 }

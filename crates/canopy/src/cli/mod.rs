@@ -88,9 +88,9 @@ pub enum ClientCommand {
     /// Sign in with a local account and keep the token in the profile.
     #[command(after_help = EXIT_CODES)]
     Login(session::LoginArgs),
-    /// Forget the token kept in the profile.
+    /// Sign out: end the session on the server and forget the token kept in the profile.
     #[command(after_help = EXIT_CODES)]
-    Logout,
+    Logout(session::LogoutArgs),
     /// Show who the current token belongs to, their roles and access.
     #[command(after_help = EXIT_CODES)]
     Whoami,
@@ -152,7 +152,7 @@ pub async fn run(global: GlobalOpts, cmd: ClientCommand) -> ExitCode {
     let ctx = Ctx::new(global);
     let result = match cmd {
         ClientCommand::Login(a) => session::login(&ctx, a).await,
-        ClientCommand::Logout => session::logout(&ctx),
+        ClientCommand::Logout(a) => session::logout(&ctx, a).await,
         ClientCommand::Whoami => session::whoami(&ctx).await,
         ClientCommand::Workspace(c) => workspaces::workspace(&ctx, c).await,
         ClientCommand::Member(c) => workspaces::member(&ctx, c).await,

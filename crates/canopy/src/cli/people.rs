@@ -86,6 +86,7 @@ pub enum UserCommand {
         user: String,
     },
     /// Set a user's password (admins, or yourself); their sessions end.
+    /// Setting your own needs your current password, from CANOPY_PASSWORD.
     SetPassword {
         /// The username.
         user: String,
@@ -144,7 +145,18 @@ pub async fn user(ctx: &Ctx, cmd: UserCommand) -> Result<(), CliError> {
                     "give the new password on standard input with --password-stdin, or in {NEW_PASSWORD_ENV}"
                 ))
             })?;
-            client.patch(&["users", &user], &UpdateUser { password: Some(password), ..UpdateUser::default() }).await?;
+            // one's own password needs the current one (the server asks for it)
+            let me: canopy_api_types::Me = api::decode(client.get(&["me"], &[]).await?)?;
+            let yourself = me.kind == "user" && me.name == user;
+            let current_password =
+                if yourself { std::env::var("CANOPY_PASSWORD").ok().filter(|p| !p.is_empty()) } else { None };
+            if yourself && current_password.is_none() {
+                return Err(CliError::Usage(
+                    "changing your own password needs your current one: set CANOPY_PASSWORD".into(),
+                ));
+            }
+            let body = UpdateUser { password: Some(password), current_password, ..UpdateUser::default() };
+            client.patch(&["users", &user], &body).await?;
             ctx.done(format!("Set the password of {user}"));
             Ok(())
         }

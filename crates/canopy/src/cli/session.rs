@@ -47,16 +47,53 @@ pub async fn login(ctx: &Ctx, args: LoginArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Remove the token from the profile (server and username stay for the next login).
-pub fn logout(ctx: &Ctx) -> Result<(), CliError> {
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// End every session of your account, on every machine, not only this one.
+    #[arg(long)]
+    pub everywhere: bool,
+}
+
+/// End the session on the server, then forget the token (server and
+/// username stay for the next login). A session the server no longer knows
+/// (expired) is forgotten quietly; one it cannot be asked about is forgotten
+/// with an error, since it stays valid there until it expires.
+pub async fn logout(ctx: &Ctx, args: LogoutArgs) -> Result<(), CliError> {
     let path = ctx.profile_path()?;
     let mut profile = Profile::load(&path)?;
-    if profile.token.take().is_none() {
+    let Some(token) = profile.token.take() else {
         ctx.done("Not signed in");
         return Ok(());
-    }
+    };
+    let server = profile.server.clone();
+    let ended = match &server {
+        Some(server) => {
+            let client = Api::new(server, Some(token))?;
+            match (&args.everywhere, &profile.username) {
+                (true, Some(user)) => client.delete_with_answer(&["users", user, "sessions"]).await.map(|_| ()),
+                (true, None) => Err(CliError::Failed("the profile names no user to sign out everywhere".into())),
+                (false, _) => client.delete(&["auth", "token"]).await,
+            }
+        }
+        None => Ok(()),
+    };
     profile.save(&path)?;
-    ctx.done(format!("Signed out of {}", profile.server.as_deref().unwrap_or("the server")));
+    match ended {
+        Ok(()) => {}
+        // the server no longer knows the session: nothing left to end
+        Err(CliError::Api { status: 401, .. }) => {}
+        Err(e) => {
+            return Err(CliError::Failed(format!(
+                "forgot the token here, but the server did not end the session (it stays valid until it expires): {e}"
+            )));
+        }
+    }
+    let place = server.as_deref().unwrap_or("the server");
+    if args.everywhere {
+        ctx.done(format!("Signed out of {place} everywhere"));
+    } else {
+        ctx.done(format!("Signed out of {place}"));
+    }
     Ok(())
 }
 

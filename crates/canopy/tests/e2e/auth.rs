@@ -24,8 +24,9 @@ async fn id1_local_account_signs_in_and_passwords_are_stored_hashed(app: TestApp
     let a = token(&app, "ann", "wrong-password-123").await.expect_problem(401, None);
     let b = token(&app, "nobody", "wrong-password-123").await.expect_problem(401, None);
     assert_eq!(a.body["detail"], b.body["detail"]);
-    // a user changes their own password; old sessions end
-    app.patch("/api/v1/users/ann", &ann, json!({"password": "a-new-password-for-ann"})).await.expect(200);
+    // a user changes their own password, giving the current one; old sessions end
+    let change = json!({"password": "a-new-password-for-ann", "current_password": "password-of-ann"});
+    app.patch("/api/v1/users/ann", &ann, change).await.expect(200);
     app.get("/api/v1/me", &ann).await.expect_problem(401, None);
     token(&app, "ann", "password-of-ann").await.expect_problem(401, None);
     token(&app, "ann", "a-new-password-for-ann").await.expect(200);
@@ -212,9 +213,10 @@ async fn id2_admins_manage_groups_and_deleting_one_ends_its_access(app: TestApp)
     app.post("/api/v1/groups/devs/members", &ann, json!({"user": "ann"})).await.expect_problem(403, None);
     let r = app.patch("/api/v1/groups/devs", &admin, json!({"display_name": "Developers EU"})).await.expect(200);
     assert_eq!((r.body["display_name"].as_str(), r.body["member_count"].as_i64()), (Some("Developers EU"), Some(1)));
-    // everyone signed in can read groups, to invite and bind them
-    let r = app.get("/api/v1/groups/devs/members", &ann).await.expect(200);
-    assert_eq!(r.body["items"][0]["username"], "bob");
+    // everyone signed in can read groups, to invite and bind them; their
+    // members only admins and the managers of a workspace they belong to
+    app.get("/api/v1/groups/devs", &ann).await.expect(200);
+    app.get("/api/v1/groups/devs/members", &ann).await.expect_problem(403, None);
 
     // a group's workspace role and bindings end with it
     app.workspace(&ann, "ws").await;
@@ -222,6 +224,8 @@ async fn id2_admins_manage_groups_and_deleting_one_ends_its_access(app: TestApp)
     app.post("/api/v1/workspaces/ws/members", &ann, json!({"group": "devs", "role": "workspace_member"}))
         .await
         .expect(201);
+    let r = app.get("/api/v1/groups/devs/members", &ann).await.expect(200);
+    assert_eq!(r.body["items"][0]["username"], "bob");
     app.post("/api/v1/workspaces/ws/projects/web/bindings", &ann, json!({"group": "devs", "role": "project_user"}))
         .await
         .expect(201);

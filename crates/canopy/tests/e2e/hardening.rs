@@ -1,8 +1,157 @@
 //! SE1–SE8: what a hostile client found (issue 11), each with the test that
 //! failed before its fix.
 
-use canopy_testkit::TestApp;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use canopy_testkit::{Resp, TestApp};
 use serde_json::json;
+use time::Duration;
+
+fn addr(n: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, n])
+}
+
+async fn sign_in_from(app: &TestApp, from: u8, username: &str, password: &str) -> Resp {
+    let body = json!({"username": username, "password": password});
+    app.request_from(addr(from), "POST", "/api/v1/auth/token", None, Some(body)).await
+}
+
+/// Finding 2: 40 parallel wrong guesses were all checked; now each attempt is
+/// counted before its password is checked, so only the free ones are.
+async fn se2_parallel_guesses_are_counted_before_any_is_checked(app: TestApp) {
+    app.user("ann").await;
+    let app = Arc::new(app);
+    let guesses: Vec<_> = (0..40)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { sign_in_from(&app, 2, "ann", "wrong-password-123").await.status.as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 5, "only the free attempts are checked: {statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 401 | 429 | 503)), "{statuses:?}");
+}
+
+/// Finding 2: after 200 failures the right password got 429 for up to 890 s,
+/// so anyone could keep `admin` locked out. A guesser at other addresses
+/// now slows the account down without keeping its owner out.
+async fn se2_a_guesser_elsewhere_does_not_lock_the_owner_out(app: TestApp) {
+    app.user("ann").await; // signs in from 127.0.0.1: a known address
+    // one guesser: locked out at its own address after five tries
+    for _ in 0..5 {
+        sign_in_from(&app, 2, "ann", "wrong-password-123").await.expect_problem(401, None);
+    }
+    let r = sign_in_from(&app, 2, "ann", "wrong-password-123").await.expect_problem(429, None);
+    assert_eq!(r.headers.get("retry-after").unwrap(), "30");
+    // the owner is not affected
+    sign_in_from(&app, 1, "ann", "password-of-ann").await.expect(200);
+    // many guessers: the account locks for every address it has not signed in from
+    for from in 3..=10 {
+        for _ in 0..4 {
+            let s = sign_in_from(&app, from, "ann", "wrong-password-123").await.status.as_u16();
+            assert!(matches!(s, 401 | 429), "{s}");
+        }
+    }
+    let r = sign_in_from(&app, 99, "ann", "password-of-ann").await.expect_problem(429, None);
+    let wait: i64 = r.headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=15 * 60).contains(&wait), "{wait}");
+    // the owner at their known address signs in, which lifts the account-wide lock
+    sign_in_from(&app, 1, "ann", "password-of-ann").await.expect(200);
+    sign_in_from(&app, 99, "ann", "password-of-ann").await.expect(200);
+    // and a lock never outlasts the window by much: after it, the guesser's address is free again
+    app.clock.advance(Duration::minutes(16));
+    sign_in_from(&app, 2, "ann", "password-of-ann").await.expect(200);
+}
+
+/// Finding 2: an existing account answered 429 where an unknown name
+/// answered 401, which told names apart. Both are now counted alike.
+async fn se1_known_and_unknown_names_are_answered_alike(app: TestApp) {
+    app.user("ann").await;
+    let mut seen = Vec::new();
+    for (from, name) in [(20, "ann"), (21, "nobody")] {
+        let mut answers = Vec::new();
+        for _ in 0..8 {
+            let r = sign_in_from(&app, from, name, "wrong-password-123").await;
+            let retry = r.headers.get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            answers.push((r.status.as_u16(), r.body["detail"].clone(), retry));
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1], "the answers for an existing and an unknown name differ");
+    assert_eq!(seen[0][5].0, 429);
+}
+
+/// Finding 8: `canopy logout` only forgot the token; sessions lasted 12 h.
+async fn se6_sign_out_ends_sessions_on_the_server(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let ann = app.user("ann").await;
+    let ann2 = app.sign_in("ann", "password-of-ann").await;
+    app.request("DELETE", "/api/v1/auth/token", Some(&ann), None).await.expect(204);
+    app.get("/api/v1/me", &ann).await.expect_problem(401, None);
+    app.get("/api/v1/me", &ann2).await.expect(200);
+    app.request("DELETE", "/api/v1/auth/token", None, None).await.expect_problem(401, None);
+    // an API key is not a session
+    app.workspace(&admin, "w").await;
+    let k = app.post("/api/v1/api-keys", &admin, json!({"name": "ci", "workspace": "w", "role": "workspace_member"}));
+    let key = k.await.expect(201).body["secret"].as_str().unwrap().to_owned();
+    app.request("DELETE", "/api/v1/auth/token", Some(&key), None).await.expect_problem(400, None);
+    app.get("/api/v1/me", &key).await.expect(200);
+    // sign out everywhere: oneself, or an admin for someone else (recorded)
+    let ann3 = app.sign_in("ann", "password-of-ann").await;
+    let r = app.request("DELETE", "/api/v1/users/ann/sessions", Some(&ann3), None).await.expect(200);
+    assert_eq!(r.body["sessions_ended"], 2);
+    app.get("/api/v1/me", &ann2).await.expect_problem(401, None);
+    app.get("/api/v1/me", &ann3).await.expect_problem(401, None);
+    let bob = app.user("bob").await;
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    app.request("DELETE", "/api/v1/users/bob/sessions", Some(&ann), None).await.expect_problem(403, None);
+    app.request("DELETE", "/api/v1/users/bob/sessions", Some(&admin), None).await.expect(200);
+    app.get("/api/v1/me", &bob).await.expect_problem(401, None);
+    let h = app.get("/api/v1/admin/history?kind=sessions_ended", &admin).await.expect(200).body;
+    let last = &h["items"][0];
+    assert_eq!((last["initiator"]["name"].as_str(), last["details"]["user"].as_str()), (Some("admin"), Some("bob")));
+    // deactivation ends them too
+    let ann = app.sign_in("ann", "password-of-ann").await;
+    app.patch("/api/v1/users/ann", &admin, json!({"active": false})).await.expect(200);
+    app.get("/api/v1/me", &ann).await.expect_problem(401, None);
+}
+
+/// Finding 9: a session token alone changed its user's password.
+async fn se6_a_password_change_needs_the_current_password(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let ann = app.user("ann").await;
+    let new = "a-new-password-for-ann";
+    let r = app.patch("/api/v1/users/ann", &ann, json!({"password": new})).await;
+    r.expect_problem(422, Some("current_password"));
+    let wrong = json!({"password": new, "current_password": "not-the-password"});
+    app.patch("/api/v1/users/ann", &ann, wrong.clone()).await.expect_problem(422, Some("current_password"));
+    app.get("/api/v1/me", &ann).await.expect(200);
+    // guessing it is throttled like signing in
+    for _ in 0..4 {
+        app.patch("/api/v1/users/ann", &ann, wrong.clone()).await.expect_problem(422, Some("current_password"));
+    }
+    app.patch("/api/v1/users/ann", &ann, wrong).await.expect_problem(429, None);
+    app.clock.advance(Duration::minutes(16));
+    let right = json!({"password": new, "current_password": "password-of-ann"});
+    app.patch("/api/v1/users/ann", &ann, right).await.expect(200);
+    app.get("/api/v1/me", &ann).await.expect_problem(401, None);
+    app.sign_in("ann", new).await;
+    // an admin resets another's password without it, and the history says who
+    app.patch("/api/v1/users/ann", &admin, json!({"password": "reset-by-the-admin"})).await.expect(200);
+    app.sign_in("ann", "reset-by-the-admin").await;
+    let h = app.get("/api/v1/admin/history?kind=user_updated", &admin).await.expect(200).body;
+    let last = &h["items"][0];
+    assert_eq!(last["initiator"]["name"], "admin");
+    assert_eq!(last["details"]["password_changed"], true);
+    // but an admin changing their own gives the current one too
+    let r = app.patch("/api/v1/users/admin", &admin, json!({"password": "another-admin-password"})).await;
+    r.expect_problem(422, Some("current_password"));
+}
 
 /// Finding 3: a manager who is a member of group `ops` approved a request
 /// binding `ops` as project_admin and so gained it.
@@ -94,6 +243,11 @@ async fn ws2_group_members_are_shown_only_to_admins_and_managers_of_its_workspac
 }
 
 canopy_testkit::backend_tests! {
+    se2_parallel_guesses_are_counted_before_any_is_checked,
+    se2_a_guesser_elsewhere_does_not_lock_the_owner_out,
+    se1_known_and_unknown_names_are_answered_alike,
+    se6_sign_out_ends_sessions_on_the_server,
+    se6_a_password_change_needs_the_current_password,
     se3_nobody_approves_a_change_to_their_own_access_through_a_group,
     se5_overlong_query_parameters_are_refused_naming_the_parameter,
     ws2_group_members_are_shown_only_to_admins_and_managers_of_its_workspaces,

@@ -34,6 +34,7 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("get", "/api/v1/users/{user}", SelfOrAdmin, None),
         ("patch", "/api/v1/users/{user}", SelfOrAdmin, Some(json!({"first_name": "Robert"}))),
         ("delete", "/api/v1/users/{user}", Admin, None),
+        ("delete", "/api/v1/users/{user}/sessions", SelfOrAdmin, None),
         ("get", "/api/v1/groups", Anyone, None),
         ("post", "/api/v1/groups", Admin, Some(json!({"identifier": "newgroup", "display_name": "New"}))),
         ("get", "/api/v1/groups/{group}", Anyone, None),
@@ -178,6 +179,8 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("post", "/api/v1/workspaces/{ws}/requests/{id}/approve", WorkspaceManager, None),
         ("post", "/api/v1/workspaces/{ws}/requests/{id}/decline", WorkspaceManager, None),
         ("get", "/api/v1/admin/requests", Admin, None),
+        // last: it ends the caller's session
+        ("delete", "/api/v1/auth/token", Anyone, None),
     ]
 }
 

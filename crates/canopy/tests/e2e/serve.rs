@@ -169,7 +169,63 @@ async fn if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory(app:
     assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
 }
 
+/// Finding 10 of issue 11: a connection that never finished its headers
+/// stayed open for ever (slowloris), and connections were unbounded.
+async fn se5_slow_clients_are_cut_and_connections_bounded(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, _dir) = canopy_testkit::fresh_database(app.backend).await.unwrap();
+    let mut cmd = canopy();
+    cmd.env("CANOPY_ADMIN_PASSWORD", "a-password-from-env").args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &url,
+        "--header-timeout-seconds",
+        "2",
+        "--max-connections",
+        "2",
+    ]);
+    let (mut child, addr, _) = start(cmd).await;
+    // Read until the server closes the connection; what it said before.
+    async fn closed_within(conn: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(limit, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        read.await.ok().map(|()| String::from_utf8_lossy(&got).into_owned())
+    }
+    // headers trickled in and never finished, and a connection that says nothing
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // both hold the only two slots: a third client waits
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap();
+    assert!(client.get(format!("http://{addr}/healthz")).send().await.is_err(), "a third connection was served");
+    // until the server cuts the slow ones
+    let said = closed_within(&mut slow, Duration::from_secs(8)).await.expect("the slow connection was cut");
+    assert!(said.is_empty() || said.starts_with("HTTP/1.1 408"), "{said}");
+    closed_within(&mut silent, Duration::from_secs(8)).await.expect("the silent connection was cut");
+    let r = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // a body that trickles is cut too (408), and the server keeps serving
+    let mut body = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    body.write_all(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    drop(body);
+    assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
+    child.kill().await.unwrap();
+}
+
 canopy_testkit::backend_tests! {
+    se5_slow_clients_are_cut_and_connections_bounded,
     if3_serve_on_an_empty_database_creates_admin_with_generated_password,
     if3_serve_takes_admin_password_from_environment,
     hi3_admin_verify_history_command_reports_the_first_broken_link,

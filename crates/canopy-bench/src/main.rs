@@ -1,4 +1,4 @@
-//! Replication benchmarks (`cargo run --release -p canopy-bench -- b1`).
+//! Replication and sign-in benchmarks (`cargo run --release -p canopy-bench -- b1`).
 //!
 //! The engine runs as in `canopy serve` (`Replicator::run`) against a
 //! simulated platform whose every call takes a fixed latency (50 ms by
@@ -15,8 +15,18 @@
 //!   and replication revokes them; time to the first and the last revoke call.
 //!
 //! The database is a fresh SQLite file unless `--database` names another.
+//!
+//! One bench runs the real server instead ([`signin`]):
+//!
+//! - SE1 (`signin`): peak memory of a `canopy serve` process (the binary from
+//!   `cargo build --release -p canopy`) under bursts of concurrent sign-ins,
+//!   each checking a password with argon2id (19 MiB): the answers counted by
+//!   status, and the peak's ratio to `cores × 19 MiB + the RSS before`.
+
+mod signin;
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
@@ -76,6 +86,22 @@ enum Bench {
     B5 {
         #[arg(long, default_value_t = 1_000)]
         bindings: usize,
+    },
+    /// SE1: peak memory of a real `canopy serve` under BURSTS bursts of BURST
+    /// sign-ins at once (build it first: `cargo build --release -p canopy`).
+    Signin {
+        /// The `canopy` binary to start.
+        #[arg(long, default_value = "target/release/canopy")]
+        canopy_bin: PathBuf,
+        /// Sign-ins at once in each burst.
+        #[arg(long, default_value_t = 300)]
+        burst: usize,
+        /// Bursts, one after the other.
+        #[arg(long, default_value_t = 3)]
+        bursts: usize,
+        /// Pause between bursts, in milliseconds.
+        #[arg(long, default_value_t = 1_000)]
+        pause_ms: u64,
     },
 }
 
@@ -349,6 +375,10 @@ fn report(name: &str, took: StdDuration, calls: u64, latency: StdDuration, concu
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Bench::Signin { canopy_bin, burst, bursts, pause_ms } = args.bench {
+        let pause = StdDuration::from_millis(pause_ms);
+        return signin::run(signin::Options { canopy_bin, burst, bursts, pause }).await;
+    }
     let dir = tempfile::tempdir()?;
     let url = args.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let store = Store::connect(&url).await.context("opening the database")?;
@@ -471,6 +501,7 @@ async fn main() -> anyhow::Result<()> {
                 last / limit
             );
         }
+        Bench::Signin { .. } => {} // run above, without a database of its own
         Bench::B3 { projects } => {
             let per_project = 20;
             let t = Instant::now();

@@ -211,6 +211,52 @@ pub fn check_secrets(ty: PlatformType, secrets: &Map<String, Value>, partial: bo
     problems
 }
 
+impl PlatformType {
+    /// The settings that decide where the platform's secrets are sent: its
+    /// address, the region or directory tenant that picks one, and the
+    /// certificate trusted to be it (SE4).
+    pub fn destination_settings(self) -> &'static [&'static str] {
+        match self {
+            Self::Aws => &["region", "endpoint_url"],
+            Self::Azure => &["tenant_id"],
+            Self::Gcp => &[],
+            Self::Kubernetes | Self::OpenShift => &["api_url", "ca_cert"],
+            Self::OpenStack => &["auth_url"],
+            Self::CloudFoundry => &["api_url"],
+            Self::Osb => &["broker_url"],
+        }
+    }
+}
+
+/// Whether a change of settings from `before` to `after` may keep the
+/// platform's stored secrets (SE4). A change of where they are sent
+/// ([`PlatformType::destination_settings`]) needs every secret given again
+/// (`given`), so that nobody can make Canopy hand the stored ones to an
+/// address of their choosing, unless an admin makes it. `Ok` names the
+/// destination settings that changed (empty when none did), for the history.
+pub fn check_destination_change(
+    ty: PlatformType,
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+    given: Option<&Map<String, Value>>,
+    by_admin: bool,
+) -> Result<Vec<&'static str>, FieldProblem> {
+    let moved: Vec<&'static str> =
+        ty.destination_settings().iter().copied().filter(|k| before.get(*k) != after.get(*k)).collect();
+    let all_given = given.is_some_and(|g| ty.secret_names().iter().all(|n| g.contains_key(*n)));
+    if moved.is_empty() || all_given || by_admin {
+        return Ok(moved);
+    }
+    Err((
+        "secrets".to_owned(),
+        format!(
+            "changing {} sends this platform's secrets to a new address: give them again ({}), or ask an admin",
+            moved.join(", "),
+            ty.secret_names().join(", ")
+        ),
+    ))
+}
+
 /// Check a role mapping (project role identifier → platform role) against
 /// the project roles that exist.
 pub fn check_role_mapping(mapping: &BTreeMap<String, String>, project_roles: &[String]) -> Vec<FieldProblem> {
@@ -235,6 +281,28 @@ pub fn check_landing_zone_settings(settings: &Map<String, Value>) -> Vec<FieldPr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn se4_a_new_address_needs_the_secrets_again_or_an_admin() {
+        use super::*;
+        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let before = obj(serde_json::json!({"auth_url": "https://keystone.example/v3", "domain": "Default"}));
+        let moved = obj(serde_json::json!({"auth_url": "https://attacker.example/v3", "domain": "Default"}));
+        let renamed = obj(serde_json::json!({"auth_url": "https://keystone.example/v3", "domain": "Other"}));
+        let both = obj(serde_json::json!({"username": "admin", "password": "p"}));
+        let one = obj(serde_json::json!({"password": "p"}));
+        let t = PlatformType::OpenStack;
+        assert_eq!(check_destination_change(t, &before, &renamed, None, false), Ok(vec![]));
+        let refused = check_destination_change(t, &before, &moved, None, false);
+        assert!(refused.as_ref().is_err_and(|(f, m)| f == "secrets" && m.contains("auth_url")), "{refused:?}");
+        assert!(check_destination_change(t, &before, &moved, Some(&one), false).is_err());
+        assert_eq!(check_destination_change(t, &before, &moved, Some(&both), false), Ok(vec!["auth_url"]));
+        assert_eq!(check_destination_change(t, &before, &moved, None, true), Ok(vec!["auth_url"]));
+        // a certificate trusted for the address counts as the address
+        let k8s = obj(serde_json::json!({"api_url": "https://k"}));
+        let ca = obj(serde_json::json!({"api_url": "https://k", "ca_cert": "-----BEGIN CERTIFICATE-----x-----END CERTIFICATE-----"}));
+        assert!(check_destination_change(PlatformType::Kubernetes, &k8s, &ca, None, false).is_err());
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -14,8 +14,8 @@ use canopy_api_types::{
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::platforms::{
-    DeletionMode, FieldProblem, PlatformType, check_landing_zone_settings, check_role_mapping, check_secrets,
-    check_settings,
+    DeletionMode, FieldProblem, PlatformType, check_destination_change, check_landing_zone_settings,
+    check_role_mapping, check_secrets, check_settings,
 };
 use canopy_domain::replication::DriftPolicy;
 use canopy_domain::{DisplayName, Identifier};
@@ -174,7 +174,10 @@ pub async fn show(
     Ok(Json(to_platform(p, mapping)))
 }
 
-/// Change a platform (admins, platform engineers).
+/// Change a platform (admins, platform engineers). Changing where its
+/// secrets are sent (its address, region, directory tenant or trusted
+/// certificate) needs every secret given again, unless an admin makes the
+/// change (SE4); the history records which of them changed.
 #[utoipa::path(patch, path = "/api/v1/platforms/{platform}", tag = "platforms", params(("platform" = String, Path)),
     request_body = UpdatePlatform, security(("bearer" = [])),
     responses((status = 200, body = Platform), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -216,6 +219,15 @@ pub async fn update(
     after.landing_zone_required = body.landing_zone_required.unwrap_or(before.landing_zone_required);
     after.deletion = deletion.unwrap_or(before.deletion);
     after.drift_policy = drift_policy.unwrap_or(before.drift_policy);
+    // a new address for the stored secrets needs them again, or an admin (SE4)
+    let moved = check_destination_change(
+        before.platform_type,
+        &before.settings,
+        &after.settings,
+        body.secrets.as_ref(),
+        caller.actor.is_admin(),
+    )
+    .map_err(|(field, message)| ApiError::invalid(&field, message))?;
     let mut secrets = tx.platform_secrets(before.id, &app.config.secret_key).await?;
     let rotated: Vec<String> = body.secrets.as_ref().map(|s| s.keys().cloned().collect()).unwrap_or_default();
     if let Some(new) = body.secrets {
@@ -232,6 +244,7 @@ pub async fn update(
         "old": {"settings": before.settings, "role_mapping": old_mapping, "landing_zone_required": before.landing_zone_required, "deletion": before.deletion.as_str(), "drift_policy": before.drift_policy.as_str()},
         "new": {"settings": after.settings, "role_mapping": new_mapping, "landing_zone_required": after.landing_zone_required, "deletion": after.deletion.as_str(), "drift_policy": after.drift_policy.as_str()},
         "secrets_rotated": rotated,
+        "destination_changed": moved,
     });
     tx.append_event(None, EventKind::PlatformUpdated, now, &caller.initiator(), details).await?;
     tx.commit().await?;

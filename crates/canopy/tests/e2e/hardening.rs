@@ -242,7 +242,51 @@ async fn ws2_group_members_are_shown_only_to_admins_and_managers_of_its_workspac
     app.get("/api/v1/groups", &out).await.expect(200);
 }
 
+/// Finding 4: a platform engineer changed `auth_url` keeping the stored
+/// secrets, and the next replication sent Keystone's admin password to a
+/// listener of their choosing.
+async fn se4_a_platforms_secrets_go_to_a_new_address_only_given_again(app: TestApp) {
+    let admin = app.admin_token.clone();
+    app.post(
+        "/api/v1/users",
+        &admin,
+        json!({"username": "pat", "email": "pat@example.org", "first_name": "Pat", "last_name": "Lee",
+            "password": "password-of-pat", "installation_roles": ["platform_engineer"]}),
+    )
+    .await
+    .expect(201);
+    let pat = app.sign_in("pat", "password-of-pat").await;
+    let platform = json!({"identifier": "os", "type": "openstack",
+        "settings": {"auth_url": "https://keystone.example/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "the-keystone-password"},
+        "role_mapping": {"project_user": "member"}});
+    app.post("/api/v1/platforms", &admin, platform).await.expect(201);
+    let elsewhere = json!({"auth_url": "https://listener.example/v3", "domain": "Default"});
+    // the stored secrets do not follow a new address
+    let r = app.patch("/api/v1/platforms/os", &pat, json!({"settings": elsewhere})).await;
+    let r = r.expect_problem(422, Some("secrets"));
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("auth_url"), "{}", r.body);
+    let half = json!({"settings": elsewhere, "secrets": {"password": "x"}});
+    app.patch("/api/v1/platforms/os", &pat, half).await.expect_problem(422, Some("secrets"));
+    let shown = app.get("/api/v1/platforms/os", &pat).await.expect(200).body;
+    assert_eq!(shown["settings"]["auth_url"], "https://keystone.example/v3", "nothing changed");
+    // other settings change freely
+    let renamed = json!({"auth_url": "https://keystone.example/v3", "domain": "Other"});
+    app.patch("/api/v1/platforms/os", &pat, json!({"settings": renamed})).await.expect(200);
+    // with the secrets given again, the address may change; an admin may change it alone
+    let given = json!({"settings": elsewhere, "secrets": {"username": "svc", "password": "a-new-secret"}});
+    app.patch("/api/v1/platforms/os", &pat, given).await.expect(200);
+    let back = json!({"auth_url": "https://keystone.example/v3", "domain": "Default"});
+    app.patch("/api/v1/platforms/os", &admin, json!({"settings": back})).await.expect(200);
+    // each move is in the history, the secrets never
+    let h = app.get("/api/v1/admin/history?kind=platform_updated", &admin).await.expect(200).body;
+    let moves: Vec<_> = h["items"].as_array().unwrap().iter().map(|e| e["details"]["destination_changed"].clone()).collect();
+    assert_eq!(moves, [json!(["auth_url"]), json!(["auth_url"]), json!([])], "{h}");
+    assert!(!h.to_string().contains("a-new-secret") && !h.to_string().contains("the-keystone-password"));
+}
+
 canopy_testkit::backend_tests! {
+    se4_a_platforms_secrets_go_to_a_new_address_only_given_again,
     se2_parallel_guesses_are_counted_before_any_is_checked,
     se2_a_guesser_elsewhere_does_not_lock_the_owner_out,
     se1_known_and_unknown_names_are_answered_alike,

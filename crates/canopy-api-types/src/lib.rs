@@ -896,9 +896,35 @@ pub struct EmergencyRevocation {
     pub memberships: Vec<RevokedMembership>,
     pub groups: Vec<String>,
     pub bindings: Vec<RevokedBinding>,
+    /// Pending four-eye requests the person filed, or that would give them
+    /// access: void, so that no later approval brings access back.
+    pub requests: Vec<VoidedRequest>,
+    /// The API keys the person created: deleted, so that none works again
+    /// should the account be reactivated.
+    pub api_keys: Vec<RevokedApiKey>,
     pub tenants: Vec<RevokedTenant>,
     /// Whether every tenant confirmed every removal.
     pub complete: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VoidedRequest {
+    pub id: Uuid,
+    pub workspace: String,
+    pub project: String,
+    /// `user:NAME` or `group:IDENTIFIER`.
+    pub subject: String,
+    pub role: String,
+    /// `add`, `change` or `remove`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevokedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// The key's workspace; none for an installation key.
+    pub workspace: Option<String>,
 }
 
 // ---------------------------------------------------------------- expired access

@@ -111,8 +111,10 @@ str_enum!(RequestState { Pending => "pending", Approved => "approved", Declined 
 /// A request as the approval rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The person or API key that asked.
+    /// The person who asked (for a request filed with an API key, its creator).
     pub requester: Uuid,
+    /// The API key it was filed with, if any: the key may withdraw it too.
+    pub requester_key: Option<Uuid>,
     pub state: RequestState,
     /// Approvals it needs, fixed when it was made.
     pub required: u32,
@@ -197,10 +199,16 @@ pub fn decline(request: &Request, who: Approver) -> Result<(), Refusal> {
     if request.state != RequestState::Pending {
         return Err(Refusal::Decided(request.state));
     }
-    if who.id != request.requester && !who.is_admin && !who.is_manager {
+    if !withdraws(request, who.id) && !who.is_admin && !who.is_manager {
         return Err(Refusal::NotAnApprover);
     }
     Ok(())
+}
+
+/// Whether `who` declining `request` withdraws it: its requester, or the
+/// API key that filed it.
+pub fn withdraws(request: &Request, who: Uuid) -> bool {
+    who == request.requester || request.requester_key == Some(who)
 }
 
 /// Whether a request can only be approved by an admin: fewer than `required`
@@ -223,7 +231,9 @@ pub enum VoidReason {
     SubjectGone,
     #[error("the binding was changed meanwhile; request the change again")]
     ChangedMeanwhile,
-    #[error("the requester's account was deactivated or removed meanwhile")]
+    #[error(
+        "the requester can no longer make this change (deactivated, removed, no longer a manager, or their API key deleted)"
+    )]
     RequesterGone,
     #[error("it waited 30 days without a decision")]
     Lapsed,
@@ -244,19 +254,30 @@ pub struct ApplyContext<'a> {
     pub other: Option<&'a Binding>,
     /// Whether the subject may still hold project roles in the workspace.
     pub subject_eligible: bool,
-    /// Whether the person who asked still has an active account: a revoked
-    /// person's requests do not outlive them.
-    pub requester_active: bool,
+    /// Whether the person or API key that asked may still make this change
+    /// (active, still managing the workspace, the key not deleted): a
+    /// request does not outlive its requester's right to ask.
+    pub requester_may_ask: bool,
+}
+
+/// Whether applying a request at `now` ends its binding rather than changing
+/// it: a change whose expiration passed while it waited was asked to take
+/// access away by then, and must not lapse into leaving it (issue 11,
+/// finding 16). It applies as the binding with its role kept and that
+/// expiration, which ends it.
+pub fn ends_access(kind: RequestKind, expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    kind == RequestKind::Change && !in_force_at(expires_at, now)
 }
 
 /// Why the request cannot be applied at `now`, or `None` when it can.
 ///
 /// A removal applies as long as the binding exists, even if it expired
-/// meanwhile. A change applies only to the binding as the approvers saw it.
+/// meanwhile. A change applies only to the binding as the approvers saw it;
+/// one whose expiration passed ends the binding ([`ends_access`]).
 /// An add or a change never creates access that is already over, nor
 /// duplicates a binding in force.
 pub fn void_reason(ctx: ApplyContext<'_>, now: OffsetDateTime) -> Option<VoidReason> {
-    if !ctx.requester_active {
+    if !ctx.requester_may_ask {
         return Some(VoidReason::RequesterGone);
     }
     match ctx.kind {
@@ -265,8 +286,9 @@ pub fn void_reason(ctx: ApplyContext<'_>, now: OffsetDateTime) -> Option<VoidRea
             let Some(b) = ctx.binding else { return Some(VoidReason::BindingGone) };
             if ctx.from.is_some_and(|from| from != (b.role_id, b.expires_at)) {
                 Some(VoidReason::ChangedMeanwhile)
-            } else if !in_force_at(ctx.expires_at, now) {
-                Some(VoidReason::ExpiryPassed)
+            } else if ends_access(ctx.kind, ctx.expires_at, now) {
+                // a reduction never lapses into more access: it ends the binding
+                None
             } else if !ctx.subject_eligible {
                 Some(VoidReason::SubjectGone)
             } else if ctx.other.is_some_and(|o| o.id != b.id && o.in_force_at(now)) {
@@ -304,6 +326,7 @@ mod tests {
     fn pending(requester: Uuid, required: u32, approvals: &[Uuid]) -> Request {
         Request {
             requester,
+            requester_key: None,
             state: RequestState::Pending,
             required,
             approvals: approvals.iter().copied().collect(),
@@ -390,8 +413,11 @@ mod tests {
         let member = Approver { id: id(5), is_admin: false, is_manager: false };
         assert_eq!(approve(&r, member), Err(Refusal::NotAnApprover));
         assert_eq!(decline(&r, member), Err(Refusal::NotAnApprover));
-        // the requester may withdraw their own request
+        // the requester may withdraw their own request, and so may the key that filed it
         assert_eq!(decline(&r, Approver { id: id(1), is_admin: false, is_manager: false }), Ok(()));
+        let by_key = Request { requester_key: Some(id(77)), ..r.clone() };
+        assert_eq!(decline(&by_key, Approver { id: id(77), is_admin: false, is_manager: false }), Ok(()));
+        assert!(withdraws(&by_key, id(77)) && withdraws(&by_key, id(1)) && !withdraws(&by_key, id(78)));
     }
 
     fn ctx<'a>(
@@ -406,7 +432,7 @@ mod tests {
             binding,
             other: None,
             subject_eligible: true,
-            requester_active: true,
+            requester_may_ask: true,
         }
     }
 
@@ -418,7 +444,12 @@ mod tests {
         let void = |c| void_reason(c, now);
         assert_eq!(void(ctx(RequestKind::Remove, None, None)), Some(VoidReason::BindingGone));
         assert_eq!(void(ApplyContext { subject_eligible: false, ..ctx(RequestKind::Remove, None, Some(&b)) }), None);
-        assert_eq!(void(ctx(RequestKind::Change, Some(now), Some(&b))), Some(VoidReason::ExpiryPassed));
+        // a change whose expiration passed ends the binding rather than lapsing (finding 16)
+        assert_eq!(void(ctx(RequestKind::Change, Some(now), Some(&b))), None);
+        assert!(ends_access(RequestKind::Change, Some(now), now));
+        assert!(!ends_access(RequestKind::Change, Some(now + time::Duration::seconds(1)), now));
+        assert!(!ends_access(RequestKind::Add, Some(now), now));
+        assert_eq!(void(ctx(RequestKind::Add, Some(now), None)), Some(VoidReason::ExpiryPassed));
         assert_eq!(void(ctx(RequestKind::Add, None, Some(&b))), Some(VoidReason::AlreadyHeld));
         let gone = ApplyContext { subject_eligible: false, ..ctx(RequestKind::Add, None, None) };
         assert_eq!(void(gone), Some(VoidReason::SubjectGone));
@@ -431,8 +462,8 @@ mod tests {
         assert_eq!(void(moved), Some(VoidReason::ChangedMeanwhile));
         let other = Binding { id: id(9), role_id: id(6), ..b.clone() };
         assert_eq!(void(ApplyContext { other: Some(&other), ..seen }), Some(VoidReason::AlreadyHeld));
-        // a revoked person's requests do not outlive them
-        let revoked = ApplyContext { requester_active: false, ..ctx(RequestKind::Remove, None, Some(&b)) };
+        // a request does not outlive its requester's right to ask
+        let revoked = ApplyContext { requester_may_ask: false, ..ctx(RequestKind::Remove, None, Some(&b)) };
         assert_eq!(void(revoked), Some(VoidReason::RequesterGone));
     }
 
@@ -584,7 +615,7 @@ mod tests {
                         let eligible = members.contains(&r.subject.id);
                         let ctx = ApplyContext {
                             kind: r.kind, expires_at: r.expires_at, from: r.from, binding: same.as_ref(),
-                            other: other.as_ref(), subject_eligible: eligible, requester_active: true,
+                            other: other.as_ref(), subject_eligible: eligible, requester_may_ask: true,
                         };
                         if void_reason(ctx, now).is_some() {
                             r.rule.state = RequestState::Void;
@@ -599,6 +630,13 @@ mod tests {
                                 let b = Binding { id: id(next), project_id: id(1), subject: r.subject, role_id: r.role, expires_at: r.expires_at };
                                 bindings.insert(b.id, b);
                                 Some(id(next))
+                            }
+                            (RequestKind::Change, Some(b)) if ends_access(r.kind, r.expires_at, now) => {
+                                // a reduction whose moment passed ends the binding
+                                prop_assert_eq!(r.from, Some((b.role_id, b.expires_at)), "changed a binding that moved");
+                                if let Some(b) = bindings.get_mut(&b.id) { b.expires_at = r.expires_at; }
+                                prop_assert!(!bindings[&b.id].in_force_at(now), "a passed reduction left access");
+                                None
                             }
                             (RequestKind::Change, Some(b)) => {
                                 prop_assert_eq!(r.from, Some((b.role_id, b.expires_at)), "changed a binding that moved");

@@ -299,7 +299,9 @@ mod tests {
         assert_eq!(check_destination_change(t, &before, &moved, None, true), Ok(vec!["auth_url"]));
         // a certificate trusted for the address counts as the address
         let k8s = obj(serde_json::json!({"api_url": "https://k"}));
-        let ca = obj(serde_json::json!({"api_url": "https://k", "ca_cert": "-----BEGIN CERTIFICATE-----x-----END CERTIFICATE-----"}));
+        let ca = obj(
+            serde_json::json!({"api_url": "https://k", "ca_cert": "-----BEGIN CERTIFICATE-----x-----END CERTIFICATE-----"}),
+        );
         assert!(check_destination_change(PlatformType::Kubernetes, &k8s, &ca, None, false).is_err());
     }
 

@@ -180,6 +180,55 @@ impl Caller {
     }
 }
 
+/// The actor of an active user's account, `None` when it is gone or deactivated.
+pub async fn user_actor(tx: &mut Tx, user_id: uuid::Uuid) -> Result<Option<Actor>, ApiError> {
+    Ok(tx.user_by_id(user_id).await?.filter(|u| u.active).map(|user| Actor {
+        kind: ActorKind::User,
+        id: user.id,
+        name: user.username,
+        installation_roles: user.installation_roles,
+    }))
+}
+
+/// What an API key may act as now.
+pub enum KeyActor {
+    Acts(Actor),
+    /// Its creator's account is gone or deactivated (AC10).
+    CreatorGone,
+    /// Its creator no longer holds what the key needs (ID3).
+    Lost(&'static str),
+}
+
+/// An API key acts for its creator, never with more than the creator holds
+/// now (ID3), and stops with the creator's account (AC10).
+pub async fn key_actor(tx: &mut Tx, key: &canopy_store::ApiKeyRecord) -> Result<KeyActor, ApiError> {
+    let Some(creator) = (match key.created_by_id {
+        Some(id) => tx.user_by_id(id).await?.filter(|u| u.active),
+        None => None,
+    }) else {
+        return Ok(KeyActor::CreatorGone);
+    };
+    let (kind, roles) = match key.workspace_id {
+        Some(workspace_id) => {
+            let Ok(role) = key.role.parse::<WorkspaceRole>() else { return Ok(KeyActor::CreatorGone) };
+            let held = WorkspaceRole::strongest(tx.membership_roles_of_user(workspace_id, creator.id).await?);
+            let creator_is_admin = creator.installation_roles.contains(&InstallationRole::Admin);
+            let Some(role) = workspace_key_role(role, creator_is_admin, held) else {
+                return Ok(KeyActor::Lost("this API key's creator no longer has access to its workspace"));
+            };
+            (ActorKind::WorkspaceKey { workspace_id, role }, BTreeSet::new())
+        }
+        None => {
+            let Ok(role) = key.role.parse::<InstallationRole>() else { return Ok(KeyActor::CreatorGone) };
+            let Some(role) = installation_key_role(role, &creator.installation_roles) else {
+                return Ok(KeyActor::Lost("this API key's creator no longer holds its role"));
+            };
+            (ActorKind::InstallationKey, BTreeSet::from([role]))
+        }
+    };
+    Ok(KeyActor::Acts(Actor { kind, id: key.id, name: key.name.clone(), installation_roles: roles }))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -201,43 +250,14 @@ impl FromRequestParts<AppState> for Caller {
         let session = token.starts_with(SESSION_PREFIX).then(|| hash.clone());
         let actor = if token.starts_with(SESSION_PREFIX) {
             let user_id = tx.session_user(&hash, now).await?.ok_or_else(invalid)?;
-            let user = tx.user_by_id(user_id).await?.ok_or_else(invalid)?;
-            if !user.active {
-                return Err(invalid());
-            }
-            Actor {
-                kind: ActorKind::User,
-                id: user.id,
-                name: user.username,
-                installation_roles: user.installation_roles,
-            }
+            user_actor(&mut tx, user_id).await?.ok_or_else(invalid)?
         } else if token.starts_with(API_KEY_PREFIX) {
             let key = tx.api_key_by_hash(&hash, now).await?.ok_or_else(invalid)?;
-            // A key stops working with its creator's account (AC10), and never
-            // holds more than its creator holds now (ID3).
-            let creator = match key.created_by_id {
-                Some(id) => tx.user_by_id(id).await?.filter(|u| u.active).ok_or_else(invalid)?,
-                None => return Err(invalid()),
-            };
-            let (kind, roles) = match key.workspace_id {
-                Some(workspace_id) => {
-                    let role = key.role.parse::<WorkspaceRole>().map_err(|_| invalid())?;
-                    let held = WorkspaceRole::strongest(tx.membership_roles_of_user(workspace_id, creator.id).await?);
-                    let creator_is_admin = creator.installation_roles.contains(&InstallationRole::Admin);
-                    let role = workspace_key_role(role, creator_is_admin, held).ok_or_else(|| {
-                        ApiError::Unauthenticated("this API key's creator no longer has access to its workspace".into())
-                    })?;
-                    (ActorKind::WorkspaceKey { workspace_id, role }, BTreeSet::new())
-                }
-                None => {
-                    let role = key.role.parse::<InstallationRole>().map_err(|_| invalid())?;
-                    let role = installation_key_role(role, &creator.installation_roles).ok_or_else(|| {
-                        ApiError::Unauthenticated("this API key's creator no longer holds its role".into())
-                    })?;
-                    (ActorKind::InstallationKey, BTreeSet::from([role]))
-                }
-            };
-            Actor { kind, id: key.id, name: key.name, installation_roles: roles }
+            match key_actor(&mut tx, &key).await? {
+                KeyActor::Acts(actor) => actor,
+                KeyActor::CreatorGone => return Err(invalid()),
+                KeyActor::Lost(why) => return Err(ApiError::Unauthenticated(why.into())),
+            }
         } else {
             return Err(invalid());
         };

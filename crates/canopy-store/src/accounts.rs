@@ -433,6 +433,15 @@ impl Tx {
         rows.iter().map(key_from_row).collect()
     }
 
+    /// Every key `user` created, by id.
+    pub async fn api_keys_created_by(&mut self, user: Uuid) -> Result<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.created_by_id = $1 ORDER BY k.id")))
+            .bind(user.to_string())
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
     pub async fn delete_api_key(&mut self, id: Uuid) -> Result<()> {
         sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())

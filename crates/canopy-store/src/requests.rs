@@ -39,8 +39,11 @@ pub struct RoleRequestRecord {
     pub from_expires_at: Option<OffsetDateTime>,
     pub justification: String,
     pub approvals_required: u32,
+    /// The person who asked (for a request filed with an API key, the key's creator).
     pub requested_by_id: Uuid,
     pub requested_by: String,
+    /// The API key the request was filed with, if any.
+    pub requested_by_key_id: Option<Uuid>,
     pub requested_at: OffsetDateTime,
     pub state: RequestState,
     pub decided_at: Option<OffsetDateTime>,
@@ -63,6 +66,7 @@ impl RoleRequestRecord {
     pub fn rule(&self, beneficiaries: BTreeSet<Uuid>) -> Request {
         Request {
             requester: self.requested_by_id,
+            requester_key: self.requested_by_key_id,
             state: self.state,
             required: self.approvals_required,
             approvals: self.approvals.iter().map(|a| a.approver_id).collect::<BTreeSet<_>>(),
@@ -109,16 +113,18 @@ pub struct NewRoleRequest<'a> {
     pub approvals_required: u32,
     pub requested_by_id: Uuid,
     pub requested_by: &'a str,
+    pub requested_by_key_id: Option<Uuid>,
+    /// The subject's username or group identifier, kept should the subject go.
+    pub subject_name: &'a str,
 }
 
 const SELECT: &str = "SELECT q.id, q.workspace_id, w.identifier AS workspace, q.project_id, p.identifier AS project, \
        q.kind, q.binding_id, q.user_id, q.group_id, q.role_id, r.identifier AS role, q.expires_at, \
        fr.identifier AS from_role, q.from_role_id, q.from_expires_at, q.justification, q.approvals_required, \
-       q.requested_by_id, q.requested_by, q.requested_at, q.state, q.decided_at, q.decided_by, q.reason, \
-       COALESCE(u.username, g.identifier) AS subject_name \
+       q.requested_by_id, q.requested_by, q.requested_by_key_id, q.requested_at, q.state, q.decided_at, \
+       q.decided_by, q.reason, q.subject_name \
      FROM role_requests q JOIN workspaces w ON w.id = q.workspace_id JOIN projects p ON p.id = q.project_id \
-     JOIN project_roles r ON r.id = q.role_id LEFT JOIN project_roles fr ON fr.id = q.from_role_id \
-     LEFT JOIN users u ON u.id = q.user_id LEFT JOIN user_groups g ON g.id = q.group_id";
+     JOIN project_roles r ON r.id = q.role_id LEFT JOIN project_roles fr ON fr.id = q.from_role_id";
 
 fn from_row(r: &AnyRow) -> Result<RoleRequestRecord> {
     let subject = match (r.uuid_opt("user_id")?, r.uuid_opt("group_id")?) {
@@ -148,6 +154,7 @@ fn from_row(r: &AnyRow) -> Result<RoleRequestRecord> {
             .map_err(|_| StoreError::Corrupt(format!("approvals_required {required}")))?,
         requested_by_id: r.uuid("requested_by_id")?,
         requested_by: r.text("requested_by")?,
+        requested_by_key_id: r.uuid_opt("requested_by_key_id")?,
         requested_at: r.time("requested_at")?,
         state: r.parse("state")?,
         decided_at: r.time_opt("decided_at")?,
@@ -180,8 +187,8 @@ impl Tx {
         sqlx::query(
             "INSERT INTO role_requests (id, workspace_id, project_id, kind, binding_id, user_id, group_id, role_id, \
                expires_at, from_role_id, from_expires_at, justification, approvals_required, requested_by_id, \
-               requested_by, requested_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending')",
+               requested_by, requested_at, state, requested_by_key_id, subject_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18)",
         )
         .bind(&id)
         .bind(q.workspace_id.to_string())
@@ -199,6 +206,8 @@ impl Tx {
         .bind(q.requested_by_id.to_string())
         .bind(q.requested_by)
         .bind(to_us(now))
+        .bind(q.requested_by_key_id.map(|k| k.to_string()))
+        .bind(q.subject_name)
         .execute(self.conn())
         .await?;
         self.role_request(&id).await?.ok_or(StoreError::Conflict)
@@ -251,6 +260,34 @@ impl Tx {
                 })
             })
             .collect()
+    }
+
+    /// The pending requests that name `subject`, or that `person` filed
+    /// (themself or with one of their API keys), oldest first.
+    pub async fn pending_requests_touching(
+        &mut self,
+        subject: Option<Subject>,
+        person: Option<Uuid>,
+    ) -> Result<Vec<RoleRequestRecord>> {
+        let (user, group) = match subject {
+            Some(s) if s.kind == SubjectKind::User => (Some(s.id.to_string()), None),
+            Some(s) => (None, Some(s.id.to_string())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE q.state = 'pending' AND (q.user_id = $1 OR q.group_id = $2 OR q.requested_by_id = $3) \
+             ORDER BY q.requested_at, q.id"
+        )))
+        .bind(user)
+        .bind(group)
+        .bind(person.map(|p| p.to_string()))
+        .fetch_all(self.conn())
+        .await?;
+        let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        for q in &mut out {
+            q.approvals = self.approvals_of(q.id).await?;
+        }
+        Ok(out)
     }
 
     /// Lock a request until the transaction ends, so that decisions on it

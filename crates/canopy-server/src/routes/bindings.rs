@@ -166,6 +166,8 @@ struct Ask<'a> {
     /// The binding it changes or removes.
     binding: Option<&'a canopy_domain::Binding>,
     subject: Subject,
+    /// The subject's username or group identifier.
+    subject_name: &'a str,
     role_id: Uuid,
     expires_at: Option<OffsetDateTime>,
 }
@@ -195,6 +197,8 @@ async fn pend<T>(
         approvals_required: approvals,
         requested_by_id: caller.actor.id,
         requested_by: &caller.actor.name,
+        requested_by_key_id: None,
+        subject_name: ask.subject_name,
     };
     let request = open_request(&mut tx, caller, new, now).await?;
     tx.commit().await?;
@@ -300,14 +304,22 @@ pub async fn create(
     let (Some(role), Some((subject, name)), true) = (role, subject, errors.is_empty()) else {
         return Err(ApiError::Invalid(errors));
     };
-    let name = subject_string(subject.kind, &name);
+    let raw_name = name;
+    let name = subject_string(subject.kind, &raw_name);
     if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
         if let Some(existing) = tx.find_binding(p.id, subject, role.id).await?
             && existing.binding.in_force_at(now)
         {
             return Err(held(&name, &role, &p));
         }
-        let ask = Ask { kind: RequestKind::Add, binding: None, subject, role_id: role.id, expires_at: body.expires_at };
+        let ask = Ask {
+            kind: RequestKind::Add,
+            binding: None,
+            subject,
+            subject_name: &raw_name,
+            role_id: role.id,
+            expires_at: body.expires_at,
+        };
         return pend(tx, &caller, (&ws, &p), ask, (justification, approvals), now).await;
     }
     let add = AddBinding {
@@ -418,7 +430,14 @@ pub async fn update(
             return Err(held(&name, &role, &p));
         }
         let b = &before.binding;
-        let ask = Ask { kind: RequestKind::Change, binding: Some(b), subject: b.subject, role_id: role.id, expires_at };
+        let ask = Ask {
+            kind: RequestKind::Change,
+            binding: Some(b),
+            subject: b.subject,
+            subject_name: &before.subject_name,
+            role_id: role.id,
+            expires_at,
+        };
         return pend(tx, &caller, (&ws, &p), ask, (justification, approvals), now).await;
     }
     let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: None };
@@ -488,11 +507,13 @@ pub async fn delete(
     let (ws, p) = managed_project(&mut tx, &caller, &ws, &project).await?;
     let b = load_binding(&mut tx, &p, &id).await?;
     if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        let subject_name = b.subject_name.clone();
         let b = &b.binding;
         let ask = Ask {
             kind: RequestKind::Remove,
             binding: Some(b),
             subject: b.subject,
+            subject_name: &subject_name,
             role_id: b.role_id,
             expires_at: b.expires_at,
         };

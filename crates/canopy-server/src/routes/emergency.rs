@@ -8,15 +8,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use canopy_api_types::{
-    EmergencyGrant, EmergencyGrantResult, EmergencyRevocation, EmergencyRevoke, FieldError, Problem, RevokedAssignment,
-    RevokedBinding, RevokedMembership, RevokedTenant,
+    EmergencyGrant, EmergencyGrantResult, EmergencyRevocation, EmergencyRevoke, FieldError, Problem, RevokedApiKey,
+    RevokedAssignment, RevokedBinding, RevokedMembership, RevokedTenant, VoidedRequest,
 };
 use canopy_domain::access::check_new_expiry;
 use canopy_domain::authz::Action;
+use canopy_domain::four_eye::RequestState;
 use canopy_domain::history::EventKind;
 use canopy_domain::mail::AccessChange;
 use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
-use canopy_store::{NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Tx, UserChanges, UserRecord};
+use canopy_store::{Decision, NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Tx, UserChanges, UserRecord};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,6 +25,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::routes::requests::void_event;
 use crate::routes::users::{is_active_admin, keep_an_admin};
 use crate::routes::{rfc3339, subject_string};
 
@@ -276,6 +278,13 @@ pub async fn revoke(
         keep_an_admin(&mut tx).await?;
     }
     tx.lock_user(user.id).await?;
+    // pending requests the person filed, or that would give them access: they
+    // end with the access (finding 14), locked before their workspaces, as
+    // every decision takes them
+    let requests = tx.pending_requests_touching(Some(Subject::user(user.id)), Some(user.id)).await?;
+    for q in &requests {
+        tx.lock_role_request(q.id).await?;
+    }
     let direct: BTreeMap<Uuid, WorkspaceRole> =
         tx.direct_memberships(SubjectKind::User, user.id).await?.into_iter().collect();
     let groups = tx.groups_of_user(user.id).await?;
@@ -305,6 +314,7 @@ pub async fn revoke(
     let name = subject_string(SubjectKind::User, &user.username);
     let reason = "emergency revocation";
     let mut ws_events: BTreeMap<Uuid, Vec<(EventKind, serde_json::Value)>> = BTreeMap::new();
+    let mut installation_key_events = Vec::new();
     let mut memberships = Vec::new();
     let mut bindings = Vec::new();
     for ws_id in &workspaces {
@@ -334,13 +344,36 @@ pub async fn revoke(
     for g in &groups {
         tx.remove_group_member(*g, user.id).await?;
     }
+    let mut voided = Vec::new();
+    for q in &requests {
+        let decision =
+            Decision { state: RequestState::Void, by: &caller.actor.name, reason: Some(reason), binding_id: None };
+        if tx.decide_role_request(q.id, decision, now).await? {
+            ws_events.entry(q.workspace_id).or_default().push((EventKind::RoleRequestVoid, void_event(q, reason)));
+            voided.push(json!({"id": q.id, "workspace": q.workspace, "project": q.project,
+                "subject": q.subject_string(), "role": q.role, "kind": q.kind.as_str()}));
+        }
+    }
+    // every key the person made goes: none works again on reactivation (finding 15)
+    let mut keys = Vec::new();
+    for k in tx.api_keys_created_by(user.id).await? {
+        tx.delete_api_key(k.id).await?;
+        let event = json!({"key": k.id, "name": k.name, "reason": reason});
+        match k.workspace_id {
+            Some(ws) => ws_events.entry(ws).or_default().push((EventKind::ApiKeyDeleted, event)),
+            None => installation_key_events.push(event),
+        }
+        keys.push(json!({"id": k.id, "name": k.name, "workspace": k.workspace_identifier}));
+    }
     tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
     tx.delete_sessions_of(user.id).await?;
 
     let initiator = caller.initiator();
     let removed = json!({"memberships": memberships.iter().map(|m| json!({"workspace": m.workspace, "role": m.role})).collect::<Vec<_>>(),
         "groups": group_names,
-        "bindings": bindings.iter().map(|b| json!({"workspace": b.workspace, "project": b.project, "role": b.role})).collect::<Vec<_>>()});
+        "bindings": bindings.iter().map(|b| json!({"workspace": b.workspace, "project": b.project, "role": b.role})).collect::<Vec<_>>(),
+        "requests": voided,
+        "api_keys": keys});
     let record = RevocationRecord {
         id: Uuid::new_v4(),
         user_id: user.id,
@@ -361,6 +394,9 @@ pub async fn revoke(
         }
     }
     // the installation chain last: see canopy_store::Tx::append_event
+    for event in installation_key_events {
+        tx.append_event(None, EventKind::ApiKeyDeleted, now, &initiator, event).await?;
+    }
     for g in &group_names {
         tx.append_event(
             None,
@@ -456,6 +492,29 @@ async fn to_revocation(tx: &mut Tx, r: RevocationRecord) -> ApiResult<EmergencyR
                 workspace: text(b, "workspace"),
                 project: text(b, "project"),
                 role: text(b, "role"),
+            })
+            .collect(),
+        requests: list("requests")
+            .iter()
+            .filter_map(|q| {
+                Some(VoidedRequest {
+                    id: q["id"].as_str().and_then(|id| Uuid::parse_str(id).ok())?,
+                    workspace: text(q, "workspace"),
+                    project: text(q, "project"),
+                    subject: text(q, "subject"),
+                    role: text(q, "role"),
+                    kind: text(q, "kind"),
+                })
+            })
+            .collect(),
+        api_keys: list("api_keys")
+            .iter()
+            .filter_map(|k| {
+                Some(RevokedApiKey {
+                    id: k["id"].as_str().and_then(|id| Uuid::parse_str(id).ok())?,
+                    name: text(k, "name"),
+                    workspace: k["workspace"].as_str().map(str::to_owned),
+                })
             })
             .collect(),
         complete: tenants.iter().all(|t| t.revoked_at.is_some()),

@@ -16,6 +16,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::members::{Removal, end_bindings_of_non_members, end_membership};
+use crate::routes::requests::void_pending;
 use crate::routes::{ListQuery, load_user, page};
 use crate::validate;
 
@@ -137,6 +138,12 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let g = load_group(&mut tx, &group).await?;
+    // requests naming the group close, saying why (finding 17)
+    let requests = tx.pending_requests_touching(Some(Subject::group(g.id)), None).await?;
+    for q in &requests {
+        tx.lock_role_request(q.id).await?;
+    }
+    void_pending(&mut tx, &requests, &caller, "its group was deleted", now).await?;
     let name = format!("group:{}", g.identifier);
     let initiator = caller.initiator();
     let removal = Removal { initiator: &initiator, reason: "group deleted", now };

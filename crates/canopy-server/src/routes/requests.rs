@@ -26,7 +26,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, KeyActor, key_actor, user_actor};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath as Path, ApiQuery, OptionalJson};
 use crate::routes::bindings::{AddBinding, ChangeBy, apply_add, apply_change, apply_remove, subject_eligible};
@@ -101,11 +101,14 @@ pub async fn open_request(
 ) -> ApiResult<RoleRequest> {
     // an API key asks on behalf of the person who made it: that person may
     // not approve it either (FE4), and hears the outcome
-    let requested_by_id = match caller.actor.kind {
-        ActorKind::User => caller.actor.id,
-        _ => tx.api_key(&caller.actor.id.to_string()).await?.and_then(|k| k.created_by_id).unwrap_or(caller.actor.id),
+    let (requested_by_id, requested_by_key_id) = match caller.actor.kind {
+        ActorKind::User => (caller.actor.id, None),
+        _ => {
+            let creator = tx.api_key(&caller.actor.id.to_string()).await?.and_then(|k| k.created_by_id);
+            (creator.unwrap_or(caller.actor.id), Some(caller.actor.id))
+        }
     };
-    let new = NewRoleRequest { requested_by_id, ..new };
+    let new = NewRoleRequest { requested_by_id, requested_by_key_id, ..new };
     if let Some(other) = tx.similar_pending_request(&new).await? {
         return Err(ApiError::conflict(format!(
             "request {other} asks for this already and waits for approval; decide or withdraw it first"
@@ -418,6 +421,66 @@ pub async fn approve(
     Ok(Json(to_request(q, needs_admin)))
 }
 
+/// The history event of a request closed as void for `reason`.
+pub fn void_event(q: &RoleRequestRecord, reason: &str) -> serde_json::Value {
+    json!({"request": q.id, "project": q.project, "subject": q.subject_string(), "role": q.role, "reason": reason})
+}
+
+/// Close pending requests as void for `reason` (their subject or requester
+/// is going), each with its history event, and tell their requesters.
+/// Lock them (`Tx::lock_role_request`) before any workspace or chain.
+pub async fn void_pending(
+    tx: &mut Tx,
+    requests: &[RoleRequestRecord],
+    caller: &Caller,
+    reason: &str,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
+    for q in requests {
+        let decision =
+            Decision { state: RequestState::Void, by: &caller.actor.name, reason: Some(reason), binding_id: None };
+        if tx.decide_role_request(q.id, decision, now).await? {
+            tx.append_event(
+                Some(q.workspace_id),
+                EventKind::RoleRequestVoid,
+                now,
+                &caller.initiator(),
+                void_event(q, reason),
+            )
+            .await?;
+            tell_requester(tx, q, RequestState::Void, &caller.actor.name, Some(reason), now).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the person or API key that filed `q` may still make its change
+/// in `ws` now (issue 11, finding 13): an account deactivated, removed from
+/// the workspace or demoted, or a key deleted or expired, cannot.
+async fn requester_may_ask(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    q: &RoleRequestRecord,
+    now: OffsetDateTime,
+) -> ApiResult<bool> {
+    let actor = match q.requested_by_key_id {
+        Some(key) => {
+            let key = tx.api_key(&key.to_string()).await?.filter(|k| k.expires_at.is_none_or(|e| e > now));
+            match key {
+                Some(k) => match key_actor(tx, &k).await? {
+                    KeyActor::Acts(a) => Some(a),
+                    KeyActor::CreatorGone | KeyActor::Lost(_) => None,
+                },
+                None => None,
+            }
+        }
+        None => user_actor(tx, q.requested_by_id).await?,
+    };
+    let Some(actor) = actor else { return Ok(false) };
+    let requester = Caller { actor, session: None };
+    Ok(requester.require_in(tx, ws, Action::ManageWorkspace).await.is_ok())
+}
+
 /// Apply an approved request, or void it where it can no longer apply; tell the requester.
 async fn settle(
     tx: &mut Tx,
@@ -449,21 +512,14 @@ async fn settle(
         binding: binding.as_ref().map(|b| &b.binding),
         other: other.as_ref().map(|b| &b.binding),
         subject_eligible: subject_eligible(tx, ws, q.subject).await?,
-        requester_active: tx.user_by_id(q.requested_by_id).await?.is_some_and(|u| u.active),
+        requester_may_ask: requester_may_ask(tx, ws, q, now).await?,
     };
     let subject = q.subject_string();
     let approved_by: Vec<&str> =
         q.approvals.iter().map(|a| a.approver.as_str()).chain([caller.actor.name.as_str()]).collect();
     let (state, made, why) = if let Some(void) = four_eye::void_reason(ctx, now) {
         let why = void.to_string();
-        tx.append_event(
-            Some(ws.id),
-            EventKind::RoleRequestVoid,
-            now,
-            &caller.initiator(),
-            json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role, "reason": why}),
-        )
-        .await?;
+        tx.append_event(Some(ws.id), EventKind::RoleRequestVoid, now, &caller.initiator(), void_event(q, &why)).await?;
         (RequestState::Void, None, Some(why))
     } else {
         tx.append_event(
@@ -476,8 +532,16 @@ async fn settle(
         )
         .await?;
         let by = ChangeBy { initiator: caller.initiator(), name: &caller.actor.name, request: Some(q.id) };
-        let role =
-            tx.project_role(&q.role).await?.ok_or_else(|| ApiError::Internal("the request's role vanished".into()))?;
+        // a change whose expiration passed ends the binding: its role stays (finding 16)
+        let ends = four_eye::ends_access(q.kind, q.expires_at, now);
+        let role_name = match (&binding, ends) {
+            (Some(b), true) => b.role_identifier.clone(),
+            _ => q.role.clone(),
+        };
+        let role = tx
+            .project_role(&role_name)
+            .await?
+            .ok_or_else(|| ApiError::Internal("the request's role vanished".into()))?;
         let made = match (q.kind, &binding) {
             (RequestKind::Add, _) => {
                 let add = AddBinding {
@@ -537,8 +601,9 @@ pub async fn decline(
     let mut tx = app.store.write().await?;
     let (ws, q, who) = for_decision(&mut tx, &caller, &ws, &id).await?;
     let beneficiaries = tx.people_reached(q.subject).await?;
-    four_eye::decline(&q.rule(beneficiaries), who).map_err(refused)?;
-    let withdrawn = who.id == q.requested_by_id;
+    let rule = q.rule(beneficiaries);
+    four_eye::decline(&rule, who).map_err(refused)?;
+    let withdrawn = four_eye::withdraws(&rule, who.id);
     let decision =
         Decision { state: RequestState::Declined, by: &caller.actor.name, reason: reason.as_deref(), binding_id: None };
     if !tx.decide_role_request(q.id, decision, now).await? {

@@ -10,7 +10,7 @@ use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::names::check_password;
 use canopy_domain::signin::{self, Scope};
-use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SearchTerm, SubjectKind, Username};
+use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SearchTerm, Subject, SubjectKind, Username};
 use canopy_store::{NewUser, UserChanges};
 use serde::Deserialize;
 use serde_json::json;
@@ -21,6 +21,7 @@ use crate::auth::{Admission, Caller, hash_password_admitted, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery, ClientAddress};
 use crate::routes::members::{Removal, end_membership};
+use crate::routes::requests::void_pending;
 use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
 use crate::validate;
 
@@ -261,10 +262,16 @@ pub async fn delete(
         keep_an_admin(&mut tx).await?;
     }
     tx.lock_user(user.id).await?;
+    // requests naming the person or filed by them close, saying why (finding 17)
+    let requests = tx.pending_requests_touching(Some(Subject::user(user.id)), Some(user.id)).await?;
+    for q in &requests {
+        tx.lock_role_request(q.id).await?;
+    }
+    void_pending(&mut tx, &requests, &caller, "the account of its subject or requester was deleted", now).await?;
     let initiator = caller.initiator();
     let name = format!("user:{}", user.username);
     for (ws, role) in tx.direct_memberships(SubjectKind::User, user.id).await? {
-        let subject = canopy_domain::Subject::user(user.id);
+        let subject = Subject::user(user.id);
         let removal = Removal { initiator: &initiator, reason: "account deleted", now };
         end_membership(&mut tx, ws, subject, &name, role, &removal).await?;
     }

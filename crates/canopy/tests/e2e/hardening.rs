@@ -280,12 +280,177 @@ async fn se4_a_platforms_secrets_go_to_a_new_address_only_given_again(app: TestA
     app.patch("/api/v1/platforms/os", &admin, json!({"settings": back})).await.expect(200);
     // each move is in the history, the secrets never
     let h = app.get("/api/v1/admin/history?kind=platform_updated", &admin).await.expect(200).body;
-    let moves: Vec<_> = h["items"].as_array().unwrap().iter().map(|e| e["details"]["destination_changed"].clone()).collect();
+    let moves: Vec<_> =
+        h["items"].as_array().unwrap().iter().map(|e| e["details"]["destination_changed"].clone()).collect();
     assert_eq!(moves, [json!(["auth_url"]), json!(["auth_url"]), json!([])], "{h}");
     assert!(!h.to_string().contains("a-new-secret") && !h.to_string().contains("the-keystone-password"));
 }
 
+/// Four-eye on with one approval; workspace `w` owned by olga with managers
+/// mia and max, member ann, and project `web`.
+async fn four_eye_world(app: &TestApp) -> (String, String, String) {
+    let admin = app.admin_token.clone();
+    app.patch("/api/v1/settings", &admin, json!({"four_eye": {"enabled": true, "approvals": 1}})).await.expect(200);
+    let olga = app.user("olga").await;
+    let mia = app.user("mia").await;
+    let max = app.user("max").await;
+    app.user("ann").await;
+    app.workspace(&olga, "w").await;
+    app.project(&olga, "w", "web").await;
+    app.invite(&olga, "w", "mia", "workspace_manager").await;
+    app.invite(&olga, "w", "max", "workspace_manager").await;
+    app.invite(&olga, "w", "ann", "workspace_member").await;
+    (olga, mia, max)
+}
+
+const BINDINGS: &str = "/api/v1/workspaces/w/projects/web/bindings";
+
+async fn ask(app: &TestApp, token: &str, user: &str) -> String {
+    let body = json!({"user": user, "role": "project_user", "justification": "needed"});
+    app.post(BINDINGS, token, body).await.expect(202).body["id"].as_str().unwrap().to_owned()
+}
+
+async fn request(app: &TestApp, id: &str) -> serde_json::Value {
+    app.get(&format!("/api/v1/workspaces/w/requests/{id}"), &app.admin_token).await.expect(200).body
+}
+
+fn approve_path(id: &str) -> String {
+    format!("/api/v1/workspaces/w/requests/{id}/approve")
+}
+
+/// Finding 13: a manager filed an add, was then demoted (or removed, or the
+/// API key that filed it was deleted); another manager approved and AWS
+/// granted the role. Finding 12: a key could not withdraw its own request.
+async fn fe4_a_request_is_void_once_its_requester_may_no_longer_ask(app: TestApp) {
+    let (olga, mia, max) = four_eye_world(&app).await;
+    let demote = |role: &'static str| json!({"role": role});
+    // demoted
+    let id = ask(&app, &mia, "ann").await;
+    app.patch("/api/v1/workspaces/w/members/user:mia", &olga, demote("workspace_member")).await.expect(200);
+    let q = app.post(&approve_path(&id), &max, json!({})).await.expect(200).body;
+    assert_eq!(q["state"], "void", "{q}");
+    assert!(q["reason"].as_str().unwrap().contains("no longer make this change"), "{q}");
+    assert_eq!(app.get(BINDINGS, &olga).await.expect(200).body["items"], json!([]));
+    // removed from the workspace
+    app.patch("/api/v1/workspaces/w/members/user:mia", &olga, demote("workspace_manager")).await.expect(200);
+    let id = ask(&app, &mia, "ann").await;
+    app.delete("/api/v1/workspaces/w/members/user:mia", &olga).await.expect(204);
+    assert_eq!(app.post(&approve_path(&id), &max, json!({})).await.expect(200).body["state"], "void");
+    // the API key that filed it deleted
+    app.invite(&olga, "w", "mia", "workspace_manager").await;
+    let key = json!({"name": "ci", "workspace": "w", "role": "workspace_manager"});
+    let k = app.post("/api/v1/api-keys", &mia, key).await.expect(201).body;
+    let (secret, key_id) = (k["secret"].as_str().unwrap().to_owned(), k["key"]["id"].as_str().unwrap().to_owned());
+    let id = ask(&app, &secret, "ann").await;
+    app.delete(&format!("/api/v1/api-keys/{key_id}"), &mia).await.expect(204);
+    assert_eq!(app.post(&approve_path(&id), &max, json!({})).await.expect(200).body["state"], "void");
+    // a key withdraws what it filed, as documented
+    let key = json!({"name": "ci2", "workspace": "w", "role": "workspace_manager"});
+    let secret = app.post("/api/v1/api-keys", &mia, key).await.expect(201).body["secret"].as_str().unwrap().to_owned();
+    let id = ask(&app, &secret, "ann").await;
+    let decline = format!("/api/v1/workspaces/w/requests/{id}/decline");
+    assert_eq!(app.post(&decline, &secret, json!({})).await.expect(200).body["state"], "declined");
+    let h = app.get("/api/v1/workspaces/w/history?kind=role_request_declined", &olga).await.expect(200).body;
+    assert_eq!(h["items"][0]["details"]["withdrawn"], true, "{h}");
+    // while a request whose requester still may ask applies
+    let id = ask(&app, &mia, "ann").await;
+    assert_eq!(app.post(&approve_path(&id), &max, json!({})).await.expect(200).body["state"], "approved");
+}
+
+/// Findings 14 and 15: an emergency revocation left the person's pending
+/// requests open and their API keys in place; after reactivation both
+/// worked again.
+async fn ad4_emergency_revocation_voids_requests_and_deletes_keys(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let (olga, mia, max) = four_eye_world(&app).await;
+    let filed = ask(&app, &mia, "ann").await;
+    let for_mia = ask(&app, &olga, "mia").await;
+    let other = ask(&app, &olga, "max").await;
+    let key = json!({"name": "mias-key", "workspace": "w", "role": "workspace_manager"});
+    let secret = app.post("/api/v1/api-keys", &mia, key).await.expect(201).body["secret"].as_str().unwrap().to_owned();
+    let r = app.post("/api/v1/admin/emergency/revoke", &admin, json!({"user": "mia", "justification": "compromised"}));
+    let receipt = r.await.expect(201).body;
+    let mut voided: Vec<&str> =
+        receipt["requests"].as_array().unwrap().iter().map(|q| q["id"].as_str().unwrap()).collect();
+    voided.sort();
+    let mut want = vec![filed.as_str(), for_mia.as_str()];
+    want.sort();
+    assert_eq!(voided, want, "{receipt}");
+    assert_eq!(receipt["api_keys"][0]["name"], "mias-key", "{receipt}");
+    for id in [&filed, &for_mia] {
+        assert_eq!(request(&app, id).await["state"], "void");
+    }
+    // reactivated and invited again: nothing comes back
+    app.patch("/api/v1/users/mia", &admin, json!({"active": true})).await.expect(200);
+    app.invite(&olga, "w", "mia", "workspace_manager").await;
+    app.post(&approve_path(&for_mia), &max, json!({})).await.expect_problem(409, None);
+    app.get("/api/v1/me", &secret).await.expect_problem(401, None);
+    let path = format!("/api/v1/admin/emergency/revocations/{}", receipt["id"].as_str().unwrap());
+    assert_eq!(app.get(&path, &admin).await.expect(200).body["requests"].as_array().unwrap().len(), 2);
+    // the request that did not touch mia stays pending
+    assert_eq!(request(&app, &other).await["state"], "pending");
+}
+
+/// Finding 16: a change shortening a binding to end in 6 s was approved 10 s
+/// later and voided, leaving the binding with no expiration and the role.
+async fn fe1_an_approved_reduction_whose_moment_passed_ends_the_binding(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let (olga, _mia, max) = four_eye_world(&app).await;
+    app.patch("/api/v1/settings", &admin, json!({"four_eye": {"enabled": false, "approvals": 1}})).await.expect(200);
+    let b = app.post(BINDINGS, &olga, json!({"user": "ann", "role": "project_user"})).await.expect(201).body;
+    let binding = format!("{BINDINGS}/{}", b["id"].as_str().unwrap());
+    app.patch("/api/v1/settings", &admin, json!({"four_eye": {"enabled": true, "approvals": 1}})).await.expect(200);
+    use canopy_domain::clock::Clock;
+    let soon = (app.clock.now() + Duration::seconds(6)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let change = json!({"expires_at": soon, "justification": "ann leaves the team"});
+    let q = app.patch(&binding, &olga, change).await.expect(202).body;
+    app.clock.advance(Duration::seconds(10));
+    let q = app.post(&approve_path(q["id"].as_str().unwrap()), &max, json!({})).await.expect(200).body;
+    assert_eq!(q["state"], "approved", "{q}");
+    let list = app.get(BINDINGS, &olga).await.expect(200).body;
+    let b = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| binding.ends_with(i["id"].as_str().unwrap()))
+        .unwrap()
+        .clone();
+    assert_eq!((b["in_force"].as_bool(), b["role"].as_str()), (Some(false), Some("project_user")), "{b}");
+    assert_eq!(b["expires_at"].as_str(), Some(soon.as_str()));
+    // the expiry job ends it like any expired binding
+    assert_eq!(canopy_engine::expiry::end_due(&app.store, app.clock.as_ref()).await.unwrap(), 1);
+}
+
+/// Finding 17: deleting the user or group of a pending request left no
+/// closing event, and the request answered 404.
+async fn fe1_a_pending_request_closes_when_its_subject_is_deleted(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let (olga, mia, _max) = four_eye_world(&app).await;
+    let id = ask(&app, &mia, "ann").await;
+    app.delete("/api/v1/users/ann", &admin).await.expect(204);
+    let q = request(&app, &id).await;
+    assert_eq!((q["state"].as_str(), q["subject"].as_str()), (Some("void"), Some("user:ann")), "{q}");
+    assert!(q["reason"].as_str().unwrap().contains("deleted"), "{q}");
+    app.post("/api/v1/groups", &admin, json!({"identifier": "ops", "display_name": "Ops"})).await.expect(201);
+    app.post("/api/v1/workspaces/w/members", &olga, json!({"group": "ops", "role": "workspace_member"}))
+        .await
+        .expect(201);
+    let body = json!({"group": "ops", "role": "project_user", "justification": "ops"});
+    let gid = app.post(BINDINGS, &mia, body).await.expect(202).body["id"].as_str().unwrap().to_owned();
+    app.delete("/api/v1/groups/ops", &admin).await.expect(204);
+    let q = request(&app, &gid).await;
+    assert_eq!((q["state"].as_str(), q["subject"].as_str()), (Some("void"), Some("group:ops")), "{q}");
+    let h = app.get("/api/v1/workspaces/w/history?kind=role_request_void", &olga).await.expect(200).body;
+    let closed: Vec<&str> =
+        h["items"].as_array().unwrap().iter().map(|e| e["details"]["request"].as_str().unwrap()).collect();
+    assert!(closed.contains(&id.as_str()) && closed.contains(&gid.as_str()), "{h}");
+}
+
 canopy_testkit::backend_tests! {
+    fe4_a_request_is_void_once_its_requester_may_no_longer_ask,
+    ad4_emergency_revocation_voids_requests_and_deletes_keys,
+    fe1_an_approved_reduction_whose_moment_passed_ends_the_binding,
+    fe1_a_pending_request_closes_when_its_subject_is_deleted,
     se4_a_platforms_secrets_go_to_a_new_address_only_given_again,
     se2_parallel_guesses_are_counted_before_any_is_checked,
     se2_a_guesser_elsewhere_does_not_lock_the_owner_out,

@@ -68,6 +68,11 @@ pub enum Action {
     ManageWorkspace,
     /// Grant or take away the owner role; delete the workspace.
     OwnWorkspace,
+    /// Grant emergency access (AD3): the workspace's managers in person, or
+    /// admins (an installation-scope admin key included). A workspace key
+    /// cannot: automation scoped to a workspace must not break glass past
+    /// four-eye.
+    GrantEmergencyAccess,
 }
 
 /// Why an action was refused.
@@ -85,6 +90,8 @@ pub enum Denied {
     NotForApiKeys,
     #[error("this API key is scoped to another workspace")]
     OutOfScope,
+    #[error("emergency access is granted by a person or an installation-scope admin key, never by a workspace key")]
+    NotForWorkspaceKeys,
 }
 
 /// The caller's effective role in a workspace: for a person, the strongest of
@@ -156,6 +163,10 @@ pub fn authorize(
         ViewWorkspace => needs_role(WorkspaceRole::Member),
         ViewHistory | ManageWorkspace => needs_role(WorkspaceRole::Manager),
         OwnWorkspace => needs_role(WorkspaceRole::Owner),
+        GrantEmergencyAccess => match actor.kind {
+            ActorKind::WorkspaceKey { .. } => Err(Denied::NotForWorkspaceKeys),
+            ActorKind::User | ActorKind::InstallationKey => needs_role(WorkspaceRole::Manager),
+        },
     }
 }
 
@@ -224,6 +235,21 @@ mod tests {
         assert!(!check(Some(WorkspaceRole::Manager), Action::OwnWorkspace));
         assert!(check(Some(WorkspaceRole::Owner), Action::OwnWorkspace));
         assert!(!check(None, Action::ViewWorkspace));
+    }
+
+    #[test]
+    fn ad3_workspace_keys_never_break_glass() {
+        let ws = Uuid::new_v4();
+        let manager = Some((ws, Some(WorkspaceRole::Manager)));
+        assert!(authorize(&user(&[]), Action::GrantEmergencyAccess, manager).is_ok());
+        let ws_key =
+            Actor { kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Owner }, ..user(&[]) };
+        let owner = Some((ws, Some(WorkspaceRole::Owner)));
+        assert_eq!(authorize(&ws_key, Action::GrantEmergencyAccess, owner), Err(Denied::NotForWorkspaceKeys));
+        let admin_key = Actor { kind: ActorKind::InstallationKey, ..user(&[InstallationRole::Admin]) };
+        assert!(authorize(&admin_key, Action::GrantEmergencyAccess, Some((ws, None))).is_ok());
+        let engineer_key = Actor { kind: ActorKind::InstallationKey, ..user(&[InstallationRole::PlatformEngineer]) };
+        assert!(authorize(&engineer_key, Action::GrantEmergencyAccess, Some((ws, None))).is_err());
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored value is not valid: {0}")]
     Corrupt(String),
+    /// The SQLite database file could not be created or made private.
+    #[error("{0}")]
+    File(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -105,12 +108,43 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The SQLite file of `rest` (what follows `sqlite:` in the URL), created
+/// readable by its owner only, and its journal files narrowed to that too:
+/// it holds password hashes and encrypted secrets (issue 11, finding 12).
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn private_sqlite_file(rest: &str) -> Result<()> {
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.starts_with(':') || rest.contains("mode=memory") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |e: std::io::Error| StoreError::File(format!("cannot prepare the database file {path}: {e}"));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+        for file in [path.to_owned(), format!("{path}-wal"), format!("{path}-shm")] {
+            if let Ok(meta) = std::fs::metadata(&file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Connect to `sqlite://PATH` (created when missing) or `postgres://...`
     /// and apply pending migrations.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            private_sqlite_file(rest)?;
             let mut u = format!("sqlite:{rest}");
             if !rest.contains("mode=") {
                 u.push(if rest.contains('?') { '&' } else { '?' });

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{
     EmergencyGrant, EmergencyGrantResult, EmergencyRevocation, EmergencyRevoke, FieldError, Problem, RevokedApiKey,
@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath as Path};
 use crate::routes::requests::void_event;
 use crate::routes::users::{is_active_admin, keep_an_admin};
 use crate::routes::{rfc3339, subject_string};
@@ -108,7 +108,7 @@ pub async fn grant(
     let Some(ws) = tx.workspace_by_identifier(&body.workspace).await? else {
         return Err(ApiError::invalid("workspace", format!("workspace {:?} does not exist", body.workspace)));
     };
-    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    caller.require_in(&mut tx, &ws, Action::GrantEmergencyAccess).await?;
     let project = tx.project(ws.id, &body.project).await?;
     if project.is_none() {
         errors.push(field("project", format!("project {:?} does not exist in {}", body.project, ws.identifier)));

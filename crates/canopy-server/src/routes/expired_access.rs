@@ -3,7 +3,7 @@
 //! `canopy_domain::access::expiry_state`; extending is `PATCH` on the binding.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use canopy_api_types::{ExpiringAccess, Page, Problem};
 use canopy_domain::access::{EXPIRING_SOON, expiry_state};
 use canopy_domain::authz::Action;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath as Path, ApiQuery};
 use crate::routes::{check_limit, decode_cursor, encode_cursor, load_workspace, subject_string};
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -446,7 +446,42 @@ async fn fe1_a_pending_request_closes_when_its_subject_is_deleted(app: TestApp) 
     assert!(closed.contains(&id.as_str()) && closed.contains(&gid.as_str()), "{h}");
 }
 
+/// Finding 12: a malformed path segment answered text/plain.
+async fn se5_every_rejection_is_problem_details(app: TestApp) {
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "w").await;
+    for path in
+        ["/api/v1/admin/emergency/revocations/%ff", "/api/v1/workspaces/%ff/expired-access", "/api/v1/users/%ff"]
+    {
+        let r = app.get(path, &admin).await;
+        assert!(r.status.is_client_error(), "{path}: {}", r.status);
+        assert_eq!(r.content_type, "application/problem+json", "{path}");
+    }
+}
+
+/// Finding 12: a workspace API key made an emergency grant that bypassed
+/// four-eye. Automation breaks glass only with an installation admin key.
+async fn ad3_a_workspace_key_cannot_break_glass(app: TestApp) {
+    let admin = app.admin_token.clone();
+    let (olga, _mia, _max) = four_eye_world(&app).await;
+    let key = json!({"name": "ci", "workspace": "w", "role": "workspace_manager"});
+    let ws_key = app.post("/api/v1/api-keys", &olga, key).await.expect(201).body["secret"].as_str().unwrap().to_owned();
+    use canopy_domain::clock::Clock;
+    let until = (app.clock.now() + Duration::hours(4)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let grant = json!({"user": "ann", "workspace": "w", "project": "web", "role": "project_admin",
+        "expires_at": until, "justification": "incident 42"});
+    let r = app.post("/api/v1/admin/emergency/grant", &ws_key, grant.clone()).await.expect_problem(403, None);
+    assert!(r.body["detail"].as_str().unwrap().contains("workspace key"), "{}", r.body);
+    assert_eq!(app.get(BINDINGS, &olga).await.expect(200).body["items"], json!([]));
+    let key = json!({"name": "break-glass", "role": "admin"});
+    let admin_key =
+        app.post("/api/v1/api-keys", &admin, key).await.expect(201).body["secret"].as_str().unwrap().to_owned();
+    app.post("/api/v1/admin/emergency/grant", &admin_key, grant).await.expect(201);
+}
+
 canopy_testkit::backend_tests! {
+    ad3_a_workspace_key_cannot_break_glass,
+    se5_every_rejection_is_problem_details,
     fe4_a_request_is_void_once_its_requester_may_no_longer_ask,
     ad4_emergency_revocation_voids_requests_and_deletes_keys,
     fe1_an_approved_reduction_whose_moment_passed_ends_the_binding,

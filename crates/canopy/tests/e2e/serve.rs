@@ -154,7 +154,11 @@ async fn if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory(app:
     let (mut child, addr, _) = start(cmd).await;
     assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
     child.kill().await.unwrap();
-    assert!(dir.path().join("canopy.db").exists());
+    // the database holds password hashes: readable by its owner only, its WAL too (issue 11, finding 12)
+    for file in ["canopy.db", "canopy.db-wal"] {
+        let meta = std::fs::metadata(dir.path().join(file)).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600, "{file}");
+    }
     // the key for platform secrets was created beside it, readable by its owner only
     let key = dir.path().join("canopy.key");
     let meta = std::fs::metadata(&key).unwrap();

@@ -51,6 +51,26 @@ fn tidy_no_stubs_debug_prints_or_unwraps_in_product_code() {
     assert!(found.is_empty(), "forbidden in product code:\n{}", found.join("\n"));
 }
 
+/// Every extractor's rejection is problem details (issue 11, finding 12):
+/// routes take their input through `canopy_server::extract`, never through
+/// axum's own extractors, whose rejections are plain text.
+#[test]
+fn tidy_routes_read_input_only_through_problem_extractors() {
+    let forbidden = ["extract::{Path", "extract::Path", "extract::Query", "extract::Form", "extract::Json", "): Json<"];
+    let mut found = Vec::new();
+    for path in product_sources() {
+        if !path.to_string_lossy().contains("canopy-server/src/routes") {
+            continue;
+        }
+        for (n, line) in product_part(&path).lines().enumerate() {
+            if forbidden.iter().any(|f| line.contains(f)) {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "use ApiPath, ApiQuery, ApiJson instead:\n{}", found.join("\n"));
+}
+
 #[test]
 fn tidy_every_crate_documents_itself() {
     for path in product_sources() {

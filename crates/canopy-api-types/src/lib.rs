@@ -1034,3 +1034,27 @@ pub struct PaymentForecast {
     pub name: String,
     pub expires_on: String,
 }
+
+/// What confirming a tenant deleted by hand did (DL3): before Canopy forgot
+/// the tenant, it revoked every assignment it manages there, since an
+/// account said to be deleted may still be alive.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ManualDeletionReceipt {
+    pub workspace: String,
+    pub project: String,
+    pub platform: String,
+    pub external_id: Option<String>,
+    /// Each assignment revoked, with the instant the platform confirmed it.
+    pub revoked: Vec<ConfirmedRevocation>,
+    /// Why Canopy could not revoke there (the platform could not be reached,
+    /// or refused): the access in the tenant is not confirmed removed.
+    pub platform_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmedRevocation {
+    pub account: String,
+    pub platform_role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub confirmed_at: OffsetDateTime,
+}

@@ -32,6 +32,7 @@ pub struct UserQuery {
     /// Matches username, e-mail, first and last name.
     #[param(max_length = 100)]
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

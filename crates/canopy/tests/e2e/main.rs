@@ -18,6 +18,7 @@ mod interface;
 mod lifecycle;
 mod mail;
 mod nodes;
+mod openapi;
 mod platforms;
 mod serve;
 mod tenants;

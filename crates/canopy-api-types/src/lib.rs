@@ -86,13 +86,18 @@ pub struct MyProject {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub username: String,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub first_name: String,
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub last_name: String,
     /// At least 12 characters. Without one the account cannot sign in locally.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
     /// `admin`, `platform_engineer`.
     #[serde(default)]
@@ -102,14 +107,19 @@ pub struct CreateUser {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
+    #[schema(max_length = 100)]
     pub first_name: Option<String>,
+    #[schema(max_length = 100)]
     pub last_name: Option<String>,
     /// A new password. Changing one's own needs `current_password`; an
     /// admin resetting another's does not (recorded in the history). Every
     /// session of the account ends.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
     /// The password now, required to change one's own (SE6).
+    #[schema(max_length = 1000)]
     pub current_password: Option<String>,
     /// `false` deactivates the account: it loses all access (AC10).
     pub active: Option<bool>,
@@ -133,13 +143,16 @@ pub struct User {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub identifier: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGroup {
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
 }
 
@@ -211,13 +224,16 @@ pub struct CreatedApiKey {
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     /// Lowercase letters, digits and dashes, 1 to 32 characters, unique.
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub identifier: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     /// The workspace's own four-eye setting (admins only); `null` makes it
     /// follow the installation's again.
@@ -355,6 +371,7 @@ pub struct RequestApproval {
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     /// Why; recorded in the history and sent to the requester.
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
 }
 
@@ -364,6 +381,7 @@ pub struct DecideRequest {
 #[serde(deny_unknown_fields)]
 pub struct InviteMember {
     pub user: Option<String>,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
     pub group: Option<String>,
     /// `workspace_owner`, `workspace_manager` or `workspace_member`.
@@ -409,7 +427,9 @@ pub struct SearchResult {
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// Lowercase letters, digits and dashes, 1 to 32 characters, unique in the workspace.
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub identifier: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: String,
     /// Tags by key, checked against the tag definitions (PR3); defaults fill the rest.
     #[serde(default)]
@@ -425,6 +445,7 @@ pub struct CreateProject {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     /// Tags to set (a `null` value removes one); others stay as they are.
     pub tags: Option<serde_json::Map<String, serde_json::Value>>,
@@ -477,6 +498,7 @@ pub struct CreateBinding {
     pub role: String,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(max_length = 1000)]
     pub justification: Option<String>,
 }
 
@@ -495,6 +517,7 @@ pub struct UpdateBinding {
     pub expires_at: Option<Option<OffsetDateTime>>,
     /// Why; required where the change needs four-eye approval.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
     pub justification: Option<String>,
 }
 
@@ -538,7 +561,9 @@ pub struct Binding {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProjectRole {
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub identifier: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: String,
     #[serde(default)]
     pub description: String,
@@ -547,6 +572,7 @@ pub struct CreateProjectRole {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProjectRole {
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     pub description: Option<String>,
 }
@@ -690,6 +716,7 @@ pub const MAX_CHECKPOINTS: usize = 10_000;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePlatform {
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub identifier: String,
     /// `aws`, `azure`, `gcp`, `kubernetes`, `openshift`, `openstack`, `cloudfoundry` or `osb`.
     #[serde(rename = "type")]
@@ -747,7 +774,9 @@ pub struct Platform {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLandingZone {
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub identifier: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: String,
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
@@ -756,6 +785,7 @@ pub struct CreateLandingZone {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLandingZone {
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -1057,6 +1087,7 @@ pub struct TagDefinition {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTagDefinition {
+    #[schema(min_length = 1, max_length = 100)]
     pub display_name: Option<String>,
     pub options: Option<Vec<String>>,
     pub required: Option<bool>,
@@ -1113,4 +1144,28 @@ pub struct PaymentForecast {
     pub payment_method: Uuid,
     pub name: String,
     pub expires_on: String,
+}
+
+/// What confirming a tenant deleted by hand did (DL3): before Canopy forgot
+/// the tenant, it revoked every assignment it manages there, since an
+/// account said to be deleted may still be alive.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ManualDeletionReceipt {
+    pub workspace: String,
+    pub project: String,
+    pub platform: String,
+    pub external_id: Option<String>,
+    /// Each assignment revoked, with the instant the platform confirmed it.
+    pub revoked: Vec<ConfirmedRevocation>,
+    /// Why Canopy could not revoke there (the platform could not be reached,
+    /// or refused): the access in the tenant is not confirmed removed.
+    pub platform_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ConfirmedRevocation {
+    pub account: String,
+    pub platform_role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub confirmed_at: OffsetDateTime,
 }

@@ -176,6 +176,8 @@ struct Memory {
     rss: u64,
     /// `VmHWM`: the highest resident so far.
     hwm: u64,
+    /// `Threads`: not memory, but each thread may hold a malloc arena.
+    threads: u64,
 }
 
 fn memory(pid: u32) -> Option<Memory> {
@@ -184,7 +186,7 @@ fn memory(pid: u32) -> Option<Memory> {
         let line = status.lines().find(|l| l.starts_with(name))?;
         line.split_whitespace().nth(1)?.parse().ok()
     };
-    Some(Memory { rss: field("VmRSS:")?, hwm: field("VmHWM:")? })
+    Some(Memory { rss: field("VmRSS:")?, hwm: field("VmHWM:")?, threads: field("Threads:")? })
 }
 
 /// CPU time of a process so far (user + system), from `/proc/PID/stat`.
@@ -210,23 +212,36 @@ fn memory_now(pid: u32, when: &str) -> anyhow::Result<Memory> {
 struct Sampler {
     stop: Arc<AtomicBool>,
     peak_rss: Arc<AtomicU64>,
+    peak_threads: Arc<AtomicU64>,
     samples: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<()>,
+}
+
+/// What the sampler saw.
+struct Sampled {
+    /// The highest RSS sampled, KiB.
+    peak_rss: u64,
+    /// The most threads sampled.
+    peak_threads: u64,
+    samples: u64,
 }
 
 impl Sampler {
     fn start(pid: u32) -> anyhow::Result<Sampler> {
         let stop = Arc::new(AtomicBool::new(false));
         let peak_rss = Arc::new(AtomicU64::new(0));
+        let peak_threads = Arc::new(AtomicU64::new(0));
         let samples = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (stop, peak_rss, samples) = (stop.clone(), peak_rss.clone(), samples.clone());
+            let (stop, peak_rss, peak_threads, samples) =
+                (stop.clone(), peak_rss.clone(), peak_threads.clone(), samples.clone());
             std::thread::Builder::new()
                 .name("rss-sampler".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         if let Some(m) = memory(pid) {
                             peak_rss.fetch_max(m.rss, Ordering::Relaxed);
+                            peak_threads.fetch_max(m.threads, Ordering::Relaxed);
                             samples.fetch_add(1, Ordering::Relaxed);
                         }
                         std::thread::sleep(SAMPLE_EVERY);
@@ -234,14 +249,18 @@ impl Sampler {
                 })
                 .context("starting the memory sampler")?
         };
-        Ok(Sampler { stop, peak_rss, samples, thread })
+        Ok(Sampler { stop, peak_rss, peak_threads, samples, thread })
     }
 
-    /// Stop sampling; the highest RSS sampled (KiB) and the number of samples.
-    fn finish(self) -> (u64, u64) {
+    /// Stop sampling.
+    fn finish(self) -> Sampled {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
-        (self.peak_rss.load(Ordering::Relaxed), self.samples.load(Ordering::Relaxed))
+        Sampled {
+            peak_rss: self.peak_rss.load(Ordering::Relaxed),
+            peak_threads: self.peak_threads.load(Ordering::Relaxed),
+            samples: self.samples.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -364,13 +383,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             opts.canopy_bin.display()
         );
     }
+    // the server runs in a temporary directory: a relative path would name nothing there
+    let bin = std::fs::canonicalize(&opts.canopy_bin)
+        .with_context(|| format!("resolving the path of {}", opts.canopy_bin.display()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let started = Instant::now();
-    let (child, addr) = start_server(&opts.canopy_bin, dir.path())
+    let (child, addr) = start_server(&bin, dir.path())
         .await
-        .with_context(|| format!("the sign-in bench could not start {} serve", opts.canopy_bin.display()))?;
+        .with_context(|| format!("the sign-in bench could not start {} serve", bin.display()))?;
     let pid = child.id().context("canopy serve has no process id (did it exit?)")?;
     let up = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await; // start-up work settles
@@ -390,6 +412,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let sampler = Sampler::start(pid)?;
     let mut no_retry_after = 0;
     let mut totals = Counts::default();
+    let mut peak_read = before.rss; // the highest RSS of the readings between bursts
     for b in 0..opts.bursts {
         if b > 0 {
             tokio::time::sleep(opts.pause).await;
@@ -398,6 +421,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let (tally, took) = burst(&addr, b * opts.burst, opts.burst).await?;
         let cpu = cpu0.zip(cpu_time(pid)).map(|(a, z)| z.saturating_sub(a));
         let after = memory_now(pid, "after a burst")?;
+        peak_read = peak_read.max(after.rss);
         println!(
             "SE1 burst {}: {} sign-ins in {:.2} s: {}; RSS after {:.1} MiB",
             b + 1,
@@ -421,26 +445,35 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         totals.merge(&tally.all);
     }
     tokio::time::sleep(IDLE_AFTER).await;
-    let (peak_sampled, samples) = sampler.finish();
+    let sampled = sampler.finish();
     let end = memory_now(pid, "at the end")?;
     let cpu_total = cpu_before.zip(cpu_time(pid)).map(|(a, z)| z.saturating_sub(a));
 
     println!("SE1 all bursts: {} sign-ins: {}", opts.burst * opts.bursts, totals.describe());
     println!(
-        "SE1: RSS before {:.1} MiB; peak {:.1} MiB (VmHWM), peak sampled every {} ms {:.1} MiB ({samples} samples); at the end ({} s idle) {:.1} MiB",
+        "SE1: RSS before {:.1} MiB; peak {:.1} MiB (VmHWM), peak sampled every {} ms {:.1} MiB ({} samples); at the end ({} s idle) {:.1} MiB",
         mib(before.rss),
         mib(end.hwm),
         SAMPLE_EVERY.as_millis(),
-        mib(peak_sampled.max(end.rss)),
+        mib(sampled.peak_rss.max(peak_read).max(end.rss)),
+        sampled.samples,
         IDLE_AFTER.as_secs(),
         mib(end.rss)
     );
     let bound = cores as u64 * HASH_KIB + before.rss;
+    // VmHWM and a sampled VmRSS can differ by a few pages (per-thread counters): the higher
+    let peak = end.hwm.max(sampled.peak_rss);
     println!(
         "SE1: bound {cores} cores × 19 MiB + {:.1} MiB baseline = {:.1} MiB; ratio {:.2}",
         mib(before.rss),
         mib(bound),
-        end.hwm as f64 / bound as f64
+        peak as f64 / bound as f64
+    );
+    println!(
+        "SE1: server threads {} before, at most {} during the bursts, {} at the end",
+        before.threads,
+        sampled.peak_threads.max(end.threads),
+        end.threads
     );
     if let Some(cpu) = cpu_total {
         println!("SE1: server CPU time over the bursts and the idle time: {:.2} s", cpu.as_secs_f64());

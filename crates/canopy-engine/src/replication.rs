@@ -145,6 +145,16 @@ pub struct Preview {
     pub drift_policy: DriftPolicy,
 }
 
+/// What revoking everything Canopy manages in a tenant did (a tenant a
+/// platform engineer says was deleted by hand, finding 18 of issue 11).
+#[derive(Debug, Clone, Default)]
+pub struct Withdrawal {
+    /// Each assignment revoked, with the instant the platform confirmed it.
+    pub revoked: Vec<(Assignment<String>, OffsetDateTime)>,
+    /// Why the platform could not be asked, or a revocation failed.
+    pub failed: Option<String>,
+}
+
 /// The replication workers of one node.
 pub struct Replicator<K: Connector = Adapters> {
     store: Store,
@@ -438,6 +448,43 @@ impl<K: Connector> Replicator<K> {
         crate::deletion::settle_project(&mut tx, input.tenant.project_id, &system, now).await?;
         tx.commit().await?;
         Ok(TenantRun::default())
+    }
+
+    /// Revoke every assignment Canopy manages in a tenant, now, before its
+    /// record goes (a tenant deleted by hand may still be alive: an account
+    /// that was never closed keeps its people otherwise). What the platform
+    /// confirmed is returned with its instant; a platform that cannot be
+    /// reached or refuses is reported, not retried: the engineer's
+    /// confirmation stands either way.
+    pub async fn withdraw_everything(&self, tenant_id: Uuid) -> Result<Withdrawal, ReplicationError> {
+        let Prepared { adapter, input } = match self.prepare(tenant_id).await {
+            Ok(p) => p,
+            Err(ReplicationError::Platform(e)) => {
+                return Ok(Withdrawal { revoked: vec![], failed: Some(e.to_string()) });
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(id) = &input.tenant.external_id else { return Ok(Withdrawal::default()) };
+        let tenant = TenantRef { external_id: id.clone() };
+        let platform_id = input.platform.id;
+        let nobody = BTreeSet::new();
+        let held = match self.call(platform_id, adapter.observe(&tenant, &scope(&nobody, &input))).await {
+            Ok(h) => h.into_iter().map(held_to_assignment).collect(),
+            Err(e) => return Ok(Withdrawal { revoked: vec![], failed: Some(e.to_string()) }),
+        };
+        // the domain decides: nobody is to hold a managed role there any more
+        let revoke = plan(&nobody, &held, &managed_roles(&input)).revoke;
+        let mut out = Withdrawal::default();
+        for a in revoke {
+            match self.call(platform_id, adapter.revoke(&tenant, &a.user, &a.platform_role)).await {
+                Ok(()) => out.revoked.push((a, self.clock.now())),
+                Err(e) => {
+                    out.failed = Some(format!("revoking {} {}: {e}", a.user, a.platform_role));
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// What a tenant still holds that deleting it would destroy (DL2).

@@ -157,14 +157,105 @@ fn api() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI document of the REST API, as served at `/api/v1/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+pub fn openapi() -> serde_json::Value {
+    every_answer_documented(&api().into_openapi())
+}
+
+/// What every operation may answer besides what its own annotation lists,
+/// so that the document tells a generated client the whole truth (SE8):
+/// errors are `application/problem+json`; every operation may answer 400
+/// (a body or query that cannot be read); a secured one 401 and 403; one
+/// with path parameters 404; one that takes input 422 (a field, or an
+/// unknown or overlong parameter); one that writes 409 (a conflict, or a
+/// concurrent change to retry). Query parameters carry the length every
+/// parameter is held to ([`extract::MAX_QUERY_VALUE`]).
+///
+/// The document is completed as JSON: utoipa's types do not read their own
+/// output back.
+fn every_answer_documented(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let Ok(mut v) = serde_json::to_value(doc) else { return Value::Null };
+    let problem = |description: &str| {
+        json!({"description": description,
+            "content": {canopy_api_types::problem::PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+    };
+    if let Some(paths) = v.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, op) in item.iter_mut() {
+                if !matches!(method.as_str(), "get" | "put" | "post" | "patch" | "delete") {
+                    continue;
+                }
+                let Some(op) = op.as_object_mut() else { continue };
+                let secured = op.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+                let params = op.get("parameters").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
+                let input = params || op.contains_key("requestBody");
+                if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                    for p in params.iter_mut() {
+                        let is_query = p.get("in").and_then(Value::as_str) == Some("query");
+                        if let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut)
+                            && is_query
+                            && schema_is_string(schema)
+                            && !schema.contains_key("maxLength")
+                        {
+                            schema.insert("maxLength".into(), json!(extract::MAX_QUERY_VALUE));
+                        }
+                    }
+                }
+                let mut extra = vec![(
+                    "400",
+                    "The request could not be read: malformed JSON, a wrong content type, NUL characters",
+                )];
+                if secured {
+                    extra.push(("401", "No valid token or API key (`WWW-Authenticate: Bearer`)"));
+                    extra.push(("403", "The caller may not do this"));
+                }
+                if path.contains('{') {
+                    extra.push(("404", "No such resource, or a path segment that names none"));
+                }
+                if method != "get" {
+                    extra.push((
+                        "409",
+                        "A conflict with the current state, or with a change made at the same time: retry",
+                    ));
+                }
+                if input {
+                    extra.push(("422", "A field or parameter is invalid, unknown or too long; `errors` names each"));
+                }
+                let Some(responses) = op.entry("responses").or_insert_with(|| json!({})).as_object_mut() else {
+                    continue;
+                };
+                for (code, description) in extra {
+                    responses.entry(code).or_insert_with(|| problem(description));
+                }
+                for (code, answer) in responses.iter_mut() {
+                    if code.starts_with('2') {
+                        continue;
+                    }
+                    let Some(content) = answer.get_mut("content").and_then(Value::as_object_mut) else { continue };
+                    if let Some(json_body) = content.remove("application/json") {
+                        content.insert(canopy_api_types::problem::PROBLEM_CONTENT_TYPE.into(), json_body);
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Whether a parameter's schema is a string (`"type": "string"` or a list holding it).
+fn schema_is_string(schema: &serde_json::Map<String, serde_json::Value>) -> bool {
+    match schema.get("type") {
+        Some(serde_json::Value::String(t)) => t == "string",
+        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    }
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api_router, doc) = api().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(every_answer_documented(&doc));
     api_router
         .route("/api/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))

@@ -214,7 +214,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         replicator,
         client: {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
+            // the server closes a connection idle for its header timeout:
+            // never reuse one that old
+            reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(5)).build().unwrap()
         },
         _dir: dir,
     };

@@ -37,6 +37,7 @@ fn to_key(k: ApiKeyRecord) -> ApiKey {
 pub struct ApiKeyQuery {
     /// Every key scoped to this workspace, whoever made it (its managers).
     pub workspace: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -7,7 +7,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use canopy_api_types::{ConfirmDeletion, Page, PendingDeletion, Problem, ProjectDeletion, TenantDeletionState};
+use canopy_api_types::{
+    ConfirmDeletion, ConfirmedRevocation, ManualDeletionReceipt, Page, PendingDeletion, Problem, ProjectDeletion,
+    TenantDeletionState,
+};
 use canopy_domain::authz::Action;
 use canopy_domain::deletion::{ConfirmError, TenantDeletion, TenantInDeletion, confirm as confirm_rule};
 use canopy_domain::history::EventKind;
@@ -21,7 +24,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path};
-use crate::routes::{load_project, load_workspace};
+use crate::routes::{load_project, load_workspace, rfc3339};
 
 fn view(ws: &WorkspaceRecord, p: &ProjectRecord, tenants: &[TenantRecord]) -> ProjectDeletion {
     let states: Vec<Option<TenantDeletion>> = tenants.iter().map(|t| t.deletion).collect();
@@ -305,13 +308,21 @@ pub async fn pending(
 /// platform engineer's decision: the project's tenants locked, and the state
 /// checked under the lock, so two engineers deciding at once decide once.
 async fn load_pending(tx: &mut Tx, platform: &str, id: Uuid) -> ApiResult<(TenantRecord, ProjectRecord)> {
+    find_pending(tx, platform, id, true).await
+}
+
+/// A tenant deletion waiting for a platform engineer; `lock` takes the
+/// project's tenants first (in a write transaction).
+async fn find_pending(tx: &mut Tx, platform: &str, id: Uuid, lock: bool) -> ApiResult<(TenantRecord, ProjectRecord)> {
     let pf = tx
         .platform(platform)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("platform {platform:?} does not exist")))?;
     let missing = || ApiError::not_found(format!("platform {platform} has no tenant deletion {id}"));
     let t = tx.tenant_by_id(id).await?.filter(|t| t.platform_id == pf.id).ok_or_else(missing)?;
-    tx.lock_project_tenants(t.project_id).await?;
+    if lock {
+        tx.lock_project_tenants(t.project_id).await?;
+    }
     let t = tx.tenant_by_id(id).await?.ok_or_else(missing)?;
     if t.deletion != Some(TenantDeletion::AwaitingEngineer) {
         return Err(ApiError::conflict("this tenant deletion does not wait for a platform engineer"));
@@ -320,33 +331,63 @@ async fn load_pending(tx: &mut Tx, platform: &str, id: Uuid) -> ApiResult<(Tenan
     Ok((t, p))
 }
 
-/// A platform engineer deleted the tenant by hand: Canopy forgets it, and the
-/// project goes when it was its last tenant (DL1, DL3).
+/// A platform engineer deleted the tenant by hand: Canopy first revokes
+/// every assignment it manages there (an account said to be deleted may be
+/// alive), then forgets the tenant, and the project goes when it was its
+/// last tenant (DL1, DL3). The receipt lists what the platform confirmed
+/// revoked, and says so when it could not be reached.
 #[utoipa::path(post, path = "/api/v1/platforms/{platform}/deletions/{id}/confirm", tag = "deletion",
     params(("platform" = String, Path), ("id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = ManualDeletionReceipt), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn engineer_confirm(
     State(app): State<AppState>,
     caller: Caller,
     Path((platform, id)): Path<(String, Uuid)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<ManualDeletionReceipt>> {
     caller.require(Action::AdministerPlatforms)?;
+    // refuse what does not wait for an engineer before asking the platform
+    find_pending(&mut app.store.read().await?, &platform, id, false).await?;
+    let withdrawal = match app.replicator.withdraw_everything(id).await {
+        Ok(w) => w,
+        Err(ReplicationError::NoTenant) => {
+            return Err(ApiError::not_found(format!("platform {platform} has no tenant deletion {id}")));
+        }
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
     let (t, p) = load_pending(&mut tx, &platform, id).await?;
+    let ws = tx.workspace_by_id(p.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
     let initiator = caller.initiator();
+    let revoked: Vec<ConfirmedRevocation> = withdrawal
+        .revoked
+        .into_iter()
+        .map(|(a, at)| ConfirmedRevocation { account: a.user, platform_role: a.platform_role, confirmed_at: at })
+        .collect();
+    let revoked_json: Vec<_> = revoked
+        .iter()
+        .map(|r| json!({"account": r.account, "platform_role": r.platform_role, "confirmed_at": rfc3339(Some(r.confirmed_at))}))
+        .collect();
     tx.delete_tenant(t.id).await?;
     tx.append_event(
         Some(p.workspace_id),
         EventKind::TenantDeleted,
         now,
         &initiator,
-        json!({"project": p.identifier, "platform": t.platform, "external_id": t.external_id, "by_hand": true}),
+        json!({"project": p.identifier, "platform": t.platform, "external_id": t.external_id, "by_hand": true,
+               "revoked": revoked_json, "platform_error": withdrawal.failed}),
     )
     .await?;
     canopy_engine::deletion::settle_project(&mut tx, p.id, &initiator, now).await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(ManualDeletionReceipt {
+        workspace: ws,
+        project: p.identifier,
+        platform: t.platform,
+        external_id: t.external_id,
+        revoked,
+        platform_error: withdrawal.failed,
+    }))
 }
 
 /// A platform engineer declines the tenant's deletion: the tenant stays, and

@@ -24,6 +24,7 @@ use crate::routes::{check_limit, decode_cursor, encode_cursor, load_workspace, s
 #[serde(deny_unknown_fields)]
 pub struct ExpiredAccessQuery {
     /// Items per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

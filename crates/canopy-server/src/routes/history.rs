@@ -32,6 +32,7 @@ pub struct HistoryQuery {
     pub initiator: Option<String>,
     /// Only events of this kind, e.g. `binding_created`.
     pub kind: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -448,6 +448,7 @@ pub struct SearchQuery {
     #[param(min_length = 1, max_length = 100)]
     pub q: String,
     /// At most this many matches, 1 to 50 (default 10).
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
 }
 

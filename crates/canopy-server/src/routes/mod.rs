@@ -40,6 +40,7 @@ pub mod workspaces;
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Items per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

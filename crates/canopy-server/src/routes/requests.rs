@@ -148,6 +148,7 @@ pub async fn open_request(
 pub struct RequestQuery {
     /// `pending` (the default), `approved`, `declined`, `void` or `all`.
     pub state: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -161,6 +162,7 @@ pub struct AdminRequestQuery {
     pub workspace: Option<String>,
     /// `pending` (the default), `approved`, `declined`, `void` or `all`.
     pub state: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -45,11 +45,11 @@ pub async fn create_token(
         }
     }
     // at most one hash per core, before anything else costs (SE1)
-    let admission = app.passwords.admit().await?;
+    let mut admission = app.passwords.admit().await?;
     let now = app.clock.now();
     let keys = signin::keys(&body.username, client);
     let user = count_attempt(&app, &keys, body.username.trim(), now).await?;
-    let ok = verify_password(&admission, body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    let ok = verify_password(&mut admission, body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
     drop(admission);
     let refused = || ApiError::Unauthenticated("wrong username or password".into());
     // a deactivated account is answered like a wrong password: the answer

@@ -32,6 +32,7 @@ pub struct UserQuery {
     /// Matches username, e-mail, first and last name.
     #[param(max_length = 100)]
     pub q: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -180,9 +181,9 @@ pub async fn update(
     }
     let password_hash = match body.password {
         Some(p) => {
-            let admission = app.passwords.admit().await?;
+            let mut admission = app.passwords.admit().await?;
             if is_self {
-                check_current_password(&app, &admission, client, &username, body.current_password, now).await?;
+                check_current_password(&app, &mut admission, client, &username, body.current_password, now).await?;
             }
             Some(hash_password_admitted(&admission, p).await?)
         }
@@ -287,7 +288,7 @@ pub async fn delete(
 /// account from this address, so a stolen session cannot guess it.
 async fn check_current_password(
     app: &AppState,
-    admission: &Admission,
+    admission: &mut Admission,
     client: std::net::IpAddr,
     username: &str,
     current: Option<String>,

@@ -44,7 +44,7 @@ impl CliError {
                 404 => 5,
                 409 => 6,
                 400 | 422 => 7,
-                429 => 8,
+                429 | 503 => 8,
                 _ => 1,
             },
         }
@@ -134,6 +134,9 @@ impl Api {
             .user_agent(concat!("canopy-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(300))
+            // the server closes a connection idle for its header timeout (10 s
+            // by default): never reuse one that old
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| CliError::Failed(format!("cannot set up the HTTP client: {}", causes(&e))))?;
         Ok(Self { http, server, token })

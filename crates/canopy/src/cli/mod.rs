@@ -70,7 +70,7 @@ Exit codes:
   5  not found (404)
   6  conflict (409)
   7  invalid input (400, 422)
-  8  too many requests (429)
+  8  too many requests or the server is busy (429, 503)
 Errors go to standard error as `error: DETAIL`, then one `  FIELD: MESSAGE` line per invalid field.";
 
 // The client commands (`canopy NOUN VERB ...`), flattened into `canopy`'s
@@ -79,7 +79,7 @@ Errors go to standard error as `error: DETAIL`, then one `  FIELD: MESSAGE` line
 // Exit codes, also printed after each command's `--help` (`EXIT_CODES`):
 // 0 success; 1 other failure (server unreachable, 5xx, bad profile, broken
 // history); 2 usage; 3 not signed in or 401; 4 forbidden (403); 5 not found
-// (404); 6 conflict (409); 7 invalid input (400, 422); 8 too many requests (429).
+// (404); 6 conflict (409); 7 invalid input (400, 422); 8 too many requests or busy (429, 503).
 //
 // (A plain comment on purpose: clap turns a doc comment here into the about
 // text of the top-level `canopy` command this enum is flattened into.)

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use canopy_api_types::{
-    CreateTenant, PendingDeletion, Project, ProjectDeletion, Tenant, TenantDeletionState, TenantPlan,
+    CreateTenant, ManualDeletionReceipt, PendingDeletion, Project, ProjectDeletion, Tenant, TenantDeletionState,
+    TenantPlan,
 };
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -330,8 +331,27 @@ pub async fn platform_deletion(ctx: &Ctx, cmd: PlatformDeletionCommand) -> Resul
             ctx.print_list::<PendingDeletion>(items)
         }
         PlatformDeletionCommand::Confirm { platform, id } => {
-            client.post(&["platforms", &platform, "deletions", &id, "confirm"], &serde_json::json!({})).await?;
-            ctx.done(format!("Confirmed the deletion of tenant {id} on {platform}"));
+            let answer =
+                client.post(&["platforms", &platform, "deletions", &id, "confirm"], &serde_json::json!({})).await?;
+            if ctx.json() {
+                render::json(&answer);
+                return Ok(());
+            }
+            let receipt: ManualDeletionReceipt = api::decode(answer)?;
+            let mut out = vec![format!("Confirmed the deletion of tenant {id} on {platform}")];
+            for r in &receipt.revoked {
+                out.push(format!(
+                    "  revoked {} {} (confirmed {})",
+                    r.account,
+                    r.platform_role,
+                    render::time(r.confirmed_at)
+                ));
+            }
+            render::lines(out);
+            if let Some(e) = &receipt.platform_error {
+                // the tenant is forgotten either way; say that access there may remain
+                eprintln!("warning: Canopy could not revoke access in the tenant: {e}");
+            }
             Ok(())
         }
         PlatformDeletionCommand::Decline { platform, id } => {

@@ -202,16 +202,35 @@ async fn replicate_to(app: &TestApp, cloud: Cloud, platform: &str) {
     app.replicate().await;
     assert_eq!(cloud.held(&ext, &everyone).await, BTreeSet::new());
 
-    // DL1-DL3: the tenant's deletion, by a platform engineer or by Canopy
+    // DL1-DL3: the tenant's deletion, by a platform engineer or by Canopy;
+    // someone holds a role in it when it goes
+    app.post(&bindings, &app.admin_token, json!({"user": ann, "role": "project_user"})).await.expect(201);
+    app.replicate().await;
     let project = format!("/api/v1/workspaces/{ws}/projects/web");
     app.delete(&format!("{path}/{platform}"), &app.admin_token).await.expect(202);
     app.post(&format!("{project}/deletion/confirm"), &app.admin_token, json!({"identifier": "web"})).await.expect(200);
     if cloud.manual_deletion {
         let pending = app.get(&format!("/api/v1/platforms/{platform}/deletions"), &app.admin_token).await.expect(200);
         let id = pending.body["items"][0]["id"].as_str().unwrap().to_owned();
-        app.post(&format!("/api/v1/platforms/{platform}/deletions/{id}/confirm"), &app.admin_token, json!({}))
+        let before = cloud.held(&ext, &everyone).await;
+        assert!(!before.is_empty(), "the tenant holds access when its deletion is confirmed");
+        // issue 11, finding 18: confirming a deletion done by hand first revokes
+        // what Canopy manages there, since the account may still be alive
+        let receipt = app
+            .post(&format!("/api/v1/platforms/{platform}/deletions/{id}/confirm"), &app.admin_token, json!({}))
             .await
-            .expect(204);
+            .expect(200)
+            .body;
+        assert_eq!(receipt["platform_error"], Value::Null, "{receipt}");
+        let revoked: BTreeSet<String> = receipt["revoked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{}:{}", r["account"].as_str().unwrap(), r["platform_role"].as_str().unwrap()))
+            .collect();
+        assert_eq!(revoked, before, "{receipt}");
+        assert!(receipt["revoked"].as_array().unwrap().iter().all(|r| r["confirmed_at"].is_string()));
+        assert_eq!(cloud.held(&ext, &everyone).await, BTreeSet::new(), "nobody keeps access");
     } else {
         app.replicate().await;
         assert!(cloud.adapter.observe(&tenant, &Scope::default()).await.is_err(), "the instance is deprovisioned");

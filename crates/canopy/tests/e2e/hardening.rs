@@ -479,7 +479,41 @@ async fn ad3_a_workspace_key_cannot_break_glass(app: TestApp) {
     app.post("/api/v1/admin/emergency/grant", &admin_key, grant).await.expect(201);
 }
 
+/// Finding 18: a confirmed manual deletion revokes in the tenant first; where
+/// the platform cannot be reached, the receipt says so (and the deletion,
+/// which the engineer vouches for, still goes through).
+async fn dl3_a_manual_deletion_says_when_access_could_not_be_revoked(app: TestApp) {
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "w").await;
+    app.project(&admin, "w", "web").await;
+    let platform = json!({"identifier": "gone", "type": "openstack", "deletion": "manual",
+        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "unused"},
+        "role_mapping": {"project_user": "member"}});
+    app.post("/api/v1/platforms", &admin, platform).await.expect(201);
+    let p = "/api/v1/workspaces/w/projects/web";
+    app.post(&format!("{p}/tenants"), &admin, json!({"platform": "gone"})).await.expect(201);
+    app.sql("UPDATE tenants SET external_id = 'ext-1'").await;
+    app.delete(&format!("{p}/tenants/gone"), &admin).await.expect(202);
+    app.post(&format!("{p}/deletion/confirm"), &admin, json!({"identifier": "web"})).await.expect(200);
+    let pending = app.get("/api/v1/platforms/gone/deletions", &admin).await.expect(200).body;
+    let id = pending["items"][0]["id"].as_str().unwrap().to_owned();
+    let confirm = format!("/api/v1/platforms/gone/deletions/{id}/confirm");
+    let receipt = app.post(&confirm, &admin, json!({})).await.expect(200).body;
+    assert!(receipt["platform_error"].as_str().is_some_and(|e| !e.is_empty()), "{receipt}");
+    assert_eq!(
+        (receipt["external_id"].as_str(), receipt["revoked"].as_array().map(Vec::len)),
+        (Some("ext-1"), Some(0))
+    );
+    app.get(&format!("{p}/tenants/gone"), &admin).await.expect_problem(404, None);
+    let h = app.get("/api/v1/workspaces/w/history?kind=tenant_deleted", &admin).await.expect(200).body;
+    assert!(h["items"][0]["details"]["platform_error"].is_string(), "{h}");
+    // a second confirmation finds nothing waiting
+    app.post(&confirm, &admin, json!({})).await.expect_problem(404, None);
+}
+
 canopy_testkit::backend_tests! {
+    dl3_a_manual_deletion_says_when_access_could_not_be_revoked,
     ad3_a_workspace_key_cannot_break_glass,
     se5_every_rejection_is_problem_details,
     fe4_a_request_is_void_once_its_requester_may_no_longer_ask,

@@ -19,6 +19,7 @@ mod interface;
 mod lifecycle;
 mod mail;
 mod nodes;
+mod openapi;
 mod platforms;
 mod serve;
 mod tenants;

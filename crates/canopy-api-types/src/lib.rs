@@ -606,12 +606,24 @@ pub struct Initiator {
     pub name: String,
 }
 
+/// What verifying the history found (HI3, SE7).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HistoryVerification {
+    /// Every link holds, no chain is missing, and every checkpoint given holds.
     pub ok: bool,
     pub chains_checked: u64,
+    /// Events of the chains whose every link holds.
     pub events_checked: u64,
+    /// How many checkpoints were given (`POST`), each checked.
+    #[serde(default)]
+    pub checkpoints_checked: u64,
+    /// The first of `problems` (`seq` 0 where no event is concerned).
     pub first_broken: Option<BrokenLink>,
+    /// Everything found wrong: per chain its first broken link and the
+    /// checkpoints of it that do not hold, then missing chains, then
+    /// checkpoints of chains that are gone.
+    #[serde(default)]
+    pub problems: Vec<HistoryProblem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -622,6 +634,74 @@ pub struct BrokenLink {
     pub event_id: Option<String>,
     pub reason: String,
 }
+
+/// One thing verification found wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryProblem {
+    /// `broken_link`, `chain_missing` (a workspace without its chain, or a
+    /// chain whose creation the installation history records and that is
+    /// gone), `checkpoint_other_key`, `checkpoint_bad_signature`,
+    /// `checkpoint_chain_gone`, `checkpoint_truncated` or `checkpoint_rewritten`.
+    pub code: String,
+    /// The chain's label: the workspace identifier, or `installation`.
+    pub chain: String,
+    /// The chain's id: the workspace's id, or `installation`.
+    pub chain_id: String,
+    /// The event concerned (a broken link's, a checkpoint's).
+    pub seq: Option<i64>,
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+/// A signed checkpoint (SE7): the installation states that chain `chain`
+/// had `seq` events, the last with `hash`, at `at`. Signed with Ed25519 by
+/// the key `key_id`, which the database does not hold. Keep checkpoints
+/// outside Canopy and give them back to `POST /admin/history/verify`, as they are.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryCheckpoint {
+    /// The chain's id: a workspace's id, or `installation`.
+    #[schema(min_length = 1, max_length = 100)]
+    pub chain: String,
+    /// The workspace identifier, or `installation`.
+    #[schema(min_length = 1, max_length = 100)]
+    pub label: String,
+    /// The number of events the chain had.
+    #[schema(minimum = 0)]
+    pub seq: i64,
+    /// The hash of the chain's event at `seq` (lowercase hex SHA-256; 64 zeros at 0).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub hash: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The first 16 hex digits of the SHA-256 of the signing public key.
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub key_id: String,
+    /// Ed25519 signature, base64 of 64 bytes.
+    #[schema(min_length = 88, max_length = 88)]
+    pub signature: String,
+}
+
+/// A checkpoint of every chain's head now, and the key to check them with.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryCheckpoints {
+    /// The installation's Ed25519 public key for checkpoints, base64 of 32 bytes.
+    pub public_key: String,
+    pub key_id: String,
+    pub checkpoints: Vec<HistoryCheckpoint>,
+}
+
+/// Checkpoints kept from earlier, to verify the history against.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyHistory {
+    /// At most 10,000 checkpoints (`MAX_CHECKPOINTS`).
+    #[schema(max_items = 10000)]
+    pub checkpoints: Vec<HistoryCheckpoint>,
+}
+
+/// The most checkpoints one `POST /admin/history/verify` takes.
+pub const MAX_CHECKPOINTS: usize = 10_000;
 
 // ---------------------------------------------------------------- platforms
 

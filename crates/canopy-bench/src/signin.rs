@@ -294,6 +294,7 @@ async fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<(Child, String)>
         .current_dir(dir)
         .env("CANOPY_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("CANOPY_SECRET_KEY", SECRET_KEY)
+        .env("CANOPY_HISTORY_KEY", SECRET_KEY)
         .env("CANOPY_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

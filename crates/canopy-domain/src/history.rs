@@ -5,6 +5,8 @@
 //! inserting or reordering stored events breaks a link that [`verify_chain`]
 //! reports.
 
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -94,6 +96,7 @@ event_kinds! {
     TenantDeleted => "tenant_deleted",
     ProjectDeletionRequested => "project_deletion_requested",
     ProjectDeletionDeclined => "project_deletion_declined",
+    HistoryChainCreated => "history_chain_created",
 }
 
 impl FromStr for EventKind {
@@ -219,9 +222,9 @@ pub struct BrokenLink {
 
 /// Verify one chain given its events in ascending `seq` order and the head
 /// the store recorded (last seq and hash). Returns the number of events checked.
-pub fn verify_chain(
+pub fn verify_chain<E: Borrow<ChainedEvent>>(
     chain: &str,
-    events: impl IntoIterator<Item = ChainedEvent>,
+    events: impl IntoIterator<Item = E>,
     head: (i64, &str),
 ) -> Result<u64, BrokenLink> {
     let mut expected_seq = 1i64;
@@ -234,6 +237,7 @@ pub fn verify_chain(
         reason,
     };
     for e in events {
+        let e = e.borrow();
         if e.seq != expected_seq {
             return Err(broken(
                 expected_seq,
@@ -251,7 +255,7 @@ pub fn verify_chain(
         if e.compute_hash() != e.hash {
             return Err(broken(e.seq, Some(&e.id), "its content was changed after it was recorded".into()));
         }
-        prev = e.hash;
+        prev.clone_from(&e.hash);
         expected_seq += 1;
         n += 1;
     }
@@ -274,6 +278,106 @@ pub fn verify_chain(
         ));
     }
     Ok(n)
+}
+
+/// What is wrong with the history, found by verification: a broken link, a
+/// chain that is missing, or a checkpoint that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryProblem {
+    /// `broken_link`, `chain_missing`, or a [`crate::checkpoint::CheckpointFault`]'s code.
+    pub code: &'static str,
+    /// The chain's label: the workspace's identifier, or `installation`.
+    pub chain: String,
+    /// The chain's id: the workspace's id, or `installation`.
+    pub chain_id: String,
+    /// The sequence number concerned, where one is.
+    pub seq: Option<i64>,
+    pub event_id: Option<String>,
+    pub reason: String,
+}
+
+impl HistoryProblem {
+    /// A broken link of the chain `chain_id` (whose label `verify_chain` was given).
+    pub fn broken_link(b: BrokenLink, chain_id: &str) -> Self {
+        Self {
+            code: "broken_link",
+            chain: b.chain,
+            chain_id: chain_id.to_owned(),
+            seq: Some(b.seq),
+            event_id: b.event_id,
+            reason: b.reason,
+        }
+    }
+
+    /// A checkpoint of `label`'s chain `chain_id` at `seq` that does not hold.
+    pub fn checkpoint(fault: &crate::checkpoint::CheckpointFault, chain_id: &str, label: &str, seq: i64) -> Self {
+        Self {
+            code: fault.code(),
+            chain: label.to_owned(),
+            chain_id: chain_id.to_owned(),
+            seq: Some(seq),
+            event_id: None,
+            reason: format!("the checkpoint at event #{seq}: {fault}"),
+        }
+    }
+}
+
+/// The details of the installation event that records a new chain.
+pub fn chain_created_details(chain_id: &str, label: &str) -> serde_json::Value {
+    serde_json::json!({"workspace": label, "chain": chain_id})
+}
+
+/// The chain (id, label) that an installation event records as created, if it is such an event.
+pub fn created_chain(e: &ChainedEvent) -> Option<(String, String)> {
+    if e.kind != EventKind::HistoryChainCreated.as_str() {
+        return None;
+    }
+    let details: serde_json::Value = serde_json::from_str(&e.details).ok()?;
+    let chain = details.get("chain")?.as_str()?.to_owned();
+    let label = details.get("workspace").and_then(|w| w.as_str()).unwrap_or(&chain).to_owned();
+    Some((chain, label))
+}
+
+/// Chains that must exist and do not: every workspace (id, identifier) has
+/// its chain, and every chain that the installation chain recorded as created
+/// (`recorded`, from [`created_chain`]) still exists, its workspace deleted or
+/// not (a deleted workspace's history is kept). Each missing chain once.
+pub fn missing_chains(
+    workspaces: &[(String, String)],
+    chains: &BTreeSet<String>,
+    recorded: &[(String, String)],
+) -> Vec<HistoryProblem> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (id, label) in workspaces {
+        if !chains.contains(id) && seen.insert(id.clone()) {
+            out.push(HistoryProblem {
+                code: "chain_missing",
+                chain: label.clone(),
+                chain_id: id.clone(),
+                seq: None,
+                event_id: None,
+                reason: format!(
+                    "workspace {label} exists but its history chain is gone (its events and head were deleted)"
+                ),
+            });
+        }
+    }
+    for (id, label) in recorded {
+        if !chains.contains(id) && seen.insert(id.clone()) {
+            out.push(HistoryProblem {
+                code: "chain_missing",
+                chain: label.clone(),
+                chain_id: id.clone(),
+                seq: None,
+                event_id: None,
+                reason: format!(
+                    "the installation history records the creation of workspace {label}'s chain, but the chain is gone"
+                ),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -313,7 +417,7 @@ mod tests {
         let c = chain(5);
         let (s, h) = head(&c);
         assert_eq!(verify_chain("c", c, (s, &h)), Ok(5));
-        assert_eq!(verify_chain("c", vec![], (0, GENESIS_HASH)), Ok(0));
+        assert_eq!(verify_chain("c", Vec::<ChainedEvent>::new(), (0, GENESIS_HASH)), Ok(0));
     }
 
     #[test]
@@ -342,6 +446,25 @@ mod tests {
         let mut truncated = c;
         truncated.pop();
         assert!(verify_chain("c", truncated, (s, &h)).is_err());
+    }
+
+    #[test]
+    fn se7_missing_chains_are_named_once() {
+        let chains: BTreeSet<String> = ["installation", "w1", "w3"].into_iter().map(String::from).collect();
+        let workspaces = vec![("w1".to_owned(), "one".to_owned()), ("w2".to_owned(), "two".to_owned())];
+        let recorded = vec![
+            ("w1".to_owned(), "one".to_owned()),
+            ("w2".to_owned(), "two".to_owned()),
+            ("w3".to_owned(), "three".to_owned()),
+            ("w4".to_owned(), "four".to_owned()),
+        ];
+        let missing: Vec<_> =
+            missing_chains(&workspaces, &chains, &recorded).into_iter().map(|p| (p.chain_id, p.chain)).collect();
+        assert_eq!(missing, [("w2".to_owned(), "two".to_owned()), ("w4".to_owned(), "four".to_owned())]);
+        let mut e = chain(1).remove(0);
+        e.kind = EventKind::HistoryChainCreated.as_str().into();
+        e.details = chain_created_details("w9", "nine").to_string();
+        assert_eq!(created_chain(&e), Some(("w9".to_owned(), "nine".to_owned())));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod authz;
+pub mod checkpoint;
 pub mod clock;
 pub mod deletion;
 pub mod four_eye;

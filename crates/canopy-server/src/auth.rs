@@ -331,6 +331,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

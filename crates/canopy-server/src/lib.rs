@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// throttling counts per client address, SE2). A request from any other
     /// peer is that peer's.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The key that signs history checkpoints (SE7), kept outside the database.
+    pub history_key: canopy_domain::checkpoint::HistoryKey,
 }
 
 /// What every handler can reach.
@@ -134,7 +136,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(platforms::show, platforms::update, platforms::delete))
         .routes(routes!(platforms::list_landing_zones, platforms::create_landing_zone))
         .routes(routes!(platforms::show_landing_zone, platforms::update_landing_zone, platforms::delete_landing_zone))
-        .routes(routes!(admin::verify_history))
+        .routes(admin::verify_routes())
+        .routes(routes!(admin::checkpoints))
         .routes(routes!(emergency::grant))
         .routes(routes!(emergency::revoke))
         .routes(routes!(emergency::show))

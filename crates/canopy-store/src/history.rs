@@ -1,6 +1,12 @@
 //! The history: append-only, hash-chained events (HI1, HI3).
 
-use canopy_domain::history::{BrokenLink, ChainedEvent, EventKind, GENESIS_HASH, Initiator, verify_chain};
+use std::collections::{BTreeMap, BTreeSet};
+
+use canopy_domain::checkpoint::{ChainHead, Checkpoint, PublicKey, check_checkpoint};
+use canopy_domain::history::{
+    ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, chain_created_details, created_chain,
+    missing_chains, verify_chain,
+};
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -26,10 +32,24 @@ pub struct HistoryFilter {
 #[derive(Debug, Clone)]
 pub struct Verification {
     pub chains_checked: u64,
+    /// Events of the chains whose every link holds.
     pub events_checked: u64,
-    /// The first broken link, with the chain's label in `chain`.
-    pub first_broken: Option<BrokenLink>,
+    /// Checkpoints given to check.
+    pub checkpoints_checked: u64,
+    /// Everything found wrong: per chain (in id order) its first broken link
+    /// and the checkpoints of it that do not hold, then the chains that are
+    /// missing, then the checkpoints of chains that are gone.
+    pub problems: Vec<HistoryProblem>,
 }
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The system job that records chains made before their creation was recorded.
+pub const HISTORY_JOB: &str = "history";
 
 const EVENT_COLS: &str =
     "id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash";
@@ -159,13 +179,38 @@ impl Tx {
 }
 
 impl Store {
-    /// Verify every chain (HI3) and report the first broken link.
-    pub async fn verify_history(&self) -> Result<Verification> {
+    /// Verify every chain (HI3): its links and head; that every workspace
+    /// has its chain and every chain the installation recorded as created
+    /// still exists; and, given checkpoints and the key they must be signed
+    /// with, that each is signed by it unchanged and still contained in its
+    /// chain (SE7). One read snapshot.
+    pub async fn verify_history(&self, checkpoints: Option<(&PublicKey, &[Checkpoint])>) -> Result<Verification> {
         let mut tx = self.read().await?;
         let heads = sqlx::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
             .fetch_all(tx.conn())
             .await?;
-        let mut v = Verification { chains_checked: 0, events_checked: 0, first_broken: None };
+        let workspaces = sqlx::query("SELECT id, identifier FROM workspaces ORDER BY id")
+            .fetch_all(tx.conn())
+            .await?
+            .iter()
+            .map(|r| Ok((r.text("id")?, r.text("identifier")?)))
+            .collect::<Result<Vec<_>>>()?;
+        let (key, given) = match checkpoints {
+            Some((key, given)) => (Some(key), given),
+            None => (None, &[][..]),
+        };
+        let mut by_chain: BTreeMap<&str, Vec<&Checkpoint>> = BTreeMap::new();
+        for cp in given {
+            by_chain.entry(cp.chain.as_str()).or_default().push(cp);
+        }
+        let mut v = Verification {
+            chains_checked: 0,
+            events_checked: 0,
+            checkpoints_checked: given.len() as u64,
+            problems: Vec::new(),
+        };
+        let mut chains = BTreeSet::new();
+        let mut recorded = Vec::new();
         for head in &heads {
             let chain = head.text("chain")?;
             let label = head.text("label")?;
@@ -177,14 +222,95 @@ impl Store {
             .await?;
             let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
             v.chains_checked += 1;
-            match verify_chain(&label, events, (head.int("last_seq")?, &head.text("last_hash")?)) {
+            match verify_chain(&label, &events, (head.int("last_seq")?, &head.text("last_hash")?)) {
                 Ok(n) => v.events_checked += n,
-                Err(broken) => {
-                    v.first_broken = Some(broken);
-                    break;
+                Err(broken) => v.problems.push(HistoryProblem::broken_link(broken, &chain)),
+            }
+            if chain == INSTALLATION_CHAIN {
+                recorded.extend(events.iter().filter_map(created_chain));
+            }
+            if let (Some(key), Some(cps)) = (key, by_chain.remove(chain.as_str())) {
+                for cp in cps {
+                    if let Err(fault) = check_checkpoint(key, cp, Some(&events)) {
+                        v.problems.push(HistoryProblem::checkpoint(&fault, &chain, &label, cp.seq));
+                    }
+                }
+            }
+            chains.insert(chain);
+        }
+        v.problems.extend(missing_chains(&workspaces, &chains, &recorded));
+        // checkpoints of chains that are gone
+        if let Some(key) = key {
+            for (chain, cps) in by_chain {
+                for cp in cps {
+                    if let Err(fault) = check_checkpoint(key, cp, None) {
+                        v.problems.push(HistoryProblem::checkpoint(&fault, chain, &cp.label, cp.seq));
+                    }
                 }
             }
         }
         Ok(v)
+    }
+
+    /// The head of every chain now, in one snapshot, to sign as checkpoints.
+    pub async fn chain_heads(&self) -> Result<Vec<ChainHead>> {
+        let mut tx = self.read().await?;
+        let rows = sqlx::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
+            .fetch_all(tx.conn())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChainHead {
+                    chain: r.text("chain")?,
+                    label: r.text("label")?,
+                    seq: r.int("last_seq")?,
+                    hash: r.text("last_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Record in the installation chain the creation of every workspace chain
+    /// it does not name yet: chains made before creations were recorded (an
+    /// upgrade), so that their deletion is detected too. Idempotent, and safe
+    /// on several nodes at once. Returns how many it recorded.
+    pub async fn record_unrecorded_chains(&self, now: OffsetDateTime) -> Result<u64> {
+        let mut tx = self.write().await?;
+        // the installation chain's head first: a second node waits here, then sees what the first recorded
+        sqlx::query("UPDATE history_chains SET last_seq = last_seq WHERE chain = $1")
+            .bind(INSTALLATION_CHAIN)
+            .execute(tx.conn())
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND kind = $2"
+        )))
+        .bind(INSTALLATION_CHAIN)
+        .bind(EventKind::HistoryChainCreated.as_str())
+        .fetch_all(tx.conn())
+        .await?;
+        let mut known = BTreeSet::new();
+        for r in &rows {
+            if let Some((chain, _)) = created_chain(&event_from_row(r)?) {
+                known.insert(chain);
+            }
+        }
+        let chains = sqlx::query("SELECT chain, label FROM history_chains WHERE chain <> $1 ORDER BY chain")
+            .bind(INSTALLATION_CHAIN)
+            .fetch_all(tx.conn())
+            .await?;
+        let system = Initiator::system(HISTORY_JOB);
+        let mut n = 0;
+        for r in &chains {
+            let (chain, label) = (r.text("chain")?, r.text("label")?);
+            if known.contains(&chain) {
+                continue;
+            }
+            let mut details = chain_created_details(&chain, &label);
+            details["recorded_later"] = serde_json::Value::Bool(true);
+            tx.append_event(None, EventKind::HistoryChainCreated, now, &system, details).await?;
+            n += 1;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 }

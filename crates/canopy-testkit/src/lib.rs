@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use canopy_domain::checkpoint::HistoryKey;
 use canopy_domain::clock::Clock;
 use canopy_engine::replication::{Adapters, Pass, ReplicationConfig, Replicator};
 use canopy_server::{AppState, ServerConfig};
@@ -71,6 +72,8 @@ pub struct TestApp {
     pub admin_token: String,
     /// The key that encrypts platform secrets in this app's database.
     pub secret_key: canopy_store::SecretKey,
+    /// The key that signs this app's history checkpoints (a fresh one per app).
+    pub history_key: HistoryKey,
     /// The replication engine, not running on its own: tests drive it with
     /// [`TestApp::replicate`] and the settable clock.
     pub replicator: Arc<Replicator>,
@@ -163,6 +166,13 @@ pub async fn sql_strings(db_url: &str, query: &str) -> Vec<String> {
     rows.iter().map(|r| r.try_get::<String, _>(0).unwrap()).collect()
 }
 
+/// A new random key for signing history checkpoints.
+pub fn new_history_key() -> HistoryKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    HistoryKey::from_bytes(seed)
+}
+
 /// Start the application on a fresh database of `backend`. `None` means the
 /// test is skipped (PostgreSQL not available outside CI).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
@@ -171,11 +181,13 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let clock = Arc::new(ManualClock::new(START));
     canopy_server::bootstrap(&store, START, Some(ADMIN_PASSWORD.into())).await.unwrap();
     let secret_key = canopy_store::SecretKey::generate().unwrap();
+    let history_key = new_history_key();
     let config = ServerConfig {
         session_ttl: time::Duration::hours(12),
         public_url: None,
         secret_key: secret_key.clone(),
         trusted_proxies: vec![],
+        history_key: history_key.clone(),
     };
     let replication = ReplicationConfig { node: "test-node".into(), ..ReplicationConfig::default() };
     let replicator =
@@ -198,6 +210,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         db_url,
         admin_token: String::new(),
         secret_key,
+        history_key,
         replicator,
         client: {
             let _ = rustls::crypto::ring::default_provider().install_default();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use canopy_domain::checkpoint::HistoryKey;
 use canopy_domain::clock::Clock;
+use canopy_engine::checkpoints::{CheckpointExport, Webhook};
 use canopy_engine::mailer::Mailer;
 use canopy_engine::replication::{Adapters, ReplicationConfig, Replicator};
 use canopy_server::listen::ListenLimits;
@@ -72,6 +74,28 @@ pub struct ServeArgs {
     /// File holding the secret key; created with a new key on first start.
     #[arg(long, env = "CANOPY_SECRET_KEY_FILE", default_value = "canopy.key")]
     pub secret_key_file: std::path::PathBuf,
+    /// The key that signs history checkpoints (SE7), base64 of its 32-byte
+    /// seed, from the environment only (`CANOPY_HISTORY_KEY`); every node of
+    /// one installation needs the same. Without it, --history-key-file is used.
+    #[arg(skip = std::env::var("CANOPY_HISTORY_KEY").ok().map(Secret))]
+    pub history_key: Option<Secret>,
+    /// File holding the key that signs history checkpoints; created with a new
+    /// key on first start (default: `canopy-history.key` beside the secret
+    /// key file). Keep it where the database and its backups are not: whoever
+    /// holds both could forge checkpoints of a tampered history.
+    #[arg(long, env = "CANOPY_HISTORY_KEY_FILE")]
+    pub history_key_file: Option<std::path::PathBuf>,
+    /// Append a signed checkpoint of every history chain, one JSON line each,
+    /// to this file every --checkpoint-every-minutes (keep it off the database's machine).
+    #[arg(long, env = "CANOPY_CHECKPOINT_FILE")]
+    pub checkpoint_file: Option<std::path::PathBuf>,
+    /// POST the signed checkpoints of every history chain as JSON to this URL
+    /// every --checkpoint-every-minutes.
+    #[arg(long, env = "CANOPY_CHECKPOINT_WEBHOOK", hide_env_values = true)]
+    pub checkpoint_webhook: Option<Secret>,
+    /// How often checkpoints go to --checkpoint-file and --checkpoint-webhook, in minutes.
+    #[arg(long, env = "CANOPY_CHECKPOINT_EVERY_MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+    pub checkpoint_every_minutes: u32,
     /// Tenants this node replicates at once.
     #[arg(long, env = "CANOPY_REPLICATION_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub replication_workers: u32,
@@ -117,13 +141,25 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Verify the hash chain of every workspace's history; exit 1 at the first broken link.
+    /// Verify the hash chain of every workspace's history and the
+    /// installation's, that no chain is missing, and the checkpoints given;
+    /// exit 1 when anything is wrong.
     VerifyHistory {
         #[command(flatten)]
         database: DatabaseArgs,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Checkpoints kept from earlier (`canopy history verify
+        /// --save-checkpoints`, or the file `canopy serve --checkpoint-file`
+        /// appends to): each must be signed by the installation's history key
+        /// and still contained in its chain.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<std::path::PathBuf>,
+        /// The installation's history key (for --checkpoints), unless
+        /// `CANOPY_HISTORY_KEY` holds it.
+        #[arg(long, env = "CANOPY_HISTORY_KEY_FILE", default_value = "canopy-history.key")]
+        history_key_file: std::path::PathBuf,
     },
 }
 
@@ -166,6 +202,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let secret_key = load_secret_key(args.secret_key.as_ref(), &args.secret_key_file)?;
+    let history_key_file = args.history_key_file.clone().unwrap_or_else(|| {
+        args.secret_key_file.parent().unwrap_or(std::path::Path::new("")).join("canopy-history.key")
+    });
+    let history_key = load_history_key(args.history_key.as_ref(), &history_key_file)?;
+    let export = CheckpointExport {
+        file: args.checkpoint_file.clone(),
+        webhook: args
+            .checkpoint_webhook
+            .as_ref()
+            .map(|url| Webhook::new(url.expose()))
+            .transpose()
+            .context("--checkpoint-webhook")?,
+    };
+    // chains made before their creation was recorded in the installation chain
+    match store.record_unrecorded_chains(clock.now()).await.context("recording history chains")? {
+        0 => {}
+        n => tracing::info!(chains = n, "recorded the creation of history chains in the installation history"),
+    }
     let node = args.node_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(default_node_name);
     tracing::info!(%node, "this node's name in replication leases");
     let replication = ReplicationConfig {
@@ -181,6 +235,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(replicator.clone().run());
     tokio::spawn(canopy_engine::expiry::run(store.clone(), clock.clone()));
     tokio::spawn(canopy_engine::payments::run(store.clone(), clock.clone()));
+    if export.file.is_some() || export.webhook.is_some() {
+        let every = Duration::from_secs(u64::from(args.checkpoint_every_minutes) * 60);
+        tokio::spawn(canopy_engine::checkpoints::run(store.clone(), clock.clone(), history_key.clone(), export, every));
+    }
     let state = AppState::new(
         store.clone(),
         clock,
@@ -189,6 +247,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public_url: args.public_url,
             secret_key,
             trusted_proxies: args.trusted_proxies.clone(),
+            history_key,
         },
         replicator,
     );
@@ -234,23 +293,53 @@ fn load_secret_key(from_env: Option<&Secret>, file: &std::path::Path) -> anyhow:
     if let Some(k) = from_env {
         return SecretKey::from_base64(k.expose()).context("CANOPY_SECRET_KEY");
     }
+    let (text, created) = read_or_create_key_file(file, "secret key", || Ok(SecretKey::generate()?.to_base64()))?;
+    let key = SecretKey::from_base64(&text).with_context(|| format!("reading the secret key in {}", file.display()))?;
+    if created {
+        tracing::warn!(file = %file.display(), "created a new key for platform secrets; back it up: without it they cannot be read");
+    }
+    Ok(key)
+}
+
+/// The history key from `CANOPY_HISTORY_KEY`, else from `file`, else a new one written to `file`.
+fn load_history_key(from_env: Option<&Secret>, file: &std::path::Path) -> anyhow::Result<HistoryKey> {
+    if let Some(k) = from_env {
+        return HistoryKey::from_base64(k.expose()).context("CANOPY_HISTORY_KEY");
+    }
+    let (text, created) = read_or_create_key_file(file, "history key", || {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random bytes: {e}"))?;
+        Ok(HistoryKey::from_bytes(seed).to_base64())
+    })?;
+    let key =
+        HistoryKey::from_base64(&text).with_context(|| format!("reading the history key in {}", file.display()))?;
+    if created {
+        tracing::warn!(file = %file.display(), key_id = %key.key_id(),
+            "created a new key that signs history checkpoints; keep it apart from the database and back it up");
+    }
+    Ok(key)
+}
+
+/// The text of a key file, or a new key (`generate`'s text) written to a new
+/// file readable by its owner only; `true` when it was created.
+fn read_or_create_key_file(
+    file: &std::path::Path,
+    what: &str,
+    generate: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<(String, bool)> {
     match std::fs::read_to_string(file) {
-        Ok(text) => {
-            SecretKey::from_base64(&text).with_context(|| format!("reading the secret key in {}", file.display()))
-        }
+        Ok(text) => Ok((text, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SecretKey::generate()?;
+            let text = generate()?;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f =
-                options.open(file).with_context(|| format!("creating the secret key file {}", file.display()))?;
-            std::io::Write::write_all(&mut f, key.to_base64().as_bytes())?;
-            tracing::warn!(file = %file.display(), "created a new key for platform secrets; back it up: without it they cannot be read");
-            Ok(key)
+            let mut f = options.open(file).with_context(|| format!("creating the {what} file {}", file.display()))?;
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            Ok((text, true))
         }
-        Err(e) => Err(e).with_context(|| format!("reading the secret key in {}", file.display())),
+        Err(e) => Err(e).with_context(|| format!("reading the {what} in {}", file.display())),
     }
 }
 
@@ -274,35 +363,78 @@ async fn shutdown_signal() {
 
 pub async fn admin(cmd: AdminCommand) -> ExitCode {
     match cmd {
-        AdminCommand::VerifyHistory { database, json } => {
-            let store = match Store::connect(database.url.expose()).await {
-                Ok(s) => s,
+        AdminCommand::VerifyHistory { database, json, checkpoints, history_key_file } => {
+            match verify_history(&database, json, checkpoints.as_deref(), &history_key_file).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
-                    eprintln!("error: opening the database: {e}");
-                    return ExitCode::FAILURE;
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
                 }
-            };
-            let v = match store.verify_history().await {
-                Ok(v) => canopy_server::routes::admin::to_verification(v),
-                Err(e) => {
-                    eprintln!("error: reading the history: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else if let Some(b) = &v.first_broken {
-                println!("history is BROKEN in chain {} at event #{}: {}", b.chain, b.seq, b.reason);
-                if let Some(id) = &b.event_id {
-                    println!("  event id: {id}");
-                }
-            } else {
-                println!(
-                    "history verified: {} chains, {} events, every link intact",
-                    v.chains_checked, v.events_checked
-                );
             }
-            if v.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// `canopy admin verify-history`: whether the history verified.
+async fn verify_history(
+    database: &DatabaseArgs,
+    json: bool,
+    checkpoints: Option<&std::path::Path>,
+    history_key_file: &std::path::Path,
+) -> anyhow::Result<bool> {
+    // the file and the key first: a mistake there needs no database
+    let given = match checkpoints {
+        Some(path) => {
+            let cps: Vec<canopy_domain::checkpoint::Checkpoint> = crate::checkpoints_file::read(path)?;
+            for (i, cp) in cps.iter().enumerate() {
+                if let Some((field, e)) = cp.invalid_fields().into_iter().next() {
+                    anyhow::bail!("{}: checkpoint #{} ({}): {field} {e}", path.display(), i + 1, cp.label);
+                }
+            }
+            let key = match std::env::var("CANOPY_HISTORY_KEY") {
+                Ok(k) => HistoryKey::from_base64(&k).context("CANOPY_HISTORY_KEY")?,
+                Err(_) => {
+                    let text = std::fs::read_to_string(history_key_file).with_context(|| {
+                        format!(
+                            "reading the history key in {} (--history-key-file, or CANOPY_HISTORY_KEY)",
+                            history_key_file.display()
+                        )
+                    })?;
+                    HistoryKey::from_base64(&text)
+                        .with_context(|| format!("reading the history key in {}", history_key_file.display()))?
+                }
+            };
+            Some((key.public_key(), cps))
+        }
+        None => None,
+    };
+    let store = Store::connect(database.url.expose()).await.context("opening the database")?;
+    let v = store
+        .verify_history(given.as_ref().map(|(k, cps)| (k, cps.as_slice())))
+        .await
+        .context("reading the history")?;
+    let v = canopy_server::routes::admin::to_verification(v);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if v.ok {
+        let checked = if given.is_some() {
+            format!(", {} checkpoints still contained", v.checkpoints_checked)
+        } else {
+            String::new()
+        };
+        println!(
+            "history verified: {} chains, {} events{checked}, every link intact",
+            v.chains_checked, v.events_checked
+        );
+    } else {
+        for p in &v.problems {
+            let at = p.seq.map(|s| format!(" at event #{s}")).unwrap_or_default();
+            println!("history is BROKEN in chain {}{at}: {}", p.chain, p.reason);
+            if let Some(id) = &p.event_id {
+                println!("  event id: {id}");
+            }
+        }
+    }
+    Ok(v.ok)
 }

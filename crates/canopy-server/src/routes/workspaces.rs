@@ -117,6 +117,16 @@ pub async fn create(
         .await?;
         my_role = Some(role);
     }
+    // the installation chain records the new chain, so that its deletion is
+    // detected even with the workspace (SE7); installation chain last
+    tx.append_event(
+        None,
+        EventKind::HistoryChainCreated,
+        now,
+        &initiator,
+        canopy_domain::history::chain_created_details(&ws.id.to_string(), &ws.identifier),
+    )
+    .await?;
     let four_eye = four_eye_of(&mut tx, ws.id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(to_workspace(ws, my_role, four_eye))))

@@ -1,6 +1,10 @@
 //! `canopy history list|show|verify`.
 
-use canopy_api_types::{HistoryEvent, HistoryVerification};
+use std::path::{Path, PathBuf};
+
+use canopy_api_types::{
+    HistoryCheckpoint, HistoryCheckpoints, HistoryEvent, HistoryVerification, MAX_CHECKPOINTS, VerifyHistory,
+};
 use clap::Subcommand;
 use time::OffsetDateTime;
 
@@ -51,8 +55,20 @@ pub enum HistoryCommand {
         event: String,
     },
     /// Verify the hash chains of every workspace's history and the
-    /// installation's (admins); exit 1 when a link is broken.
-    Verify,
+    /// installation's, and that no chain is missing (admins); then print the
+    /// signed checkpoints of every chain's head. Exit 1 when anything is wrong.
+    Verify {
+        /// Checkpoints kept from earlier (by --save-checkpoints, or the file
+        /// `canopy serve --checkpoint-file` appends to): prove each still
+        /// contained in its chain, signed by the installation's key.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// Save the checkpoints received to this file (only when the history
+        /// verified), to prove later that no chain was cut short or deleted.
+        /// Keep it outside Canopy.
+        #[arg(long, value_name = "FILE")]
+        save_checkpoints: Option<PathBuf>,
+    },
 }
 
 pub async fn history(ctx: &Ctx, cmd: HistoryCommand) -> Result<(), CliError> {
@@ -83,33 +99,126 @@ pub async fn history(ctx: &Ctx, cmd: HistoryCommand) -> Result<(), CliError> {
         HistoryCommand::Show { ws, event } => {
             ctx.print_one::<HistoryEvent>(client.get(&["workspaces", &ws, "history", &event], &[]).await?)
         }
-        HistoryCommand::Verify => {
-            let v = client.get(&["admin", "history", "verify"], &[]).await?;
-            let result: HistoryVerification = api::decode(v.clone())?;
-            if ctx.json() {
-                render::json(&v);
-            } else {
-                let mut fields = vec![
-                    ("ok", render::yes_no(result.ok)),
-                    ("chains_checked", result.chains_checked.to_string()),
-                    ("events_checked", result.events_checked.to_string()),
-                ];
-                if let Some(b) = &result.first_broken {
-                    fields.push(("broken_chain", b.chain.clone()));
-                    fields.push(("broken_seq", b.seq.to_string()));
-                    fields.push(("broken_event", render::opt(b.event_id.as_deref())));
-                    fields.push(("reason", b.reason.clone()));
-                }
-                render::lines(render::fields(&fields));
-            }
-            match result.first_broken {
-                None if result.ok => Ok(()),
-                Some(b) => Err(CliError::Failed(format!(
-                    "the history is broken: chain {} at seq {}: {}",
-                    b.chain, b.seq, b.reason
-                ))),
-                None => Err(CliError::Failed("the history is broken".into())),
-            }
+        HistoryCommand::Verify { checkpoints, save_checkpoints } => {
+            verify(ctx, &client, checkpoints.as_deref(), save_checkpoints.as_deref()).await
         }
     }
+}
+
+/// `canopy history verify`: the verification, with the checkpoints given in
+/// parts the server takes; then, when it held, the checkpoints of now.
+async fn verify(ctx: &Ctx, client: &api::Api, given: Option<&Path>, save: Option<&Path>) -> Result<(), CliError> {
+    let result = match given {
+        None => api::decode::<HistoryVerification>(client.get(&["admin", "history", "verify"], &[]).await?)?,
+        Some(path) => {
+            let cps: Vec<HistoryCheckpoint> =
+                crate::checkpoints_file::read(path).map_err(|e| CliError::Failed(format!("{e:#}")))?;
+            let mut merged: Option<HistoryVerification> = None;
+            for part in cps.chunks(MAX_CHECKPOINTS) {
+                let body = VerifyHistory { checkpoints: part.to_vec() };
+                let v: HistoryVerification = api::decode(client.post(&["admin", "history", "verify"], &body).await?)?;
+                merged = Some(match merged {
+                    None => v,
+                    Some(m) => merge(m, v),
+                });
+            }
+            merged.ok_or_else(|| CliError::Failed(format!("{} holds no checkpoints", path.display())))?
+        }
+    };
+    let signed: Option<HistoryCheckpoints> =
+        if result.ok { Some(api::decode(client.get(&["admin", "history", "checkpoints"], &[]).await?)?) } else { None };
+    if let (Some(path), Some(signed)) = (save, &signed) {
+        let text = serde_json::to_string_pretty(signed)
+            .map_err(|e| CliError::Failed(format!("writing the checkpoints: {e}")))?;
+        std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| CliError::Failed(format!("writing the checkpoints to {}: {e}", path.display())))?;
+    }
+    if ctx.json() {
+        let mut v = serde_json::to_value(&result).map_err(|e| CliError::Failed(e.to_string()))?;
+        if let (Some(signed), Some(obj)) = (&signed, v.as_object_mut()) {
+            obj.insert("public_key".into(), signed.public_key.clone().into());
+            obj.insert("key_id".into(), signed.key_id.clone().into());
+            obj.insert(
+                "checkpoints".into(),
+                serde_json::to_value(&signed.checkpoints).map_err(|e| CliError::Failed(e.to_string()))?,
+            );
+        }
+        render::json(&v);
+    } else {
+        let mut fields = vec![
+            ("ok", render::yes_no(result.ok)),
+            ("chains_checked", result.chains_checked.to_string()),
+            ("events_checked", result.events_checked.to_string()),
+        ];
+        if given.is_some() {
+            fields.push(("checkpoints_checked", result.checkpoints_checked.to_string()));
+        }
+        if let Some(b) = &result.first_broken {
+            fields.push(("broken_chain", b.chain.clone()));
+            fields.push(("broken_seq", b.seq.to_string()));
+            fields.push(("broken_event", render::opt(b.event_id.as_deref())));
+            fields.push(("reason", b.reason.clone()));
+        }
+        let mut out = render::fields(&fields);
+        if result.problems.len() > 1 {
+            out.push(String::new());
+            out.push("problems:".into());
+            let rows: Vec<Vec<String>> = result
+                .problems
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.chain.clone(),
+                        p.seq.map_or_else(|| "-".into(), |s| s.to_string()),
+                        p.code.clone(),
+                        p.reason.clone(),
+                    ]
+                })
+                .collect();
+            out.extend(render::table(&["CHAIN", "SEQ", "CODE", "REASON"], &rows).into_iter().map(|l| format!("  {l}")));
+        }
+        if let Some(signed) = &signed {
+            out.push(String::new());
+            out.push(format!("checkpoints (key {}, public key {}):", signed.key_id, signed.public_key));
+            let rows: Vec<Vec<String>> = signed
+                .checkpoints
+                .iter()
+                .map(|c| vec![c.label.clone(), c.seq.to_string(), c.hash.clone(), render::time(c.at)])
+                .collect();
+            out.extend(render::table(&["CHAIN", "SEQ", "HASH", "AT"], &rows).into_iter().map(|l| format!("  {l}")));
+            if let Some(path) = save {
+                out.push(format!("saved to {}", path.display()));
+            }
+        }
+        render::lines(out);
+    }
+    match result.problems.first() {
+        None if result.ok => Ok(()),
+        Some(p) => {
+            let at = p.seq.map(|s| format!(" at seq {s}")).unwrap_or_default();
+            let more = match result.problems.len() {
+                1 => String::new(),
+                n => format!(" (and {} more problem(s))", n - 1),
+            };
+            Err(CliError::Failed(format!("the history is broken: chain {}{at}: {}{more}", p.chain, p.reason)))
+        }
+        None => Err(CliError::Failed("the history is broken".into())),
+    }
+}
+
+/// Two answers for parts of the checkpoints: the chains once, every checkpoint problem.
+fn merge(mut a: HistoryVerification, b: HistoryVerification) -> HistoryVerification {
+    a.ok &= b.ok;
+    a.checkpoints_checked += b.checkpoints_checked;
+    for p in b.problems {
+        let dup = !p.code.starts_with("checkpoint_")
+            && a.problems.iter().any(|q| q.code == p.code && q.chain_id == p.chain_id && q.seq == p.seq);
+        if !dup {
+            a.problems.push(p);
+        }
+    }
+    if a.first_broken.is_none() {
+        a.first_broken = b.first_broken;
+    }
+    a
 }

@@ -471,6 +471,68 @@ async fn hi3_cli_history_verify_reports_ok(app: TestApp) {
     assert!(v["first_broken"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
 }
 
+/// SE7: `canopy history verify` prints the signed checkpoints it received and
+/// saves them; given back later, they show a chain cut short, naming it.
+async fn se7_cli_history_verify_saves_checkpoints_and_proves_them_later(app: TestApp) {
+    let cli = Cli::new(&app);
+    cli.login("admin", ADMIN_PASSWORD).await.ok();
+    cli.run(&["workspace", "create", "acme", "--name", "Acme"]).await.ok();
+    for p in ["web", "api", "db"] {
+        cli.run(&["project", "create", "acme", p, "--name", "P"]).await.ok();
+    }
+    let file = cli.dir.path().join("checkpoints.json");
+    let f = file.to_str().unwrap();
+    let out = cli.run(&["history", "verify", "--save-checkpoints", f]).await.ok();
+    assert!(out.stdout.contains(&format!("checkpoints (key {}", app.history_key.key_id())), "{}", out.stdout);
+    assert!(out.lines().iter().any(|l| l.trim_start().starts_with("acme ") && l.contains(" 5 ")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("saved to {f}")), "{}", out.stdout);
+    let saved = read_json(&file).await;
+    assert_eq!(saved["public_key"], app.history_key.public_key().to_base64());
+    assert_eq!(saved["checkpoints"].as_array().unwrap().len(), 2, "{saved}");
+    let v = cli.run(&["history", "verify", "-o", "json"]).await.ok().json();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["key_id"], app.history_key.key_id());
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 2, "{v}");
+
+    // given back: every checkpoint still contained
+    let out = cli.run(&["history", "verify", "--checkpoints", f]).await.ok();
+    assert!(out.lines().iter().any(|l| l.starts_with("checkpoints_checked:") && l.ends_with(" 2")), "{}", out.stdout);
+
+    // the last three events of acme's chain cut off and its head moved back
+    let chain = "(SELECT id FROM workspaces WHERE identifier = 'acme')";
+    app.sql(&format!("DELETE FROM history_events WHERE chain = {chain} AND seq > 2")).await;
+    app.sql(&format!(
+        "UPDATE history_chains SET last_seq = 2, last_hash = \
+         (SELECT hash FROM history_events WHERE chain = {chain} AND seq = 2) WHERE chain = {chain}"
+    ))
+    .await;
+    cli.run(&["history", "verify"]).await.ok();
+    let again = cli.dir.path().join("again.json");
+    let out = cli
+        .run(&["history", "verify", "--checkpoints", f, "--save-checkpoints", again.to_str().unwrap()])
+        .await
+        .code(1);
+    assert!(
+        out.stderr.starts_with("error: the history is broken: chain acme at seq 5")
+            && out.stderr.contains("removed from its end"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.lines().iter().any(|l| l.starts_with("ok:") && l.ends_with(" no")), "{}", out.stdout);
+    assert!(!again.exists(), "the checkpoints of a broken history are not saved");
+    let v = cli.run(&["history", "verify", "--checkpoints", f, "-o", "json"]).await.code(1).json();
+    assert_eq!(v["problems"][0]["code"], "checkpoint_truncated", "{v}");
+    assert_eq!(v["problems"][0]["chain"], "acme", "{v}");
+
+    // a file without checkpoints, or with something else in it
+    let empty = cli.dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    let out = cli.run(&["history", "verify", "--checkpoints", empty.to_str().unwrap()]).await.code(1);
+    assert!(out.stderr.contains("no checkpoints"), "{}", out.stderr);
+    std::fs::write(&empty, "{\"chain\": 1}").unwrap();
+    cli.run(&["history", "verify", "--checkpoints", empty.to_str().unwrap()]).await.code(1);
+}
+
 /// ID3: a workspace API key made with the client works as the client's token,
 /// within its role, until it is deleted.
 async fn id3_cli_api_key_works_as_token(app: TestApp) {
@@ -1258,6 +1320,7 @@ canopy_testkit::backend_tests! {
     if3_cli_admin_manages_users_groups_and_roles,
     ws6_cli_member_remove_ends_bindings,
     hi3_cli_history_verify_reports_ok,
+    se7_cli_history_verify_saves_checkpoints_and_proves_them_later,
     id3_cli_api_key_works_as_token,
     ad5_cli_platform_engineer_registers_platform_and_landing_zone,
     tn1_cli_invalid_platform_is_refused_with_the_field,

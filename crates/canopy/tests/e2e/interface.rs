@@ -142,6 +142,8 @@ fn operations() -> Vec<(&'static str, &'static str, Access, Option<Value>)> {
         ("post", "/api/v1/platforms/{platform}/deletions/{id}/confirm", Admin, None),
         ("post", "/api/v1/platforms/{platform}/deletions/{id}/decline", Admin, None),
         ("get", "/api/v1/admin/history/verify", Admin, None),
+        ("post", "/api/v1/admin/history/verify", Admin, Some(json!({"checkpoints": []}))),
+        ("get", "/api/v1/admin/history/checkpoints", Admin, None),
         (
             "post",
             "/api/v1/admin/emergency/grant",

@@ -6,6 +6,7 @@
 
 mod access;
 mod auth;
+mod checkpoints;
 mod cli;
 mod clouds;
 mod deletion;

@@ -34,6 +34,7 @@ async fn start(db: &str, name: &str) -> Node {
         .args(["--replication-lease-seconds", "3", "--replication-workers", "8"])
         .env("CANOPY_ADMIN_PASSWORD", PASSWORD)
         .env("CANOPY_SECRET_KEY", KEY)
+        .env("CANOPY_HISTORY_KEY", KEY)
         .env("CANOPY_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -19,12 +19,16 @@ fn canopy() -> Command {
         "CANOPY_SERVER",
         "CANOPY_TOKEN",
         "CANOPY_PROFILE",
+        "CANOPY_HISTORY_KEY_FILE",
+        "CANOPY_CHECKPOINT_FILE",
+        "CANOPY_CHECKPOINT_WEBHOOK",
     ] {
         c.env_remove(var);
     }
     // a fixed key, so that no test writes a key file into the working directory
     c.env("CANOPY_LOG", "info")
         .env("CANOPY_SECRET_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env("CANOPY_HISTORY_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
         .kill_on_drop(true);
     c
 }
@@ -141,6 +145,143 @@ async fn hi3_admin_verify_history_command_reports_the_first_broken_link(app: Tes
     assert_eq!(v["first_broken"]["seq"], 2);
 }
 
+/// SE7: `canopy admin verify-history --checkpoints` checks checkpoints kept
+/// from earlier against the history key, on the database directly.
+async fn se7_admin_verify_history_checks_checkpoints_with_the_history_key(app: TestApp) {
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    for p in ["a", "b", "c", "d"] {
+        app.project(&ann, "ws", p).await;
+    }
+    let cps = app.get("/api/v1/admin/history/checkpoints", &app.admin_token).await.expect(200).body;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("checkpoints.json");
+    std::fs::write(&file, cps.to_string()).unwrap();
+    let key = dir.path().join("history.key");
+    std::fs::write(&key, app.history_key.to_base64()).unwrap();
+    let run = |extra: &[&str]| {
+        let mut c = canopy();
+        c.env_remove("CANOPY_HISTORY_KEY").args(["admin", "verify-history", "--database", &app.db_url]).args(extra);
+        c
+    };
+    let (f, k) = (file.to_str().unwrap(), key.to_str().unwrap());
+    let out = run(&["--checkpoints", f, "--history-key-file", k]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 checkpoints still contained"), "{stdout}");
+    // the key from the environment instead, another installation's: refused
+    let out = run(&["--checkpoints", f])
+        .env("CANOPY_HISTORY_KEY", canopy_testkit::new_history_key().to_base64())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signed by key"), "{}", String::from_utf8_lossy(&out.stdout));
+    // no key at all
+    let out = run(&["--checkpoints", f, "--history-key-file", "/nonexistent/history.key"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--history-key-file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // the last three events of ws's chain cut off and its head moved back
+    let chain = "(SELECT id FROM workspaces WHERE identifier = 'ws')";
+    app.sql(&format!("DELETE FROM history_events WHERE chain = {chain} AND seq > 3")).await;
+    app.sql(&format!(
+        "UPDATE history_chains SET last_seq = 3, last_hash = \
+         (SELECT hash FROM history_events WHERE chain = {chain} AND seq = 3) WHERE chain = {chain}"
+    ))
+    .await;
+    let out = run(&[]).output().await.unwrap();
+    assert!(out.status.success(), "without checkpoints the cut does not show");
+    let out = run(&["--checkpoints", f, "--history-key-file", k]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("history is BROKEN in chain ws at event #6") && stdout.contains("removed from its end"),
+        "{stdout}"
+    );
+    let out = run(&["--checkpoints", f, "--history-key-file", k, "--json"]).output().await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["problems"][0]["code"], "checkpoint_truncated");
+    assert_eq!(v["checkpoints_checked"], 2);
+    // a workspace's whole chain deleted shows without checkpoints
+    app.sql(&format!("DELETE FROM history_events WHERE chain = {chain}")).await;
+    app.sql(&format!("DELETE FROM history_chains WHERE chain = {chain}")).await;
+    let out = run(&[]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("history is BROKEN in chain ws: workspace ws exists but its history chain is gone"),
+        "{stdout}"
+    );
+}
+
+/// SE7: `canopy serve` creates its history key beside the secret key (0600)
+/// and exports checkpoints to --checkpoint-file at start, which `canopy admin
+/// verify-history` proves with that key.
+async fn se7_serve_creates_its_history_key_and_exports_checkpoints(app: TestApp) {
+    if app.backend != Backend::Sqlite {
+        return; // the key file and the export are the same on both
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("canopy.db").display());
+    let export = dir.path().join("checkpoints.jsonl");
+    let mut cmd = canopy();
+    cmd.current_dir(dir.path())
+        .env_remove("CANOPY_SECRET_KEY")
+        .env_remove("CANOPY_HISTORY_KEY")
+        .env("CANOPY_ADMIN_PASSWORD", "a-password-from-env")
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db, "--secret-key-file", "keys/canopy.key"])
+        .args(["--checkpoint-file", export.to_str().unwrap(), "--checkpoint-every-minutes", "60"]);
+    let (mut child, _, _) = start(cmd).await;
+    let text = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(t) = std::fs::read_to_string(&export)
+                && t.ends_with('\n')
+            {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("checkpoints exported at start");
+    child.kill().await.unwrap();
+    let key_file = dir.path().join("keys").join("canopy-history.key");
+    let meta = std::fs::metadata(&key_file).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    let key = canopy_domain::checkpoint::HistoryKey::from_base64(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let cp: canopy_domain::checkpoint::Checkpoint = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(cp.label, "installation");
+    key.public_key().check_signature(&cp).unwrap();
+    let out = canopy()
+        .current_dir(dir.path())
+        .env_remove("CANOPY_HISTORY_KEY")
+        .args(["admin", "verify-history", "--database", &db, "--checkpoints", export.to_str().unwrap()])
+        .args(["--history-key-file", "keys/canopy-history.key"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // a webhook that is no http(s) URL stops the start with a clear message
+    let out = canopy()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db, "--checkpoint-webhook", "ftp://example.org/x"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--checkpoint-webhook"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory(app: TestApp) {
     if app.backend != Backend::Sqlite {
         return; // the default is SQLite by definition
@@ -234,4 +375,6 @@ canopy_testkit::backend_tests! {
     if3_serve_takes_admin_password_from_environment,
     hi3_admin_verify_history_command_reports_the_first_broken_link,
     if3_serve_runs_on_the_default_sqlite_file_in_the_current_directory,
+    se7_admin_verify_history_checks_checkpoints_with_the_history_key,
+    se7_serve_creates_its_history_key_and_exports_checkpoints,
 }

@@ -177,7 +177,10 @@ pub struct GroupMember {
     pub username: String,
     pub first_name: String,
     pub last_name: String,
-    pub email: String,
+    /// Shown to admins only: anyone may make a workspace and invite a group
+    /// into it, so managing a workspace does not entitle one to the members'
+    /// addresses.
+    pub email: Option<String>,
     pub active: bool,
 }
 

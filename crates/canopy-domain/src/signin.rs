@@ -7,9 +7,10 @@
 //! scope's free attempts on, each further attempt locks that counter for a
 //! growing time (30 s, doubling, at most [`MAX_LOCK`]); failures older than
 //! [`WINDOW`] are forgotten. An attempt goes ahead only while none of its
-//! counters is locked, except that the account-wide lock does not stop the
-//! account's owner at an address they signed in from before ([`gate`]): a
-//! guesser elsewhere can slow the account's sign-ins, not keep its owner out.
+//! counters is locked, except that the account-wide and address-wide locks
+//! do not stop the account's owner at an address they signed in from before
+//! ([`gate`]): a guesser elsewhere, or spraying from a shared address, can
+//! slow the account's sign-ins, not keep its owner out.
 //!
 //! Counters are keyed by the name as typed ([`Keys`]), never by whether an
 //! account of that name exists, so unknown names are throttled exactly like
@@ -114,12 +115,15 @@ pub enum Gate {
 }
 
 /// Whether an attempt with these counters goes ahead at `now`. The lock on
-/// this address and the lock on the address's pair with the account always
-/// hold; the account-wide lock does not hold at an address the account
-/// signed in from before (`known_address`).
+/// the account at this address always holds. The account-wide lock and the
+/// address-wide lock do not hold for the account at an address it signed in
+/// from before (`known_address`): neither a guesser spreading over many
+/// addresses nor one spraying names from a shared address (an office's NAT,
+/// a proxy) keeps the account's owner out.
 pub fn gate(pair: &Counter, account: &Counter, address: &Counter, known_address: bool, now: OffsetDateTime) -> Gate {
-    let account = if known_address { None } else { account.locked_at(now) };
-    match [pair.locked_at(now), address.locked_at(now), account].into_iter().flatten().max() {
+    let (account, address) =
+        if known_address { (None, None) } else { (account.locked_at(now), address.locked_at(now)) };
+    match [pair.locked_at(now), address, account].into_iter().flatten().max() {
         Some(until) => Gate::Wait(until),
         None => Gate::Go,
     }
@@ -228,11 +232,13 @@ mod tests {
         let at = NOW + Duration::seconds(30);
         assert!(matches!(gate(&free, &account, &free, false, at), Gate::Wait(_)));
         assert_eq!(gate(&free, &account, &free, true, at), Gate::Go);
-        // but never a lock on the address or on the account at this address
+        // but never a lock on the account at this address
         let pair = counted(Scope::AccountAtAddress, 5, NOW);
         assert!(matches!(gate(&pair, &free, &free, true, at), Gate::Wait(_)));
+        // nor a lock on a shared address (a NAT, a proxy) sprayed by someone else
         let address = counted(Scope::Address, 60, NOW);
-        assert!(matches!(gate(&free, &free, &address, true, at), Gate::Wait(_)));
+        assert_eq!(gate(&free, &free, &address, true, at), Gate::Go);
+        assert!(matches!(gate(&free, &free, &address, false, at), Gate::Wait(_)));
         // the longest lock is the one reported
         assert_eq!(Some(gate(&pair, &account, &address, false, at)), address.locked_until.map(Gate::Wait));
     }

@@ -39,6 +39,8 @@ pub enum ReplicationError {
     Store(#[from] StoreError),
     #[error("no such tenant")]
     NoTenant,
+    #[error("a replication run is working on this tenant; try again in a moment")]
+    Busy,
     #[error("{0}")]
     Platform(PlatformError),
 }
@@ -456,7 +458,30 @@ impl<K: Connector> Replicator<K> {
     /// confirmed is returned with its instant; a platform that cannot be
     /// reached or refuses is reported, not retried: the engineer's
     /// confirmation stands either way.
-    pub async fn withdraw_everything(&self, tenant_id: Uuid) -> Result<Withdrawal, ReplicationError> {
+    pub async fn withdraw_everything(&self, tenant_id: Uuid) -> Result<(Withdrawal, Claim), ReplicationError> {
+        // the tenant's lease first, so that no run grants behind the revocations
+        let now = self.clock.now();
+        let claim = self
+            .store
+            .hold_tenant(tenant_id, &self.config.node, now, now.saturating_add(self.config.lease))
+            .await?
+            .ok_or(ReplicationError::Busy)?;
+        match self.withdraw(tenant_id).await {
+            Ok(w) => Ok((w, claim)),
+            Err(e) => {
+                self.store.release_tenant(&claim).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Give back the lease of [`Replicator::withdraw_everything`] when the
+    /// tenant stays after all.
+    pub async fn release(&self, claim: &Claim) -> Result<(), ReplicationError> {
+        Ok(self.store.release_tenant(claim).await?)
+    }
+
+    async fn withdraw(&self, tenant_id: Uuid) -> Result<Withdrawal, ReplicationError> {
         let Prepared { adapter, input } = match self.prepare(tenant_id).await {
             Ok(p) => p,
             Err(ReplicationError::Platform(e)) => {

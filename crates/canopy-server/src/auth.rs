@@ -99,12 +99,12 @@ impl PasswordHashing {
             detail: "too many sign-ins and password changes at once; try again in a moment".into(),
             retry_after: 1,
         };
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // counted out again however this wait ends, a client hanging up included
+        let _waiting = Waiting::enter(&self.waiting);
+        if self.waiting.load(Ordering::SeqCst) > self.max_waiting {
             return Err(busy());
         }
         let got = tokio::time::timeout(self.wait_at_most, self.permits.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         match got {
             Ok(Ok(p)) => Ok(self.admitted(p)),
             _ => Err(busy()),
@@ -114,7 +114,23 @@ impl PasswordHashing {
     /// Hash a new password (admitted first).
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
         let admission = self.admit().await?;
-        hash_password_admitted(&admission, password).await
+        hash_password_admitted(admission, password).await
+    }
+}
+
+/// One request waiting for a hashing permit, counted while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -132,34 +148,48 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 }
 
 /// Hash a password under an [`Admission`] (new passwords are set by
-/// signed-in people, rarely: the hot path is verification).
-pub async fn hash_password_admitted(_admission: &Admission, password: String) -> Result<String, ApiError> {
-    hash_password(password).await
+/// signed-in people, rarely: the hot path is verification). The admission
+/// goes into the hashing task, so that its permit is held until the hash
+/// ends even when the client hangs up first.
+pub async fn hash_password_admitted(admission: Admission, password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let _held = admission;
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("hashing task: {e}")))?
 }
 
 /// The largest argon2 memory a stored hash may ask for (64 MiB, in 1 KiB
 /// blocks): Canopy's own hashes take 19 MiB.
 const MAX_BLOCKS: usize = 64 * 1024;
 
-/// Whether `password` matches `hash`, computed in the admission's memory.
-/// Without a hash (unknown user, no local password) a dummy hash is checked
-/// anyway so that timing does not tell.
-pub async fn verify_password(admission: &mut Admission, password: String, hash: Option<String>) -> bool {
+/// Whether `password` matches `hash`, computed in the admission's memory;
+/// the admission comes back for a further hash (none when the task failed).
+/// The admission goes into the hashing task, so that its permit and memory
+/// are held until the hash ends even when the client hangs up first (the
+/// request's future is then dropped, the task is not). Without a hash
+/// (unknown user, no local password) a dummy hash is checked anyway so that
+/// timing does not tell.
+pub async fn verify_password(
+    mut admission: Admission,
+    password: String,
+    hash: Option<String>,
+) -> (bool, Option<Admission>) {
     const DUMMY: &str =
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Qw3pZ5mXq0uQ0x9y8kq9m3V3yWw9cQeY2cN0uXcN3rA";
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DUMMY.to_owned());
-    let mut memory = std::mem::take(&mut admission.memory);
     let task = tokio::task::spawn_blocking(move || {
-        let ok = verify_in(&mut memory, password.as_bytes(), &hash);
-        (ok, memory)
+        let ok = verify_in(&mut admission.memory, password.as_bytes(), &hash);
+        (ok, admission)
     });
     match task.await {
-        Ok((ok, memory)) => {
-            admission.memory = memory;
-            ok && known
-        }
-        Err(_) => false,
+        Ok((ok, admission)) => (ok && known, Some(admission)),
+        Err(_) => (false, None),
     }
 }
 
@@ -338,16 +368,23 @@ mod tests {
     #[tokio::test]
     async fn se1_password_hashing_is_bounded_and_sheds_what_exceeds_its_queue() {
         let hashing = Arc::new(PasswordHashing::new(1));
-        let held = hashing.admit().await;
-        assert!(held.is_ok());
-        let mut held = held.unwrap();
+        let held = hashing.admit().await.unwrap();
         // a verification in the permit's memory, which stays with the pool
         let hash = hash_password("a-password-for-the-test".into()).await.unwrap();
-        assert!(verify_password(&mut held, "a-password-for-the-test".into(), Some(hash.clone())).await);
-        assert!(!verify_password(&mut held, "not-the-password".into(), Some(hash.clone())).await);
-        assert!(!verify_password(&mut held, "a-password-for-the-test".into(), None).await);
-        assert!(!verify_password(&mut held, "x".into(), Some("not a hash".into())).await);
+        let (ok, held) = verify_password(held, "a-password-for-the-test".into(), Some(hash.clone())).await;
+        assert!(ok);
+        let (ok, held) = verify_password(held.unwrap(), "not-the-password".into(), Some(hash.clone())).await;
+        assert!(!ok);
+        let (ok, held) = verify_password(held.unwrap(), "a-password-for-the-test".into(), None).await;
+        assert!(!ok);
+        let (ok, held) = verify_password(held.unwrap(), "x".into(), Some("not a hash".into())).await;
+        assert!(!ok);
+        let held = held.unwrap();
         assert_eq!(held.memory.len(), 19 * 1024);
+        // a waiter that gives up (a client hanging up) leaves the queue
+        let gone = tokio::time::timeout(std::time::Duration::from_millis(20), hashing.admit()).await;
+        assert!(gone.is_err());
+        assert_eq!(hashing.waiting.load(Ordering::SeqCst), 0);
         // the queue fills: 64 wait for the one permit
         let waiting: Vec<_> = (0..64)
             .map(|_| {

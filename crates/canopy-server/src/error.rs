@@ -25,6 +25,8 @@ pub enum ApiError {
     Conflict { detail: String, field: Option<String> },
     /// 429: too many attempts; retry after this many seconds.
     TooManyRequests { detail: String, retry_after: i64 },
+    /// 408: the request's body did not arrive in time.
+    Timeout(String),
     /// 503: the server sheds this request to stay within its bounds; retry
     /// after this many seconds.
     Unavailable { detail: String, retry_after: i64 },
@@ -63,6 +65,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
             Self::Upstream(_) => (StatusCode::BAD_GATEWAY, "platform_failed", "The platform failed"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Busy"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -82,6 +85,7 @@ impl ApiError {
             | Self::Unauthenticated(d)
             | Self::Forbidden(d)
             | Self::NotFound(d)
+            | Self::Timeout(d)
             | Self::Upstream(d) => (d.clone(), vec![]),
             Self::Conflict { detail, .. } | Self::TooManyRequests { detail, .. } | Self::Unavailable { detail, .. } => {
                 (detail.clone(), vec![])
@@ -121,6 +125,10 @@ impl IntoResponse for ApiError {
             }
             Self::Unauthenticated(_) => {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Timeout(_) => {
+                // the rest of a body that came too slowly is not waited for
+                res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -19,9 +19,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json(&req) {
             return Err(ApiError::BadRequest("send the body as JSON with Content-Type: application/json".into()));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -34,9 +32,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = is_json(&req);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
@@ -45,6 +41,25 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         }
         parse_json(&bytes).map(OptionalJson)
     }
+}
+
+/// How long a request's whole body may take to arrive, set per connection by
+/// [`crate::listen::serve`] (a trickling body must not hold a connection
+/// slot for ever, however often it sends a byte).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
+/// Read the whole body within the connection's [`BodyDeadline`] (408 after it).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let deadline = req.extensions().get::<BodyDeadline>().map(|d| d.0);
+    let read = Bytes::from_request(req, state);
+    let bytes = match deadline {
+        Some(d) => tokio::time::timeout(d, read)
+            .await
+            .map_err(|_| ApiError::Timeout(format!("the body did not arrive within {} s", d.as_secs())))?,
+        None => read.await,
+    };
+    bytes.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))
 }
 
 fn is_json(req: &Request) -> bool {
@@ -198,23 +213,38 @@ pub fn client_address<'a>(
     forwarded_for: impl Iterator<Item = &'a str>,
     trusted: &[std::net::IpAddr],
 ) -> std::net::IpAddr {
-    if !trusted.contains(&peer) {
+    let canonical = |ip: std::net::IpAddr| ip.to_canonical();
+    let trusted = |ip: std::net::IpAddr| trusted.iter().any(|t| t.to_canonical() == canonical(ip));
+    let peer = canonical(peer);
+    if !trusted(peer) {
         return peer;
     }
     let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).map(str::trim).collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
-        match hop.parse::<std::net::IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !trusted.contains(&ip) {
+        match parse_hop(hop) {
+            Some(ip) => {
+                client = canonical(ip);
+                if !trusted(client) {
                     break;
                 }
             }
-            Err(_) => break,
+            None => break,
         }
     }
     client
+}
+
+/// An address as proxies write it in `X-Forwarded-For`: bare, with a port
+/// (`192.0.2.7:5678`), or bracketed IPv6 with or without a port.
+fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    hop.strip_prefix('[').and_then(|h| h.strip_suffix(']')).and_then(|h| h.parse().ok())
 }
 
 #[cfg(test)]
@@ -238,6 +268,12 @@ mod tests {
             client_address(proxy, ["198.51.100.1", "203.0.113.5, 10.0.0.2"].into_iter(), &trusted),
             ip("203.0.113.5")
         );
+        // ports, brackets and IPv4-mapped peers as proxies write them
+        assert_eq!(client_address(proxy, ["203.0.113.5:5678"].into_iter(), &trusted), ip("203.0.113.5"));
+        assert_eq!(client_address(proxy, ["[2001:db8::1]:443"].into_iter(), &trusted), ip("2001:db8::1"));
+        assert_eq!(client_address(proxy, ["[2001:db8::1]"].into_iter(), &trusted), ip("2001:db8::1"));
+        let mapped = ip("::ffff:10.0.0.1");
+        assert_eq!(client_address(mapped, ["203.0.113.5"].into_iter(), &trusted), ip("203.0.113.5"));
         // no header, or garbage: the proxy itself
         assert_eq!(client_address(proxy, std::iter::empty(), &trusted), proxy);
         assert_eq!(client_address(proxy, ["not-an-address"].into_iter(), &trusted), proxy);

@@ -222,6 +222,9 @@ fn every_answer_documented(doc: &utoipa::openapi::OpenApi) -> serde_json::Value 
                 if input {
                     extra.push(("422", "A field or parameter is invalid, unknown or too long; `errors` names each"));
                 }
+                if op.contains_key("requestBody") {
+                    extra.push(("408", "The body did not arrive in time"));
+                }
                 let Some(responses) = op.entry("responses").or_insert_with(|| json!({})).as_object_mut() else {
                     continue;
                 };

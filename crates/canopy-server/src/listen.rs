@@ -22,13 +22,16 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use crate::extract::BodyDeadline;
+
 /// The bounds of the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenLimits {
     /// A connection that has not sent a request's headers within this time
     /// is closed (also while idle between requests).
     pub header_read_timeout: Duration,
-    /// A request whose body has not arrived within this time fails (408).
+    /// A request whose whole body has not arrived within this time fails
+    /// (408), and so does one that pauses this long between two parts.
     pub body_read_timeout: Duration,
     /// Connections open at once; further ones wait in the kernel's backlog.
     pub max_connections: usize,
@@ -82,8 +85,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let deadline = BodyDeadline(limits.body_read_timeout);
         let service = app.clone().map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            req.extensions_mut().insert(deadline);
             req
         });
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));

@@ -30,6 +30,19 @@ impl Tx {
         Ok(Counter { failures, locked_until: row.time_opt("locked_until")?, last_at })
     }
 
+    /// The counter under `key` as it stands (empty when missing), without
+    /// writing or locking anything.
+    pub async fn sign_in_counter(&mut self, key: &str) -> Result<Counter> {
+        let row = sqlx::query("SELECT failures, locked_until, last_at FROM sign_in_counters WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.conn())
+            .await?;
+        let Some(row) = row else { return Ok(Counter::default()) };
+        let failures = row.int("failures")?;
+        let last_at = if failures == 0 { None } else { Some(row.time("last_at")?) };
+        Ok(Counter { failures, locked_until: row.time_opt("locked_until")?, last_at })
+    }
+
     pub async fn save_sign_in_counter(&mut self, key: &str, c: &Counter, now: OffsetDateTime) -> Result<()> {
         sqlx::query("UPDATE sign_in_counters SET failures = $2, locked_until = $3, last_at = $4 WHERE key = $1")
             .bind(key)

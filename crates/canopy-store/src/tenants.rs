@@ -367,6 +367,51 @@ impl Store {
         Ok(claims.into_iter().map(|(_, c)| c).collect())
     }
 
+    /// Lease one tenant for work done outside a replication run (revoking
+    /// everything before a manual deletion is confirmed), so that no run
+    /// works on it meanwhile: `None` while a run holds it. The lease lasts
+    /// until `lease_until`, or until the tenant goes (its work row with it);
+    /// [`Store::release_tenant`] gives it back earlier.
+    pub async fn hold_tenant(
+        &self,
+        tenant_id: Uuid,
+        node: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<Option<Claim>> {
+        let token = format!("{node}/{}", Uuid::new_v4().simple());
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "INSERT INTO tenant_work (tenant_id, generation, priority, due_at, leased_by, lease_until) \
+             VALUES ($1, 0, 0, $3, $2, $3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET leased_by = $2, lease_until = $3 \
+               WHERE tenant_work.lease_until IS NULL OR tenant_work.lease_until <= $4 \
+             RETURNING generation, attempts",
+        )
+        .bind(tenant_id.to_string())
+        .bind(&token)
+        .bind(to_us(lease_until))
+        .bind(to_us(now))
+        .fetch_optional(tx.conn())
+        .await?;
+        tx.commit().await?;
+        row.map(|r| Ok(Claim { tenant_id, token, generation: r.int("generation")?, attempts: r.int("attempts")? }))
+            .transpose()
+    }
+
+    /// Give back a lease taken with [`Store::hold_tenant`].
+    pub async fn release_tenant(&self, claim: &Claim) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+        )
+        .bind(claim.tenant_id.to_string())
+        .bind(&claim.token)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+
     /// Extend the leases of runs that still work (a heartbeat): (tenant, claim token).
     pub async fn renew_leases(&self, leases: &[(Uuid, String)], lease_until: OffsetDateTime) -> Result<()> {
         let mut tx = self.write().await?;

@@ -59,6 +59,7 @@ fn platform_failed(platform: &str, e: ReplicationError) -> ApiError {
         ReplicationError::NoTenant => {
             ApiError::conflict(format!("the tenant on {platform} changed meanwhile; try again"))
         }
+        ReplicationError::Busy => ApiError::conflict(ReplicationError::Busy.to_string()),
         ReplicationError::Platform(e) => ApiError::Upstream(format!("platform {platform}: {e}")),
     }
 }
@@ -347,16 +348,25 @@ pub async fn engineer_confirm(
     caller.require(Action::AdministerPlatforms)?;
     // refuse what does not wait for an engineer before asking the platform
     find_pending(&mut app.store.read().await?, &platform, id, false).await?;
-    let withdrawal = match app.replicator.withdraw_everything(id).await {
+    let (withdrawal, lease) = match app.replicator.withdraw_everything(id).await {
         Ok(w) => w,
         Err(ReplicationError::NoTenant) => {
             return Err(ApiError::not_found(format!("platform {platform} has no tenant deletion {id}")));
         }
+        Err(ReplicationError::Busy) => return Err(ApiError::conflict(ReplicationError::Busy.to_string())),
         Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     let now = app.clock.now();
     let mut tx = app.store.write().await?;
-    let (t, p) = load_pending(&mut tx, &platform, id).await?;
+    let (t, p) = match load_pending(&mut tx, &platform, id).await {
+        Ok(found) => found,
+        Err(e) => {
+            // decided meanwhile (declined): the tenant stays, and replication resumes
+            drop(tx);
+            app.replicator.release(&lease).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            return Err(e);
+        }
+    };
     let ws = tx.workspace_by_id(p.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
     let initiator = caller.initiator();
     let revoked: Vec<ConfirmedRevocation> = withdrawal

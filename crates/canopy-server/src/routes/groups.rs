@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::members::{Removal, end_bindings_of_non_members, end_membership};
-use crate::routes::requests::void_pending;
+use crate::routes::requests::close_pending;
 use crate::routes::{ListQuery, load_user, page};
 use crate::validate;
 
@@ -139,16 +139,14 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
     let mut tx = app.store.write().await?;
     let g = load_group(&mut tx, &group).await?;
     // requests naming the group close, saying why (finding 17)
-    let requests = tx.pending_requests_touching(Some(Subject::group(g.id)), None).await?;
-    for q in &requests {
-        tx.lock_role_request(q.id).await?;
-    }
-    void_pending(&mut tx, &requests, &caller, "its group was deleted", now).await?;
+    let memberships = tx.direct_memberships(SubjectKind::Group, g.id).await?;
+    let also = memberships.iter().map(|(ws, _)| *ws);
+    close_pending(&mut tx, Subject::group(g.id), None, also, &caller, "its group was deleted", now).await?;
     let name = format!("group:{}", g.identifier);
     let initiator = caller.initiator();
     let removal = Removal { initiator: &initiator, reason: "group deleted", now };
     let details = json!({"group": g.identifier});
-    for (ws, role) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+    for (ws, role) in memberships {
         end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
         tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
     }
@@ -159,17 +157,18 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
 }
 
 /// Refuse unless the caller administers groups or manages a workspace the
-/// group is a member of: the members' names and e-mail addresses are for
-/// those who decide what the group may access.
-async fn require_view_members(tx: &mut Tx, caller: &Caller, g: &GroupRecord) -> ApiResult<()> {
+/// group is a member of: who the group gives access to is for those who
+/// decide what it may access. True when the caller administers groups (and
+/// so sees the members' e-mail addresses too).
+async fn require_view_members(tx: &mut Tx, caller: &Caller, g: &GroupRecord) -> ApiResult<bool> {
     if caller.require(Action::AdministerGroups).is_ok() {
-        return Ok(());
+        return Ok(true);
     }
     for (ws_id, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
         if let Some(ws) = tx.workspace_by_id(ws_id).await?
             && caller.require_in(tx, &ws, Action::ManageWorkspace).await.is_ok()
         {
-            return Ok(());
+            return Ok(false);
         }
     }
     Err(ApiError::Forbidden(format!(
@@ -178,7 +177,8 @@ async fn require_view_members(tx: &mut Tx, caller: &Caller, g: &GroupRecord) -> 
     )))
 }
 
-/// The members of a group (admins, and managers of a workspace the group is a member of).
+/// The members of a group (admins, and managers of a workspace the group is
+/// a member of; their e-mail addresses to admins only).
 #[utoipa::path(get, path = "/api/v1/groups/{group}/members", tag = "groups", params(("group" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Page<GroupMember>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_members(
@@ -188,7 +188,7 @@ pub async fn list_members(
 ) -> ApiResult<Json<Page<GroupMember>>> {
     let mut tx = app.store.read().await?;
     let g = load_group(&mut tx, &group).await?;
-    require_view_members(&mut tx, &caller, &g).await?;
+    let admin = require_view_members(&mut tx, &caller, &g).await?;
     let items = tx
         .group_members(g.id)
         .await?
@@ -197,7 +197,7 @@ pub async fn list_members(
             username: u.username,
             first_name: u.first_name,
             last_name: u.last_name,
-            email: u.email,
+            email: admin.then_some(u.email),
             active: u.active,
         })
         .collect();
@@ -244,7 +244,8 @@ pub async fn add_member(
             username: user.username,
             first_name: user.first_name,
             last_name: user.last_name,
-            email: user.email,
+            // adding members is for admins, who see addresses
+            email: Some(user.email),
             active: user.active,
         }),
     ))

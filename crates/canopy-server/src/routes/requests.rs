@@ -14,7 +14,7 @@ use canopy_domain::authz::{Action, ActorKind};
 use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
 use canopy_domain::history::EventKind;
 use canopy_domain::mail::request_pending;
-use canopy_domain::{Email, WorkspaceRole};
+use canopy_domain::{Email, Subject, WorkspaceRole};
 use canopy_store::{
     Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RequestFilter, RoleRequestRecord, Tx,
     WorkspaceRecord,
@@ -299,14 +299,17 @@ async fn for_decision(
         is_admin: person && caller.actor.is_admin(),
         is_manager: person && role.is_some_and(|r| r >= WorkspaceRole::Manager),
     };
-    if !approver.is_admin && !approver.is_manager && role.is_none() {
+    let q = load_request(tx, &ws, id).await;
+    // the API key that filed a request may withdraw it, whatever its scope
+    let filed_it = q.as_ref().is_ok_and(|q| q.requested_by_key_id == Some(caller.actor.id));
+    if !approver.is_admin && !approver.is_manager && role.is_none() && !filed_it {
         // outsiders learn nothing about the workspace's requests
         return Err(ApiError::Forbidden(format!(
             "only the managers of workspace {} and admins decide on its requests",
             ws.identifier
         )));
     }
-    let q = load_request(tx, &ws, id).await?;
+    let q = q?;
     // the request first, then the workspace (member removals take it, so a
     // subject cannot leave between the check and the change), then the
     // project's tenants, and history last, as every writer does
@@ -428,17 +431,31 @@ pub fn void_event(q: &RoleRequestRecord, reason: &str) -> serde_json::Value {
     json!({"request": q.id, "project": q.project, "subject": q.subject_string(), "role": q.role, "reason": reason})
 }
 
-/// Close pending requests as void for `reason` (their subject or requester
-/// is going), each with its history event, and tell their requesters.
-/// Lock them (`Tx::lock_role_request`) before any workspace or chain.
-pub async fn void_pending(
+/// Close as void, for `reason`, the pending requests that name `subject`
+/// or that `requester` filed (the subject or requester is going), each with
+/// its history event, and tell their requesters. Locks come in the order
+/// every decision takes them: the requests, then their workspaces and
+/// `also` (the workspaces the caller changes next) in ascending id, and only
+/// then the history chains, ascending too.
+pub async fn close_pending(
     tx: &mut Tx,
-    requests: &[RoleRequestRecord],
+    subject: Subject,
+    requester: Option<Uuid>,
+    also: impl IntoIterator<Item = Uuid>,
     caller: &Caller,
     reason: &str,
     now: OffsetDateTime,
 ) -> ApiResult<()> {
-    for q in requests {
+    let mut requests = tx.pending_requests_touching(Some(subject), requester).await?;
+    for q in &requests {
+        tx.lock_role_request(q.id).await?;
+    }
+    let workspaces: std::collections::BTreeSet<Uuid> = requests.iter().map(|q| q.workspace_id).chain(also).collect();
+    for ws in &workspaces {
+        tx.lock_workspace(*ws).await?;
+    }
+    requests.sort_by_key(|q| (q.workspace_id, q.requested_at));
+    for q in &requests {
         let decision =
             Decision { state: RequestState::Void, by: &caller.actor.name, reason: Some(reason), binding_id: None };
         if tx.decide_role_request(q.id, decision, now).await? {

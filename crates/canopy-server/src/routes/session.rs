@@ -45,23 +45,19 @@ pub async fn create_token(
         }
     }
     // at most one hash per core, before anything else costs (SE1)
-    let mut admission = app.passwords.admit().await?;
+    let admission = app.passwords.admit().await?;
     let now = app.clock.now();
     let keys = signin::keys(&body.username, client);
     let user = count_attempt(&app, &keys, body.username.trim(), now).await?;
-    let ok = verify_password(&mut admission, body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    let (ok, admission) =
+        verify_password(admission, body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
     drop(admission);
     let refused = || ApiError::Unauthenticated("wrong username or password".into());
     // a deactivated account is answered like a wrong password: the answer
     // must not tell whether the password was right
     let Some(user) = user.filter(|u| ok && u.active) else { return Err(refused()) };
     let mut tx = app.store.write().await?;
-    for (key, scope) in
-        [(&keys.pair, Scope::AccountAtAddress), (&keys.account, Scope::Account), (&keys.address, Scope::Address)]
-    {
-        let c = tx.lock_sign_in_counter(key, now).await?;
-        tx.save_sign_in_counter(key, &c.succeeded(scope), now).await?;
-    }
+    count_success(&mut tx, &keys, now).await?;
     tx.remember_address(user.id, &keys.client, now).await?;
     accept_invitations(&mut tx, &user, now).await?;
     let (token, hash) = new_secret(SESSION_PREFIX)?;
@@ -72,31 +68,45 @@ pub async fn create_token(
     Ok(Json(TokenResponse { token, token_type: "Bearer".into(), expires_at }))
 }
 
-/// Count a sign-in attempt before its password is checked, atomically with
-/// every other attempt (SE2), or refuse it (429) while a counter locks it.
-/// Returns the account of that name, if any.
-async fn count_attempt(
+/// Count a sign-in attempt (or a check of one's current password) before its
+/// password is checked, atomically with every other attempt (SE2), or refuse
+/// it (429) while a counter locks it. A locked attempt is refused from a
+/// read alone: it writes nothing, so a locked-out guesser cannot occupy the
+/// database. Returns the account of that name, if any.
+pub(crate) async fn count_attempt(
     app: &AppState,
     keys: &signin::Keys,
     username: &str,
     now: time::OffsetDateTime,
 ) -> ApiResult<Option<UserRecord>> {
-    let mut tx = app.store.write().await?;
-    let user = tx.user_by_username(username).await?;
-    let known = match &user {
-        Some(u) => tx.is_known_address(u.id, &keys.client, now).await?,
-        None => false,
+    let refuse = |until: time::OffsetDateTime| ApiError::TooManyRequests {
+        detail: "too many sign-in attempts; try again later".into(),
+        retry_after: (until - now).whole_seconds().max(1),
     };
+    let (user, known) = {
+        let mut tx = app.store.read().await?;
+        let user = tx.user_by_username(username).await?;
+        let known = match &user {
+            Some(u) => tx.is_known_address(u.id, &keys.client, now).await?,
+            None => false,
+        };
+        let pair = tx.sign_in_counter(&keys.pair).await?;
+        let account = tx.sign_in_counter(&keys.account).await?;
+        let address = tx.sign_in_counter(&keys.address).await?;
+        if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
+            return Err(refuse(until));
+        }
+        (user, known)
+    };
+    let mut tx = app.store.write().await?;
     // always in this order, so that parallel attempts never wait on each other in a circle
     let pair = tx.lock_sign_in_counter(&keys.pair, now).await?;
     let account = tx.lock_sign_in_counter(&keys.account, now).await?;
     let address = tx.lock_sign_in_counter(&keys.address, now).await?;
+    // again under the locks: attempts made meanwhile count
     if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
         tx.commit().await?;
-        return Err(ApiError::TooManyRequests {
-            detail: "too many sign-in attempts; try again later".into(),
-            retry_after: (until - now).whole_seconds().max(1),
-        });
+        return Err(refuse(until));
     }
     tx.save_sign_in_counter(&keys.pair, &pair.count(Scope::AccountAtAddress, now), now).await?;
     tx.save_sign_in_counter(&keys.account, &account.count(Scope::Account, now), now).await?;
@@ -104,6 +114,17 @@ async fn count_attempt(
     tx.forget_sign_in_counters(now - signin::WINDOW, now).await?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// The attempt counted last succeeded: settle its counters.
+pub(crate) async fn count_success(tx: &mut Tx, keys: &signin::Keys, now: time::OffsetDateTime) -> ApiResult<()> {
+    for (key, scope) in
+        [(&keys.pair, Scope::AccountAtAddress), (&keys.account, Scope::Account), (&keys.address, Scope::Address)]
+    {
+        let c = tx.lock_sign_in_counter(key, now).await?;
+        tx.save_sign_in_counter(key, &c.succeeded(scope), now).await?;
+    }
+    Ok(())
 }
 
 /// Sign out: end the session of the bearer token (SE6). An API key is not a

@@ -212,6 +212,7 @@ pub async fn plan(
     let preview = app.replicator.preview(t.id).await.map_err(|e| match e {
         ReplicationError::Store(e) => e.into(),
         ReplicationError::NoTenant => ApiError::not_found(format!("the tenant on {platform} is gone")),
+        ReplicationError::Busy => ApiError::conflict(ReplicationError::Busy.to_string()),
         ReplicationError::Platform(e) => ApiError::Upstream(format!("platform {platform}: {e}")),
     })?;
     Ok(Json(TenantPlan {

@@ -9,7 +9,7 @@ use canopy_api_types::{CreateUser, Page, Problem, SessionsEnded, UpdateUser, Use
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::names::check_password;
-use canopy_domain::signin::{self, Scope};
+use canopy_domain::signin;
 use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SearchTerm, Subject, SubjectKind, Username};
 use canopy_store::{NewUser, UserChanges};
 use serde::Deserialize;
@@ -21,7 +21,8 @@ use crate::auth::{Admission, Caller, hash_password_admitted, verify_password};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery, ClientAddress};
 use crate::routes::members::{Removal, end_membership};
-use crate::routes::requests::void_pending;
+use crate::routes::requests::close_pending;
+use crate::routes::session::{count_attempt, count_success};
 use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
 use crate::validate;
 
@@ -183,9 +184,10 @@ pub async fn update(
         Some(p) => {
             let mut admission = app.passwords.admit().await?;
             if is_self {
-                check_current_password(&app, &mut admission, client, &username, body.current_password, now).await?;
+                admission =
+                    check_current_password(&app, admission, client, &username, body.current_password, now).await?;
             }
-            Some(hash_password_admitted(&admission, p).await?)
+            Some(hash_password_admitted(admission, p).await?)
         }
         None => None,
     };
@@ -264,14 +266,13 @@ pub async fn delete(
     }
     tx.lock_user(user.id).await?;
     // requests naming the person or filed by them close, saying why (finding 17)
-    let requests = tx.pending_requests_touching(Some(Subject::user(user.id)), Some(user.id)).await?;
-    for q in &requests {
-        tx.lock_role_request(q.id).await?;
-    }
-    void_pending(&mut tx, &requests, &caller, "the account of its subject or requester was deleted", now).await?;
+    let memberships = tx.direct_memberships(SubjectKind::User, user.id).await?;
+    let why = "the account of its subject or requester was deleted";
+    let also = memberships.iter().map(|(ws, _)| *ws);
+    close_pending(&mut tx, Subject::user(user.id), Some(user.id), also, &caller, why, now).await?;
     let initiator = caller.initiator();
     let name = format!("user:{}", user.username);
-    for (ws, role) in tx.direct_memberships(SubjectKind::User, user.id).await? {
+    for (ws, role) in memberships {
         let subject = Subject::user(user.id);
         let removal = Removal { initiator: &initiator, reason: "account deleted", now };
         end_membership(&mut tx, ws, subject, &name, role, &removal).await?;
@@ -284,43 +285,32 @@ pub async fn delete(
 }
 
 /// Refuse a self-service password change unless `current` is the account's
-/// password now (SE6). Wrong answers count like failed sign-ins of the
-/// account from this address, so a stolen session cannot guess it.
+/// password now (SE6). The attempt is counted and throttled exactly like a
+/// sign-in of the account from this address, so a stolen session cannot
+/// guess it faster than a guesser at the sign-in form. The admission comes
+/// back for hashing the new password.
 async fn check_current_password(
     app: &AppState,
-    admission: &mut Admission,
+    admission: Admission,
     client: std::net::IpAddr,
     username: &str,
     current: Option<String>,
     now: time::OffsetDateTime,
-) -> ApiResult<()> {
+) -> ApiResult<Admission> {
     let Some(current) = current else {
         return Err(ApiError::invalid("current_password", "is required to change your own password"));
     };
     let keys = signin::keys(username, client);
-    let user = {
-        let mut tx = app.store.write().await?;
-        let user = load_user(&mut tx, username).await?;
-        let counter = tx.lock_sign_in_counter(&keys.pair, now).await?;
-        if let Some(until) = counter.locked_at(now) {
-            tx.commit().await?;
-            return Err(ApiError::TooManyRequests {
-                detail: "too many wrong passwords; try again later".into(),
-                retry_after: (until - now).whole_seconds().max(1),
-            });
-        }
-        tx.save_sign_in_counter(&keys.pair, &counter.count(Scope::AccountAtAddress, now), now).await?;
-        tx.commit().await?;
-        user
-    };
-    if !verify_password(admission, current, user.password_hash).await {
+    let user = count_attempt(app, &keys, username, now).await?;
+    let hash = user.and_then(|u| u.password_hash);
+    let (ok, admission) = verify_password(admission, current, hash).await;
+    if !ok {
         return Err(ApiError::invalid("current_password", "is not your password"));
     }
     let mut tx = app.store.write().await?;
-    let c = tx.lock_sign_in_counter(&keys.pair, now).await?;
-    tx.save_sign_in_counter(&keys.pair, &c.succeeded(Scope::AccountAtAddress), now).await?;
+    count_success(&mut tx, &keys, now).await?;
     tx.commit().await?;
-    Ok(())
+    admission.ok_or_else(|| ApiError::Internal("the hashing task failed".into()))
 }
 
 /// Sign out everywhere: end every session of a user (the user themself, or

@@ -303,7 +303,7 @@ impl Render for GroupMember {
             self.username.clone(),
             opt(Some(&self.first_name)),
             opt(Some(&self.last_name)),
-            self.email.clone(),
+            self.email.clone().unwrap_or_default(),
             yes_no(self.active),
         ]
     }
@@ -312,7 +312,7 @@ impl Render for GroupMember {
             ("username", self.username.clone()),
             ("first_name", opt(Some(&self.first_name))),
             ("last_name", opt(Some(&self.last_name))),
-            ("email", self.email.clone()),
+            ("email", self.email.clone().unwrap_or_default()),
             ("active", yes_no(self.active)),
         ]
     }

@@ -68,6 +68,30 @@ async fn se2_a_guesser_elsewhere_does_not_lock_the_owner_out(app: TestApp) {
     sign_in_from(&app, 2, "ann", "password-of-ann").await.expect(200);
 }
 
+/// Review of finding 2: behind a shared address (an office's NAT, a proxy
+/// not named with --trusted-proxy) one person spraying names locked everyone
+/// out; and every refused attempt was a database write.
+async fn se2_a_sprayed_shared_address_does_not_lock_out_its_known_users(app: TestApp) {
+    app.user("ann").await;
+    sign_in_from(&app, 40, "ann", "password-of-ann").await.expect(200); // ann's office
+    for i in 0..50 {
+        let s = sign_in_from(&app, 40, &format!("guess{i}"), "wrong-password-123").await.status.as_u16();
+        assert_eq!(s, 401);
+    }
+    sign_in_from(&app, 40, "nobody-new", "wrong-password-123").await.expect_problem(429, None);
+    // locked out, the sprayer costs no write: no counter is made for new names
+    let rows = || app.sql_strings("SELECT CAST(COUNT(*) AS TEXT) FROM sign_in_counters");
+    let before = rows().await;
+    for i in 0..10 {
+        sign_in_from(&app, 40, &format!("more{i}"), "wrong-password-123").await.expect_problem(429, None);
+    }
+    assert_eq!(rows().await, before);
+    // ann, known at this address, still signs in; a newcomer there waits
+    sign_in_from(&app, 40, "ann", "password-of-ann").await.expect(200);
+    app.user("bob").await;
+    sign_in_from(&app, 40, "bob", "password-of-bob").await.expect_problem(429, None);
+}
+
 /// Finding 2: an existing account answered 429 where an unknown name
 /// answered 401, which told names apart. Both are now counted alike.
 async fn se1_known_and_unknown_names_are_answered_alike(app: TestApp) {
@@ -235,7 +259,9 @@ async fn ws2_group_members_are_shown_only_to_admins_and_managers_of_its_workspac
         .expect(201);
     // the manager of a workspace holding the group sees its members; a plain
     // member (even of the group) and a manager of another workspace do not
-    app.get(members, &olga).await.expect(200);
+    // (names only: anyone may make a workspace and invite the group, so addresses are for admins)
+    let shown = app.get(members, &olga).await.expect(200).body;
+    assert_eq!((shown["items"][0]["username"].as_str(), &shown["items"][0]["email"]), (Some("ann"), &json!(null)));
     app.get(members, &ann).await.expect_problem(403, None);
     app.get(members, &out).await.expect_problem(403, None);
     // the list of groups stays open to everyone signed in (type-ahead)
@@ -352,6 +378,13 @@ async fn fe4_a_request_is_void_once_its_requester_may_no_longer_ask(app: TestApp
     assert_eq!(app.post(&decline, &secret, json!({})).await.expect(200).body["state"], "declined");
     let h = app.get("/api/v1/workspaces/w/history?kind=role_request_declined", &olga).await.expect(200).body;
     assert_eq!(h["items"][0]["details"]["withdrawn"], true, "{h}");
+    // an installation key too (it holds no workspace role)
+    let admin_key = json!({"name": "ops-bot", "role": "admin"});
+    let admin_key = app.post("/api/v1/api-keys", &app.admin_token, admin_key).await.expect(201).body;
+    let admin_key = admin_key["secret"].as_str().unwrap().to_owned();
+    let id = ask(&app, &admin_key, "ann").await;
+    let decline = format!("/api/v1/workspaces/w/requests/{id}/decline");
+    assert_eq!(app.post(&decline, &admin_key, json!({})).await.expect(200).body["state"], "declined");
     // while a request whose requester still may ask applies
     let id = ask(&app, &mia, "ann").await;
     assert_eq!(app.post(&approve_path(&id), &max, json!({})).await.expect(200).body["state"], "approved");
@@ -499,6 +532,14 @@ async fn dl3_a_manual_deletion_says_when_access_could_not_be_revoked(app: TestAp
     let pending = app.get("/api/v1/platforms/gone/deletions", &admin).await.expect(200).body;
     let id = pending["items"][0]["id"].as_str().unwrap().to_owned();
     let confirm = format!("/api/v1/platforms/gone/deletions/{id}/confirm");
+    // a replication run holds the tenant: the confirmation waits rather than
+    // revoking while the run may grant (review of finding 18)
+    use canopy_domain::clock::Clock;
+    let now = app.clock.now();
+    let tenant = uuid::Uuid::parse_str(&id).unwrap();
+    let run = app.store.hold_tenant(tenant, "a-run", now, now + Duration::minutes(2)).await.unwrap().unwrap();
+    app.post(&confirm, &admin, json!({})).await.expect_problem(409, None);
+    app.store.release_tenant(&run).await.unwrap();
     let receipt = app.post(&confirm, &admin, json!({})).await.expect(200).body;
     assert!(receipt["platform_error"].as_str().is_some_and(|e| !e.is_empty()), "{receipt}");
     assert_eq!(
@@ -513,6 +554,7 @@ async fn dl3_a_manual_deletion_says_when_access_could_not_be_revoked(app: TestAp
 }
 
 canopy_testkit::backend_tests! {
+    se2_a_sprayed_shared_address_does_not_lock_out_its_known_users,
     dl3_a_manual_deletion_says_when_access_could_not_be_revoked,
     ad3_a_workspace_key_cannot_break_glass,
     se5_every_rejection_is_problem_details,

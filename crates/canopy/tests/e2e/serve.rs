@@ -328,6 +328,8 @@ async fn se5_slow_clients_are_cut_and_connections_bounded(app: TestApp) {
         &url,
         "--header-timeout-seconds",
         "2",
+        "--body-timeout-seconds",
+        "2",
         "--max-connections",
         "2",
     ]);
@@ -359,12 +361,23 @@ async fn se5_slow_clients_are_cut_and_connections_bounded(app: TestApp) {
     closed_within(&mut silent, Duration::from_secs(8)).await.expect("the silent connection was cut");
     let r = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
     assert_eq!(r.status(), 200);
-    // a body that trickles is cut too (408), and the server keeps serving
+    drop((r, slow, silent));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // a body that trickles a byte at a time, never pausing long, is cut too
+    // (408), and the server keeps serving
     let mut body = tokio::net::TcpStream::connect(&addr).await.unwrap();
     body.write_all(b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .await
         .unwrap();
-    drop(body);
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if body.write_all(b" ").await.is_err() {
+            break;
+        }
+    }
+    let said = closed_within(&mut body, Duration::from_secs(8)).await.expect("the trickling body was cut");
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains("application/problem+json"), "{said}");
     assert_eq!(sign_in(&addr, "a-password-from-env").await, 200);
     child.kill().await.unwrap();
 }

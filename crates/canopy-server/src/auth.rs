@@ -137,14 +137,9 @@ impl Drop for Waiting<'_> {
 /// Hash a password with argon2id, off the async runtime. Requests go through
 /// [`PasswordHashing`]; this is for the one-off bootstrap.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("hashing task: {e}")))?
+    tokio::task::spawn_blocking(move || hash_now(&password))
+        .await
+        .map_err(|e| ApiError::Internal(format!("hashing task: {e}")))?
 }
 
 /// Hash a password under an [`Admission`] (new passwords are set by
@@ -154,13 +149,18 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 pub async fn hash_password_admitted(admission: Admission, password: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         let _held = admission;
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
+        hash_now(&password)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("hashing task: {e}")))?
+}
+
+/// argon2id with its default parameters, as a PHC string (blocking).
+fn hash_now(password: &str) -> Result<String, ApiError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
 }
 
 /// The largest argon2 memory a stored hash may ask for (64 MiB, in 1 KiB

@@ -243,6 +243,15 @@ impl Tx {
         Ok(Some(q))
     }
 
+    /// Requests from their rows, each with its approvals.
+    async fn with_approvals(&mut self, rows: &[AnyRow]) -> Result<Vec<RoleRequestRecord>> {
+        let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        for q in &mut out {
+            q.approvals = self.approvals_of(q.id).await?;
+        }
+        Ok(out)
+    }
+
     async fn approvals_of(&mut self, request_id: Uuid) -> Result<Vec<ApprovalRecord>> {
         let rows = sqlx::query(
             "SELECT approver_id, approver, approved_at FROM role_request_approvals WHERE request_id = $1 \
@@ -283,11 +292,7 @@ impl Tx {
         .bind(person.map(|p| p.to_string()))
         .fetch_all(self.conn())
         .await?;
-        let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        for q in &mut out {
-            q.approvals = self.approvals_of(q.id).await?;
-        }
-        Ok(out)
+        self.with_approvals(&rows).await
     }
 
     /// Lock a request until the transaction ends, so that decisions on it
@@ -320,11 +325,7 @@ impl Tx {
             .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default())
             .fetch_all(self.conn())
             .await?;
-        let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        for q in &mut out {
-            q.approvals = self.approvals_of(q.id).await?;
-        }
-        Ok(out)
+        self.with_approvals(&rows).await
     }
 
     /// Record one person's approval; `Conflict` if they approved already.

@@ -28,6 +28,12 @@ impl From<ApiError> for BootstrapError {
     }
 }
 
+impl From<canopy_app::Error> for BootstrapError {
+    fn from(e: canopy_app::Error) -> Self {
+        Self::Credentials(e.to_string())
+    }
+}
+
 /// What [`bootstrap`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootstrapOutcome {

@@ -148,6 +148,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<canopy_app::Error> for ApiError {
+    fn from(e: canopy_app::Error) -> Self {
+        use canopy_app::Error as E;
+        match e {
+            E::Invalid(errors) => {
+                Self::Invalid(errors.into_iter().map(|e| FieldError { field: e.field, message: e.message }).collect())
+            }
+            E::Unreadable(d) => Self::BadRequest(d),
+            E::Forbidden(d) => Self::Forbidden(d),
+            E::Unauthenticated(d) => Self::Unauthenticated(d),
+            E::NotFound(d) => Self::NotFound(d),
+            E::Conflict { detail, field } => Self::Conflict { detail, field },
+            E::TooManyRequests { detail, retry_after } => Self::TooManyRequests { detail, retry_after },
+            E::Unavailable { detail, retry_after } => Self::Unavailable { detail, retry_after },
+            E::Upstream(d) => Self::Upstream(d),
+            E::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl From<Denied> for ApiError {
     fn from(d: Denied) -> Self {
         Self::Forbidden(d.to_string())

@@ -22,6 +22,7 @@ pub mod bootstrap;
 pub mod error;
 pub mod extract;
 pub mod listen;
+pub mod mapping;
 pub mod routes;
 
 pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};

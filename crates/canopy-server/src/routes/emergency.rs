@@ -1,74 +1,19 @@
-//! Emergency access (AD3, AD4): grant a person a project role in one step,
-//! and take everything a person holds away in one step, reporting per
-//! tenant when the platform confirmed the removal.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! Emergency access (AD3, AD4): the use cases of [`canopy_app::emergency`].
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{
-    EmergencyGrant, EmergencyGrantResult, EmergencyRevocation, EmergencyRevoke, FieldError, Problem, RevokedApiKey,
+    EmergencyGrant, EmergencyGrantResult, EmergencyRevocation, EmergencyRevoke, Problem, RevokedApiKey,
     RevokedAssignment, RevokedBinding, RevokedMembership, RevokedTenant, VoidedRequest,
 };
-use canopy_domain::access::check_new_expiry;
-use canopy_domain::authz::Action;
-use canopy_domain::four_eye::RequestState;
-use canopy_domain::history::EventKind;
-use canopy_domain::mail::AccessChange;
-use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
-use canopy_store::{Decision, NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Tx, UserChanges, UserRecord};
-use serde_json::json;
+use canopy_app::emergency::{self as uc, GrantInput, RevocationReport, RevokeInput};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path};
-use crate::routes::requests::void_event;
-use crate::routes::users::{is_active_admin, keep_an_admin};
-use crate::routes::{rfc3339, subject_string};
-
-fn field(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.into(), message: message.into() }
-}
-
-/// The person a request names by `user` (username) or `email`.
-async fn person(
-    tx: &mut Tx,
-    user: Option<&str>,
-    email: Option<&str>,
-    errors: &mut Vec<FieldError>,
-) -> ApiResult<Option<UserRecord>> {
-    let (key, found) = match (user, email) {
-        (Some(u), None) => ("user", tx.user_by_username(u).await?),
-        (None, Some(e)) => ("email", tx.user_by_email(e.trim()).await?),
-        _ => {
-            errors.push(field("user", "give exactly one of user or email"));
-            return Ok(None);
-        }
-    };
-    if found.is_none() {
-        let who = user.or(email).unwrap_or_default();
-        errors.push(field(key, format!("no account {who:?}: emergency access is for existing accounts")));
-    }
-    Ok(found)
-}
-
-/// The justification a request must carry: trimmed, 1 to 1000 characters.
-fn justification(j: Option<&str>, required: bool, errors: &mut Vec<FieldError>) -> Option<String> {
-    match crate::routes::note_text("justification", j) {
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-        Ok(None) if required => {
-            errors.push(field("justification", "is required: say why access is needed"));
-            None
-        }
-        Ok(j) => j.map(str::to_owned),
-    }
-}
 
 /// Grant a person emergency access (AD3): made a member of the workspace
 /// when they are not, and bound to the project with the role until the
@@ -82,168 +27,26 @@ pub async fn grant(
     caller: Caller,
     ApiJson(body): ApiJson<EmergencyGrant>,
 ) -> ApiResult<(StatusCode, Json<EmergencyGrantResult>)> {
-    let now = app.clock.now();
-    let mut errors = Vec::new();
-    let expires_at = match body.expires_at {
-        None => {
-            errors.push(field("expires_at", "is required: emergency access always ends"));
-            None
-        }
-        Some(e) => match check_new_expiry(e, now) {
-            Ok(()) => Some(e),
-            Err(err) => {
-                errors.push(field("expires_at", err.to_string()));
-                None
-            }
-        },
+    let input = GrantInput {
+        user: body.user,
+        email: body.email,
+        workspace: body.workspace,
+        project: body.project,
+        role: body.role,
+        expires_at: body.expires_at,
+        justification: body.justification,
     };
-    let why = justification(body.justification.as_deref(), true, &mut errors);
-    let mut tx = app.store.write().await?;
-    let maximum = tx.settings().await?.max_binding_duration();
-    if let Some(e) = expires_at
-        && let Err(err) = canopy_domain::access::check_binding_expiry(Some(e), now, maximum)
-    {
-        errors.push(field("expires_at", err.to_string()));
-    }
-    let Some(ws) = tx.workspace_by_identifier(&body.workspace).await? else {
-        return Err(ApiError::invalid("workspace", format!("workspace {:?} does not exist", body.workspace)));
-    };
-    caller.require_in(&mut tx, &ws, Action::GrantEmergencyAccess).await?;
-    let project = tx.project(ws.id, &body.project).await?;
-    if project.is_none() {
-        errors.push(field("project", format!("project {:?} does not exist in {}", body.project, ws.identifier)));
-    }
-    let role = tx.project_role(&body.role).await?;
-    if role.is_none() {
-        errors.push(field("role", format!("project role {:?} does not exist", body.role)));
-    }
-    let user = person(&mut tx, body.user.as_deref(), body.email.as_deref(), &mut errors).await?;
-    if let Some(u) = &user
-        && !u.active
-    {
-        errors.push(field("user", format!("the account of {} is deactivated", u.username)));
-    }
-    let (Some(p), Some(role), Some(user), Some(expires_at), true) =
-        (project, role, user, expires_at, errors.is_empty())
-    else {
-        return Err(ApiError::Invalid(errors));
-    };
-    let initiator = caller.initiator();
-    let name = subject_string(SubjectKind::User, &user.username);
-    let subject = Subject::user(user.id);
-    tx.lock_workspace(ws.id).await?;
-    let member_added = tx.membership_roles_of_user(ws.id, user.id).await?.is_empty();
-    if member_added {
-        tx.upsert_member(ws.id, SubjectKind::User, user.id, WorkspaceRole::Member, &caller.actor.name, now).await?;
-    }
-    let mut events = Vec::new();
-    if member_added {
-        events.push((
-            EventKind::MemberAdded,
-            json!({"subject": name, "role": WorkspaceRole::Member.as_str(), "emergency": true}),
-        ));
-    }
-    let existing = tx.find_binding(p.id, subject, role.id).await?;
-    let mut until = Some(expires_at);
-    let binding = match existing {
-        // held already: the access lasts until the later of the two ends
-        // (an emergency never shortens access someone has)
-        Some(b) if b.binding.in_force_at(now) => {
-            let later = match b.binding.expires_at {
-                Some(old) if old < expires_at => Some(expires_at),
-                old => old,
-            };
-            if later != b.binding.expires_at {
-                tx.update_binding(b.binding.id, role.id, later).await?;
-                events.push((
-                    EventKind::BindingChanged,
-                    json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
-                           "old": {"role": role.identifier, "expires_at": rfc3339(b.binding.expires_at)},
-                           "new": {"role": role.identifier, "expires_at": rfc3339(later)},
-                           "emergency": true, "justification": why}),
-                ));
-            }
-            until = later;
-            b.binding.id
-        }
-        other => {
-            if let Some(expired) = other {
-                tx.delete_binding(expired.binding.id).await?;
-                events.push((
-                    EventKind::BindingRemoved,
-                    json!({"binding": expired.binding.id, "project": p.identifier, "subject": name,
-                           "role": role.identifier, "reason": "expired binding replaced"}),
-                ));
-            }
-            let new = NewBinding {
-                project_id: p.id,
-                subject,
-                role_id: role.id,
-                expires_at: Some(expires_at),
-                justification: why.as_deref(),
-                granted_by: &caller.actor.name,
-            };
-            let b = tx.insert_binding(new, now).await?;
-            events.push((
-                EventKind::BindingCreated,
-                json!({"binding": b.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
-                       "expires_at": rfc3339(Some(expires_at)), "emergency": true, "justification": why}),
-            ));
-            b.binding.id
-        }
-    };
-    let granted = tx.binding(&binding.to_string()).await?;
-    if let Some(b) = &granted {
-        let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
-        crate::routes::bindings::notify(&mut tx, b, AccessChange::Added, what, &caller.actor.name, now).await?;
-    }
-    // the role reaches the project's tenants before other work (AD3)
-    tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
-    events.push((
-        EventKind::EmergencyAccessGranted,
-        json!({"user": user.username, "project": p.identifier, "role": role.identifier,
-               "expires_at": rfc3339(until), "justification": why, "member_added": member_added}),
-    ));
-    for (kind, details) in events {
-        tx.append_event(Some(ws.id), kind, now, &initiator, details).await?;
-    }
-    if !caller.actor.is_admin() && tx.effective_four_eye(ws.id).await?.enabled {
-        // a manager bypassed four-eye: the others and the admins review it
-        let mut reviewers = tx.workspace_managers(ws.id).await?;
-        reviewers.extend(tx.active_admins().await?);
-        reviewers.retain(|r| r.id != caller.actor.id);
-        reviewers.sort_by_key(|r| r.id);
-        reviewers.dedup_by_key(|r| r.id);
-        let id = binding.to_string();
-        let notice = canopy_domain::mail::RequestNotice {
-            id: &id,
-            workspace: &ws.identifier,
-            project: &p.identifier,
-            kind: canopy_domain::four_eye::RequestKind::Add,
-            subject: &name,
-            role: &role.identifier,
-            expires_at: until,
-            requester: &caller.actor.name,
-            justification: why.as_deref().unwrap_or_default(),
-            approvals_required: 0,
-        };
-        for r in reviewers {
-            if let Ok(to) = canopy_domain::Email::parse(&r.email) {
-                tx.enqueue_mail(&canopy_domain::mail::emergency_granted(&to, &notice), now).await?;
-            }
-        }
-    }
-    tx.commit().await?;
+    let g = uc::grant(&app.store, &caller, app.clock.now(), input).await?;
     Ok((
         StatusCode::CREATED,
         Json(EmergencyGrantResult {
-            user: user.username,
-            workspace: ws.identifier,
-            project: p.identifier,
-            role: role.identifier,
-            expires_at: until,
-            binding,
-            member_added,
+            user: g.user,
+            workspace: g.workspace,
+            project: g.project,
+            role: g.role,
+            expires_at: g.expires_at,
+            binding: g.binding,
+            member_added: g.member_added,
         }),
     ))
 }
@@ -262,163 +65,9 @@ pub async fn revoke(
     caller: Caller,
     ApiJson(body): ApiJson<EmergencyRevoke>,
 ) -> ApiResult<(StatusCode, Json<EmergencyRevocation>)> {
-    caller.require(Action::AdministerUsers)?;
-    let now = app.clock.now();
-    let mut errors = Vec::new();
-    let why = justification(body.justification.as_deref(), false, &mut errors);
-    let mut tx = app.store.write().await?;
-    let user = person(&mut tx, body.user.as_deref(), body.email.as_deref(), &mut errors).await?;
-    let (Some(user), true) = (user, errors.is_empty()) else { return Err(ApiError::Invalid(errors)) };
-    if caller.actor.is_user() && caller.actor.name == user.username {
-        return Err(ApiError::invalid("user", "you cannot revoke your own access"));
-    }
-    // row locks first, in the order every other path takes them; then the
-    // history chains, workspaces in ascending id and the installation last
-    if is_active_admin(&user) {
-        keep_an_admin(&mut tx).await?;
-    }
-    tx.lock_user(user.id).await?;
-    // pending requests the person filed, or that would give them access: they
-    // end with the access (finding 14), locked before their workspaces, as
-    // every decision takes them
-    let requests = tx.pending_requests_touching(Some(Subject::user(user.id)), Some(user.id)).await?;
-    for q in &requests {
-        tx.lock_role_request(q.id).await?;
-    }
-    let direct: BTreeMap<Uuid, WorkspaceRole> =
-        tx.direct_memberships(SubjectKind::User, user.id).await?.into_iter().collect();
-    let groups = tx.groups_of_user(user.id).await?;
-    let mut workspaces: BTreeSet<Uuid> = direct.keys().copied().collect();
-    let mut group_names = Vec::new();
-    let mut group_workspaces: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
-    for g in &groups {
-        let Some(group) = tx.group_by_id(*g).await? else { continue };
-        for (ws, _) in tx.direct_memberships(SubjectKind::Group, *g).await? {
-            workspaces.insert(ws);
-            group_workspaces.entry(ws).or_default().push(group.identifier.clone());
-        }
-        group_names.push(group.identifier);
-    }
-    for ws in &workspaces {
-        tx.lock_workspace(*ws).await?;
-    }
-    // what the person holds in tenants, before anything changes; those
-    // tenants (and every project they are bound to) are replicated before
-    // other work, marked now while the bindings still reach them
-    let held = tx.assignments_held_by(&user.username).await?;
-    tx.mark_dirty(Reach::User(user.id), PRIORITY_URGENT).await?;
-    for tenant in held.iter().map(|h| h.tenant_id).collect::<BTreeSet<_>>() {
-        tx.mark_dirty(Reach::Tenant(tenant), PRIORITY_URGENT).await?;
-    }
-
-    let name = subject_string(SubjectKind::User, &user.username);
-    let reason = "emergency revocation";
-    let mut ws_events: BTreeMap<Uuid, Vec<(EventKind, serde_json::Value)>> = BTreeMap::new();
-    let mut installation_key_events = Vec::new();
-    let mut memberships = Vec::new();
-    let mut bindings = Vec::new();
-    for ws_id in &workspaces {
-        let Some(ws) = tx.workspace_by_id(*ws_id).await? else { continue };
-        let events = ws_events.entry(*ws_id).or_default();
-        for b in tx.subject_bindings_in_workspace(*ws_id, Subject::user(user.id)).await? {
-            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
-            tx.delete_binding(b.binding.id).await?;
-            events.push((
-                EventKind::BindingRemoved,
-                json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": reason}),
-            ));
-            bindings.push(RevokedBinding { workspace: ws.identifier.clone(), project, role: b.role_identifier });
-        }
-        if let Some(role) = direct.get(ws_id) {
-            tx.delete_member(*ws_id, SubjectKind::User, user.id).await?;
-            events.push((
-                EventKind::MemberRemoved,
-                json!({"subject": name, "old_role": role.as_str(), "reason": reason}),
-            ));
-            memberships.push(RevokedMembership { workspace: ws.identifier.clone(), role: role.as_str().into() });
-        }
-        for g in group_workspaces.get(ws_id).into_iter().flatten() {
-            events.push((EventKind::GroupMemberRemoved, json!({"group": g, "user": user.username, "reason": reason})));
-        }
-    }
-    for g in &groups {
-        tx.remove_group_member(*g, user.id).await?;
-    }
-    let mut voided = Vec::new();
-    for q in &requests {
-        let decision =
-            Decision { state: RequestState::Void, by: &caller.actor.name, reason: Some(reason), binding_id: None };
-        if tx.decide_role_request(q.id, decision, now).await? {
-            ws_events.entry(q.workspace_id).or_default().push((EventKind::RoleRequestVoid, void_event(q, reason)));
-            voided.push(json!({"id": q.id, "workspace": q.workspace, "project": q.project,
-                "subject": q.subject_string(), "role": q.role, "kind": q.kind.as_str()}));
-        }
-    }
-    // every key the person made goes: none works again on reactivation (finding 15)
-    let mut keys = Vec::new();
-    for k in tx.api_keys_created_by(user.id).await? {
-        tx.delete_api_key(k.id).await?;
-        let event = json!({"key": k.id, "name": k.name, "reason": reason});
-        match k.workspace_id {
-            Some(ws) => ws_events.entry(ws).or_default().push((EventKind::ApiKeyDeleted, event)),
-            None => installation_key_events.push(event),
-        }
-        keys.push(json!({"id": k.id, "name": k.name, "workspace": k.workspace_identifier}));
-    }
-    tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
-    tx.delete_sessions_of(user.id).await?;
-
-    let initiator = caller.initiator();
-    let removed = json!({"memberships": memberships.iter().map(|m| json!({"workspace": m.workspace, "role": m.role})).collect::<Vec<_>>(),
-        "groups": group_names,
-        "bindings": bindings.iter().map(|b| json!({"workspace": b.workspace, "project": b.project, "role": b.role})).collect::<Vec<_>>(),
-        "requests": voided,
-        "api_keys": keys});
-    let record = RevocationRecord {
-        id: Uuid::new_v4(),
-        user_id: user.id,
-        username: user.username.clone(),
-        justification: why.clone(),
-        initiator: initiator.name.clone(),
-        requested_at: now,
-        removed: removed.clone(),
-        held,
-    };
-    tx.insert_emergency_revocation(&record).await?;
-    let summary = json!({"revocation": record.id, "user": user.username, "justification": why, "removed": removed});
-    for (ws, mut events) in ws_events {
-        events.push((EventKind::UserDeactivated, json!({"user": user.username, "reason": reason})));
-        events.push((EventKind::EmergencyRevocation, summary.clone()));
-        for (kind, details) in events {
-            tx.append_event(Some(ws), kind, now, &initiator, details).await?;
-        }
-    }
-    // the installation chain last: see canopy_store::Tx::append_event
-    for event in installation_key_events {
-        tx.append_event(None, EventKind::ApiKeyDeleted, now, &initiator, event).await?;
-    }
-    for g in &group_names {
-        tx.append_event(
-            None,
-            EventKind::GroupMemberRemoved,
-            now,
-            &initiator,
-            json!({"group": g, "user": user.username, "reason": reason}),
-        )
-        .await?;
-    }
-    tx.append_event(
-        None,
-        EventKind::UserDeactivated,
-        now,
-        &initiator,
-        json!({"user": user.username, "reason": reason}),
-    )
-    .await?;
-    tx.append_event(None, EventKind::EmergencyRevocation, now, &initiator, summary).await?;
-    let answer = to_revocation(&mut tx, record).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(answer)))
+    let input = RevokeInput { user: body.user, email: body.email, justification: body.justification };
+    let report = uc::revoke(&app.store, &caller, app.clock.now(), input).await?;
+    Ok((StatusCode::CREATED, Json(to_revocation(report))))
 }
 
 /// An emergency revocation: what it removed, and per tenant when the
@@ -431,23 +80,11 @@ pub async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EmergencyRevocation>> {
-    caller.require(Action::AdministerUsers)?;
-    let not_found = || ApiError::not_found(format!("no emergency revocation {id}"));
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let mut tx = app.store.read().await?;
-    let record = tx.emergency_revocation(id).await?.ok_or_else(not_found)?;
-    Ok(Json(to_revocation(&mut tx, record).await?))
+    Ok(Json(to_revocation(uc::revocation(&app.store, &caller, &id).await?)))
 }
 
-async fn to_revocation(tx: &mut Tx, r: RevocationRecord) -> ApiResult<EmergencyRevocation> {
-    // removals the platforms confirmed since the request, per (tenant, role)
-    let confirmed: BTreeMap<(Uuid, String), time::OffsetDateTime> = tx
-        .revocations_of(&r.username)
-        .await?
-        .into_iter()
-        .filter(|(_, _, at)| *at >= r.requested_at)
-        .map(|(tenant, role, at)| ((tenant, role), at))
-        .collect();
+fn to_revocation(report: RevocationReport) -> EmergencyRevocation {
+    let RevocationReport { record: r, confirmed } = report;
     let mut tenants: Vec<RevokedTenant> = Vec::new();
     for h in r.held {
         let assignment = RevokedAssignment {
@@ -474,7 +111,7 @@ async fn to_revocation(tx: &mut Tx, r: RevocationRecord) -> ApiResult<EmergencyR
     }
     let list = |key: &str| r.removed[key].as_array().cloned().unwrap_or_default();
     let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
-    Ok(EmergencyRevocation {
+    EmergencyRevocation {
         id: r.id,
         user: r.username,
         justification: r.justification,
@@ -519,5 +156,5 @@ async fn to_revocation(tx: &mut Tx, r: RevocationRecord) -> ApiResult<EmergencyR
             .collect(),
         complete: tenants.iter().all(|t| t.revoked_at.is_some()),
         tenants,
-    })
+    }
 }

@@ -1,23 +1,20 @@
 //! Groups of users (ID2). Admins manage them; every signed-in caller may read
-//! them, to invite and bind groups.
+//! them, to invite and bind groups. Changes are use cases of [`canopy_app::groups`].
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{AddGroupMember, CreateGroup, Group, GroupMember, Page, Problem, UpdateGroup};
+use canopy_app::groups::{self as uc, load_group, require_view_members};
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
-use canopy_domain::{DisplayName, Identifier, Subject, SubjectKind};
-use canopy_store::{GroupRecord, Tx};
-use serde_json::json;
+use canopy_domain::{DisplayName, Identifier};
+use canopy_store::GroupRecord;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::members::{Removal, end_bindings_of_non_members, end_membership};
-use crate::routes::requests::close_pending;
-use crate::routes::{ListQuery, load_user, page};
+use crate::routes::{ListQuery, page};
 use crate::validate;
 
 fn to_group(g: GroupRecord) -> Group {
@@ -27,30 +24,6 @@ fn to_group(g: GroupRecord) -> Group {
         member_count: g.member_count,
         created_at: g.created_at,
     }
-}
-
-async fn load_group(tx: &mut Tx, identifier: &str) -> ApiResult<GroupRecord> {
-    tx.group_by_identifier(identifier)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("group {identifier:?} does not exist")))
-}
-
-/// Group membership changes are recorded in the installation history and in
-/// every workspace where the group is a member, since they change access there (AC3).
-async fn record_group_event(
-    tx: &mut Tx,
-    caller: &Caller,
-    group: &GroupRecord,
-    kind: EventKind,
-    details: serde_json::Value,
-    now: time::OffsetDateTime,
-) -> ApiResult<()> {
-    for (ws, _) in tx.direct_memberships(SubjectKind::Group, group.id).await? {
-        tx.append_event(Some(ws), kind, now, &caller.initiator(), details.clone()).await?;
-    }
-    // the installation chain last: see canopy_store::Tx::append_event
-    tx.append_event(None, kind, now, &caller.initiator(), details).await?;
-    Ok(())
 }
 
 /// List groups.
@@ -80,21 +53,7 @@ pub async fn create(
         identifier: "identifier" => Identifier::parse(&body.identifier),
         display_name: "display_name" => DisplayName::parse(&body.display_name),
     }
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    if tx.group_by_identifier(identifier.as_str()).await?.is_some() {
-        return Err(ApiError::conflict_on("identifier", format!("group {identifier} already exists")));
-    }
-    let g = tx.insert_group(identifier.as_str(), display_name.as_str(), now).await?;
-    tx.append_event(
-        None,
-        EventKind::GroupCreated,
-        now,
-        &caller.initiator(),
-        json!({"group": g.identifier, "display_name": g.display_name}),
-    )
-    .await?;
-    tx.commit().await?;
+    let g = uc::create(&app.store, &caller, app.clock.now(), (identifier, display_name)).await?;
     Ok((StatusCode::CREATED, Json(to_group(g))))
 }
 
@@ -117,64 +76,15 @@ pub async fn update(
 ) -> ApiResult<Json<Group>> {
     caller.require(Action::AdministerGroups)?;
     validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let before = load_group(&mut tx, &group).await?;
-    if let Some(name) = display_name {
-        tx.rename_group(before.id, name.as_str()).await?;
-        tx.append_event(None, EventKind::GroupUpdated, now, &caller.initiator(),
-            json!({"group": before.identifier, "old": {"display_name": before.display_name}, "new": {"display_name": name.as_str()}})).await?;
-    }
-    let after = load_group(&mut tx, &group).await?;
-    tx.commit().await?;
-    Ok(Json(to_group(after)))
+    Ok(Json(to_group(uc::rename(&app.store, &caller, app.clock.now(), &group, display_name).await?)))
 }
 
 /// Delete a group (admins). Its memberships and bindings end with it.
 #[utoipa::path(delete, path = "/api/v1/groups/{group}", tag = "groups", params(("group" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Path<String>) -> ApiResult<StatusCode> {
-    caller.require(Action::AdministerGroups)?;
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let g = load_group(&mut tx, &group).await?;
-    // requests naming the group close, saying why (finding 17)
-    let memberships = tx.direct_memberships(SubjectKind::Group, g.id).await?;
-    let also = memberships.iter().map(|(ws, _)| *ws);
-    close_pending(&mut tx, Subject::group(g.id), None, also, &caller, "its group was deleted", now).await?;
-    let name = format!("group:{}", g.identifier);
-    let initiator = caller.initiator();
-    let removal = Removal { initiator: &initiator, reason: "group deleted", now };
-    let details = json!({"group": g.identifier});
-    for (ws, role) in memberships {
-        end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
-        tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
-    }
-    tx.append_event(None, EventKind::GroupDeleted, now, &initiator, details).await?;
-    tx.delete_group(g.id).await?;
-    tx.commit().await?;
+    uc::delete(&app.store, &caller, app.clock.now(), &group).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Refuse unless the caller administers groups or manages a workspace the
-/// group is a member of: who the group gives access to is for those who
-/// decide what it may access. True when the caller administers groups (and
-/// so sees the members' e-mail addresses too).
-async fn require_view_members(tx: &mut Tx, caller: &Caller, g: &GroupRecord) -> ApiResult<bool> {
-    if caller.require(Action::AdministerGroups).is_ok() {
-        return Ok(true);
-    }
-    for (ws_id, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
-        if let Some(ws) = tx.workspace_by_id(ws_id).await?
-            && caller.require_in(tx, &ws, Action::ManageWorkspace).await.is_ok()
-        {
-            return Ok(false);
-        }
-    }
-    Err(ApiError::Forbidden(format!(
-        "the members of group {} are shown to admins and to managers of a workspace it belongs to",
-        g.identifier
-    )))
 }
 
 /// The members of a group (admins, and managers of a workspace the group is
@@ -213,31 +123,7 @@ pub async fn add_member(
     Path(group): Path<String>,
     ApiJson(body): ApiJson<AddGroupMember>,
 ) -> ApiResult<(StatusCode, Json<GroupMember>)> {
-    caller.require(Action::AdministerGroups)?;
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let g = load_group(&mut tx, &group).await?;
-    let user = tx
-        .user_by_username(&body.user)
-        .await?
-        .ok_or_else(|| ApiError::invalid("user", format!("user {:?} does not exist", body.user)))?;
-    if tx.is_group_member(g.id, user.id).await? {
-        return Err(ApiError::conflict_on(
-            "user",
-            format!("{} is already a member of {}", user.username, g.identifier),
-        ));
-    }
-    tx.add_group_member(g.id, user.id, now).await?;
-    record_group_event(
-        &mut tx,
-        &caller,
-        &g,
-        EventKind::GroupMemberAdded,
-        json!({"group": g.identifier, "user": user.username}),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    let user = uc::add_member(&app.store, &caller, app.clock.now(), (&group, &body.user)).await?;
     Ok((
         StatusCode::CREATED,
         Json(GroupMember {
@@ -260,29 +146,6 @@ pub async fn remove_member(
     caller: Caller,
     Path((group, username)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Action::AdministerGroups)?;
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let g = load_group(&mut tx, &group).await?;
-    let user = load_user(&mut tx, &username).await?;
-    if !tx.is_group_member(g.id, user.id).await? {
-        return Err(ApiError::not_found(format!("{username} is not a member of group {group}")));
-    }
-    tx.remove_group_member(g.id, user.id).await?;
-    let initiator = caller.initiator();
-    let removal = Removal { initiator: &initiator, reason: "left a member group", now };
-    for (ws, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
-        end_bindings_of_non_members(&mut tx, ws, &[user.id], &removal).await?;
-    }
-    record_group_event(
-        &mut tx,
-        &caller,
-        &g,
-        EventKind::GroupMemberRemoved,
-        json!({"group": g.identifier, "user": user.username}),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
+    uc::remove_member(&app.store, &caller, app.clock.now(), (&group, &username)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

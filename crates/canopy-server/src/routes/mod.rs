@@ -92,19 +92,15 @@ pub fn page<R, T>(mut rows: Vec<R>, limit: u32, key: impl Fn(&R) -> String, map:
 }
 
 pub async fn load_workspace(tx: &mut Tx, identifier: &str) -> ApiResult<WorkspaceRecord> {
-    tx.workspace_by_identifier(identifier)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("workspace {identifier:?} does not exist")))
+    Ok(canopy_app::load::workspace(tx, identifier).await?)
 }
 
 pub async fn load_project(tx: &mut Tx, ws: &WorkspaceRecord, identifier: &str) -> ApiResult<ProjectRecord> {
-    tx.project(ws.id, identifier).await?.ok_or_else(|| {
-        ApiError::not_found(format!("project {identifier:?} does not exist in workspace {:?}", ws.identifier))
-    })
+    Ok(canopy_app::load::project(tx, ws, identifier).await?)
 }
 
 pub async fn load_user(tx: &mut Tx, username: &str) -> ApiResult<UserRecord> {
-    tx.user_by_username(username).await?.ok_or_else(|| ApiError::not_found(format!("user {username:?} does not exist")))
+    Ok(canopy_app::load::user(tx, username).await?)
 }
 
 pub fn to_user(u: UserRecord) -> canopy_api_types::User {
@@ -119,27 +115,11 @@ pub fn to_user(u: UserRecord) -> canopy_api_types::User {
     }
 }
 
-/// `user:NAME` / `group:IDENTIFIER`: how a subject is named in paths and lists.
-pub fn subject_string(kind: canopy_domain::SubjectKind, name: &str) -> String {
-    format!("{}:{name}", kind.as_str())
-}
-
-/// An instant as history details record it: RFC 3339 in UTC, or null.
-pub fn rfc3339(t: Option<time::OffsetDateTime>) -> serde_json::Value {
-    use time::format_description::well_known::Rfc3339;
-    t.and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok())
-        .map_or(serde_json::Value::Null, serde_json::Value::String)
-}
+pub use canopy_app::load::{rfc3339, subject_string};
 
 /// A free-text note (a justification, a reason) as given: trimmed, at most
 /// 1000 characters, `None` when blank.
 pub fn note_text<'a>(field: &str, raw: Option<&'a str>) -> Result<Option<&'a str>, canopy_api_types::FieldError> {
-    let t = raw.map(str::trim).filter(|t| !t.is_empty());
-    if t.is_some_and(|t| t.chars().count() > 1000) {
-        return Err(canopy_api_types::FieldError {
-            field: field.to_owned(),
-            message: "must be at most 1000 characters".into(),
-        });
-    }
-    Ok(t)
+    canopy_app::load::note_text(field, raw)
+        .map_err(|e| canopy_api_types::FieldError { field: e.field, message: e.message })
 }

@@ -8,14 +8,11 @@ use axum::http::StatusCode;
 use canopy_api_types::{Me, MyProject, MyWorkspace, Problem, TokenRequest, TokenResponse};
 use canopy_domain::access::{UserStatus, effective_project_roles};
 use canopy_domain::authz::ActorKind;
-use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
-use canopy_domain::signin::{self, Gate, Scope};
 use canopy_domain::{SubjectKind, WorkspaceRole};
 use canopy_store::{Tx, UserRecord};
-use serde_json::json;
 
 use crate::AppState;
-use crate::auth::{Caller, SESSION_PREFIX, new_secret, verify_password};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ClientAddress};
 use crate::routes::to_user;
@@ -39,92 +36,12 @@ pub async fn create_token(
     ClientAddress(client): ClientAddress,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    for (field, value) in [("username", &body.username), ("password", &body.password)] {
-        if value.chars().count() > 1000 {
-            return Err(ApiError::invalid(field, "must be at most 1000 characters"));
-        }
-    }
-    // at most one hash per core, before anything else costs (SE1)
-    let admission = app.passwords.admit().await?;
     let now = app.clock.now();
-    let keys = signin::keys(&body.username, client);
-    let user = count_attempt(&app, &keys, body.username.trim(), now).await?;
-    let (ok, admission) =
-        verify_password(admission, body.password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
-    drop(admission);
-    let refused = || ApiError::Unauthenticated("wrong username or password".into());
-    // a deactivated account is answered like a wrong password: the answer
-    // must not tell whether the password was right
-    let Some(user) = user.filter(|u| ok && u.active) else { return Err(refused()) };
-    let mut tx = app.store.write().await?;
-    count_success(&mut tx, &keys, now).await?;
-    tx.remember_address(user.id, &keys.client, now).await?;
-    accept_invitations(&mut tx, &user, now).await?;
-    let (token, hash) = new_secret(SESSION_PREFIX)?;
-    let expires_at = now + app.config.session_ttl;
-    tx.insert_session(&hash, user.id, now, expires_at).await?;
-    tx.delete_expired_sessions(now).await?;
-    tx.commit().await?;
-    Ok(Json(TokenResponse { token, token_type: "Bearer".into(), expires_at }))
-}
-
-/// Count a sign-in attempt (or a check of one's current password) before its
-/// password is checked, atomically with every other attempt (SE2), or refuse
-/// it (429) while a counter locks it. A locked attempt is refused from a
-/// read alone: it writes nothing, so a locked-out guesser cannot occupy the
-/// database. Returns the account of that name, if any.
-pub(crate) async fn count_attempt(
-    app: &AppState,
-    keys: &signin::Keys,
-    username: &str,
-    now: time::OffsetDateTime,
-) -> ApiResult<Option<UserRecord>> {
-    let refuse = |until: time::OffsetDateTime| ApiError::TooManyRequests {
-        detail: "too many sign-in attempts; try again later".into(),
-        retry_after: (until - now).whole_seconds().max(1),
-    };
-    let (user, known) = {
-        let mut tx = app.store.read().await?;
-        let user = tx.user_by_username(username).await?;
-        let known = match &user {
-            Some(u) => tx.is_known_address(u.id, &keys.client, now).await?,
-            None => false,
-        };
-        let pair = tx.sign_in_counter(&keys.pair).await?;
-        let account = tx.sign_in_counter(&keys.account).await?;
-        let address = tx.sign_in_counter(&keys.address).await?;
-        if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
-            return Err(refuse(until));
-        }
-        (user, known)
-    };
-    let mut tx = app.store.write().await?;
-    // always in this order, so that parallel attempts never wait on each other in a circle
-    let pair = tx.lock_sign_in_counter(&keys.pair, now).await?;
-    let account = tx.lock_sign_in_counter(&keys.account, now).await?;
-    let address = tx.lock_sign_in_counter(&keys.address, now).await?;
-    // again under the locks: attempts made meanwhile count
-    if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
-        tx.commit().await?;
-        return Err(refuse(until));
-    }
-    tx.save_sign_in_counter(&keys.pair, &pair.count(Scope::AccountAtAddress, now), now).await?;
-    tx.save_sign_in_counter(&keys.account, &account.count(Scope::Account, now), now).await?;
-    tx.save_sign_in_counter(&keys.address, &address.count(Scope::Address, now), now).await?;
-    tx.forget_sign_in_counters(now - signin::WINDOW, now).await?;
-    tx.commit().await?;
-    Ok(user)
-}
-
-/// The attempt counted last succeeded: settle its counters.
-pub(crate) async fn count_success(tx: &mut Tx, keys: &signin::Keys, now: time::OffsetDateTime) -> ApiResult<()> {
-    for (key, scope) in
-        [(&keys.pair, Scope::AccountAtAddress), (&keys.account, Scope::Account), (&keys.address, Scope::Address)]
-    {
-        let c = tx.lock_sign_in_counter(key, now).await?;
-        tx.save_sign_in_counter(key, &c.succeeded(scope), now).await?;
-    }
-    Ok(())
+    let credentials = (body.username.as_str(), body.password);
+    let session =
+        canopy_app::session::sign_in(&app.store, &app.passwords, now, client, credentials, app.config.session_ttl)
+            .await?;
+    Ok(Json(TokenResponse { token: session.token, token_type: "Bearer".into(), expires_at: session.expires_at }))
 }
 
 /// Sign out: end the session of the bearer token (SE6). An API key is not a
@@ -133,35 +50,8 @@ pub(crate) async fn count_success(tx: &mut Tx, keys: &signin::Keys, now: time::O
     responses((status = 204), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_token(State(app): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    let Some(session) = &caller.session else {
-        return Err(ApiError::BadRequest(
-            "this is an API key, not a session; revoke it with DELETE /api/v1/api-keys/{id}".into(),
-        ));
-    };
-    let mut tx = app.store.write().await?;
-    tx.delete_session(session).await?;
-    tx.commit().await?;
+    canopy_app::session::sign_out(&app.store, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Pending invitations of the user's e-mail become memberships on sign-in (WS3).
-async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: time::OffsetDateTime) -> ApiResult<()> {
-    let by = Initiator { kind: InitiatorKind::User, id: user.id.to_string(), name: user.username.clone() };
-    for inv in tx.invitations_for_email(&user.email).await? {
-        let current = tx.member_role(inv.workspace_id, SubjectKind::User, user.id).await?;
-        let role = current.map_or(inv.role, |c| c.max(inv.role));
-        tx.upsert_member(inv.workspace_id, SubjectKind::User, user.id, role, &inv.invited_by, now).await?;
-        tx.delete_invitation(inv.id).await?;
-        tx.append_event(
-            Some(inv.workspace_id),
-            EventKind::InvitationAccepted,
-            now,
-            &by,
-            json!({"email": inv.email, "user": user.username, "role": role.as_str(), "invited_by": inv.invited_by}),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// AC12: the bindings of a workspace that expire within 7 days.

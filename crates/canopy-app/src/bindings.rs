@@ -1,0 +1,521 @@
+//! Project bindings: who holds which project role, possibly until when
+//! (AC1–AC7): add, change (and extend), remove; where the workspace needs
+//! four-eye approval (FE1), each becomes a pending request instead.
+//!
+//! The steps `apply_add`, `apply_change`, `apply_remove` and `end` are the
+//! one code path of each change with its history event and e-mails, used
+//! by requests that settle, emergency grants, membership removals and the
+//! expiry job alike.
+
+use canopy_domain::access::check_binding_expiry;
+use canopy_domain::authz::Action;
+use canopy_domain::four_eye::RequestKind;
+use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::mail::{AccessChange, AccessNotice};
+use canopy_domain::{Subject, SubjectKind};
+use canopy_store::{
+    BindingRecord, NewBinding, NewRoleRequest, ProjectRecord, ProjectRoleRecord, Store, Tx, WorkspaceRecord,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, FieldError, Result};
+use crate::load::{self, note_text, rfc3339, subject_string};
+use crate::principal::Principal;
+use crate::requests::{self, RequestView};
+
+/// What a change of a binding did: applied at once, or recorded as a
+/// pending request where the workspace needs four-eye approval.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Done(T),
+    Pending(Box<RequestView>),
+}
+
+/// The subject a binding names, as the caller wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectName {
+    /// A username.
+    User(String),
+    /// A group identifier.
+    Group(String),
+}
+
+impl SubjectName {
+    /// The input field that names it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::User(_) => "user",
+            Self::Group(_) => "group",
+        }
+    }
+}
+
+/// A binding to add (AC1, AC2, AC7).
+#[derive(Debug, Clone)]
+pub struct NewBindingInput {
+    pub subject: SubjectName,
+    /// A project role identifier.
+    pub role: String,
+    pub expires_at: Option<OffsetDateTime>,
+    /// Why; required where the change needs four-eye approval.
+    pub justification: Option<String>,
+}
+
+/// A change of a binding (AC5, AC7): `None` keeps what it has;
+/// `expires_at: Some(None)` removes the expiry.
+#[derive(Debug, Clone, Default)]
+pub struct BindingChange {
+    pub role: Option<String>,
+    pub expires_at: Option<Option<OffsetDateTime>>,
+    pub justification: Option<String>,
+}
+
+/// Who makes a change to a binding, and through which approved request.
+pub struct ChangeBy<'a> {
+    pub initiator: Initiator,
+    pub name: &'a str,
+    pub request: Option<Uuid>,
+}
+
+impl ChangeBy<'_> {
+    /// History details, with the request that made the change where there is one.
+    fn details(&self, mut details: serde_json::Value) -> serde_json::Value {
+        if let (Some(r), Some(map)) = (self.request, details.as_object_mut()) {
+            map.insert("request".into(), json!(r));
+        }
+        details
+    }
+}
+
+/// A binding to make.
+pub struct AddBinding<'a> {
+    pub subject: Subject,
+    /// `user:NAME` or `group:IDENTIFIER`.
+    pub name: &'a str,
+    pub role: &'a ProjectRoleRecord,
+    pub expires_at: Option<OffsetDateTime>,
+    pub justification: Option<&'a str>,
+    /// Who asked for it (the requester, for an approved request).
+    pub granted_by: &'a str,
+}
+
+/// A justification as given: trimmed, at most 1000 characters, `None` when blank.
+pub fn justification(raw: Option<&str>) -> Result<Option<&str>, FieldError> {
+    note_text("justification", raw)
+}
+
+/// Resolve and load what a manager's change names: workspace and project,
+/// refusing principals who may not manage the workspace (WS7, AD1).
+async fn managed_project(
+    tx: &mut Tx,
+    by: &Principal,
+    ws: &str,
+    project: &str,
+) -> Result<(WorkspaceRecord, ProjectRecord)> {
+    let ws = load::workspace(tx, ws).await?;
+    by.require_in(tx, &ws, Action::ManageWorkspace).await?;
+    let p = load::project(tx, &ws, project).await?;
+    Ok((ws, p))
+}
+
+/// Where the workspace needs four-eye approval, the justification a request
+/// must carry; `None` where changes apply at once.
+async fn needs_request<'a>(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    justification: Option<&'a str>,
+) -> Result<Option<(&'a str, u32)>> {
+    let four_eye = tx.effective_four_eye(ws.id).await?;
+    if !four_eye.enabled {
+        return Ok(None);
+    }
+    match justification {
+        Some(j) => Ok(Some((j, four_eye.approvals))),
+        None => Err(Error::invalid(
+            "justification",
+            format!("is required: changes to bindings in workspace {} need approval", ws.identifier),
+        )),
+    }
+}
+
+/// What a pending request asks for (FE1).
+struct Ask<'a> {
+    kind: RequestKind,
+    /// The binding it changes or removes.
+    binding: Option<&'a canopy_domain::Binding>,
+    subject: Subject,
+    /// The subject's username or group identifier.
+    subject_name: &'a str,
+    role_id: Uuid,
+    expires_at: Option<OffsetDateTime>,
+}
+
+/// Record a change as a pending request and commit.
+async fn pend<T>(
+    mut tx: Tx,
+    by: &Principal,
+    (ws, p): (&WorkspaceRecord, &ProjectRecord),
+    ask: Ask<'_>,
+    (justification, approvals): (&str, u32),
+    now: OffsetDateTime,
+) -> Result<Outcome<T>> {
+    // a change records what the binding was, so that it applies only to that
+    let from = ask.binding.filter(|_| ask.kind == RequestKind::Change);
+    let new = NewRoleRequest {
+        workspace_id: ws.id,
+        project_id: p.id,
+        kind: ask.kind,
+        binding_id: ask.binding.map(|b| b.id),
+        subject: ask.subject,
+        role_id: ask.role_id,
+        expires_at: ask.expires_at,
+        from_role_id: from.map(|b| b.role_id),
+        from_expires_at: from.and_then(|b| b.expires_at),
+        justification,
+        approvals_required: approvals,
+        requested_by_id: by.actor.id,
+        requested_by: &by.actor.name,
+        requested_by_key_id: None,
+        subject_name: ask.subject_name,
+    };
+    let request = requests::open(&mut tx, by, new, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Pending(Box::new(request)))
+}
+
+/// Whether a subject may hold project roles in the workspace now: an active
+/// user who is a member, or a group that is a member (AC1, AC10).
+pub async fn subject_eligible(tx: &mut Tx, ws: &WorkspaceRecord, subject: Subject) -> Result<bool> {
+    Ok(match subject.kind {
+        SubjectKind::User => {
+            tx.user_by_id(subject.id).await?.is_some_and(|u| u.active)
+                && !tx.membership_roles_of_user(ws.id, subject.id).await?.is_empty()
+        }
+        SubjectKind::Group => tx.member_role(ws.id, SubjectKind::Group, subject.id).await?.is_some(),
+    })
+}
+
+/// Resolve the subject a binding names, or say (on its field) why it cannot
+/// hold project roles in the workspace (AC1, AC10).
+async fn eligible_subject(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    name: &SubjectName,
+) -> Result<Result<(Subject, String), FieldError>> {
+    let field = name.field();
+    let refuse = |message: String| Ok(Err(FieldError::new(field, message)));
+    match name {
+        SubjectName::User(username) => match tx.user_by_username(username).await? {
+            None => refuse(format!("user {username:?} does not exist")),
+            Some(u) if !u.active => refuse(format!("the account of {username} is deactivated")),
+            Some(u) if tx.membership_roles_of_user(ws.id, u.id).await?.is_empty() => refuse(format!(
+                "{username} is not a member of workspace {}; invite them to the workspace first",
+                ws.identifier
+            )),
+            Some(u) => Ok(Ok((Subject::user(u.id), u.username))),
+        },
+        SubjectName::Group(group) => match tx.group_by_identifier(group).await? {
+            None => refuse(format!("group {group:?} does not exist")),
+            Some(g) if tx.member_role(ws.id, SubjectKind::Group, g.id).await?.is_none() => refuse(format!(
+                "group {group} is not a member of workspace {}; invite it to the workspace first",
+                ws.identifier
+            )),
+            Some(g) => Ok(Ok((Subject::group(g.id), g.identifier))),
+        },
+    }
+}
+
+/// Bind a user or a group to a project with a project role (AC1, AC2, AC7).
+///
+/// The subject must be a member of the workspace. A subject may hold several
+/// roles; binding the same role twice is a conflict unless the earlier
+/// binding has expired, which this one then replaces. Where the workspace
+/// needs four-eye approval (FE1), the outcome is the pending request.
+pub async fn add(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (ws, project): (&str, &str),
+    input: NewBindingInput,
+) -> Result<Outcome<BindingRecord>> {
+    let mut errors = Vec::new();
+    let justification = justification(input.justification.as_deref()).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
+    let mut tx = store.write().await?;
+    let (ws, p) = managed_project(&mut tx, by, ws, project).await?;
+    // a member removal takes the workspace too: the subject cannot leave
+    // between the membership check below and the binding
+    tx.lock_workspace(ws.id).await?;
+    let maximum = tx.settings().await?.max_binding_duration();
+    if let Err(err) = check_binding_expiry(input.expires_at, now, maximum) {
+        errors.push(FieldError::new("expires_at", err.to_string()));
+    }
+    let role = tx.project_role(&input.role).await?;
+    if role.is_none() {
+        errors.push(FieldError::new("role", format!("project role {:?} does not exist", input.role)));
+    }
+    let subject = match eligible_subject(&mut tx, &ws, &input.subject).await? {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let (Some(role), Some((subject, raw_name)), true) = (role, subject, errors.is_empty()) else {
+        return Err(Error::Invalid(errors));
+    };
+    let name = subject_string(subject.kind, &raw_name);
+    if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        if let Some(existing) = tx.find_binding(p.id, subject, role.id).await?
+            && existing.binding.in_force_at(now)
+        {
+            return Err(held(&name, &role, &p));
+        }
+        let ask = Ask {
+            kind: RequestKind::Add,
+            binding: None,
+            subject,
+            subject_name: &raw_name,
+            role_id: role.id,
+            expires_at: input.expires_at,
+        };
+        return pend(tx, by, (&ws, &p), ask, (justification, approvals), now).await;
+    }
+    let add = AddBinding {
+        subject,
+        name: &name,
+        role: &role,
+        expires_at: input.expires_at,
+        justification,
+        granted_by: &by.actor.name,
+    };
+    let change_by = ChangeBy { initiator: by.initiator(), name: &by.actor.name, request: None };
+    let b = apply_add(&mut tx, &ws, &p, add, &change_by, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done(b))
+}
+
+fn held(name: &str, role: &ProjectRoleRecord, p: &ProjectRecord) -> Error {
+    Error::conflict_on("role", format!("{name} already holds {} on {}", role.identifier, p.identifier))
+}
+
+/// Make a binding, replacing an expired one of the same subject and role,
+/// with its history event and e-mails.
+pub async fn apply_add(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    add: AddBinding<'_>,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<BindingRecord> {
+    let AddBinding { subject, name, role, expires_at, justification, granted_by } = add;
+    if let Some(existing) = tx.find_binding(p.id, subject, role.id).await? {
+        if existing.binding.in_force_at(now) {
+            return Err(held(name, role, p));
+        }
+        replace_expired(tx, ws, p, &existing, by, now).await?;
+    }
+    let new = NewBinding { project_id: p.id, subject, role_id: role.id, expires_at, justification, granted_by };
+    let b = tx.insert_binding(new, now).await?;
+    let details = by.details(json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
+        "role": role.identifier, "expires_at": rfc3339(expires_at), "justification": justification}));
+    tx.append_event(Some(ws.id), EventKind::BindingCreated, now, &by.initiator, details).await?;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
+    notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
+    Ok(b)
+}
+
+/// Remove an expired binding that a new grant of the same subject and role replaces.
+async fn replace_expired(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    existing: &BindingRecord,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    tx.delete_binding(existing.binding.id).await?;
+    let name = subject_string(existing.binding.subject.kind, &existing.subject_name);
+    let details = by.details(json!({"binding": existing.binding.id, "project": p.identifier, "subject": name,
+        "role": existing.role_identifier, "reason": "expired binding replaced"}));
+    tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &by.initiator, details).await?;
+    Ok(())
+}
+
+/// E-mail the people a binding's change affects (AC11).
+pub async fn notify(
+    tx: &mut Tx,
+    b: &BindingRecord,
+    change: AccessChange,
+    (workspace, project, role): (&str, &str, &str),
+    by: &str,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let notice = AccessNotice { role, ..b.notice(change, workspace, project, by) };
+    tx.notify_access(b.binding.subject, &notice, now).await?;
+    Ok(())
+}
+
+/// Change a binding's role or expiration date (AC5, AC7); an expiration of
+/// `Some(None)` removes it. Where the workspace needs four-eye approval
+/// (FE1), the outcome is the pending request.
+pub async fn change(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (ws, project, id): (&str, &str, &str),
+    input: BindingChange,
+) -> Result<Outcome<BindingRecord>> {
+    let justification = justification(input.justification.as_deref())?;
+    let mut tx = store.write().await?;
+    let (ws, p) = managed_project(&mut tx, by, ws, project).await?;
+    let before = load::binding(&mut tx, &p, id).await?;
+    let role = match &input.role {
+        Some(r) => tx
+            .project_role(r)
+            .await?
+            .ok_or_else(|| Error::invalid("role", format!("project role {r:?} does not exist")))?,
+        None => {
+            tx.project_role(&before.role_identifier).await?.ok_or_else(|| Error::internal("binding's role vanished"))?
+        }
+    };
+    let expires_at = input.expires_at.unwrap_or(before.binding.expires_at);
+    // a new expiration, or another role (a new grant), lies within the maximum
+    let maximum = tx.settings().await?.max_binding_duration();
+    if input.expires_at.is_some() || (role.id != before.binding.role_id && maximum.is_some()) {
+        check_binding_expiry(expires_at, now, maximum).map_err(|err| Error::invalid("expires_at", err.to_string()))?;
+    }
+    if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        if role.id == before.binding.role_id && expires_at == before.binding.expires_at {
+            return Err(Error::invalid("role", "changes nothing: give another role or expires_at to request"));
+        }
+        if role.id != before.binding.role_id
+            && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
+            && other.binding.in_force_at(now)
+        {
+            let name = subject_string(before.binding.subject.kind, &before.subject_name);
+            return Err(held(&name, &role, &p));
+        }
+        let b = &before.binding;
+        let ask = Ask {
+            kind: RequestKind::Change,
+            binding: Some(b),
+            subject: b.subject,
+            subject_name: &before.subject_name,
+            role_id: role.id,
+            expires_at,
+        };
+        return pend(tx, by, (&ws, &p), ask, (justification, approvals), now).await;
+    }
+    let change_by = ChangeBy { initiator: by.initiator(), name: &by.actor.name, request: None };
+    let after = apply_change(&mut tx, &ws, &p, &before, &role, expires_at, &change_by, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done(after))
+}
+
+/// Give a binding another role or expiration, with its history event and e-mails.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_change(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    before: &BindingRecord,
+    role: &ProjectRoleRecord,
+    expires_at: Option<OffsetDateTime>,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<BindingRecord> {
+    let name = subject_string(before.binding.subject.kind, &before.subject_name);
+    if role.id != before.binding.role_id
+        && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
+    {
+        if other.binding.in_force_at(now) {
+            return Err(held(&name, role, p));
+        }
+        replace_expired(tx, ws, p, &other, by, now).await?;
+    }
+    tx.update_binding(before.binding.id, role.id, expires_at).await?;
+    let details = by.details(json!({"binding": before.binding.id, "project": p.identifier, "subject": name,
+        "old": {"role": before.role_identifier, "expires_at": rfc3339(before.binding.expires_at)},
+        "new": {"role": role.identifier, "expires_at": rfc3339(expires_at)}}));
+    tx.append_event(Some(ws.id), EventKind::BindingChanged, now, &by.initiator, details).await?;
+    let after = load::binding(tx, p, &before.binding.id.to_string()).await?;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
+    notify(tx, &after, AccessChange::Changed, what, by.name, now).await?;
+    Ok(after)
+}
+
+/// Remove a binding (AC6). Binding the subject again later restores the
+/// access. Where the workspace needs four-eye approval (FE1), the outcome is
+/// the pending request.
+pub async fn remove(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (ws, project, id): (&str, &str, &str),
+    justification: Option<&str>,
+) -> Result<Outcome<()>> {
+    let justification = self::justification(justification)?;
+    let mut tx = store.write().await?;
+    let (ws, p) = managed_project(&mut tx, by, ws, project).await?;
+    let b = load::binding(&mut tx, &p, id).await?;
+    if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
+        let subject_name = b.subject_name.clone();
+        let b = &b.binding;
+        let ask = Ask {
+            kind: RequestKind::Remove,
+            binding: Some(b),
+            subject: b.subject,
+            subject_name: &subject_name,
+            role_id: b.role_id,
+            expires_at: b.expires_at,
+        };
+        return pend(tx, by, (&ws, &p), ask, (justification, approvals), now).await;
+    }
+    let change_by = ChangeBy { initiator: by.initiator(), name: &by.actor.name, request: None };
+    apply_remove(&mut tx, &ws, &p, &b, &change_by, now).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done(()))
+}
+
+/// Remove a binding at a manager's or an approved request's word, with its
+/// history event and e-mails.
+pub async fn apply_remove(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    b: &BindingRecord,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    end(tx, (ws.id, &ws.identifier, &p.identifier), b, by, None, now).await
+}
+
+/// End a binding: tell the people it reached (AC11), delete it, and record
+/// `binding_removed` with `reason` where the removal follows from something
+/// else (a membership ended, an account revoked). The one removal step.
+pub async fn end(
+    tx: &mut Tx,
+    (workspace_id, workspace, project): (Uuid, &str, &str),
+    b: &BindingRecord,
+    by: &ChangeBy<'_>,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let what = (workspace, project, b.role_identifier.as_str());
+    notify(tx, b, AccessChange::Removed, what, by.name, now).await?;
+    tx.delete_binding(b.binding.id).await?;
+    let mut details = json!({"binding": b.binding.id, "project": project,
+        "subject": subject_string(b.binding.subject.kind, &b.subject_name),
+        "role": b.role_identifier, "expires_at": rfc3339(b.binding.expires_at)});
+    if let (Some(reason), Some(map)) = (reason, details.as_object_mut()) {
+        map.insert("reason".into(), json!(reason));
+    }
+    tx.append_event(Some(workspace_id), EventKind::BindingRemoved, now, &by.initiator, by.details(details)).await?;
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! Emergency access (AD3, AD4): grant a person a project role in one step,
+//! and take everything a person holds away in one step, reporting per
+//! tenant when the platform confirmed the removal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use canopy_domain::access::check_new_expiry;
+use canopy_domain::authz::Action;
+use canopy_domain::four_eye::RequestState;
+use canopy_domain::history::EventKind;
+use canopy_domain::mail::AccessChange;
+use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
+use canopy_store::{
+    Decision, NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Store, Tx, UserChanges, UserRecord,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::bindings;
+use crate::error::{Error, FieldError, Result};
+use crate::load::{note_text, rfc3339, subject_string};
+use crate::principal::Principal;
+use crate::requests::void_event;
+use crate::users::{is_active_admin, keep_an_admin};
+
+/// An emergency grant as asked (AD3): the person by `user` (username) or
+/// `email`, where, which role, until when, and why.
+#[derive(Debug, Clone, Default)]
+pub struct GrantInput {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub workspace: String,
+    pub project: String,
+    pub role: String,
+    pub expires_at: Option<OffsetDateTime>,
+    pub justification: Option<String>,
+}
+
+/// What an emergency grant did.
+#[derive(Debug, Clone)]
+pub struct GrantOutcome {
+    pub user: String,
+    pub workspace: String,
+    pub project: String,
+    pub role: String,
+    /// Until when the access lasts (the later end where it was held already).
+    pub expires_at: Option<OffsetDateTime>,
+    pub binding: Uuid,
+    pub member_added: bool,
+}
+
+/// An emergency revocation as asked (AD4).
+#[derive(Debug, Clone, Default)]
+pub struct RevokeInput {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub justification: Option<String>,
+}
+
+/// A revocation and, per (tenant, platform role) the person held, when the
+/// platform confirmed its removal so far.
+#[derive(Debug, Clone)]
+pub struct RevocationReport {
+    pub record: RevocationRecord,
+    pub confirmed: BTreeMap<(Uuid, String), OffsetDateTime>,
+}
+
+/// The person a request names by `user` (username) or `email`.
+async fn person(
+    tx: &mut Tx,
+    user: Option<&str>,
+    email: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<UserRecord>> {
+    let (key, found) = match (user, email) {
+        (Some(u), None) => ("user", tx.user_by_username(u).await?),
+        (None, Some(e)) => ("email", tx.user_by_email(e.trim()).await?),
+        _ => {
+            errors.push(FieldError::new("user", "give exactly one of user or email"));
+            return Ok(None);
+        }
+    };
+    if found.is_none() {
+        let who = user.or(email).unwrap_or_default();
+        errors.push(FieldError::new(key, format!("no account {who:?}: emergency access is for existing accounts")));
+    }
+    Ok(found)
+}
+
+/// The justification a request must carry: trimmed, 1 to 1000 characters.
+fn justification(j: Option<&str>, required: bool, errors: &mut Vec<FieldError>) -> Option<String> {
+    match note_text("justification", j) {
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+        Ok(None) if required => {
+            errors.push(FieldError::new("justification", "is required: say why access is needed"));
+            None
+        }
+        Ok(j) => j.map(str::to_owned),
+    }
+}
+
+/// Grant a person emergency access (AD3): made a member of the workspace
+/// when they are not, and bound to the project with the role until the
+/// mandatory expiration, bypassing four-eye approval; in one transaction,
+/// and replicated before other work. Admins, or managers of the workspace.
+pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: GrantInput) -> Result<GrantOutcome> {
+    let mut errors = Vec::new();
+    let expires_at = match input.expires_at {
+        None => {
+            errors.push(FieldError::new("expires_at", "is required: emergency access always ends"));
+            None
+        }
+        Some(e) => match check_new_expiry(e, now) {
+            Ok(()) => Some(e),
+            Err(err) => {
+                errors.push(FieldError::new("expires_at", err.to_string()));
+                None
+            }
+        },
+    };
+    let why = justification(input.justification.as_deref(), true, &mut errors);
+    let mut tx = store.write().await?;
+    let maximum = tx.settings().await?.max_binding_duration();
+    if let Some(e) = expires_at
+        && let Err(err) = canopy_domain::access::check_binding_expiry(Some(e), now, maximum)
+    {
+        errors.push(FieldError::new("expires_at", err.to_string()));
+    }
+    let Some(ws) = tx.workspace_by_identifier(&input.workspace).await? else {
+        return Err(Error::invalid("workspace", format!("workspace {:?} does not exist", input.workspace)));
+    };
+    by.require_in(&mut tx, &ws, Action::GrantEmergencyAccess).await?;
+    let project = tx.project(ws.id, &input.project).await?;
+    if project.is_none() {
+        errors.push(FieldError::new(
+            "project",
+            format!("project {:?} does not exist in {}", input.project, ws.identifier),
+        ));
+    }
+    let role = tx.project_role(&input.role).await?;
+    if role.is_none() {
+        errors.push(FieldError::new("role", format!("project role {:?} does not exist", input.role)));
+    }
+    let user = person(&mut tx, input.user.as_deref(), input.email.as_deref(), &mut errors).await?;
+    if let Some(u) = &user
+        && !u.active
+    {
+        errors.push(FieldError::new("user", format!("the account of {} is deactivated", u.username)));
+    }
+    let (Some(p), Some(role), Some(user), Some(expires_at), true) =
+        (project, role, user, expires_at, errors.is_empty())
+    else {
+        return Err(Error::Invalid(errors));
+    };
+    let initiator = by.initiator();
+    let name = subject_string(SubjectKind::User, &user.username);
+    let subject = Subject::user(user.id);
+    tx.lock_workspace(ws.id).await?;
+    let member_added = tx.membership_roles_of_user(ws.id, user.id).await?.is_empty();
+    if member_added {
+        tx.upsert_member(ws.id, SubjectKind::User, user.id, WorkspaceRole::Member, &by.actor.name, now).await?;
+    }
+    let mut events = Vec::new();
+    if member_added {
+        events.push((
+            EventKind::MemberAdded,
+            json!({"subject": name, "role": WorkspaceRole::Member.as_str(), "emergency": true}),
+        ));
+    }
+    let existing = tx.find_binding(p.id, subject, role.id).await?;
+    let mut until = Some(expires_at);
+    let binding = match existing {
+        // held already: the access lasts until the later of the two ends
+        // (an emergency never shortens access someone has)
+        Some(b) if b.binding.in_force_at(now) => {
+            let later = match b.binding.expires_at {
+                Some(old) if old < expires_at => Some(expires_at),
+                old => old,
+            };
+            if later != b.binding.expires_at {
+                tx.update_binding(b.binding.id, role.id, later).await?;
+                events.push((
+                    EventKind::BindingChanged,
+                    json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
+                           "old": {"role": role.identifier, "expires_at": rfc3339(b.binding.expires_at)},
+                           "new": {"role": role.identifier, "expires_at": rfc3339(later)},
+                           "emergency": true, "justification": why}),
+                ));
+            }
+            until = later;
+            b.binding.id
+        }
+        other => {
+            if let Some(expired) = other {
+                tx.delete_binding(expired.binding.id).await?;
+                events.push((
+                    EventKind::BindingRemoved,
+                    json!({"binding": expired.binding.id, "project": p.identifier, "subject": name,
+                           "role": role.identifier, "reason": "expired binding replaced"}),
+                ));
+            }
+            let new = NewBinding {
+                project_id: p.id,
+                subject,
+                role_id: role.id,
+                expires_at: Some(expires_at),
+                justification: why.as_deref(),
+                granted_by: &by.actor.name,
+            };
+            let b = tx.insert_binding(new, now).await?;
+            events.push((
+                EventKind::BindingCreated,
+                json!({"binding": b.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
+                       "expires_at": rfc3339(Some(expires_at)), "emergency": true, "justification": why}),
+            ));
+            b.binding.id
+        }
+    };
+    let granted = tx.binding(&binding.to_string()).await?;
+    if let Some(b) = &granted {
+        let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
+        bindings::notify(&mut tx, b, AccessChange::Added, what, &by.actor.name, now).await?;
+    }
+    // the role reaches the project's tenants before other work (AD3)
+    tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
+    events.push((
+        EventKind::EmergencyAccessGranted,
+        json!({"user": user.username, "project": p.identifier, "role": role.identifier,
+               "expires_at": rfc3339(until), "justification": why, "member_added": member_added}),
+    ));
+    for (kind, details) in events {
+        tx.append_event(Some(ws.id), kind, now, &initiator, details).await?;
+    }
+    if !by.actor.is_admin() && tx.effective_four_eye(ws.id).await?.enabled {
+        // a manager bypassed four-eye: the others and the admins review it
+        let mut reviewers = tx.workspace_managers(ws.id).await?;
+        reviewers.extend(tx.active_admins().await?);
+        reviewers.retain(|r| r.id != by.actor.id);
+        reviewers.sort_by_key(|r| r.id);
+        reviewers.dedup_by_key(|r| r.id);
+        let id = binding.to_string();
+        let notice = canopy_domain::mail::RequestNotice {
+            id: &id,
+            workspace: &ws.identifier,
+            project: &p.identifier,
+            kind: canopy_domain::four_eye::RequestKind::Add,
+            subject: &name,
+            role: &role.identifier,
+            expires_at: until,
+            requester: &by.actor.name,
+            justification: why.as_deref().unwrap_or_default(),
+            approvals_required: 0,
+        };
+        for r in reviewers {
+            if let Ok(to) = canopy_domain::Email::parse(&r.email) {
+                tx.enqueue_mail(&canopy_domain::mail::emergency_granted(&to, &notice), now).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(GrantOutcome {
+        user: user.username,
+        workspace: ws.identifier,
+        project: p.identifier,
+        role: role.identifier,
+        expires_at: until,
+        binding,
+        member_added,
+    })
+}
+
+/// Revoke everything a person holds, at once (AD4): the account is
+/// deactivated (its sessions end; it leaves every tenant before other
+/// replication work), and every workspace membership, group membership and
+/// project binding ends, in one transaction. Admins only. The answer lists
+/// what was removed, and per tenant when the platform confirmed it (see also
+/// `GET /api/v1/admin/emergency/revocations/{id}`).
+pub async fn revoke(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    input: RevokeInput,
+) -> Result<RevocationReport> {
+    by.require(Action::AdministerUsers)?;
+    let mut errors = Vec::new();
+    let why = justification(input.justification.as_deref(), false, &mut errors);
+    let mut tx = store.write().await?;
+    let user = person(&mut tx, input.user.as_deref(), input.email.as_deref(), &mut errors).await?;
+    let (Some(user), true) = (user, errors.is_empty()) else { return Err(Error::Invalid(errors)) };
+    if by.actor.is_user() && by.actor.name == user.username {
+        return Err(Error::invalid("user", "you cannot revoke your own access"));
+    }
+    // row locks first, in the order every other path takes them; then the
+    // history chains, workspaces in ascending id and the installation last
+    if is_active_admin(&user) {
+        keep_an_admin(&mut tx).await?;
+    }
+    tx.lock_user(user.id).await?;
+    // pending requests the person filed, or that would give them access: they
+    // end with the access (finding 14), locked before their workspaces, as
+    // every decision takes them
+    let requests = tx.pending_requests_touching(Some(Subject::user(user.id)), Some(user.id)).await?;
+    for q in &requests {
+        tx.lock_role_request(q.id).await?;
+    }
+    let direct: BTreeMap<Uuid, WorkspaceRole> =
+        tx.direct_memberships(SubjectKind::User, user.id).await?.into_iter().collect();
+    let groups = tx.groups_of_user(user.id).await?;
+    let mut workspaces: BTreeSet<Uuid> = direct.keys().copied().collect();
+    let mut group_names = Vec::new();
+    let mut group_workspaces: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
+    for g in &groups {
+        let Some(group) = tx.group_by_id(*g).await? else { continue };
+        for (ws, _) in tx.direct_memberships(SubjectKind::Group, *g).await? {
+            workspaces.insert(ws);
+            group_workspaces.entry(ws).or_default().push(group.identifier.clone());
+        }
+        group_names.push(group.identifier);
+    }
+    for ws in &workspaces {
+        tx.lock_workspace(*ws).await?;
+    }
+    // what the person holds in tenants, before anything changes; those
+    // tenants (and every project they are bound to) are replicated before
+    // other work, marked now while the bindings still reach them
+    let held = tx.assignments_held_by(&user.username).await?;
+    tx.mark_dirty(Reach::User(user.id), PRIORITY_URGENT).await?;
+    for tenant in held.iter().map(|h| h.tenant_id).collect::<BTreeSet<_>>() {
+        tx.mark_dirty(Reach::Tenant(tenant), PRIORITY_URGENT).await?;
+    }
+
+    let name = subject_string(SubjectKind::User, &user.username);
+    let reason = "emergency revocation";
+    let mut ws_events: BTreeMap<Uuid, Vec<(EventKind, serde_json::Value)>> = BTreeMap::new();
+    let mut installation_key_events = Vec::new();
+    let mut memberships = Vec::new();
+    let mut bindings = Vec::new();
+    for ws_id in &workspaces {
+        let Some(ws) = tx.workspace_by_id(*ws_id).await? else { continue };
+        let events = ws_events.entry(*ws_id).or_default();
+        for b in tx.subject_bindings_in_workspace(*ws_id, Subject::user(user.id)).await? {
+            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+            tx.delete_binding(b.binding.id).await?;
+            events.push((
+                EventKind::BindingRemoved,
+                json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": reason}),
+            ));
+            bindings.push(json!({"workspace": ws.identifier, "project": project, "role": b.role_identifier}));
+        }
+        if let Some(role) = direct.get(ws_id) {
+            tx.delete_member(*ws_id, SubjectKind::User, user.id).await?;
+            events.push((
+                EventKind::MemberRemoved,
+                json!({"subject": name, "old_role": role.as_str(), "reason": reason}),
+            ));
+            memberships.push(json!({"workspace": ws.identifier, "role": role.as_str()}));
+        }
+        for g in group_workspaces.get(ws_id).into_iter().flatten() {
+            events.push((EventKind::GroupMemberRemoved, json!({"group": g, "user": user.username, "reason": reason})));
+        }
+    }
+    for g in &groups {
+        tx.remove_group_member(*g, user.id).await?;
+    }
+    let mut voided = Vec::new();
+    for q in &requests {
+        let decision =
+            Decision { state: RequestState::Void, by: &by.actor.name, reason: Some(reason), binding_id: None };
+        if tx.decide_role_request(q.id, decision, now).await? {
+            ws_events.entry(q.workspace_id).or_default().push((EventKind::RoleRequestVoid, void_event(q, reason)));
+            voided.push(json!({"id": q.id, "workspace": q.workspace, "project": q.project,
+                "subject": q.subject_string(), "role": q.role, "kind": q.kind.as_str()}));
+        }
+    }
+    // every key the person made goes: none works again on reactivation (finding 15)
+    let mut keys = Vec::new();
+    for k in tx.api_keys_created_by(user.id).await? {
+        tx.delete_api_key(k.id).await?;
+        let event = json!({"key": k.id, "name": k.name, "reason": reason});
+        match k.workspace_id {
+            Some(ws) => ws_events.entry(ws).or_default().push((EventKind::ApiKeyDeleted, event)),
+            None => installation_key_events.push(event),
+        }
+        keys.push(json!({"id": k.id, "name": k.name, "workspace": k.workspace_identifier}));
+    }
+    tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
+    tx.delete_sessions_of(user.id).await?;
+
+    let initiator = by.initiator();
+    let removed = json!({"memberships": memberships,
+        "groups": group_names,
+        "bindings": bindings,
+        "requests": voided,
+        "api_keys": keys});
+    let record = RevocationRecord {
+        id: Uuid::new_v4(),
+        user_id: user.id,
+        username: user.username.clone(),
+        justification: why.clone(),
+        initiator: initiator.name.clone(),
+        requested_at: now,
+        removed: removed.clone(),
+        held,
+    };
+    tx.insert_emergency_revocation(&record).await?;
+    let summary = json!({"revocation": record.id, "user": user.username, "justification": why, "removed": removed});
+    for (ws, mut events) in ws_events {
+        events.push((EventKind::UserDeactivated, json!({"user": user.username, "reason": reason})));
+        events.push((EventKind::EmergencyRevocation, summary.clone()));
+        for (kind, details) in events {
+            tx.append_event(Some(ws), kind, now, &initiator, details).await?;
+        }
+    }
+    // the installation chain last: see canopy_store::Tx::append_event
+    for event in installation_key_events {
+        tx.append_event(None, EventKind::ApiKeyDeleted, now, &initiator, event).await?;
+    }
+    for g in &group_names {
+        tx.append_event(
+            None,
+            EventKind::GroupMemberRemoved,
+            now,
+            &initiator,
+            json!({"group": g, "user": user.username, "reason": reason}),
+        )
+        .await?;
+    }
+    tx.append_event(
+        None,
+        EventKind::UserDeactivated,
+        now,
+        &initiator,
+        json!({"user": user.username, "reason": reason}),
+    )
+    .await?;
+    tx.append_event(None, EventKind::EmergencyRevocation, now, &initiator, summary).await?;
+    let report = report(&mut tx, record).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// An emergency revocation: what it removed, and per tenant when the
+/// platform confirmed each removal so far (admins).
+pub async fn revocation(store: &Store, by: &Principal, id: &str) -> Result<RevocationReport> {
+    by.require(Action::AdministerUsers)?;
+    let not_found = || Error::not_found(format!("no emergency revocation {id}"));
+    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    let mut tx = store.read().await?;
+    let record = tx.emergency_revocation(id).await?.ok_or_else(not_found)?;
+    report(&mut tx, record).await
+}
+
+async fn report(tx: &mut Tx, record: RevocationRecord) -> Result<RevocationReport> {
+    // removals the platforms confirmed since the request, per (tenant, role)
+    let confirmed = tx
+        .revocations_of(&record.username)
+        .await?
+        .into_iter()
+        .filter(|(_, _, at)| *at >= record.requested_at)
+        .map(|(tenant, role, at)| ((tenant, role), at))
+        .collect();
+    Ok(RevocationReport { record, confirmed })
+}

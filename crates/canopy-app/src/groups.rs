@@ -1,0 +1,193 @@
+//! Groups of users (ID2): created, renamed and deleted by admins, and their
+//! members, who gain and lose what the group holds (AC3).
+
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::{DisplayName, Identifier, Subject, SubjectKind};
+use canopy_store::{GroupRecord, Store, Tx, UserRecord};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::load;
+use crate::members::{Removal, end_bindings_of_non_members, end_membership};
+use crate::principal::Principal;
+use crate::requests::close_pending;
+
+pub async fn load_group(tx: &mut Tx, identifier: &str) -> Result<GroupRecord> {
+    tx.group_by_identifier(identifier)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("group {identifier:?} does not exist")))
+}
+
+/// Group membership changes are recorded in the installation history and in
+/// every workspace where the group is a member, since they change access there (AC3).
+async fn record_group_event(
+    tx: &mut Tx,
+    by: &Principal,
+    group: &GroupRecord,
+    kind: EventKind,
+    details: serde_json::Value,
+    now: OffsetDateTime,
+) -> Result<()> {
+    for (ws, _) in tx.direct_memberships(SubjectKind::Group, group.id).await? {
+        tx.append_event(Some(ws), kind, now, &by.initiator(), details.clone()).await?;
+    }
+    // the installation chain last: see canopy_store::Tx::append_event
+    tx.append_event(None, kind, now, &by.initiator(), details).await?;
+    Ok(())
+}
+
+/// Create a group (admins).
+pub async fn create(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (identifier, display_name): (Identifier, DisplayName),
+) -> Result<GroupRecord> {
+    by.require(Action::AdministerGroups)?;
+    let mut tx = store.write().await?;
+    if tx.group_by_identifier(identifier.as_str()).await?.is_some() {
+        return Err(Error::conflict_on("identifier", format!("group {identifier} already exists")));
+    }
+    let g = tx.insert_group(identifier.as_str(), display_name.as_str(), now).await?;
+    tx.append_event(
+        None,
+        EventKind::GroupCreated,
+        now,
+        &by.initiator(),
+        json!({"group": g.identifier, "display_name": g.display_name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
+/// Rename a group (admins).
+pub async fn rename(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    group: &str,
+    display_name: Option<DisplayName>,
+) -> Result<GroupRecord> {
+    by.require(Action::AdministerGroups)?;
+    let mut tx = store.write().await?;
+    let before = load_group(&mut tx, group).await?;
+    if let Some(name) = display_name {
+        tx.rename_group(before.id, name.as_str()).await?;
+        tx.append_event(None, EventKind::GroupUpdated, now, &by.initiator(),
+            json!({"group": before.identifier, "old": {"display_name": before.display_name}, "new": {"display_name": name.as_str()}})).await?;
+    }
+    let after = load_group(&mut tx, group).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Delete a group (admins). Its memberships and bindings end with it.
+pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, group: &str) -> Result<()> {
+    by.require(Action::AdministerGroups)?;
+    let mut tx = store.write().await?;
+    let g = load_group(&mut tx, group).await?;
+    // requests naming the group close, saying why (finding 17)
+    let memberships = tx.direct_memberships(SubjectKind::Group, g.id).await?;
+    let also = memberships.iter().map(|(ws, _)| *ws);
+    close_pending(&mut tx, Subject::group(g.id), None, also, by, "its group was deleted", now).await?;
+    let name = format!("group:{}", g.identifier);
+    let initiator = by.initiator();
+    let removal = Removal { initiator: &initiator, reason: "group deleted", now };
+    let details = json!({"group": g.identifier});
+    for (ws, role) in memberships {
+        end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
+        tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
+    }
+    tx.append_event(None, EventKind::GroupDeleted, now, &initiator, details).await?;
+    tx.delete_group(g.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refuse unless the caller administers groups or manages a workspace the
+/// group is a member of: who the group gives access to is for those who
+/// decide what it may access. True when the caller administers groups (and
+/// so sees the members' e-mail addresses too).
+pub async fn require_view_members(tx: &mut Tx, by: &Principal, g: &GroupRecord) -> Result<bool> {
+    if by.require(Action::AdministerGroups).is_ok() {
+        return Ok(true);
+    }
+    for (ws_id, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+        if let Some(ws) = tx.workspace_by_id(ws_id).await?
+            && by.require_in(tx, &ws, Action::ManageWorkspace).await.is_ok()
+        {
+            return Ok(false);
+        }
+    }
+    Err(Error::Forbidden(format!(
+        "the members of group {} are shown to admins and to managers of a workspace it belongs to",
+        g.identifier
+    )))
+}
+
+/// Add a user to a group (admins). They gain every role the group holds (AC3, WS4).
+pub async fn add_member(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (group, username): (&str, &str),
+) -> Result<UserRecord> {
+    by.require(Action::AdministerGroups)?;
+    let mut tx = store.write().await?;
+    let g = load_group(&mut tx, group).await?;
+    let user = tx
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| Error::invalid("user", format!("user {username:?} does not exist")))?;
+    if tx.is_group_member(g.id, user.id).await? {
+        return Err(Error::conflict_on("user", format!("{} is already a member of {}", user.username, g.identifier)));
+    }
+    tx.add_group_member(g.id, user.id, now).await?;
+    record_group_event(
+        &mut tx,
+        by,
+        &g,
+        EventKind::GroupMemberAdded,
+        json!({"group": g.identifier, "user": user.username}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Remove a user from a group (admins). They lose what the group gave them (AC3).
+pub async fn remove_member(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (group, username): (&str, &str),
+) -> Result<()> {
+    by.require(Action::AdministerGroups)?;
+    let mut tx = store.write().await?;
+    let g = load_group(&mut tx, group).await?;
+    let user = load::user(&mut tx, username).await?;
+    if !tx.is_group_member(g.id, user.id).await? {
+        return Err(Error::not_found(format!("{username} is not a member of group {group}")));
+    }
+    tx.remove_group_member(g.id, user.id).await?;
+    let initiator = by.initiator();
+    let removal = Removal { initiator: &initiator, reason: "left a member group", now };
+    for (ws, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
+        end_bindings_of_non_members(&mut tx, ws, &[user.id], &removal).await?;
+    }
+    record_group_event(
+        &mut tx,
+        by,
+        &g,
+        EventKind::GroupMemberRemoved,
+        json!({"group": g.identifier, "user": user.username}),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! Canopy's application layer: one module per use case.
+//!
+//! Every interface (the REST API of `canopy-server`, the web UI, SCIM) and
+//! every job of `canopy-engine` that changes access runs the same functions
+//! here, so that a rule, its authorisation, its history event and its
+//! replication exist once. A use case takes the store or a transaction, the
+//! acting [`Principal`] and the instant; it asks `canopy_domain::authz` and
+//! the domain's rules, loads and saves through one `canopy_store::Tx` (the
+//! change, its history event and its outbox rows commit together), and
+//! returns a typed outcome or an [`Error`]. Nothing here knows HTTP or HTML.
+//!
+//! **Architecture Invariant:** an interface calls one use case per
+//! operation; use cases share steps (e.g. [`bindings::end`], the one removal
+//! of a binding) by calling each other here, never an interface's code.
+
+pub mod bindings;
+pub mod credentials;
+pub mod emergency;
+pub mod error;
+pub mod groups;
+pub mod load;
+pub mod members;
+pub mod principal;
+pub mod requests;
+pub mod session;
+pub mod users;
+
+pub use error::{Error, FieldError, Result};
+pub use principal::Principal;

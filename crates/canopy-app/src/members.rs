@@ -1,0 +1,379 @@
+//! Workspace access: invitations, members, their roles and their removal
+//! (WS3–WS6). A membership's end takes the subject's project bindings in the
+//! workspace with it.
+
+use canopy_domain::authz::{Action, action_to_grant};
+use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
+use canopy_store::{MemberRecord, Store, Tx, WorkspaceRecord};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::bindings::{self, ChangeBy};
+use crate::error::{Error, Result};
+use crate::load::{self, subject_string};
+use crate::principal::Principal;
+
+/// A member of a workspace, or an e-mail invitation waiting for its account
+/// (WS5): what "Current access" lists.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    /// `user:NAME`, `group:IDENTIFIER` or `email:ADDRESS`.
+    pub subject: String,
+    /// `user`, `group` or `invitation`.
+    pub kind: &'static str,
+    pub name: String,
+    pub display_name: String,
+    pub role: WorkspaceRole,
+    pub granted_by: String,
+    pub granted_at: OffsetDateTime,
+}
+
+impl MemberView {
+    pub fn of_member(m: MemberRecord) -> Self {
+        Self {
+            subject: subject_string(m.kind, &m.name),
+            kind: m.kind.as_str(),
+            name: m.name,
+            display_name: m.display_name,
+            role: m.role,
+            granted_by: m.granted_by,
+            granted_at: m.granted_at,
+        }
+    }
+
+    pub fn of_invitation(email: String, role: WorkspaceRole, granted_by: String, granted_at: OffsetDateTime) -> Self {
+        Self {
+            subject: format!("email:{email}"),
+            kind: "invitation",
+            name: email.clone(),
+            display_name: email,
+            role,
+            granted_by,
+            granted_at,
+        }
+    }
+}
+
+/// Whom to invite (WS3, WS4).
+#[derive(Debug, Clone)]
+pub enum Invitee {
+    /// A username.
+    User(String),
+    /// An e-mail address: an account's, or a pending invitation.
+    Email(String),
+    /// A group identifier.
+    Group(String),
+}
+
+/// A member named in a path: `user:NAME`, `group:IDENTIFIER` or `email:ADDRESS`.
+enum MemberRef {
+    Subject(Subject, String),
+    Invitation(String),
+}
+
+async fn resolve_member(tx: &mut Tx, raw: &str) -> Result<MemberRef> {
+    let not_found =
+        || Error::not_found(format!("no member {raw:?}; name members as user:NAME, group:IDENTIFIER or email:ADDRESS"));
+    let (kind, name) = raw.split_once(':').ok_or_else(not_found)?;
+    match kind {
+        "user" => {
+            let u = tx.user_by_username(name).await?.ok_or_else(not_found)?;
+            Ok(MemberRef::Subject(Subject::user(u.id), raw.to_owned()))
+        }
+        "group" => {
+            let g = tx.group_by_identifier(name).await?.ok_or_else(not_found)?;
+            Ok(MemberRef::Subject(Subject::group(g.id), raw.to_owned()))
+        }
+        "email" => Ok(MemberRef::Invitation(Email::parse(name).map_err(|_| not_found())?.into_string())),
+        _ => Err(not_found()),
+    }
+}
+
+/// Refuse to leave a workspace without a user as direct owner. (Owning
+/// groups do not count, since they may be empty, so changing one is never
+/// refused by this rule.)
+async fn keep_an_owner(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    subject: Subject,
+    old: WorkspaceRole,
+    new: Option<WorkspaceRole>,
+) -> Result<()> {
+    if subject.kind == SubjectKind::User && old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) {
+        tx.lock_workspace(ws.id).await?;
+        if tx.count_owners(ws.id).await? <= 1 {
+            return Err(Error::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));
+        }
+    }
+    Ok(())
+}
+
+/// Invite a user, an e-mail address or a group with a workspace role (WS3, WS4).
+///
+/// An e-mail address that no account has becomes a pending invitation, which
+/// turns into membership when an account with that address first signs in.
+pub async fn invite(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    ws: &str,
+    (invitee, role): (Invitee, WorkspaceRole),
+    public_url: Option<&str>,
+) -> Result<MemberView> {
+    let mut tx = store.write().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, action_to_grant(role)).await?;
+    let granted_by = by.actor.name.clone();
+    let initiator = by.initiator();
+
+    // Resolve the invited subject; an e-mail of a known account invites that account.
+    let mut subject = None;
+    let field = match &invitee {
+        Invitee::User(_) => "user",
+        Invitee::Email(_) => "email",
+        Invitee::Group(_) => "group",
+    };
+    if let Invitee::User(username) = &invitee {
+        let u = tx
+            .user_by_username(username)
+            .await?
+            .ok_or_else(|| Error::invalid("user", format!("user {username:?} does not exist")))?;
+        if !u.active {
+            return Err(Error::invalid("user", format!("the account of {username} is deactivated")));
+        }
+        subject = Some((SubjectKind::User, u.id, u.username.clone(), u.display_name()));
+    } else if let Invitee::Group(group) = &invitee {
+        let g = tx
+            .group_by_identifier(group)
+            .await?
+            .ok_or_else(|| Error::invalid("group", format!("group {group:?} does not exist")))?;
+        subject = Some((SubjectKind::Group, g.id, g.identifier, g.display_name));
+    } else if let Invitee::Email(raw) = &invitee {
+        let email = Email::parse(raw).map_err(|e| Error::invalid("email", e.to_string()))?;
+        match tx.user_by_email(email.as_str()).await? {
+            Some(u) if !u.active => {
+                return Err(Error::invalid("email", format!("the account with the address {email} is deactivated")));
+            }
+            Some(u) => subject = Some((SubjectKind::User, u.id, u.username.clone(), u.display_name())),
+            None => {
+                if tx.invitation(ws.id, email.as_str()).await?.is_some() {
+                    return Err(Error::conflict_on(
+                        "email",
+                        format!("{email} is already invited to {}", ws.identifier),
+                    ));
+                }
+                tx.insert_invitation(ws.id, email.as_str(), role, &granted_by, now).await?;
+                let announcement = canopy_domain::mail::invitation(
+                    &email,
+                    &ws.identifier,
+                    &ws.display_name,
+                    role,
+                    &granted_by,
+                    public_url,
+                );
+                tx.enqueue_mail(&announcement, now).await?;
+                tx.append_event(
+                    Some(ws.id),
+                    EventKind::InvitationSent,
+                    now,
+                    &initiator,
+                    json!({"email": email.as_str(), "role": role.as_str()}),
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(MemberView::of_invitation(email.into_string(), role, granted_by, now));
+            }
+        }
+    }
+    let Some((kind, id, name, display_name)) = subject else {
+        return Err(Error::internal("an invitee resolved to nothing"));
+    };
+    if tx.member_role(ws.id, kind, id).await?.is_some() {
+        return Err(Error::conflict_on(
+            field,
+            format!(
+                "{} is already a member of {}; change the role instead",
+                subject_string(kind, &name),
+                ws.identifier
+            ),
+        ));
+    }
+    tx.upsert_member(ws.id, kind, id, role, &granted_by, now).await?;
+    tx.append_event(
+        Some(ws.id),
+        EventKind::MemberAdded,
+        now,
+        &initiator,
+        json!({"subject": subject_string(kind, &name), "role": role.as_str()}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(MemberView {
+        subject: subject_string(kind, &name),
+        kind: kind.as_str(),
+        name,
+        display_name,
+        role,
+        granted_by,
+        granted_at: now,
+    })
+}
+
+/// Change the workspace role of a member or of a pending invitation (WS6).
+pub async fn change_role(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (ws, subject): (&str, &str),
+    role: WorkspaceRole,
+) -> Result<MemberView> {
+    let mut tx = store.write().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let not_member = || Error::not_found(format!("{subject} is not a member of {}", ws.identifier));
+    match resolve_member(&mut tx, subject).await? {
+        MemberRef::Subject(s, name) => {
+            let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
+            by.require_in(&mut tx, &ws, action_to_grant(old.max(role))).await?;
+            keep_an_owner(&mut tx, &ws, s, old, Some(role)).await?;
+            tx.upsert_member(ws.id, s.kind, s.id, role, &by.actor.name, now).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::MemberRoleChanged,
+                now,
+                &by.initiator(),
+                json!({"subject": name, "old_role": old.as_str(), "new_role": role.as_str()}),
+            )
+            .await?;
+            let m = tx
+                .workspace_members(ws.id)
+                .await?
+                .into_iter()
+                .find(|m| m.subject_id == s.id && m.kind == s.kind)
+                .ok_or_else(not_member)?;
+            tx.commit().await?;
+            Ok(MemberView::of_member(m))
+        }
+        MemberRef::Invitation(email) => {
+            let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
+            by.require_in(&mut tx, &ws, action_to_grant(inv.role.max(role))).await?;
+            tx.delete_invitation(inv.id).await?;
+            tx.insert_invitation(ws.id, &email, role, &by.actor.name, now).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::MemberRoleChanged,
+                now,
+                &by.initiator(),
+                json!({"subject": format!("email:{email}"), "old_role": inv.role.as_str(), "new_role": role.as_str()}),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(MemberView::of_invitation(email, role, by.actor.name.clone(), now))
+        }
+    }
+}
+
+/// Remove a member (or withdraw an invitation). The subject's project
+/// bindings in this workspace end with the membership (WS6).
+pub async fn remove(store: &Store, by: &Principal, now: OffsetDateTime, (ws, subject): (&str, &str)) -> Result<()> {
+    let mut tx = store.write().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let not_member = || Error::not_found(format!("{subject} is not a member of {}", ws.identifier));
+    let initiator = by.initiator();
+    match resolve_member(&mut tx, subject).await? {
+        MemberRef::Subject(s, name) => {
+            let old = tx.member_role(ws.id, s.kind, s.id).await?.ok_or_else(not_member)?;
+            by.require_in(&mut tx, &ws, action_to_grant(old)).await?;
+            keep_an_owner(&mut tx, &ws, s, old, None).await?;
+            let removal = Removal { initiator: &initiator, reason: "removed from workspace", now };
+            end_membership(&mut tx, ws.id, s, &name, old, &removal).await?;
+        }
+        MemberRef::Invitation(email) => {
+            let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
+            by.require_in(&mut tx, &ws, action_to_grant(inv.role)).await?;
+            tx.delete_invitation(inv.id).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::InvitationWithdrawn,
+                now,
+                &initiator,
+                json!({"email": email, "role": inv.role.as_str()}),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Who ends a membership, why, and when.
+pub struct Removal<'a> {
+    pub initiator: &'a Initiator,
+    pub reason: &'a str,
+    pub now: time::OffsetDateTime,
+}
+
+/// End a subject's membership of a workspace and, with it, its project
+/// bindings there (WS6), recording each in the workspace's history.
+///
+/// Removing a person ends their bindings in the workspace even when a group
+/// keeps them a member: the removal states the intent to take their access
+/// away. Removing a group ends the bindings of its members who are no longer
+/// members at all. The workspace row is locked first, so that concurrent
+/// membership changes see each other (see [`end_bindings_of_non_members`]).
+pub async fn end_membership(
+    tx: &mut Tx,
+    workspace_id: uuid::Uuid,
+    subject: Subject,
+    name: &str,
+    old_role: WorkspaceRole,
+    removal: &Removal<'_>,
+) -> Result<()> {
+    let Removal { initiator, reason, now } = *removal;
+    tx.lock_workspace(workspace_id).await?;
+    let ws_name = tx.workspace_by_id(workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+    let by = ChangeBy { initiator: initiator.clone(), name: &initiator.name, request: None };
+    for b in tx.subject_bindings_in_workspace(workspace_id, subject).await? {
+        let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+        bindings::end(tx, (workspace_id, &ws_name, &project), &b, &by, Some(reason), now).await?;
+    }
+    tx.delete_member(workspace_id, subject.kind, subject.id).await?;
+    let details = json!({"subject": name, "old_role": old_role.as_str(), "reason": reason});
+    tx.append_event(Some(workspace_id), EventKind::MemberRemoved, now, initiator, details).await?;
+    if subject.kind == SubjectKind::Group {
+        // members who belonged only through this group leave with it
+        let members: Vec<_> = tx.group_members(subject.id).await?.into_iter().map(|u| u.id).collect();
+        end_bindings_of_non_members(tx, workspace_id, &members, removal).await?;
+    }
+    Ok(())
+}
+
+/// End the direct project bindings in a workspace of those `users` who are
+/// no longer its members, neither directly nor through a group (WS6: access
+/// leaves with the person).
+pub async fn end_bindings_of_non_members(
+    tx: &mut Tx,
+    workspace_id: uuid::Uuid,
+    users: &[uuid::Uuid],
+    removal: &Removal<'_>,
+) -> Result<()> {
+    // Lock the workspace before deciding who is still a member: a concurrent
+    // change of membership (a group leaving, a user leaving a group) waits,
+    // then sees this one, so one of the two always ends the binding.
+    tx.lock_workspace(workspace_id).await?;
+    for &user in users {
+        if !tx.membership_roles_of_user(workspace_id, user).await?.is_empty() {
+            continue;
+        }
+        let ws_name = tx.workspace_by_id(workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+        let reason = format!("no longer a member of the workspace ({})", removal.reason);
+        let by = ChangeBy { initiator: removal.initiator.clone(), name: &removal.initiator.name, request: None };
+        for b in tx.subject_bindings_in_workspace(workspace_id, Subject::user(user)).await? {
+            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+            bindings::end(tx, (workspace_id, &ws_name, &project), &b, &by, Some(&reason), removal.now).await?;
+        }
+    }
+    Ok(())
+}

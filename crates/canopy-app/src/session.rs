@@ -1,0 +1,158 @@
+//! Sessions: signing in with a local account (throttled, SE1, SE2), signing
+//! out, and the pending invitations a first sign-in accepts (WS3).
+
+use std::net::IpAddr;
+
+use canopy_domain::SubjectKind;
+use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
+use canopy_domain::signin::{self, Gate, Scope};
+use canopy_store::{Store, Tx, UserRecord};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use crate::credentials::{PasswordHashing, SESSION_PREFIX, new_secret, verify_password};
+use crate::error::{Error, Result};
+use crate::principal::Principal;
+
+/// A new session: its bearer token (shown once) and when it ends.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Sign in with a local account and get a session token.
+///
+/// Attempts are throttled per account at this address, per account and per
+/// address (SE2, `canopy_domain::signin`): a locked attempt answers 429 with
+/// `Retry-After` without its password being checked, alike for known and
+/// unknown usernames; the account's owner at an address they signed in from
+/// before passes an account-wide lock. Too many sign-ins at once answer 503
+/// with `Retry-After` (SE1).
+pub async fn sign_in(
+    store: &Store,
+    hashing: &PasswordHashing,
+    now: OffsetDateTime,
+    client: IpAddr,
+    (username, password): (&str, String),
+    session_ttl: Duration,
+) -> Result<NewSession> {
+    for (field, value) in [("username", username), ("password", password.as_str())] {
+        if value.chars().count() > 1000 {
+            return Err(Error::invalid(field, "must be at most 1000 characters"));
+        }
+    }
+    // at most one hash per core, before anything else costs (SE1)
+    let admission = hashing.admit().await?;
+    let keys = signin::keys(username, client);
+    let user = count_attempt(store, &keys, username.trim(), now).await?;
+    let (ok, admission) =
+        verify_password(admission, password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
+    drop(admission);
+    let refused = || Error::Unauthenticated("wrong username or password".into());
+    // a deactivated account is answered like a wrong password: the answer
+    // must not tell whether the password was right
+    let Some(user) = user.filter(|u| ok && u.active) else { return Err(refused()) };
+    let mut tx = store.write().await?;
+    count_success(&mut tx, &keys, now).await?;
+    tx.remember_address(user.id, &keys.client, now).await?;
+    accept_invitations(&mut tx, &user, now).await?;
+    let (token, hash) = new_secret(SESSION_PREFIX)?;
+    let expires_at = now + session_ttl;
+    tx.insert_session(&hash, user.id, now, expires_at).await?;
+    tx.delete_expired_sessions(now).await?;
+    tx.commit().await?;
+    Ok(NewSession { token, expires_at })
+}
+
+/// Count a sign-in attempt (or a check of one's current password) before its
+/// password is checked, atomically with every other attempt (SE2), or refuse
+/// it (429) while a counter locks it. A locked attempt is refused from a
+/// read alone: it writes nothing, so a locked-out guesser cannot occupy the
+/// database. Returns the account of that name, if any.
+pub async fn count_attempt(
+    store: &Store,
+    keys: &signin::Keys,
+    username: &str,
+    now: OffsetDateTime,
+) -> Result<Option<UserRecord>> {
+    let refuse = |until: OffsetDateTime| Error::TooManyRequests {
+        detail: "too many sign-in attempts; try again later".into(),
+        retry_after: (until - now).whole_seconds().max(1),
+    };
+    let (user, known) = {
+        let mut tx = store.read().await?;
+        let user = tx.user_by_username(username).await?;
+        let known = match &user {
+            Some(u) => tx.is_known_address(u.id, &keys.client, now).await?,
+            None => false,
+        };
+        let pair = tx.sign_in_counter(&keys.pair).await?;
+        let account = tx.sign_in_counter(&keys.account).await?;
+        let address = tx.sign_in_counter(&keys.address).await?;
+        if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
+            return Err(refuse(until));
+        }
+        (user, known)
+    };
+    let mut tx = store.write().await?;
+    // always in this order, so that parallel attempts never wait on each other in a circle
+    let pair = tx.lock_sign_in_counter(&keys.pair, now).await?;
+    let account = tx.lock_sign_in_counter(&keys.account, now).await?;
+    let address = tx.lock_sign_in_counter(&keys.address, now).await?;
+    // again under the locks: attempts made meanwhile count
+    if let Gate::Wait(until) = signin::gate(&pair, &account, &address, known, now) {
+        tx.commit().await?;
+        return Err(refuse(until));
+    }
+    tx.save_sign_in_counter(&keys.pair, &pair.count(Scope::AccountAtAddress, now), now).await?;
+    tx.save_sign_in_counter(&keys.account, &account.count(Scope::Account, now), now).await?;
+    tx.save_sign_in_counter(&keys.address, &address.count(Scope::Address, now), now).await?;
+    tx.forget_sign_in_counters(now - signin::WINDOW, now).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// The attempt counted last succeeded: settle its counters.
+pub async fn count_success(tx: &mut Tx, keys: &signin::Keys, now: OffsetDateTime) -> Result<()> {
+    for (key, scope) in
+        [(&keys.pair, Scope::AccountAtAddress), (&keys.account, Scope::Account), (&keys.address, Scope::Address)]
+    {
+        let c = tx.lock_sign_in_counter(key, now).await?;
+        tx.save_sign_in_counter(key, &c.succeeded(scope), now).await?;
+    }
+    Ok(())
+}
+
+/// Sign out: end the principal's session (SE6). An API key is not a session.
+pub async fn sign_out(store: &Store, by: &Principal) -> Result<()> {
+    let Some(session) = &by.session else {
+        return Err(Error::Unreadable(
+            "this is an API key, not a session; revoke it with DELETE /api/v1/api-keys/{id}".into(),
+        ));
+    };
+    let mut tx = store.write().await?;
+    tx.delete_session(session).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Pending invitations of the user's e-mail become memberships on sign-in (WS3).
+async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime) -> Result<()> {
+    let by = Initiator { kind: InitiatorKind::User, id: user.id.to_string(), name: user.username.clone() };
+    for inv in tx.invitations_for_email(&user.email).await? {
+        let current = tx.member_role(inv.workspace_id, SubjectKind::User, user.id).await?;
+        let role = current.map_or(inv.role, |c| c.max(inv.role));
+        tx.upsert_member(inv.workspace_id, SubjectKind::User, user.id, role, &inv.invited_by, now).await?;
+        tx.delete_invitation(inv.id).await?;
+        tx.append_event(
+            Some(inv.workspace_id),
+            EventKind::InvitationAccepted,
+            now,
+            &by,
+            json!({"email": inv.email, "user": user.username, "role": role.as_str(), "invited_by": inv.invited_by}),
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Users: local accounts, their installation roles, deactivation (AC10) and
+//! deletion, and ending their sessions (SE6).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::signin;
+use canopy_domain::{Email, InstallationRole, PersonName, Subject, SubjectKind, Username};
+use canopy_store::{NewUser, Store, Tx, UserChanges, UserRecord};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::credentials::{Admission, PasswordHashing, hash_password_admitted, verify_password};
+use crate::error::{Error, Result};
+use crate::load;
+use crate::members::{Removal, end_membership};
+use crate::principal::Principal;
+use crate::requests::close_pending;
+use crate::session::{count_attempt, count_success};
+
+/// A local account to create (admins).
+#[derive(Debug, Clone)]
+pub struct NewUserInput {
+    pub username: Username,
+    pub email: Email,
+    pub first_name: PersonName,
+    pub last_name: PersonName,
+    /// None: an account without a local password (it signs in otherwise).
+    pub password: Option<String>,
+    pub installation_roles: BTreeSet<InstallationRole>,
+}
+
+/// A change of an account; `None` keeps what it has.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub email: Option<Email>,
+    pub first_name: Option<PersonName>,
+    pub last_name: Option<PersonName>,
+    pub password: Option<String>,
+    /// The account's password now, which a self-service password change needs (SE6).
+    pub current_password: Option<String>,
+    pub active: Option<bool>,
+    pub installation_roles: Option<BTreeSet<InstallationRole>>,
+}
+
+pub fn is_active_admin(u: &UserRecord) -> bool {
+    u.active && u.installation_roles.contains(&InstallationRole::Admin)
+}
+
+/// Refuse a change that would leave the installation without an active admin
+/// (also when made through an admin's own API key).
+pub async fn keep_an_admin(tx: &mut Tx) -> Result<()> {
+    // lock every admin's row first, so two admins removing each other wait in turn
+    tx.lock_admins().await?;
+    if tx.count_active_admins().await? <= 1 {
+        return Err(Error::conflict("the installation must keep at least one active admin"));
+    }
+    Ok(())
+}
+
+/// Create a local account (admins).
+pub async fn create(
+    store: &Store,
+    hashing: &PasswordHashing,
+    by: &Principal,
+    now: OffsetDateTime,
+    input: NewUserInput,
+) -> Result<UserRecord> {
+    by.require(Action::AdministerUsers)?;
+    let NewUserInput { username, email, first_name, last_name, password, installation_roles: roles } = input;
+    let hash = match password {
+        Some(p) => Some(hashing.hash(p).await?),
+        None => None,
+    };
+    let mut tx = store.write().await?;
+    if tx.user_by_username(username.as_str()).await?.is_some() {
+        return Err(Error::conflict_on("username", format!("user {username} already exists")));
+    }
+    if tx.user_by_email(email.as_str()).await?.is_some() {
+        return Err(Error::conflict_on("email", format!("another user has the e-mail address {email}")));
+    }
+    let user = tx
+        .insert_user(
+            NewUser {
+                username: username.as_str(),
+                email: email.as_str(),
+                first_name: first_name.as_str(),
+                last_name: last_name.as_str(),
+                password_hash: hash.as_deref(),
+                installation_roles: &roles,
+            },
+            now,
+        )
+        .await?;
+    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    tx.append_event(
+        None,
+        EventKind::UserCreated,
+        now,
+        &by.initiator(),
+        json!({"user": user.username, "email": user.email, "installation_roles": roles}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// Change a user. Admins change anything; users change their own names and
+/// password, giving the current one (`current_password`, SE6; wrong guesses
+/// are throttled like sign-ins). A new password ends every session of the
+/// account. `{"active": false}` deactivates: the account loses all access
+/// at once and its sessions end (AC10).
+pub async fn update(
+    store: &Store,
+    hashing: &PasswordHashing,
+    by: &Principal,
+    (now, client): (OffsetDateTime, IpAddr),
+    username: &str,
+    input: UserUpdate,
+) -> Result<UserRecord> {
+    let is_self = by.actor.is_user() && by.actor.name == username;
+    let admin_fields = input.email.is_some() || input.active.is_some() || input.installation_roles.is_some();
+    if !is_self || admin_fields {
+        by.require(Action::AdministerUsers)?;
+    }
+    let UserUpdate { email, first_name, last_name, password, current_password, active, installation_roles: roles } =
+        input;
+    if is_self && active == Some(false) {
+        return Err(Error::invalid("active", "you cannot deactivate your own account"));
+    }
+    if is_self && roles.as_ref().is_some_and(|r| !r.contains(&InstallationRole::Admin)) {
+        return Err(Error::invalid("installation_roles", "you cannot take the admin role from yourself"));
+    }
+    if current_password.is_some() && password.is_none() {
+        return Err(Error::invalid("current_password", "is only for changing the password"));
+    }
+    let password_hash = match password {
+        Some(p) => {
+            let mut admission = hashing.admit().await?;
+            if is_self {
+                admission = check_current_password(store, admission, client, username, current_password, now).await?;
+            }
+            Some(hash_password_admitted(admission, p).await?)
+        }
+        None => None,
+    };
+    let mut tx = store.write().await?;
+    let before = load::user(&mut tx, username).await?;
+    if let Some(e) = &email
+        && let Some(other) = tx.user_by_email(e.as_str()).await?
+        && other.id != before.id
+    {
+        return Err(Error::conflict_on("email", format!("another user has the e-mail address {e}")));
+    }
+    let changes = UserChanges {
+        email: email.map(Email::into_string),
+        first_name: first_name.map(PersonName::into_string),
+        last_name: last_name.map(PersonName::into_string),
+        password_hash,
+        active,
+        installation_roles: roles,
+    };
+    let stays_admin = changes.active.unwrap_or(before.active)
+        && changes.installation_roles.as_ref().unwrap_or(&before.installation_roles).contains(&InstallationRole::Admin);
+    if is_active_admin(&before) && !stays_admin {
+        keep_an_admin(&mut tx).await?;
+    }
+    tx.update_user(before.id, &changes).await?;
+    let after = load::user(&mut tx, username).await?;
+    let initiator = by.initiator();
+    if changes.password_hash.is_some() || !after.active {
+        tx.delete_sessions_of(after.id).await?;
+    }
+    let role_names = |u: &UserRecord| u.installation_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+    let details = json!({
+        "user": after.username,
+        "old": {"email": before.email, "first_name": before.first_name, "last_name": before.last_name,
+                "active": before.active, "installation_roles": role_names(&before)},
+        "new": {"email": after.email, "first_name": after.first_name, "last_name": after.last_name,
+                "active": after.active, "installation_roles": role_names(&after)},
+        "password_changed": changes.password_hash.is_some(),
+    });
+    let kind = match (before.active, after.active) {
+        (true, false) => EventKind::UserDeactivated,
+        (false, true) => EventKind::UserReactivated,
+        _ => EventKind::UserUpdated,
+    };
+    if kind != EventKind::UserUpdated {
+        // Each workspace where the person is a member sees that their access ended or resumed.
+        for (ws, _) in tx.direct_memberships(SubjectKind::User, after.id).await? {
+            tx.append_event(Some(ws), kind, now, &initiator, json!({"user": after.username})).await?;
+        }
+    }
+    // the installation chain last: see Tx::append_event
+    tx.append_event(None, kind, now, &initiator, details).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Delete a user (admins). Their memberships and bindings end with the account.
+pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, username: &str) -> Result<()> {
+    by.require(Action::AdministerUsers)?;
+    if by.actor.is_user() && by.actor.name == username {
+        return Err(Error::invalid("user", "you cannot delete your own account"));
+    }
+    let mut tx = store.write().await?;
+    let user = load::user(&mut tx, username).await?;
+    // rows before history chains, and the admins' rows before any one user's,
+    // in the order every other path takes them
+    if is_active_admin(&user) {
+        keep_an_admin(&mut tx).await?;
+    }
+    tx.lock_user(user.id).await?;
+    // requests naming the person or filed by them close, saying why (finding 17)
+    let memberships = tx.direct_memberships(SubjectKind::User, user.id).await?;
+    let why = "the account of its subject or requester was deleted";
+    let also = memberships.iter().map(|(ws, _)| *ws);
+    close_pending(&mut tx, Subject::user(user.id), Some(user.id), also, by, why, now).await?;
+    let initiator = by.initiator();
+    let name = format!("user:{}", user.username);
+    for (ws, role) in memberships {
+        let subject = Subject::user(user.id);
+        let removal = Removal { initiator: &initiator, reason: "account deleted", now };
+        end_membership(&mut tx, ws, subject, &name, role, &removal).await?;
+    }
+    tx.delete_user(user.id).await?;
+    tx.append_event(None, EventKind::UserDeleted, now, &initiator, json!({"user": user.username, "email": user.email}))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refuse a self-service password change unless `current` is the account's
+/// password now (SE6). The attempt is counted and throttled exactly like a
+/// sign-in of the account from this address, so a stolen session cannot
+/// guess it faster than a guesser at the sign-in form. The admission comes
+/// back for hashing the new password.
+async fn check_current_password(
+    store: &Store,
+    admission: Admission,
+    client: std::net::IpAddr,
+    username: &str,
+    current: Option<String>,
+    now: time::OffsetDateTime,
+) -> Result<Admission> {
+    let Some(current) = current else {
+        return Err(Error::invalid("current_password", "is required to change your own password"));
+    };
+    let keys = signin::keys(username, client);
+    let user = count_attempt(store, &keys, username, now).await?;
+    let hash = user.and_then(|u| u.password_hash);
+    let (ok, admission) = verify_password(admission, current, hash).await;
+    if !ok {
+        return Err(Error::invalid("current_password", "is not your password"));
+    }
+    let mut tx = store.write().await?;
+    count_success(&mut tx, &keys, now).await?;
+    tx.commit().await?;
+    admission.ok_or_else(|| Error::Internal("the hashing task failed".into()))
+}
+
+/// Sign out everywhere: end every session of a user (the user themself, or
+/// admins; recorded in the history).
+pub async fn end_sessions(store: &Store, by: &Principal, now: OffsetDateTime, username: &str) -> Result<u64> {
+    if !(by.actor.is_user() && by.actor.name == username) {
+        by.require(Action::AdministerUsers)?;
+    }
+    let mut tx = store.write().await?;
+    let user = load::user(&mut tx, username).await?;
+    let ended = tx.delete_sessions_of(user.id).await?;
+    tx.append_event(
+        None,
+        EventKind::SessionsEnded,
+        now,
+        &by.initiator(),
+        json!({"user": user.username, "sessions_ended": ended}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
+}

@@ -1,0 +1,50 @@
+//! Records and outcomes of the application layer as the REST API's bodies.
+
+use canopy_api_types::{Member, RequestApproval, RoleRequest};
+use canopy_app::members::MemberView;
+use canopy_app::requests::RequestView;
+use canopy_domain::four_eye::RequestState;
+
+/// A four-eye request as the API shows it.
+pub fn to_request(view: RequestView) -> RoleRequest {
+    let RequestView { request: q, needs_admin } = view;
+    RoleRequest {
+        id: q.id,
+        subject: q.subject_string(),
+        workspace: q.workspace,
+        project: q.project,
+        kind: q.kind.as_str().into(),
+        state: q.state.as_str().into(),
+        binding: q.binding_id,
+        role: q.role,
+        expires_at: q.expires_at,
+        from_role: q.from_role,
+        from_expires_at: q.from_expires_at,
+        justification: q.justification,
+        requested_by: q.requested_by,
+        requested_at: q.requested_at,
+        approvals_required: q.approvals_required,
+        approvals: q
+            .approvals
+            .into_iter()
+            .map(|a| RequestApproval { approver: a.approver, approved_at: a.approved_at })
+            .collect(),
+        needs_admin: needs_admin && q.state == RequestState::Pending,
+        decided_by: q.decided_by,
+        decided_at: q.decided_at,
+        reason: q.reason,
+    }
+}
+
+/// A workspace member or invitation as the API shows it (WS5).
+pub fn to_member(m: MemberView) -> Member {
+    Member {
+        subject: m.subject,
+        kind: m.kind.into(),
+        name: m.name,
+        display_name: m.display_name,
+        role: m.role.as_str().into(),
+        granted_by: m.granted_by,
+        granted_at: m.granted_at,
+    }
+}

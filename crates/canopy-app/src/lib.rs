@@ -15,11 +15,13 @@
 
 pub mod bindings;
 pub mod credentials;
+pub mod deletion;
 pub mod emergency;
 pub mod error;
 pub mod groups;
 pub mod load;
 pub mod members;
+pub mod platforms;
 pub mod principal;
 pub mod requests;
 pub mod session;

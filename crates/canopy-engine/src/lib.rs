@@ -11,4 +11,5 @@ pub mod deletion;
 pub mod expiry;
 pub mod mailer;
 pub mod payments;
+pub mod port;
 pub mod replication;

@@ -137,25 +137,7 @@ pub struct Pass {
     pub revoked: usize,
 }
 
-/// What replication would change in a tenant now, without changing it.
-#[derive(Debug, Clone)]
-pub struct Preview {
-    pub desired: BTreeSet<Assignment<String>>,
-    pub actual: BTreeSet<Assignment<String>>,
-    pub changes: Plan<String>,
-    pub drift: Plan<String>,
-    pub drift_policy: DriftPolicy,
-}
-
-/// What revoking everything Canopy manages in a tenant did (a tenant a
-/// platform engineer says was deleted by hand, finding 18 of issue 11).
-#[derive(Debug, Clone, Default)]
-pub struct Withdrawal {
-    /// Each assignment revoked, with the instant the platform confirmed it.
-    pub revoked: Vec<(Assignment<String>, OffsetDateTime)>,
-    /// Why the platform could not be asked, or a revocation failed.
-    pub failed: Option<String>,
-}
+pub use canopy_app::platforms::{Preview, Withdrawal};
 
 /// The replication workers of one node.
 pub struct Replicator<K: Connector = Adapters> {

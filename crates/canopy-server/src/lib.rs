@@ -50,8 +50,9 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ServerConfig>,
-    /// The replication engine, for what asks a platform directly (a tenant's plan).
-    pub replicator: Arc<canopy_engine::replication::Replicator>,
+    /// What use cases ask platforms directly (a tenant's plan, resources
+    /// before a deletion): the engine, behind the application layer's port.
+    pub platforms: Arc<dyn canopy_app::platforms::Platforms>,
     /// The bound on password hashing (SE1).
     pub passwords: Arc<auth::PasswordHashing>,
 }
@@ -61,13 +62,13 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
         config: ServerConfig,
-        replicator: Arc<canopy_engine::replication::Replicator>,
+        platforms: Arc<dyn canopy_app::platforms::Platforms>,
     ) -> Self {
         Self {
             store,
             clock,
             config: Arc::new(config),
-            replicator,
+            platforms,
             passwords: Arc::new(auth::PasswordHashing::per_core()),
         }
     }

@@ -1,8 +1,13 @@
 //! Records and outcomes of the application layer as the REST API's bodies.
 
-use canopy_api_types::{Member, RequestApproval, RoleRequest};
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use canopy_api_types::{Member, ProjectDeletion, RequestApproval, RoleRequest, TenantDeletionState};
+use canopy_app::deletion::DeletionView;
 use canopy_app::members::MemberView;
 use canopy_app::requests::RequestView;
+use canopy_domain::deletion::TenantDeletion;
 use canopy_domain::four_eye::RequestState;
 
 /// A four-eye request as the API shows it.
@@ -46,5 +51,43 @@ pub fn to_member(m: MemberView) -> Member {
         role: m.role.as_str().into(),
         granted_by: m.granted_by,
         granted_at: m.granted_at,
+    }
+}
+
+/// Where a project's deletion stands, per tenant (DL1-DL5).
+pub fn deletion_view(d: &DeletionView) -> ProjectDeletion {
+    let (ws, p, tenants) = (&d.workspace, &d.project, &d.tenants);
+    let states: Vec<Option<TenantDeletion>> = tenants.iter().map(|t| t.deletion).collect();
+    let state = if states.contains(&Some(TenantDeletion::Requested)) {
+        "awaiting_confirmation"
+    } else if states.iter().any(|s| matches!(s, Some(TenantDeletion::Deleting | TenantDeletion::AwaitingEngineer))) {
+        "in_progress"
+    } else {
+        "none"
+    };
+    ProjectDeletion {
+        workspace: ws.identifier.clone(),
+        project: p.identifier.clone(),
+        project_deletion: p.deletion_requested_at.is_some(),
+        state: state.to_owned(),
+        tenants: tenants
+            .iter()
+            .map(|t| TenantDeletionState {
+                id: t.id,
+                platform: t.platform.clone(),
+                mode: t.deletion_mode.as_str().to_owned(),
+                state: t.deletion.map(|d| d.as_str().to_owned()),
+                resources: t.deletion_resources.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The answer to a deletion request: 204 when the project went at once
+/// (it had no tenants), else 202 with where the deletion stands.
+pub fn deletion_requested(outcome: Option<DeletionView>) -> Response {
+    match outcome {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some(d) => (StatusCode::ACCEPTED, Json(deletion_view(&d))).into_response(),
     }
 }

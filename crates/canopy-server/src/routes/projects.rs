@@ -285,5 +285,8 @@ pub async fn delete(
     caller: Caller,
     Path((ws, project)): Path<(String, String)>,
 ) -> ApiResult<axum::response::Response> {
-    crate::routes::deletion::request(&app, &caller, &ws, &project, None).await
+    let now = app.clock.now();
+    let outcome =
+        canopy_app::deletion::request(&app.store, &*app.platforms, &caller, now, (&ws, &project, None)).await?;
+    Ok(crate::mapping::deletion_requested(outcome))
 }

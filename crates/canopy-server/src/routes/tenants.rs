@@ -5,10 +5,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateTenant, Page, PlannedAssignment, Problem, Tenant, TenantPlan};
+use canopy_app::platforms::PlatformCallError;
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
 use canopy_domain::replication::{Assignment, tenant_name};
-use canopy_engine::replication::ReplicationError;
 use canopy_store::{PRIORITY_NORMAL, ProjectRecord, Reach, TenantRecord, Tx, WorkspaceRecord};
 use serde_json::json;
 
@@ -90,7 +90,7 @@ pub async fn create(
         .platform(&body.platform)
         .await?
         .ok_or_else(|| ApiError::invalid("platform", format!("platform {:?} does not exist", body.platform)))?;
-    if !canopy_platforms::has_adapter(platform.platform_type) {
+    if !app.platforms.can_hold_tenants(platform.platform_type) {
         return Err(ApiError::invalid(
             "platform",
             format!("Canopy cannot replicate to {} platforms yet", platform.platform_type),
@@ -158,7 +158,10 @@ pub async fn delete(
     caller: Caller,
     Path((ws, project, platform)): Path<(String, String, String)>,
 ) -> ApiResult<axum::response::Response> {
-    crate::routes::deletion::request(&app, &caller, &ws, &project, Some(&platform)).await
+    let now = app.clock.now();
+    let scope = (ws.as_str(), project.as_str(), Some(platform.as_str()));
+    let outcome = canopy_app::deletion::request(&app.store, &*app.platforms, &caller, now, scope).await?;
+    Ok(crate::mapping::deletion_requested(outcome))
 }
 
 /// Replicate a tenant again now (managers, TN5): it converges on the current
@@ -209,11 +212,11 @@ pub async fn plan(
     let (_, p) = scope(&mut tx, &caller, &ws, &project, Action::ManageWorkspace).await?;
     let t = load_tenant(&mut tx, &p, &platform).await?;
     drop(tx);
-    let preview = app.replicator.preview(t.id).await.map_err(|e| match e {
-        ReplicationError::Store(e) => e.into(),
-        ReplicationError::NoTenant => ApiError::not_found(format!("the tenant on {platform} is gone")),
-        ReplicationError::Busy => ApiError::conflict(ReplicationError::Busy.to_string()),
-        ReplicationError::Platform(e) => ApiError::Upstream(format!("platform {platform}: {e}")),
+    let preview = app.platforms.preview(t.id).await.map_err(|e| match e {
+        PlatformCallError::Internal(cause) => ApiError::Internal(cause),
+        PlatformCallError::NoTenant => ApiError::not_found(format!("the tenant on {platform} is gone")),
+        PlatformCallError::Busy => ApiError::conflict(PlatformCallError::Busy.to_string()),
+        PlatformCallError::Platform(e) => ApiError::Upstream(format!("platform {platform}: {e}")),
     })?;
     Ok(Json(TenantPlan {
         platform: t.platform,

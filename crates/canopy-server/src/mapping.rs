@@ -3,12 +3,23 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use canopy_api_types::{Member, ProjectDeletion, RequestApproval, RoleRequest, TenantDeletionState};
+use canopy_api_types::{
+    Binding, ExpiringAccess, FourEyeSetting, Member, Page, ProjectDeletion, RequestApproval, RoleRequest, Tenant,
+    TenantDeletionState, Workspace, WorkspaceFourEye,
+};
 use canopy_app::deletion::DeletionView;
+use canopy_app::load::subject_string;
 use canopy_app::members::MemberView;
 use canopy_app::requests::RequestView;
+use canopy_domain::WorkspaceRole;
+use canopy_domain::access::expiry_state;
 use canopy_domain::deletion::TenantDeletion;
-use canopy_domain::four_eye::RequestState;
+use canopy_domain::four_eye::{FourEye, RequestState};
+use canopy_store::{BindingRecord, TenantRecord, Tx, WorkspaceRecord};
+use time::OffsetDateTime;
+
+use crate::error::ApiResult;
+use crate::routes::page;
 
 /// A four-eye request as the API shows it.
 pub fn to_request(view: RequestView) -> RoleRequest {
@@ -90,4 +101,95 @@ pub fn deletion_requested(outcome: Option<DeletionView>) -> Response {
         None => StatusCode::NO_CONTENT.into_response(),
         Some(d) => (StatusCode::ACCEPTED, Json(deletion_view(&d))).into_response(),
     }
+}
+
+pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
+    Binding {
+        id: b.binding.id,
+        subject: subject_string(b.binding.subject.kind, &b.subject_name),
+        kind: b.binding.subject.kind.as_str().into(),
+        in_force: b.binding.in_force_at(now),
+        name: b.subject_name,
+        display_name: b.subject_display_name,
+        role: b.role_identifier,
+        expires_at: b.binding.expires_at,
+        justification: b.justification,
+        granted_by: b.granted_by,
+        granted_at: b.granted_at,
+    }
+}
+
+pub fn to_tenant(t: TenantRecord, workspace: &str, project: &str) -> Tenant {
+    Tenant {
+        workspace: workspace.to_owned(),
+        project: project.to_owned(),
+        platform: t.platform,
+        platform_type: t.platform_type.as_str().to_owned(),
+        landing_zone: t.landing_zone,
+        name: t.name,
+        external_id: t.external_id,
+        status: t.status.as_str().to_owned(),
+        last_error: t.last_error,
+        last_replicated_at: t.last_replicated_at,
+        created_at: t.created_at,
+        deletion: t.deletion.map(|d| d.as_str().to_owned()),
+    }
+}
+
+pub fn to_expiring(
+    b: BindingRecord,
+    workspace: String,
+    project: String,
+    now: OffsetDateTime,
+) -> Option<ExpiringAccess> {
+    let expires_at = b.binding.expires_at?;
+    let state = expiry_state(Some(expires_at), now)?;
+    Some(ExpiringAccess {
+        binding: b.binding.id,
+        workspace,
+        project,
+        subject: subject_string(b.binding.subject.kind, &b.subject_name),
+        display_name: b.subject_display_name,
+        role: b.role_identifier,
+        expires_at,
+        state: state.as_str().into(),
+    })
+}
+
+pub fn to_setting(f: FourEye) -> FourEyeSetting {
+    FourEyeSetting { enabled: f.enabled, approvals: f.approvals }
+}
+
+pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>, four_eye: WorkspaceFourEye) -> Workspace {
+    Workspace {
+        identifier: w.identifier,
+        display_name: w.display_name,
+        created_at: w.created_at,
+        my_role: my_role.map(|r| r.as_str().to_owned()),
+        four_eye,
+    }
+}
+
+/// The four-eye setting a workspace follows, and whether it is its own (FE1).
+pub async fn four_eye_of(tx: &mut Tx, workspace_id: uuid::Uuid) -> ApiResult<WorkspaceFourEye> {
+    let (setting, source) = match tx.workspace_four_eye(workspace_id).await? {
+        Some(own) => (own, "workspace"),
+        None => (tx.settings().await?.four_eye, "installation"),
+    };
+    Ok(WorkspaceFourEye { enabled: setting.enabled, approvals: setting.approvals, source: source.into() })
+}
+
+/// Workspaces as a page, each with its four-eye setting and the caller's role.
+pub async fn workspace_page(
+    tx: &mut Tx,
+    rows: Vec<WorkspaceRecord>,
+    limit: u32,
+    roles: Vec<Option<WorkspaceRole>>,
+) -> ApiResult<Page<Workspace>> {
+    let mut settings = Vec::with_capacity(rows.len());
+    for w in &rows {
+        settings.push(four_eye_of(tx, w.id).await?);
+    }
+    let rows: Vec<_> = rows.into_iter().zip(roles).zip(settings).collect();
+    Ok(page(rows, limit, |((w, _), _)| w.identifier.clone(), |((w, role), four_eye)| to_workspace(w, role, four_eye)))
 }

@@ -15,8 +15,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::mapping::workspace_page;
 use crate::routes::ListQuery;
-use crate::routes::workspaces::workspace_page;
 
 /// The largest body `POST /admin/history/verify` reads: room for
 /// [`MAX_CHECKPOINTS`] checkpoints of about 400 bytes each.

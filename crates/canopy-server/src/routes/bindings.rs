@@ -8,33 +8,15 @@ use axum::response::{IntoResponse, Response};
 use canopy_api_types::{Binding, CreateBinding, Page, Problem, RoleRequest, UpdateBinding};
 use canopy_app::bindings::{self as uc, BindingChange, NewBindingInput, Outcome, SubjectName};
 use canopy_domain::authz::Action;
-use canopy_store::BindingRecord;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::mapping::to_request;
-use crate::routes::{ListQuery, load_project, load_workspace, page, subject_string};
-
-pub fn to_binding(b: BindingRecord, now: OffsetDateTime) -> Binding {
-    Binding {
-        id: b.binding.id,
-        subject: subject_string(b.binding.subject.kind, &b.subject_name),
-        kind: b.binding.subject.kind.as_str().into(),
-        in_force: b.binding.in_force_at(now),
-        name: b.subject_name,
-        display_name: b.subject_display_name,
-        role: b.role_identifier,
-        expires_at: b.binding.expires_at,
-        justification: b.justification,
-        granted_by: b.granted_by,
-        granted_at: b.granted_at,
-    }
-}
+use crate::mapping::{to_binding, to_request};
+use crate::routes::{ListQuery, load_project, load_workspace, page};
 
 /// The answer to a change of a binding: `status` with the binding when done,
 /// `202 Accepted` with the pending request where four-eye approval is needed.

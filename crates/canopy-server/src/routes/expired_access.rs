@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::State;
 use canopy_api_types::{ExpiringAccess, Page, Problem};
-use canopy_domain::access::{EXPIRING_SOON, expiry_state};
+use canopy_domain::access::EXPIRING_SOON;
 use canopy_domain::authz::Action;
-use canopy_store::{BindingRecord, Tx};
+use canopy_store::Tx;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -17,7 +17,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath as Path, ApiQuery};
-use crate::routes::{check_limit, decode_cursor, encode_cursor, load_workspace, subject_string};
+use crate::mapping::to_expiring;
+use crate::routes::{check_limit, decode_cursor, encode_cursor, load_workspace};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -30,26 +31,6 @@ pub struct ExpiredAccessQuery {
     pub cursor: Option<String>,
     /// Only `expired` or only `soon`.
     pub state: Option<String>,
-}
-
-pub fn to_expiring(
-    b: BindingRecord,
-    workspace: String,
-    project: String,
-    now: OffsetDateTime,
-) -> Option<ExpiringAccess> {
-    let expires_at = b.binding.expires_at?;
-    let state = expiry_state(Some(expires_at), now)?;
-    Some(ExpiringAccess {
-        binding: b.binding.id,
-        workspace,
-        project,
-        subject: subject_string(b.binding.subject.kind, &b.subject_name),
-        display_name: b.subject_display_name,
-        role: b.role_identifier,
-        expires_at,
-        state: state.as_str().into(),
-    })
 }
 
 /// One page of the list, of one workspace or all.

@@ -20,8 +20,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::bindings::to_binding;
-use crate::routes::tenants::to_tenant;
+use crate::mapping::{to_binding, to_tenant};
 use crate::routes::{ListQuery, load_project, load_workspace, page};
 use crate::validate;
 

@@ -62,7 +62,7 @@ async fn soon_expiring(
 ) -> ApiResult<Vec<canopy_api_types::ExpiringAccess>> {
     let until = now + canopy_domain::access::EXPIRING_SOON;
     let rows = tx.expiring_bindings(Some(ws), until, Some((now, uuid::Uuid::max())), NOTICES as i64).await?;
-    Ok(rows.into_iter().filter_map(|(b, w, p)| crate::routes::expired_access::to_expiring(b, w, p, now)).collect())
+    Ok(rows.into_iter().filter_map(|(b, w, p)| crate::mapping::to_expiring(b, w, p, now)).collect())
 }
 
 /// At most this many expiry notices on `GET /api/v1/me`.

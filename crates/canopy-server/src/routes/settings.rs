@@ -3,9 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use canopy_api_types::{FieldError, FourEyeChange, FourEyeSetting, Problem, Settings, UpdateSettings};
+use canopy_api_types::{FieldError, Problem, Settings, UpdateSettings};
 use canopy_domain::authz::Action;
-use canopy_domain::four_eye::FourEye;
 use canopy_domain::history::EventKind;
 use canopy_store::InstallationSettings;
 use serde_json::json;
@@ -14,20 +13,11 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
+use crate::mapping::to_setting;
+use crate::routes::four_eye;
 
 /// The most days a maximum for access may name (a hundred years).
 const MAX_BINDING_DAYS: u32 = 36_500;
-
-pub fn to_setting(f: FourEye) -> FourEyeSetting {
-    FourEyeSetting { enabled: f.enabled, approvals: f.approvals }
-}
-
-/// A four-eye setting changed as given, or the field error naming `field.approvals`.
-pub fn four_eye(field: &str, current: FourEye, change: FourEyeChange) -> Result<FourEye, FieldError> {
-    let enabled = change.enabled.unwrap_or(current.enabled);
-    FourEye::new(enabled, change.approvals.unwrap_or(current.approvals))
-        .map_err(|e| FieldError { field: format!("{field}.approvals"), message: e.to_string() })
-}
 
 fn to_settings(s: InstallationSettings) -> Settings {
     Settings {

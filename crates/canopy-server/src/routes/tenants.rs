@@ -16,24 +16,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path};
+use crate::mapping::to_tenant;
 use crate::routes::{load_project, load_workspace};
-
-pub fn to_tenant(t: TenantRecord, workspace: &str, project: &str) -> Tenant {
-    Tenant {
-        workspace: workspace.to_owned(),
-        project: project.to_owned(),
-        platform: t.platform,
-        platform_type: t.platform_type.as_str().to_owned(),
-        landing_zone: t.landing_zone,
-        name: t.name,
-        external_id: t.external_id,
-        status: t.status.as_str().to_owned(),
-        last_error: t.last_error,
-        last_replicated_at: t.last_replicated_at,
-        created_at: t.created_at,
-        deletion: t.deletion.map(|d| d.as_str().to_owned()),
-    }
-}
 
 async fn load_tenant(tx: &mut Tx, p: &ProjectRecord, platform: &str) -> ApiResult<TenantRecord> {
     tx.tenant(p.id, platform).await?.ok_or_else(|| {

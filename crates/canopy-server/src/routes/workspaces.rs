@@ -3,54 +3,20 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace, WorkspaceFourEye};
+use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace};
 use canopy_domain::authz::{Action, ActorKind};
 use canopy_domain::history::EventKind;
 use canopy_domain::{DisplayName, Identifier, SubjectKind, WorkspaceRole};
-use canopy_store::{Tx, WorkspaceRecord};
 use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::settings::{four_eye, to_setting};
-use crate::routes::{ListQuery, load_workspace, page};
+use crate::mapping::{four_eye_of, to_setting, to_workspace, workspace_page};
+use crate::routes::four_eye;
+use crate::routes::{ListQuery, load_workspace};
 use crate::validate;
-
-pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>, four_eye: WorkspaceFourEye) -> Workspace {
-    Workspace {
-        identifier: w.identifier,
-        display_name: w.display_name,
-        created_at: w.created_at,
-        my_role: my_role.map(|r| r.as_str().to_owned()),
-        four_eye,
-    }
-}
-
-/// The four-eye setting a workspace follows, and whether it is its own (FE1).
-pub async fn four_eye_of(tx: &mut Tx, workspace_id: uuid::Uuid) -> ApiResult<WorkspaceFourEye> {
-    let (setting, source) = match tx.workspace_four_eye(workspace_id).await? {
-        Some(own) => (own, "workspace"),
-        None => (tx.settings().await?.four_eye, "installation"),
-    };
-    Ok(WorkspaceFourEye { enabled: setting.enabled, approvals: setting.approvals, source: source.into() })
-}
-
-/// Workspaces as a page, each with its four-eye setting and the caller's role.
-pub async fn workspace_page(
-    tx: &mut Tx,
-    rows: Vec<WorkspaceRecord>,
-    limit: u32,
-    roles: Vec<Option<WorkspaceRole>>,
-) -> ApiResult<Page<Workspace>> {
-    let mut settings = Vec::with_capacity(rows.len());
-    for w in &rows {
-        settings.push(four_eye_of(tx, w.id).await?);
-    }
-    let rows: Vec<_> = rows.into_iter().zip(roles).zip(settings).collect();
-    Ok(page(rows, limit, |((w, _), _)| w.identifier.clone(), |((w, role), four_eye)| to_workspace(w, role, four_eye)))
-}
 
 /// The workspaces the caller is a member of (directly or through a group).
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", params(ListQuery), security(("bearer" = [])),

@@ -81,3 +81,41 @@ fn tidy_every_crate_documents_itself() {
         }
     }
 }
+
+/// Route modules are peers (issue 12): what two of them share lives in the
+/// application layer (`canopy-app`) or in the server's `mapping`, never in
+/// one route module that another imports.
+#[test]
+fn tidy_route_modules_never_import_each_other() {
+    let routes = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("canopy-server/src/routes");
+    let modules: Vec<String> = std::fs::read_dir(&routes)
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|m| m != "mod")
+        .collect();
+    assert!(modules.len() > 10, "found the route modules: {modules:?}");
+    let mut found = Vec::new();
+    for module in &modules {
+        let text = std::fs::read_to_string(routes.join(format!("{module}.rs"))).unwrap();
+        for other in modules.iter().filter(|o| *o != module) {
+            for pattern in [format!("routes::{other}::"), format!("routes::{{{other}"), format!("super::{other}::")] {
+                if text.contains(&pattern) {
+                    found.push(format!("routes/{module}.rs uses {pattern}"));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "route modules import each other:\n{}", found.join("\n"));
+}
+
+/// The HTTP crate reaches platforms only through the application layer's
+/// port (issue 12): it depends on neither the engine nor the adapters.
+#[test]
+fn tidy_the_server_depends_on_the_application_layer_not_the_engine() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("canopy-server/Cargo.toml");
+    let text = std::fs::read_to_string(manifest).unwrap();
+    assert!(text.contains("canopy-app"), "canopy-server depends on canopy-app");
+    for forbidden in ["canopy-engine", "canopy-platforms"] {
+        assert!(!text.contains(forbidden), "canopy-server must not depend on {forbidden}");
+    }
+}

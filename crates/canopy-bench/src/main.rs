@@ -43,6 +43,7 @@ use canopy_store::{NewBinding, NewPlatform, NewUser, PlatformRecord, SecretKey, 
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 struct Args {
@@ -349,7 +350,7 @@ async fn populate(
 /// Run the engine as `canopy serve` does until no tenant is dirty.
 async fn drain(rep: &Arc<Replicator<SimConnector>>, store: &Store) -> anyhow::Result<StdDuration> {
     let started = Instant::now();
-    let task = tokio::spawn(rep.clone().run());
+    let task = tokio::spawn(rep.clone().run(CancellationToken::new()));
     loop {
         tokio::time::sleep(StdDuration::from_millis(100)).await;
         if store.tenant_backlog().await? == 0 {
@@ -441,7 +442,7 @@ async fn main() -> anyhow::Result<()> {
                 t.elapsed().as_secs_f64()
             );
             sim.latency_ms.store(args.latency_ms, Ordering::Relaxed);
-            let task = tokio::spawn(rep.clone().run());
+            let task = tokio::spawn(rep.clone().run(CancellationToken::new()));
             tokio::time::sleep(StdDuration::from_secs(3)).await; // the backlog is running
             let backlog = store.tenant_backlog().await?;
             let start = Instant::now();
@@ -483,8 +484,9 @@ async fn main() -> anyhow::Result<()> {
                 t.elapsed().as_secs_f64()
             );
             sim.latency_ms.store(args.latency_ms, Ordering::Relaxed);
-            let task = tokio::spawn(rep.clone().run());
-            let expiry = tokio::spawn(canopy_engine::expiry::run(store.clone(), Arc::new(WallClock)));
+            let task = tokio::spawn(rep.clone().run(CancellationToken::new()));
+            let expiry =
+                tokio::spawn(canopy_engine::expiry::run(store.clone(), Arc::new(WallClock), CancellationToken::new()));
             let wait = StdDuration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default();
             let start = Instant::now() + wait;
             let made = revokes_made(&sim, None, bindings).await;

@@ -16,6 +16,7 @@ use canopy_domain::checkpoint::{Checkpoint, HistoryKey};
 use canopy_domain::clock::Clock;
 use canopy_store::{Store, StoreError};
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 /// How long one webhook call may take, connection to answer.
 pub const WEBHOOK_TIMEOUT: StdDuration = StdDuration::from_secs(10);
@@ -131,13 +132,22 @@ async fn append_lines(path: &std::path::Path, checkpoints: &[Checkpoint]) -> std
     file.sync_data().await
 }
 
-/// Export at start and then every `every` until the process stops.
-pub async fn run(store: Store, clock: Arc<dyn Clock>, key: HistoryKey, export: CheckpointExport, every: StdDuration) {
-    loop {
+/// Export at start and then every `every` until `stop` is cancelled.
+pub async fn run(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    key: HistoryKey,
+    export: CheckpointExport,
+    every: StdDuration,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
         match export_once(&store, clock.as_ref(), &key, &export).await {
             Ok(cps) => tracing::info!(checkpoints = cps.len(), "history checkpoints exported"),
             Err(e) => tracing::error!(error = %e, "exporting history checkpoints failed; the next round tries again"),
         }
-        tokio::time::sleep(every).await;
+        if !crate::sleep_unless_stopped(&stop, every).await {
+            break;
+        }
     }
 }

@@ -33,6 +33,7 @@ use canopy_store::{Decision, Store, StoreError};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
 
 /// The name the history gives this job.
 pub const JOB: &str = "expiry";
@@ -165,8 +166,6 @@ pub async fn until_next(store: &Store, clock: &dyn Clock) -> Result<StdDuration,
     })
 }
 
-/// End expired bindings until the process stops: once at start (catching
-/// up on downtime), then at each expiration.
 /// Void every pending four-eye request that waited [`REQUEST_LIFETIME`]
 /// without a decision (FE2), with a history event by this job, and tell
 /// each requester. Returns how many this pass voided.
@@ -198,8 +197,14 @@ pub async fn void_lapsed(store: &Store, clock: &dyn Clock) -> Result<u64, StoreE
     }
 }
 
-pub async fn run(store: Store, clock: Arc<dyn Clock>) {
-    loop {
+/// End expired bindings (and void lapsed requests, and send the notices of
+/// soon-expiring access) until `stop` is cancelled: once at start (catching
+/// up on downtime), then at each expiration. A pass in progress when `stop`
+/// is cancelled runs to its end; cut short by the caller, it loses nothing:
+/// each binding ends in its own transaction, and what is still due is ended
+/// by the next pass on any node.
+pub async fn run(store: Store, clock: Arc<dyn Clock>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
         match void_lapsed(&store, clock.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(requests = n, "lapsed four-eye requests voided"),
@@ -226,6 +231,8 @@ pub async fn run(store: Store, clock: Arc<dyn Clock>) {
             wait = StdDuration::from_secs(1);
         }
         // an expiration a few milliseconds ahead: wake just after it
-        tokio::time::sleep(wait + StdDuration::from_millis(10)).await;
+        if !crate::sleep_unless_stopped(&stop, wait + StdDuration::from_millis(10)).await {
+            break;
+        }
     }
 }

@@ -2,9 +2,18 @@
 //!
 //! Every job has a public single step ([`mailer::deliver_due`],
 //! [`replication::Replicator::run_once`], [`expiry::end_due`],
-//! [`checkpoints::export_once`]) that tests call directly with a settable
-//! clock, and a loop ([`mailer::run`], [`replication::Replicator::run`],
-//! [`expiry::run`], [`checkpoints::run`]) that `canopy serve` spawns.
+//! [`payments::substitute_expired`], [`checkpoints::export_once`]) that
+//! tests call directly with a settable clock, and a loop ([`mailer::run`],
+//! [`replication::Replicator::run`], [`expiry::run`], [`payments::run`],
+//! [`checkpoints::run`]) that `canopy serve` spawns.
+//!
+//! Every loop takes a [`CancellationToken`]: once it is cancelled the loop
+//! starts nothing new, finishes or leaves what it is doing at a point where
+//! that is safe, and returns, so a stopping node can wait for its loops.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 pub mod checkpoints;
 pub mod deletion;
@@ -13,3 +22,12 @@ pub mod mailer;
 pub mod payments;
 pub mod port;
 pub mod replication;
+
+/// Sleep for `d` unless `stop` is cancelled first; `false` when it was.
+async fn sleep_unless_stopped(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}

@@ -9,6 +9,7 @@ use canopy_store::{MailRecord, Store, StoreError};
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How long a claimed e-mail is reserved for one sender.
 const LEASE: Duration = Duration::minutes(5);
@@ -66,11 +67,25 @@ pub struct Delivery {
 /// Send every e-mail that is due now, once. A failed one is retried later
 /// with a growing delay ([`retry_delay`]) and keeps its last error.
 pub async fn deliver_due(store: &Store, mailer: &Mailer, clock: &dyn Clock) -> Result<Delivery, MailerError> {
+    deliver(store, mailer, clock, &CancellationToken::new()).await
+}
+
+/// [`deliver_due`], taking no further mail once `stop` is cancelled: the
+/// mail being sent then finishes (or, cut, is sent again when its lease
+/// runs out: at least once).
+async fn deliver(
+    store: &Store,
+    mailer: &Mailer,
+    clock: &dyn Clock,
+    stop: &CancellationToken,
+) -> Result<Delivery, MailerError> {
     let mut delivery = Delivery::default();
     // mails that fall due while this pass runs wait for the next pass; each
     // claim's lease starts when it is taken
     let started = clock.now();
-    while let Some(mail) = store.claim_mail(started, clock.now() + LEASE).await? {
+    while !stop.is_cancelled()
+        && let Some(mail) = store.claim_mail(started, clock.now() + LEASE).await?
+    {
         match mailer.send(&mail).await {
             Ok(()) => {
                 store.mail_sent(mail.id, clock.now()).await?;
@@ -86,16 +101,22 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, clock: &dyn Clock) -> R
     Ok(delivery)
 }
 
-/// Deliver due e-mails every `interval` until the process stops.
-pub async fn run(store: Store, mailer: Mailer, clock: Arc<dyn Clock>, interval: StdDuration) {
+/// Deliver due e-mails every `interval` until `stop` is cancelled; then
+/// stop between two mails.
+pub async fn run(store: Store, mailer: Mailer, clock: Arc<dyn Clock>, interval: StdDuration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        match deliver_due(&store, &mailer, clock.as_ref()).await {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match deliver(&store, &mailer, clock.as_ref(), &stop).await {
             Ok(d) if d.sent + d.failed > 0 => tracing::info!(sent = d.sent, failed = d.failed, "e-mail delivery"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "e-mail delivery pass failed"),
         }
     }
+    tracing::info!("e-mail delivery stopped");
 }

@@ -12,6 +12,7 @@ use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::payments::substitutes;
 use canopy_store::{Store, StoreError, format_date};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 pub const JOB: &str = "payments";
 /// How often `run` looks (the rule is per day; looking hourly means a
@@ -43,14 +44,16 @@ pub async fn substitute_expired(store: &Store, clock: &dyn Clock) -> Result<u64,
     Ok(switched)
 }
 
-/// Run the job at start and then every hour until the process stops.
-pub async fn run(store: Store, clock: Arc<dyn Clock>) {
-    loop {
+/// Run the job at start and then every hour until `stop` is cancelled.
+pub async fn run(store: Store, clock: Arc<dyn Clock>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
         match substitute_expired(&store, clock.as_ref()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(projects = n, "expired payment methods replaced by their substitutes"),
             Err(e) => tracing::error!(error = %e, "the payment job failed"),
         }
-        tokio::time::sleep(EVERY).await;
+        if !crate::sleep_unless_stopped(&stop, EVERY).await {
+            break;
+        }
     }
 }

@@ -10,6 +10,13 @@
 //! Grants are recorded as pending before the platform is called and
 //! confirmed afterwards ([`Applied`]), which lets the domain tell Canopy's own
 //! changes from drift made outside it ([`split_drift`]).
+//!
+//! A node that stops ([`Replicator::run`]'s token cancelled) claims nothing
+//! more, gives up the scheduler, lets its runs finish for
+//! [`ReplicationConfig::stop_grace`], then has the rest stop at their next
+//! step between platform calls, record what the platform confirmed, and
+//! hand their tenants back ([`Store::release_leases`]) still dirty, so
+//! another node takes them up at once rather than when the leases run out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,6 +35,8 @@ use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Semaphore;
+use tokio::task::{Id as TaskId, JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The name replication's history events carry as their initiator.
@@ -102,6 +111,13 @@ pub struct ReplicationConfig {
     /// At most this many tenants are marked per scheduler tick, so a full
     /// reconcile runs at a bounded rate.
     pub reconcile_batch: u32,
+    /// When the node stops, how long runs in progress get to finish before
+    /// they are told to stop at their next step between platform calls.
+    pub stop_grace: StdDuration,
+    /// After `stop_grace`, how long a run gets to finish the platform call
+    /// it is in; one still inside a call then is cut, and its lease is left
+    /// to run out as after a crash (the call may still land on the platform).
+    pub stop_call_wait: StdDuration,
 }
 
 impl Default for ReplicationConfig {
@@ -114,6 +130,8 @@ impl Default for ReplicationConfig {
             poll: StdDuration::from_millis(500),
             reconcile_every: Duration::hours(1),
             reconcile_batch: 100,
+            stop_grace: StdDuration::from_secs(10),
+            stop_call_wait: StdDuration::from_secs(5),
         }
     }
 }
@@ -125,6 +143,10 @@ pub struct TenantRun {
     pub revoked: usize,
     pub drift: usize,
     pub failed: Option<String>,
+    /// The node was stopping: the run stopped between two platform calls,
+    /// recorded what the platform confirmed, and handed the tenant back
+    /// still dirty.
+    pub abandoned: bool,
 }
 
 /// What [`Replicator::run_once`] did.
@@ -210,7 +232,9 @@ impl<K: Connector> Replicator<K> {
             .store
             .claim_tenants(&self.config.node, now, now + self.config.lease, self.config.workers as u32)
             .await?;
-        let runs = futures::future::join_all(claims.iter().map(|c| self.work(c.clone()))).await;
+        // nothing stops a single pass: its runs go to their end
+        let never = CancellationToken::new();
+        let runs = futures::future::join_all(claims.iter().map(|c| self.work(c.clone(), &never))).await;
         let mut pass = Pass { tenants: claims.len(), ..Pass::default() };
         for run in runs {
             let run = run?;
@@ -241,16 +265,24 @@ impl<K: Connector> Replicator<K> {
         }
     }
 
-    /// Converge one leased tenant and settle its work row.
-    async fn work(&self, claim: Claim) -> Result<TenantRun, ReplicationError> {
+    /// Converge one leased tenant and settle its work row. Once `abandon`
+    /// is cancelled the run stops at its next step between platform calls,
+    /// leaves the work row dirty as it is, and hands its lease back.
+    async fn work(&self, claim: Claim, abandon: &CancellationToken) -> Result<TenantRun, ReplicationError> {
         // the heartbeat renews the lease only while this run lives, even if it panics
         let lease = LeaseGuard::new(&self.leased, (claim.tenant_id, claim.token.clone()));
-        let result = self.converge(&claim).await;
+        let result = self.converge(&claim, abandon).await;
         drop(lease);
         match result {
             Ok(run) => {
                 self.store.finish_tenant_work(&claim).await?;
                 Ok(run)
+            }
+            Err(Failure::Abandoned) => {
+                // no call of this run is under way: another node may start on the tenant now
+                self.store.release_leases(&[(claim.tenant_id, claim.token.clone())]).await?;
+                tracing::info!(tenant = %claim.tenant_id, "replication run stopped for the node's shutdown; tenant handed back");
+                Ok(TenantRun { abandoned: true, ..TenantRun::default() })
             }
             Err(Failure::Platform(platform_id, e)) => {
                 let now = self.clock.now();
@@ -326,15 +358,14 @@ impl<K: Connector> Replicator<K> {
         let (input, adapter) = match self.connect(tenant_id).await {
             Ok(Some(c)) => c,
             Ok(None) => return Err(ReplicationError::NoTenant),
-            Err(Failure::Store(e)) => return Err(e.into()),
-            Err(Failure::Platform(_, e)) => return Err(ReplicationError::Platform(e)),
+            Err(e) => return Err(e.into()),
         };
         Ok(Prepared { adapter: adapter.map_err(ReplicationError::Platform)?, input })
     }
 
     /// Read a tenant's state and connect to its platform; a platform that
     /// cannot be connected to is answered with the state, so it is recorded.
-    async fn connect(&self, tenant_id: Uuid) -> Result<Option<Connected<K::Platform>>, Failure> {
+    async fn connect(&self, tenant_id: Uuid) -> Result<Option<Connected<K::Platform>>, StoreError> {
         let mut tx = self.store.read().await?;
         let Some(input) = tx.replication_input(tenant_id).await? else { return Ok(None) };
         let secrets = tx.platform_secrets(input.platform.id, &self.key).await?;
@@ -375,7 +406,10 @@ impl<K: Connector> Replicator<K> {
         Ok(Preview { desired, actual, changes, drift, drift_policy: input.platform.drift_policy })
     }
 
-    async fn converge(&self, claim: &Claim) -> Result<TenantRun, Failure> {
+    async fn converge(&self, claim: &Claim, abandon: &CancellationToken) -> Result<TenantRun, Failure> {
+        if abandon.is_cancelled() {
+            return Err(Failure::Abandoned);
+        }
         let Some((input, adapter)) = self.connect(claim.tenant_id).await? else {
             return Ok(TenantRun::default()); // the tenant is gone
         };
@@ -383,12 +417,16 @@ impl<K: Connector> Replicator<K> {
             Ok(a) => a,
             Err(e) => {
                 // e.g. settings an adapter cannot use: the tenant shows why
-                self.settle(&input, &Progress::default(), Some(&e)).await?;
+                self.settle(&input, &Progress::default(), Ending::Failed(&e)).await?;
                 return Err(Failure::Platform(Some(input.platform.id), e));
             }
         };
         let platform_id = input.platform.id;
-        let permit = self.limit(platform_id).acquire_owned().await;
+        // waiting for the platform's turn is no step of the run: a stopping node stops waiting
+        let permit = tokio::select! {
+            permit = self.limit(platform_id).acquire_owned() => permit,
+            () = abandon.cancelled() => return Err(Failure::Abandoned),
+        };
         let _permit = permit.map_err(|_| {
             Failure::Platform(
                 Some(platform_id),
@@ -396,28 +434,46 @@ impl<K: Connector> Replicator<K> {
             )
         })?;
         if input.tenant.deletion == Some(TenantDeletion::Deleting) {
-            return self.delete(&adapter, &input).await;
+            return self.delete(&adapter, &input, abandon).await;
         }
         let mut progress = Progress::default();
-        let result = self.apply(claim, &adapter, &input, &mut progress).await;
-        self.settle(&input, &progress, result.as_ref().err()).await?;
-        result.map_err(|e| Failure::Platform(Some(platform_id), e))?;
+        let result = self.apply(claim, &adapter, &input, &mut progress, abandon).await;
+        let ending = match &result {
+            Ok(()) => Ending::Done,
+            Err(Halt::Failed(e)) => Ending::Failed(e),
+            Err(Halt::Abandoned) => Ending::Abandoned,
+        };
+        self.settle(&input, &progress, ending).await?;
+        match result {
+            Ok(()) => {}
+            Err(Halt::Failed(e)) => return Err(Failure::Platform(Some(platform_id), e)),
+            Err(Halt::Abandoned) => return Err(Failure::Abandoned),
+        }
         Ok(TenantRun {
             granted: progress.granted.len(),
             revoked: progress.revoked.len(),
             drift: progress.drift_found.grant.len() + progress.drift_found.revoke.len(),
             failed: None,
+            abandoned: false,
         })
     }
 
     /// Delete a tenant whose deletion was confirmed (DL2), then settle its
     /// project: gone when this was its last tenant (DL1).
-    async fn delete(&self, adapter: &K::Platform, input: &ReplicationInput) -> Result<TenantRun, Failure> {
+    async fn delete(
+        &self,
+        adapter: &K::Platform,
+        input: &ReplicationInput,
+        abandon: &CancellationToken,
+    ) -> Result<TenantRun, Failure> {
         let platform_id = input.platform.id;
+        if abandon.is_cancelled() {
+            return Err(Failure::Abandoned);
+        }
         if let Some(id) = &input.tenant.external_id {
             let tenant = TenantRef { external_id: id.clone() };
             if let Err(e) = self.call(platform_id, adapter.delete_tenant(&tenant)).await {
-                self.settle(input, &Progress::default(), Some(&e)).await?;
+                self.settle(input, &Progress::default(), Ending::Failed(&e)).await?;
                 return Err(Failure::Platform(Some(platform_id), e));
             }
         }
@@ -507,18 +563,23 @@ impl<K: Connector> Replicator<K> {
     }
 
     /// The platform calls of one run. What succeeded is kept in `progress`
-    /// even when a later call fails, so it is recorded either way.
+    /// even when a later call fails, so it is recorded either way. Before
+    /// each call the run looks at `abandon`: a stopping node's run ends
+    /// there, never inside a call.
     async fn apply(
         &self,
         claim: &Claim,
         adapter: &K::Platform,
         input: &ReplicationInput,
         progress: &mut Progress,
-    ) -> Result<(), PlatformError> {
+        abandon: &CancellationToken,
+    ) -> Result<(), Halt> {
         let platform_id = input.platform.id;
+        let next_step = || if abandon.is_cancelled() { Err(Halt::Abandoned) } else { Ok(()) };
         let tenant = match &input.tenant.external_id {
             Some(id) => TenantRef { external_id: id.clone() },
             None => {
+                next_step()?;
                 let spec = TenantSpec {
                     name: input.tenant.name.clone(),
                     description: format!("Canopy tenant {}", input.tenant.name),
@@ -535,6 +596,7 @@ impl<K: Connector> Replicator<K> {
         // desired is computed after the platform answered, from the state read before:
         // a change made meanwhile bumped the generation, so the tenant runs again
         let desired = self.desired(input, self.clock.now());
+        next_step()?;
         let actual: BTreeSet<Assignment<String>> = self
             .call(platform_id, adapter.observe(&tenant, &scope(&desired, input)))
             .await?
@@ -563,9 +625,11 @@ impl<K: Connector> Replicator<K> {
             todo.revoke.extend(drift.revoke);
         }
         for a in &todo.revoke {
+            next_step()?;
             self.call(platform_id, adapter.revoke(&tenant, &a.user, &a.platform_role)).await?;
             progress.revoked.push(a.clone());
         }
+        next_step()?;
         if !todo.grant.is_empty() {
             let mut tx = self.store.write().await.map_err(store_failed)?;
             for a in &todo.grant {
@@ -576,6 +640,7 @@ impl<K: Connector> Replicator<K> {
         let emails: BTreeMap<&str, &str> =
             input.accounts.iter().map(|a| (a.username.as_str(), a.email.as_str())).collect();
         for a in &todo.grant {
+            next_step()?;
             let user = PlatformUser {
                 username: a.user.clone(),
                 email: emails.get(a.user.as_str()).map(|e| e.to_string()).unwrap_or_default(),
@@ -587,13 +652,13 @@ impl<K: Connector> Replicator<K> {
     }
 
     /// Record a run in one transaction: what the platform confirmed, the
-    /// tenant's status, and the history events.
-    async fn settle(
-        &self,
-        input: &ReplicationInput,
-        progress: &Progress,
-        error: Option<&PlatformError>,
-    ) -> Result<(), Failure> {
+    /// tenant's status, and the history events. An abandoned run records
+    /// what the platform confirmed and leaves the status and the drift to
+    /// the run that takes the tenant up.
+    async fn settle(&self, input: &ReplicationInput, progress: &Progress, ending: Ending<'_>) -> Result<(), Failure> {
+        if matches!(ending, Ending::Abandoned) && progress.is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now();
         let tenant_id = input.tenant.id;
         let ws = Some(input.workspace_id);
@@ -633,15 +698,20 @@ impl<K: Connector> Replicator<K> {
             d["removed"] = json!(names(&repaired_revokes));
             tx.append_event(ws, EventKind::TenantDriftRepaired, now, &system, d).await?;
         }
-        if input.platform.drift_policy == DriftPolicy::Report && !drift.is_empty() {
+        // an abandoned run's drift is found and reported again by the next run
+        if input.platform.drift_policy == DriftPolicy::Report
+            && !drift.is_empty()
+            && !matches!(ending, Ending::Abandoned)
+        {
             let mut d = about.clone();
             d["missing"] = json!(names(&drift.grant));
             d["unexpected"] = json!(names(&drift.revoke));
             tx.append_event(ws, EventKind::TenantDriftDetected, now, &system, d).await?;
         }
-        match error {
-            None => tx.set_tenant_outcome(tenant_id, Outcome::Succeeded, now).await?,
-            Some(e) => {
+        match ending {
+            Ending::Abandoned => {}
+            Ending::Done => tx.set_tenant_outcome(tenant_id, Outcome::Succeeded, now).await?,
+            Ending::Failed(e) => {
                 let message = e.to_string();
                 // one event per distinct failure, not one per retry
                 if input.tenant.last_error.as_deref() != Some(message.as_str()) {
@@ -675,12 +745,23 @@ impl<K: Connector> Replicator<K> {
         Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch).await?)
     }
 
-    /// Work dirty tenants until the process stops: keep up to `workers`
+    /// Work dirty tenants until `stop` is cancelled: keep up to `workers`
     /// tenants in flight, take more as slots free up, renew leases, and
     /// schedule the periodic reconcile.
-    pub async fn run(self: Arc<Self>) {
+    ///
+    /// Once `stop` is cancelled: claim nothing more and give the scheduler
+    /// up; let the runs in progress finish for
+    /// [`ReplicationConfig::stop_grace`]; then tell the rest to stop at
+    /// their next step between platform calls, waiting at most
+    /// [`ReplicationConfig::stop_call_wait`] for the call each is in (one
+    /// still inside a call then is cut, and its lease runs out as after a
+    /// crash). Each run that stops so hands its lease back at once, and so
+    /// does each run that returns an error meanwhile; then this returns.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        // owned by this loop: it ends with it, after the last run
+        let mut heartbeat = JoinSet::new();
         let heart = self.clone();
-        tokio::spawn(async move {
+        heartbeat.spawn(async move {
             let every = StdDuration::try_from(heart.config.lease / 3).unwrap_or(StdDuration::from_secs(20));
             loop {
                 tokio::time::sleep(every).await;
@@ -689,10 +770,11 @@ impl<K: Connector> Replicator<K> {
                 }
             }
         });
-        let mut in_flight = tokio::task::JoinSet::new();
+        let abandon = CancellationToken::new();
+        let mut runs = Runs::default();
         let mut last_schedule = None::<std::time::Instant>;
         let mut leadership = None;
-        loop {
+        while !stop.is_cancelled() {
             if last_schedule.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(10)) {
                 last_schedule = Some(std::time::Instant::now());
                 // the scheduler runs on one node at a time (a PostgreSQL advisory lock)
@@ -714,41 +796,146 @@ impl<K: Connector> Replicator<K> {
                     }
                 }
             }
-            let free = self.config.workers.saturating_sub(in_flight.len());
+            let free = self.config.workers.saturating_sub(runs.len());
             let mut claimed = 0;
-            if free > 0 {
+            if free > 0 && !stop.is_cancelled() {
                 let now = self.clock.now();
                 match self.store.claim_tenants(&self.config.node, now, now + self.config.lease, free as u32).await {
                     Ok(claims) => {
                         claimed = claims.len();
                         for c in claims {
                             let me = self.clone();
-                            in_flight.spawn(async move { me.work(c).await });
+                            let abandon = abandon.clone();
+                            let claim = c.clone();
+                            runs.spawn(c, async move { me.work(claim, &abandon).await });
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "could not take dirty tenants"),
                 }
             }
-            if claimed == 0 || in_flight.len() >= self.config.workers {
-                // wait for a slot, or poll again
+            if claimed == 0 || runs.len() >= self.config.workers {
+                // wait for a slot, or poll again, or the stop
                 tokio::select! {
-                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_run(done),
-                    _ = tokio::time::sleep(self.config.poll), if claimed == 0 => {}
+                    () = stop.cancelled() => {}
+                    Some(done) = runs.set.join_next_with_id(), if !runs.is_empty() => runs.joined(done),
+                    () = tokio::time::sleep(self.config.poll), if claimed == 0 => {}
                 }
             }
-            while let Some(done) = in_flight.try_join_next() {
-                log_run(done);
+            while let Some(done) = runs.set.try_join_next_with_id() {
+                runs.joined(done);
             }
+        }
+        // another node may schedule at once
+        if let Some(lock) = leadership.take() {
+            lock.release().await;
+            tracing::info!(node = %self.config.node, "this node gave the scheduler up");
+        }
+        runs.stopping = true;
+        self.stop_runs(&mut runs, &abandon).await;
+        heartbeat.shutdown().await;
+        // runs that ended on an error while the node stopped hold their leases still
+        let leftover: Vec<(Uuid, String)> = runs.leftover.iter().map(|c| (c.tenant_id, c.token.clone())).collect();
+        match self.store.release_leases(&leftover).await {
+            Ok(()) if leftover.is_empty() => {}
+            Ok(()) => tracing::info!(tenants = leftover.len(), "handed back the tenants of runs that failed"),
+            Err(e) => tracing::error!(error = %e, tenants = leftover.len(),
+                "could not hand tenants back; they are taken up again when their leases run out"),
+        }
+        tracing::info!(node = %self.config.node, "replication stopped");
+    }
+
+    /// The stop of [`Replicator::run`]: the grace period for the runs in
+    /// progress, then `abandon` and the wait for the platform calls they are in.
+    async fn stop_runs(&self, runs: &mut Runs, abandon: &CancellationToken) {
+        if runs.is_empty() {
+            return;
+        }
+        tracing::info!(runs = runs.len(), grace = ?self.config.stop_grace, "stopping: the replication runs in progress get the grace period to finish");
+        runs.drain_for(self.config.stop_grace).await;
+        if runs.is_empty() {
+            return;
+        }
+        abandon.cancel();
+        tracing::info!(
+            runs = runs.len(),
+            "grace period over: the runs left stop at their next step between platform calls"
+        );
+        runs.drain_for(self.config.stop_call_wait).await;
+        if runs.is_empty() {
+            return;
+        }
+        runs.set.abort_all();
+        while let Some(done) = runs.set.join_next_with_id().await {
+            runs.joined(done);
         }
     }
 }
 
-fn log_run(done: Result<Result<TenantRun, ReplicationError>, tokio::task::JoinError>) {
-    match done {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "a replication run failed"),
-        // its lease is no longer renewed: another run takes the tenant when it expires
-        Err(e) => tracing::error!(error = %e, "a replication run panicked"),
+type RunResult = Result<TenantRun, ReplicationError>;
+
+/// The runs of [`Replicator::run`] in flight, with the claim each works on.
+#[derive(Default)]
+struct Runs {
+    set: JoinSet<RunResult>,
+    claims: HashMap<TaskId, Claim>,
+    /// The node is stopping: leases of runs that return an error (the
+    /// database failed) are kept in `leftover`, to be handed back: no call
+    /// of theirs is under way.
+    stopping: bool,
+    leftover: Vec<Claim>,
+}
+
+impl Runs {
+    fn spawn(&mut self, claim: Claim, run: impl Future<Output = RunResult> + Send + 'static) {
+        let task = self.set.spawn(run);
+        self.claims.insert(task.id(), claim);
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Take in a run that ended.
+    fn joined(&mut self, done: Result<(TaskId, RunResult), JoinError>) {
+        match done {
+            Ok((id, result)) => {
+                let claim = self.claims.remove(&id);
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "a replication run failed");
+                    if self.stopping {
+                        self.leftover.extend(claim);
+                    }
+                }
+            }
+            Err(e) => {
+                let claim = self.claims.remove(&e.id());
+                let tenant = claim.as_ref().map(|c| c.tenant_id.to_string()).unwrap_or_default();
+                if e.is_cancelled() {
+                    // the call may still land on the platform: nobody else may work there yet
+                    tracing::warn!(%tenant, "a replication run was cut inside a platform call at shutdown; \
+                        the tenant is taken up again when its lease runs out");
+                } else {
+                    // its lease is no longer renewed: another run takes the tenant when it
+                    // expires (it may have panicked inside a platform call: not handed back)
+                    tracing::error!(%tenant, error = %e, "a replication run panicked");
+                }
+            }
+        }
+    }
+
+    /// Take in the runs that end within `limit`.
+    async fn drain_for(&mut self, limit: StdDuration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.is_empty() {
+            match tokio::time::timeout_at(deadline, self.set.join_next_with_id()).await {
+                Ok(Some(done)) => self.joined(done),
+                Ok(None) | Err(_) => return,
+            }
+        }
     }
 }
 
@@ -788,10 +975,40 @@ struct Progress {
     drift_found: Plan<String>,
 }
 
+impl Progress {
+    /// Nothing was done that needs recording.
+    fn is_empty(&self) -> bool {
+        self.created.is_none() && self.granted.is_empty() && self.revoked.is_empty() && self.confirmed.is_empty()
+    }
+}
+
 enum Failure {
     /// The platform failed (with the platform's id when known).
     Platform(Option<Uuid>, PlatformError),
     Store(StoreError),
+    /// The node is stopping: the run stopped between two steps.
+    Abandoned,
+}
+
+/// Why the platform calls of a run ended early.
+enum Halt {
+    Failed(PlatformError),
+    /// The node is stopping: no further call was made.
+    Abandoned,
+}
+
+impl From<PlatformError> for Halt {
+    fn from(e: PlatformError) -> Self {
+        Halt::Failed(e)
+    }
+}
+
+/// How a run ended, for [`Replicator::settle`].
+#[derive(Clone, Copy)]
+enum Ending<'a> {
+    Done,
+    Failed(&'a PlatformError),
+    Abandoned,
 }
 
 impl From<StoreError> for Failure {

@@ -215,7 +215,7 @@ impl Store {
     /// node, which always gets it. `None`: another node holds it.
     pub async fn scheduler_lock(&self) -> Result<Option<SchedulerLock>> {
         if self.backend == Backend::Sqlite {
-            return Ok(Some(SchedulerLock { _conn: None }));
+            return Ok(Some(SchedulerLock { conn: None }));
         }
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS got")
@@ -224,7 +224,7 @@ impl Store {
             .await?;
         if row.int("got")? == 1 {
             // detached: a pooled connection would keep the lock after release
-            return Ok(Some(SchedulerLock { _conn: Some(conn.detach()) }));
+            return Ok(Some(SchedulerLock { conn: Some(conn.detach()) }));
         }
         Ok(None)
     }
@@ -239,7 +239,21 @@ const SCHEDULER_LOCK_KEY: i64 = 0x6361_6e6f_7079;
 
 /// Held by the node that runs the scheduler; dropping it releases the lock.
 pub struct SchedulerLock {
-    _conn: Option<sqlx::AnyConnection>,
+    conn: Option<sqlx::AnyConnection>,
+}
+
+impl SchedulerLock {
+    /// Give the scheduler up now (a node stopping): the connection that holds
+    /// the advisory lock is closed, which releases it on the server at once
+    /// rather than when the server notices a dropped socket.
+    pub async fn release(self) {
+        if let Some(conn) = self.conn
+            && let Err(e) = sqlx::Connection::close(conn).await
+        {
+            // the socket is gone either way, and the lock with the session
+            tracing::debug!(error = %e, "closing the scheduler's connection");
+        }
+    }
 }
 
 /// A database transaction. Dropping it without [`Tx::commit`] rolls back.

@@ -412,6 +412,28 @@ impl Store {
         tx.commit().await
     }
 
+    /// Give back leases a stopping node still holds, (tenant, claim token),
+    /// in one transaction: the rows stay as they are (dirty, with their
+    /// generation and attempts), free for any node's next claim at once.
+    /// Like [`Store::release_tenant`], only a claim's own token releases it:
+    /// a lease that ran out and was taken by another run is left alone.
+    pub async fn release_leases(&self, leases: &[(Uuid, String)]) -> Result<()> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for (t, token) in leases {
+            sqlx::query(
+                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+            )
+            .bind(t.to_string())
+            .bind(token)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await
+    }
+
     /// Extend the leases of runs that still work (a heartbeat): (tenant, claim token).
     pub async fn renew_leases(&self, leases: &[(Uuid, String)], lease_until: OffsetDateTime) -> Result<()> {
         let mut tx = self.write().await?;

@@ -18,6 +18,9 @@ use canopy_server::{AppState, BootstrapOutcome, ServerConfig};
 use canopy_store::{SecretKey, Store};
 use clap::{Args, Subcommand};
 use time::OffsetDateTime;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// A secret that never shows in logs or debug output.
 #[derive(Clone)]
@@ -130,6 +133,12 @@ pub struct ServeArgs {
     /// How long a session token stays valid, in minutes.
     #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub session_minutes: u32,
+    /// On SIGTERM or Ctrl-C, how long requests and replication runs in
+    /// progress get to finish, in seconds. Runs still going then stop at their
+    /// next step between platform calls (after at most 5 s more for the call
+    /// in progress) and hand their tenants back to the other nodes at once.
+    #[arg(long, env = "CANOPY_SHUTDOWN_GRACE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub shutdown_grace_seconds: u32,
 }
 
 #[derive(Debug, Args)]
@@ -222,22 +231,44 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let node = args.node_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(default_node_name);
     tracing::info!(%node, "this node's name in replication leases");
+    let grace = Duration::from_secs(args.shutdown_grace_seconds.into());
     let replication = ReplicationConfig {
         node,
         lease: time::Duration::seconds(i64::from(args.replication_lease_seconds)),
         workers: args.replication_workers as usize,
         per_platform: args.platform_concurrency as usize,
         reconcile_every: time::Duration::minutes(i64::from(args.reconcile_minutes)),
+        stop_grace: grace,
         ..ReplicationConfig::default()
     };
+    let call_wait = replication.stop_call_wait;
     let replicator =
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
-    tokio::spawn(replicator.clone().run());
-    tokio::spawn(canopy_engine::expiry::run(store.clone(), clock.clone()));
-    tokio::spawn(canopy_engine::payments::run(store.clone(), clock.clone()));
+    let mailer = match &args.smtp_url {
+        Some(url) => Some(Mailer::new(url.expose(), &args.mail_from).context("configuring e-mail")?),
+        None => {
+            tracing::warn!("no SMTP server configured (--smtp-url): e-mails wait in the outbox until one is");
+            None
+        }
+    };
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+
+    // every loop of the engine stops when this is cancelled, and is waited for
+    let stop = CancellationToken::new();
+    let replicating = tokio::spawn(replicator.clone().run(stop.clone()));
+    let mut jobs = JoinSet::new();
+    jobs.spawn(canopy_engine::expiry::run(store.clone(), clock.clone(), stop.clone()));
+    jobs.spawn(canopy_engine::payments::run(store.clone(), clock.clone(), stop.clone()));
     if export.file.is_some() || export.webhook.is_some() {
         let every = Duration::from_secs(u64::from(args.checkpoint_every_minutes) * 60);
-        tokio::spawn(canopy_engine::checkpoints::run(store.clone(), clock.clone(), history_key.clone(), export, every));
+        let key = history_key.clone();
+        jobs.spawn(canopy_engine::checkpoints::run(store.clone(), clock.clone(), key, export, every, stop.clone()));
+    }
+    if let Some(mailer) = mailer {
+        let every = Duration::from_secs(10);
+        jobs.spawn(canopy_engine::mailer::run(store.clone(), mailer, clock.clone(), every, stop.clone()));
     }
     let state = AppState::new(
         store.clone(),
@@ -251,31 +282,72 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         replicator,
     );
-    match &args.smtp_url {
-        Some(url) => {
-            let mailer = Mailer::new(url.expose(), &args.mail_from).context("configuring e-mail")?;
-            tokio::spawn(canopy_engine::mailer::run(
-                store.clone(),
-                mailer,
-                state.clock.clone(),
-                Duration::from_secs(10),
-            ));
-        }
-        None => tracing::warn!("no SMTP server configured (--smtp-url): e-mails wait in the outbox until one is"),
-    }
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "canopy is serving");
+    tracing::info!(%address, "canopy is serving");
     let limits = ListenLimits {
         header_read_timeout: Duration::from_secs(args.header_timeout_seconds.into()),
         body_read_timeout: Duration::from_secs(args.body_timeout_seconds.into()),
         max_connections: args.max_connections as usize,
-        ..ListenLimits::default()
+        shutdown_grace: grace,
     };
-    canopy_server::listen::serve(listener, canopy_server::router(state), limits, shutdown_signal()).await?;
-    store.close().await;
+    // a stop, in order: the listener takes no more connections and the
+    // engine no more work; then requests and replication runs in progress
+    // get the grace period, side by side
+    let (began_tx, began) = tokio::sync::oneshot::channel();
+    let signalled = {
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "stopping: requests and replication runs in progress get the grace period"
+            );
+            let _ = began_tx.send(Instant::now());
+            stop.cancel();
+        }
+    };
+    let served = canopy_server::listen::serve(listener, canopy_server::router(state), limits, signalled).await;
+    // a listener that failed stops the engine too
+    stop.cancel();
+    let began = began.await.unwrap_or_else(|_| Instant::now());
+    stop_engine(jobs, replicating, began + grace, call_wait).await;
+    if tokio::time::timeout(CLOSE_WAIT, store.close()).await.is_err() {
+        tracing::warn!("database connections still in use at exit were dropped");
+    }
+    served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// After the engine's work: how long handing tenants back and closing the
+/// database may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Wait for the engine's loops once `stop` is cancelled. The jobs (e-mail,
+/// expiry, payments, checkpoints) get until `grace_ends`, then are cut: each
+/// is safe to cut between or inside its transactions, and a mail cut while
+/// being sent is sent again when its lease runs out. Replication bounds its
+/// own stop (the grace period, then `call_wait` for the platform calls in
+/// progress) and hands its tenants back; it is cut only if that hangs.
+async fn stop_engine(mut jobs: JoinSet<()>, mut replicating: JoinHandle<()>, grace_ends: Instant, call_wait: Duration) {
+    let all_jobs = async {
+        while let Some(done) = jobs.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a background job panicked");
+            }
+        }
+    };
+    if tokio::time::timeout_at(grace_ends, all_jobs).await.is_err() {
+        tracing::warn!("background jobs still busy at the end of the grace period were stopped");
+        jobs.shutdown().await;
+    }
+    match tokio::time::timeout_at(grace_ends + call_wait + CLOSE_WAIT, &mut replicating).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "replication panicked"),
+        Err(_) => {
+            tracing::warn!("replication did not stop in time; its tenants are taken up when their leases run out");
+            replicating.abort();
+        }
+    }
 }
 
 /// `HOST-PID`: unique among the nodes of one installation at any moment.

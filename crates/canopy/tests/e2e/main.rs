@@ -22,6 +22,7 @@ mod nodes;
 mod openapi;
 mod platforms;
 mod serve;
+mod shutdown;
 mod tenants;
 mod tidy;
 mod workspaces;

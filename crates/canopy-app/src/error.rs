@@ -104,3 +104,34 @@ impl From<FieldError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Parse every field of an input at once and collect all errors, so that a
+/// caller learns about each invalid field in one answer: binds each name to
+/// its parsed value, or returns [`Error::Invalid`] listing every field that
+/// failed.
+///
+/// ```text
+/// validate! {
+///     identifier: "identifier" => Identifier::parse(&input.identifier),
+///     display_name: "display_name" => DisplayName::parse(&input.display_name),
+/// }
+/// ```
+#[macro_export]
+macro_rules! validate {
+    ($($name:ident : $field:expr => $parse:expr),+ $(,)?) => {
+        let mut __errors: Vec<$crate::error::FieldError> = Vec::new();
+        $(
+            let $name = match $parse {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    __errors.push($crate::error::FieldError::new($field, e.to_string()));
+                    None
+                }
+            };
+        )+
+        let ($($name,)+) = match ($($name,)+) {
+            ($(Some($name),)+) => ($($name,)+),
+            _ => return Err($crate::error::Error::Invalid(__errors)),
+        };
+    };
+}

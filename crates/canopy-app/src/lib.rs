@@ -23,9 +23,12 @@ pub mod load;
 pub mod members;
 pub mod platforms;
 pub mod principal;
+pub mod projects;
 pub mod requests;
 pub mod session;
+pub mod tenants;
 pub mod users;
+pub mod workspaces;
 
 pub use error::{Error, FieldError, Result};
 pub use principal::Principal;

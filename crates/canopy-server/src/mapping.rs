@@ -11,6 +11,7 @@ use canopy_app::deletion::DeletionView;
 use canopy_app::load::subject_string;
 use canopy_app::members::MemberView;
 use canopy_app::requests::RequestView;
+use canopy_app::workspaces::WorkspaceView;
 use canopy_domain::WorkspaceRole;
 use canopy_domain::access::expiry_state;
 use canopy_domain::deletion::TenantDeletion;
@@ -160,23 +161,19 @@ pub fn to_setting(f: FourEye) -> FourEyeSetting {
     FourEyeSetting { enabled: f.enabled, approvals: f.approvals }
 }
 
-pub fn to_workspace(w: WorkspaceRecord, my_role: Option<WorkspaceRole>, four_eye: WorkspaceFourEye) -> Workspace {
+/// A workspace as the API shows it, with the caller's role and its four-eye setting (FE1).
+pub fn to_workspace(v: WorkspaceView) -> Workspace {
     Workspace {
-        identifier: w.identifier,
-        display_name: w.display_name,
-        created_at: w.created_at,
-        my_role: my_role.map(|r| r.as_str().to_owned()),
-        four_eye,
+        identifier: v.workspace.identifier,
+        display_name: v.workspace.display_name,
+        created_at: v.workspace.created_at,
+        my_role: v.my_role.map(|r| r.as_str().to_owned()),
+        four_eye: WorkspaceFourEye {
+            enabled: v.four_eye.enabled,
+            approvals: v.four_eye.approvals,
+            source: v.four_eye_source.as_str().into(),
+        },
     }
-}
-
-/// The four-eye setting a workspace follows, and whether it is its own (FE1).
-pub async fn four_eye_of(tx: &mut Tx, workspace_id: uuid::Uuid) -> ApiResult<WorkspaceFourEye> {
-    let (setting, source) = match tx.workspace_four_eye(workspace_id).await? {
-        Some(own) => (own, "workspace"),
-        None => (tx.settings().await?.four_eye, "installation"),
-    };
-    Ok(WorkspaceFourEye { enabled: setting.enabled, approvals: setting.approvals, source: source.into() })
 }
 
 /// Workspaces as a page, each with its four-eye setting and the caller's role.
@@ -186,10 +183,9 @@ pub async fn workspace_page(
     limit: u32,
     roles: Vec<Option<WorkspaceRole>>,
 ) -> ApiResult<Page<Workspace>> {
-    let mut settings = Vec::with_capacity(rows.len());
-    for w in &rows {
-        settings.push(four_eye_of(tx, w.id).await?);
+    let mut views = Vec::with_capacity(rows.len());
+    for (w, role) in rows.into_iter().zip(roles) {
+        views.push(canopy_app::workspaces::view(tx, w, role).await?);
     }
-    let rows: Vec<_> = rows.into_iter().zip(roles).zip(settings).collect();
-    Ok(page(rows, limit, |((w, _), _)| w.identifier.clone(), |((w, role), four_eye)| to_workspace(w, role, four_eye)))
+    Ok(page(views, limit, |v| v.workspace.identifier.clone(), to_workspace))
 }

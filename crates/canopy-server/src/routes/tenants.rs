@@ -6,38 +6,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateTenant, Page, PlannedAssignment, Problem, Tenant, TenantPlan};
 use canopy_app::platforms::PlatformCallError;
+use canopy_app::tenants::{self as uc, NewTenantInput, load_tenant, scope};
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
-use canopy_domain::replication::{Assignment, tenant_name};
-use canopy_store::{PRIORITY_NORMAL, ProjectRecord, Reach, TenantRecord, Tx, WorkspaceRecord};
-use serde_json::json;
+use canopy_domain::replication::Assignment;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path};
 use crate::mapping::to_tenant;
-use crate::routes::{load_project, load_workspace};
-
-async fn load_tenant(tx: &mut Tx, p: &ProjectRecord, platform: &str) -> ApiResult<TenantRecord> {
-    tx.tenant(p.id, platform).await?.ok_or_else(|| {
-        ApiError::not_found(format!("project {:?} has no tenant on platform {platform:?}", p.identifier))
-    })
-}
-
-/// Load the workspace and project of a path and authorise the caller.
-async fn scope(
-    tx: &mut Tx,
-    caller: &Caller,
-    ws: &str,
-    project: &str,
-    action: Action,
-) -> ApiResult<(WorkspaceRecord, ProjectRecord)> {
-    let ws = load_workspace(tx, ws).await?;
-    caller.require_in(tx, &ws, action).await?;
-    let p = load_project(tx, &ws, project).await?;
-    Ok((ws, p))
-}
 
 /// A project's tenants with their replication status.
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects/{project}/tenants", tag = "tenants",
@@ -49,7 +26,7 @@ pub async fn list(
     Path((ws, project)): Path<(String, String)>,
 ) -> ApiResult<Json<Page<Tenant>>> {
     let mut tx = app.store.read().await?;
-    let (ws, p) = scope(&mut tx, &caller, &ws, &project, Action::ViewWorkspace).await?;
+    let (ws, p) = scope(&mut tx, &caller, (&ws, &project), Action::ViewWorkspace).await?;
     let items =
         tx.project_tenants(p.id).await?.into_iter().map(|t| to_tenant(t, &ws.identifier, &p.identifier)).collect();
     Ok(Json(Page { items, next_cursor: None }))
@@ -67,51 +44,9 @@ pub async fn create(
     Path((ws, project)): Path<(String, String)>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let input = NewTenantInput { platform: body.platform, landing_zone: body.landing_zone };
     let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let (ws, p) = scope(&mut tx, &caller, &ws, &project, Action::ManageWorkspace).await?;
-    let platform = tx
-        .platform(&body.platform)
-        .await?
-        .ok_or_else(|| ApiError::invalid("platform", format!("platform {:?} does not exist", body.platform)))?;
-    if !app.platforms.can_hold_tenants(platform.platform_type) {
-        return Err(ApiError::invalid(
-            "platform",
-            format!("Canopy cannot replicate to {} platforms yet", platform.platform_type),
-        ));
-    }
-    let zone = match body.landing_zone.as_deref() {
-        Some(z) => Some(tx.landing_zone(platform.id, z).await?.ok_or_else(|| {
-            ApiError::invalid("landing_zone", format!("platform {} has no landing zone {z:?}", platform.identifier))
-        })?),
-        None if platform.landing_zone_required => {
-            return Err(ApiError::invalid(
-                "landing_zone",
-                format!("platform {} requires a landing zone", platform.identifier),
-            ));
-        }
-        None => None,
-    };
-    if p.deletion_requested_at.is_some() {
-        return Err(ApiError::conflict(format!("project {} is being deleted", p.identifier)));
-    }
-    if tx.tenant(p.id, &platform.identifier).await?.is_some() {
-        return Err(ApiError::conflict_on(
-            "platform",
-            format!("project {} already has a tenant on platform {}", p.identifier, platform.identifier),
-        ));
-    }
-    let name = |id| tenant_name(&ws.identifier, &p.identifier, id);
-    let t = tx.insert_tenant(p.id, platform.id, zone.as_ref().map(|z| z.id), name, now).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::TenantCreated,
-        now,
-        &caller.initiator(),
-        json!({"project": p.identifier, "platform": platform.identifier, "landing_zone": t.landing_zone, "name": t.name}),
-    )
-    .await?;
-    tx.commit().await?;
+    let (ws, p, t) = uc::create(&app.store, &*app.platforms, &caller, now, (&ws, &project), input).await?;
     Ok((StatusCode::CREATED, Json(to_tenant(t, &ws.identifier, &p.identifier))))
 }
 
@@ -125,7 +60,7 @@ pub async fn show(
     Path((ws, project, platform)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Tenant>> {
     let mut tx = app.store.read().await?;
-    let (ws, p) = scope(&mut tx, &caller, &ws, &project, Action::ViewWorkspace).await?;
+    let (ws, p) = scope(&mut tx, &caller, (&ws, &project), Action::ViewWorkspace).await?;
     let t = load_tenant(&mut tx, &p, &platform).await?;
     Ok(Json(to_tenant(t, &ws.identifier, &p.identifier)))
 }
@@ -158,21 +93,7 @@ pub async fn replicate(
     caller: Caller,
     Path((ws, project, platform)): Path<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let (ws, p) = scope(&mut tx, &caller, &ws, &project, Action::ManageWorkspace).await?;
-    let t = load_tenant(&mut tx, &p, &platform).await?;
-    tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_NORMAL).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::TenantReplicationRequested,
-        now,
-        &caller.initiator(),
-        json!({"project": p.identifier, "platform": t.platform}),
-    )
-    .await?;
-    let t = load_tenant(&mut tx, &p, &platform).await?;
-    tx.commit().await?;
+    let (ws, p, t) = uc::replicate(&app.store, &caller, app.clock.now(), (&ws, &project, &platform)).await?;
     Ok((StatusCode::ACCEPTED, Json(to_tenant(t, &ws.identifier, &p.identifier))))
 }
 
@@ -193,7 +114,7 @@ pub async fn plan(
     Path((ws, project, platform)): Path<(String, String, String)>,
 ) -> ApiResult<Json<TenantPlan>> {
     let mut tx = app.store.read().await?;
-    let (_, p) = scope(&mut tx, &caller, &ws, &project, Action::ManageWorkspace).await?;
+    let (_, p) = scope(&mut tx, &caller, (&ws, &project), Action::ManageWorkspace).await?;
     let t = load_tenant(&mut tx, &p, &platform).await?;
     drop(tx);
     let preview = app.platforms.preview(t.id).await.map_err(|e| match e {

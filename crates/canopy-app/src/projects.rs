@@ -1,0 +1,181 @@
+//! Projects of a workspace (PR1, PR3, PM2): created and changed by its
+//! managers, with their tags and payment methods.
+
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::tags::apply_tags;
+use canopy_domain::{DisplayName, Identifier};
+use canopy_store::{ProjectRecord, Store, Tx, WorkspaceRecord};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, FieldError, Result};
+use crate::load;
+use crate::principal::Principal;
+
+/// A project to create, as given (checked after authorisation).
+#[derive(Debug, Clone, Default)]
+pub struct NewProjectInput {
+    pub identifier: String,
+    pub display_name: String,
+    pub tags: Map<String, Value>,
+    pub payment_method: Option<Uuid>,
+    pub substitute_payment_method: Option<Uuid>,
+}
+
+/// A change of a project; `None` keeps what it has, `Some(None)` clears.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectChange {
+    pub display_name: Option<String>,
+    pub tags: Option<Map<String, Value>>,
+    pub payment_method: Option<Option<Uuid>>,
+    pub substitute_payment_method: Option<Option<Uuid>>,
+}
+
+/// A project's payment method and substitute (PM2): both the workspace's,
+/// a substitute only with a method, and not the method itself.
+async fn payment(
+    tx: &mut Tx,
+    ws: &canopy_store::WorkspaceRecord,
+    method: Option<Uuid>,
+    substitute: Option<Uuid>,
+) -> Result<(Option<Uuid>, Option<Uuid>)> {
+    for (field, id) in [("payment_method", method), ("substitute_payment_method", substitute)] {
+        if let Some(id) = id
+            && tx.payment_method(id).await?.is_none_or(|m| m.workspace_id != ws.id)
+        {
+            return Err(Error::invalid(field, format!("is not a payment method of workspace {}", ws.identifier)));
+        }
+    }
+    match (method, substitute) {
+        (None, Some(_)) => Err(Error::invalid("substitute_payment_method", "needs a payment_method to replace")),
+        (Some(m), Some(s)) if m == s => {
+            Err(Error::invalid("substitute_payment_method", "must differ from the payment method"))
+        }
+        pair => Ok(pair),
+    }
+}
+
+/// Refuse to set a substitute where the installation switched them off (PM2).
+async fn substitutes_allowed(tx: &mut Tx, setting_one: bool) -> Result<()> {
+    if setting_one && !tx.settings().await?.payment_substitutes {
+        return Err(Error::invalid(
+            "substitute_payment_method",
+            "this installation does not use substitute payment methods (an admin can enable them in the settings)",
+        ));
+    }
+    Ok(())
+}
+
+/// Tag problems as a 422 naming each `tags.KEY`.
+fn tag_problems(list: Vec<(String, String)>) -> Error {
+    Error::Invalid(list.into_iter().map(|(field, message)| FieldError { field, message }).collect())
+}
+
+/// Create a project (managers).
+pub async fn create(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    ws: &str,
+    input: NewProjectInput,
+) -> Result<(WorkspaceRecord, ProjectRecord)> {
+    let mut tx = store.write().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    crate::validate! {
+        identifier: "identifier" => Identifier::parse(&input.identifier),
+        display_name: "display_name" => DisplayName::parse(&input.display_name),
+    }
+    if tx.project(ws.id, identifier.as_str()).await?.is_some() {
+        return Err(Error::conflict_on(
+            "identifier",
+            format!("project {identifier} already exists in {}", ws.identifier),
+        ));
+    }
+    let defs = tx.tag_definitions().await?;
+    let admin = by.require(Action::AdministerInstallation).is_ok();
+    let tags = apply_tags(&defs, &input.tags, &Default::default(), true, admin).map_err(tag_problems)?;
+    substitutes_allowed(&mut tx, input.substitute_payment_method.is_some()).await?;
+    let (method, substitute) = payment(&mut tx, &ws, input.payment_method, input.substitute_payment_method).await?;
+    let mut p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;
+    tx.set_project_tags(p.id, &tags).await?;
+    p.tags = tags;
+    if method.is_some() {
+        tx.set_project_payment(p.id, method, substitute).await?;
+        (p.payment_method_id, p.substitute_payment_method_id) = (method, substitute);
+    }
+    tx.append_event(
+        Some(ws.id),
+        EventKind::ProjectCreated,
+        now,
+        &by.initiator(),
+        json!({"project": p.identifier, "display_name": p.display_name, "tags": p.tags}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((ws, p))
+}
+
+/// Change a project's display name or tags (managers; admin-only tags: admins).
+pub async fn update(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (ws, project): (&str, &str),
+    change: ProjectChange,
+) -> Result<(WorkspaceRecord, ProjectRecord)> {
+    let mut tx = store.write().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let mut p = load::project(&mut tx, &ws, project).await?;
+    crate::validate! { display_name: "display_name" => change.display_name.as_deref().map(DisplayName::parse).transpose() }
+    if let Some(name) = display_name {
+        tx.rename_project(p.id, name.as_str()).await?;
+        tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &by.initiator(),
+            json!({"project": p.identifier, "old": {"display_name": p.display_name}, "new": {"display_name": name.as_str()}})).await?;
+        p.display_name = name.into_string();
+    }
+    if change.payment_method.is_some() || change.substitute_payment_method.is_some() {
+        substitutes_allowed(&mut tx, matches!(change.substitute_payment_method, Some(Some(_)))).await?;
+        let method = change.payment_method.unwrap_or(p.payment_method_id);
+        // removing the method removes its substitute
+        let substitute = match (method, change.substitute_payment_method) {
+            (None, _) => None,
+            (_, Some(s)) => s,
+            (_, None) => p.substitute_payment_method_id,
+        };
+        let (method, substitute) = payment(&mut tx, &ws, method, substitute).await?;
+        if (method, substitute) != (p.payment_method_id, p.substitute_payment_method_id) {
+            tx.set_project_payment(p.id, method, substitute).await?;
+            tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &by.initiator(),
+                json!({"project": p.identifier,
+                       "old": {"payment_method": p.payment_method_id, "substitute_payment_method": p.substitute_payment_method_id},
+                       "new": {"payment_method": method, "substitute_payment_method": substitute}})).await?;
+            (p.payment_method_id, p.substitute_payment_method_id) = (method, substitute);
+        }
+    }
+    if let Some(given) = &change.tags {
+        // the tags as they are now, with the row locked until commit
+        tx.lock_project(p.id).await?;
+        p.tags = tx.project_by_id(p.id).await?.map(|q| q.tags).unwrap_or_default();
+        let defs = tx.tag_definitions().await?;
+        let admin = by.require(Action::AdministerInstallation).is_ok();
+        let tags = apply_tags(&defs, given, &p.tags, false, admin).map_err(tag_problems)?;
+        if tags != p.tags {
+            tx.set_project_tags(p.id, &tags).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::ProjectUpdated,
+                now,
+                &by.initiator(),
+                json!({"project": p.identifier, "old": {"tags": p.tags}, "new": {"tags": tags}}),
+            )
+            .await?;
+            p.tags = tags;
+        }
+    }
+    tx.commit().await?;
+    Ok((ws, p))
+}

@@ -1,0 +1,242 @@
+//! Workspaces (WS1, WS2, FE1): created by a person who becomes their owner,
+//! renamed by managers, given their own four-eye setting by admins, deleted
+//! by owners once they hold no projects.
+
+use canopy_domain::authz::Action;
+use canopy_domain::four_eye::FourEye;
+use canopy_domain::history::EventKind;
+use canopy_domain::{DisplayName, Identifier, SubjectKind, WorkspaceRole};
+use canopy_store::{Store, Tx, WorkspaceRecord};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::load;
+use crate::principal::Principal;
+
+/// Where a workspace's four-eye setting comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FourEyeSource {
+    /// Its own, set by an admin.
+    Workspace,
+    /// The installation's, which it follows.
+    Installation,
+}
+
+impl FourEyeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workspace => "workspace",
+            Self::Installation => "installation",
+        }
+    }
+}
+
+/// A workspace as a principal sees it: their role there and the four-eye
+/// setting it follows.
+#[derive(Debug, Clone)]
+pub struct WorkspaceView {
+    pub workspace: WorkspaceRecord,
+    pub my_role: Option<WorkspaceRole>,
+    pub four_eye: FourEye,
+    pub four_eye_source: FourEyeSource,
+}
+
+/// The four-eye setting a workspace follows, and whether it is its own (FE1).
+pub async fn four_eye_of(tx: &mut Tx, workspace_id: Uuid) -> Result<(FourEye, FourEyeSource)> {
+    Ok(match tx.workspace_four_eye(workspace_id).await? {
+        Some(own) => (own, FourEyeSource::Workspace),
+        None => (tx.settings().await?.four_eye, FourEyeSource::Installation),
+    })
+}
+
+/// A workspace with the principal's role and its four-eye setting.
+pub async fn view(tx: &mut Tx, workspace: WorkspaceRecord, my_role: Option<WorkspaceRole>) -> Result<WorkspaceView> {
+    let (four_eye, four_eye_source) = four_eye_of(tx, workspace.id).await?;
+    Ok(WorkspaceView { workspace, my_role, four_eye, four_eye_source })
+}
+
+/// A four-eye setting as the history records it.
+fn four_eye_details(f: Option<FourEye>) -> serde_json::Value {
+    f.map_or(serde_json::Value::Null, |f| json!({"enabled": f.enabled, "approvals": f.approvals}))
+}
+
+/// Create a workspace (WS1); the creating person becomes its owner.
+pub async fn create(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    (identifier, display_name): (Identifier, DisplayName),
+) -> Result<WorkspaceView> {
+    by.require(Action::CreateWorkspace)?;
+    let mut tx = store.write().await?;
+    if tx.workspace_by_identifier(identifier.as_str()).await?.is_some() {
+        return Err(Error::conflict_on("identifier", format!("workspace {identifier} already exists")));
+    }
+    let ws = tx.insert_workspace(identifier.as_str(), display_name.as_str(), now).await?;
+    let initiator = by.initiator();
+    tx.append_event(
+        Some(ws.id),
+        EventKind::WorkspaceCreated,
+        now,
+        &initiator,
+        json!({"workspace": ws.identifier, "display_name": ws.display_name}),
+    )
+    .await?;
+    let mut my_role = None;
+    if by.actor.is_user() {
+        let role = WorkspaceRole::Owner;
+        tx.upsert_member(ws.id, SubjectKind::User, by.actor.id, role, &by.actor.name, now).await?;
+        tx.append_event(
+            Some(ws.id),
+            EventKind::MemberAdded,
+            now,
+            &initiator,
+            json!({"subject": format!("user:{}", by.actor.name), "role": role.as_str()}),
+        )
+        .await?;
+        my_role = Some(role);
+    }
+    // the installation chain records the new chain, so that its deletion is
+    // detected even with the workspace (SE7); installation chain last
+    tx.append_event(
+        None,
+        EventKind::HistoryChainCreated,
+        now,
+        &initiator,
+        canopy_domain::history::chain_created_details(&ws.id.to_string(), &ws.identifier),
+    )
+    .await?;
+    let view = view(&mut tx, ws, my_role).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// Show a workspace to those who may see it.
+pub async fn show(store: &Store, by: &Principal, ws: &str) -> Result<WorkspaceView> {
+    let mut tx = store.read().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let role = by.workspace_role(&mut tx, &ws).await?;
+    view(&mut tx, ws, role).await
+}
+
+/// A change of a workspace: `None` keeps what it has; `four_eye:
+/// Some(None)` makes it follow the installation's setting again.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceChange {
+    /// A new display name as given (checked after authorisation).
+    pub display_name: Option<String>,
+    pub four_eye: Option<Option<FourEyeChange>>,
+}
+
+/// A change of a four-eye setting; what is left out stays as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FourEyeChange {
+    pub enabled: Option<bool>,
+    pub approvals: Option<u32>,
+}
+
+impl FourEyeChange {
+    /// The setting `current` becomes, or why not (on `{field}.approvals`).
+    pub fn apply(self, field: &str, current: FourEye) -> Result<FourEye> {
+        FourEye::new(self.enabled.unwrap_or(current.enabled), self.approvals.unwrap_or(current.approvals))
+            .map_err(|e| Error::invalid(&format!("{field}.approvals"), e.to_string()))
+    }
+}
+
+/// Whether a change gives the workspace a four-eye setting of its own,
+/// which only admins may (managers must not switch off the control that
+/// checks them).
+pub fn needs_admin(change: &WorkspaceChange) -> bool {
+    change.four_eye.is_some()
+}
+
+/// Rename a workspace (managers), or give it its own four-eye setting
+/// (admins; FE1).
+pub async fn update(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    ws: &str,
+    change: WorkspaceChange,
+) -> Result<WorkspaceView> {
+    let mut tx = store.write().await?;
+    let mut ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    if needs_admin(&change) {
+        by.require(Action::AdministerInstallation)?;
+    }
+    let display_name = change
+        .display_name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|e| Error::invalid("display_name", e.to_string()))?;
+    let four_eye = match change.four_eye {
+        Some(Some(c)) => {
+            let current = tx.effective_four_eye(ws.id).await?;
+            Some(Some(c.apply("four_eye", current)?))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    if let Some(name) = display_name {
+        tx.rename_workspace(ws.id, name.as_str()).await?;
+        tx.append_event(
+            Some(ws.id),
+            EventKind::WorkspaceRenamed,
+            now,
+            &by.initiator(),
+            json!({"old": {"display_name": ws.display_name}, "new": {"display_name": name.as_str()}}),
+        )
+        .await?;
+        ws.display_name = name.into_string();
+    }
+    if let Some(setting) = four_eye {
+        let old = tx.workspace_four_eye(ws.id).await?;
+        if old != setting {
+            tx.set_workspace_four_eye(ws.id, setting).await?;
+            tx.append_event(
+                Some(ws.id),
+                EventKind::FourEyeChanged,
+                now,
+                &by.initiator(),
+                json!({"old": four_eye_details(old), "new": four_eye_details(setting)}),
+            )
+            .await?;
+        }
+    }
+    let role = by.workspace_role(&mut tx, &ws).await?;
+    let view = view(&mut tx, ws, role).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// Delete a workspace (owners). Refused while it has projects; its history is kept.
+pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, ws: &str) -> Result<()> {
+    let mut tx = store.write().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::OwnWorkspace).await?;
+    // rows before history chains, as every other path takes them
+    tx.lock_workspace(ws.id).await?;
+    let projects = tx.count_projects(ws.id).await?;
+    if projects > 0 {
+        return Err(Error::conflict(format!(
+            "workspace {} still has {projects} project(s); delete them first",
+            ws.identifier
+        )));
+    }
+    tx.append_event(
+        Some(ws.id),
+        EventKind::WorkspaceDeleted,
+        now,
+        &by.initiator(),
+        json!({"workspace": ws.identifier}),
+    )
+    .await?;
+    tx.delete_workspace(ws.id).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 
 use canopy_domain::authz::Action;
 use canopy_domain::history::EventKind;
+use canopy_domain::names::check_password;
 use canopy_domain::signin;
-use canopy_domain::{Email, InstallationRole, PersonName, Subject, SubjectKind, Username};
+use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, Subject, SubjectKind, Username};
 use canopy_store::{NewUser, Store, Tx, UserChanges, UserRecord};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -32,17 +33,38 @@ pub struct NewUserInput {
     pub installation_roles: BTreeSet<InstallationRole>,
 }
 
-/// A change of an account; `None` keeps what it has.
+/// A change of an account as given; `None` keeps what it has. The fields
+/// are checked after authorisation, so a caller who may not change the
+/// account learns nothing else.
 #[derive(Debug, Clone, Default)]
 pub struct UserUpdate {
-    pub email: Option<Email>,
-    pub first_name: Option<PersonName>,
-    pub last_name: Option<PersonName>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
     pub password: Option<String>,
     /// The account's password now, which a self-service password change needs (SE6).
     pub current_password: Option<String>,
     pub active: Option<bool>,
-    pub installation_roles: Option<BTreeSet<InstallationRole>>,
+    pub installation_roles: Option<Vec<String>>,
+}
+
+fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValue> {
+    raw.iter().map(|r| r.parse()).collect()
+}
+
+/// Refuse unless the principal may act on the account named `username`
+/// (`Action::ActOnAccount`: the person themself, or admins); an unknown
+/// name is refused alike to non-admins, so they cannot probe for accounts.
+async fn require_account(tx: &mut Tx, by: &Principal, username: &str) -> Result<()> {
+    let user = tx.user_by_username(username).await?.map(|u| u.id);
+    by.require(Action::ActOnAccount { user })
+}
+
+/// Show an account (the person themself, or admins).
+pub async fn show(store: &Store, by: &Principal, username: &str) -> Result<UserRecord> {
+    let mut tx = store.read().await?;
+    require_account(&mut tx, by, username).await?;
+    load::user(&mut tx, username).await
 }
 
 pub fn is_active_admin(u: &UserRecord) -> bool {
@@ -122,11 +144,19 @@ pub async fn update(
 ) -> Result<UserRecord> {
     let is_self = by.actor.is_user() && by.actor.name == username;
     let admin_fields = input.email.is_some() || input.active.is_some() || input.installation_roles.is_some();
-    if !is_self || admin_fields {
+    if admin_fields {
         by.require(Action::AdministerUsers)?;
+    } else {
+        require_account(&mut store.read().await?, by, username).await?;
     }
-    let UserUpdate { email, first_name, last_name, password, current_password, active, installation_roles: roles } =
-        input;
+    let UserUpdate { email, first_name, last_name, password, current_password, active, installation_roles } = input;
+    crate::validate! {
+        email: "email" => email.as_deref().map(Email::parse).transpose(),
+        first_name: "first_name" => first_name.as_deref().map(PersonName::parse).transpose(),
+        last_name: "last_name" => last_name.as_deref().map(PersonName::parse).transpose(),
+        _password: "password" => password.as_deref().map(check_password).transpose(),
+        roles: "installation_roles" => installation_roles.as_deref().map(parse_roles).transpose(),
+    }
     if is_self && active == Some(false) {
         return Err(Error::invalid("active", "you cannot deactivate your own account"));
     }
@@ -264,10 +294,8 @@ async fn check_current_password(
 /// Sign out everywhere: end every session of a user (the user themself, or
 /// admins; recorded in the history).
 pub async fn end_sessions(store: &Store, by: &Principal, now: OffsetDateTime, username: &str) -> Result<u64> {
-    if !(by.actor.is_user() && by.actor.name == username) {
-        by.require(Action::AdministerUsers)?;
-    }
     let mut tx = store.write().await?;
+    require_account(&mut tx, by, username).await?;
     let user = load::user(&mut tx, username).await?;
     let ended = tx.delete_sessions_of(user.id).await?;
     tx.append_event(

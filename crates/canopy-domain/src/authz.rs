@@ -73,6 +73,11 @@ pub enum Action {
     /// cannot: automation scoped to a workspace must not break glass past
     /// four-eye.
     GrantEmergencyAccess,
+    /// See or change one account, or end its sessions: the person themself,
+    /// signed in (not through a key), or admins. `user` is the account, or
+    /// `None` when no account has the name asked for: then only admins may
+    /// learn so.
+    ActOnAccount { user: Option<Uuid> },
 }
 
 /// Why an action was refused.
@@ -167,6 +172,13 @@ pub fn authorize(
             ActorKind::WorkspaceKey { .. } => Err(Denied::NotForWorkspaceKeys),
             ActorKind::User | ActorKind::InstallationKey => needs_role(WorkspaceRole::Manager),
         },
+        ActOnAccount { user } => {
+            if actor.is_admin() || (actor.is_user() && user == Some(actor.id)) {
+                Ok(())
+            } else {
+                Err(Denied::NeedsAdmin)
+            }
+        }
     }
 }
 
@@ -221,6 +233,23 @@ mod tests {
             name: "ann".into(),
             installation_roles: roles.iter().copied().collect(),
         }
+    }
+
+    #[test]
+    fn id1_an_account_is_for_its_person_in_person_and_for_admins() {
+        let ann = user(&[]);
+        let admin = user(&[InstallationRole::Admin]);
+        let own = Action::ActOnAccount { user: Some(ann.id) };
+        let other = Action::ActOnAccount { user: Some(admin.id) };
+        let nobody = Action::ActOnAccount { user: None };
+        assert_eq!(authorize(&ann, own, None), Ok(()));
+        assert_eq!(authorize(&ann, other, None), Err(Denied::NeedsAdmin));
+        assert_eq!(authorize(&ann, nobody, None), Err(Denied::NeedsAdmin));
+        assert_eq!(authorize(&admin, other, None), Ok(()));
+        assert_eq!(authorize(&admin, nobody, None), Ok(()));
+        // a key of ann's, even one with her id's creator, is not ann in person
+        let key = Actor { kind: ActorKind::InstallationKey, id: Uuid::new_v4(), ..ann.clone() };
+        assert_eq!(authorize(&key, Action::ActOnAccount { user: Some(key.id) }, None), Err(Denied::NeedsAdmin));
     }
 
     #[test]

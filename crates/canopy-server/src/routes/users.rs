@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery, ClientAddress};
-use crate::routes::{check_limit, decode_cursor, load_user, page, to_user};
+use crate::routes::{check_limit, decode_cursor, page, to_user};
 use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -84,11 +84,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/users/{user}", tag = "users", params(("user" = String, Path, description = "username")),
     security(("bearer" = [])), responses((status = 200, body = User), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn show(State(app): State<AppState>, caller: Caller, Path(username): Path<String>) -> ApiResult<Json<User>> {
-    if !(caller.actor.is_user() && caller.actor.name == username) {
-        caller.require(Action::AdministerUsers)?;
-    }
-    let mut tx = app.store.read().await?;
-    Ok(Json(to_user(load_user(&mut tx, &username).await?)))
+    Ok(Json(to_user(uc::show(&app.store, &caller, &username).await?)))
 }
 
 /// Change a user. Admins change anything; users change their own names and
@@ -106,26 +102,14 @@ pub async fn update(
     Path(username): Path<String>,
     ApiJson(body): ApiJson<UpdateUser>,
 ) -> ApiResult<Json<User>> {
-    let is_self = caller.actor.is_user() && caller.actor.name == username;
-    let admin_fields = body.email.is_some() || body.active.is_some() || body.installation_roles.is_some();
-    if !is_self || admin_fields {
-        caller.require(Action::AdministerUsers)?;
-    }
-    validate! {
-        email: "email" => body.email.as_deref().map(Email::parse).transpose(),
-        first_name: "first_name" => body.first_name.as_deref().map(PersonName::parse).transpose(),
-        last_name: "last_name" => body.last_name.as_deref().map(PersonName::parse).transpose(),
-        _password: "password" => body.password.as_deref().map(check_password).transpose(),
-        roles: "installation_roles" => body.installation_roles.as_deref().map(parse_roles).transpose(),
-    }
     let input = UserUpdate {
-        email,
-        first_name,
-        last_name,
+        email: body.email,
+        first_name: body.first_name,
+        last_name: body.last_name,
         password: body.password,
         current_password: body.current_password,
         active: body.active,
-        installation_roles: roles,
+        installation_roles: body.installation_roles,
     };
     let now = app.clock.now();
     Ok(Json(to_user(uc::update(&app.store, &app.passwords, &caller, (now, client), &username, input).await?)))

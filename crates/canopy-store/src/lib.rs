@@ -2,8 +2,9 @@
 //!
 //! One code path for SQLite and PostgreSQL through sqlx's `Any` driver and
 //! portable SQL (see `migrations/`). Every change is made in a [`Tx`] together
-//! with its history event ([`Tx::append_event`]), so a change without its
-//! event, or an event without its change, cannot be committed.
+//! with its history event ([`Tx::record`]), so a change without its event, or
+//! an event without its change, cannot be committed. A transaction buffers
+//! its events and appends them at [`Tx::commit`], every chain in one order.
 //!
 //! SQLite has a single writer: [`Store::write`] takes an in-process lock
 //! and then begins IMMEDIATE, so concurrent requests queue instead of
@@ -195,7 +196,7 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx { inner, _guard: guard })
+        Ok(Tx { inner, _guard: guard, events: Vec::new() })
     }
 
     /// Begin a transaction that only reads, over one consistent snapshot
@@ -206,7 +207,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
         }
-        Ok(Tx { inner, _guard: None })
+        Ok(Tx { inner, _guard: None, events: Vec::new() })
     }
 
     /// Become the node that runs the scheduler: on PostgreSQL, a session
@@ -246,10 +247,18 @@ pub struct SchedulerLock {
 pub struct Tx {
     inner: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
+    /// The history events recorded in this transaction, in recording order;
+    /// [`Tx::commit`] appends them to their chains.
+    events: Vec<history::Recorded>,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<()> {
+    /// Append the recorded events to their chains, in the one order every
+    /// transaction takes chains in (workspace chains by ascending id, the
+    /// installation chain last; each chain's events in recording order),
+    /// then commit.
+    pub async fn commit(mut self) -> Result<()> {
+        self.append_recorded().await?;
         self.inner.commit().await?;
         Ok(())
     }

@@ -381,7 +381,8 @@ impl Tx {
     }
 
     /// Lock a binding's row until the transaction ends (before its
-    /// project's tenant work and any history chain, as the expiry job does).
+    /// project's tenant work, as the expiry job does; history chains come
+    /// last, at commit).
     pub async fn lock_binding(&mut self, id: Uuid) -> Result<()> {
         sqlx::query("UPDATE bindings SET id = id WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())

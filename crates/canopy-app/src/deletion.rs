@@ -8,6 +8,7 @@ use canopy_domain::authz::Action;
 use canopy_domain::deletion::{
     ConfirmError, ProjectOutcome, TenantDeletion, TenantInDeletion, confirm as confirm_rule, project_outcome,
 };
+use canopy_domain::events::{BindingRemoved, ProjectDeleted, ProjectDeletionDeclined};
 use canopy_domain::history::{EventKind, Initiator};
 use canopy_domain::platforms::DeletionMode;
 use canopy_store::{PRIORITY_URGENT, ProjectRecord, Reach, Store, StoreError, TenantRecord, Tx, WorkspaceRecord};
@@ -377,20 +378,19 @@ pub async fn delete_project(
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     for b in tx.project_bindings(p.id).await? {
-        let subject = format!("{}:{}", b.binding.subject.kind, b.subject_name);
-        tx.append_event(
-            Some(p.workspace_id),
-            EventKind::BindingRemoved,
-            now,
-            initiator,
-            json!({"binding": b.binding.id, "project": p.identifier, "subject": subject,
-                   "role": b.role_identifier, "reason": "project deleted"}),
-        )
-        .await?;
+        let removed = BindingRemoved {
+            binding: b.binding.id,
+            project: p.identifier.clone(),
+            subject: format!("{}:{}", b.binding.subject.kind, b.subject_name),
+            role: b.role_identifier,
+            expires_at: b.binding.expires_at,
+            reason: Some("project deleted".to_owned()),
+            request: None,
+        };
+        tx.record(Some(p.workspace_id), now, initiator, removed.into())?;
     }
     tx.delete_project(p.id).await?;
-    tx.append_event(Some(p.workspace_id), EventKind::ProjectDeleted, now, initiator, json!({"project": p.identifier}))
-        .await?;
+    tx.record(Some(p.workspace_id), now, initiator, ProjectDeleted { project: p.identifier.clone() }.into())?;
     Ok(())
 }
 
@@ -418,15 +418,9 @@ pub async fn settle_project(
                 tx.set_tenant_deletion(t.id, None, &[], now).await?;
             }
             tx.set_project_deletion(p.id, None).await?;
-            let kept: Vec<&str> = tenants.iter().map(|t| t.platform.as_str()).collect();
-            tx.append_event(
-                Some(p.workspace_id),
-                EventKind::ProjectDeletionDeclined,
-                now,
-                initiator,
-                json!({"project": p.identifier, "kept_tenants": kept}),
-            )
-            .await?;
+            let kept = tenants.iter().map(|t| t.platform.clone()).collect();
+            let declined = ProjectDeletionDeclined { project: p.identifier, kept_tenants: kept };
+            tx.record(Some(p.workspace_id), now, initiator, declined.into())?;
         }
     }
     Ok(outcome)

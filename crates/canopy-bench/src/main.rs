@@ -34,6 +34,11 @@ use std::time::{Duration as StdDuration, Instant};
 use anyhow::Context;
 use canopy_domain::Subject;
 use canopy_domain::clock::Clock;
+use canopy_domain::events::{
+    BindingChanged, BindingCreated, BindingTerms, HistoryChainCreated, PlatformCreated, PlatformTerms, ProjectCreated,
+    ProjectRoleCreated, TenantCreated, UserCreated, UserDeactivated, WorkspaceCreated,
+};
+use canopy_domain::history::Initiator;
 use canopy_domain::platforms::{DeletionMode, PlatformType};
 use canopy_domain::replication::DriftPolicy;
 use canopy_domain::roles::InstallationRole;
@@ -246,16 +251,30 @@ fn peak_memory_mib() -> Option<f64> {
 struct Setup {
     ws: uuid::Uuid,
     role: uuid::Uuid,
+    role_name: String,
     users: Vec<uuid::Uuid>,
     platforms: Vec<uuid::Uuid>,
 }
 
-/// Users, a workspace, and `platforms` platforms mapping one role.
+/// Who the history names for what the bench sets up.
+fn bench() -> Initiator {
+    Initiator::system("bench")
+}
+
+/// Users, a workspace, and `platforms` platforms mapping one role; each with
+/// its history event, as every change is.
 async fn base(store: &Store, key: &SecretKey, platforms: usize, users_n: usize) -> anyhow::Result<Setup> {
     let now = OffsetDateTime::now_utc();
     let mut tx = store.write().await?;
     let role = tx.insert_project_role("bench_user", "Bench user", "", now).await?;
+    let created = ProjectRoleCreated { role: role.identifier.clone(), display_name: role.display_name.clone() };
+    tx.record(None, now, &bench(), created.into())?;
     let ws = tx.insert_workspace("bench", "Bench", now).await?;
+    let created = WorkspaceCreated { workspace: ws.identifier.clone(), display_name: ws.display_name.clone() };
+    tx.record(Some(ws.id), now, &bench(), created.into())?;
+    let chain =
+        HistoryChainCreated { workspace: ws.identifier.clone(), chain: ws.id.to_string(), recorded_later: false };
+    tx.record(None, now, &bench(), chain.into())?;
     let no_roles = BTreeSet::<InstallationRole>::new();
     let mut users = Vec::new();
     for i in 0..users_n {
@@ -269,7 +288,10 @@ async fn base(store: &Store, key: &SecretKey, platforms: usize, users_n: usize) 
             password_hash: None,
             installation_roles: &no_roles,
         };
-        users.push(tx.insert_user(new, now).await?.id);
+        let u = tx.insert_user(new, now).await?;
+        let created = UserCreated { user: u.username, email: u.email, installation_roles: Vec::new() };
+        tx.record(None, now, &bench(), created.into())?;
+        users.push(u.id);
     }
     let mut platform_ids = Vec::new();
     for i in 0..platforms {
@@ -290,10 +312,23 @@ async fn base(store: &Store, key: &SecretKey, platforms: usize, users_n: usize) 
             )
             .await?;
         tx.set_role_mapping(p.id, &[(role.id, "member".to_owned())]).await?;
+        let created = PlatformCreated {
+            platform: p.identifier.clone(),
+            r#type: p.platform_type.as_str().to_owned(),
+            secrets_set: p.secret_names.clone(),
+            terms: PlatformTerms {
+                settings: p.settings.clone(),
+                role_mapping: [(role.identifier.clone(), "member".to_owned())].into(),
+                landing_zone_required: p.landing_zone_required,
+                deletion: p.deletion.as_str().to_owned(),
+                drift_policy: p.drift_policy.as_str().to_owned(),
+            },
+        };
+        tx.record(None, now, &bench(), created.into())?;
         platform_ids.push(p.id);
     }
     tx.commit().await?;
-    Ok(Setup { ws: ws.id, role: role.id, users, platforms: platform_ids })
+    Ok(Setup { ws: ws.id, role: role.id, role_name: role.identifier, users, platforms: platform_ids })
 }
 
 /// `projects` projects named `PREFIX-N`, each with `per_project` bindings of
@@ -313,6 +348,8 @@ async fn add_projects(
         let mut tx = store.write().await?;
         let ident = format!("{prefix}-{i}");
         let p = tx.insert_project(s.ws, &ident, &ident, now).await?;
+        let created = ProjectCreated { project: ident.clone(), display_name: ident.clone(), tags: Map::new() };
+        tx.record(Some(s.ws), now, &bench(), created.into())?;
         for j in 0..per_project {
             let user = s.users[(i * 7 + j) % s.users.len()];
             let b = NewBinding {
@@ -323,10 +360,25 @@ async fn add_projects(
                 justification: None,
                 granted_by: "bench",
             };
-            ids.push(tx.insert_binding(b, now).await?.binding.id);
+            let b = tx.insert_binding(b, now).await?;
+            let created = BindingCreated {
+                binding: b.binding.id,
+                project: ident.clone(),
+                subject: format!("user:{}", b.subject_name),
+                role: s.role_name.clone(),
+                expires_at,
+                justification: None,
+                emergency: false,
+                request: None,
+            };
+            tx.record(Some(s.ws), now, &bench(), created.into())?;
+            ids.push(b.binding.id);
         }
         for pid in &s.platforms {
-            tx.insert_tenant(p.id, *pid, None, |id| format!("bench-{ident}-{}", id.simple()), now).await?;
+            let t = tx.insert_tenant(p.id, *pid, None, |id| format!("bench-{ident}-{}", id.simple()), now).await?;
+            let created =
+                TenantCreated { project: ident.clone(), platform: t.platform, landing_zone: None, name: t.name };
+            tx.record(Some(s.ws), now, &bench(), created.into())?;
         }
         tx.commit().await?;
     }
@@ -427,9 +479,18 @@ async fn main() -> anyhow::Result<()> {
                 password_hash: None,
                 installation_roles: &no_roles,
             };
-            let victim = tx.insert_user(victim, now).await?.id;
+            let victim = tx.insert_user(victim, now).await?;
+            let created = UserCreated { user: victim.username, email: victim.email, installation_roles: Vec::new() };
+            tx.record(None, now, &bench(), created.into())?;
+            let victim = victim.id;
             tx.commit().await?;
-            let theirs = Setup { ws: s.ws, role: s.role, users: vec![victim], platforms: s.platforms.clone() };
+            let theirs = Setup {
+                ws: s.ws,
+                role: s.role,
+                role_name: s.role_name.clone(),
+                users: vec![victim],
+                platforms: s.platforms.clone(),
+            };
             let their_projects = tenants.div_ceil(platforms);
             add_projects(&store, &theirs, "v", their_projects, 1, None).await?;
             drain(&rep, &store).await?;
@@ -448,6 +509,8 @@ async fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let mut tx = store.write().await?;
             tx.update_user(victim, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
+            let deactivated = UserDeactivated { user: "victim".to_owned(), reason: None, change: None };
+            tx.record(None, OffsetDateTime::now_utc(), &bench(), deactivated.into())?;
             tx.commit().await?;
             let made = revokes_made(&sim, Some("victim"), their_tenants).await;
             task.abort();
@@ -474,7 +537,24 @@ async fn main() -> anyhow::Result<()> {
             for chunk in ids.chunks(200) {
                 let mut tx = store.write().await?;
                 for id in chunk {
+                    let Some(before) = tx.binding(&id.to_string()).await? else { continue };
                     tx.update_binding(*id, s.role, Some(at)).await?;
+                    let project = before.binding.project_id;
+                    let project = tx.project_by_id(project).await?.map(|p| p.identifier).unwrap_or_default();
+                    let changed = BindingChanged {
+                        binding: *id,
+                        project,
+                        subject: format!("user:{}", before.subject_name),
+                        old: BindingTerms {
+                            role: before.role_identifier.clone(),
+                            expires_at: before.binding.expires_at,
+                        },
+                        new: BindingTerms { role: before.role_identifier, expires_at: Some(at) },
+                        justification: None,
+                        emergency: false,
+                        request: None,
+                    };
+                    tx.record(Some(s.ws), OffsetDateTime::now_utc(), &bench(), changed.into())?;
                 }
                 tx.commit().await?;
             }

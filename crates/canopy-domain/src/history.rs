@@ -322,9 +322,16 @@ impl HistoryProblem {
     }
 }
 
-/// The details of the installation event that records a new chain.
+/// The details of the installation event that records a new chain, as
+/// untyped JSON for callers not converted to
+/// [`crate::events::HistoryChainCreated`] yet.
 pub fn chain_created_details(chain_id: &str, label: &str) -> serde_json::Value {
-    serde_json::json!({"workspace": label, "chain": chain_id})
+    let event = crate::events::HistoryChainCreated {
+        workspace: label.to_owned(),
+        chain: chain_id.to_owned(),
+        recorded_later: false,
+    };
+    serde_json::to_value(event).unwrap_or_default()
 }
 
 /// The chain (id, label) that an installation event records as created, if it is such an event.

@@ -9,6 +9,7 @@ pub mod authz;
 pub mod checkpoint;
 pub mod clock;
 pub mod deletion;
+pub mod events;
 pub mod four_eye;
 pub mod history;
 pub mod mail;
@@ -22,5 +23,6 @@ pub mod tags;
 
 pub use access::{Binding, Subject, SubjectKind};
 pub use authz::{Action, Actor, Denied};
+pub use events::Event;
 pub use names::{DisplayName, Email, Identifier, InvalidValue, PersonName, RoleIdentifier, SearchTerm, Username};
 pub use roles::{InstallationRole, WorkspaceRole};

@@ -26,13 +26,12 @@ use std::time::Duration as StdDuration;
 use canopy_domain::Email;
 use canopy_domain::access::{EXPIRING_SOON, ExpiryState, expiry_state};
 use canopy_domain::clock::Clock;
+use canopy_domain::events::{BindingExpired, RoleRequestVoid};
 use canopy_domain::four_eye::{REQUEST_LIFETIME, RequestState, VoidReason};
-use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::history::Initiator;
 use canopy_domain::mail::{AccessChange, expiring_for_manager};
 use canopy_store::{Decision, Store, StoreError};
-use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
 /// The name the history gives this job.
@@ -43,10 +42,6 @@ const BATCH: i64 = 200;
 const STALE: time::Duration = time::Duration::days(7);
 /// The longest the loop sleeps without looking for new expirations.
 pub const LOOK_AGAIN: StdDuration = StdDuration::from_secs(5);
-
-fn instant(t: OffsetDateTime) -> Value {
-    t.format(&Rfc3339).map_or(Value::Null, Value::String)
-}
 
 /// End every binding whose expiration passed by now. Returns how many this
 /// pass ended.
@@ -96,10 +91,14 @@ async fn end_one(
         return Ok(false);
     }
     let Some(project) = tx.project_by_id(b.binding.project_id).await? else { return Ok(false) };
-    let details = json!({"binding": b.binding.id, "project": project.identifier,
-        "subject": format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name),
-        "role": b.role_identifier, "expires_at": instant(expires_at)});
-    tx.append_event(Some(project.workspace_id), EventKind::BindingExpired, now, system, details).await?;
+    let expired = BindingExpired {
+        binding: b.binding.id,
+        project: project.identifier.clone(),
+        subject: format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name),
+        role: b.role_identifier.clone(),
+        expires_at,
+    };
+    tx.record(Some(project.workspace_id), now, system, expired.into())?;
     // AC11: the people it gave access are told, unless it expired
     // long ago (a database upgraded to the expiry job, or a very
     // long stop): the history records it, nobody needs the news
@@ -187,9 +186,14 @@ pub async fn void_lapsed(store: &Store, clock: &dyn Clock) -> Result<u64, StoreE
             if !tx.decide_role_request(q.id, decision, now).await? {
                 continue;
             }
-            let details = json!({"request": q.id, "project": q.project, "subject": q.subject_string(),
-                "role": q.role, "reason": reason});
-            tx.append_event(Some(q.workspace_id), EventKind::RoleRequestVoid, now, &system, details).await?;
+            let void = RoleRequestVoid {
+                request: q.id,
+                project: q.project.clone(),
+                subject: q.subject_string(),
+                role: q.role.clone(),
+                reason: reason.clone(),
+            };
+            tx.record(Some(q.workspace_id), now, &system, void.into())?;
             tx.tell_requester(&q, RequestState::Void, JOB, Some(&reason), now).await?;
             tx.commit().await?;
             voided += 1;

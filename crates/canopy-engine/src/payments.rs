@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use canopy_domain::clock::Clock;
-use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::events::{ExpiredPaymentMethod, PaymentMethodSubstituted};
+use canopy_domain::history::Initiator;
 use canopy_domain::payments::substitutes;
-use canopy_store::{Store, StoreError, format_date};
-use serde_json::json;
+use canopy_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 pub const JOB: &str = "payments";
@@ -35,9 +35,17 @@ pub async fn substitute_expired(store: &Store, clock: &dyn Clock) -> Result<u64,
             continue;
         }
         tx.set_project_payment(p.project_id, Some(substitute), None).await?;
-        let details = json!({"project": p.project, "expired": {"payment_method": p.method.id, "name": p.method.name,
-            "expires_on": format_date(p.method.expires_on)}, "payment_method": substitute, "substitute_payment_method": null});
-        tx.append_event(Some(p.workspace_id), EventKind::PaymentMethodSubstituted, now, &system, details).await?;
+        let event = PaymentMethodSubstituted {
+            project: p.project,
+            expired: ExpiredPaymentMethod {
+                payment_method: p.method.id,
+                name: p.method.name,
+                expires_on: p.method.expires_on,
+            },
+            payment_method: substitute,
+            substitute_payment_method: None,
+        };
+        tx.record(Some(p.workspace_id), now, &system, event.into())?;
         switched += 1;
     }
     tx.commit().await?;

@@ -25,14 +25,17 @@ use std::time::Duration as StdDuration;
 use canopy_domain::access::UserStatus;
 use canopy_domain::clock::Clock;
 use canopy_domain::deletion::TenantDeletion;
-use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::events::{
+    ConfirmedRevocation, PlatformAssignment, TenantDeleted, TenantDriftDetected, TenantDriftRepaired, TenantReplicated,
+    TenantReplicationFailed,
+};
+use canopy_domain::history::Initiator;
 use canopy_domain::replication::{
     Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, platform_wait, retry_delay, split_drift,
 };
 use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use canopy_store::{Claim, Outcome, PlatformRecord, ReplicationInput, SecretKey, Store, StoreError};
-use serde_json::{Map, Value, json};
-use time::format_description::well_known::Rfc3339;
+use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Semaphore;
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
@@ -202,8 +205,8 @@ fn scope(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> Sc
     }
 }
 
-fn names(list: &[Assignment<String>]) -> Vec<Value> {
-    list.iter().map(|a| json!({"account": a.user, "platform_role": a.platform_role})).collect()
+fn names(list: &[Assignment<String>]) -> Vec<PlatformAssignment> {
+    list.iter().map(PlatformAssignment::from).collect()
 }
 
 impl<K: Connector> Replicator<K> {
@@ -482,9 +485,16 @@ impl<K: Connector> Replicator<K> {
         let mut tx = self.store.write().await?;
         tx.lock_project_tenants(input.tenant.project_id).await?;
         tx.delete_tenant(input.tenant.id).await?;
-        let details = json!({"project": input.project, "platform": input.tenant.platform,
-            "external_id": input.tenant.external_id, "node": self.config.node});
-        tx.append_event(Some(input.workspace_id), EventKind::TenantDeleted, now, &system, details).await?;
+        let deleted = TenantDeleted {
+            project: input.project.clone(),
+            platform: input.tenant.platform.clone(),
+            external_id: input.tenant.external_id.clone(),
+            node: Some(self.config.node.clone()),
+            by_hand: false,
+            revoked: None,
+            platform_error: None,
+        };
+        tx.record(Some(input.workspace_id), now, &system, deleted.into())?;
         crate::deletion::settle_project(&mut tx, input.tenant.project_id, &system, now).await?;
         tx.commit().await?;
         Ok(TenantRun::default())
@@ -663,9 +673,9 @@ impl<K: Connector> Replicator<K> {
         let tenant_id = input.tenant.id;
         let ws = Some(input.workspace_id);
         let system = Initiator::system(JOB);
-        let about = json!({"project": input.project, "platform": input.tenant.platform, "node": self.config.node});
+        let (project, platform, node) =
+            (input.project.clone(), input.tenant.platform.clone(), self.config.node.clone());
         let mut tx = self.store.write().await?;
-        // tenant rows before the history chain, like the deletion requests
         tx.lock_project_tenants(input.tenant.project_id).await?;
         for a in progress.granted.iter().chain(&progress.confirmed) {
             tx.confirm_grant(tenant_id, a, now).await?;
@@ -679,34 +689,47 @@ impl<K: Connector> Replicator<K> {
         let (repaired_grants, granted): (Vec<_>, Vec<_>) = progress.granted.iter().cloned().partition(is_drift_grant);
         let (repaired_revokes, revoked): (Vec<_>, Vec<_>) = progress.revoked.iter().cloned().partition(is_drift_revoke);
         if progress.created.is_some() || !granted.is_empty() || !revoked.is_empty() {
-            let mut d = about.clone();
-            d["external_id"] = json!(progress.created.as_ref().or(input.tenant.external_id.as_ref()));
-            d["created"] = json!(progress.created.is_some());
-            d["granted"] = json!(names(&granted));
-            let confirmed_at = now.format(&Rfc3339).unwrap_or_default();
-            d["revoked"] = json!(
-                revoked
+            let replicated = TenantReplicated {
+                project: project.clone(),
+                platform: platform.clone(),
+                node: node.clone(),
+                external_id: progress.created.clone().or_else(|| input.tenant.external_id.clone()),
+                created: progress.created.is_some(),
+                granted: names(&granted),
+                revoked: revoked
                     .iter()
-                    .map(|a| json!({"account": a.user, "platform_role": a.platform_role, "confirmed_at": confirmed_at}))
-                    .collect::<Vec<_>>()
-            );
-            tx.append_event(ws, EventKind::TenantReplicated, now, &system, d).await?;
+                    .map(|a| ConfirmedRevocation {
+                        account: a.user.clone(),
+                        platform_role: a.platform_role.clone(),
+                        confirmed_at: now,
+                    })
+                    .collect(),
+            };
+            tx.record(ws, now, &system, replicated.into())?;
         }
         if !repaired_grants.is_empty() || !repaired_revokes.is_empty() {
-            let mut d = about.clone();
-            d["restored"] = json!(names(&repaired_grants));
-            d["removed"] = json!(names(&repaired_revokes));
-            tx.append_event(ws, EventKind::TenantDriftRepaired, now, &system, d).await?;
+            let repaired = TenantDriftRepaired {
+                project: project.clone(),
+                platform: platform.clone(),
+                node: node.clone(),
+                restored: names(&repaired_grants),
+                removed: names(&repaired_revokes),
+            };
+            tx.record(ws, now, &system, repaired.into())?;
         }
         // an abandoned run's drift is found and reported again by the next run
         if input.platform.drift_policy == DriftPolicy::Report
             && !drift.is_empty()
             && !matches!(ending, Ending::Abandoned)
         {
-            let mut d = about.clone();
-            d["missing"] = json!(names(&drift.grant));
-            d["unexpected"] = json!(names(&drift.revoke));
-            tx.append_event(ws, EventKind::TenantDriftDetected, now, &system, d).await?;
+            let detected = TenantDriftDetected {
+                project: project.clone(),
+                platform: platform.clone(),
+                node: node.clone(),
+                missing: names(&drift.grant),
+                unexpected: names(&drift.revoke),
+            };
+            tx.record(ws, now, &system, detected.into())?;
         }
         match ending {
             Ending::Abandoned => {}
@@ -715,10 +738,14 @@ impl<K: Connector> Replicator<K> {
                 let message = e.to_string();
                 // one event per distinct failure, not one per retry
                 if input.tenant.last_error.as_deref() != Some(message.as_str()) {
-                    let mut d = about.clone();
-                    d["error"] = json!(message);
-                    d["retryable"] = json!(matches!(e, PlatformError::Retryable { .. }));
-                    tx.append_event(ws, EventKind::TenantReplicationFailed, now, &system, d).await?;
+                    let failed = TenantReplicationFailed {
+                        project,
+                        platform,
+                        node,
+                        error: message.clone(),
+                        retryable: matches!(e, PlatformError::Retryable { .. }),
+                    };
+                    tx.record(ws, now, &system, failed.into())?;
                 }
                 tx.set_tenant_outcome(tenant_id, Outcome::Failed { error: &message }, now).await?;
             }

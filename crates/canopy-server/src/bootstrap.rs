@@ -3,10 +3,10 @@
 use std::collections::BTreeSet;
 
 use canopy_domain::InstallationRole;
-use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
+use canopy_domain::events::{ProjectRoleCreated, UserCreated};
+use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::roles::DEFAULT_PROJECT_ROLES;
 use canopy_store::{NewUser, Store};
-use serde_json::json;
 
 use crate::auth::hash_password;
 use crate::error::ApiError;
@@ -85,24 +85,16 @@ pub async fn bootstrap(
             now,
         )
         .await?;
-    tx.append_event(
-        None,
-        EventKind::UserCreated,
-        now,
-        &system,
-        json!({"user": admin.username, "installation_roles": ["admin"]}),
-    )
-    .await?;
+    let created = UserCreated {
+        user: admin.username,
+        email: admin.email,
+        installation_roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+    };
+    tx.record(None, now, &system, created.into())?;
     for (identifier, display_name, description) in DEFAULT_PROJECT_ROLES {
         tx.insert_project_role(identifier, display_name, description, now).await?;
-        tx.append_event(
-            None,
-            EventKind::ProjectRoleCreated,
-            now,
-            &system,
-            json!({"role": identifier, "display_name": display_name}),
-        )
-        .await?;
+        let role = ProjectRoleCreated { role: identifier.to_owned(), display_name: display_name.to_owned() };
+        tx.record(None, now, &system, role.into())?;
     }
     tx.commit().await?;
     Ok(if generated {

@@ -143,6 +143,8 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidText => {
                 Self::BadRequest("the request holds text that cannot be stored (NUL characters)".into())
             }
+            // a change without its history event: a bug, refused and logged as a 500
+            e @ StoreError::Unrecorded(_) => Self::Internal(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -113,7 +113,7 @@ impl Tx {
         description: &str,
         now: OffsetDateTime,
     ) -> Result<ProjectRoleRecord> {
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO project_roles (id, identifier, display_name, description, position, created_at) \
              VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), 0) + 1 FROM project_roles), $5)",
         )
@@ -124,6 +124,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_project_role");
         self.project_role(identifier).await?.ok_or(StoreError::Conflict)
     }
 
@@ -144,12 +145,13 @@ impl Tx {
     }
 
     pub async fn update_project_role(&mut self, id: Uuid, display_name: &str, description: &str) -> Result<()> {
-        sqlx::query("UPDATE project_roles SET display_name = $2, description = $3 WHERE id = $1")
+        let written = sqlx::query("UPDATE project_roles SET display_name = $2, description = $3 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .bind(description)
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "update_project_role");
         Ok(())
     }
 
@@ -162,7 +164,9 @@ impl Tx {
     }
 
     pub async fn delete_project_role(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM project_roles WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM project_roles WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_project_role");
         Ok(())
     }
 
@@ -175,7 +179,7 @@ impl Tx {
             SubjectKind::User => (Some(subject.id.to_string()), None),
             SubjectKind::Group => (None, Some(subject.id.to_string())),
         };
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO bindings (id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -190,6 +194,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_binding");
         self.mark_dirty(Reach::Project(project_id), PRIORITY_NORMAL).await?;
         self.binding(&id).await?.ok_or(StoreError::Conflict)
     }
@@ -240,7 +245,7 @@ impl Tx {
     pub async fn update_binding(&mut self, id: Uuid, role_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
         // a new expiration is ended and announced again when it comes (AC7);
         // the same one keeps its marks (the right-hand sides read the old row)
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE bindings SET role_id = $2, \
                ended_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN ended_at ELSE NULL END, \
                expiry_notice_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN expiry_notice_at ELSE NULL END, \
@@ -251,6 +256,7 @@ impl Tx {
         .bind(expires_at.map(to_us))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "update_binding");
         self.mark_binding_project_dirty(id).await
     }
 
@@ -319,6 +325,7 @@ impl Tx {
                 .bind(to_us(now))
                 .execute(self.conn())
                 .await?;
+        self.changed(done.rows_affected(), "end_expired_binding");
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -374,7 +381,8 @@ impl Tx {
     }
 
     /// Lock a binding's row until the transaction ends (before its
-    /// project's tenant work and any history chain, as the expiry job does).
+    /// project's tenant work, as the expiry job does; history chains come
+    /// last, at commit).
     pub async fn lock_binding(&mut self, id: Uuid) -> Result<()> {
         sqlx::query("UPDATE bindings SET id = id WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
@@ -382,7 +390,9 @@ impl Tx {
 
     pub async fn delete_binding(&mut self, id: Uuid) -> Result<()> {
         self.mark_binding_project_dirty(id).await?;
-        sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_binding");
         Ok(())
     }
 

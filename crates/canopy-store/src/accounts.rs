@@ -146,7 +146,7 @@ impl Tx {
 
     pub async fn insert_user(&mut self, u: NewUser<'_>, now: OffsetDateTime) -> Result<UserRecord> {
         let id = new_id();
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO users (id, username, email, first_name, last_name, password_hash, active, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
         )
@@ -159,21 +159,24 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_user");
         self.replace_installation_roles(&id, u.installation_roles).await?;
         self.user_by("id", &id).await?.ok_or(crate::StoreError::Conflict)
     }
 
     async fn replace_installation_roles(&mut self, user_id: &str, roles: &BTreeSet<InstallationRole>) -> Result<()> {
-        sqlx::query("DELETE FROM user_installation_roles WHERE user_id = $1")
+        let written = sqlx::query("DELETE FROM user_installation_roles WHERE user_id = $1")
             .bind(user_id)
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "replace_installation_roles");
         for role in roles {
-            sqlx::query("INSERT INTO user_installation_roles (user_id, role) VALUES ($1, $2)")
+            let written = sqlx::query("INSERT INTO user_installation_roles (user_id, role) VALUES ($1, $2)")
                 .bind(user_id)
                 .bind(role.as_str())
                 .execute(self.conn())
                 .await?;
+            self.changed(written.rows_affected(), "replace_installation_roles");
         }
         Ok(())
     }
@@ -244,7 +247,7 @@ impl Tx {
 
     pub async fn update_user(&mut self, id: Uuid, c: &UserChanges) -> Result<()> {
         let id_s = id.to_string();
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE users SET email = COALESCE($2, email), first_name = COALESCE($3, first_name), \
              last_name = COALESCE($4, last_name), password_hash = COALESCE($5, password_hash), \
              active = COALESCE($6, active) WHERE id = $1",
@@ -257,6 +260,7 @@ impl Tx {
         .bind(c.active.map(i64::from))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "update_user");
         if let Some(active) = c.active {
             // AC10: a deactivated account leaves every tenant, before other work;
             // a reactivated one returns
@@ -313,7 +317,8 @@ impl Tx {
     pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
         // before the bindings go with the user, so the tenants they reached are known
         self.mark_dirty(Reach::User(id), PRIORITY_URGENT).await?;
-        sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_user");
         Ok(())
     }
 
@@ -373,7 +378,7 @@ impl Tx {
     pub async fn insert_api_key(&mut self, k: NewApiKey<'_>, now: OffsetDateTime) -> Result<ApiKeyRecord> {
         let NewApiKey { name, token_hash, workspace_id, role, created_by_id, created_by, expires_at } = k;
         let id = new_id();
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO api_keys (id, name, token_hash, workspace_id, role, created_by_id, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -388,6 +393,7 @@ impl Tx {
         .bind(expires_at.map(to_us))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_api_key");
         self.api_key(&id).await?.ok_or(crate::StoreError::Conflict)
     }
 
@@ -443,7 +449,9 @@ impl Tx {
     }
 
     pub async fn delete_api_key(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_api_key");
         Ok(())
     }
 
@@ -455,13 +463,15 @@ impl Tx {
         display_name: &str,
         now: OffsetDateTime,
     ) -> Result<GroupRecord> {
-        sqlx::query("INSERT INTO user_groups (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(new_id())
-            .bind(identifier)
-            .bind(display_name)
-            .bind(to_us(now))
-            .execute(self.conn())
-            .await?;
+        let written =
+            sqlx::query("INSERT INTO user_groups (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(new_id())
+                .bind(identifier)
+                .bind(display_name)
+                .bind(to_us(now))
+                .execute(self.conn())
+                .await?;
+        self.changed(written.rows_affected(), "insert_group");
         self.group_by_identifier(identifier).await?.ok_or(crate::StoreError::Conflict)
     }
 
@@ -493,17 +503,20 @@ impl Tx {
     }
 
     pub async fn rename_group(&mut self, id: Uuid, display_name: &str) -> Result<()> {
-        sqlx::query("UPDATE user_groups SET display_name = $2 WHERE id = $1")
+        let written = sqlx::query("UPDATE user_groups SET display_name = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "rename_group");
         Ok(())
     }
 
     pub async fn delete_group(&mut self, id: Uuid) -> Result<()> {
         self.mark_dirty(Reach::Group(id), PRIORITY_NORMAL).await?;
-        sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_group");
         Ok(())
     }
 
@@ -528,22 +541,24 @@ impl Tx {
     }
 
     pub async fn add_group_member(&mut self, group_id: Uuid, user_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
+        let written = sqlx::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
             .bind(group_id.to_string())
             .bind(user_id.to_string())
             .bind(to_us(now))
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "add_group_member");
         self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL).await?;
         Ok(())
     }
 
     pub async fn remove_group_member(&mut self, group_id: Uuid, user_id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+        let written = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group_id.to_string())
             .bind(user_id.to_string())
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "remove_group_member");
         self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL).await?;
         Ok(())
     }

@@ -62,7 +62,7 @@ impl Tx {
     }
 
     pub async fn insert_emergency_revocation(&mut self, r: &RevocationRecord) -> Result<()> {
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO emergency_revocations (id, user_id, username, justification, initiator, requested_at, removed) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -75,8 +75,9 @@ impl Tx {
         .bind(r.removed.to_string())
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_emergency_revocation");
         for h in &r.held {
-            sqlx::query(
+            let written = sqlx::query(
                 "INSERT INTO emergency_revocation_assignments \
                  (revocation_id, tenant_id, workspace, project, platform, external_id, platform_role) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -90,6 +91,7 @@ impl Tx {
             .bind(&h.platform_role)
             .execute(self.conn())
             .await?;
+            self.changed(written.rows_affected(), "insert_emergency_revocation");
         }
         Ok(())
     }

@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use canopy_domain::checkpoint::{ChainHead, Checkpoint, PublicKey, check_checkpoint};
+use canopy_domain::events::{Event, HistoryChainCreated};
 use canopy_domain::history::{
-    ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, chain_created_details, created_chain,
-    missing_chains, verify_chain,
+    ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, created_chain, missing_chains, verify_chain,
 };
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
@@ -48,6 +48,16 @@ impl Verification {
     }
 }
 
+/// An event recorded in a transaction, appended to its chain at commit.
+pub(crate) struct Recorded {
+    workspace_id: Option<Uuid>,
+    kind: EventKind,
+    at: OffsetDateTime,
+    initiator: Initiator,
+    /// The details, serialised at commit (object keys in sorted order).
+    details: serde_json::Value,
+}
+
 /// The system job that records chains made before their creation was recorded.
 pub const HISTORY_JOB: &str = "history";
 
@@ -81,15 +91,34 @@ impl Tx {
         Ok(())
     }
 
-    /// Append an event to a workspace's chain (`Some(id)`) or the installation's
-    /// (`None`), in this transaction, linked to the chain's last event.
+    /// Record a history event in a workspace's chain (`Some(id)`) or the
+    /// installation's (`None`), as part of this transaction: it is appended
+    /// at [`Tx::commit`], linked to the chain's last event, and commits or
+    /// rolls back with the change it records.
     ///
-    /// This locks the chain's head until the transaction ends. A transaction
-    /// that appends to several chains must take them in one order, or two
-    /// such transactions deadlock on PostgreSQL: workspace chains first, in
-    /// ascending workspace id (the order `direct_memberships` returns), and the
-    /// installation chain last. Row locks a transaction needs (a user, a
-    /// workspace, the admins) are taken before its first append.
+    /// Recording takes no lock. At commit the transaction appends to each
+    /// chain it recorded in, in the one order that cannot deadlock:
+    /// workspace chains first, in ascending workspace id, the installation
+    /// chain last, each chain's events in the order they were recorded.
+    /// Appending locks the chain's head until the transaction ends, after
+    /// every row lock the transaction took, so callers need not order their
+    /// events by chain.
+    pub fn record(
+        &mut self,
+        workspace_id: Option<Uuid>,
+        at: OffsetDateTime,
+        initiator: &Initiator,
+        event: Event,
+    ) -> Result<()> {
+        let kind = event.kind();
+        let details = serde_json::to_value(&event)
+            .map_err(|e| StoreError::Corrupt(format!("the details of a {kind} event: {e}")))?;
+        self.events.push(Recorded { workspace_id, kind, at, initiator: initiator.clone(), details });
+        Ok(())
+    }
+
+    /// Record an event with untyped details: [`Tx::record`] for callers not
+    /// converted to [`Event`] yet. Buffered and appended at commit like it.
     pub async fn append_event(
         &mut self,
         workspace_id: Option<Uuid>,
@@ -97,7 +126,26 @@ impl Tx {
         at: OffsetDateTime,
         initiator: &Initiator,
         details: serde_json::Value,
-    ) -> Result<ChainedEvent> {
+    ) -> Result<()> {
+        self.events.push(Recorded { workspace_id, kind, at, initiator: initiator.clone(), details });
+        Ok(())
+    }
+
+    /// Append the recorded events, workspace chains first in ascending id,
+    /// the installation chain last, each chain in recording order.
+    pub(crate) async fn append_recorded(&mut self) -> Result<()> {
+        let mut events = std::mem::take(&mut self.events);
+        // stable: a chain's events stay in the order they were recorded
+        events.sort_by_key(|e| (e.workspace_id.is_none(), e.workspace_id));
+        for e in &events {
+            self.append(e).await?;
+        }
+        Ok(())
+    }
+
+    /// Append one event to its chain, linked to the chain's last event.
+    async fn append(&mut self, recorded: &Recorded) -> Result<()> {
+        let Recorded { workspace_id, kind, at, initiator, details } = recorded;
         let chain = workspace_id.map_or_else(|| INSTALLATION_CHAIN.to_owned(), |w| w.to_string());
         // Bumping the head first takes its row lock (PostgreSQL) so appends to
         // one chain are serialised; it returns the new seq and the old hash.
@@ -113,7 +161,7 @@ impl Tx {
             chain: chain.clone(),
             seq: head.int("last_seq")?,
             kind: kind.as_str().to_owned(),
-            at_us: to_us(at),
+            at_us: to_us(*at),
             initiator_kind: initiator.kind.as_str().to_owned(),
             initiator_id: initiator.id.clone(),
             initiator_name: initiator.name.clone(),
@@ -143,7 +191,7 @@ impl Tx {
             .bind(&event.hash)
             .execute(self.conn())
             .await?;
-        Ok(event)
+        Ok(())
     }
 
     /// A page of a chain's events, newest first.
@@ -305,9 +353,8 @@ impl Store {
             if known.contains(&chain) {
                 continue;
             }
-            let mut details = chain_created_details(&chain, &label);
-            details["recorded_later"] = serde_json::Value::Bool(true);
-            tx.append_event(None, EventKind::HistoryChainCreated, now, &system, details).await?;
+            let event = HistoryChainCreated { workspace: label, chain, recorded_later: true };
+            tx.record(None, now, &system, event.into())?;
             n += 1;
         }
         tx.commit().await?;

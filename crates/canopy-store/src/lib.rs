@@ -2,8 +2,9 @@
 //!
 //! One code path for SQLite and PostgreSQL through sqlx's `Any` driver and
 //! portable SQL (see `migrations/`). Every change is made in a [`Tx`] together
-//! with its history event ([`Tx::append_event`]), so a change without its
-//! event, or an event without its change, cannot be committed.
+//! with its history event ([`Tx::record`]), so a change without its event, or
+//! an event without its change, cannot be committed. A transaction buffers
+//! its events and appends them at [`Tx::commit`], every chain in one order.
 //!
 //! SQLite has a single writer: [`Store::write`] takes an in-process lock
 //! and then begins IMMEDIATE, so concurrent requests queue instead of
@@ -68,6 +69,11 @@ pub enum StoreError {
     /// The SQLite database file could not be created or made private.
     #[error("{0}")]
     File(String),
+    /// A transaction changed recorded state (through the store methods
+    /// named) but recorded no history event, so it was rolled back rather
+    /// than committed: a bug in the caller, which must record the change.
+    #[error("a change to recorded state ({0}) without its history event was refused; nothing was committed")]
+    Unrecorded(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -195,7 +201,7 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx { inner, _guard: guard })
+        Ok(Tx { inner, _guard: guard, events: Vec::new(), changed: Vec::new() })
     }
 
     /// Begin a transaction that only reads, over one consistent snapshot
@@ -206,7 +212,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
         }
-        Ok(Tx { inner, _guard: None })
+        Ok(Tx { inner, _guard: None, events: Vec::new(), changed: Vec::new() })
     }
 
     /// Become the node that runs the scheduler: on PostgreSQL, a session
@@ -260,12 +266,42 @@ impl SchedulerLock {
 pub struct Tx {
     inner: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
+    /// The history events recorded in this transaction, in recording order;
+    /// [`Tx::commit`] appends them to their chains.
+    events: Vec<history::Recorded>,
+    /// The store methods that changed recorded state in this transaction
+    /// (each once): rows of the tables whose every change the history
+    /// records. Operational state (sessions, sign-in counters, mails, tenant
+    /// work, replication bookkeeping) is not recorded state.
+    changed: Vec<&'static str>,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<()> {
+    /// Append the recorded events to their chains, in the one order every
+    /// transaction takes chains in (workspace chains by ascending id, the
+    /// installation chain last; each chain's events in recording order),
+    /// then commit.
+    ///
+    /// A transaction that changed recorded state but recorded no event is
+    /// rolled back instead, and answers [`StoreError::Unrecorded`]: a change
+    /// never commits without its history.
+    pub async fn commit(mut self) -> Result<()> {
+        if !self.changed.is_empty() && self.events.is_empty() {
+            let changed = self.changed.join(", ");
+            self.inner.rollback().await?;
+            return Err(StoreError::Unrecorded(changed));
+        }
+        self.append_recorded().await?;
         self.inner.commit().await?;
         Ok(())
+    }
+
+    /// Remember that the store method `what` changed recorded state, when it
+    /// wrote `rows` rows (none: nothing changed).
+    pub(crate) fn changed(&mut self, rows: u64, what: &'static str) {
+        if rows > 0 && !self.changed.contains(&what) {
+            self.changed.push(what);
+        }
     }
 
     fn conn(&mut self) -> &mut sqlx::AnyConnection {

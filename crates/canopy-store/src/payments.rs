@@ -84,7 +84,7 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<PaymentMethodRecord> {
         let id = new_id();
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO payment_methods (id, workspace_id, name, amount, expires_on, billing_data, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -97,12 +97,13 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_payment_method");
         let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.payment_method(id).await?.ok_or(StoreError::Conflict)
     }
 
     pub async fn update_payment_method(&mut self, m: &PaymentMethodRecord) -> Result<()> {
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE payment_methods SET name = $2, amount = $3, expires_on = $4, billing_data = $5 WHERE id = $1",
         )
         .bind(m.id.to_string())
@@ -112,11 +113,14 @@ impl Tx {
         .bind(Value::Object(m.billing_data.clone()).to_string())
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "update_payment_method");
         Ok(())
     }
 
     pub async fn delete_payment_method(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM payment_methods WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM payment_methods WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_payment_method");
         Ok(())
     }
 
@@ -137,12 +141,14 @@ impl Tx {
         method: Option<Uuid>,
         substitute: Option<Uuid>,
     ) -> Result<()> {
-        sqlx::query("UPDATE projects SET payment_method_id = $2, substitute_payment_method_id = $3 WHERE id = $1")
-            .bind(project_id.to_string())
-            .bind(method.map(|m| m.to_string()))
-            .bind(substitute.map(|m| m.to_string()))
-            .execute(self.conn())
-            .await?;
+        let written =
+            sqlx::query("UPDATE projects SET payment_method_id = $2, substitute_payment_method_id = $3 WHERE id = $1")
+                .bind(project_id.to_string())
+                .bind(method.map(|m| m.to_string()))
+                .bind(substitute.map(|m| m.to_string()))
+                .execute(self.conn())
+                .await?;
+        self.changed(written.rows_affected(), "set_project_payment");
         Ok(())
     }
 

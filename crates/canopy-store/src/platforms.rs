@@ -101,7 +101,7 @@ impl Tx {
     ) -> Result<PlatformRecord> {
         let id = new_id();
         let (sealed, names) = sealed_secrets(key, &id, p.secrets)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let written = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO platforms ({PLATFORM_COLS}, secrets) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )))
         .bind(&id)
@@ -116,6 +116,7 @@ impl Tx {
         .bind(sealed)
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_platform");
         self.platform(p.identifier).await?.ok_or(StoreError::Conflict)
     }
 
@@ -162,7 +163,7 @@ impl Tx {
     ) -> Result<()> {
         let id = p.id.to_string();
         let (sealed, names) = sealed_secrets(key, &id, secrets)?;
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE platforms SET settings = $2, secrets = $3, secret_names = $4, landing_zone_required = $5, \
              deletion = $6, drift_policy = $7 WHERE id = $1",
         )
@@ -175,29 +176,36 @@ impl Tx {
         .bind(p.drift_policy.as_str())
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "update_platform");
         self.mark_dirty(Reach::Platform(p.id), PRIORITY_NORMAL).await?;
         Ok(())
     }
 
     pub async fn delete_platform(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM platforms WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM platforms WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_platform");
         Ok(())
     }
 
     /// Replace a platform's role mapping: (project role id, platform role).
     /// Its tenants converge on the new mapping.
     pub async fn set_role_mapping(&mut self, platform_id: Uuid, mapping: &[(Uuid, String)]) -> Result<()> {
-        sqlx::query("DELETE FROM platform_role_mappings WHERE platform_id = $1")
+        let written = sqlx::query("DELETE FROM platform_role_mappings WHERE platform_id = $1")
             .bind(platform_id.to_string())
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "set_role_mapping");
         for (role_id, platform_role) in mapping {
-            sqlx::query("INSERT INTO platform_role_mappings (platform_id, role_id, platform_role) VALUES ($1, $2, $3)")
-                .bind(platform_id.to_string())
-                .bind(role_id.to_string())
-                .bind(platform_role)
-                .execute(self.conn())
-                .await?;
+            let written = sqlx::query(
+                "INSERT INTO platform_role_mappings (platform_id, role_id, platform_role) VALUES ($1, $2, $3)",
+            )
+            .bind(platform_id.to_string())
+            .bind(role_id.to_string())
+            .bind(platform_role)
+            .execute(self.conn())
+            .await?;
+            self.changed(written.rows_affected(), "set_role_mapping");
         }
         self.mark_dirty(Reach::Platform(platform_id), PRIORITY_NORMAL).await?;
         Ok(())
@@ -234,7 +242,7 @@ impl Tx {
         settings: &Map<String, Value>,
         now: OffsetDateTime,
     ) -> Result<LandingZoneRecord> {
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO landing_zones (id, platform_id, identifier, display_name, settings, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -246,6 +254,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_landing_zone");
         self.landing_zone(platform_id, identifier).await?.ok_or(StoreError::Conflict)
     }
 
@@ -273,17 +282,20 @@ impl Tx {
     }
 
     pub async fn update_landing_zone(&mut self, z: &LandingZoneRecord) -> Result<()> {
-        sqlx::query("UPDATE landing_zones SET display_name = $2, settings = $3 WHERE id = $1")
+        let written = sqlx::query("UPDATE landing_zones SET display_name = $2, settings = $3 WHERE id = $1")
             .bind(z.id.to_string())
             .bind(&z.display_name)
             .bind(Value::Object(z.settings.clone()).to_string())
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "update_landing_zone");
         Ok(())
     }
 
     pub async fn delete_landing_zone(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM landing_zones WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM landing_zones WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_landing_zone");
         Ok(())
     }
 }

@@ -184,7 +184,7 @@ impl Tx {
             SubjectKind::User => (Some(q.subject.id.to_string()), None),
             SubjectKind::Group => (None, Some(q.subject.id.to_string())),
         };
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO role_requests (id, workspace_id, project_id, kind, binding_id, user_id, group_id, role_id, \
                expires_at, from_role_id, from_expires_at, justification, approvals_required, requested_by_id, \
                requested_by, requested_at, state, requested_by_key_id, subject_name) \
@@ -210,6 +210,7 @@ impl Tx {
         .bind(q.subject_name)
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_role_request");
         self.role_request(&id).await?.ok_or(StoreError::Conflict)
     }
 
@@ -336,7 +337,7 @@ impl Tx {
         approver: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO role_request_approvals (request_id, approver_id, approver, approved_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(request_id.to_string())
@@ -345,6 +346,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "add_approval");
         Ok(())
     }
 
@@ -362,6 +364,7 @@ impl Tx {
         .bind(decision.binding_id.map(|b| b.to_string()))
         .execute(self.conn())
         .await?;
+        self.changed(done.rows_affected(), "decide_role_request");
         Ok(done.rows_affected() == 1)
     }
 

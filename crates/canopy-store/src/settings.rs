@@ -54,7 +54,7 @@ impl Tx {
 
     /// Replace the installation's settings (after [`Tx::lock_settings`]).
     pub async fn set_settings(&mut self, s: &InstallationSettings) -> Result<()> {
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE installation_settings SET four_eye_enabled = $1, four_eye_approvals = $2, \
              max_binding_days = $3, payment_substitutes = $4 WHERE id = 1",
         )
@@ -64,6 +64,7 @@ impl Tx {
         .bind(i64::from(s.payment_substitutes))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "set_settings");
         Ok(())
     }
 
@@ -80,12 +81,13 @@ impl Tx {
     }
 
     pub async fn set_workspace_four_eye(&mut self, workspace_id: Uuid, setting: Option<FourEye>) -> Result<()> {
-        sqlx::query("UPDATE workspaces SET four_eye_enabled = $2, four_eye_approvals = $3 WHERE id = $1")
+        let written = sqlx::query("UPDATE workspaces SET four_eye_enabled = $2, four_eye_approvals = $3 WHERE id = $1")
             .bind(workspace_id.to_string())
             .bind(setting.map(|s| i64::from(s.enabled)))
             .bind(setting.map(|s| i64::from(s.approvals)))
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "set_workspace_four_eye");
         Ok(())
     }
 

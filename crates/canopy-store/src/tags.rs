@@ -50,8 +50,10 @@ impl Tx {
 
     /// Insert a definition, or replace the one with its key.
     pub async fn put_tag_definition(&mut self, d: &TagDefinition, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(&d.key).execute(self.conn()).await?;
-        sqlx::query(
+        let written =
+            sqlx::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(&d.key).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "put_tag_definition");
+        let written = sqlx::query(
             "INSERT INTO tag_definitions (tag_key, display_name, kind, options, required, default_value, admin_only, pattern, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -66,20 +68,24 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "put_tag_definition");
         Ok(())
     }
 
     pub async fn delete_tag_definition(&mut self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(key).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(key).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_tag_definition");
         Ok(())
     }
 
     pub async fn set_project_tags(&mut self, project_id: Uuid, tags: &Map<String, Value>) -> Result<()> {
-        sqlx::query("UPDATE projects SET tags = $2 WHERE id = $1")
+        let written = sqlx::query("UPDATE projects SET tags = $2 WHERE id = $1")
             .bind(project_id.to_string())
             .bind(Value::Object(tags.clone()).to_string())
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "set_project_tags");
         Ok(())
     }
 }

@@ -178,7 +178,7 @@ impl Tx {
     ) -> Result<TenantRecord> {
         let id = Uuid::new_v4();
         let name = name(id);
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO tenants (id, project_id, platform_id, landing_zone_id, name, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
         )
@@ -190,6 +190,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_tenant");
         self.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL).await?;
         self.tenant_by_id(id).await?.ok_or(StoreError::Conflict)
     }
@@ -686,7 +687,7 @@ impl Tx {
         resources: &[String],
         at: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE tenants SET deletion = $2, deletion_resources = $3, \
              deletion_requested_at = CASE WHEN $2 IS NULL THEN NULL ELSE COALESCE(deletion_requested_at, $4) END \
              WHERE id = $1",
@@ -697,6 +698,7 @@ impl Tx {
         .bind(to_us(at))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "set_tenant_deletion");
         Ok(())
     }
 
@@ -713,18 +715,21 @@ impl Tx {
 
     /// Mark (or unmark) a whole project as being deleted.
     pub async fn set_project_deletion(&mut self, project_id: Uuid, at: Option<OffsetDateTime>) -> Result<()> {
-        sqlx::query("UPDATE projects SET deletion_requested_at = $2 WHERE id = $1")
+        let written = sqlx::query("UPDATE projects SET deletion_requested_at = $2 WHERE id = $1")
             .bind(project_id.to_string())
             .bind(at.map(to_us))
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "set_project_deletion");
         Ok(())
     }
 
     /// Forget a tenant whose deletion succeeded (its work, assignments and
     /// revocation records go with it).
     pub async fn delete_tenant(&mut self, tenant_id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant_id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant_id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_tenant");
         Ok(())
     }
 

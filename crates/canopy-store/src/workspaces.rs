@@ -136,13 +136,15 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<WorkspaceRecord> {
         let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO workspaces (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(id.to_string())
-            .bind(identifier)
-            .bind(display_name)
-            .bind(to_us(now))
-            .execute(self.conn())
-            .await?;
+        let written =
+            sqlx::query("INSERT INTO workspaces (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(id.to_string())
+                .bind(identifier)
+                .bind(display_name)
+                .bind(to_us(now))
+                .execute(self.conn())
+                .await?;
+        self.changed(written.rows_affected(), "insert_workspace");
         self.create_chain(&id.to_string(), identifier).await?;
         Ok(WorkspaceRecord {
             id,
@@ -191,18 +193,21 @@ impl Tx {
     }
 
     pub async fn rename_workspace(&mut self, id: Uuid, display_name: &str) -> Result<()> {
-        sqlx::query("UPDATE workspaces SET display_name = $2 WHERE id = $1")
+        let written = sqlx::query("UPDATE workspaces SET display_name = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "rename_workspace");
         Ok(())
     }
 
     /// Delete a workspace (its members, invitations and keys go with it; its
     /// history stays). The caller checks it has no projects.
     pub async fn delete_workspace(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_workspace");
         Ok(())
     }
 
@@ -314,8 +319,9 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(updated.rows_affected(), "upsert_member");
         if updated.rows_affected() == 0 {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            let written = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO workspace_members (id, workspace_id, {col}, role, granted_by, granted_at) VALUES ($1, $2, $3, $4, $5, $6)"
             )))
             .bind(new_id())
@@ -326,19 +332,21 @@ impl Tx {
             .bind(to_us(now))
             .execute(self.conn())
             .await?;
+            self.changed(written.rows_affected(), "upsert_member");
         }
         Ok(())
     }
 
     pub async fn delete_member(&mut self, workspace_id: Uuid, kind: SubjectKind, subject_id: Uuid) -> Result<()> {
         let col = subject_column(kind);
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let written = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM workspace_members WHERE workspace_id = $1 AND {col} = $2"
         )))
         .bind(workspace_id.to_string())
         .bind(subject_id.to_string())
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "delete_member");
         Ok(())
     }
 
@@ -429,7 +437,7 @@ impl Tx {
         invited_by: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO invitations (id, workspace_id, email, role, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(new_id())
@@ -440,6 +448,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_invitation");
         Ok(())
     }
 
@@ -476,7 +485,9 @@ impl Tx {
     }
 
     pub async fn delete_invitation(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM invitations WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM invitations WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_invitation");
         Ok(())
     }
 
@@ -490,7 +501,7 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<ProjectRecord> {
         let id = Uuid::new_v4();
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO projects (id, workspace_id, identifier, display_name, tags, created_at) VALUES ($1, $2, $3, $4, '{}', $5)",
         )
         .bind(id.to_string())
@@ -500,6 +511,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        self.changed(written.rows_affected(), "insert_project");
         self.project(workspace_id, identifier).await?.ok_or(StoreError::Conflict)
     }
 
@@ -555,16 +567,19 @@ impl Tx {
     }
 
     pub async fn rename_project(&mut self, id: Uuid, display_name: &str) -> Result<()> {
-        sqlx::query("UPDATE projects SET display_name = $2 WHERE id = $1")
+        let written = sqlx::query("UPDATE projects SET display_name = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .execute(self.conn())
             .await?;
+        self.changed(written.rows_affected(), "rename_project");
         Ok(())
     }
 
     pub async fn delete_project(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM projects WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            sqlx::query("DELETE FROM projects WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_project");
         Ok(())
     }
 }

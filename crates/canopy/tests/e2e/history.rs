@@ -258,6 +258,57 @@ async fn hi3_a_forged_but_rehashed_event_breaks_the_next_link(app: TestApp) {
     app.get("/api/v1/admin/history/verify", &ann).await.expect_problem(403, None);
 }
 
+/// HI1: a change and its history event commit together, or not at all: a
+/// transaction that changed recorded state but recorded no event is refused
+/// at commit and leaves nothing behind; with its event it commits, and
+/// operational state (a session) needs none.
+async fn hi1_a_change_without_its_event_cannot_commit(app: TestApp) {
+    use canopy_domain::events::{ProjectRoleCreated, WorkspaceCreated};
+    use canopy_domain::history::Initiator;
+    use canopy_store::StoreError;
+
+    let now = canopy_testkit::START;
+    let heads = app.store.chain_heads().await.unwrap();
+    // a workspace (and its chain) and a project role, without their events
+    let mut tx = app.store.write().await.unwrap();
+    tx.insert_workspace("ghost", "Ghost", now).await.unwrap();
+    tx.insert_project_role("ghost_role", "Ghost role", "", now).await.unwrap();
+    match tx.commit().await {
+        Err(StoreError::Unrecorded(what)) => {
+            assert_eq!(what, "insert_workspace, insert_project_role", "names the changes");
+        }
+        other => panic!("an unrecorded change committed: {other:?}"),
+    }
+    // nothing of it is left: no workspace, no chain, no role, the history unchanged
+    app.get("/api/v1/workspaces/ghost", &app.admin_token).await.expect_problem(404, None);
+    let roles = app.get("/api/v1/project-roles", &app.admin_token).await.expect(200).body;
+    assert!(!roles.to_string().contains("ghost_role"), "{roles}");
+    assert_eq!(app.store.chain_heads().await.unwrap(), heads);
+    assert_eq!(app.get("/api/v1/admin/history/verify", &app.admin_token).await.expect(200).body["ok"], true);
+    // the store still takes writes: the same change with its events commits
+    let system = Initiator::system("test");
+    let mut tx = app.store.write().await.unwrap();
+    let ws = tx.insert_workspace("ghost", "Ghost", now).await.unwrap();
+    tx.record(
+        Some(ws.id),
+        now,
+        &system,
+        WorkspaceCreated { workspace: "ghost".into(), display_name: "Ghost".into() }.into(),
+    )
+    .unwrap();
+    tx.insert_project_role("ghost_role", "Ghost role", "", now).await.unwrap();
+    let role = ProjectRoleCreated { role: "ghost_role".into(), display_name: "Ghost role".into() };
+    tx.record(None, now, &system, role.into()).unwrap();
+    tx.commit().await.unwrap();
+    let h = app.get("/api/v1/admin/history?kind=project_role_created", &app.admin_token).await.expect(200).body;
+    assert_eq!(h["items"][0]["details"], json!({"role": "ghost_role", "display_name": "Ghost role"}));
+    // operational state is not recorded: a session needs no event
+    let admin = app.store.read().await.unwrap().user_by_username("admin").await.unwrap().unwrap();
+    let mut tx = app.store.write().await.unwrap();
+    tx.insert_session("not-a-real-hash", admin.id, now, now + Duration::hours(1)).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 canopy_testkit::backend_tests! {
     hi1_every_change_is_an_event_with_initiator_time_and_details,
     hi2_history_pages_and_filters_by_time_initiator_and_kind,
@@ -268,4 +319,5 @@ canopy_testkit::backend_tests! {
     hi3_reordered_events_are_detected,
     hi3_events_cut_from_the_end_are_detected,
     hi3_a_forged_but_rehashed_event_breaks_the_next_link,
+    hi1_a_change_without_its_event_cannot_commit,
 }

@@ -119,3 +119,23 @@ fn tidy_the_server_depends_on_the_application_layer_not_the_engine() {
         assert!(!text.contains(forbidden), "canopy-server must not depend on {forbidden}");
     }
 }
+
+/// The table of history events (`docs/history-events.md`) is generated from
+/// `canopy_domain::events`, so what the documentation says each kind records
+/// is what the code records. `CANOPY_BLESS=1` rewrites it.
+#[test]
+fn tidy_history_events_table_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(canopy_domain::events::TABLE_PATH);
+    let table = canopy_domain::events::markdown_table();
+    if std::env::var("CANOPY_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &table).unwrap();
+        return;
+    }
+    let found = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        found == table,
+        "{} is stale (an event's fields or documentation changed); rewrite it with\n    \
+         CANOPY_BLESS=1 cargo test -p canopy --test e2e tidy_history_events_table",
+        path.display()
+    );
+}

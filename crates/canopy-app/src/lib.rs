@@ -23,6 +23,7 @@ pub mod load;
 pub mod members;
 pub mod platforms;
 pub mod principal;
+pub mod project_roles;
 pub mod requests;
 pub mod session;
 pub mod users;

@@ -26,6 +26,7 @@ pub mod principal;
 pub mod project_roles;
 pub mod requests;
 pub mod session;
+pub mod settings;
 pub mod users;
 
 pub use error::{Error, FieldError, Result};

@@ -130,7 +130,7 @@ pub fn four_eye(
     current: canopy_domain::four_eye::FourEye,
     change: canopy_api_types::FourEyeChange,
 ) -> Result<canopy_domain::four_eye::FourEye, canopy_api_types::FieldError> {
-    let enabled = change.enabled.unwrap_or(current.enabled);
-    canopy_domain::four_eye::FourEye::new(enabled, change.approvals.unwrap_or(current.approvals))
-        .map_err(|e| canopy_api_types::FieldError { field: format!("{field}.approvals"), message: e.to_string() })
+    let change = canopy_app::settings::FourEyeChange { enabled: change.enabled, approvals: change.approvals };
+    canopy_app::settings::change_four_eye(field, current, change)
+        .map_err(|e| canopy_api_types::FieldError { field: e.field, message: e.message })
 }

@@ -27,6 +27,7 @@ pub mod project_roles;
 pub mod requests;
 pub mod session;
 pub mod settings;
+pub mod tag_definitions;
 pub mod users;
 
 pub use error::{Error, FieldError, Result};

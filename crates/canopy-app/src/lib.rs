@@ -21,6 +21,7 @@ pub mod error;
 pub mod groups;
 pub mod load;
 pub mod members;
+pub mod payment_methods;
 pub mod platforms;
 pub mod principal;
 pub mod project_roles;

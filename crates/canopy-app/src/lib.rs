@@ -13,6 +13,7 @@
 //! operation; use cases share steps (e.g. [`bindings::end`], the one removal
 //! of a binding) by calling each other here, never an interface's code.
 
+pub mod api_keys;
 pub mod bindings;
 pub mod credentials;
 pub mod deletion;

@@ -23,6 +23,7 @@ pub mod groups;
 pub mod load;
 pub mod members;
 pub mod payment_methods;
+pub mod platform_registry;
 pub mod platforms;
 pub mod principal;
 pub mod project_roles;

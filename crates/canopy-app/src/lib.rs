@@ -13,6 +13,7 @@
 //! operation; use cases share steps (e.g. [`bindings::end`], the one removal
 //! of a binding) by calling each other here, never an interface's code.
 
+pub mod api_keys;
 pub mod bindings;
 pub mod credentials;
 pub mod deletion;
@@ -21,11 +22,16 @@ pub mod error;
 pub mod groups;
 pub mod load;
 pub mod members;
+pub mod payment_methods;
+pub mod platform_registry;
 pub mod platforms;
 pub mod principal;
+pub mod project_roles;
 pub mod projects;
 pub mod requests;
 pub mod session;
+pub mod settings;
+pub mod tag_definitions;
 pub mod tenants;
 pub mod users;
 pub mod workspaces;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::load;
 use crate::principal::Principal;
+use crate::settings::{FourEyeChange, change_four_eye};
 
 /// Where a workspace's four-eye setting comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,21 +132,6 @@ pub struct WorkspaceChange {
     pub four_eye: Option<Option<FourEyeChange>>,
 }
 
-/// A change of a four-eye setting; what is left out stays as it is.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FourEyeChange {
-    pub enabled: Option<bool>,
-    pub approvals: Option<u32>,
-}
-
-impl FourEyeChange {
-    /// The setting `current` becomes, or why not (on `{field}.approvals`).
-    pub fn apply(self, field: &str, current: FourEye) -> Result<FourEye> {
-        FourEye::new(self.enabled.unwrap_or(current.enabled), self.approvals.unwrap_or(current.approvals))
-            .map_err(|e| Error::invalid(&format!("{field}.approvals"), e.to_string()))
-    }
-}
-
 /// Whether a change gives the workspace a four-eye setting of its own,
 /// which only admins may (managers must not switch off the control that
 /// checks them).
@@ -177,7 +163,7 @@ pub async fn update(
     let four_eye = match change.four_eye {
         Some(Some(c)) => {
             let current = tx.effective_four_eye(ws.id).await?;
-            Some(Some(c.apply("four_eye", current)?))
+            Some(Some(change_four_eye("four_eye", current, c)?))
         }
         Some(None) => Some(None),
         None => None,

@@ -123,14 +123,3 @@ pub fn note_text<'a>(field: &str, raw: Option<&'a str>) -> Result<Option<&'a str
     canopy_app::load::note_text(field, raw)
         .map_err(|e| canopy_api_types::FieldError { field: e.field, message: e.message })
 }
-
-/// A four-eye setting changed as given, or the field error naming `field.approvals`.
-pub fn four_eye(
-    field: &str,
-    current: canopy_domain::four_eye::FourEye,
-    change: canopy_api_types::FourEyeChange,
-) -> Result<canopy_domain::four_eye::FourEye, canopy_api_types::FieldError> {
-    let enabled = change.enabled.unwrap_or(current.enabled);
-    canopy_domain::four_eye::FourEye::new(enabled, change.approvals.unwrap_or(current.approvals))
-        .map_err(|e| canopy_api_types::FieldError { field: format!("{field}.approvals"), message: e.to_string() })
-}

@@ -1,35 +1,28 @@
 //! Platforms and landing zones (TN1, TN2, AD5): registered by admins and
 //! platform engineers, readable by everyone signed in (to choose one for a
-//! tenant). Secrets are write-only.
-
-use std::collections::BTreeMap;
+//! tenant). Secrets are write-only. The use cases are in
+//! [`canopy_app::platform_registry`].
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{
-    CreateLandingZone, CreatePlatform, FieldError, LandingZone, Page, Platform, Problem, UpdateLandingZone,
-    UpdatePlatform,
+    CreateLandingZone, CreatePlatform, LandingZone, Page, Platform, Problem, UpdateLandingZone, UpdatePlatform,
+};
+use canopy_app::platform_registry::{
+    self as uc, LandingZoneChange, LandingZoneView, NewLandingZone, NewPlatformInput, PlatformChange, PlatformView,
 };
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
-use canopy_domain::platforms::{
-    DeletionMode, FieldProblem, PlatformType, check_destination_change, check_landing_zone_settings,
-    check_role_mapping, check_secrets, check_settings,
-};
-use canopy_domain::replication::DriftPolicy;
 use canopy_domain::{DisplayName, Identifier};
-use canopy_store::{LandingZoneRecord, NewPlatform, PlatformRecord, Tx};
-use serde_json::json;
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::routes::{ListQuery, page};
 
-fn to_platform(p: PlatformRecord, role_mapping: BTreeMap<String, String>) -> Platform {
+fn to_platform(v: PlatformView) -> Platform {
+    let PlatformView { platform: p, role_mapping } = v;
     Platform {
         identifier: p.identifier,
         platform_type: p.platform_type.as_str().into(),
@@ -43,42 +36,15 @@ fn to_platform(p: PlatformRecord, role_mapping: BTreeMap<String, String>) -> Pla
     }
 }
 
-fn to_zone(z: LandingZoneRecord, platform: &str) -> LandingZone {
+fn to_zone(v: LandingZoneView) -> LandingZone {
+    let LandingZoneView { platform, zone: z } = v;
     LandingZone {
-        platform: platform.to_owned(),
+        platform,
         identifier: z.identifier,
         display_name: z.display_name,
         settings: z.settings,
         created_at: z.created_at,
     }
-}
-
-fn parse_drift_policy(raw: Option<&str>, problems: &mut Vec<FieldProblem>) -> Option<DriftPolicy> {
-    raw?.parse().map_err(|e: String| problems.push(("drift_policy".to_owned(), e))).ok()
-}
-
-fn invalid(problems: Vec<FieldProblem>) -> ApiResult<()> {
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::Invalid(problems.into_iter().map(|(field, message)| FieldError { field, message }).collect()))
-}
-
-async fn load_platform(tx: &mut Tx, identifier: &str) -> ApiResult<PlatformRecord> {
-    tx.platform(identifier).await?.ok_or_else(|| ApiError::not_found(format!("platform {identifier:?} does not exist")))
-}
-
-/// Resolve a role mapping to project role ids, refusing unknown roles.
-async fn resolve_mapping(tx: &mut Tx, mapping: &BTreeMap<String, String>) -> ApiResult<Vec<(Uuid, String)>> {
-    let roles = tx.list_project_roles().await?;
-    let names: Vec<String> = roles.iter().map(|r| r.identifier.clone()).collect();
-    invalid(check_role_mapping(mapping, &names))?;
-    Ok(mapping
-        .iter()
-        .filter_map(|(role, platform_role)| {
-            roles.iter().find(|r| &r.identifier == role).map(|r| (r.id, platform_role.trim().to_owned()))
-        })
-        .collect())
 }
 
 /// List the platforms.
@@ -90,14 +56,8 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Platform>>> {
     let limit = q.limit()?;
-    let mut tx = app.store.read().await?;
-    let rows = tx.list_platforms(q.cursor()?.as_deref(), limit).await?;
-    let mut mappings = Vec::with_capacity(rows.len());
-    for p in &rows {
-        mappings.push(tx.role_mapping(p.id).await?);
-    }
-    let mut mappings = mappings.into_iter();
-    Ok(Json(page(rows, limit, |p| p.identifier.clone(), |p| to_platform(p, mappings.next().unwrap_or_default()))))
+    let rows = uc::list(&app.store, q.cursor()?.as_deref(), limit).await?;
+    Ok(Json(page(rows, limit, |v| v.platform.identifier.clone(), to_platform)))
 }
 
 /// Register a platform (admins, platform engineers).
@@ -108,56 +68,19 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreatePlatform>,
 ) -> ApiResult<(StatusCode, Json<Platform>)> {
-    caller.require(Action::AdministerPlatforms)?;
-    let mut problems = Vec::new();
-    let identifier =
-        Identifier::parse(&body.identifier).map_err(|e| problems.push(("identifier".to_owned(), e.to_string()))).ok();
-    let ty =
-        body.platform_type.parse::<PlatformType>().map_err(|e| problems.push(("type".to_owned(), e.to_string()))).ok();
-    let deletion = match body.deletion.as_deref().map(str::parse::<DeletionMode>).transpose() {
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(("deletion".to_owned(), e.to_string()));
-            None
-        }
-    };
-    let drift_policy = parse_drift_policy(body.drift_policy.as_deref(), &mut problems);
-    if let Some(ty) = ty {
-        problems.extend(check_settings(ty, &body.settings, false));
-        problems.extend(check_secrets(ty, &body.secrets, false));
-    }
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let mapping = resolve_mapping(&mut tx, &body.role_mapping).await.err();
-    if let Some(ApiError::Invalid(errors)) = mapping {
-        problems.extend(errors.into_iter().map(|e| (e.field, e.message)));
-    }
-    invalid(problems)?;
-    let (Some(identifier), Some(ty)) = (identifier, ty) else {
-        return Err(ApiError::Internal("validated fields are missing".into()));
-    };
-    if tx.platform(identifier.as_str()).await?.is_some() {
-        return Err(ApiError::conflict_on("identifier", format!("platform {identifier} already exists")));
-    }
-    let new = NewPlatform {
-        identifier: identifier.as_str(),
-        platform_type: ty,
-        settings: &body.settings,
-        secrets: &body.secrets,
+    // the use case checks every field at once: the role mapping needs the project roles
+    let input = NewPlatformInput {
+        identifier: body.identifier,
+        platform_type: body.platform_type,
+        settings: body.settings,
+        secrets: body.secrets,
+        role_mapping: body.role_mapping,
         landing_zone_required: body.landing_zone_required,
-        deletion: deletion.unwrap_or(ty.default_deletion()),
-        drift_policy: drift_policy.unwrap_or_default(),
+        deletion: body.deletion,
+        drift_policy: body.drift_policy,
     };
-    let p = tx.insert_platform(new, &app.config.secret_key, now).await?;
-    let mapping = resolve_mapping(&mut tx, &body.role_mapping).await?;
-    tx.set_role_mapping(p.id, &mapping).await?;
-    let role_mapping = tx.role_mapping(p.id).await?;
-    let details = json!({"platform": p.identifier, "type": ty.as_str(), "settings": p.settings, "secrets_set": p.secret_names,
-        "role_mapping": role_mapping, "landing_zone_required": p.landing_zone_required, "deletion": p.deletion.as_str(),
-        "drift_policy": p.drift_policy.as_str()});
-    tx.append_event(None, EventKind::PlatformCreated, now, &caller.initiator(), details).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(to_platform(p, role_mapping))))
+    let p = uc::create(&app.store, &app.config.secret_key, &caller, app.clock.now(), input).await?;
+    Ok((StatusCode::CREATED, Json(to_platform(p))))
 }
 
 /// Show a platform (its secrets only by name).
@@ -168,10 +91,7 @@ pub async fn show(
     _caller: Caller,
     Path(platform): Path<String>,
 ) -> ApiResult<Json<Platform>> {
-    let mut tx = app.store.read().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    let mapping = tx.role_mapping(p.id).await?;
-    Ok(Json(to_platform(p, mapping)))
+    Ok(Json(to_platform(uc::show(&app.store, &platform).await?)))
 }
 
 /// Change a platform (admins, platform engineers). Changing where its
@@ -187,68 +107,17 @@ pub async fn update(
     Path(platform): Path<String>,
     ApiJson(body): ApiJson<UpdatePlatform>,
 ) -> ApiResult<Json<Platform>> {
-    caller.require(Action::AdministerPlatforms)?;
+    // checked by the use case against the platform's type, once it is loaded
+    let change = PlatformChange {
+        settings: body.settings,
+        secrets: body.secrets,
+        role_mapping: body.role_mapping,
+        landing_zone_required: body.landing_zone_required,
+        deletion: body.deletion,
+        drift_policy: body.drift_policy,
+    };
     let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let before = load_platform(&mut tx, &platform).await?;
-    let old_mapping = tx.role_mapping(before.id).await?;
-    let mut problems = Vec::new();
-    if let Some(settings) = &body.settings {
-        problems.extend(check_settings(before.platform_type, settings, false));
-    }
-    if let Some(secrets) = &body.secrets {
-        problems.extend(check_secrets(before.platform_type, secrets, true));
-    }
-    let deletion = match body.deletion.as_deref().map(str::parse::<DeletionMode>).transpose() {
-        Ok(d) => d,
-        Err(e) => {
-            problems.push(("deletion".to_owned(), e.to_string()));
-            None
-        }
-    };
-    let drift_policy = parse_drift_policy(body.drift_policy.as_deref(), &mut problems);
-    invalid(problems)?;
-    let mapping = match &body.role_mapping {
-        Some(m) => Some(resolve_mapping(&mut tx, m).await?),
-        None => None,
-    };
-    let mut after = before.clone();
-    if let Some(settings) = body.settings {
-        after.settings = settings;
-    }
-    after.landing_zone_required = body.landing_zone_required.unwrap_or(before.landing_zone_required);
-    after.deletion = deletion.unwrap_or(before.deletion);
-    after.drift_policy = drift_policy.unwrap_or(before.drift_policy);
-    // a new address for the stored secrets needs them again, or an admin (SE4)
-    let moved = check_destination_change(
-        before.platform_type,
-        &before.settings,
-        &after.settings,
-        body.secrets.as_ref(),
-        caller.actor.is_admin(),
-    )
-    .map_err(|(field, message)| ApiError::invalid(&field, message))?;
-    let mut secrets = tx.platform_secrets(before.id, &app.config.secret_key).await?;
-    let rotated: Vec<String> = body.secrets.as_ref().map(|s| s.keys().cloned().collect()).unwrap_or_default();
-    if let Some(new) = body.secrets {
-        secrets.extend(new);
-    }
-    tx.update_platform(&after, &secrets, &app.config.secret_key).await?;
-    if let Some(mapping) = mapping {
-        tx.set_role_mapping(before.id, &mapping).await?;
-    }
-    let after = load_platform(&mut tx, &platform).await?;
-    let new_mapping = tx.role_mapping(after.id).await?;
-    let details = json!({
-        "platform": after.identifier,
-        "old": {"settings": before.settings, "role_mapping": old_mapping, "landing_zone_required": before.landing_zone_required, "deletion": before.deletion.as_str(), "drift_policy": before.drift_policy.as_str()},
-        "new": {"settings": after.settings, "role_mapping": new_mapping, "landing_zone_required": after.landing_zone_required, "deletion": after.deletion.as_str(), "drift_policy": after.drift_policy.as_str()},
-        "secrets_rotated": rotated,
-        "destination_changed": moved,
-    });
-    tx.append_event(None, EventKind::PlatformUpdated, now, &caller.initiator(), details).await?;
-    tx.commit().await?;
-    Ok(Json(to_platform(after, new_mapping)))
+    Ok(Json(to_platform(uc::update(&app.store, &app.config.secret_key, &caller, now, &platform, change).await?)))
 }
 
 /// Remove a platform and its landing zones (admins, platform engineers).
@@ -259,21 +128,7 @@ pub async fn delete(
     caller: Caller,
     Path(platform): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Action::AdministerPlatforms)?;
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    let tenants = tx.count_tenants(p.id, None).await?;
-    if tenants > 0 {
-        return Err(ApiError::conflict_on(
-            "platform",
-            format!("platform {} still holds {tenants} tenant(s); delete them first", p.identifier),
-        ));
-    }
-    tx.delete_platform(p.id).await?;
-    tx.append_event(None, EventKind::PlatformDeleted, now, &caller.initiator(), json!({"platform": p.identifier}))
-        .await?;
-    tx.commit().await?;
+    uc::delete(&app.store, &caller, app.clock.now(), &platform).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -285,9 +140,7 @@ pub async fn list_landing_zones(
     _caller: Caller,
     Path(platform): Path<String>,
 ) -> ApiResult<Json<Page<LandingZone>>> {
-    let mut tx = app.store.read().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    let items = tx.landing_zones(p.id).await?.into_iter().map(|z| to_zone(z, &p.identifier)).collect();
+    let items = uc::landing_zones(&app.store, &platform).await?.into_iter().map(to_zone).collect();
     Ok(Json(Page { items, next_cursor: None }))
 }
 
@@ -306,27 +159,9 @@ pub async fn create_landing_zone(
         identifier: "identifier" => Identifier::parse(&body.identifier),
         display_name: "display_name" => DisplayName::parse(&body.display_name),
     }
-    invalid(check_landing_zone_settings(&body.settings))?;
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    if tx.landing_zone(p.id, identifier.as_str()).await?.is_some() {
-        return Err(ApiError::conflict_on(
-            "identifier",
-            format!("landing zone {identifier} already exists on {}", p.identifier),
-        ));
-    }
-    let z = tx.insert_landing_zone(p.id, identifier.as_str(), display_name.as_str(), &body.settings, now).await?;
-    let details = json!({"platform": p.identifier, "landing_zone": z.identifier, "settings": z.settings});
-    tx.append_event(None, EventKind::LandingZoneCreated, now, &caller.initiator(), details).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(to_zone(z, &p.identifier))))
-}
-
-async fn load_zone(tx: &mut Tx, p: &PlatformRecord, zone: &str) -> ApiResult<LandingZoneRecord> {
-    tx.landing_zone(p.id, zone).await?.ok_or_else(|| {
-        ApiError::not_found(format!("landing zone {zone:?} does not exist on platform {}", p.identifier))
-    })
+    let input = NewLandingZone { identifier, display_name, settings: body.settings };
+    let z = uc::create_landing_zone(&app.store, &caller, app.clock.now(), &platform, input).await?;
+    Ok((StatusCode::CREATED, Json(to_zone(z))))
 }
 
 /// Show a landing zone.
@@ -338,9 +173,7 @@ pub async fn show_landing_zone(
     _caller: Caller,
     Path((platform, zone)): Path<(String, String)>,
 ) -> ApiResult<Json<LandingZone>> {
-    let mut tx = app.store.read().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    Ok(Json(to_zone(load_zone(&mut tx, &p, &zone).await?, &p.identifier)))
+    Ok(Json(to_zone(uc::show_landing_zone(&app.store, (&platform, &zone)).await?)))
 }
 
 /// Change a landing zone (admins, platform engineers).
@@ -355,27 +188,9 @@ pub async fn update_landing_zone(
 ) -> ApiResult<Json<LandingZone>> {
     caller.require(Action::AdministerPlatforms)?;
     crate::validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
-    if let Some(s) = &body.settings {
-        invalid(check_landing_zone_settings(s))?;
-    }
+    let change = LandingZoneChange { display_name, settings: body.settings };
     let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    let before = load_zone(&mut tx, &p, &zone).await?;
-    let mut after = before.clone();
-    if let Some(name) = display_name {
-        after.display_name = name.into_string();
-    }
-    if let Some(settings) = body.settings {
-        after.settings = settings;
-    }
-    tx.update_landing_zone(&after).await?;
-    let details = json!({"platform": p.identifier, "landing_zone": after.identifier,
-        "old": {"display_name": before.display_name, "settings": before.settings},
-        "new": {"display_name": after.display_name, "settings": after.settings}});
-    tx.append_event(None, EventKind::LandingZoneUpdated, now, &caller.initiator(), details).await?;
-    tx.commit().await?;
-    Ok(Json(to_zone(after, &p.identifier)))
+    Ok(Json(to_zone(uc::update_landing_zone(&app.store, &caller, now, (&platform, &zone), change).await?)))
 }
 
 /// Remove a landing zone (admins, platform engineers).
@@ -387,21 +202,6 @@ pub async fn delete_landing_zone(
     caller: Caller,
     Path((platform, zone)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Action::AdministerPlatforms)?;
-    let now = app.clock.now();
-    let mut tx = app.store.write().await?;
-    let p = load_platform(&mut tx, &platform).await?;
-    let z = load_zone(&mut tx, &p, &zone).await?;
-    let tenants = tx.count_tenants(p.id, Some(z.id)).await?;
-    if tenants > 0 {
-        return Err(ApiError::conflict_on(
-            "landing_zone",
-            format!("landing zone {} is used by {tenants} tenant(s)", z.identifier),
-        ));
-    }
-    tx.delete_landing_zone(z.id).await?;
-    let details = json!({"platform": p.identifier, "landing_zone": z.identifier});
-    tx.append_event(None, EventKind::LandingZoneDeleted, now, &caller.initiator(), details).await?;
-    tx.commit().await?;
+    uc::delete_landing_zone(&app.store, &caller, app.clock.now(), (&platform, &zone)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

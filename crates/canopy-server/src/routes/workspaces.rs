@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace};
-use canopy_app::workspaces::{self as uc, FourEyeChange, WorkspaceChange};
+use canopy_app::settings::FourEyeChange;
+use canopy_app::workspaces::{self as uc, WorkspaceChange};
 use canopy_domain::authz::{Action, ActorKind};
 use canopy_domain::{DisplayName, Identifier};
 

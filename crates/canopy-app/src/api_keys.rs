@@ -1,0 +1,156 @@
+//! API keys: service accounts for automation, scoped to a workspace or the
+//! installation (ID3). People create and delete them; a key acts for its
+//! creator, never with more than the creator holds now
+//! ([`crate::principal::key_actor`]).
+
+use canopy_domain::authz::{Action, action_to_hold};
+use canopy_domain::history::EventKind;
+use canopy_domain::{DisplayName, InstallationRole, InvalidValue, WorkspaceRole};
+use canopy_store::{ApiKeyRecord, NewApiKey, Store};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::credentials::{API_KEY_PREFIX, new_secret};
+use crate::error::{Error, Result};
+use crate::load::{self, rfc3339};
+use crate::principal::Principal;
+
+/// An API key to create. `role` is as given: a workspace role for a
+/// workspace key, an installation role otherwise.
+#[derive(Debug, Clone)]
+pub struct NewApiKeyInput {
+    pub name: DisplayName,
+    /// The identifier of the workspace it is scoped to; `None`: the installation.
+    pub workspace: Option<String>,
+    pub role: String,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A key just created, with its secret (shown once, stored only as a hash).
+#[derive(Debug, Clone)]
+pub struct CreatedKey {
+    pub key: ApiKeyRecord,
+    pub secret: String,
+}
+
+/// Refuse an API key: keys are `managed` or `created` by people, never by
+/// other keys (ID3), so automation cannot mint its own credentials.
+pub fn require_person(by: &Principal, doing: &str) -> Result<()> {
+    // not an `Action` yet: no action of `canopy_domain::authz` refuses every key
+    if by.actor.is_user() {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!("API keys are {doing} by people, not by API keys")))
+}
+
+/// The principal's own API keys (admins: every key); with `workspace`, every
+/// key scoped to that workspace, for its managers (ID3). A page from
+/// `cursor` (the last id seen), at most `limit` and one more.
+pub async fn list(
+    store: &Store,
+    by: &Principal,
+    workspace: Option<&str>,
+    (cursor, limit): (Option<&str>, u32),
+) -> Result<Vec<ApiKeyRecord>> {
+    require_person(by, "managed")?;
+    let mut tx = store.read().await?;
+    Ok(match workspace {
+        Some(ws) => {
+            let ws = load::workspace(&mut tx, ws).await?;
+            by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+            tx.list_api_keys(None, Some(ws.id), cursor, limit).await?
+        }
+        None => {
+            let owner = if by.actor.is_admin() { None } else { Some(by.actor.id) };
+            tx.list_api_keys(owner, None, cursor, limit).await?
+        }
+    })
+}
+
+/// Create an API key (ID3). A workspace key (`workspace` given) holds
+/// `workspace_manager` or `workspace_member` there, at most the creator's own
+/// role. An installation key (admins only) holds `admin` or
+/// `platform_engineer`.
+pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, input: NewApiKeyInput) -> Result<CreatedKey> {
+    require_person(by, "created")?;
+    let NewApiKeyInput { name, workspace, role, expires_at } = input;
+    if let Some(e) = expires_at {
+        canopy_domain::access::check_new_expiry(e, now).map_err(|e| Error::invalid("expires_at", e.to_string()))?;
+    }
+    let mut tx = store.write().await?;
+    let workspace = match &workspace {
+        Some(w) => Some(
+            load::workspace(&mut tx, w)
+                .await
+                .map_err(|_| Error::invalid("workspace", format!("workspace {w:?} does not exist")))?,
+        ),
+        None => None,
+    };
+    let role = match &workspace {
+        Some(ws) => {
+            let role: WorkspaceRole = role.parse().map_err(|e: InvalidValue| Error::invalid("role", e.to_string()))?;
+            if role == WorkspaceRole::Owner {
+                return Err(Error::invalid("role", "a key can be workspace_manager or workspace_member"));
+            }
+            by.require_in(&mut tx, ws, action_to_hold(role)).await?;
+            role.as_str()
+        }
+        None => {
+            let role: InstallationRole =
+                role.parse().map_err(|e: InvalidValue| Error::invalid("role", e.to_string()))?;
+            by.require(Action::CreateInstallationKey)?;
+            role.as_str()
+        }
+    };
+    let (secret, hash) = new_secret(API_KEY_PREFIX)?;
+    let key = tx
+        .insert_api_key(
+            NewApiKey {
+                name: name.as_str(),
+                token_hash: &hash,
+                workspace_id: workspace.as_ref().map(|w| w.id),
+                role,
+                created_by_id: Some(by.actor.id),
+                created_by: &by.actor.name,
+                expires_at,
+            },
+            now,
+        )
+        .await?;
+    let details = json!({"key": key.id, "name": key.name, "role": role, "expires_at": rfc3339(expires_at)});
+    tx.append_event(workspace.as_ref().map(|w| w.id), EventKind::ApiKeyCreated, now, &by.initiator(), details).await?;
+    tx.commit().await?;
+    Ok(CreatedKey { key, secret })
+}
+
+/// Delete an API key (its creator, admins, and the managers of the key's
+/// workspace, ID3). It stops working at once. Anyone else is told it does
+/// not exist.
+pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, id: &str) -> Result<()> {
+    let not_found = || Error::not_found(format!("API key {id:?} does not exist"));
+    require_person(by, "managed")?;
+    let mut tx = store.write().await?;
+    let key = tx.api_key(id).await?.ok_or_else(not_found)?;
+    // its creator, admins, and the managers of the key's workspace may delete it
+    let mut allowed = key.created_by_id == Some(by.actor.id) || by.actor.is_admin();
+    if !allowed
+        && let Some(workspace_id) = key.workspace_id
+        && let Some(ws) = tx.workspace_by_id(workspace_id).await?
+    {
+        allowed = by.require_in(&mut tx, &ws, Action::ManageWorkspace).await.is_ok();
+    }
+    if !allowed {
+        return Err(not_found());
+    }
+    tx.delete_api_key(key.id).await?;
+    tx.append_event(
+        key.workspace_id,
+        EventKind::ApiKeyDeleted,
+        now,
+        &by.initiator(),
+        json!({"key": key.id, "name": key.name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Project roles (AC4): the roles a binding grants in a project, configured
+//! by admins and mapped to each platform's own roles. Every signed-in
+//! principal reads them, to bind subjects.
+
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::{DisplayName, InvalidValue, RoleIdentifier};
+use canopy_store::{ProjectRoleRecord, Store, Tx};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::principal::Principal;
+
+/// A project role to create (admins).
+#[derive(Debug, Clone)]
+pub struct NewProjectRole {
+    pub identifier: RoleIdentifier,
+    pub display_name: DisplayName,
+    /// As [`description`] gives it.
+    pub description: String,
+}
+
+/// A change of a project role; `None` keeps what it has.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectRoleChange {
+    pub display_name: Option<DisplayName>,
+    /// As [`description`] gives it.
+    pub description: Option<String>,
+}
+
+/// A project role's description as given: trimmed, at most 500 characters.
+pub fn description(d: &str) -> Result<String, InvalidValue> {
+    let d = d.trim();
+    if d.chars().count() > 500 {
+        return Err(InvalidValue("must be at most 500 characters".into()));
+    }
+    Ok(d.to_owned())
+}
+
+pub async fn load_role(tx: &mut Tx, identifier: &str) -> Result<ProjectRoleRecord> {
+    tx.project_role(identifier)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("project role {identifier:?} does not exist")))
+}
+
+/// Every project role (every signed-in principal).
+pub async fn list(store: &Store) -> Result<Vec<ProjectRoleRecord>> {
+    let mut tx = store.read().await?;
+    Ok(tx.list_project_roles().await?)
+}
+
+/// Create a project role (admins, AC4).
+pub async fn create(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    input: NewProjectRole,
+) -> Result<ProjectRoleRecord> {
+    by.require(Action::AdministerProjectRoles)?;
+    let NewProjectRole { identifier, display_name, description } = input;
+    let mut tx = store.write().await?;
+    if tx.project_role(identifier.as_str()).await?.is_some() {
+        return Err(Error::conflict_on("identifier", format!("project role {identifier} already exists")));
+    }
+    let r = tx.insert_project_role(identifier.as_str(), display_name.as_str(), &description, now).await?;
+    tx.append_event(
+        None,
+        EventKind::ProjectRoleCreated,
+        now,
+        &by.initiator(),
+        json!({"role": r.identifier, "display_name": r.display_name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+/// Change a project role's name or description (admins, AC4).
+pub async fn update(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    role: &str,
+    change: ProjectRoleChange,
+) -> Result<ProjectRoleRecord> {
+    by.require(Action::AdministerProjectRoles)?;
+    let mut tx = store.write().await?;
+    let before = load_role(&mut tx, role).await?;
+    let name = change.display_name.map_or_else(|| before.display_name.clone(), DisplayName::into_string);
+    let description = change.description.unwrap_or_else(|| before.description.clone());
+    tx.update_project_role(before.id, &name, &description).await?;
+    tx.append_event(None, EventKind::ProjectRoleUpdated, now, &by.initiator(),
+        json!({"role": before.identifier, "old": {"display_name": before.display_name, "description": before.description},
+               "new": {"display_name": name, "description": description}})).await?;
+    let after = load_role(&mut tx, role).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Delete a project role (admins, AC4); refused while a platform maps it, a
+/// binding grants it or a pending request names it.
+pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, role: &str) -> Result<()> {
+    by.require(Action::AdministerProjectRoles)?;
+    let mut tx = store.write().await?;
+    let r = load_role(&mut tx, role).await?;
+    let mapped = tx.count_role_mappings_with_role(r.id).await?;
+    if mapped > 0 {
+        return Err(Error::conflict(format!(
+            "project role {} is mapped on {mapped} platform(s); change their role mappings first",
+            r.identifier
+        )));
+    }
+    let used = tx.count_bindings_with_role(r.id).await?;
+    if used > 0 {
+        return Err(Error::conflict(format!(
+            "project role {} is used by {used} binding(s); change or remove them first",
+            r.identifier
+        )));
+    }
+    let waiting = tx.count_pending_requests_with_role(r.id).await?;
+    if waiting > 0 {
+        return Err(Error::conflict(format!(
+            "project role {} is named by {waiting} pending request(s); decide them first",
+            r.identifier
+        )));
+    }
+    tx.delete_project_role(r.id).await?;
+    tx.append_event(None, EventKind::ProjectRoleDeleted, now, &by.initiator(), json!({"role": r.identifier})).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Tag definitions (PR3): admins define the tags projects carry; every
+//! signed-in principal reads them. Projects' tags are checked against them by
+//! `canopy_domain::tags::apply_tags` on create and update.
+
+use canopy_domain::authz::Action;
+use canopy_domain::history::EventKind;
+use canopy_domain::platforms::FieldProblem;
+use canopy_domain::tags::{self, TagDefinition};
+use canopy_store::Store;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::error::{Error, FieldError, Result};
+use crate::principal::Principal;
+
+/// A change of a tag definition; its key and type stay. `None` keeps what
+/// it has; `Some(None)` removes a default or a pattern.
+#[derive(Debug, Clone, Default)]
+pub struct TagDefinitionChange {
+    pub display_name: Option<String>,
+    pub options: Option<Vec<String>>,
+    pub required: Option<bool>,
+    pub default: Option<Option<serde_json::Value>>,
+    pub admin_only: Option<bool>,
+    pub pattern: Option<Option<String>>,
+}
+
+fn problems(list: Vec<FieldProblem>) -> Error {
+    Error::Invalid(list.into_iter().map(|(field, message)| FieldError { field, message }).collect())
+}
+
+/// A definition as the history records it (the fields of the API's `TagDefinition`).
+fn details(d: &TagDefinition) -> serde_json::Value {
+    json!({
+        "key": d.key,
+        "display_name": d.display_name,
+        "type": d.kind.as_str(),
+        "options": d.options,
+        "required": d.required,
+        "default": d.default,
+        "admin_only": d.admin_only,
+        "pattern": d.pattern,
+    })
+}
+
+fn not_found(tag: &str) -> Error {
+    Error::not_found(format!("no tag {tag:?}"))
+}
+
+/// Every tag definition, by key (every signed-in principal).
+pub async fn list(store: &Store) -> Result<Vec<TagDefinition>> {
+    let mut tx = store.read().await?;
+    Ok(tx.tag_definitions().await?)
+}
+
+/// Define a tag (admins, PR3). The display name is trimmed; a null default
+/// and an empty pattern are none.
+pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, mut d: TagDefinition) -> Result<TagDefinition> {
+    by.require(Action::AdministerInstallation)?;
+    d.display_name = d.display_name.trim().to_owned();
+    d.default = d.default.filter(|v| !v.is_null());
+    d.pattern = d.pattern.filter(|p| !p.is_empty());
+    let found = tags::check_definition(&d);
+    if !found.is_empty() {
+        return Err(problems(found));
+    }
+    let mut tx = store.write().await?;
+    if tx.tag_definition(&d.key).await?.is_some() {
+        return Err(Error::conflict_on("key", format!("tag {} is defined already", d.key)));
+    }
+    tx.put_tag_definition(&d, now).await?;
+    tx.append_event(None, EventKind::TagDefinitionCreated, now, &by.initiator(), details(&d)).await?;
+    tx.commit().await?;
+    Ok(d)
+}
+
+/// Change a tag definition (admins, PR3). Projects keep their tags; the new
+/// rules apply to their next change.
+pub async fn update(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    tag: &str,
+    change: TagDefinitionChange,
+) -> Result<TagDefinition> {
+    by.require(Action::AdministerInstallation)?;
+    let mut tx = store.write().await?;
+    let before = tx.tag_definition(tag).await?.ok_or_else(|| not_found(tag))?;
+    let mut d = before.clone();
+    if let Some(n) = change.display_name {
+        d.display_name = n.trim().to_owned();
+    }
+    if let Some(o) = change.options {
+        d.options = o;
+    }
+    if let Some(r) = change.required {
+        d.required = r;
+    }
+    if let Some(v) = change.default {
+        d.default = v.filter(|v| !v.is_null());
+    }
+    if let Some(a) = change.admin_only {
+        d.admin_only = a;
+    }
+    if let Some(p) = change.pattern {
+        d.pattern = p.filter(|p| !p.is_empty());
+    }
+    let found = tags::check_definition(&d);
+    if !found.is_empty() {
+        return Err(problems(found));
+    }
+    tx.put_tag_definition(&d, now).await?;
+    let change = json!({"tag": d.key, "old": details(&before), "new": details(&d)});
+    tx.append_event(None, EventKind::TagDefinitionUpdated, now, &by.initiator(), change).await?;
+    tx.commit().await?;
+    Ok(d)
+}
+
+/// Remove a tag definition (admins, PR3). Projects keep the values they carry.
+pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, tag: &str) -> Result<()> {
+    by.require(Action::AdministerInstallation)?;
+    let mut tx = store.write().await?;
+    let d = tx.tag_definition(tag).await?.ok_or_else(|| not_found(tag))?;
+    tx.delete_tag_definition(tag).await?;
+    tx.append_event(None, EventKind::TagDefinitionDeleted, now, &by.initiator(), details(&d)).await?;
+    tx.commit().await?;
+    Ok(())
+}

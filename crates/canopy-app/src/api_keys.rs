@@ -35,12 +35,8 @@ pub struct CreatedKey {
 
 /// Refuse an API key: keys are `managed` or `created` by people, never by
 /// other keys (ID3), so automation cannot mint its own credentials.
-pub fn require_person(by: &Principal, doing: &str) -> Result<()> {
-    // not an `Action` yet: no action of `canopy_domain::authz` refuses every key
-    if by.actor.is_user() {
-        return Ok(());
-    }
-    Err(Error::Forbidden(format!("API keys are {doing} by people, not by API keys")))
+pub fn require_person(by: &Principal) -> Result<()> {
+    by.require(Action::ManageApiKeys)
 }
 
 /// The principal's own API keys (admins: every key); with `workspace`, every
@@ -52,7 +48,7 @@ pub async fn list(
     workspace: Option<&str>,
     (cursor, limit): (Option<&str>, u32),
 ) -> Result<Vec<ApiKeyRecord>> {
-    require_person(by, "managed")?;
+    require_person(by)?;
     let mut tx = store.read().await?;
     Ok(match workspace {
         Some(ws) => {
@@ -72,7 +68,7 @@ pub async fn list(
 /// role. An installation key (admins only) holds `admin` or
 /// `platform_engineer`.
 pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, input: NewApiKeyInput) -> Result<CreatedKey> {
-    require_person(by, "created")?;
+    require_person(by)?;
     let NewApiKeyInput { name, workspace, role, expires_at } = input;
     if let Some(e) = expires_at {
         canopy_domain::access::check_new_expiry(e, now).map_err(|e| Error::invalid("expires_at", e.to_string()))?;
@@ -128,17 +124,20 @@ pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, input: N
 /// not exist.
 pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, id: &str) -> Result<()> {
     let not_found = || Error::not_found(format!("API key {id:?} does not exist"));
-    require_person(by, "managed")?;
+    require_person(by)?;
     let mut tx = store.write().await?;
     let key = tx.api_key(id).await?.ok_or_else(not_found)?;
-    // its creator, admins, and the managers of the key's workspace may delete it
-    let mut allowed = key.created_by_id == Some(by.actor.id) || by.actor.is_admin();
-    if !allowed
-        && let Some(workspace_id) = key.workspace_id
-        && let Some(ws) = tx.workspace_by_id(workspace_id).await?
-    {
-        allowed = by.require_in(&mut tx, &ws, Action::ManageWorkspace).await.is_ok();
-    }
+    // its creator, admins, and the managers of the key's workspace may
+    // revoke it; anyone else learns nothing of it
+    let ws = match key.workspace_id {
+        Some(id) => tx.workspace_by_id(id).await?,
+        None => None,
+    };
+    let revoke = Action::RevokeApiKey { creator: key.created_by_id };
+    let allowed = match &ws {
+        Some(ws) => by.require_in(&mut tx, ws, revoke).await.is_ok(),
+        None => by.require(revoke).is_ok(),
+    };
     if !allowed {
         return Err(not_found());
     }

@@ -78,6 +78,13 @@ pub enum Action {
     /// `None` when no account has the name asked for: then only admins may
     /// learn so.
     ActOnAccount { user: Option<Uuid> },
+    /// Create, list and revoke one's API keys: people only, so that a key
+    /// can neither mint nor revoke keys.
+    ManageApiKeys,
+    /// Revoke one API key, made by `creator`: its creator in person, admins,
+    /// or in person the managers of the key's workspace (given as the
+    /// workspace concerned; none for an installation key).
+    RevokeApiKey { creator: Option<Uuid> },
 }
 
 /// Why an action was refused.
@@ -172,6 +179,21 @@ pub fn authorize(
             ActorKind::WorkspaceKey { .. } => Err(Denied::NotForWorkspaceKeys),
             ActorKind::User | ActorKind::InstallationKey => needs_role(WorkspaceRole::Manager),
         },
+        ManageApiKeys => match actor.kind {
+            ActorKind::User => Ok(()),
+            ActorKind::InstallationKey | ActorKind::WorkspaceKey { .. } => Err(Denied::NotForApiKeys),
+        },
+        RevokeApiKey { creator } => {
+            if !actor.is_user() {
+                Err(Denied::NotForApiKeys)
+            } else if actor.is_admin() || creator == Some(actor.id) {
+                Ok(())
+            } else if workspace.is_some() {
+                needs_role(WorkspaceRole::Manager)
+            } else {
+                Err(Denied::NeedsAdmin)
+            }
+        }
         ActOnAccount { user } => {
             if actor.is_admin() || (actor.is_user() && user == Some(actor.id)) {
                 Ok(())
@@ -250,6 +272,25 @@ mod tests {
         // a key of ann's, even one with her id's creator, is not ann in person
         let key = Actor { kind: ActorKind::InstallationKey, id: Uuid::new_v4(), ..ann.clone() };
         assert_eq!(authorize(&key, Action::ActOnAccount { user: Some(key.id) }, None), Err(Denied::NeedsAdmin));
+    }
+
+    #[test]
+    fn id3_keys_are_managed_by_people_and_revoked_by_their_creator_admins_or_managers() {
+        let ws = Uuid::new_v4();
+        let ann = user(&[]);
+        let admin = user(&[InstallationRole::Admin]);
+        let key =
+            Actor { kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Owner }, ..ann.clone() };
+        assert_eq!(authorize(&ann, Action::ManageApiKeys, None), Ok(()));
+        assert_eq!(authorize(&key, Action::ManageApiKeys, None), Err(Denied::NotForApiKeys));
+        let anns = Action::RevokeApiKey { creator: Some(ann.id) };
+        let others = Action::RevokeApiKey { creator: Some(admin.id) };
+        assert_eq!(authorize(&ann, anns, None), Ok(()));
+        assert_eq!(authorize(&admin, anns, None), Ok(()));
+        assert_eq!(authorize(&ann, others, None), Err(Denied::NeedsAdmin));
+        assert_eq!(authorize(&ann, others, Some((ws, Some(WorkspaceRole::Manager)))), Ok(()));
+        assert!(authorize(&ann, others, Some((ws, Some(WorkspaceRole::Member)))).is_err());
+        assert_eq!(authorize(&key, anns, Some((ws, Some(WorkspaceRole::Owner)))), Err(Denied::NotForApiKeys));
     }
 
     #[test]

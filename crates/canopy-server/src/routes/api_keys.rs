@@ -51,7 +51,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ApiKeyQuery>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
-    require_person(&caller, "managed")?;
+    require_person(&caller)?;
     let limit = check_limit(q.limit)?;
     let cursor = decode_cursor(q.cursor.as_deref())?;
     let rows = uc::list(&app.store, &caller, q.workspace.as_deref(), (cursor.as_deref(), limit)).await?;
@@ -70,7 +70,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    require_person(&caller, "created")?;
+    require_person(&caller)?;
     validate! { name: "name" => DisplayName::parse(&body.name) }
     let input = NewApiKeyInput { name, workspace: body.workspace, role: body.role, expires_at: body.expires_at };
     let created = uc::create(&app.store, &caller, app.clock.now(), input).await?;

@@ -4,15 +4,14 @@
 //! ([`crate::principal::key_actor`]).
 
 use canopy_domain::authz::{Action, action_to_hold};
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{ApiKeyCreated, ApiKeyDeleted};
 use canopy_domain::{DisplayName, InstallationRole, InvalidValue, WorkspaceRole};
 use canopy_store::{ApiKeyRecord, NewApiKey, Store};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::credentials::{API_KEY_PREFIX, new_secret};
 use crate::error::{Error, Result};
-use crate::load::{self, rfc3339};
+use crate::load::{self};
 use crate::principal::Principal;
 
 /// An API key to create. `role` is as given: a workspace role for a
@@ -113,8 +112,8 @@ pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, input: N
             now,
         )
         .await?;
-    let details = json!({"key": key.id, "name": key.name, "role": role, "expires_at": rfc3339(expires_at)});
-    tx.append_event(workspace.as_ref().map(|w| w.id), EventKind::ApiKeyCreated, now, &by.initiator(), details).await?;
+    let created = ApiKeyCreated { key: key.id, name: key.name.clone(), role: role.to_owned(), expires_at };
+    tx.record(workspace.as_ref().map(|w| w.id), now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(CreatedKey { key, secret })
 }
@@ -142,14 +141,8 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, id: &str
         return Err(not_found());
     }
     tx.delete_api_key(key.id).await?;
-    tx.append_event(
-        key.workspace_id,
-        EventKind::ApiKeyDeleted,
-        now,
-        &by.initiator(),
-        json!({"key": key.id, "name": key.name}),
-    )
-    .await?;
+    let deleted = ApiKeyDeleted { key: key.id, name: key.name, reason: None };
+    tx.record(key.workspace_id, now, &by.initiator(), deleted.into())?;
     tx.commit().await?;
     Ok(())
 }

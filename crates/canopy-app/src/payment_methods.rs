@@ -3,10 +3,10 @@
 //! create and update; the daily substitution is `canopy_engine::payments`.
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{PaymentMethodCreated, PaymentMethodDeleted, PaymentMethodTerms, PaymentMethodUpdated};
 use canopy_domain::payments::{check_method, needs_attention};
-use canopy_store::{PaymentMethodRecord, ProjectPayment, Store, Tx, WorkspaceRecord, format_date};
-use serde_json::{Map, Value, json};
+use canopy_store::{PaymentMethodRecord, ProjectPayment, Store, Tx, WorkspaceRecord};
+use serde_json::{Map, Value};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -87,14 +87,8 @@ pub async fn create(
     };
     checked(&draft)?;
     let m = tx.insert_payment_method(ws.id, &draft.name, draft.amount, expires_on, &draft.billing_data, now).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::PaymentMethodCreated,
-        now,
-        &by.initiator(),
-        json!({"payment_method": m.id, "name": m.name, "amount": m.amount, "expires_on": format_date(m.expires_on)}),
-    )
-    .await?;
+    let created = PaymentMethodCreated { payment_method: m.id, terms: terms(&m) };
+    tx.record(Some(ws.id), now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(m)
 }
@@ -126,18 +120,15 @@ pub async fn update(
     }
     checked(&m)?;
     tx.update_payment_method(&m).await?;
-    let side =
-        |m: &PaymentMethodRecord| json!({"name": m.name, "amount": m.amount, "expires_on": format_date(m.expires_on)});
-    tx.append_event(
-        Some(ws.id),
-        EventKind::PaymentMethodUpdated,
-        now,
-        &by.initiator(),
-        json!({"payment_method": m.id, "old": side(&before), "new": side(&m)}),
-    )
-    .await?;
+    let updated = PaymentMethodUpdated { payment_method: m.id, old: terms(&before), new: terms(&m) };
+    tx.record(Some(ws.id), now, &by.initiator(), updated.into())?;
     tx.commit().await?;
     Ok(m)
+}
+
+/// A payment method's terms as the history records them.
+fn terms(m: &PaymentMethodRecord) -> PaymentMethodTerms {
+    PaymentMethodTerms { name: m.name.clone(), amount: m.amount, expires_on: m.expires_on }
 }
 
 /// Remove a payment method no project names (managers, PM1).
@@ -151,14 +142,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, (ws, id)
         return Err(Error::conflict_on("id", format!("{uses} project(s) name this payment method; change them first")));
     }
     tx.delete_payment_method(m.id).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::PaymentMethodDeleted,
-        now,
-        &by.initiator(),
-        json!({"payment_method": m.id, "name": m.name}),
-    )
-    .await?;
+    tx.record(Some(ws.id), now, &by.initiator(), PaymentMethodDeleted { payment_method: m.id, name: m.name }.into())?;
     tx.commit().await?;
     Ok(())
 }

@@ -3,10 +3,9 @@
 //! principal reads them, to bind subjects.
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{ProjectRoleCreated, ProjectRoleDeleted, ProjectRoleTerms, ProjectRoleUpdated};
 use canopy_domain::{DisplayName, InvalidValue, RoleIdentifier};
 use canopy_store::{ProjectRoleRecord, Store, Tx};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -64,14 +63,8 @@ pub async fn create(
         return Err(Error::conflict_on("identifier", format!("project role {identifier} already exists")));
     }
     let r = tx.insert_project_role(identifier.as_str(), display_name.as_str(), &description, now).await?;
-    tx.append_event(
-        None,
-        EventKind::ProjectRoleCreated,
-        now,
-        &by.initiator(),
-        json!({"role": r.identifier, "display_name": r.display_name}),
-    )
-    .await?;
+    let created = ProjectRoleCreated { role: r.identifier.clone(), display_name: r.display_name.clone() };
+    tx.record(None, now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(r)
 }
@@ -90,9 +83,12 @@ pub async fn update(
     let name = change.display_name.map_or_else(|| before.display_name.clone(), DisplayName::into_string);
     let description = change.description.unwrap_or_else(|| before.description.clone());
     tx.update_project_role(before.id, &name, &description).await?;
-    tx.append_event(None, EventKind::ProjectRoleUpdated, now, &by.initiator(),
-        json!({"role": before.identifier, "old": {"display_name": before.display_name, "description": before.description},
-               "new": {"display_name": name, "description": description}})).await?;
+    let updated = ProjectRoleUpdated {
+        role: before.identifier.clone(),
+        old: ProjectRoleTerms { display_name: before.display_name.clone(), description: before.description.clone() },
+        new: ProjectRoleTerms { display_name: name, description },
+    };
+    tx.record(None, now, &by.initiator(), updated.into())?;
     let after = load_role(&mut tx, role).await?;
     tx.commit().await?;
     Ok(after)
@@ -126,7 +122,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, role: &s
         )));
     }
     tx.delete_project_role(r.id).await?;
-    tx.append_event(None, EventKind::ProjectRoleDeleted, now, &by.initiator(), json!({"role": r.identifier})).await?;
+    tx.record(None, now, &by.initiator(), ProjectRoleDeleted { role: r.identifier.clone() }.into())?;
     tx.commit().await?;
     Ok(())
 }

@@ -2,10 +2,9 @@
 //! binding may grant (AC7) and substitute payment methods (PM2).
 
 use canopy_domain::authz::Action;
+use canopy_domain::events::{SettingsChanged, SettingsValues};
 use canopy_domain::four_eye::FourEye;
-use canopy_domain::history::EventKind;
 use canopy_store::{InstallationSettings, Store};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{Error, FieldError, Result};
@@ -39,12 +38,12 @@ pub fn change_four_eye(field: &str, current: FourEye, change: FourEyeChange) -> 
 }
 
 /// The settings as the history records them.
-fn details(s: &InstallationSettings) -> serde_json::Value {
-    json!({
-        "four_eye": {"enabled": s.four_eye.enabled, "approvals": s.four_eye.approvals},
-        "max_binding_days": s.max_binding_days,
-        "payment_substitutes": s.payment_substitutes,
-    })
+fn values(s: &InstallationSettings) -> SettingsValues {
+    SettingsValues {
+        four_eye: s.four_eye.into(),
+        max_binding_days: s.max_binding_days,
+        payment_substitutes: s.payment_substitutes,
+    }
 }
 
 /// The installation's settings (admins).
@@ -92,8 +91,8 @@ pub async fn update(
     };
     if new != old {
         tx.set_settings(&new).await?;
-        let (o, n) = (details(&old), details(&new));
-        tx.append_event(None, EventKind::SettingsChanged, now, &by.initiator(), json!({"old": o, "new": n})).await?;
+        let changed = SettingsChanged { old: values(&old), new: values(&new) };
+        tx.record(None, now, &by.initiator(), changed.into())?;
     }
     tx.commit().await?;
     Ok(new)

@@ -9,19 +9,19 @@
 
 use canopy_domain::access::check_binding_expiry;
 use canopy_domain::authz::Action;
+use canopy_domain::events::{BindingChanged, BindingCreated, BindingRemoved, BindingTerms};
 use canopy_domain::four_eye::RequestKind;
-use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::history::Initiator;
 use canopy_domain::mail::{AccessChange, AccessNotice};
 use canopy_domain::{Subject, SubjectKind};
 use canopy_store::{
     BindingRecord, NewBinding, NewRoleRequest, ProjectRecord, ProjectRoleRecord, Store, Tx, WorkspaceRecord,
 };
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
-use crate::load::{self, note_text, rfc3339, subject_string};
+use crate::load::{self, note_text, subject_string};
 use crate::principal::Principal;
 use crate::requests::{self, RequestView};
 
@@ -72,21 +72,12 @@ pub struct BindingChange {
     pub justification: Option<String>,
 }
 
-/// Who makes a change to a binding, and through which approved request.
+/// Who makes a change to a binding, and through which approved request
+/// (recorded as the `request` of the binding's history event).
 pub struct ChangeBy<'a> {
     pub initiator: Initiator,
     pub name: &'a str,
     pub request: Option<Uuid>,
-}
-
-impl ChangeBy<'_> {
-    /// History details, with the request that made the change where there is one.
-    fn details(&self, mut details: serde_json::Value) -> serde_json::Value {
-        if let (Some(r), Some(map)) = (self.request, details.as_object_mut()) {
-            map.insert("request".into(), json!(r));
-        }
-        details
-    }
 }
 
 /// A binding to make.
@@ -318,33 +309,52 @@ pub async fn apply_add(
         if existing.binding.in_force_at(now) {
             return Err(held(name, role, p));
         }
-        replace_expired(tx, ws, p, &existing, by, now).await?;
+        replace_expired(tx, (ws.id, &p.identifier), &existing, by, now).await?;
     }
     let new = NewBinding { project_id: p.id, subject, role_id: role.id, expires_at, justification, granted_by };
     let b = tx.insert_binding(new, now).await?;
-    let details = by.details(json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
-        "role": role.identifier, "expires_at": rfc3339(expires_at), "justification": justification}));
-    tx.append_event(Some(ws.id), EventKind::BindingCreated, now, &by.initiator, details).await?;
+    let created = BindingCreated {
+        binding: b.binding.id,
+        project: p.identifier.clone(),
+        subject: name.to_owned(),
+        role: role.identifier.clone(),
+        expires_at,
+        justification: justification.map(str::to_owned),
+        emergency: false,
+        request: by.request,
+    };
+    tx.record(Some(ws.id), now, &by.initiator, created.into())?;
     let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
     notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
     Ok(b)
 }
 
-/// Remove an expired binding that a new grant of the same subject and role replaces.
-async fn replace_expired(
+/// Remove an expired binding that a new grant of the same subject and role
+/// replaces (also for emergency grants).
+pub(crate) async fn replace_expired(
     tx: &mut Tx,
-    ws: &WorkspaceRecord,
-    p: &ProjectRecord,
+    (workspace_id, project): (Uuid, &str),
     existing: &BindingRecord,
     by: &ChangeBy<'_>,
     now: OffsetDateTime,
 ) -> Result<()> {
     tx.delete_binding(existing.binding.id).await?;
-    let name = subject_string(existing.binding.subject.kind, &existing.subject_name);
-    let details = by.details(json!({"binding": existing.binding.id, "project": p.identifier, "subject": name,
-        "role": existing.role_identifier, "reason": "expired binding replaced"}));
-    tx.append_event(Some(ws.id), EventKind::BindingRemoved, now, &by.initiator, details).await?;
+    let removed = removed_event(project, existing, Some("expired binding replaced"), by.request);
+    tx.record(Some(workspace_id), now, &by.initiator, removed.into())?;
     Ok(())
+}
+
+/// The `binding_removed` event of `b`, a binding of `project`.
+fn removed_event(project: &str, b: &BindingRecord, reason: Option<&str>, request: Option<Uuid>) -> BindingRemoved {
+    BindingRemoved {
+        binding: b.binding.id,
+        project: project.to_owned(),
+        subject: subject_string(b.binding.subject.kind, &b.subject_name),
+        role: b.role_identifier.clone(),
+        expires_at: b.binding.expires_at,
+        reason: reason.map(str::to_owned),
+        request,
+    }
 }
 
 /// E-mail the people a binding's change affects (AC11).
@@ -437,13 +447,20 @@ pub async fn apply_change(
         if other.binding.in_force_at(now) {
             return Err(held(&name, role, p));
         }
-        replace_expired(tx, ws, p, &other, by, now).await?;
+        replace_expired(tx, (ws.id, &p.identifier), &other, by, now).await?;
     }
     tx.update_binding(before.binding.id, role.id, expires_at).await?;
-    let details = by.details(json!({"binding": before.binding.id, "project": p.identifier, "subject": name,
-        "old": {"role": before.role_identifier, "expires_at": rfc3339(before.binding.expires_at)},
-        "new": {"role": role.identifier, "expires_at": rfc3339(expires_at)}}));
-    tx.append_event(Some(ws.id), EventKind::BindingChanged, now, &by.initiator, details).await?;
+    let changed = BindingChanged {
+        binding: before.binding.id,
+        project: p.identifier.clone(),
+        subject: name,
+        old: BindingTerms { role: before.role_identifier.clone(), expires_at: before.binding.expires_at },
+        new: BindingTerms { role: role.identifier.clone(), expires_at },
+        justification: None,
+        emergency: false,
+        request: by.request,
+    };
+    tx.record(Some(ws.id), now, &by.initiator, changed.into())?;
     let after = load::binding(tx, p, &before.binding.id.to_string()).await?;
     let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
     notify(tx, &after, AccessChange::Changed, what, by.name, now).await?;
@@ -510,12 +527,7 @@ pub async fn end(
     let what = (workspace, project, b.role_identifier.as_str());
     notify(tx, b, AccessChange::Removed, what, by.name, now).await?;
     tx.delete_binding(b.binding.id).await?;
-    let mut details = json!({"binding": b.binding.id, "project": project,
-        "subject": subject_string(b.binding.subject.kind, &b.subject_name),
-        "role": b.role_identifier, "expires_at": rfc3339(b.binding.expires_at)});
-    if let (Some(reason), Some(map)) = (reason, details.as_object_mut()) {
-        map.insert("reason".into(), json!(reason));
-    }
-    tx.append_event(Some(workspace_id), EventKind::BindingRemoved, now, &by.initiator, by.details(details)).await?;
+    let removed = removed_event(project, b, reason, by.request);
+    tx.record(Some(workspace_id), now, &by.initiator, removed.into())?;
     Ok(())
 }

@@ -8,16 +8,18 @@ use canopy_domain::authz::Action;
 use canopy_domain::deletion::{
     ConfirmError, ProjectOutcome, TenantDeletion, TenantInDeletion, confirm as confirm_rule, project_outcome,
 };
-use canopy_domain::events::{BindingRemoved, ProjectDeleted, ProjectDeletionDeclined};
-use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::events::{
+    BindingRemoved, ConfirmedRevocation, ProjectDeleted, ProjectDeletionDeclined, ProjectDeletionRequested,
+    TenantDeleted, TenantDeletionConfirmed, TenantDeletionDeclined, TenantDeletionRequested,
+};
+use canopy_domain::history::Initiator;
 use canopy_domain::platforms::DeletionMode;
 use canopy_store::{PRIORITY_URGENT, ProjectRecord, Reach, Store, StoreError, TenantRecord, Tx, WorkspaceRecord};
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::load::{self, rfc3339};
+use crate::load;
 use crate::platforms::{PlatformCallError, Platforms};
 use crate::principal::Principal;
 
@@ -132,26 +134,19 @@ pub async fn request(
     }
     for (t, found) in targets.iter().zip(&resources) {
         tx.set_tenant_deletion(t.id, Some(TenantDeletion::Requested), found, now).await?;
-        tx.append_event(
-            Some(ws.id),
-            EventKind::TenantDeletionRequested,
-            now,
-            &initiator,
-            json!({"project": p.identifier, "platform": t.platform, "mode": t.deletion_mode.as_str(), "resources": found}),
-        )
-        .await?;
+        let requested = TenantDeletionRequested {
+            project: p.identifier.clone(),
+            platform: t.platform.clone(),
+            mode: t.deletion_mode.as_str().to_owned(),
+            resources: found.clone(),
+        };
+        tx.record(Some(ws.id), now, &initiator, requested.into())?;
     }
     if platform.is_none() {
         tx.set_project_deletion(p.id, Some(now)).await?;
-        let platforms: Vec<&str> = targets.iter().map(|t| t.platform.as_str()).collect();
-        tx.append_event(
-            Some(ws.id),
-            EventKind::ProjectDeletionRequested,
-            now,
-            &initiator,
-            json!({"project": p.identifier, "tenants": platforms}),
-        )
-        .await?;
+        let tenants = targets.iter().map(|t| t.platform.clone()).collect();
+        let requested = ProjectDeletionRequested { project: p.identifier.clone(), tenants };
+        tx.record(Some(ws.id), now, &initiator, requested.into())?;
     }
     let p = load::project(&mut tx, &ws, project).await?;
     let tenants = tx.project_tenants(p.id).await?;
@@ -234,14 +229,12 @@ pub async fn confirm(
         if state == Some(TenantDeletion::Deleting) {
             tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_URGENT).await?;
         }
-        tx.append_event(
-            Some(ws.id),
-            EventKind::TenantDeletionConfirmed,
-            now,
-            &initiator,
-            json!({"project": p.identifier, "platform": t.platform, "next": state.map(TenantDeletion::as_str)}),
-        )
-        .await?;
+        let confirmed = TenantDeletionConfirmed {
+            project: p.identifier.clone(),
+            platform: t.platform.clone(),
+            next: state.map(|s| s.as_str().to_owned()),
+        };
+        tx.record(Some(ws.id), now, &initiator, confirmed.into())?;
     }
     let tenants = tx.project_tenants(p.id).await?;
     tx.commit().await?;
@@ -315,20 +308,26 @@ pub async fn engineer_confirm(
         .into_iter()
         .map(|(a, at)| Revoked { account: a.user, platform_role: a.platform_role, confirmed_at: at })
         .collect();
-    let revoked_json: Vec<_> = revoked
-        .iter()
-        .map(|r| json!({"account": r.account, "platform_role": r.platform_role, "confirmed_at": rfc3339(Some(r.confirmed_at))}))
-        .collect();
     tx.delete_tenant(t.id).await?;
-    tx.append_event(
-        Some(p.workspace_id),
-        EventKind::TenantDeleted,
-        now,
-        &initiator,
-        json!({"project": p.identifier, "platform": t.platform, "external_id": t.external_id, "by_hand": true,
-               "revoked": revoked_json, "platform_error": withdrawal.failed}),
-    )
-    .await?;
+    let deleted = TenantDeleted {
+        project: p.identifier.clone(),
+        platform: t.platform.clone(),
+        external_id: t.external_id.clone(),
+        node: None,
+        by_hand: true,
+        revoked: Some(
+            revoked
+                .iter()
+                .map(|r| ConfirmedRevocation {
+                    account: r.account.clone(),
+                    platform_role: r.platform_role.clone(),
+                    confirmed_at: r.confirmed_at,
+                })
+                .collect(),
+        ),
+        platform_error: withdrawal.failed.clone(),
+    };
+    tx.record(Some(p.workspace_id), now, &initiator, deleted.into())?;
     settle_project(&mut tx, p.id, &initiator, now).await?;
     tx.commit().await?;
     Ok(Receipt {
@@ -357,18 +356,13 @@ pub async fn engineer_decline(
     // kept declined until the other tenants are settled
     let state = p.deletion_requested_at.map(|_| TenantDeletion::Declined);
     tx.set_tenant_deletion(t.id, state, &[], now).await?;
-    tx.append_event(
-        Some(p.workspace_id),
-        EventKind::TenantDeletionDeclined,
-        now,
-        &initiator,
-        json!({"project": p.identifier, "platform": t.platform}),
-    )
-    .await?;
+    let declined = TenantDeletionDeclined { project: p.identifier.clone(), platform: t.platform.clone() };
+    tx.record(Some(p.workspace_id), now, &initiator, declined.into())?;
     settle_project(&mut tx, p.id, &initiator, now).await?;
     tx.commit().await?;
     Ok(())
 }
+
 /// Delete a project with its bindings, recording each binding's end and the
 /// project's deletion in the workspace's history.
 pub async fn delete_project(

@@ -6,20 +6,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use canopy_domain::access::check_new_expiry;
 use canopy_domain::authz::Action;
+use canopy_domain::events::{
+    ApiKeyDeleted, BindingChanged, BindingCreated, BindingRemoved, BindingTerms, EmergencyAccessGranted,
+    EmergencyRevocation, GroupMemberRemoved, MemberAdded, MemberRemoved, RevokedAccess, RevokedApiKey, RevokedBinding,
+    RevokedMembership, UserDeactivated, VoidedRequest,
+};
 use canopy_domain::four_eye::RequestState;
-use canopy_domain::history::EventKind;
 use canopy_domain::mail::AccessChange;
 use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
 use canopy_store::{
     Decision, NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Store, Tx, UserChanges, UserRecord,
 };
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::bindings;
 use crate::error::{Error, FieldError, Result};
-use crate::load::{note_text, rfc3339, subject_string};
+use crate::load::{note_text, subject_string};
 use crate::principal::Principal;
 use crate::requests::void_event;
 use crate::users::{is_active_admin, keep_an_admin};
@@ -164,12 +167,10 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
     if member_added {
         tx.upsert_member(ws.id, SubjectKind::User, user.id, WorkspaceRole::Member, &by.actor.name, now).await?;
     }
-    let mut events = Vec::new();
     if member_added {
-        events.push((
-            EventKind::MemberAdded,
-            json!({"subject": name, "role": WorkspaceRole::Member.as_str(), "emergency": true}),
-        ));
+        let added =
+            MemberAdded { subject: name.clone(), role: WorkspaceRole::Member.as_str().to_owned(), emergency: true };
+        tx.record(Some(ws.id), now, &initiator, added.into())?;
     }
     let existing = tx.find_binding(p.id, subject, role.id).await?;
     let mut until = Some(expires_at);
@@ -183,25 +184,26 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
             };
             if later != b.binding.expires_at {
                 tx.update_binding(b.binding.id, role.id, later).await?;
-                events.push((
-                    EventKind::BindingChanged,
-                    json!({"binding": b.binding.id, "project": p.identifier, "subject": name,
-                           "old": {"role": role.identifier, "expires_at": rfc3339(b.binding.expires_at)},
-                           "new": {"role": role.identifier, "expires_at": rfc3339(later)},
-                           "emergency": true, "justification": why}),
-                ));
+                let changed = BindingChanged {
+                    binding: b.binding.id,
+                    project: p.identifier.clone(),
+                    subject: name.clone(),
+                    old: BindingTerms { role: role.identifier.clone(), expires_at: b.binding.expires_at },
+                    new: BindingTerms { role: role.identifier.clone(), expires_at: later },
+                    justification: why.clone(),
+                    emergency: true,
+                    request: None,
+                };
+                tx.record(Some(ws.id), now, &initiator, changed.into())?;
             }
             until = later;
             b.binding.id
         }
         other => {
             if let Some(expired) = other {
-                tx.delete_binding(expired.binding.id).await?;
-                events.push((
-                    EventKind::BindingRemoved,
-                    json!({"binding": expired.binding.id, "project": p.identifier, "subject": name,
-                           "role": role.identifier, "reason": "expired binding replaced"}),
-                ));
+                let change_by =
+                    bindings::ChangeBy { initiator: initiator.clone(), name: &by.actor.name, request: None };
+                bindings::replace_expired(&mut tx, (ws.id, &p.identifier), &expired, &change_by, now).await?;
             }
             let new = NewBinding {
                 project_id: p.id,
@@ -212,11 +214,17 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
                 granted_by: &by.actor.name,
             };
             let b = tx.insert_binding(new, now).await?;
-            events.push((
-                EventKind::BindingCreated,
-                json!({"binding": b.binding.id, "project": p.identifier, "subject": name, "role": role.identifier,
-                       "expires_at": rfc3339(Some(expires_at)), "emergency": true, "justification": why}),
-            ));
+            let created = BindingCreated {
+                binding: b.binding.id,
+                project: p.identifier.clone(),
+                subject: name.clone(),
+                role: role.identifier.clone(),
+                expires_at: Some(expires_at),
+                justification: why.clone(),
+                emergency: true,
+                request: None,
+            };
+            tx.record(Some(ws.id), now, &initiator, created.into())?;
             b.binding.id
         }
     };
@@ -227,14 +235,15 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
     }
     // the role reaches the project's tenants before other work (AD3)
     tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
-    events.push((
-        EventKind::EmergencyAccessGranted,
-        json!({"user": user.username, "project": p.identifier, "role": role.identifier,
-               "expires_at": rfc3339(until), "justification": why, "member_added": member_added}),
-    ));
-    for (kind, details) in events {
-        tx.append_event(Some(ws.id), kind, now, &initiator, details).await?;
-    }
+    let event = EmergencyAccessGranted {
+        user: user.username.clone(),
+        project: p.identifier.clone(),
+        role: role.identifier.clone(),
+        expires_at: until,
+        justification: why.clone(),
+        member_added,
+    };
+    tx.record(Some(ws.id), now, &initiator, event.into())?;
     if !by.actor.is_admin() && tx.effective_four_eye(ws.id).await?.enabled {
         // a manager bypassed four-eye: the others and the admins review it
         let mut reviewers = tx.workspace_managers(ws.id).await?;
@@ -294,8 +303,8 @@ pub async fn revoke(
     if by.actor.is_user() && by.actor.name == user.username {
         return Err(Error::invalid("user", "you cannot revoke your own access"));
     }
-    // row locks first, in the order every other path takes them; then the
-    // history chains, workspaces in ascending id and the installation last
+    // row locks first, in the order every other path takes them (the
+    // history is appended at commit, after them)
     if is_active_admin(&user) {
         keep_an_admin(&mut tx).await?;
     }
@@ -311,15 +320,14 @@ pub async fn revoke(
         tx.direct_memberships(SubjectKind::User, user.id).await?.into_iter().collect();
     let groups = tx.groups_of_user(user.id).await?;
     let mut workspaces: BTreeSet<Uuid> = direct.keys().copied().collect();
-    let mut group_names = Vec::new();
-    let mut group_workspaces: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
+    // each group the person leaves, with the workspaces it is a member of
+    let mut group_memberships: Vec<(String, Vec<Uuid>)> = Vec::new();
     for g in &groups {
         let Some(group) = tx.group_by_id(*g).await? else { continue };
-        for (ws, _) in tx.direct_memberships(SubjectKind::Group, *g).await? {
-            workspaces.insert(ws);
-            group_workspaces.entry(ws).or_default().push(group.identifier.clone());
-        }
-        group_names.push(group.identifier);
+        let in_workspaces: Vec<Uuid> =
+            tx.direct_memberships(SubjectKind::Group, *g).await?.into_iter().map(|(ws, _)| ws).collect();
+        workspaces.extend(&in_workspaces);
+        group_memberships.push((group.identifier, in_workspaces));
     }
     for ws in &workspaces {
         tx.lock_workspace(*ws).await?;
@@ -333,69 +341,90 @@ pub async fn revoke(
         tx.mark_dirty(Reach::Tenant(tenant), PRIORITY_URGENT).await?;
     }
 
+    let initiator = by.initiator();
     let name = subject_string(SubjectKind::User, &user.username);
     let reason = "emergency revocation";
-    let mut ws_events: BTreeMap<Uuid, Vec<(EventKind, serde_json::Value)>> = BTreeMap::new();
-    let mut installation_key_events = Vec::new();
-    let mut memberships = Vec::new();
-    let mut bindings = Vec::new();
+    let because = || Some(reason.to_owned());
+    // the workspaces whose history records the revocation: those the person
+    // was a member of (directly or through a group), of the requests voided
+    // and of the keys deleted
+    let mut concerned = BTreeSet::new();
+    let mut removed = RevokedAccess {
+        memberships: Vec::new(),
+        groups: Vec::new(),
+        bindings: Vec::new(),
+        requests: Vec::new(),
+        api_keys: Vec::new(),
+    };
     for ws_id in &workspaces {
         let Some(ws) = tx.workspace_by_id(*ws_id).await? else { continue };
-        let events = ws_events.entry(*ws_id).or_default();
+        concerned.insert(*ws_id);
         for b in tx.subject_bindings_in_workspace(*ws_id, Subject::user(user.id)).await? {
             let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
             tx.delete_binding(b.binding.id).await?;
-            events.push((
-                EventKind::BindingRemoved,
-                json!({"binding": b.binding.id, "project": project, "subject": name, "role": b.role_identifier, "reason": reason}),
-            ));
-            bindings.push(json!({"workspace": ws.identifier, "project": project, "role": b.role_identifier}));
+            let event = BindingRemoved {
+                binding: b.binding.id,
+                project: project.clone(),
+                subject: name.clone(),
+                role: b.role_identifier.clone(),
+                expires_at: b.binding.expires_at,
+                reason: because(),
+                request: None,
+            };
+            tx.record(Some(*ws_id), now, &initiator, event.into())?;
+            removed.bindings.push(RevokedBinding {
+                workspace: ws.identifier.clone(),
+                project,
+                role: b.role_identifier,
+            });
         }
         if let Some(role) = direct.get(ws_id) {
             tx.delete_member(*ws_id, SubjectKind::User, user.id).await?;
-            events.push((
-                EventKind::MemberRemoved,
-                json!({"subject": name, "old_role": role.as_str(), "reason": reason}),
-            ));
-            memberships.push(json!({"workspace": ws.identifier, "role": role.as_str()}));
-        }
-        for g in group_workspaces.get(ws_id).into_iter().flatten() {
-            events.push((EventKind::GroupMemberRemoved, json!({"group": g, "user": user.username, "reason": reason})));
+            let event =
+                MemberRemoved { subject: name.clone(), old_role: role.as_str().to_owned(), reason: reason.to_owned() };
+            tx.record(Some(*ws_id), now, &initiator, event.into())?;
+            removed.memberships.push(RevokedMembership { workspace: ws.identifier, role: role.as_str().to_owned() });
         }
     }
     for g in &groups {
         tx.remove_group_member(*g, user.id).await?;
     }
-    let mut voided = Vec::new();
+    // each group's departure, in the workspaces it is a member of and the installation's
+    for (group, in_workspaces) in &group_memberships {
+        let event = GroupMemberRemoved { group: group.clone(), user: user.username.clone(), reason: because() };
+        for ws in in_workspaces.iter().filter(|ws| concerned.contains(*ws)) {
+            tx.record(Some(*ws), now, &initiator, event.clone().into())?;
+        }
+        tx.record(None, now, &initiator, event.into())?;
+        removed.groups.push(group.clone());
+    }
     for q in &requests {
         let decision =
             Decision { state: RequestState::Void, by: &by.actor.name, reason: Some(reason), binding_id: None };
         if tx.decide_role_request(q.id, decision, now).await? {
-            ws_events.entry(q.workspace_id).or_default().push((EventKind::RoleRequestVoid, void_event(q, reason)));
-            voided.push(json!({"id": q.id, "workspace": q.workspace, "project": q.project,
-                "subject": q.subject_string(), "role": q.role, "kind": q.kind.as_str()}));
+            concerned.insert(q.workspace_id);
+            tx.record(Some(q.workspace_id), now, &initiator, void_event(q, reason).into())?;
+            removed.requests.push(VoidedRequest {
+                id: q.id,
+                workspace: q.workspace.clone(),
+                project: q.project.clone(),
+                subject: q.subject_string(),
+                role: q.role.clone(),
+                kind: q.kind.as_str().to_owned(),
+            });
         }
     }
     // every key the person made goes: none works again on reactivation (finding 15)
-    let mut keys = Vec::new();
     for k in tx.api_keys_created_by(user.id).await? {
         tx.delete_api_key(k.id).await?;
-        let event = json!({"key": k.id, "name": k.name, "reason": reason});
-        match k.workspace_id {
-            Some(ws) => ws_events.entry(ws).or_default().push((EventKind::ApiKeyDeleted, event)),
-            None => installation_key_events.push(event),
-        }
-        keys.push(json!({"id": k.id, "name": k.name, "workspace": k.workspace_identifier}));
+        concerned.extend(k.workspace_id);
+        let event = ApiKeyDeleted { key: k.id, name: k.name.clone(), reason: because() };
+        tx.record(k.workspace_id, now, &initiator, event.into())?;
+        removed.api_keys.push(RevokedApiKey { id: k.id, name: k.name, workspace: k.workspace_identifier });
     }
     tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
     tx.delete_sessions_of(user.id).await?;
 
-    let initiator = by.initiator();
-    let removed = json!({"memberships": memberships,
-        "groups": group_names,
-        "bindings": bindings,
-        "requests": voided,
-        "api_keys": keys});
     let record = RevocationRecord {
         id: Uuid::new_v4(),
         user_id: user.id,
@@ -403,41 +432,19 @@ pub async fn revoke(
         justification: why.clone(),
         initiator: initiator.name.clone(),
         requested_at: now,
-        removed: removed.clone(),
+        // stored as the history shows it (read back by the API's report)
+        removed: serde_json::to_value(&removed)
+            .map_err(|e| Error::Internal(format!("what an emergency revocation removed: {e}")))?,
         held,
     };
     tx.insert_emergency_revocation(&record).await?;
-    let summary = json!({"revocation": record.id, "user": user.username, "justification": why, "removed": removed});
-    for (ws, mut events) in ws_events {
-        events.push((EventKind::UserDeactivated, json!({"user": user.username, "reason": reason})));
-        events.push((EventKind::EmergencyRevocation, summary.clone()));
-        for (kind, details) in events {
-            tx.append_event(Some(ws), kind, now, &initiator, details).await?;
-        }
+    let deactivated = UserDeactivated { user: user.username.clone(), reason: because(), change: None };
+    let summary =
+        EmergencyRevocation { revocation: record.id, user: user.username.clone(), justification: why, removed };
+    for ws in concerned.into_iter().map(Some).chain([None]) {
+        tx.record(ws, now, &initiator, deactivated.clone().into())?;
+        tx.record(ws, now, &initiator, summary.clone().into())?;
     }
-    // the installation chain last: see canopy_store::Tx::append_event
-    for event in installation_key_events {
-        tx.append_event(None, EventKind::ApiKeyDeleted, now, &initiator, event).await?;
-    }
-    for g in &group_names {
-        tx.append_event(
-            None,
-            EventKind::GroupMemberRemoved,
-            now,
-            &initiator,
-            json!({"group": g, "user": user.username, "reason": reason}),
-        )
-        .await?;
-    }
-    tx.append_event(
-        None,
-        EventKind::UserDeactivated,
-        now,
-        &initiator,
-        json!({"user": user.username, "reason": reason}),
-    )
-    .await?;
-    tx.append_event(None, EventKind::EmergencyRevocation, now, &initiator, summary).await?;
     let report = report(&mut tx, record).await?;
     tx.commit().await?;
     Ok(report)

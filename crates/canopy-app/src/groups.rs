@@ -2,10 +2,11 @@
 //! members, who gain and lose what the group holds (AC3).
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{
+    Event, GroupCreated, GroupDeleted, GroupMemberAdded, GroupMemberRemoved, GroupUpdated, Named,
+};
 use canopy_domain::{DisplayName, Identifier, Subject, SubjectKind};
 use canopy_store::{GroupRecord, Store, Tx, UserRecord};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -26,15 +27,13 @@ async fn record_group_event(
     tx: &mut Tx,
     by: &Principal,
     group: &GroupRecord,
-    kind: EventKind,
-    details: serde_json::Value,
+    event: Event,
     now: OffsetDateTime,
 ) -> Result<()> {
     for (ws, _) in tx.direct_memberships(SubjectKind::Group, group.id).await? {
-        tx.append_event(Some(ws), kind, now, &by.initiator(), details.clone()).await?;
+        tx.record(Some(ws), now, &by.initiator(), event.clone())?;
     }
-    // the installation chain last: see canopy_store::Tx::append_event
-    tx.append_event(None, kind, now, &by.initiator(), details).await?;
+    tx.record(None, now, &by.initiator(), event)?;
     Ok(())
 }
 
@@ -51,14 +50,8 @@ pub async fn create(
         return Err(Error::conflict_on("identifier", format!("group {identifier} already exists")));
     }
     let g = tx.insert_group(identifier.as_str(), display_name.as_str(), now).await?;
-    tx.append_event(
-        None,
-        EventKind::GroupCreated,
-        now,
-        &by.initiator(),
-        json!({"group": g.identifier, "display_name": g.display_name}),
-    )
-    .await?;
+    let created = GroupCreated { group: g.identifier.clone(), display_name: g.display_name.clone() };
+    tx.record(None, now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(g)
 }
@@ -76,8 +69,12 @@ pub async fn rename(
     let before = load_group(&mut tx, group).await?;
     if let Some(name) = display_name {
         tx.rename_group(before.id, name.as_str()).await?;
-        tx.append_event(None, EventKind::GroupUpdated, now, &by.initiator(),
-            json!({"group": before.identifier, "old": {"display_name": before.display_name}, "new": {"display_name": name.as_str()}})).await?;
+        let updated = GroupUpdated {
+            group: before.identifier,
+            old: Named { display_name: before.display_name },
+            new: Named { display_name: name.into_string() },
+        };
+        tx.record(None, now, &by.initiator(), updated.into())?;
     }
     let after = load_group(&mut tx, group).await?;
     tx.commit().await?;
@@ -96,12 +93,12 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, group: &
     let name = format!("group:{}", g.identifier);
     let initiator = by.initiator();
     let removal = Removal { initiator: &initiator, reason: "group deleted", now };
-    let details = json!({"group": g.identifier});
+    let deleted = GroupDeleted { group: g.identifier.clone() };
     for (ws, role) in memberships {
         end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
-        tx.append_event(Some(ws), EventKind::GroupDeleted, now, &initiator, details.clone()).await?;
+        tx.record(Some(ws), now, &initiator, deleted.clone().into())?;
     }
-    tx.append_event(None, EventKind::GroupDeleted, now, &initiator, details).await?;
+    tx.record(None, now, &initiator, deleted.into())?;
     tx.delete_group(g.id).await?;
     tx.commit().await?;
     Ok(())
@@ -146,15 +143,8 @@ pub async fn add_member(
         return Err(Error::conflict_on("user", format!("{} is already a member of {}", user.username, g.identifier)));
     }
     tx.add_group_member(g.id, user.id, now).await?;
-    record_group_event(
-        &mut tx,
-        by,
-        &g,
-        EventKind::GroupMemberAdded,
-        json!({"group": g.identifier, "user": user.username}),
-        now,
-    )
-    .await?;
+    let added = GroupMemberAdded { group: g.identifier.clone(), user: user.username.clone() };
+    record_group_event(&mut tx, by, &g, added.into(), now).await?;
     tx.commit().await?;
     Ok(user)
 }
@@ -179,15 +169,8 @@ pub async fn remove_member(
     for (ws, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
         end_bindings_of_non_members(&mut tx, ws, &[user.id], &removal).await?;
     }
-    record_group_event(
-        &mut tx,
-        by,
-        &g,
-        EventKind::GroupMemberRemoved,
-        json!({"group": g.identifier, "user": user.username}),
-        now,
-    )
-    .await?;
+    let removed = GroupMemberRemoved { group: g.identifier.clone(), user: user.username, reason: None };
+    record_group_event(&mut tx, by, &g, removed.into(), now).await?;
     tx.commit().await?;
     Ok(())
 }

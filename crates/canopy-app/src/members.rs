@@ -3,10 +3,10 @@
 //! workspace with it.
 
 use canopy_domain::authz::{Action, action_to_grant};
-use canopy_domain::history::{EventKind, Initiator};
+use canopy_domain::events::{InvitationSent, InvitationWithdrawn, MemberAdded, MemberRemoved, MemberRoleChanged};
+use canopy_domain::history::Initiator;
 use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
 use canopy_store::{MemberRecord, Store, Tx, WorkspaceRecord};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::bindings::{self, ChangeBy};
@@ -173,14 +173,8 @@ pub async fn invite(
                     public_url,
                 );
                 tx.enqueue_mail(&announcement, now).await?;
-                tx.append_event(
-                    Some(ws.id),
-                    EventKind::InvitationSent,
-                    now,
-                    &initiator,
-                    json!({"email": email.as_str(), "role": role.as_str()}),
-                )
-                .await?;
+                let sent = InvitationSent { email: email.as_str().to_owned(), role: role.as_str().to_owned() };
+                tx.record(Some(ws.id), now, &initiator, sent.into())?;
                 tx.commit().await?;
                 return Ok(MemberView::of_invitation(email.into_string(), role, granted_by, now));
             }
@@ -200,14 +194,8 @@ pub async fn invite(
         ));
     }
     tx.upsert_member(ws.id, kind, id, role, &granted_by, now).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::MemberAdded,
-        now,
-        &initiator,
-        json!({"subject": subject_string(kind, &name), "role": role.as_str()}),
-    )
-    .await?;
+    let added = MemberAdded { subject: subject_string(kind, &name), role: role.as_str().to_owned(), emergency: false };
+    tx.record(Some(ws.id), now, &initiator, added.into())?;
     tx.commit().await?;
     Ok(MemberView {
         subject: subject_string(kind, &name),
@@ -238,14 +226,12 @@ pub async fn change_role(
             by.require_in(&mut tx, &ws, action_to_grant(old.max(role))).await?;
             keep_an_owner(&mut tx, &ws, s, old, Some(role)).await?;
             tx.upsert_member(ws.id, s.kind, s.id, role, &by.actor.name, now).await?;
-            tx.append_event(
-                Some(ws.id),
-                EventKind::MemberRoleChanged,
-                now,
-                &by.initiator(),
-                json!({"subject": name, "old_role": old.as_str(), "new_role": role.as_str()}),
-            )
-            .await?;
+            let changed = MemberRoleChanged {
+                subject: name,
+                old_role: old.as_str().to_owned(),
+                new_role: role.as_str().to_owned(),
+            };
+            tx.record(Some(ws.id), now, &by.initiator(), changed.into())?;
             let m = tx
                 .workspace_members(ws.id)
                 .await?
@@ -260,14 +246,12 @@ pub async fn change_role(
             by.require_in(&mut tx, &ws, action_to_grant(inv.role.max(role))).await?;
             tx.delete_invitation(inv.id).await?;
             tx.insert_invitation(ws.id, &email, role, &by.actor.name, now).await?;
-            tx.append_event(
-                Some(ws.id),
-                EventKind::MemberRoleChanged,
-                now,
-                &by.initiator(),
-                json!({"subject": format!("email:{email}"), "old_role": inv.role.as_str(), "new_role": role.as_str()}),
-            )
-            .await?;
+            let changed = MemberRoleChanged {
+                subject: format!("email:{email}"),
+                old_role: inv.role.as_str().to_owned(),
+                new_role: role.as_str().to_owned(),
+            };
+            tx.record(Some(ws.id), now, &by.initiator(), changed.into())?;
             tx.commit().await?;
             Ok(MemberView::of_invitation(email, role, by.actor.name.clone(), now))
         }
@@ -294,14 +278,8 @@ pub async fn remove(store: &Store, by: &Principal, now: OffsetDateTime, (ws, sub
             let inv = tx.invitation(ws.id, &email).await?.ok_or_else(not_member)?;
             by.require_in(&mut tx, &ws, action_to_grant(inv.role)).await?;
             tx.delete_invitation(inv.id).await?;
-            tx.append_event(
-                Some(ws.id),
-                EventKind::InvitationWithdrawn,
-                now,
-                &initiator,
-                json!({"email": email, "role": inv.role.as_str()}),
-            )
-            .await?;
+            let withdrawn = InvitationWithdrawn { email, role: inv.role.as_str().to_owned() };
+            tx.record(Some(ws.id), now, &initiator, withdrawn.into())?;
         }
     }
     tx.commit().await?;
@@ -340,8 +318,9 @@ pub async fn end_membership(
         bindings::end(tx, (workspace_id, &ws_name, &project), &b, &by, Some(reason), now).await?;
     }
     tx.delete_member(workspace_id, subject.kind, subject.id).await?;
-    let details = json!({"subject": name, "old_role": old_role.as_str(), "reason": reason});
-    tx.append_event(Some(workspace_id), EventKind::MemberRemoved, now, initiator, details).await?;
+    let removed =
+        MemberRemoved { subject: name.to_owned(), old_role: old_role.as_str().to_owned(), reason: reason.to_owned() };
+    tx.record(Some(workspace_id), now, initiator, removed.into())?;
     if subject.kind == SubjectKind::Group {
         // members who belonged only through this group leave with it
         let members: Vec<_> = tx.group_members(subject.id).await?.into_iter().map(|u| u.id).collect();

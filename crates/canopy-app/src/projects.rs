@@ -2,11 +2,11 @@
 //! managers, with their tags and payment methods.
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{ProjectAspect, ProjectCreated, ProjectPayment, ProjectUpdated};
 use canopy_domain::tags::apply_tags;
 use canopy_domain::{DisplayName, Identifier};
 use canopy_store::{ProjectRecord, Store, Tx, WorkspaceRecord};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -106,14 +106,9 @@ pub async fn create(
         tx.set_project_payment(p.id, method, substitute).await?;
         (p.payment_method_id, p.substitute_payment_method_id) = (method, substitute);
     }
-    tx.append_event(
-        Some(ws.id),
-        EventKind::ProjectCreated,
-        now,
-        &by.initiator(),
-        json!({"project": p.identifier, "display_name": p.display_name, "tags": p.tags}),
-    )
-    .await?;
+    let created =
+        ProjectCreated { project: p.identifier.clone(), display_name: p.display_name.clone(), tags: p.tags.clone() };
+    tx.record(Some(ws.id), now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok((ws, p))
 }
@@ -133,9 +128,14 @@ pub async fn update(
     crate::validate! { display_name: "display_name" => change.display_name.as_deref().map(DisplayName::parse).transpose() }
     if let Some(name) = display_name {
         tx.rename_project(p.id, name.as_str()).await?;
-        tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &by.initiator(),
-            json!({"project": p.identifier, "old": {"display_name": p.display_name}, "new": {"display_name": name.as_str()}})).await?;
-        p.display_name = name.into_string();
+        let name = name.into_string();
+        let updated = ProjectUpdated {
+            project: p.identifier.clone(),
+            old: ProjectAspect { display_name: Some(p.display_name.clone()), payment: None, tags: None },
+            new: ProjectAspect { display_name: Some(name.clone()), payment: None, tags: None },
+        };
+        tx.record(Some(ws.id), now, &by.initiator(), updated.into())?;
+        p.display_name = name;
     }
     if change.payment_method.is_some() || change.substitute_payment_method.is_some() {
         substitutes_allowed(&mut tx, matches!(change.substitute_payment_method, Some(Some(_)))).await?;
@@ -149,10 +149,17 @@ pub async fn update(
         let (method, substitute) = payment(&mut tx, &ws, method, substitute).await?;
         if (method, substitute) != (p.payment_method_id, p.substitute_payment_method_id) {
             tx.set_project_payment(p.id, method, substitute).await?;
-            tx.append_event(Some(ws.id), EventKind::ProjectUpdated, now, &by.initiator(),
-                json!({"project": p.identifier,
-                       "old": {"payment_method": p.payment_method_id, "substitute_payment_method": p.substitute_payment_method_id},
-                       "new": {"payment_method": method, "substitute_payment_method": substitute}})).await?;
+            let payment = |payment_method, substitute_payment_method| ProjectAspect {
+                display_name: None,
+                payment: Some(ProjectPayment { payment_method, substitute_payment_method }),
+                tags: None,
+            };
+            let updated = ProjectUpdated {
+                project: p.identifier.clone(),
+                old: payment(p.payment_method_id, p.substitute_payment_method_id),
+                new: payment(method, substitute),
+            };
+            tx.record(Some(ws.id), now, &by.initiator(), updated.into())?;
             (p.payment_method_id, p.substitute_payment_method_id) = (method, substitute);
         }
     }
@@ -165,14 +172,12 @@ pub async fn update(
         let tags = apply_tags(&defs, given, &p.tags, false, admin).map_err(tag_problems)?;
         if tags != p.tags {
             tx.set_project_tags(p.id, &tags).await?;
-            tx.append_event(
-                Some(ws.id),
-                EventKind::ProjectUpdated,
-                now,
-                &by.initiator(),
-                json!({"project": p.identifier, "old": {"tags": p.tags}, "new": {"tags": tags}}),
-            )
-            .await?;
+            let updated = ProjectUpdated {
+                project: p.identifier.clone(),
+                old: ProjectAspect { display_name: None, payment: None, tags: Some(std::mem::take(&mut p.tags)) },
+                new: ProjectAspect { display_name: None, payment: None, tags: Some(tags.clone()) },
+            };
+            tx.record(Some(ws.id), now, &by.initiator(), updated.into())?;
             p.tags = tags;
         }
     }

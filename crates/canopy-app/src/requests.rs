@@ -6,20 +6,22 @@
 //! counted once and only the one that completes the request applies it.
 
 use canopy_domain::authz::{Action, ActorKind};
+use canopy_domain::events::{
+    RequestedFrom, RoleRequestApprovalGiven, RoleRequestApproved, RoleRequestCreated, RoleRequestDeclined,
+    RoleRequestVoid,
+};
 use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
-use canopy_domain::history::EventKind;
 use canopy_domain::mail::request_pending;
 use canopy_domain::{Email, Subject, WorkspaceRole};
 use canopy_store::{
     Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RoleRequestRecord, Store, Tx, WorkspaceRecord,
 };
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::bindings::{AddBinding, ChangeBy, apply_add, apply_change, apply_remove, subject_eligible};
 use crate::error::{Error, Result};
-use crate::load::{self, note_text, rfc3339};
+use crate::load::{self, note_text};
 use crate::principal::{KeyActor, Principal, key_actor, user_actor};
 
 /// A request as its readers see it: the record, and whether it waits for an
@@ -87,17 +89,19 @@ pub async fn open(tx: &mut Tx, by: &Principal, new: NewRoleRequest<'_>, now: Off
     }
     let q = tx.insert_role_request(new, now).await?;
     let subject = q.subject_string();
-    tx.append_event(
-        Some(q.workspace_id),
-        EventKind::RoleRequestCreated,
-        now,
-        &by.initiator(),
-        json!({"request": q.id, "kind": q.kind.as_str(), "project": q.project, "subject": subject,
-               "role": q.role, "expires_at": rfc3339(q.expires_at), "binding": q.binding_id,
-               "from": {"role": q.from_role, "expires_at": rfc3339(q.from_expires_at)},
-               "justification": q.justification, "approvals_required": q.approvals_required}),
-    )
-    .await?;
+    let created = RoleRequestCreated {
+        request: q.id,
+        kind: q.kind.as_str().to_owned(),
+        project: q.project.clone(),
+        subject: subject.clone(),
+        role: q.role.clone(),
+        expires_at: q.expires_at,
+        binding: q.binding_id,
+        from: RequestedFrom { role: q.from_role.clone(), expires_at: q.from_expires_at },
+        justification: q.justification.clone(),
+        approvals_required: q.approvals_required,
+    };
+    tx.record(Some(q.workspace_id), now, &by.initiator(), created.into())?;
     let (mut recipients, needs_admin) = approvers(tx, &q).await?;
     if needs_admin {
         for admin in tx.active_admins().await? {
@@ -161,7 +165,7 @@ async fn for_decision(
     let q = q?;
     // the request first, then the workspace (member removals take it, so a
     // subject cannot leave between the check and the change), then the
-    // project's tenants, and history last, as every writer does
+    // project's tenants, as every writer does (the history follows at commit)
     tx.lock_role_request(q.id).await?;
     tx.lock_workspace(ws.id).await?;
     tx.lock_project_tenants(q.project_id).await?;
@@ -229,9 +233,9 @@ pub async fn approve(
     }
     tx.add_approval(q.id, approver.id, &by.actor.name, now).await?;
     if verdict == Verdict::Apply {
-        // the bindings it touches, then the project's tenant work, before any
-        // history chain: the order the expiry job and every binding change
-        // take them in (a void request only costs the tenants a needless look)
+        // the bindings it touches, then the project's tenant work: the order
+        // the expiry job and every binding change take them in (a void
+        // request only costs the tenants a needless look)
         let touched = match q.kind {
             RequestKind::Add => tx.find_binding(q.project_id, q.subject, q.role_id).await?.map(|b| b.binding.id),
             RequestKind::Change | RequestKind::Remove => q.binding_id,
@@ -252,16 +256,17 @@ pub async fn approve(
             (u32::try_from(q.approvals.len()).unwrap_or(u32::MAX).saturating_add(1), q.approvals_required)
         }
     };
-    tx.append_event(
-        Some(ws.id),
-        EventKind::RoleRequestApprovalGiven,
-        now,
-        &by.initiator(),
-        json!({"request": q.id, "project": q.project, "subject": subject, "role": q.role,
-               "approvals": approvals, "approvals_required": required, "admin": approver.is_admin,
-               "reason": reason}),
-    )
-    .await?;
+    let given = RoleRequestApprovalGiven {
+        request: q.id,
+        project: q.project.clone(),
+        subject,
+        role: q.role.clone(),
+        approvals,
+        approvals_required: required,
+        admin: approver.is_admin,
+        reason: reason.clone(),
+    };
+    tx.record(Some(ws.id), now, &by.initiator(), given.into())?;
     if verdict == Verdict::Apply {
         settle(&mut tx, &ws, &q, by, reason.as_deref(), now).await?;
     }
@@ -291,15 +296,15 @@ pub async fn decline(
     if !tx.decide_role_request(q.id, decision, now).await? {
         return Err(Error::conflict("this request was decided meanwhile"));
     }
-    tx.append_event(
-        Some(ws.id),
-        EventKind::RoleRequestDeclined,
-        now,
-        &by.initiator(),
-        json!({"request": q.id, "project": q.project, "subject": q.subject_string(), "role": q.role,
-               "withdrawn": withdrawn, "reason": reason}),
-    )
-    .await?;
+    let declined = RoleRequestDeclined {
+        request: q.id,
+        project: q.project.clone(),
+        subject: q.subject_string(),
+        role: q.role.clone(),
+        withdrawn,
+        reason: reason.clone(),
+    };
+    tx.record(Some(ws.id), now, &by.initiator(), declined.into())?;
     if !withdrawn {
         tell_requester(&mut tx, &q, RequestState::Declined, &by.actor.name, reason.as_deref(), now).await?;
     }
@@ -307,17 +312,23 @@ pub async fn decline(
     tx.commit().await?;
     Ok(RequestView { request: q, needs_admin: false })
 }
+
 /// The history event of a request closed as void for `reason`.
-pub fn void_event(q: &RoleRequestRecord, reason: &str) -> serde_json::Value {
-    json!({"request": q.id, "project": q.project, "subject": q.subject_string(), "role": q.role, "reason": reason})
+pub fn void_event(q: &RoleRequestRecord, reason: &str) -> RoleRequestVoid {
+    RoleRequestVoid {
+        request: q.id,
+        project: q.project.clone(),
+        subject: q.subject_string(),
+        role: q.role.clone(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// Close as void, for `reason`, the pending requests that name `subject`
 /// or that `requester` filed (the subject or requester is going), each with
 /// its history event, and tell their requesters. Locks come in the order
 /// every decision takes them: the requests, then their workspaces and
-/// `also` (the workspaces the caller changes next) in ascending id, and only
-/// then the history chains, ascending too.
+/// `also` (the workspaces the caller changes next) in ascending id.
 pub async fn close_pending(
     tx: &mut Tx,
     subject: Subject,
@@ -327,7 +338,7 @@ pub async fn close_pending(
     reason: &str,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let mut requests = tx.pending_requests_touching(Some(subject), requester).await?;
+    let requests = tx.pending_requests_touching(Some(subject), requester).await?;
     for q in &requests {
         tx.lock_role_request(q.id).await?;
     }
@@ -335,19 +346,11 @@ pub async fn close_pending(
     for ws in &workspaces {
         tx.lock_workspace(*ws).await?;
     }
-    requests.sort_by_key(|q| (q.workspace_id, q.requested_at));
     for q in &requests {
         let decision =
             Decision { state: RequestState::Void, by: &by.actor.name, reason: Some(reason), binding_id: None };
         if tx.decide_role_request(q.id, decision, now).await? {
-            tx.append_event(
-                Some(q.workspace_id),
-                EventKind::RoleRequestVoid,
-                now,
-                &by.initiator(),
-                void_event(q, reason),
-            )
-            .await?;
+            tx.record(Some(q.workspace_id), now, &by.initiator(), void_event(q, reason).into())?;
             tell_requester(tx, q, RequestState::Void, &by.actor.name, Some(reason), now).await?;
         }
     }
@@ -415,22 +418,23 @@ async fn settle(
         requester_may_ask: requester_may_ask(tx, ws, q, now).await?,
     };
     let subject = q.subject_string();
-    let approved_by: Vec<&str> =
-        q.approvals.iter().map(|a| a.approver.as_str()).chain([by.actor.name.as_str()]).collect();
+    let approved_by: Vec<String> =
+        q.approvals.iter().map(|a| a.approver.clone()).chain([by.actor.name.clone()]).collect();
     let (state, made, why) = if let Some(void) = four_eye::void_reason(ctx, now) {
         let why = void.to_string();
-        tx.append_event(Some(ws.id), EventKind::RoleRequestVoid, now, &by.initiator(), void_event(q, &why)).await?;
+        tx.record(Some(ws.id), now, &by.initiator(), void_event(q, &why).into())?;
         (RequestState::Void, None, Some(why))
     } else {
-        tx.append_event(
-            Some(ws.id),
-            EventKind::RoleRequestApproved,
-            now,
-            &by.initiator(),
-            json!({"request": q.id, "kind": q.kind.as_str(), "project": q.project, "subject": subject, "role": q.role,
-                   "approved_by": approved_by, "reason": reason}),
-        )
-        .await?;
+        let approved = RoleRequestApproved {
+            request: q.id,
+            kind: q.kind.as_str().to_owned(),
+            project: q.project.clone(),
+            subject: subject.clone(),
+            role: q.role.clone(),
+            approved_by,
+            reason: reason.map(str::to_owned),
+        };
+        tx.record(Some(ws.id), now, &by.initiator(), approved.into())?;
         let by = ChangeBy { initiator: by.initiator(), name: &by.actor.name, request: Some(q.id) };
         // a change whose expiration passed ends the binding: its role stays (finding 16)
         let ends = four_eye::ends_access(q.kind, q.expires_at, now);

@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 
 use canopy_domain::SubjectKind;
-use canopy_domain::history::{EventKind, Initiator, InitiatorKind};
+use canopy_domain::events::InvitationAccepted;
+use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::signin::{self, Gate, Scope};
 use canopy_store::{Store, Tx, UserRecord};
-use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use crate::credentials::{PasswordHashing, SESSION_PREFIX, new_secret, verify_password};
@@ -145,14 +145,13 @@ async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime)
         let role = current.map_or(inv.role, |c| c.max(inv.role));
         tx.upsert_member(inv.workspace_id, SubjectKind::User, user.id, role, &inv.invited_by, now).await?;
         tx.delete_invitation(inv.id).await?;
-        tx.append_event(
-            Some(inv.workspace_id),
-            EventKind::InvitationAccepted,
-            now,
-            &by,
-            json!({"email": inv.email, "user": user.username, "role": role.as_str(), "invited_by": inv.invited_by}),
-        )
-        .await?;
+        let accepted = InvitationAccepted {
+            email: inv.email,
+            user: user.username.clone(),
+            role: role.as_str().to_owned(),
+            invited_by: inv.invited_by,
+        };
+        tx.record(Some(inv.workspace_id), now, &by, accepted.into())?;
     }
     Ok(())
 }

@@ -2,10 +2,9 @@
 //! replicated again on demand. Their deletion is in [`crate::deletion`].
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{TenantCreated, TenantReplicationRequested};
 use canopy_domain::replication::tenant_name;
 use canopy_store::{PRIORITY_NORMAL, ProjectRecord, Reach, Store, TenantRecord, Tx, WorkspaceRecord};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -84,14 +83,13 @@ pub async fn create(
     }
     let name = |id| tenant_name(&ws.identifier, &p.identifier, id);
     let t = tx.insert_tenant(p.id, platform.id, zone.as_ref().map(|z| z.id), name, now).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::TenantCreated,
-        now,
-        &by.initiator(),
-        json!({"project": p.identifier, "platform": platform.identifier, "landing_zone": t.landing_zone, "name": t.name}),
-    )
-    .await?;
+    let created = TenantCreated {
+        project: p.identifier.clone(),
+        platform: platform.identifier,
+        landing_zone: t.landing_zone.clone(),
+        name: t.name.clone(),
+    };
+    tx.record(Some(ws.id), now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok((ws, p, t))
 }
@@ -108,14 +106,8 @@ pub async fn replicate(
     let (ws, p) = scope(&mut tx, by, (ws, project), Action::ManageWorkspace).await?;
     let t = load_tenant(&mut tx, &p, platform).await?;
     tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_NORMAL).await?;
-    tx.append_event(
-        Some(ws.id),
-        EventKind::TenantReplicationRequested,
-        now,
-        &by.initiator(),
-        json!({"project": p.identifier, "platform": t.platform}),
-    )
-    .await?;
+    let requested = TenantReplicationRequested { project: p.identifier.clone(), platform: t.platform };
+    tx.record(Some(ws.id), now, &by.initiator(), requested.into())?;
     let t = load_tenant(&mut tx, &p, platform).await?;
     tx.commit().await?;
     Ok((ws, p, t))

@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{
+    Event, SessionsEnded, UserChange, UserCreated, UserDeactivated, UserDeleted, UserProfile, UserReactivated,
+    UserUpdated,
+};
 use canopy_domain::names::check_password;
 use canopy_domain::signin;
 use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, Subject, SubjectKind, Username};
 use canopy_store::{NewUser, Store, Tx, UserChanges, UserRecord};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::credentials::{Admission, PasswordHashing, hash_password_admitted, verify_password};
@@ -116,15 +118,12 @@ pub async fn create(
             now,
         )
         .await?;
-    let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    tx.append_event(
-        None,
-        EventKind::UserCreated,
-        now,
-        &by.initiator(),
-        json!({"user": user.username, "email": user.email, "installation_roles": roles}),
-    )
-    .await?;
+    let created = UserCreated {
+        user: user.username.clone(),
+        email: user.email.clone(),
+        installation_roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+    };
+    tx.record(None, now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(user)
 }
@@ -203,30 +202,41 @@ pub async fn update(
     if changes.password_hash.is_some() || !after.active {
         tx.delete_sessions_of(after.id).await?;
     }
-    let role_names = |u: &UserRecord| u.installation_roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
-    let details = json!({
-        "user": after.username,
-        "old": {"email": before.email, "first_name": before.first_name, "last_name": before.last_name,
-                "active": before.active, "installation_roles": role_names(&before)},
-        "new": {"email": after.email, "first_name": after.first_name, "last_name": after.last_name,
-                "active": after.active, "installation_roles": role_names(&after)},
-        "password_changed": changes.password_hash.is_some(),
-    });
-    let kind = match (before.active, after.active) {
-        (true, false) => EventKind::UserDeactivated,
-        (false, true) => EventKind::UserReactivated,
-        _ => EventKind::UserUpdated,
+    let change =
+        UserChange { old: profile(&before), new: profile(&after), password_changed: changes.password_hash.is_some() };
+    let user = after.username.clone();
+    // the installation chain's event, and what each workspace where the
+    // person is a member sees: that their access ended or resumed
+    let (event, in_workspaces): (Event, Option<Event>) = match (before.active, after.active) {
+        (true, false) => (
+            UserDeactivated { user: user.clone(), reason: None, change: Some(change) }.into(),
+            Some(UserDeactivated { user, reason: None, change: None }.into()),
+        ),
+        (false, true) => (
+            UserReactivated { user: user.clone(), change: Some(change) }.into(),
+            Some(UserReactivated { user, change: None }.into()),
+        ),
+        _ => (UserUpdated { user, change }.into(), None),
     };
-    if kind != EventKind::UserUpdated {
-        // Each workspace where the person is a member sees that their access ended or resumed.
+    if let Some(seen) = in_workspaces {
         for (ws, _) in tx.direct_memberships(SubjectKind::User, after.id).await? {
-            tx.append_event(Some(ws), kind, now, &initiator, json!({"user": after.username})).await?;
+            tx.record(Some(ws), now, &initiator, seen.clone())?;
         }
     }
-    // the installation chain last: see Tx::append_event
-    tx.append_event(None, kind, now, &initiator, details).await?;
+    tx.record(None, now, &initiator, event)?;
     tx.commit().await?;
     Ok(after)
+}
+
+/// An account as the history shows it before and after a change.
+fn profile(u: &UserRecord) -> UserProfile {
+    UserProfile {
+        email: u.email.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        active: u.active,
+        installation_roles: u.installation_roles.iter().map(|r| r.as_str().to_owned()).collect(),
+    }
 }
 
 /// Delete a user (admins). Their memberships and bindings end with the account.
@@ -237,8 +247,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, username
     }
     let mut tx = store.write().await?;
     let user = load::user(&mut tx, username).await?;
-    // rows before history chains, and the admins' rows before any one user's,
-    // in the order every other path takes them
+    // the admins' rows before any one user's, in the order every other path takes them
     if is_active_admin(&user) {
         keep_an_admin(&mut tx).await?;
     }
@@ -256,8 +265,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, username
         end_membership(&mut tx, ws, subject, &name, role, &removal).await?;
     }
     tx.delete_user(user.id).await?;
-    tx.append_event(None, EventKind::UserDeleted, now, &initiator, json!({"user": user.username, "email": user.email}))
-        .await?;
+    tx.record(None, now, &initiator, UserDeleted { user: user.username, email: user.email }.into())?;
     tx.commit().await?;
     Ok(())
 }
@@ -298,14 +306,8 @@ pub async fn end_sessions(store: &Store, by: &Principal, now: OffsetDateTime, us
     require_account(&mut tx, by, username).await?;
     let user = load::user(&mut tx, username).await?;
     let ended = tx.delete_sessions_of(user.id).await?;
-    tx.append_event(
-        None,
-        EventKind::SessionsEnded,
-        now,
-        &by.initiator(),
-        json!({"user": user.username, "sessions_ended": ended}),
-    )
-    .await?;
+    let event = SessionsEnded { user: user.username, sessions_ended: ended };
+    tx.record(None, now, &by.initiator(), event.into())?;
     tx.commit().await?;
     Ok(ended)
 }

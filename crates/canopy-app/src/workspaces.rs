@@ -3,11 +3,12 @@
 //! by owners once they hold no projects.
 
 use canopy_domain::authz::Action;
+use canopy_domain::events::{
+    FourEyeChanged, HistoryChainCreated, MemberAdded, Named, WorkspaceCreated, WorkspaceDeleted, WorkspaceRenamed,
+};
 use canopy_domain::four_eye::FourEye;
-use canopy_domain::history::EventKind;
 use canopy_domain::{DisplayName, Identifier, SubjectKind, WorkspaceRole};
 use canopy_store::{Store, Tx, WorkspaceRecord};
-use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -58,11 +59,6 @@ pub async fn view(tx: &mut Tx, workspace: WorkspaceRecord, my_role: Option<Works
     Ok(WorkspaceView { workspace, my_role, four_eye, four_eye_source })
 }
 
-/// A four-eye setting as the history records it.
-fn four_eye_details(f: Option<FourEye>) -> serde_json::Value {
-    f.map_or(serde_json::Value::Null, |f| json!({"enabled": f.enabled, "approvals": f.approvals}))
-}
-
 /// Create a workspace (WS1); the creating person becomes its owner.
 pub async fn create(
     store: &Store,
@@ -77,38 +73,25 @@ pub async fn create(
     }
     let ws = tx.insert_workspace(identifier.as_str(), display_name.as_str(), now).await?;
     let initiator = by.initiator();
-    tx.append_event(
-        Some(ws.id),
-        EventKind::WorkspaceCreated,
-        now,
-        &initiator,
-        json!({"workspace": ws.identifier, "display_name": ws.display_name}),
-    )
-    .await?;
+    let created = WorkspaceCreated { workspace: ws.identifier.clone(), display_name: ws.display_name.clone() };
+    tx.record(Some(ws.id), now, &initiator, created.into())?;
     let mut my_role = None;
     if by.actor.is_user() {
         let role = WorkspaceRole::Owner;
         tx.upsert_member(ws.id, SubjectKind::User, by.actor.id, role, &by.actor.name, now).await?;
-        tx.append_event(
-            Some(ws.id),
-            EventKind::MemberAdded,
-            now,
-            &initiator,
-            json!({"subject": format!("user:{}", by.actor.name), "role": role.as_str()}),
-        )
-        .await?;
+        let added = MemberAdded {
+            subject: format!("user:{}", by.actor.name),
+            role: role.as_str().to_owned(),
+            emergency: false,
+        };
+        tx.record(Some(ws.id), now, &initiator, added.into())?;
         my_role = Some(role);
     }
     // the installation chain records the new chain, so that its deletion is
-    // detected even with the workspace (SE7); installation chain last
-    tx.append_event(
-        None,
-        EventKind::HistoryChainCreated,
-        now,
-        &initiator,
-        canopy_domain::history::chain_created_details(&ws.id.to_string(), &ws.identifier),
-    )
-    .await?;
+    // detected even with the workspace (SE7)
+    let chain =
+        HistoryChainCreated { workspace: ws.identifier.clone(), chain: ws.id.to_string(), recorded_later: false };
+    tx.record(None, now, &initiator, chain.into())?;
     let view = view(&mut tx, ws, my_role).await?;
     tx.commit().await?;
     Ok(view)
@@ -170,28 +153,19 @@ pub async fn update(
     };
     if let Some(name) = display_name {
         tx.rename_workspace(ws.id, name.as_str()).await?;
-        tx.append_event(
-            Some(ws.id),
-            EventKind::WorkspaceRenamed,
-            now,
-            &by.initiator(),
-            json!({"old": {"display_name": ws.display_name}, "new": {"display_name": name.as_str()}}),
-        )
-        .await?;
-        ws.display_name = name.into_string();
+        let name = name.into_string();
+        let renamed = WorkspaceRenamed {
+            old: Named { display_name: std::mem::replace(&mut ws.display_name, name.clone()) },
+            new: Named { display_name: name },
+        };
+        tx.record(Some(ws.id), now, &by.initiator(), renamed.into())?;
     }
     if let Some(setting) = four_eye {
         let old = tx.workspace_four_eye(ws.id).await?;
         if old != setting {
             tx.set_workspace_four_eye(ws.id, setting).await?;
-            tx.append_event(
-                Some(ws.id),
-                EventKind::FourEyeChanged,
-                now,
-                &by.initiator(),
-                json!({"old": four_eye_details(old), "new": four_eye_details(setting)}),
-            )
-            .await?;
+            let changed = FourEyeChanged { old: old.map(Into::into), new: setting.map(Into::into) };
+            tx.record(Some(ws.id), now, &by.initiator(), changed.into())?;
         }
     }
     let role = by.workspace_role(&mut tx, &ws).await?;
@@ -205,7 +179,6 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, ws: &str
     let mut tx = store.write().await?;
     let ws = load::workspace(&mut tx, ws).await?;
     by.require_in(&mut tx, &ws, Action::OwnWorkspace).await?;
-    // rows before history chains, as every other path takes them
     tx.lock_workspace(ws.id).await?;
     let projects = tx.count_projects(ws.id).await?;
     if projects > 0 {
@@ -214,14 +187,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, ws: &str
             ws.identifier
         )));
     }
-    tx.append_event(
-        Some(ws.id),
-        EventKind::WorkspaceDeleted,
-        now,
-        &by.initiator(),
-        json!({"workspace": ws.identifier}),
-    )
-    .await?;
+    tx.record(Some(ws.id), now, &by.initiator(), WorkspaceDeleted { workspace: ws.identifier.clone() }.into())?;
     tx.delete_workspace(ws.id).await?;
     tx.commit().await?;
     Ok(())

@@ -119,6 +119,10 @@ impl Tx {
 
     /// Record an event with untyped details: [`Tx::record`] for callers not
     /// converted to [`Event`] yet. Buffered and appended at commit like it.
+    ///
+    /// Only for the REST handlers not yet moved into `canopy-app` (API keys,
+    /// payment methods, platforms, project roles, settings, tag definitions);
+    /// it goes once they record typed events.
     pub async fn append_event(
         &mut self,
         workspace_id: Option<Uuid>,

@@ -9,7 +9,10 @@
 use std::collections::BTreeMap;
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{
+    LandingZoneCreated, LandingZoneDeleted, LandingZoneTerms, LandingZoneUpdated, PlatformCreated, PlatformDeleted,
+    PlatformTerms, PlatformUpdated,
+};
 use canopy_domain::platforms::{
     DeletionMode, FieldProblem, PlatformType, check_destination_change, check_landing_zone_settings,
     check_role_mapping, check_secrets, check_settings,
@@ -17,7 +20,7 @@ use canopy_domain::platforms::{
 use canopy_domain::replication::DriftPolicy;
 use canopy_domain::{DisplayName, Identifier};
 use canopy_store::{LandingZoneRecord, NewPlatform, PlatformRecord, SecretKey, Store, Tx};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -195,12 +198,26 @@ pub async fn create(
     let mapping = resolve_mapping(&mut tx, &input.role_mapping).await?;
     tx.set_role_mapping(p.id, &mapping).await?;
     let role_mapping = tx.role_mapping(p.id).await?;
-    let details = json!({"platform": p.identifier, "type": ty.as_str(), "settings": p.settings, "secrets_set": p.secret_names,
-        "role_mapping": role_mapping, "landing_zone_required": p.landing_zone_required, "deletion": p.deletion.as_str(),
-        "drift_policy": p.drift_policy.as_str()});
-    tx.append_event(None, EventKind::PlatformCreated, now, &by.initiator(), details).await?;
+    let created = PlatformCreated {
+        platform: p.identifier.clone(),
+        r#type: ty.as_str().to_owned(),
+        secrets_set: p.secret_names.clone(),
+        terms: terms(&p, &role_mapping),
+    };
+    tx.record(None, now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(PlatformView { platform: p, role_mapping })
+}
+
+/// A platform's settings, role mapping and policies as the history records them.
+fn terms(p: &PlatformRecord, role_mapping: &BTreeMap<String, String>) -> PlatformTerms {
+    PlatformTerms {
+        settings: p.settings.clone(),
+        role_mapping: role_mapping.clone(),
+        landing_zone_required: p.landing_zone_required,
+        deletion: p.deletion.as_str().to_owned(),
+        drift_policy: p.drift_policy.as_str().to_owned(),
+    }
 }
 
 /// Change a platform (admins, platform engineers; AD5). Changing where its
@@ -260,14 +277,14 @@ pub async fn update(
     }
     let after = load_platform(&mut tx, platform).await?;
     let new_mapping = tx.role_mapping(after.id).await?;
-    let details = json!({
-        "platform": after.identifier,
-        "old": {"settings": before.settings, "role_mapping": old_mapping, "landing_zone_required": before.landing_zone_required, "deletion": before.deletion.as_str(), "drift_policy": before.drift_policy.as_str()},
-        "new": {"settings": after.settings, "role_mapping": new_mapping, "landing_zone_required": after.landing_zone_required, "deletion": after.deletion.as_str(), "drift_policy": after.drift_policy.as_str()},
-        "secrets_rotated": rotated,
-        "destination_changed": moved,
-    });
-    tx.append_event(None, EventKind::PlatformUpdated, now, &by.initiator(), details).await?;
+    let updated = PlatformUpdated {
+        platform: after.identifier.clone(),
+        old: terms(&before, &old_mapping),
+        new: terms(&after, &new_mapping),
+        secrets_rotated: rotated,
+        destination_changed: moved.into_iter().map(str::to_owned).collect(),
+    };
+    tx.record(None, now, &by.initiator(), updated.into())?;
     tx.commit().await?;
     Ok(PlatformView { platform: after, role_mapping: new_mapping })
 }
@@ -286,7 +303,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, platform
         ));
     }
     tx.delete_platform(p.id).await?;
-    tx.append_event(None, EventKind::PlatformDeleted, now, &by.initiator(), json!({"platform": p.identifier})).await?;
+    tx.record(None, now, &by.initiator(), PlatformDeleted { platform: p.identifier }.into())?;
     tx.commit().await?;
     Ok(())
 }
@@ -331,8 +348,12 @@ pub async fn create_landing_zone(
         ));
     }
     let z = tx.insert_landing_zone(p.id, identifier.as_str(), display_name.as_str(), &settings, now).await?;
-    let details = json!({"platform": p.identifier, "landing_zone": z.identifier, "settings": z.settings});
-    tx.append_event(None, EventKind::LandingZoneCreated, now, &by.initiator(), details).await?;
+    let created = LandingZoneCreated {
+        platform: p.identifier.clone(),
+        landing_zone: z.identifier.clone(),
+        settings: z.settings.clone(),
+    };
+    tx.record(None, now, &by.initiator(), created.into())?;
     tx.commit().await?;
     Ok(LandingZoneView { platform: p.identifier, zone: z })
 }
@@ -360,10 +381,13 @@ pub async fn update_landing_zone(
         after.settings = settings;
     }
     tx.update_landing_zone(&after).await?;
-    let details = json!({"platform": p.identifier, "landing_zone": after.identifier,
-        "old": {"display_name": before.display_name, "settings": before.settings},
-        "new": {"display_name": after.display_name, "settings": after.settings}});
-    tx.append_event(None, EventKind::LandingZoneUpdated, now, &by.initiator(), details).await?;
+    let updated = LandingZoneUpdated {
+        platform: p.identifier.clone(),
+        landing_zone: after.identifier.clone(),
+        old: LandingZoneTerms { display_name: before.display_name.clone(), settings: before.settings.clone() },
+        new: LandingZoneTerms { display_name: after.display_name.clone(), settings: after.settings.clone() },
+    };
+    tx.record(None, now, &by.initiator(), updated.into())?;
     tx.commit().await?;
     Ok(LandingZoneView { platform: p.identifier, zone: after })
 }
@@ -388,8 +412,8 @@ pub async fn delete_landing_zone(
         ));
     }
     tx.delete_landing_zone(z.id).await?;
-    let details = json!({"platform": p.identifier, "landing_zone": z.identifier});
-    tx.append_event(None, EventKind::LandingZoneDeleted, now, &by.initiator(), details).await?;
+    let deleted = LandingZoneDeleted { platform: p.identifier, landing_zone: z.identifier };
+    tx.record(None, now, &by.initiator(), deleted.into())?;
     tx.commit().await?;
     Ok(())
 }

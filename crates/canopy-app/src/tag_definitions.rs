@@ -3,11 +3,10 @@
 //! `canopy_domain::tags::apply_tags` on create and update.
 
 use canopy_domain::authz::Action;
-use canopy_domain::history::EventKind;
+use canopy_domain::events::{TagDefinitionCreated, TagDefinitionDeleted, TagDefinitionUpdated};
 use canopy_domain::platforms::FieldProblem;
 use canopy_domain::tags::{self, TagDefinition};
 use canopy_store::Store;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::error::{Error, FieldError, Result};
@@ -27,20 +26,6 @@ pub struct TagDefinitionChange {
 
 fn problems(list: Vec<FieldProblem>) -> Error {
     Error::Invalid(list.into_iter().map(|(field, message)| FieldError { field, message }).collect())
-}
-
-/// A definition as the history records it (the fields of the API's `TagDefinition`).
-fn details(d: &TagDefinition) -> serde_json::Value {
-    json!({
-        "key": d.key,
-        "display_name": d.display_name,
-        "type": d.kind.as_str(),
-        "options": d.options,
-        "required": d.required,
-        "default": d.default,
-        "admin_only": d.admin_only,
-        "pattern": d.pattern,
-    })
 }
 
 fn not_found(tag: &str) -> Error {
@@ -69,7 +54,7 @@ pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, mut d: T
         return Err(Error::conflict_on("key", format!("tag {} is defined already", d.key)));
     }
     tx.put_tag_definition(&d, now).await?;
-    tx.append_event(None, EventKind::TagDefinitionCreated, now, &by.initiator(), details(&d)).await?;
+    tx.record(None, now, &by.initiator(), TagDefinitionCreated { definition: (&d).into() }.into())?;
     tx.commit().await?;
     Ok(d)
 }
@@ -110,8 +95,8 @@ pub async fn update(
         return Err(problems(found));
     }
     tx.put_tag_definition(&d, now).await?;
-    let change = json!({"tag": d.key, "old": details(&before), "new": details(&d)});
-    tx.append_event(None, EventKind::TagDefinitionUpdated, now, &by.initiator(), change).await?;
+    let updated = TagDefinitionUpdated { tag: d.key.clone(), old: (&before).into(), new: (&d).into() };
+    tx.record(None, now, &by.initiator(), updated.into())?;
     tx.commit().await?;
     Ok(d)
 }
@@ -122,7 +107,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, tag: &st
     let mut tx = store.write().await?;
     let d = tx.tag_definition(tag).await?.ok_or_else(|| not_found(tag))?;
     tx.delete_tag_definition(tag).await?;
-    tx.append_event(None, EventKind::TagDefinitionDeleted, now, &by.initiator(), details(&d)).await?;
+    tx.record(None, now, &by.initiator(), TagDefinitionDeleted { definition: (&d).into() }.into())?;
     tx.commit().await?;
     Ok(())
 }

@@ -117,24 +117,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Record an event with untyped details: [`Tx::record`] for callers not
-    /// converted to [`Event`] yet. Buffered and appended at commit like it.
-    ///
-    /// Only for the REST handlers not yet moved into `canopy-app` (API keys,
-    /// payment methods, platforms, project roles, settings, tag definitions);
-    /// it goes once they record typed events.
-    pub async fn append_event(
-        &mut self,
-        workspace_id: Option<Uuid>,
-        kind: EventKind,
-        at: OffsetDateTime,
-        initiator: &Initiator,
-        details: serde_json::Value,
-    ) -> Result<()> {
-        self.events.push(Recorded { workspace_id, kind, at, initiator: initiator.clone(), details });
-        Ok(())
-    }
-
     /// Append the recorded events, workspace chains first in ascending id,
     /// the installation chain last, each chain in recording order.
     pub(crate) async fn append_recorded(&mut self) -> Result<()> {

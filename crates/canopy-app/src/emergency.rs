@@ -178,10 +178,7 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
         // held already: the access lasts until the later of the two ends
         // (an emergency never shortens access someone has)
         Some(b) if b.binding.in_force_at(now) => {
-            let later = match b.binding.expires_at {
-                Some(old) if old < expires_at => Some(expires_at),
-                old => old,
-            };
+            let later = canopy_domain::access::emergency_end(b.binding.expires_at, expires_at);
             if later != b.binding.expires_at {
                 tx.update_binding(b.binding.id, role.id, later).await?;
                 let changed = BindingChanged {

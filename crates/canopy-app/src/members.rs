@@ -100,7 +100,7 @@ async fn keep_an_owner(
     old: WorkspaceRole,
     new: Option<WorkspaceRole>,
 ) -> Result<()> {
-    if subject.kind == SubjectKind::User && old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner) {
+    if canopy_domain::roles::needs_another_owner(subject.kind, old, new) {
         tx.lock_workspace(ws.id).await?;
         if tx.count_owners(ws.id).await? <= 1 {
             return Err(Error::conflict(format!("workspace {} must keep at least one owner", ws.identifier)));

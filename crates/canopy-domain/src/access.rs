@@ -184,6 +184,16 @@ pub fn effective_project_roles(
     out
 }
 
+/// Until when an emergency grant (AD3) leaves a binding the subject holds
+/// already: the later of its end and the asked one. An emergency never
+/// shortens access someone has, and access without an end keeps none.
+pub fn emergency_end(held_until: Option<OffsetDateTime>, asked: OffsetDateTime) -> Option<OffsetDateTime> {
+    match held_until {
+        Some(old) if old < asked => Some(asked),
+        old => old,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +285,13 @@ mod tests {
             let eff = effective_project_roles(&b, &BTreeMap::new(), &users, at);
             prop_assert_eq!(eff.contains_key(&ann), at < e);
         }
+    }
+
+    #[test]
+    fn ad3_an_emergency_grant_never_shortens_access() {
+        let t = |h| OffsetDateTime::UNIX_EPOCH + time::Duration::hours(h);
+        assert_eq!(emergency_end(Some(t(1)), t(5)), Some(t(5)));
+        assert_eq!(emergency_end(Some(t(9)), t(5)), Some(t(9)));
+        assert_eq!(emergency_end(None, t(5)), None);
     }
 }

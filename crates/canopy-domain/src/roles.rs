@@ -93,6 +93,15 @@ pub const DEFAULT_PROJECT_ROLES: [(&str, &str, &str); 3] = [
     ("project_admin", "Project Admin", "Also changes the configuration of the project in the cloud platforms."),
 ];
 
+/// Whether changing a member's workspace role from `old` to `new` (`None`:
+/// removal) must first make sure the workspace keeps another owner (WS2):
+/// it takes the owner role from a user. Owning groups do not count as the
+/// owner that must remain, since they may be empty, so changing one is never
+/// refused by this rule.
+pub fn needs_another_owner(subject: crate::SubjectKind, old: WorkspaceRole, new: Option<WorkspaceRole>) -> bool {
+    subject == crate::SubjectKind::User && old == WorkspaceRole::Owner && new != Some(WorkspaceRole::Owner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +118,17 @@ mod tests {
             Some(WorkspaceRole::Manager)
         );
         assert!("owner".parse::<WorkspaceRole>().is_err());
+    }
+
+    #[test]
+    fn ws2_only_taking_the_owner_role_from_a_user_needs_another_owner() {
+        use crate::SubjectKind::{Group, User};
+        use WorkspaceRole::{Manager, Member, Owner};
+        assert!(needs_another_owner(User, Owner, Some(Manager)));
+        assert!(needs_another_owner(User, Owner, None));
+        assert!(!needs_another_owner(User, Owner, Some(Owner)));
+        assert!(!needs_another_owner(User, Manager, None));
+        assert!(!needs_another_owner(Group, Owner, None));
+        assert!(!needs_another_owner(User, Member, Some(Owner)));
     }
 }

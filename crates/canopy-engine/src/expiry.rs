@@ -26,7 +26,7 @@ use std::time::Duration as StdDuration;
 use canopy_domain::Email;
 use canopy_domain::access::{EXPIRING_SOON, ExpiryState, expiry_state};
 use canopy_domain::clock::Clock;
-use canopy_domain::events::{BindingExpired, RoleRequestVoid};
+use canopy_domain::events::BindingExpired;
 use canopy_domain::four_eye::{REQUEST_LIFETIME, RequestState, VoidReason};
 use canopy_domain::history::Initiator;
 use canopy_domain::mail::{AccessChange, expiring_for_manager};
@@ -186,13 +186,7 @@ pub async fn void_lapsed(store: &Store, clock: &dyn Clock) -> Result<u64, StoreE
             if !tx.decide_role_request(q.id, decision, now).await? {
                 continue;
             }
-            let void = RoleRequestVoid {
-                request: q.id,
-                project: q.project.clone(),
-                subject: q.subject_string(),
-                role: q.role.clone(),
-                reason: reason.clone(),
-            };
+            let void = canopy_app::requests::void_event(&q, &reason);
             tx.record(Some(q.workspace_id), now, &system, void.into())?;
             tx.tell_requester(&q, RequestState::Void, JOB, Some(&reason), now).await?;
             tx.commit().await?;

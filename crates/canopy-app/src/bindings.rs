@@ -7,7 +7,7 @@
 //! by requests that settle, emergency grants, membership removals and the
 //! expiry job alike.
 
-use canopy_domain::access::check_binding_expiry;
+use canopy_domain::access::{self, Grant, check_binding_expiry};
 use canopy_domain::authz::Action;
 use canopy_domain::events::{BindingChanged, BindingCreated, BindingRemoved, BindingTerms};
 use canopy_domain::four_eye::RequestKind;
@@ -179,13 +179,14 @@ async fn pend<T>(
 /// Whether a subject may hold project roles in the workspace now: an active
 /// user who is a member, or a group that is a member (AC1, AC10).
 pub async fn subject_eligible(tx: &mut Tx, ws: &WorkspaceRecord, subject: Subject) -> Result<bool> {
-    Ok(match subject.kind {
-        SubjectKind::User => {
-            tx.user_by_id(subject.id).await?.is_some_and(|u| u.active)
-                && !tx.membership_roles_of_user(ws.id, subject.id).await?.is_empty()
-        }
-        SubjectKind::Group => tx.member_role(ws.id, SubjectKind::Group, subject.id).await?.is_some(),
-    })
+    let (active, member) = match subject.kind {
+        SubjectKind::User => (
+            tx.user_by_id(subject.id).await?.is_some_and(|u| u.active),
+            !tx.membership_roles_of_user(ws.id, subject.id).await?.is_empty(),
+        ),
+        SubjectKind::Group => (true, tx.member_role(ws.id, SubjectKind::Group, subject.id).await?.is_some()),
+    };
+    Ok(access::may_hold_project_roles(subject.kind, active, member))
 }
 
 /// Resolve the subject a binding names, or say (on its field) why it cannot
@@ -261,9 +262,8 @@ pub async fn add(
     };
     let name = subject_string(subject.kind, &raw_name);
     if let Some((justification, approvals)) = needs_request(&mut tx, &ws, justification).await? {
-        if let Some(existing) = tx.find_binding(p.id, subject, role.id).await?
-            && existing.binding.in_force_at(now)
-        {
+        let existing = tx.find_binding(p.id, subject, role.id).await?;
+        if access::grant(existing.as_ref().map(|b| &b.binding), now) == Grant::AlreadyHeld {
             return Err(held(&name, &role, &p));
         }
         let ask = Ask {
@@ -305,11 +305,11 @@ pub async fn apply_add(
     now: OffsetDateTime,
 ) -> Result<BindingRecord> {
     let AddBinding { subject, name, role, expires_at, justification, granted_by } = add;
-    if let Some(existing) = tx.find_binding(p.id, subject, role.id).await? {
-        if existing.binding.in_force_at(now) {
-            return Err(held(name, role, p));
-        }
-        replace_expired(tx, (ws.id, &p.identifier), &existing, by, now).await?;
+    let existing = tx.find_binding(p.id, subject, role.id).await?;
+    match (access::grant(existing.as_ref().map(|b| &b.binding), now), existing) {
+        (Grant::AlreadyHeld, _) => return Err(held(name, role, p)),
+        (Grant::ReplaceEnded(_), Some(ended)) => replace_expired(tx, (ws.id, &p.identifier), &ended, by, now).await?,
+        _ => {}
     }
     let new = NewBinding { project_id: p.id, subject, role_id: role.id, expires_at, justification, granted_by };
     let b = tx.insert_binding(new, now).await?;
@@ -404,12 +404,12 @@ pub async fn change(
         if role.id == before.binding.role_id && expires_at == before.binding.expires_at {
             return Err(Error::invalid("role", "changes nothing: give another role or expires_at to request"));
         }
-        if role.id != before.binding.role_id
-            && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
-            && other.binding.in_force_at(now)
-        {
-            let name = subject_string(before.binding.subject.kind, &before.subject_name);
-            return Err(held(&name, &role, &p));
+        if role.id != before.binding.role_id {
+            let other = tx.find_binding(p.id, before.binding.subject, role.id).await?;
+            if access::grant(other.as_ref().map(|b| &b.binding), now) == Grant::AlreadyHeld {
+                let name = subject_string(before.binding.subject.kind, &before.subject_name);
+                return Err(held(&name, &role, &p));
+            }
         }
         let b = &before.binding;
         let ask = Ask {
@@ -441,13 +441,15 @@ pub async fn apply_change(
     now: OffsetDateTime,
 ) -> Result<BindingRecord> {
     let name = subject_string(before.binding.subject.kind, &before.subject_name);
-    if role.id != before.binding.role_id
-        && let Some(other) = tx.find_binding(p.id, before.binding.subject, role.id).await?
-    {
-        if other.binding.in_force_at(now) {
-            return Err(held(&name, role, p));
+    if role.id != before.binding.role_id {
+        let other = tx.find_binding(p.id, before.binding.subject, role.id).await?;
+        match (access::grant(other.as_ref().map(|b| &b.binding), now), other) {
+            (Grant::AlreadyHeld, _) => return Err(held(&name, role, p)),
+            (Grant::ReplaceEnded(_), Some(ended)) => {
+                replace_expired(tx, (ws.id, &p.identifier), &ended, by, now).await?;
+            }
+            _ => {}
         }
-        replace_expired(tx, (ws.id, &p.identifier), &other, by, now).await?;
     }
     tx.update_binding(before.binding.id, role.id, expires_at).await?;
     let changed = BindingChanged {

@@ -184,6 +184,36 @@ pub fn effective_project_roles(
     out
 }
 
+/// What granting a subject a role on a project does, given the binding of
+/// that subject and role the project may hold already (AC2, AC6, AC7): one
+/// in force makes the grant a conflict; an ended one is replaced (its
+/// history kept), so binding again restores access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// No such binding: make one.
+    Create,
+    /// The subject holds the role already.
+    AlreadyHeld,
+    /// An expired or ended binding of the same role: replace it.
+    ReplaceEnded(Uuid),
+}
+
+/// The [`Grant`] for `existing`, at `now`.
+pub fn grant(existing: Option<&Binding>, now: OffsetDateTime) -> Grant {
+    match existing {
+        None => Grant::Create,
+        Some(b) if b.in_force_at(now) => Grant::AlreadyHeld,
+        Some(b) => Grant::ReplaceEnded(b.id),
+    }
+}
+
+/// Whether a subject may hold project roles in a workspace now (AC1,
+/// AC10): a user with an active account who is a member (directly or
+/// through a group), or a group that is a member.
+pub fn may_hold_project_roles(kind: SubjectKind, active: bool, member: bool) -> bool {
+    member && (kind == SubjectKind::Group || active)
+}
+
 /// Until when an emergency grant (AD3) leaves a binding the subject holds
 /// already: the later of its end and the asked one. An emergency never
 /// shortens access someone has, and access without an end keeps none.
@@ -293,5 +323,30 @@ mod tests {
         assert_eq!(emergency_end(Some(t(1)), t(5)), Some(t(5)));
         assert_eq!(emergency_end(Some(t(9)), t(5)), Some(t(9)));
         assert_eq!(emergency_end(None, t(5)), None);
+    }
+
+    #[test]
+    fn ac1_only_active_members_and_member_groups_may_hold_project_roles() {
+        assert!(may_hold_project_roles(SubjectKind::User, true, true));
+        assert!(!may_hold_project_roles(SubjectKind::User, false, true));
+        assert!(!may_hold_project_roles(SubjectKind::User, true, false));
+        assert!(may_hold_project_roles(SubjectKind::Group, false, true));
+        assert!(!may_hold_project_roles(SubjectKind::Group, true, false));
+    }
+
+    #[test]
+    fn ac6_granting_a_role_again_replaces_an_ended_binding_and_refuses_a_held_one() {
+        let now = datetime!(2026-12-01 12:00 UTC);
+        let b = |expires_at| Binding {
+            id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            subject: Subject::user(Uuid::nil()),
+            role_id: Uuid::nil(),
+            expires_at,
+        };
+        assert_eq!(grant(None, now), Grant::Create);
+        assert_eq!(grant(Some(&b(None)), now), Grant::AlreadyHeld);
+        assert_eq!(grant(Some(&b(Some(datetime!(2026-12-02 0:00 UTC)))), now), Grant::AlreadyHeld);
+        assert_eq!(grant(Some(&b(Some(datetime!(2026-11-30 0:00 UTC)))), now), Grant::ReplaceEnded(Uuid::nil()));
     }
 }

@@ -219,11 +219,7 @@ pub async fn approve(
 ) -> Result<RequestView> {
     let reason = reason_text(reason)?;
     let mut tx = store.write().await?;
-    if !by.actor.is_user() {
-        return Err(Error::Forbidden(
-            "only people approve requests; sign in as a person rather than with an API key".into(),
-        ));
-    }
+    by.require(Action::ApproveRequest)?;
     let (ws, q, approver) = for_decision(&mut tx, by, ws, id).await?;
     let beneficiaries = tx.people_reached(q.subject).await?;
     let verdict = four_eye::approve(&q.rule(beneficiaries), approver).map_err(refused)?;

@@ -81,6 +81,10 @@ pub enum Action {
     /// Create, list and revoke one's API keys: people only, so that a key
     /// can neither mint nor revoke keys.
     ManageApiKeys,
+    /// Approve a four-eye request (FE2, FE3): people only, so that an
+    /// approval always has a person's name on it; whether this person may
+    /// approve this request is the four-eye rule's (`four_eye::approve`).
+    ApproveRequest,
     /// Revoke one API key, made by `creator`: its creator in person, admins,
     /// or in person the managers of the key's workspace (given as the
     /// workspace concerned; none for an installation key).
@@ -179,7 +183,7 @@ pub fn authorize(
             ActorKind::WorkspaceKey { .. } => Err(Denied::NotForWorkspaceKeys),
             ActorKind::User | ActorKind::InstallationKey => needs_role(WorkspaceRole::Manager),
         },
-        ManageApiKeys => match actor.kind {
+        ManageApiKeys | ApproveRequest => match actor.kind {
             ActorKind::User => Ok(()),
             ActorKind::InstallationKey | ActorKind::WorkspaceKey { .. } => Err(Denied::NotForApiKeys),
         },
@@ -283,6 +287,9 @@ mod tests {
             Actor { kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Owner }, ..ann.clone() };
         assert_eq!(authorize(&ann, Action::ManageApiKeys, None), Ok(()));
         assert_eq!(authorize(&key, Action::ManageApiKeys, None), Err(Denied::NotForApiKeys));
+        // approvals carry a person's name (FE2)
+        assert_eq!(authorize(&ann, Action::ApproveRequest, None), Ok(()));
+        assert_eq!(authorize(&key, Action::ApproveRequest, None), Err(Denied::NotForApiKeys));
         let anns = Action::RevokeApiKey { creator: Some(ann.id) };
         let others = Action::RevokeApiKey { creator: Some(admin.id) };
         assert_eq!(authorize(&ann, anns, None), Ok(()));

@@ -302,7 +302,7 @@ pub async fn decline(
     };
     tx.record(Some(ws.id), now, &by.initiator(), declined.into())?;
     if !withdrawn {
-        tell_requester(&mut tx, &q, RequestState::Declined, &by.actor.name, reason.as_deref(), now).await?;
+        tx.tell_requester(&q, RequestState::Declined, &by.actor.name, reason.as_deref(), now).await?;
     }
     let q = load_request(&mut tx, &ws, id).await?;
     tx.commit().await?;
@@ -347,7 +347,7 @@ pub async fn close_pending(
             Decision { state: RequestState::Void, by: &by.actor.name, reason: Some(reason), binding_id: None };
         if tx.decide_role_request(q.id, decision, now).await? {
             tx.record(Some(q.workspace_id), now, &by.initiator(), void_event(q, reason).into())?;
-            tell_requester(tx, q, RequestState::Void, &by.actor.name, Some(reason), now).await?;
+            tx.tell_requester(q, RequestState::Void, &by.actor.name, Some(reason), now).await?;
         }
     }
     Ok(())
@@ -468,18 +468,6 @@ async fn settle(
     if !tx.decide_role_request(q.id, decision, now).await? {
         return Err(Error::conflict("this request was decided meanwhile"));
     }
-    tell_requester(tx, q, state, &by.actor.name, why.as_deref(), now).await
-}
-
-/// E-mail the requester, when a person, the outcome of their request (FE2).
-async fn tell_requester(
-    tx: &mut Tx,
-    q: &RoleRequestRecord,
-    state: RequestState,
-    by: &str,
-    reason: Option<&str>,
-    now: OffsetDateTime,
-) -> Result<()> {
-    tx.tell_requester(q, state, by, reason, now).await?;
+    tx.tell_requester(q, state, &by.actor.name, why.as_deref(), now).await?;
     Ok(())
 }

@@ -703,8 +703,7 @@ pub struct VerifyHistory {
     pub checkpoints: Vec<HistoryCheckpoint>,
 }
 
-/// The most checkpoints one `POST /admin/history/verify` takes.
-pub const MAX_CHECKPOINTS: usize = 10_000;
+pub use canopy_domain::checkpoint::MAX_CHECKPOINTS;
 
 // ---------------------------------------------------------------- platforms
 

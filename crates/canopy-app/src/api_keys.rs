@@ -12,13 +12,15 @@ use time::OffsetDateTime;
 use crate::credentials::{API_KEY_PREFIX, new_secret};
 use crate::error::{Error, Result};
 use crate::load::{self};
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 
 /// An API key to create. `role` is as given: a workspace role for a
 /// workspace key, an installation role otherwise.
 #[derive(Debug, Clone)]
 pub struct NewApiKeyInput {
-    pub name: DisplayName,
+    /// Its display name, as given.
+    pub name: String,
     /// The identifier of the workspace it is scoped to; `None`: the installation.
     pub workspace: Option<String>,
     pub role: String,
@@ -45,11 +47,12 @@ pub async fn list(
     store: &Store,
     by: &Principal,
     workspace: Option<&str>,
-    (cursor, limit): (Option<&str>, u32),
-) -> Result<Vec<ApiKeyRecord>> {
+    paging: &Paging,
+) -> Result<Page<ApiKeyRecord>> {
     require_person(by)?;
+    let (cursor, limit) = (paging.after.as_deref(), paging.limit);
     let mut tx = store.read().await?;
-    Ok(match workspace {
+    let rows = match workspace {
         Some(ws) => {
             let ws = load::workspace(&mut tx, ws).await?;
             by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
@@ -59,7 +62,8 @@ pub async fn list(
             let owner = if by.actor.is_admin() { None } else { Some(by.actor.id) };
             tx.list_api_keys(owner, None, cursor, limit).await?
         }
-    })
+    };
+    Ok(page(rows, limit, |k| k.id.to_string()))
 }
 
 /// Create an API key (ID3). A workspace key (`workspace` given) holds
@@ -69,6 +73,7 @@ pub async fn list(
 pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, input: NewApiKeyInput) -> Result<CreatedKey> {
     require_person(by)?;
     let NewApiKeyInput { name, workspace, role, expires_at } = input;
+    crate::validate! { name: "name" => DisplayName::parse(&name) }
     if let Some(e) = expires_at {
         canopy_domain::access::check_new_expiry(e, now).map_err(|e| Error::invalid("expires_at", e.to_string()))?;
     }

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
 use crate::load::{self, note_text, subject_string};
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 use crate::requests::{self, RequestView};
 
@@ -95,6 +96,14 @@ pub struct AddBinding<'a> {
 /// A justification as given: trimmed, at most 1000 characters, `None` when blank.
 pub fn justification(raw: Option<&str>) -> Result<Option<&str>, FieldError> {
     note_text("justification", raw)
+}
+
+/// One page of a project's bindings, in id order (members of the workspace).
+pub async fn list(store: &Store, by: &Principal, path: (&str, &str), paging: &Paging) -> Result<Page<BindingRecord>> {
+    let mut tx = store.read().await?;
+    let (_, p) = load::project_in(&mut tx, by, path, Action::ViewWorkspace).await?;
+    let rows = tx.project_bindings_page(p.id, paging.after.as_deref(), paging.fetch()).await?;
+    Ok(page(rows, paging.limit, |b| b.binding.id.to_string()))
 }
 
 /// Resolve and load what a manager's change names: workspace and project,

@@ -82,10 +82,31 @@ fn same_tenants(a: &[TenantRecord], b: &[TenantRecord]) -> bool {
 }
 
 async fn scope(tx: &mut Tx, by: &Principal, ws: &str, project: &str) -> Result<(WorkspaceRecord, ProjectRecord)> {
-    let ws = load::workspace(tx, ws).await?;
-    by.require_in(tx, &ws, Action::ManageWorkspace).await?;
-    let p = load::project(tx, &ws, project).await?;
-    Ok((ws, p))
+    load::project_in(tx, by, (ws, project), Action::ManageWorkspace).await
+}
+
+/// Where a project's deletion stands, per tenant (members of the workspace).
+pub async fn show(store: &Store, by: &Principal, path: (&str, &str)) -> Result<DeletionView> {
+    let mut tx = store.read().await?;
+    let (workspace, project) = load::project_in(&mut tx, by, path, Action::ViewWorkspace).await?;
+    let tenants = tx.project_tenants(project.id).await?;
+    Ok(DeletionView { workspace, project, tenants })
+}
+
+/// Tenant deletions on a platform waiting for a platform engineer (DL3,
+/// AD5), each with its workspace and project identifiers.
+pub async fn awaiting_engineer(
+    store: &Store,
+    by: &Principal,
+    platform: &str,
+) -> Result<Vec<(TenantRecord, String, String)>> {
+    by.require(Action::AdministerPlatforms)?;
+    let mut tx = store.read().await?;
+    let pf = tx
+        .platform(platform)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("platform {platform:?} does not exist")))?;
+    Ok(tx.deletions_awaiting_engineer(pf.id).await?)
 }
 
 /// Request the deletion of a project (`platform` none) or of one of its

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 use crate::load;
 use crate::members::{Removal, end_bindings_of_non_members, end_membership};
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 use crate::requests::close_pending;
 
@@ -19,6 +20,31 @@ pub async fn load_group(tx: &mut Tx, identifier: &str) -> Result<GroupRecord> {
     tx.group_by_identifier(identifier)
         .await?
         .ok_or_else(|| Error::not_found(format!("group {identifier:?} does not exist")))
+}
+
+/// Groups by identifier: every signed-in principal reads them, to invite
+/// and bind groups.
+pub async fn list(store: &Store, _by: &Principal, paging: &Paging) -> Result<Page<GroupRecord>> {
+    let mut tx = store.read().await?;
+    let rows = tx.list_groups(paging.after.as_deref(), paging.limit).await?;
+    Ok(page(rows, paging.limit, |g| g.identifier.clone()))
+}
+
+/// One group (every signed-in principal).
+pub async fn show(store: &Store, _by: &Principal, group: &str) -> Result<GroupRecord> {
+    let mut tx = store.read().await?;
+    load_group(&mut tx, group).await
+}
+
+/// A page of a group's members by username, and whether the principal may
+/// see their e-mail addresses (admins; managers of a workspace the group
+/// belongs to see the members without them).
+pub async fn members(store: &Store, by: &Principal, group: &str, paging: &Paging) -> Result<(Page<UserRecord>, bool)> {
+    let mut tx = store.read().await?;
+    let g = load_group(&mut tx, group).await?;
+    let with_email = require_view_members(&mut tx, by, &g).await?;
+    let rows = tx.group_members_page(g.id, paging.after.as_deref(), paging.fetch()).await?;
+    Ok((page(rows, paging.limit, |u| u.username.clone()), with_email))
 }
 
 /// Group membership changes are recorded in the installation history and in
@@ -42,9 +68,13 @@ pub async fn create(
     store: &Store,
     by: &Principal,
     now: OffsetDateTime,
-    (identifier, display_name): (Identifier, DisplayName),
+    (identifier, display_name): (&str, &str),
 ) -> Result<GroupRecord> {
     by.require(Action::AdministerGroups)?;
+    crate::validate! {
+        identifier: "identifier" => Identifier::parse(identifier),
+        display_name: "display_name" => DisplayName::parse(display_name),
+    }
     let mut tx = store.write().await?;
     if tx.group_by_identifier(identifier.as_str()).await?.is_some() {
         return Err(Error::conflict_on("identifier", format!("group {identifier} already exists")));
@@ -62,9 +92,10 @@ pub async fn rename(
     by: &Principal,
     now: OffsetDateTime,
     group: &str,
-    display_name: Option<DisplayName>,
+    display_name: Option<&str>,
 ) -> Result<GroupRecord> {
     by.require(Action::AdministerGroups)?;
+    crate::validate! { display_name: "display_name" => display_name.map(DisplayName::parse).transpose() }
     let mut tx = store.write().await?;
     let before = load_group(&mut tx, group).await?;
     if let Some(name) = display_name {

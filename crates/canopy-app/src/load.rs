@@ -5,6 +5,7 @@ use canopy_store::{BindingRecord, ProjectRecord, Tx, UserRecord, WorkspaceRecord
 use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
+use crate::principal::Principal;
 
 pub async fn workspace(tx: &mut Tx, identifier: &str) -> Result<WorkspaceRecord> {
     tx.workspace_by_identifier(identifier)
@@ -16,6 +17,21 @@ pub async fn project(tx: &mut Tx, ws: &WorkspaceRecord, identifier: &str) -> Res
     tx.project(ws.id, identifier).await?.ok_or_else(|| {
         Error::not_found(format!("project {identifier:?} does not exist in workspace {:?}", ws.identifier))
     })
+}
+
+/// The workspace and project a path names, refusing a principal who may
+/// not perform `action` in the workspace (before the project is looked up,
+/// so outsiders learn nothing of its projects).
+pub async fn project_in(
+    tx: &mut Tx,
+    by: &Principal,
+    (ws, project): (&str, &str),
+    action: canopy_domain::authz::Action,
+) -> Result<(WorkspaceRecord, ProjectRecord)> {
+    let ws = workspace(tx, ws).await?;
+    by.require_in(tx, &ws, action).await?;
+    let p = self::project(tx, &ws, project).await?;
+    Ok((ws, p))
 }
 
 pub async fn user(tx: &mut Tx, username: &str) -> Result<UserRecord> {

@@ -6,12 +6,13 @@ use canopy_domain::authz::{Action, action_to_grant};
 use canopy_domain::events::{InvitationSent, InvitationWithdrawn, MemberAdded, MemberRemoved, MemberRoleChanged};
 use canopy_domain::history::Initiator;
 use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
-use canopy_store::{MemberRecord, Store, Tx, WorkspaceRecord};
+use canopy_store::{MemberRecord, SearchRecord, Store, Tx, WorkspaceRecord};
 use time::OffsetDateTime;
 
 use crate::bindings::{self, ChangeBy};
 use crate::error::{Error, Result};
 use crate::load::{self, subject_string};
+use crate::paging::{Page, Paging, check_limit, page};
 use crate::principal::Principal;
 
 /// A member of a workspace, or an e-mail invitation waiting for its account
@@ -53,6 +54,37 @@ impl MemberView {
             granted_at,
         }
     }
+}
+
+/// Current access (WS5): one page of a workspace's members and pending
+/// invitations, by subject (members of the workspace).
+pub async fn list(store: &Store, by: &Principal, ws: &str, paging: &Paging) -> Result<Page<MemberView>> {
+    let mut tx = store.read().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let mut all: Vec<MemberView> = tx.workspace_members(ws.id).await?.into_iter().map(MemberView::of_member).collect();
+    all.extend(
+        tx.workspace_invitations(ws.id)
+            .await?
+            .into_iter()
+            .map(|i| MemberView::of_invitation(i.email, i.role, i.invited_by, i.created_at)),
+    );
+    all.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let after = paging.after.as_deref();
+    let rows: Vec<MemberView> = all.into_iter().filter(|m| after.is_none_or(|c| m.subject.as_str() > c)).collect();
+    Ok(page(rows, paging.limit, |m| m.subject.clone()))
+}
+
+/// Type-ahead over a workspace's users (first and last name, e-mail,
+/// username) and groups (name, identifier) (AC9): at most `limit` matches,
+/// 1 to 50 (default 10).
+pub async fn search(store: &Store, by: &Principal, ws: &str, q: &str, limit: Option<u32>) -> Result<Vec<SearchRecord>> {
+    let limit = check_limit(limit, 10, 50)?;
+    let term = canopy_domain::SearchTerm::parse(q).map_err(|e| Error::invalid("q", e.0))?;
+    let mut tx = store.read().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    Ok(tx.search_workspace(ws.id, term.as_str(), limit).await?)
 }
 
 /// Whom to invite (WS3, WS4).

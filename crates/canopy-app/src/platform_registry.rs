@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
+use crate::paging::{Page, Paging, encode};
 use crate::principal::Principal;
 
 /// A platform with its role mapping (project role → the platform's role).
@@ -74,15 +75,15 @@ pub struct PlatformChange {
 /// A landing zone to add to a platform.
 #[derive(Debug, Clone)]
 pub struct NewLandingZone {
-    pub identifier: Identifier,
-    pub display_name: DisplayName,
+    pub identifier: String,
+    pub display_name: String,
     pub settings: Map<String, Value>,
 }
 
 /// A change of a landing zone; `None` keeps what it has.
 #[derive(Debug, Clone, Default)]
 pub struct LandingZoneChange {
-    pub display_name: Option<DisplayName>,
+    pub display_name: Option<String>,
     pub settings: Option<Map<String, Value>>,
 }
 
@@ -132,15 +133,19 @@ async fn resolve_mapping(tx: &mut Tx, mapping: &BTreeMap<String, String>) -> Res
 
 /// A page of platforms by identifier, after `cursor`: at most `limit` and
 /// one more (every signed-in principal).
-pub async fn list(store: &Store, cursor: Option<&str>, limit: u32) -> Result<Vec<PlatformView>> {
+pub async fn list(store: &Store, paging: &Paging) -> Result<Page<PlatformView>> {
     let mut tx = store.read().await?;
-    let rows = tx.list_platforms(cursor, limit).await?;
+    let mut rows = tx.list_platforms(paging.after.as_deref(), paging.limit).await?;
+    // the row past the page only says that another follows
+    let more = rows.len() > paging.limit as usize;
+    rows.truncate(paging.limit as usize);
     let mut out = Vec::with_capacity(rows.len());
     for platform in rows {
         let role_mapping = tx.role_mapping(platform.id).await?;
         out.push(PlatformView { platform, role_mapping });
     }
-    Ok(out)
+    let next_cursor = if more { out.last().map(|v| encode(&v.platform.identifier)) } else { None };
+    Ok(Page { items: out, next_cursor })
 }
 
 /// A platform (every signed-in principal; its secrets only by name).
@@ -338,6 +343,10 @@ pub async fn create_landing_zone(
 ) -> Result<LandingZoneView> {
     by.require(Action::AdministerPlatforms)?;
     let NewLandingZone { identifier, display_name, settings } = input;
+    crate::validate! {
+        identifier: "identifier" => Identifier::parse(&identifier),
+        display_name: "display_name" => DisplayName::parse(&display_name),
+    }
     invalid(check_landing_zone_settings(&settings))?;
     let mut tx = store.write().await?;
     let p = load_platform(&mut tx, platform).await?;
@@ -367,6 +376,7 @@ pub async fn update_landing_zone(
     change: LandingZoneChange,
 ) -> Result<LandingZoneView> {
     by.require(Action::AdministerPlatforms)?;
+    crate::validate! { display_name: "display_name" => change.display_name.as_deref().map(DisplayName::parse).transpose() }
     if let Some(s) = &change.settings {
         invalid(check_landing_zone_settings(s))?;
     }
@@ -374,7 +384,7 @@ pub async fn update_landing_zone(
     let p = load_platform(&mut tx, platform).await?;
     let before = load_zone(&mut tx, &p, zone).await?;
     let mut after = before.clone();
-    if let Some(name) = change.display_name {
+    if let Some(name) = display_name {
         after.display_name = name.into_string();
     }
     if let Some(settings) = change.settings {

@@ -14,22 +14,20 @@ use crate::principal::Principal;
 /// A project role to create (admins).
 #[derive(Debug, Clone)]
 pub struct NewProjectRole {
-    pub identifier: RoleIdentifier,
-    pub display_name: DisplayName,
-    /// As [`description`] gives it.
+    pub identifier: String,
+    pub display_name: String,
     pub description: String,
 }
 
 /// A change of a project role; `None` keeps what it has.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectRoleChange {
-    pub display_name: Option<DisplayName>,
-    /// As [`description`] gives it.
+    pub display_name: Option<String>,
     pub description: Option<String>,
 }
 
 /// A project role's description as given: trimmed, at most 500 characters.
-pub fn description(d: &str) -> Result<String, InvalidValue> {
+fn description(d: &str) -> Result<String, InvalidValue> {
     let d = d.trim();
     if d.chars().count() > 500 {
         return Err(InvalidValue("must be at most 500 characters".into()));
@@ -57,7 +55,11 @@ pub async fn create(
     input: NewProjectRole,
 ) -> Result<ProjectRoleRecord> {
     by.require(Action::AdministerProjectRoles)?;
-    let NewProjectRole { identifier, display_name, description } = input;
+    crate::validate! {
+        identifier: "identifier" => RoleIdentifier::parse(&input.identifier),
+        display_name: "display_name" => DisplayName::parse(&input.display_name),
+        description: "description" => self::description(&input.description),
+    }
     let mut tx = store.write().await?;
     if tx.project_role(identifier.as_str()).await?.is_some() {
         return Err(Error::conflict_on("identifier", format!("project role {identifier} already exists")));
@@ -78,10 +80,14 @@ pub async fn update(
     change: ProjectRoleChange,
 ) -> Result<ProjectRoleRecord> {
     by.require(Action::AdministerProjectRoles)?;
+    crate::validate! {
+        display_name: "display_name" => change.display_name.as_deref().map(DisplayName::parse).transpose(),
+        description: "description" => change.description.as_deref().map(self::description).transpose(),
+    }
     let mut tx = store.write().await?;
     let before = load_role(&mut tx, role).await?;
-    let name = change.display_name.map_or_else(|| before.display_name.clone(), DisplayName::into_string);
-    let description = change.description.unwrap_or_else(|| before.description.clone());
+    let name = display_name.map_or_else(|| before.display_name.clone(), DisplayName::into_string);
+    let description = description.unwrap_or_else(|| before.description.clone());
     tx.update_project_role(before.id, &name, &description).await?;
     let updated = ProjectRoleUpdated {
         role: before.identifier.clone(),

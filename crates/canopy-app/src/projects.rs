@@ -5,13 +5,14 @@ use canopy_domain::authz::Action;
 use canopy_domain::events::{ProjectAspect, ProjectCreated, ProjectPayment, ProjectUpdated};
 use canopy_domain::tags::apply_tags;
 use canopy_domain::{DisplayName, Identifier};
-use canopy_store::{ProjectRecord, Store, Tx, WorkspaceRecord};
+use canopy_store::{BindingRecord, ProjectRecord, Store, TenantRecord, Tx, WorkspaceRecord};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
 use crate::load;
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 
 /// A project to create, as given (checked after authorisation).
@@ -31,6 +32,83 @@ pub struct ProjectChange {
     pub tags: Option<Map<String, Value>>,
     pub payment_method: Option<Option<Uuid>>,
     pub substitute_payment_method: Option<Option<Uuid>>,
+}
+
+/// One page of a workspace's projects by identifier (members of the workspace).
+pub async fn list(
+    store: &Store,
+    by: &Principal,
+    ws: &str,
+    paging: &Paging,
+) -> Result<(WorkspaceRecord, Page<ProjectRecord>)> {
+    let mut tx = store.read().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let rows = tx.list_projects(ws.id, paging.after.as_deref(), paging.limit).await?;
+    Ok((ws, page(rows, paging.limit, |p| p.identifier.clone())))
+}
+
+/// A project's page (PR2): the project, its bindings, who effectively has
+/// access now, and its tenants.
+#[derive(Debug, Clone)]
+pub struct ProjectDetails {
+    pub workspace: WorkspaceRecord,
+    pub project: ProjectRecord,
+    pub bindings: Vec<BindingRecord>,
+    /// Username and the role identifiers they hold now, by username.
+    pub effective_access: Vec<(String, Vec<String>)>,
+    pub tenants: Vec<TenantRecord>,
+}
+
+/// A project's page (members of the workspace).
+pub async fn show(store: &Store, by: &Principal, now: OffsetDateTime, path: (&str, &str)) -> Result<ProjectDetails> {
+    let mut tx = store.read().await?;
+    let (workspace, project) = load::project_in(&mut tx, by, path, Action::ViewWorkspace).await?;
+    let bindings = tx.project_bindings(project.id).await?;
+    let effective_access = effective_access(&mut tx, &bindings, now).await?;
+    let tenants = tx.project_tenants(project.id).await?;
+    Ok(ProjectDetails { workspace, project, bindings, effective_access, tenants })
+}
+
+/// Who effectively holds which roles on a project at `now`: bound users and
+/// the current members of bound groups, active accounts only (AC3, AC10).
+async fn effective_access(
+    tx: &mut Tx,
+    bindings: &[BindingRecord],
+    now: OffsetDateTime,
+) -> Result<Vec<(String, Vec<String>)>> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use canopy_domain::SubjectKind;
+    use canopy_domain::access::{UserStatus, effective_project_roles};
+
+    let groups: BTreeSet<_> = bindings
+        .iter()
+        .filter(|b| b.binding.subject.kind == SubjectKind::Group)
+        .map(|b| b.binding.subject.id)
+        .collect();
+    let memberships = tx.group_memberships(&groups).await?;
+    let mut user_ids: BTreeSet<_> = memberships.values().flatten().copied().collect();
+    user_ids
+        .extend(bindings.iter().filter(|b| b.binding.subject.kind == SubjectKind::User).map(|b| b.binding.subject.id));
+    let mut users = Vec::new();
+    let mut names = BTreeMap::new();
+    for id in user_ids {
+        if let Some(u) = tx.user_by_id(id).await? {
+            users.push(UserStatus { id, active: u.active });
+            names.insert(id, u.username);
+        }
+    }
+    let role_names: BTreeMap<_, _> = bindings.iter().map(|b| (b.binding.role_id, b.role_identifier.clone())).collect();
+    let plain: Vec<_> = bindings.iter().map(|b| b.binding.clone()).collect();
+    let mut out: Vec<(String, Vec<String>)> = effective_project_roles(&plain, &memberships, &users, now)
+        .into_iter()
+        .filter_map(|(user, roles)| {
+            Some((names.get(&user)?.clone(), roles.iter().filter_map(|r| role_names.get(r).cloned()).collect()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// A project's payment method and substitute (PM2): both the workspace's,

@@ -14,7 +14,8 @@ use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind
 use canopy_domain::mail::request_pending;
 use canopy_domain::{Email, Subject, WorkspaceRole};
 use canopy_store::{
-    Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RoleRequestRecord, Store, Tx, WorkspaceRecord,
+    Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RequestFilter, RoleRequestRecord, Store, Tx,
+    WorkspaceRecord, from_us, to_us,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 use crate::bindings::{AddBinding, ChangeBy, apply_add, apply_change, apply_remove, subject_eligible};
 use crate::error::{Error, Result};
 use crate::load::{self, note_text};
+use crate::paging::{Page, Paging, page};
 use crate::principal::{KeyActor, Principal, key_actor, user_actor};
 
 /// A request as its readers see it: the record, and whether it waits for an
@@ -37,6 +39,63 @@ impl RequestView {
         let needs_admin = request.state == RequestState::Pending && approvers(tx, &request).await?.1;
         Ok(Self { request, needs_admin })
     }
+}
+
+/// Which requests a list shows: `pending` (the default), `approved`,
+/// `declined`, `void`, or `all` (`None`).
+pub fn parse_state(raw: Option<&str>) -> Result<Option<RequestState>> {
+    match raw {
+        None => Ok(Some(RequestState::Pending)),
+        Some("all") => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|e: canopy_domain::InvalidValue| Error::invalid("state", format!("{}, or all", e.0))),
+    }
+}
+
+/// A workspace's requests, newest first (FE2; its managers and admins).
+pub async fn list(
+    store: &Store,
+    by: &Principal,
+    ws: &str,
+    state: Option<RequestState>,
+    paging: &Paging,
+) -> Result<Page<RequestView>> {
+    let mut tx = store.read().await?;
+    let ws = load::workspace(&mut tx, ws).await?;
+    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    list_page(&mut tx, RequestFilter { workspace_id: Some(ws.id), state }, paging).await
+}
+
+/// Every workspace's requests, or one's, newest first (AD2; admins).
+pub async fn list_all(
+    store: &Store,
+    by: &Principal,
+    ws: Option<&str>,
+    state: Option<RequestState>,
+    paging: &Paging,
+) -> Result<Page<RequestView>> {
+    by.require(Action::AdministerInstallation)?;
+    let mut tx = store.read().await?;
+    let workspace_id = match ws {
+        Some(w) => Some(load::workspace(&mut tx, w).await?.id),
+        None => None,
+    };
+    list_page(&mut tx, RequestFilter { workspace_id, state }, paging).await
+}
+
+/// One page of requests keyed by (requested at, id), each saying whether it
+/// waits for an admin.
+async fn list_page(tx: &mut Tx, filter: RequestFilter, paging: &Paging) -> Result<Page<RequestView>> {
+    let after =
+        paging.after_pair(|t| t.parse::<i64>().ok().and_then(|t| from_us(t).ok()), |id| Uuid::parse_str(id).ok())?;
+    let rows = tx.role_requests(filter, after, paging.fetch()).await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for q in rows {
+        views.push(RequestView::of(tx, q).await?);
+    }
+    Ok(page(views, paging.limit, |v| format!("{}/{}", to_us(v.request.requested_at), v.request.id)))
 }
 
 /// The people who may approve a request other than its requester, and

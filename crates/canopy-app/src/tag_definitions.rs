@@ -10,7 +10,21 @@ use canopy_store::Store;
 use time::OffsetDateTime;
 
 use crate::error::{Error, FieldError, Result};
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
+
+/// A tag to define, as given: its type (`type`) as written.
+#[derive(Debug, Clone)]
+pub struct NewTagDefinition {
+    pub key: String,
+    pub display_name: String,
+    pub kind: String,
+    pub options: Vec<String>,
+    pub required: bool,
+    pub default: Option<serde_json::Value>,
+    pub admin_only: bool,
+    pub pattern: Option<String>,
+}
 
 /// A change of a tag definition; its key and type stay. `None` keeps what
 /// it has; `Some(None)` removes a default or a pattern.
@@ -33,15 +47,39 @@ fn not_found(tag: &str) -> Error {
 }
 
 /// Every tag definition, by key (every signed-in principal).
-pub async fn list(store: &Store) -> Result<Vec<TagDefinition>> {
+pub async fn list(store: &Store, paging: &Paging) -> Result<Page<TagDefinition>> {
     let mut tx = store.read().await?;
-    Ok(tx.tag_definitions().await?)
+    let after = paging.after.as_deref();
+    let rows: Vec<_> = tx
+        .tag_definitions()
+        .await?
+        .into_iter()
+        .filter(|d| after.is_none_or(|a| d.key.as_str() > a))
+        .take(paging.limit as usize + 1)
+        .collect();
+    Ok(page(rows, paging.limit, |d| d.key.clone()))
 }
 
 /// Define a tag (admins, PR3). The display name is trimmed; a null default
 /// and an empty pattern are none.
-pub async fn create(store: &Store, by: &Principal, now: OffsetDateTime, mut d: TagDefinition) -> Result<TagDefinition> {
+pub async fn create(
+    store: &Store,
+    by: &Principal,
+    now: OffsetDateTime,
+    input: NewTagDefinition,
+) -> Result<TagDefinition> {
     by.require(Action::AdministerInstallation)?;
+    let kind = input.kind.parse().map_err(|e: canopy_domain::InvalidValue| Error::invalid("type", e.to_string()))?;
+    let mut d = TagDefinition {
+        key: input.key,
+        display_name: input.display_name,
+        kind,
+        options: input.options,
+        required: input.required,
+        default: input.default,
+        admin_only: input.admin_only,
+        pattern: input.pattern,
+    };
     d.display_name = d.display_name.trim().to_owned();
     d.default = d.default.filter(|v| !v.is_null());
     d.pattern = d.pattern.filter(|p| !p.is_empty());

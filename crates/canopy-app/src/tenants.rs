@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::load;
-use crate::platforms::Platforms;
+use crate::platforms::{PlatformCallError, Platforms, Preview};
 use crate::principal::Principal;
 
 /// A tenant to add: the platform's identifier and, where it asks for one, a landing zone.
@@ -32,10 +32,52 @@ pub async fn scope(
     (ws, project): (&str, &str),
     action: Action,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
-    let ws = load::workspace(tx, ws).await?;
-    by.require_in(tx, &ws, action).await?;
-    let p = load::project(tx, &ws, project).await?;
-    Ok((ws, p))
+    load::project_in(tx, by, (ws, project), action).await
+}
+
+/// A project's tenants with their replication status (TN5).
+pub async fn list(
+    store: &Store,
+    by: &Principal,
+    path: (&str, &str),
+) -> Result<(WorkspaceRecord, ProjectRecord, Vec<TenantRecord>)> {
+    let mut tx = store.read().await?;
+    let (ws, p) = scope(&mut tx, by, path, Action::ViewWorkspace).await?;
+    let tenants = tx.project_tenants(p.id).await?;
+    Ok((ws, p, tenants))
+}
+
+/// One tenant: its replication status and the platform's last error (TN5).
+pub async fn show(
+    store: &Store,
+    by: &Principal,
+    (ws, project, platform): (&str, &str, &str),
+) -> Result<(WorkspaceRecord, ProjectRecord, TenantRecord)> {
+    let mut tx = store.read().await?;
+    let (ws, p) = scope(&mut tx, by, (ws, project), Action::ViewWorkspace).await?;
+    let t = load_tenant(&mut tx, &p, platform).await?;
+    Ok((ws, p, t))
+}
+
+/// What replication would change in a tenant now, without changing it
+/// (managers): asked of the platform outside any transaction.
+pub async fn plan(
+    store: &Store,
+    platforms: &dyn Platforms,
+    by: &Principal,
+    (ws, project, platform): (&str, &str, &str),
+) -> Result<(TenantRecord, Preview)> {
+    let mut tx = store.read().await?;
+    let (_, p) = scope(&mut tx, by, (ws, project), Action::ManageWorkspace).await?;
+    let t = load_tenant(&mut tx, &p, platform).await?;
+    drop(tx);
+    let preview = platforms.preview(t.id).await.map_err(|e| match e {
+        PlatformCallError::Internal(cause) => Error::Internal(cause),
+        PlatformCallError::NoTenant => Error::not_found(format!("the tenant on {platform} is gone")),
+        PlatformCallError::Busy => Error::conflict(PlatformCallError::Busy.to_string()),
+        PlatformCallError::Platform(e) => Error::Upstream(format!("platform {platform}: {e}")),
+    })?;
+    Ok((t, preview))
 }
 
 /// Add a tenant on a platform to a project (managers). Replication creates

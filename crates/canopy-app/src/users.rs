@@ -19,6 +19,7 @@ use crate::credentials::{Admission, PasswordHashing, hash_password_admitted, ver
 use crate::error::{Error, Result};
 use crate::load;
 use crate::members::{Removal, end_membership};
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 use crate::requests::close_pending;
 use crate::session::{count_attempt, count_success};
@@ -26,13 +27,13 @@ use crate::session::{count_attempt, count_success};
 /// A local account to create (admins).
 #[derive(Debug, Clone)]
 pub struct NewUserInput {
-    pub username: Username,
-    pub email: Email,
-    pub first_name: PersonName,
-    pub last_name: PersonName,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
     /// None: an account without a local password (it signs in otherwise).
     pub password: Option<String>,
-    pub installation_roles: BTreeSet<InstallationRole>,
+    pub installation_roles: Vec<String>,
 }
 
 /// A change of an account as given; `None` keeps what it has. The fields
@@ -60,6 +61,19 @@ fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValu
 async fn require_account(tx: &mut Tx, by: &Principal, username: &str) -> Result<()> {
     let user = tx.user_by_username(username).await?.map(|u| u.id);
     by.require(Action::ActOnAccount { user })
+}
+
+/// One page of users by username, those matching `q` (username, e-mail,
+/// first or last name) where given (admins).
+pub async fn list(store: &Store, by: &Principal, q: Option<&str>, paging: &Paging) -> Result<Page<UserRecord>> {
+    by.require(Action::AdministerUsers)?;
+    let term = match q.filter(|s| !s.trim().is_empty()) {
+        Some(raw) => Some(canopy_domain::SearchTerm::parse(raw).map_err(|e| Error::invalid("q", e.0))?),
+        None => None,
+    };
+    let mut tx = store.read().await?;
+    let rows = tx.list_users(term.as_ref().map(|t| t.as_str()), paging.after.as_deref(), paging.limit).await?;
+    Ok(page(rows, paging.limit, |u| u.username.clone()))
 }
 
 /// Show an account (the person themself, or admins).
@@ -93,7 +107,15 @@ pub async fn create(
     input: NewUserInput,
 ) -> Result<UserRecord> {
     by.require(Action::AdministerUsers)?;
-    let NewUserInput { username, email, first_name, last_name, password, installation_roles: roles } = input;
+    let password = input.password;
+    crate::validate! {
+        username: "username" => Username::parse(&input.username),
+        email: "email" => Email::parse(&input.email),
+        first_name: "first_name" => PersonName::parse(&input.first_name),
+        last_name: "last_name" => PersonName::parse(&input.last_name),
+        _password: "password" => password.as_deref().map(check_password).transpose(),
+        roles: "installation_roles" => parse_roles(&input.installation_roles),
+    }
     let hash = match password {
         Some(p) => Some(hashing.hash(p).await?),
         None => None,

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::load;
+use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 use crate::settings::{FourEyeChange, change_four_eye};
 
@@ -59,14 +60,55 @@ pub async fn view(tx: &mut Tx, workspace: WorkspaceRecord, my_role: Option<Works
     Ok(WorkspaceView { workspace, my_role, four_eye, four_eye_source })
 }
 
+/// The workspaces the principal sees, by identifier: a person's are those
+/// they are a member of (directly or through a group); an installation key
+/// sees every workspace, a workspace key its own.
+pub async fn list(store: &Store, by: &Principal, paging: &Paging) -> Result<Page<WorkspaceView>> {
+    use canopy_domain::authz::ActorKind;
+    let mut tx = store.read().await?;
+    let after = paging.after.as_deref();
+    let rows = match by.actor.kind {
+        ActorKind::User => tx.list_workspaces(Some(by.actor.id), after, paging.limit).await?,
+        ActorKind::InstallationKey => tx.list_workspaces(None, after, paging.limit).await?,
+        ActorKind::WorkspaceKey { workspace_id, .. } => tx
+            .workspace_by_id(workspace_id)
+            .await?
+            .into_iter()
+            .filter(|w| after.is_none_or(|a| w.identifier.as_str() > a))
+            .collect(),
+    };
+    let mut views = Vec::with_capacity(rows.len());
+    for w in rows {
+        let role = by.workspace_role(&mut tx, &w).await?;
+        views.push(view(&mut tx, w, role).await?);
+    }
+    Ok(page(views, paging.limit, |v| v.workspace.identifier.clone()))
+}
+
+/// Every workspace of the installation, by identifier (the admin area, AD2).
+pub async fn list_all(store: &Store, by: &Principal, paging: &Paging) -> Result<Page<WorkspaceView>> {
+    by.require(Action::AdministerInstallation)?;
+    let mut tx = store.read().await?;
+    let rows = tx.list_workspaces(None, paging.after.as_deref(), paging.limit).await?;
+    let mut views = Vec::with_capacity(rows.len());
+    for w in rows {
+        views.push(view(&mut tx, w, None).await?);
+    }
+    Ok(page(views, paging.limit, |v| v.workspace.identifier.clone()))
+}
+
 /// Create a workspace (WS1); the creating person becomes its owner.
 pub async fn create(
     store: &Store,
     by: &Principal,
     now: OffsetDateTime,
-    (identifier, display_name): (Identifier, DisplayName),
+    (identifier, display_name): (&str, &str),
 ) -> Result<WorkspaceView> {
     by.require(Action::CreateWorkspace)?;
+    crate::validate! {
+        identifier: "identifier" => Identifier::parse(identifier),
+        display_name: "display_name" => DisplayName::parse(display_name),
+    }
     let mut tx = store.write().await?;
     if tx.workspace_by_identifier(identifier.as_str()).await?.is_some() {
         return Err(Error::conflict_on("identifier", format!("workspace {identifier} already exists")));

@@ -131,6 +131,9 @@ pub struct ChainHead {
     pub hash: String,
 }
 
+/// The most checkpoints one verification takes at once.
+pub const MAX_CHECKPOINTS: usize = 10_000;
+
 /// A signed checkpoint, in the form the API answers, the export writes and
 /// verification takes back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,23 +4,19 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use canopy_api_types::{
-    Binding, ExpiringAccess, FourEyeSetting, Member, Page, ProjectDeletion, RequestApproval, RoleRequest, Tenant,
+    Binding, ExpiringAccess, FourEyeSetting, Member, ProjectDeletion, RequestApproval, RoleRequest, Tenant,
     TenantDeletionState, Workspace, WorkspaceFourEye,
 };
 use canopy_app::deletion::DeletionView;
+use canopy_app::expired_access::Expiring;
 use canopy_app::load::subject_string;
 use canopy_app::members::MemberView;
 use canopy_app::requests::RequestView;
 use canopy_app::workspaces::WorkspaceView;
-use canopy_domain::WorkspaceRole;
-use canopy_domain::access::expiry_state;
 use canopy_domain::deletion::TenantDeletion;
 use canopy_domain::four_eye::{FourEye, RequestState};
-use canopy_store::{BindingRecord, TenantRecord, Tx, WorkspaceRecord};
+use canopy_store::{BindingRecord, TenantRecord};
 use time::OffsetDateTime;
-
-use crate::error::ApiResult;
-use crate::routes::page;
 
 /// A four-eye request as the API shows it.
 pub fn to_request(view: RequestView) -> RoleRequest {
@@ -137,24 +133,18 @@ pub fn to_tenant(t: TenantRecord, workspace: &str, project: &str) -> Tenant {
     }
 }
 
-pub fn to_expiring(
-    b: BindingRecord,
-    workspace: String,
-    project: String,
-    now: OffsetDateTime,
-) -> Option<ExpiringAccess> {
-    let expires_at = b.binding.expires_at?;
-    let state = expiry_state(Some(expires_at), now)?;
-    Some(ExpiringAccess {
+pub fn to_expiring(e: Expiring) -> ExpiringAccess {
+    let b = e.binding;
+    ExpiringAccess {
         binding: b.binding.id,
-        workspace,
-        project,
+        workspace: e.workspace,
+        project: e.project,
         subject: subject_string(b.binding.subject.kind, &b.subject_name),
         display_name: b.subject_display_name,
         role: b.role_identifier,
-        expires_at,
-        state: state.as_str().into(),
-    })
+        expires_at: e.expires_at,
+        state: e.state.as_str().into(),
+    }
 }
 
 pub fn to_setting(f: FourEye) -> FourEyeSetting {
@@ -174,18 +164,4 @@ pub fn to_workspace(v: WorkspaceView) -> Workspace {
             source: v.four_eye_source.as_str().into(),
         },
     }
-}
-
-/// Workspaces as a page, each with its four-eye setting and the caller's role.
-pub async fn workspace_page(
-    tx: &mut Tx,
-    rows: Vec<WorkspaceRecord>,
-    limit: u32,
-    roles: Vec<Option<WorkspaceRole>>,
-) -> ApiResult<Page<Workspace>> {
-    let mut views = Vec::with_capacity(rows.len());
-    for (w, role) in rows.into_iter().zip(roles) {
-        views.push(canopy_app::workspaces::view(tx, w, role).await?);
-    }
-    Ok(page(views, limit, |v| v.workspace.identifier.clone(), to_workspace))
 }

@@ -207,6 +207,26 @@ impl Tx {
         row.as_ref().map(binding_from_row).transpose()
     }
 
+    /// One page of a project's bindings in id order, after `after`: `limit`
+    /// rows at most, read through the `(project_id, id)` index whatever the
+    /// project's size.
+    pub async fn project_bindings_page(
+        &mut self,
+        project_id: Uuid,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<BindingRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BINDING_SELECT} WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT $3"
+        )))
+        .bind(project_id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(binding_from_row).collect()
+    }
+
     /// The bindings of a project, ordered by subject and role.
     pub async fn project_bindings(&mut self, project_id: Uuid) -> Result<Vec<BindingRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -520,6 +520,26 @@ impl Tx {
         Ok(())
     }
 
+    /// One page of a group's members by username, after `after`.
+    pub async fn group_members_page(
+        &mut self,
+        group_id: Uuid,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id \
+             WHERE m.group_id = $1 AND ($2 IS NULL OR u.username > $2) ORDER BY u.username LIMIT $3",
+            USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        )))
+        .bind(group_id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     pub async fn group_members(&mut self, group_id: Uuid) -> Result<Vec<UserRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id WHERE m.group_id = $1 ORDER BY u.username",

@@ -3,23 +3,22 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use canopy_api_types::{
-    BrokenLink, FieldError, HistoryCheckpoint, HistoryCheckpoints, HistoryProblem, HistoryVerification,
-    MAX_CHECKPOINTS, Page, Problem, VerifyHistory, Workspace,
+    BrokenLink, HistoryCheckpoint, HistoryCheckpoints, HistoryProblem, HistoryVerification, Page, Problem,
+    VerifyHistory, Workspace,
 };
-use canopy_domain::authz::Action;
 use canopy_domain::checkpoint::Checkpoint;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::mapping::workspace_page;
-use crate::routes::ListQuery;
+use crate::mapping::to_workspace;
+use crate::routes::{ListQuery, to_page};
 
 /// The largest body `POST /admin/history/verify` reads: room for
-/// [`MAX_CHECKPOINTS`] checkpoints of about 400 bytes each.
+/// [`canopy_api_types::MAX_CHECKPOINTS`] checkpoints of about 400 bytes each.
 pub const MAX_VERIFY_BODY: usize = 8 * 1024 * 1024;
 
 /// Every workspace of the installation (admins).
@@ -30,16 +29,12 @@ pub async fn workspaces(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Workspace>>> {
-    caller.require(Action::AdministerInstallation)?;
-    let limit = q.limit()?;
-    let mut tx = app.store.read().await?;
-    let rows = tx.list_workspaces(None, q.cursor()?.as_deref(), limit).await?;
-    let roles = vec![None; rows.len()];
-    Ok(Json(workspace_page(&mut tx, rows, limit, roles).await?))
+    let paging = q.paging()?;
+    Ok(Json(to_page(canopy_app::workspaces::list_all(&app.store, &caller, &paging).await?, to_workspace)))
 }
 
 /// `GET` and `POST /admin/history/verify`, the latter with a body limit that
-/// fits [`MAX_CHECKPOINTS`].
+/// fits [`canopy_api_types::MAX_CHECKPOINTS`].
 pub fn verify_routes() -> UtoipaMethodRouter<AppState> {
     let (schemas, paths, router) = routes!(verify_history, verify_checkpoints);
     (schemas, paths, router.layer(DefaultBodyLimit::max(MAX_VERIFY_BODY)))
@@ -51,8 +46,8 @@ pub fn verify_routes() -> UtoipaMethodRouter<AppState> {
 #[utoipa::path(get, path = "/api/v1/admin/history/verify", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = HistoryVerification), (status = 403, body = Problem)))]
 pub async fn verify_history(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<HistoryVerification>> {
-    caller.require(Action::AdministerInstallation)?;
-    Ok(Json(to_verification(app.store.verify_history(None).await?)))
+    let key = &app.config.history_key;
+    Ok(Json(to_verification(canopy_app::history::verify(&app.store, &caller, key, None).await?)))
 }
 
 /// Verify the history as `GET` does, and that every checkpoint given (from
@@ -70,32 +65,9 @@ pub async fn verify_checkpoints(
     caller: Caller,
     ApiJson(body): ApiJson<VerifyHistory>,
 ) -> ApiResult<Json<HistoryVerification>> {
-    caller.require(Action::AdministerInstallation)?;
-    if body.checkpoints.len() > MAX_CHECKPOINTS {
-        return Err(ApiError::invalid(
-            "checkpoints",
-            format!(
-                "at most {MAX_CHECKPOINTS} checkpoints at once (got {}); send them in parts",
-                body.checkpoints.len()
-            ),
-        ));
-    }
-    let checkpoints: Vec<Checkpoint> = body.checkpoints.into_iter().map(from_api).collect();
-    let errors: Vec<FieldError> = checkpoints
-        .iter()
-        .enumerate()
-        .flat_map(|(i, cp)| {
-            cp.invalid_fields().into_iter().map(move |(field, e)| FieldError {
-                field: format!("checkpoints[{i}].{field}"),
-                message: e.to_string(),
-            })
-        })
-        .collect();
-    if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
-    }
-    let key = app.config.history_key.public_key();
-    Ok(Json(to_verification(app.store.verify_history(Some((&key, &checkpoints))).await?)))
+    let checkpoints = body.checkpoints.into_iter().map(from_api).collect();
+    let key = &app.config.history_key;
+    Ok(Json(to_verification(canopy_app::history::verify(&app.store, &caller, key, Some(checkpoints)).await?)))
 }
 
 /// A signed checkpoint of every chain's head now (the installation's and each
@@ -105,14 +77,12 @@ pub async fn verify_checkpoints(
 #[utoipa::path(get, path = "/api/v1/admin/history/checkpoints", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = HistoryCheckpoints), (status = 403, body = Problem)))]
 pub async fn checkpoints(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<HistoryCheckpoints>> {
-    caller.require(Action::AdministerInstallation)?;
-    let now = app.clock.now();
     let key = &app.config.history_key;
-    let heads = app.store.chain_heads().await?;
+    let signed = canopy_app::history::checkpoints(&app.store, &caller, key, app.clock.now()).await?;
     Ok(Json(HistoryCheckpoints {
         public_key: key.public_key().to_base64(),
         key_id: key.key_id(),
-        checkpoints: heads.iter().map(|h| to_api(key.sign(h, now))).collect(),
+        checkpoints: signed.into_iter().map(to_api).collect(),
     }))
 }
 

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{ApiKey, CreateApiKey, CreatedApiKey, Page, Problem};
-use canopy_app::api_keys::{self as uc, NewApiKeyInput, require_person};
-use canopy_domain::DisplayName;
+use canopy_app::api_keys::{self as uc, NewApiKeyInput};
+use canopy_app::paging::Paging;
 use canopy_store::ApiKeyRecord;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,8 +15,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::{check_limit, decode_cursor, page};
-use crate::validate;
+use crate::routes::to_page;
 
 fn to_key(k: ApiKeyRecord) -> ApiKey {
     ApiKey {
@@ -51,11 +50,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ApiKeyQuery>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
-    require_person(&caller)?;
-    let limit = check_limit(q.limit)?;
-    let cursor = decode_cursor(q.cursor.as_deref())?;
-    let rows = uc::list(&app.store, &caller, q.workspace.as_deref(), (cursor.as_deref(), limit)).await?;
-    Ok(Json(page(rows, limit, |k| k.id.to_string(), to_key)))
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    Ok(Json(to_page(uc::list(&app.store, &caller, q.workspace.as_deref(), &paging).await?, to_key)))
 }
 
 /// Create an API key. Its secret is in the answer, once.
@@ -70,9 +66,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    require_person(&caller)?;
-    validate! { name: "name" => DisplayName::parse(&body.name) }
-    let input = NewApiKeyInput { name, workspace: body.workspace, role: body.role, expires_at: body.expires_at };
+    let input =
+        NewApiKeyInput { name: body.name, workspace: body.workspace, role: body.role, expires_at: body.expires_at };
     let created = uc::create(&app.store, &caller, app.clock.now(), input).await?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key: to_key(created.key), secret: created.secret })))
 }

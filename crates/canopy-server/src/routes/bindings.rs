@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use canopy_api_types::{Binding, CreateBinding, Page, Problem, RoleRequest, UpdateBinding};
 use canopy_app::bindings::{self as uc, BindingChange, NewBindingInput, Outcome, SubjectName};
-use canopy_domain::authz::Action;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -16,7 +15,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::mapping::{to_binding, to_request};
-use crate::routes::{ListQuery, load_project, load_workspace, page};
+use crate::routes::{ListQuery, to_page};
 
 /// The answer to a change of a binding: `status` with the binding when done,
 /// `202 Accepted` with the pending request where four-eye approval is needed.
@@ -40,18 +39,10 @@ pub async fn list(
     Path((ws, project)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Binding>>> {
-    let limit = q.limit()?;
-    let cursor = q.cursor()?;
+    let paging = q.paging()?;
     let now = app.clock.now();
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let p = load_project(&mut tx, &ws, &project).await?;
-    let mut rows = tx.project_bindings(p.id).await?;
-    rows.sort_by_key(|b| b.binding.id);
-    let rows: Vec<_> =
-        rows.into_iter().filter(|b| cursor.as_deref().is_none_or(|c| b.binding.id.to_string().as_str() > c)).collect();
-    Ok(Json(page(rows, limit, |b| b.binding.id.to_string(), |b| to_binding(b, now))))
+    let rows = uc::list(&app.store, &caller, (&ws, &project), &paging).await?;
+    Ok(Json(to_page(rows, |b| to_binding(b, now))))
 }
 
 /// Bind a user or a group to the project with a project role (AC1, AC2, AC7).

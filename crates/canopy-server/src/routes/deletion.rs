@@ -7,17 +7,15 @@ use axum::http::StatusCode;
 use canopy_api_types::{
     ConfirmDeletion, ConfirmedRevocation, ManualDeletionReceipt, Page, PendingDeletion, Problem, ProjectDeletion,
 };
-use canopy_app::deletion::{self as uc, DeletionView};
-use canopy_domain::authz::Action;
+use canopy_app::deletion as uc;
 use canopy_store::TenantRecord;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path};
 use crate::mapping::deletion_view as view;
-use crate::routes::{load_project, load_workspace};
 
 /// Where a project's deletion stands: per tenant its mode, state and the
 /// resources the platform reported.
@@ -29,12 +27,7 @@ pub async fn show(
     caller: Caller,
     Path((ws, project)): Path<(String, String)>,
 ) -> ApiResult<Json<ProjectDeletion>> {
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let p = load_project(&mut tx, &ws, &project).await?;
-    let tenants = tx.project_tenants(p.id).await?;
-    Ok(Json(view(&DeletionView { workspace: ws, project: p, tenants })))
+    Ok(Json(view(&uc::show(&app.store, &caller, (&ws, &project)).await?)))
 }
 
 /// Confirm the requested deletion by typing the project identifier
@@ -78,13 +71,7 @@ pub async fn pending(
     caller: Caller,
     Path(platform): Path<String>,
 ) -> ApiResult<Json<Page<PendingDeletion>>> {
-    caller.require(Action::AdministerPlatforms)?;
-    let mut tx = app.store.read().await?;
-    let pf = tx
-        .platform(&platform)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("platform {platform:?} does not exist")))?;
-    let items = tx.deletions_awaiting_engineer(pf.id).await?.into_iter().map(to_pending).collect();
+    let items = uc::awaiting_engineer(&app.store, &caller, &platform).await?.into_iter().map(to_pending).collect();
     Ok(Json(Page { items, next_cursor: None }))
 }
 

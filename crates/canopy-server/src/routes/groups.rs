@@ -5,17 +5,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{AddGroupMember, CreateGroup, Group, GroupMember, Page, Problem, UpdateGroup};
-use canopy_app::groups::{self as uc, load_group, require_view_members};
-use canopy_domain::authz::Action;
-use canopy_domain::{DisplayName, Identifier};
+use canopy_app::groups as uc;
 use canopy_store::GroupRecord;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::{ListQuery, page};
-use crate::validate;
+use crate::routes::{ListQuery, to_page};
 
 fn to_group(g: GroupRecord) -> Group {
     Group {
@@ -31,13 +28,11 @@ fn to_group(g: GroupRecord) -> Group {
     responses((status = 200, body = Page<Group>), (status = 401, body = Problem)))]
 pub async fn list(
     State(app): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Group>>> {
-    let limit = q.limit()?;
-    let mut tx = app.store.read().await?;
-    let rows = tx.list_groups(q.cursor()?.as_deref(), limit).await?;
-    Ok(Json(page(rows, limit, |g| g.identifier.clone(), to_group)))
+    let paging = q.paging()?;
+    Ok(Json(to_page(uc::list(&app.store, &caller, &paging).await?, to_group)))
 }
 
 /// Create a group (admins).
@@ -48,21 +43,16 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, Json<Group>)> {
-    caller.require(Action::AdministerGroups)?;
-    validate! {
-        identifier: "identifier" => Identifier::parse(&body.identifier),
-        display_name: "display_name" => DisplayName::parse(&body.display_name),
-    }
-    let g = uc::create(&app.store, &caller, app.clock.now(), (identifier, display_name)).await?;
+    let names = (body.identifier.as_str(), body.display_name.as_str());
+    let g = uc::create(&app.store, &caller, app.clock.now(), names).await?;
     Ok((StatusCode::CREATED, Json(to_group(g))))
 }
 
 /// Show a group.
 #[utoipa::path(get, path = "/api/v1/groups/{group}", tag = "groups", params(("group" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Group), (status = 404, body = Problem)))]
-pub async fn show(State(app): State<AppState>, _caller: Caller, Path(group): Path<String>) -> ApiResult<Json<Group>> {
-    let mut tx = app.store.read().await?;
-    Ok(Json(to_group(load_group(&mut tx, &group).await?)))
+pub async fn show(State(app): State<AppState>, caller: Caller, Path(group): Path<String>) -> ApiResult<Json<Group>> {
+    Ok(Json(to_group(uc::show(&app.store, &caller, &group).await?)))
 }
 
 /// Rename a group (admins).
@@ -74,9 +64,8 @@ pub async fn update(
     Path(group): Path<String>,
     ApiJson(body): ApiJson<UpdateGroup>,
 ) -> ApiResult<Json<Group>> {
-    caller.require(Action::AdministerGroups)?;
-    validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
-    Ok(Json(to_group(uc::rename(&app.store, &caller, app.clock.now(), &group, display_name).await?)))
+    let name = body.display_name.as_deref();
+    Ok(Json(to_group(uc::rename(&app.store, &caller, app.clock.now(), &group, name).await?)))
 }
 
 /// Delete a group (admins). Its memberships and bindings end with it.
@@ -89,29 +78,23 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(group): Pa
 
 /// The members of a group (admins, and managers of a workspace the group is
 /// a member of; their e-mail addresses to admins only).
-#[utoipa::path(get, path = "/api/v1/groups/{group}/members", tag = "groups", params(("group" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/groups/{group}/members", tag = "groups", params(("group" = String, Path), ListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<GroupMember>), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_members(
     State(app): State<AppState>,
     caller: Caller,
     Path(group): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<GroupMember>>> {
-    let mut tx = app.store.read().await?;
-    let g = load_group(&mut tx, &group).await?;
-    let admin = require_view_members(&mut tx, &caller, &g).await?;
-    let items = tx
-        .group_members(g.id)
-        .await?
-        .into_iter()
-        .map(|u| GroupMember {
-            username: u.username,
-            first_name: u.first_name,
-            last_name: u.last_name,
-            email: admin.then_some(u.email),
-            active: u.active,
-        })
-        .collect();
-    Ok(Json(Page { items, next_cursor: None }))
+    let paging = q.paging()?;
+    let (members, with_email) = uc::members(&app.store, &caller, &group, &paging).await?;
+    Ok(Json(to_page(members, |u| GroupMember {
+        username: u.username,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        email: with_email.then_some(u.email),
+        active: u.active,
+    })))
 }
 
 /// Add a user to a group (admins). They gain every role the group holds (AC3, WS4).

@@ -3,9 +3,10 @@
 use axum::Json;
 use axum::extract::State;
 use canopy_api_types::{HistoryEvent, Initiator, Page, Problem};
-use canopy_domain::authz::Action;
-use canopy_domain::history::{ChainedEvent, EventKind};
-use canopy_store::{HistoryFilter, INSTALLATION_CHAIN, Tx, from_us};
+use canopy_app::history as uc;
+use canopy_app::paging::Paging;
+use canopy_domain::history::ChainedEvent;
+use canopy_store::from_us;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -14,7 +15,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiPath as Path, ApiQuery};
-use crate::routes::{check_limit, decode_cursor, load_workspace, page};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -58,45 +58,25 @@ pub async fn list(
     Path(ws): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<HistoryEvent>>> {
-    let (filter, limit) = q.parse()?;
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewHistory).await?;
-    chain_page(&mut tx, &ws.id.to_string(), &filter, limit).await
+    let (query, paging) = q.parse()?;
+    api_page(uc::of_workspace(&app.store, &caller, &ws, query, &paging).await?)
 }
 
 impl HistoryQuery {
-    /// The store filter and page size these parameters ask for.
-    fn parse(self) -> ApiResult<(HistoryFilter, u32)> {
-        let limit = check_limit(self.limit)?;
-        let kind = self
-            .kind
-            .as_deref()
-            .map(str::parse::<EventKind>)
-            .transpose()
-            .map_err(|e| ApiError::invalid("kind", e.to_string()))?;
-        let before_seq = decode_cursor(self.cursor.as_deref())?
-            .map(|c| c.parse::<i64>().map_err(|_| ApiError::invalid("cursor", "is not a cursor this API returned")))
-            .transpose()?;
-        if let (Some(s), Some(u)) = (self.since, self.until)
-            && s >= u
-        {
-            return Err(ApiError::invalid("until", "must be after since"));
-        }
-        Ok((HistoryFilter { since: self.since, until: self.until, initiator: self.initiator, kind, before_seq }, limit))
+    /// The application's query and the page these parameters ask for.
+    fn parse(self) -> ApiResult<(uc::HistoryQuery, Paging)> {
+        let paging = Paging::parse(self.limit, self.cursor.as_deref())?;
+        Ok((
+            uc::HistoryQuery { since: self.since, until: self.until, initiator: self.initiator, kind: self.kind },
+            paging,
+        ))
     }
 }
 
-/// One page of a chain's events, newest first.
-async fn chain_page(
-    tx: &mut Tx,
-    chain: &str,
-    filter: &HistoryFilter,
-    limit: u32,
-) -> ApiResult<Json<Page<HistoryEvent>>> {
-    let rows = tx.history(chain, filter, limit).await?;
-    let p = page(rows, limit, |e| e.seq.to_string(), to_event);
-    Ok(Json(Page { items: p.items.into_iter().collect::<ApiResult<_>>()?, next_cursor: p.next_cursor }))
+/// A page of events as the API's list body.
+fn api_page(p: canopy_app::paging::Page<ChainedEvent>) -> ApiResult<Json<Page<HistoryEvent>>> {
+    let items = p.items.into_iter().map(to_event).collect::<ApiResult<_>>()?;
+    Ok(Json(Page { items, next_cursor: p.next_cursor }))
 }
 
 /// Page through the installation's own history: users, groups, project roles
@@ -108,10 +88,8 @@ pub async fn installation(
     caller: Caller,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<HistoryEvent>>> {
-    caller.require(Action::AdministerInstallation)?;
-    let (filter, limit) = q.parse()?;
-    let mut tx = app.store.read().await?;
-    chain_page(&mut tx, INSTALLATION_CHAIN, &filter, limit).await
+    let (query, paging) = q.parse()?;
+    api_page(uc::of_installation(&app.store, &caller, query, &paging).await?)
 }
 
 /// One event with its details.
@@ -122,12 +100,5 @@ pub async fn show(
     caller: Caller,
     Path((ws, event)): Path<(String, String)>,
 ) -> ApiResult<Json<HistoryEvent>> {
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewHistory).await?;
-    let e = tx
-        .history_event(&ws.id.to_string(), &event)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("event {event:?} is not in the history of {}", ws.identifier)))?;
-    Ok(Json(to_event(e)?))
+    Ok(Json(to_event(uc::event(&app.store, &caller, &ws, &event).await?)?))
 }

@@ -5,9 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{InviteMember, Member, Page, Problem, SearchResult, UpdateMember};
-use canopy_app::members::{self as uc, Invitee, MemberView};
-use canopy_domain::authz::Action;
-use canopy_domain::{SearchTerm, WorkspaceRole};
+use canopy_app::members::{self as uc, Invitee};
+use canopy_domain::WorkspaceRole;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -16,7 +15,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::mapping::to_member;
-use crate::routes::{ListQuery, load_workspace, page, subject_string};
+use crate::routes::{ListQuery, subject_string, to_page};
 
 fn parse_role(raw: &str) -> ApiResult<WorkspaceRole> {
     raw.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("role", e.to_string()))
@@ -32,23 +31,8 @@ pub async fn list(
     Path(ws): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Member>>> {
-    let limit = q.limit()?;
-    let cursor = q.cursor()?;
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let mut all: Vec<Member> =
-        tx.workspace_members(ws.id).await?.into_iter().map(|m| to_member(MemberView::of_member(m))).collect();
-    all.extend(
-        tx.workspace_invitations(ws.id)
-            .await?
-            .into_iter()
-            .map(|i| to_member(MemberView::of_invitation(i.email, i.role, i.invited_by, i.created_at))),
-    );
-    all.sort_by(|a, b| a.subject.cmp(&b.subject));
-    let rows: Vec<Member> =
-        all.into_iter().filter(|m| cursor.as_deref().is_none_or(|c| m.subject.as_str() > c)).collect();
-    Ok(Json(page(rows, limit, |m| m.subject.clone(), |m| m)))
+    let paging = q.paging()?;
+    Ok(Json(to_page(uc::list(&app.store, &caller, &ws, &paging).await?, to_member)))
 }
 
 /// Invite a user, an e-mail address or a group with a workspace role (WS3, WS4).
@@ -129,18 +113,7 @@ pub async fn search(
     Path(ws): Path<String>,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<Page<SearchResult>>> {
-    let limit = match q.limit {
-        None => 10,
-        Some(n) if (1..=50).contains(&n) => n,
-        Some(_) => return Err(ApiError::invalid("limit", "must be between 1 and 50")),
-    };
-    let term = SearchTerm::parse(&q.q).map_err(|e| ApiError::invalid("q", e.0))?;
-    let term = term.as_str();
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let items = tx
-        .search_workspace(ws.id, term, limit)
+    let items = uc::search(&app.store, &caller, &ws, &q.q, q.limit)
         .await?
         .into_iter()
         .map(|r| SearchResult {

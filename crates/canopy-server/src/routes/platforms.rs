@@ -12,14 +12,12 @@ use canopy_api_types::{
 use canopy_app::platform_registry::{
     self as uc, LandingZoneChange, LandingZoneView, NewLandingZone, NewPlatformInput, PlatformChange, PlatformView,
 };
-use canopy_domain::authz::Action;
-use canopy_domain::{DisplayName, Identifier};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::{ListQuery, page};
+use crate::routes::{ListQuery, to_page};
 
 fn to_platform(v: PlatformView) -> Platform {
     let PlatformView { platform: p, role_mapping } = v;
@@ -55,9 +53,8 @@ pub async fn list(
     _caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Platform>>> {
-    let limit = q.limit()?;
-    let rows = uc::list(&app.store, q.cursor()?.as_deref(), limit).await?;
-    Ok(Json(page(rows, limit, |v| v.platform.identifier.clone(), to_platform)))
+    let paging = q.paging()?;
+    Ok(Json(to_page(uc::list(&app.store, &paging).await?, to_platform)))
 }
 
 /// Register a platform (admins, platform engineers).
@@ -154,12 +151,8 @@ pub async fn create_landing_zone(
     Path(platform): Path<String>,
     ApiJson(body): ApiJson<CreateLandingZone>,
 ) -> ApiResult<(StatusCode, Json<LandingZone>)> {
-    caller.require(Action::AdministerPlatforms)?;
-    crate::validate! {
-        identifier: "identifier" => Identifier::parse(&body.identifier),
-        display_name: "display_name" => DisplayName::parse(&body.display_name),
-    }
-    let input = NewLandingZone { identifier, display_name, settings: body.settings };
+    let input =
+        NewLandingZone { identifier: body.identifier, display_name: body.display_name, settings: body.settings };
     let z = uc::create_landing_zone(&app.store, &caller, app.clock.now(), &platform, input).await?;
     Ok((StatusCode::CREATED, Json(to_zone(z))))
 }
@@ -186,9 +179,7 @@ pub async fn update_landing_zone(
     Path((platform, zone)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateLandingZone>,
 ) -> ApiResult<Json<LandingZone>> {
-    caller.require(Action::AdministerPlatforms)?;
-    crate::validate! { display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose() }
-    let change = LandingZoneChange { display_name, settings: body.settings };
+    let change = LandingZoneChange { display_name: body.display_name, settings: body.settings };
     let now = app.clock.now();
     Ok(Json(to_zone(uc::update_landing_zone(&app.store, &caller, now, (&platform, &zone), change).await?)))
 }

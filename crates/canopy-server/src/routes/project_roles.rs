@@ -6,15 +6,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateProjectRole, Page, Problem, ProjectRole, UpdateProjectRole};
 use canopy_app::project_roles::{self as uc, NewProjectRole, ProjectRoleChange};
-use canopy_domain::authz::Action;
-use canopy_domain::{DisplayName, RoleIdentifier};
 use canopy_store::ProjectRoleRecord;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path};
-use crate::validate;
 
 fn to_role(r: ProjectRoleRecord) -> ProjectRole {
     ProjectRole { identifier: r.identifier, display_name: r.display_name, description: r.description }
@@ -36,13 +33,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateProjectRole>,
 ) -> ApiResult<(StatusCode, Json<ProjectRole>)> {
-    caller.require(Action::AdministerProjectRoles)?;
-    validate! {
-        identifier: "identifier" => RoleIdentifier::parse(&body.identifier),
-        display_name: "display_name" => DisplayName::parse(&body.display_name),
-        description: "description" => uc::description(&body.description),
-    }
-    let input = NewProjectRole { identifier, display_name, description };
+    let input =
+        NewProjectRole { identifier: body.identifier, display_name: body.display_name, description: body.description };
     let r = uc::create(&app.store, &caller, app.clock.now(), input).await?;
     Ok((StatusCode::CREATED, Json(to_role(r))))
 }
@@ -56,12 +48,7 @@ pub async fn update(
     Path(role): Path<String>,
     ApiJson(body): ApiJson<UpdateProjectRole>,
 ) -> ApiResult<Json<ProjectRole>> {
-    caller.require(Action::AdministerProjectRoles)?;
-    validate! {
-        display_name: "display_name" => body.display_name.as_deref().map(DisplayName::parse).transpose(),
-        description: "description" => body.description.as_deref().map(uc::description).transpose(),
-    }
-    let change = ProjectRoleChange { display_name, description };
+    let change = ProjectRoleChange { display_name: body.display_name, description: body.description };
     Ok(Json(to_role(uc::update(&app.store, &caller, app.clock.now(), &role, change).await?)))
 }
 

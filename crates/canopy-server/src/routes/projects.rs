@@ -1,24 +1,18 @@
 //! Projects of a workspace (PR1, PR2).
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateProject, EffectiveAccess, Page, Problem, Project, ProjectDetails, UpdateProject};
 use canopy_app::projects::{self as uc, NewProjectInput, ProjectChange};
-use canopy_domain::SubjectKind;
-use canopy_domain::access::{UserStatus, effective_project_roles};
-use canopy_domain::authz::Action;
-use canopy_store::{ProjectRecord, Tx};
-use time::OffsetDateTime;
+use canopy_store::ProjectRecord;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
 use crate::mapping::{to_binding, to_tenant};
-use crate::routes::{ListQuery, load_project, load_workspace, page};
+use crate::routes::{ListQuery, to_page};
 
 pub fn to_project(p: ProjectRecord, workspace: &str) -> Project {
     Project {
@@ -41,12 +35,9 @@ pub async fn list(
     Path(ws): Path<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Project>>> {
-    let limit = q.limit()?;
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let rows = tx.list_projects(ws.id, q.cursor()?.as_deref(), limit).await?;
-    Ok(Json(page(rows, limit, |p| p.identifier.clone(), |p| to_project(p, &ws.identifier))))
+    let paging = q.paging()?;
+    let (ws, rows) = uc::list(&app.store, &caller, &ws, &paging).await?;
+    Ok(Json(to_page(rows, |p| to_project(p, &ws.identifier))))
 }
 
 /// Create a project (managers).
@@ -70,45 +61,6 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(to_project(p, &ws.identifier))))
 }
 
-/// Who effectively holds which roles on a project at `now`: bound users and
-/// the current members of bound groups, active accounts only (AC3, AC10).
-async fn effective_access(
-    tx: &mut Tx,
-    bindings: &[canopy_store::BindingRecord],
-    now: OffsetDateTime,
-) -> ApiResult<Vec<EffectiveAccess>> {
-    let groups: BTreeSet<_> = bindings
-        .iter()
-        .filter(|b| b.binding.subject.kind == SubjectKind::Group)
-        .map(|b| b.binding.subject.id)
-        .collect();
-    let memberships = tx.group_memberships(&groups).await?;
-    let mut user_ids: BTreeSet<_> = memberships.values().flatten().copied().collect();
-    user_ids
-        .extend(bindings.iter().filter(|b| b.binding.subject.kind == SubjectKind::User).map(|b| b.binding.subject.id));
-    let mut users = Vec::new();
-    let mut names = BTreeMap::new();
-    for id in user_ids {
-        if let Some(u) = tx.user_by_id(id).await? {
-            users.push(UserStatus { id, active: u.active });
-            names.insert(id, u.username);
-        }
-    }
-    let role_names: BTreeMap<_, _> = bindings.iter().map(|b| (b.binding.role_id, b.role_identifier.clone())).collect();
-    let plain: Vec<_> = bindings.iter().map(|b| b.binding.clone()).collect();
-    let mut out: Vec<EffectiveAccess> = effective_project_roles(&plain, &memberships, &users, now)
-        .into_iter()
-        .filter_map(|(user, roles)| {
-            Some(EffectiveAccess {
-                username: names.get(&user)?.clone(),
-                roles: roles.iter().filter_map(|r| role_names.get(r).cloned()).collect(),
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.username.cmp(&b.username));
-    Ok(out)
-}
-
 /// A project's page: the project, its bindings, and who effectively has access now (PR2).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects/{project}", tag = "projects", params(("ws" = String, Path), ("project" = String, Path)),
     security(("bearer" = [])), responses((status = 200, body = ProjectDetails), (status = 403, body = Problem), (status = 404, body = Problem)))]
@@ -118,19 +70,17 @@ pub async fn show(
     Path((ws, project)): Path<(String, String)>,
 ) -> ApiResult<Json<ProjectDetails>> {
     let now = app.clock.now();
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let p = load_project(&mut tx, &ws, &project).await?;
-    let records = tx.project_bindings(p.id).await?;
-    let effective_access = effective_access(&mut tx, &records, now).await?;
-    let tenants =
-        tx.project_tenants(p.id).await?.into_iter().map(|t| to_tenant(t, &ws.identifier, &p.identifier)).collect();
+    let d = uc::show(&app.store, &caller, now, (&ws, &project)).await?;
+    let (ws, p) = (&d.workspace.identifier, &d.project.identifier);
     Ok(Json(ProjectDetails {
-        project: to_project(p, &ws.identifier),
-        bindings: records.into_iter().map(|b| to_binding(b, now)).collect(),
-        effective_access,
-        tenants,
+        tenants: d.tenants.into_iter().map(|t| to_tenant(t, ws, p)).collect(),
+        bindings: d.bindings.into_iter().map(|b| to_binding(b, now)).collect(),
+        effective_access: d
+            .effective_access
+            .into_iter()
+            .map(|(username, roles)| EffectiveAccess { username, roles })
+            .collect(),
+        project: to_project(d.project, ws),
     }))
 }
 

@@ -1,25 +1,20 @@
 //! Four-eye requests (FE1–FE4, AD2): lists, and the decisions of
 //! [`canopy_app::requests`].
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use canopy_api_types::{DecideRequest, Page, Problem, RoleRequest};
-use canopy_app::requests::{self as uc, RequestView};
-use canopy_domain::authz::Action;
-use canopy_domain::four_eye::{self, RequestState};
-use canopy_store::{RequestFilter, Tx};
+use canopy_app::paging::Paging;
+use canopy_app::requests as uc;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiPath as Path, ApiQuery, OptionalJson};
 use crate::mapping::to_request;
-use crate::routes::{check_limit, decode_cursor, load_workspace, page};
+use crate::routes::to_page;
 
 /// `?state=&limit=&cursor=` of a workspace's requests.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -47,57 +42,6 @@ pub struct AdminRequestQuery {
     pub cursor: Option<String>,
 }
 
-fn state_filter(state: Option<&str>) -> ApiResult<Option<RequestState>> {
-    match state {
-        None => Ok(Some(RequestState::Pending)),
-        Some("all") => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("state", format!("{}, or all", e.0))),
-    }
-}
-
-/// A page of requests, newest first, each saying whether it waits for an admin.
-async fn list_page(
-    tx: &mut Tx,
-    filter: RequestFilter,
-    limit: Option<u32>,
-    cursor: Option<&str>,
-) -> ApiResult<Page<RoleRequest>> {
-    let limit = check_limit(limit)?;
-    let bad_cursor = || ApiError::invalid("cursor", "is not a cursor this API returned");
-    let after = match decode_cursor(cursor)? {
-        None => None,
-        Some(c) => {
-            let (t, id) = c.split_once('/').ok_or_else(bad_cursor)?;
-            let t = t.parse::<i64>().ok().and_then(|t| canopy_store::from_us(t).ok()).ok_or_else(bad_cursor)?;
-            Some((t, Uuid::parse_str(id).map_err(|_| bad_cursor())?))
-        }
-    };
-    let rows = tx.role_requests(filter, after, i64::from(limit) + 1).await?;
-    let mut managers: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
-    let mut shortfall = Vec::with_capacity(rows.len());
-    for q in &rows {
-        if q.state != RequestState::Pending {
-            shortfall.push(false);
-            continue;
-        }
-        if let std::collections::btree_map::Entry::Vacant(e) = managers.entry(q.workspace_id) {
-            e.insert(tx.workspace_managers(q.workspace_id).await?.into_iter().map(|m| m.id).collect());
-        }
-        let others = managers.get(&q.workspace_id).map_or(0, |m| m.iter().filter(|m| **m != q.requested_by_id).count());
-        shortfall.push(four_eye::needs_admin(q.approvals_required, others));
-    }
-    let mut shortfall = shortfall.into_iter();
-    Ok(page(
-        rows,
-        limit,
-        |q| format!("{}/{}", canopy_store::to_us(q.requested_at), q.id),
-        |q| to_request(RequestView { request: q, needs_admin: shortfall.next().unwrap_or(false) }),
-    ))
-}
-
 /// A workspace's four-eye requests, pending ones by default (FE2).
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/requests", tag = "requests",
     params(("ws" = String, Path), RequestQuery), security(("bearer" = [])),
@@ -108,12 +52,9 @@ pub async fn list(
     Path(ws): Path<String>,
     ApiQuery(q): ApiQuery<RequestQuery>,
 ) -> ApiResult<Json<Page<RoleRequest>>> {
-    let state = state_filter(q.state.as_deref())?;
-    let mut tx = app.store.read().await?;
-    let ws = load_workspace(&mut tx, &ws).await?;
-    caller.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
-    let filter = RequestFilter { workspace_id: Some(ws.id), state };
-    Ok(Json(list_page(&mut tx, filter, q.limit, q.cursor.as_deref()).await?))
+    let state = uc::parse_state(q.state.as_deref())?;
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    Ok(Json(to_page(uc::list(&app.store, &caller, &ws, state, &paging).await?, to_request)))
 }
 
 /// Every workspace's four-eye requests, pending ones by default (AD2).
@@ -124,15 +65,10 @@ pub async fn admin_list(
     caller: Caller,
     ApiQuery(q): ApiQuery<AdminRequestQuery>,
 ) -> ApiResult<Json<Page<RoleRequest>>> {
-    caller.require(Action::AdministerInstallation)?;
-    let state = state_filter(q.state.as_deref())?;
-    let mut tx = app.store.read().await?;
-    let workspace_id = match &q.workspace {
-        Some(w) => Some(load_workspace(&mut tx, w).await?.id),
-        None => None,
-    };
-    let filter = RequestFilter { workspace_id, state };
-    Ok(Json(list_page(&mut tx, filter, q.limit, q.cursor.as_deref()).await?))
+    let state = uc::parse_state(q.state.as_deref())?;
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    let page = uc::list_all(&app.store, &caller, q.workspace.as_deref(), state, &paging).await?;
+    Ok(Json(to_page(page, to_request)))
 }
 
 /// One request of a workspace.

@@ -6,15 +6,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{Page, Problem, TagDefinition, UpdateTagDefinition};
-use canopy_app::tag_definitions::{self as uc, TagDefinitionChange};
-use canopy_domain::authz::Action;
-use canopy_domain::tags::{self, TagKind};
+use canopy_app::tag_definitions::{self as uc, NewTagDefinition, TagDefinitionChange};
+use canopy_domain::tags;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::routes::{ListQuery, page};
+use crate::routes::{ListQuery, to_page};
 
 fn to_api(d: tags::TagDefinition) -> TagDefinition {
     TagDefinition {
@@ -37,15 +36,8 @@ pub async fn list(
     _caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<TagDefinition>>> {
-    let limit = q.limit()?;
-    let after = q.cursor()?;
-    let rows: Vec<_> = uc::list(&app.store)
-        .await?
-        .into_iter()
-        .filter(|d| after.as_ref().is_none_or(|a| &d.key > a))
-        .take(limit as usize + 1)
-        .collect();
-    Ok(Json(page(rows, limit, |d| d.key.clone(), to_api)))
+    let paging = q.paging()?;
+    Ok(Json(to_page(uc::list(&app.store, &paging).await?, to_api)))
 }
 
 /// Define a tag (admins).
@@ -57,13 +49,10 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<TagDefinition>,
 ) -> ApiResult<(StatusCode, Json<TagDefinition>)> {
-    caller.require(Action::AdministerInstallation)?;
-    let kind: TagKind =
-        body.kind.parse().map_err(|e: canopy_domain::InvalidValue| ApiError::invalid("type", e.to_string()))?;
-    let d = tags::TagDefinition {
+    let d = NewTagDefinition {
         key: body.key,
         display_name: body.display_name,
-        kind,
+        kind: body.kind,
         options: body.options,
         required: body.required,
         default: body.default,

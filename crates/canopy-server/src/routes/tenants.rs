@@ -5,14 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateTenant, Page, PlannedAssignment, Problem, Tenant, TenantPlan};
-use canopy_app::platforms::PlatformCallError;
-use canopy_app::tenants::{self as uc, NewTenantInput, load_tenant, scope};
-use canopy_domain::authz::Action;
+use canopy_app::tenants::{self as uc, NewTenantInput};
 use canopy_domain::replication::Assignment;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path};
 use crate::mapping::to_tenant;
 
@@ -25,10 +23,8 @@ pub async fn list(
     caller: Caller,
     Path((ws, project)): Path<(String, String)>,
 ) -> ApiResult<Json<Page<Tenant>>> {
-    let mut tx = app.store.read().await?;
-    let (ws, p) = scope(&mut tx, &caller, (&ws, &project), Action::ViewWorkspace).await?;
-    let items =
-        tx.project_tenants(p.id).await?.into_iter().map(|t| to_tenant(t, &ws.identifier, &p.identifier)).collect();
+    let (ws, p, tenants) = uc::list(&app.store, &caller, (&ws, &project)).await?;
+    let items = tenants.into_iter().map(|t| to_tenant(t, &ws.identifier, &p.identifier)).collect();
     Ok(Json(Page { items, next_cursor: None }))
 }
 
@@ -59,9 +55,7 @@ pub async fn show(
     caller: Caller,
     Path((ws, project, platform)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Tenant>> {
-    let mut tx = app.store.read().await?;
-    let (ws, p) = scope(&mut tx, &caller, (&ws, &project), Action::ViewWorkspace).await?;
-    let t = load_tenant(&mut tx, &p, &platform).await?;
+    let (ws, p, t) = uc::show(&app.store, &caller, (&ws, &project, &platform)).await?;
     Ok(Json(to_tenant(t, &ws.identifier, &p.identifier)))
 }
 
@@ -113,16 +107,7 @@ pub async fn plan(
     caller: Caller,
     Path((ws, project, platform)): Path<(String, String, String)>,
 ) -> ApiResult<Json<TenantPlan>> {
-    let mut tx = app.store.read().await?;
-    let (_, p) = scope(&mut tx, &caller, (&ws, &project), Action::ManageWorkspace).await?;
-    let t = load_tenant(&mut tx, &p, &platform).await?;
-    drop(tx);
-    let preview = app.platforms.preview(t.id).await.map_err(|e| match e {
-        PlatformCallError::Internal(cause) => ApiError::Internal(cause),
-        PlatformCallError::NoTenant => ApiError::not_found(format!("the tenant on {platform} is gone")),
-        PlatformCallError::Busy => ApiError::conflict(PlatformCallError::Busy.to_string()),
-        PlatformCallError::Platform(e) => ApiError::Upstream(format!("platform {platform}: {e}")),
-    })?;
+    let (t, preview) = uc::plan(&app.store, &*app.platforms, &caller, (&ws, &project, &platform)).await?;
     Ok(Json(TenantPlan {
         platform: t.platform,
         desired: planned(preview.desired),

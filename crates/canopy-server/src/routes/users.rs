@@ -1,25 +1,20 @@
 //! Users: local accounts, their installation roles, deactivation (AC10);
 //! changes are use cases of [`canopy_app::users`].
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use canopy_api_types::{CreateUser, Page, Problem, SessionsEnded, UpdateUser, User};
+use canopy_app::paging::Paging;
 use canopy_app::users::{self as uc, NewUserInput, UserUpdate};
-use canopy_domain::authz::Action;
-use canopy_domain::names::check_password;
-use canopy_domain::{Email, InstallationRole, InvalidValue, PersonName, SearchTerm, Username};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery, ClientAddress};
-use crate::routes::{check_limit, decode_cursor, page, to_user};
-use crate::validate;
+use crate::routes::{to_page, to_user};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -33,10 +28,6 @@ pub struct UserQuery {
     pub cursor: Option<String>,
 }
 
-fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValue> {
-    raw.iter().map(|r| r.parse()).collect()
-}
-
 /// List users (admins).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<User>), (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -45,16 +36,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<UserQuery>,
 ) -> ApiResult<Json<Page<User>>> {
-    caller.require(Action::AdministerUsers)?;
-    let limit = check_limit(q.limit)?;
-    let cursor = decode_cursor(q.cursor.as_deref())?;
-    let term = match q.q.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(raw) => Some(SearchTerm::parse(raw).map_err(|e| ApiError::invalid("q", e.0))?),
-        None => None,
-    };
-    let mut tx = app.store.read().await?;
-    let rows = tx.list_users(term.as_ref().map(SearchTerm::as_str), cursor.as_deref(), limit).await?;
-    Ok(Json(page(rows, limit, |u| u.username.clone(), to_user)))
+    let paging = Paging::parse(q.limit, q.cursor.as_deref())?;
+    Ok(Json(to_page(uc::list(&app.store, &caller, q.q.as_deref(), &paging).await?, to_user)))
 }
 
 /// Create a local account (admins).
@@ -65,17 +48,14 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    caller.require(Action::AdministerUsers)?;
-    validate! {
-        username: "username" => Username::parse(&body.username),
-        email: "email" => Email::parse(&body.email),
-        first_name: "first_name" => PersonName::parse(&body.first_name),
-        last_name: "last_name" => PersonName::parse(&body.last_name),
-        _password: "password" => body.password.as_deref().map(check_password).transpose(),
-        roles: "installation_roles" => parse_roles(&body.installation_roles),
-    }
-    let input =
-        NewUserInput { username, email, first_name, last_name, password: body.password, installation_roles: roles };
+    let input = NewUserInput {
+        username: body.username,
+        email: body.email,
+        first_name: body.first_name,
+        last_name: body.last_name,
+        password: body.password,
+        installation_roles: body.installation_roles,
+    };
     let user = uc::create(&app.store, &app.passwords, &caller, app.clock.now(), input).await?;
     Ok((StatusCode::CREATED, Json(to_user(user))))
 }

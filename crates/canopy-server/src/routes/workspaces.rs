@@ -6,16 +6,13 @@ use axum::http::StatusCode;
 use canopy_api_types::{CreateWorkspace, Page, Problem, UpdateWorkspace, Workspace};
 use canopy_app::settings::FourEyeChange;
 use canopy_app::workspaces::{self as uc, WorkspaceChange};
-use canopy_domain::authz::{Action, ActorKind};
-use canopy_domain::{DisplayName, Identifier};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath as Path, ApiQuery};
-use crate::mapping::{to_workspace, workspace_page};
-use crate::routes::ListQuery;
-use crate::validate;
+use crate::mapping::to_workspace;
+use crate::routes::{ListQuery, to_page};
 
 /// The workspaces the caller is a member of (directly or through a group).
 #[utoipa::path(get, path = "/api/v1/workspaces", tag = "workspaces", params(ListQuery), security(("bearer" = [])),
@@ -25,19 +22,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Workspace>>> {
-    let limit = q.limit()?;
-    let cursor = q.cursor()?;
-    let mut tx = app.store.read().await?;
-    let rows = match caller.actor.kind {
-        ActorKind::User => tx.list_workspaces(Some(caller.actor.id), cursor.as_deref(), limit).await?,
-        ActorKind::InstallationKey => tx.list_workspaces(None, cursor.as_deref(), limit).await?,
-        ActorKind::WorkspaceKey { workspace_id, .. } => tx.workspace_by_id(workspace_id).await?.into_iter().collect(),
-    };
-    let mut roles = Vec::with_capacity(rows.len());
-    for w in &rows {
-        roles.push(caller.workspace_role(&mut tx, w).await?);
-    }
-    Ok(Json(workspace_page(&mut tx, rows, limit, roles).await?))
+    let paging = q.paging()?;
+    Ok(Json(to_page(uc::list(&app.store, &caller, &paging).await?, to_workspace)))
 }
 
 /// Create a workspace; the creating person becomes its owner.
@@ -48,12 +34,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> ApiResult<(StatusCode, Json<Workspace>)> {
-    caller.require(Action::CreateWorkspace)?;
-    validate! {
-        identifier: "identifier" => Identifier::parse(&body.identifier),
-        display_name: "display_name" => DisplayName::parse(&body.display_name),
-    }
-    let view = uc::create(&app.store, &caller, app.clock.now(), (identifier, display_name)).await?;
+    let names = (body.identifier.as_str(), body.display_name.as_str());
+    let view = uc::create(&app.store, &caller, app.clock.now(), names).await?;
     Ok((StatusCode::CREATED, Json(to_workspace(view))))
 }
 

@@ -108,6 +108,29 @@ fn tidy_route_modules_never_import_each_other() {
     assert!(found.is_empty(), "route modules import each other:\n{}", found.join("\n"));
 }
 
+/// Handlers are thin (issue 12): every route module reaches the database
+/// only through a use case of `canopy_app`, never through a transaction of
+/// its own; the readiness probe alone asks the store whether it answers.
+#[test]
+fn tidy_route_handlers_call_use_cases_not_the_store() {
+    let routes = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("canopy-server/src/routes");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&routes).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "health.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for pattern in ["store.read()", "store.write()", "canopy_store::Tx", "&mut Tx", "tx."] {
+            if text.contains(pattern) {
+                found.push(format!("routes/{name} uses {pattern}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "route handlers reach the store themselves:\n{}", found.join("\n"));
+}
+
 /// The HTTP crate reaches platforms only through the application layer's
 /// port (issue 12): it depends on neither the engine nor the adapters.
 #[test]

@@ -6,13 +6,13 @@ use canopy_domain::authz::{Action, action_to_grant};
 use canopy_domain::events::{InvitationSent, InvitationWithdrawn, MemberAdded, MemberRemoved, MemberRoleChanged};
 use canopy_domain::history::Initiator;
 use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
-use canopy_store::{MemberRecord, SearchRecord, Store, Tx, WorkspaceRecord};
+use canopy_store::{AccessEntry, MemberRecord, SearchRecord, Store, Tx, WorkspaceRecord};
 use time::OffsetDateTime;
 
 use crate::bindings::{self, ChangeBy};
 use crate::error::{Error, Result};
 use crate::load::{self, subject_string};
-use crate::paging::{Page, Paging, check_limit, page};
+use crate::paging::{Page, Paging, bad_cursor, check_limit, page};
 use crate::principal::Principal;
 
 /// A member of a workspace, or an e-mail invitation waiting for its account
@@ -59,19 +59,24 @@ impl MemberView {
 /// Current access (WS5): one page of a workspace's members and pending
 /// invitations, by subject (members of the workspace).
 pub async fn list(store: &Store, by: &Principal, ws: &str, paging: &Paging) -> Result<Page<MemberView>> {
+    // the cursor is the last subject shown: `KIND:NAME`
+    let after = match paging.after.as_deref() {
+        None => None,
+        Some(c) => {
+            Some(c.split_once(':').filter(|(k, _)| ["email", "group", "user"].contains(k)).ok_or_else(bad_cursor)?)
+        }
+    };
     let mut tx = store.read().await?;
     let ws = load::workspace(&mut tx, ws).await?;
     by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
-    let mut all: Vec<MemberView> = tx.workspace_members(ws.id).await?.into_iter().map(MemberView::of_member).collect();
-    all.extend(
-        tx.workspace_invitations(ws.id)
-            .await?
-            .into_iter()
-            .map(|i| MemberView::of_invitation(i.email, i.role, i.invited_by, i.created_at)),
-    );
-    all.sort_by(|a, b| a.subject.cmp(&b.subject));
-    let after = paging.after.as_deref();
-    let rows: Vec<MemberView> = all.into_iter().filter(|m| after.is_none_or(|c| m.subject.as_str() > c)).collect();
+    let rows = tx.current_access_page(ws.id, after, paging.fetch()).await?;
+    let rows: Vec<MemberView> = rows
+        .into_iter()
+        .map(|e| match e {
+            AccessEntry::Member(m) => MemberView::of_member(m),
+            AccessEntry::Invitation(i) => MemberView::of_invitation(i.email, i.role, i.invited_by, i.created_at),
+        })
+        .collect();
     Ok(page(rows, paging.limit, |m| m.subject.clone()))
 }
 

@@ -49,14 +49,7 @@ fn not_found(tag: &str) -> Error {
 /// Every tag definition, by key (every signed-in principal).
 pub async fn list(store: &Store, paging: &Paging) -> Result<Page<TagDefinition>> {
     let mut tx = store.read().await?;
-    let after = paging.after.as_deref();
-    let rows: Vec<_> = tx
-        .tag_definitions()
-        .await?
-        .into_iter()
-        .filter(|d| after.is_none_or(|a| d.key.as_str() > a))
-        .take(paging.limit as usize + 1)
-        .collect();
+    let rows = tx.tag_definitions_page(paging.after.as_deref(), paging.fetch()).await?;
     Ok(page(rows, paging.limit, |d| d.key.clone()))
 }
 

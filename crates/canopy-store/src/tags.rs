@@ -40,6 +40,18 @@ impl Tx {
         rows.iter().map(from_row).collect()
     }
 
+    /// One page of the definitions by key, after `after`.
+    pub async fn tag_definitions_page(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<TagDefinition>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM tag_definitions WHERE ($1 IS NULL OR tag_key > $1) ORDER BY tag_key LIMIT $2"
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn tag_definition(&mut self, key: &str) -> Result<Option<TagDefinition>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM tag_definitions WHERE tag_key = $1")))
             .bind(key)

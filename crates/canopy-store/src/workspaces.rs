@@ -81,6 +81,14 @@ fn invitation_from_row(r: &AnyRow) -> Result<InvitationRecord> {
     })
 }
 
+/// A line of a workspace's current access: a membership or a pending
+/// invitation.
+#[derive(Debug, Clone)]
+pub enum AccessEntry {
+    Member(MemberRecord),
+    Invitation(InvitationRecord),
+}
+
 #[derive(Debug, Clone)]
 pub struct ProjectRecord {
     pub id: Uuid,
@@ -214,6 +222,65 @@ impl Tx {
     // ------------------------------------------------------------ members
 
     /// Every membership of a workspace, users first, then groups, by name.
+    /// One page of a workspace's current access: invitations, groups and
+    /// users, ordered by kind (`email` < `group` < `user`) and name, after
+    /// `after` (a kind and a name), `limit` rows at most.
+    pub async fn current_access_page(
+        &mut self,
+        workspace_id: Uuid,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<AccessEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ( \
+               SELECT 'user' AS kind, u.id AS subject_id, u.username AS name, u.first_name AS first_name, \
+                      u.last_name AS last_name, u.email AS email, m.role AS role, m.granted_by AS granted_by, \
+                      m.granted_at AS granted_at \
+               FROM workspace_members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 \
+               UNION ALL \
+               SELECT 'group', g.id, g.identifier, g.display_name, '', NULL, m.role, m.granted_by, m.granted_at \
+               FROM workspace_members m JOIN user_groups g ON g.id = m.group_id WHERE m.workspace_id = $1 \
+               UNION ALL \
+               SELECT 'email', i.id, i.email, '', '', i.email, i.role, i.invited_by, i.created_at \
+               FROM invitations i WHERE i.workspace_id = $1 \
+             ) access WHERE ($2 IS NULL OR kind > $2 OR (kind = $2 AND name > $3)) \
+             ORDER BY kind, name LIMIT $4",
+        )
+        .bind(workspace_id.to_string())
+        .bind(after.map(|(kind, _)| kind))
+        .bind(after.map_or("", |(_, name)| name))
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind = r.text("kind")?;
+                if kind == "email" {
+                    return Ok(AccessEntry::Invitation(InvitationRecord {
+                        id: r.uuid("subject_id")?,
+                        workspace_id,
+                        email: r.text("name")?,
+                        role: r.parse("role")?,
+                        invited_by: r.text("granted_by")?,
+                        created_at: r.time("granted_at")?,
+                    }));
+                }
+                let first = r.text("first_name")?;
+                let last = r.text("last_name")?;
+                Ok(AccessEntry::Member(MemberRecord {
+                    kind: r.parse("kind")?,
+                    subject_id: r.uuid("subject_id")?,
+                    name: r.text("name")?,
+                    display_name: crate::person_display_name(&first, &last),
+                    email: r.text_opt("email")?,
+                    role: r.parse("role")?,
+                    granted_by: r.text("granted_by")?,
+                    granted_at: r.time("granted_at")?,
+                }))
+            })
+            .collect()
+    }
+
     pub async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<MemberRecord>> {
         let rows = sqlx::query(
             "SELECT 'user' AS kind, u.id AS subject_id, u.username AS name, \

@@ -20,6 +20,7 @@ mod lifecycle;
 mod mail;
 mod nodes;
 mod openapi;
+mod paging;
 mod platforms;
 mod serve;
 mod shutdown;

@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 
 /// The admin's password (`CANOPY_ADMIN_PASSWORD`).
-const ADMIN_PASSWORD: &str = "canopy-bench-admin-password";
+pub const ADMIN_PASSWORD: &str = "canopy-bench-admin-password";
 /// A fixed key, so that `canopy serve` writes no key file.
 const SECRET_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 /// What one argon2id hash holds while it runs (the default parameters, m = 19456 KiB).
@@ -281,8 +281,7 @@ fn source_address(i: usize) -> anyhow::Result<IpAddr> {
 /// Start `canopy serve` in `dir` on a fresh SQLite database; returns the
 /// process and the address it serves on. Its standard error is drained
 /// afterwards so that it never blocks on a full pipe.
-async fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<(Child, String)> {
-    let database = format!("sqlite://{}", dir.join("bench.db").display());
+pub async fn start_server(bin: &Path, dir: &Path, database: &str) -> anyhow::Result<(Child, String)> {
     let mut cmd = Command::new(bin);
     // nothing from the caller's environment changes the server's limits
     for (name, _) in std::env::vars_os() {
@@ -290,7 +289,7 @@ async fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<(Child, String)>
             cmd.env_remove(name);
         }
     }
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", database])
         .current_dir(dir)
         .env("CANOPY_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("CANOPY_SECRET_KEY", SECRET_KEY)
@@ -390,7 +389,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let started = Instant::now();
-    let (child, addr) = start_server(&bin, dir.path())
+    let database = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (child, addr) = start_server(&bin, dir.path(), &database)
         .await
         .with_context(|| format!("the sign-in bench could not start {} serve", bin.display()))?;
     let pid = child.id().context("canopy serve has no process id (did it exit?)")?;

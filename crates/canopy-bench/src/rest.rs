@@ -1,0 +1,723 @@
+//! B4: the REST API of a real `canopy serve` under load, beside OpenStack
+//! Keystone doing the same work in the same run.
+//!
+//! Set-up: one workspace of `users` members, `projects` projects of
+//! `per_project` bindings each, and one project of `big` bindings, written
+//! through the store with their history events (as every change is). Then,
+//! each phase for `seconds`:
+//!
+//! 1. saturation, one operation at a time, `connections` requests in flight:
+//!    the authenticated small list (`GET /api/v1/project-roles`, the
+//!    baseline every read is compared with), a project's bindings page (a
+//!    `per_project` project and the `big` one), a person's access
+//!    (`GET /api/v1/me` of a member bound in ten projects), the owner's
+//!    `/me` (who manages the whole workspace), the workspace's current
+//!    access, a history page, and binding writes (add, change, remove);
+//! 2. the mixed load, 80 % reads and 20 % writes, at a fixed rate
+//!    (`rate` requests per second, latency counted from when each request
+//!    was due, so a stalled server cannot hide its queue) and at saturation.
+//!
+//! With `--keystone-url`, the same kinds of operation run against Keystone:
+//! `GET /v3/roles` (baseline), a project's role assignments, a user's role
+//! assignments, and granting and revoking a role on a project. Each figure
+//! is printed with its ratio to Canopy's.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use canopy_domain::events::MemberAdded;
+use canopy_domain::{SubjectKind, WorkspaceRole};
+use canopy_store::{SecretKey, Store};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
+
+use crate::signin::{ADMIN_PASSWORD, start_server};
+use crate::{Setup, add_projects, base, bench};
+
+/// The password the bench gives the accounts it signs in as.
+const PASSWORD: &str = "canopy-bench-user-password";
+
+/// What `canopy-bench b4` was asked for.
+pub struct Options {
+    pub canopy_bin: PathBuf,
+    /// `postgres://...` of an empty database; `None`: a fresh SQLite file.
+    pub database: Option<String>,
+    pub users: usize,
+    pub projects: usize,
+    pub per_project: usize,
+    pub big: usize,
+    pub seconds: u64,
+    pub connections: usize,
+    pub rate: u64,
+    pub keystone: Option<(String, String)>,
+    pub keystone_assignments: usize,
+}
+
+/// A small deterministic generator (xorshift64*): the bench needs spread,
+/// not secrecy, and the same run twice asks the same things.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Latencies of one operation, in microseconds, and its failures.
+#[derive(Default)]
+struct Samples {
+    micros: Vec<u64>,
+    failed: u64,
+    /// The first failure's status and body, to say why.
+    first_failure: Option<String>,
+}
+
+#[derive(Default, Clone)]
+struct Recorder(Arc<Mutex<BTreeMap<&'static str, Samples>>>);
+
+impl Recorder {
+    fn record(&self, op: &'static str, took: Duration, failure: Option<String>) {
+        let Ok(mut all) = self.0.lock() else { return };
+        let s = all.entry(op).or_default();
+        match failure {
+            None => s.micros.push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX)),
+            Some(why) => {
+                s.failed += 1;
+                s.first_failure.get_or_insert(why);
+            }
+        }
+    }
+
+    fn take(&self) -> BTreeMap<&'static str, Samples> {
+        self.0.lock().map(|mut all| std::mem::take(&mut *all)).unwrap_or_default()
+    }
+}
+
+/// One figure: requests per second, p50 and p99 in milliseconds.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    n: usize,
+    failed: u64,
+}
+
+fn figure(s: &mut Samples, seconds: f64) -> Figure {
+    s.micros.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if s.micros.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((s.micros.len() as f64 - 1.0) * q).round() as usize;
+        s.micros[i.min(s.micros.len() - 1)] as f64 / 1000.0
+    };
+    Figure { rate: s.micros.len() as f64 / seconds, p50: at(0.5), p99: at(0.99), n: s.micros.len(), failed: s.failed }
+}
+
+fn print_figures(
+    title: &str,
+    seconds: f64,
+    mut samples: BTreeMap<&'static str, Samples>,
+) -> BTreeMap<&'static str, Figure> {
+    println!("{title}");
+    println!("  {:<16} {:>9} {:>9} {:>9} {:>8} {:>7}", "operation", "req/s", "p50 ms", "p99 ms", "n", "failed");
+    let mut out = BTreeMap::new();
+    for (op, s) in samples.iter_mut() {
+        let f = figure(s, seconds);
+        println!("  {op:<16} {:>9.0} {:>9.2} {:>9.2} {:>8} {:>7}", f.rate, f.p50, f.p99, f.n, f.failed);
+        if let Some(why) = &s.first_failure {
+            println!("    first failure: {why}");
+        }
+        out.insert(*op, f);
+    }
+    out
+}
+
+/// One request to make: method, path, body, and the token it is made with.
+struct Call {
+    op: &'static str,
+    method: reqwest::Method,
+    url: String,
+    token: Arc<str>,
+    body: Option<Value>,
+    /// Keystone takes its token in `X-Auth-Token`.
+    keystone: bool,
+}
+
+/// Make a call; the answer's body when it succeeded, else why not.
+async fn send(client: &reqwest::Client, call: &Call) -> Result<Value, String> {
+    let mut req = client.request(call.method.clone(), &call.url);
+    req = if call.keystone { req.header("X-Auth-Token", &*call.token) } else { req.bearer_auth(&*call.token) };
+    if let Some(b) = &call.body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.map_err(|e| format!("{} {}: {e}", call.method, call.url))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| format!("{} {}: {e}", call.method, call.url))?;
+    if !status.is_success() {
+        let mut text = text;
+        text.truncate(300);
+        return Err(format!("{} {} answered {status}: {text}", call.method, call.url));
+    }
+    Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) })
+}
+
+/// What the load asks for next; writes remember the bindings they made so
+/// that changes and removals have something to change.
+trait Workload: Send + Sync + 'static {
+    /// The next call of the mix (`op` none), or of operation `op`.
+    fn next(&self, rng: &mut Rng, op: Option<&'static str>) -> Call;
+    /// A call answered: remember what it made.
+    fn answered(&self, call: &Call, body: &Value);
+}
+
+/// Run calls for `seconds`: closed loop with `connections` in flight
+/// (`rate` none), or open loop at `rate` per second.
+async fn run_phase(
+    client: &reqwest::Client,
+    load: Arc<dyn Workload>,
+    op: Option<&'static str>,
+    seconds: u64,
+    connections: usize,
+    rate: Option<u64>,
+) -> (BTreeMap<&'static str, Samples>, f64) {
+    let rec = Recorder::default();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let mut tasks = JoinSet::new();
+    match rate {
+        None => {
+            for w in 0..connections {
+                let (client, load, rec) = (client.clone(), load.clone(), rec.clone());
+                tasks.spawn(async move {
+                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
+                    while Instant::now() < until {
+                        let call = load.next(&mut rng, op);
+                        let t = Instant::now();
+                        let answer = send(&client, &call).await;
+                        match answer {
+                            Ok(body) => {
+                                rec.record(call.op, t.elapsed(), None);
+                                load.answered(&call, &body);
+                            }
+                            Err(why) => rec.record(call.op, t.elapsed(), Some(why)),
+                        }
+                    }
+                });
+            }
+        }
+        Some(rate) => {
+            let every = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+            // more in flight than this is a server that fell behind: count it
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(connections.max(1) * 32));
+            let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+            let mut due = started;
+            while due < until {
+                tokio::time::sleep_until(due.into()).await;
+                let call = load.next(&mut rng, op);
+                let (client, load, rec) = (client.clone(), load.clone(), rec.clone());
+                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                    rec.record(call.op, Duration::ZERO, Some("dropped: too many requests in flight".into()));
+                    due += every;
+                    continue;
+                };
+                let scheduled = due;
+                tasks.spawn(async move {
+                    let answer = send(&client, &call).await;
+                    drop(permit);
+                    match answer {
+                        Ok(body) => {
+                            rec.record(call.op, scheduled.elapsed(), None);
+                            load.answered(&call, &body);
+                        }
+                        Err(why) => rec.record(call.op, scheduled.elapsed(), Some(why)),
+                    }
+                });
+                due += every;
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    (rec.take(), started.elapsed().as_secs_f64())
+}
+
+/// Canopy's operations.
+struct CanopyLoad {
+    base: String,
+    owner: Arc<str>,
+    person: Arc<str>,
+    projects: usize,
+    users: usize,
+    /// Bindings the load made, to change and remove: (project, id).
+    made: Mutex<Vec<(usize, String)>>,
+    changed: Mutex<Vec<(usize, String)>>,
+    adds: AtomicU64,
+}
+
+const CANOPY_READS: [(&str, u32); 6] =
+    [("page", 20), ("page_big", 10), ("person_access", 10), ("owner_me", 10), ("current_access", 15), ("history", 15)];
+const WRITES: [(&str, u32); 3] = [("add", 8), ("change", 6), ("remove", 6)];
+
+fn pick(rng: &mut Rng, mix: &[(&'static str, u32)]) -> &'static str {
+    let total: u32 = mix.iter().map(|(_, w)| w).sum();
+    let mut r = (rng.next() % u64::from(total.max(1))) as u32;
+    for (op, w) in mix {
+        if r < *w {
+            return op;
+        }
+        r -= w;
+    }
+    mix[0].0
+}
+
+impl CanopyLoad {
+    fn call(&self, op: &'static str, method: reqwest::Method, path: String, body: Option<Value>) -> Call {
+        let token = if op == "person_access" { self.person.clone() } else { self.owner.clone() };
+        Call { op, method, url: format!("{}{path}", self.base), token, body, keystone: false }
+    }
+}
+
+impl Workload for CanopyLoad {
+    fn next(&self, rng: &mut Rng, op: Option<&'static str>) -> Call {
+        let op = op.unwrap_or_else(|| {
+            let mix: Vec<(&'static str, u32)> = CANOPY_READS.iter().chain(WRITES.iter()).copied().collect();
+            pick(rng, &mix)
+        });
+        let ws = "/api/v1/workspaces/bench";
+        let get = reqwest::Method::GET;
+        match op {
+            "baseline" => self.call(op, get, "/api/v1/project-roles".into(), None),
+            "page" => {
+                self.call(op, get, format!("{ws}/projects/p-{}/bindings?limit=50", rng.below(self.projects)), None)
+            }
+            "page_big" => self.call(op, get, format!("{ws}/projects/big-0/bindings?limit=50"), None),
+            "person_access" | "owner_me" => self.call(op, get, "/api/v1/me".into(), None),
+            "current_access" => self.call(op, get, format!("{ws}/members?limit=50"), None),
+            "history" => self.call(op, get, format!("{ws}/history?limit=50"), None),
+            "change" | "remove" => {
+                let from = if op == "change" { &self.made } else { &self.changed };
+                let taken = from.lock().ok().and_then(|mut v| v.pop());
+                match taken {
+                    Some((p, id)) if op == "change" => self.call(
+                        op,
+                        reqwest::Method::PATCH,
+                        format!("{ws}/projects/p-{p}/bindings/{id}"),
+                        Some(json!({"role": "project_reader"})),
+                    ),
+                    Some((p, id)) => {
+                        self.call(op, reqwest::Method::DELETE, format!("{ws}/projects/p-{p}/bindings/{id}"), None)
+                    }
+                    None => self.next(rng, Some("add")),
+                }
+            }
+            _ => {
+                // a user not bound yet with this role: every add names a fresh pair
+                let n = self.adds.fetch_add(1, Ordering::Relaxed) as usize;
+                let p = n % self.projects;
+                let user = (n / self.projects + p * 7 + 5_000) % self.users;
+                let mut call = self.call(
+                    "add",
+                    reqwest::Method::POST,
+                    format!("{ws}/projects/p-{p}/bindings"),
+                    Some(json!({"user": format!("user{user}"), "role": "project_user"})),
+                );
+                call.op = "add";
+                call
+            }
+        }
+    }
+
+    fn answered(&self, call: &Call, body: &Value) {
+        let project = |url: &str| -> Option<usize> {
+            let rest = url.split("/projects/p-").nth(1)?;
+            rest.split('/').next()?.parse().ok()
+        };
+        let (Some(p), list) = (
+            project(&call.url),
+            match call.op {
+                "add" => Some(&self.made),
+                "change" => Some(&self.changed),
+                _ => None,
+            },
+        ) else {
+            return;
+        };
+        let Some(list) = list else { return };
+        let id = if call.op == "add" {
+            body["id"].as_str().map(str::to_owned)
+        } else {
+            call.url.rsplit('/').next().map(str::to_owned)
+        };
+        if let (Some(id), Ok(mut v)) = (id, list.lock()) {
+            v.push((p, id));
+        }
+    }
+}
+
+/// Keystone's operations of the same kinds.
+struct KeystoneLoad {
+    base: String,
+    token: Arc<str>,
+    project: String,
+    users: Vec<String>,
+    /// The role the load grants and revokes, and the one the seed holds.
+    role: String,
+    granted: Mutex<Vec<String>>,
+    next_user: AtomicU64,
+}
+
+const KEYSTONE_READS: [(&str, u32); 2] = [("page", 40), ("person_access", 40)];
+
+impl Workload for KeystoneLoad {
+    fn next(&self, rng: &mut Rng, op: Option<&'static str>) -> Call {
+        let op = op.unwrap_or_else(|| {
+            let mix: Vec<(&'static str, u32)> =
+                KEYSTONE_READS.iter().copied().chain([("add", 10), ("remove", 10)]).collect();
+            pick(rng, &mix)
+        });
+        let call = |op: &'static str, method: reqwest::Method, path: String| Call {
+            op,
+            method,
+            url: format!("{}{path}", self.base),
+            token: self.token.clone(),
+            body: None,
+            keystone: true,
+        };
+        let get = reqwest::Method::GET;
+        match op {
+            "baseline" => call(op, get, "/v3/roles".into()),
+            "page" => call(op, get, format!("/v3/role_assignments?scope.project.id={}", self.project)),
+            "person_access" => {
+                call(op, get, format!("/v3/role_assignments?user.id={}", self.users[rng.below(self.users.len())]))
+            }
+            "remove" => match self.granted.lock().ok().and_then(|mut v| v.pop()) {
+                Some(user) => call(
+                    op,
+                    reqwest::Method::DELETE,
+                    format!("/v3/projects/{}/users/{user}/roles/{}", self.project, self.role),
+                ),
+                None => self.next(rng, Some("add")),
+            },
+            _ => {
+                let n = self.next_user.fetch_add(1, Ordering::Relaxed) as usize;
+                let user = &self.users[n % self.users.len()];
+                call(
+                    "add",
+                    reqwest::Method::PUT,
+                    format!("/v3/projects/{}/users/{user}/roles/{}", self.project, self.role),
+                )
+            }
+        }
+    }
+
+    fn answered(&self, call: &Call, _body: &Value) {
+        if call.op == "add"
+            && let Some(user) = call.url.split("/users/").nth(1).and_then(|r| r.split('/').next())
+            && let Ok(mut v) = self.granted.lock()
+        {
+            v.push(user.to_owned());
+        }
+    }
+}
+
+/// Make the users members of the workspace (with their events), the owner
+/// its owner.
+async fn add_members(store: &Store, s: &Setup, owner: uuid::Uuid) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    // `base` names its users user0, user1, ...
+    for (c, chunk) in s.users.chunks(1_000).enumerate() {
+        let mut tx = store.write().await?;
+        for (i, u) in chunk.iter().enumerate() {
+            tx.upsert_member(s.ws, SubjectKind::User, *u, WorkspaceRole::Member, "bench", now).await?;
+            let name = format!("user:user{}", c * 1_000 + i);
+            let added = MemberAdded { subject: name, role: "workspace_member".into(), emergency: false };
+            tx.record(Some(s.ws), now, &bench(), added.into())?;
+        }
+        tx.commit().await?;
+    }
+    let mut tx = store.write().await?;
+    tx.upsert_member(s.ws, SubjectKind::User, owner, WorkspaceRole::Owner, "bench", now).await?;
+    let added = MemberAdded { subject: "user:owner".into(), role: "workspace_owner".into(), emergency: false };
+    tx.record(Some(s.ws), now, &bench(), added.into())?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password: &str) -> anyhow::Result<Arc<str>> {
+    let r = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await?;
+    let status = r.status();
+    let body: Value = r.json().await?;
+    let token = body["token"].as_str().with_context(|| format!("signing in as {username}: {status} {body}"))?;
+    Ok(token.into())
+}
+
+async fn api(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let r = client.request(method, &url).bearer_auth(token).json(&body).send().await?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// Set Canopy up: the server on an empty database (it creates `admin`),
+/// then the workspace written through the store beside it.
+async fn set_up_canopy(
+    opts: &Options,
+    dir: &std::path::Path,
+    client: &reqwest::Client,
+) -> anyhow::Result<(tokio::process::Child, CanopyLoad)> {
+    let database = opts.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+    let (child, addr) = start_server(&opts.canopy_bin, dir, &database).await?;
+    let base_url = format!("http://{addr}");
+    let admin = sign_in(client, &base_url, "admin", ADMIN_PASSWORD).await?;
+    let owner = api(
+        client,
+        reqwest::Method::POST,
+        format!("{base_url}/api/v1/users"),
+        &admin,
+        json!({"username": "owner", "email": "owner@example.org", "first_name": "Olga", "last_name": "Owner", "password": PASSWORD}),
+    )
+    .await?;
+    let owner_name = owner["username"].as_str().unwrap_or("owner").to_owned();
+
+    let t = Instant::now();
+    let store = Store::connect(&database).await.context("opening the database beside the server")?;
+    let key = SecretKey::generate()?;
+    let s = base(&store, &key, 0, opts.users).await?;
+    let owner_id = store
+        .read()
+        .await?
+        .user_by_username(&owner_name)
+        .await?
+        .map(|u| u.id)
+        .context("the owner account is missing")?;
+    add_members(&store, &s, owner_id).await?;
+    add_projects(&store, &s, "p", opts.projects, opts.per_project, None).await?;
+    add_projects(&store, &s, "big", 1, opts.big, None).await?;
+    println!(
+        "B4 set-up: {} members, {} projects × {} bindings and one of {} ({} bindings) in {:.1} s",
+        opts.users,
+        opts.projects,
+        opts.per_project,
+        opts.big,
+        opts.projects * opts.per_project + opts.big,
+        t.elapsed().as_secs_f64()
+    );
+    drop(store);
+    // a member bound in ten projects signs in for "a person's access"
+    api(
+        client,
+        reqwest::Method::PATCH,
+        format!("{base_url}/api/v1/users/user5"),
+        &admin,
+        json!({"password": PASSWORD}),
+    )
+    .await?;
+    let person = sign_in(client, &base_url, "user5", PASSWORD).await?;
+    let owner = sign_in(client, &base_url, &owner_name, PASSWORD).await?;
+    let load = CanopyLoad {
+        base: base_url,
+        owner,
+        person,
+        projects: opts.projects,
+        users: opts.users,
+        made: Mutex::default(),
+        changed: Mutex::default(),
+        adds: AtomicU64::new(0),
+    };
+    Ok((child, load))
+}
+
+/// Set Keystone up: a project, `n` users, each granted `member` on it.
+async fn set_up_keystone(
+    client: &reqwest::Client,
+    url: &str,
+    password: &str,
+    n: usize,
+) -> anyhow::Result<KeystoneLoad> {
+    let base = url.trim_end_matches('/').trim_end_matches("/v3").to_owned();
+    let auth = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": "admin", "domain": {"id": "default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}
+    }});
+    let r = client.post(format!("{base}/v3/auth/tokens")).json(&auth).send().await?;
+    let token: Arc<str> = r
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|v| v.to_str().ok())
+        .context("Keystone gave no token: is --keystone-password right?")?
+        .into();
+    let ks = |method: reqwest::Method, path: String, body: Value| {
+        let (client, token, base) = (client.clone(), token.clone(), base.clone());
+        async move {
+            let r = client
+                .request(method, format!("{base}{path}"))
+                .header("X-Auth-Token", &*token)
+                .json(&body)
+                .send()
+                .await?;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                bail!("Keystone {path} answered {status}: {body}");
+            }
+            Ok::<Value, anyhow::Error>(body)
+        }
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let project = ks(
+        reqwest::Method::POST,
+        "/v3/projects".into(),
+        json!({"project": {"name": format!("bench-{tag}"), "domain_id": "default"}}),
+    )
+    .await?;
+    let project = project["project"]["id"].as_str().context("Keystone made no project")?.to_owned();
+    let roles = ks(reqwest::Method::GET, "/v3/roles".into(), Value::Null).await?;
+    let role_id = |name: &str| -> Option<String> {
+        roles["roles"].as_array()?.iter().find(|r| r["name"] == name).and_then(|r| r["id"].as_str()).map(str::to_owned)
+    };
+    let member = role_id("member").context("Keystone has no member role")?;
+    let reader = role_id("reader").context("Keystone has no reader role")?;
+    let t = Instant::now();
+    let mut users = Vec::with_capacity(n);
+    for i in 0..n {
+        let u = ks(
+            reqwest::Method::POST,
+            "/v3/users".into(),
+            json!({"user": {"name": format!("bench-{tag}-{i}"), "domain_id": "default"}}),
+        )
+        .await?;
+        let id = u["user"]["id"].as_str().context("Keystone made no user")?.to_owned();
+        ks(reqwest::Method::PUT, format!("/v3/projects/{project}/users/{id}/roles/{member}"), Value::Null).await?;
+        users.push(id);
+    }
+    println!("B4 Keystone set-up: {n} users with a role on one project in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(KeystoneLoad {
+        base,
+        token,
+        project,
+        users,
+        role: reader,
+        granted: Mutex::default(),
+        next_user: AtomicU64::new(0),
+    })
+}
+
+/// Every phase against one system; the figures by phase and operation.
+async fn phases(
+    name: &str,
+    client: &reqwest::Client,
+    load: Arc<dyn Workload>,
+    ops: &[&'static str],
+    opts: &Options,
+) -> BTreeMap<String, BTreeMap<&'static str, Figure>> {
+    let mut out = BTreeMap::new();
+    for op in ops {
+        let (samples, secs) = run_phase(client, load.clone(), Some(op), opts.seconds, opts.connections, None).await;
+        let title = format!("{name}, saturation, {op} only ({} in flight, {secs:.1} s)", opts.connections);
+        out.insert(format!("saturation {op}"), print_figures(&title, secs, samples));
+    }
+    let (samples, secs) = run_phase(client, load.clone(), None, opts.seconds, opts.connections, Some(opts.rate)).await;
+    let title = format!("{name}, mixed 80/20 at {} req/s ({secs:.1} s)", opts.rate);
+    out.insert("fixed".into(), print_figures(&title, secs, samples));
+    let (samples, secs) = run_phase(client, load, None, opts.seconds, opts.connections, None).await;
+    let title = format!("{name}, mixed 80/20 at saturation ({} in flight, {secs:.1} s)", opts.connections);
+    out.insert("mixed".into(), print_figures(&title, secs, samples));
+    out
+}
+
+fn rate_of(figures: &BTreeMap<String, BTreeMap<&'static str, Figure>>, op: &'static str) -> Option<f64> {
+    figures.get(&format!("saturation {op}"))?.get(op).map(|f| f.rate)
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.connections.max(1) * 2)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (mut child, canopy) = set_up_canopy(&opts, dir.path(), &client).await?;
+    let canopy = Arc::new(canopy);
+    let ops = [
+        "baseline",
+        "page",
+        "page_big",
+        "person_access",
+        "owner_me",
+        "current_access",
+        "history",
+        "add",
+        "change",
+        "remove",
+    ];
+    let c = phases("Canopy", &client, canopy.clone(), &ops, &opts).await;
+    let _ = child.kill().await;
+
+    let baseline = rate_of(&c, "baseline").unwrap_or(f64::NAN);
+    println!("Targets (issue 13), from the saturation runs:");
+    for (op, share) in [
+        ("page", 0.5),
+        ("page_big", 0.5),
+        ("current_access", 0.5),
+        ("history", 0.5),
+        ("add", 0.2),
+        ("change", 0.2),
+        ("remove", 0.2),
+    ] {
+        let r = rate_of(&c, op).unwrap_or(f64::NAN);
+        println!("  {op:<16} {r:>8.0} req/s = {:.2} × the small list (target ≥ {share})", r / baseline);
+    }
+    if let (Some(small), Some(big)) = (rate_of(&c, "page"), rate_of(&c, "page_big")) {
+        println!(
+            "  a {}-binding project's page takes {:.2} × the time of a {}-binding one's (target ≤ 1.25)",
+            opts.big,
+            small / big,
+            opts.per_project
+        );
+    }
+    if let Some(f) = c.get("fixed") {
+        let worst = f.values().map(|f| f.p99).fold(0.0, f64::max);
+        println!("  mixed at {} req/s: worst p99 {worst:.2} ms (target ≤ 20 ms)", opts.rate);
+    }
+
+    if let Some((url, password)) = &opts.keystone {
+        let ks = Arc::new(set_up_keystone(&client, url, password, opts.keystone_assignments).await?);
+        let k = phases("Keystone", &client, ks, &["baseline", "page", "person_access", "add", "remove"], &opts).await;
+        println!("Canopy ÷ Keystone (saturation, req/s):");
+        for op in ["baseline", "page", "person_access", "add", "remove"] {
+            if let (Some(a), Some(b)) = (rate_of(&c, op), rate_of(&k, op)) {
+                println!("  {op:<16} {a:>8.0} ÷ {b:>8.1} = {:.1}", a / b);
+            }
+        }
+        if let (Some(a), Some(b)) = (c.get("mixed"), k.get("mixed")) {
+            let total = |m: &BTreeMap<&'static str, Figure>| m.values().map(|f| f.rate).sum::<f64>();
+            println!("  mixed 80/20      {:>8.0} ÷ {:>8.1} = {:.1}", total(a), total(b), total(a) / total(b));
+        }
+    }
+    Ok(())
+}

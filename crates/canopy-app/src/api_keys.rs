@@ -59,7 +59,8 @@ pub async fn list(
             tx.list_api_keys(None, Some(ws.id), cursor, limit).await?
         }
         None => {
-            let owner = if by.actor.is_admin() { None } else { Some(by.actor.id) };
+            // admins list every key
+            let owner = if by.require(Action::AdministerUsers).is_ok() { None } else { Some(by.actor.id) };
             tx.list_api_keys(owner, None, cursor, limit).await?
         }
     };

@@ -135,19 +135,22 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, group: &
     Ok(())
 }
 
-/// Refuse unless the caller administers groups or manages a workspace the
-/// group is a member of: who the group gives access to is for those who
-/// decide what it may access. True when the caller administers groups (and
-/// so sees the members' e-mail addresses too).
+/// Refuse unless the caller may see the group's members
+/// (`Action::ViewGroupMembers`: admins, or managers of a workspace the group
+/// is a member of): who the group gives access to is for those who decide
+/// what it may access. True when the caller administers groups (and so sees
+/// the members' e-mail addresses too).
 pub async fn require_view_members(tx: &mut Tx, by: &Principal, g: &GroupRecord) -> Result<bool> {
-    if by.require(Action::AdministerGroups).is_ok() {
-        return Ok(true);
+    let admin = by.require(Action::AdministerGroups).is_ok();
+    // asked once without a workspace, then once per workspace the group is in
+    if by.require(Action::ViewGroupMembers).is_ok() {
+        return Ok(admin);
     }
     for (ws_id, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
         if let Some(ws) = tx.workspace_by_id(ws_id).await?
-            && by.require_in(tx, &ws, Action::ManageWorkspace).await.is_ok()
+            && by.require_in(tx, &ws, Action::ViewGroupMembers).await.is_ok()
         {
-            return Ok(false);
+            return Ok(admin);
         }
     }
     Err(Error::Forbidden(format!(

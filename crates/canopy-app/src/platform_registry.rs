@@ -268,7 +268,7 @@ pub async fn update(
         &before.settings,
         &after.settings,
         change.secrets.as_ref(),
-        by.actor.is_admin(),
+        by.require(Action::RedirectPlatformSecrets).is_ok(),
     )
     .map_err(|(field, message)| Error::invalid(&field, message))?;
     let mut secrets = tx.platform_secrets(before.id, key).await?;

@@ -5,14 +5,14 @@
 //! reads it again under it, so of many approvals arriving at once each is
 //! counted once and only the one that completes the request applies it.
 
-use canopy_domain::authz::{Action, ActorKind};
+use canopy_domain::authz::{self, Action, ActorKind, authorize};
 use canopy_domain::events::{
     RequestedFrom, RoleRequestApprovalGiven, RoleRequestApproved, RoleRequestCreated, RoleRequestDeclined,
     RoleRequestVoid,
 };
 use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
 use canopy_domain::mail::request_pending;
-use canopy_domain::{Email, Subject, WorkspaceRole};
+use canopy_domain::{Email, Subject};
 use canopy_store::{
     Decision, NewRoleRequest, PRIORITY_NORMAL, PersonRecord, Reach, RequestFilter, RoleRequestRecord, Store, Tx,
     WorkspaceRecord, from_us, to_us,
@@ -196,7 +196,9 @@ async fn load_request(tx: &mut Tx, ws: &WorkspaceRecord, id: &str) -> Result<Rol
 
 /// Load a request for a decision, under its lock, with the deciding person.
 ///
-/// Only people decide: an API key may withdraw a request it made, nothing else.
+/// Only people decide: an API key may withdraw a request it made, nothing
+/// else. Reaching it is `Action::DecideRequest`'s; what the caller may
+/// decide is four-eye's, from the approver facts `authz::approver` derives.
 async fn for_decision(
     tx: &mut Tx,
     by: &Principal,
@@ -205,22 +207,16 @@ async fn for_decision(
 ) -> Result<(WorkspaceRecord, RoleRequestRecord, Approver)> {
     let ws = load::workspace(tx, ws).await?;
     let role = by.workspace_role(tx, &ws).await?;
-    let person = by.actor.is_user();
-    let approver = Approver {
-        id: by.actor.id,
-        is_admin: person && by.actor.is_admin(),
-        is_manager: person && role.is_some_and(|r| r >= WorkspaceRole::Manager),
-    };
     let q = load_request(tx, &ws, id).await;
-    // the API key that filed a request may withdraw it, whatever its scope
-    let filed_it = q.as_ref().is_ok_and(|q| q.requested_by_key_id == Some(by.actor.id));
-    if !approver.is_admin && !approver.is_manager && role.is_none() && !filed_it {
+    let filed_with = q.as_ref().ok().and_then(|q| q.requested_by_key_id);
+    if authorize(&by.actor, Action::DecideRequest { filed_with }, Some((ws.id, role))).is_err() {
         // outsiders learn nothing about the workspace's requests
         return Err(Error::Forbidden(format!(
             "only the managers of workspace {} and admins decide on its requests",
             ws.identifier
         )));
     }
+    let approver = authz::approver(&by.actor, (ws.id, role));
     let q = q?;
     // the request first, then the workspace (member removals take it, so a
     // subject cannot leave between the check and the change), then the
@@ -241,15 +237,15 @@ async fn for_decision(
     Ok((ws, q, approver))
 }
 
-/// Whether a person may approve the workspace's requests now: an active
-/// admin, or an active manager of it.
+/// Whether a person may approve the workspace's requests now: as the
+/// authorisation rules see their active account today (an admin, or a
+/// manager of the workspace).
 async fn may_approve(tx: &mut Tx, ws: &WorkspaceRecord, person: Uuid) -> Result<bool> {
-    let Some(user) = tx.user_by_id(person).await?.filter(|u| u.active) else { return Ok(false) };
-    if user.installation_roles.contains(&canopy_domain::InstallationRole::Admin) {
-        return Ok(true);
-    }
-    let role = WorkspaceRole::strongest(tx.membership_roles_of_user(ws.id, person).await?);
-    Ok(role.is_some_and(|r| r >= WorkspaceRole::Manager))
+    let Some(actor) = user_actor(tx, person).await? else { return Ok(false) };
+    let person = Principal { actor, session: None };
+    let role = person.workspace_role(tx, ws).await?;
+    let approver = authz::approver(&person.actor, (ws.id, role));
+    Ok(approver.is_admin || approver.is_manager)
 }
 
 fn refused(r: Refusal) -> Error {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
+use crate::four_eye::Approver;
 use crate::roles::{InstallationRole, WorkspaceRole};
 
 /// Who is calling: a person (session token) or an API key (service account).
@@ -59,6 +60,10 @@ pub enum Action {
     CreateInstallationKey,
     /// Register, change and remove platforms and landing zones (AD5).
     AdministerPlatforms,
+    /// Send a platform's stored secrets to a new address (a changed URL or
+    /// CA certificate) without giving them again (SE4): admins only; anyone
+    /// else who administers platforms gives the secrets again.
+    RedirectPlatformSecrets,
     /// See a workspace, its members, projects and bindings.
     ViewWorkspace,
     /// Page through a workspace's history (HI2).
@@ -85,6 +90,23 @@ pub enum Action {
     /// approval always has a person's name on it; whether this person may
     /// approve this request is the four-eye rule's (`four_eye::approve`).
     ApproveRequest,
+    /// Approve on one's own say (FE3): an admin's approval applies a request
+    /// at once, and an admin's emergency grant (in person or through an
+    /// installation admin key) goes to nobody for review
+    /// (`four_eye::emergency_reviewed`).
+    ApproveAlone,
+    /// Reach a request of the workspace concerned to decide on it (FE2):
+    /// admins in person, anyone with a role in the workspace (what they may
+    /// decide is the four-eye rule's, `four_eye::approve` and
+    /// `four_eye::decline`, so a requester demoted to member still withdraws
+    /// their request), and the API key the request was filed with
+    /// (`filed_with`), whatever its scope, to withdraw it. Nobody else
+    /// learns anything of the workspace's requests.
+    DecideRequest { filed_with: Option<Uuid> },
+    /// See who a group gives access to: admins, and the managers of a
+    /// workspace the group is a member of (given as the workspace concerned,
+    /// asked once per such workspace; none when it is in none).
+    ViewGroupMembers,
     /// Revoke one API key, made by `creator`: its creator in person, admins,
     /// or in person the managers of the key's workspace (given as the
     /// workspace concerned; none for an installation key).
@@ -169,7 +191,9 @@ pub fn authorize(
         | AdministerGroups
         | AdministerProjectRoles
         | AdministerInstallation
-        | CreateInstallationKey => {
+        | CreateInstallationKey
+        | RedirectPlatformSecrets
+        | ApproveAlone => {
             if actor.is_admin() {
                 Ok(())
             } else {
@@ -177,7 +201,7 @@ pub fn authorize(
             }
         }
         ViewWorkspace => needs_role(WorkspaceRole::Member),
-        ViewHistory | ManageWorkspace => needs_role(WorkspaceRole::Manager),
+        ViewHistory | ManageWorkspace | ViewGroupMembers => needs_role(WorkspaceRole::Manager),
         OwnWorkspace => needs_role(WorkspaceRole::Owner),
         GrantEmergencyAccess => match actor.kind {
             ActorKind::WorkspaceKey { .. } => Err(Denied::NotForWorkspaceKeys),
@@ -186,6 +210,13 @@ pub fn authorize(
         ManageApiKeys | ApproveRequest => match actor.kind {
             ActorKind::User => Ok(()),
             ActorKind::InstallationKey | ActorKind::WorkspaceKey { .. } => Err(Denied::NotForApiKeys),
+        },
+        DecideRequest { filed_with } => match actor.kind {
+            _ if filed_with == Some(actor.id) => Ok(()),
+            // an installation key holds no workspace role, and an admin's
+            // decides nothing: admins decide in person
+            ActorKind::InstallationKey => Err(Denied::NotForApiKeys),
+            ActorKind::User | ActorKind::WorkspaceKey { .. } => needs_role(WorkspaceRole::Member),
         },
         RevokeApiKey { creator } => {
             if !actor.is_user() {
@@ -206,6 +237,28 @@ pub fn authorize(
             }
         }
     }
+}
+
+/// What the four-eye rules know of `actor` deciding on a request of the
+/// workspace concerned, given with the actor's effective role there: only
+/// people approve (FE2); an admin's approval applies at once (FE3); the
+/// others who manage the workspace approve toward its approvals.
+pub fn approver(actor: &Actor, workspace: (Uuid, Option<WorkspaceRole>)) -> Approver {
+    let person = authorize(actor, Action::ApproveRequest, None).is_ok();
+    Approver {
+        id: actor.id,
+        is_admin: person && authorize(actor, Action::ApproveAlone, None).is_ok(),
+        is_manager: person && authorize(actor, Action::ManageWorkspace, Some(workspace)).is_ok(),
+    }
+}
+
+/// Whether `actor` may revoke everything the person `user` holds (AD4),
+/// given that they may revoke access at all: never their own, in person,
+/// so that nobody locks themself out in one slip (another admin does it).
+/// An API key is not its creator: what it may do to its creator's account
+/// is left to the rule that the installation keeps an active admin.
+pub fn may_revoke_access_of(actor: &Actor, user: Uuid) -> bool {
+    !(actor.is_user() && actor.id == user)
 }
 
 /// A manager may hand out roles up to manager; only owners (and admins) may
@@ -298,6 +351,107 @@ mod tests {
         assert_eq!(authorize(&ann, others, Some((ws, Some(WorkspaceRole::Manager)))), Ok(()));
         assert!(authorize(&ann, others, Some((ws, Some(WorkspaceRole::Member)))).is_err());
         assert_eq!(authorize(&key, anns, Some((ws, Some(WorkspaceRole::Owner)))), Err(Denied::NotForApiKeys));
+    }
+
+    #[test]
+    fn fe2_a_request_is_reached_by_its_workspace_and_the_key_it_was_filed_with() {
+        let ws = Uuid::new_v4();
+        let ann = user(&[]);
+        let admin = user(&[InstallationRole::Admin]);
+        let reach =
+            |actor: &Actor, filed_with, role| authorize(actor, Action::DecideRequest { filed_with }, Some((ws, role)));
+        // anyone with a role in the workspace reaches it; what they may decide is four-eye's
+        for role in [WorkspaceRole::Member, WorkspaceRole::Manager, WorkspaceRole::Owner] {
+            assert_eq!(reach(&ann, None, Some(role)), Ok(()));
+        }
+        assert_eq!(reach(&admin, None, None), Ok(()), "admins in person");
+        // outsiders learn nothing of the workspace's requests
+        assert_eq!(reach(&ann, None, None), Err(Denied::NotAMember));
+        // the key a request was filed with reaches it whatever its scope; other keys do not
+        let elsewhere = Uuid::new_v4();
+        let ws_key = Actor {
+            kind: ActorKind::WorkspaceKey { workspace_id: elsewhere, role: WorkspaceRole::Manager },
+            ..user(&[])
+        };
+        assert_eq!(reach(&ws_key, Some(ws_key.id), None), Ok(()));
+        assert_eq!(reach(&ws_key, None, None), Err(Denied::OutOfScope));
+        let admin_key = Actor { kind: ActorKind::InstallationKey, ..user(&[InstallationRole::Admin]) };
+        assert_eq!(reach(&admin_key, Some(admin_key.id), None), Ok(()));
+        assert_eq!(reach(&admin_key, Some(ws_key.id), None), Err(Denied::NotForApiKeys), "admins decide in person");
+        // a key of the workspace reaches it (and may decide only what it filed)
+        let here =
+            Actor { kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Member }, ..user(&[]) };
+        assert_eq!(reach(&here, None, Some(WorkspaceRole::Member)), Ok(()));
+    }
+
+    #[test]
+    fn fe3_approvers_are_people_who_manage_the_workspace_and_admins_approve_alone() {
+        let ws = Uuid::new_v4();
+        let facts = |actor: &Actor, role| {
+            let a = approver(actor, (ws, role));
+            assert_eq!(a.id, actor.id);
+            (a.is_admin, a.is_manager)
+        };
+        let ann = user(&[]);
+        assert_eq!(facts(&ann, Some(WorkspaceRole::Owner)), (false, true));
+        assert_eq!(facts(&ann, Some(WorkspaceRole::Manager)), (false, true));
+        assert_eq!(facts(&ann, Some(WorkspaceRole::Member)), (false, false));
+        assert_eq!(facts(&ann, None), (false, false));
+        // admins manage every workspace (AD1) and approve alone (FE3)
+        assert_eq!(facts(&user(&[InstallationRole::Admin]), None), (true, true));
+        assert_eq!(facts(&user(&[InstallationRole::PlatformEngineer]), None), (false, false));
+        // keys never approve (FE2), whatever they hold
+        let admin_key = Actor { kind: ActorKind::InstallationKey, ..user(&[InstallationRole::Admin]) };
+        assert_eq!(facts(&admin_key, None), (false, false));
+        let ws_key =
+            Actor { kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Manager }, ..user(&[]) };
+        assert_eq!(facts(&ws_key, Some(WorkspaceRole::Manager)), (false, false));
+        // yet an admin's key settles its emergency grants alone (nobody reviews them)
+        assert_eq!(authorize(&admin_key, Action::ApproveAlone, None), Ok(()));
+        assert_eq!(authorize(&ann, Action::ApproveAlone, None), Err(Denied::NeedsAdmin));
+    }
+
+    #[test]
+    fn ws2_group_members_are_shown_only_to_admins_and_managers_of_its_workspaces() {
+        let ws = Uuid::new_v4();
+        let ann = user(&[]);
+        let view = |actor: &Actor, workspace| authorize(actor, Action::ViewGroupMembers, workspace);
+        assert_eq!(view(&user(&[InstallationRole::Admin]), None), Ok(()), "admins: every group");
+        assert!(view(&ann, None).is_err(), "a group in no workspace: admins only");
+        assert_eq!(view(&ann, Some((ws, Some(WorkspaceRole::Manager)))), Ok(()));
+        assert_eq!(view(&ann, Some((ws, Some(WorkspaceRole::Owner)))), Ok(()));
+        assert_eq!(
+            view(&ann, Some((ws, Some(WorkspaceRole::Member)))),
+            Err(Denied::NeedsWorkspaceRole(WorkspaceRole::Manager))
+        );
+        assert_eq!(view(&ann, Some((ws, None))), Err(Denied::NotAMember));
+        let key =
+            Actor { kind: ActorKind::WorkspaceKey { workspace_id: ws, role: WorkspaceRole::Manager }, ..user(&[]) };
+        assert_eq!(view(&key, Some((ws, Some(WorkspaceRole::Manager)))), Ok(()));
+        assert_eq!(view(&key, Some((Uuid::new_v4(), None))), Err(Denied::OutOfScope));
+        assert!(view(&user(&[InstallationRole::PlatformEngineer]), None).is_err());
+    }
+
+    #[test]
+    fn ad4_nobody_revokes_their_own_access_in_person() {
+        let admin = user(&[InstallationRole::Admin]);
+        let other = user(&[]);
+        assert!(may_revoke_access_of(&admin, other.id));
+        assert!(!may_revoke_access_of(&admin, admin.id));
+        // the same name is not the same person: ids decide
+        let namesake = Actor { id: Uuid::new_v4(), ..admin.clone() };
+        assert!(may_revoke_access_of(&namesake, admin.id));
+        // a key is not its creator in person
+        let key = Actor { kind: ActorKind::InstallationKey, ..admin.clone() };
+        assert!(may_revoke_access_of(&key, other.id));
+    }
+
+    #[test]
+    fn se4_only_admins_send_a_platforms_secrets_to_a_new_address_without_them() {
+        let redirect = |roles: &[InstallationRole]| authorize(&user(roles), Action::RedirectPlatformSecrets, None);
+        assert_eq!(redirect(&[InstallationRole::Admin]), Ok(()));
+        assert_eq!(redirect(&[InstallationRole::PlatformEngineer]), Err(Denied::NeedsAdmin));
+        assert_eq!(redirect(&[]), Err(Denied::NeedsAdmin));
     }
 
     #[test]

@@ -129,8 +129,10 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Approver {
     pub id: Uuid,
+    /// Approves alone (FE3): an admin, in person.
     pub is_admin: bool,
-    /// Manages the request's workspace (manager or owner).
+    /// Manages the request's workspace (manager or owner, or an admin), in
+    /// person. `authz::approver` derives both from the authorisation rules.
     pub is_manager: bool,
 }
 
@@ -209,6 +211,14 @@ pub fn decline(request: &Request, who: Approver) -> Result<(), Refusal> {
 /// API key that filed it.
 pub fn withdraws(request: &Request, who: Uuid) -> bool {
     who == request.requester || request.requester_key == Some(who)
+}
+
+/// Whether an emergency grant, which applies at once past four-eye (AD3),
+/// goes for review to the workspace's managers and the admins: when four-eye
+/// is on for its workspace and its granter could not have approved the
+/// change alone (`granter_approves_alone`, an admin's say, FE3).
+pub fn emergency_reviewed(setting: FourEye, granter_approves_alone: bool) -> bool {
+    setting.enabled && !granter_approves_alone
 }
 
 /// Whether a request can only be approved by an admin: fewer than `required`
@@ -391,6 +401,15 @@ mod tests {
         let at = datetime!(2026-11-23 0:00 UTC);
         assert!(!lapsed(at, at + REQUEST_LIFETIME - time::Duration::seconds(1)));
         assert!(lapsed(at, at + REQUEST_LIFETIME));
+    }
+
+    #[test]
+    fn ad3_an_emergency_grant_past_four_eye_is_reviewed_unless_an_admin_made_it() {
+        let on = FourEye { enabled: true, approvals: 1 };
+        assert!(emergency_reviewed(on, false), "a manager bypassed four-eye: reviewed");
+        assert!(!emergency_reviewed(on, true), "an admin's say applies alone");
+        assert!(!emergency_reviewed(FourEye::OFF, false), "nothing bypassed");
+        assert!(!emergency_reviewed(FourEye::OFF, true));
     }
 
     #[test]

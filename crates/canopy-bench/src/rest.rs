@@ -492,7 +492,9 @@ async fn set_up_canopy(
     client: &reqwest::Client,
 ) -> anyhow::Result<(tokio::process::Child, CanopyLoad)> {
     let database = opts.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
-    let (child, addr) = start_server(&opts.canopy_bin, dir, &database).await?;
+    let bin = std::fs::canonicalize(&opts.canopy_bin)
+        .with_context(|| format!("{} (build it: cargo build --release -p canopy)", opts.canopy_bin.display()))?;
+    let (child, addr) = start_server(&bin, dir, &database).await?;
     let base_url = format!("http://{addr}");
     let admin = sign_in(client, &base_url, "admin", ADMIN_PASSWORD).await?;
     let owner = api(
@@ -656,6 +658,8 @@ fn rate_of(figures: &BTreeMap<String, BTreeMap<&'static str, Figure>>, op: &'sta
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider (the workspace picks ring)
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.connections.max(1) * 2)

@@ -98,40 +98,7 @@ enum Bench {
     /// OpenStack Keystone doing the same in the same run where given (build
     /// first: `cargo build --release -p canopy`). `--database` names an
     /// empty database (default: a fresh SQLite file).
-    B4 {
-        /// The `canopy` binary to start.
-        #[arg(long, default_value = "target/release/canopy")]
-        canopy_bin: PathBuf,
-        /// Members of the workspace.
-        #[arg(long, default_value_t = 10_000)]
-        users: usize,
-        /// Projects of PER_PROJECT bindings.
-        #[arg(long, default_value_t = 1_000)]
-        projects: usize,
-        #[arg(long, default_value_t = 100)]
-        per_project: usize,
-        /// Bindings of the one big project.
-        #[arg(long, default_value_t = 10_000)]
-        big: usize,
-        /// Seconds each phase runs.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Requests in flight at saturation.
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
-        /// Requests per second of the fixed-rate mixed phase.
-        #[arg(long, default_value_t = 500)]
-        rate: u64,
-        /// Keystone's identity URL (`scripts/keystone start DIR` prints it and the password).
-        #[arg(long, requires = "keystone_password")]
-        keystone_url: Option<String>,
-        /// The password of Keystone's `admin` user.
-        #[arg(long)]
-        keystone_password: Option<String>,
-        /// Role assignments Keystone holds on its project before the load.
-        #[arg(long, default_value_t = 100)]
-        keystone_assignments: usize,
-    },
+    B4(rest::Options),
     /// SE1: peak memory of a real `canopy serve` under BURSTS bursts of BURST
     /// sign-ins at once (build it first: `cargo build --release -p canopy`).
     Signin {
@@ -471,35 +438,8 @@ async fn main() -> anyhow::Result<()> {
         let pause = StdDuration::from_millis(pause_ms);
         return signin::run(signin::Options { canopy_bin, burst, bursts, pause }).await;
     }
-    if let Bench::B4 {
-        canopy_bin,
-        users,
-        projects,
-        per_project,
-        big,
-        seconds,
-        connections,
-        rate,
-        keystone_url,
-        keystone_password,
-        keystone_assignments,
-    } = args.bench
-    {
-        let keystone = keystone_url.zip(keystone_password);
-        let opts = rest::Options {
-            canopy_bin,
-            database: args.database,
-            users,
-            projects,
-            per_project,
-            big,
-            seconds,
-            connections,
-            rate,
-            keystone,
-            keystone_assignments,
-        };
-        return rest::run(opts).await;
+    if let Bench::B4(opts) = args.bench {
+        return rest::run(opts, args.database).await;
     }
     let dir = tempfile::tempdir()?;
     let url = args.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));

@@ -43,18 +43,39 @@ use crate::{Setup, add_projects, base, bench};
 const PASSWORD: &str = "canopy-bench-user-password";
 
 /// What `canopy-bench b4` was asked for.
+#[derive(clap::Args)]
 pub struct Options {
+    /// The `canopy` binary to start.
+    #[arg(long, default_value = "target/release/canopy")]
     pub canopy_bin: PathBuf,
-    /// `postgres://...` of an empty database; `None`: a fresh SQLite file.
-    pub database: Option<String>,
+    /// Members of the workspace.
+    #[arg(long, default_value_t = 10_000)]
     pub users: usize,
+    /// Projects of PER_PROJECT bindings.
+    #[arg(long, default_value_t = 1_000)]
     pub projects: usize,
+    #[arg(long, default_value_t = 100)]
     pub per_project: usize,
+    /// Bindings of the one big project.
+    #[arg(long, default_value_t = 10_000)]
     pub big: usize,
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Requests in flight at saturation.
+    #[arg(long, default_value_t = 16)]
     pub connections: usize,
+    /// Requests per second of the fixed-rate mixed phase.
+    #[arg(long, default_value_t = 500)]
     pub rate: u64,
-    pub keystone: Option<(String, String)>,
+    /// Keystone's identity URL (`scripts/keystone start DIR` prints it and the password).
+    #[arg(long, requires = "keystone_password")]
+    pub keystone_url: Option<String>,
+    /// The password of Keystone's `admin` user.
+    #[arg(long)]
+    pub keystone_password: Option<String>,
+    /// Role assignments Keystone holds on its project before the load.
+    #[arg(long, default_value_t = 100)]
     pub keystone_assignments: usize,
 }
 
@@ -488,10 +509,11 @@ async fn api(
 /// then the workspace written through the store beside it.
 async fn set_up_canopy(
     opts: &Options,
+    database: Option<String>,
     dir: &std::path::Path,
     client: &reqwest::Client,
 ) -> anyhow::Result<(tokio::process::Child, CanopyLoad)> {
-    let database = opts.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
+    let database = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("bench.db").display()));
     let bin = std::fs::canonicalize(&opts.canopy_bin)
         .with_context(|| format!("{} (build it: cargo build --release -p canopy)", opts.canopy_bin.display()))?;
     let (child, addr) = start_server(&bin, dir, &database).await?;
@@ -657,7 +679,8 @@ fn rate_of(figures: &BTreeMap<String, BTreeMap<&'static str, Figure>>, op: &'sta
     figures.get(&format!("saturation {op}"))?.get(op).map(|f| f.rate)
 }
 
-pub async fn run(opts: Options) -> anyhow::Result<()> {
+/// Run B4 on `database` (an empty one; `None`: a fresh SQLite file).
+pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> {
     // reqwest is built without a default TLS provider (the workspace picks ring)
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
@@ -665,7 +688,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .pool_max_idle_per_host(opts.connections.max(1) * 2)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let (mut child, canopy) = set_up_canopy(&opts, dir.path(), &client).await?;
+    let (mut child, canopy) = set_up_canopy(&opts, database, dir.path(), &client).await?;
     let canopy = Arc::new(canopy);
     let ops = [
         "baseline",
@@ -709,7 +732,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         println!("  mixed at {} req/s: worst p99 {worst:.2} ms (target ≤ 20 ms)", opts.rate);
     }
 
-    if let Some((url, password)) = &opts.keystone {
+    if let (Some(url), Some(password)) = (&opts.keystone_url, &opts.keystone_password) {
         let ks = Arc::new(set_up_keystone(&client, url, password, opts.keystone_assignments).await?);
         let k = phases("Keystone", &client, ks, &["baseline", "page", "person_access", "add", "remove"], &opts).await;
         println!("Canopy ÷ Keystone (saturation, req/s):");

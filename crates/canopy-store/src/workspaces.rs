@@ -70,6 +70,23 @@ pub struct InvitationRecord {
     pub created_at: OffsetDateTime,
 }
 
+/// A membership from a row of `kind`, `subject_id`, `name`, `first_name`,
+/// `last_name`, `email`, `role`, `granted_by` and `granted_at`.
+fn member_from_row(r: &AnyRow) -> Result<MemberRecord> {
+    let first = r.text("first_name")?;
+    let last = r.text("last_name")?;
+    Ok(MemberRecord {
+        kind: r.parse("kind")?,
+        subject_id: r.uuid("subject_id")?,
+        name: r.text("name")?,
+        display_name: crate::person_display_name(&first, &last),
+        email: r.text_opt("email")?,
+        role: r.parse("role")?,
+        granted_by: r.text("granted_by")?,
+        granted_at: r.time("granted_at")?,
+    })
+}
+
 fn invitation_from_row(r: &AnyRow) -> Result<InvitationRecord> {
     Ok(InvitationRecord {
         id: r.uuid("id")?,
@@ -265,18 +282,7 @@ impl Tx {
                         created_at: r.time("granted_at")?,
                     }));
                 }
-                let first = r.text("first_name")?;
-                let last = r.text("last_name")?;
-                Ok(AccessEntry::Member(MemberRecord {
-                    kind: r.parse("kind")?,
-                    subject_id: r.uuid("subject_id")?,
-                    name: r.text("name")?,
-                    display_name: crate::person_display_name(&first, &last),
-                    email: r.text_opt("email")?,
-                    role: r.parse("role")?,
-                    granted_by: r.text("granted_by")?,
-                    granted_at: r.time("granted_at")?,
-                }))
+                member_from_row(r).map(AccessEntry::Member)
             })
             .collect()
     }
@@ -297,22 +303,7 @@ impl Tx {
         .bind(workspace_id.to_string())
         .fetch_all(self.conn())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let first = r.text("first_name")?;
-                let last = r.text("last_name")?;
-                Ok(MemberRecord {
-                    kind: r.parse("kind")?,
-                    subject_id: r.uuid("subject_id")?,
-                    name: r.text("name")?,
-                    display_name: crate::person_display_name(&first, &last),
-                    email: r.text_opt("email")?,
-                    role: r.parse("role")?,
-                    granted_by: r.text("granted_by")?,
-                    granted_at: r.time("granted_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(member_from_row).collect()
     }
 
     /// The role a user or group holds directly in a workspace.

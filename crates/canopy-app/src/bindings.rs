@@ -4,12 +4,12 @@
 //!
 //! The steps `apply_add`, `apply_change`, `apply_remove` and `end` are the
 //! one code path of each change with its history event and e-mails, used
-//! by requests that settle, emergency grants, membership removals and the
-//! expiry job alike.
+//! by requests that settle, emergency grants and membership removals
+//! alike; `expire` is the expiry job's end of a binding.
 
 use canopy_domain::access::{self, Grant, check_binding_expiry};
 use canopy_domain::authz::Action;
-use canopy_domain::events::{BindingChanged, BindingCreated, BindingRemoved, BindingTerms};
+use canopy_domain::events::{BindingChanged, BindingCreated, BindingExpired, BindingRemoved, BindingTerms};
 use canopy_domain::four_eye::RequestKind;
 use canopy_domain::history::Initiator;
 use canopy_domain::mail::{AccessChange, AccessNotice};
@@ -532,4 +532,35 @@ pub async fn end(
     let removed = removed_event(project, b, reason, by.request);
     tx.record(Some(workspace_id), now, &by.initiator, removed.into())?;
     Ok(())
+}
+
+/// End a binding whose expiration passed (AC7), as the expiry job does:
+/// mark it ended (it stays, listed as expired, and a new expiration brings
+/// it back), record `binding_expired`, and tell the people it reached
+/// unless the news is stale (`access::expiry_notice_due`). False, changing
+/// nothing, when it is still in force, was ended already (by another node)
+/// or its expiration changed meanwhile.
+pub async fn expire(tx: &mut Tx, by: &ChangeBy<'_>, b: &BindingRecord, now: OffsetDateTime) -> Result<bool> {
+    let Some(expires_at) = b.binding.expires_at else { return Ok(false) };
+    if access::in_force_at(Some(expires_at), now) {
+        return Ok(false);
+    }
+    let Some(project) = tx.project_by_id(b.binding.project_id).await? else { return Ok(false) };
+    if !tx.end_expired_binding(b.binding.id, expires_at, now).await? {
+        return Ok(false);
+    }
+    let expired = BindingExpired {
+        binding: b.binding.id,
+        project: project.identifier.clone(),
+        subject: subject_string(b.binding.subject.kind, &b.subject_name),
+        role: b.role_identifier.clone(),
+        expires_at,
+    };
+    tx.record(Some(project.workspace_id), now, &by.initiator, expired.into())?;
+    if access::expiry_notice_due(expires_at, now) {
+        let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+        let what = (workspace.as_str(), project.identifier.as_str(), b.role_identifier.as_str());
+        notify(tx, b, AccessChange::Expired, what, by.name, now).await?;
+    }
+    Ok(true)
 }

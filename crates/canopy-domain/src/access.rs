@@ -117,6 +117,19 @@ pub fn expiry_state(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> 
     }
 }
 
+/// How long after its expiration an ended binding is still news: the
+/// people it reached are e-mailed that it expired (AC11) within this, and
+/// not after it (a database upgraded to the expiry job, or a very long
+/// stop: the history records the end, nobody needs the e-mail).
+pub const EXPIRED_NOTICE_WITHIN: time::Duration = time::Duration::days(7);
+
+/// Whether ending a binding that expired at `expires_at` tells the people
+/// it reached (AC7, AC11): it has expired by `now`, at most
+/// [`EXPIRED_NOTICE_WITHIN`] ago.
+pub fn expiry_notice_due(expires_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    !in_force_at(Some(expires_at), now) && now - expires_at <= EXPIRED_NOTICE_WITHIN
+}
+
 /// An expiration date given for a new or changed binding must lie in the future.
 pub fn check_new_expiry(expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), InvalidValue> {
     if expires_at <= now {
@@ -332,6 +345,15 @@ mod tests {
         assert!(!may_hold_project_roles(SubjectKind::User, true, false));
         assert!(may_hold_project_roles(SubjectKind::Group, false, true));
         assert!(!may_hold_project_roles(SubjectKind::Group, true, false));
+    }
+
+    #[test]
+    fn ac11_an_expired_binding_is_mailed_only_within_a_week_of_its_expiry() {
+        let e = datetime!(2026-12-01 12:00 UTC);
+        assert!(!expiry_notice_due(e, e - time::Duration::seconds(1)), "still in force");
+        assert!(expiry_notice_due(e, e));
+        assert!(expiry_notice_due(e, e + EXPIRED_NOTICE_WITHIN));
+        assert!(!expiry_notice_due(e, e + EXPIRED_NOTICE_WITHIN + time::Duration::seconds(1)), "stale");
     }
 
     #[test]

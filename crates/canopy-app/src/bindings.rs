@@ -4,8 +4,8 @@
 //!
 //! The steps `apply_add`, `apply_change`, `apply_remove` and `end` are the
 //! one code path of each change with its history event and e-mails, used
-//! by requests that settle, emergency grants and membership removals
-//! alike; `expire` is the expiry job's end of a binding.
+//! by requests that settle, emergency grants (`apply_emergency_add`) and
+//! membership removals alike; `expire` is the expiry job's end of a binding.
 
 use canopy_domain::access::{self, Grant, check_binding_expiry};
 use canopy_domain::authz::Action;
@@ -304,11 +304,74 @@ pub async fn apply_add(
     by: &ChangeBy<'_>,
     now: OffsetDateTime,
 ) -> Result<BindingRecord> {
+    grant_binding(tx, (ws, p), add, Mode::Manager, by, now).await
+}
+
+/// Grant emergency access (AD3) through the add step of [`apply_add`]:
+/// the grant's `binding_created` says it is an emergency's, and a binding
+/// of the role the subject holds already is kept, until the later of its
+/// end and `add.expires_at` (`access::emergency_end`: an emergency never
+/// shortens access), with `binding_changed` where that moves its end. The
+/// people it reaches are told they have the role either way.
+pub async fn apply_emergency_add(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    add: AddBinding<'_>,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<BindingRecord> {
+    let Some(until) = add.expires_at else { return Err(Error::internal("an emergency grant without its end")) };
+    grant_binding(tx, (ws, p), add, Mode::Emergency(until), by, now).await
+}
+
+/// Who grants through [`grant_binding`].
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A manager, or an approved request: a role held already is a conflict.
+    Manager,
+    /// An emergency grant, asked until this instant.
+    Emergency(OffsetDateTime),
+}
+
+/// The one add step: what a grant does to a binding of the role the
+/// subject may hold already is `access::grant`'s to say.
+async fn grant_binding(
+    tx: &mut Tx,
+    (ws, p): (&WorkspaceRecord, &ProjectRecord),
+    add: AddBinding<'_>,
+    mode: Mode,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<BindingRecord> {
     let AddBinding { subject, name, role, expires_at, justification, granted_by } = add;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
     let existing = tx.find_binding(p.id, subject, role.id).await?;
-    match (access::grant(existing.as_ref().map(|b| &b.binding), now), existing) {
-        (Grant::AlreadyHeld, _) => return Err(held(name, role, p)),
-        (Grant::ReplaceEnded(_), Some(ended)) => replace_expired(tx, (ws.id, &p.identifier), &ended, by, now).await?,
+    match (access::grant(existing.as_ref().map(|b| &b.binding), now), existing, mode) {
+        (Grant::AlreadyHeld, Some(held), Mode::Emergency(asked)) => {
+            let later = access::emergency_end(held.binding.expires_at, asked);
+            if later != held.binding.expires_at {
+                tx.update_binding(held.binding.id, role.id, later).await?;
+                let changed = BindingChanged {
+                    binding: held.binding.id,
+                    project: p.identifier.clone(),
+                    subject: name.to_owned(),
+                    old: BindingTerms { role: role.identifier.clone(), expires_at: held.binding.expires_at },
+                    new: BindingTerms { role: role.identifier.clone(), expires_at: later },
+                    justification: justification.map(str::to_owned),
+                    emergency: true,
+                    request: by.request,
+                };
+                tx.record(Some(ws.id), now, &by.initiator, changed.into())?;
+            }
+            let b = load::binding(tx, p, &held.binding.id.to_string()).await?;
+            notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
+            return Ok(b);
+        }
+        (Grant::AlreadyHeld, _, _) => return Err(held(name, role, p)),
+        (Grant::ReplaceEnded(_), Some(ended), _) => {
+            replace_expired(tx, (ws.id, &p.identifier), &ended, by, now).await?;
+        }
         _ => {}
     }
     let new = NewBinding { project_id: p.id, subject, role_id: role.id, expires_at, justification, granted_by };
@@ -320,18 +383,17 @@ pub async fn apply_add(
         role: role.identifier.clone(),
         expires_at,
         justification: justification.map(str::to_owned),
-        emergency: false,
+        emergency: matches!(mode, Mode::Emergency(_)),
         request: by.request,
     };
     tx.record(Some(ws.id), now, &by.initiator, created.into())?;
-    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
     notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
     Ok(b)
 }
 
 /// Remove an expired binding that a new grant of the same subject and role
-/// replaces (also for emergency grants).
-pub(crate) async fn replace_expired(
+/// replaces.
+async fn replace_expired(
     tx: &mut Tx,
     (workspace_id, project): (Uuid, &str),
     existing: &BindingRecord,

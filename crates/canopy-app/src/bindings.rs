@@ -4,12 +4,12 @@
 //!
 //! The steps `apply_add`, `apply_change`, `apply_remove` and `end` are the
 //! one code path of each change with its history event and e-mails, used
-//! by requests that settle, emergency grants, membership removals and the
-//! expiry job alike.
+//! by requests that settle, emergency grants (`apply_emergency_add`) and
+//! membership removals alike; `expire` is the expiry job's end of a binding.
 
 use canopy_domain::access::{self, Grant, check_binding_expiry};
 use canopy_domain::authz::Action;
-use canopy_domain::events::{BindingChanged, BindingCreated, BindingRemoved, BindingTerms};
+use canopy_domain::events::{BindingChanged, BindingCreated, BindingExpired, BindingRemoved, BindingTerms};
 use canopy_domain::four_eye::RequestKind;
 use canopy_domain::history::Initiator;
 use canopy_domain::mail::{AccessChange, AccessNotice};
@@ -313,11 +313,74 @@ pub async fn apply_add(
     by: &ChangeBy<'_>,
     now: OffsetDateTime,
 ) -> Result<BindingRecord> {
+    grant_binding(tx, (ws, p), add, Mode::Manager, by, now).await
+}
+
+/// Grant emergency access (AD3) through the add step of [`apply_add`]:
+/// the grant's `binding_created` says it is an emergency's, and a binding
+/// of the role the subject holds already is kept, until the later of its
+/// end and `add.expires_at` (`access::emergency_end`: an emergency never
+/// shortens access), with `binding_changed` where that moves its end. The
+/// people it reaches are told they have the role either way.
+pub async fn apply_emergency_add(
+    tx: &mut Tx,
+    ws: &WorkspaceRecord,
+    p: &ProjectRecord,
+    add: AddBinding<'_>,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<BindingRecord> {
+    let Some(until) = add.expires_at else { return Err(Error::internal("an emergency grant without its end")) };
+    grant_binding(tx, (ws, p), add, Mode::Emergency(until), by, now).await
+}
+
+/// Who grants through [`grant_binding`].
+#[derive(Clone, Copy)]
+enum Mode {
+    /// A manager, or an approved request: a role held already is a conflict.
+    Manager,
+    /// An emergency grant, asked until this instant.
+    Emergency(OffsetDateTime),
+}
+
+/// The one add step: what a grant does to a binding of the role the
+/// subject may hold already is `access::grant`'s to say.
+async fn grant_binding(
+    tx: &mut Tx,
+    (ws, p): (&WorkspaceRecord, &ProjectRecord),
+    add: AddBinding<'_>,
+    mode: Mode,
+    by: &ChangeBy<'_>,
+    now: OffsetDateTime,
+) -> Result<BindingRecord> {
     let AddBinding { subject, name, role, expires_at, justification, granted_by } = add;
+    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
     let existing = tx.find_binding(p.id, subject, role.id).await?;
-    match (access::grant(existing.as_ref().map(|b| &b.binding), now), existing) {
-        (Grant::AlreadyHeld, _) => return Err(held(name, role, p)),
-        (Grant::ReplaceEnded(_), Some(ended)) => replace_expired(tx, (ws.id, &p.identifier), &ended, by, now).await?,
+    match (access::grant(existing.as_ref().map(|b| &b.binding), now), existing, mode) {
+        (Grant::AlreadyHeld, Some(held), Mode::Emergency(asked)) => {
+            let later = access::emergency_end(held.binding.expires_at, asked);
+            if later != held.binding.expires_at {
+                tx.update_binding(held.binding.id, role.id, later).await?;
+                let changed = BindingChanged {
+                    binding: held.binding.id,
+                    project: p.identifier.clone(),
+                    subject: name.to_owned(),
+                    old: BindingTerms { role: role.identifier.clone(), expires_at: held.binding.expires_at },
+                    new: BindingTerms { role: role.identifier.clone(), expires_at: later },
+                    justification: justification.map(str::to_owned),
+                    emergency: true,
+                    request: by.request,
+                };
+                tx.record(Some(ws.id), now, &by.initiator, changed.into())?;
+            }
+            let b = load::binding(tx, p, &held.binding.id.to_string()).await?;
+            notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
+            return Ok(b);
+        }
+        (Grant::AlreadyHeld, _, _) => return Err(held(name, role, p)),
+        (Grant::ReplaceEnded(_), Some(ended), _) => {
+            replace_expired(tx, (ws.id, &p.identifier), &ended, by, now).await?;
+        }
         _ => {}
     }
     let new = NewBinding { project_id: p.id, subject, role_id: role.id, expires_at, justification, granted_by };
@@ -329,18 +392,17 @@ pub async fn apply_add(
         role: role.identifier.clone(),
         expires_at,
         justification: justification.map(str::to_owned),
-        emergency: false,
+        emergency: matches!(mode, Mode::Emergency(_)),
         request: by.request,
     };
     tx.record(Some(ws.id), now, &by.initiator, created.into())?;
-    let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
     notify(tx, &b, AccessChange::Added, what, by.name, now).await?;
     Ok(b)
 }
 
 /// Remove an expired binding that a new grant of the same subject and role
-/// replaces (also for emergency grants).
-pub(crate) async fn replace_expired(
+/// replaces.
+async fn replace_expired(
     tx: &mut Tx,
     (workspace_id, project): (Uuid, &str),
     existing: &BindingRecord,
@@ -541,4 +603,35 @@ pub async fn end(
     let removed = removed_event(project, b, reason, by.request);
     tx.record(Some(workspace_id), now, &by.initiator, removed.into())?;
     Ok(())
+}
+
+/// End a binding whose expiration passed (AC7), as the expiry job does:
+/// mark it ended (it stays, listed as expired, and a new expiration brings
+/// it back), record `binding_expired`, and tell the people it reached
+/// unless the news is stale (`access::expiry_notice_due`). False, changing
+/// nothing, when it is still in force, was ended already (by another node)
+/// or its expiration changed meanwhile.
+pub async fn expire(tx: &mut Tx, by: &ChangeBy<'_>, b: &BindingRecord, now: OffsetDateTime) -> Result<bool> {
+    let Some(expires_at) = b.binding.expires_at else { return Ok(false) };
+    if access::in_force_at(Some(expires_at), now) {
+        return Ok(false);
+    }
+    let Some(project) = tx.project_by_id(b.binding.project_id).await? else { return Ok(false) };
+    if !tx.end_expired_binding(b.binding.id, expires_at, now).await? {
+        return Ok(false);
+    }
+    let expired = BindingExpired {
+        binding: b.binding.id,
+        project: project.identifier.clone(),
+        subject: subject_string(b.binding.subject.kind, &b.subject_name),
+        role: b.role_identifier.clone(),
+        expires_at,
+    };
+    tx.record(Some(project.workspace_id), now, &by.initiator, expired.into())?;
+    if access::expiry_notice_due(expires_at, now) {
+        let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+        let what = (workspace.as_str(), project.identifier.as_str(), b.role_identifier.as_str());
+        notify(tx, b, AccessChange::Expired, what, by.name, now).await?;
+    }
+    Ok(true)
 }

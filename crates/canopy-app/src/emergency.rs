@@ -7,16 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use canopy_domain::access::check_new_expiry;
 use canopy_domain::authz::Action;
 use canopy_domain::events::{
-    ApiKeyDeleted, BindingChanged, BindingCreated, BindingRemoved, BindingTerms, EmergencyAccessGranted,
-    EmergencyRevocation, GroupMemberRemoved, MemberAdded, MemberRemoved, RevokedAccess, RevokedApiKey, RevokedBinding,
-    RevokedMembership, UserDeactivated, VoidedRequest,
+    ApiKeyDeleted, BindingRemoved, EmergencyAccessGranted, EmergencyRevocation, GroupMemberRemoved, MemberAdded,
+    MemberRemoved, RevokedAccess, RevokedApiKey, RevokedBinding, RevokedMembership, UserDeactivated, VoidedRequest,
 };
 use canopy_domain::four_eye::RequestState;
-use canopy_domain::mail::AccessChange;
 use canopy_domain::{Subject, SubjectKind, WorkspaceRole};
-use canopy_store::{
-    Decision, NewBinding, PRIORITY_URGENT, Reach, RevocationRecord, Store, Tx, UserChanges, UserRecord,
-};
+use canopy_store::{Decision, PRIORITY_URGENT, Reach, RevocationRecord, Store, Tx, UserChanges, UserRecord};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -172,64 +168,19 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
             MemberAdded { subject: name.clone(), role: WorkspaceRole::Member.as_str().to_owned(), emergency: true };
         tx.record(Some(ws.id), now, &initiator, added.into())?;
     }
-    let existing = tx.find_binding(p.id, subject, role.id).await?;
-    let mut until = Some(expires_at);
-    let binding = match existing {
-        // held already: the access lasts until the later of the two ends
-        // (an emergency never shortens access someone has)
-        Some(b) if b.binding.in_force_at(now) => {
-            let later = canopy_domain::access::emergency_end(b.binding.expires_at, expires_at);
-            if later != b.binding.expires_at {
-                tx.update_binding(b.binding.id, role.id, later).await?;
-                let changed = BindingChanged {
-                    binding: b.binding.id,
-                    project: p.identifier.clone(),
-                    subject: name.clone(),
-                    old: BindingTerms { role: role.identifier.clone(), expires_at: b.binding.expires_at },
-                    new: BindingTerms { role: role.identifier.clone(), expires_at: later },
-                    justification: why.clone(),
-                    emergency: true,
-                    request: None,
-                };
-                tx.record(Some(ws.id), now, &initiator, changed.into())?;
-            }
-            until = later;
-            b.binding.id
-        }
-        other => {
-            if let Some(expired) = other {
-                let change_by =
-                    bindings::ChangeBy { initiator: initiator.clone(), name: &by.actor.name, request: None };
-                bindings::replace_expired(&mut tx, (ws.id, &p.identifier), &expired, &change_by, now).await?;
-            }
-            let new = NewBinding {
-                project_id: p.id,
-                subject,
-                role_id: role.id,
-                expires_at: Some(expires_at),
-                justification: why.as_deref(),
-                granted_by: &by.actor.name,
-            };
-            let b = tx.insert_binding(new, now).await?;
-            let created = BindingCreated {
-                binding: b.binding.id,
-                project: p.identifier.clone(),
-                subject: name.clone(),
-                role: role.identifier.clone(),
-                expires_at: Some(expires_at),
-                justification: why.clone(),
-                emergency: true,
-                request: None,
-            };
-            tx.record(Some(ws.id), now, &initiator, created.into())?;
-            b.binding.id
-        }
+    // the one add step; held already, the access lasts until the later of
+    // the two ends (an emergency never shortens access someone has)
+    let add = bindings::AddBinding {
+        subject,
+        name: &name,
+        role: &role,
+        expires_at: Some(expires_at),
+        justification: why.as_deref(),
+        granted_by: &by.actor.name,
     };
-    let granted = tx.binding(&binding.to_string()).await?;
-    if let Some(b) = &granted {
-        let what = (ws.identifier.as_str(), p.identifier.as_str(), role.identifier.as_str());
-        bindings::notify(&mut tx, b, AccessChange::Added, what, &by.actor.name, now).await?;
-    }
+    let change_by = bindings::ChangeBy { initiator: initiator.clone(), name: &by.actor.name, request: None };
+    let granted = bindings::apply_emergency_add(&mut tx, &ws, &p, add, &change_by, now).await?;
+    let (binding, until) = (granted.binding.id, granted.binding.expires_at);
     // the role reaches the project's tenants before other work (AD3)
     tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
     let event = EmergencyAccessGranted {

@@ -2,11 +2,14 @@
 //! (WS3–WS6). A membership's end takes the subject's project bindings in the
 //! workspace with it.
 
+use std::collections::BTreeSet;
+
+use canopy_domain::access::{self, Cascade, Departure, Members};
 use canopy_domain::authz::{Action, action_to_grant};
 use canopy_domain::events::{InvitationSent, InvitationWithdrawn, MemberAdded, MemberRemoved, MemberRoleChanged};
 use canopy_domain::history::Initiator;
-use canopy_domain::{Email, Subject, SubjectKind, WorkspaceRole};
-use canopy_store::{AccessEntry, MemberRecord, SearchRecord, Store, Tx, WorkspaceRecord};
+use canopy_domain::{Binding, Email, Subject, SubjectKind, WorkspaceRole};
+use canopy_store::{AccessEntry, BindingRecord, MemberRecord, SearchRecord, Store, Tx, WorkspaceRecord};
 use time::OffsetDateTime;
 
 use crate::bindings::{self, ChangeBy};
@@ -333,11 +336,13 @@ pub struct Removal<'a> {
 /// End a subject's membership of a workspace and, with it, its project
 /// bindings there (WS6), recording each in the workspace's history.
 ///
-/// Removing a person ends their bindings in the workspace even when a group
-/// keeps them a member: the removal states the intent to take their access
-/// away. Removing a group ends the bindings of its members who are no longer
-/// members at all. The workspace row is locked first, so that concurrent
-/// membership changes see each other (see [`end_bindings_of_non_members`]).
+/// Which bindings end is `access::departure_ends`'s to say: removing a
+/// person ends their bindings in the workspace even when a group keeps them
+/// a member (the removal states the intent to take their access away);
+/// removing a group ends its bindings and those of its members who are no
+/// longer members at all. The workspace row is locked first, so that
+/// concurrent membership changes see each other (see
+/// [`end_bindings_of_non_members`]).
 pub async fn end_membership(
     tx: &mut Tx,
     workspace_id: uuid::Uuid,
@@ -348,27 +353,34 @@ pub async fn end_membership(
 ) -> Result<()> {
     let Removal { initiator, reason, now } = *removal;
     tx.lock_workspace(workspace_id).await?;
-    let ws_name = tx.workspace_by_id(workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
-    let by = ChangeBy { initiator: initiator.clone(), name: &initiator.name, request: None };
-    for b in tx.subject_bindings_in_workspace(workspace_id, subject).await? {
-        let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
-        bindings::end(tx, (workspace_id, &ws_name, &project), &b, &by, Some(reason), now).await?;
+    // the bindings the departure may end: the subject's, and a group's users'
+    let users: Vec<uuid::Uuid> = match subject.kind {
+        SubjectKind::User => Vec::new(),
+        SubjectKind::Group => tx.group_members(subject.id).await?.into_iter().map(|u| u.id).collect(),
+    };
+    let mut held = tx.subject_bindings_in_workspace(workspace_id, subject).await?;
+    for &user in &users {
+        held.extend(tx.subject_bindings_in_workspace(workspace_id, Subject::user(user)).await?);
     }
     tx.delete_member(workspace_id, subject.kind, subject.id).await?;
+    let departure = match subject.kind {
+        SubjectKind::User => Departure::User(subject.id),
+        SubjectKind::Group => Departure::Group { group: subject.id, users: &users },
+    };
+    let ends = departure_ends(tx, workspace_id, departure, &held).await?;
+    let end = Ending { workspace_id, held: &held, ends: &ends, removal };
+    end.bindings(tx, Cascade::HolderRemoved, reason).await?;
     let removed =
         MemberRemoved { subject: name.to_owned(), old_role: old_role.as_str().to_owned(), reason: reason.to_owned() };
     tx.record(Some(workspace_id), now, initiator, removed.into())?;
-    if subject.kind == SubjectKind::Group {
-        // members who belonged only through this group leave with it
-        let members: Vec<_> = tx.group_members(subject.id).await?.into_iter().map(|u| u.id).collect();
-        end_bindings_of_non_members(tx, workspace_id, &members, removal).await?;
-    }
+    // members who belonged only through this group leave with it
+    end.bindings(tx, Cascade::NoLongerMember, &no_longer_a_member(reason)).await?;
     Ok(())
 }
 
 /// End the direct project bindings in a workspace of those `users` who are
 /// no longer its members, neither directly nor through a group (WS6: access
-/// leaves with the person).
+/// leaves with the person), after they left a group.
 pub async fn end_bindings_of_non_members(
     tx: &mut Tx,
     workspace_id: uuid::Uuid,
@@ -379,17 +391,65 @@ pub async fn end_bindings_of_non_members(
     // change of membership (a group leaving, a user leaving a group) waits,
     // then sees this one, so one of the two always ends the binding.
     tx.lock_workspace(workspace_id).await?;
+    let mut held = Vec::new();
     for &user in users {
-        if !tx.membership_roles_of_user(workspace_id, user).await?.is_empty() {
-            continue;
-        }
-        let ws_name = tx.workspace_by_id(workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
-        let reason = format!("no longer a member of the workspace ({})", removal.reason);
-        let by = ChangeBy { initiator: removal.initiator.clone(), name: &removal.initiator.name, request: None };
-        for b in tx.subject_bindings_in_workspace(workspace_id, Subject::user(user)).await? {
-            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
-            bindings::end(tx, (workspace_id, &ws_name, &project), &b, &by, Some(&reason), removal.now).await?;
-        }
+        held.extend(tx.subject_bindings_in_workspace(workspace_id, Subject::user(user)).await?);
     }
-    Ok(())
+    let ends = departure_ends(tx, workspace_id, Departure::FromGroup(users), &held).await?;
+    let end = Ending { workspace_id, held: &held, ends: &ends, removal };
+    end.bindings(tx, Cascade::NoLongerMember, &no_longer_a_member(removal.reason)).await
+}
+
+fn no_longer_a_member(reason: &str) -> String {
+    format!("no longer a member of the workspace ({reason})")
+}
+
+/// Ask the domain which of `held` (bindings of the workspace) `departure`
+/// ends, given who is a member of the workspace now.
+async fn departure_ends(
+    tx: &mut Tx,
+    workspace_id: uuid::Uuid,
+    departure: Departure<'_>,
+    held: &[BindingRecord],
+) -> Result<Vec<(uuid::Uuid, Cascade)>> {
+    let (mut users, mut groups) = (BTreeSet::new(), BTreeSet::new());
+    for m in tx.workspace_members(workspace_id).await? {
+        match m.kind {
+            SubjectKind::User => users.insert(m.subject_id),
+            SubjectKind::Group => groups.insert(m.subject_id),
+        };
+    }
+    let members = Members { users, groups: tx.group_memberships(&groups).await? };
+    let bindings: Vec<Binding> = held.iter().map(|b| b.binding.clone()).collect();
+    Ok(access::departure_ends(departure, &bindings, &members))
+}
+
+/// The bindings a departure ends, and by whom.
+struct Ending<'a> {
+    workspace_id: uuid::Uuid,
+    held: &'a [BindingRecord],
+    ends: &'a [(uuid::Uuid, Cascade)],
+    removal: &'a Removal<'a>,
+}
+
+impl Ending<'_> {
+    /// End those that end for `cause`, each with `binding_removed` for `reason`.
+    async fn bindings(&self, tx: &mut Tx, cause: Cascade, reason: &str) -> Result<()> {
+        let ending: Vec<&BindingRecord> = self
+            .held
+            .iter()
+            .filter(|b| self.ends.iter().any(|(id, why)| *id == b.binding.id && *why == cause))
+            .collect();
+        if ending.is_empty() {
+            return Ok(());
+        }
+        let ws_name = tx.workspace_by_id(self.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
+        let initiator = self.removal.initiator;
+        let by = ChangeBy { initiator: initiator.clone(), name: &initiator.name, request: None };
+        for b in ending {
+            let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
+            bindings::end(tx, (self.workspace_id, &ws_name, &project), b, &by, Some(reason), self.removal.now).await?;
+        }
+        Ok(())
+    }
 }

@@ -10,7 +10,8 @@ use canopy_domain::events::{
     RequestedFrom, RoleRequestApprovalGiven, RoleRequestApproved, RoleRequestCreated, RoleRequestDeclined,
     RoleRequestVoid,
 };
-use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict};
+use canopy_domain::four_eye::{self, ApplyContext, Approver, Refusal, RequestKind, RequestState, Verdict, VoidReason};
+use canopy_domain::history::Initiator;
 use canopy_domain::mail::request_pending;
 use canopy_domain::{Email, Subject};
 use canopy_store::{
@@ -398,14 +399,41 @@ pub async fn close_pending(
         tx.lock_workspace(*ws).await?;
     }
     for q in &requests {
-        let decision =
-            Decision { state: RequestState::Void, by: &by.actor.name, reason: Some(reason), binding_id: None };
-        if tx.decide_role_request(q.id, decision, now).await? {
-            tx.record(Some(q.workspace_id), now, &by.initiator(), void_event(q, reason).into())?;
-            tx.tell_requester(q, RequestState::Void, &by.actor.name, Some(reason), now).await?;
-        }
+        void(tx, q, (&by.initiator(), &by.actor.name), reason, now).await?;
     }
     Ok(())
+}
+
+/// Void a pending request that waited `four_eye::REQUEST_LIFETIME` without
+/// a decision (FE2), as the expiry job does: lock it, close it as void with
+/// its history event, and tell its requester. False, changing nothing,
+/// when it has not lapsed, or was decided meanwhile (by a person, or
+/// another node).
+pub async fn lapse(tx: &mut Tx, by: &Initiator, q: &RoleRequestRecord, now: OffsetDateTime) -> Result<bool> {
+    if !four_eye::lapsed(q.requested_at, now) {
+        return Ok(false);
+    }
+    tx.lock_role_request(q.id).await?;
+    void(tx, q, (by, &by.name), &VoidReason::Lapsed.to_string(), now).await
+}
+
+/// Close a pending request, locked by the caller, as void for `reason`,
+/// with its history event, and tell its requester; false when it was
+/// decided meanwhile.
+async fn void(
+    tx: &mut Tx,
+    q: &RoleRequestRecord,
+    (initiator, name): (&Initiator, &str),
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<bool> {
+    let decision = Decision { state: RequestState::Void, by: name, reason: Some(reason), binding_id: None };
+    if !tx.decide_role_request(q.id, decision, now).await? {
+        return Ok(false);
+    }
+    tx.record(Some(q.workspace_id), now, initiator, void_event(q, reason).into())?;
+    tx.tell_requester(q, RequestState::Void, name, Some(reason), now).await?;
+    Ok(true)
 }
 
 /// Whether the person or API key that filed `q` may still make its change

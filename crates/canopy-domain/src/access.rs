@@ -117,6 +117,19 @@ pub fn expiry_state(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> 
     }
 }
 
+/// How long after its expiration an ended binding is still news: the
+/// people it reached are e-mailed that it expired (AC11) within this, and
+/// not after it (a database upgraded to the expiry job, or a very long
+/// stop: the history records the end, nobody needs the e-mail).
+pub const EXPIRED_NOTICE_WITHIN: time::Duration = time::Duration::days(7);
+
+/// Whether ending a binding that expired at `expires_at` tells the people
+/// it reached (AC7, AC11): it has expired by `now`, at most
+/// [`EXPIRED_NOTICE_WITHIN`] ago.
+pub fn expiry_notice_due(expires_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    !in_force_at(Some(expires_at), now) && now - expires_at <= EXPIRED_NOTICE_WITHIN
+}
+
 /// An expiration date given for a new or changed binding must lie in the future.
 pub fn check_new_expiry(expires_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), InvalidValue> {
     if expires_at <= now {
@@ -212,6 +225,74 @@ pub fn grant(existing: Option<&Binding>, now: OffsetDateTime) -> Grant {
 /// through a group), or a group that is a member.
 pub fn may_hold_project_roles(kind: SubjectKind, active: bool, member: bool) -> bool {
     member && (kind == SubjectKind::Group || active)
+}
+
+/// Who is a member of a workspace (WS3, WS4): users in their own right,
+/// and the member groups with their users.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    pub users: BTreeSet<Uuid>,
+    pub groups: BTreeMap<Uuid, BTreeSet<Uuid>>,
+}
+
+impl Members {
+    /// Whether `user` is a member, directly or through a group.
+    pub fn has_user(&self, user: Uuid) -> bool {
+        self.users.contains(&user) || self.groups.values().any(|m| m.contains(&user))
+    }
+}
+
+/// A way into a workspace that ends (WS6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure<'a> {
+    /// A user is removed from the workspace's members.
+    User(Uuid),
+    /// A group is removed from the workspace's members; `users` are its users.
+    Group { group: Uuid, users: &'a [Uuid] },
+    /// Users left a group that is a member of the workspace.
+    FromGroup(&'a [Uuid]),
+}
+
+/// Why a departure ends a binding (WS6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cascade {
+    /// Its holder, a user or a group, was removed from the workspace.
+    HolderRemoved,
+    /// Its holder, a user, is no longer a member, neither directly nor
+    /// through a group.
+    NoLongerMember,
+}
+
+/// The bindings of a workspace that `departure` ends, and why, in the order
+/// of `bindings` (WS6: access leaves with the membership that gave it).
+/// `members` is who is a member after the departure.
+///
+/// Every binding of a removed member ends, a user's even where a group
+/// keeps them a member: removing a person states the intent to take their
+/// access away. A group's departure, or users leaving a group, ends the
+/// direct bindings of those of its users who are no longer members at all;
+/// a user who is still a member, directly or through another group, stays
+/// bound. Nobody else's binding ends, and a group's bindings stay while the
+/// group is a member (they reach its members as they are, AC3).
+pub fn departure_ends(departure: Departure<'_>, bindings: &[Binding], members: &Members) -> Vec<(Uuid, Cascade)> {
+    let (removed, users): (Option<Subject>, &[Uuid]) = match departure {
+        Departure::User(user) => (Some(Subject::user(user)), &[]),
+        Departure::Group { group, users } => (Some(Subject::group(group)), users),
+        Departure::FromGroup(users) => (None, users),
+    };
+    let left: BTreeSet<Uuid> = users.iter().copied().filter(|u| !members.has_user(*u)).collect();
+    bindings
+        .iter()
+        .filter_map(|b| {
+            if Some(b.subject) == removed {
+                Some((b.id, Cascade::HolderRemoved))
+            } else if b.subject.kind == SubjectKind::User && left.contains(&b.subject.id) {
+                Some((b.id, Cascade::NoLongerMember))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Until when an emergency grant (AD3) leaves a binding the subject holds
@@ -332,6 +413,68 @@ mod tests {
         assert!(!may_hold_project_roles(SubjectKind::User, true, false));
         assert!(may_hold_project_roles(SubjectKind::Group, false, true));
         assert!(!may_hold_project_roles(SubjectKind::Group, true, false));
+    }
+
+    #[test]
+    fn ac11_an_expired_binding_is_mailed_only_within_a_week_of_its_expiry() {
+        let e = datetime!(2026-12-01 12:00 UTC);
+        assert!(!expiry_notice_due(e, e - time::Duration::seconds(1)), "still in force");
+        assert!(expiry_notice_due(e, e));
+        assert!(expiry_notice_due(e, e + EXPIRED_NOTICE_WITHIN));
+        assert!(!expiry_notice_due(e, e + EXPIRED_NOTICE_WITHIN + time::Duration::seconds(1)), "stale");
+    }
+
+    #[test]
+    fn ws6_removing_a_person_ends_their_bindings_even_where_a_group_keeps_them_a_member() {
+        let (ann, bob, devs, role) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (a, b, g) = (
+            binding(Subject::user(ann), role, None),
+            binding(Subject::user(bob), role, None),
+            binding(Subject::group(devs), role, None),
+        );
+        // ann stays a member through devs, bob in his own right
+        let members = Members { users: BTreeSet::from([bob]), groups: BTreeMap::from([(devs, BTreeSet::from([ann]))]) };
+        let all = [a.clone(), b, g];
+        assert_eq!(departure_ends(Departure::User(ann), &all, &members), vec![(a.id, Cascade::HolderRemoved)]);
+    }
+
+    #[test]
+    fn ws6_a_group_leaving_takes_its_bindings_and_those_of_users_it_alone_made_members() {
+        let (carl, dana, erin, frank) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (devs, ops, role) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (c, d, e, f) = (
+            binding(Subject::user(carl), role, None),
+            binding(Subject::user(dana), role, None),
+            binding(Subject::user(erin), role, None),
+            binding(Subject::user(frank), role, None),
+        );
+        let (gd, go) = (binding(Subject::group(devs), role, None), binding(Subject::group(ops), role, None));
+        // after devs left: dana is a member in her own right, erin through ops;
+        // frank was never in devs
+        let members =
+            Members { users: BTreeSet::from([dana]), groups: BTreeMap::from([(ops, BTreeSet::from([erin]))]) };
+        let devs_users = [carl, dana, erin];
+        let all = [gd.clone(), c.clone(), d, e, f, go];
+        assert_eq!(
+            departure_ends(Departure::Group { group: devs, users: &devs_users }, &all, &members),
+            vec![(gd.id, Cascade::HolderRemoved), (c.id, Cascade::NoLongerMember)]
+        );
+    }
+
+    #[test]
+    fn ws6_a_user_bound_directly_stays_bound_while_still_a_member_through_a_group() {
+        let (carl, ga, gb, role) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (c, g) = (binding(Subject::user(carl), role, None), binding(Subject::group(gb), role, None));
+        let all = [c.clone(), g];
+        // carl left gb but is still in ga, a member group
+        let through_ga = Members { users: BTreeSet::new(), groups: BTreeMap::from([(ga, BTreeSet::from([carl]))]) };
+        assert!(departure_ends(Departure::FromGroup(&[carl]), &all, &through_ga).is_empty());
+        let members_of_gb = Members { users: BTreeSet::new(), groups: BTreeMap::from([(gb, BTreeSet::new())]) };
+        // no way in is left: his direct binding ends; gb's own binding stays with gb
+        assert_eq!(
+            departure_ends(Departure::FromGroup(&[carl]), &all, &members_of_gb),
+            vec![(c.id, Cascade::NoLongerMember)]
+        );
     }
 
     #[test]

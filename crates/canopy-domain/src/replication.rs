@@ -169,6 +169,70 @@ pub fn plan<U: Ord + Clone>(
     Plan { grant, revoke }
 }
 
+/// The platform roles Canopy manages in a tenant: those its role mapping
+/// names now, and those it applied there under an earlier mapping (so a
+/// changed or removed mapping takes the old role away).
+pub fn managed_roles<U>(
+    role_mapping: &BTreeMap<Uuid, String>,
+    applied: &BTreeMap<Assignment<U>, Applied>,
+) -> BTreeSet<String> {
+    role_mapping.values().cloned().chain(applied.keys().map(|a| a.platform_role.clone())).collect()
+}
+
+/// What Canopy manages in a tenant, which a platform that cannot list
+/// everything cheaply is asked about when observed (an Open Service Broker
+/// lists no bindings; AWS lists assignments per permission set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Managed<U = Uuid> {
+    /// The assignments Canopy wants there, and those it applied there.
+    pub assignments: BTreeSet<Assignment<U>>,
+    /// The platform roles it manages there ([`managed_roles`]).
+    pub roles: BTreeSet<String>,
+}
+
+/// What Canopy manages in a tenant that should hold `desired`.
+pub fn managed<U: Ord + Clone>(
+    desired: &BTreeSet<Assignment<U>>,
+    role_mapping: &BTreeMap<Uuid, String>,
+    applied: &BTreeMap<Assignment<U>, Applied>,
+) -> Managed<U> {
+    Managed {
+        assignments: desired.iter().chain(applied.keys()).cloned().collect(),
+        roles: managed_roles(role_mapping, applied),
+    }
+}
+
+/// How Canopy's record of what it applied in a tenant follows what the
+/// platform was found to hold, before the plan is carried out (TN4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bookkeeping<U = Uuid> {
+    /// Grants recorded `Pending` that the platform holds: a run ended
+    /// between the call and its record. Now confirmed.
+    pub confirmed: Vec<Assignment<U>>,
+    /// Assignments the platform holds that a binding gives now but Canopy
+    /// never applied (granted by hand before, say): adopted as Canopy's, so
+    /// they are revoked when the binding ends, under either drift policy.
+    pub adopted: Vec<Assignment<U>>,
+    /// Assignments Canopy applied that the platform no longer holds and
+    /// nobody should hold: their revocation happened (a run ended before
+    /// recording it, or a pending grant never reached the platform).
+    pub revoked: Vec<Assignment<U>>,
+}
+
+/// The [`Bookkeeping`] for a tenant that should hold `desired`, holds
+/// `actual`, and where Canopy recorded `applied`.
+pub fn bookkeeping<U: Ord + Clone>(
+    desired: &BTreeSet<Assignment<U>>,
+    actual: &BTreeSet<Assignment<U>>,
+    applied: &BTreeMap<Assignment<U>, Applied>,
+) -> Bookkeeping<U> {
+    let confirmed =
+        applied.iter().filter(|(a, state)| **state == Applied::Pending && actual.contains(a)).map(|(a, _)| a.clone());
+    let revoked = applied.keys().filter(|a| !actual.contains(a) && !desired.contains(a)).cloned();
+    let adopted = desired.intersection(actual).filter(|a| !applied.contains_key(*a)).cloned();
+    Bookkeeping { confirmed: confirmed.collect(), adopted: adopted.collect(), revoked: revoked.collect() }
+}
+
 /// What Canopy knows of an assignment it applied in a tenant. A grant is
 /// recorded `Pending` before the platform is called and `Confirmed` once the
 /// platform holds it, so a crash between the two is never mistaken for drift.
@@ -335,6 +399,56 @@ mod tests {
         let (changes, drift) = split_drift(p, &applied);
         assert_eq!(changes, Plan { grant: vec![a(bob, "edit")], revoke: vec![a(dan, "edit")] });
         assert_eq!(drift, Plan { grant: vec![a(ann, "edit")], revoke: vec![a(eve, "edit")] });
+    }
+
+    #[test]
+    fn tn4_canopy_manages_the_mapped_roles_and_those_it_applied_under_an_earlier_mapping() {
+        let (ann, bob, role) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        // the mapping moved the project role from "edit" to "admin"
+        let mapping = BTreeMap::from([(role, "admin".to_owned())]);
+        let applied = BTreeMap::from([(a(ann, "edit"), Applied::Confirmed)]);
+        let roles = BTreeSet::from(["admin".to_owned(), "edit".to_owned()]);
+        assert_eq!(managed_roles(&mapping, &applied), roles);
+        let desired = BTreeSet::from([a(ann, "admin"), a(bob, "admin")]);
+        let scope = managed(&desired, &mapping, &applied);
+        assert_eq!(scope.roles, roles);
+        assert_eq!(scope.assignments, BTreeSet::from([a(ann, "admin"), a(bob, "admin"), a(ann, "edit")]));
+        // so the old role is taken away
+        let actual = BTreeSet::from([a(ann, "edit")]);
+        assert_eq!(plan(&desired, &actual, &scope.roles).revoke, vec![a(ann, "edit")]);
+    }
+
+    #[test]
+    fn tn4_what_a_binding_gives_and_the_platform_holds_already_is_adopted() {
+        let (ann, bob, eve) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let desired = BTreeSet::from([a(ann, "edit"), a(bob, "edit")]);
+        // ann's was granted by hand before her binding; eve's by hand without one
+        let actual = BTreeSet::from([a(ann, "edit"), a(eve, "edit")]);
+        let b = bookkeeping(&desired, &actual, &BTreeMap::new());
+        assert_eq!(b, Bookkeeping { confirmed: vec![], adopted: vec![a(ann, "edit")], revoked: vec![] });
+        // adopted, it is Canopy's: revoked as Canopy's own change once the binding ends
+        let applied = BTreeMap::from([(a(ann, "edit"), Applied::Confirmed)]);
+        let (changes, _) = split_drift(plan(&BTreeSet::new(), &actual, &BTreeSet::from(["edit".into()])), &applied);
+        assert_eq!(changes.revoke, vec![a(ann, "edit")]);
+    }
+
+    #[test]
+    fn tn4_a_crash_between_call_and_record_is_settled_from_what_the_platform_holds() {
+        let (ann, bob, carl, dan) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let applied = BTreeMap::from([
+            // granted, not recorded as confirmed
+            (a(ann, "edit"), Applied::Pending),
+            // never reached the platform, still wanted: granted again by the plan
+            (a(bob, "edit"), Applied::Pending),
+            // revoked, not recorded, no longer wanted
+            (a(carl, "edit"), Applied::Confirmed),
+            // confirmed and held
+            (a(dan, "edit"), Applied::Confirmed),
+        ]);
+        let desired = BTreeSet::from([a(ann, "edit"), a(bob, "edit"), a(dan, "edit")]);
+        let actual = BTreeSet::from([a(ann, "edit"), a(dan, "edit")]);
+        let b = bookkeeping(&desired, &actual, &applied);
+        assert_eq!(b, Bookkeeping { confirmed: vec![a(ann, "edit")], adopted: vec![], revoked: vec![a(carl, "edit")] });
     }
 
     fn assignments(users: usize) -> impl Strategy<Value = BTreeSet<Assignment>> {

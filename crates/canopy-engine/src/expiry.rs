@@ -1,6 +1,9 @@
 //! The expiry job (AC7): ends every binding whose expiration has passed,
 //! once, with a history event by the system job `expiry`, and marks its
-//! project's tenants dirty so the access leaves every tenant.
+//! project's tenants dirty so the access leaves every tenant. The end is
+//! the binding use case's (`canopy_app::bindings::expire`, which asks the
+//! domain whether it is due and whether its people are still told); this
+//! job only finds what is due and runs each in its own transaction.
 //!
 //! It asks the store for what is due instead of keeping timers, so bindings
 //! whose expiration passed while Canopy was stopped are ended at the first
@@ -14,7 +17,8 @@
 //! workspace's managers.
 //!
 //! Four-eye requests lapse too: one that waited `REQUEST_LIFETIME` without a
-//! decision is voided ([`void_lapsed`]) and its requester told.
+//! decision is voided ([`void_lapsed`], through `canopy_app::requests::lapse`)
+//! and its requester told.
 //!
 //! An ended binding stays in the store: it is no longer in force
 //! (`Binding::in_force_at`), the expired-access list shows it, and extending
@@ -23,14 +27,14 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use canopy_app::bindings::ChangeBy;
 use canopy_domain::Email;
 use canopy_domain::access::{EXPIRING_SOON, ExpiryState, expiry_state};
 use canopy_domain::clock::Clock;
-use canopy_domain::events::BindingExpired;
-use canopy_domain::four_eye::{REQUEST_LIFETIME, RequestState, VoidReason};
+use canopy_domain::four_eye::REQUEST_LIFETIME;
 use canopy_domain::history::Initiator;
 use canopy_domain::mail::{AccessChange, expiring_for_manager};
-use canopy_store::{Decision, Store, StoreError};
+use canopy_store::{Store, StoreError};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -38,8 +42,6 @@ use tokio_util::sync::CancellationToken;
 pub const JOB: &str = "expiry";
 /// How many bindings one transaction reads at a time.
 const BATCH: i64 = 200;
-/// Expirations older than this are ended without an e-mail.
-const STALE: time::Duration = time::Duration::days(7);
 /// The longest the loop sleeps without looking for new expirations.
 pub const LOOK_AGAIN: StdDuration = StdDuration::from_secs(5);
 
@@ -47,6 +49,7 @@ pub const LOOK_AGAIN: StdDuration = StdDuration::from_secs(5);
 /// pass ended.
 pub async fn end_due(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
     let system = Initiator::system(JOB);
+    let by = ChangeBy { initiator: system.clone(), name: JOB, request: None };
     let mut ended = 0;
     loop {
         let now = clock.now();
@@ -56,13 +59,8 @@ pub async fn end_due(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError
         }
         let mut progressed = false;
         for b in due {
-            let Some(expires_at) = b.binding.expires_at else { continue };
-            // the one rule of "in force": what the store found due must agree
-            if b.binding.in_force_at(now) {
-                continue;
-            }
             // one binding that fails does not hold up the others
-            match end_one(store, &system, &b, expires_at, now).await {
+            match end_one(store, &by, &b, now).await {
                 Ok(true) => {
                     ended += 1;
                     progressed = true;
@@ -77,38 +75,19 @@ pub async fn end_due(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError
     }
 }
 
-/// End one expired binding in its own transaction; false when another node
-/// did, or its expiration changed meanwhile.
+/// End one expired binding through the binding use case, in its own
+/// transaction; false when it is not due, another node ended it, or its
+/// expiration changed meanwhile.
 async fn end_one(
     store: &Store,
-    system: &Initiator,
+    by: &ChangeBy<'_>,
     b: &canopy_store::BindingRecord,
-    expires_at: OffsetDateTime,
     now: OffsetDateTime,
-) -> Result<bool, StoreError> {
+) -> Result<bool, canopy_app::Error> {
     let mut tx = store.write().await?;
-    if !tx.end_expired_binding(b.binding.id, expires_at, now).await? {
+    if !canopy_app::bindings::expire(&mut tx, by, b, now).await? {
         return Ok(false);
     }
-    let Some(project) = tx.project_by_id(b.binding.project_id).await? else { return Ok(false) };
-    let expired = BindingExpired {
-        binding: b.binding.id,
-        project: project.identifier.clone(),
-        subject: format!("{}:{}", b.binding.subject.kind.as_str(), b.subject_name),
-        role: b.role_identifier.clone(),
-        expires_at,
-    };
-    tx.record(Some(project.workspace_id), now, system, expired.into())?;
-    // AC11: the people it gave access are told, unless it expired
-    // long ago (a database upgraded to the expiry job, or a very
-    // long stop): the history records it, nobody needs the news
-    if now - expires_at > STALE {
-        tx.commit().await?;
-        return Ok(true);
-    }
-    let workspace = tx.workspace_by_id(project.workspace_id).await?.map(|w| w.identifier).unwrap_or_default();
-    let notice = b.notice(AccessChange::Expired, &workspace, &project.identifier, JOB);
-    tx.notify_access(b.binding.subject, &notice, now).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -166,31 +145,30 @@ pub async fn until_next(store: &Store, clock: &dyn Clock) -> Result<StdDuration,
 }
 
 /// Void every pending four-eye request that waited [`REQUEST_LIFETIME`]
-/// without a decision (FE2), with a history event by this job, and tell
-/// each requester. Returns how many this pass voided.
-pub async fn void_lapsed(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
+/// without a decision (FE2), through the requests use case: a history event
+/// by this job, and each requester told. Returns how many this pass voided.
+pub async fn void_lapsed(store: &Store, clock: &dyn Clock) -> Result<u64, canopy_app::Error> {
     let now = clock.now();
     let system = Initiator::system(JOB);
-    let reason = VoidReason::Lapsed.to_string();
     let mut voided = 0;
     loop {
         let batch = store.read().await?.lapsed_requests(now - REQUEST_LIFETIME, BATCH).await?;
         if batch.is_empty() {
             return Ok(voided);
         }
+        let mut progressed = false;
         for q in batch {
             let mut tx = store.write().await?;
-            tx.lock_role_request(q.id).await?;
-            let decision = Decision { state: RequestState::Void, by: JOB, reason: Some(&reason), binding_id: None };
             // decided meanwhile (by a person, or another node): not ours
-            if !tx.decide_role_request(q.id, decision, now).await? {
+            if !canopy_app::requests::lapse(&mut tx, &system, &q, now).await? {
                 continue;
             }
-            let void = canopy_app::requests::void_event(&q, &reason);
-            tx.record(Some(q.workspace_id), now, &system, void.into())?;
-            tx.tell_requester(&q, RequestState::Void, JOB, Some(&reason), now).await?;
             tx.commit().await?;
             voided += 1;
+            progressed = true;
+        }
+        if !progressed {
+            return Ok(voided);
         }
     }
 }

@@ -8,8 +8,9 @@
 //! means the lease expires and the tenant is converged again.
 //!
 //! Grants are recorded as pending before the platform is called and
-//! confirmed afterwards ([`Applied`]), which lets the domain tell Canopy's own
-//! changes from drift made outside it ([`split_drift`]).
+//! confirmed afterwards ([`Applied`](replication::Applied)), which lets the
+//! domain tell Canopy's own changes from drift made outside it
+//! ([`split_drift`]).
 //!
 //! A node that stops ([`Replicator::run`]'s token cancelled) claims nothing
 //! more, gives up the scheduler, lets its runs finish for
@@ -31,7 +32,7 @@ use canopy_domain::events::{
 };
 use canopy_domain::history::Initiator;
 use canopy_domain::replication::{
-    Applied, Assignment, DriftPolicy, Plan, desired_assignments, plan, platform_wait, retry_delay, split_drift,
+    self, Assignment, DriftPolicy, Plan, desired_assignments, plan, platform_wait, retry_delay, split_drift,
 };
 use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
 use canopy_store::{Claim, Outcome, PlatformRecord, ReplicationInput, SecretKey, Store, StoreError};
@@ -179,29 +180,26 @@ pub struct Replicator<K: Connector = Adapters> {
     leased: Mutex<BTreeSet<(Uuid, String)>>,
 }
 
-/// The platform roles Canopy manages in a tenant: those its mapping names
-/// now, and those it applied under an earlier mapping (so a changed or
-/// removed mapping takes the old role away).
+/// The platform roles Canopy manages in a tenant (the domain's `managed_roles`).
 fn managed_roles(input: &ReplicationInput) -> BTreeSet<String> {
-    let mut managed: BTreeSet<String> = input.role_mapping.values().cloned().collect();
-    managed.extend(input.applied.keys().map(|a| a.platform_role.clone()));
-    managed
+    replication::managed_roles(&input.role_mapping, &input.applied)
 }
 
 fn held_to_assignment(h: Held) -> Assignment<String> {
     Assignment { user: h.username, platform_role: h.platform_role }
 }
 
-/// What Canopy manages in a tenant: what it wants there, what it applied
-/// there, and the mapped roles (see `Scope`).
+/// What Canopy manages in a tenant that should hold `desired` (the
+/// domain's `managed`), as the platform is asked about it.
 fn scope(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> Scope {
+    let managed = replication::managed(desired, &input.role_mapping, &input.applied);
     Scope {
-        assignments: desired
-            .iter()
-            .chain(input.applied.keys())
-            .map(|a| Held { username: a.user.clone(), platform_role: a.platform_role.clone() })
+        assignments: managed
+            .assignments
+            .into_iter()
+            .map(|a| Held { username: a.user, platform_role: a.platform_role })
             .collect(),
-        roles: managed_roles(input),
+        roles: managed.roles,
     }
 }
 
@@ -613,19 +611,13 @@ impl<K: Connector> Replicator<K> {
             .into_iter()
             .map(held_to_assignment)
             .collect();
-        // bookkeeping left by a crash: grants the platform confirmed, revocations it did
-        for (a, state) in &input.applied {
-            if *state == Applied::Pending && actual.contains(a) {
-                progress.confirmed.push(a.clone());
-            }
-            if !actual.contains(a) && !desired.contains(a) {
-                progress.revoked.push(a.clone());
-            }
-        }
-        // what the platform already held that a binding now gives (granted by
-        // hand before, say) becomes Canopy's: revoked when the binding ends,
-        // under either drift policy
-        progress.confirmed.extend(desired.intersection(&actual).filter(|a| !input.applied.contains_key(*a)).cloned());
+        // bookkeeping left by a crash (grants the platform confirmed,
+        // revocations it did), and what the platform held already that a
+        // binding now gives, adopted as Canopy's: the domain decides
+        let books = replication::bookkeeping(&desired, &actual, &input.applied);
+        progress.confirmed.extend(books.confirmed);
+        progress.revoked.extend(books.revoked);
+        progress.confirmed.extend(books.adopted);
         let managed = managed_roles(input);
         let (changes, drift) = split_drift(plan(&desired, &actual, &managed), &input.applied);
         progress.drift_found = drift.clone();

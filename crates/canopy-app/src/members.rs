@@ -63,12 +63,10 @@ impl MemberView {
 /// invitations, by subject (members of the workspace).
 pub async fn list(store: &Store, by: &Principal, ws: &str, paging: &Paging) -> Result<Page<MemberView>> {
     // the cursor is the last subject shown: `KIND:NAME`
-    let after = match paging.after.as_deref() {
-        None => None,
-        Some(c) => {
-            Some(c.split_once(':').filter(|(k, _)| ["email", "group", "user"].contains(k)).ok_or_else(bad_cursor)?)
-        }
-    };
+    let after = paging.after.as_deref();
+    if after.is_some_and(|c| !["email:", "group:", "user:"].iter().any(|k| c.starts_with(k))) {
+        return Err(bad_cursor());
+    }
     let mut tx = store.read().await?;
     let ws = load::workspace(&mut tx, ws).await?;
     by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;

@@ -599,12 +599,12 @@ async fn set_up_keystone(
     let ks = |method: reqwest::Method, path: String, body: Value| {
         let (client, token, base) = (client.clone(), token.clone(), base.clone());
         async move {
-            let r = client
-                .request(method, format!("{base}{path}"))
-                .header("X-Auth-Token", &*token)
-                .json(&body)
-                .send()
-                .await?;
+            let mut req = client.request(method, format!("{base}{path}")).header("X-Auth-Token", &*token);
+            // Keystone refuses a body on a request that takes none
+            if !body.is_null() {
+                req = req.json(&body);
+            }
+            let r = req.send().await?;
             let status = r.status();
             let body: Value = r.json().await.unwrap_or(Value::Null);
             if !status.is_success() {

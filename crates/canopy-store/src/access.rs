@@ -180,8 +180,8 @@ impl Tx {
             SubjectKind::Group => (None, Some(subject.id.to_string())),
         };
         let written = sqlx::query(
-            "INSERT INTO bindings (id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO bindings (id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at, \
+             workspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT workspace_id FROM projects WHERE id = $2))",
         )
         .bind(&id)
         .bind(project_id.to_string())
@@ -297,8 +297,9 @@ impl Tx {
             1,
         );
         let mut sql = format!("{select} WHERE b.expires_at IS NOT NULL AND b.expires_at <= $1");
+        // through (workspace_id, expires_at, id), or (expires_at, id)
         if workspace.is_some() {
-            sql.push_str(" AND p.workspace_id = $4");
+            sql.push_str(" AND b.workspace_id = $4");
         }
         sql.push_str(" AND ($2 IS NULL OR b.expires_at > $2 OR (b.expires_at = $2 AND b.id > $3))");
         sql.push_str(" ORDER BY b.expires_at, b.id LIMIT ");

@@ -205,8 +205,9 @@ impl Tx {
     ) -> Result<Vec<WorkspaceRecord>> {
         let rows = sqlx::query(
             "SELECT id, identifier, display_name, created_at FROM workspaces w \
-             WHERE ($1 IS NULL OR EXISTS (SELECT 1 FROM workspace_members m WHERE m.workspace_id = w.id AND \
-                 (m.user_id = $1 OR m.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)))) \
+             WHERE ($1 IS NULL OR w.id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1 \
+                 UNION SELECT m.workspace_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id \
+                 WHERE gm.user_id = $1)) \
              AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT $3",
         )
         .bind(member.map(|u| u.to_string()))
@@ -239,52 +240,57 @@ impl Tx {
     // ------------------------------------------------------------ members
 
     /// Every membership of a workspace, users first, then groups, by name.
-    /// One page of a workspace's current access: invitations, groups and
-    /// users, ordered by kind (`email` < `group` < `user`) and name, after
-    /// `after` (a kind and a name), `limit` rows at most.
+    /// One page of a workspace's current access after the subject `after`
+    /// (`email:ADDRESS`, `group:IDENTIFIER` or `user:NAME`), in that order:
+    /// pending invitations by address, then members by their subject (groups
+    /// before users), `limit` rows at most, each read through an index.
     pub async fn current_access_page(
         &mut self,
         workspace_id: Uuid,
-        after: Option<(&str, &str)>,
+        after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AccessEntry>> {
+        let mut out = Vec::new();
+        let members_after = match after.map(|a| a.strip_prefix("email:")) {
+            // invitations come first: after one of them, the rest of them
+            None | Some(Some(_)) => {
+                let rows = sqlx::query(
+                    "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations \
+                     WHERE workspace_id = $1 AND email > $2 ORDER BY email LIMIT $3",
+                )
+                .bind(workspace_id.to_string())
+                .bind(after.and_then(|a| a.strip_prefix("email:")).unwrap_or(""))
+                .bind(limit)
+                .fetch_all(self.conn())
+                .await?;
+                for r in &rows {
+                    out.push(AccessEntry::Invitation(invitation_from_row(r)?));
+                }
+                None
+            }
+            Some(None) => after,
+        };
+        let left = limit - i64::try_from(out.len()).unwrap_or(limit);
+        if left <= 0 {
+            return Ok(out);
+        }
         let rows = sqlx::query(
-            "SELECT * FROM ( \
-               SELECT 'user' AS kind, u.id AS subject_id, u.username AS name, u.first_name AS first_name, \
-                      u.last_name AS last_name, u.email AS email, m.role AS role, m.granted_by AS granted_by, \
-                      m.granted_at AS granted_at \
-               FROM workspace_members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 \
-               UNION ALL \
-               SELECT 'group', g.id, g.identifier, g.display_name, '', NULL, m.role, m.granted_by, m.granted_at \
-               FROM workspace_members m JOIN user_groups g ON g.id = m.group_id WHERE m.workspace_id = $1 \
-               UNION ALL \
-               SELECT 'email', i.id, i.email, '', '', i.email, i.role, i.invited_by, i.created_at \
-               FROM invitations i WHERE i.workspace_id = $1 \
-             ) access WHERE ($2 IS NULL OR kind > $2 OR (kind = $2 AND name > $3)) \
-             ORDER BY kind, name LIMIT $4",
+            "SELECT CASE WHEN m.user_id IS NULL THEN 'group' ELSE 'user' END AS kind, \
+                    COALESCE(m.user_id, m.group_id) AS subject_id, COALESCE(u.username, g.identifier) AS name, \
+                    COALESCE(u.first_name, g.display_name) AS first_name, COALESCE(u.last_name, '') AS last_name, \
+                    u.email AS email, m.role, m.granted_by, m.granted_at \
+             FROM workspace_members m LEFT JOIN users u ON u.id = m.user_id LEFT JOIN user_groups g ON g.id = m.group_id \
+             WHERE m.workspace_id = $1 AND ($2 IS NULL OR m.subject_name > $2) ORDER BY m.subject_name LIMIT $3",
         )
         .bind(workspace_id.to_string())
-        .bind(after.map(|(kind, _)| kind))
-        .bind(after.map_or("", |(_, name)| name))
-        .bind(limit)
+        .bind(members_after)
+        .bind(left)
         .fetch_all(self.conn())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let kind = r.text("kind")?;
-                if kind == "email" {
-                    return Ok(AccessEntry::Invitation(InvitationRecord {
-                        id: r.uuid("subject_id")?,
-                        workspace_id,
-                        email: r.text("name")?,
-                        role: r.parse("role")?,
-                        invited_by: r.text("granted_by")?,
-                        created_at: r.time("granted_at")?,
-                    }));
-                }
-                member_from_row(r).map(AccessEntry::Member)
-            })
-            .collect()
+        for r in &rows {
+            out.push(AccessEntry::Member(member_from_row(r)?));
+        }
+        Ok(out)
     }
 
     pub async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<MemberRecord>> {
@@ -346,8 +352,11 @@ impl Tx {
     /// Every role a user holds in a workspace: directly and through each of their groups (WS4).
     pub async fn membership_roles_of_user(&mut self, workspace_id: Uuid, user_id: Uuid) -> Result<Vec<WorkspaceRole>> {
         let rows = sqlx::query(
-            "SELECT role FROM workspace_members WHERE workspace_id = $1 AND \
-             (user_id = $2 OR group_id IN (SELECT group_id FROM group_members WHERE user_id = $2))",
+            // two lookups by (workspace_id, user_id) and (workspace_id, group_id),
+            // never a walk over the workspace's members
+            "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 \
+             UNION ALL SELECT role FROM workspace_members WHERE workspace_id = $1 \
+             AND group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",
         )
         .bind(workspace_id.to_string())
         .bind(user_id.to_string())
@@ -379,8 +388,14 @@ impl Tx {
         .await?;
         self.changed(updated.rows_affected(), "upsert_member");
         if updated.rows_affected() == 0 {
+            // the name current access sorts by (see `current_access_page`)
+            let name = match kind {
+                SubjectKind::User => "(SELECT 'user:' || username FROM users WHERE id = $3)",
+                SubjectKind::Group => "(SELECT 'group:' || identifier FROM user_groups WHERE id = $3)",
+            };
             let written = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO workspace_members (id, workspace_id, {col}, role, granted_by, granted_at) VALUES ($1, $2, $3, $4, $5, $6)"
+                "INSERT INTO workspace_members (id, workspace_id, {col}, role, granted_by, granted_at, subject_name) \
+                 VALUES ($1, $2, $3, $4, $5, $6, {name})"
             )))
             .bind(new_id())
             .bind(workspace_id.to_string())

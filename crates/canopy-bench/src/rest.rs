@@ -448,7 +448,9 @@ impl Workload for KeystoneLoad {
         if call.op == "add"
             && let Some(user) = call.url.split("/users/").nth(1).and_then(|r| r.split('/').next())
             && let Ok(mut v) = self.granted.lock()
+            && !v.iter().any(|u| u == user)
         {
+            // a grant made again is one assignment, to be revoked once
             v.push(user.to_owned());
         }
     }

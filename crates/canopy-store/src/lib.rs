@@ -172,6 +172,12 @@ impl Store {
                     sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    // `synchronous` stays FULL (the default): every commit is
+                    // on disk before it is answered, so a power loss never
+                    // takes back a revocation or a history event that was
+                    // confirmed. NORMAL measured no faster here (B4: 597
+                    // against 575 binding adds/s; the write path is bound by
+                    // CPU, not by fsync), so durability costs nothing to keep.
                     Ok(())
                 })
             });

@@ -110,7 +110,8 @@ impl Reach {
             Reach::Platform(id) => ("SELECT id FROM tenants WHERE platform_id = $1", id),
             Reach::User(id) => (
                 "SELECT id FROM tenants WHERE project_id IN (SELECT project_id FROM bindings WHERE user_id = $1 \
-                 OR group_id IN (SELECT group_id FROM group_members WHERE user_id = $1))",
+                 UNION SELECT project_id FROM bindings WHERE group_id IN \
+                 (SELECT group_id FROM group_members WHERE user_id = $1))",
                 id,
             ),
             Reach::Group(id) => {

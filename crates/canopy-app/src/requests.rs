@@ -92,9 +92,21 @@ async fn list_page(tx: &mut Tx, filter: RequestFilter, paging: &Paging) -> Resul
     let after =
         paging.after_pair(|t| t.parse::<i64>().ok().and_then(|t| from_us(t).ok()), |id| Uuid::parse_str(id).ok())?;
     let rows = tx.role_requests(filter, after, paging.fetch()).await?;
+    // each workspace's managers once per page, not once per request
+    let mut managers: std::collections::BTreeMap<Uuid, Vec<PersonRecord>> = std::collections::BTreeMap::new();
     let mut views = Vec::with_capacity(rows.len());
     for q in rows {
-        views.push(RequestView::of(tx, q).await?);
+        let mut needs_admin = false;
+        if q.state == RequestState::Pending {
+            let all = match managers.entry(q.workspace_id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(tx.workspace_managers(q.workspace_id).await?).clone()
+                }
+            };
+            needs_admin = others_who_approve(tx, &q, all).await?.1;
+        }
+        views.push(RequestView { request: q, needs_admin });
     }
     Ok(page(views, paging.limit, |v| format!("{}/{}", to_us(v.request.requested_at), v.request.id)))
 }
@@ -102,14 +114,21 @@ async fn list_page(tx: &mut Tx, filter: RequestFilter, paging: &Paging) -> Resul
 /// The people who may approve a request other than its requester, and
 /// whether they are too few so that it waits for an admin (FE3).
 async fn approvers(tx: &mut Tx, q: &RoleRequestRecord) -> Result<(Vec<PersonRecord>, bool)> {
+    let managers = tx.workspace_managers(q.workspace_id).await?;
+    others_who_approve(tx, q, managers).await
+}
+
+/// Of the workspace's `managers`, those who may approve `q`, and whether
+/// they are too few (FE3).
+async fn others_who_approve(
+    tx: &mut Tx,
+    q: &RoleRequestRecord,
+    managers: Vec<PersonRecord>,
+) -> Result<(Vec<PersonRecord>, bool)> {
     // neither the requester nor anyone the change gives access to may approve it
     let beneficiaries = tx.people_reached(q.subject).await?;
-    let managers: Vec<PersonRecord> = tx
-        .workspace_managers(q.workspace_id)
-        .await?
-        .into_iter()
-        .filter(|m| m.id != q.requested_by_id && !beneficiaries.contains(&m.id))
-        .collect();
+    let managers: Vec<PersonRecord> =
+        managers.into_iter().filter(|m| m.id != q.requested_by_id && !beneficiaries.contains(&m.id)).collect();
     let needs_admin = four_eye::needs_admin(q.approvals_required, managers.len());
     Ok((managers, needs_admin))
 }

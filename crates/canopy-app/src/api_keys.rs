@@ -54,8 +54,7 @@ pub async fn list(
     let mut tx = store.read().await?;
     let rows = match workspace {
         Some(ws) => {
-            let ws = load::workspace(&mut tx, ws).await?;
-            by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+            let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
             tx.list_api_keys(None, Some(ws.id), cursor, limit).await?
         }
         None => {

@@ -114,8 +114,7 @@ async fn managed_project(
     ws: &str,
     project: &str,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
-    let ws = load::workspace(tx, ws).await?;
-    by.require_in(tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(tx, ws, Action::ManageWorkspace).await?;
     let p = load::project(tx, &ws, project).await?;
     Ok((ws, p))
 }

@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::load;
 use crate::paging::{Page, Paging, encode};
 use crate::principal::Principal;
 
@@ -44,8 +43,7 @@ pub async fn of_workspace(
     paging: &Paging,
 ) -> Result<Page<Expiring>> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     list(&mut tx, Some(ws.id), now, state, paging).await
 }
 

@@ -9,7 +9,6 @@ use canopy_store::{HistoryFilter, INSTALLATION_CHAIN, Store, Tx, Verification};
 use time::OffsetDateTime;
 
 use crate::error::{Error, FieldError, Result};
-use crate::load;
 use crate::paging::{Page, Paging, bad_cursor, page};
 use crate::principal::Principal;
 
@@ -55,8 +54,7 @@ pub async fn of_workspace(
 ) -> Result<Page<ChainedEvent>> {
     let filter = query.filter(paging)?;
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewHistory).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewHistory).await?;
     chain_page(&mut tx, &ws.id.to_string(), &filter, paging.limit).await
 }
 
@@ -82,8 +80,7 @@ async fn chain_page(tx: &mut Tx, chain: &str, filter: &HistoryFilter, limit: u32
 /// One event of a workspace's history with its details (managers, admins).
 pub async fn event(store: &Store, by: &Principal, ws: &str, id: &str) -> Result<ChainedEvent> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewHistory).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewHistory).await?;
     tx.history_event(&ws.id.to_string(), id)
         .await?
         .ok_or_else(|| Error::not_found(format!("event {id:?} is not in the history of {}", ws.identifier)))

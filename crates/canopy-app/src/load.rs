@@ -28,8 +28,7 @@ pub async fn project_in(
     (ws, project): (&str, &str),
     action: canopy_domain::authz::Action,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
-    let ws = workspace(tx, ws).await?;
-    by.require_in(tx, &ws, action).await?;
+    let ws = by.workspace_in(tx, ws, action).await?;
     let p = self::project(tx, &ws, project).await?;
     Ok((ws, p))
 }

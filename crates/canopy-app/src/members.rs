@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::bindings::{self, ChangeBy};
 use crate::error::{Error, Result};
-use crate::load::{self, subject_string};
+use crate::load::subject_string;
 use crate::paging::{Page, Paging, bad_cursor, check_limit, page};
 use crate::principal::Principal;
 
@@ -68,8 +68,7 @@ pub async fn list(store: &Store, by: &Principal, ws: &str, paging: &Paging) -> R
         return Err(bad_cursor());
     }
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewWorkspace).await?;
     let rows = tx.current_access_page(ws.id, after, paging.fetch()).await?;
     let rows: Vec<MemberView> = rows
         .into_iter()
@@ -88,8 +87,7 @@ pub async fn search(store: &Store, by: &Principal, ws: &str, q: &str, limit: Opt
     let limit = check_limit(limit, 10, 50)?;
     let term = canopy_domain::SearchTerm::parse(q).map_err(|e| Error::invalid("q", e.0))?;
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewWorkspace).await?;
     Ok(tx.search_workspace(ws.id, term.as_str(), limit).await?)
 }
 
@@ -160,8 +158,7 @@ pub async fn invite(
     public_url: Option<&str>,
 ) -> Result<MemberView> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, action_to_grant(role)).await?;
+    let ws = by.workspace_in(&mut tx, ws, action_to_grant(role)).await?;
     let granted_by = by.actor.name.clone();
     let initiator = by.initiator();
 
@@ -255,8 +252,7 @@ pub async fn change_role(
     role: WorkspaceRole,
 ) -> Result<MemberView> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let not_member = || Error::not_found(format!("{subject} is not a member of {}", ws.identifier));
     match resolve_member(&mut tx, subject).await? {
         MemberRef::Subject(s, name) => {
@@ -300,8 +296,7 @@ pub async fn change_role(
 /// bindings in this workspace end with the membership (WS6).
 pub async fn remove(store: &Store, by: &Principal, now: OffsetDateTime, (ws, subject): (&str, &str)) -> Result<()> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let not_member = || Error::not_found(format!("{subject} is not a member of {}", ws.identifier));
     let initiator = by.initiator();
     match resolve_member(&mut tx, subject).await? {

@@ -11,7 +11,6 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::error::{Error, FieldError, Result};
-use crate::load;
 use crate::principal::Principal;
 
 /// A payment method to add. `expires_on` is a date as given (`YYYY-MM-DD`),
@@ -60,8 +59,7 @@ pub async fn load_method(tx: &mut Tx, ws: &WorkspaceRecord, id: &str) -> Result<
 /// A workspace's payment methods, soonest expiring first (members, PM1).
 pub async fn list(store: &Store, by: &Principal, ws: &str) -> Result<Vec<PaymentMethodRecord>> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewWorkspace).await?;
     Ok(tx.payment_methods(ws.id).await?)
 }
 
@@ -74,8 +72,7 @@ pub async fn create(
     input: NewPaymentMethod,
 ) -> Result<PaymentMethodRecord> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let expires_on = parse_date("expires_on", &input.expires_on)?;
     let draft = PaymentMethodRecord {
         id: Uuid::nil(),
@@ -102,8 +99,7 @@ pub async fn update(
     change: PaymentMethodChange,
 ) -> Result<PaymentMethodRecord> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let before = load_method(&mut tx, &ws, id).await?;
     let mut m = before.clone();
     if let Some(n) = change.name {
@@ -134,8 +130,7 @@ fn terms(m: &PaymentMethodRecord) -> PaymentMethodTerms {
 /// Remove a payment method no project names (managers, PM1).
 pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, (ws, id): (&str, &str)) -> Result<()> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let m = load_method(&mut tx, &ws, id).await?;
     let uses = tx.payment_method_uses(m.id).await?;
     if uses > 0 {
@@ -152,8 +147,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, (ws, id)
 pub async fn forecast(store: &Store, by: &Principal, now: OffsetDateTime, ws: &str) -> Result<Vec<ProjectPayment>> {
     let today = now.date();
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     Ok(tx
         .project_payments(Some(ws.id))
         .await?

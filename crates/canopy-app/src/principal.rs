@@ -9,7 +9,7 @@ use canopy_domain::authz::{
 };
 use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{InstallationRole, WorkspaceRole};
-use canopy_store::{ApiKeyRecord, Tx, WorkspaceRecord};
+use canopy_store::{ApiKeyRecord, Store, Tx, UserRecord, WorkspaceRecord};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -41,6 +41,20 @@ impl Principal {
             _ => Vec::new(),
         };
         Ok(effective_workspace_role(&self.actor, ws.id, direct))
+    }
+
+    /// The workspace `identifier` names, refusing unless the principal may
+    /// perform `action` in it: loaded and authorised in one statement.
+    pub async fn workspace_in(&self, tx: &mut Tx, identifier: &str, action: Action) -> Result<WorkspaceRecord> {
+        let user = matches!(self.actor.kind, ActorKind::User).then_some(self.actor.id);
+        let (ws, direct) = tx
+            .workspace_with_roles(identifier, user)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("workspace {identifier:?} does not exist")))?;
+        let role = effective_workspace_role(&self.actor, ws.id, direct);
+        authorize(&self.actor, action, Some((ws.id, role)))
+            .map_err(|d| Error::Forbidden(format!("{d} (workspace {})", ws.identifier)))?;
+        Ok(ws)
     }
 
     /// Refuse unless the principal may perform `action` in `ws`.
@@ -78,45 +92,62 @@ pub enum KeyActor {
 /// An API key acts for its creator, never with more than the creator holds
 /// now (ID3), and stops with the creator's account (AC10).
 pub async fn key_actor(tx: &mut Tx, key: &ApiKeyRecord) -> Result<KeyActor> {
-    let Some(creator) = (match key.created_by_id {
-        Some(id) => tx.user_by_id(id).await?.filter(|u| u.active),
+    let creator = match key.created_by_id {
+        Some(id) => tx.user_by_id(id).await?,
         None => None,
-    }) else {
-        return Ok(KeyActor::CreatorGone);
+    };
+    let held = match (key.workspace_id, &creator) {
+        (Some(ws), Some(c)) if c.active => tx.membership_roles_of_user(ws, c.id).await?,
+        _ => Vec::new(),
+    };
+    Ok(key_actor_of(key, creator, held))
+}
+
+/// [`key_actor`] from what was read: the key's creator (if the account
+/// still exists) and, for a key scoped to a workspace, the creator's roles there.
+fn key_actor_of(key: &ApiKeyRecord, creator: Option<UserRecord>, held: Vec<WorkspaceRole>) -> KeyActor {
+    let Some(creator) = creator.filter(|u| u.active) else {
+        return KeyActor::CreatorGone;
     };
     let (kind, roles) = match key.workspace_id {
         Some(workspace_id) => {
-            let Ok(role) = key.role.parse::<WorkspaceRole>() else { return Ok(KeyActor::CreatorGone) };
-            let held = WorkspaceRole::strongest(tx.membership_roles_of_user(workspace_id, creator.id).await?);
+            let Ok(role) = key.role.parse::<WorkspaceRole>() else { return KeyActor::CreatorGone };
             let creator_is_admin = creator.installation_roles.contains(&InstallationRole::Admin);
-            let Some(role) = workspace_key_role(role, creator_is_admin, held) else {
-                return Ok(KeyActor::Lost("this API key's creator no longer has access to its workspace"));
+            let Some(role) = workspace_key_role(role, creator_is_admin, WorkspaceRole::strongest(held)) else {
+                return KeyActor::Lost("this API key's creator no longer has access to its workspace");
             };
             (ActorKind::WorkspaceKey { workspace_id, role }, BTreeSet::new())
         }
         None => {
-            let Ok(role) = key.role.parse::<InstallationRole>() else { return Ok(KeyActor::CreatorGone) };
+            let Ok(role) = key.role.parse::<InstallationRole>() else { return KeyActor::CreatorGone };
             let Some(role) = installation_key_role(role, &creator.installation_roles) else {
-                return Ok(KeyActor::Lost("this API key's creator no longer holds its role"));
+                return KeyActor::Lost("this API key's creator no longer holds its role");
             };
             (ActorKind::InstallationKey, BTreeSet::from([role]))
         }
     };
-    Ok(KeyActor::Acts(Actor { kind, id: key.id, name: key.name.clone(), installation_roles: roles }))
+    KeyActor::Acts(Actor { kind, id: key.id, name: key.name.clone(), installation_roles: roles })
 }
 
 /// Resolve a bearer credential (a session token or an API key) into the
-/// principal it stands for now, in `tx` (a read is enough).
-pub async fn authenticate(tx: &mut Tx, token: &str, now: OffsetDateTime) -> Result<Principal> {
+/// principal it stands for now. A session takes one statement; an API key
+/// two (three when scoped to a workspace). None needs a transaction: each
+/// statement reads committed state, so a sign-out, a deactivation or a
+/// role change is seen by the next request, whatever node it reaches.
+pub async fn authenticate(store: &Store, token: &str, now: OffsetDateTime) -> Result<Principal> {
     let hash = hash_secret(token);
     let invalid = || Error::Unauthenticated("the token is invalid or has expired; sign in again".into());
     let session = token.starts_with(SESSION_PREFIX).then(|| hash.clone());
     let actor = if token.starts_with(SESSION_PREFIX) {
-        let user_id = tx.session_user(&hash, now).await?.ok_or_else(invalid)?;
-        user_actor(tx, user_id).await?.ok_or_else(invalid)?
+        let user = store.session_account(&hash, now).await?.filter(|u| u.active).ok_or_else(invalid)?;
+        Actor { kind: ActorKind::User, id: user.id, name: user.username, installation_roles: user.installation_roles }
     } else if token.starts_with(API_KEY_PREFIX) {
-        let key = tx.api_key_by_hash(&hash, now).await?.ok_or_else(invalid)?;
-        match key_actor(tx, &key).await? {
+        let (key, creator) = store.api_key_account(&hash, now).await?.ok_or_else(invalid)?;
+        let held = match (key.workspace_id, &creator) {
+            (Some(ws), Some(c)) if c.active => store.membership_roles_of_user(ws, c.id).await?,
+            _ => Vec::new(),
+        };
+        match key_actor_of(&key, creator, held) {
             KeyActor::Acts(actor) => actor,
             KeyActor::CreatorGone => return Err(invalid()),
             KeyActor::Lost(why) => return Err(Error::Unauthenticated(why.into())),

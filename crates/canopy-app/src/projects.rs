@@ -42,8 +42,7 @@ pub async fn list(
     paging: &Paging,
 ) -> Result<(WorkspaceRecord, Page<ProjectRecord>)> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewWorkspace).await?;
     let rows = tx.list_projects(ws.id, paging.after.as_deref(), paging.limit).await?;
     Ok((ws, page(rows, paging.limit, |p| p.identifier.clone())))
 }
@@ -160,8 +159,7 @@ pub async fn create(
     input: NewProjectInput,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     crate::validate! {
         identifier: "identifier" => Identifier::parse(&input.identifier),
         display_name: "display_name" => DisplayName::parse(&input.display_name),
@@ -200,8 +198,7 @@ pub async fn update(
     change: ProjectChange,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let mut p = load::project(&mut tx, &ws, project).await?;
     crate::validate! { display_name: "display_name" => change.display_name.as_deref().map(DisplayName::parse).transpose() }
     if let Some(name) = display_name {

@@ -64,8 +64,7 @@ pub async fn list(
     paging: &Paging,
 ) -> Result<Page<RequestView>> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     list_page(&mut tx, RequestFilter { workspace_id: Some(ws.id), state }, paging).await
 }
 
@@ -198,8 +197,7 @@ pub async fn open(tx: &mut Tx, by: &Principal, new: NewRoleRequest<'_>, now: Off
 /// One request of a workspace, for its managers.
 pub async fn show(store: &Store, by: &Principal, (ws, id): (&str, &str)) -> Result<RequestView> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     let q = load_request(&mut tx, &ws, id).await?;
     RequestView::of(&mut tx, q).await
 }

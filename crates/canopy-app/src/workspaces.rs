@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::load;
 use crate::paging::{Page, Paging, page};
 use crate::principal::Principal;
 use crate::settings::{FourEyeChange, change_four_eye};
@@ -142,8 +141,7 @@ pub async fn create(
 /// Show a workspace to those who may see it.
 pub async fn show(store: &Store, by: &Principal, ws: &str) -> Result<WorkspaceView> {
     let mut tx = store.read().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ViewWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::ViewWorkspace).await?;
     let role = by.workspace_role(&mut tx, &ws).await?;
     view(&mut tx, ws, role).await
 }
@@ -174,8 +172,7 @@ pub async fn update(
     change: WorkspaceChange,
 ) -> Result<WorkspaceView> {
     let mut tx = store.write().await?;
-    let mut ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::ManageWorkspace).await?;
+    let mut ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
     if needs_admin(&change) {
         by.require(Action::AdministerInstallation)?;
     }
@@ -219,8 +216,7 @@ pub async fn update(
 /// Delete a workspace (owners). Refused while it has projects; its history is kept.
 pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, ws: &str) -> Result<()> {
     let mut tx = store.write().await?;
-    let ws = load::workspace(&mut tx, ws).await?;
-    by.require_in(&mut tx, &ws, Action::OwnWorkspace).await?;
+    let ws = by.workspace_in(&mut tx, ws, Action::OwnWorkspace).await?;
     tx.lock_workspace(ws.id).await?;
     let projects = tx.count_projects(ws.id).await?;
     if projects > 0 {

@@ -33,8 +33,6 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be Bearer <token>".into()))?;
-        let now = app.clock.now();
-        let mut tx = app.store.read().await?;
-        Ok(canopy_app::principal::authenticate(&mut tx, token, now).await?)
+        Ok(canopy_app::principal::authenticate(&app.store, token, app.clock.now()).await?)
     }
 }

@@ -217,7 +217,7 @@ impl Tx {
         limit: i64,
     ) -> Result<Vec<BindingRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{BINDING_SELECT} WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT $3"
+            "{BINDING_SELECT} WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT CAST($3 AS BIGINT)"
         )))
         .bind(project_id.to_string())
         .bind(after)
@@ -321,7 +321,7 @@ impl Tx {
     /// not ended yet, earliest first, at most `limit`.
     pub async fn due_expiries(&mut self, now: OffsetDateTime, limit: i64) -> Result<Vec<BindingRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{BINDING_SELECT} WHERE b.ended_at IS NULL AND b.expires_at <= $1 ORDER BY b.expires_at, b.id LIMIT $2"
+            "{BINDING_SELECT} WHERE b.ended_at IS NULL AND b.expires_at <= $1 ORDER BY b.expires_at, b.id LIMIT CAST($2 AS BIGINT)"
         )))
         .bind(to_us(now))
         .bind(limit)
@@ -364,7 +364,7 @@ impl Tx {
     ) -> Result<Vec<BindingRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{BINDING_SELECT} WHERE b.expiry_notice_at IS NULL AND b.expires_at > $1 AND b.expires_at <= $2 \
-             ORDER BY b.expires_at, b.id LIMIT $3"
+             ORDER BY b.expires_at, b.id LIMIT CAST($3 AS BIGINT)"
         )))
         .bind(to_us(now))
         .bind(to_us(until))

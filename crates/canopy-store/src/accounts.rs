@@ -57,6 +57,79 @@ pub struct UserChanges {
 
 const USER_COLS: &str = "id, username, email, first_name, last_name, password_hash, active, created_at";
 
+/// A user with their installation roles, in one statement: the user's
+/// columns on every row, one row per role (one with a NULL role without any).
+const USER_WITH_ROLES: &str = "SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.password_hash, \
+     u.active, u.created_at, r.role AS installation_role \
+     FROM users u LEFT JOIN user_installation_roles r ON r.user_id = u.id";
+
+/// The user of rows read with [`USER_WITH_ROLES`], `None` without rows.
+fn user_with_roles(rows: &[AnyRow]) -> Result<Option<UserRecord>> {
+    let Some(first) = rows.first() else { return Ok(None) };
+    let mut user = user_from_row(first)?;
+    for r in rows {
+        if let Some(role) = r.text_opt("installation_role")? {
+            user.installation_roles
+                .insert(role.parse().map_err(|_| crate::StoreError::Corrupt(format!("installation role {role:?}")))?);
+        }
+    }
+    Ok(Some(user))
+}
+
+async fn user_by(conn: &mut sqlx::AnyConnection, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
+    let sql = match col {
+        "id" => format!("{USER_WITH_ROLES} WHERE u.id = $1"),
+        "username" => format!("{USER_WITH_ROLES} WHERE u.username = $1"),
+        _ => format!("{USER_WITH_ROLES} WHERE u.email = $1"),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_all(conn).await?;
+    user_with_roles(&rows)
+}
+
+/// Credentials resolved outside any transaction, on a pooled connection: a
+/// request authenticates in as few round trips to the database as possible.
+impl crate::Store {
+    /// The account a session token's hash signs in, while the session lasts:
+    /// one statement.
+    pub async fn session_account(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<UserRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{USER_WITH_ROLES} JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = $1 AND s.expires_at > $2"
+        )))
+        .bind(token_hash)
+        .bind(to_us(now))
+        .fetch_all(self.pool())
+        .await?;
+        user_with_roles(&rows)
+    }
+
+    /// The API key a token's hash names, while it lasts, with its creator's
+    /// account (if it still exists) and, for a key scoped to a workspace, the
+    /// creator's roles there: one statement each, outside any transaction.
+    pub async fn api_key_account(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(ApiKeyRecord, Option<UserRecord>)>> {
+        let mut conn = self.pool().acquire().await?;
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{KEY_SELECT} WHERE k.token_hash = $1 AND (k.expires_at IS NULL OR k.expires_at > $2)"
+        )))
+        .bind(token_hash)
+        .bind(to_us(now))
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let key = key_from_row(&row)?;
+        let creator = match key.created_by_id {
+            Some(id) => user_by(&mut conn, "id", &id.to_string()).await?,
+            None => None,
+        };
+        Ok(Some((key, creator)))
+    }
+}
+
 fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
     Ok(UserRecord {
         id: r.uuid("id")?,
@@ -182,23 +255,7 @@ impl Tx {
     }
 
     async fn user_by(&mut self, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
-        let sql = match col {
-            "id" => {
-                "SELECT id, username, email, first_name, last_name, password_hash, active, created_at FROM users WHERE id = $1"
-            }
-            "username" => {
-                "SELECT id, username, email, first_name, last_name, password_hash, active, created_at FROM users WHERE username = $1"
-            }
-            _ => {
-                "SELECT id, username, email, first_name, last_name, password_hash, active, created_at FROM users WHERE email = $1"
-            }
-        };
-        let Some(row) = sqlx::query(sql).bind(value).fetch_optional(self.conn()).await? else {
-            return Ok(None);
-        };
-        let mut user = user_from_row(&row)?;
-        user.installation_roles = self.installation_roles(user.id).await?;
-        Ok(Some(user))
+        user_by(self.conn(), col, value).await
     }
 
     pub async fn installation_roles(&mut self, user_id: Uuid) -> Result<BTreeSet<InstallationRole>> {
@@ -229,7 +286,7 @@ impl Tx {
             "SELECT id, username, email, first_name, last_name, password_hash, active, created_at \
              FROM users WHERE ($1 IS NULL OR LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(email) LIKE $1 ESCAPE '\\' \
              OR LOWER(first_name) LIKE $1 ESCAPE '\\' OR LOWER(last_name) LIKE $1 ESCAPE '\\') \
-             AND ($2 IS NULL OR username > $2) ORDER BY username LIMIT $3",
+             AND ($2 IS NULL OR username > $2) ORDER BY username LIMIT CAST($3 AS BIGINT)",
         )
         .bind(pattern)
         .bind(cursor)
@@ -428,7 +485,7 @@ impl Tx {
     ) -> Result<Vec<ApiKeyRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.workspace_id = $2) \
-             AND ($3 IS NULL OR k.id > $3) ORDER BY k.id LIMIT $4"
+             AND ($3 IS NULL OR k.id > $3) ORDER BY k.id LIMIT CAST($4 AS BIGINT)"
         )))
         .bind(created_by.map(|u| u.to_string()))
         .bind(workspace.map(|w| w.to_string()))
@@ -493,7 +550,7 @@ impl Tx {
 
     pub async fn list_groups(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<GroupRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{GROUP_SELECT} WHERE ($1 IS NULL OR g.identifier > $1) ORDER BY g.identifier LIMIT $2"
+            "{GROUP_SELECT} WHERE ($1 IS NULL OR g.identifier > $1) ORDER BY g.identifier LIMIT CAST($2 AS BIGINT)"
         )))
         .bind(cursor)
         .bind(page_limit(limit))
@@ -529,7 +586,7 @@ impl Tx {
     ) -> Result<Vec<UserRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id \
-             WHERE m.group_id = $1 AND ($2 IS NULL OR u.username > $2) ORDER BY u.username LIMIT $3",
+             WHERE m.group_id = $1 AND ($2 IS NULL OR u.username > $2) ORDER BY u.username LIMIT CAST($3 AS BIGINT)",
             USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
         )))
         .bind(group_id.to_string())

@@ -186,7 +186,7 @@ impl Tx {
             "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 \
              AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
              AND ($4 IS NULL OR initiator_name = $4) AND ($5 IS NULL OR kind = $5) \
-             AND ($6 IS NULL OR seq < $6) ORDER BY seq DESC LIMIT $7"
+             AND ($6 IS NULL OR seq < $6) ORDER BY seq DESC LIMIT CAST($7 AS BIGINT)"
         )))
         .bind(chain)
         .bind(f.since.map(to_us))

@@ -131,7 +131,7 @@ impl Tx {
 
     pub async fn list_platforms(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<PlatformRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PLATFORM_COLS} FROM platforms WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT $2"
+            "SELECT {PLATFORM_COLS} FROM platforms WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT CAST($2 AS BIGINT)"
         )))
         .bind(cursor)
         .bind(crate::page_limit(limit))

@@ -405,7 +405,7 @@ impl Tx {
     /// Pending requests made at or before `before`, oldest first, at most `limit`.
     pub async fn lapsed_requests(&mut self, before: OffsetDateTime, limit: i64) -> Result<Vec<RoleRequestRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE q.state = 'pending' AND q.requested_at <= $1 ORDER BY q.requested_at, q.id LIMIT $2"
+            "{SELECT} WHERE q.state = 'pending' AND q.requested_at <= $1 ORDER BY q.requested_at, q.id LIMIT CAST($2 AS BIGINT)"
         )))
         .bind(to_us(before))
         .bind(limit)

@@ -94,7 +94,7 @@ impl Tx {
         .await?;
         sqlx::query(
             "DELETE FROM sign_in_addresses WHERE user_id = $1 AND address NOT IN \
-             (SELECT address FROM sign_in_addresses WHERE user_id = $1 ORDER BY last_at DESC LIMIT $2)",
+             (SELECT address FROM sign_in_addresses WHERE user_id = $1 ORDER BY last_at DESC LIMIT CAST($2 AS BIGINT))",
         )
         .bind(user.to_string())
         .bind(ADDRESSES_KEPT)

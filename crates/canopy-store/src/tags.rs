@@ -43,7 +43,7 @@ impl Tx {
     /// One page of the definitions by key, after `after`.
     pub async fn tag_definitions_page(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<TagDefinition>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLS} FROM tag_definitions WHERE ($1 IS NULL OR tag_key > $1) ORDER BY tag_key LIMIT $2"
+            "SELECT {COLS} FROM tag_definitions WHERE ($1 IS NULL OR tag_key > $1) ORDER BY tag_key LIMIT CAST($2 AS BIGINT)"
         )))
         .bind(after)
         .bind(limit)

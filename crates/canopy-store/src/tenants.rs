@@ -339,7 +339,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH picked AS ( \
                SELECT tenant_id FROM tenant_work WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
-               ORDER BY priority DESC, due_at, tenant_id LIMIT $4 {lock}) \
+               ORDER BY priority DESC, due_at, tenant_id LIMIT CAST($4 AS BIGINT) {lock}) \
              UPDATE tenant_work SET leased_by = $1, lease_until = $3 FROM picked \
              WHERE tenant_work.tenant_id = picked.tenant_id \
              RETURNING tenant_work.tenant_id, tenant_work.generation, tenant_work.attempts, tenant_work.priority"
@@ -529,7 +529,7 @@ impl Store {
         let mut tx = self.write().await?;
         let rows = sqlx::query(
             "SELECT id FROM tenants WHERE (last_reconciled_at IS NULL OR last_reconciled_at < $1) \
-             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT $2",
+             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT CAST($2 AS BIGINT)",
         )
         .bind(to_us(older_than))
         .bind(i64::from(limit))

@@ -208,7 +208,7 @@ impl Tx {
              WHERE ($1 IS NULL OR w.id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1 \
                  UNION SELECT m.workspace_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id \
                  WHERE gm.user_id = $1)) \
-             AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT $3",
+             AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT CAST($3 AS BIGINT)",
         )
         .bind(member.map(|u| u.to_string()))
         .bind(cursor)
@@ -256,7 +256,7 @@ impl Tx {
             None | Some(Some(_)) => {
                 let rows = sqlx::query(
                     "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations \
-                     WHERE workspace_id = $1 AND email > $2 ORDER BY email LIMIT $3",
+                     WHERE workspace_id = $1 AND email > $2 ORDER BY email LIMIT CAST($3 AS BIGINT)",
                 )
                 .bind(workspace_id.to_string())
                 .bind(after.and_then(|a| a.strip_prefix("email:")).unwrap_or(""))
@@ -280,7 +280,7 @@ impl Tx {
                     COALESCE(u.first_name, g.display_name) AS first_name, COALESCE(u.last_name, '') AS last_name, \
                     u.email AS email, m.role, m.granted_by, m.granted_at \
              FROM workspace_members m LEFT JOIN users u ON u.id = m.user_id LEFT JOIN user_groups g ON g.id = m.group_id \
-             WHERE m.workspace_id = $1 AND ($2 IS NULL OR m.subject_name > $2) ORDER BY m.subject_name LIMIT $3",
+             WHERE m.workspace_id = $1 AND ($2 IS NULL OR m.subject_name > $2) ORDER BY m.subject_name LIMIT CAST($3 AS BIGINT)",
         )
         .bind(workspace_id.to_string())
         .bind(members_after)
@@ -351,18 +351,37 @@ impl Tx {
 
     /// Every role a user holds in a workspace: directly and through each of their groups (WS4).
     pub async fn membership_roles_of_user(&mut self, workspace_id: Uuid, user_id: Uuid) -> Result<Vec<WorkspaceRole>> {
+        membership_roles_of_user(self.conn(), workspace_id, user_id).await
+    }
+
+    /// A workspace by its identifier and, with `user`, every role that user
+    /// holds in it (directly and through groups): one statement of three
+    /// index lookups, so that a request loads and authorises in one round trip.
+    pub async fn workspace_with_roles(
+        &mut self,
+        identifier: &str,
+        user: Option<Uuid>,
+    ) -> Result<Option<(WorkspaceRecord, Vec<WorkspaceRole>)>> {
         let rows = sqlx::query(
-            // two lookups by (workspace_id, user_id) and (workspace_id, group_id),
-            // never a walk over the workspace's members
-            "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 \
-             UNION ALL SELECT role FROM workspace_members WHERE workspace_id = $1 \
-             AND group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",
+            "SELECT w.id, w.identifier, w.display_name, w.created_at, NULL AS role FROM workspaces w \
+             WHERE w.identifier = $1 \
+             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
+             JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 AND m.user_id = $2 \
+             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
+             JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 \
+             AND m.group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",
         )
-        .bind(workspace_id.to_string())
-        .bind(user_id.to_string())
+        .bind(identifier)
+        .bind(user.map(|u| u.to_string()))
         .fetch_all(self.conn())
         .await?;
-        rows.iter().map(|r| r.parse("role")).collect()
+        let Some(first) = rows.first() else { return Ok(None) };
+        let ws = workspace_from_row(first)?;
+        let roles = rows
+            .iter()
+            .filter_map(|r| r.text_opt("role").transpose())
+            .map(|role| role?.parse().map_err(|_| crate::StoreError::Corrupt("workspace role".into())));
+        Ok(Some((ws, roles.collect::<Result<_>>()?)))
     }
 
     /// Add a membership or change its role.
@@ -456,7 +475,7 @@ impl Tx {
              SELECT 'group' AS kind, g.identifier AS name, g.display_name AS first_name, '' AS last_name, NULL AS email \
              FROM user_groups g JOIN workspace_members m ON m.group_id = g.id WHERE m.workspace_id = $1 \
              AND (LOWER(g.identifier) LIKE $2 ESCAPE '\\' OR LOWER(g.display_name) LIKE $2 ESCAPE '\\') \
-             ORDER BY kind DESC, name LIMIT $3",
+             ORDER BY kind DESC, name LIMIT CAST($3 AS BIGINT)",
         )
         .bind(workspace_id.to_string())
         .bind(pattern)
@@ -621,7 +640,7 @@ impl Tx {
         limit: u32,
     ) -> Result<Vec<ProjectRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT $3"
+            "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT CAST($3 AS BIGINT)"
         )))
         .bind(workspace_id.to_string())
         .bind(cursor)
@@ -654,5 +673,33 @@ impl Tx {
             sqlx::query("DELETE FROM projects WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_project");
         Ok(())
+    }
+}
+
+/// Every role a user holds in a workspace: two lookups by (workspace_id,
+/// user_id) and (workspace_id, group_id), never a walk over the members.
+async fn membership_roles_of_user(
+    conn: &mut sqlx::AnyConnection,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<Vec<WorkspaceRole>> {
+    let rows = sqlx::query(
+        "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 \
+         UNION ALL SELECT role FROM workspace_members WHERE workspace_id = $1 \
+         AND group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",
+    )
+    .bind(workspace_id.to_string())
+    .bind(user_id.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| r.parse("role")).collect()
+}
+
+impl crate::Store {
+    /// [`Tx::membership_roles_of_user`] in one statement outside any
+    /// transaction (authenticating a workspace's API key).
+    pub async fn membership_roles_of_user(&self, workspace_id: Uuid, user_id: Uuid) -> Result<Vec<WorkspaceRole>> {
+        let mut conn = self.pool().acquire().await?;
+        membership_roles_of_user(&mut conn, workspace_id, user_id).await
     }
 }

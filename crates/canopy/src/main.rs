@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: requests allocate and free many
+/// small values on several threads at once, where glibc's arenas contend
+/// (B4 in BENCHMARKS.md measures the difference).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod checkpoints_file;
 mod cli;
 mod serve;

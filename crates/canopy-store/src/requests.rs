@@ -313,19 +313,29 @@ impl Tx {
         after: Option<(OffsetDateTime, Uuid)>,
         limit: i64,
     ) -> Result<Vec<RoleRequestRecord>> {
-        let mut sql = format!(
-            "{SELECT} WHERE ($1 IS NULL OR q.workspace_id = $1) AND ($2 IS NULL OR q.state = $2) \
-             AND ($3 IS NULL OR q.requested_at < $3 OR (q.requested_at = $3 AND q.id < $4)) \
-             ORDER BY q.requested_at DESC, q.id DESC LIMIT "
-        );
+        // only the filters given, so that each reaches its index
+        // ((workspace_id, state) or (state, requested_at)): `$n IS NULL OR`
+        // would make SQLite walk every request
+        let mut sql =
+            format!("{SELECT} WHERE ($1 IS NULL OR q.requested_at < $1 OR (q.requested_at = $1 AND q.id < $2))");
+        if filter.workspace_id.is_some() {
+            sql.push_str(" AND q.workspace_id = $3");
+        }
+        if filter.state.is_some() {
+            sql.push_str(if filter.workspace_id.is_some() { " AND q.state = $4" } else { " AND q.state = $3" });
+        }
+        sql.push_str(" ORDER BY q.requested_at DESC, q.id DESC LIMIT ");
         sql.push_str(&limit.to_string());
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.workspace_id.map(|w| w.to_string()))
-            .bind(filter.state.map(|s| s.as_str()))
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after.map(|(t, _)| to_us(t)))
-            .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default())
-            .fetch_all(self.conn())
-            .await?;
+            .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default());
+        if let Some(ws) = filter.workspace_id {
+            q = q.bind(ws.to_string());
+        }
+        if let Some(state) = filter.state {
+            q = q.bind(state.as_str());
+        }
+        let rows = q.fetch_all(self.conn()).await?;
         self.with_approvals(&rows).await
     }
 

@@ -203,18 +203,36 @@ impl Tx {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<WorkspaceRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, identifier, display_name, created_at FROM workspaces w \
-             WHERE ($1 IS NULL OR w.id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1 \
-                 UNION SELECT m.workspace_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id \
-                 WHERE gm.user_id = $1)) \
-             AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT CAST($3 AS BIGINT)",
-        )
-        .bind(member.map(|u| u.to_string()))
-        .bind(cursor)
-        .bind(page_limit(limit))
-        .fetch_all(self.conn())
-        .await?;
+        let rows = match member {
+            // a person's workspaces: from their memberships (a few), never
+            // a walk over the installation's workspaces in identifier order
+            // (CROSS JOIN keeps SQLite's planner from choosing that walk)
+            Some(user) => {
+                sqlx::query(
+                    "SELECT w.id, w.identifier, w.display_name, w.created_at FROM \
+                     (SELECT workspace_id FROM workspace_members WHERE user_id = $1 \
+                      UNION SELECT m.workspace_id FROM group_members gm \
+                      JOIN workspace_members m ON m.group_id = gm.group_id WHERE gm.user_id = $1) mine \
+                     CROSS JOIN workspaces w WHERE w.id = mine.workspace_id \
+                     AND ($2 IS NULL OR w.identifier > $2) ORDER BY w.identifier LIMIT CAST($3 AS BIGINT)",
+                )
+                .bind(user.to_string())
+                .bind(cursor)
+                .bind(page_limit(limit))
+                .fetch_all(self.conn())
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, identifier, display_name, created_at FROM workspaces \
+                     WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT CAST($2 AS BIGINT)",
+                )
+                .bind(cursor)
+                .bind(page_limit(limit))
+                .fetch_all(self.conn())
+                .await?
+            }
+        };
         rows.iter().map(workspace_from_row).collect()
     }
 

@@ -21,6 +21,7 @@ mod mail;
 mod nodes;
 mod openapi;
 mod paging;
+mod plans;
 mod platforms;
 mod serve;
 mod shutdown;

@@ -1,0 +1,105 @@
+//! The hot paths' statements use an index on both backends (issue 13): every
+//! statement the server runs to answer the reads a person makes all day is
+//! recorded and explained, and none may walk a table that grows with the
+//! installation.
+
+use canopy_testkit::TestApp;
+use canopy_testkit::plans::{Statements, query_plan};
+use serde_json::json;
+
+/// Tables whose size an admin sets by hand (roles, platforms, settings):
+/// a walk over them costs the same whatever the installation holds.
+const SMALL_TABLES: &[&str] =
+    &["installation_settings", "project_roles", "platforms", "landing_zones", "tag_definitions", "history_chains"];
+
+/// What in a plan walks a large table (one of `tables`), if anything.
+fn walks(plan: &[String], postgres: bool, tables: &[String]) -> Vec<String> {
+    plan.iter()
+        .filter_map(|line| {
+            let table = if postgres {
+                line.split("Seq Scan on ").nth(1)?.split_whitespace().next()?
+            } else {
+                let rest = line.trim().strip_prefix("SCAN ")?;
+                // a CTE, a subquery or a constant row, not a table
+                if rest.starts_with('(') || rest.starts_with("CONSTANT") {
+                    return None;
+                }
+                rest.split_whitespace().next()?
+            };
+            // a scan of a subquery's rows is no walk over a table
+            let is_table = tables.iter().any(|t| t == table);
+            (is_table && !SMALL_TABLES.contains(&table)).then(|| line.trim().to_owned())
+        })
+        .collect()
+}
+
+async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
+    let ann = app.user("ann").await;
+    let bob = app.user("bob").await;
+    app.workspace(&ann, "ws").await;
+    app.invite(&ann, "ws", "bob", "workspace_member").await;
+    app.project(&ann, "ws", "web").await;
+    let ws = "/api/v1/workspaces/ws";
+    app.post(&format!("{ws}/projects/web/bindings"), &ann, json!({"user": "bob", "role": "project_user"}))
+        .await
+        .expect(201);
+    let mut key =
+        app.post("/api/v1/api-keys", &ann, json!({"name": "ci", "workspace": "ws", "role": "workspace_manager"})).await;
+    let key = key.body["token"].take();
+    let key = key.as_str().unwrap_or_default().to_owned();
+
+    let statements = Statements::start();
+    let page = app.get(&format!("{ws}/projects/web/bindings?limit=1"), &ann).await.expect(200);
+    if let Some(cursor) = page.body["next_cursor"].as_str() {
+        app.get(&format!("{ws}/projects/web/bindings?limit=1&cursor={cursor}"), &ann).await.expect(200);
+    }
+    let history = app.get(&format!("{ws}/history?limit=2"), &ann).await.expect(200);
+    let cursor = history.body["next_cursor"].as_str().unwrap().to_owned();
+    app.get(&format!("{ws}/history?limit=2&cursor={cursor}"), &ann).await.expect(200);
+    for path in [
+        format!("{ws}/members?limit=50"),
+        format!("{ws}/projects?limit=50"),
+        format!("{ws}/projects/web"),
+        format!("{ws}/projects/web/tenants"),
+        format!("{ws}/expired-access"),
+        format!("{ws}/requests"),
+        "/api/v1/me".to_owned(),
+        "/api/v1/workspaces".to_owned(),
+    ] {
+        app.get(&path, &ann).await.expect(200);
+    }
+    app.get("/api/v1/me", &bob).await.expect(200);
+    if !key.is_empty() {
+        app.get(&format!("{ws}/members?limit=50"), &key).await.expect(200);
+    }
+    let reads = statements.reads();
+    assert!(reads.len() >= 10, "the requests ran their statements: {reads:#?}");
+
+    let postgres = !app.db_url.starts_with("sqlite:");
+    let tables = canopy_testkit::sql_strings(
+        &app.db_url,
+        if postgres {
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'"
+        } else {
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        },
+    )
+    .await;
+    let mut found = Vec::new();
+    for sql in &reads {
+        match query_plan(&app.db_url, sql).await {
+            Ok(plan) => {
+                let bad = walks(&plan, postgres, &tables);
+                if !bad.is_empty() {
+                    found.push(format!("{sql}\n  walks: {bad:?}\n  plan: {plan:#?}"));
+                }
+            }
+            Err(e) => found.push(format!("{sql}\n  cannot be explained: {e}")),
+        }
+    }
+    assert!(found.is_empty(), "statements on the hot paths that walk a table:\n\n{}", found.join("\n\n"));
+}
+
+canopy_testkit::backend_tests! {
+    if1_the_hot_paths_read_through_indexes,
+}

@@ -760,8 +760,9 @@ impl<K: Connector> Replicator<K> {
     /// One scheduler step of the periodic full reconcile: mark dirty a
     /// bounded batch of the tenants not reconciled for `reconcile_every`.
     pub async fn schedule_reconcile(&self) -> Result<u64, ReplicationError> {
-        let older_than = self.clock.now() - self.config.reconcile_every;
-        Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch).await?)
+        let now = self.clock.now();
+        let older_than = now - self.config.reconcile_every;
+        Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch, now).await?)
     }
 
     /// Work dirty tenants until `stop` is cancelled: keep up to `workers`

@@ -611,7 +611,8 @@ async fn main() -> anyhow::Result<()> {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let far_future = OffsetDateTime::now_utc() + time::Duration::days(1);
-                    while store.mark_for_reconcile(far_future, 1000, OffsetDateTime::now_utc()).await.unwrap_or(0) > 0 {}
+                    while store.mark_for_reconcile(far_future, 1000, OffsetDateTime::now_utc()).await.unwrap_or(0) > 0 {
+                    }
                 })
             };
             marker.await?;

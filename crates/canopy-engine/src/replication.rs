@@ -554,7 +554,10 @@ impl<K: Connector> Replicator<K> {
         let Some(id) = &input.tenant.external_id else { return Ok(Withdrawal::default()) };
         let tenant = TenantRef { external_id: id.clone() };
         let nobody = BTreeSet::new();
-        let held = match self.call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&nobody, &input))).await {
+        let held = match self
+            .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&nobody, &input)))
+            .await
+        {
             Ok(h) => h.into_iter().map(held_to_assignment).collect(),
             Err(e) => return Ok(Withdrawal { revoked: vec![], failed: Some(e.to_string()) }),
         };
@@ -562,7 +565,10 @@ impl<K: Connector> Replicator<K> {
         let revoke = plan(&nobody, &held, &managed_roles(&input)).revoke;
         let mut out = Withdrawal::default();
         for a in revoke {
-            match self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &a.user, &a.platform_role)).await {
+            match self
+                .call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &a.user, &a.platform_role))
+                .await
+            {
                 Ok(()) => out.revoked.push((a, self.clock.now())),
                 Err(e) => {
                     out.failed = Some(format!("revoking {} {}: {e}", a.user, a.platform_role));
@@ -580,7 +586,9 @@ impl<K: Connector> Replicator<K> {
             None => Ok(Vec::new()), // never created on the platform
             Some(id) => {
                 let tenant = TenantRef { external_id: id.clone() };
-                self.call(&input.platform, Operation::FindResources, adapter.find_resources(&tenant)).await.map_err(ReplicationError::Platform)
+                self.call(&input.platform, Operation::FindResources, adapter.find_resources(&tenant))
+                    .await
+                    .map_err(ReplicationError::Platform)
             }
         }
     }

@@ -48,8 +48,7 @@ pub const UNMATCHED: &str = "unmatched";
 /// Upper bounds of the request-duration buckets, in seconds: 1 ms to 10 s
 /// (a sign-in hashes a password for tens of milliseconds; a plan asks a
 /// platform).
-const HTTP_BUCKETS: [f64; 14] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const HTTP_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -203,8 +202,10 @@ pub async fn scrape(State(app): State<AppState>, headers: HeaderMap) -> Response
         }
     };
     let mut body = String::new();
-    let encoded = prometheus_client::encoding::prometheus_text::encode(&mut body, &app.metrics.registry)
-        .and_then(|()| prometheus_client::encoding::prometheus_text::encode(&mut body, &backlog_registry(&backlog, now)));
+    let encoded =
+        prometheus_client::encoding::prometheus_text::encode(&mut body, &app.metrics.registry).and_then(|()| {
+            prometheus_client::encoding::prometheus_text::encode(&mut body, &backlog_registry(&backlog, now))
+        });
     if let Err(e) = encoded {
         tracing::error!(error = %e, "metrics could not be encoded");
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -135,9 +135,9 @@ fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading the configuration file {}", path.display()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        anyhow::anyhow!("{}: not valid TOML: {}", path.display(), e.message().trim())
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: not valid TOML: {}", path.display(), e.message().trim()))?;
     let settings = settings();
     let mut out = BTreeMap::new();
     for (key, value) in &table {
@@ -145,7 +145,11 @@ fn read_file(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
             bail!("{}: `{key}` cannot be set in a file; it comes from {from}", path.display());
         }
         let Some(setting) = settings.get(key) else {
-            bail!("{}: unknown key `{key}` (known: {})", path.display(), settings.keys().cloned().collect::<Vec<_>>().join(", "));
+            bail!(
+                "{}: unknown key `{key}` (known: {})",
+                path.display(),
+                settings.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         };
         let values = as_flag_values(path, key, value, setting.many)?;
         // the flag's own parser checks the value
@@ -304,8 +308,11 @@ mod tests {
             .filter_map(|l| {
                 let l = l.strip_prefix("# ").unwrap_or(l);
                 let key = l.split([' ', ':']).next()?;
-                (!key.is_empty() && !l.contains("environment only") && !l.starts_with("canopy serve") && !l.starts_with("configuration file"))
-                    .then(|| key.to_owned())
+                (!key.is_empty()
+                    && !l.contains("environment only")
+                    && !l.starts_with("canopy serve")
+                    && !l.starts_with("configuration file"))
+                .then(|| key.to_owned())
             })
             .collect();
         keys.sort();

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Canopy server (REST API) on SQLite or PostgreSQL.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Installation administration, run on the server's database directly.
     #[command(subcommand)]
     Admin(serve::AdminCommand),
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     let command = match args.command {
         Command::Serve(a) => {
             let Some(serve_matches) = matches.subcommand_matches("serve") else { return ExitCode::FAILURE };
-            return run_serve(runtime, a, serve_matches);
+            return run_serve(runtime, *a, serve_matches);
         }
         other => other,
     };

@@ -157,7 +157,8 @@ async fn if1_metrics_endpoint_reports_requests_replication_and_sign_ins(app: Tes
 
     let (m, text) = scrape(&app).await;
     // requests by route template, method and status
-    let signins = r#"canopy_http_request_duration_seconds_count{route="/api/v1/auth/token",method="POST",status="401"}"#;
+    let signins =
+        r#"canopy_http_request_duration_seconds_count{route="/api/v1/auth/token",method="POST",status="401"}"#;
     assert_eq!(sample(&m, signins), failed);
     let added = r#"canopy_http_request_duration_seconds_count{route="/api/v1/workspaces/{ws}/projects/{project}/tenants",method="POST",status="201"}"#;
     assert_eq!(sample(&m, added), 1.0);
@@ -294,7 +295,9 @@ async fn if1_print_config_shows_effective_configuration_without_secrets() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for secret in ["db-password-42", "smtp-password-42", "secret-path-42", "metrics-token-secret-42", "admin-password-42"] {
+    for secret in
+        ["db-password-42", "smtp-password-42", "secret-path-42", "metrics-token-secret-42", "admin-password-42"]
+    {
         assert!(!stdout.contains(secret), "{secret} is printed:\n{stdout}");
     }
     // where each value came from
@@ -338,7 +341,10 @@ async fn if1_config_file_unknown_keys_and_bad_values_are_refused_naming_them() {
         let out = canopy().args(["serve", "--config", &file]).stdin(Stdio::null()).output().await.unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "{text:?} was accepted");
-        assert!(stderr.contains(&file) && stderr.contains(says), "{text:?}: expected {says:?} and {file} in:\n{stderr}");
+        assert!(
+            stderr.contains(&file) && stderr.contains(says),
+            "{text:?}: expected {says:?} and {file} in:\n{stderr}"
+        );
     }
     // a file that is not there
     let out = canopy().args(["serve", "--config", "/nonexistent/canopy.toml"]).output().await.unwrap();

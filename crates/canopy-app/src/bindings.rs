@@ -359,7 +359,7 @@ async fn grant_binding(
         (Grant::AlreadyHeld, Some(held), Mode::Emergency(asked)) => {
             let later = access::emergency_end(held.binding.expires_at, asked);
             if later != held.binding.expires_at {
-                tx.update_binding(held.binding.id, role.id, later).await?;
+                tx.update_binding(held.binding.id, role.id, later, now).await?;
                 let changed = BindingChanged {
                     binding: held.binding.id,
                     project: p.identifier.clone(),
@@ -408,7 +408,7 @@ async fn replace_expired(
     by: &ChangeBy<'_>,
     now: OffsetDateTime,
 ) -> Result<()> {
-    tx.delete_binding(existing.binding.id).await?;
+    tx.delete_binding(existing.binding.id, now).await?;
     let removed = removed_event(project, existing, Some("expired binding replaced"), by.request);
     tx.record(Some(workspace_id), now, &by.initiator, removed.into())?;
     Ok(())
@@ -521,7 +521,7 @@ pub async fn apply_change(
             _ => {}
         }
     }
-    tx.update_binding(before.binding.id, role.id, expires_at).await?;
+    tx.update_binding(before.binding.id, role.id, expires_at, now).await?;
     let changed = BindingChanged {
         binding: before.binding.id,
         project: p.identifier.clone(),
@@ -598,7 +598,7 @@ pub async fn end(
 ) -> Result<()> {
     let what = (workspace, project, b.role_identifier.as_str());
     notify(tx, b, AccessChange::Removed, what, by.name, now).await?;
-    tx.delete_binding(b.binding.id).await?;
+    tx.delete_binding(b.binding.id, now).await?;
     let removed = removed_event(project, b, reason, by.request);
     tx.record(Some(workspace_id), now, &by.initiator, removed.into())?;
     Ok(())

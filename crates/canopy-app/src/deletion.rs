@@ -248,7 +248,7 @@ pub async fn confirm(
         }
         tx.set_tenant_deletion(t.id, state, &input.resources, now).await?;
         if state == Some(TenantDeletion::Deleting) {
-            tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_URGENT).await?;
+            tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_URGENT, now).await?;
         }
         let confirmed = TenantDeletionConfirmed {
             project: p.identifier.clone(),

@@ -182,7 +182,7 @@ pub async fn grant(store: &Store, by: &Principal, now: OffsetDateTime, input: Gr
     let granted = bindings::apply_emergency_add(&mut tx, &ws, &p, add, &change_by, now).await?;
     let (binding, until) = (granted.binding.id, granted.binding.expires_at);
     // the role reaches the project's tenants before other work (AD3)
-    tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT).await?;
+    tx.mark_dirty(Reach::Project(p.id), PRIORITY_URGENT, now).await?;
     let event = EmergencyAccessGranted {
         user: user.username.clone(),
         project: p.identifier.clone(),
@@ -285,9 +285,9 @@ pub async fn revoke(
     // tenants (and every project they are bound to) are replicated before
     // other work, marked now while the bindings still reach them
     let held = tx.assignments_held_by(&user.username).await?;
-    tx.mark_dirty(Reach::User(user.id), PRIORITY_URGENT).await?;
+    tx.mark_dirty(Reach::User(user.id), PRIORITY_URGENT, now).await?;
     for tenant in held.iter().map(|h| h.tenant_id).collect::<BTreeSet<_>>() {
-        tx.mark_dirty(Reach::Tenant(tenant), PRIORITY_URGENT).await?;
+        tx.mark_dirty(Reach::Tenant(tenant), PRIORITY_URGENT, now).await?;
     }
 
     let initiator = by.initiator();
@@ -310,7 +310,7 @@ pub async fn revoke(
         concerned.insert(*ws_id);
         for b in tx.subject_bindings_in_workspace(*ws_id, Subject::user(user.id)).await? {
             let project = tx.project_by_id(b.binding.project_id).await?.map(|p| p.identifier).unwrap_or_default();
-            tx.delete_binding(b.binding.id).await?;
+            tx.delete_binding(b.binding.id, now).await?;
             let event = BindingRemoved {
                 binding: b.binding.id,
                 project: project.clone(),
@@ -336,7 +336,7 @@ pub async fn revoke(
         }
     }
     for g in &groups {
-        tx.remove_group_member(*g, user.id).await?;
+        tx.remove_group_member(*g, user.id, now).await?;
     }
     // each group's departure, in the workspaces it is a member of and the installation's
     for (group, in_workspaces) in &group_memberships {
@@ -371,7 +371,7 @@ pub async fn revoke(
         tx.record(k.workspace_id, now, &initiator, event.into())?;
         removed.api_keys.push(RevokedApiKey { id: k.id, name: k.name, workspace: k.workspace_identifier });
     }
-    tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
+    tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }, now).await?;
     tx.delete_sessions_of(user.id).await?;
 
     let record = RevocationRecord {

@@ -130,7 +130,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, group: &
         tx.record(Some(ws), now, &initiator, deleted.clone().into())?;
     }
     tx.record(None, now, &initiator, deleted.into())?;
-    tx.delete_group(g.id).await?;
+    tx.delete_group(g.id, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -197,7 +197,7 @@ pub async fn remove_member(
     if !tx.is_group_member(g.id, user.id).await? {
         return Err(Error::not_found(format!("{username} is not a member of group {group}")));
     }
-    tx.remove_group_member(g.id, user.id).await?;
+    tx.remove_group_member(g.id, user.id, now).await?;
     let initiator = by.initiator();
     let removal = Removal { initiator: &initiator, reason: "left a member group", now };
     for (ws, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {

@@ -201,7 +201,7 @@ pub async fn create(
     };
     let p = tx.insert_platform(new, key, now).await?;
     let mapping = resolve_mapping(&mut tx, &input.role_mapping).await?;
-    tx.set_role_mapping(p.id, &mapping).await?;
+    tx.set_role_mapping(p.id, &mapping, now).await?;
     let role_mapping = tx.role_mapping(p.id).await?;
     let created = PlatformCreated {
         platform: p.identifier.clone(),
@@ -276,9 +276,9 @@ pub async fn update(
     if let Some(new) = change.secrets {
         secrets.extend(new);
     }
-    tx.update_platform(&after, &secrets, key).await?;
+    tx.update_platform(&after, &secrets, key, now).await?;
     if let Some(mapping) = mapping {
-        tx.set_role_mapping(before.id, &mapping).await?;
+        tx.set_role_mapping(before.id, &mapping, now).await?;
     }
     let after = load_platform(&mut tx, platform).await?;
     let new_mapping = tx.role_mapping(after.id).await?;

@@ -316,7 +316,7 @@ pub async fn approve(
         {
             tx.lock_binding(other.binding.id).await?;
         }
-        tx.mark_dirty(Reach::Project(q.project_id), PRIORITY_NORMAL).await?;
+        tx.mark_dirty(Reach::Project(q.project_id), PRIORITY_NORMAL, now).await?;
     }
     let subject = q.subject_string();
     let (approvals, required) = match verdict {

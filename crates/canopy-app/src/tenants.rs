@@ -147,7 +147,7 @@ pub async fn replicate(
     let mut tx = store.write().await?;
     let (ws, p) = scope(&mut tx, by, (ws, project), Action::ManageWorkspace).await?;
     let t = load_tenant(&mut tx, &p, platform).await?;
-    tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_NORMAL).await?;
+    tx.mark_dirty(Reach::Tenant(t.id), PRIORITY_NORMAL, now).await?;
     let requested = TenantReplicationRequested { project: p.identifier.clone(), platform: t.platform };
     tx.record(Some(ws.id), now, &by.initiator(), requested.into())?;
     let t = load_tenant(&mut tx, &p, platform).await?;

@@ -218,7 +218,7 @@ pub async fn update(
     if is_active_admin(&before) && !stays_admin {
         keep_an_admin(&mut tx).await?;
     }
-    tx.update_user(before.id, &changes).await?;
+    tx.update_user(before.id, &changes, now).await?;
     let after = load::user(&mut tx, username).await?;
     let initiator = by.initiator();
     if changes.password_hash.is_some() || !after.active {
@@ -286,7 +286,7 @@ pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, username
         let removal = Removal { initiator: &initiator, reason: "account deleted", now };
         end_membership(&mut tx, ws, subject, &name, role, &removal).await?;
     }
-    tx.delete_user(user.id).await?;
+    tx.delete_user(user.id, now).await?;
     tx.record(None, now, &initiator, UserDeleted { user: user.username, email: user.email }.into())?;
     tx.commit().await?;
     Ok(())

@@ -317,7 +317,7 @@ async fn base(store: &Store, key: &SecretKey, platforms: usize, users_n: usize) 
                 now,
             )
             .await?;
-        tx.set_role_mapping(p.id, &[(role.id, "member".to_owned())]).await?;
+        tx.set_role_mapping(p.id, &[(role.id, "member".to_owned())], now).await?;
         let created = PlatformCreated {
             platform: p.identifier.clone(),
             r#type: p.platform_type.as_str().to_owned(),
@@ -517,7 +517,7 @@ async fn main() -> anyhow::Result<()> {
             let backlog = store.tenant_backlog().await?;
             let start = Instant::now();
             let mut tx = store.write().await?;
-            tx.update_user(victim, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
+            tx.update_user(victim, &UserChanges { active: Some(false), ..UserChanges::default() }, now).await?;
             let deactivated = UserDeactivated { user: "victim".to_owned(), reason: None, change: None };
             tx.record(None, OffsetDateTime::now_utc(), &bench(), deactivated.into())?;
             tx.commit().await?;
@@ -547,7 +547,7 @@ async fn main() -> anyhow::Result<()> {
                 let mut tx = store.write().await?;
                 for id in chunk {
                     let Some(before) = tx.binding(&id.to_string()).await? else { continue };
-                    tx.update_binding(*id, s.role, Some(at)).await?;
+                    tx.update_binding(*id, s.role, Some(at), OffsetDateTime::now_utc()).await?;
                     let project = before.binding.project_id;
                     let project = tx.project_by_id(project).await?.map(|p| p.identifier).unwrap_or_default();
                     let changed = BindingChanged {
@@ -611,7 +611,8 @@ async fn main() -> anyhow::Result<()> {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let far_future = OffsetDateTime::now_utc() + time::Duration::days(1);
-                    while store.mark_for_reconcile(far_future, 1000).await.unwrap_or(0) > 0 {}
+                    while store.mark_for_reconcile(far_future, 1000, OffsetDateTime::now_utc()).await.unwrap_or(0) > 0 {
+                    }
                 })
             };
             marker.await?;

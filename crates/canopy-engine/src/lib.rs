@@ -19,6 +19,7 @@ pub mod checkpoints;
 pub mod deletion;
 pub mod expiry;
 pub mod mailer;
+pub mod metrics;
 pub mod payments;
 pub mod port;
 pub mod replication;

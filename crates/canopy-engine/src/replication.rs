@@ -43,6 +43,8 @@ use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::metrics::{EngineMetrics, Operation};
+
 /// The name replication's history events carry as their initiator.
 pub const JOB: &str = "replication";
 
@@ -178,6 +180,8 @@ pub struct Replicator<K: Connector = Adapters> {
     throttled: Mutex<HashMap<Uuid, OffsetDateTime>>,
     /// Leases this node's runs hold, (tenant, claim token), renewed by the heartbeat.
     leased: Mutex<BTreeSet<(Uuid, String)>>,
+    /// Platform calls and runs in flight, for `GET /metrics`.
+    metrics: EngineMetrics,
 }
 
 /// The platform roles Canopy manages in a tenant (the domain's `managed_roles`).
@@ -218,11 +222,17 @@ impl<K: Connector> Replicator<K> {
             limits: Mutex::default(),
             throttled: Mutex::default(),
             leased: Mutex::default(),
+            metrics: EngineMetrics::default(),
         }
     }
 
     pub fn config(&self) -> &ReplicationConfig {
         &self.config
+    }
+
+    /// This replicator's instruments, to register where `GET /metrics` reads.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
     }
 
     /// Take one batch of due tenants and converge each, concurrently; answers
@@ -271,6 +281,7 @@ impl<K: Connector> Replicator<K> {
     /// leaves the work row dirty as it is, and hands its lease back.
     async fn work(&self, claim: Claim, abandon: &CancellationToken) -> Result<TenantRun, ReplicationError> {
         // the heartbeat renews the lease only while this run lives, even if it panics
+        let _in_flight = self.metrics.run_started();
         let lease = LeaseGuard::new(&self.leased, (claim.tenant_id, claim.token.clone()));
         let result = self.converge(&claim, abandon).await;
         drop(lease);
@@ -338,16 +349,21 @@ impl<K: Connector> Replicator<K> {
         limits.entry(platform_id).or_insert_with(|| Arc::new(Semaphore::new(self.config.per_platform.max(1)))).clone()
     }
 
-    /// Call the platform, unless it asked to wait; a 429 throttles the platform.
+    /// Call the platform, unless it asked to wait; a 429 throttles the
+    /// platform. Every call made is measured (`GET /metrics`), by the
+    /// platform's type, the operation and its outcome.
     async fn call<T>(
         &self,
-        platform_id: Uuid,
+        platform: &PlatformRecord,
+        operation: Operation,
         fut: impl Future<Output = Result<T, PlatformError>>,
     ) -> Result<T, PlatformError> {
-        self.check_throttle(platform_id)?;
+        self.check_throttle(platform.id)?;
+        let started = std::time::Instant::now();
         let out = fut.await;
+        self.metrics.call(platform.platform_type, operation, started.elapsed().as_secs_f64(), &out);
         if let Err(PlatformError::Retryable { retry_after: Some(d), .. }) = &out {
-            self.throttle(platform_id, self.clock.now().saturating_add(platform_wait(*d)));
+            self.throttle(platform.id, self.clock.now().saturating_add(platform_wait(*d)));
         }
         out
     }
@@ -396,7 +412,7 @@ impl<K: Connector> Replicator<K> {
             Some(id) => {
                 let tenant = TenantRef { external_id: id.clone() };
                 let held = self
-                    .call(input.platform.id, adapter.observe(&tenant, &scope(&desired, &input)))
+                    .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&desired, &input)))
                     .await
                     .map_err(ReplicationError::Platform)?;
                 held.into_iter().map(held_to_assignment).collect()
@@ -473,7 +489,7 @@ impl<K: Connector> Replicator<K> {
         }
         if let Some(id) = &input.tenant.external_id {
             let tenant = TenantRef { external_id: id.clone() };
-            if let Err(e) = self.call(platform_id, adapter.delete_tenant(&tenant)).await {
+            if let Err(e) = self.call(&input.platform, Operation::DeleteTenant, adapter.delete_tenant(&tenant)).await {
                 self.settle(input, &Progress::default(), Ending::Failed(&e)).await?;
                 return Err(Failure::Platform(Some(platform_id), e));
             }
@@ -537,9 +553,11 @@ impl<K: Connector> Replicator<K> {
         };
         let Some(id) = &input.tenant.external_id else { return Ok(Withdrawal::default()) };
         let tenant = TenantRef { external_id: id.clone() };
-        let platform_id = input.platform.id;
         let nobody = BTreeSet::new();
-        let held = match self.call(platform_id, adapter.observe(&tenant, &scope(&nobody, &input))).await {
+        let held = match self
+            .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&nobody, &input)))
+            .await
+        {
             Ok(h) => h.into_iter().map(held_to_assignment).collect(),
             Err(e) => return Ok(Withdrawal { revoked: vec![], failed: Some(e.to_string()) }),
         };
@@ -547,7 +565,10 @@ impl<K: Connector> Replicator<K> {
         let revoke = plan(&nobody, &held, &managed_roles(&input)).revoke;
         let mut out = Withdrawal::default();
         for a in revoke {
-            match self.call(platform_id, adapter.revoke(&tenant, &a.user, &a.platform_role)).await {
+            match self
+                .call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &a.user, &a.platform_role))
+                .await
+            {
                 Ok(()) => out.revoked.push((a, self.clock.now())),
                 Err(e) => {
                     out.failed = Some(format!("revoking {} {}: {e}", a.user, a.platform_role));
@@ -565,7 +586,9 @@ impl<K: Connector> Replicator<K> {
             None => Ok(Vec::new()), // never created on the platform
             Some(id) => {
                 let tenant = TenantRef { external_id: id.clone() };
-                self.call(input.platform.id, adapter.find_resources(&tenant)).await.map_err(ReplicationError::Platform)
+                self.call(&input.platform, Operation::FindResources, adapter.find_resources(&tenant))
+                    .await
+                    .map_err(ReplicationError::Platform)
             }
         }
     }
@@ -582,7 +605,6 @@ impl<K: Connector> Replicator<K> {
         progress: &mut Progress,
         abandon: &CancellationToken,
     ) -> Result<(), Halt> {
-        let platform_id = input.platform.id;
         let next_step = || if abandon.is_cancelled() { Err(Halt::Abandoned) } else { Ok(()) };
         let tenant = match &input.tenant.external_id {
             Some(id) => TenantRef { external_id: id.clone() },
@@ -593,7 +615,7 @@ impl<K: Connector> Replicator<K> {
                     description: format!("Canopy tenant {}", input.tenant.name),
                     landing_zone: input.landing_zone_settings.clone().unwrap_or_default(),
                 };
-                let t = self.call(platform_id, adapter.ensure_tenant(&spec)).await?;
+                let t = self.call(&input.platform, Operation::EnsureTenant, adapter.ensure_tenant(&spec)).await?;
                 progress.created = Some(t.external_id.clone());
                 let mut tx = self.store.write().await.map_err(store_failed)?;
                 tx.set_tenant_external_id(claim.tenant_id, &t.external_id).await.map_err(store_failed)?;
@@ -606,7 +628,7 @@ impl<K: Connector> Replicator<K> {
         let desired = self.desired(input, self.clock.now());
         next_step()?;
         let actual: BTreeSet<Assignment<String>> = self
-            .call(platform_id, adapter.observe(&tenant, &scope(&desired, input)))
+            .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&desired, input)))
             .await?
             .into_iter()
             .map(held_to_assignment)
@@ -628,7 +650,7 @@ impl<K: Connector> Replicator<K> {
         }
         for a in &todo.revoke {
             next_step()?;
-            self.call(platform_id, adapter.revoke(&tenant, &a.user, &a.platform_role)).await?;
+            self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &a.user, &a.platform_role)).await?;
             progress.revoked.push(a.clone());
         }
         next_step()?;
@@ -647,7 +669,7 @@ impl<K: Connector> Replicator<K> {
                 username: a.user.clone(),
                 email: emails.get(a.user.as_str()).map(|e| e.to_string()).unwrap_or_default(),
             };
-            self.call(platform_id, adapter.grant(&tenant, &user, &a.platform_role)).await?;
+            self.call(&input.platform, Operation::Grant, adapter.grant(&tenant, &user, &a.platform_role)).await?;
             progress.granted.push(a.clone());
         }
         Ok(())
@@ -760,8 +782,9 @@ impl<K: Connector> Replicator<K> {
     /// One scheduler step of the periodic full reconcile: mark dirty a
     /// bounded batch of the tenants not reconciled for `reconcile_every`.
     pub async fn schedule_reconcile(&self) -> Result<u64, ReplicationError> {
-        let older_than = self.clock.now() - self.config.reconcile_every;
-        Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch).await?)
+        let now = self.clock.now();
+        let older_than = now - self.config.reconcile_every;
+        Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch, now).await?)
     }
 
     /// Work dirty tenants until `stop` is cancelled: keep up to `workers`

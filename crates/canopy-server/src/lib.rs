@@ -23,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod listen;
 pub mod mapping;
+pub mod metrics;
 pub mod routes;
 
 pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The key that signs history checkpoints (SE7), kept outside the database.
     pub history_key: canopy_domain::checkpoint::HistoryKey,
+    /// The bearer token `GET /metrics` wants; `None`: the metrics are open
+    /// (they name no person, tenant or address).
+    pub metrics_token: Option<String>,
 }
 
 /// What every handler can reach.
@@ -55,6 +59,8 @@ pub struct AppState {
     pub platforms: Arc<dyn canopy_app::platforms::Platforms>,
     /// The bound on password hashing (SE1).
     pub passwords: Arc<auth::PasswordHashing>,
+    /// What `GET /metrics` reports: this application's own registry.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -64,13 +70,22 @@ impl AppState {
         config: ServerConfig,
         platforms: Arc<dyn canopy_app::platforms::Platforms>,
     ) -> Self {
+        let metrics = Arc::new(metrics::Metrics::new(Default::default(), config.metrics_token.as_deref()));
         Self {
             store,
             clock,
             config: Arc::new(config),
             platforms,
             passwords: Arc::new(auth::PasswordHashing::per_core()),
+            metrics,
         }
+    }
+
+    /// Report what `registry` holds on `GET /metrics` too (the engine's
+    /// series), beside the server's own, which are registered into it.
+    pub fn with_registry(mut self, registry: prometheus_client::registry::Registry) -> Self {
+        self.metrics = Arc::new(metrics::Metrics::new(registry, self.config.metrics_token.as_deref()));
+        self
     }
 }
 
@@ -265,8 +280,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(routes::health::ready))
+        .route("/metrics", get(metrics::scrape))
         .fallback(|| async { no_route() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .with_state(state)
 }
 

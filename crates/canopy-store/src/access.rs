@@ -195,7 +195,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "insert_binding");
-        self.mark_dirty(Reach::Project(project_id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::Project(project_id), PRIORITY_NORMAL, now).await?;
         self.binding(&id).await?.ok_or(StoreError::Conflict)
     }
 
@@ -262,7 +262,13 @@ impl Tx {
         row.as_ref().map(binding_from_row).transpose()
     }
 
-    pub async fn update_binding(&mut self, id: Uuid, role_id: Uuid, expires_at: Option<OffsetDateTime>) -> Result<()> {
+    pub async fn update_binding(
+        &mut self,
+        id: Uuid,
+        role_id: Uuid,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         // a new expiration is ended and announced again when it comes (AC7);
         // the same one keeps its marks (the right-hand sides read the old row)
         let written = sqlx::query(
@@ -277,7 +283,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "update_binding");
-        self.mark_binding_project_dirty(id).await
+        self.mark_binding_project_dirty(id, now).await
     }
 
     /// Bindings (of one workspace, or all) that expire at or before `until`,
@@ -350,7 +356,7 @@ impl Tx {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        self.mark_binding_project_dirty(id).await?;
+        self.mark_binding_project_dirty(id, now).await?;
         Ok(true)
     }
 
@@ -409,8 +415,8 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn delete_binding(&mut self, id: Uuid) -> Result<()> {
-        self.mark_binding_project_dirty(id).await?;
+    pub async fn delete_binding(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
+        self.mark_binding_project_dirty(id, now).await?;
         let written =
             sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_binding");
@@ -418,13 +424,13 @@ impl Tx {
     }
 
     /// A binding changed or ends: its project's tenants converge again.
-    async fn mark_binding_project_dirty(&mut self, binding_id: Uuid) -> Result<()> {
+    async fn mark_binding_project_dirty(&mut self, binding_id: Uuid, now: OffsetDateTime) -> Result<()> {
         let row = sqlx::query("SELECT project_id FROM bindings WHERE id = $1")
             .bind(binding_id.to_string())
             .fetch_optional(self.conn())
             .await?;
         if let Some(r) = row {
-            self.mark_dirty(Reach::Project(r.uuid("project_id")?), PRIORITY_NORMAL).await?;
+            self.mark_dirty(Reach::Project(r.uuid("project_id")?), PRIORITY_NORMAL, now).await?;
         }
         Ok(())
     }

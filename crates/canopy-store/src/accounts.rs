@@ -302,7 +302,7 @@ impl Tx {
         Ok(out)
     }
 
-    pub async fn update_user(&mut self, id: Uuid, c: &UserChanges) -> Result<()> {
+    pub async fn update_user(&mut self, id: Uuid, c: &UserChanges, now: OffsetDateTime) -> Result<()> {
         let id_s = id.to_string();
         let written = sqlx::query(
             "UPDATE users SET email = COALESCE($2, email), first_name = COALESCE($3, first_name), \
@@ -322,7 +322,7 @@ impl Tx {
             // AC10: a deactivated account leaves every tenant, before other work;
             // a reactivated one returns
             let priority = if active { PRIORITY_NORMAL } else { PRIORITY_URGENT };
-            self.mark_dirty(Reach::User(id), priority).await?;
+            self.mark_dirty(Reach::User(id), priority, now).await?;
         }
         if let Some(roles) = &c.installation_roles {
             self.replace_installation_roles(&id_s, roles).await?;
@@ -371,9 +371,9 @@ impl Tx {
         rows.iter().map(crate::workspaces::person_from_row).collect()
     }
 
-    pub async fn delete_user(&mut self, id: Uuid) -> Result<()> {
+    pub async fn delete_user(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
         // before the bindings go with the user, so the tenants they reached are known
-        self.mark_dirty(Reach::User(id), PRIORITY_URGENT).await?;
+        self.mark_dirty(Reach::User(id), PRIORITY_URGENT, now).await?;
         let written = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_user");
         Ok(())
@@ -569,8 +569,8 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn delete_group(&mut self, id: Uuid) -> Result<()> {
-        self.mark_dirty(Reach::Group(id), PRIORITY_NORMAL).await?;
+    pub async fn delete_group(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
+        self.mark_dirty(Reach::Group(id), PRIORITY_NORMAL, now).await?;
         let written =
             sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_group");
@@ -625,18 +625,18 @@ impl Tx {
             .execute(self.conn())
             .await?;
         self.changed(written.rows_affected(), "add_group_member");
-        self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL, now).await?;
         Ok(())
     }
 
-    pub async fn remove_group_member(&mut self, group_id: Uuid, user_id: Uuid) -> Result<()> {
+    pub async fn remove_group_member(&mut self, group_id: Uuid, user_id: Uuid, now: OffsetDateTime) -> Result<()> {
         let written = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group_id.to_string())
             .bind(user_id.to_string())
             .execute(self.conn())
             .await?;
         self.changed(written.rows_affected(), "remove_group_member");
-        self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL, now).await?;
         Ok(())
     }
 

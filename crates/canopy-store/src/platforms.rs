@@ -160,6 +160,7 @@ impl Tx {
         p: &PlatformRecord,
         secrets: &Map<String, Value>,
         key: &SecretKey,
+        now: OffsetDateTime,
     ) -> Result<()> {
         let id = p.id.to_string();
         let (sealed, names) = sealed_secrets(key, &id, secrets)?;
@@ -177,7 +178,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "update_platform");
-        self.mark_dirty(Reach::Platform(p.id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::Platform(p.id), PRIORITY_NORMAL, now).await?;
         Ok(())
     }
 
@@ -190,7 +191,12 @@ impl Tx {
 
     /// Replace a platform's role mapping: (project role id, platform role).
     /// Its tenants converge on the new mapping.
-    pub async fn set_role_mapping(&mut self, platform_id: Uuid, mapping: &[(Uuid, String)]) -> Result<()> {
+    pub async fn set_role_mapping(
+        &mut self,
+        platform_id: Uuid,
+        mapping: &[(Uuid, String)],
+        now: OffsetDateTime,
+    ) -> Result<()> {
         let written = sqlx::query("DELETE FROM platform_role_mappings WHERE platform_id = $1")
             .bind(platform_id.to_string())
             .execute(self.conn())
@@ -207,7 +213,7 @@ impl Tx {
             .await?;
             self.changed(written.rows_affected(), "set_role_mapping");
         }
-        self.mark_dirty(Reach::Platform(platform_id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::Platform(platform_id), PRIORITY_NORMAL, now).await?;
         Ok(())
     }
 

@@ -192,7 +192,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "insert_tenant");
-        self.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL).await?;
+        self.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL, now).await?;
         self.tenant_by_id(id).await?.ok_or(StoreError::Conflict)
     }
 
@@ -241,18 +241,24 @@ impl Tx {
     /// transaction. A mark makes the row due at once (never before the
     /// platform's Retry-After), resets its backoff, and bumps its generation
     /// so a worker busy with an older state converges again.
-    pub async fn mark_dirty(&mut self, reach: Reach, priority: i64) -> Result<u64> {
+    ///
+    /// `now` is when the tenant starts waiting: a row keeps its first mark
+    /// until it converges, so the age of the oldest waiting tenant
+    /// ([`Store::backlog`]) tells how far replication is behind.
+    pub async fn mark_dirty(&mut self, reach: Reach, priority: i64, now: OffsetDateTime) -> Result<u64> {
         let (ids, id) = reach.tenant_ids();
         // ORDER BY id: concurrent marks lock rows in one order
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO tenant_work (tenant_id, generation, priority, due_at, not_before, attempts) \
-             SELECT id, 1, $2, 0, 0, 0 FROM ({ids}) AS reached WHERE true ORDER BY id \
+            "INSERT INTO tenant_work (tenant_id, generation, priority, due_at, not_before, attempts, marked_at) \
+             SELECT id, 1, $2, 0, 0, 0, $3 FROM ({ids}) AS reached WHERE true ORDER BY id \
              ON CONFLICT (tenant_id) DO UPDATE SET generation = tenant_work.generation + 1, \
                priority = CASE WHEN tenant_work.priority > $2 THEN tenant_work.priority ELSE $2 END, \
-               due_at = tenant_work.not_before, attempts = 0"
+               due_at = tenant_work.not_before, attempts = 0, \
+               marked_at = COALESCE(tenant_work.marked_at, $3)"
         )))
         .bind(id.to_string())
         .bind(priority)
+        .bind(to_us(now))
         .execute(self.conn())
         .await?;
         Ok(done.rows_affected())
@@ -525,7 +531,7 @@ impl Store {
 
     /// Mark dirty, at most `limit` at a time, the tenants not reconciled
     /// since `older_than` (the periodic full reconcile, TN4). Answers how many.
-    pub async fn mark_for_reconcile(&self, older_than: OffsetDateTime, limit: u32) -> Result<u64> {
+    pub async fn mark_for_reconcile(&self, older_than: OffsetDateTime, limit: u32, now: OffsetDateTime) -> Result<u64> {
         let mut tx = self.write().await?;
         let rows = sqlx::query(
             "SELECT id FROM tenants WHERE (last_reconciled_at IS NULL OR last_reconciled_at < $1) \
@@ -540,7 +546,7 @@ impl Store {
         ids.sort_by_key(|id| id.to_string());
         let mut n = 0;
         for id in ids {
-            n += tx.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL).await?;
+            n += tx.mark_dirty(Reach::Tenant(id), PRIORITY_NORMAL, now).await?;
         }
         tx.commit().await?;
         Ok(n)
@@ -552,6 +558,49 @@ impl Store {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM tenant_work").fetch_one(tx.conn()).await?;
         r.int("n")
     }
+
+    /// The work waiting at `now`, for `GET /metrics`: dirty tenants not
+    /// leased and the oldest mark among them, tenants leased by a run, and
+    /// unsent mails with the oldest of them. One snapshot; each figure is a
+    /// `COUNT` or `MIN` over an index (`tenant_work_lease`,
+    /// `tenant_work_marked`, `outbox_mails_waiting`).
+    pub async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog> {
+        let mut tx = self.read().await?;
+        let r = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM tenant_work WHERE lease_until IS NULL OR lease_until <= $1) AS waiting, \
+               (SELECT MIN(marked_at) FROM tenant_work WHERE lease_until IS NULL OR lease_until <= $1) AS oldest, \
+               (SELECT COUNT(*) FROM tenant_work WHERE lease_until > $1) AS leased, \
+               (SELECT COUNT(*) FROM outbox_mails WHERE sent_at IS NULL) AS mails, \
+               (SELECT MIN(created_at) FROM outbox_mails WHERE sent_at IS NULL) AS oldest_mail",
+        )
+        .bind(to_us(now))
+        .fetch_one(tx.conn())
+        .await?;
+        Ok(Backlog {
+            tenants_waiting: r.int("waiting")?,
+            oldest_tenant_marked_at: r.int_opt("oldest")?.map(crate::from_us).transpose()?,
+            tenants_leased: r.int("leased")?,
+            mails_waiting: r.int("mails")?,
+            oldest_mail_created_at: r.int_opt("oldest_mail")?.map(crate::from_us).transpose()?,
+        })
+    }
+}
+
+/// The work waiting in the database at one instant ([`Store::backlog`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Dirty tenants no run holds (due now or backing off).
+    pub tenants_waiting: i64,
+    /// When the tenant waiting longest became dirty (none waiting, or only
+    /// rows older than the column).
+    pub oldest_tenant_marked_at: Option<OffsetDateTime>,
+    /// Tenants a replication run (of any node) holds a lease on.
+    pub tenants_leased: i64,
+    /// E-mails not sent yet.
+    pub mails_waiting: i64,
+    /// When the oldest of them was queued.
+    pub oldest_mail_created_at: Option<OffsetDateTime>,
 }
 
 /// One outcome of a replication run, written in one transaction.

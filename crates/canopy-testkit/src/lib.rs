@@ -190,11 +190,15 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         secret_key: secret_key.clone(),
         trusted_proxies: vec![],
         history_key: history_key.clone(),
+        metrics_token: None,
     };
     let replication = ReplicationConfig { node: "test-node".into(), ..ReplicationConfig::default() };
     let replicator =
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
-    let state = AppState::new(store.clone(), clock.clone(), config, replicator.clone());
+    // this app's own registry: parallel tests each read their own metrics
+    let mut registry = prometheus_client::registry::Registry::default();
+    replicator.metrics().register(&mut registry);
+    let state = AppState::new(store.clone(), clock.clone(), config, replicator.clone()).with_registry(registry);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -45,9 +45,20 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// The configuration of `canopy serve`: flags, else environment, else defaults.
+/// The configuration of `canopy serve`: flags, else environment, else the
+/// configuration file (`crate::config`), else defaults.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A configuration file (TOML) under the environment and the flags: a
+    /// key per setting, named like its flag (`session_minutes = 60`,
+    /// `trusted_proxies = ["10.0.0.1"]`). Keep it readable by Canopy's user
+    /// only when it holds secrets.
+    #[arg(long, env = "CANOPY_CONFIG", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the effective configuration as TOML (secrets as "***", each
+    /// value's source in a comment) and exit, without opening the database.
+    #[arg(long)]
+    pub print_config: bool,
     /// Address to listen on.
     #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -139,6 +150,44 @@ pub struct ServeArgs {
     /// in progress) and hand their tenants back to the other nodes at once.
     #[arg(long, env = "CANOPY_SHUTDOWN_GRACE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub shutdown_grace_seconds: u32,
+    /// The bearer token `GET /metrics` wants (prefer the environment or the
+    /// configuration file: a flag shows in `ps`). Without it the metrics are
+    /// open: they name no person, tenant or address.
+    #[arg(long, env = "CANOPY_METRICS_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub metrics_token: Option<Secret>,
+    /// Export traces over OTLP (HTTP/protobuf) to this collector, e.g.
+    /// `http://127.0.0.1:4318` (traces go to `/v1/traces` under it). Without
+    /// it nothing is exported.
+    #[arg(long, env = "CANOPY_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
+    /// What is logged (to stderr): a `tracing` filter such as `info,sqlx=warn`.
+    #[arg(long, env = "CANOPY_LOG", default_value = "info,sqlx=warn", value_parser = parse_log_filter)]
+    pub log: String,
+}
+
+/// A metrics token: 16 to 512 visible ASCII characters.
+fn parse_token(s: &str) -> Result<Secret, String> {
+    if !(16..=512).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 16 to 512 visible ASCII characters".into());
+    }
+    Ok(Secret(s.to_owned()))
+}
+
+/// An OTLP collector's base URL: `http` or `https`, at most 2,000 characters.
+fn parse_otlp_endpoint(s: &str) -> Result<String, String> {
+    if s.len() > 2000 {
+        return Err("must be at most 2000 characters".into());
+    }
+    let url = reqwest::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s).map_err(|e| format!("not a tracing filter: {e}"))?;
+    Ok(s.to_owned())
 }
 
 #[derive(Debug, Args)]
@@ -183,15 +232,9 @@ impl Clock for SystemClock {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CANOPY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
-}
-
+/// Run `canopy serve` with its effective configuration (the subscriber,
+/// `crate::telemetry`, is installed already).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
     let store = Store::connect(args.database.url.expose()).await.context("opening the database")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outcome = canopy_server::bootstrap(&store, clock.now(), args.admin_password.map(|s| s.0))
@@ -244,6 +287,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let call_wait = replication.stop_call_wait;
     let replicator =
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));
+    // this node's metrics: the engine's instruments beside the server's
+    let mut registry = prometheus_client::registry::Registry::default();
+    replicator.metrics().register(&mut registry);
     let mailer = match &args.smtp_url {
         Some(url) => Some(Mailer::new(url.expose(), &args.mail_from).context("configuring e-mail")?),
         None => {
@@ -279,9 +325,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             secret_key,
             trusted_proxies: args.trusted_proxies.clone(),
             history_key,
+            metrics_token: args.metrics_token.as_ref().map(|t| t.expose().to_owned()),
         },
         replicator,
-    );
+    )
+    .with_registry(registry);
     tracing::info!(%address, "canopy is serving");
     let limits = ListenLimits {
         header_read_timeout: Duration::from_secs(args.header_timeout_seconds.into()),

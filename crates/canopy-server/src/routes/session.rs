@@ -33,9 +33,16 @@ pub async fn create_token(
 ) -> ApiResult<Json<TokenResponse>> {
     let now = app.clock.now();
     let credentials = (body.username.as_str(), body.password);
-    let session =
+    let signed_in =
         canopy_app::session::sign_in(&app.store, &app.passwords, now, client, credentials, app.config.session_ttl)
-            .await?;
+            .await;
+    match &signed_in {
+        Err(canopy_app::Error::Unauthenticated(_)) => app.metrics.sign_in_failed(),
+        Err(canopy_app::Error::TooManyRequests { .. }) => app.metrics.sign_in_throttled(false),
+        Err(canopy_app::Error::Unavailable { .. }) => app.metrics.sign_in_throttled(true),
+        _ => {}
+    }
+    let session = signed_in?;
     Ok(Json(TokenResponse { token: session.token, token_type: "Bearer".into(), expires_at: session.expires_at }))
 }
 

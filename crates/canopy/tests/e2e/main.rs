@@ -19,6 +19,7 @@ mod interface;
 mod lifecycle;
 mod mail;
 mod nodes;
+mod observability;
 mod openapi;
 mod paging;
 mod plans;

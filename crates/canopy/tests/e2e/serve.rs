@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_canopy");
 
-fn canopy() -> Command {
+pub(crate) fn canopy() -> Command {
     let mut c = Command::new(BIN);
     for var in [
         "CANOPY_LISTEN",
@@ -22,6 +22,9 @@ fn canopy() -> Command {
         "CANOPY_HISTORY_KEY_FILE",
         "CANOPY_CHECKPOINT_FILE",
         "CANOPY_CHECKPOINT_WEBHOOK",
+        "CANOPY_CONFIG",
+        "CANOPY_METRICS_TOKEN",
+        "CANOPY_OTLP_ENDPOINT",
     ] {
         c.env_remove(var);
     }
@@ -35,7 +38,7 @@ fn canopy() -> Command {
 
 /// Start `canopy serve` and read its stderr until it serves; returns the
 /// process, its address and everything it printed before.
-async fn start(mut cmd: Command) -> (Child, String, String) {
+pub(crate) async fn start(mut cmd: Command) -> (Child, String, String) {
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut printed = String::new();

@@ -178,6 +178,8 @@ pub fn new_history_key() -> HistoryKey {
 /// Start the application on a fresh database of `backend`. `None` means the
 /// test is skipped (PostgreSQL not available outside CI).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    // before the server's first connection (see `plans::install`)
+    plans::install();
     let (db_url, dir) = fresh_database(backend).await?;
     let store = Store::connect(&db_url).await.unwrap();
     let clock = Arc::new(ManualClock::new(START));

@@ -1,8 +1,8 @@
 //! Query plans of the statements a test makes the server run (issue 13:
 //! "the query plans for the hot paths are checked on both backends").
 //!
-//! [`Statements`] records the SQL text of every statement sqlx runs in this
-//! process (sqlx reports each as a `sqlx::query` event); [`query_plan`]
+//! [`Statements`] records the SQL text of every statement sqlx runs for one
+//! server (sqlx reports each as a `sqlx::query` event); [`query_plan`]
 //! asks the database how it would run one. The plans are read without the
 //! values the server bound: on SQLite `EXPLAIN QUERY PLAN` (its planner has
 //! no statistics here, so values never change a plan); on PostgreSQL the
@@ -14,65 +14,124 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use sqlx::{Connection, Row};
 use tracing::field::{Field, Visit};
+use tracing::span;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter};
 
-/// Every statement sqlx ran in this process since [`Statements::start`].
-#[derive(Clone, Default)]
-pub struct Statements(Arc<Mutex<Option<Vec<String>>>>);
+/// Every statement sqlx runs for requests to one server, told apart by
+/// the listener address its connection's span names (tests run in
+/// parallel in one process; SQLite runs statements on threads of its own,
+/// which enter the span of the request that sent them).
+#[derive(Clone)]
+pub struct Statements {
+    listener: String,
+}
 
-static RECORDER: OnceLock<Statements> = OnceLock::new();
+/// The statements recorded in this process, by listener address: only for
+/// the listeners a test asked for ([`Statements::of_server`]).
+#[derive(Default)]
+pub struct Recorded {
+    watched: std::collections::BTreeSet<String>,
+    statements: Vec<(String, String)>,
+}
 
-struct Recorder(Statements);
+type Seen = Mutex<Recorded>;
 
-struct StatementField(Option<String>);
+static SEEN: OnceLock<Arc<Seen>> = OnceLock::new();
 
-impl Visit for StatementField {
+struct Recorder(Arc<Seen>);
+
+/// The listener address a connection span names.
+struct Listener(String);
+
+#[derive(Default)]
+struct Fields {
+    statement: Option<String>,
+    listener: Option<String>,
+}
+
+impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "db.statement" {
-            self.0 = Some(value.to_owned());
-        }
+        self.record_debug(field, &value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "db.statement" {
-            self.0 = Some(format!("{value:?}"));
+        match field.name() {
+            "db.statement" => self.statement = Some(format!("{value:?}")),
+            "listener" => self.listener = Some(format!("{value:?}")),
+            _ => {}
         }
     }
 }
 
-impl<S: tracing::Subscriber> Layer<S> for Recorder {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut field = StatementField(None);
-        event.record(&mut field);
-        if let (Some(sql), Ok(mut seen)) = (field.0, (self.0).0.lock())
-            && let Some(seen) = seen.as_mut()
-        {
-            seen.push(sql.trim().to_owned());
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let (Some(listener), Some(span)) = (fields.listener, ctx.span(id)) {
+            span.extensions_mut().insert(Listener(listener));
         }
     }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let Some(sql) = fields.statement else { return };
+        let listener = ctx
+            .event_scope(event)
+            .and_then(|scope| scope.into_iter().find_map(|s| s.extensions().get::<Listener>().map(|l| l.0.clone())));
+        if let (Some(listener), Ok(mut seen)) = (listener, self.0.lock())
+            && seen.watched.contains(&listener)
+        {
+            // the recorded text is the Debug form of a string: undo its quoting
+            let sql = serde_json::from_str::<String>(&sql).unwrap_or(sql);
+            seen.statements.push((listener, sql.trim().to_owned()));
+        }
+    }
+}
+
+/// Install the process-wide recorder as the global subscriber, before any
+/// server starts ([`crate::spawn_app`] does): tracing decides once, at a
+/// span's first use, whether anyone listens to it, so a recorder installed
+/// after a server accepted its first connection would never see that
+/// server's connection spans.
+pub fn install() -> &'static Arc<Seen> {
+    SEEN.get_or_init(|| {
+        let seen = Arc::new(Seen::default());
+        let layer = Recorder(seen.clone()).with_filter(
+            filter::Targets::new()
+                .with_target("sqlx::query", tracing::Level::TRACE)
+                .with_target("canopy_server::listen", tracing::Level::TRACE),
+        );
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+        seen
+    })
 }
 
 impl Statements {
-    /// The process's recorder (installed as the global subscriber on first
-    /// use), recording from now on; what it held before is dropped.
-    pub fn start() -> Statements {
-        let recorder = RECORDER.get_or_init(|| {
-            let s = Statements::default();
-            let layer = Recorder(s.clone())
-                .with_filter(filter::Targets::new().with_target("sqlx::query", tracing::Level::TRACE));
-            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
-            s
-        });
-        if let Ok(mut seen) = recorder.0.lock() {
-            *seen = Some(Vec::new());
+    /// Record from now on the statements run for requests to the server
+    /// listening on `listener` (the process-wide recorder is installed as
+    /// the global subscriber on first use).
+    pub fn of_server(listener: std::net::SocketAddr) -> Statements {
+        let listener = listener.to_string();
+        if let Ok(mut seen) = install().lock() {
+            seen.watched.insert(listener.clone());
+            seen.statements.retain(|(l, _)| *l != listener);
         }
-        recorder.clone()
+        Statements { listener }
     }
 
-    /// The distinct statements recorded since [`Statements::start`] that
-    /// read (`SELECT`, `WITH`), in the order first seen.
+    /// The distinct statements recorded that read (`SELECT`, `WITH`), in
+    /// the order first seen.
     pub fn reads(&self) -> Vec<String> {
-        let seen = self.0.lock().unwrap().clone().unwrap_or_default();
+        let seen: Vec<String> = install()
+            .lock()
+            .unwrap()
+            .statements
+            .iter()
+            .filter(|(l, _)| *l == self.listener)
+            .map(|(_, s)| s.clone())
+            .collect();
         let mut out: Vec<String> = Vec::new();
         for sql in seen {
             let head = sql.trim_start().to_ascii_uppercase();

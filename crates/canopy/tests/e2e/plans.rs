@@ -48,7 +48,7 @@ async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
     let key = key.body["token"].take();
     let key = key.as_str().unwrap_or_default().to_owned();
 
-    let statements = Statements::start();
+    let statements = Statements::of_server(app.addr);
     let page = app.get(&format!("{ws}/projects/web/bindings?limit=1"), &ann).await.expect(200);
     if let Some(cursor) = page.body["next_cursor"].as_str() {
         app.get(&format!("{ws}/projects/web/bindings?limit=1&cursor={cursor}"), &ann).await.expect(200);

@@ -411,6 +411,9 @@ impl Tx {
     /// project's tenant work, as the expiry job does; history chains come
     /// last, at commit).
     pub async fn lock_binding(&mut self, id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
         sqlx::query("UPDATE bindings SET id = id WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
     }

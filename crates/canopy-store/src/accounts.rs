@@ -332,6 +332,9 @@ impl Tx {
 
     /// Lock a user's row until the transaction ends.
     pub async fn lock_user(&mut self, id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
         sqlx::query("UPDATE users SET active = active WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
     }
@@ -340,6 +343,9 @@ impl Tx {
     /// checks over the set of admins (such as "keeps an active admin") are
     /// not raced.
     pub async fn lock_admins(&mut self) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE users SET active = active \
              WHERE id IN (SELECT user_id FROM user_installation_roles WHERE role = 'admin')",

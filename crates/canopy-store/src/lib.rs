@@ -227,7 +227,7 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx { inner, _guard: guard, events: Vec::new(), changed: Vec::new() })
+        Ok(Tx { inner, _guard: guard, events: Vec::new(), changed: Vec::new(), settings: None })
     }
 
     /// Begin a transaction that only reads, over one consistent snapshot
@@ -238,7 +238,7 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
         }
-        Ok(Tx { inner, _guard: None, events: Vec::new(), changed: Vec::new() })
+        Ok(Tx { inner, _guard: None, events: Vec::new(), changed: Vec::new(), settings: None })
     }
 
     /// Become the node that runs the scheduler: on PostgreSQL, a session
@@ -300,6 +300,8 @@ pub struct Tx {
     /// records. Operational state (sessions, sign-in counters, mails, tenant
     /// work, replication bookkeeping) is not recorded state.
     changed: Vec<&'static str>,
+    /// The installation's settings, once read in this transaction.
+    settings: Option<InstallationSettings>,
 }
 
 impl Tx {
@@ -328,6 +330,13 @@ impl Tx {
         if rows > 0 && !self.changed.contains(&what) {
             self.changed.push(what);
         }
+    }
+
+    /// Whether this transaction is SQLite's one writer: it holds the whole
+    /// database, so row locks taken to order concurrent writers (the
+    /// `lock_*` methods, for PostgreSQL) would be statements for nothing.
+    fn only_writer(&self) -> bool {
+        self._guard.is_some()
     }
 
     fn conn(&mut self) -> &mut sqlx::AnyConnection {

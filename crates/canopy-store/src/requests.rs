@@ -299,6 +299,9 @@ impl Tx {
     /// Lock a request until the transaction ends, so that decisions on it
     /// are taken one at a time (FE4). Read it again after locking.
     pub async fn lock_role_request(&mut self, id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
         sqlx::query("UPDATE role_requests SET state = state WHERE id = $1")
             .bind(id.to_string())
             .execute(self.conn())

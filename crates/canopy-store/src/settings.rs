@@ -27,7 +27,11 @@ fn four_eye(enabled: i64, approvals: i64) -> Result<FourEye> {
 }
 
 impl Tx {
+    /// The installation's settings: read once per transaction.
     pub async fn settings(&mut self) -> Result<InstallationSettings> {
+        if let Some(s) = &self.settings {
+            return Ok(s.clone());
+        }
         let r = sqlx::query(
             "SELECT four_eye_enabled, four_eye_approvals, max_binding_days, payment_substitutes \
              FROM installation_settings WHERE id = 1",
@@ -35,19 +39,26 @@ impl Tx {
         .fetch_one(self.conn())
         .await?;
         let max = r.int_opt("max_binding_days")?;
-        Ok(InstallationSettings {
+        let settings = InstallationSettings {
             four_eye: four_eye(r.int("four_eye_enabled")?, r.int("four_eye_approvals")?)?,
             max_binding_days: max
                 .map(|d| u32::try_from(d).map_err(|_| StoreError::Corrupt(format!("max_binding_days {d}"))))
                 .transpose()?,
             payment_substitutes: r.flag("payment_substitutes")?,
-        })
+        };
+        self.settings = Some(settings.clone());
+        Ok(settings)
     }
 
     /// Lock the settings until the transaction ends; read them after, so
     /// that concurrent changes of different fields queue rather than one
     /// writing back what it read before the other.
     pub async fn lock_settings(&mut self) -> Result<()> {
+        // what was read before the lock may be stale by now (PostgreSQL)
+        self.settings = None;
+        if self.only_writer() {
+            return Ok(());
+        }
         sqlx::query("UPDATE installation_settings SET id = id WHERE id = 1").execute(self.conn()).await?;
         Ok(())
     }
@@ -65,6 +76,7 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "set_settings");
+        self.settings = Some(*s);
         Ok(())
     }
 

@@ -517,6 +517,9 @@ impl Tx {
     /// Lock a workspace's row until the transaction ends, so that checks
     /// over its members (such as "keeps an owner") are not raced.
     pub async fn lock_workspace(&mut self, workspace_id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
         sqlx::query("UPDATE workspaces SET identifier = identifier WHERE id = $1")
             .bind(workspace_id.to_string())
             .execute(self.conn())

@@ -30,7 +30,7 @@ impl Tx {
     /// The installation's settings: read once per transaction.
     pub async fn settings(&mut self) -> Result<InstallationSettings> {
         if let Some(s) = &self.settings {
-            return Ok(s.clone());
+            return Ok(*s);
         }
         let r = sqlx::query(
             "SELECT four_eye_enabled, four_eye_approvals, max_binding_days, payment_substitutes \
@@ -46,7 +46,7 @@ impl Tx {
                 .transpose()?,
             payment_substitutes: r.flag("payment_substitutes")?,
         };
-        self.settings = Some(settings.clone());
+        self.settings = Some(settings);
         Ok(settings)
     }
 

@@ -171,16 +171,16 @@ impl Tally {
 
 /// Resident memory of a process from `/proc/PID/status`, in KiB.
 #[derive(Debug, Clone, Copy)]
-struct Memory {
+pub(crate) struct Memory {
     /// `VmRSS`: resident now.
-    rss: u64,
+    pub(crate) rss: u64,
     /// `VmHWM`: the highest resident so far.
-    hwm: u64,
+    pub(crate) hwm: u64,
     /// `Threads`: not memory, but each thread may hold a malloc arena.
     threads: u64,
 }
 
-fn memory(pid: u32) -> Option<Memory> {
+pub(crate) fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -190,7 +190,7 @@ fn memory(pid: u32) -> Option<Memory> {
 }
 
 /// CPU time of a process so far (user + system), from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();

@@ -22,6 +22,7 @@ pub mod mailer;
 pub mod payments;
 pub mod port;
 pub mod replication;
+mod turns;
 
 /// Sleep for `d` unless `stop` is cancelled first; `false` when it was.
 async fn sleep_unless_stopped(stop: &CancellationToken, d: Duration) -> bool {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
 mod access;
@@ -110,6 +110,9 @@ pub struct Store {
     backend: Backend,
     /// Serialises write transactions on SQLite (its single writer).
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Told when a transaction of this process that marked urgent work
+    /// commits ([`Store::urgent_marked`]).
+    urgent: Arc<Notify>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -186,7 +189,12 @@ impl Store {
         }
         let pool = opts.connect(&url).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) })
+        Ok(Store {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            urgent: Arc::new(Notify::new()),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -207,7 +215,14 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx { inner, _guard: guard, events: Vec::new(), changed: Vec::new() })
+        Ok(Tx {
+            inner,
+            _guard: guard,
+            events: Vec::new(),
+            changed: Vec::new(),
+            urgent_marked: false,
+            urgent: self.urgent.clone(),
+        })
     }
 
     /// Begin a transaction that only reads, over one consistent snapshot
@@ -218,7 +233,14 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
         }
-        Ok(Tx { inner, _guard: None, events: Vec::new(), changed: Vec::new() })
+        Ok(Tx {
+            inner,
+            _guard: None,
+            events: Vec::new(),
+            changed: Vec::new(),
+            urgent_marked: false,
+            urgent: self.urgent.clone(),
+        })
     }
 
     /// Become the node that runs the scheduler: on PostgreSQL, a session
@@ -239,6 +261,14 @@ impl Store {
             return Ok(Some(SchedulerLock { conn: Some(conn.detach()) }));
         }
         Ok(None)
+    }
+
+    /// Resolves once a transaction of this process that marked urgent work
+    /// (`PRIORITY_URGENT`) has committed since the last call answered, so
+    /// that this node's replication takes it up at once; other nodes' marks
+    /// are found by polling. Meant for one waiter (the replication loop).
+    pub async fn urgent_marked(&self) {
+        self.urgent.notified().await;
     }
 
     pub async fn close(&self) {
@@ -280,6 +310,9 @@ pub struct Tx {
     /// records. Operational state (sessions, sign-in counters, mails, tenant
     /// work, replication bookkeeping) is not recorded state.
     changed: Vec<&'static str>,
+    /// This transaction marked urgent work; the store's waiter is told at commit.
+    urgent_marked: bool,
+    urgent: Arc<Notify>,
 }
 
 impl Tx {
@@ -298,7 +331,11 @@ impl Tx {
             return Err(StoreError::Unrecorded(changed));
         }
         self.append_recorded().await?;
+        let (marked, urgent) = (self.urgent_marked, self.urgent.clone());
         self.inner.commit().await?;
+        if marked {
+            urgent.notify_one();
+        }
         Ok(())
     }
 

@@ -137,6 +137,25 @@ pub struct Claim {
     pub generation: i64,
     /// Failed attempts since the last success or change.
     pub attempts: i64,
+    /// The row's priority when it was claimed ([`PRIORITY_URGENT`] for an
+    /// emergency's work).
+    pub priority: i64,
+}
+
+impl Claim {
+    /// Whether the work was urgent when claimed.
+    pub fn is_urgent(&self) -> bool {
+        self.priority >= PRIORITY_URGENT
+    }
+}
+
+/// Urgent work as one node sees it ([`Store::urgent_work`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrgentWork {
+    /// Urgent tenants due and leased by nobody (counted up to the limit asked).
+    pub waiting: u64,
+    /// Of the leases asked about, the tenants that are urgent now.
+    pub turned: Vec<Uuid>,
 }
 
 /// A platform account as replication grants it.
@@ -255,6 +274,9 @@ impl Tx {
         .bind(priority)
         .execute(self.conn())
         .await?;
+        if priority >= PRIORITY_URGENT && done.rows_affected() > 0 {
+            self.urgent_marked = true;
+        }
         Ok(done.rows_affected())
     }
 
@@ -328,6 +350,30 @@ impl Store {
         lease_until: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Claim>> {
+        self.claim(node, now, lease_until, limit, i64::MIN).await
+    }
+
+    /// Like [`Store::claim_tenants`], only urgent tenants
+    /// ([`PRIORITY_URGENT`]): what a node takes in place of ordinary runs it
+    /// asks to yield.
+    pub async fn claim_urgent_tenants(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        self.claim(node, now, lease_until, limit, PRIORITY_URGENT).await
+    }
+
+    async fn claim(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+        min_priority: i64,
+    ) -> Result<Vec<Claim>> {
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -338,7 +384,8 @@ impl Store {
         // subquery more than once and lease more rows than asked for
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH picked AS ( \
-               SELECT tenant_id FROM tenant_work WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+               SELECT tenant_id FROM tenant_work WHERE priority >= $5 AND due_at <= $2 \
+                 AND (lease_until IS NULL OR lease_until <= $2) \
                ORDER BY priority DESC, due_at, tenant_id LIMIT $4 {lock}) \
              UPDATE tenant_work SET leased_by = $1, lease_until = $3 FROM picked \
              WHERE tenant_work.tenant_id = picked.tenant_id \
@@ -348,25 +395,63 @@ impl Store {
         .bind(to_us(now))
         .bind(to_us(lease_until))
         .bind(i64::from(limit))
+        .bind(min_priority)
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        let mut claims: Vec<(i64, Claim)> = rows
+        let mut claims: Vec<Claim> = rows
             .iter()
             .map(|r| {
-                Ok((
-                    r.int("priority")?,
-                    Claim {
-                        tenant_id: r.uuid("tenant_id")?,
-                        token: token.clone(),
-                        generation: r.int("generation")?,
-                        attempts: r.int("attempts")?,
-                    },
-                ))
+                Ok(Claim {
+                    tenant_id: r.uuid("tenant_id")?,
+                    token: token.clone(),
+                    generation: r.int("generation")?,
+                    attempts: r.int("attempts")?,
+                    priority: r.int("priority")?,
+                })
             })
             .collect::<Result<_>>()?;
-        claims.sort_by_key(|(priority, c)| (std::cmp::Reverse(*priority), c.tenant_id));
-        Ok(claims.into_iter().map(|(_, c)| c).collect())
+        claims.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.tenant_id));
+        Ok(claims)
+    }
+
+    /// What a node that works on `leases` (tenant, claim token) needs to
+    /// know to put urgent work first, in one snapshot: how many urgent
+    /// tenants are due and leased by nobody (counted up to `limit`), and
+    /// which of its leased tenants became urgent since it claimed them.
+    /// Both are read through indexes (`tenant_work_due`, the primary key),
+    /// whatever the size of the backlog.
+    pub async fn urgent_work(&self, now: OffsetDateTime, leases: &[(Uuid, String)], limit: u32) -> Result<UrgentWork> {
+        let mut tx = self.read().await?;
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT tenant_id FROM tenant_work WHERE priority >= $1 AND due_at <= $2 \
+               AND (lease_until IS NULL OR lease_until <= $2) LIMIT $3) AS waiting",
+        )
+        .bind(PRIORITY_URGENT)
+        .bind(to_us(now))
+        .bind(i64::from(limit))
+        .fetch_one(tx.conn())
+        .await?;
+        let waiting = u64::try_from(r.int("n")?).unwrap_or(0);
+        let mut turned = Vec::new();
+        for chunk in leases.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT tenant_id, leased_by FROM tenant_work WHERE priority >= $1 AND tenant_id IN ({})",
+                placeholders.join(", ")
+            )))
+            .bind(PRIORITY_URGENT);
+            for (tenant, _) in chunk {
+                q = q.bind(tenant.to_string());
+            }
+            for r in q.fetch_all(tx.conn()).await? {
+                let (tenant, by) = (r.uuid("tenant_id")?, r.text_opt("leased_by")?);
+                if chunk.iter().any(|(t, token)| *t == tenant && by.as_deref() == Some(token.as_str())) {
+                    turned.push(tenant);
+                }
+            }
+        }
+        Ok(UrgentWork { waiting, turned })
     }
 
     /// Lease one tenant for work done outside a replication run (revoking
@@ -388,7 +473,7 @@ impl Store {
              VALUES ($1, 0, 0, $3, $2, $3) \
              ON CONFLICT (tenant_id) DO UPDATE SET leased_by = $2, lease_until = $3 \
                WHERE tenant_work.lease_until IS NULL OR tenant_work.lease_until <= $4 \
-             RETURNING generation, attempts",
+             RETURNING generation, attempts, priority",
         )
         .bind(tenant_id.to_string())
         .bind(&token)
@@ -397,8 +482,16 @@ impl Store {
         .fetch_optional(tx.conn())
         .await?;
         tx.commit().await?;
-        row.map(|r| Ok(Claim { tenant_id, token, generation: r.int("generation")?, attempts: r.int("attempts")? }))
-            .transpose()
+        row.map(|r| {
+            Ok(Claim {
+                tenant_id,
+                token,
+                generation: r.int("generation")?,
+                attempts: r.int("attempts")?,
+                priority: r.int("priority")?,
+            })
+        })
+        .transpose()
     }
 
     /// Give back a lease taken with [`Store::hold_tenant`].
@@ -452,27 +545,11 @@ impl Store {
 
     /// The work on a tenant succeeded: drop the row unless a newer change
     /// marked it meanwhile (then release it, due at once). Answers whether
-    /// the row is done.
+    /// the row is done. A replication run does this in the transaction that
+    /// records its outcome ([`Tx::finish_tenant_work`]).
     pub async fn finish_tenant_work(&self, claim: &Claim) -> Result<bool> {
-        let node = &claim.token;
         let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
-            .bind(claim.tenant_id.to_string())
-            .bind(claim.generation)
-            .bind(node)
-            .execute(tx.conn())
-            .await?
-            .rows_affected()
-            > 0;
-        if !done {
-            sqlx::query(
-                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
-            )
-            .bind(claim.tenant_id.to_string())
-            .bind(node)
-            .execute(tx.conn())
-            .await?;
-        }
+        let done = tx.finish_tenant_work(claim).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -566,6 +643,31 @@ pub enum Outcome<'a> {
 }
 
 impl Tx {
+    /// [`Store::finish_tenant_work`] in this transaction, so that a run's
+    /// outcome and the end of its work commit together, at the cost of one
+    /// commit.
+    pub async fn finish_tenant_work(&mut self, claim: &Claim) -> Result<bool> {
+        let node = &claim.token;
+        let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
+            .bind(claim.tenant_id.to_string())
+            .bind(claim.generation)
+            .bind(node)
+            .execute(self.conn())
+            .await?
+            .rows_affected()
+            > 0;
+        if !done {
+            sqlx::query(
+                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+            )
+            .bind(claim.tenant_id.to_string())
+            .bind(node)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(done)
+    }
+
     /// Record that Canopy is about to grant an assignment (pending), so a
     /// crash before the platform confirms is never mistaken for drift.
     pub async fn record_grant_intent(&mut self, tenant_id: Uuid, a: &Assignment<String>) -> Result<()> {

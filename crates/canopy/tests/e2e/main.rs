@@ -26,4 +26,5 @@ mod serve;
 mod shutdown;
 mod tenants;
 mod tidy;
+mod urgent;
 mod workspaces;

@@ -1,0 +1,12 @@
+-- What a node reads at start and on its schedules costs what is due, not
+-- the size of the installation (issue 13, B6).
+--
+-- The payment job reads the projects whose method expired and that name a
+-- substitute, from the expired methods down; the forecast reads a
+-- workspace's projects whose method runs out, from its methods down.
+CREATE INDEX payment_methods_expiry ON payment_methods (expires_on);
+CREATE INDEX projects_payment ON projects (payment_method_id, substitute_payment_method_id);
+
+-- Start-up finds the chains whose creation the installation chain records
+-- through these events alone, not through every installation event.
+CREATE INDEX history_events_chain_created ON history_events (chain) WHERE kind = 'history_chain_created';

@@ -174,7 +174,8 @@ mod tests {
         let (a, b) = (token(), token());
         let first = turns.take(false, &a).await;
         let _second = turns.take(false, &b).await;
-        let mut third = Box::pin(turns.take(false, &token()));
+        let c = token();
+        let mut third = Box::pin(turns.take(false, &c));
         assert!((&mut third).now_or_never().is_none(), "a third run waits");
         drop(first);
         assert!(third.now_or_never().is_some(), "and gets the turn given back");
@@ -219,9 +220,10 @@ mod tests {
     async fn tn4_a_run_that_stops_waiting_leaves_the_turn_to_the_next() {
         let turns = Turns::new(1);
         let first = turns.take(false, &token()).await;
-        let mut gone = Box::pin(turns.take(true, &token()));
+        let (g, n) = (token(), token());
+        let mut gone = Box::pin(turns.take(true, &g));
         assert!((&mut gone).now_or_never().is_none());
-        let mut next = Box::pin(turns.take(false, &token()));
+        let mut next = Box::pin(turns.take(false, &n));
         assert!((&mut next).now_or_never().is_none());
         drop(gone);
         drop(first);

@@ -200,6 +200,13 @@ struct Sim {
 }
 
 impl Sim {
+    /// The tenant holds these accounts in this role (a set-up written as replicated).
+    fn hold(&self, tenant: &str, accounts: &[String], role: &str) {
+        let mut h = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let pairs: Vec<(u32, u32)> = accounts.iter().map(|a| h.pair(a, role)).collect();
+        h.tenants.entry(tenant.to_owned()).or_default().extend(pairs);
+    }
+
     /// When the revoke calls for `account` (any, when `None`) were made.
     fn revoked(&self, account: Option<&str>) -> Vec<Instant> {
         let revokes = self.revokes.lock().unwrap_or_else(|e| e.into_inner());

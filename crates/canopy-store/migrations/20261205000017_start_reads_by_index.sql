@@ -10,3 +10,9 @@ CREATE INDEX projects_payment ON projects (payment_method_id, substitute_payment
 -- Start-up finds the chains whose creation the installation chain records
 -- through these events alone, not through every installation event.
 CREATE INDEX history_events_chain_created ON history_events (chain) WHERE kind = 'history_chain_created';
+
+-- The periodic reconcile takes the tenants reconciled longest ago (never:
+-- first) in this order and stops at its batch, instead of sorting every
+-- tenant due.
+CREATE INDEX tenants_reconcile_due ON tenants ((COALESCE(last_reconciled_at, 0)), id);
+DROP INDEX tenants_reconciled;

@@ -604,9 +604,12 @@ impl Store {
     /// since `older_than` (the periodic full reconcile, TN4). Answers how many.
     pub async fn mark_for_reconcile(&self, older_than: OffsetDateTime, limit: u32) -> Result<u64> {
         let mut tx = self.write().await?;
+        // walks `tenants_reconcile_due` in order and stops at the limit: no sort of
+        // every due tenant, whatever their number (B6)
         let rows = sqlx::query(
-            "SELECT id FROM tenants WHERE (last_reconciled_at IS NULL OR last_reconciled_at < $1) \
-             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT $2",
+            "SELECT id FROM tenants WHERE COALESCE(last_reconciled_at, 0) < $1 \
+               AND NOT EXISTS (SELECT 1 FROM tenant_work w WHERE w.tenant_id = tenants.id) \
+             ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT $2",
         )
         .bind(to_us(older_than))
         .bind(i64::from(limit))
@@ -621,6 +624,13 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// How many tenants there are.
+    pub async fn tenant_count(&self) -> Result<u64> {
+        let mut tx = self.read().await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM tenants").fetch_one(tx.conn()).await?;
+        Ok(u64::try_from(r.int("n")?).unwrap_or(0))
     }
 
     /// How many dirty tenants wait or are being worked on.

@@ -571,6 +571,7 @@ async fn main() -> anyhow::Result<()> {
             let task = tokio::spawn(rep.clone().run(CancellationToken::new()));
             tokio::time::sleep(StdDuration::from_secs(3)).await; // the backlog is running
             let backlog = store.tenant_backlog().await?;
+            let (calls0, cpu0) = (sim.calls.load(Ordering::Relaxed), cpu_time());
             let start = Instant::now();
             let mut tx = store.write().await?;
             tx.update_user(victim, &UserChanges { active: Some(false), ..UserChanges::default() }).await?;
@@ -578,8 +579,21 @@ async fn main() -> anyhow::Result<()> {
             tx.record(None, OffsetDateTime::now_utc(), &bench(), deactivated.into())?;
             tx.commit().await?;
             let made = revokes_made(&sim, Some("victim"), their_tenants).await;
+            let (calls, cpu) = (sim.calls.load(Ordering::Relaxed) - calls0, cpu0.zip(cpu_time()));
             task.abort();
             let (first, last) = first_last(start, &made);
+            let by = |s: f64| made.iter().filter(|t| t.saturating_duration_since(start).as_secs_f64() <= s).count();
+            println!(
+                "B2: revoke calls made by 0.5 s: {}, 1 s: {}, 1.5 s: {}, 2 s: {}; platform calls for other tenants meanwhile: {}",
+                by(0.5),
+                by(1.0),
+                by(1.5),
+                by(2.0),
+                calls.saturating_sub(2 * their_tenants as u64)
+            );
+            if let Some((a, b)) = cpu {
+                println!("B2: CPU time of the engine and SQLite meanwhile: {:.2} s", (b - a).as_secs_f64());
+            }
             let concurrency = args.workers.min(platforms * args.per_platform);
             let calls = 2 * their_tenants as u64; // observe and revoke per tenant
             let limit = latency.mul_f64(calls as f64 / concurrency as f64).as_secs_f64();

@@ -60,6 +60,12 @@ use crate::turns::Turns;
 /// The name replication's history events carry as their initiator.
 pub const JOB: &str = "replication";
 
+/// While runs are in flight, a node claims at most once in this time,
+/// taking every slot freed meanwhile at once: on SQLite each claim is a
+/// commit on the single writer, and runs that end one by one would
+/// otherwise each cost one (B2). A slot waits at most this long.
+const CLAIM_COOLDOWN: StdDuration = StdDuration::from_millis(5);
+
 /// How often the node that runs the scheduler marks tenants for the
 /// periodic reconcile.
 pub const SCHEDULER_TICK: StdDuration = StdDuration::from_secs(10);
@@ -866,6 +872,7 @@ impl<K: Connector> Replicator<K> {
         let mut runs = Runs::default();
         let mut last_schedule = None::<std::time::Instant>;
         let mut last_urgent_look = std::time::Instant::now();
+        let mut last_claim = None::<tokio::time::Instant>;
         let mut urgent_marked = false;
         let mut leadership = None;
         while !stop.is_cancelled() {
@@ -892,7 +899,11 @@ impl<K: Connector> Replicator<K> {
             }
             let free = self.config.workers.saturating_sub(runs.len());
             let mut claimed = 0;
-            if free > 0 && !stop.is_cancelled() {
+            // while runs are in flight, claims are gathered (one per CLAIM_COOLDOWN):
+            // on SQLite every claim is a commit on the single writer
+            let cooling = !runs.is_empty() && last_claim.is_some_and(|t| t.elapsed() < CLAIM_COOLDOWN);
+            if free > 0 && !cooling && !stop.is_cancelled() {
+                last_claim = Some(tokio::time::Instant::now());
                 let now = self.clock.now();
                 match self.store.claim_tenants(&self.config.node, now, now + self.config.lease, free as u32).await {
                     Ok(claims) => {
@@ -913,10 +924,12 @@ impl<K: Connector> Replicator<K> {
             if claimed == 0 || runs.len() >= self.config.workers {
                 // wait for a slot, or poll again, or urgent work, or the stop
                 let ordinary = runs.has_ordinary();
+                let cooled = last_claim.map(|t| t + CLAIM_COOLDOWN).unwrap_or_else(tokio::time::Instant::now);
                 tokio::select! {
                     () = stop.cancelled() => {}
                     Some(done) = runs.set.join_next_with_id(), if !runs.is_empty() => runs.joined(done),
                     () = tokio::time::sleep(self.config.poll), if claimed == 0 || ordinary => {}
+                    () = tokio::time::sleep_until(cooled), if cooling && free > 0 => {}
                     () = self.store.urgent_marked() => urgent_marked = true,
                 }
             }

@@ -48,7 +48,7 @@ use time::OffsetDateTime;
 use time::macros::date;
 use tokio::process::Child;
 
-use crate::signin::{ADMIN_PASSWORD, cpu_time as server_cpu, memory, start_server};
+use crate::signin::{ADMIN_PASSWORD, cpu_time as server_cpu, memory, start_server_timed};
 use crate::{Sim, SimConnector, bench, drain, report};
 
 /// What `canopy-bench b6` was asked for.
@@ -289,13 +289,15 @@ struct Server {
     child: Child,
     pid: u32,
     base: String,
+    /// What it logged until it served, with when (from the spawn).
+    log: Vec<(Duration, String)>,
 }
 
 /// Start the server and wait for `/readyz`: the time to its first log line
 /// naming its address, and to the first 200.
 async fn start(bin: &Path, dir: &Path, database: &str, client: &reqwest::Client) -> anyhow::Result<(Server, f64, f64)> {
     let started = Instant::now();
-    let (child, addr) = start_server(bin, dir, database).await?;
+    let (child, addr, log) = start_server_timed(bin, dir, database).await?;
     let listening = started.elapsed().as_secs_f64();
     let pid = child.id().context("canopy serve has no process id (did it exit?)")?;
     let base = format!("http://{addr}");
@@ -311,7 +313,7 @@ async fn start(bin: &Path, dir: &Path, database: &str, client: &reqwest::Client)
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let ready = started.elapsed().as_secs_f64();
-    Ok((Server { child, pid, base }, listening, ready))
+    Ok((Server { child, pid, base, log }, listening, ready))
 }
 
 /// The admin's session token.
@@ -398,6 +400,11 @@ async fn measure_server(
         "B6 {bindings} bindings: canopy serve listening after {listening:.2} s, /readyz 200 after {ready:.2} s (target ≤ 5 s: ratio {:.2})",
         ready / 5.0
     );
+    for (at, line) in &server.log {
+        // the message, without the time stamp and level the server puts first
+        let message = line.split_once(": ").map_or(line.as_str(), |(_, m)| m);
+        println!("  {:>6.3} s  {message}", at.as_secs_f64());
+    }
     println!(
         "B6 {bindings} bindings: RSS at ready {:.1} MiB; after {} s idle {:.1} MiB (CPU so far {}); after the admin's sign-in (one argon2id, 19 MiB) {:.1} MiB; after {n} reads (slowest {slowest:.0} ms, {slowest_path}) {:.1} MiB; peak {:.1} MiB (target ≤ 100 MB at 100,000: ratio {:.2})",
         mib(at_ready.rss),
@@ -439,23 +446,9 @@ pub async fn run(
     let _ = first.child.kill().await;
     let _ = first.child.wait().await;
 
-    let store = Store::connect(&database).await.context("opening the database beside the server")?;
+    let mut store = Store::connect(&database).await.context("opening the database beside the server")?;
     let key = SecretKey::generate()?;
     let sim = Arc::new(Sim::default());
-    let config = canopy_engine::replication::ReplicationConfig {
-        node: "bench".into(),
-        workers,
-        per_platform,
-        poll: Duration::from_millis(50),
-        ..canopy_engine::replication::ReplicationConfig::default()
-    };
-    let rep = Arc::new(Replicator::new(
-        store.clone(),
-        Arc::new(crate::WallClock),
-        key.clone(),
-        SimConnector(sim.clone()),
-        config,
-    ));
     let t = Instant::now();
     let mut inst = seed_base(&store, &key, &opts).await?;
     println!(
@@ -478,9 +471,22 @@ pub async fn run(
             opts.per_project,
             made as f64 / seeded.max(f64::EPSILON)
         );
+        // the server starts as after a clean stop: nothing else has the database open,
+        // and SQLite's log of the seeding's large transactions is checkpointed
+        store.close().await;
         measure_server(&opts, &bin, dir.path(), &database, &client, &inst, inst.projects * opts.per_project).await?;
+        store = Store::connect(&database).await.context("opening the database again")?;
     }
     if !opts.skip_reconcile {
+        let config = canopy_engine::replication::ReplicationConfig {
+            node: "bench".into(),
+            workers,
+            per_platform,
+            poll: Duration::from_millis(50),
+            ..canopy_engine::replication::ReplicationConfig::default()
+        };
+        let clock = Arc::new(crate::WallClock);
+        let rep = Arc::new(Replicator::new(store.clone(), clock, key.clone(), SimConnector(sim.clone()), config));
         let total = inst.projects * opts.per_project;
         sim.latency_ms.store(u64::try_from(latency.as_millis()).unwrap_or(50), Ordering::Relaxed);
         let (calls0, writes0) = (sim.calls.load(Ordering::Relaxed), sim.writes.load(Ordering::Relaxed));

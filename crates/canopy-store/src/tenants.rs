@@ -302,12 +302,7 @@ impl Tx {
         let group_members = self.group_memberships(&groups).await?;
         let mut user_ids: BTreeSet<Uuid> = group_members.values().flatten().copied().collect();
         user_ids.extend(bindings.iter().filter(|b| b.subject.kind == SubjectKind::User).map(|b| b.subject.id));
-        let mut accounts = Vec::with_capacity(user_ids.len());
-        for id in user_ids {
-            if let Some(u) = self.user_by_id(id).await? {
-                accounts.push(AccountRecord { id, username: u.username, email: u.email, active: u.active });
-            }
-        }
+        let accounts = self.accounts(&user_ids).await?;
         let applied = self.applied_assignments(tenant_id).await?;
         Ok(Some(ReplicationInput {
             tenant,
@@ -321,6 +316,32 @@ impl Tx {
             accounts,
             applied,
         }))
+    }
+
+    /// The platform accounts of these users, a query per 500 rather than
+    /// two per user: a full reconcile reads every project's (B6).
+    async fn accounts(&mut self, ids: &BTreeSet<Uuid>) -> Result<Vec<AccountRecord>> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let mut accounts = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, username, email, active FROM users WHERE id IN ({}) ORDER BY id",
+                placeholders.join(", ")
+            )));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(self.conn()).await? {
+                accounts.push(AccountRecord {
+                    id: r.uuid("id")?,
+                    username: r.text("username")?,
+                    email: r.text("email")?,
+                    active: r.flag("active")?,
+                });
+            }
+        }
+        Ok(accounts)
     }
 
     pub async fn applied_assignments(&mut self, tenant_id: Uuid) -> Result<BTreeMap<Assignment<String>, Applied>> {

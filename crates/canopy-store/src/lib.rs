@@ -110,6 +110,10 @@ pub struct Store {
     backend: Backend,
     /// Serialises write transactions on SQLite (its single writer).
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Where ordinary write transactions queue on SQLite before the writer
+    /// lock, so that at most one of them waits there: a write that goes
+    /// first ([`Store::write_first`]) waits for the writer and that one.
+    queue_lock: Option<Arc<Mutex<()>>>,
     /// Told when a transaction of this process that marked urgent work
     /// commits ([`Store::urgent_marked`]).
     urgent: Arc<Notify>,
@@ -193,6 +197,7 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            queue_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             urgent: Arc::new(Notify::new()),
         })
     }
@@ -203,10 +208,33 @@ impl Store {
 
     /// Begin a transaction that may write.
     pub async fn write(&self) -> Result<Tx> {
+        let queued = match &self.queue_lock {
+            Some(queue) => Some(queue.lock().await),
+            None => None,
+        };
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
+        drop(queued);
+        self.begin_write(guard).await
+    }
+
+    /// A write transaction that goes before the ordinary ones queued on
+    /// SQLite's single writer: it waits for the one writing and at most one
+    /// other. For the short operational writes that set replication runs
+    /// going or free their tenants (claims, hand-backs, lease renewals), so
+    /// that a worker whose run ended does not wait behind every other run's
+    /// outcome (B2). The same as [`Store::write`] on PostgreSQL.
+    pub(crate) async fn write_first(&self) -> Result<Tx> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        self.begin_write(guard).await
+    }
+
+    async fn begin_write(&self, guard: Option<OwnedMutexGuard<()>>) -> Result<Tx> {
         let inner = match self.backend {
             // take SQLite's write lock at once (waiting out the busy timeout),
             // rather than upgrading a read snapshot later: an upgrade fails at

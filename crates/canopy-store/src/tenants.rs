@@ -400,7 +400,7 @@ impl Store {
             Backend::Sqlite => "",
         };
         let token = format!("{node}/{}", Uuid::new_v4().simple());
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         // a CTE, not `IN (SELECT ... LIMIT)`: PostgreSQL may run such a
         // subquery more than once and lease more rows than asked for
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -517,7 +517,7 @@ impl Store {
 
     /// Give back a lease taken with [`Store::hold_tenant`].
     pub async fn release_tenant(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         sqlx::query(
             "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
         )
@@ -537,7 +537,7 @@ impl Store {
         if leases.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         for (t, token) in leases {
             sqlx::query(
                 "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
@@ -552,7 +552,7 @@ impl Store {
 
     /// Extend the leases of runs that still work (a heartbeat): (tenant, claim token).
     pub async fn renew_leases(&self, leases: &[(Uuid, String)], lease_until: OffsetDateTime) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         for (t, token) in leases {
             sqlx::query("UPDATE tenant_work SET lease_until = $3 WHERE tenant_id = $1 AND leased_by = $2")
                 .bind(t.to_string())

@@ -4,7 +4,7 @@
 
 use canopy_domain::authz::Action;
 use canopy_domain::events::{PaymentMethodCreated, PaymentMethodDeleted, PaymentMethodTerms, PaymentMethodUpdated};
-use canopy_domain::payments::{check_method, needs_attention};
+use canopy_domain::payments::{FORECAST, check_method, needs_attention};
 use canopy_store::{PaymentMethodRecord, ProjectPayment, Store, Tx, WorkspaceRecord};
 use serde_json::{Map, Value};
 use time::{Date, OffsetDateTime};
@@ -148,8 +148,9 @@ pub async fn forecast(store: &Store, by: &Principal, now: OffsetDateTime, ws: &s
     let today = now.date();
     let mut tx = store.read().await?;
     let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
+    // the store reads the candidates only; the domain decides
     Ok(tx
-        .project_payments(Some(ws.id))
+        .projects_paid_until(ws.id, today.saturating_add(FORECAST))
         .await?
         .into_iter()
         .filter(|p| needs_attention(p.method.expires_on, p.substitute.is_some(), today))

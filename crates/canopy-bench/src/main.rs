@@ -22,7 +22,12 @@
 //!   `cargo build --release -p canopy`) under bursts of concurrent sign-ins,
 //!   each checking a password with argon2id (19 MiB): the answers counted by
 //!   status, and the peak's ratio to `cores × 19 MiB + the RSS before`.
+//! - B4 (`b4`, [`rest`]): the REST API under load, beside Keystone.
+//! - B6 (`b6`, [`b6`]): `canopy serve` at 100,000 and 1,000,000 bindings
+//!   (start to `/readyz`, resident memory) and the engine's full reconcile
+//!   at that size.
 
+mod b6;
 mod rest;
 mod signin;
 
@@ -99,6 +104,11 @@ enum Bench {
     /// first: `cargo build --release -p canopy`). `--database` names an
     /// empty database (default: a fresh SQLite file).
     B4(rest::Options),
+    /// B6: a real `canopy serve` at 100,000 and 1,000,000 bindings (start
+    /// to /readyz, resident memory), and the engine's full reconcile at the
+    /// largest size (build first: `cargo build --release -p canopy`).
+    /// `--database` names an empty database (default: a fresh SQLite file).
+    B6(b6::Options),
     /// SE1: peak memory of a real `canopy serve` under BURSTS bursts of BURST
     /// sign-ins at once (build it first: `cargo build --release -p canopy`).
     Signin {
@@ -143,11 +153,46 @@ impl Clock for WallClock {
     }
 }
 
+/// What the simulated platforms hold: per tenant, (account, role) pairs
+/// of interned names, so that a million assignments (B6) take little of
+/// the bench's own memory.
+#[derive(Default)]
+struct Holdings {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+    tenants: HashMap<String, BTreeSet<(u32, u32)>>,
+}
+
+impl Holdings {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> String {
+        self.names.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    fn pair(&mut self, account: &str, role: &str) -> (u32, u32) {
+        (self.id(account), self.id(role))
+    }
+
+    fn held(&self, tenant: &str) -> BTreeSet<Held> {
+        let Some(pairs) = self.tenants.get(tenant) else { return BTreeSet::new() };
+        pairs.iter().map(|(u, r)| Held { username: self.name(*u), platform_role: self.name(*r) }).collect()
+    }
+}
+
 /// Every simulated platform's state and counters.
 #[derive(Default)]
 struct Sim {
     latency_ms: AtomicU64,
-    tenants: Mutex<HashMap<String, BTreeSet<Held>>>,
+    tenants: Mutex<Holdings>,
     calls: AtomicU64,
     writes: AtomicU64,
     /// Every revoke call: the account and when it was made.
@@ -155,6 +200,13 @@ struct Sim {
 }
 
 impl Sim {
+    /// The tenant holds these accounts in this role (a set-up written as replicated).
+    fn hold(&self, tenant: &str, accounts: &[String], role: &str) {
+        let mut h = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let pairs: Vec<(u32, u32)> = accounts.iter().map(|a| h.pair(a, role)).collect();
+        h.tenants.entry(tenant.to_owned()).or_default().extend(pairs);
+    }
+
     /// When the revoke calls for `account` (any, when `None`) were made.
     fn revoked(&self, account: Option<&str>) -> Vec<Instant> {
         let revokes = self.revokes.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,7 +231,7 @@ impl SimPlatform {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, BTreeSet<Held>>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Holdings) -> T) -> T {
         f(&mut self.sim.tenants.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -189,28 +241,28 @@ impl Platform for SimPlatform {
         self.call(true).await;
         let id = format!("{}/{}", self.prefix, spec.name);
         self.with(|t| {
-            t.entry(id.clone()).or_default();
+            t.tenants.entry(id.clone()).or_default();
         });
         Ok(TenantRef { external_id: id })
     }
     async fn observe(&self, tenant: &TenantRef, _scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
         self.call(false).await;
-        Ok(self.with(|t| t.get(&tenant.external_id).cloned().unwrap_or_default()))
+        Ok(self.with(|t| t.held(&tenant.external_id)))
     }
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
         self.call(true).await;
-        let held = Held { username: user.username.clone(), platform_role: role.to_owned() };
         self.with(|t| {
-            t.entry(tenant.external_id.clone()).or_default().insert(held);
+            let pair = t.pair(&user.username, role);
+            t.tenants.entry(tenant.external_id.clone()).or_default().insert(pair);
         });
         Ok(())
     }
     async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
         self.sim.revokes.lock().unwrap_or_else(|e| e.into_inner()).push((username.to_owned(), Instant::now()));
         self.call(true).await;
-        let held = Held { username: username.to_owned(), platform_role: role.to_owned() };
         self.with(|t| {
-            t.entry(tenant.external_id.clone()).or_default().remove(&held);
+            let pair = t.pair(username, role);
+            t.tenants.entry(tenant.external_id.clone()).or_default().remove(&pair);
         });
         Ok(())
     }
@@ -221,7 +273,7 @@ impl Platform for SimPlatform {
     async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
         self.call(true).await;
         self.with(|t| {
-            t.remove(&tenant.external_id);
+            t.tenants.remove(&tenant.external_id);
         });
         Ok(())
     }
@@ -441,6 +493,10 @@ async fn main() -> anyhow::Result<()> {
     if let Bench::B4(opts) = args.bench {
         return rest::run(opts, args.database).await;
     }
+    if let Bench::B6(opts) = args.bench {
+        let latency = StdDuration::from_millis(args.latency_ms);
+        return b6::run(opts, args.database, latency, args.workers, args.per_platform).await;
+    }
     let dir = tempfile::tempdir()?;
     let url = args.database.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let store = Store::connect(&url).await.context("opening the database")?;
@@ -515,6 +571,7 @@ async fn main() -> anyhow::Result<()> {
             let task = tokio::spawn(rep.clone().run(CancellationToken::new()));
             tokio::time::sleep(StdDuration::from_secs(3)).await; // the backlog is running
             let backlog = store.tenant_backlog().await?;
+            let (calls0, cpu0) = (sim.calls.load(Ordering::Relaxed), cpu_time());
             let start = Instant::now();
             let mut tx = store.write().await?;
             tx.update_user(victim, &UserChanges { active: Some(false), ..UserChanges::default() }, now).await?;
@@ -522,8 +579,21 @@ async fn main() -> anyhow::Result<()> {
             tx.record(None, OffsetDateTime::now_utc(), &bench(), deactivated.into())?;
             tx.commit().await?;
             let made = revokes_made(&sim, Some("victim"), their_tenants).await;
+            let (calls, cpu) = (sim.calls.load(Ordering::Relaxed) - calls0, cpu0.zip(cpu_time()));
             task.abort();
             let (first, last) = first_last(start, &made);
+            let by = |s: f64| made.iter().filter(|t| t.saturating_duration_since(start).as_secs_f64() <= s).count();
+            println!(
+                "B2: revoke calls made by 0.5 s: {}, 1 s: {}, 1.5 s: {}, 2 s: {}; platform calls for other tenants meanwhile: {}",
+                by(0.5),
+                by(1.0),
+                by(1.5),
+                by(2.0),
+                calls.saturating_sub(2 * their_tenants as u64)
+            );
+            if let Some((a, b)) = cpu {
+                println!("B2: CPU time of the engine and SQLite meanwhile: {:.2} s", (b - a).as_secs_f64());
+            }
             let concurrency = args.workers.min(platforms * args.per_platform);
             let calls = 2 * their_tenants as u64; // observe and revoke per tenant
             let limit = latency.mul_f64(calls as f64 / concurrency as f64).as_secs_f64();
@@ -592,7 +662,7 @@ async fn main() -> anyhow::Result<()> {
                 last / limit
             );
         }
-        Bench::Signin { .. } | Bench::B4 { .. } => {} // run above, each with a server of its own
+        Bench::Signin { .. } | Bench::B4 { .. } | Bench::B6 { .. } => {} // run above, each with a server of its own
         Bench::B3 { projects } => {
             let per_project = 20;
             let t = Instant::now();

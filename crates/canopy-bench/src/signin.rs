@@ -171,16 +171,16 @@ impl Tally {
 
 /// Resident memory of a process from `/proc/PID/status`, in KiB.
 #[derive(Debug, Clone, Copy)]
-struct Memory {
+pub(crate) struct Memory {
     /// `VmRSS`: resident now.
-    rss: u64,
+    pub(crate) rss: u64,
     /// `VmHWM`: the highest resident so far.
-    hwm: u64,
+    pub(crate) hwm: u64,
     /// `Threads`: not memory, but each thread may hold a malloc arena.
     threads: u64,
 }
 
-fn memory(pid: u32) -> Option<Memory> {
+pub(crate) fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -190,7 +190,7 @@ fn memory(pid: u32) -> Option<Memory> {
 }
 
 /// CPU time of a process so far (user + system), from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -282,6 +282,17 @@ fn source_address(i: usize) -> anyhow::Result<IpAddr> {
 /// process and the address it serves on. Its standard error is drained
 /// afterwards so that it never blocks on a full pipe.
 pub async fn start_server(bin: &Path, dir: &Path, database: &str) -> anyhow::Result<(Child, String)> {
+    let (child, addr, _) = start_server_timed(bin, dir, database).await?;
+    Ok((child, addr))
+}
+
+/// [`start_server`], with each line the server logged until it served and
+/// when it came, counted from the spawn.
+pub async fn start_server_timed(
+    bin: &Path,
+    dir: &Path,
+    database: &str,
+) -> anyhow::Result<(Child, String, Vec<(Duration, String)>)> {
     let mut cmd = Command::new(bin);
     // nothing from the caller's environment changes the server's limits
     for (name, _) in std::env::vars_os() {
@@ -299,7 +310,9 @@ pub async fn start_server(bin: &Path, dir: &Path, database: &str) -> anyhow::Res
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let spawned = Instant::now();
     let mut child = cmd.spawn().with_context(|| format!("could not start {}", bin.display()))?;
+    let mut timed = Vec::new();
     let stderr = child.stderr.take().context("canopy serve's standard error was not captured")?;
     let mut lines = BufReader::new(stderr).lines();
     let mut printed = String::new();
@@ -307,6 +320,7 @@ pub async fn start_server(bin: &Path, dir: &Path, database: &str) -> anyhow::Res
         while let Some(line) = lines.next_line().await? {
             printed.push_str(&line);
             printed.push('\n');
+            timed.push((spawned.elapsed(), line.clone()));
             if let Some(addr) = line.split_once("address=").and_then(|(_, rest)| rest.split_whitespace().next()) {
                 return Ok(Some(addr.to_owned()));
             }
@@ -324,7 +338,7 @@ pub async fn start_server(bin: &Path, dir: &Path, database: &str) -> anyhow::Res
         Err(_) => bail!("canopy serve did not start serving within 60 s; it printed:\n{printed}"),
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addr))
+    Ok((child, addr, timed))
 }
 
 /// One sign-in on its own client (its own connection and source address).

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod payments;
 pub mod port;
 pub mod replication;
+mod turns;
 
 /// Sleep for `d` unless `stop` is cancelled first; `false` when it was.
 async fn sleep_unless_stopped(stop: &CancellationToken, d: Duration) -> bool {

@@ -19,37 +19,51 @@ pub const JOB: &str = "payments";
 /// substitution happens within the hour after midnight UTC).
 const EVERY: StdDuration = StdDuration::from_secs(3600);
 
+/// How many projects one transaction switches.
+const BATCH: i64 = 200;
+
 /// Replace every expired payment method that has a substitute. Returns how
-/// many projects switched.
+/// many projects switched. Only the projects due are read, a batch per
+/// transaction: a switched project names no substitute any more.
 pub async fn substitute_expired(store: &Store, clock: &dyn Clock) -> Result<u64, StoreError> {
     let now = clock.now();
     let today = now.date();
     let system = Initiator::system(JOB);
-    let mut tx = store.write().await?;
     let mut switched = 0;
-    // where the installation switched substitutes off, none replaces a method (PM2)
-    let enabled = tx.settings().await?.payment_substitutes;
-    for p in tx.project_payments(None).await? {
-        let Some(substitute) = p.substitute else { continue };
-        if !substitutes(p.method.expires_on, enabled, today) {
-            continue;
+    loop {
+        let mut tx = store.write().await?;
+        // where the installation switched substitutes off, none replaces a method (PM2)
+        let enabled = tx.settings().await?.payment_substitutes;
+        if !enabled {
+            return Ok(switched);
         }
-        tx.set_project_payment(p.project_id, Some(substitute), None).await?;
-        let event = PaymentMethodSubstituted {
-            project: p.project,
-            expired: ExpiredPaymentMethod {
-                payment_method: p.method.id,
-                name: p.method.name,
-                expires_on: p.method.expires_on,
-            },
-            payment_method: substitute,
-            substitute_payment_method: None,
-        };
-        tx.record(Some(p.workspace_id), now, &system, event.into())?;
-        switched += 1;
+        let due = tx.projects_to_substitute(today, BATCH).await?;
+        let mut progressed = false;
+        for p in due {
+            let Some(substitute) = p.substitute else { continue };
+            if !substitutes(p.method.expires_on, enabled, today) {
+                continue;
+            }
+            tx.set_project_payment(p.project_id, Some(substitute), None).await?;
+            let event = PaymentMethodSubstituted {
+                project: p.project,
+                expired: ExpiredPaymentMethod {
+                    payment_method: p.method.id,
+                    name: p.method.name,
+                    expires_on: p.method.expires_on,
+                },
+                payment_method: substitute,
+                substitute_payment_method: None,
+            };
+            tx.record(Some(p.workspace_id), now, &system, event.into())?;
+            switched += 1;
+            progressed = true;
+        }
+        tx.commit().await?;
+        if !progressed {
+            return Ok(switched);
+        }
     }
-    tx.commit().await?;
-    Ok(switched)
 }
 
 /// Run the job at start and then every hour until `stop` is cancelled.

@@ -18,8 +18,21 @@
 //! step between platform calls, record what the platform confirmed, and
 //! hand their tenants back ([`Store::release_leases`]) still dirty, so
 //! another node takes them up at once rather than when the leases run out.
+//!
+//! Urgent work (an emergency's revocations, [`Claim::is_urgent`]) waits
+//! behind a run in flight for at most about one platform call: ordinary
+//! runs yield to it the way a stopping node's runs stop. When urgent
+//! tenants wait and every worker is busy, the node claims them at once and
+//! asks as many ordinary runs to yield; an urgent run waiting for its
+//! platform's turn asks an ordinary holder of one to yield
+//! ([`crate::turns`]); a run whose tenant became urgent since it was
+//! claimed yields too, and its tenant is claimed again as urgent. A run
+//! that yields stops at its next step between platform calls, records what
+//! the platform confirmed and hands its tenant back, still dirty, to be
+//! taken up after the urgent work.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -38,15 +51,38 @@ use canopy_platforms::{AnyPlatform, Held, Platform, PlatformError, PlatformUser,
 use canopy_store::{Claim, Outcome, PlatformRecord, ReplicationInput, SecretKey, Store, StoreError};
 use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
-use tokio::sync::Semaphore;
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::metrics::{EngineMetrics, Operation};
+use crate::turns::Turns;
 
 /// The name replication's history events carry as their initiator.
 pub const JOB: &str = "replication";
+
+/// While runs are in flight, a node claims at most once in this time,
+/// taking every slot freed meanwhile at once: on SQLite each claim is a
+/// commit on the single writer, and runs that end one by one would
+/// otherwise each cost one (B2). A slot waits at most this long.
+const CLAIM_COOLDOWN: StdDuration = StdDuration::from_millis(5);
+
+/// How often the node that runs the scheduler marks tenants for the
+/// periodic reconcile.
+pub const SCHEDULER_TICK: StdDuration = StdDuration::from_secs(10);
+
+/// How many tenants one scheduler tick marks for the periodic reconcile:
+/// at least `floor`, and enough that all `tenants` come up within `every`
+/// with a quarter to spare (for ticks that come late). A fixed batch would
+/// not: 100 per 10 s reaches 36,000 tenants an hour, and an installation of
+/// a million bindings in projects of 20 has 50,000 (B6).
+pub fn reconcile_batch(tenants: u64, tick: StdDuration, every: Duration, floor: u32) -> u32 {
+    let tick_ms = u64::try_from(tick.as_millis()).unwrap_or(u64::MAX).max(1);
+    let every_ms = u64::try_from(every.whole_milliseconds()).unwrap_or(0);
+    let ticks = (every_ms / tick_ms).max(1);
+    let needed = tenants.saturating_mul(5).div_ceil(ticks.saturating_mul(4));
+    u32::try_from(needed).unwrap_or(u32::MAX).max(floor)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
@@ -108,14 +144,19 @@ pub struct ReplicationConfig {
     pub lease: Duration,
     /// Tenants worked on at once by this node.
     pub workers: usize,
-    /// Tenants of one platform worked on at once by this node.
+    /// Tenants of one platform worked on at once by this node, urgent
+    /// tenants included (they are served first).
     pub per_platform: usize,
-    /// How often an idle worker looks for work.
+    /// How often an idle worker looks for work, and a busy node for urgent
+    /// work it should make way for (urgent work marked by this process is
+    /// seen at once).
     pub poll: StdDuration,
     /// A tenant not reconciled for this long is marked dirty (TN4 drift repair).
     pub reconcile_every: Duration,
-    /// At most this many tenants are marked per scheduler tick, so a full
-    /// reconcile runs at a bounded rate.
+    /// The fewest tenants marked per scheduler tick for the periodic
+    /// reconcile; more when the installation needs more to reconcile every
+    /// tenant within `reconcile_every` ([`reconcile_batch`]). A full
+    /// reconcile runs at a bounded rate either way.
     pub reconcile_batch: u32,
     /// When the node stops, how long runs in progress get to finish before
     /// they are told to stop at their next step between platform calls.
@@ -149,9 +190,9 @@ pub struct TenantRun {
     pub revoked: usize,
     pub drift: usize,
     pub failed: Option<String>,
-    /// The node was stopping: the run stopped between two platform calls,
-    /// recorded what the platform confirmed, and handed the tenant back
-    /// still dirty.
+    /// The node was stopping, or the run yielded to urgent work: it stopped
+    /// between two platform calls, recorded what the platform confirmed,
+    /// and handed the tenant back still dirty.
     pub abandoned: bool,
 }
 
@@ -174,14 +215,16 @@ pub struct Replicator<K: Connector = Adapters> {
     key: SecretKey,
     connector: K,
     config: ReplicationConfig,
-    /// Per-platform concurrency limits of this node.
-    limits: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// Per-platform turns of this node (concurrency limits, urgent first).
+    limits: Mutex<HashMap<Uuid, Arc<Turns>>>,
     /// A platform that answered 429 is not called again before this instant.
     throttled: Mutex<HashMap<Uuid, OffsetDateTime>>,
     /// Leases this node's runs hold, (tenant, claim token), renewed by the heartbeat.
     leased: Mutex<BTreeSet<(Uuid, String)>>,
     /// Platform calls and runs in flight, for `GET /metrics`.
     metrics: EngineMetrics,
+    /// Ordinary runs [`Replicator::run`] asked to yield to urgent work.
+    yields: AtomicU64,
 }
 
 /// The platform roles Canopy manages in a tenant (the domain's `managed_roles`).
@@ -223,7 +266,16 @@ impl<K: Connector> Replicator<K> {
             throttled: Mutex::default(),
             leased: Mutex::default(),
             metrics: EngineMetrics::default(),
+            yields: AtomicU64::new(0),
         }
+    }
+
+    /// How many times this node asked an ordinary run to yield to urgent
+    /// work so far: for an urgent tenant waiting for a worker or for its
+    /// platform's turn, or because the run's own tenant became urgent.
+    pub fn yields_asked(&self) -> u64 {
+        let limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        self.yields.load(Ordering::Relaxed) + limits.values().map(|t| t.asked()).sum::<u64>()
     }
 
     pub fn config(&self) -> &ReplicationConfig {
@@ -245,7 +297,7 @@ impl<K: Connector> Replicator<K> {
             .await?;
         // nothing stops a single pass: its runs go to their end
         let never = CancellationToken::new();
-        let runs = futures::future::join_all(claims.iter().map(|c| self.work(c.clone(), &never))).await;
+        let runs = futures::future::join_all(claims.iter().map(|c| self.work(c.clone(), &never, &never))).await;
         let mut pass = Pass { tenants: claims.len(), ..Pass::default() };
         for run in runs {
             let run = run?;
@@ -276,24 +328,33 @@ impl<K: Connector> Replicator<K> {
         }
     }
 
-    /// Converge one leased tenant and settle its work row. Once `abandon`
-    /// is cancelled the run stops at its next step between platform calls,
+    /// Converge one leased tenant and settle its work row. Once `halt` is
+    /// cancelled (the node stops: `stopping`, or the run is to yield to
+    /// urgent work) the run stops at its next step between platform calls,
     /// leaves the work row dirty as it is, and hands its lease back.
-    async fn work(&self, claim: Claim, abandon: &CancellationToken) -> Result<TenantRun, ReplicationError> {
+    async fn work(
+        &self,
+        claim: Claim,
+        halt: &CancellationToken,
+        stopping: &CancellationToken,
+    ) -> Result<TenantRun, ReplicationError> {
         // the heartbeat renews the lease only while this run lives, even if it panics
         let _in_flight = self.metrics.run_started();
         let lease = LeaseGuard::new(&self.leased, (claim.tenant_id, claim.token.clone()));
-        let result = self.converge(&claim, abandon).await;
+        let result = self.converge(&claim, halt).await;
         drop(lease);
         match result {
-            Ok(run) => {
-                self.store.finish_tenant_work(&claim).await?;
-                Ok(run)
-            }
+            // a run that converged ended its work row in the transaction that
+            // settled it; one that found its tenant gone has no row left
+            Ok(run) => Ok(run),
             Err(Failure::Abandoned) => {
                 // no call of this run is under way: another node may start on the tenant now
                 self.store.release_leases(&[(claim.tenant_id, claim.token.clone())]).await?;
-                tracing::info!(tenant = %claim.tenant_id, "replication run stopped for the node's shutdown; tenant handed back");
+                if stopping.is_cancelled() {
+                    tracing::info!(tenant = %claim.tenant_id, "replication run stopped for the node's shutdown; tenant handed back");
+                } else {
+                    tracing::info!(tenant = %claim.tenant_id, "replication run yielded to urgent work; tenant handed back");
+                }
                 Ok(TenantRun { abandoned: true, ..TenantRun::default() })
             }
             Err(Failure::Platform(platform_id, e)) => {
@@ -344,9 +405,9 @@ impl<K: Connector> Replicator<K> {
         }
     }
 
-    fn limit(&self, platform_id: Uuid) -> Arc<Semaphore> {
+    fn turns(&self, platform_id: Uuid) -> Arc<Turns> {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        limits.entry(platform_id).or_insert_with(|| Arc::new(Semaphore::new(self.config.per_platform.max(1)))).clone()
+        limits.entry(platform_id).or_insert_with(|| Turns::new(self.config.per_platform)).clone()
     }
 
     /// Call the platform, unless it asked to wait; a 429 throttles the
@@ -434,24 +495,23 @@ impl<K: Connector> Replicator<K> {
             Ok(a) => a,
             Err(e) => {
                 // e.g. settings an adapter cannot use: the tenant shows why
-                self.settle(&input, &Progress::default(), Ending::Failed(&e)).await?;
+                self.settle(claim, &input, &Progress::default(), Ending::Failed(&e)).await?;
                 return Err(Failure::Platform(Some(input.platform.id), e));
             }
         };
         let platform_id = input.platform.id;
-        // waiting for the platform's turn is no step of the run: a stopping node stops waiting
-        let permit = tokio::select! {
-            permit = self.limit(platform_id).acquire_owned() => permit,
+        // waiting for the platform's turn is no step of the run: a run told
+        // to stop or yield stops waiting; urgent runs are served first, and
+        // one that waits asks an ordinary holder to yield (`abandon` is how
+        // this run is asked)
+        let turns = self.turns(platform_id);
+        let _turn = tokio::select! {
+            biased;
             () = abandon.cancelled() => return Err(Failure::Abandoned),
+            turn = turns.take(claim.is_urgent(), abandon) => turn,
         };
-        let _permit = permit.map_err(|_| {
-            Failure::Platform(
-                Some(platform_id),
-                PlatformError::Retryable { message: "the engine is stopping".into(), retry_after: None },
-            )
-        })?;
         if input.tenant.deletion == Some(TenantDeletion::Deleting) {
-            return self.delete(&adapter, &input, abandon).await;
+            return self.delete(claim, &adapter, &input, abandon).await;
         }
         let mut progress = Progress::default();
         let result = self.apply(claim, &adapter, &input, &mut progress, abandon).await;
@@ -460,7 +520,7 @@ impl<K: Connector> Replicator<K> {
             Err(Halt::Failed(e)) => Ending::Failed(e),
             Err(Halt::Abandoned) => Ending::Abandoned,
         };
-        self.settle(&input, &progress, ending).await?;
+        self.settle(claim, &input, &progress, ending).await?;
         match result {
             Ok(()) => {}
             Err(Halt::Failed(e)) => return Err(Failure::Platform(Some(platform_id), e)),
@@ -479,6 +539,7 @@ impl<K: Connector> Replicator<K> {
     /// project: gone when this was its last tenant (DL1).
     async fn delete(
         &self,
+        claim: &Claim,
         adapter: &K::Platform,
         input: &ReplicationInput,
         abandon: &CancellationToken,
@@ -490,7 +551,7 @@ impl<K: Connector> Replicator<K> {
         if let Some(id) = &input.tenant.external_id {
             let tenant = TenantRef { external_id: id.clone() };
             if let Err(e) = self.call(&input.platform, Operation::DeleteTenant, adapter.delete_tenant(&tenant)).await {
-                self.settle(input, &Progress::default(), Ending::Failed(&e)).await?;
+                self.settle(claim, input, &Progress::default(), Ending::Failed(&e)).await?;
                 return Err(Failure::Platform(Some(platform_id), e));
             }
         }
@@ -676,10 +737,18 @@ impl<K: Connector> Replicator<K> {
     }
 
     /// Record a run in one transaction: what the platform confirmed, the
-    /// tenant's status, and the history events. An abandoned run records
+    /// tenant's status, the history events and, for a run that converged,
+    /// the end of its work row (finished unless a newer change marked the
+    /// tenant meanwhile). An abandoned run records
     /// what the platform confirmed and leaves the status and the drift to
     /// the run that takes the tenant up.
-    async fn settle(&self, input: &ReplicationInput, progress: &Progress, ending: Ending<'_>) -> Result<(), Failure> {
+    async fn settle(
+        &self,
+        claim: &Claim,
+        input: &ReplicationInput,
+        progress: &Progress,
+        ending: Ending<'_>,
+    ) -> Result<(), Failure> {
         if matches!(ending, Ending::Abandoned) && progress.is_empty() {
             return Ok(());
         }
@@ -747,7 +816,11 @@ impl<K: Connector> Replicator<K> {
         }
         match ending {
             Ending::Abandoned => {}
-            Ending::Done => tx.set_tenant_outcome(tenant_id, Outcome::Succeeded, now).await?,
+            Ending::Done => {
+                tx.set_tenant_outcome(tenant_id, Outcome::Succeeded, now).await?;
+                // the work row ends with the outcome: one commit per run
+                tx.finish_tenant_work(claim).await?;
+            }
             Ending::Failed(e) => {
                 let message = e.to_string();
                 // one event per distinct failure, not one per retry
@@ -780,11 +853,16 @@ impl<K: Connector> Replicator<K> {
     }
 
     /// One scheduler step of the periodic full reconcile: mark dirty a
-    /// bounded batch of the tenants not reconciled for `reconcile_every`.
+    /// bounded batch of the tenants not reconciled for `reconcile_every`,
+    /// as many as reconcile every tenant within that period
+    /// ([`reconcile_batch`]).
     pub async fn schedule_reconcile(&self) -> Result<u64, ReplicationError> {
         let now = self.clock.now();
         let older_than = now - self.config.reconcile_every;
-        Ok(self.store.mark_for_reconcile(older_than, self.config.reconcile_batch, now).await?)
+        let tenants = self.store.tenant_count().await?;
+        let c = &self.config;
+        let batch = reconcile_batch(tenants, SCHEDULER_TICK, c.reconcile_every, c.reconcile_batch);
+        Ok(self.store.mark_for_reconcile(older_than, batch, now).await?)
     }
 
     /// Work dirty tenants until `stop` is cancelled: keep up to `workers`
@@ -815,9 +893,12 @@ impl<K: Connector> Replicator<K> {
         let abandon = CancellationToken::new();
         let mut runs = Runs::default();
         let mut last_schedule = None::<std::time::Instant>;
+        let mut last_urgent_look = std::time::Instant::now();
+        let mut last_claim = None::<tokio::time::Instant>;
+        let mut urgent_marked = false;
         let mut leadership = None;
         while !stop.is_cancelled() {
-            if last_schedule.is_none_or(|t| t.elapsed() >= StdDuration::from_secs(10)) {
+            if last_schedule.is_none_or(|t| t.elapsed() >= SCHEDULER_TICK) {
                 last_schedule = Some(std::time::Instant::now());
                 // the scheduler runs on one node at a time (a PostgreSQL advisory lock)
                 if leadership.is_none() {
@@ -840,27 +921,38 @@ impl<K: Connector> Replicator<K> {
             }
             let free = self.config.workers.saturating_sub(runs.len());
             let mut claimed = 0;
-            if free > 0 && !stop.is_cancelled() {
+            // while runs are in flight, claims are gathered (one per CLAIM_COOLDOWN):
+            // on SQLite every claim is a commit on the single writer
+            let cooling = !runs.is_empty() && last_claim.is_some_and(|t| t.elapsed() < CLAIM_COOLDOWN);
+            if free > 0 && !cooling && !stop.is_cancelled() {
+                last_claim = Some(tokio::time::Instant::now());
                 let now = self.clock.now();
                 match self.store.claim_tenants(&self.config.node, now, now + self.config.lease, free as u32).await {
                     Ok(claims) => {
                         claimed = claims.len();
                         for c in claims {
-                            let me = self.clone();
-                            let abandon = abandon.clone();
-                            let claim = c.clone();
-                            runs.spawn(c, async move { me.work(claim, &abandon).await });
+                            self.spawn_run(&mut runs, c, &abandon, &stop);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "could not take dirty tenants"),
                 }
             }
+            // urgent work marked here is looked at once, other nodes' at the next poll
+            if runs.has_ordinary() && (urgent_marked || last_urgent_look.elapsed() >= self.config.poll) {
+                urgent_marked = false;
+                last_urgent_look = std::time::Instant::now();
+                self.make_way(&mut runs, &abandon, &stop).await;
+            }
             if claimed == 0 || runs.len() >= self.config.workers {
-                // wait for a slot, or poll again, or the stop
+                // wait for a slot, or poll again, or urgent work, or the stop
+                let ordinary = runs.has_ordinary();
+                let cooled = last_claim.map(|t| t + CLAIM_COOLDOWN).unwrap_or_else(tokio::time::Instant::now);
                 tokio::select! {
                     () = stop.cancelled() => {}
                     Some(done) = runs.set.join_next_with_id(), if !runs.is_empty() => runs.joined(done),
-                    () = tokio::time::sleep(self.config.poll), if claimed == 0 => {}
+                    () = tokio::time::sleep(self.config.poll), if claimed == 0 || ordinary => {}
+                    () = tokio::time::sleep_until(cooled), if cooling && free > 0 => {}
+                    () = self.store.urgent_marked() => urgent_marked = true,
                 }
             }
             while let Some(done) = runs.set.try_join_next_with_id() {
@@ -884,6 +976,74 @@ impl<K: Connector> Replicator<K> {
                 "could not hand tenants back; they are taken up again when their leases run out"),
         }
         tracing::info!(node = %self.config.node, "replication stopped");
+    }
+
+    fn spawn_run(
+        self: &Arc<Self>,
+        runs: &mut Runs,
+        claim: Claim,
+        abandon: &CancellationToken,
+        stop: &CancellationToken,
+    ) {
+        let me = self.clone();
+        // its own token, so that it can be asked to yield; the node's stop reaches it too
+        let halt = abandon.child_token();
+        let (c, h, s) = (claim.clone(), halt.clone(), stop.clone());
+        runs.spawn(claim, halt, async move { me.work(c, &h, &s).await });
+    }
+
+    /// Put urgent work first (AD4): ordinary runs on tenants that became
+    /// urgent yield, and urgent tenants waiting while every worker is busy
+    /// are claimed at once, each in place of an ordinary run asked to
+    /// yield (the one that started last: the least work is set aside).
+    /// Those runs stop at their next step between platform calls, so for
+    /// about one call this node runs more than `workers` tenants; the
+    /// platforms' limits hold throughout.
+    async fn make_way(self: &Arc<Self>, runs: &mut Runs, abandon: &CancellationToken, stop: &CancellationToken) {
+        let leases = runs.ordinary_leases();
+        if leases.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let limit = u32::try_from(self.config.workers).unwrap_or(u32::MAX);
+        let work = match self.store.urgent_work(now, &leases, limit).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "could not look for urgent work");
+                return;
+            }
+        };
+        for tenant in &work.turned {
+            if runs.ask_to_yield(Some(*tenant)) {
+                self.yields.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%tenant, "the tenant of a replication run became urgent: the run yields");
+            }
+        }
+        // workers that free up without being asked take the urgent tenants first anyway
+        let free_soon = self.config.workers.saturating_sub(runs.len() - runs.yielding());
+        let short = usize::try_from(work.waiting).unwrap_or(usize::MAX).saturating_sub(free_soon);
+        let short = short.min(runs.ordinary_leases().len());
+        if short == 0 {
+            return;
+        }
+        let lease_until = now + self.config.lease;
+        let limit = u32::try_from(short).unwrap_or(u32::MAX);
+        let claims = match self.store.claim_urgent_tenants(&self.config.node, now, lease_until, limit).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "could not take urgent tenants");
+                return;
+            }
+        };
+        if !claims.is_empty() {
+            tracing::info!(urgent = claims.len(), "urgent tenants wait: as many ordinary replication runs yield");
+        }
+        for c in claims {
+            if runs.ask_to_yield(None) {
+                self.yields.fetch_add(1, Ordering::Relaxed);
+            }
+            self.spawn_run(runs, c, abandon, stop);
+        }
     }
 
     /// The stop of [`Replicator::run`]: the grace period for the runs in
@@ -915,11 +1075,22 @@ impl<K: Connector> Replicator<K> {
 
 type RunResult = Result<TenantRun, ReplicationError>;
 
+/// A run of [`Replicator::run`] in flight.
+struct Run {
+    claim: Claim,
+    /// Cancelled: stop at the next step between platform calls (the node
+    /// stops, or the run yields to urgent work).
+    halt: CancellationToken,
+    /// When it started, in spawn order.
+    seq: u64,
+}
+
 /// The runs of [`Replicator::run`] in flight, with the claim each works on.
 #[derive(Default)]
 struct Runs {
     set: JoinSet<RunResult>,
-    claims: HashMap<TaskId, Claim>,
+    runs: HashMap<TaskId, Run>,
+    next: u64,
     /// The node is stopping: leases of runs that return an error (the
     /// database failed) are kept in `leftover`, to be handed back: no call
     /// of theirs is under way.
@@ -928,9 +1099,36 @@ struct Runs {
 }
 
 impl Runs {
-    fn spawn(&mut self, claim: Claim, run: impl Future<Output = RunResult> + Send + 'static) {
+    fn spawn(&mut self, claim: Claim, halt: CancellationToken, run: impl Future<Output = RunResult> + Send + 'static) {
         let task = self.set.spawn(run);
-        self.claims.insert(task.id(), claim);
+        self.next += 1;
+        self.runs.insert(task.id(), Run { claim, halt, seq: self.next });
+    }
+
+    /// Ordinary runs not asked to stop or yield.
+    fn ordinary(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values().filter(|r| !r.claim.is_urgent() && !r.halt.is_cancelled())
+    }
+
+    fn has_ordinary(&self) -> bool {
+        self.ordinary().next().is_some()
+    }
+
+    /// The leases of the ordinary runs, (tenant, claim token).
+    fn ordinary_leases(&self) -> Vec<(Uuid, String)> {
+        self.ordinary().map(|r| (r.claim.tenant_id, r.claim.token.clone())).collect()
+    }
+
+    /// Runs asked to stop or yield that have not ended yet.
+    fn yielding(&self) -> usize {
+        self.runs.values().filter(|r| r.halt.is_cancelled()).count()
+    }
+
+    /// Ask the ordinary run on `tenant` (any: the one that started last) to
+    /// yield; whether one was asked.
+    fn ask_to_yield(&self, tenant: Option<Uuid>) -> bool {
+        let run = self.ordinary().filter(|r| tenant.is_none_or(|t| r.claim.tenant_id == t)).max_by_key(|r| r.seq);
+        run.inspect(|r| r.halt.cancel()).is_some()
     }
 
     fn len(&self) -> usize {
@@ -945,7 +1143,7 @@ impl Runs {
     fn joined(&mut self, done: Result<(TaskId, RunResult), JoinError>) {
         match done {
             Ok((id, result)) => {
-                let claim = self.claims.remove(&id);
+                let claim = self.runs.remove(&id).map(|r| r.claim);
                 if let Err(e) = result {
                     tracing::error!(error = %e, "a replication run failed");
                     if self.stopping {
@@ -954,7 +1152,7 @@ impl Runs {
                 }
             }
             Err(e) => {
-                let claim = self.claims.remove(&e.id());
+                let claim = self.runs.remove(&e.id()).map(|r| r.claim);
                 let tenant = claim.as_ref().map(|c| c.tenant_id.to_string()).unwrap_or_default();
                 if e.is_cancelled() {
                     // the call may still land on the platform: nobody else may work there yet
@@ -1062,4 +1260,25 @@ impl From<StoreError> for Failure {
 /// A store failure in the middle of platform calls: retry the tenant later.
 fn store_failed(e: StoreError) -> PlatformError {
     PlatformError::Retryable { message: format!("Canopy could not record progress: {e}"), retry_after: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TN4: the periodic reconcile reaches every tenant within its period,
+    /// whatever the installation's size, and never marks fewer than the
+    /// configured batch per tick.
+    #[test]
+    fn tn4_the_periodic_reconcile_reaches_every_tenant_within_its_period() {
+        let every = Duration::hours(1);
+        let ticks = 360; // an hour of 10 s ticks
+        for tenants in [0_u64, 1, 100, 36_000, 50_000, 1_000_000, 123_457] {
+            let batch = reconcile_batch(tenants, SCHEDULER_TICK, every, 100);
+            assert!(batch >= 100, "{tenants}: {batch}");
+            assert!(u64::from(batch) * ticks >= tenants * 5 / 4, "{tenants} tenants, {batch} per tick");
+        }
+        assert_eq!(reconcile_batch(50_000, SCHEDULER_TICK, every, 100), 174);
+        assert_eq!(reconcile_batch(10, SCHEDULER_TICK, Duration::seconds(1), 1), 13, "a period shorter than a tick");
+    }
 }

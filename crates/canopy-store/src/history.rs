@@ -315,11 +315,13 @@ impl Store {
             .bind(INSTALLATION_CHAIN)
             .execute(tx.conn())
             .await?;
+        // the kind as a literal: the partial index `history_events_chain_created`
+        // holds these events alone, and a planner uses it only for that literal
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND kind = $2"
+            "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND kind = '{}'",
+            EventKind::HistoryChainCreated.as_str()
         )))
         .bind(INSTALLATION_CHAIN)
-        .bind(EventKind::HistoryChainCreated.as_str())
         .fetch_all(tx.conn())
         .await?;
         let mut known = BTreeSet::new();

@@ -26,7 +26,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
 mod access;
@@ -119,6 +119,13 @@ pub struct Store {
     backend: Backend,
     /// Serialises write transactions on SQLite (its single writer).
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Where ordinary write transactions queue on SQLite before the writer
+    /// lock, so that at most one of them waits there: a write that goes
+    /// first ([`Store::write_first`]) waits for the writer and that one.
+    queue_lock: Option<Arc<Mutex<()>>>,
+    /// Told when a transaction of this process that marked urgent work
+    /// commits ([`Store::urgent_marked`]).
+    urgent: Arc<Notify>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -201,7 +208,13 @@ impl Store {
         }
         let pool = opts.connect(&url).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))) })
+        Ok(Store {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            queue_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            urgent: Arc::new(Notify::new()),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -215,10 +228,33 @@ impl Store {
 
     /// Begin a transaction that may write.
     pub async fn write(&self) -> Result<Tx> {
+        let queued = match &self.queue_lock {
+            Some(queue) => Some(queue.lock().await),
+            None => None,
+        };
         let guard = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
+        drop(queued);
+        self.begin_write(guard).await
+    }
+
+    /// A write transaction that goes before the ordinary ones queued on
+    /// SQLite's single writer: it waits for the one writing and at most one
+    /// other. For the short operational writes that set replication runs
+    /// going or free their tenants (claims, hand-backs, lease renewals), so
+    /// that a worker whose run ended does not wait behind every other run's
+    /// outcome (B2). The same as [`Store::write`] on PostgreSQL.
+    pub(crate) async fn write_first(&self) -> Result<Tx> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        self.begin_write(guard).await
+    }
+
+    async fn begin_write(&self, guard: Option<OwnedMutexGuard<()>>) -> Result<Tx> {
         let inner = match self.backend {
             // take SQLite's write lock at once (waiting out the busy timeout),
             // rather than upgrading a read snapshot later: an upgrade fails at
@@ -227,7 +263,15 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx { inner, _guard: guard, events: Vec::new(), changed: Vec::new(), settings: None })
+        Ok(Tx {
+            inner,
+            _guard: guard,
+            events: Vec::new(),
+            changed: Vec::new(),
+            settings: None,
+            urgent_marked: false,
+            urgent: self.urgent.clone(),
+        })
     }
 
     /// Begin a transaction that only reads, over one consistent snapshot
@@ -238,7 +282,15 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
         }
-        Ok(Tx { inner, _guard: None, events: Vec::new(), changed: Vec::new(), settings: None })
+        Ok(Tx {
+            inner,
+            _guard: None,
+            events: Vec::new(),
+            changed: Vec::new(),
+            settings: None,
+            urgent_marked: false,
+            urgent: self.urgent.clone(),
+        })
     }
 
     /// Become the node that runs the scheduler: on PostgreSQL, a session
@@ -259,6 +311,14 @@ impl Store {
             return Ok(Some(SchedulerLock { conn: Some(conn.detach()) }));
         }
         Ok(None)
+    }
+
+    /// Resolves once a transaction of this process that marked urgent work
+    /// (`PRIORITY_URGENT`) has committed since the last call answered, so
+    /// that this node's replication takes it up at once; other nodes' marks
+    /// are found by polling. Meant for one waiter (the replication loop).
+    pub async fn urgent_marked(&self) {
+        self.urgent.notified().await;
     }
 
     pub async fn close(&self) {
@@ -302,6 +362,9 @@ pub struct Tx {
     changed: Vec<&'static str>,
     /// The installation's settings, once read in this transaction.
     settings: Option<InstallationSettings>,
+    /// This transaction marked urgent work; the store's waiter is told at commit.
+    urgent_marked: bool,
+    urgent: Arc<Notify>,
 }
 
 impl Tx {
@@ -320,7 +383,11 @@ impl Tx {
             return Err(StoreError::Unrecorded(changed));
         }
         self.append_recorded().await?;
+        let (marked, urgent) = (self.urgent_marked, self.urgent.clone());
         self.inner.commit().await?;
+        if marked {
+            urgent.notify_one();
+        }
         Ok(())
     }
 

@@ -152,33 +152,52 @@ impl Tx {
         Ok(())
     }
 
-    /// Projects with a payment method (of one workspace, or all), with it.
-    pub async fn project_payments(&mut self, workspace_id: Option<Uuid>) -> Result<Vec<ProjectPayment>> {
-        let mut sql = String::from(
-            "SELECT p.id AS project_id, p.workspace_id AS project_workspace, p.identifier AS project, \
-                    p.substitute_payment_method_id AS substitute, \
-                    m.id, m.workspace_id, m.name, m.amount, m.expires_on, m.billing_data \
-             FROM projects p JOIN payment_methods m ON m.id = p.payment_method_id",
-        );
-        if workspace_id.is_some() {
-            sql.push_str(" WHERE p.workspace_id = $1");
-        }
-        sql.push_str(" ORDER BY m.expires_on, p.identifier");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(ws) = workspace_id {
-            q = q.bind(ws.to_string());
-        }
-        let rows = q.fetch_all(self.conn()).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ProjectPayment {
-                    project_id: r.uuid("project_id")?,
-                    workspace_id: r.uuid("project_workspace")?,
-                    project: r.text("project")?,
-                    method: from_row(r)?,
-                    substitute: r.uuid_opt("substitute")?,
-                })
-            })
-            .collect()
+    /// Up to `limit` projects whose payment method expires before `before`
+    /// and that name a substitute (the payment job's candidates, PM3), the
+    /// earliest expiry first. Read from the expired methods through
+    /// `payment_methods_expiry` and `projects_payment`, so the cost follows
+    /// what is due, not the number of projects.
+    pub async fn projects_to_substitute(&mut self, before: Date, limit: i64) -> Result<Vec<ProjectPayment>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{PROJECT_PAYMENT_SELECT} WHERE m.expires_on < $1 AND p.substitute_payment_method_id IS NOT NULL \
+             ORDER BY m.expires_on, p.identifier LIMIT CAST($2 AS BIGINT)"
+        )))
+        .bind(format_date(before))
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(project_payment).collect()
     }
+
+    /// The projects of a workspace whose payment method expires on or
+    /// before `by` and that name no substitute (the forecast's candidates,
+    /// PM2), the earliest expiry first; read through the workspace's
+    /// methods, so the cost follows the projects listed.
+    pub async fn projects_paid_until(&mut self, workspace_id: Uuid, by: Date) -> Result<Vec<ProjectPayment>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{PROJECT_PAYMENT_SELECT} WHERE m.workspace_id = $1 AND p.workspace_id = $1 AND m.expires_on <= $2 \
+               AND p.substitute_payment_method_id IS NULL \
+             ORDER BY m.expires_on, p.identifier"
+        )))
+        .bind(workspace_id.to_string())
+        .bind(format_date(by))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(project_payment).collect()
+    }
+}
+
+const PROJECT_PAYMENT_SELECT: &str = "SELECT p.id AS project_id, p.workspace_id AS project_workspace, \
+        p.identifier AS project, p.substitute_payment_method_id AS substitute, \
+        m.id, m.workspace_id, m.name, m.amount, m.expires_on, m.billing_data \
+     FROM payment_methods m JOIN projects p ON p.payment_method_id = m.id";
+
+fn project_payment(r: &AnyRow) -> Result<ProjectPayment> {
+    Ok(ProjectPayment {
+        project_id: r.uuid("project_id")?,
+        workspace_id: r.uuid("project_workspace")?,
+        project: r.text("project")?,
+        method: from_row(r)?,
+        substitute: r.uuid_opt("substitute")?,
+    })
 }

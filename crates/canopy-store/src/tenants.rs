@@ -137,6 +137,25 @@ pub struct Claim {
     pub generation: i64,
     /// Failed attempts since the last success or change.
     pub attempts: i64,
+    /// The row's priority when it was claimed ([`PRIORITY_URGENT`] for an
+    /// emergency's work).
+    pub priority: i64,
+}
+
+impl Claim {
+    /// Whether the work was urgent when claimed.
+    pub fn is_urgent(&self) -> bool {
+        self.priority >= PRIORITY_URGENT
+    }
+}
+
+/// Urgent work as one node sees it ([`Store::urgent_work`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrgentWork {
+    /// Urgent tenants due and leased by nobody (counted up to the limit asked).
+    pub waiting: u64,
+    /// Of the leases asked about, the tenants that are urgent now.
+    pub turned: Vec<Uuid>,
 }
 
 /// A platform account as replication grants it.
@@ -261,6 +280,9 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
+        if priority >= PRIORITY_URGENT && done.rows_affected() > 0 {
+            self.urgent_marked = true;
+        }
         Ok(done.rows_affected())
     }
 
@@ -286,12 +308,7 @@ impl Tx {
         let group_members = self.group_memberships(&groups).await?;
         let mut user_ids: BTreeSet<Uuid> = group_members.values().flatten().copied().collect();
         user_ids.extend(bindings.iter().filter(|b| b.subject.kind == SubjectKind::User).map(|b| b.subject.id));
-        let mut accounts = Vec::with_capacity(user_ids.len());
-        for id in user_ids {
-            if let Some(u) = self.user_by_id(id).await? {
-                accounts.push(AccountRecord { id, username: u.username, email: u.email, active: u.active });
-            }
-        }
+        let accounts = self.accounts(&user_ids).await?;
         let applied = self.applied_assignments(tenant_id).await?;
         Ok(Some(ReplicationInput {
             tenant,
@@ -305,6 +322,32 @@ impl Tx {
             accounts,
             applied,
         }))
+    }
+
+    /// The platform accounts of these users, a query per 500 rather than
+    /// two per user: a full reconcile reads every project's (B6).
+    async fn accounts(&mut self, ids: &BTreeSet<Uuid>) -> Result<Vec<AccountRecord>> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let mut accounts = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, username, email, active FROM users WHERE id IN ({}) ORDER BY id",
+                placeholders.join(", ")
+            )));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(self.conn()).await? {
+                accounts.push(AccountRecord {
+                    id: r.uuid("id")?,
+                    username: r.text("username")?,
+                    email: r.text("email")?,
+                    active: r.flag("active")?,
+                });
+            }
+        }
+        Ok(accounts)
     }
 
     pub async fn applied_assignments(&mut self, tenant_id: Uuid) -> Result<BTreeMap<Assignment<String>, Applied>> {
@@ -334,17 +377,42 @@ impl Store {
         lease_until: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Claim>> {
+        self.claim(node, now, lease_until, limit, i64::MIN).await
+    }
+
+    /// Like [`Store::claim_tenants`], only urgent tenants
+    /// ([`PRIORITY_URGENT`]): what a node takes in place of ordinary runs it
+    /// asks to yield.
+    pub async fn claim_urgent_tenants(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        self.claim(node, now, lease_until, limit, PRIORITY_URGENT).await
+    }
+
+    async fn claim(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+        min_priority: i64,
+    ) -> Result<Vec<Claim>> {
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let token = format!("{node}/{}", Uuid::new_v4().simple());
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         // a CTE, not `IN (SELECT ... LIMIT)`: PostgreSQL may run such a
         // subquery more than once and lease more rows than asked for
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH picked AS ( \
-               SELECT tenant_id FROM tenant_work WHERE due_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+               SELECT tenant_id FROM tenant_work WHERE priority >= $5 AND due_at <= $2 \
+                 AND (lease_until IS NULL OR lease_until <= $2) \
                ORDER BY priority DESC, due_at, tenant_id LIMIT CAST($4 AS BIGINT) {lock}) \
              UPDATE tenant_work SET leased_by = $1, lease_until = $3 FROM picked \
              WHERE tenant_work.tenant_id = picked.tenant_id \
@@ -354,25 +422,63 @@ impl Store {
         .bind(to_us(now))
         .bind(to_us(lease_until))
         .bind(i64::from(limit))
+        .bind(min_priority)
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        let mut claims: Vec<(i64, Claim)> = rows
+        let mut claims: Vec<Claim> = rows
             .iter()
             .map(|r| {
-                Ok((
-                    r.int("priority")?,
-                    Claim {
-                        tenant_id: r.uuid("tenant_id")?,
-                        token: token.clone(),
-                        generation: r.int("generation")?,
-                        attempts: r.int("attempts")?,
-                    },
-                ))
+                Ok(Claim {
+                    tenant_id: r.uuid("tenant_id")?,
+                    token: token.clone(),
+                    generation: r.int("generation")?,
+                    attempts: r.int("attempts")?,
+                    priority: r.int("priority")?,
+                })
             })
             .collect::<Result<_>>()?;
-        claims.sort_by_key(|(priority, c)| (std::cmp::Reverse(*priority), c.tenant_id));
-        Ok(claims.into_iter().map(|(_, c)| c).collect())
+        claims.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.tenant_id));
+        Ok(claims)
+    }
+
+    /// What a node that works on `leases` (tenant, claim token) needs to
+    /// know to put urgent work first, in one snapshot: how many urgent
+    /// tenants are due and leased by nobody (counted up to `limit`), and
+    /// which of its leased tenants became urgent since it claimed them.
+    /// Both are read through indexes (`tenant_work_due`, the primary key),
+    /// whatever the size of the backlog.
+    pub async fn urgent_work(&self, now: OffsetDateTime, leases: &[(Uuid, String)], limit: u32) -> Result<UrgentWork> {
+        let mut tx = self.read().await?;
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT tenant_id FROM tenant_work WHERE priority >= $1 AND due_at <= $2 \
+               AND (lease_until IS NULL OR lease_until <= $2) LIMIT CAST($3 AS BIGINT)) AS waiting",
+        )
+        .bind(PRIORITY_URGENT)
+        .bind(to_us(now))
+        .bind(i64::from(limit))
+        .fetch_one(tx.conn())
+        .await?;
+        let waiting = u64::try_from(r.int("n")?).unwrap_or(0);
+        let mut turned = Vec::new();
+        for chunk in leases.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT tenant_id, leased_by FROM tenant_work WHERE priority >= $1 AND tenant_id IN ({})",
+                placeholders.join(", ")
+            )))
+            .bind(PRIORITY_URGENT);
+            for (tenant, _) in chunk {
+                q = q.bind(tenant.to_string());
+            }
+            for r in q.fetch_all(tx.conn()).await? {
+                let (tenant, by) = (r.uuid("tenant_id")?, r.text_opt("leased_by")?);
+                if chunk.iter().any(|(t, token)| *t == tenant && by.as_deref() == Some(token.as_str())) {
+                    turned.push(tenant);
+                }
+            }
+        }
+        Ok(UrgentWork { waiting, turned })
     }
 
     /// Lease one tenant for work done outside a replication run (revoking
@@ -394,7 +500,7 @@ impl Store {
              VALUES ($1, 0, 0, $3, $2, $3) \
              ON CONFLICT (tenant_id) DO UPDATE SET leased_by = $2, lease_until = $3 \
                WHERE tenant_work.lease_until IS NULL OR tenant_work.lease_until <= $4 \
-             RETURNING generation, attempts",
+             RETURNING generation, attempts, priority",
         )
         .bind(tenant_id.to_string())
         .bind(&token)
@@ -403,13 +509,21 @@ impl Store {
         .fetch_optional(tx.conn())
         .await?;
         tx.commit().await?;
-        row.map(|r| Ok(Claim { tenant_id, token, generation: r.int("generation")?, attempts: r.int("attempts")? }))
-            .transpose()
+        row.map(|r| {
+            Ok(Claim {
+                tenant_id,
+                token,
+                generation: r.int("generation")?,
+                attempts: r.int("attempts")?,
+                priority: r.int("priority")?,
+            })
+        })
+        .transpose()
     }
 
     /// Give back a lease taken with [`Store::hold_tenant`].
     pub async fn release_tenant(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         sqlx::query(
             "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
         )
@@ -429,7 +543,7 @@ impl Store {
         if leases.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         for (t, token) in leases {
             sqlx::query(
                 "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
@@ -444,7 +558,7 @@ impl Store {
 
     /// Extend the leases of runs that still work (a heartbeat): (tenant, claim token).
     pub async fn renew_leases(&self, leases: &[(Uuid, String)], lease_until: OffsetDateTime) -> Result<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.write_first().await?;
         for (t, token) in leases {
             sqlx::query("UPDATE tenant_work SET lease_until = $3 WHERE tenant_id = $1 AND leased_by = $2")
                 .bind(t.to_string())
@@ -458,27 +572,11 @@ impl Store {
 
     /// The work on a tenant succeeded: drop the row unless a newer change
     /// marked it meanwhile (then release it, due at once). Answers whether
-    /// the row is done.
+    /// the row is done. A replication run does this in the transaction that
+    /// records its outcome ([`Tx::finish_tenant_work`]).
     pub async fn finish_tenant_work(&self, claim: &Claim) -> Result<bool> {
-        let node = &claim.token;
         let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
-            .bind(claim.tenant_id.to_string())
-            .bind(claim.generation)
-            .bind(node)
-            .execute(tx.conn())
-            .await?
-            .rows_affected()
-            > 0;
-        if !done {
-            sqlx::query(
-                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
-            )
-            .bind(claim.tenant_id.to_string())
-            .bind(node)
-            .execute(tx.conn())
-            .await?;
-        }
+        let done = tx.finish_tenant_work(claim).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -533,9 +631,12 @@ impl Store {
     /// since `older_than` (the periodic full reconcile, TN4). Answers how many.
     pub async fn mark_for_reconcile(&self, older_than: OffsetDateTime, limit: u32, now: OffsetDateTime) -> Result<u64> {
         let mut tx = self.write().await?;
+        // walks `tenants_reconcile_due` in order and stops at the limit: no sort of
+        // every due tenant, whatever their number (B6)
         let rows = sqlx::query(
-            "SELECT id FROM tenants WHERE (last_reconciled_at IS NULL OR last_reconciled_at < $1) \
-             AND id NOT IN (SELECT tenant_id FROM tenant_work) ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT CAST($2 AS BIGINT)",
+            "SELECT id FROM tenants WHERE COALESCE(last_reconciled_at, 0) < $1 \
+               AND NOT EXISTS (SELECT 1 FROM tenant_work w WHERE w.tenant_id = tenants.id) \
+             ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT CAST($2 AS BIGINT)",
         )
         .bind(to_us(older_than))
         .bind(i64::from(limit))
@@ -550,6 +651,13 @@ impl Store {
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// How many tenants there are.
+    pub async fn tenant_count(&self) -> Result<u64> {
+        let mut tx = self.read().await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM tenants").fetch_one(tx.conn()).await?;
+        Ok(u64::try_from(r.int("n")?).unwrap_or(0))
     }
 
     /// How many dirty tenants wait or are being worked on.
@@ -615,6 +723,31 @@ pub enum Outcome<'a> {
 }
 
 impl Tx {
+    /// [`Store::finish_tenant_work`] in this transaction, so that a run's
+    /// outcome and the end of its work commit together, at the cost of one
+    /// commit.
+    pub async fn finish_tenant_work(&mut self, claim: &Claim) -> Result<bool> {
+        let node = &claim.token;
+        let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
+            .bind(claim.tenant_id.to_string())
+            .bind(claim.generation)
+            .bind(node)
+            .execute(self.conn())
+            .await?
+            .rows_affected()
+            > 0;
+        if !done {
+            sqlx::query(
+                "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
+            )
+            .bind(claim.tenant_id.to_string())
+            .bind(node)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(done)
+    }
+
     /// Record that Canopy is about to grant an assignment (pending), so a
     /// crash before the platform confirms is never mistaken for drift.
     pub async fn record_grant_intent(&mut self, tenant_id: Uuid, a: &Assignment<String>) -> Result<()> {

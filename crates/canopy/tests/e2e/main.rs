@@ -28,4 +28,5 @@ mod serve;
 mod shutdown;
 mod tenants;
 mod tidy;
+mod urgent;
 mod workspaces;

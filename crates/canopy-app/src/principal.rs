@@ -22,6 +22,8 @@ pub struct Principal {
     pub actor: Actor,
     /// The stored hash of the session token, when the principal signed in with one.
     pub session: Option<String>,
+    /// Until when the session may stay unused, for a session of the web UI.
+    pub idle_until: Option<OffsetDateTime>,
 }
 
 impl Principal {
@@ -138,8 +140,10 @@ pub async fn authenticate(store: &Store, token: &str, now: OffsetDateTime) -> Re
     let hash = hash_secret(token);
     let invalid = || Error::Unauthenticated("the token is invalid or has expired; sign in again".into());
     let session = token.starts_with(SESSION_PREFIX).then(|| hash.clone());
+    let mut idle_until = None;
     let actor = if token.starts_with(SESSION_PREFIX) {
-        let user = store.session_account(&hash, now).await?.filter(|u| u.active).ok_or_else(invalid)?;
+        let (user, idle) = store.session_account(&hash, now).await?.filter(|(u, _)| u.active).ok_or_else(invalid)?;
+        idle_until = idle;
         Actor { kind: ActorKind::User, id: user.id, name: user.username, installation_roles: user.installation_roles }
     } else if token.starts_with(API_KEY_PREFIX) {
         let (key, creator) = store.api_key_account(&hash, now).await?.ok_or_else(invalid)?;
@@ -155,5 +159,5 @@ pub async fn authenticate(store: &Store, token: &str, now: OffsetDateTime) -> Re
     } else {
         return Err(invalid());
     };
-    Ok(Principal { actor, session })
+    Ok(Principal { actor, session, idle_until })
 }

@@ -260,7 +260,7 @@ async fn for_decision(
 /// manager of the workspace).
 async fn may_approve(tx: &mut Tx, ws: &WorkspaceRecord, person: Uuid) -> Result<bool> {
     let Some(actor) = user_actor(tx, person).await? else { return Ok(false) };
-    let person = Principal { actor, session: None };
+    let person = Principal { actor, session: None, idle_until: None };
     let role = person.workspace_role(tx, ws).await?;
     let approver = authz::approver(&person.actor, (ws.id, role));
     Ok(approver.is_admin || approver.is_manager)
@@ -476,7 +476,7 @@ async fn requester_may_ask(
         None => user_actor(tx, q.requested_by_id).await?,
     };
     let Some(actor) = actor else { return Ok(false) };
-    let requester = Principal { actor, session: None };
+    let requester = Principal { actor, session: None, idle_until: None };
     Ok(requester.require_in(tx, ws, Action::ManageWorkspace).await.is_ok())
 }
 

@@ -14,6 +14,14 @@ use crate::credentials::{PasswordHashing, SESSION_PREFIX, new_secret, verify_pas
 use crate::error::{Error, Result};
 use crate::principal::Principal;
 
+/// How long a session lasts: at most `absolute`, and, for a session of the
+/// web UI, no longer than `idle` without being used.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetime {
+    pub absolute: Duration,
+    pub idle: Option<Duration>,
+}
+
 /// A new session: its bearer token (shown once) and when it ends.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -35,7 +43,7 @@ pub async fn sign_in(
     now: OffsetDateTime,
     client: IpAddr,
     (username, password): (&str, String),
-    session_ttl: Duration,
+    lifetime: Lifetime,
 ) -> Result<NewSession> {
     for (field, value) in [("username", username), ("password", password.as_str())] {
         if value.chars().count() > 1000 {
@@ -58,8 +66,8 @@ pub async fn sign_in(
     tx.remember_address(user.id, &keys.client, now).await?;
     accept_invitations(&mut tx, &user, now).await?;
     let (token, hash) = new_secret(SESSION_PREFIX)?;
-    let expires_at = now + session_ttl;
-    tx.insert_session(&hash, user.id, now, expires_at).await?;
+    let expires_at = now + lifetime.absolute;
+    tx.insert_session(&hash, user.id, now, expires_at, lifetime.idle.map(|idle| now + idle)).await?;
     tx.delete_expired_sessions(now).await?;
     tx.commit().await?;
     Ok(NewSession { token, expires_at })
@@ -135,6 +143,16 @@ pub async fn sign_out(store: &Store, by: &Principal) -> Result<()> {
     tx.delete_session(session).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A session of the web UI is in use at `now`: keep it alive for another
+/// `idle`. Written at most once per half of `idle`, so that reading pages
+/// does not make every request a write.
+pub async fn keep_alive(store: &Store, by: &Principal, now: OffsetDateTime, idle: Duration) -> Result<()> {
+    match (&by.session, by.idle_until) {
+        (Some(session), Some(until)) if until - now < idle / 2 => Ok(store.touch_session(session, now + idle).await?),
+        _ => Ok(()),
+    }
 }
 
 /// Pending invitations of the user's e-mail become memberships on sign-in (WS3).

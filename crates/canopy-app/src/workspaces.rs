@@ -96,6 +96,57 @@ pub async fn list_all(store: &Store, by: &Principal, paging: &Paging) -> Result<
     Ok(page(views, paging.limit, |v| v.workspace.identifier.clone()))
 }
 
+/// The workspaces a principal can switch to in the web UI, by identifier,
+/// at most `limit`: a person's own, and for admins every workspace (AD1).
+/// Plain records, without the four-eye setting [`list`] reads per workspace.
+pub async fn switchable(store: &Store, by: &Principal, limit: u32) -> Result<Vec<WorkspaceRecord>> {
+    use canopy_domain::authz::ActorKind;
+    let mut tx = store.read().await?;
+    let every = by.require(Action::AdministerInstallation).is_ok();
+    let mut rows = match by.actor.kind {
+        _ if every => tx.list_workspaces(None, None, limit).await?,
+        ActorKind::User => tx.list_workspaces(Some(by.actor.id), None, limit).await?,
+        ActorKind::InstallationKey => tx.list_workspaces(None, None, limit).await?,
+        ActorKind::WorkspaceKey { workspace_id, .. } => tx.workspace_by_id(workspace_id).await?.into_iter().collect(),
+    };
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(rows)
+}
+
+/// What a principal may do in a workspace, so that an interface shows only
+/// the controls they can use (the use cases still decide each action).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Abilities {
+    pub role: Option<WorkspaceRole>,
+    /// Manage projects, members and bindings (WS7).
+    pub manage: bool,
+    /// Grant or take away the owner role.
+    pub own: bool,
+    /// Page through the history (HI2).
+    pub history: bool,
+}
+
+/// The workspace `identifier` names (which the principal must see) and what
+/// the principal may do in it.
+pub async fn abilities(store: &Store, by: &Principal, identifier: &str) -> Result<(WorkspaceRecord, Abilities)> {
+    use canopy_domain::authz::{authorize, effective_workspace_role};
+    let mut tx = store.read().await?;
+    let ws = by.workspace_in(&mut tx, identifier, Action::ViewWorkspace).await?;
+    let direct = match by.actor.kind {
+        canopy_domain::authz::ActorKind::User => tx.membership_roles_of_user(ws.id, by.actor.id).await?,
+        _ => Vec::new(),
+    };
+    let role = effective_workspace_role(&by.actor, ws.id, direct);
+    let may = |action| authorize(&by.actor, action, Some((ws.id, role))).is_ok();
+    let abilities = Abilities {
+        role,
+        manage: may(Action::ManageWorkspace),
+        own: may(Action::OwnWorkspace),
+        history: may(Action::ViewHistory),
+    };
+    Ok((ws, abilities))
+}
+
 /// Create a workspace (WS1); the creating person becomes its owner.
 pub async fn create(
     store: &Store,

@@ -50,7 +50,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
 pub struct BodyDeadline(pub std::time::Duration);
 
 /// Read the whole body within the connection's [`BodyDeadline`] (408 after it).
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let deadline = req.extensions().get::<BodyDeadline>().map(|d| d.0);
     let read = Bytes::from_request(req, state);
     let bytes = match deadline {

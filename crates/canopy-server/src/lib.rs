@@ -25,14 +25,18 @@ pub mod listen;
 pub mod mapping;
 pub mod metrics;
 pub mod routes;
+pub mod ui;
 
 pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// How long a session token from `POST /auth/token` stays valid.
+    /// How long a session (a token from `POST /auth/token`, a sign-in to
+    /// the web UI) stays valid at most.
     pub session_ttl: time::Duration,
+    /// How long a session of the web UI stays valid unused.
+    pub session_idle: time::Duration,
     /// The address users reach Canopy at, for links in e-mails.
     pub public_url: Option<String>,
     /// The key that encrypts platform secrets at rest.
@@ -46,6 +50,23 @@ pub struct ServerConfig {
     /// The bearer token `GET /metrics` wants; `None`: the metrics are open
     /// (they name no person, tenant or address).
     pub metrics_token: Option<String>,
+}
+
+impl ServerConfig {
+    /// The lifetime of a session token of the REST API.
+    pub fn api_lifetime(&self) -> canopy_app::session::Lifetime {
+        canopy_app::session::Lifetime { absolute: self.session_ttl, idle: None }
+    }
+
+    /// The lifetime of a sign-in to the web UI: it also ends unused.
+    pub fn ui_lifetime(&self) -> canopy_app::session::Lifetime {
+        canopy_app::session::Lifetime { absolute: self.session_ttl, idle: Some(self.session_idle) }
+    }
+
+    /// Whether users reach Canopy over HTTPS, so that its cookies are `Secure`.
+    pub fn https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
 }
 
 /// What every handler can reach.
@@ -281,7 +302,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(routes::health::ready))
         .route("/metrics", get(metrics::scrape))
-        .fallback(|| async { no_route() })
+        .merge(ui::router())
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") { no_route() } else { ui::not_found() }
+        })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .with_state(state)

@@ -59,9 +59,20 @@ const USER_COLS: &str = "id, username, email, first_name, last_name, password_ha
 
 /// A user with their installation roles, in one statement: the user's
 /// columns on every row, one row per role (one with a NULL role without any).
-const USER_WITH_ROLES: &str = "SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.password_hash, \
-     u.active, u.created_at, r.role AS installation_role \
-     FROM users u LEFT JOIN user_installation_roles r ON r.user_id = u.id";
+/// The columns of a user with their installation roles (one row per role).
+macro_rules! user_columns {
+    () => {
+        "SELECT u.id, u.username, u.email, u.first_name, u.last_name, u.password_hash, \
+         u.active, u.created_at, r.role AS installation_role"
+    };
+}
+/// Where [`user_columns`] reads from.
+macro_rules! users_with_roles {
+    () => {
+        "users u LEFT JOIN user_installation_roles r ON r.user_id = u.id"
+    };
+}
+const USER_WITH_ROLES: &str = concat!(user_columns!(), " FROM ", users_with_roles!());
 
 /// The user of rows read with [`USER_WITH_ROLES`], `None` without rows.
 fn user_with_roles(rows: &[AnyRow]) -> Result<Option<UserRecord>> {
@@ -89,17 +100,35 @@ async fn user_by(conn: &mut sqlx::AnyConnection, col: &'static str, value: &str)
 /// Credentials resolved outside any transaction, on a pooled connection: a
 /// request authenticates in as few round trips to the database as possible.
 impl crate::Store {
-    /// The account a session token's hash signs in, while the session lasts:
-    /// one statement.
-    pub async fn session_account(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<UserRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{USER_WITH_ROLES} JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = $1 AND s.expires_at > $2"
-        )))
-        .bind(token_hash)
-        .bind(to_us(now))
-        .fetch_all(self.pool())
-        .await?;
-        user_with_roles(&rows)
+    /// The account a session token's hash signs in, while the session lasts
+    /// (before its end and, for a session of the web UI, before it has been
+    /// left unused too long), with when it would end unused: one statement.
+    pub async fn session_account(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<(UserRecord, Option<OffsetDateTime>)>> {
+        const SQL: &str = concat!(
+            user_columns!(),
+            ", s.idle_until FROM ",
+            users_with_roles!(),
+            " JOIN sessions s ON s.user_id = u.id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND (s.idle_until IS NULL OR s.idle_until > $2)"
+        );
+        let rows = sqlx::query(SQL).bind(token_hash).bind(to_us(now)).fetch_all(self.pool()).await?;
+        let idle_until = rows.first().map(|r| r.time_opt("idle_until")).transpose()?.flatten();
+        Ok(user_with_roles(&rows)?.map(|u| (u, idle_until)))
+    }
+
+    /// Keep a session of the web UI alive until `idle_until` (it is in use).
+    pub async fn touch_session(&self, token_hash: &str, idle_until: OffsetDateTime) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE sessions SET idle_until = $2 WHERE token_hash = $1 AND idle_until IS NOT NULL")
+            .bind(token_hash)
+            .bind(to_us(idle_until))
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await
     }
 
     /// The API key a token's hash names, while it lasts, with its creator's
@@ -393,12 +422,16 @@ impl Tx {
         user_id: Uuid,
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
+        idle_until: Option<OffsetDateTime>,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_hash)
-            .bind(user_id.to_string())
-            .bind(to_us(now))
-            .bind(to_us(expires_at))
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, idle_until) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id.to_string())
+        .bind(to_us(now))
+        .bind(to_us(expires_at))
+        .bind(idle_until.map(to_us))
             .execute(self.conn())
             .await?;
         Ok(())

@@ -188,6 +188,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let history_key = new_history_key();
     let config = ServerConfig {
         session_ttl: time::Duration::hours(12),
+        session_idle: time::Duration::minutes(30),
         public_url: None,
         secret_key: secret_key.clone(),
         trusted_proxies: vec![],

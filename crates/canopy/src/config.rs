@@ -238,6 +238,7 @@ impl Resolved {
             ("listen", Some(toml::Value::String(a.listen.to_string()))),
             ("database", Some(toml::Value::String(redact_url(a.database.url.expose())))),
             ("session_minutes", int(a.session_minutes)),
+            ("session_idle_minutes", int(a.session_idle_minutes)),
             ("smtp_url", a.smtp_url.as_ref().map(|s| toml::Value::String(redact_url(s.expose())))),
             ("mail_from", Some(toml::Value::String(a.mail_from.clone()))),
             ("public_url", text(&a.public_url)),

@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// How long a session token stays valid, in minutes.
     #[arg(long, env = "CANOPY_SESSION_MINUTES", default_value_t = 720, value_parser = clap::value_parser!(u32).range(1..=43_200))]
     pub session_minutes: u32,
+    /// How long a sign-in to the web UI stays valid unused, in minutes (it
+    /// also ends after --session-minutes in any case).
+    #[arg(long, env = "CANOPY_SESSION_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=43_200))]
+    pub session_idle_minutes: u32,
     /// On SIGTERM or Ctrl-C, how long requests and replication runs in
     /// progress get to finish, in seconds. Runs still going then stop at their
     /// next step between platform calls (after at most 5 s more for the call
@@ -321,6 +325,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock,
         ServerConfig {
             session_ttl: time::Duration::minutes(i64::from(args.session_minutes)),
+            session_idle: time::Duration::minutes(i64::from(args.session_idle_minutes)),
             public_url: args.public_url,
             secret_key,
             trusted_proxies: args.trusted_proxies.clone(),

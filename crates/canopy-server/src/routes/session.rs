@@ -34,7 +34,7 @@ pub async fn create_token(
     let now = app.clock.now();
     let credentials = (body.username.as_str(), body.password);
     let signed_in =
-        canopy_app::session::sign_in(&app.store, &app.passwords, now, client, credentials, app.config.session_ttl)
+        canopy_app::session::sign_in(&app.store, &app.passwords, now, client, credentials, app.config.api_lifetime())
             .await;
     match &signed_in {
         Err(canopy_app::Error::Unauthenticated(_)) => app.metrics.sign_in_failed(),

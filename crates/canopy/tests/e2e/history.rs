@@ -305,7 +305,7 @@ async fn hi1_a_change_without_its_event_cannot_commit(app: TestApp) {
     // operational state is not recorded: a session needs no event
     let admin = app.store.read().await.unwrap().user_by_username("admin").await.unwrap().unwrap();
     let mut tx = app.store.write().await.unwrap();
-    tx.insert_session("not-a-real-hash", admin.id, now, now + Duration::hours(1)).await.unwrap();
+    tx.insert_session("not-a-real-hash", admin.id, now, now + Duration::hours(1), None).await.unwrap();
     tx.commit().await.unwrap();
 }
 

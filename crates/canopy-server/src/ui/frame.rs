@@ -1,0 +1,116 @@
+//! The frame around every page: the workspace switcher, the main links,
+//! the viewer's menu, the breadcrumb and the flash message.
+
+use canopy_store::WorkspaceRecord;
+
+use super::assets;
+use super::form::UiResult;
+use super::session::Viewer;
+use crate::AppState;
+
+/// How many workspaces the switcher offers; the rest are reached from the
+/// home page or the admin area.
+const SWITCHER: u32 = 200;
+
+/// A workspace the switcher offers.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub identifier: String,
+    pub label: String,
+}
+
+/// One step of the breadcrumb; the last has no link.
+#[derive(Debug, Clone)]
+pub struct Crumb {
+    pub label: String,
+    pub href: Option<String>,
+}
+
+impl Crumb {
+    pub fn link(label: impl Into<String>, href: impl Into<String>) -> Self {
+        Crumb { label: label.into(), href: Some(href.into()) }
+    }
+
+    pub fn here(label: impl Into<String>) -> Self {
+        Crumb { label: label.into(), href: None }
+    }
+}
+
+/// What the frame of a page shows.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub user: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub workspaces: Vec<Choice>,
+    /// The workspace the page belongs to (selected in the switcher).
+    pub current: Option<String>,
+    pub flash: Option<String>,
+    pub crumbs: Vec<Crumb>,
+    pub title: String,
+    pub css: &'static str,
+    pub js: &'static str,
+    pub htmx: &'static str,
+}
+
+impl Frame {
+    /// Whether `identifier` is the page's workspace.
+    pub fn is_current(&self, identifier: &str) -> bool {
+        self.current.as_deref() == Some(identifier)
+    }
+}
+
+impl Viewer {
+    /// The frame of a page titled `title`, in workspace `current` if any.
+    pub async fn frame(
+        &self,
+        app: &AppState,
+        title: &str,
+        current: Option<&WorkspaceRecord>,
+        crumbs: Vec<Crumb>,
+    ) -> UiResult<Frame> {
+        let workspaces = canopy_app::workspaces::switchable(&app.store, &self.principal, SWITCHER).await?;
+        let mut choices: Vec<Choice> = workspaces
+            .into_iter()
+            .map(|w| Choice { label: format!("{} ({})", w.display_name, w.identifier), identifier: w.identifier })
+            .collect();
+        // an admin may look at a workspace beyond the switcher's first ones
+        if let Some(ws) = current
+            && !choices.iter().any(|c| c.identifier == ws.identifier)
+        {
+            choices.push(Choice {
+                label: format!("{} ({})", ws.display_name, ws.identifier),
+                identifier: ws.identifier.clone(),
+            });
+        }
+        Ok(Frame {
+            user: self.principal.actor.name.clone(),
+            admin: self.is_admin(),
+            csrf: self.csrf.clone(),
+            workspaces: choices,
+            current: current.map(|w| w.identifier.clone()),
+            flash: self.flash.clone(),
+            crumbs,
+            title: title.to_owned(),
+            css: assets::CSS,
+            js: assets::JS,
+            htmx: assets::HTMX,
+        })
+    }
+}
+
+/// A tab of a control plane.
+#[derive(Debug, Clone)]
+pub struct Tab {
+    pub label: &'static str,
+    pub href: String,
+    pub active: bool,
+}
+
+/// The tabs of the workspace control plane, as the seeds name them.
+pub fn workspace_tabs(ws: &str, active: &str) -> Vec<Tab> {
+    [("Projects", "projects"), ("Workspace Access", "access")]
+        .into_iter()
+        .map(|(label, path)| Tab { label, href: format!("/workspaces/{ws}/{path}"), active: path == active })
+        .collect()
+}

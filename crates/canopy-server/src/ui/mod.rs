@@ -1,0 +1,84 @@
+//! The web UI (IF2): server-rendered pages over the same use cases as the
+//! REST API.
+//!
+//! Every page is an askama template under `templates/`, checked when the
+//! crate compiles and HTML-escaped by default. Every action is a plain link
+//! or form, so each works without JavaScript; htmx (vendored, embedded)
+//! only makes the same forms faster (type-ahead). A handler here does what a
+//! REST handler does: parse, call one use case of `canopy_app`, and map its
+//! outcome, here to a page, a redirect with a flash message, or the same
+//! form again with each message next to its field ([`form`]).
+//!
+//! Sign-in is a cookie session ([`session`]): the same sessions as the REST
+//! API's tokens, which also end unused, with a CSRF token on every form.
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+mod access;
+mod assets;
+pub mod form;
+mod frame;
+mod home;
+mod projects;
+pub mod session;
+mod tags;
+mod text;
+
+pub use frame::Frame;
+pub use session::Viewer;
+
+/// The pages of the web UI, beside the REST API.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home::show).post(home::create_workspace))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/switch", get(home::switch))
+        .route("/assets/{file}", get(assets::serve))
+        .route("/workspaces/{ws}", get(projects::workspace_root))
+        .route("/workspaces/{ws}/projects", get(projects::list).post(projects::create))
+        .route("/workspaces/{ws}/access", get(access::workspace).post(access::invite))
+        .route("/workspaces/{ws}/access/search", get(access::search))
+        .route("/workspaces/{ws}/access/{subject}", post(access::change_member))
+        .route("/workspaces/{ws}/access/{subject}/remove", get(access::confirm_removal).post(access::remove_member))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// What every page of the UI answers with: no framing by other sites, no
+/// script or style from anywhere but Canopy itself, no guessing of types.
+async fn secure_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// A page rendered, or a plain error if the template fails (it cannot, but
+/// for values a template's own checks refuse).
+pub(crate) fn render(template: &impl askama::Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page could not be rendered");
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+        }
+    }
+}
+
+/// The answer for a path that is neither the API's nor a page.
+pub fn not_found() -> Response {
+    form::UiError::App(canopy_app::Error::not_found("there is no page at this address")).into_response()
+}

@@ -1,0 +1,61 @@
+//! How the UI words and formats values: role names as the seeds write
+//! them, times in UTC, and an expiration's state in words as well as colour
+//! (colour never carries meaning alone).
+
+use canopy_domain::WorkspaceRole;
+use canopy_domain::access::{ExpiryState, expiry_state};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// A workspace role as people call it.
+pub fn workspace_role(role: WorkspaceRole) -> &'static str {
+    match role {
+        WorkspaceRole::Owner => "Workspace Owner",
+        WorkspaceRole::Manager => "Workspace Manager",
+        WorkspaceRole::Member => "Workspace Member",
+    }
+}
+
+/// Every workspace role, strongest last, with its label (for dropdowns).
+pub fn workspace_roles() -> Vec<(&'static str, &'static str)> {
+    [WorkspaceRole::Member, WorkspaceRole::Manager, WorkspaceRole::Owner]
+        .into_iter()
+        .map(|r| (r.as_str(), workspace_role(r)))
+        .collect()
+}
+
+/// An instant to the minute, in UTC.
+pub fn when(t: OffsetDateTime) -> String {
+    let f = format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
+}
+
+/// The day of an instant, in UTC.
+pub fn day(t: OffsetDateTime) -> String {
+    let f = format_description!("[year]-[month]-[day]");
+    t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
+}
+
+/// An expiration as shown beside access: its class (`expired`, `soon` or
+/// empty) and words ("expired 2 days ago", "expires in 3 days",
+/// "2027-01-31", "never"), decided by the one rule of the domain.
+pub fn expiry(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> (&'static str, String) {
+    let Some(at) = expires_at else { return ("", "never".to_owned()) };
+    match expiry_state(Some(at), now) {
+        Some(ExpiryState::Expired) => ("expired", format!("expired {} ago ({})", span(now - at), day(at))),
+        Some(ExpiryState::Soon) => ("soon", format!("expires in {} ({})", span(at - now), day(at))),
+        None => ("", day(at)),
+    }
+}
+
+/// A duration in the largest whole unit that fits.
+fn span(d: time::Duration) -> String {
+    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit}") } else { format!("{n} {unit}s") };
+    if d.whole_days() >= 1 {
+        plural(d.whole_days(), "day")
+    } else if d.whole_hours() >= 1 {
+        plural(d.whole_hours(), "hour")
+    } else {
+        plural(d.whole_minutes().max(1), "minute")
+    }
+}

@@ -106,6 +106,13 @@ pub async fn list(store: &Store, by: &Principal, path: (&str, &str), paging: &Pa
     Ok(page(rows, paging.limit, |b| b.binding.id.to_string()))
 }
 
+/// One binding of a project (members of the workspace).
+pub async fn show(store: &Store, by: &Principal, (ws, project, id): (&str, &str, &str)) -> Result<BindingRecord> {
+    let mut tx = store.read().await?;
+    let (_, p) = load::project_in(&mut tx, by, (ws, project), Action::ViewWorkspace).await?;
+    load::binding(&mut tx, &p, id).await
+}
+
 /// Resolve and load what a manager's change names: workspace and project,
 /// refusing principals who may not manage the workspace (WS7, AD1).
 async fn managed_project(

@@ -270,6 +270,9 @@ pub struct SearchQuery {
     /// htmx sends the typed field under its own name.
     #[serde(default)]
     subject: Option<String>,
+    /// Set for a field that takes members only (no e-mail invitation).
+    #[serde(default)]
+    members: Option<String>,
 }
 
 struct Suggestion {
@@ -293,7 +296,7 @@ pub async fn search(
     Path(ws): Path<String>,
     Query(q): Query<SearchQuery>,
 ) -> UiResult {
-    let typed = q.q.or(q.subject).unwrap_or_default();
+    let typed = q.q.clone().or(q.subject.clone()).unwrap_or_default();
     let typed = typed.trim();
     if typed.chars().count() < 2 {
         return Ok(super::render(&Suggestions { items: vec![], email: None }));
@@ -319,6 +322,7 @@ pub async fn search(
             }
         })
         .collect();
-    let email = (items.is_empty() && canopy_domain::Email::parse(typed).is_ok()).then(|| typed.to_owned());
+    let email = (items.is_empty() && q.members.is_none() && canopy_domain::Email::parse(typed).is_ok())
+        .then(|| typed.to_owned());
     Ok(super::render(&Suggestions { items, email }))
 }

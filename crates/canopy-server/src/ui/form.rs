@@ -131,6 +131,14 @@ impl Problems {
         self
     }
 
+    /// Every message as one for the whole form, each prefixed by `what`
+    /// (a row of a table, whose fields have no place of their own).
+    pub fn flattened(self, what: &str) -> Self {
+        let mut parts: Vec<String> = self.fields.into_iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        parts.extend(self.general);
+        Problems::general(format!("{what}: {}", parts.join("; ")))
+    }
+
     /// One message for the whole form.
     pub fn general(message: impl Into<String>) -> Self {
         Problems { fields: BTreeMap::new(), general: Some(message.into()) }

@@ -21,9 +21,11 @@ use crate::AppState;
 
 mod access;
 mod assets;
+mod bindings;
 pub mod form;
 mod frame;
 mod home;
+mod project;
 mod projects;
 pub mod session;
 mod tags;
@@ -42,6 +44,17 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{file}", get(assets::serve))
         .route("/workspaces/{ws}", get(projects::workspace_root))
         .route("/workspaces/{ws}/projects", get(projects::list).post(projects::create))
+        .route("/workspaces/{ws}/projects/{project}", get(project::show))
+        .route("/workspaces/{ws}/projects/{project}/tenants", post(project::add_tenant))
+        .route("/workspaces/{ws}/projects/{project}/tenants/{platform}/replicate", post(project::replicate))
+        .route("/workspaces/{ws}/projects/{project}/payment", post(project::payment))
+        .route("/workspaces/{ws}/projects/{project}/tags", post(project::save_tags))
+        .route("/workspaces/{ws}/projects/{project}/access", get(bindings::show).post(bindings::add))
+        .route("/workspaces/{ws}/projects/{project}/access/{id}", post(bindings::change))
+        .route(
+            "/workspaces/{ws}/projects/{project}/access/{id}/remove",
+            get(bindings::confirm_removal).post(bindings::remove),
+        )
         .route("/workspaces/{ws}/access", get(access::workspace).post(access::invite))
         .route("/workspaces/{ws}/access/search", get(access::search))
         .route("/workspaces/{ws}/access/{subject}", post(access::change_member))

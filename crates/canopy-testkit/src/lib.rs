@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed set-up is a failed test
 
+pub mod browser;
 pub mod plans;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@
 
 mod access;
 mod auth;
+mod browser_harness;
 mod checkpoints;
 mod cli;
 mod clouds;

@@ -91,6 +91,23 @@ pub async fn search(store: &Store, by: &Principal, ws: &str, q: &str, limit: Opt
     Ok(tx.search_workspace(ws.id, term.as_str(), limit).await?)
 }
 
+/// Type-ahead over whom a workspace's managers may invite (WS3, WS4): every
+/// active user (first and last name, e-mail, username) and group (name,
+/// identifier) of the installation, at most `limit`, 1 to 50 (default 10).
+pub async fn candidates(
+    store: &Store,
+    by: &Principal,
+    ws: &str,
+    q: &str,
+    limit: Option<u32>,
+) -> Result<Vec<SearchRecord>> {
+    let limit = check_limit(limit, 10, 50)?;
+    let term = canopy_domain::SearchTerm::parse(q).map_err(|e| Error::invalid("q", e.0))?;
+    let mut tx = store.read().await?;
+    by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
+    Ok(tx.search_directory(term.as_str(), limit).await?)
+}
+
 /// Whom to invite (WS3, WS4).
 #[derive(Debug, Clone)]
 pub enum Invitee {

@@ -160,19 +160,32 @@ pub async fn create(
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
     let mut tx = store.write().await?;
     let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
-    crate::validate! {
-        identifier: "identifier" => Identifier::parse(&input.identifier),
-        display_name: "display_name" => DisplayName::parse(&input.display_name),
-    }
+    // every invalid field at once: the names and the tags alike
+    let defs = tx.tag_definitions().await?;
+    let admin = by.require(Action::AdministerInstallation).is_ok();
+    let identifier = Identifier::parse(&input.identifier);
+    let display_name = DisplayName::parse(&input.display_name);
+    let tags = apply_tags(&defs, &input.tags, &Default::default(), true, admin);
+    let (Ok(identifier), Ok(display_name), Ok(tags)) = (&identifier, &display_name, &tags) else {
+        let mut errors = Vec::new();
+        if let Err(e) = &identifier {
+            errors.push(FieldError::new("identifier", e.to_string()));
+        }
+        if let Err(e) = &display_name {
+            errors.push(FieldError::new("display_name", e.to_string()));
+        }
+        if let Err(list) = tags {
+            errors.extend(list.into_iter().map(|(field, message)| FieldError { field, message }));
+        }
+        return Err(Error::Invalid(errors));
+    };
+    let tags = tags.clone();
     if tx.project(ws.id, identifier.as_str()).await?.is_some() {
         return Err(Error::conflict_on(
             "identifier",
             format!("project {identifier} already exists in {}", ws.identifier),
         ));
     }
-    let defs = tx.tag_definitions().await?;
-    let admin = by.require(Action::AdministerInstallation).is_ok();
-    let tags = apply_tags(&defs, &input.tags, &Default::default(), true, admin).map_err(tag_problems)?;
     substitutes_allowed(&mut tx, input.substitute_payment_method.is_some()).await?;
     let (method, substitute) = payment(&mut tx, &ws, input.payment_method, input.substitute_payment_method).await?;
     let mut p = tx.insert_project(ws.id, identifier.as_str(), display_name.as_str(), now).await?;

@@ -60,6 +60,17 @@ pub struct SearchRecord {
     pub email: Option<String>,
 }
 
+fn search_record(r: &AnyRow) -> Result<SearchRecord> {
+    let first = r.text("first_name")?;
+    let last = r.text("last_name")?;
+    Ok(SearchRecord {
+        kind: r.parse("kind")?,
+        name: r.text("name")?,
+        display_name: crate::person_display_name(&first, &last),
+        email: r.text_opt("email")?,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct InvitationRecord {
     pub id: Uuid,
@@ -500,18 +511,31 @@ impl Tx {
         .bind(i64::from(limit))
         .fetch_all(self.conn())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let first = r.text("first_name")?;
-                let last = r.text("last_name")?;
-                Ok(SearchRecord {
-                    kind: r.parse("kind")?,
-                    name: r.text("name")?,
-                    display_name: crate::person_display_name(&first, &last),
-                    email: r.text_opt("email")?,
-                })
-            })
-            .collect()
+        rows.iter().map(search_record).collect()
+    }
+
+    /// Type-ahead over every active user (username, e-mail, first and last
+    /// name) and group (identifier, name) of the installation: whom a
+    /// workspace manager may invite (WS3, WS4). Groups first, then people,
+    /// by name; at most `limit`.
+    pub async fn search_directory(&mut self, q: &str, limit: u32) -> Result<Vec<SearchRecord>> {
+        let pattern = crate::accounts::like_pattern(q);
+        let rows = sqlx::query(
+            "SELECT 'user' AS kind, u.username AS name, u.first_name AS first_name, u.last_name AS last_name, u.email AS email \
+             FROM users u WHERE u.active = 1 \
+             AND (LOWER(u.username) LIKE $1 ESCAPE '\\' OR LOWER(u.email) LIKE $1 ESCAPE '\\' \
+                OR LOWER(u.first_name) LIKE $1 ESCAPE '\\' OR LOWER(u.last_name) LIKE $1 ESCAPE '\\' \
+                OR LOWER(u.first_name || ' ' || u.last_name) LIKE $1 ESCAPE '\\') \
+             UNION ALL \
+             SELECT 'group' AS kind, g.identifier AS name, g.display_name AS first_name, '' AS last_name, NULL AS email \
+             FROM user_groups g WHERE (LOWER(g.identifier) LIKE $1 ESCAPE '\\' OR LOWER(g.display_name) LIKE $1 ESCAPE '\\') \
+             ORDER BY kind DESC, name LIMIT CAST($2 AS BIGINT)",
+        )
+        .bind(pattern)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(search_record).collect()
     }
 
     /// Lock a workspace's row until the transaction ends, so that checks

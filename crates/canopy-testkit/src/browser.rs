@@ -249,6 +249,27 @@ impl Page {
         }
     }
 
+    /// The current value of the form field `css` names (what was typed or chosen).
+    pub async fn value(&self, css: &str) -> String {
+        match self.find(css).await.prop("value").await {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => panic!("cannot read the value of {css:?} on {}: {e}", self.url().await),
+        }
+    }
+
+    /// Set the value of the field `css` names as a picker would (a date
+    /// input, whose typed form depends on the browser's locale), firing its
+    /// `input` and `change` events.
+    pub async fn set_value(&self, css: &str, value: &str) {
+        let script = "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+                      e.dispatchEvent(new Event('input', {bubbles: true})); \
+                      e.dispatchEvent(new Event('change', {bubbles: true}));";
+        let args = vec![serde_json::Value::from(css), serde_json::Value::from(value)];
+        if let Err(e) = self.client.execute(script, args).await {
+            panic!("cannot set the value of {css:?} on {}: {e}", self.url().await);
+        }
+    }
+
     /// The visible text of the whole page.
     pub async fn body_text(&self) -> String {
         self.text("body").await
@@ -277,7 +298,15 @@ impl Page {
     pub async fn wait_for_text(&self, text: &str) {
         let start = Instant::now();
         loop {
-            let body = self.body_text().await;
+            // a page being replaced reads as a stale element: read again
+            let body = match self.find("body").await.text().await {
+                Ok(body) => body,
+                Err(_) if start.elapsed() <= WAIT => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => panic!("cannot read the page at {}: {e}", self.url().await),
+            };
             if body.contains(text) {
                 return;
             }

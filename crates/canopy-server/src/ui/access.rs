@@ -301,7 +301,11 @@ pub async fn search(
     if typed.chars().count() < 2 {
         return Ok(super::render(&Suggestions { items: vec![], email: None }));
     }
-    let found = canopy_app::members::search(&app.store, &viewer.principal, &ws, typed, Some(10)).await;
+    let found = if q.members.is_some() {
+        canopy_app::members::search(&app.store, &viewer.principal, &ws, typed, Some(10)).await
+    } else {
+        canopy_app::members::candidates(&app.store, &viewer.principal, &ws, typed, Some(10)).await
+    };
     let found = match found {
         Ok(f) => f,
         // what cannot be searched for suggests nothing

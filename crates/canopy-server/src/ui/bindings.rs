@@ -74,14 +74,22 @@ async fn page(
     let (workspace, abilities) = canopy_app::workspaces::abilities(&app.store, &viewer.principal, ws).await?;
     let (workspace, p, _) =
         canopy_app::tenants::list(&app.store, &viewer.principal, (&workspace.identifier, project)).await?;
-    let list = canopy_app::bindings::list(&app.store, &viewer.principal, (&workspace.identifier, &p.identifier), &paging)
-        .await?;
+    let list =
+        canopy_app::bindings::list(&app.store, &viewer.principal, (&workspace.identifier, &p.identifier), &paging)
+            .await?;
     let roles: Vec<(String, String)> = canopy_app::project_roles::list(&app.store)
         .await?
         .into_iter()
         .map(|r| (r.identifier, r.display_name))
         .collect();
-    let frame = viewer.frame(app, &format!("Access to {}", p.display_name), Some(&workspace), crumbs(&workspace, &p, "Project Access")).await?;
+    let frame = viewer
+        .frame(
+            app,
+            &format!("Access to {}", p.display_name),
+            Some(&workspace),
+            crumbs(&workspace, &p, "Project Access"),
+        )
+        .await?;
     let bindings = list
         .items
         .into_iter()
@@ -296,7 +304,9 @@ pub async fn remove(
     )
     .await?
     {
-        Outcome::Done(()) => Ok(done(&back, "The binding was removed; replication takes the access away from every tenant.")),
+        Outcome::Done(()) => {
+            Ok(done(&back, "The binding was removed; replication takes the access away from every tenant."))
+        }
         Outcome::Pending(r) => Ok(done(&back, &pending_text("Removing this binding", &r))),
     }
 }

@@ -111,7 +111,8 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
     let (workspace, p, tenants) =
         canopy_app::tenants::list(&app.store, &viewer.principal, (&workspace.identifier, project)).await?;
     let methods = canopy_app::payment_methods::list(&app.store, &viewer.principal, &workspace.identifier).await?;
-    let defs = canopy_app::tag_definitions::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?.items;
+    let defs =
+        canopy_app::tag_definitions::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?.items;
     let name_of = |id: Option<Uuid>| {
         id.and_then(|id| methods.iter().find(|m| m.id == id)).map_or("none".to_owned(), |m| m.name.clone())
     };
@@ -133,7 +134,8 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
             .collect()
     };
     let (platforms, zones) = if abilities.manage {
-        let list = canopy_app::platform_registry::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?;
+        let list =
+            canopy_app::platform_registry::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?;
         let mut zones = Vec::new();
         let mut platforms = Vec::new();
         for v in list.items {
@@ -150,7 +152,11 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
                 });
             }
             platforms.push(Option2 {
-                label: format!("{id} ({}{})", v.platform.platform_type.as_str(), if v.platform.landing_zone_required { ", needs a landing zone" } else { "" }),
+                label: format!(
+                    "{id} ({}{})",
+                    v.platform.platform_type.as_str(),
+                    if v.platform.landing_zone_required { ", needs a landing zone" } else { "" }
+                ),
                 chosen: forms.tenant.platform == id,
                 value: id,
             });
@@ -167,9 +173,11 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
             let v = p.tags.get(&d.key)?;
             let shown = match v {
                 serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Array(a) => {
-                    a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned)).collect::<Vec<_>>().join(", ")
-                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 other => other.to_string(),
             };
             Some((d.display_name.clone(), shown))
@@ -210,7 +218,11 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
 }
 
 /// `GET /workspaces/{ws}/projects/{project}`: the project control plane.
-pub async fn show(State(app): State<AppState>, viewer: Viewer, Path((ws, project)): Path<(String, String)>) -> UiResult {
+pub async fn show(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path((ws, project)): Path<(String, String)>,
+) -> UiResult {
     page(&app, &viewer, (&ws, &project), Forms::default()).await
 }
 
@@ -262,7 +274,10 @@ pub async fn replicate(
 ) -> UiResult {
     canopy_app::tenants::replicate(&app.store, &posted.viewer.principal, app.clock.now(), (&ws, &project, &platform))
         .await?;
-    Ok(done(&format!("/workspaces/{ws}/projects/{project}"), &format!("The tenant on {platform} replicates again now.")))
+    Ok(done(
+        &format!("/workspaces/{ws}/projects/{project}"),
+        &format!("The tenant on {platform} replicates again now."),
+    ))
 }
 
 fn method_id(field: &str, raw: &str) -> Result<Option<Uuid>, canopy_app::Error> {
@@ -309,7 +324,8 @@ pub async fn save_tags(
     posted: Posted<Nothing>,
 ) -> UiResult {
     let Posted { viewer, fields, .. } = posted;
-    let defs = canopy_app::tag_definitions::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?.items;
+    let defs =
+        canopy_app::tag_definitions::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?.items;
     let values = tags::posted(&defs, &fields, viewer.is_admin());
     let change = ProjectChange { tags: Some(values.clone()), ..ProjectChange::default() };
     match canopy_app::projects::update(&app.store, &viewer.principal, app.clock.now(), (&ws, &project), change).await {

@@ -29,5 +29,6 @@ mod serve;
 mod shutdown;
 mod tenants;
 mod tidy;
+mod ui;
 mod urgent;
 mod workspaces;

@@ -1,0 +1,384 @@
+//! IF2: the web UI, driven in headless Chromium (`canopy_testkit::browser`)
+//! and, for what a browser would never send (a forged or token-less form),
+//! over plain HTTP. Each test runs on SQLite and on PostgreSQL and saves
+//! screenshots of the pages it passes through under `target/screenshots/`.
+
+use canopy_testkit::browser::{Page, Viewport, browser};
+use canopy_testkit::{ADMIN_PASSWORD, TestApp, backend_tests};
+use serde_json::json;
+
+/// Sign in through the sign-in page and wait for the page it leads to.
+async fn sign_in(page: &Page, app: &TestApp, username: &str, password: &str) {
+    page.goto(&format!("{}/login", app.base)).await;
+    page.fill("username", username).await;
+    page.fill("password", password).await;
+    page.click_button("Sign in").await;
+    page.wait_for("header.top").await;
+}
+
+fn shot(app: &TestApp, name: &str) -> String {
+    format!("{name}-{}", format!("{:?}", app.backend).to_lowercase())
+}
+
+/// A signed-in session of the web UI over plain HTTP: its cookie header and
+/// its CSRF token, as a browser would hold them.
+async fn http_session(app: &TestApp, username: &str, password: &str) -> (String, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client.get(format!("{}/login", app.base)).send().await.unwrap();
+    let login_cookie = cookie_of(&login, "canopy_login").unwrap();
+    let signed_in = client
+        .post(format!("{}/login", app.base))
+        .header("cookie", format!("canopy_login={login_cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[("csrf", login_cookie.as_str()), ("username", username), ("password", password), ("next", "/")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303, "signing in as {username}");
+    let cookie = format!("canopy_session={}", cookie_of(&signed_in, "canopy_session").unwrap());
+    let home =
+        client.get(format!("{}/", app.base)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let csrf = home.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (cookie, csrf)
+}
+
+/// A form body, `application/x-www-form-urlencoded`.
+fn encode(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+fn cookie_of(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
+}
+
+/// POST a form of the web UI with the session's cookie.
+async fn post_form(app: &TestApp, cookie: &str, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = client
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(fields))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap())
+}
+
+backend_tests!(
+    if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie,
+    if2_a_post_without_the_csrf_token_is_refused,
+    if2_a_member_sees_no_manager_controls_and_a_forged_post_is_refused,
+    if2_a_display_name_with_a_script_is_shown_as_text,
+    if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_remove,
+    if2_pr1_a_project_is_created_with_its_problems_shown_next_to_the_field,
+);
+
+async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let page = browser.open(Viewport::Desktop).await;
+    // a page needs a sign-in first, and comes back after it
+    page.goto(&format!("{}/", app.base)).await;
+    page.wait_for("form[action='/login']").await;
+    assert!(page.url().await.contains("/login?next=%2F"), "{}", page.url().await);
+
+    // a wrong password and an unknown user read alike
+    page.fill("username", "admin").await;
+    page.fill("password", "not-the-password").await;
+    page.click_button("Sign in").await;
+    page.wait_for("#login-error").await;
+    let wrong_password = page.text("#login-error").await;
+    assert_eq!(page.text("#username").await, "");
+    page.screenshot(&shot(&app, "login-failed")).await;
+    page.fill("username", "nobody-of-that-name").await;
+    page.fill("password", "not-the-password").await;
+    page.click_button("Sign in").await;
+    page.wait_for("#login-error").await;
+    assert_eq!(page.text("#login-error").await, wrong_password);
+    assert!(wrong_password.contains("username or the password is wrong"), "{wrong_password}");
+
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(page.url().await, format!("{}/", app.base));
+    assert!(page.body_text().await.contains("Welcome, admin"));
+    let cookie = page.cookie("canopy_session").await.expect("the session cookie");
+    assert!(cookie.http_only, "the session cookie is HttpOnly");
+    assert_eq!(cookie.same_site.as_deref(), Some("Lax"));
+    page.screenshot(&shot(&app, "home-empty")).await;
+
+    // sign-out ends the session on the server (SE6), not only the cookie
+    let token = cookie.value.clone();
+    app.get("/api/v1/me", &token).await.expect(200);
+    page.click("details.menu summary").await;
+    page.click_button("Sign out").await;
+    page.wait_for_text("You are signed out.").await;
+    app.get("/api/v1/me", &token).await.expect(401);
+    page.close().await;
+}
+
+async fn if2_a_post_without_the_csrf_token_is_refused(app: TestApp) {
+    let (cookie, csrf) = http_session(&app, "admin", ADMIN_PASSWORD).await;
+    for fields in [
+        vec![("identifier", "forged"), ("display_name", "Forged")],
+        vec![("csrf", "not-the-token"), ("identifier", "forged"), ("display_name", "Forged")],
+    ] {
+        let (status, body) = post_form(&app, &cookie, "/", &fields).await;
+        assert_eq!(status, 403);
+        assert!(body.contains("This form was not accepted"), "{body}");
+    }
+    app.get("/api/v1/workspaces/forged", &app.admin_token).await.expect(404);
+    // with the token, the same form works
+    let (status, _) =
+        post_form(&app, &cookie, "/", &[("csrf", &csrf), ("identifier", "forged"), ("display_name", "Fine")]).await;
+    assert_eq!(status, 303);
+    app.get("/api/v1/workspaces/forged", &app.admin_token).await.expect(200);
+    // another session's token is not this one's
+    app.user("mia").await;
+    let (_, mias_csrf) = http_session(&app, "mia", "password-of-mia").await;
+    let (status, _) =
+        post_form(&app, &cookie, "/", &[("csrf", &mias_csrf), ("identifier", "other"), ("display_name", "Other")])
+            .await;
+    assert_eq!(status, 403);
+}
+
+async fn if2_a_member_sees_no_manager_controls_and_a_forged_post_is_refused(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.workspace(&app.admin_token, "team-a").await;
+    app.project(&app.admin_token, "team-a", "web").await;
+    app.user("mia").await;
+    app.user("bob").await;
+    app.invite(&app.admin_token, "team-a", "mia", "workspace_member").await;
+    app.invite(&app.admin_token, "team-a", "bob", "workspace_member").await;
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "mia", "password-of-mia").await;
+    page.goto(&format!("{}/workspaces/team-a/access", app.base)).await;
+    page.wait_for_text("Current Access").await;
+    assert!(page.body_text().await.contains("Bob Tester"));
+    for control in ["form[action='/workspaces/team-a/access']", "select[name=role]", "a[href$='/remove']"] {
+        assert!(!page.exists(control).await, "a member sees {control}");
+    }
+    page.screenshot(&shot(&app, "member-current-access")).await;
+    page.goto(&format!("{}/workspaces/team-a/projects", app.base)).await;
+    page.wait_for_text("Project web").await;
+    assert!(!page.exists("form[action='/workspaces/team-a/projects']").await);
+    page.goto(&format!("{}/workspaces/team-a/projects/web/access", app.base)).await;
+    page.wait_for_text("Current Access").await;
+    assert!(!page.exists("form[action='/workspaces/team-a/projects/web/access']").await);
+    page.close().await;
+
+    // the member's own session and token, posting what only managers may
+    let (cookie, csrf) = http_session(&app, "mia", "password-of-mia").await;
+    let (status, body) = post_form(
+        &app,
+        &cookie,
+        "/workspaces/team-a/access",
+        &[("csrf", &csrf), ("subject", "bob"), ("role", "workspace_owner")],
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Not allowed"), "{body}");
+    let (status, _) = post_form(
+        &app,
+        &cookie,
+        "/workspaces/team-a/projects/web/access",
+        &[("csrf", &csrf), ("subject", "user:mia"), ("role", "project_admin")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let members = app.get("/api/v1/workspaces/team-a/members", &app.admin_token).await.expect(200);
+    let bob = members.body["items"].as_array().unwrap().iter().find(|m| m["subject"] == "user:bob").unwrap().clone();
+    assert_eq!(bob["role"], "workspace_member");
+    let bindings = app.get("/api/v1/workspaces/team-a/projects/web/bindings", &app.admin_token).await.expect(200);
+    assert_eq!(bindings.body["items"], json!([]));
+}
+
+async fn if2_a_display_name_with_a_script_is_shown_as_text(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let script = "<script>alert(1)</script>";
+    app.workspace(&app.admin_token, "team-a").await;
+    app.post(
+        "/api/v1/users",
+        &app.admin_token,
+        json!({"username": "eve", "email": "eve@example.org", "first_name": script, "last_name": "<b>Bold</b>",
+               "password": "password-of-eve"}),
+    )
+    .await
+    .expect(201);
+    app.invite(&app.admin_token, "team-a", "eve", "workspace_member").await;
+    app.patch(
+        "/api/v1/workspaces/team-a",
+        &app.admin_token,
+        json!({"display_name": "Team <img src=x onerror=alert(2)>"}),
+    )
+    .await
+    .expect(200);
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/workspaces/team-a/access", app.base)).await;
+    page.wait_for_text("Current Access").await;
+    let text = page.body_text().await;
+    assert!(text.contains("<script>alert(1)</script> <b>Bold</b>"), "{text}");
+    assert!(text.contains("Team <img src=x onerror=alert(2)>"), "{text}");
+    // shown as text: no element was made of it, and no dialog opened
+    assert!(!page.exists("main script").await);
+    assert!(!page.exists("main img").await);
+    assert!(!page.exists("main b").await);
+    assert!(page.client().get_alert_text().await.is_err(), "an alert opened");
+    page.screenshot(&shot(&app, "escaped-names")).await;
+    page.close().await;
+}
+
+async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_remove(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.workspace(&app.admin_token, "team-a").await;
+    app.project(&app.admin_token, "team-a", "web").await;
+    app.user("ann").await;
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    // the switcher leads to the workspace
+    page.select("ws", "team-a").await;
+    page.wait_for_text("Create a project").await;
+    page.click_link("Workspace Access").await;
+    page.wait_for_text("Current Access").await;
+
+    // at the bottom, type part of a name and choose the suggestion
+    page.fill("subject", "An").await;
+    page.wait_for("button.suggestion[data-value='user:ann']").await;
+    page.screenshot(&shot(&app, "invite-type-ahead")).await;
+    page.click("button.suggestion[data-value='user:ann']").await;
+    page.select("role", "workspace_member").await;
+    page.click_button("+ Invite").await;
+    page.wait_for_text("Ann Tester was added as Workspace Member.").await;
+    page.screenshot(&shot(&app, "workspace-current-access")).await;
+
+    // an unknown address becomes an invitation
+    page.fill("subject", "olga@example.org").await;
+    page.wait_for("button.suggestion[data-value='olga@example.org']").await;
+    page.click_button("+ Invite").await;
+    page.wait_for_text("An invitation was sent to olga@example.org").await;
+
+    // the project: Project Access, the type-ahead, a role and an expiration
+    page.goto(&format!("{}/workspaces/team-a/projects", app.base)).await;
+    page.click_link("Project web").await;
+    page.wait_for_text("Tenants").await;
+    page.click_link("Project Access").await;
+    page.wait_for_text("Nobody is bound to this project yet.").await;
+    page.fill("subject", "ann").await;
+    page.wait_for("button.suggestion[data-value='user:ann']").await;
+    page.click("button.suggestion[data-value='user:ann']").await;
+    page.select("role", "project_user").await;
+    // a date in the past is refused next to its field, with what was typed kept
+    page.set_value("#add-expires", "2020-01-01").await;
+    page.click("button[aria-label='Add to the project']").await;
+    page.wait_for("#add-expires-error").await;
+    assert_eq!(page.value("#add-subject").await, "user:ann");
+    page.screenshot(&shot(&app, "project-access-error")).await;
+    page.set_value("#add-expires", "2026-11-27").await;
+    page.click("button[aria-label='Add to the project']").await;
+    page.wait_for_text("Ann Tester was added as project_user until 2026-11-27.").await;
+    // four days before its end (the clock stands at 2026-11-23): yellow, and said in words
+    page.wait_for("tr.soon").await;
+    assert!(page.text("tr.soon").await.contains("expires in 3 days"), "{}", page.text("tr.soon").await);
+    page.screenshot(&shot(&app, "project-access")).await;
+    let bindings = app.get("/api/v1/workspaces/team-a/projects/web/bindings", &app.admin_token).await.expect(200);
+    let b = &bindings.body["items"][0];
+    assert_eq!(b["role"], "project_user");
+    assert_eq!(b["expires_at"], "2026-11-27T00:00:00Z");
+
+    // change the role and save
+    let id = b["id"].as_str().unwrap();
+    page.select("role", "project_admin").await;
+    page.click(&format!("button[aria-label='Save the role and expiration of Ann Tester']")).await;
+    page.wait_for_text("Ann Tester now holds project_admin until 2026-11-27.").await;
+    assert_eq!(
+        app.get("/api/v1/workspaces/team-a/projects/web/bindings", &app.admin_token).await.body["items"][0]["role"],
+        "project_admin"
+    );
+
+    // remove from the project, after a confirmation naming person and project
+    page.click(&format!("a[href$='/access/{id}/remove']")).await;
+    page.wait_for_text("Remove Ann Tester (ann) as project_admin from Project web?").await;
+    page.click_button("Remove").await;
+    page.wait_for_text("The binding was removed").await;
+    assert_eq!(
+        app.get("/api/v1/workspaces/team-a/projects/web/bindings", &app.admin_token).await.body["items"],
+        json!([])
+    );
+
+    // and from the workspace
+    page.goto(&format!("{}/workspaces/team-a/access", app.base)).await;
+    page.click("a[aria-label='Remove Ann Tester from the workspace']").await;
+    page.wait_for_text("Remove user:ann from Workspace team-a?").await;
+    page.click_button("Remove").await;
+    page.wait_for_text("user:ann was removed from the workspace.").await;
+    let members = app.get("/api/v1/workspaces/team-a/members", &app.admin_token).await.expect(200);
+    assert!(!members.body["items"].as_array().unwrap().iter().any(|m| m["subject"] == "user:ann"));
+    page.close().await;
+}
+
+async fn if2_pr1_a_project_is_created_with_its_problems_shown_next_to_the_field(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.workspace(&app.admin_token, "team-a").await;
+    app.post(
+        "/api/v1/tag-definitions",
+        &app.admin_token,
+        json!({"key": "environment", "display_name": "Environment", "type": "single_select",
+               "options": ["production", "staging"], "required": true}),
+    )
+    .await
+    .expect(201);
+    let method = app
+        .post(
+            "/api/v1/workspaces/team-a/payment-methods",
+            &app.admin_token,
+            json!({"name": "Cost centre 4711", "amount": 1000, "expires_on": "2027-12-31"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for (viewport, name) in [(Viewport::Desktop, "desktop"), (Viewport::Phone, "phone")] {
+        let page = browser.open(viewport).await;
+        sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+        page.goto(&format!("{}/workspaces/team-a/projects", app.base)).await;
+        page.wait_for_text("Create a project").await;
+        // an invalid identifier and a missing required tag, both named at their field
+        page.fill("identifier", &format!("Web {name}")).await;
+        page.fill("display_name", "Web shop").await;
+        page.click_button("Create project").await;
+        page.wait_for("#project-identifier-error").await;
+        assert!(page.exists(".invalid #tag-environment").await, "the required tag is marked");
+        assert!(!page.text("#project-identifier-error").await.is_empty());
+        page.screenshot(&shot(&app, &format!("create-project-errors-{name}"))).await;
+        // what was typed is kept
+        assert_eq!(page.value("#project-name").await, "Web shop");
+        page.fill("identifier", &format!("web-{name}")).await;
+        page.select("tags.environment", "production").await;
+        page.select("payment_method", &method).await;
+        page.click_button("Create project").await;
+        page.wait_for_text("Project Web shop was created.").await;
+        page.screenshot(&shot(&app, &format!("project-overview-{name}"))).await;
+        page.close().await;
+        let p = app.get(&format!("/api/v1/workspaces/team-a/projects/web-{name}"), &app.admin_token).await.expect(200);
+        assert_eq!(p.body["tags"]["environment"], "production");
+        assert_eq!(p.body["payment_method"], method.as_str());
+    }
+}

@@ -299,7 +299,11 @@ impl Page {
         let start = Instant::now();
         loop {
             // a page being replaced reads as a stale element: read again
-            let body = match self.find("body").await.text().await {
+            let read = match self.client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await,
+                Err(e) => Err(e),
+            };
+            let body = match read {
                 Ok(body) => body,
                 Err(_) if start.elapsed() <= WAIT => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -89,7 +89,9 @@ async fn page(
         Crumb::link(workspace.display_name.clone(), format!("/workspaces/{}", workspace.identifier)),
         Crumb::here("Workspace Access"),
     ];
-    let frame = viewer.frame(app, &format!("Access to {}", workspace.display_name), Some(&workspace), crumbs).await?;
+    let mut frame =
+        viewer.frame(app, &format!("Access to {}", workspace.display_name), Some(&workspace), crumbs).await?;
+    frame.manage = abilities.manage;
     let page = AccessPage {
         frame,
         tabs: workspace_tabs(&workspace.identifier, "access"),

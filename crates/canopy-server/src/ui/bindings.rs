@@ -82,7 +82,7 @@ async fn page(
         .into_iter()
         .map(|r| (r.identifier, r.display_name))
         .collect();
-    let frame = viewer
+    let mut frame = viewer
         .frame(
             app,
             &format!("Access to {}", p.display_name),
@@ -90,6 +90,7 @@ async fn page(
             crumbs(&workspace, &p, "Project Access"),
         )
         .await?;
+    frame.manage = abilities.manage;
     let bindings = list
         .items
         .into_iter()
@@ -163,6 +164,12 @@ fn pending_text(what: &str, r: &canopy_app::requests::RequestView) -> String {
     format!("{what} waits for approval by {approvers} (or an admin).")
 }
 
+/// A project role's name as people read it ("Project User").
+async fn role_label(app: &AppState, identifier: &str) -> UiResult<String> {
+    let roles = canopy_app::project_roles::list(&app.store).await?;
+    Ok(roles.into_iter().find(|r| r.identifier == identifier).map_or_else(|| identifier.to_owned(), |r| r.display_name))
+}
+
 fn optional(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_owned())
@@ -192,7 +199,8 @@ pub async fn add(
     match outcome {
         Ok(Outcome::Done(b)) => {
             let until = b.binding.expires_at.map(|t| format!(" until {}", text::day(t))).unwrap_or_default();
-            Ok(done(&back, &format!("{} was added as {}{until}.", b.subject_display_name, b.role_identifier)))
+            let role = role_label(&app, &b.role_identifier).await?;
+            Ok(done(&back, &format!("{} was added as {role}{until}.", b.subject_display_name)))
         }
         Ok(Outcome::Pending(r)) => Ok(done(&back, &pending_text("Adding this binding", &r))),
         Err(e) => match Problems::of(&e, &["subject", "role", "expires_at", "justification", "user", "group"]) {
@@ -213,6 +221,9 @@ pub struct ChangeForm {
     expires_on: String,
     #[serde(default)]
     justification: String,
+    /// `expired`: back to Expired Access, where the form was.
+    #[serde(default)]
+    back: String,
 }
 
 /// `POST .../{project}/access/{id}`: change a binding's role or expiration (AC5, AC7).
@@ -231,11 +242,16 @@ pub async fn change(
         canopy_app::bindings::change(&app.store, &viewer.principal, app.clock.now(), (&ws, &project, &id), input).await
     }
     .await;
-    let back = format!("/workspaces/{ws}/projects/{project}/access");
+    let back = if form.back == "expired" {
+        format!("/workspaces/{ws}/expired-access")
+    } else {
+        format!("/workspaces/{ws}/projects/{project}/access")
+    };
     match outcome {
         Ok(Outcome::Done(b)) => {
             let until = b.binding.expires_at.map(|t| format!(" until {}", text::day(t))).unwrap_or_default();
-            Ok(done(&back, &format!("{} now holds {}{until}.", b.subject_display_name, b.role_identifier)))
+            let role = role_label(&app, &b.role_identifier).await?;
+            Ok(done(&back, &format!("{} now holds {role}{until}.", b.subject_display_name)))
         }
         Ok(Outcome::Pending(r)) => Ok(done(&back, &pending_text("This change", &r))),
         Err(e) => match Problems::of(&e, &[]) {
@@ -268,12 +284,10 @@ pub async fn confirm_removal(
     let b = canopy_app::bindings::show(&app.store, &viewer.principal, (&ws, &project, &id)).await?;
     let (workspace, p, _) = canopy_app::tenants::list(&app.store, &viewer.principal, (&ws, &project)).await?;
     let frame = viewer.frame(&app, "Remove access", Some(&workspace), crumbs(&workspace, &p, "Remove")).await?;
+    let role = role_label(&app, &b.role_identifier).await?;
     let page = RemovePage {
         frame,
-        heading: format!(
-            "Remove {} ({}) as {} from {}?",
-            b.subject_display_name, b.subject_name, b.role_identifier, p.display_name
-        ),
+        heading: format!("Remove {} ({}) as {role} from {}?", b.subject_display_name, b.subject_name, p.display_name),
         action: format!("/workspaces/{}/projects/{}/access/{id}/remove", workspace.identifier, p.identifier),
         back: format!("/workspaces/{}/projects/{}/access", workspace.identifier, p.identifier),
     };

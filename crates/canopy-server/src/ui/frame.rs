@@ -48,6 +48,8 @@ pub struct Frame {
     pub flash: Option<String>,
     pub crumbs: Vec<Crumb>,
     pub title: String,
+    /// Whether the viewer manages the page's workspace (its manager links show).
+    pub manage: bool,
     pub css: &'static str,
     pub js: &'static str,
     pub htmx: &'static str,
@@ -92,6 +94,7 @@ impl Viewer {
             flash: self.flash.clone(),
             crumbs,
             title: title.to_owned(),
+            manage: false,
             css: assets::CSS,
             js: assets::JS,
             htmx: assets::HTMX,

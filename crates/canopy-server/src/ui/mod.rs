@@ -22,6 +22,7 @@ use crate::AppState;
 mod access;
 mod assets;
 mod bindings;
+mod expired;
 pub mod form;
 mod frame;
 mod home;
@@ -55,6 +56,7 @@ pub fn router() -> Router<AppState> {
             "/workspaces/{ws}/projects/{project}/access/{id}/remove",
             get(bindings::confirm_removal).post(bindings::remove),
         )
+        .route("/workspaces/{ws}/expired-access", get(expired::show))
         .route("/workspaces/{ws}/access", get(access::workspace).post(access::invite))
         .route("/workspaces/{ws}/access/search", get(access::search))
         .route("/workspaces/{ws}/access/{subject}", post(access::change_member))

@@ -183,7 +183,8 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
             Some((d.display_name.clone(), shown))
         })
         .collect();
-    let frame = viewer.frame(app, &p.display_name, Some(&workspace), crumbs(&workspace, &p, "Overview")).await?;
+    let mut frame = viewer.frame(app, &p.display_name, Some(&workspace), crumbs(&workspace, &p, "Overview")).await?;
+    frame.manage = abilities.manage;
     let page = OverviewPage {
         tabs: project_tabs(&workspace.identifier, &p.identifier, ""),
         ws: workspace.identifier.clone(),

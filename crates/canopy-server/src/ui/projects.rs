@@ -104,7 +104,9 @@ async fn page(
         Crumb::link(workspace.display_name.clone(), format!("/workspaces/{}", workspace.identifier)),
         Crumb::here("Projects"),
     ];
-    let frame = viewer.frame(app, &format!("Projects of {}", workspace.display_name), Some(&workspace), crumbs).await?;
+    let mut frame =
+        viewer.frame(app, &format!("Projects of {}", workspace.display_name), Some(&workspace), crumbs).await?;
+    frame.manage = abilities.manage;
     let page = ProjectsPage {
         frame,
         tabs: workspace_tabs(&workspace.identifier, "projects"),

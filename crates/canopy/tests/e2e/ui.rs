@@ -85,6 +85,7 @@ backend_tests!(
     if2_a_display_name_with_a_script_is_shown_as_text,
     if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_remove,
     if2_pr1_a_project_is_created_with_its_problems_shown_next_to_the_field,
+    if2_ac8_expired_access_shows_soon_then_expired_and_extends_in_place,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -290,7 +291,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
     page.screenshot(&shot(&app, "project-access-error")).await;
     page.set_value("#add-expires", "2026-11-27").await;
     page.click("button[aria-label='Add to the project']").await;
-    page.wait_for_text("Ann Tester was added as project_user until 2026-11-27.").await;
+    page.wait_for_text("Ann Tester was added as Project User until 2026-11-27.").await;
     // four days before its end (the clock stands at 2026-11-23): yellow, and said in words
     page.wait_for("tr.soon").await;
     assert!(page.text("tr.soon").await.contains("expires in 3 days"), "{}", page.text("tr.soon").await);
@@ -304,7 +305,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
     let id = b["id"].as_str().unwrap();
     page.select("role", "project_admin").await;
     page.click(&format!("button[aria-label='Save the role and expiration of Ann Tester']")).await;
-    page.wait_for_text("Ann Tester now holds project_admin until 2026-11-27.").await;
+    page.wait_for_text("Ann Tester now holds Project Admin until 2026-11-27.").await;
     assert_eq!(
         app.get("/api/v1/workspaces/team-a/projects/web/bindings", &app.admin_token).await.body["items"][0]["role"],
         "project_admin"
@@ -312,7 +313,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
 
     // remove from the project, after a confirmation naming person and project
     page.click(&format!("a[href$='/access/{id}/remove']")).await;
-    page.wait_for_text("Remove Ann Tester (ann) as project_admin from Project web?").await;
+    page.wait_for_text("Remove Ann Tester (ann) as Project Admin from Project web?").await;
     page.click_button("Remove").await;
     page.wait_for_text("The binding was removed").await;
     assert_eq!(
@@ -381,4 +382,51 @@ async fn if2_pr1_a_project_is_created_with_its_problems_shown_next_to_the_field(
         assert_eq!(p.body["tags"]["environment"], "production");
         assert_eq!(p.body["payment_method"], method.as_str());
     }
+}
+
+async fn if2_ac8_expired_access_shows_soon_then_expired_and_extends_in_place(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.workspace(&app.admin_token, "team-a").await;
+    app.project(&app.admin_token, "team-a", "web").await;
+    app.user("ann").await;
+    app.invite(&app.admin_token, "team-a", "ann", "workspace_member").await;
+    app.post(
+        "/api/v1/workspaces/team-a/projects/web/bindings",
+        &app.admin_token,
+        json!({"user": "ann", "role": "project_user", "expires_at": "2026-11-26T00:00:00Z"}),
+    )
+    .await
+    .expect(201);
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/workspaces/team-a/projects", app.base)).await;
+    page.click_link("Expired Access").await;
+    page.wait_for("tr.soon").await;
+    let row = page.text("tr.soon").await;
+    assert!(row.contains("Ann Tester") && row.contains("Project User") && row.contains("expires in 2 days"), "{row}");
+    page.screenshot(&shot(&app, "expired-access-soon")).await;
+
+    // past its end: red, and said so
+    app.clock.set(time::macros::datetime!(2026-11-28 09:00 UTC));
+    page.goto(&format!("{}/workspaces/team-a/expired-access", app.base)).await;
+    // five days unused: the session has ended (idle timeout), and signing in leads back
+    page.wait_for("form[action='/login']").await;
+    page.fill("username", "admin").await;
+    page.fill("password", ADMIN_PASSWORD).await;
+    page.click_button("Sign in").await;
+    page.wait_for("tr.expired").await;
+    assert!(page.text("tr.expired").await.contains("expired 2 days ago"), "{}", page.text("tr.expired").await);
+    page.screenshot(&shot(&app, "expired-access-expired")).await;
+
+    // extended in place: off the list, and in force until then
+    page.set_value("input[name=expires_on]", "2027-01-31").await;
+    page.click("button[aria-label='Extend the access of Ann Tester on web']").await;
+    page.wait_for_text("Ann Tester now holds Project User until 2027-01-31.").await;
+    assert!(page.url().await.ends_with("/workspaces/team-a/expired-access"));
+    assert!(page.body_text().await.contains("No binding of this workspace has expired recently"));
+    let admin = app.sign_in("admin", ADMIN_PASSWORD).await;
+    let b = app.get("/api/v1/workspaces/team-a/projects/web/bindings", &admin).await.expect(200);
+    assert_eq!(b.body["items"][0]["expires_at"], "2027-01-31T00:00:00Z");
+    page.close().await;
 }

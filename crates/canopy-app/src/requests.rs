@@ -65,7 +65,22 @@ pub async fn list(
 ) -> Result<Page<RequestView>> {
     let mut tx = store.read().await?;
     let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
-    list_page(&mut tx, RequestFilter { workspace_id: Some(ws.id), state }, paging).await
+    list_page(&mut tx, RequestFilter { workspace_id: Some(ws.id), state, project_id: None }, paging).await
+}
+
+/// A project's pending requests, newest first, at most `limit`: shown in
+/// place on its access page (FE1; the workspace's managers and admins).
+pub async fn pending_of_project(
+    store: &Store,
+    by: &Principal,
+    path: (&str, &str),
+    limit: u32,
+) -> Result<Vec<RequestView>> {
+    let mut tx = store.read().await?;
+    let (ws, p) = crate::load::project_in(&mut tx, by, path, Action::ManageWorkspace).await?;
+    let filter =
+        RequestFilter { workspace_id: Some(ws.id), state: Some(RequestState::Pending), project_id: Some(p.id) };
+    Ok(list_page(&mut tx, filter, &Paging::first(limit)).await?.items)
 }
 
 /// Every workspace's requests, or one's, newest first (AD2; admins).
@@ -82,7 +97,7 @@ pub async fn list_all(
         Some(w) => Some(load::workspace(&mut tx, w).await?.id),
         None => None,
     };
-    list_page(&mut tx, RequestFilter { workspace_id, state }, paging).await
+    list_page(&mut tx, RequestFilter { workspace_id, state, project_id: None }, paging).await
 }
 
 /// One page of requests keyed by (requested at, id), each saying whether it

@@ -171,6 +171,8 @@ pub struct RequestFilter {
     pub workspace_id: Option<Uuid>,
     /// One state, or every one.
     pub state: Option<RequestState>,
+    /// One project's (with its workspace given), or every one.
+    pub project_id: Option<Uuid>,
 }
 
 impl Tx {
@@ -321,11 +323,19 @@ impl Tx {
         // would make SQLite walk every request
         let mut sql =
             format!("{SELECT} WHERE ($1 IS NULL OR q.requested_at < $1 OR (q.requested_at = $1 AND q.id < $2))");
+        let mut n = 2;
+        let mut next = |column: &str| {
+            n += 1;
+            format!(" AND q.{column} = ${n}")
+        };
         if filter.workspace_id.is_some() {
-            sql.push_str(" AND q.workspace_id = $3");
+            sql.push_str(&next("workspace_id"));
         }
         if filter.state.is_some() {
-            sql.push_str(if filter.workspace_id.is_some() { " AND q.state = $4" } else { " AND q.state = $3" });
+            sql.push_str(&next("state"));
+        }
+        if filter.project_id.is_some() {
+            sql.push_str(&next("project_id"));
         }
         sql.push_str(" ORDER BY q.requested_at DESC, q.id DESC LIMIT ");
         sql.push_str(&limit.to_string());
@@ -337,6 +347,9 @@ impl Tx {
         }
         if let Some(state) = filter.state {
             q = q.bind(state.as_str());
+        }
+        if let Some(p) = filter.project_id {
+            q = q.bind(p.to_string());
         }
         let rows = q.fetch_all(self.conn()).await?;
         self.with_approvals(&rows).await

@@ -94,7 +94,7 @@ async fn page(
     frame.manage = abilities.manage;
     let page = AccessPage {
         frame,
-        tabs: workspace_tabs(&workspace.identifier, "access"),
+        tabs: workspace_tabs(&workspace.identifier, "access", abilities.manage),
         ws: workspace.identifier.clone(),
         ws_name: workspace.display_name.clone(),
         abilities,

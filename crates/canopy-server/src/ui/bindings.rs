@@ -22,6 +22,11 @@ use super::session::{Posted, Viewer};
 use super::text;
 use crate::AppState;
 
+/// A change of this project's access that waits for approval, shown in place.
+struct PendingRow {
+    text: String,
+}
+
 struct BindingRow {
     id: String,
     name: String,
@@ -55,6 +60,7 @@ struct AccessPage {
     name: String,
     abilities: Abilities,
     bindings: Vec<BindingRow>,
+    pending: Vec<PendingRow>,
     next: Option<String>,
     roles: Vec<(String, String)>,
     add: AddForm,
@@ -77,6 +83,17 @@ async fn page(
     let list =
         canopy_app::bindings::list(&app.store, &viewer.principal, (&workspace.identifier, &p.identifier), &paging)
             .await?;
+    let pending = if abilities.manage {
+        canopy_app::requests::pending_of_project(
+            &app.store,
+            &viewer.principal,
+            (&workspace.identifier, &p.identifier),
+            50,
+        )
+        .await?
+    } else {
+        vec![]
+    };
     let roles: Vec<(String, String)> = canopy_app::project_roles::list(&app.store)
         .await?
         .into_iter()
@@ -109,8 +126,27 @@ async fn page(
             }
         })
         .collect();
+    let label = |id: &str| roles.iter().find(|(r, _)| r == id).map_or_else(|| id.to_owned(), |(_, l)| l.clone());
+    let pending = pending
+        .into_iter()
+        .map(|v| {
+            let q = v.request;
+            let what = match q.kind.as_str() {
+                "add" => format!("add {}", label(&q.role)),
+                "change" => format!("change to {}", label(&q.role)),
+                _ => format!("remove {}", label(&q.role)),
+            };
+            PendingRow {
+                text: format!(
+                    "{} (pending approval: {what}, asked by {}, “{}”)",
+                    q.subject_name, q.requested_by, q.justification
+                ),
+            }
+        })
+        .collect();
     let page = AccessPage {
         frame,
+        pending,
         tabs: project_tabs(&workspace.identifier, &p.identifier, "/access"),
         ws: workspace.identifier.clone(),
         project: p.identifier.clone(),

@@ -9,7 +9,7 @@ use canopy_domain::SubjectKind;
 use serde::Deserialize;
 
 use super::form::UiResult;
-use super::frame::{Crumb, Frame};
+use super::frame::{Crumb, Frame, Tab, workspace_tabs};
 use super::session::Viewer;
 use super::text;
 use crate::AppState;
@@ -28,6 +28,7 @@ struct Row {
 #[template(path = "workspace/expired.html")]
 struct ExpiredPage {
     frame: Frame,
+    tabs: Vec<Tab>,
     ws: String,
     ws_name: String,
     rows: Vec<Row>,
@@ -89,6 +90,7 @@ pub async fn show(
     frame.manage = abilities.manage;
     let page = ExpiredPage {
         frame,
+        tabs: workspace_tabs(&workspace.identifier, "expired-access", abilities.manage),
         ws: workspace.identifier.clone(),
         ws_name: workspace.display_name.clone(),
         rows,

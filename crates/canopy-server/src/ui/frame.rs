@@ -110,10 +110,18 @@ pub struct Tab {
     pub active: bool,
 }
 
-/// The tabs of the workspace control plane, as the seeds name them.
-pub fn workspace_tabs(ws: &str, active: &str) -> Vec<Tab> {
-    [("Projects", "projects"), ("Workspace Access", "access")]
-        .into_iter()
-        .map(|(label, path)| Tab { label, href: format!("/workspaces/{ws}/{path}"), active: path == active })
+/// The tabs of the workspace control plane, as the seeds name them; those
+/// for managers only to those who manage it.
+pub fn workspace_tabs(ws: &str, active: &str, manage: bool) -> Vec<Tab> {
+    let tabs: &[(&'static str, &str, bool)] = &[
+        ("Projects", "projects", false),
+        ("Workspace Access", "access", false),
+        ("Pending Requests", "requests", true),
+        ("Expired Access", "expired-access", true),
+        ("History", "history", true),
+    ];
+    tabs.iter()
+        .filter(|(_, _, managers)| manage || !managers)
+        .map(|(label, path, _)| Tab { label, href: format!("/workspaces/{ws}/{path}"), active: *path == active })
         .collect()
 }

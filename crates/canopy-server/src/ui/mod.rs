@@ -20,14 +20,17 @@ use axum::routing::{get, post};
 use crate::AppState;
 
 mod access;
+mod admin;
 mod assets;
 mod bindings;
 mod expired;
 pub mod form;
 mod frame;
+mod history;
 mod home;
 mod project;
 mod projects;
+mod requests;
 pub mod session;
 mod tags;
 mod text;
@@ -57,6 +60,11 @@ pub fn router() -> Router<AppState> {
             get(bindings::confirm_removal).post(bindings::remove),
         )
         .route("/workspaces/{ws}/expired-access", get(expired::show))
+        .route("/workspaces/{ws}/requests", get(requests::show))
+        .route("/workspaces/{ws}/requests/{id}/{verdict}", post(requests::decide))
+        .route("/workspaces/{ws}/history", get(history::show))
+        .route("/workspaces/{ws}/history/{id}", get(history::event))
+        .route("/admin/workspaces", get(admin::workspaces))
         .route("/workspaces/{ws}/access", get(access::workspace).post(access::invite))
         .route("/workspaces/{ws}/access/search", get(access::search))
         .route("/workspaces/{ws}/access/{subject}", post(access::change_member))

@@ -109,7 +109,7 @@ async fn page(
     frame.manage = abilities.manage;
     let page = ProjectsPage {
         frame,
-        tabs: workspace_tabs(&workspace.identifier, "projects"),
+        tabs: workspace_tabs(&workspace.identifier, "projects", abilities.manage),
         ws: workspace.identifier.clone(),
         ws_name: workspace.display_name.clone(),
         abilities,

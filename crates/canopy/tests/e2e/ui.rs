@@ -86,6 +86,7 @@ backend_tests!(
     if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_remove,
     if2_pr1_a_project_is_created_with_its_problems_shown_next_to_the_field,
     if2_ac8_expired_access_shows_soon_then_expired_and_extends_in_place,
+    if2_fe3_hi2_emergency_users_guide_end_to_end,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -429,4 +430,117 @@ async fn if2_ac8_expired_access_shows_soon_then_expired_and_extends_in_place(app
     let b = app.get("/api/v1/workspaces/team-a/projects/web/bindings", &admin).await.expect(200);
     assert_eq!(b.body["items"][0]["expires_at"], "2027-01-31T00:00:00Z");
     page.close().await;
+}
+
+/// The seeds' emergency-users guide, step by step in the browser: a manager
+/// invites the person at the bottom of Current Access and adds them to a
+/// project with a role and an expiration date; with four-eye on, an admin
+/// approves from Administration → Workspaces → User Pending Role Requests;
+/// the person is removed from the project and from the workspace; and
+/// Workspace History shows each step, with Details.
+async fn if2_fe3_hi2_emergency_users_guide_end_to_end(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.patch("/api/v1/settings", &app.admin_token, json!({"four_eye": {"enabled": true, "approvals": 1}}))
+        .await
+        .expect(200);
+    let mia = app.user("mia").await;
+    app.workspace(&mia, "team-a").await;
+    app.project(&mia, "team-a", "web").await;
+    app.user("erin").await;
+
+    // the workspace manager: invite, then bind with an expiration (a request)
+    let manager = browser.open(Viewport::Desktop).await;
+    sign_in(&manager, &app, "mia", "password-of-mia").await;
+    manager.goto(&format!("{}/workspaces/team-a/access", app.base)).await;
+    manager.fill("subject", "eri").await;
+    manager.wait_for("button.suggestion[data-value='user:erin']").await;
+    manager.click("button.suggestion[data-value='user:erin']").await;
+    manager.click_button("+ Invite").await;
+    manager.wait_for_text("Erin Tester was added as Workspace Member.").await;
+    manager.goto(&format!("{}/workspaces/team-a/projects", app.base)).await;
+    manager.click_link("Project web").await;
+    manager.click_link("Project Access").await;
+    manager.fill("subject", "erin").await;
+    manager.wait_for("button.suggestion[data-value='user:erin']").await;
+    manager.click("button.suggestion[data-value='user:erin']").await;
+    manager.select("role", "project_admin").await;
+    manager.set_value("#add-expires", "2026-11-30").await;
+    // four-eye asks why
+    manager.click("button[aria-label='Add to the project']").await;
+    manager.wait_for("#add-justification-error").await;
+    assert_eq!(manager.value("#add-subject").await, "user:erin");
+    manager.fill("justification", "incident 42").await;
+    manager.click("button[aria-label='Add to the project']").await;
+    manager.wait_for_text("Adding this binding waits for approval by another manager (or an admin).").await;
+    manager.wait_for_text("erin (pending approval: add Project Admin, asked by mia, “incident 42”)").await;
+    manager.screenshot(&shot(&app, "project-access-pending")).await;
+    manager.click_link("Pending Requests").await;
+    manager.wait_for_text("your request: others decide").await;
+
+    // the admin approves it alone from the admin area
+    let admin = browser.open(Viewport::Desktop).await;
+    sign_in(&admin, &app, "admin", ADMIN_PASSWORD).await;
+    admin.click("details.menu summary").await;
+    admin.click_link("Administration").await;
+    admin.wait_for_text("Workspaces").await;
+    admin.screenshot(&shot(&app, "admin-workspaces")).await;
+    admin.click("a[aria-label='User Pending Role Requests of team-a']").await;
+    admin.wait_for_text("incident 42").await;
+    admin.screenshot(&shot(&app, "pending-requests")).await;
+    admin.click("button[aria-label='Approve the request for erin on web']").await;
+    admin.wait_for_text("The request for erin was approved and applied.").await;
+    let bindings = app.get("/api/v1/workspaces/team-a/projects/web/bindings", &mia).await.expect(200);
+    let b = &bindings.body["items"][0];
+    assert_eq!((b["subject"].as_str(), b["role"].as_str()), (Some("user:erin"), Some("project_admin")));
+    let id = b["id"].as_str().unwrap().to_owned();
+
+    // removal from the project (a request too, approved by the admin), then from the workspace
+    manager.goto(&format!("{}/workspaces/team-a/projects/web/access", app.base)).await;
+    manager.click(&format!("a[href$='/access/{id}/remove']")).await;
+    manager.wait_for_text("Remove Erin Tester (erin) as Project Admin from Project web?").await;
+    manager.fill("justification", "incident 42 is over").await;
+    manager.click_button("Remove").await;
+    manager.wait_for_text("Removing this binding waits for approval").await;
+    admin.goto(&format!("{}/workspaces/team-a/requests", app.base)).await;
+    admin.click("button[aria-label='Approve the request for erin on web']").await;
+    admin.wait_for_text("The request for erin was approved and applied.").await;
+    assert_eq!(app.get("/api/v1/workspaces/team-a/projects/web/bindings", &mia).await.body["items"], json!([]));
+    manager.goto(&format!("{}/workspaces/team-a/access", app.base)).await;
+    manager.click("a[aria-label='Remove Erin Tester from the workspace']").await;
+    manager.click_button("Remove").await;
+    manager.wait_for_text("user:erin was removed from the workspace.").await;
+    manager.close().await;
+
+    // Workspace History from the admin area: every step, newest first, with Details
+    admin.goto(&format!("{}/admin/workspaces", app.base)).await;
+    admin.click("a[aria-label='Workspace History of team-a']").await;
+    admin.wait_for_text("Workspace History").await;
+    let history = admin.text("tbody").await;
+    let steps = [
+        "member_removed",
+        "binding_removed",
+        "role_request_approved",
+        "binding_created",
+        "role_request_created",
+        "member_added",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found =
+            history[at..].find(step).unwrap_or_else(|| panic!("{step} is missing after position {at}:\n{history}"));
+        at += found + step.len();
+    }
+    admin.screenshot(&shot(&app, "workspace-history")).await;
+    // filter by kind, then open the details of the invitation
+    admin.select("kind", "member_added").await;
+    admin.click_button("Filter").await;
+    admin.wait_for("select[name=kind] option[value=member_added][selected]").await;
+    let rows = admin.text("tbody").await;
+    assert!(rows.contains("member_added") && !rows.contains("binding_removed"), "{rows}");
+    admin.click("a[aria-label^='Details of member_added']").await;
+    admin.wait_for_text("Event member_added").await;
+    let details = admin.body_text().await;
+    assert!(details.contains("user:erin") && details.contains("by mia"), "{details}");
+    admin.screenshot(&shot(&app, "history-details")).await;
+    admin.close().await;
 }

@@ -11,9 +11,8 @@ use canopy_app::workspaces::Abilities;
 use canopy_domain::WorkspaceRole;
 use serde::Deserialize;
 
-use super::form::{Problems, UiError, UiResult, done, unprocessable};
+use super::form::{PageQuery, Problems, UiError, UiResult, done, unprocessable};
 use super::frame::{Crumb, Frame, Tab, workspace_tabs};
-use super::projects::PageQuery;
 use super::session::{Posted, Viewer};
 use super::text;
 use crate::AppState;

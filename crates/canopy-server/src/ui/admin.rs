@@ -5,9 +5,8 @@ use askama::Template;
 use axum::extract::{Query, State};
 use canopy_app::paging::Paging;
 
-use super::form::UiResult;
+use super::form::{PageQuery, UiResult};
 use super::frame::{Crumb, Frame, Tab};
-use super::projects::PageQuery;
 use super::session::Viewer;
 use crate::AppState;
 

@@ -14,10 +14,9 @@ use canopy_domain::SubjectKind;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::form::PageQuery;
 use super::form::{Problems, UiError, UiResult, done, unprocessable};
-use super::frame::{Frame, Tab};
-use super::project::{crumbs, project_tabs};
-use super::projects::PageQuery;
+use super::frame::{Frame, Tab, project_crumbs, project_tabs};
 use super::session::{Posted, Viewer};
 use super::text;
 use crate::AppState;
@@ -104,7 +103,7 @@ async fn page(
             app,
             &format!("Access to {}", p.display_name),
             Some(&workspace),
-            crumbs(&workspace, &p, "Project Access"),
+            project_crumbs(&workspace, &p, "Project Access"),
         )
         .await?;
     frame.manage = abilities.manage;
@@ -319,7 +318,7 @@ pub async fn confirm_removal(
 ) -> UiResult {
     let b = canopy_app::bindings::show(&app.store, &viewer.principal, (&ws, &project, &id)).await?;
     let (workspace, p, _) = canopy_app::tenants::list(&app.store, &viewer.principal, (&ws, &project)).await?;
-    let frame = viewer.frame(&app, "Remove access", Some(&workspace), crumbs(&workspace, &p, "Remove")).await?;
+    let frame = viewer.frame(&app, "Remove access", Some(&workspace), project_crumbs(&workspace, &p, "Remove")).await?;
     let role = role_label(&app, &b.role_identifier).await?;
     let page = RemovePage {
         frame,

@@ -7,8 +7,15 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
 
 use crate::error::ApiError;
+
+/// A page of a list: where the next starts.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub cursor: Option<String>,
+}
 
 /// Why a page could not be shown.
 #[derive(Debug)]

@@ -125,3 +125,25 @@ pub fn workspace_tabs(ws: &str, active: &str, manage: bool) -> Vec<Tab> {
         .map(|(label, path, _)| Tab { label, href: format!("/workspaces/{ws}/{path}"), active: *path == active })
         .collect()
 }
+
+/// The tabs of the project control plane, as the seeds name them.
+pub fn project_tabs(ws: &str, project: &str, active: &str) -> Vec<Tab> {
+    [("Overview", ""), ("Project Access", "/access")]
+        .into_iter()
+        .map(|(label, path)| Tab {
+            label,
+            href: format!("/workspaces/{ws}/projects/{project}{path}"),
+            active: path == active,
+        })
+        .collect()
+}
+
+/// The breadcrumb of a project's pages.
+pub fn project_crumbs(ws: &canopy_store::WorkspaceRecord, p: &canopy_store::ProjectRecord, here: &str) -> Vec<Crumb> {
+    vec![
+        Crumb::link(ws.display_name.clone(), format!("/workspaces/{}", ws.identifier)),
+        Crumb::link("Projects", format!("/workspaces/{}/projects", ws.identifier)),
+        Crumb::link(p.display_name.clone(), format!("/workspaces/{}/projects/{}", ws.identifier, p.identifier)),
+        Crumb::here(here),
+    ]
+}

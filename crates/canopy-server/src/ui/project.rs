@@ -13,33 +13,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::form::{Problems, UiError, UiResult, done, unprocessable};
-use super::frame::{Crumb, Frame, Tab};
+use super::frame::{Frame, Tab, project_crumbs, project_tabs};
 use super::session::{Posted, Viewer};
 use super::tags::{self, TagField};
 use super::text;
 use crate::AppState;
-
-/// The tabs of the project control plane, as the seeds name them.
-pub fn project_tabs(ws: &str, project: &str, active: &str) -> Vec<Tab> {
-    [("Overview", ""), ("Project Access", "/access")]
-        .into_iter()
-        .map(|(label, path)| Tab {
-            label,
-            href: format!("/workspaces/{ws}/projects/{project}{path}"),
-            active: path == active,
-        })
-        .collect()
-}
-
-/// The breadcrumb of a project's pages.
-pub fn crumbs(ws: &canopy_store::WorkspaceRecord, p: &canopy_store::ProjectRecord, here: &str) -> Vec<Crumb> {
-    vec![
-        Crumb::link(ws.display_name.clone(), format!("/workspaces/{}", ws.identifier)),
-        Crumb::link("Projects", format!("/workspaces/{}/projects", ws.identifier)),
-        Crumb::link(p.display_name.clone(), format!("/workspaces/{}/projects/{}", ws.identifier, p.identifier)),
-        Crumb::here(here),
-    ]
-}
 
 struct TenantRow {
     platform: String,
@@ -183,7 +161,8 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
             Some((d.display_name.clone(), shown))
         })
         .collect();
-    let mut frame = viewer.frame(app, &p.display_name, Some(&workspace), crumbs(&workspace, &p, "Overview")).await?;
+    let mut frame =
+        viewer.frame(app, &p.display_name, Some(&workspace), project_crumbs(&workspace, &p, "Overview")).await?;
     frame.manage = abilities.manage;
     let page = OverviewPage {
         tabs: project_tabs(&workspace.identifier, &p.identifier, ""),

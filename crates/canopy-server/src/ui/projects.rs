@@ -12,18 +12,12 @@ use canopy_domain::tags::TagDefinition;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::form::{Problems, UiError, UiResult, done, unprocessable};
+use super::form::{PageQuery, Problems, UiError, UiResult, done, unprocessable};
 use super::frame::{Crumb, Frame, Tab, workspace_tabs};
 use super::session::{Posted, Viewer};
 use super::tags::{self, TagField};
 use super::text;
 use crate::AppState;
-
-/// A page of a list: where the next starts.
-#[derive(Debug, Default, Deserialize)]
-pub struct PageQuery {
-    pub cursor: Option<String>,
-}
 
 struct ProjectRow {
     identifier: String,

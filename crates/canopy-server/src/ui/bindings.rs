@@ -146,7 +146,7 @@ async fn page(
     let page = AccessPage {
         frame,
         pending,
-        tabs: project_tabs(&workspace.identifier, &p.identifier, "/access"),
+        tabs: project_tabs(&workspace.identifier, &p.identifier, "/access", abilities.manage),
         ws: workspace.identifier.clone(),
         project: p.identifier.clone(),
         name: p.display_name.clone(),

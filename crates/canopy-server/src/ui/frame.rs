@@ -126,14 +126,17 @@ pub fn workspace_tabs(ws: &str, active: &str, manage: bool) -> Vec<Tab> {
         .collect()
 }
 
-/// The tabs of the project control plane, as the seeds name them.
-pub fn project_tabs(ws: &str, project: &str, active: &str) -> Vec<Tab> {
-    [("Overview", ""), ("Project Access", "/access")]
-        .into_iter()
-        .map(|(label, path)| Tab {
+/// The tabs of the project control plane, as the seeds name them; Deletion
+/// for those who manage it.
+pub fn project_tabs(ws: &str, project: &str, active: &str, manage: bool) -> Vec<Tab> {
+    let tabs: &[(&'static str, &str, bool)] =
+        &[("Overview", "", false), ("Project Access", "/access", false), ("Deletion", "/deletion", true)];
+    tabs.iter()
+        .filter(|(_, _, managers)| manage || !managers)
+        .map(|(label, path, _)| Tab {
             label,
             href: format!("/workspaces/{ws}/projects/{project}{path}"),
-            active: path == active,
+            active: *path == active,
         })
         .collect()
 }

@@ -33,6 +33,7 @@ mod projects;
 mod requests;
 pub mod session;
 mod tags;
+mod tenant;
 mod text;
 
 pub use frame::Frame;
@@ -50,7 +51,12 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{ws}/projects", get(projects::list).post(projects::create))
         .route("/workspaces/{ws}/projects/{project}", get(project::show))
         .route("/workspaces/{ws}/projects/{project}/tenants", post(project::add_tenant))
+        .route("/workspaces/{ws}/projects/{project}/tenants/{platform}", get(tenant::show))
         .route("/workspaces/{ws}/projects/{project}/tenants/{platform}/replicate", post(project::replicate))
+        .route("/workspaces/{ws}/projects/{project}/tenants/{platform}/delete", post(tenant::delete))
+        .route("/workspaces/{ws}/projects/{project}/deletion", get(tenant::deletion))
+        .route("/workspaces/{ws}/projects/{project}/deletion/request", post(tenant::request))
+        .route("/workspaces/{ws}/projects/{project}/deletion/confirm", post(tenant::confirm))
         .route("/workspaces/{ws}/projects/{project}/payment", post(project::payment))
         .route("/workspaces/{ws}/projects/{project}/tags", post(project::save_tags))
         .route("/workspaces/{ws}/projects/{project}/access", get(bindings::show).post(bindings::add))

@@ -165,7 +165,7 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
         viewer.frame(app, &p.display_name, Some(&workspace), project_crumbs(&workspace, &p, "Overview")).await?;
     frame.manage = abilities.manage;
     let page = OverviewPage {
-        tabs: project_tabs(&workspace.identifier, &p.identifier, ""),
+        tabs: project_tabs(&workspace.identifier, &p.identifier, "", abilities.manage),
         ws: workspace.identifier.clone(),
         project: p.identifier.clone(),
         name: p.display_name.clone(),

@@ -87,6 +87,7 @@ backend_tests!(
     if2_pr1_a_project_is_created_with_its_problems_shown_next_to_the_field,
     if2_ac8_expired_access_shows_soon_then_expired_and_extends_in_place,
     if2_fe3_hi2_emergency_users_guide_end_to_end,
+    if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -543,4 +544,122 @@ async fn if2_fe3_hi2_emergency_users_guide_end_to_end(app: TestApp) {
     assert!(details.contains("user:erin") && details.contains("by mia"), "{details}");
     admin.screenshot(&shot(&app, "history-details")).await;
     admin.close().await;
+}
+
+/// The meshProject page on a real platform (Keystone): create a project, add
+/// a tenant through the dropdown and "+", watch it reach succeeded, set the
+/// payment method and its substitute, bind a person and a group with the
+/// type-ahead, read the tenant's plan, and delete the project (automatic
+/// deletion: confirmed by typing its identifier).
+async fn if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let Some(os) = crate::tenants::Os::get() else { return };
+    let platform = crate::tenants::unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    app.patch("/api/v1/settings", &app.admin_token, json!({"payment_substitutes": true})).await.expect(200);
+    let ws = crate::tenants::unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    for (name, until) in [("Cost centre 4711", "2026-12-31"), ("Cost centre 4712", "2027-12-31")] {
+        app.post(
+            &format!("/api/v1/workspaces/{ws}/payment-methods"),
+            &app.admin_token,
+            json!({"name": name, "amount": 1000, "expires_on": until}),
+        )
+        .await
+        .expect(201);
+    }
+    app.user("ann").await;
+    app.user("bob").await;
+    let group = crate::tenants::unique("devs");
+    app.post("/api/v1/groups", &app.admin_token, json!({"identifier": group, "display_name": "Developers"}))
+        .await
+        .expect(201);
+    app.post(&format!("/api/v1/groups/{group}/members"), &app.admin_token, json!({"user": "bob"})).await.expect(201);
+    app.invite(&app.admin_token, &ws, "ann", "workspace_member").await;
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/members"),
+        &app.admin_token,
+        json!({"group": group, "role": "workspace_member"}),
+    )
+    .await
+    .expect(201);
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/workspaces/{ws}/projects", app.base)).await;
+    page.fill("identifier", "shop").await;
+    page.fill("display_name", "Shop").await;
+    page.click_button("Create project").await;
+    page.wait_for_text("Project Shop was created.").await;
+
+    // a tenant through the dropdown and "+", replicated to Keystone
+    page.select("platform", &platform).await;
+    page.click("button[aria-label='Add the tenant']").await;
+    page.wait_for_text(&format!("A tenant on {platform} was added")).await;
+    assert!(page.exists("[data-status=pending]").await, "a new tenant waits for replication");
+    app.replicate().await;
+    page.goto(&format!("{}/workspaces/{ws}/projects/shop", app.base)).await;
+    page.wait_for("[data-status=succeeded]").await;
+    assert!(
+        !page.exists(&format!("select[name=platform] option[value='{platform}']")).await,
+        "a second tenant is not offered"
+    );
+
+    // payment method and substitute
+    let methods = app.get(&format!("/api/v1/workspaces/{ws}/payment-methods"), &app.admin_token).await.expect(200);
+    let id_of = |name: &str| {
+        methods.body["items"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    page.select("payment_method", &id_of("Cost centre 4711")).await;
+    page.select("substitute_payment_method", &id_of("Cost centre 4711")).await;
+    page.click_button("Save payment").await;
+    page.wait_for(".invalid #payment-substitute").await;
+    page.select("substitute_payment_method", &id_of("Cost centre 4712")).await;
+    page.click_button("Save payment").await;
+    page.wait_for_text("The payment method was saved.").await;
+    page.screenshot(&shot(&app, "project-overview-tenant")).await;
+
+    // a person and a group with the type-ahead
+    page.click_link("Project Access").await;
+    for (typed, value, role) in
+        [("ann", "user:ann".to_owned(), "project_user"), ("Develop", format!("group:{group}"), "project_reader")]
+    {
+        page.fill("subject", typed).await;
+        page.wait_for(&format!("button.suggestion[data-value='{value}']")).await;
+        page.click(&format!("button.suggestion[data-value='{value}']")).await;
+        page.select("role", role).await;
+        page.click("button[aria-label='Add to the project']").await;
+        page.wait_for_text("was added as").await;
+    }
+    assert!(page.body_text().await.contains("group: Developers"));
+    app.replicate().await;
+
+    // the tenant page: the plan has nothing left to do
+    page.goto(&format!("{}/workspaces/{ws}/projects/shop/tenants/{platform}", app.base)).await;
+    page.wait_for_text("Replication plan").await;
+    page.wait_for_text("Nothing would change now").await;
+    assert!(page.body_text().await.contains("holds 2 assignment(s)"), "{}", page.body_text().await);
+    page.screenshot(&shot(&app, "tenant-page")).await;
+
+    // deletion: requested, a wrong identifier refused at its field, then confirmed
+    page.click_link("Deletion").await;
+    page.click_button("Delete this project").await;
+    page.wait_for_text("The deletion was requested.").await;
+    page.fill("identifier", "not-shop").await;
+    page.click_button("Delete for good").await;
+    page.wait_for("#confirm-identifier-error").await;
+    assert_eq!(page.value("#confirm-identifier").await, "not-shop");
+    page.screenshot(&shot(&app, "deletion-wrong-identifier")).await;
+    page.fill("identifier", "shop").await;
+    page.click_button("Delete for good").await;
+    page.wait_for_text("The deletion was confirmed").await;
+    assert!(page.text(&format!("[data-deletion='{platform}']")).await.contains("being deleted by Canopy"));
+    app.replicate().await;
+    app.get(&format!("/api/v1/workspaces/{ws}/projects/shop"), &app.admin_token).await.expect(404);
+    page.goto(&format!("{}/workspaces/{ws}/projects", app.base)).await;
+    page.wait_for_text("This workspace has no projects yet.").await;
+    page.close().await;
 }

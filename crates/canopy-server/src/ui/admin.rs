@@ -12,7 +12,7 @@ use crate::AppState;
 
 /// The tabs of the admin area.
 pub fn admin_tabs(active: &str) -> Vec<Tab> {
-    [("Workspaces", "workspaces")]
+    [("Workspaces", "workspaces"), ("Emergency Access", "emergency")]
         .into_iter()
         .map(|(label, path)| Tab { label, href: format!("/admin/{path}"), active: path == active })
         .collect()

@@ -23,6 +23,7 @@ mod access;
 mod admin;
 mod assets;
 mod bindings;
+mod emergency;
 mod expired;
 pub mod form;
 mod frame;
@@ -71,6 +72,10 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{ws}/history", get(history::show))
         .route("/workspaces/{ws}/history/{id}", get(history::event))
         .route("/admin/workspaces", get(admin::workspaces))
+        .route("/admin/emergency", get(emergency::show))
+        .route("/admin/emergency/grant", post(emergency::grant))
+        .route("/admin/emergency/revoke", post(emergency::revoke))
+        .route("/admin/emergency/revocations/{id}", get(emergency::receipt))
         .route("/workspaces/{ws}/access", get(access::workspace).post(access::invite))
         .route("/workspaces/{ws}/access/search", get(access::search))
         .route("/workspaces/{ws}/access/{subject}", post(access::change_member))

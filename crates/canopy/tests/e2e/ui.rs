@@ -88,6 +88,7 @@ backend_tests!(
     if2_ac8_expired_access_shows_soon_then_expired_and_extends_in_place,
     if2_fe3_hi2_emergency_users_guide_end_to_end,
     if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone,
+    if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -661,5 +662,67 @@ async fn if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone(app: TestApp) {
     app.get(&format!("/api/v1/workspaces/{ws}/projects/shop"), &app.admin_token).await.expect(404);
     page.goto(&format!("{}/workspaces/{ws}/projects", app.base)).await;
     page.wait_for_text("This workspace has no projects yet.").await;
+    page.close().await;
+}
+
+/// Administration → Emergency Access on a real platform: one form grants a
+/// person a role until a date; one action, confirmed by typing the
+/// username, revokes everything, and the receipt fills in by itself as the
+/// platform confirms the removal (IF4).
+async fn if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let Some(os) = crate::tenants::Os::get() else { return };
+    let platform = crate::tenants::unique("os");
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&platform, "Default")).await.expect(201);
+    let ws = crate::tenants::unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.project(&app.admin_token, &ws, "ops").await;
+    app.post(&format!("/api/v1/workspaces/{ws}/projects/ops/tenants"), &app.admin_token, json!({"platform": platform}))
+        .await
+        .expect(201);
+    app.replicate().await;
+    app.user("dana").await;
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/admin/workspaces", app.base)).await;
+    page.click_link("Emergency Access").await;
+    // what is missing is said at each field
+    page.click_button("Grant emergency access").await;
+    page.wait_for("#grant-person-error").await;
+    page.screenshot(&shot(&app, "emergency-errors")).await;
+    page.fill("person", "dana").await;
+    page.select("workspace", &ws).await;
+    page.fill("project", "ops").await;
+    page.select("role", "project_admin").await;
+    page.set_value("#grant-expires", "2026-11-24").await;
+    page.fill("justification", "incident 7").await;
+    page.click_button("Grant emergency access").await;
+    page.wait_for_text("Emergency access: dana holds project_admin on ops until 2026-11-24").await;
+    app.replicate().await;
+    page.goto(&format!("{}/workspaces/{ws}/projects/ops", app.base)).await;
+    page.wait_for("[data-status=succeeded]").await;
+
+    // revoke: a mistyped confirmation is refused, then the receipt
+    page.goto(&format!("{}/admin/emergency", app.base)).await;
+    // (both forms have a person field: the revoke form's by its id)
+    page.set_value("#revoke-person", "dana").await;
+    page.set_value("#revoke-confirm", "dan").await;
+    page.click_button("Revoke all access").await;
+    page.wait_for("#revoke-confirm-error").await;
+    assert_eq!(page.value("#revoke-person").await, "dana");
+    assert_eq!(app.get("/api/v1/users/dana", &app.admin_token).await.body["active"], true);
+    page.set_value("#revoke-confirm", "dana").await;
+    page.set_value("#revoke-justification", "account compromised").await;
+    page.click_button("Revoke all access").await;
+    page.wait_for_text("dana's access was revoked and the account deactivated.").await;
+    page.wait_for_text("waiting for the platform").await;
+    page.screenshot(&shot(&app, "revocation-waiting")).await;
+    // the platform confirms; the open page fills in by itself
+    app.replicate().await;
+    page.wait_for(&format!("[data-confirmed='{platform}']")).await;
+    page.wait_for_text("Every platform confirmed the removal.").await;
+    page.screenshot(&shot(&app, "revocation-confirmed")).await;
+    assert_eq!(app.get("/api/v1/users/dana", &app.admin_token).await.body["active"], false);
     page.close().await;
 }

@@ -12,10 +12,16 @@ use crate::AppState;
 
 /// The tabs of the admin area.
 pub fn admin_tabs(active: &str) -> Vec<Tab> {
-    [("Workspaces", "workspaces"), ("Emergency Access", "emergency")]
-        .into_iter()
-        .map(|(label, path)| Tab { label, href: format!("/admin/{path}"), active: path == active })
-        .collect()
+    [
+        ("Workspaces", "workspaces"),
+        ("Users", "users"),
+        ("Groups", "groups"),
+        ("Emergency Access", "emergency"),
+        ("Settings", "settings"),
+    ]
+    .into_iter()
+    .map(|(label, path)| Tab { label, href: format!("/admin/{path}"), active: path == active })
+    .collect()
 }
 
 struct Row {

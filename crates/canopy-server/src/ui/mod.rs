@@ -23,6 +23,7 @@ mod access;
 mod admin;
 mod assets;
 mod bindings;
+mod directory;
 mod emergency;
 mod expired;
 pub mod form;
@@ -72,6 +73,14 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{ws}/history", get(history::show))
         .route("/workspaces/{ws}/history/{id}", get(history::event))
         .route("/admin/workspaces", get(admin::workspaces))
+        .route("/admin/users", get(directory::users).post(directory::create_user))
+        .route("/admin/users/{user}/active", post(directory::set_active))
+        .route("/admin/groups", get(directory::groups).post(directory::create_group))
+        .route("/admin/groups/{group}", get(directory::group))
+        .route("/admin/groups/{group}/members", post(directory::add_member))
+        .route("/admin/groups/{group}/members/{user}/remove", post(directory::remove_member))
+        .route("/admin/settings", get(directory::settings).post(directory::save_settings))
+        .route("/admin/settings/verify", post(directory::verify))
         .route("/admin/emergency", get(emergency::show))
         .route("/admin/emergency/grant", post(emergency::grant))
         .route("/admin/emergency/revoke", post(emergency::revoke))

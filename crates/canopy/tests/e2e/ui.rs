@@ -89,6 +89,7 @@ backend_tests!(
     if2_fe3_hi2_emergency_users_guide_end_to_end,
     if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone,
     if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in,
+    if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -724,5 +725,80 @@ async fn if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in(app
     page.wait_for_text("Every platform confirmed the removal.").await;
     page.screenshot(&shot(&app, "revocation-confirmed")).await;
     assert_eq!(app.get("/api/v1/users/dana", &app.admin_token).await.body["active"], false);
+    page.close().await;
+}
+
+/// The admin area's Users, Groups and Settings, and the history's verification.
+async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/admin/users", app.base)).await;
+
+    // a local account: problems at their fields, what was typed kept (not the password)
+    page.fill("username", "Kim Lee").await;
+    page.fill("email", "kim@example.org").await;
+    page.fill("first_name", "Kim").await;
+    page.fill("last_name", "Lee").await;
+    page.fill("password", "short").await;
+    page.click_button("Create account").await;
+    page.wait_for("#user-username-error").await;
+    assert!(page.exists("#user-password-error").await);
+    assert_eq!(page.value("#user-first").await, "Kim");
+    assert_eq!(page.value("#user-password").await, "");
+    page.screenshot(&shot(&app, "admin-users-errors")).await;
+    page.fill("username", "kim").await;
+    page.fill("password", "a-long-enough-password").await;
+    page.click_button("Create account").await;
+    page.wait_for_text("The account kim was created.").await;
+    app.sign_in("kim", "a-long-enough-password").await;
+
+    // search, then deactivate: the account's access and sessions end
+    page.fill("q", "lee").await;
+    page.click_button("Search").await;
+    page.wait_for("button[aria-label='Deactivate kim']").await;
+    assert!(!page.text("tbody").await.contains("admin@"), "the search narrows the list");
+    page.click("button[aria-label='Deactivate kim']").await;
+    page.wait_for_text("The account kim was deactivated").await;
+    assert_eq!(app.get("/api/v1/users/kim", &app.admin_token).await.body["active"], false);
+
+    // a group and its members
+    page.click_link("Groups").await;
+    page.fill("identifier", "ops").await;
+    page.fill("display_name", "Operations").await;
+    page.click_button("Create group").await;
+    page.wait_for_text("The group Operations was created.").await;
+    page.fill("user", "nobody-here").await;
+    page.click_button("Add").await;
+    page.wait_for("#member-user-error").await;
+    page.fill("user", "admin").await;
+    page.click_button("Add").await;
+    page.wait_for_text("admin joined the group.").await;
+    let members = app.get("/api/v1/groups/ops/members", &app.admin_token).await.expect(200);
+    assert_eq!(members.body["items"][0]["username"], "admin");
+    page.click("button[aria-label='Remove admin from the group']").await;
+    page.wait_for_text("admin left the group.").await;
+
+    // settings: four-eye with a bad number, then two approvals
+    page.click_link("Settings").await;
+    page.check("four_eye").await;
+    page.fill("approvals", "0").await;
+    page.click_button("Save settings").await;
+    page.wait_for("#set-approvals-error").await;
+    page.fill("approvals", "2").await;
+    page.click_button("Save settings").await;
+    page.wait_for_text("The settings were saved.").await;
+    let settings = app.get("/api/v1/settings", &app.admin_token).await.expect(200);
+    assert_eq!(settings.body["four_eye"], json!({"enabled": true, "approvals": 2}));
+    page.screenshot(&shot(&app, "admin-settings")).await;
+
+    // the history verifies
+    page.click_button("Verify the history").await;
+    page.wait_for("#verify-result").await;
+    assert!(
+        page.text("#verify-result").await.starts_with("Every chain holds"),
+        "{}",
+        page.text("#verify-result").await
+    );
     page.close().await;
 }

@@ -16,6 +16,7 @@ pub fn admin_tabs(active: &str) -> Vec<Tab> {
         ("Workspaces", "workspaces"),
         ("Users", "users"),
         ("Groups", "groups"),
+        ("Platforms", "platforms"),
         ("Emergency Access", "emergency"),
         ("Settings", "settings"),
     ]

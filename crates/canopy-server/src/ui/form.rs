@@ -152,10 +152,17 @@ impl Problems {
     }
 
     fn add(&mut self, field: &str, message: &str, known: &[&str]) {
-        // `tags.cost-centre` belongs to the field `tags.cost-centre`; a nested
-        // field of an unknown parent is shown for the whole form
+        // `tags.cost-centre` belongs to the field `tags.cost-centre` where the
+        // form has one; another nested field to its parent; the rest to the form
         if known.contains(&field) {
             self.fields.entry(field.to_owned()).or_insert_with(|| message.to_owned());
+        } else if let Some((parent, key)) = field.split_once('.').filter(|(parent, _)| known.contains(parent)) {
+            // a nested field (`settings.auth_url`) is shown at its parent, named
+            let entry = self.fields.entry(parent.to_owned()).or_default();
+            if !entry.is_empty() {
+                entry.push_str("; ");
+            }
+            entry.push_str(&format!("{key}: {message}"));
         } else {
             let line = format!("{field}: {message}");
             self.general = Some(match self.general.take() {

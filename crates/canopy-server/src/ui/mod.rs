@@ -30,6 +30,7 @@ pub mod form;
 mod frame;
 mod history;
 mod home;
+mod platforms;
 mod project;
 mod projects;
 mod requests;
@@ -81,6 +82,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/groups/{group}/members/{user}/remove", post(directory::remove_member))
         .route("/admin/settings", get(directory::settings).post(directory::save_settings))
         .route("/admin/settings/verify", post(directory::verify))
+        .route("/admin/platforms", get(platforms::list).post(platforms::create))
+        .route("/admin/platforms/{platform}", get(platforms::show))
+        .route("/admin/platforms/{platform}/landing-zones", post(platforms::create_zone))
+        .route("/admin/platforms/{platform}/deletions/{id}/{verdict}", post(platforms::decide_deletion))
         .route("/admin/emergency", get(emergency::show))
         .route("/admin/emergency/grant", post(emergency::grant))
         .route("/admin/emergency/revoke", post(emergency::revoke))

@@ -90,6 +90,7 @@ backend_tests!(
     if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone,
     if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in,
     if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification,
+    if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -801,4 +802,81 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
         page.text("#verify-result").await
     );
     page.close().await;
+}
+
+/// Administration → Platforms on a real Keystone: registering a platform
+/// (secrets write-only, problems at their field), a landing zone, and a
+/// manual deletion that a platform engineer first declines (the project
+/// stays with its tenant, DL5), then confirms (the project goes, DL3).
+async fn if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let Some(os) = crate::tenants::Os::get() else { return };
+    let platform = crate::tenants::unique("os");
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/admin/platforms", app.base)).await;
+    page.fill("identifier", &platform).await;
+    page.select("type", "openstack").await;
+    page.select("deletion", "manual").await;
+    page.fill("settings", &format!("auth_url={}\ndomain=Default", os.url)).await;
+    page.fill("secrets", "username=admin").await;
+    page.fill("role_mapping", "project_user=member\nproject_admin=admin").await;
+    page.click_button("Register platform").await;
+    // the missing password is named; the secrets typed are not sent back
+    page.wait_for("#platform-secrets-error").await;
+    assert!(
+        page.text("#platform-secrets-error").await.contains("password"),
+        "{}",
+        page.text("#platform-secrets-error").await
+    );
+    assert_eq!(page.value("#platform-secrets").await, "");
+    assert!(page.value("#platform-settings").await.contains("domain=Default"));
+    page.screenshot(&shot(&app, "register-platform-errors")).await;
+    page.fill("secrets", &format!("username=admin\npassword={}", os.password)).await;
+    page.click_button("Register platform").await;
+    page.wait_for_text(&format!("The platform {platform} was registered.")).await;
+    assert!(!page.body_text().await.contains(&os.password), "a secret is never shown");
+    page.fill("identifier", "sandbox").await;
+    page.fill("display_name", "Sandbox").await;
+    page.click_button("Add landing zone").await;
+    page.wait_for_text("The landing zone Sandbox was added.").await;
+
+    // a project with a tenant on it, deleted: it waits for a platform engineer
+    let ws = crate::tenants::unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.project(&app.admin_token, &ws, "legacy").await;
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/projects/legacy/tenants"),
+        &app.admin_token,
+        json!({"platform": platform}),
+    )
+    .await
+    .expect(201);
+    app.replicate().await;
+    delete_by_hand(&page, &app, &ws).await;
+    page.goto(&format!("{}/admin/platforms/{platform}", app.base)).await;
+    page.wait_for_text("Tenant deletions to confirm").await;
+    page.screenshot(&shot(&app, "platform-page")).await;
+    page.click("button[aria-label=\"Decline the deletion of legacy's tenant\"]").await;
+    page.wait_for_text("The deletion was declined: the tenant stays.").await;
+    app.get(&format!("/api/v1/workspaces/{ws}/projects/legacy"), &app.admin_token).await.expect(200);
+
+    // asked again and confirmed by the engineer: the project goes with its last tenant
+    delete_by_hand(&page, &app, &ws).await;
+    page.goto(&format!("{}/admin/platforms/{platform}", app.base)).await;
+    page.click("button[aria-label=\"Confirm the deletion of legacy's tenant\"]").await;
+    page.wait_for_text("The tenant of legacy is deleted").await;
+    app.get(&format!("/api/v1/workspaces/{ws}/projects/legacy"), &app.admin_token).await.expect(404);
+    page.close().await;
+}
+
+/// Ask to delete project `legacy` of `ws` and confirm: its manual tenant
+/// then waits for a platform engineer.
+async fn delete_by_hand(page: &Page, app: &TestApp, ws: &str) {
+    page.goto(&format!("{}/workspaces/{ws}/projects/legacy/deletion", app.base)).await;
+    page.click_button("Delete this project").await;
+    page.wait_for_text("The deletion was requested.").await;
+    page.fill("identifier", "legacy").await;
+    page.click_button("Delete for good").await;
+    page.wait_for_text("waits for a platform engineer").await;
 }

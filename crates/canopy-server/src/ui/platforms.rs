@@ -1,0 +1,328 @@
+//! Administration → Platforms (TN1, TN2, AD5, DL3): the registered platforms
+//! with their role mappings; a form to register one (settings and secrets
+//! as `KEY=VALUE` lines, secrets write-only); per platform its landing
+//! zones and the tenant deletions waiting for a platform engineer, each
+//! confirmed (done by hand) or declined.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use canopy_app::paging::Paging;
+use canopy_app::platform_registry::{NewLandingZone, NewPlatformInput};
+use canopy_domain::platforms::PlatformType;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::admin::admin_tabs;
+use super::form::{Problems, UiError, UiResult, done, unprocessable};
+use super::frame::{Crumb, Frame, Tab};
+use super::session::{Nothing, Posted, Viewer};
+use crate::AppState;
+
+/// `KEY=VALUE` lines as a map, or the field error naming the line.
+fn key_values(field: &str, raw: &str) -> Result<BTreeMap<String, String>, canopy_app::FieldError> {
+    let mut out = BTreeMap::new();
+    for (n, line) in raw.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            _ => {
+                return Err(canopy_app::FieldError::new(field, format!("line {}: write KEY=VALUE", n + 1)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn json_map(m: BTreeMap<String, String>) -> Map<String, Value> {
+    m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+}
+
+struct PlatformRow {
+    identifier: String,
+    platform_type: &'static str,
+    deletion: &'static str,
+    zone_required: bool,
+    mapping: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NewPlatform {
+    #[serde(default)]
+    identifier: String,
+    #[serde(default, rename = "type")]
+    platform_type: String,
+    #[serde(default)]
+    settings: String,
+    #[serde(default)]
+    secrets: String,
+    #[serde(default)]
+    role_mapping: String,
+    #[serde(default)]
+    landing_zone_required: String,
+    #[serde(default)]
+    deletion: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/platforms.html")]
+struct PlatformsPage {
+    frame: Frame,
+    tabs: Vec<Tab>,
+    rows: Vec<PlatformRow>,
+    types: Vec<&'static str>,
+    /// The text areas: field, label, help, what was typed.
+    areas: Vec<(&'static str, &'static str, &'static str, String)>,
+    new: NewPlatform,
+    problems: Problems,
+}
+
+async fn platforms_page(app: &AppState, viewer: &Viewer, new: NewPlatform, problems: Problems) -> UiResult {
+    viewer.principal.require(canopy_domain::authz::Action::AdministerPlatforms).map_err(UiError::App)?;
+    let list = canopy_app::platform_registry::list(&app.store, &Paging::first(canopy_app::paging::MAX_LIMIT)).await?;
+    let rows = list
+        .items
+        .into_iter()
+        .map(|v| PlatformRow {
+            identifier: v.platform.identifier.clone(),
+            platform_type: v.platform.platform_type.as_str(),
+            deletion: v.platform.deletion.as_str(),
+            zone_required: v.platform.landing_zone_required,
+            mapping: v.role_mapping.iter().map(|(k, v)| format!("{k} → {v}")).collect::<Vec<_>>().join(", "),
+        })
+        .collect();
+    let crumbs = vec![Crumb::link("Administration", "/admin/workspaces"), Crumb::here("Platforms")];
+    let frame = viewer.frame(app, "Platforms", None, crumbs).await?;
+    let types = PlatformType::ALL.iter().map(|t| t.as_str()).collect();
+    let areas = vec![
+        (
+            "settings",
+            "Settings",
+            "one KEY=VALUE per line, e.g. auth_url=https://keystone.example/v3",
+            new.settings.clone(),
+        ),
+        ("secrets", "Secrets", "one KEY=VALUE per line; never shown again", new.secrets.clone()),
+        ("role_mapping", "Role mapping", "one PROJECT_ROLE=PLATFORM_ROLE per line", new.role_mapping.clone()),
+    ];
+    Ok(viewer.page(&PlatformsPage { frame, tabs: admin_tabs("platforms"), rows, types, areas, new, problems }))
+}
+
+/// `GET /admin/platforms`.
+pub async fn list(State(app): State<AppState>, viewer: Viewer) -> UiResult {
+    let new = NewPlatform { platform_type: "openstack".into(), ..NewPlatform::default() };
+    platforms_page(&app, &viewer, new, Problems::default()).await
+}
+
+/// `POST /admin/platforms`: register a platform (TN1, AD5).
+pub async fn create(State(app): State<AppState>, posted: Posted<NewPlatform>) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let outcome = async {
+        let mut errors = Vec::new();
+        let mut parse = |field: &str, raw: &str| {
+            key_values(field, raw).unwrap_or_else(|e| {
+                errors.push(e);
+                BTreeMap::new()
+            })
+        };
+        let settings = parse("settings", &form.settings);
+        let secrets = parse("secrets", &form.secrets);
+        let role_mapping = parse("role_mapping", &form.role_mapping);
+        if !errors.is_empty() {
+            return Err(canopy_app::Error::Invalid(errors));
+        }
+        let input = NewPlatformInput {
+            identifier: form.identifier.trim().to_owned(),
+            platform_type: form.platform_type.trim().to_owned(),
+            settings: json_map(settings),
+            secrets: json_map(secrets),
+            role_mapping,
+            landing_zone_required: form.landing_zone_required == "true",
+            deletion: Some(form.deletion.trim().to_owned()).filter(|d| !d.is_empty()),
+            drift_policy: None,
+        };
+        canopy_app::platform_registry::create(
+            &app.store,
+            &app.config.secret_key,
+            &viewer.principal,
+            app.clock.now(),
+            input,
+        )
+        .await
+    }
+    .await;
+    match outcome {
+        Ok(v) => Ok(done(
+            &format!("/admin/platforms/{}", v.platform.identifier),
+            &format!("The platform {} was registered.", v.platform.identifier),
+        )),
+        Err(e) => {
+            let known =
+                ["identifier", "type", "settings", "secrets", "role_mapping", "deletion", "landing_zone_required"];
+            match Problems::of(&e, &known) {
+                Some(p) => {
+                    // secrets are never sent back
+                    let form = NewPlatform { secrets: String::new(), ..form };
+                    Ok(unprocessable(platforms_page(&app, &viewer, form, p).await?))
+                }
+                None => Err(UiError::App(e)),
+            }
+        }
+    }
+}
+
+struct DeletionRow {
+    id: String,
+    workspace: String,
+    project: String,
+    external_id: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NewZone {
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    settings: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/platform.html")]
+struct PlatformPage {
+    frame: Frame,
+    tabs: Vec<Tab>,
+    identifier: String,
+    platform_type: &'static str,
+    settings: Vec<(String, String)>,
+    secret_names: String,
+    mapping: Vec<(String, String)>,
+    zones: Vec<(String, String)>,
+    deletions: Vec<DeletionRow>,
+    zone: NewZone,
+    problems: Problems,
+}
+
+async fn platform_page(app: &AppState, viewer: &Viewer, platform: &str, zone: NewZone, problems: Problems) -> UiResult {
+    viewer.principal.require(canopy_domain::authz::Action::AdministerPlatforms).map_err(UiError::App)?;
+    let v = canopy_app::platform_registry::show(&app.store, platform).await?;
+    let zones = canopy_app::platform_registry::landing_zones(&app.store, platform).await?;
+    let deletions = canopy_app::deletion::awaiting_engineer(&app.store, &viewer.principal, platform).await?;
+    let crumbs = vec![
+        Crumb::link("Administration", "/admin/workspaces"),
+        Crumb::link("Platforms", "/admin/platforms"),
+        Crumb::here(v.platform.identifier.clone()),
+    ];
+    let frame = viewer.frame(app, &v.platform.identifier, None, crumbs).await?;
+    let page = PlatformPage {
+        frame,
+        tabs: admin_tabs("platforms"),
+        platform_type: v.platform.platform_type.as_str(),
+        settings: v
+            .platform
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect(),
+        secret_names: v.platform.secret_names.join(", "),
+        mapping: v.role_mapping.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        zones: zones.into_iter().map(|z| (z.zone.identifier, z.zone.display_name)).collect(),
+        deletions: deletions
+            .into_iter()
+            .map(|(t, ws, project)| DeletionRow {
+                id: t.id.to_string(),
+                workspace: ws,
+                project,
+                external_id: t.external_id.unwrap_or_default(),
+            })
+            .collect(),
+        identifier: v.platform.identifier,
+        zone,
+        problems,
+    };
+    Ok(viewer.page(&page))
+}
+
+/// `GET /admin/platforms/{platform}`.
+pub async fn show(State(app): State<AppState>, viewer: Viewer, Path(platform): Path<String>) -> UiResult {
+    platform_page(&app, &viewer, &platform, NewZone::default(), Problems::default()).await
+}
+
+/// `POST /admin/platforms/{platform}/landing-zones`: add a landing zone (TN2).
+pub async fn create_zone(
+    State(app): State<AppState>,
+    Path(platform): Path<String>,
+    posted: Posted<NewZone>,
+) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let outcome = async {
+        let settings = key_values("settings", &form.settings).map_err(|e| canopy_app::Error::Invalid(vec![e]))?;
+        let input = NewLandingZone {
+            identifier: form.identifier.trim().to_owned(),
+            display_name: form.display_name.trim().to_owned(),
+            settings: json_map(settings),
+        };
+        canopy_app::platform_registry::create_landing_zone(
+            &app.store,
+            &viewer.principal,
+            app.clock.now(),
+            &platform,
+            input,
+        )
+        .await
+    }
+    .await;
+    match outcome {
+        Ok(z) => Ok(done(
+            &format!("/admin/platforms/{platform}"),
+            &format!("The landing zone {} was added.", z.zone.display_name),
+        )),
+        Err(e) => match Problems::of(&e, &["identifier", "display_name", "settings"]) {
+            Some(p) => Ok(unprocessable(platform_page(&app, &viewer, &platform, form, p).await?)),
+            None => Err(UiError::App(e)),
+        },
+    }
+}
+
+/// `POST /admin/platforms/{platform}/deletions/{id}/{verdict}`: a platform
+/// engineer confirms a tenant deleted by hand, or declines (DL3, DL5).
+pub async fn decide_deletion(
+    State(app): State<AppState>,
+    Path((platform, id, verdict)): Path<(String, String, String)>,
+    posted: Posted<Nothing>,
+) -> UiResult {
+    let by = &posted.viewer.principal;
+    let id = Uuid::parse_str(&id).map_err(|_| UiError::App(canopy_app::Error::not_found("no such tenant deletion")))?;
+    let now = app.clock.now();
+    let message = match verdict.as_str() {
+        "confirm" => {
+            let r =
+                canopy_app::deletion::engineer_confirm(&app.store, app.platforms.as_ref(), by, now, (&platform, id))
+                    .await?;
+            match r.platform_error {
+                Some(e) => format!(
+                    "The tenant of {} was forgotten; the platform could not confirm every removal: {e}",
+                    r.project
+                ),
+                None => format!(
+                    "The tenant of {} is deleted; {} assignment(s) were revoked first.",
+                    r.project,
+                    r.revoked.len()
+                ),
+            }
+        }
+        "decline" => {
+            canopy_app::deletion::engineer_decline(&app.store, by, now, (&platform, id)).await?;
+            "The deletion was declined: the tenant stays.".to_owned()
+        }
+        _ => return Err(UiError::App(canopy_app::Error::not_found("there is no page at this address"))),
+    };
+    Ok(done(&format!("/admin/platforms/{platform}"), &message))
+}

@@ -17,6 +17,7 @@ pub fn admin_tabs(active: &str) -> Vec<Tab> {
         ("Users", "users"),
         ("Groups", "groups"),
         ("Platforms", "platforms"),
+        ("Roles and Tags", "catalogue"),
         ("Emergency Access", "emergency"),
         ("Settings", "settings"),
     ]

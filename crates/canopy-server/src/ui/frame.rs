@@ -118,6 +118,7 @@ pub fn workspace_tabs(ws: &str, active: &str, manage: bool) -> Vec<Tab> {
         ("Workspace Access", "access", false),
         ("Pending Requests", "requests", true),
         ("Expired Access", "expired-access", true),
+        ("Payment Methods", "payment-methods", false),
         ("History", "history", true),
     ];
     tabs.iter()

@@ -23,6 +23,7 @@ mod access;
 mod admin;
 mod assets;
 mod bindings;
+mod catalogue;
 mod directory;
 mod emergency;
 mod expired;
@@ -86,6 +87,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/platforms/{platform}", get(platforms::show))
         .route("/admin/platforms/{platform}/landing-zones", post(platforms::create_zone))
         .route("/admin/platforms/{platform}/deletions/{id}/{verdict}", post(platforms::decide_deletion))
+        .route("/admin/catalogue", get(catalogue::show))
+        .route("/admin/catalogue/roles", post(catalogue::create_role))
+        .route("/admin/catalogue/tags", post(catalogue::create_tag))
+        .route("/workspaces/{ws}/payment-methods", get(catalogue::payments).post(catalogue::create_method))
         .route("/admin/emergency", get(emergency::show))
         .route("/admin/emergency/grant", post(emergency::grant))
         .route("/admin/emergency/revoke", post(emergency::revoke))

@@ -91,7 +91,7 @@ pub fn posted(defs: &[TagDefinition], fields: &[(String, String)], admin: bool) 
         let name = format!("tags.{}", d.key);
         let values: Vec<&str> = fields.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.trim()).collect();
         let value = match d.kind {
-            TagKind::Boolean => Some(Value::Bool(values.iter().any(|v| *v == "true"))),
+            TagKind::Boolean => Some(Value::Bool(values.contains(&"true"))),
             TagKind::MultiSelect => {
                 let picked: Vec<Value> =
                     values.iter().filter(|v| !v.is_empty()).map(|v| Value::String((*v).to_owned())).collect();

@@ -91,6 +91,7 @@ backend_tests!(
     if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in,
     if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification,
     if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion,
+    if2_ac4_pr3_pm1_roles_tags_and_payment_methods,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -309,7 +310,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
     // change the role and save
     let id = b["id"].as_str().unwrap();
     page.select("role", "project_admin").await;
-    page.click(&format!("button[aria-label='Save the role and expiration of Ann Tester']")).await;
+    page.click("button[aria-label='Save the role and expiration of Ann Tester']").await;
     page.wait_for_text("Ann Tester now holds Project Admin until 2026-11-27.").await;
     assert_eq!(
         app.get("/api/v1/workspaces/team-a/projects/web/bindings", &app.admin_token).await.body["items"][0]["role"],
@@ -879,4 +880,63 @@ async fn delete_by_hand(page: &Page, app: &TestApp, ws: &str) {
     page.fill("identifier", "legacy").await;
     page.click_button("Delete for good").await;
     page.wait_for_text("waits for a platform engineer").await;
+}
+
+/// Administration → Roles and Tags, and a workspace's Payment Methods with
+/// the 30-day forecast.
+async fn if2_ac4_pr3_pm1_roles_tags_and_payment_methods(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.workspace(&app.admin_token, "team-a").await;
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/admin/catalogue", app.base)).await;
+    page.fill("identifier", "Auditor!").await;
+    page.fill("display_name", "Project Auditor").await;
+    page.click_button("Add role").await;
+    page.wait_for("#role-identifier-error").await;
+    page.fill("identifier", "project_auditor").await;
+    page.click_button("Add role").await;
+    page.wait_for_text("The project role Project Auditor was created.").await;
+    let roles = app.get("/api/v1/project-roles", &app.admin_token).await.expect(200);
+    assert!(roles.body["items"].as_array().unwrap().iter().any(|r| r["identifier"] == "project_auditor"));
+
+    page.fill("key", "environment").await;
+    // (both forms have a name field: the tag form's by its id)
+    page.set_value("#tag-name", "Environment").await;
+    page.select("type", "single_select").await;
+    page.fill("options", "production, staging").await;
+    page.check("required").await;
+    page.click_button("Define tag").await;
+    page.wait_for_text("The tag Environment was defined.").await;
+    let defs = app.get("/api/v1/tag-definitions", &app.admin_token).await.expect(200);
+    assert_eq!(defs.body["items"][0]["options"], json!(["production", "staging"]));
+    assert_eq!(defs.body["items"][0]["required"], true);
+    page.screenshot(&shot(&app, "roles-and-tags")).await;
+
+    page.goto(&format!("{}/workspaces/team-a/payment-methods", app.base)).await;
+    page.fill("name", "Cost centre 4711").await;
+    page.fill("amount", "a lot").await;
+    page.set_value("#method-expires", "2026-12-10").await;
+    page.click_button("Add").await;
+    page.wait_for("#method-amount-error").await;
+    assert_eq!(page.value("#method-name").await, "Cost centre 4711");
+    page.fill("amount", "1200.50").await;
+    page.set_value("#method-expires", "2026-12-10").await;
+    page.click_button("Add").await;
+    page.wait_for_text("The payment method Cost centre 4711 was added.").await;
+    let methods = app.get("/api/v1/workspaces/team-a/payment-methods", &app.admin_token).await.expect(200);
+    let id = methods.body["items"][0]["id"].as_str().unwrap().to_owned();
+    app.post(
+        "/api/v1/workspaces/team-a/projects",
+        &app.admin_token,
+        json!({"identifier": "shop", "display_name": "Shop", "payment_method": id, "tags": {"environment": "staging"}}),
+    )
+    .await
+    .expect(201);
+    page.goto(&format!("{}/workspaces/team-a/payment-methods", app.base)).await;
+    page.wait_for_text("Running out within 30 days").await;
+    let forecast = page.text("tr.soon").await;
+    assert!(forecast.contains("shop") && forecast.contains("2026-12-10"), "{forecast}");
+    page.screenshot(&shot(&app, "payment-methods")).await;
+    page.close().await;
 }

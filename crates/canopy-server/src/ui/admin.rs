@@ -10,8 +10,9 @@ use super::frame::{Crumb, Frame, Tab};
 use super::session::Viewer;
 use crate::AppState;
 
-/// The tabs of the admin area.
-pub fn admin_tabs(active: &str) -> Vec<Tab> {
+/// The tabs of the admin area; a platform engineer who is not an admin
+/// sees the platforms alone.
+pub fn admin_tabs(active: &str, admin: bool) -> Vec<Tab> {
     [
         ("Workspaces", "workspaces"),
         ("Users", "users"),
@@ -22,6 +23,7 @@ pub fn admin_tabs(active: &str) -> Vec<Tab> {
         ("Settings", "settings"),
     ]
     .into_iter()
+    .filter(|(_, path)| admin || *path == "platforms")
     .map(|(label, path)| Tab { label, href: format!("/admin/{path}"), active: path == active })
     .collect()
 }
@@ -60,5 +62,10 @@ pub async fn workspaces(State(app): State<AppState>, viewer: Viewer, Query(q): Q
             name: v.workspace.display_name,
         })
         .collect();
-    Ok(viewer.page(&WorkspacesPage { frame, tabs: admin_tabs("workspaces"), rows, next: list.next_cursor }))
+    Ok(viewer.page(&WorkspacesPage {
+        frame,
+        tabs: admin_tabs("workspaces", viewer.is_admin()),
+        rows,
+        next: list.next_cursor,
+    }))
 }

@@ -87,7 +87,7 @@ async fn page(app: &AppState, viewer: &Viewer, role: (NewRole, Problems), tag: (
     let frame = viewer.frame(app, "Project roles and tag definitions", None, crumbs).await?;
     let page = CataloguePage {
         frame,
-        tabs: admin_tabs("catalogue"),
+        tabs: admin_tabs("catalogue", viewer.is_admin()),
         roles,
         tags,
         kinds: TagKind::ALL.iter().map(|k| k.as_str()).collect(),

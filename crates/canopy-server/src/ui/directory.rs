@@ -77,7 +77,15 @@ async fn users_page(app: &AppState, viewer: &Viewer, query: UsersQuery, new: New
         .collect();
     let crumbs = vec![Crumb::link("Administration", "/admin/workspaces"), Crumb::here("Users")];
     let frame = viewer.frame(app, "Users", None, crumbs).await?;
-    let page = UsersPage { frame, tabs: admin_tabs("users"), q: query.q, rows, next: list.next_cursor, new, problems };
+    let page = UsersPage {
+        frame,
+        tabs: admin_tabs("users", viewer.is_admin()),
+        q: query.q,
+        rows,
+        next: list.next_cursor,
+        new,
+        problems,
+    };
     Ok(viewer.page(&page))
 }
 
@@ -181,7 +189,14 @@ async fn groups_page(
         .collect();
     let crumbs = vec![Crumb::link("Administration", "/admin/workspaces"), Crumb::here("Groups")];
     let frame = viewer.frame(app, "Groups", None, crumbs).await?;
-    Ok(viewer.page(&GroupsPage { frame, tabs: admin_tabs("groups"), rows, next: list.next_cursor, new, problems }))
+    Ok(viewer.page(&GroupsPage {
+        frame,
+        tabs: admin_tabs("groups", viewer.is_admin()),
+        rows,
+        next: list.next_cursor,
+        new,
+        problems,
+    }))
 }
 
 /// `GET /admin/groups`.
@@ -242,7 +257,7 @@ async fn group_page(
     let frame = viewer.frame(app, &g.display_name, None, crumbs).await?;
     let page = GroupPage {
         frame,
-        tabs: admin_tabs("groups"),
+        tabs: admin_tabs("groups", viewer.is_admin()),
         identifier: g.identifier,
         name: g.display_name,
         members: members
@@ -355,7 +370,13 @@ async fn settings_page(
     });
     let crumbs = vec![Crumb::link("Administration", "/admin/workspaces"), Crumb::here("Settings")];
     let frame = viewer.frame(app, "Settings", None, crumbs).await?;
-    Ok(viewer.page(&SettingsPage { frame, tabs: admin_tabs("settings"), form, problems, verification }))
+    Ok(viewer.page(&SettingsPage {
+        frame,
+        tabs: admin_tabs("settings", viewer.is_admin()),
+        form,
+        problems,
+        verification,
+    }))
 }
 
 /// `GET /admin/settings`: the installation's settings.

@@ -79,7 +79,7 @@ async fn page(
     let frame = viewer.frame(app, "Emergency Access", None, crumbs).await?;
     let page = EmergencyPage {
         frame,
-        tabs: admin_tabs("emergency"),
+        tabs: admin_tabs("emergency", viewer.is_admin()),
         workspaces,
         roles,
         grant: grant.0,
@@ -274,7 +274,7 @@ pub async fn receipt(State(app): State<AppState>, viewer: Viewer, Path(id): Path
     let waiting = rows.iter().filter(|r| r.confirmed.is_none()).count();
     let page = ReceiptPage {
         frame,
-        tabs: admin_tabs("emergency"),
+        tabs: admin_tabs("emergency", viewer.is_admin()),
         id: r.id.to_string(),
         username: r.username.clone(),
         initiator: r.initiator.clone(),

@@ -41,6 +41,9 @@ impl Crumb {
 pub struct Frame {
     pub user: String,
     pub admin: bool,
+    /// Registers platforms and confirms tenant deletions (AD5), without
+    /// being an admin: the menu leads to the platforms.
+    pub platform_engineer: bool,
     pub csrf: String,
     pub workspaces: Vec<Choice>,
     /// The workspace the page belongs to (selected in the switcher).
@@ -88,6 +91,8 @@ impl Viewer {
         Ok(Frame {
             user: self.principal.actor.name.clone(),
             admin: self.is_admin(),
+            platform_engineer: !self.is_admin()
+                && self.principal.require(canopy_domain::authz::Action::AdministerPlatforms).is_ok(),
             csrf: self.csrf.clone(),
             workspaces: choices,
             current: current.map(|w| w.identifier.clone()),

@@ -111,7 +111,15 @@ async fn platforms_page(app: &AppState, viewer: &Viewer, new: NewPlatform, probl
         ("secrets", "Secrets", "one KEY=VALUE per line; never shown again", new.secrets.clone()),
         ("role_mapping", "Role mapping", "one PROJECT_ROLE=PLATFORM_ROLE per line", new.role_mapping.clone()),
     ];
-    Ok(viewer.page(&PlatformsPage { frame, tabs: admin_tabs("platforms"), rows, types, areas, new, problems }))
+    Ok(viewer.page(&PlatformsPage {
+        frame,
+        tabs: admin_tabs("platforms", viewer.is_admin()),
+        rows,
+        types,
+        areas,
+        new,
+        problems,
+    }))
 }
 
 /// `GET /admin/platforms`.
@@ -223,7 +231,7 @@ async fn platform_page(app: &AppState, viewer: &Viewer, platform: &str, zone: Ne
     let frame = viewer.frame(app, &v.platform.identifier, None, crumbs).await?;
     let page = PlatformPage {
         frame,
-        tabs: admin_tabs("platforms"),
+        tabs: admin_tabs("platforms", viewer.is_admin()),
         platform_type: v.platform.platform_type.as_str(),
         settings: v
             .platform

@@ -73,6 +73,8 @@ struct OverviewPage {
     name: String,
     abilities: Abilities,
     tenants: Vec<TenantRow>,
+    /// Whether a tenant is still being replicated: the list refreshes itself (IF4).
+    busy: bool,
     platforms: Vec<Option2>,
     zones: Vec<Option2>,
     methods: Vec<Option2>,
@@ -164,7 +166,14 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
     let mut frame =
         viewer.frame(app, &p.display_name, Some(&workspace), project_crumbs(&workspace, &p, "Overview")).await?;
     frame.manage = abilities.manage;
+    let busy = tenants.iter().any(|t| {
+        matches!(
+            t.status,
+            canopy_domain::replication::TenantStatus::Pending | canopy_domain::replication::TenantStatus::InProgress
+        )
+    });
     let page = OverviewPage {
+        busy,
         tabs: project_tabs(&workspace.identifier, &p.identifier, "", abilities.manage),
         ws: workspace.identifier.clone(),
         project: p.identifier.clone(),

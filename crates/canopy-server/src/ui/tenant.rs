@@ -158,6 +158,8 @@ struct DeletionPage {
     name: String,
     abilities: Abilities,
     requested: bool,
+    /// Whether a tenant's deletion is under way: the list refreshes itself (IF4).
+    busy: bool,
     tenants: Vec<DeletionRow>,
     typed: String,
     confirm_help: String,
@@ -174,6 +176,15 @@ async fn deletion_page(
     let (workspace, abilities) = canopy_app::workspaces::abilities(&app.store, &viewer.principal, ws).await?;
     let view = canopy_app::deletion::show(&app.store, &viewer.principal, (&workspace.identifier, project)).await?;
     let requested = view.tenants.iter().any(|t| t.deletion == Some(canopy_domain::deletion::TenantDeletion::Requested));
+    let busy = view.tenants.iter().any(|t| {
+        matches!(
+            t.deletion,
+            Some(
+                canopy_domain::deletion::TenantDeletion::Deleting
+                    | canopy_domain::deletion::TenantDeletion::AwaitingEngineer
+            )
+        )
+    });
     let tenants = view
         .tenants
         .iter()
@@ -203,6 +214,7 @@ async fn deletion_page(
         name: p.display_name.clone(),
         abilities,
         requested,
+        busy,
         tenants,
         typed,
         confirm_help: format!("the identifier is {}", p.identifier),

@@ -92,6 +92,7 @@ backend_tests!(
     if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification,
     if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion,
     if2_ac4_pr3_pm1_roles_tags_and_payment_methods,
+    if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -601,9 +602,11 @@ async fn if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone(app: TestApp) {
     page.click("button[aria-label='Add the tenant']").await;
     page.wait_for_text(&format!("A tenant on {platform} was added")).await;
     assert!(page.exists("[data-status=pending]").await, "a new tenant waits for replication");
+    assert!(page.body_text().await.contains("Replication is under way"));
+    // the open page follows the replication by itself (IF4)
     app.replicate().await;
-    page.goto(&format!("{}/workspaces/{ws}/projects/shop", app.base)).await;
     page.wait_for("[data-status=succeeded]").await;
+    assert!(!page.body_text().await.contains("Replication is under way"));
     assert!(
         !page.exists(&format!("select[name=platform] option[value='{platform}']")).await,
         "a second tenant is not offered"
@@ -938,5 +941,30 @@ async fn if2_ac4_pr3_pm1_roles_tags_and_payment_methods(app: TestApp) {
     let forecast = page.text("tr.soon").await;
     assert!(forecast.contains("shop") && forecast.contains("2026-12-10"), "{forecast}");
     page.screenshot(&shot(&app, "payment-methods")).await;
+    page.close().await;
+}
+
+/// A platform engineer (AD5) finds the platforms in the menu, and nothing of
+/// the admin area beyond them.
+async fn if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    app.post(
+        "/api/v1/users",
+        &app.admin_token,
+        json!({"username": "pat", "email": "pat@example.org", "first_name": "Pat", "last_name": "Engineer",
+               "password": "password-of-pat", "installation_roles": ["platform_engineer"]}),
+    )
+    .await
+    .expect(201);
+    let page = browser.open(Viewport::Phone).await;
+    sign_in(&page, &app, "pat", "password-of-pat").await;
+    page.click("details.menu summary").await;
+    assert!(!page.exists("a[href='/admin/workspaces']").await, "no Administration for a platform engineer");
+    page.click_link("Platforms").await;
+    page.wait_for_text("Register a platform").await;
+    assert!(!page.exists("a[href='/admin/users']").await, "no admin tab but Platforms");
+    page.screenshot(&shot(&app, "platform-engineer-phone")).await;
+    page.goto(&format!("{}/admin/users", app.base)).await;
+    page.wait_for_text("Not allowed").await;
     page.close().await;
 }

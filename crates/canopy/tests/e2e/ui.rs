@@ -93,6 +93,7 @@ backend_tests!(
     if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion,
     if2_ac4_pr3_pm1_roles_tags_and_payment_methods,
     if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area,
+    if2_dl4_a_project_with_automatic_and_manual_tenants_is_deleted_in_the_browser,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -966,5 +967,54 @@ async fn if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area(ap
     page.screenshot(&shot(&app, "platform-engineer-phone")).await;
     page.goto(&format!("{}/admin/users", app.base)).await;
     page.wait_for_text("Not allowed").await;
+    page.close().await;
+}
+
+/// The third deletion case (DL4) in the browser: the automatic tenant goes
+/// at once, the manual one waits for a platform engineer, and the project
+/// goes with the last.
+async fn if2_dl4_a_project_with_automatic_and_manual_tenants_is_deleted_in_the_browser(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let Some(os) = crate::tenants::Os::get() else { return };
+    let (auto, manual) = (crate::tenants::unique("osa"), crate::tenants::unique("osm"));
+    app.post("/api/v1/platforms", &app.admin_token, os.platform(&auto, "Default")).await.expect(201);
+    let mut by_hand = os.platform(&manual, "Default");
+    by_hand["deletion"] = json!("manual");
+    app.post("/api/v1/platforms", &app.admin_token, by_hand).await.expect(201);
+    let ws = crate::tenants::unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.project(&app.admin_token, &ws, "legacy").await;
+    for p in [&auto, &manual] {
+        app.post(&format!("/api/v1/workspaces/{ws}/projects/legacy/tenants"), &app.admin_token, json!({"platform": p}))
+            .await
+            .expect(201);
+    }
+    app.replicate().await;
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/workspaces/{ws}/projects/legacy/deletion", app.base)).await;
+    page.click_button("Delete this project").await;
+    page.wait_for_text("The deletion was requested.").await;
+    page.fill("identifier", "legacy").await;
+    page.click_button("Delete for good").await;
+    page.wait_for_text("The deletion was confirmed").await;
+    assert!(page.text(&format!("[data-deletion='{auto}']")).await.contains("being deleted by Canopy"));
+    assert!(page.text(&format!("[data-deletion='{manual}']")).await.contains("waits for a platform engineer"));
+    // the automatic tenant goes; the open page follows (IF4)
+    app.replicate().await;
+    page.wait_for_text("Tenant").await;
+    let start = std::time::Instant::now();
+    while page.exists(&format!("[data-deletion='{auto}']")).await {
+        assert!(start.elapsed() < canopy_testkit::browser::WAIT, "the deleted tenant stays on the page");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    page.screenshot(&shot(&app, "deletion-mixed")).await;
+    app.get(&format!("/api/v1/workspaces/{ws}/projects/legacy"), &app.admin_token).await.expect(200);
+    // the engineer confirms the manual one: the project goes
+    page.goto(&format!("{}/admin/platforms/{manual}", app.base)).await;
+    page.click("button[aria-label=\"Confirm the deletion of legacy's tenant\"]").await;
+    page.wait_for_text("The tenant of legacy is deleted").await;
+    app.get(&format!("/api/v1/workspaces/{ws}/projects/legacy"), &app.admin_token).await.expect(404);
     page.close().await;
 }

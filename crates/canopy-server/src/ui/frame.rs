@@ -40,6 +40,9 @@ impl Crumb {
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub user: String,
+    /// Bindings expiring soon in the workspaces the viewer manages (AC12)
+    /// and requests waiting for their decision (FE2): the count beside the name.
+    pub notices: u64,
     pub admin: bool,
     /// Registers platforms and confirms tenant deletions (AD5), without
     /// being an admin: the menu leads to the platforms.
@@ -75,6 +78,10 @@ impl Viewer {
         crumbs: Vec<Crumb>,
     ) -> UiResult<Frame> {
         let workspaces = canopy_app::workspaces::switchable(&app.store, &self.principal, SWITCHER).await?;
+        let me = canopy_app::me::me(&app.store, &self.principal, app.clock.now()).await?;
+        let notices = u64::try_from(me.notices.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(me.workspaces.iter().map(|w| w.requests_to_decide).fold(0, u64::saturating_add));
         let mut choices: Vec<Choice> = workspaces
             .into_iter()
             .map(|w| Choice { label: format!("{} ({})", w.display_name, w.identifier), identifier: w.identifier })
@@ -90,6 +97,7 @@ impl Viewer {
         }
         Ok(Frame {
             user: self.principal.actor.name.clone(),
+            notices,
             admin: self.is_admin(),
             platform_engineer: !self.is_admin()
                 && self.principal.require(canopy_domain::authz::Action::AdministerPlatforms).is_ok(),

@@ -32,6 +32,7 @@ mod frame;
 mod history;
 mod home;
 mod platforms;
+mod profile;
 mod project;
 mod projects;
 mod requests;
@@ -50,6 +51,8 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/switch", get(home::switch))
+        .route("/profile", get(profile::show))
+        .route("/profile/password", post(profile::change_password))
         .route("/assets/{file}", get(assets::serve))
         .route("/workspaces/{ws}", get(projects::workspace_root))
         .route("/workspaces/{ws}/projects", get(projects::list).post(projects::create))

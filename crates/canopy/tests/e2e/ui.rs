@@ -94,6 +94,7 @@ backend_tests!(
     if2_ac4_pr3_pm1_roles_tags_and_payment_methods,
     if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area,
     if2_dl4_a_project_with_automatic_and_manual_tenants_is_deleted_in_the_browser,
+    if2_se6_ac12_profile_password_change_ends_every_session_and_notices_are_counted,
 );
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
@@ -1016,5 +1017,46 @@ async fn if2_dl4_a_project_with_automatic_and_manual_tenants_is_deleted_in_the_b
     page.click("button[aria-label=\"Confirm the deletion of legacy's tenant\"]").await;
     page.wait_for_text("The tenant of legacy is deleted").await;
     app.get(&format!("/api/v1/workspaces/{ws}/projects/legacy"), &app.admin_token).await.expect(404);
+    page.close().await;
+}
+
+/// Profile: a password change needs the current password and ends every
+/// session (SE6); and a manager's notices (AC12) are counted beside the name.
+async fn if2_se6_ac12_profile_password_change_ends_every_session_and_notices_are_counted(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let mia = app.user("mia").await;
+    app.workspace(&mia, "team-a").await;
+    app.project(&mia, "team-a", "web").await;
+    app.post(
+        "/api/v1/workspaces/team-a/projects/web/bindings",
+        &mia,
+        json!({"user": "mia", "role": "project_user", "expires_at": "2026-11-25T00:00:00Z"}),
+    )
+    .await
+    .expect(201);
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "mia", "password-of-mia").await;
+    // one binding expires soon in a workspace mia manages: the count says 1
+    let count = page.text("details.menu summary .count").await;
+    assert!(count.starts_with('1') && count.ends_with("notices"), "{count}");
+    assert!(page.body_text().await.contains("Access that expires soon"));
+    page.click("details.menu summary").await;
+    page.click_link("Profile").await;
+    page.wait_for_text("Change your password").await;
+    page.fill("current_password", "not-my-password").await;
+    page.fill("password", "a-brand-new-password").await;
+    page.click_button("Change password").await;
+    page.wait_for("#current-password-error").await;
+    page.screenshot(&shot(&app, "profile-wrong-password")).await;
+    app.get("/api/v1/me", &mia).await.expect(200);
+    page.fill("current_password", "password-of-mia").await;
+    page.fill("password", "a-brand-new-password").await;
+    page.click_button("Change password").await;
+    page.wait_for_text("Your password was changed").await;
+    // every session ended: the API token and this browser's
+    app.get("/api/v1/me", &mia).await.expect(401);
+    page.goto(&format!("{}/", app.base)).await;
+    page.wait_for("form[action='/login']").await;
+    app.sign_in("mia", "a-brand-new-password").await;
     page.close().await;
 }

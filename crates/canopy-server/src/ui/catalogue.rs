@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use canopy_app::paging::Paging;
-use canopy_app::payment_methods::NewPaymentMethod;
+use canopy_app::payment_methods::{NewPaymentMethod, PaymentMethodChange};
 use canopy_app::project_roles::NewProjectRole;
 use canopy_app::tag_definitions::NewTagDefinition;
 use canopy_domain::tags::TagKind;
@@ -168,7 +168,8 @@ struct PaymentsPage {
     tabs: Vec<Tab>,
     ws: String,
     ws_name: String,
-    methods: Vec<(String, String, String)>,
+    /// Each method: id, name, budget, expiration day.
+    methods: Vec<(String, String, String, String)>,
     forecast: Vec<(String, String, String)>,
     manage: bool,
     new: NewMethod,
@@ -180,7 +181,7 @@ async fn payments_page(app: &AppState, viewer: &Viewer, ws: &str, new: NewMethod
     let methods = canopy_app::payment_methods::list(&app.store, &viewer.principal, &workspace.identifier)
         .await?
         .into_iter()
-        .map(|m| (m.name, format!("{:.2}", m.amount), canopy_store::format_date(m.expires_on)))
+        .map(|m| (m.id.to_string(), m.name, format!("{:.2}", m.amount), canopy_store::format_date(m.expires_on)))
         .collect();
     let forecast = if abilities.manage {
         canopy_app::payment_methods::forecast(&app.store, &viewer.principal, app.clock.now(), &workspace.identifier)
@@ -220,16 +221,9 @@ pub async fn payments(State(app): State<AppState>, viewer: Viewer, Path(ws): Pat
 pub async fn create_method(State(app): State<AppState>, Path(ws): Path<String>, posted: Posted<NewMethod>) -> UiResult {
     let Posted { viewer, form, .. } = posted;
     let outcome = async {
-        let amount = form
-            .amount
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|a| a.is_finite())
-            .ok_or_else(|| canopy_app::Error::invalid("amount", "give the budget as a number"))?;
         let input = NewPaymentMethod {
             name: form.name.trim().to_owned(),
-            amount,
+            amount: amount(&form.amount)?,
             expires_on: form.expires_on.trim().to_owned(),
             billing_data: Default::default(),
         };
@@ -244,5 +238,86 @@ pub async fn create_method(State(app): State<AppState>, Path(ws): Path<String>, 
             Some(p) => Ok(unprocessable(payments_page(&app, &viewer, &ws, form, p).await?)),
             None => Err(UiError::App(e)),
         },
+    }
+}
+
+fn amount(raw: &str) -> Result<f64, canopy_app::Error> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|a| a.is_finite())
+        .ok_or_else(|| canopy_app::Error::invalid("amount", "give the budget as a number"))
+}
+
+/// `POST /workspaces/{ws}/payment-methods/{id}`: change a method (PM1).
+pub async fn update_method(
+    State(app): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+    posted: Posted<NewMethod>,
+) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let outcome = async {
+        let change = PaymentMethodChange {
+            name: Some(form.name.trim().to_owned()),
+            amount: Some(amount(&form.amount)?),
+            expires_on: Some(form.expires_on.trim().to_owned()),
+            billing_data: None,
+        };
+        canopy_app::payment_methods::update(&app.store, &viewer.principal, app.clock.now(), (&ws, &id), change).await
+    }
+    .await;
+    match outcome {
+        Ok(m) => {
+            Ok(done(&format!("/workspaces/{ws}/payment-methods"), &format!("The payment method {} was saved.", m.name)))
+        }
+        Err(e) => match Problems::of(&e, &[]) {
+            Some(p) => {
+                let p = p.flattened("The payment method was not saved");
+                Ok(unprocessable(payments_page(&app, &viewer, &ws, NewMethod::default(), p).await?))
+            }
+            None => Err(UiError::App(e)),
+        },
+    }
+}
+
+/// `POST /workspaces/{ws}/payment-methods/{id}/delete`: remove a method no
+/// project names (PM1).
+pub async fn delete_method(
+    State(app): State<AppState>,
+    Path((ws, id)): Path<(String, String)>,
+    posted: Posted<super::session::Nothing>,
+) -> UiResult {
+    let viewer = posted.viewer;
+    match canopy_app::payment_methods::delete(&app.store, &viewer.principal, app.clock.now(), (&ws, &id)).await {
+        Ok(()) => Ok(done(&format!("/workspaces/{ws}/payment-methods"), "The payment method was removed.")),
+        Err(e @ canopy_app::Error::Conflict { .. }) => Ok(unprocessable(
+            payments_page(&app, &viewer, &ws, NewMethod::default(), Problems::general(e.to_string())).await?,
+        )),
+        Err(e) => Err(UiError::App(e)),
+    }
+}
+
+/// `POST /admin/catalogue/roles/{role}/delete` and `.../tags/{tag}/delete`.
+pub async fn delete_entry(
+    State(app): State<AppState>,
+    Path((what, key)): Path<(String, String)>,
+    posted: Posted<super::session::Nothing>,
+) -> UiResult {
+    let viewer = posted.viewer;
+    let now = app.clock.now();
+    let deleted = match what.as_str() {
+        "roles" => canopy_app::project_roles::delete(&app.store, &viewer.principal, now, &key).await,
+        "tags" => canopy_app::tag_definitions::delete(&app.store, &viewer.principal, now, &key).await,
+        _ => return Err(UiError::App(canopy_app::Error::not_found("there is no page at this address"))),
+    };
+    match deleted {
+        Ok(()) => Ok(done("/admin/catalogue", &format!("{key} was removed."))),
+        Err(e @ canopy_app::Error::Conflict { .. }) => {
+            let problems = (Problems::general(e.to_string()), Problems::default());
+            let (role, tag) = if what == "roles" { problems } else { (problems.1, problems.0) };
+            let empty_tag = NewTag { kind: "string".into(), ..NewTag::default() };
+            Ok(unprocessable(page(&app, &viewer, (NewRole::default(), role), (empty_tag, tag)).await?))
+        }
+        Err(e) => Err(UiError::App(e)),
     }
 }

@@ -943,6 +943,25 @@ async fn if2_ac4_pr3_pm1_roles_tags_and_payment_methods(app: TestApp) {
     let forecast = page.text("tr.soon").await;
     assert!(forecast.contains("shop") && forecast.contains("2026-12-10"), "{forecast}");
     page.screenshot(&shot(&app, "payment-methods")).await;
+
+    // changed in place; a method a project names is not removed
+    page.set_value(&format!("#until-{id}"), "2027-06-30").await;
+    page.click("button[aria-label='Save the payment method Cost centre 4711']").await;
+    page.wait_for_text("The payment method Cost centre 4711 was saved.").await;
+    assert!(!page.exists("tr.soon").await, "no longer running out");
+    page.click("button[aria-label='Remove the payment method Cost centre 4711']").await;
+    page.wait_for(".alert").await;
+    assert_eq!(
+        app.get("/api/v1/workspaces/team-a/payment-methods", &app.admin_token).await.body["items"][0]["expires_on"],
+        "2027-06-30"
+    );
+
+    // a role no platform maps is removed; the tag too
+    page.goto(&format!("{}/admin/catalogue", app.base)).await;
+    page.click("button[aria-label='Remove the project role Project Auditor']").await;
+    page.wait_for_text("project_auditor was removed.").await;
+    page.click("button[aria-label='Remove the tag Environment']").await;
+    page.wait_for_text("environment was removed.").await;
     page.close().await;
 }
 

@@ -87,7 +87,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/settings", get(directory::settings).post(directory::save_settings))
         .route("/admin/settings/verify", post(directory::verify))
         .route("/admin/platforms", get(platforms::list).post(platforms::create))
-        .route("/admin/platforms/{platform}", get(platforms::show))
+        .route("/admin/platforms/{platform}", get(platforms::show).post(platforms::update))
         .route("/admin/platforms/{platform}/landing-zones", post(platforms::create_zone))
         .route("/admin/platforms/{platform}/deletions/{id}/{verdict}", post(platforms::decide_deletion))
         .route("/admin/catalogue", get(catalogue::show))

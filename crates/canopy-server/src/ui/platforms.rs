@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Path, State};
 use canopy_app::paging::Paging;
-use canopy_app::platform_registry::{NewLandingZone, NewPlatformInput};
+use canopy_app::platform_registry::{NewLandingZone, NewPlatformInput, PlatformChange};
 use canopy_domain::platforms::PlatformType;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -216,9 +216,32 @@ struct PlatformPage {
     deletions: Vec<DeletionRow>,
     zone: NewZone,
     problems: Problems,
+    /// The change form: what it shows (or what was typed) and its problems.
+    change: ChangeForm,
+    change_problems: Problems,
 }
 
-async fn platform_page(app: &AppState, viewer: &Viewer, platform: &str, zone: NewZone, problems: Problems) -> UiResult {
+#[derive(Debug, Default, Deserialize)]
+pub struct ChangeForm {
+    #[serde(default)]
+    settings: String,
+    #[serde(default)]
+    secrets: String,
+    #[serde(default)]
+    role_mapping: String,
+    #[serde(default)]
+    landing_zone_required: String,
+    #[serde(default)]
+    deletion: String,
+}
+
+async fn platform_page(
+    app: &AppState,
+    viewer: &Viewer,
+    platform: &str,
+    (zone, problems): (NewZone, Problems),
+    change: Option<(ChangeForm, Problems)>,
+) -> UiResult {
     viewer.principal.require(canopy_domain::authz::Action::AdministerPlatforms).map_err(UiError::App)?;
     let v = canopy_app::platform_registry::show(&app.store, platform).await?;
     let zones = canopy_app::platform_registry::landing_zones(&app.store, platform).await?;
@@ -229,7 +252,27 @@ async fn platform_page(app: &AppState, viewer: &Viewer, platform: &str, zone: Ne
         Crumb::here(v.platform.identifier.clone()),
     ];
     let frame = viewer.frame(app, &v.platform.identifier, None, crumbs).await?;
+    let (change, change_problems) = change.unwrap_or_else(|| {
+        let lines =
+            |m: Vec<(String, String)>| m.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
+        let form = ChangeForm {
+            settings: lines(
+                v.platform
+                    .settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect(),
+            ),
+            secrets: String::new(),
+            role_mapping: lines(v.role_mapping.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            landing_zone_required: if v.platform.landing_zone_required { "true".into() } else { String::new() },
+            deletion: v.platform.deletion.as_str().to_owned(),
+        };
+        (form, Problems::default())
+    });
     let page = PlatformPage {
+        change,
+        change_problems,
         frame,
         tabs: admin_tabs("platforms", viewer.is_admin()),
         platform_type: v.platform.platform_type.as_str(),
@@ -260,7 +303,7 @@ async fn platform_page(app: &AppState, viewer: &Viewer, platform: &str, zone: Ne
 
 /// `GET /admin/platforms/{platform}`.
 pub async fn show(State(app): State<AppState>, viewer: Viewer, Path(platform): Path<String>) -> UiResult {
-    platform_page(&app, &viewer, &platform, NewZone::default(), Problems::default()).await
+    platform_page(&app, &viewer, &platform, (NewZone::default(), Problems::default()), None).await
 }
 
 /// `POST /admin/platforms/{platform}/landing-zones`: add a landing zone (TN2).
@@ -293,7 +336,7 @@ pub async fn create_zone(
             &format!("The landing zone {} was added.", z.zone.display_name),
         )),
         Err(e) => match Problems::of(&e, &["identifier", "display_name", "settings"]) {
-            Some(p) => Ok(unprocessable(platform_page(&app, &viewer, &platform, form, p).await?)),
+            Some(p) => Ok(unprocessable(platform_page(&app, &viewer, &platform, (form, p), None).await?)),
             None => Err(UiError::App(e)),
         },
     }
@@ -333,4 +376,59 @@ pub async fn decide_deletion(
         _ => return Err(UiError::App(canopy_app::Error::not_found("there is no page at this address"))),
     };
     Ok(done(&format!("/admin/platforms/{platform}"), &message))
+}
+
+/// `POST /admin/platforms/{platform}`: change a platform (TN1): its settings
+/// (a changed address needs the secrets again, SE4), secrets given rotate,
+/// the others stay; role mapping; landing zones; deletion.
+pub async fn update(State(app): State<AppState>, Path(platform): Path<String>, posted: Posted<ChangeForm>) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let outcome = async {
+        let mut errors = Vec::new();
+        let mut parse = |field: &str, raw: &str| {
+            key_values(field, raw).unwrap_or_else(|e| {
+                errors.push(e);
+                BTreeMap::new()
+            })
+        };
+        let settings = parse("settings", &form.settings);
+        let secrets = parse("secrets", &form.secrets);
+        let role_mapping = parse("role_mapping", &form.role_mapping);
+        if !errors.is_empty() {
+            return Err(canopy_app::Error::Invalid(errors));
+        }
+        let change = PlatformChange {
+            settings: Some(json_map(settings)),
+            secrets: (!secrets.is_empty()).then(|| json_map(secrets)),
+            role_mapping: Some(role_mapping),
+            landing_zone_required: Some(form.landing_zone_required == "true"),
+            deletion: Some(form.deletion.trim().to_owned()).filter(|d| !d.is_empty()),
+            drift_policy: None,
+        };
+        canopy_app::platform_registry::update(
+            &app.store,
+            &app.config.secret_key,
+            &viewer.principal,
+            app.clock.now(),
+            &platform,
+            change,
+        )
+        .await
+    }
+    .await;
+    match outcome {
+        Ok(v) => Ok(done(
+            &format!("/admin/platforms/{platform}"),
+            &format!("The platform {} was changed.", v.platform.identifier),
+        )),
+        Err(e) => match Problems::of(&e, &["settings", "secrets", "role_mapping", "deletion", "landing_zone_required"])
+        {
+            Some(p) => {
+                let form = ChangeForm { secrets: String::new(), ..form };
+                let empty = (NewZone::default(), Problems::default());
+                Ok(unprocessable(platform_page(&app, &viewer, &platform, empty, Some((form, p))).await?))
+            }
+            None => Err(UiError::App(e)),
+        },
+    }
 }

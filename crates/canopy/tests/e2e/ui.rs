@@ -847,6 +847,20 @@ async fn if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion(app: Test
     page.click_button("Add landing zone").await;
     page.wait_for_text("The landing zone Sandbox was added.").await;
 
+    // changed in place: a role mapping added
+    let mapping = page.value("#change-mapping").await;
+    page.set_value("#change-mapping", &format!("{mapping}\nproject_reader=reader")).await;
+    page.click_button("Save changes").await;
+    page.wait_for_text(&format!("The platform {platform} was changed.")).await;
+    let p = app.get(&format!("/api/v1/platforms/{platform}"), &app.admin_token).await.expect(200);
+    assert_eq!(p.body["role_mapping"]["project_reader"], "reader");
+    // a line that is not KEY=VALUE is named, and nothing changes
+    page.set_value("#change-mapping", "project_reader").await;
+    page.click_button("Save changes").await;
+    page.wait_for(".invalid #change-mapping").await;
+    let p = app.get(&format!("/api/v1/platforms/{platform}"), &app.admin_token).await.expect(200);
+    assert_eq!(p.body["role_mapping"]["project_reader"], "reader");
+
     // a project with a tenant on it, deleted: it waits for a platform engineer
     let ws = crate::tenants::unique("w");
     app.workspace(&app.admin_token, &ws).await;

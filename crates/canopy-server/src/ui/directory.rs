@@ -427,3 +427,46 @@ pub async fn verify(State(app): State<AppState>, posted: Posted<super::session::
     };
     settings_page(&app, &viewer, None, Problems::default(), Some(verified)).await
 }
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RenameForm {
+    #[serde(default)]
+    display_name: String,
+}
+
+/// `POST /admin/groups/{group}/rename`: a group's new name.
+pub async fn rename_group(
+    State(app): State<AppState>,
+    Path(group): Path<String>,
+    posted: Posted<RenameForm>,
+) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let renamed = canopy_app::groups::rename(
+        &app.store,
+        &viewer.principal,
+        app.clock.now(),
+        &group,
+        Some(form.display_name.trim()),
+    )
+    .await;
+    match renamed {
+        Ok(g) => Ok(done(&format!("/admin/groups/{group}"), &format!("The group is now called {}.", g.display_name))),
+        Err(e) => match Problems::of(&e, &["display_name"]) {
+            Some(p) => Ok(unprocessable(
+                group_page(&app, &viewer, &group, None, String::new(), p.flattened("Not renamed")).await?,
+            )),
+            None => Err(UiError::App(e)),
+        },
+    }
+}
+
+/// `POST /admin/groups/{group}/delete`: remove a group; its members lose
+/// what its bindings and memberships gave them (AC3).
+pub async fn delete_group(
+    State(app): State<AppState>,
+    Path(group): Path<String>,
+    posted: Posted<super::session::Nothing>,
+) -> UiResult {
+    canopy_app::groups::delete(&app.store, &posted.viewer.principal, app.clock.now(), &group).await?;
+    Ok(done("/admin/groups", &format!("The group {group} was removed.")))
+}

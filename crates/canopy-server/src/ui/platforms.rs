@@ -432,3 +432,27 @@ pub async fn update(State(app): State<AppState>, Path(platform): Path<String>, p
         },
     }
 }
+
+/// `POST /admin/platforms/{platform}/landing-zones/{zone}/delete`.
+pub async fn delete_zone(
+    State(app): State<AppState>,
+    Path((platform, zone)): Path<(String, String)>,
+    posted: Posted<Nothing>,
+) -> UiResult {
+    let viewer = posted.viewer;
+    let deleted = canopy_app::platform_registry::delete_landing_zone(
+        &app.store,
+        &viewer.principal,
+        app.clock.now(),
+        (&platform, &zone),
+    )
+    .await;
+    match deleted {
+        Ok(()) => Ok(done(&format!("/admin/platforms/{platform}"), &format!("The landing zone {zone} was removed."))),
+        Err(e @ canopy_app::Error::Conflict { .. }) => {
+            let empty = (NewZone::default(), Problems::general(e.to_string()));
+            Ok(unprocessable(platform_page(&app, &viewer, &platform, empty, None).await?))
+        }
+        Err(e) => Err(UiError::App(e)),
+    }
+}

@@ -785,6 +785,12 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
     assert_eq!(members.body["items"][0]["username"], "admin");
     page.click("button[aria-label='Remove admin from the group']").await;
     page.wait_for_text("admin left the group.").await;
+    page.fill("display_name", "Operations team").await;
+    page.click_button("Rename").await;
+    page.wait_for_text("The group is now called Operations team.").await;
+    page.click_button("Remove the group").await;
+    page.wait_for_text("The group ops was removed.").await;
+    app.get("/api/v1/groups/ops", &app.admin_token).await.expect(404);
 
     // settings: four-eye with a bad number, then two approvals
     page.click_link("Settings").await;
@@ -846,6 +852,9 @@ async fn if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion(app: Test
     page.fill("display_name", "Sandbox").await;
     page.click_button("Add landing zone").await;
     page.wait_for_text("The landing zone Sandbox was added.").await;
+
+    page.click("button[aria-label='Remove the landing zone Sandbox']").await;
+    page.wait_for_text("The landing zone sandbox was removed.").await;
 
     // changed in place: a role mapping added
     let mapping = page.value("#change-mapping").await;

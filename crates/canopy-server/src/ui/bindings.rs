@@ -12,7 +12,6 @@ use canopy_app::paging::Paging;
 use canopy_app::workspaces::Abilities;
 use canopy_domain::SubjectKind;
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::form::PageQuery;
 use super::form::{Problems, UiError, UiResult, done, unprocessable};
@@ -171,19 +170,6 @@ pub async fn show(
     page(&app, &viewer, (&ws, &project), q.cursor.as_deref(), add, Problems::default()).await
 }
 
-/// A date field (`YYYY-MM-DD`) as the instant access ends: that day's start
-/// in UTC; empty is no expiration.
-fn expires(raw: &str) -> Result<Option<OffsetDateTime>, canopy_app::Error> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(raw, &f)
-        .map(|d| Some(d.midnight().assume_utc()))
-        .map_err(|_| canopy_app::Error::invalid("expires_at", "give the date as YYYY-MM-DD"))
-}
-
 /// Who a binding is for, as the add field names it.
 fn subject(raw: &str) -> SubjectName {
     let raw = raw.trim();
@@ -224,7 +210,7 @@ pub async fn add(
         let input = NewBindingInput {
             subject: subject(&form.subject),
             role: form.role.trim().to_owned(),
-            expires_at: expires(&form.expires_on)?,
+            expires_at: text::date_field("expires_at", &form.expires_on)?,
             justification: optional(&form.justification),
         };
         canopy_app::bindings::add(&app.store, &viewer.principal, app.clock.now(), (&ws, &project), input).await
@@ -271,7 +257,7 @@ pub async fn change(
     let outcome = async {
         let input = BindingChange {
             role: optional(&form.role),
-            expires_at: Some(expires(&form.expires_on)?),
+            expires_at: Some(text::date_field("expires_at", &form.expires_on)?),
             justification: optional(&form.justification),
         };
         canopy_app::bindings::change(&app.store, &viewer.principal, app.clock.now(), (&ws, &project, &id), input).await

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use canopy_app::emergency::{GrantInput, RevokeInput};
 use canopy_app::paging::Paging;
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::admin::admin_tabs;
 use super::form::{Problems, UiError, UiResult, done, unprocessable};
@@ -102,17 +101,6 @@ fn person(raw: &str) -> (Option<String>, Option<String>) {
     if raw.contains('@') { (None, Some(raw.to_owned())) } else { (Some(raw.to_owned()), None) }
 }
 
-fn day_start(raw: &str) -> Result<Option<OffsetDateTime>, canopy_app::Error> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(raw, &f)
-        .map(|d| Some(d.midnight().assume_utc()))
-        .map_err(|_| canopy_app::Error::invalid("expires_at", "give the date as YYYY-MM-DD"))
-}
-
 /// `POST /admin/emergency/grant`: grant in one step (AD3), then to the
 /// project, whose tenants show the replication as it happens.
 pub async fn grant(State(app): State<AppState>, posted: Posted<GrantForm>) -> UiResult {
@@ -138,7 +126,7 @@ pub async fn grant(State(app): State<AppState>, posted: Posted<GrantForm>) -> Ui
             workspace: form.workspace.trim().to_owned(),
             project: form.project.trim().to_owned(),
             role: form.role.trim().to_owned(),
-            expires_at: day_start(&form.expires_on)?,
+            expires_at: text::date_field("expires_at", &form.expires_on)?,
             justification: Some(form.justification.trim().to_owned()).filter(|j| !j.is_empty()),
         };
         canopy_app::emergency::grant(&app.store, &viewer.principal, app.clock.now(), input).await

@@ -89,18 +89,6 @@ fn summary(details: &str) -> String {
     parts.join(" ")
 }
 
-/// A date field (`YYYY-MM-DD`) as the start of that day in UTC.
-fn day_start(field: &str, raw: &str) -> Result<Option<OffsetDateTime>, canopy_app::Error> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let f = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(raw, &f)
-        .map(|d| Some(d.midnight().assume_utc()))
-        .map_err(|_| canopy_app::Error::invalid(field, "give the date as YYYY-MM-DD"))
-}
-
 /// `GET /workspaces/{ws}/history?kind=&person=&from=&to=&cursor=`.
 pub async fn show(
     State(app): State<AppState>,
@@ -110,9 +98,9 @@ pub async fn show(
 ) -> UiResult {
     let (workspace, abilities) = canopy_app::workspaces::abilities(&app.store, &viewer.principal, &ws).await?;
     let query = async {
-        let until = day_start("to", &filter.to)?.map(|t| t + time::Duration::days(1));
+        let until = text::date_field("to", &filter.to)?.map(|t| t + time::Duration::days(1));
         Ok::<_, canopy_app::Error>(HistoryQuery {
-            since: day_start("from", &filter.from)?,
+            since: text::date_field("from", &filter.from)?,
             until,
             initiator: Some(filter.person.trim().to_owned()).filter(|p| !p.is_empty()),
             kind: Some(filter.kind.trim().to_owned()).filter(|k| !k.is_empty()),

@@ -41,6 +41,18 @@ fn key_values(field: &str, raw: &str) -> Result<BTreeMap<String, String>, canopy
     Ok(out)
 }
 
+/// The settings, secrets and role mapping text areas, every bad line named at once.
+type Areas = (BTreeMap<String, String>, BTreeMap<String, String>, BTreeMap<String, String>);
+fn areas(settings: &str, secrets: &str, role_mapping: &str) -> Result<Areas, canopy_app::Error> {
+    let parsed = [("settings", settings), ("secrets", secrets), ("role_mapping", role_mapping)]
+        .map(|(f, raw)| key_values(f, raw));
+    let errors: Vec<canopy_app::FieldError> = parsed.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+    match parsed {
+        [Ok(a), Ok(b), Ok(c)] => Ok((a, b, c)),
+        _ => Err(canopy_app::Error::Invalid(errors)),
+    }
+}
+
 fn json_map(m: BTreeMap<String, String>) -> Map<String, Value> {
     m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
 }
@@ -132,19 +144,7 @@ pub async fn list(State(app): State<AppState>, viewer: Viewer) -> UiResult {
 pub async fn create(State(app): State<AppState>, posted: Posted<NewPlatform>) -> UiResult {
     let Posted { viewer, form, .. } = posted;
     let outcome = async {
-        let mut errors = Vec::new();
-        let mut parse = |field: &str, raw: &str| {
-            key_values(field, raw).unwrap_or_else(|e| {
-                errors.push(e);
-                BTreeMap::new()
-            })
-        };
-        let settings = parse("settings", &form.settings);
-        let secrets = parse("secrets", &form.secrets);
-        let role_mapping = parse("role_mapping", &form.role_mapping);
-        if !errors.is_empty() {
-            return Err(canopy_app::Error::Invalid(errors));
-        }
+        let (settings, secrets, role_mapping) = areas(&form.settings, &form.secrets, &form.role_mapping)?;
         let input = NewPlatformInput {
             identifier: form.identifier.trim().to_owned(),
             platform_type: form.platform_type.trim().to_owned(),
@@ -384,19 +384,7 @@ pub async fn decide_deletion(
 pub async fn update(State(app): State<AppState>, Path(platform): Path<String>, posted: Posted<ChangeForm>) -> UiResult {
     let Posted { viewer, form, .. } = posted;
     let outcome = async {
-        let mut errors = Vec::new();
-        let mut parse = |field: &str, raw: &str| {
-            key_values(field, raw).unwrap_or_else(|e| {
-                errors.push(e);
-                BTreeMap::new()
-            })
-        };
-        let settings = parse("settings", &form.settings);
-        let secrets = parse("secrets", &form.secrets);
-        let role_mapping = parse("role_mapping", &form.role_mapping);
-        if !errors.is_empty() {
-            return Err(canopy_app::Error::Invalid(errors));
-        }
+        let (settings, secrets, role_mapping) = areas(&form.settings, &form.secrets, &form.role_mapping)?;
         let change = PlatformChange {
             settings: Some(json_map(settings)),
             secrets: (!secrets.is_empty()).then(|| json_map(secrets)),

@@ -36,6 +36,20 @@ pub fn day(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
 }
 
+/// A date field (`YYYY-MM-DD`) as the start of that day in UTC, which is
+/// when access given until that day ends; empty is none. A wrong date is
+/// the problem of `field`.
+pub fn date_field(field: &str, raw: &str) -> Result<Option<OffsetDateTime>, canopy_app::Error> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let f = format_description!("[year]-[month]-[day]");
+    time::Date::parse(raw, &f)
+        .map(|d| Some(d.midnight().assume_utc()))
+        .map_err(|_| canopy_app::Error::invalid(field, "give the date as YYYY-MM-DD"))
+}
+
 /// An expiration as shown beside access: its class (`expired`, `soon` or
 /// empty) and words ("expired 2 days ago", "expires in 3 days",
 /// "2027-01-31", "never"), decided by the one rule of the domain.

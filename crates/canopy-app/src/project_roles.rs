@@ -47,6 +47,11 @@ pub async fn list(store: &Store) -> Result<Vec<ProjectRoleRecord>> {
     Ok(tx.list_project_roles().await?)
 }
 
+/// One project role (every signed-in principal).
+pub async fn show(store: &Store, identifier: &str) -> Result<ProjectRoleRecord> {
+    load_role(&mut store.read().await?, identifier).await
+}
+
 /// Create a project role (admins, AC4).
 pub async fn create(
     store: &Store,

@@ -53,6 +53,12 @@ pub async fn list(store: &Store, paging: &Paging) -> Result<Page<TagDefinition>>
     Ok(page(rows, paging.limit, |d| d.key.clone()))
 }
 
+/// One tag definition (every signed-in principal).
+pub async fn show(store: &Store, tag: &str) -> Result<TagDefinition> {
+    let mut tx = store.read().await?;
+    tx.tag_definition(tag).await?.ok_or_else(|| not_found(tag))
+}
+
 /// Define a tag (admins, PR3). The display name is trimmed; a null default
 /// and an empty pattern are none.
 pub async fn create(

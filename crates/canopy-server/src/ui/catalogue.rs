@@ -5,15 +5,17 @@ use askama::Template;
 use axum::extract::{Path, State};
 use canopy_app::paging::Paging;
 use canopy_app::payment_methods::{NewPaymentMethod, PaymentMethodChange};
-use canopy_app::project_roles::NewProjectRole;
-use canopy_app::tag_definitions::NewTagDefinition;
-use canopy_domain::tags::TagKind;
+use canopy_app::project_roles::{NewProjectRole, ProjectRoleChange};
+use canopy_app::tag_definitions::{NewTagDefinition, TagDefinitionChange};
+use canopy_domain::tags::{TagDefinition, TagKind};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::admin::admin_tabs;
 use super::form::{Problems, UiError, UiResult, done, unprocessable};
 use super::frame::{Crumb, Frame, Tab, workspace_tabs};
-use super::session::{Posted, Viewer};
+use super::session::{Nothing, Posted, Viewer};
+use super::tags::{self, TagField};
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,7 +134,7 @@ pub async fn create_tag(State(app): State<AppState>, posted: Posted<NewTag>) -> 
         key: form.key.trim().to_owned(),
         display_name: form.display_name.trim().to_owned(),
         kind: form.kind.trim().to_owned(),
-        options: form.options.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
+        options: options(&form.options),
         required: form.required == "true",
         default: None,
         admin_only: form.admin_only == "true",
@@ -285,7 +287,7 @@ pub async fn update_method(
 pub async fn delete_method(
     State(app): State<AppState>,
     Path((ws, id)): Path<(String, String)>,
-    posted: Posted<super::session::Nothing>,
+    posted: Posted<Nothing>,
 ) -> UiResult {
     let viewer = posted.viewer;
     match canopy_app::payment_methods::delete(&app.store, &viewer.principal, app.clock.now(), (&ws, &id)).await {
@@ -297,27 +299,177 @@ pub async fn delete_method(
     }
 }
 
-/// `POST /admin/catalogue/roles/{role}/delete` and `.../tags/{tag}/delete`.
-pub async fn delete_entry(
-    State(app): State<AppState>,
-    Path((what, key)): Path<(String, String)>,
-    posted: Posted<super::session::Nothing>,
-) -> UiResult {
+/// `POST /admin/catalogue/roles/{role}/delete`: remove a project role no
+/// platform maps and no binding or request names (AC4).
+pub async fn delete_role(State(app): State<AppState>, Path(role): Path<String>, posted: Posted<Nothing>) -> UiResult {
     let viewer = posted.viewer;
-    let now = app.clock.now();
-    let deleted = match what.as_str() {
-        "roles" => canopy_app::project_roles::delete(&app.store, &viewer.principal, now, &key).await,
-        "tags" => canopy_app::tag_definitions::delete(&app.store, &viewer.principal, now, &key).await,
-        _ => return Err(UiError::App(canopy_app::Error::not_found("there is no page at this address"))),
-    };
-    match deleted {
-        Ok(()) => Ok(done("/admin/catalogue", &format!("{key} was removed."))),
+    match canopy_app::project_roles::delete(&app.store, &viewer.principal, app.clock.now(), &role).await {
+        Ok(()) => Ok(done("/admin/catalogue", &format!("{role} was removed."))),
         Err(e @ canopy_app::Error::Conflict { .. }) => {
-            let problems = (Problems::general(e.to_string()), Problems::default());
-            let (role, tag) = if what == "roles" { problems } else { (problems.1, problems.0) };
-            let empty_tag = NewTag { kind: "string".into(), ..NewTag::default() };
-            Ok(unprocessable(page(&app, &viewer, (NewRole::default(), role), (empty_tag, tag)).await?))
+            let empty_tag = (NewTag { kind: "string".into(), ..NewTag::default() }, Problems::default());
+            let role = (NewRole::default(), Problems::general(e.to_string()));
+            Ok(unprocessable(page(&app, &viewer, role, empty_tag).await?))
         }
         Err(e) => Err(UiError::App(e)),
     }
+}
+
+/// `POST /admin/catalogue/tags/{tag}/delete`: remove a tag definition
+/// (projects keep their values, PR3).
+pub async fn delete_tag(State(app): State<AppState>, Path(tag): Path<String>, posted: Posted<Nothing>) -> UiResult {
+    canopy_app::tag_definitions::delete(&app.store, &posted.viewer.principal, app.clock.now(), &tag).await?;
+    Ok(done("/admin/catalogue", &format!("{tag} was removed.")))
+}
+
+fn catalogue_crumbs(here: String) -> Vec<Crumb> {
+    vec![
+        Crumb::link("Administration", "/admin/workspaces"),
+        Crumb::link("Roles and tags", "/admin/catalogue"),
+        Crumb::here(here),
+    ]
+}
+
+#[derive(Template)]
+#[template(path = "admin/role.html")]
+struct RolePage {
+    frame: Frame,
+    tabs: Vec<Tab>,
+    identifier: String,
+    form: NewRole,
+    problems: Problems,
+}
+
+async fn role_page(app: &AppState, viewer: &Viewer, role: &str, typed: Option<(NewRole, Problems)>) -> UiResult {
+    viewer.principal.require(canopy_domain::authz::Action::AdministerProjectRoles).map_err(UiError::App)?;
+    let r = canopy_app::project_roles::show(&app.store, role).await?;
+    let frame = viewer.frame(app, &r.display_name, None, catalogue_crumbs(r.display_name.clone())).await?;
+    let (form, problems) = typed.unwrap_or_else(|| {
+        let form = NewRole {
+            identifier: r.identifier.clone(),
+            display_name: r.display_name.clone(),
+            description: r.description.clone(),
+        };
+        (form, Problems::default())
+    });
+    let page =
+        RolePage { frame, tabs: admin_tabs("catalogue", viewer.is_admin()), identifier: r.identifier, form, problems };
+    Ok(viewer.page(&page))
+}
+
+/// `GET /admin/catalogue/roles/{role}`: a project role to change.
+pub async fn show_role(State(app): State<AppState>, viewer: Viewer, Path(role): Path<String>) -> UiResult {
+    role_page(&app, &viewer, &role, None).await
+}
+
+/// `POST /admin/catalogue/roles/{role}`: change a project role's name and
+/// description (AC4); its identifier stays, as platforms map it.
+pub async fn update_role(State(app): State<AppState>, Path(role): Path<String>, posted: Posted<NewRole>) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let change = ProjectRoleChange {
+        display_name: Some(form.display_name.trim().to_owned()),
+        description: Some(form.description.trim().to_owned()),
+    };
+    match canopy_app::project_roles::update(&app.store, &viewer.principal, app.clock.now(), &role, change).await {
+        Ok(r) => Ok(done("/admin/catalogue", &format!("The project role {} was saved.", r.display_name))),
+        Err(e) => match Problems::of(&e, &["display_name", "description"]) {
+            Some(p) => Ok(unprocessable(role_page(&app, &viewer, &role, Some((form, p))).await?)),
+            None => Err(UiError::App(e)),
+        },
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/tag.html")]
+struct TagPage {
+    frame: Frame,
+    tabs: Vec<Tab>,
+    key: String,
+    kind: &'static str,
+    form: NewTag,
+    /// The default value's field, shaped by the tag's type.
+    default: Vec<TagField>,
+    problems: Problems,
+}
+
+/// The definition as the form shows it: options comma-separated, boxes as `true`.
+fn tag_form(d: &TagDefinition) -> NewTag {
+    let flag = |b: bool| if b { "true".to_owned() } else { String::new() };
+    NewTag {
+        key: d.key.clone(),
+        display_name: d.display_name.clone(),
+        kind: d.kind.as_str().to_owned(),
+        options: d.options.join(", "),
+        required: flag(d.required),
+        admin_only: flag(d.admin_only),
+        pattern: d.pattern.clone().unwrap_or_default(),
+    }
+}
+
+/// The definition with which the default's field is drawn and read back.
+fn default_definition(d: &TagDefinition) -> TagDefinition {
+    TagDefinition { display_name: "Default value".into(), required: false, admin_only: false, ..d.clone() }
+}
+
+async fn tag_page(
+    app: &AppState,
+    viewer: &Viewer,
+    tag: &str,
+    typed: Option<(NewTag, Option<Value>, Problems)>,
+) -> UiResult {
+    viewer.principal.require(canopy_domain::authz::Action::AdministerInstallation).map_err(UiError::App)?;
+    let d = canopy_app::tag_definitions::show(&app.store, tag).await?;
+    let frame = viewer.frame(app, &d.display_name, None, catalogue_crumbs(d.display_name.clone())).await?;
+    let (form, default, problems) = typed.unwrap_or_else(|| (tag_form(&d), d.default.clone(), Problems::default()));
+    let shown = default_definition(&TagDefinition { default: None, ..d.clone() });
+    let values: Map<String, Value> = default.map(|v| (d.key.clone(), v)).into_iter().collect();
+    let mut default = tags::fields(std::slice::from_ref(&shown), &values, true, &Problems::default());
+    for f in &mut default {
+        f.error = problems.get("default").map(str::to_owned);
+    }
+    let page = TagPage {
+        frame,
+        tabs: admin_tabs("catalogue", viewer.is_admin()),
+        key: d.key,
+        kind: d.kind.as_str(),
+        form,
+        default,
+        problems,
+    };
+    Ok(viewer.page(&page))
+}
+
+/// `GET /admin/catalogue/tags/{tag}`: a tag definition to change.
+pub async fn show_tag(State(app): State<AppState>, viewer: Viewer, Path(tag): Path<String>) -> UiResult {
+    tag_page(&app, &viewer, &tag, None).await
+}
+
+/// `POST /admin/catalogue/tags/{tag}`: change a tag definition (PR3); its
+/// key and type stay, projects keep their values and meet the new rules on
+/// their next change.
+pub async fn update_tag(State(app): State<AppState>, Path(tag): Path<String>, posted: Posted<NewTag>) -> UiResult {
+    let Posted { viewer, form, fields } = posted;
+    let d = canopy_app::tag_definitions::show(&app.store, &tag).await?;
+    let default = tags::posted(std::slice::from_ref(&default_definition(&d)), &fields, true).remove(&d.key);
+    let change = TagDefinitionChange {
+        display_name: Some(form.display_name.trim().to_owned()),
+        options: Some(options(&form.options)),
+        required: Some(form.required == "true"),
+        default: Some(default.clone()),
+        admin_only: Some(form.admin_only == "true"),
+        pattern: Some(Some(form.pattern.trim().to_owned()).filter(|p| !p.is_empty())),
+    };
+    match canopy_app::tag_definitions::update(&app.store, &viewer.principal, app.clock.now(), &tag, change).await {
+        Ok(d) => Ok(done("/admin/catalogue", &format!("The tag {} was saved.", d.display_name))),
+        Err(e) => {
+            match Problems::of(&e, &["display_name", "options", "pattern", "required", "admin_only", "default"]) {
+                Some(p) => Ok(unprocessable(tag_page(&app, &viewer, &tag, Some((form, default, p))).await?)),
+                None => Err(UiError::App(e)),
+            }
+        }
+    }
+}
+
+/// A comma-separated list of options as the use cases take it.
+fn options(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
 }

@@ -121,6 +121,9 @@ pub async fn create_user(State(app): State<AppState>, posted: Posted<NewUser>) -
 pub struct ActiveForm {
     #[serde(default)]
     active: String,
+    /// `account`: back to the account's page rather than the list.
+    #[serde(default)]
+    back: String,
 }
 
 /// `POST /admin/users/{user}/active`: deactivate (AC10: every access ends,
@@ -144,7 +147,8 @@ pub async fn set_active(
     )
     .await?;
     let what = if active { "reactivated" } else { "deactivated: its access ends everywhere" };
-    Ok(done("/admin/users", &format!("The account {} was {what}.", u.username)))
+    let to = if form.back == "account" { format!("/admin/users/{}", u.username) } else { "/admin/users".to_owned() };
+    Ok(done(&to, &format!("The account {} was {what}.", u.username)))
 }
 
 struct GroupRow {

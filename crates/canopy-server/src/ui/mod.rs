@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use crate::AppState;
 
 mod access;
+mod account;
 mod admin;
 mod assets;
 mod bindings;
@@ -79,7 +80,9 @@ pub fn router() -> Router<AppState> {
         .route("/workspaces/{ws}/history/{id}", get(history::event))
         .route("/admin/workspaces", get(admin::workspaces))
         .route("/admin/users", get(directory::users).post(directory::create_user))
+        .route("/admin/users/{user}", get(account::show).post(account::update))
         .route("/admin/users/{user}/active", post(directory::set_active))
+        .route("/admin/users/{user}/sessions/end", post(account::end_sessions))
         .route("/admin/groups", get(directory::groups).post(directory::create_group))
         .route("/admin/groups/{group}", get(directory::group))
         .route("/admin/groups/{group}/members", post(directory::add_member))
@@ -91,12 +94,19 @@ pub fn router() -> Router<AppState> {
         .route("/admin/platforms", get(platforms::list).post(platforms::create))
         .route("/admin/platforms/{platform}", get(platforms::show).post(platforms::update))
         .route("/admin/platforms/{platform}/landing-zones", post(platforms::create_zone))
+        .route(
+            "/admin/platforms/{platform}/landing-zones/{zone}",
+            get(platforms::show_zone).post(platforms::update_zone),
+        )
         .route("/admin/platforms/{platform}/landing-zones/{zone}/delete", post(platforms::delete_zone))
         .route("/admin/platforms/{platform}/deletions/{id}/{verdict}", post(platforms::decide_deletion))
         .route("/admin/catalogue", get(catalogue::show))
         .route("/admin/catalogue/roles", post(catalogue::create_role))
         .route("/admin/catalogue/tags", post(catalogue::create_tag))
-        .route("/admin/catalogue/{what}/{key}/delete", post(catalogue::delete_entry))
+        .route("/admin/catalogue/roles/{role}", get(catalogue::show_role).post(catalogue::update_role))
+        .route("/admin/catalogue/roles/{role}/delete", post(catalogue::delete_role))
+        .route("/admin/catalogue/tags/{tag}", get(catalogue::show_tag).post(catalogue::update_tag))
+        .route("/admin/catalogue/tags/{tag}/delete", post(catalogue::delete_tag))
         .route("/workspaces/{ws}/payment-methods", get(catalogue::payments).post(catalogue::create_method))
         .route("/workspaces/{ws}/payment-methods/{id}", post(catalogue::update_method))
         .route("/workspaces/{ws}/payment-methods/{id}/delete", post(catalogue::delete_method))

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Path, State};
 use canopy_app::paging::Paging;
-use canopy_app::platform_registry::{NewLandingZone, NewPlatformInput, PlatformChange};
+use canopy_app::platform_registry::{LandingZoneChange, NewLandingZone, NewPlatformInput, PlatformChange};
 use canopy_domain::platforms::PlatformType;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -55,6 +55,34 @@ fn areas(settings: &str, secrets: &str, role_mapping: &str) -> Result<Areas, can
 
 fn json_map(m: BTreeMap<String, String>) -> Map<String, Value> {
     m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+}
+
+/// A landing zone's `KEY=VALUE` lines: a value written as a JSON object or
+/// list (`permission_sets={"Dev": [...]}`, `quota={"pods": "10"}`) is that
+/// JSON, any other value a string; a malformed object or list is named.
+fn zone_settings(raw: &str) -> Result<Map<String, Value>, canopy_app::Error> {
+    let lines = key_values("settings", raw).map_err(|e| canopy_app::Error::Invalid(vec![e]))?;
+    let mut out = Map::new();
+    for (k, v) in lines {
+        let value = if v.starts_with('{') || v.starts_with('[') {
+            serde_json::from_str(&v).map_err(|e| {
+                canopy_app::Error::invalid("settings", format!("{k}: not a valid JSON object or list ({e})"))
+            })?
+        } else {
+            Value::String(v)
+        };
+        out.insert(k, value);
+    }
+    Ok(out)
+}
+
+/// Settings as `KEY=VALUE` lines, objects and lists as JSON, as [`zone_settings`] reads them.
+fn settings_lines(settings: &Map<String, Value>) -> String {
+    settings
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 struct PlatformRow {
@@ -314,11 +342,10 @@ pub async fn create_zone(
 ) -> UiResult {
     let Posted { viewer, form, .. } = posted;
     let outcome = async {
-        let settings = key_values("settings", &form.settings).map_err(|e| canopy_app::Error::Invalid(vec![e]))?;
         let input = NewLandingZone {
             identifier: form.identifier.trim().to_owned(),
             display_name: form.display_name.trim().to_owned(),
-            settings: json_map(settings),
+            settings: zone_settings(&form.settings)?,
         };
         canopy_app::platform_registry::create_landing_zone(
             &app.store,
@@ -442,5 +469,96 @@ pub async fn delete_zone(
             Ok(unprocessable(platform_page(&app, &viewer, &platform, empty, None).await?))
         }
         Err(e) => Err(UiError::App(e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/zone.html")]
+struct ZonePage {
+    frame: Frame,
+    tabs: Vec<Tab>,
+    platform: String,
+    identifier: String,
+    form: NewZone,
+    problems: Problems,
+}
+
+async fn zone_page(
+    app: &AppState,
+    viewer: &Viewer,
+    (platform, zone): (&str, &str),
+    typed: Option<(NewZone, Problems)>,
+) -> UiResult {
+    viewer.principal.require(canopy_domain::authz::Action::AdministerPlatforms).map_err(UiError::App)?;
+    let z = canopy_app::platform_registry::show_landing_zone(&app.store, (platform, zone)).await?;
+    let crumbs = vec![
+        Crumb::link("Administration", "/admin/workspaces"),
+        Crumb::link("Platforms", "/admin/platforms"),
+        Crumb::link(z.platform.clone(), format!("/admin/platforms/{}", z.platform)),
+        Crumb::here(z.zone.display_name.clone()),
+    ];
+    let frame = viewer.frame(app, &z.zone.display_name, None, crumbs).await?;
+    let (form, problems) = typed.unwrap_or_else(|| {
+        let form = NewZone {
+            identifier: z.zone.identifier.clone(),
+            display_name: z.zone.display_name.clone(),
+            settings: settings_lines(&z.zone.settings),
+        };
+        (form, Problems::default())
+    });
+    let page = ZonePage {
+        frame,
+        tabs: admin_tabs("platforms", viewer.is_admin()),
+        platform: z.platform,
+        identifier: z.zone.identifier,
+        form,
+        problems,
+    };
+    Ok(viewer.page(&page))
+}
+
+/// `GET /admin/platforms/{platform}/landing-zones/{zone}`: a landing zone to change.
+pub async fn show_zone(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Path((platform, zone)): Path<(String, String)>,
+) -> UiResult {
+    zone_page(&app, &viewer, (&platform, &zone), None).await
+}
+
+/// `POST /admin/platforms/{platform}/landing-zones/{zone}`: change a landing
+/// zone's name and settings (TN2); tenants made from now on get them,
+/// tenants made before keep what they were made with.
+pub async fn update_zone(
+    State(app): State<AppState>,
+    Path((platform, zone)): Path<(String, String)>,
+    posted: Posted<NewZone>,
+) -> UiResult {
+    let Posted { viewer, form, .. } = posted;
+    let outcome = async {
+        let change = LandingZoneChange {
+            display_name: Some(form.display_name.trim().to_owned()),
+            settings: Some(zone_settings(&form.settings)?),
+        };
+        let now = app.clock.now();
+        canopy_app::platform_registry::update_landing_zone(
+            &app.store,
+            &viewer.principal,
+            now,
+            (&platform, &zone),
+            change,
+        )
+        .await
+    }
+    .await;
+    match outcome {
+        Ok(z) => Ok(done(
+            &format!("/admin/platforms/{platform}"),
+            &format!("The landing zone {} was saved.", z.zone.display_name),
+        )),
+        Err(e) => match Problems::of(&e, &["display_name", "settings"]) {
+            Some(p) => Ok(unprocessable(zone_page(&app, &viewer, (&platform, &zone), Some((form, p))).await?)),
+            None => Err(UiError::App(e)),
+        },
     }
 }

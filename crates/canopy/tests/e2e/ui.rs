@@ -5,7 +5,7 @@
 
 use canopy_testkit::browser::{Page, Viewport, browser};
 use canopy_testkit::{ADMIN_PASSWORD, TestApp, backend_tests};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Sign in through the sign-in page and wait for the page it leads to.
 async fn sign_in(page: &Page, app: &TestApp, username: &str, password: &str) {
@@ -760,6 +760,28 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
     page.wait_for_text("The account kim was created.").await;
     app.sign_in("kim", "a-long-enough-password").await;
 
+    // the account's own page: names, e-mail and installation roles changed
+    page.click_link("kim").await;
+    page.wait_for("#account-email").await;
+    page.fill("email", "").await;
+    page.fill("first_name", "Kimberly").await;
+    page.click_button("Save the account").await;
+    page.wait_for("#account-email-error").await;
+    assert_eq!(page.value("#account-first").await, "Kimberly", "what was typed is kept");
+    assert_eq!(app.get("/api/v1/users/kim", &app.admin_token).await.body["first_name"], "Kim", "nothing half written");
+    page.fill("email", "kim.lee@example.org").await;
+    page.check("platform_engineer").await;
+    page.click_button("Save the account").await;
+    page.wait_for_text("The account kim was saved.").await;
+    let kim = app.get("/api/v1/users/kim", &app.admin_token).await.expect(200);
+    assert_eq!(kim.body["first_name"], "Kimberly");
+    assert_eq!(kim.body["email"], "kim.lee@example.org");
+    assert_eq!(kim.body["installation_roles"], json!(["platform_engineer"]));
+    page.screenshot(&shot(&app, "admin-account")).await;
+    page.click_button("Sign out everywhere").await;
+    page.wait_for_text("1 session of kim ended.").await;
+    page.click_link("Users").await;
+
     // search, then deactivate: the account's access and sessions end
     page.fill("q", "lee").await;
     page.click_button("Search").await;
@@ -853,7 +875,28 @@ async fn if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion(app: Test
     page.click_button("Add landing zone").await;
     page.wait_for_text("The landing zone Sandbox was added.").await;
 
-    page.click("button[aria-label='Remove the landing zone Sandbox']").await;
+    // the landing zone changed on its own page: a value written as JSON stays JSON
+    page.click_link("Sandbox").await;
+    page.wait_for("#zone-settings").await;
+    page.set_value("#zone-settings", "domain=Default\nlabels={\"team\": ").await;
+    page.click_button("Save the landing zone").await;
+    page.wait_for("#zone-settings-error").await;
+    assert!(page.text("#zone-settings-error").await.contains("labels"), "{}", page.text("#zone-settings-error").await);
+    page.fill("display_name", "Sandbox zone").await;
+    page.set_value("#zone-settings", "domain=Default\nlabels={\"team\": \"a\"}").await;
+    page.click_button("Save the landing zone").await;
+    page.wait_for_text("The landing zone Sandbox zone was saved.").await;
+    let zone =
+        app.get(&format!("/api/v1/platforms/{platform}/landing-zones/sandbox"), &app.admin_token).await.expect(200);
+    assert_eq!(zone.body["display_name"], "Sandbox zone");
+    assert_eq!(zone.body["settings"], json!({"domain": "Default", "labels": {"team": "a"}}));
+    page.click_link("Sandbox zone").await;
+    assert_eq!(page.value("#zone-settings").await, "domain=Default\nlabels={\"team\":\"a\"}");
+    page.screenshot(&shot(&app, "landing-zone")).await;
+    page.click_link(&platform).await;
+    page.wait_for("#change-mapping").await;
+
+    page.click("button[aria-label='Remove the landing zone Sandbox zone']").await;
     page.wait_for_text("The landing zone sandbox was removed.").await;
 
     // changed in place: a role mapping added
@@ -978,6 +1021,40 @@ async fn if2_ac4_pr3_pm1_roles_tags_and_payment_methods(app: TestApp) {
         app.get("/api/v1/workspaces/team-a/payment-methods", &app.admin_token).await.body["items"][0]["expires_on"],
         "2027-06-30"
     );
+
+    // a role and a tag changed on their own pages
+    page.goto(&format!("{}/admin/catalogue", app.base)).await;
+    page.click_link("Project Auditor").await;
+    page.fill("display_name", "").await;
+    page.click_button("Save the role").await;
+    page.wait_for("#role-name-error").await;
+    page.fill("display_name", "Project Auditor").await;
+    page.fill("description", "Reads the project's audit logs").await;
+    page.click_button("Save the role").await;
+    page.wait_for_text("The project role Project Auditor was saved.").await;
+    let roles = app.get("/api/v1/project-roles", &app.admin_token).await.expect(200);
+    let auditor =
+        roles.body["items"].as_array().unwrap().iter().find(|r| r["identifier"] == "project_auditor").cloned();
+    assert_eq!(auditor.unwrap()["description"], "Reads the project's audit logs");
+    page.click_link("Environment").await;
+    page.fill("options", "production, staging, development").await;
+    page.click_button("Save the tag").await;
+    page.wait_for_text("The tag Environment was saved.").await;
+    page.click_link("Environment").await;
+    page.select("tags.environment", "development").await;
+    page.fill("options", "production, staging").await;
+    page.click_button("Save the tag").await;
+    // a default that is not among the options is named, and nothing changes
+    page.wait_for(".invalid #tag-environment").await;
+    page.screenshot(&shot(&app, "tag-definition-errors")).await;
+    let defs = app.get("/api/v1/tag-definitions", &app.admin_token).await.expect(200);
+    assert_eq!(defs.body["items"][0]["options"], json!(["production", "staging", "development"]));
+    assert_eq!(defs.body["items"][0]["default"], Value::Null);
+    page.fill("options", "production, staging, development").await;
+    page.click_button("Save the tag").await;
+    page.wait_for_text("The tag Environment was saved.").await;
+    let defs = app.get("/api/v1/tag-definitions", &app.admin_token).await.expect(200);
+    assert_eq!(defs.body["items"][0]["default"], "development");
 
     // a role no platform maps is removed; the tag too
     page.goto(&format!("{}/admin/catalogue", app.base)).await;

@@ -26,8 +26,11 @@
 //! - B6 (`b6`, [`b6`]): `canopy serve` at 100,000 and 1,000,000 bindings
 //!   (start to `/readyz`, resident memory) and the engine's full reconcile
 //!   at that size.
+//! - `pages` ([`pages`]): the web UI's main pages with 10,000 bindings in one
+//!   workspace, p50 and p99 per page.
 
 mod b6;
+mod pages;
 mod rest;
 mod signin;
 
@@ -109,6 +112,10 @@ enum Bench {
     /// largest size (build first: `cargo build --release -p canopy`).
     /// `--database` names an empty database (default: a fresh SQLite file).
     B6(b6::Options),
+    /// The web UI's main pages on a real `canopy serve` holding one
+    /// workspace of 10,000 bindings: p50 and p99 time per page, one request
+    /// at a time (build first: `cargo build --release -p canopy`).
+    Pages(pages::Options),
     /// SE1: peak memory of a real `canopy serve` under BURSTS bursts of BURST
     /// sign-ins at once (build it first: `cargo build --release -p canopy`).
     Signin {
@@ -493,6 +500,9 @@ async fn main() -> anyhow::Result<()> {
     if let Bench::B4(opts) = args.bench {
         return rest::run(opts, args.database).await;
     }
+    if let Bench::Pages(opts) = args.bench {
+        return pages::run(opts, args.database).await;
+    }
     if let Bench::B6(opts) = args.bench {
         let latency = StdDuration::from_millis(args.latency_ms);
         return b6::run(opts, args.database, latency, args.workers, args.per_platform).await;
@@ -662,7 +672,7 @@ async fn main() -> anyhow::Result<()> {
                 last / limit
             );
         }
-        Bench::Signin { .. } | Bench::B4 { .. } | Bench::B6 { .. } => {} // run above, each with a server of its own
+        Bench::Signin { .. } | Bench::B4 { .. } | Bench::B6 { .. } | Bench::Pages { .. } => {} // run above, each with a server of its own
         Bench::B3 { projects } => {
             let per_project = 20;
             let t = Instant::now();

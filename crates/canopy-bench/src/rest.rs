@@ -40,7 +40,7 @@ use crate::signin::{ADMIN_PASSWORD, start_server};
 use crate::{Setup, add_projects, base, bench};
 
 /// The password the bench gives the accounts it signs in as.
-const PASSWORD: &str = "canopy-bench-user-password";
+pub(crate) const PASSWORD: &str = "canopy-bench-user-password";
 
 /// What `canopy-bench b4` was asked for.
 #[derive(clap::Args)]
@@ -458,7 +458,7 @@ impl Workload for KeystoneLoad {
 
 /// Make the users members of the workspace (with their events), the owner
 /// its owner.
-async fn add_members(store: &Store, s: &Setup, owner: uuid::Uuid) -> anyhow::Result<()> {
+pub(crate) async fn add_members(store: &Store, s: &Setup, owner: uuid::Uuid) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     // `base` names its users user0, user1, ...
     for (c, chunk) in s.users.chunks(1_000).enumerate() {
@@ -479,7 +479,12 @@ async fn add_members(store: &Store, s: &Setup, owner: uuid::Uuid) -> anyhow::Res
     Ok(())
 }
 
-async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password: &str) -> anyhow::Result<Arc<str>> {
+pub(crate) async fn sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<Arc<str>> {
     let r = client
         .post(format!("{base}/api/v1/auth/token"))
         .json(&json!({"username": username, "password": password}))
@@ -491,7 +496,7 @@ async fn sign_in(client: &reqwest::Client, base: &str, username: &str, password:
     Ok(token.into())
 }
 
-async fn api(
+pub(crate) async fn api(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: String,

@@ -176,8 +176,10 @@ impl Page {
     }
 
     /// Choose the option whose `value` is `option_value` in the `<select>` named `name`.
+    /// `name` may instead be `#id`, for a page with several lists of one name.
     pub async fn select(&self, name: &str, option_value: &str) {
-        let select = self.find(&format!("select[name={}]", css_string(name))).await;
+        let css = if name.starts_with('#') { name.to_owned() } else { format!("select[name={}]", css_string(name)) };
+        let select = self.find(&css).await;
         if let Err(e) = select.select_by_value(option_value).await {
             panic!("cannot choose {option_value:?} in the list {name:?} on {}: {e}", self.url().await);
         }

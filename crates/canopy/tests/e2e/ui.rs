@@ -271,7 +271,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
     page.wait_for("button.suggestion[data-value='user:ann']").await;
     page.screenshot(&shot(&app, "invite-type-ahead")).await;
     page.click("button.suggestion[data-value='user:ann']").await;
-    page.select("role", "workspace_member").await;
+    page.select("#invite-role", "workspace_member").await;
     page.click_button("+ Invite").await;
     page.wait_for_text("Ann Tester was added as Workspace Member.").await;
     page.screenshot(&shot(&app, "workspace-current-access")).await;
@@ -291,7 +291,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
     page.fill("subject", "ann").await;
     page.wait_for("button.suggestion[data-value='user:ann']").await;
     page.click("button.suggestion[data-value='user:ann']").await;
-    page.select("role", "project_user").await;
+    page.select("#add-role", "project_user").await;
     // a date in the past is refused next to its field, with what was typed kept
     page.set_value("#add-expires", "2020-01-01").await;
     page.click("button[aria-label='Add to the project']").await;
@@ -312,7 +312,7 @@ async fn if2_ws3_ac1_invite_with_the_type_ahead_bind_with_role_and_expiry_then_r
 
     // change the role and save
     let id = b["id"].as_str().unwrap();
-    page.select("role", "project_admin").await;
+    page.select(&format!("#role-{id}"), "project_admin").await;
     page.click("button[aria-label='Save the role and expiration of Ann Tester']").await;
     page.wait_for_text("Ann Tester now holds Project Admin until 2026-11-27.").await;
     assert_eq!(
@@ -590,6 +590,13 @@ async fn if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone(app: TestApp) {
     )
     .await
     .expect(201);
+    app.post(
+        "/api/v1/tag-definitions",
+        &app.admin_token,
+        json!({"key": "cost-centre", "display_name": "Cost centre", "type": "string", "pattern": "[0-9]{4}"}),
+    )
+    .await
+    .expect(201);
 
     let page = browser.open(Viewport::Desktop).await;
     sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
@@ -629,6 +636,17 @@ async fn if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone(app: TestApp) {
     page.select("substitute_payment_method", &id_of("Cost centre 4712")).await;
     page.click_button("Save payment").await;
     page.wait_for_text("The payment method was saved.").await;
+
+    // tags as their definitions say: a value off the pattern is named at its field
+    page.fill("tags.cost-centre", "abc").await;
+    page.click_button("Save tags").await;
+    page.wait_for(".invalid #tag-cost-centre").await;
+    assert_eq!(page.value("#tag-cost-centre").await, "abc");
+    page.fill("tags.cost-centre", "4711").await;
+    page.click_button("Save tags").await;
+    page.wait_for_text("The tags were saved.").await;
+    let shop = app.get(&format!("/api/v1/workspaces/{ws}/projects/shop"), &app.admin_token).await.expect(200);
+    assert_eq!(shop.body["tags"]["cost-centre"], "4711");
     page.screenshot(&shot(&app, "project-overview-tenant")).await;
 
     // a person and a group with the type-ahead
@@ -639,18 +657,39 @@ async fn if2_pr2_tn3_dl2_the_project_page_end_to_end_on_keystone(app: TestApp) {
         page.fill("subject", typed).await;
         page.wait_for(&format!("button.suggestion[data-value='{value}']")).await;
         page.click(&format!("button.suggestion[data-value='{value}']")).await;
-        page.select("role", role).await;
+        page.select("#add-role", role).await;
         page.click("button[aria-label='Add to the project']").await;
         page.wait_for_text("was added as").await;
     }
     assert!(page.body_text().await.contains("group: Developers"));
+
+    // a second role for the same person (AC2), then an expiration set on the first and saved
+    page.fill("subject", "ann").await;
+    page.wait_for("button.suggestion[data-value='user:ann']").await;
+    page.click("button.suggestion[data-value='user:ann']").await;
+    page.select("#add-role", "project_admin").await;
+    page.click("button[aria-label='Add to the project']").await;
+    page.wait_for_text("was added as Project Admin").await;
+    let bindings =
+        app.get(&format!("/api/v1/workspaces/{ws}/projects/shop/bindings"), &app.admin_token).await.expect(200);
+    let of_ann: Vec<&Value> =
+        bindings.body["items"].as_array().unwrap().iter().filter(|b| b["subject"] == "user:ann").collect();
+    assert_eq!(of_ann.len(), 2, "{}", bindings.body);
+    let user_role = of_ann.iter().find(|b| b["role"] == "project_user").unwrap()["id"].as_str().unwrap().to_owned();
+    page.set_value(&format!("#expires-{user_role}"), "2027-03-31").await;
+    page.click(&format!("form[action$='/access/{user_role}'] button[type=submit]")).await;
+    page.wait_for_text("now holds Project User until 2027-03-31.").await;
+    let bindings =
+        app.get(&format!("/api/v1/workspaces/{ws}/projects/shop/bindings"), &app.admin_token).await.expect(200);
+    let saved = bindings.body["items"].as_array().unwrap().iter().find(|b| b["id"] == user_role.as_str()).cloned();
+    assert_eq!(saved.unwrap()["expires_at"], "2027-03-31T00:00:00Z");
     app.replicate().await;
 
     // the tenant page: the plan has nothing left to do
     page.goto(&format!("{}/workspaces/{ws}/projects/shop/tenants/{platform}", app.base)).await;
     page.wait_for_text("Replication plan").await;
     page.wait_for_text("Nothing would change now").await;
-    assert!(page.body_text().await.contains("holds 2 assignment(s)"), "{}", page.body_text().await);
+    assert!(page.body_text().await.contains("holds 3 assignment(s)"), "{}", page.body_text().await);
     page.screenshot(&shot(&app, "tenant-page")).await;
 
     // deletion: requested, a wrong identifier refused at its field, then confirmed

@@ -35,6 +35,7 @@ pub mod projects;
 pub mod requests;
 pub mod session;
 pub mod settings;
+pub mod sso;
 pub mod tag_definitions;
 pub mod tenants;
 pub mod users;

@@ -156,7 +156,7 @@ pub async fn keep_alive(store: &Store, by: &Principal, now: OffsetDateTime, idle
 }
 
 /// Pending invitations of the user's e-mail become memberships on sign-in (WS3).
-async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime) -> Result<()> {
+pub(crate) async fn accept_invitations(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime) -> Result<()> {
     let by = Initiator { kind: InitiatorKind::User, id: user.id.to_string(), name: user.username.clone() };
     for inv in tx.invitations_for_email(&user.email).await? {
         let current = tx.member_role(inv.workspace_id, SubjectKind::User, user.id).await?;

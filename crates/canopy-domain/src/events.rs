@@ -305,6 +305,7 @@ events! {
     ApiKeyCreated,
     ApiKeyDeleted,
     UserCreated,
+    UserSignedUp,
     UserUpdated,
     UserDeactivated,
     UserReactivated,
@@ -978,6 +979,22 @@ details! {
         pub email: String,
         /// Installation roles given, e.g. `admin`.
         pub installation_roles: Vec<String>,
+    }
+
+    /// An account was made on a person's first sign-in through an OpenID
+    /// Connect provider, from the claims it vouched for.
+    pub struct UserSignedUp {
+        /// The username given to the account.
+        pub user: String,
+        /// The e-mail address the provider gave.
+        pub email: String,
+        /// Whether the provider had verified that address (only a verified
+        /// one accepts pending invitations).
+        pub email_verified: bool,
+        /// The provider's issuer URL.
+        pub issuer: String,
+        /// The provider's identifier of the person.
+        pub subject: String,
     }
 
     /// A user account's e-mail, names, password or installation roles changed.
@@ -1757,6 +1774,14 @@ mod tests {
             ApiKeyCreated { key: id(6), name: s("ci"), role: s("workspace_manager"), expires_at: Some(at()) }.into(),
             ApiKeyDeleted { key: id(6), name: s("ci"), reason: Some(s("emergency revocation")) }.into(),
             UserCreated { user: s("bob"), email: s("bob@example.org"), installation_roles: vec![] }.into(),
+            UserSignedUp {
+                user: s("bob"),
+                email: s("bob@example.org"),
+                email_verified: true,
+                issuer: s("https://login.example.org"),
+                subject: s("248289761001"),
+            }
+            .into(),
             UserUpdated { user: s("bob"), change: change() }.into(),
             UserDeactivated { user: s("bob"), reason: Some(s("emergency revocation")), change: Some(change()) }.into(),
             UserReactivated { user: s("bob"), change: Some(change()) }.into(),

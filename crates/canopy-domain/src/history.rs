@@ -65,6 +65,7 @@ event_kinds! {
     ApiKeyCreated => "api_key_created",
     ApiKeyDeleted => "api_key_deleted",
     UserCreated => "user_created",
+    UserSignedUp => "user_signed_up",
     UserUpdated => "user_updated",
     UserDeactivated => "user_deactivated",
     UserReactivated => "user_reactivated",

@@ -132,6 +132,31 @@ impl Username {
     }
 }
 
+impl Username {
+    /// A user name for an account an identity provider signs in for the
+    /// first time, made from what the provider calls the person (its
+    /// `preferred_username`, else the e-mail's local part): lowercased, every
+    /// other character a `-`, at most 64 characters; `n` > 1 appends `-n`
+    /// for the n-th try when the name is taken. `None` when nothing usable
+    /// is left.
+    pub fn from_hint(hint: &str, n: u32) -> Option<Self> {
+        let mut name: String = hint
+            .trim()
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+            .collect();
+        name = name.trim_start_matches(['.', '_', '-']).to_owned();
+        let suffix = if n > 1 { format!("-{n}") } else { String::new() };
+        let keep = 64 - suffix.len();
+        name = name.chars().take(keep).collect::<String>();
+        if name.is_empty() {
+            return None;
+        }
+        Self::parse(&format!("{name}{suffix}")).ok()
+    }
+}
+
 /// An e-mail address, kept as given but compared in lowercase.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
@@ -215,6 +240,21 @@ pub fn check_password(raw: &str) -> Result<(), InvalidValue> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn id1_a_user_name_is_made_from_what_the_provider_calls_the_person() {
+        use super::Username;
+        let name = |hint: &str, n: u32| Username::from_hint(hint, n).map(Username::into_string);
+        assert_eq!(name("Ann.Smith", 1).as_deref(), Some("ann.smith"));
+        assert_eq!(name("ann smith@corp", 1).as_deref(), Some("ann-smith-corp"));
+        assert_eq!(name("ann", 2).as_deref(), Some("ann-2"));
+        assert_eq!(name("--Ann", 1).as_deref(), Some("ann"));
+        assert_eq!(name("Åsa", 1).as_deref(), Some("sa"), "a leading replacement is trimmed");
+        assert_eq!(name("", 1), None);
+        assert_eq!(name("***", 1), None);
+        let long = "a".repeat(100);
+        assert_eq!(name(&long, 12).map(|n| n.len()), Some(64));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -24,6 +24,7 @@ pub mod extract;
 pub mod listen;
 pub mod mapping;
 pub mod metrics;
+pub mod oidc;
 pub mod routes;
 pub mod ui;
 
@@ -50,6 +51,10 @@ pub struct ServerConfig {
     /// The bearer token `GET /metrics` wants; `None`: the metrics are open
     /// (they name no person, tenant or address).
     pub metrics_token: Option<String>,
+    /// The OpenID Connect provider people sign in with besides local
+    /// accounts (ID1); its callback is `{public_url}/auth/oidc/callback`,
+    /// so it needs `public_url`.
+    pub oidc: Option<oidc::OidcSettings>,
 }
 
 impl ServerConfig {
@@ -82,6 +87,8 @@ pub struct AppState {
     pub passwords: Arc<auth::PasswordHashing>,
     /// What `GET /metrics` reports: this application's own registry.
     pub metrics: Arc<metrics::Metrics>,
+    /// The OpenID Connect provider, when one is configured with a public URL.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl AppState {
@@ -92,6 +99,10 @@ impl AppState {
         platforms: Arc<dyn canopy_app::platforms::Platforms>,
     ) -> Self {
         let metrics = Arc::new(metrics::Metrics::new(Default::default(), config.metrics_token.as_deref()));
+        let oidc = match (&config.oidc, &config.public_url) {
+            (Some(settings), Some(public_url)) => Some(Arc::new(oidc::Oidc::new(settings.clone(), public_url))),
+            _ => None,
+        };
         Self {
             store,
             clock,
@@ -99,6 +110,7 @@ impl AppState {
             platforms,
             passwords: Arc::new(auth::PasswordHashing::per_core()),
             metrics,
+            oidc,
         }
     }
 

@@ -72,10 +72,10 @@ macro_rules! users_with_roles {
         "users u LEFT JOIN user_installation_roles r ON r.user_id = u.id"
     };
 }
-const USER_WITH_ROLES: &str = concat!(user_columns!(), " FROM ", users_with_roles!());
+pub(crate) const USER_WITH_ROLES: &str = concat!(user_columns!(), " FROM ", users_with_roles!());
 
 /// The user of rows read with [`USER_WITH_ROLES`], `None` without rows.
-fn user_with_roles(rows: &[AnyRow]) -> Result<Option<UserRecord>> {
+pub(crate) fn user_with_roles(rows: &[AnyRow]) -> Result<Option<UserRecord>> {
     let Some(first) = rows.first() else { return Ok(None) };
     let mut user = user_from_row(first)?;
     for r in rows {

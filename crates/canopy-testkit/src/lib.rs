@@ -179,6 +179,23 @@ pub fn new_history_key() -> HistoryKey {
 /// Start the application on a fresh database of `backend`. `None` means the
 /// test is skipped (PostgreSQL not available outside CI).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, None).await
+}
+
+/// The OpenID Connect provider that `scripts/oidc` started
+/// (CANOPY_TEST_OIDC_ISSUER, ..._CLIENT_ID, ..._CLIENT_SECRET); `None`
+/// outside CI without one.
+pub fn oidc_provider() -> Option<canopy_server::oidc::OidcSettings> {
+    let [issuer, client_id, client_secret] = component(
+        ["CANOPY_TEST_OIDC_ISSUER", "CANOPY_TEST_OIDC_CLIENT_ID", "CANOPY_TEST_OIDC_CLIENT_SECRET"],
+        "OpenID Connect provider",
+    )?;
+    Some(canopy_server::oidc::OidcSettings { issuer, client_id, client_secret, display_name: "Test SSO".into() })
+}
+
+/// [`spawn_app`], signing people in through `oidc` too; its public URL is
+/// the address it listens on, so the provider sends them back there.
+pub async fn spawn_app_with(backend: Backend, oidc: Option<canopy_server::oidc::OidcSettings>) -> Option<TestApp> {
     // before the server's first connection (see `plans::install`)
     plans::install();
     let (db_url, dir) = fresh_database(backend).await?;
@@ -187,14 +204,17 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     canopy_server::bootstrap(&store, START, Some(ADMIN_PASSWORD.into())).await.unwrap();
     let secret_key = canopy_store::SecretKey::generate().unwrap();
     let history_key = new_history_key();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let config = ServerConfig {
         session_ttl: time::Duration::hours(12),
         session_idle: time::Duration::minutes(30),
-        public_url: None,
+        public_url: oidc.as_ref().map(|_| format!("http://{addr}")),
         secret_key: secret_key.clone(),
         trusted_proxies: vec![],
         history_key: history_key.clone(),
         metrics_token: None,
+        oidc,
     };
     let replication = ReplicationConfig { node: "test-node".into(), ..ReplicationConfig::default() };
     let replicator =
@@ -203,8 +223,6 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let mut registry = prometheus_client::registry::Registry::default();
     replicator.metrics().register(&mut registry);
     let state = AppState::new(store.clone(), clock.clone(), config, replicator.clone()).with_registry(registry);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let limits = canopy_server::listen::ListenLimits::default();
         canopy_server::listen::serve(listener, canopy_server::router(state), limits, std::future::pending())

@@ -27,10 +27,11 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Settings that come from the environment only, and why, for the message
 /// that refuses them in a file.
-const ENVIRONMENT_ONLY: [(&str, &str); 3] = [
+const ENVIRONMENT_ONLY: [(&str, &str); 4] = [
     ("admin_password", "CANOPY_ADMIN_PASSWORD, used once on an empty database"),
     ("secret_key", "CANOPY_SECRET_KEY, or the key file named by secret_key_file"),
     ("history_key", "CANOPY_HISTORY_KEY, or the key file named by history_key_file"),
+    ("oidc_client_secret", "CANOPY_OIDC_CLIENT_SECRET, or the file named by oidc_client_secret_file"),
 ];
 
 /// Arguments of `canopy serve` that are no settings.
@@ -242,6 +243,10 @@ impl Resolved {
             ("smtp_url", a.smtp_url.as_ref().map(|s| toml::Value::String(redact_url(s.expose())))),
             ("mail_from", Some(toml::Value::String(a.mail_from.clone()))),
             ("public_url", text(&a.public_url)),
+            ("oidc_issuer", text(&a.oidc_issuer)),
+            ("oidc_client_id", text(&a.oidc_client_id)),
+            ("oidc_client_secret_file", path(&a.oidc_client_secret_file)),
+            ("oidc_name", Some(toml::Value::String(a.oidc_name.clone()))),
             ("secret_key_file", Some(toml::Value::String(a.secret_key_file.display().to_string()))),
             ("history_key_file", path(&a.history_key_file)),
             ("checkpoint_file", path(&a.checkpoint_file)),
@@ -281,6 +286,7 @@ impl Resolved {
             ("admin_password", "CANOPY_ADMIN_PASSWORD", a.admin_password.is_some()),
             ("secret_key", "CANOPY_SECRET_KEY", a.secret_key.is_some()),
             ("history_key", "CANOPY_HISTORY_KEY", a.history_key.is_some()),
+            ("oidc_client_secret", "CANOPY_OIDC_CLIENT_SECRET", a.oidc_client_secret.is_some()),
         ] {
             let state = if set { "\"***\"" } else { "not set" };
             out.push_str(&format!("# {key} (environment only, {from}): {state}\n"));

@@ -80,6 +80,27 @@ pub struct ServeArgs {
     /// The URL users reach Canopy at, used in links in e-mails.
     #[arg(long, env = "CANOPY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// An OpenID Connect provider people sign in with besides local accounts
+    /// (its issuer URL, e.g. `https://login.example.org`): the sign-in page
+    /// offers "Sign in with --oidc-name", the provider sends people back to
+    /// `{--public-url}/auth/oidc/callback`. Needs --oidc-client-id, a client
+    /// secret and --public-url.
+    #[arg(long, env = "CANOPY_OIDC_ISSUER", value_name = "URL", requires = "oidc_client_id")]
+    pub oidc_issuer: Option<String>,
+    /// Canopy's client id at the OpenID Connect provider.
+    #[arg(long, env = "CANOPY_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_client_id: Option<String>,
+    /// The client secret at the OpenID Connect provider, from the
+    /// environment only (`CANOPY_OIDC_CLIENT_SECRET`); without it,
+    /// --oidc-client-secret-file.
+    #[arg(skip = std::env::var("CANOPY_OIDC_CLIENT_SECRET").ok().map(Secret))]
+    pub oidc_client_secret: Option<Secret>,
+    /// File holding the client secret at the OpenID Connect provider.
+    #[arg(long, env = "CANOPY_OIDC_CLIENT_SECRET_FILE", value_name = "PATH")]
+    pub oidc_client_secret_file: Option<std::path::PathBuf>,
+    /// The provider's name on the sign-in page: "Sign in with NAME".
+    #[arg(long, env = "CANOPY_OIDC_NAME", default_value = "single sign-on")]
+    pub oidc_name: String,
     /// The key that encrypts platform secrets at rest, base64 of 32 bytes, from
     /// the environment only (`CANOPY_SECRET_KEY`); every node of one
     /// installation needs the same. Without it, --secret-key-file is used.
@@ -169,6 +190,36 @@ pub struct ServeArgs {
     pub log: String,
 }
 
+/// The OpenID Connect provider of the flags, its secret from the environment
+/// or its file; refused at start when half configured.
+fn oidc_settings(args: &ServeArgs) -> anyhow::Result<Option<canopy_server::oidc::OidcSettings>> {
+    let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) else { return Ok(None) };
+    if args.public_url.is_none() {
+        anyhow::bail!(
+            "--oidc-issuer needs --public-url: the provider sends people back to {{public_url}}/auth/oidc/callback"
+        );
+    }
+    let secret = match (&args.oidc_client_secret, &args.oidc_client_secret_file) {
+        (Some(s), _) => s.expose().to_owned(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the OpenID Connect client secret from {}", file.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => anyhow::bail!(
+            "--oidc-issuer needs the client secret: CANOPY_OIDC_CLIENT_SECRET or --oidc-client-secret-file"
+        ),
+    };
+    if secret.is_empty() {
+        anyhow::bail!("the OpenID Connect client secret is empty");
+    }
+    Ok(Some(canopy_server::oidc::OidcSettings {
+        issuer: issuer.clone(),
+        client_id: client_id.clone(),
+        client_secret: secret,
+        display_name: args.oidc_name.clone(),
+    }))
+}
+
 /// A metrics token: 16 to 512 visible ASCII characters.
 fn parse_token(s: &str) -> Result<Secret, String> {
     if !(16..=512).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -239,6 +290,7 @@ impl Clock for SystemClock {
 /// Run `canopy serve` with its effective configuration (the subscriber,
 /// `crate::telemetry`, is installed already).
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let oidc = oidc_settings(&args)?;
     let store = Store::connect(args.database.url.expose()).await.context("opening the database")?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let outcome = canopy_server::bootstrap(&store, clock.now(), args.admin_password.map(|s| s.0))
@@ -331,10 +383,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             trusted_proxies: args.trusted_proxies.clone(),
             history_key,
             metrics_token: args.metrics_token.as_ref().map(|t| t.expose().to_owned()),
+            oidc,
         },
         replicator,
     )
     .with_registry(registry);
+    let stop_signal = shutdown_signal();
     tracing::info!(%address, "canopy is serving");
     let limits = ListenLimits {
         header_read_timeout: Duration::from_secs(args.header_timeout_seconds.into()),
@@ -349,7 +403,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let signalled = {
         let stop = stop.clone();
         async move {
-            shutdown_signal().await;
+            stop_signal.await;
             tracing::info!(
                 grace_seconds = grace.as_secs(),
                 "stopping: requests and replication runs in progress get the grace period"
@@ -468,22 +522,31 @@ fn read_or_create_key_file(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C, listened for from the call on: called before the
+/// server says it serves, so that a stop sent as soon as it does is never
+/// met by the signal's default action (which kills the process unflushed).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async fn received(s: Option<Signal>) {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        async move {
+            tokio::select! { _ = received(term) => {}, _ = received(interrupt) => {} }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub async fn admin(cmd: AdminCommand) -> ExitCode {

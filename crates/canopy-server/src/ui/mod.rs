@@ -38,6 +38,7 @@ mod project;
 mod projects;
 mod requests;
 pub mod session;
+mod sso;
 mod tags;
 mod tenant;
 mod text;
@@ -51,6 +52,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home::show).post(home::create_workspace))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/auth/oidc/login", get(sso::start))
+        .route("/auth/oidc/callback", get(sso::callback))
         .route("/switch", get(home::switch))
         .route("/profile", get(profile::show))
         .route("/profile/password", post(profile::change_password))

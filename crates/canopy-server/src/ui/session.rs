@@ -21,6 +21,7 @@ use canopy_app::Principal;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use super::form::{UiError, UiResult, done};
 use crate::AppState;
@@ -54,18 +55,24 @@ pub fn csrf_of(token: &str) -> String {
 }
 
 /// Equal, in time that does not depend on where they differ.
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn set_cookie(res: &mut Response, value: String) {
+pub(super) fn set_cookie(res: &mut Response, value: String) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
-fn secure(app: &AppState) -> &'static str {
+pub(super) fn secure(app: &AppState) -> &'static str {
     if app.config.https() { "; Secure" } else { "" }
+}
+
+/// The `Set-Cookie` value of a new session of the web UI.
+pub(super) fn session_cookie(app: &AppState, session: &canopy_app::session::NewSession, now: OffsetDateTime) -> String {
+    let max_age = (session.expires_at - now).whole_seconds().max(0);
+    format!("{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}", session.token, secure(app))
 }
 
 /// A `Set-Cookie` value carrying `message` to the next page.
@@ -81,7 +88,7 @@ fn read_flash(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A local path to go to after signing in; anything else goes home.
-fn local_path(next: Option<&str>) -> String {
+pub(super) fn local_path(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -205,6 +212,8 @@ fn parse_fields<T: DeserializeOwned>(fields: &[(String, String)]) -> UiResult<T>
 struct LoginPage<'a> {
     csrf: &'a str,
     next: &'a str,
+    /// "Sign in with NAME" and where it leads, when a provider is configured.
+    sso: Option<(&'a str, String)>,
     username: &'a str,
     error: Option<&'a str>,
     flash: Option<String>,
@@ -217,7 +226,13 @@ pub struct LoginQuery {
 }
 
 /// The sign-in page, with a fresh CSRF value in a cookie of its own.
-fn login_form(app: &AppState, headers: &HeaderMap, next: &str, username: &str, error: Option<&str>) -> Response {
+pub(super) fn login_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
     let mut bytes = [0u8; 32];
     if getrandom::fill(&mut bytes).is_err() {
         return UiError::App(canopy_app::Error::internal("no random bytes")).into_response();
@@ -225,7 +240,13 @@ fn login_form(app: &AppState, headers: &HeaderMap, next: &str, username: &str, e
     let csrf = URL_SAFE_NO_PAD.encode(bytes);
     let flash = read_flash(headers);
     let had_flash = flash.is_some();
-    let mut res = super::render(&LoginPage { csrf: &csrf, next, username, error, flash, css: super::assets::CSS });
+    let sso = app.oidc.as_ref().map(|o| {
+        let to =
+            format!("/auth/oidc/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+        (o.settings.display_name.as_str(), to)
+    });
+    let page = LoginPage { csrf: &csrf, next, sso, username, error, flash, css: super::assets::CSS };
+    let mut res = super::render(&page);
     set_cookie(&mut res, format!("{LOGIN_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict{}", secure(app)));
     if had_flash {
         set_cookie(&mut res, format!("{FLASH_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"));
@@ -291,15 +312,7 @@ pub async fn login(State(app): State<AppState>, ClientAddress(client): ClientAdd
     let (status, message) = match signed_in {
         Ok(session) => {
             let mut res = Redirect::to(&next).into_response();
-            let max_age = (session.expires_at - now).whole_seconds().max(0);
-            set_cookie(
-                &mut res,
-                format!(
-                    "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-                    session.token,
-                    secure(&app)
-                ),
-            );
+            set_cookie(&mut res, session_cookie(&app, &session, now));
             set_cookie(&mut res, format!("{LOGIN_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0"));
             return res;
         }

@@ -21,6 +21,7 @@ mod lifecycle;
 mod mail;
 mod nodes;
 mod observability;
+mod oidc;
 mod openapi;
 mod paging;
 mod plans;

@@ -1,0 +1,150 @@
+//! Sign-in through an OpenID Connect provider (ID1, WS3). The protocol (the
+//! redirect, the code exchange, the ID token's signature, issuer, audience,
+//! expiry and nonce) is the server's; this module keeps the sign-ins sent
+//! to the provider until they come back, and turns a verified identity into
+//! a session: the account the provider's (issuer, subject) names, made on
+//! the first sign-in from the claims, never found by e-mail alone.
+
+use canopy_domain::events::UserSignedUp;
+use canopy_domain::history::{Initiator, InitiatorKind};
+use canopy_domain::{Email, PersonName, Username};
+use canopy_store::{NewUser, PendingOidcLogin, Store, Tx, UserRecord};
+use time::{Duration, OffsetDateTime};
+
+use crate::credentials::{SESSION_PREFIX, hash_secret, new_secret};
+use crate::error::{Error, Result};
+use crate::session::{Lifetime, NewSession};
+
+/// How long a sign-in sent to the provider may take to come back.
+pub const LOGIN_LIFETIME: Duration = Duration::minutes(10);
+
+/// How many names `ann`, `ann-2`, ... are tried for a new account.
+const NAME_TRIES: u32 = 50;
+
+/// What a provider said about a person, from an ID token whose signature,
+/// issuer, audience, expiry and nonce were checked (and from its userinfo).
+#[derive(Debug, Clone)]
+pub struct OidcIdentity {
+    pub issuer: String,
+    pub subject: String,
+    pub preferred_username: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+}
+
+fn gone() -> Error {
+    Error::Unauthenticated("this sign-in was used already or took too long; start again from the sign-in page".into())
+}
+
+/// Keep a sign-in sent to the provider under its `state` until it comes back.
+pub async fn begin(store: &Store, now: OffsetDateTime, state: &str, login: PendingOidcLogin) -> Result<()> {
+    let mut tx = store.write().await?;
+    tx.insert_oidc_login(&hash_secret(state), &login, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Take back the sign-in sent under `state`, once: a second callback with
+/// the same `state` (a replay) is refused, and so is one that came too late.
+pub async fn resume(store: &Store, now: OffsetDateTime, state: &str) -> Result<PendingOidcLogin> {
+    let mut tx = store.write().await?;
+    let login = tx.take_oidc_login(&hash_secret(state)).await?;
+    tx.commit().await?;
+    match login {
+        Some(l) if l.expires_at > now => Ok(l),
+        _ => Err(gone()),
+    }
+}
+
+/// Sign in the person the provider vouched for: their account, made on the
+/// first sign-in (recorded in the history) with a verified e-mail's pending
+/// invitations accepted (WS3); a deactivated account is refused (AC10).
+pub async fn sign_in(
+    store: &Store,
+    now: OffsetDateTime,
+    who: &OidcIdentity,
+    lifetime: Lifetime,
+) -> Result<(NewSession, UserRecord)> {
+    let mut tx = store.write().await?;
+    let user = match tx.user_by_identity(&who.issuer, &who.subject).await? {
+        Some(u) => u,
+        None => first_sign_in(&mut tx, now, who).await?,
+    };
+    if !user.active {
+        return Err(Error::Forbidden(format!(
+            "the account {} is deactivated; ask an admin of Canopy to reactivate it",
+            user.username
+        )));
+    }
+    // an address the provider did not verify could be anyone's: it claims no invitation
+    if who.email_verified && who.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&user.email)) {
+        crate::session::accept_invitations(&mut tx, &user, now).await?;
+    }
+    let (token, hash) = new_secret(SESSION_PREFIX)?;
+    let expires_at = now + lifetime.absolute;
+    tx.insert_session(&hash, user.id, now, expires_at, lifetime.idle.map(|idle| now + idle)).await?;
+    tx.delete_expired_sessions(now).await?;
+    tx.commit().await?;
+    Ok((NewSession { token, expires_at }, user))
+}
+
+/// Make the account of a person the provider names for the first time.
+async fn first_sign_in(tx: &mut Tx, now: OffsetDateTime, who: &OidcIdentity) -> Result<UserRecord> {
+    let refused = |why: String| Error::Forbidden(format!("Canopy cannot make an account from this sign-in: {why}"));
+    let raw_email = who.email.as_deref().ok_or_else(|| {
+        refused("the identity provider gave no e-mail address (ask for the `email` scope's claims)".into())
+    })?;
+    let email = Email::parse(raw_email).map_err(|e| refused(format!("its e-mail address {e}")))?;
+    if tx.user_by_email(email.as_str()).await?.is_some() {
+        // never matched by e-mail alone: the address may not be theirs
+        return Err(Error::Conflict {
+            detail: format!(
+                "an account with the e-mail address {email} exists already and was not made by this identity \
+                 provider; ask an admin of Canopy to change that account's e-mail address, or to remove it"
+            ),
+            field: None,
+        });
+    }
+    let name_of = |claim: &Option<String>| -> String {
+        claim.as_deref().and_then(|n| PersonName::parse(n.trim()).ok()).map(PersonName::into_string).unwrap_or_default()
+    };
+    let (first_name, last_name) = (name_of(&who.given_name), name_of(&who.family_name));
+    let local_part = email.as_str().split('@').next().unwrap_or_default().to_owned();
+    let hint = who.preferred_username.clone().filter(|p| !p.trim().is_empty()).unwrap_or(local_part);
+    let mut username = None;
+    for n in 1..=NAME_TRIES {
+        let Some(candidate) = Username::from_hint(&hint, n).or_else(|| Username::from_hint("user", n)) else { break };
+        if tx.user_by_username(candidate.as_str()).await?.is_none() {
+            username = Some(candidate);
+            break;
+        }
+    }
+    let username = username.ok_or_else(|| refused(format!("every user name made from {hint:?} is taken")))?;
+    let no_roles = Default::default();
+    let user = tx
+        .insert_user(
+            NewUser {
+                username: username.as_str(),
+                email: email.as_str(),
+                first_name: &first_name,
+                last_name: &last_name,
+                password_hash: None,
+                installation_roles: &no_roles,
+            },
+            now,
+        )
+        .await?;
+    tx.insert_identity(&who.issuer, &who.subject, user.id, now).await?;
+    let by = Initiator { kind: InitiatorKind::User, id: user.id.to_string(), name: user.username.clone() };
+    let signed_up = UserSignedUp {
+        user: user.username.clone(),
+        email: user.email.clone(),
+        email_verified: who.email_verified,
+        issuer: who.issuer.clone(),
+        subject: who.subject.clone(),
+    };
+    tx.record(None, now, &by, signed_up.into())?;
+    Ok(user)
+}

@@ -1,0 +1,221 @@
+//! ID1, WS3: sign-in through a real OpenID Connect provider (npm
+//! oidc-provider, started by `scripts/oidc`), in headless Chromium and over
+//! plain HTTP for what a browser would not send. The provider makes its
+//! accounts up from the login name typed on its page
+//! (`scripts/oidc_provider.mjs`): `ann` has a verified e-mail address,
+//! `unverified-eve` an unverified one, `brief-bob` an ID token that lives a
+//! second.
+
+use canopy_testkit::browser::{Page, Viewport, browser};
+use canopy_testkit::{ADMIN_PASSWORD, Backend, TestApp, oidc_provider, spawn_app_with};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+async fn app_with_provider(backend: Backend) -> Option<TestApp> {
+    let settings = oidc_provider()?;
+    spawn_app_with(backend, Some(settings)).await
+}
+
+fn shot(app: &TestApp, name: &str) -> String {
+    format!("{name}-{}", format!("{:?}", app.backend).to_lowercase())
+}
+
+/// From Canopy's sign-in page through the provider's own login and consent
+/// pages, as `login`.
+async fn sign_in_at_the_provider(page: &Page, app: &TestApp, login: &str) {
+    page.goto(&format!("{}/login", app.base)).await;
+    page.click_link("Sign in with Test SSO").await;
+    page.wait_for("input[name=login]").await;
+    page.fill("login", login).await;
+    page.fill("password", "any password: the provider's test pages ignore it").await;
+    page.click_button("Sign-in").await;
+    // the consent page, the first time this account meets the client
+    page.wait_for("button[type=submit]").await;
+    if page.body_text().await.contains("Continue") {
+        page.click_button("Continue").await;
+    }
+}
+
+async fn members(app: &TestApp, ws: &str) -> Vec<String> {
+    let m = app.get(&format!("/api/v1/workspaces/{ws}/members"), &app.admin_token).await.expect(200);
+    m.body["items"].as_array().unwrap().iter().map(|i| i["subject"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+async fn both(test: impl AsyncFn(TestApp)) {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(app) = app_with_provider(backend).await {
+            test(app).await;
+        }
+    }
+}
+
+/// The first sign-in through the provider makes the account from its claims
+/// and accepts the pending invitation of its verified address (WS3); an
+/// unverified address claims nothing; the history records both accounts;
+/// a deactivated account is refused through the provider too (AC10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_ws3_first_sign_in_makes_the_account_and_only_a_verified_address_claims_an_invitation() {
+    both(async |app: TestApp| {
+        let Some(browser) = browser().await else { return };
+        app.workspace(&app.admin_token, "team-a").await;
+        for email in ["ann@example.org", "eve@example.org"] {
+            app.post(
+                "/api/v1/workspaces/team-a/members",
+                &app.admin_token,
+                json!({"email": email, "role": "workspace_member"}),
+            )
+            .await
+            .expect(201);
+        }
+
+        let page = browser.open(Viewport::Desktop).await;
+        page.goto(&format!("{}/login", app.base)).await;
+        page.wait_for_text("Sign in with Test SSO").await;
+        page.screenshot(&shot(&app, "login-with-sso")).await;
+        sign_in_at_the_provider(&page, &app, "ann").await;
+        page.wait_for_text("Welcome, ann").await;
+        assert!(page.body_text().await.contains("Workspace team-a"), "the invitation's workspace is on the home page");
+        let ann = app.get("/api/v1/users/ann", &app.admin_token).await.expect(200);
+        assert_eq!(ann.body["email"], "ann@example.org");
+        assert_eq!(ann.body["first_name"], "Ann");
+        assert!(members(&app, "team-a").await.contains(&"user:ann".to_owned()), "the invitation became membership");
+        page.close().await;
+
+        // an address the provider did not verify claims no invitation
+        let page = browser.open(Viewport::Desktop).await;
+        sign_in_at_the_provider(&page, &app, "unverified-eve").await;
+        page.wait_for_text("Welcome, eve").await;
+        app.get("/api/v1/users/eve", &app.admin_token).await.expect(200);
+        assert!(!members(&app, "team-a").await.contains(&"user:eve".to_owned()));
+        page.close().await;
+
+        let history = app.get("/api/v1/admin/history?kind=user_signed_up", &app.admin_token).await.expect(200);
+        let made: Vec<(Value, Value)> = history.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["details"]["user"].clone(), e["details"]["email_verified"].clone()))
+            .collect();
+        assert!(made.contains(&(json!("ann"), json!(true))), "{made:?}");
+        assert!(made.contains(&(json!("eve"), json!(false))), "{made:?}");
+
+        // deactivated: the provider still vouches for ann, Canopy refuses
+        app.patch("/api/v1/users/ann", &app.admin_token, json!({"active": false})).await.expect(200);
+        let page = browser.open(Viewport::Desktop).await;
+        sign_in_at_the_provider(&page, &app, "ann").await;
+        page.wait_for_text("is deactivated").await;
+        assert!(page.url().await.contains("/auth/oidc/callback"));
+        page.screenshot(&shot(&app, "login-with-sso-deactivated")).await;
+        page.close().await;
+    })
+    .await;
+}
+
+/// An ID token that expired by Canopy's clock is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_an_expired_id_token_is_refused() {
+    both(async |app: TestApp| {
+        let Some(browser) = browser().await else { return };
+        app.clock.set(OffsetDateTime::now_utc());
+        let page = browser.open(Viewport::Desktop).await;
+        page.goto(&format!("{}/login", app.base)).await;
+        page.click_link("Sign in with Test SSO").await;
+        page.wait_for("input[name=login]").await;
+        page.fill("login", "brief-bob").await;
+        page.fill("password", "x").await;
+        // the token will live a second; Canopy's clock is two minutes on when it arrives
+        app.clock.advance(Duration::minutes(2));
+        page.click_button("Sign-in").await;
+        page.wait_for("button[type=submit]").await;
+        if page.body_text().await.contains("Continue") {
+            page.click_button("Continue").await;
+        }
+        page.wait_for_text("Sign-in with Test SSO failed").await;
+        let text = page.body_text().await;
+        assert!(text.contains("ID token was refused") && text.contains("xpired"), "{text}");
+        // (the admin's token is from before the clock moved on)
+        let admin = app.sign_in("admin", ADMIN_PASSWORD).await;
+        app.get("/api/v1/users/bob", &admin).await.expect(404);
+        page.screenshot(&shot(&app, "login-with-sso-expired")).await;
+        page.close().await;
+    })
+    .await;
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+        let (k, value) = pair.split_once('=')?;
+        (k == name).then(|| value.to_owned())
+    })
+}
+
+/// A `state` is used once and only in the browser that started it; the
+/// provider's refusal is shown; the redirect carries PKCE and a nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_a_replayed_or_foreign_state_is_refused() {
+    both(async |app: TestApp| {
+        let http = no_redirects();
+        let start = http.get(format!("{}/auth/oidc/login?next=/profile", app.base)).send().await.unwrap();
+        assert_eq!(start.status(), 303);
+        let to = start.headers()["location"].to_str().unwrap().to_owned();
+        for param in ["code_challenge_method=S256", "code_challenge=", "nonce=", "state=", "scope=openid"] {
+            assert!(to.contains(param), "{param} in {to}");
+        }
+        let state = set_cookie(&start, "canopy_oidc").unwrap();
+        assert!(to.contains(&format!("state={state}")));
+
+        let callback = |state: &str, cookie: Option<&str>| {
+            let mut req = http.get(format!("{}/auth/oidc/callback?code=forged-code&state={state}", app.base));
+            if let Some(c) = cookie {
+                req = req.header("cookie", format!("canopy_oidc={c}"));
+            }
+            req.send()
+        };
+        // from another browser (no cookie): refused before anything is used
+        let foreign = callback(&state, None).await.unwrap();
+        assert_eq!(foreign.status(), 403);
+        assert!(foreign.text().await.unwrap().contains("not started in this browser"));
+        // the provider refuses the forged code: the state is spent
+        let first = callback(&state, Some(&state)).await.unwrap();
+        assert_eq!(first.status(), 401);
+        assert!(first.text().await.unwrap().contains("did not accept the sign-in"));
+        // replayed
+        let again = callback(&state, Some(&state)).await.unwrap();
+        assert_eq!(again.status(), 401);
+        assert!(again.text().await.unwrap().contains("used already"));
+        // the provider said no
+        let denied = http
+            .get(format!("{}/auth/oidc/callback?error=access_denied&error_description=<b>no</b>", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(denied.status(), 401);
+        let body = denied.text().await.unwrap();
+        assert!(body.contains("access_denied") && !body.contains("<b>no</b>"), "shown, escaped: {body}");
+        // nobody signed in on the way
+        let users = app.get("/api/v1/users", &app.admin_token).await.expect(200);
+        assert_eq!(users.body["items"].as_array().unwrap().len(), 1, "only admin");
+    })
+    .await;
+}
+
+/// A provider whose discovery names another issuer than the one configured
+/// is not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_a_provider_with_another_issuer_is_refused() {
+    let Some(mut settings) = oidc_provider() else { return };
+    // the same provider under another name: its metadata says 127.0.0.1
+    settings.issuer = settings.issuer.replace("127.0.0.1", "localhost");
+    let Some(app) = spawn_app_with(Backend::Sqlite, Some(settings)).await else { return };
+    let start = no_redirects().get(format!("{}/auth/oidc/login", app.base)).send().await.unwrap();
+    assert_eq!(start.status(), 503);
+    let body = start.text().await.unwrap();
+    assert!(body.contains("not available right now") && body.contains("discovery failed"), "{body}");
+    // local accounts still sign in
+    app.sign_in("admin", ADMIN_PASSWORD).await;
+}

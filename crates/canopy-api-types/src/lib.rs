@@ -32,6 +32,17 @@ pub struct TokenRequest {
     pub password: String,
 }
 
+/// `canopy login --sso`: the one-time code the sign-in through the identity
+/// provider left on the CLI's loopback address, and the PKCE verifier of
+/// the challenge the CLI started it with.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SsoTokenRequest {
+    #[schema(max_length = 200)]
+    pub code: String,
+    #[schema(max_length = 200)]
+    pub verifier: String,
+}
+
 /// How many sessions a sign-out everywhere ended.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionsEnded {

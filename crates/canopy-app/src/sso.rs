@@ -5,10 +5,12 @@
 //! a session: the account the provider's (issuer, subject) names, made on
 //! the first sign-in from the claims, never found by e-mail alone.
 
+use base64::Engine;
 use canopy_domain::events::UserSignedUp;
 use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{Email, PersonName, Username};
-use canopy_store::{NewUser, PendingOidcLogin, Store, Tx, UserRecord};
+use canopy_store::{CliGrant, NewUser, PendingOidcLogin, Store, Tx, UserRecord};
+use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::credentials::{SESSION_PREFIX, hash_secret, new_secret};
@@ -17,6 +19,9 @@ use crate::session::{Lifetime, NewSession};
 
 /// How long a sign-in sent to the provider may take to come back.
 pub const LOGIN_LIFETIME: Duration = Duration::minutes(10);
+
+/// What a CLI's one-time code starts with.
+const CLI_CODE_PREFIX: &str = "cnp_c_";
 
 /// How many names `ann`, `ann-2`, ... are tried for a new account.
 const NAME_TRIES: u32 = 50;
@@ -68,9 +73,72 @@ pub async fn sign_in(
     lifetime: Lifetime,
 ) -> Result<(NewSession, UserRecord)> {
     let mut tx = store.write().await?;
+    let user = resolve(&mut tx, now, who).await?;
+    let session = new_session(&mut tx, &user, now, lifetime).await?;
+    tx.commit().await?;
+    Ok((session, user))
+}
+
+/// How long the CLI has to redeem the code its sign-in left.
+pub const CLI_GRANT_LIFETIME: Duration = Duration::minutes(2);
+
+/// The sign-in was started by `canopy login --sso`: leave the CLI a
+/// one-time code that only the verifier of `challenge` redeems (`redeem`).
+pub async fn grant_cli(store: &Store, now: OffsetDateTime, who: &OidcIdentity, challenge: &str) -> Result<String> {
+    let mut tx = store.write().await?;
+    let user = resolve(&mut tx, now, who).await?;
+    let (code, hash) = new_secret(CLI_CODE_PREFIX)?;
+    let grant = CliGrant { user_id: user.id, challenge: challenge.to_owned(), expires_at: now + CLI_GRANT_LIFETIME };
+    tx.insert_cli_grant(&hash, &grant, now).await?;
+    tx.commit().await?;
+    Ok(code)
+}
+
+/// Redeem the CLI's one-time `code` with the PKCE `verifier` of the
+/// challenge it was started with: a session token of `lifetime`. The code
+/// is spent by the first attempt, right or wrong.
+pub async fn redeem(
+    store: &Store,
+    now: OffsetDateTime,
+    (code, verifier): (&str, &str),
+    lifetime: Lifetime,
+) -> Result<NewSession> {
+    let refused = || Error::Unauthenticated("this sign-in code is wrong, was used already or has expired".into());
+    if code.len() > 200 || verifier.len() > 200 {
+        return Err(refused());
+    }
+    let grant = {
+        let mut tx = store.write().await?;
+        let grant = tx.take_cli_grant(&hash_secret(code)).await?;
+        tx.commit().await?;
+        grant.ok_or_else(refused)?
+    };
+    if grant.expires_at <= now || !same(&s256(verifier), &grant.challenge) {
+        return Err(refused());
+    }
+    let mut tx = store.write().await?;
+    let user = tx.user_by_id(grant.user_id).await?.filter(|u| u.active).ok_or_else(refused)?;
+    let session = new_session(&mut tx, &user, now, lifetime).await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// The PKCE challenge (S256) of `verifier`: base64url of its SHA-256.
+pub fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The account of `who`, made on their first sign-in; refused when
+/// deactivated; a verified address's pending invitations accepted.
+async fn resolve(tx: &mut Tx, now: OffsetDateTime, who: &OidcIdentity) -> Result<UserRecord> {
     let user = match tx.user_by_identity(&who.issuer, &who.subject).await? {
         Some(u) => u,
-        None => first_sign_in(&mut tx, now, who).await?,
+        None => first_sign_in(tx, now, who).await?,
     };
     if !user.active {
         return Err(Error::Forbidden(format!(
@@ -80,14 +148,17 @@ pub async fn sign_in(
     }
     // an address the provider did not verify could be anyone's: it claims no invitation
     if who.email_verified && who.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&user.email)) {
-        crate::session::accept_invitations(&mut tx, &user, now).await?;
+        crate::session::accept_invitations(tx, &user, now).await?;
     }
+    Ok(user)
+}
+
+async fn new_session(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime, lifetime: Lifetime) -> Result<NewSession> {
     let (token, hash) = new_secret(SESSION_PREFIX)?;
     let expires_at = now + lifetime.absolute;
     tx.insert_session(&hash, user.id, now, expires_at, lifetime.idle.map(|idle| now + idle)).await?;
     tx.delete_expired_sessions(now).await?;
-    tx.commit().await?;
-    Ok((NewSession { token, expires_at }, user))
+    Ok(NewSession { token, expires_at })
 }
 
 /// Make the account of a person the provider names for the first time.

@@ -148,6 +148,7 @@ fn api() -> OpenApiRouter<AppState> {
     use routes::*;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(session::create_token, session::delete_token))
+        .routes(routes!(session::redeem_sso_code))
         .routes(routes!(session::me))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::show, users::update, users::delete))

@@ -15,6 +15,17 @@ pub struct PendingOidcLogin {
     pub nonce: String,
     pub next_path: String,
     pub expires_at: OffsetDateTime,
+    /// Started by `canopy login --sso`: the loopback port the CLI listens
+    /// on and the PKCE challenge (S256) of the CLI's verifier.
+    pub cli: Option<(u16, String)>,
+}
+
+/// A one-time code handed to the CLI, as it is redeemed.
+#[derive(Debug, Clone)]
+pub struct CliGrant {
+    pub user_id: Uuid,
+    pub challenge: String,
+    pub expires_at: OffsetDateTime,
 }
 
 impl Tx {
@@ -55,14 +66,16 @@ impl Tx {
     ) -> Result<()> {
         sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
         sqlx::query(
-            "INSERT INTO oidc_logins (state_hash, pkce_verifier, nonce, next_path, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO oidc_logins (state_hash, pkce_verifier, nonce, next_path, expires_at, cli_port, cli_challenge) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(state_hash)
         .bind(&login.pkce_verifier)
         .bind(&login.nonce)
         .bind(&login.next_path)
         .bind(to_us(login.expires_at))
+        .bind(login.cli.as_ref().map(|(port, _)| i64::from(*port)))
+        .bind(login.cli.as_ref().map(|(_, challenge)| challenge.clone()))
         .execute(self.conn())
         .await?;
         Ok(())
@@ -73,16 +86,54 @@ impl Tx {
     pub async fn take_oidc_login(&mut self, state_hash: &str) -> Result<Option<PendingOidcLogin>> {
         let row = sqlx::query(
             "DELETE FROM oidc_logins WHERE state_hash = $1 \
-             RETURNING pkce_verifier, nonce, next_path, expires_at",
+             RETURNING pkce_verifier, nonce, next_path, expires_at, cli_port, cli_challenge",
         )
         .bind(state_hash)
         .fetch_optional(self.conn())
         .await?;
         row.map(|r| {
+            let cli = match (r.int_opt("cli_port")?, r.text_opt("cli_challenge")?) {
+                (Some(port), Some(challenge)) => Some((
+                    u16::try_from(port).map_err(|_| crate::StoreError::Corrupt(format!("cli_port {port}")))?,
+                    challenge,
+                )),
+                _ => None,
+            };
             Ok(PendingOidcLogin {
                 pkce_verifier: r.text("pkce_verifier")?,
                 nonce: r.text("nonce")?,
                 next_path: r.text("next_path")?,
+                expires_at: from_us(r.int("expires_at")?)?,
+                cli,
+            })
+        })
+        .transpose()
+    }
+
+    /// Keep a one-time code for the CLI under its hash, and forget those
+    /// whose time is up.
+    pub async fn insert_cli_grant(&mut self, code_hash: &str, grant: &CliGrant, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("DELETE FROM cli_grants WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
+        sqlx::query("INSERT INTO cli_grants (code_hash, user_id, challenge, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(code_hash)
+            .bind(grant.user_id.to_string())
+            .bind(&grant.challenge)
+            .bind(to_us(grant.expires_at))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Take the code kept under `code_hash`: deleted, so it is redeemed once.
+    pub async fn take_cli_grant(&mut self, code_hash: &str) -> Result<Option<CliGrant>> {
+        let row = sqlx::query("DELETE FROM cli_grants WHERE code_hash = $1 RETURNING user_id, challenge, expires_at")
+            .bind(code_hash)
+            .fetch_optional(self.conn())
+            .await?;
+        row.map(|r| {
+            Ok(CliGrant {
+                user_id: r.uuid("user_id")?,
+                challenge: r.text("challenge")?,
                 expires_at: from_us(r.int("expires_at")?)?,
             })
         })

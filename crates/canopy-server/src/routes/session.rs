@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use canopy_api_types::{Me, MyProject, MyWorkspace, Problem, TokenRequest, TokenResponse};
+use canopy_api_types::{Me, MyProject, MyWorkspace, Problem, SsoTokenRequest, TokenRequest, TokenResponse};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -43,6 +43,28 @@ pub async fn create_token(
         _ => {}
     }
     let session = signed_in?;
+    Ok(Json(TokenResponse { token: session.token, token_type: "Bearer".into(), expires_at: session.expires_at }))
+}
+
+/// Redeem the one-time code a sign-in through the identity provider left
+/// for `canopy login --sso` (ID1) for a session token: with the PKCE
+/// verifier of the challenge the CLI started it with, once, within two
+/// minutes. A wrong verifier spends the code too.
+#[utoipa::path(post, path = "/api/v1/auth/sso/token", tag = "auth", request_body = SsoTokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn redeem_sso_code(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<SsoTokenRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let now = app.clock.now();
+    let redeemed =
+        canopy_app::sso::redeem(&app.store, now, (&body.code, &body.verifier), app.config.api_lifetime()).await;
+    if let Err(canopy_app::Error::Unauthenticated(_)) = &redeemed {
+        app.metrics.sign_in_failed();
+    }
+    let session = redeemed?;
     Ok(Json(TokenResponse { token: session.token, token_type: "Bearer".into(), expires_at: session.expires_at }))
 }
 

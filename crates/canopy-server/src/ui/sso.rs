@@ -23,6 +23,26 @@ const STATE_COOKIE: &str = "canopy_oidc";
 #[derive(Debug, Default, Deserialize)]
 pub struct StartQuery {
     next: Option<String>,
+    /// `canopy login --sso`: the loopback port the CLI listens on ...
+    cli_port: Option<String>,
+    /// ... and the PKCE challenge (S256) of the verifier it holds.
+    cli_challenge: Option<String>,
+}
+
+/// The CLI's port and challenge, when both are given and well formed.
+fn cli_of(q: &StartQuery) -> Result<Option<(u16, String)>, &'static str> {
+    match (q.cli_port.as_deref(), q.cli_challenge.as_deref()) {
+        (None, None) => Ok(None),
+        (Some(port), Some(challenge)) => {
+            let port = port.parse::<u16>().ok().filter(|p| *p >= 1024).ok_or("cli_port must be a port from 1024 up")?;
+            let b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if challenge.len() != 43 || !challenge.chars().all(b64url) {
+                return Err("cli_challenge must be a PKCE S256 challenge (43 base64url characters)");
+            }
+            Ok(Some((port, challenge.to_owned())))
+        }
+        _ => Err("give both cli_port and cli_challenge"),
+    }
 }
 
 /// The sign-in page again, saying `why`, with `status`.
@@ -39,6 +59,10 @@ fn not_configured(app: &AppState, headers: &HeaderMap) -> Response {
 /// `GET /auth/oidc/login?next=`: on to the provider.
 pub async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Query<StartQuery>) -> Response {
     let Some(oidc) = app.oidc.clone() else { return not_configured(&app, &headers) };
+    let cli = match cli_of(&q) {
+        Ok(cli) => cli,
+        Err(why) => return again(&app, &headers, StatusCode::BAD_REQUEST, why),
+    };
     let name = &oidc.settings.display_name;
     let start = match oidc.start().await {
         Ok(s) => s,
@@ -53,6 +77,7 @@ pub async fn start(State(app): State<AppState>, headers: HeaderMap, Query(q): Qu
         nonce: start.nonce,
         next_path: local_path(q.next.as_deref()),
         expires_at: now + canopy_app::sso::LOGIN_LIFETIME,
+        cli,
     };
     if let Err(e) = canopy_app::sso::begin(&app.store, now, &start.state, login).await {
         return super::form::UiError::App(e).into_response();
@@ -123,6 +148,19 @@ pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q):
             return refused(StatusCode::UNAUTHORIZED, format!("{e}."));
         }
     };
+    if let Some((port, challenge)) = &pending.cli {
+        // for `canopy login --sso`: a one-time code, to this machine's loopback only
+        return match canopy_app::sso::grant_cli(&app.store, now, &who, challenge).await {
+            Ok(code) => {
+                let mut res = Redirect::to(&format!("http://127.0.0.1:{port}/callback?code={code}")).into_response();
+                set_cookie(&mut res, format!("{STATE_COOKIE}=; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0"));
+                res
+            }
+            Err(canopy_app::Error::Forbidden(why)) => refused(StatusCode::FORBIDDEN, format!("{why}.")),
+            Err(canopy_app::Error::Conflict { detail, .. }) => refused(StatusCode::CONFLICT, format!("{detail}.")),
+            Err(e) => super::form::UiError::App(e).into_response(),
+        };
+    }
     match canopy_app::sso::sign_in(&app.store, now, &who, app.config.ui_lifetime()).await {
         Ok((session, _user)) => {
             let mut res = Redirect::to(&pending.next_path).into_response();

@@ -219,3 +219,71 @@ async fn id1_a_provider_with_another_issuer_is_refused() {
     // local accounts still sign in
     app.sign_in("admin", ADMIN_PASSWORD).await;
 }
+
+/// `canopy login --sso` (ID1): the command prints an address; the browser
+/// signs in at the provider through it; the one-time code comes back to the
+/// command's loopback port and, with the verifier only the command holds,
+/// becomes a session token; a code never handed out is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_cli_signs_in_through_the_provider_in_a_browser() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    both(async |app: TestApp| {
+        let Some(browser) = browser().await else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("profile.json");
+        let canopy = |args: &[&str]| {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_canopy"));
+            cmd.env("CANOPY_PROFILE", &profile).args(args).kill_on_drop(true);
+            cmd
+        };
+        let mut login = canopy(&["login", "--server", &app.base, "--sso", "--sso-wait-seconds", "60"]);
+        let mut child =
+            login.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut url = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(u) = line.trim().strip_prefix(&format!("{}/auth/oidc/login?", app.base)) {
+                url = format!("{}/auth/oidc/login?{u}", app.base);
+                break;
+            }
+        }
+        assert!(url.contains("cli_challenge="), "the command printed no address to open");
+
+        let page = browser.open(Viewport::Desktop).await;
+        page.goto(&url).await;
+        page.wait_for("input[name=login]").await;
+        page.fill("login", "ann").await;
+        page.fill("password", "x").await;
+        page.click_button("Sign-in").await;
+        page.wait_for("button[type=submit]").await;
+        if page.body_text().await.contains("Continue") {
+            page.click_button("Continue").await;
+        }
+        page.wait_for_text("You can close this tab").await;
+        assert!(page.url().await.starts_with("http://127.0.0.1:"), "back on the loopback address");
+        page.close().await;
+        let done = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.unwrap();
+        let done = done.unwrap();
+        assert!(done.status.success(), "{done:?}");
+        assert!(String::from_utf8_lossy(&done.stdout).contains("as ann"), "{done:?}");
+        let whoami = canopy(&["whoami", "-o", "json"]).output().await.unwrap();
+        assert!(whoami.status.success(), "{whoami:?}");
+        let me: Value = serde_json::from_slice(&whoami.stdout).unwrap();
+        assert_eq!(me["name"], "ann");
+
+        // a code that was never handed out
+        let guessed = json!({"code": "cnp_c_guessed", "verifier": "anything"});
+        app.request("POST", "/api/v1/auth/sso/token", None, Some(guessed)).await.expect_problem(401, None);
+    })
+    .await;
+}
+
+/// `/auth/oidc/login` refuses a CLI port or challenge that is not well formed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_a_malformed_cli_sign_in_is_refused() {
+    let Some(app) = app_with_provider(Backend::Sqlite).await else { return };
+    for query in ["cli_port=80&cli_challenge=x", "cli_port=5000", "cli_port=5000&cli_challenge=short"] {
+        let res = no_redirects().get(format!("{}/auth/oidc/login?{query}", app.base)).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{query}");
+    }
+}

@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use canopy_domain::SubjectKind;
-use canopy_domain::events::InvitationAccepted;
+use canopy_domain::events::{InvitationAccepted, SignInThrottled};
 use canopy_domain::history::{Initiator, InitiatorKind};
-use canopy_domain::signin::{self, Gate, Scope};
+use canopy_domain::signin::{self, Gate, LocalSignIn, Scope};
 use canopy_store::{Store, Tx, UserRecord};
 use time::{Duration, OffsetDateTime};
 
@@ -29,7 +29,8 @@ pub struct NewSession {
     pub expires_at: OffsetDateTime,
 }
 
-/// Sign in with a local account and get a session token.
+/// Sign in with a local account and get a session token; where `policy`
+/// leaves passwords to admins, any other account is refused (403).
 ///
 /// Attempts are throttled per account at this address, per account and per
 /// address (SE2, `canopy_domain::signin`): a locked attempt answers 429 with
@@ -43,7 +44,7 @@ pub async fn sign_in(
     now: OffsetDateTime,
     client: IpAddr,
     (username, password): (&str, String),
-    lifetime: Lifetime,
+    (lifetime, policy): (Lifetime, LocalSignIn),
 ) -> Result<NewSession> {
     for (field, value) in [("username", username), ("password", password.as_str())] {
         if value.chars().count() > 1000 {
@@ -61,6 +62,14 @@ pub async fn sign_in(
     // a deactivated account is answered like a wrong password: the answer
     // must not tell whether the password was right
     let Some(user) = user.filter(|u| ok && u.active) else { return Err(refused()) };
+    // the password was right: saying why it is not enough tells a guesser nothing new
+    if !policy.allows(&user.installation_roles) {
+        return Err(Error::Forbidden(
+            "this installation signs people in through its identity provider; passwords are for admins only \
+             (use \"Sign in with\" on the sign-in page, or canopy login --sso)"
+                .into(),
+        ));
+    }
     let mut tx = store.write().await?;
     count_success(&mut tx, &keys, now).await?;
     tx.remember_address(user.id, &keys.client, now).await?;
@@ -114,8 +123,24 @@ pub async fn count_attempt(
         return Err(refuse(until));
     }
     tx.save_sign_in_counter(&keys.pair, &pair.count(Scope::AccountAtAddress, now), now).await?;
-    tx.save_sign_in_counter(&keys.account, &account.count(Scope::Account, now), now).await?;
-    tx.save_sign_in_counter(&keys.address, &address.count(Scope::Address, now), now).await?;
+    let (account_after, address_after) = (account.count(Scope::Account, now), address.count(Scope::Address, now));
+    tx.save_sign_in_counter(&keys.account, &account_after, now).await?;
+    tx.save_sign_in_counter(&keys.address, &address_after, now).await?;
+    // a lock that begins now is worth an admin's attention (HI1); one
+    // account at one address locking is everyday mistyping, not recorded
+    for (scope, key, before, after) in
+        [("account", &keys.account, account, account_after), ("address", &keys.address, address, address_after)]
+    {
+        if let (None, Some(until)) = (before.locked_at(now), after.locked_at(now)) {
+            let throttled = SignInThrottled {
+                scope: scope.to_owned(),
+                key: key.split_once(':').map_or(key.as_str(), |(_, k)| k).to_owned(),
+                failures: u64::try_from(after.failures).unwrap_or(0),
+                locked_until: until,
+            };
+            tx.record(None, now, &Initiator::system("sign-in throttling"), throttled.into())?;
+        }
+    }
     tx.forget_sign_in_counters(now - signin::WINDOW, now).await?;
     tx.commit().await?;
     Ok(user)

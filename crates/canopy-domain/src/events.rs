@@ -311,6 +311,7 @@ events! {
     UserReactivated,
     UserDeleted,
     SessionsEnded,
+    SignInThrottled,
     GroupCreated,
     GroupUpdated,
     GroupDeleted,
@@ -1070,6 +1071,23 @@ details! {
         pub sessions_ended: u64,
     }
 
+    /// Sign-in attempts began to be refused for a while (SE2): guesses at
+    /// one account spread over many addresses (`account`), or one address
+    /// trying many names (`address`). Recorded when the lock begins, not
+    /// for each refused attempt.
+    pub struct SignInThrottled {
+        /// `account` or `address`.
+        pub scope: String,
+        /// The name as typed (whether or not an account has it), or the
+        /// client address (an IPv6 address as its /64 network).
+        pub key: String,
+        /// Attempts that did not succeed within the hour.
+        pub failures: u64,
+        /// Until when attempts are refused.
+        #[serde(with = "instant")]
+        pub locked_until: OffsetDateTime,
+    }
+
     /// A group was created.
     pub struct GroupCreated {
         /// The group's identifier.
@@ -1787,6 +1805,7 @@ mod tests {
             UserReactivated { user: s("bob"), change: Some(change()) }.into(),
             UserDeleted { user: s("bob"), email: s("bob@example.org") }.into(),
             SessionsEnded { user: s("bob"), sessions_ended: 2 }.into(),
+            SignInThrottled { scope: s("account"), key: s("admin"), failures: 20, locked_until: at() }.into(),
             GroupCreated { group: s("ops"), display_name: s("Operations") }.into(),
             GroupUpdated { group: s("ops"), old: named("Ops"), new: named("Operations") }.into(),
             GroupDeleted { group: s("ops") }.into(),

@@ -71,6 +71,7 @@ event_kinds! {
     UserReactivated => "user_reactivated",
     UserDeleted => "user_deleted",
     SessionsEnded => "sessions_ended",
+    SignInThrottled => "sign_in_throttled",
     GroupCreated => "group_created",
     GroupUpdated => "group_updated",
     GroupDeleted => "group_deleted",

@@ -129,6 +129,46 @@ pub fn gate(pair: &Counter, account: &Counter, address: &Counter, known_address:
     }
 }
 
+/// Who may sign in with a local password (ID1). With an identity provider,
+/// an installation can leave passwords to its admins alone: the break-glass
+/// accounts that still work when the provider does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalSignIn {
+    /// Every active account with a password.
+    #[default]
+    All,
+    /// Only accounts holding the installation's admin role.
+    AdminsOnly,
+}
+
+impl LocalSignIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalSignIn::All => "all",
+            LocalSignIn::AdminsOnly => "admins",
+        }
+    }
+
+    /// Whether an account with `roles` may sign in with its password.
+    pub fn allows(self, roles: &std::collections::BTreeSet<crate::InstallationRole>) -> bool {
+        match self {
+            LocalSignIn::All => true,
+            LocalSignIn::AdminsOnly => roles.contains(&crate::InstallationRole::Admin),
+        }
+    }
+}
+
+impl std::str::FromStr for LocalSignIn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(LocalSignIn::All),
+            "admins" => Ok(LocalSignIn::AdminsOnly),
+            _ => Err("must be all or admins".into()),
+        }
+    }
+}
+
 /// The counters' keys of an attempt on `username` from `address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -167,6 +207,19 @@ pub fn keys(username: &str, address: IpAddr) -> Keys {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn id1_local_passwords_can_be_left_to_admins_alone() {
+        use std::collections::BTreeSet;
+        let admin: BTreeSet<_> = [crate::InstallationRole::Admin].into();
+        let engineer: BTreeSet<_> = [crate::InstallationRole::PlatformEngineer].into();
+        assert!(LocalSignIn::All.allows(&BTreeSet::new()));
+        assert!(LocalSignIn::AdminsOnly.allows(&admin));
+        assert!(!LocalSignIn::AdminsOnly.allows(&engineer));
+        assert!(!LocalSignIn::AdminsOnly.allows(&BTreeSet::new()));
+        assert_eq!("admins".parse(), Ok(LocalSignIn::AdminsOnly));
+        assert!("some".parse::<LocalSignIn>().is_err());
+    }
+
     use super::*;
     use time::macros::datetime;
 

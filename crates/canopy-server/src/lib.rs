@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// accounts (ID1); its callback is `{public_url}/auth/oidc/callback`,
     /// so it needs `public_url`.
     pub oidc: Option<oidc::OidcSettings>,
+    /// Who may sign in with a password: everyone, or admins alone
+    /// (break-glass) where people sign in through `oidc`.
+    pub local_sign_in: canopy_domain::signin::LocalSignIn,
 }
 
 impl ServerConfig {

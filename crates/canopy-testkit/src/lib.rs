@@ -179,7 +179,7 @@ pub fn new_history_key() -> HistoryKey {
 /// Start the application on a fresh database of `backend`. `None` means the
 /// test is skipped (PostgreSQL not available outside CI).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, None).await
+    spawn_app_with(backend, |_| {}).await
 }
 
 /// The OpenID Connect provider that `scripts/oidc` started
@@ -193,9 +193,10 @@ pub fn oidc_provider() -> Option<canopy_server::oidc::OidcSettings> {
     Some(canopy_server::oidc::OidcSettings { issuer, client_id, client_secret, display_name: "Test SSO".into() })
 }
 
-/// [`spawn_app`], signing people in through `oidc` too; its public URL is
-/// the address it listens on, so the provider sends them back there.
-pub async fn spawn_app_with(backend: Backend, oidc: Option<canopy_server::oidc::OidcSettings>) -> Option<TestApp> {
+/// [`spawn_app`] with its configuration changed by `configure`; with an
+/// identity provider (`oidc`) its public URL is the address it listens on,
+/// so the provider sends people back there.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut ServerConfig)) -> Option<TestApp> {
     // before the server's first connection (see `plans::install`)
     plans::install();
     let (db_url, dir) = fresh_database(backend).await?;
@@ -206,16 +207,21 @@ pub async fn spawn_app_with(backend: Backend, oidc: Option<canopy_server::oidc::
     let history_key = new_history_key();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         session_ttl: time::Duration::hours(12),
         session_idle: time::Duration::minutes(30),
-        public_url: oidc.as_ref().map(|_| format!("http://{addr}")),
+        public_url: None,
         secret_key: secret_key.clone(),
         trusted_proxies: vec![],
         history_key: history_key.clone(),
         metrics_token: None,
-        oidc,
+        oidc: None,
+        local_sign_in: Default::default(),
     };
+    configure(&mut config);
+    if config.oidc.is_some() {
+        config.public_url = Some(format!("http://{addr}"));
+    }
     let replication = ReplicationConfig { node: "test-node".into(), ..ReplicationConfig::default() };
     let replicator =
         Arc::new(Replicator::new(store.clone(), clock.clone(), secret_key.clone(), Adapters::default(), replication));

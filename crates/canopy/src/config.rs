@@ -247,6 +247,7 @@ impl Resolved {
             ("oidc_client_id", text(&a.oidc_client_id)),
             ("oidc_client_secret_file", path(&a.oidc_client_secret_file)),
             ("oidc_name", Some(toml::Value::String(a.oidc_name.clone()))),
+            ("local_sign_in", Some(toml::Value::String(a.local_sign_in.as_str().to_owned()))),
             ("secret_key_file", Some(toml::Value::String(a.secret_key_file.display().to_string()))),
             ("history_key_file", path(&a.history_key_file)),
             ("checkpoint_file", path(&a.checkpoint_file)),

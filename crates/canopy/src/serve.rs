@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// The provider's name on the sign-in page: "Sign in with NAME".
     #[arg(long, env = "CANOPY_OIDC_NAME", default_value = "single sign-on")]
     pub oidc_name: String,
+    /// Who may sign in with a password: `all`, or `admins` alone (their
+    /// break-glass accounts) where everyone else signs in through
+    /// --oidc-issuer.
+    #[arg(long, env = "CANOPY_LOCAL_SIGN_IN", default_value = "all")]
+    pub local_sign_in: canopy_domain::signin::LocalSignIn,
     /// The key that encrypts platform secrets at rest, base64 of 32 bytes, from
     /// the environment only (`CANOPY_SECRET_KEY`); every node of one
     /// installation needs the same. Without it, --secret-key-file is used.
@@ -193,7 +198,12 @@ pub struct ServeArgs {
 /// The OpenID Connect provider of the flags, its secret from the environment
 /// or its file; refused at start when half configured.
 fn oidc_settings(args: &ServeArgs) -> anyhow::Result<Option<canopy_server::oidc::OidcSettings>> {
-    let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) else { return Ok(None) };
+    let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) else {
+        if args.local_sign_in == canopy_domain::signin::LocalSignIn::AdminsOnly {
+            anyhow::bail!("--local-sign-in admins needs --oidc-issuer: nobody else could sign in");
+        }
+        return Ok(None);
+    };
     if args.public_url.is_none() {
         anyhow::bail!(
             "--oidc-issuer needs --public-url: the provider sends people back to {{public_url}}/auth/oidc/callback"
@@ -384,6 +394,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             history_key,
             metrics_token: args.metrics_token.as_ref().map(|t| t.expose().to_owned()),
             oidc,
+            local_sign_in: args.local_sign_in,
         },
         replicator,
     )

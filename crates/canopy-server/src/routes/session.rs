@@ -19,10 +19,12 @@ use crate::routes::to_user;
 /// `Retry-After` without its password being checked, alike for known and
 /// unknown usernames; the account's owner at an address they signed in from
 /// before passes an account-wide lock. Too many sign-ins at once answer 503
-/// with `Retry-After` (SE1).
+/// with `Retry-After` (SE1). Where passwords are left to admins
+/// (`--local-sign-in admins`), anyone else's right password answers 403.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")))]
@@ -33,9 +35,8 @@ pub async fn create_token(
 ) -> ApiResult<Json<TokenResponse>> {
     let now = app.clock.now();
     let credentials = (body.username.as_str(), body.password);
-    let signed_in =
-        canopy_app::session::sign_in(&app.store, &app.passwords, now, client, credentials, app.config.api_lifetime())
-            .await;
+    let policy = (app.config.api_lifetime(), app.config.local_sign_in);
+    let signed_in = canopy_app::session::sign_in(&app.store, &app.passwords, now, client, credentials, policy).await;
     match &signed_in {
         Err(canopy_app::Error::Unauthenticated(_)) => app.metrics.sign_in_failed(),
         Err(canopy_app::Error::TooManyRequests { .. }) => app.metrics.sign_in_throttled(false),

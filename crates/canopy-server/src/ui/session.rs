@@ -214,6 +214,8 @@ struct LoginPage<'a> {
     next: &'a str,
     /// "Sign in with NAME" and where it leads, when a provider is configured.
     sso: Option<(&'a str, String)>,
+    /// Passwords are for admins only: the form is folded away.
+    break_glass: bool,
     username: &'a str,
     error: Option<&'a str>,
     flash: Option<String>,
@@ -245,7 +247,8 @@ pub(super) fn login_form(
             format!("/auth/oidc/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
         (o.settings.display_name.as_str(), to)
     });
-    let page = LoginPage { csrf: &csrf, next, sso, username, error, flash, css: super::assets::CSS };
+    let break_glass = app.config.local_sign_in == canopy_domain::signin::LocalSignIn::AdminsOnly;
+    let page = LoginPage { csrf: &csrf, next, sso, break_glass, username, error, flash, css: super::assets::CSS };
     let mut res = super::render(&page);
     set_cookie(&mut res, format!("{LOGIN_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict{}", secure(app)));
     if had_flash {
@@ -306,7 +309,7 @@ pub async fn login(State(app): State<AppState>, ClientAddress(client): ClientAdd
         now,
         client,
         (form.username.as_str(), form.password),
-        app.config.ui_lifetime(),
+        (app.config.ui_lifetime(), app.config.local_sign_in),
     )
     .await;
     let (status, message) = match signed_in {
@@ -337,6 +340,10 @@ pub async fn login(State(app): State<AppState>, ClientAddress(client): ClientAdd
                 format!("Canopy is busy signing other people in. Try again in {}.", seconds(retry_after)),
             )
         }
+        Err(canopy_app::Error::Forbidden(_)) => (
+            StatusCode::FORBIDDEN,
+            "Passwords here are for admins only: sign in with the identity provider below.".to_owned(),
+        ),
         Err(canopy_app::Error::Invalid(errors)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),

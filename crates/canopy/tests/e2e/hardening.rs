@@ -17,6 +17,16 @@ async fn sign_in_from(app: &TestApp, from: u8, username: &str, password: &str) -
     app.request_from(addr(from), "POST", "/api/v1/auth/token", None, Some(body)).await
 }
 
+/// The locks recorded in the installation's history: (scope, key).
+async fn throttled(app: &TestApp) -> Vec<(String, String)> {
+    let h = app.get("/api/v1/admin/history?kind=sign_in_throttled", &app.admin_token).await.expect(200);
+    let items = h.body["items"].as_array().unwrap().clone();
+    items
+        .iter()
+        .map(|e| (e["details"]["scope"].as_str().unwrap().to_owned(), e["details"]["key"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
 /// Finding 2: 40 parallel wrong guesses were all checked; now each attempt is
 /// counted before its password is checked, so only the free ones are.
 async fn se2_parallel_guesses_are_counted_before_any_is_checked(app: TestApp) {
@@ -60,6 +70,9 @@ async fn se2_a_guesser_elsewhere_does_not_lock_the_owner_out(app: TestApp) {
     let r = sign_in_from(&app, 99, "ann", "password-of-ann").await.expect_problem(429, None);
     let wait: i64 = r.headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=15 * 60).contains(&wait), "{wait}");
+    // the account-wide lock is in the installation's history, once (HI1)
+    let locks = throttled(&app).await;
+    assert_eq!(locks, vec![("account".to_owned(), "ann".to_owned())], "{locks:?}");
     // the owner at their known address signs in, which lifts the account-wide lock
     sign_in_from(&app, 1, "ann", "password-of-ann").await.expect(200);
     sign_in_from(&app, 99, "ann", "password-of-ann").await.expect(200);
@@ -79,6 +92,8 @@ async fn se2_a_sprayed_shared_address_does_not_lock_out_its_known_users(app: Tes
         assert_eq!(s, 401);
     }
     sign_in_from(&app, 40, "nobody-new", "wrong-password-123").await.expect_problem(429, None);
+    // the address's lock is in the installation's history (HI1)
+    assert_eq!(throttled(&app).await, vec![("address".to_owned(), "127.0.0.40".to_owned())]);
     // locked out, the sprayer costs no write: no counter is made for new names
     let rows = || app.sql_strings("SELECT CAST(COUNT(*) AS TEXT) FROM sign_in_counters");
     let before = rows().await;

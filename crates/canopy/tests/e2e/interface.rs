@@ -53,6 +53,7 @@ fn operations(named: Named) -> Vec<(&'static str, &'static str, Needs, Option<Va
     let bob = ActOnAccount { user: Some(named.bob) };
     vec![
         ("post", "/api/v1/auth/token", Public, Some(json!({"username": "x", "password": "y"}))),
+        ("post", "/api/v1/auth/sso/token", Public, Some(json!({"code": "x", "verifier": "y"}))),
         ("get", "/api/v1/me", SignedIn, None),
         ("get", "/api/v1/users", to(AdministerUsers), None),
         (

@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 
 async fn app_with_provider(backend: Backend) -> Option<TestApp> {
     let settings = oidc_provider()?;
-    spawn_app_with(backend, Some(settings)).await
+    spawn_app_with(backend, |c| c.oidc = Some(settings)).await
 }
 
 fn shot(app: &TestApp, name: &str) -> String {
@@ -211,7 +211,7 @@ async fn id1_a_provider_with_another_issuer_is_refused() {
     let Some(mut settings) = oidc_provider() else { return };
     // the same provider under another name: its metadata says 127.0.0.1
     settings.issuer = settings.issuer.replace("127.0.0.1", "localhost");
-    let Some(app) = spawn_app_with(Backend::Sqlite, Some(settings)).await else { return };
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| c.oidc = Some(settings)).await else { return };
     let start = no_redirects().get(format!("{}/auth/oidc/login", app.base)).send().await.unwrap();
     assert_eq!(start.status(), 503);
     let body = start.text().await.unwrap();
@@ -285,5 +285,46 @@ async fn id1_a_malformed_cli_sign_in_is_refused() {
     for query in ["cli_port=80&cli_challenge=x", "cli_port=5000", "cli_port=5000&cli_challenge=short"] {
         let res = no_redirects().get(format!("{}/auth/oidc/login?{query}", app.base)).send().await.unwrap();
         assert_eq!(res.status(), 400, "{query}");
+    }
+}
+
+/// `--local-sign-in admins`: with everyone signing in through the provider,
+/// passwords are left to admins (break-glass); anyone else's right password
+/// is refused with the way to sign in, in the browser and the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_local_accounts_can_be_turned_off_for_all_but_admins() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(settings) = oidc_provider() else { return };
+        let admins_only = |c: &mut canopy_server::ServerConfig| {
+            c.oidc = Some(settings);
+            c.local_sign_in = canopy_domain::signin::LocalSignIn::AdminsOnly;
+        };
+        let Some(app) = spawn_app_with(backend, admins_only).await else { continue };
+        let kim = json!({"username": "kim", "email": "kim@example.org", "first_name": "Kim", "last_name": "Tester",
+                         "password": "password-of-kim"});
+        app.post("/api/v1/users", &app.admin_token, kim).await.expect(201);
+        let body = json!({"username": "kim", "password": "password-of-kim"});
+        let refused = app.request("POST", "/api/v1/auth/token", None, Some(body)).await.expect_problem(403, None);
+        assert!(refused.body["detail"].as_str().unwrap().contains("canopy login --sso"), "{}", refused.body);
+        let wrong = json!({"username": "kim", "password": "wrong-password-1"});
+        app.request("POST", "/api/v1/auth/token", None, Some(wrong)).await.expect_problem(401, None);
+        app.sign_in("admin", ADMIN_PASSWORD).await;
+
+        let Some(browser) = browser().await else { return };
+        let page = browser.open(Viewport::Desktop).await;
+        page.goto(&format!("{}/login", app.base)).await;
+        page.wait_for_text("Sign in with Test SSO").await;
+        assert!(!page.exists("#username:focus").await, "the folded password form does not take the focus");
+        page.screenshot(&shot(&app, "login-break-glass")).await;
+        page.click("details.break-glass summary").await;
+        page.fill("username", "kim").await;
+        page.fill("password", "password-of-kim").await;
+        page.click_button("Sign in").await;
+        page.wait_for_text("Passwords here are for admins only").await;
+        page.fill("username", "admin").await;
+        page.fill("password", ADMIN_PASSWORD).await;
+        page.click_button("Sign in").await;
+        page.wait_for_text("Welcome, admin").await;
+        page.close().await;
     }
 }

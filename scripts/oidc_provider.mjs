@@ -12,10 +12,16 @@
 //   unverified-NAME       -> NAME@example.org, NOT verified
 //   brief-NAME            -> like NAME, but its ID token lives 1 second
 //   noemail-NAME          -> no e-mail address at all
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const [port, clientId, clientSecret] = process.argv.slice(2);
 const issuer = `http://127.0.0.1:${port}`;
+
+// A signing key of its own at every start: a restart rotates the provider's
+// keys, as real providers do, and a client must fetch them again.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), use: 'sig', alg: 'RS256' };
 
 function claimsOf(id) {
   let name = id;
@@ -62,6 +68,7 @@ const provider = new Provider(issuer, {
     },
   },
   cookies: { keys: ['canopy-test-oidc-cookie-key'] },
+  jwks: { keys: [signingKey] },
 });
 provider.proxy = false;
 provider.listen(Number(port), '127.0.0.1', () => {

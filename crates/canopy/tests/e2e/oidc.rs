@@ -328,3 +328,49 @@ async fn id1_local_accounts_can_be_turned_off_for_all_but_admins() {
         page.close().await;
     }
 }
+
+/// A provider of this test's own, started from the fixture `scripts/oidc`
+/// installed (each start makes a new signing key).
+async fn own_provider(port: u16, settings: &canopy_server::oidc::OidcSettings) -> tokio::process::Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/test-tools/oidc/oidc_provider.mjs");
+    let child = tokio::process::Command::new("node")
+        .args([script, &port.to_string(), &settings.client_id, &settings.client_secret])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let discovery = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+    for _ in 0..100 {
+        if reqwest::get(&discovery).await.is_ok_and(|r| r.status() == 200) {
+            return child;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the test's own oidc-provider did not answer on port {port}");
+}
+
+/// The provider rotates its signing keys (here: it restarts with a new
+/// one): Canopy fetches them again when an ID token's key is not among those
+/// it knows, and the next person signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_the_providers_new_signing_keys_are_fetched_again() {
+    let Some(shared) = oidc_provider() else { return };
+    let Some(browser) = browser().await else { return };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut provider = own_provider(port, &shared).await;
+    let settings = canopy_server::oidc::OidcSettings { issuer: format!("http://127.0.0.1:{port}"), ..shared.clone() };
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| c.oidc = Some(settings)).await else { return };
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in_at_the_provider(&page, &app, "ann").await;
+    page.wait_for_text("Welcome, ann").await;
+    page.close().await;
+
+    provider.kill().await.unwrap();
+    let _provider = own_provider(port, &shared).await;
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in_at_the_provider(&page, &app, "bob").await;
+    page.wait_for_text("Welcome, bob").await;
+    page.close().await;
+}

@@ -204,7 +204,7 @@ pub struct CreateApiKey {
     /// Scope the key to this workspace; without it the key is scoped to the installation.
     pub workspace: Option<String>,
     /// In a workspace: `workspace_manager` or `workspace_member`.
-    /// For the installation: `admin` or `platform_engineer`.
+    /// For the installation: `admin`, `platform_engineer`, or `scim_provisioner` (a key that may only provision through SCIM, `/scim/v2`).
     pub role: String,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,

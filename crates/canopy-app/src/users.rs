@@ -52,7 +52,12 @@ pub struct UserUpdate {
 }
 
 fn parse_roles(raw: &[String]) -> Result<BTreeSet<InstallationRole>, InvalidValue> {
-    raw.iter().map(|r| r.parse()).collect()
+    raw.iter()
+        .map(|r| match r.parse::<InstallationRole>()? {
+            role if role.for_people() => Ok(role),
+            role => Err(InvalidValue(format!("{} is a role of API keys only", role.as_str()))),
+        })
+        .collect()
 }
 
 /// Refuse unless the principal may act on the account named `username`

@@ -38,6 +38,11 @@ impl Actor {
         self.installation_roles.contains(&InstallationRole::Admin)
     }
 
+    /// A SCIM provisioning key: it may do nothing but SCIM.
+    pub fn scim_only(&self) -> bool {
+        self.installation_roles.contains(&InstallationRole::ScimProvisioner)
+    }
+
     pub fn is_user(&self) -> bool {
         self.kind == ActorKind::User
     }
@@ -111,6 +116,10 @@ pub enum Action {
     /// or in person the managers of the key's workspace (given as the
     /// workspace concerned; none for an installation key).
     RevokeApiKey { creator: Option<Uuid> },
+    /// Provision users and groups through SCIM (ID2): installation keys
+    /// with the role scim_provisioner, and nobody else (an identity
+    /// provider, not a person).
+    ProvisionIdentities,
 }
 
 /// Why an action was refused.
@@ -130,6 +139,10 @@ pub enum Denied {
     OutOfScope,
     #[error("emergency access is granted by a person or an installation-scope admin key, never by a workspace key")]
     NotForWorkspaceKeys,
+    #[error("this needs an installation API key with the role scim_provisioner")]
+    NeedsScimKey,
+    #[error("this API key is for SCIM provisioning (/scim/v2) only")]
+    ScimOnly,
 }
 
 /// The caller's effective role in a workspace: for a person, the strongest of
@@ -173,7 +186,19 @@ pub fn authorize(
             Some(_) => Err(Denied::NeedsWorkspaceRole(needed)),
         }
     };
+    if actor.scim_only() && action != ProvisionIdentities {
+        return Err(Denied::ScimOnly);
+    }
     match action {
+        ProvisionIdentities => {
+            if actor.kind == ActorKind::InstallationKey
+                && actor.installation_roles.contains(&InstallationRole::ScimProvisioner)
+            {
+                Ok(())
+            } else {
+                Err(Denied::NeedsScimKey)
+            }
+        }
         CreateWorkspace => match actor.kind {
             ActorKind::User => Ok(()),
             ActorKind::InstallationKey if actor.is_admin() => Ok(()),
@@ -303,6 +328,26 @@ pub fn installation_key_role(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn id2_a_scim_key_provisions_and_does_nothing_else() {
+        let scim = Actor {
+            kind: ActorKind::InstallationKey,
+            id: Uuid::new_v4(),
+            name: "entra".into(),
+            installation_roles: [InstallationRole::ScimProvisioner].into(),
+        };
+        assert_eq!(authorize(&scim, Action::ProvisionIdentities, None), Ok(()));
+        let ws = Some((Uuid::new_v4(), Some(WorkspaceRole::Owner)));
+        for action in
+            [Action::AdministerUsers, Action::CreateWorkspace, Action::ViewWorkspace, Action::AdministerPlatforms]
+        {
+            assert_eq!(authorize(&scim, action, ws), Err(Denied::ScimOnly), "{action:?}");
+        }
+        let admin = user(&[InstallationRole::Admin]);
+        assert_eq!(authorize(&admin, Action::ProvisionIdentities, None), Err(Denied::NeedsScimKey));
+        assert!(!InstallationRole::ScimProvisioner.for_people());
+    }
+
     use super::*;
 
     fn user(roles: &[InstallationRole]) -> Actor {

@@ -12,15 +12,24 @@ pub enum InstallationRole {
     Admin,
     /// Registers platforms, landing zones and role mappings (AD5).
     PlatformEngineer,
+    /// Provisions users and groups through SCIM (ID2): a role of
+    /// installation API keys only, which can do nothing else.
+    ScimProvisioner,
 }
 
 impl InstallationRole {
-    pub const ALL: [InstallationRole; 2] = [Self::Admin, Self::PlatformEngineer];
+    /// Whether a person may hold the role (a SCIM provisioner is a key).
+    pub fn for_people(self) -> bool {
+        self != Self::ScimProvisioner
+    }
+
+    pub const ALL: [InstallationRole; 3] = [Self::Admin, Self::PlatformEngineer, Self::ScimProvisioner];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
             Self::PlatformEngineer => "platform_engineer",
+            Self::ScimProvisioner => "scim_provisioner",
         }
     }
 }
@@ -31,7 +40,7 @@ impl FromStr for InstallationRole {
         Self::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| InvalidValue("must be one of admin, platform_engineer".into()))
+            .ok_or_else(|| InvalidValue("must be one of admin, platform_engineer, scim_provisioner".into()))
     }
 }
 

@@ -33,6 +33,11 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be Bearer <token>".into()))?;
-        Ok(canopy_app::principal::authenticate(&app.store, token, app.clock.now()).await?)
+        let principal = canopy_app::principal::authenticate(&app.store, token, app.clock.now()).await?;
+        // a SCIM key speaks SCIM (`/scim/v2`) and nothing of this API
+        if principal.actor.scim_only() {
+            return Err(ApiError::Forbidden(canopy_domain::Denied::ScimOnly.to_string()));
+        }
+        Ok(principal)
     }
 }

@@ -268,7 +268,7 @@ pub enum ApiKeyCommand {
     Create {
         /// A name telling what the key is for.
         name: String,
-        /// In a workspace: manager or member; for the installation: admin or platform_engineer.
+        /// In a workspace: manager or member; for the installation: admin, platform_engineer or scim_provisioner.
         #[arg(long)]
         role: String,
         /// Scope the key to this workspace (default: the installation).

@@ -26,6 +26,7 @@ mod openapi;
 mod paging;
 mod plans;
 mod platforms;
+mod scim;
 mod serve;
 mod shutdown;
 mod tenants;

@@ -30,7 +30,8 @@ pub struct NewSession {
 }
 
 /// Sign in with a local account and get a session token; where `policy`
-/// leaves passwords to admins, any other account is refused (403).
+/// leaves passwords to admins, any other account is refused like a wrong
+/// password.
 ///
 /// Attempts are throttled per account at this address, per account and per
 /// address (SE2, `canopy_domain::signin`): a locked attempt answers 429 with
@@ -58,18 +59,21 @@ pub async fn sign_in(
     let (ok, admission) =
         verify_password(admission, password, user.as_ref().and_then(|u| u.password_hash.clone())).await;
     drop(admission);
-    let refused = || Error::Unauthenticated("wrong username or password".into());
+    // under `LocalSignIn::AdminsOnly` anyone else is answered like a wrong
+    // password, so that the answer never confirms a password
+    let refused = || {
+        Error::Unauthenticated(match policy {
+            LocalSignIn::All => "wrong username or password".into(),
+            LocalSignIn::AdminsOnly => "wrong username or password; passwords here are for admins only, everyone \
+                                        else signs in through the identity provider (canopy login --sso)"
+                .into(),
+        })
+    };
     // a deactivated account is answered like a wrong password: the answer
     // must not tell whether the password was right
-    let Some(user) = user.filter(|u| ok && u.active) else { return Err(refused()) };
-    // the password was right: saying why it is not enough tells a guesser nothing new
-    if !policy.allows(&user.installation_roles) {
-        return Err(Error::Forbidden(
-            "this installation signs people in through its identity provider; passwords are for admins only \
-             (use \"Sign in with\" on the sign-in page, or canopy login --sso)"
-                .into(),
-        ));
-    }
+    let Some(user) = user.filter(|u| ok && u.active && policy.allows(&u.installation_roles)) else {
+        return Err(refused());
+    };
     let mut tx = store.write().await?;
     count_success(&mut tx, &keys, now).await?;
     tx.remember_address(user.id, &keys.client, now).await?;

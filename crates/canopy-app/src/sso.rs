@@ -104,7 +104,16 @@ pub async fn redeem(
     lifetime: Lifetime,
 ) -> Result<NewSession> {
     let refused = || Error::Unauthenticated("this sign-in code is wrong, was used already or has expired".into());
-    if code.len() > 200 || verifier.len() > 200 {
+    // a code Canopy made: its prefix and 43 base64url characters; anything
+    // else is refused before the database is asked
+    let shaped = code
+        .strip_prefix(CLI_CODE_PREFIX)
+        .is_some_and(|c| c.len() == 43 && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'));
+    if !shaped || verifier.len() > 200 {
+        return Err(refused());
+    }
+    // only a code that exists takes the writer (SQLite has one)
+    if !store.read().await?.cli_grant_exists(&hash_secret(code)).await? {
         return Err(refused());
     }
     let grant = {
@@ -147,7 +156,8 @@ async fn resolve(tx: &mut Tx, now: OffsetDateTime, who: &OidcIdentity) -> Result
         )));
     }
     // an address the provider did not verify could be anyone's: it claims no invitation
-    if who.email_verified && who.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(&user.email)) {
+    let verified = who.email.as_deref().filter(|_| who.email_verified).and_then(|e| Email::parse(e).ok());
+    if verified.is_some_and(|e| e.as_str() == user.email) {
         crate::session::accept_invitations(tx, &user, now).await?;
     }
     Ok(user)
@@ -168,6 +178,11 @@ async fn first_sign_in(tx: &mut Tx, now: OffsetDateTime, who: &OidcIdentity) -> 
         refused("the identity provider gave no e-mail address (ask for the `email` scope's claims)".into())
     })?;
     let email = Email::parse(raw_email).map_err(|e| refused(format!("its e-mail address {e}")))?;
+    // an address the provider did not verify could be anyone's: an account
+    // holding it would receive that address's invitations and block its owner
+    if !who.email_verified {
+        return Err(refused(format!("the identity provider has not verified the e-mail address {email}")));
+    }
     if tx.user_by_email(email.as_str()).await?.is_some() {
         // never matched by e-mail alone: the address may not be theirs
         return Err(Error::Conflict {
@@ -212,7 +227,6 @@ async fn first_sign_in(tx: &mut Tx, now: OffsetDateTime, who: &OidcIdentity) -> 
     let signed_up = UserSignedUp {
         user: user.username.clone(),
         email: user.email.clone(),
-        email_verified: who.email_verified,
         issuer: who.issuer.clone(),
         subject: who.subject.clone(),
     };

@@ -987,11 +987,8 @@ details! {
     pub struct UserSignedUp {
         /// The username given to the account.
         pub user: String,
-        /// The e-mail address the provider gave.
+        /// The e-mail address the provider gave, which it had verified.
         pub email: String,
-        /// Whether the provider had verified that address (only a verified
-        /// one accepts pending invitations).
-        pub email_verified: bool,
         /// The provider's issuer URL.
         pub issuer: String,
         /// The provider's identifier of the person.
@@ -1795,7 +1792,6 @@ mod tests {
             UserSignedUp {
                 user: s("bob"),
                 email: s("bob@example.org"),
-                email_verified: true,
                 issuer: s("https://login.example.org"),
                 subject: s("248289761001"),
             }

@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use canopy_app::sso::OidcIdentity;
 use canopy_domain::clock::Clock;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKey, CoreProviderMetadata, CoreUserInfoClaims,
+};
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl,
+    JsonWebKey, JwsSigningAlgorithm, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    Scope, TokenResponse,
 };
 use time::OffsetDateTime;
 
@@ -104,6 +107,24 @@ async fn send(client: reqwest::Client, req: HttpRequest) -> Result<HttpResponse,
     Ok(answer)
 }
 
+/// HTTPS, or plain HTTP to this machine's loopback (a provider beside
+/// Canopy, the tests'): what the provider's addresses may be.
+pub fn secure_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| format!("{h}]"))
+    } else {
+        host.split(':').next().map(str::to_owned)
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => true,
+        "http" => matches!(host.as_deref(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        _ => false,
+    }
+}
+
 fn chrono_of(t: OffsetDateTime) -> chrono::DateTime<chrono::Utc> {
     let nanos = t.unix_timestamp_nanos();
     let secs = i64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(i64::MAX);
@@ -144,12 +165,34 @@ impl Oidc {
             .map_err(|e| OidcError::Unavailable(format!("the issuer URL is not a URL: {e}")))?;
         let client = self.http()?;
         let call = move |req: HttpRequest| send(client.clone(), req);
-        let m = CoreProviderMetadata::discover_async(issuer, &call).await.map_err(|e| {
-            tracing::warn!(error = %e, issuer = %self.settings.issuer, "OpenID Connect discovery failed");
-            OidcError::Unavailable(format!("its discovery failed: {e}"))
-        })?;
-        *cached = Some((m.clone(), Instant::now()));
-        Ok(m)
+        let fetched = CoreProviderMetadata::discover_async(issuer, &call)
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("its discovery failed: {e}")))
+            .and_then(|m| {
+                let endpoints = [Some(m.authorization_endpoint().url()), m.token_endpoint().map(|u| u.url())]
+                    .into_iter()
+                    .chain([Some(m.jwks_uri().url()), m.userinfo_endpoint().map(|u| u.url())]);
+                let insecure = endpoints.flatten().find(|u| !secure_url(u.as_str())).map(|u| u.to_string());
+                match insecure {
+                    Some(u) => Err(OidcError::Unavailable(format!("it names {u}, which is not HTTPS"))),
+                    None => Ok(m),
+                }
+            });
+        match (fetched, cached.as_ref()) {
+            (Ok(m), _) => {
+                *cached = Some((m.clone(), Instant::now()));
+                Ok(m)
+            }
+            // keys asked for again because a signature failed: only fresh ones help
+            (Err(e), Some((stale, _))) if !fresh => {
+                tracing::warn!(error = %e, issuer = %self.settings.issuer, "OpenID Connect discovery failed; using the metadata fetched before");
+                Ok(stale.clone())
+            }
+            (Err(e), _) => {
+                tracing::warn!(error = %e, issuer = %self.settings.issuer, "OpenID Connect discovery failed");
+                Err(e)
+            }
+        }
     }
 
     fn client(
@@ -238,11 +281,18 @@ impl Oidc {
             Err(e) => return Err(refused_token(e)),
         };
         if let Some(expected) = claims.access_token_hash() {
-            let verifier = client.id_token_verifier();
-            let alg = id_token.signing_alg().map_err(|e| OidcError::Refused(format!("the ID token: {e}")))?;
-            let key = id_token.signing_key(&verifier).map_err(|e| OidcError::Refused(format!("the ID token: {e}")))?;
-            let actual = AccessTokenHash::from_token(token.access_token(), alg, key)
-                .map_err(|e| OidcError::Refused(format!("the ID token: {e}")))?;
+            let refused = |e: &dyn fmt::Display| OidcError::Refused(format!("the ID token: {e}"));
+            let alg = id_token.signing_alg().map_err(|e| refused(&e))?;
+            let actual = if alg.uses_shared_secret() {
+                // HS256 and kin: signed with the client secret, not a published key
+                let key = CoreJsonWebKey::new_symmetric(self.settings.client_secret.as_bytes().to_vec());
+                AccessTokenHash::from_token(token.access_token(), alg, &key)
+            } else {
+                let verifier = client.id_token_verifier();
+                let key = id_token.signing_key(&verifier).map_err(|e| refused(&e))?;
+                AccessTokenHash::from_token(token.access_token(), alg, key)
+            }
+            .map_err(|e| refused(&e))?;
             if actual != *expected {
                 return Err(OidcError::Refused("the access token does not belong to the ID token".into()));
             }
@@ -276,4 +326,32 @@ impl Oidc {
 
 fn refused_token(e: openidconnect::ClaimsVerificationError) -> OidcError {
     OidcError::Refused(format!("the ID token was refused: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secure_url;
+
+    #[test]
+    fn id1_the_providers_addresses_are_https_or_loopback() {
+        for ok in [
+            "https://login.example.org",
+            "https://login.example.org:8443/tenant/v2.0",
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "http://[::1]:9000/",
+        ] {
+            assert!(secure_url(ok), "{ok}");
+        }
+        for bad in [
+            "http://login.example.org",
+            "http://127.0.0.1.evil.example/",
+            "http://localhost@evil.example/",
+            "ftp://127.0.0.1/",
+            "login.example.org",
+            "http://10.0.0.1/",
+        ] {
+            assert!(!secure_url(bad), "{bad}");
+        }
+    }
 }

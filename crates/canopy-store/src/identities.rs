@@ -124,6 +124,15 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether a code is kept under `code_hash`.
+    pub async fn cli_grant_exists(&mut self, code_hash: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS found FROM cli_grants WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Take the code kept under `code_hash`: deleted, so it is redeemed once.
     pub async fn take_cli_grant(&mut self, code_hash: &str) -> Result<Option<CliGrant>> {
         let row = sqlx::query("DELETE FROM cli_grants WHERE code_hash = $1 RETURNING user_id, challenge, expires_at")

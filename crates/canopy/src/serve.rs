@@ -209,6 +209,9 @@ fn oidc_settings(args: &ServeArgs) -> anyhow::Result<Option<canopy_server::oidc:
             "--oidc-issuer needs --public-url: the provider sends people back to {{public_url}}/auth/oidc/callback"
         );
     }
+    if !canopy_server::oidc::secure_url(issuer) {
+        anyhow::bail!("--oidc-issuer must be an https:// URL (plain http only to 127.0.0.1 or localhost)");
+    }
     let secret = match (&args.oidc_client_secret, &args.oidc_client_secret_file) {
         (Some(s), _) => s.expose().to_owned(),
         (None, Some(file)) => std::fs::read_to_string(file)

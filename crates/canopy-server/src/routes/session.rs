@@ -20,11 +20,10 @@ use crate::routes::to_user;
 /// unknown usernames; the account's owner at an address they signed in from
 /// before passes an account-wide lock. Too many sign-ins at once answer 503
 /// with `Retry-After` (SE1). Where passwords are left to admins
-/// (`--local-sign-in admins`), anyone else's right password answers 403.
+/// (`--local-sign-in admins`), anyone else is answered like a wrong password.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")))]

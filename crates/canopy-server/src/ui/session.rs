@@ -321,10 +321,16 @@ pub async fn login(State(app): State<AppState>, ClientAddress(client): ClientAdd
         }
         Err(canopy_app::Error::Unauthenticated(_)) => {
             app.metrics.sign_in_failed();
-            (
-                StatusCode::UNAUTHORIZED,
-                "The username or the password is wrong, or the account is deactivated.".to_owned(),
-            )
+            let why = match app.config.local_sign_in {
+                canopy_domain::signin::LocalSignIn::All => {
+                    "The username or the password is wrong, or the account is deactivated."
+                }
+                canopy_domain::signin::LocalSignIn::AdminsOnly => {
+                    "The username or the password is wrong, or the account is deactivated. Passwords here are \
+                     for admins only: everyone else signs in with the identity provider above."
+                }
+            };
+            (StatusCode::UNAUTHORIZED, why.to_owned())
         }
         Err(canopy_app::Error::TooManyRequests { retry_after, .. }) => {
             app.metrics.sign_in_throttled(false);
@@ -340,10 +346,6 @@ pub async fn login(State(app): State<AppState>, ClientAddress(client): ClientAdd
                 format!("Canopy is busy signing other people in. Try again in {}.", seconds(retry_after)),
             )
         }
-        Err(canopy_app::Error::Forbidden(_)) => (
-            StatusCode::FORBIDDEN,
-            "Passwords here are for admins only: sign in with the identity provider below.".to_owned(),
-        ),
         Err(canopy_app::Error::Invalid(errors)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),

@@ -117,12 +117,20 @@ pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q):
         set_cookie(&mut res, format!("{STATE_COOKIE}=; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0"));
         res
     };
+    let started_here = q.state.as_deref().is_some_and(|s| cookie(&headers, STATE_COOKIE).is_some_and(|c| same(&c, s)));
     if let Some(error) = q.error.as_deref() {
-        let detail = q.error_description.as_deref().map(|d| format!(" ({})", clipped(d))).unwrap_or_default();
-        return refused(
-            StatusCode::UNAUTHORIZED,
-            format!("the identity provider answered {}{detail}.", clipped(error)),
-        );
+        // the provider's words only for the browser that started this sign-in,
+        // never for anyone who follows a link made up elsewhere
+        if let (true, Some(state)) = (started_here, q.state.as_deref()) {
+            let _ = canopy_app::sso::resume(&app.store, app.clock.now(), state).await;
+            tracing::info!(error = %clipped(error), "the identity provider refused a sign-in");
+            let detail = q.error_description.as_deref().map(|d| format!(" ({})", clipped(d))).unwrap_or_default();
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                format!("the identity provider answered {}{detail}.", clipped(error)),
+            );
+        }
+        return refused(StatusCode::UNAUTHORIZED, "the identity provider refused it, or it was interrupted.".into());
     }
     let (Some(code), Some(state)) = (q.code.as_deref(), q.state.as_deref()) else {
         return refused(StatusCode::BAD_REQUEST, "the identity provider sent no code or no state.".into());
@@ -131,7 +139,7 @@ pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q):
         return refused(StatusCode::BAD_REQUEST, "the identity provider's answer is too long.".into());
     }
     // started in this browser: otherwise someone could sign another person in as themselves
-    if !cookie(&headers, STATE_COOKIE).is_some_and(|c| same(&c, state)) {
+    if !started_here {
         return refused(StatusCode::FORBIDDEN, "it was not started in this browser. Start again here.".into());
     }
     let now = app.clock.now();
@@ -152,7 +160,10 @@ pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q):
         // for `canopy login --sso`: a one-time code, to this machine's loopback only
         return match canopy_app::sso::grant_cli(&app.store, now, &who, challenge).await {
             Ok(code) => {
-                let mut res = Redirect::to(&format!("http://127.0.0.1:{port}/callback?code={code}")).into_response();
+                // the challenge, which only that command and this browser know, tells the
+                // command that the code is from its own sign-in, not from a page probing ports
+                let to = format!("http://127.0.0.1:{port}/callback?code={code}&state={challenge}");
+                let mut res = Redirect::to(&to).into_response();
                 set_cookie(&mut res, format!("{STATE_COOKIE}=; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0"));
                 res
             }

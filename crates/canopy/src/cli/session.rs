@@ -92,7 +92,7 @@ async fn login_sso(
     let port = listener.local_addr().map_err(|e| CliError::Failed(e.to_string()))?.port();
     let url = format!("{}/auth/oidc/login?cli_port={port}&cli_challenge={challenge}", client.server());
     eprintln!("Open this address in a browser on this machine to sign in:\n  {url}");
-    let code = tokio::time::timeout(wait, code_from_browser(&listener))
+    let code = tokio::time::timeout(wait, code_from_browser(&listener, &challenge))
         .await
         .map_err(|_| CliError::Failed(format!("no sign-in came back within {} s", wait.as_secs())))??;
     let answer = client.post(&["auth", "sso", "token"], &SsoTokenRequest { code, verifier }).await?;
@@ -101,29 +101,47 @@ async fn login_sso(
     signed_in(ctx, client.server(), profile, &me.name, token)
 }
 
-/// Wait for the browser to bring the code to `/callback?code=...`; answer
-/// it a page to close, and anything else 404.
-async fn code_from_browser(listener: &tokio::net::TcpListener) -> Result<String, CliError> {
+/// Wait for the browser to bring the code to `/callback?code=...&state=`
+/// with this sign-in's `challenge` as the state; answer it a page to close.
+/// Anything else (a page probing loopback ports, a stray request) is
+/// answered 400 or 404 and the wait goes on.
+async fn code_from_browser(listener: &tokio::net::TcpListener, challenge: &str) -> Result<String, CliError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else { continue };
-        let mut request = Vec::new();
-        let mut chunk = [0u8; 1024];
-        // the request line and headers, at most 8 KiB
-        while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => request.extend_from_slice(&chunk[..n]),
-                _ => break,
+        let mut socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(_) => {
+                // e.g. out of file descriptors: do not spin
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
-        }
+        };
+        // the request line and headers, at most 8 KiB within 5 s in all
+        let read = async {
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while request.len() < 8192 && !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut chunk).await {
+                    Ok(n) if n > 0 => request.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            request
+        };
+        let Ok(request) = tokio::time::timeout(Duration::from_secs(5), read).await else { continue };
         let text = String::from_utf8_lossy(&request);
         let target = text.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default();
-        let code = target.strip_prefix("/callback?").and_then(|query| {
-            query.split('&').find_map(|kv| kv.strip_prefix("code=")).filter(|c| !c.is_empty() && c.len() <= 200)
-        });
-        let (status, body) = match code {
-            Some(_) => ("200 OK", "Signed in to Canopy. You can close this tab and go back to the terminal."),
-            None => ("404 Not Found", "Not found."),
+        let param = |name: &str| {
+            target.strip_prefix("/callback?").and_then(|query| {
+                query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            })
+        };
+        let code = param("code").filter(|c| !c.is_empty() && c.len() <= 200);
+        let ours = param("state").is_some_and(|s| s == challenge);
+        let (status, body) = match (code, ours) {
+            (Some(_), true) => ("200 OK", "Signed in to Canopy. You can close this tab and go back to the terminal."),
+            (Some(_), false) => ("400 Bad Request", "This is not the sign-in this command is waiting for."),
+            (None, _) => ("404 Not Found", "Not found."),
         };
         let answer = format!(
             "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -131,7 +149,7 @@ async fn code_from_browser(listener: &tokio::net::TcpListener) -> Result<String,
         );
         let _ = socket.write_all(answer.as_bytes()).await;
         let _ = socket.shutdown().await;
-        if let Some(code) = code {
+        if let (Some(code), true) = (code, ours) {
             return Ok(code.to_owned());
         }
     }

@@ -17,6 +17,9 @@ use crate::credentials::{SESSION_PREFIX, hash_secret, new_secret};
 use crate::error::{Error, Result};
 use crate::session::{Lifetime, NewSession};
 
+/// The most sign-ins sent to the provider kept at once.
+pub const MAX_PENDING_LOGINS: i64 = 10_000;
+
 /// How long a sign-in sent to the provider may take to come back.
 pub const LOGIN_LIFETIME: Duration = Duration::minutes(10);
 
@@ -46,6 +49,13 @@ fn gone() -> Error {
 /// Keep a sign-in sent to the provider under its `state` until it comes back.
 pub async fn begin(store: &Store, now: OffsetDateTime, state: &str, login: PendingOidcLogin) -> Result<()> {
     let mut tx = store.write().await?;
+    // anyone may start a sign-in: their number is bounded, not each one's life
+    if tx.count_oidc_logins(now).await? >= MAX_PENDING_LOGINS {
+        return Err(Error::Unavailable {
+            detail: "too many sign-ins through the identity provider are under way; try again in a minute".into(),
+            retry_after: 60,
+        });
+    }
     tx.insert_oidc_login(&hash_secret(state), &login, now).await?;
     tx.commit().await?;
     Ok(())
@@ -83,15 +93,21 @@ pub async fn sign_in(
 pub const CLI_GRANT_LIFETIME: Duration = Duration::minutes(2);
 
 /// The sign-in was started by `canopy login --sso`: leave the CLI a
-/// one-time code that only the verifier of `challenge` redeems (`redeem`).
-pub async fn grant_cli(store: &Store, now: OffsetDateTime, who: &OidcIdentity, challenge: &str) -> Result<String> {
+/// one-time code that only the verifier of `challenge` redeems (`redeem`);
+/// with the user name it signs in.
+pub async fn grant_cli(
+    store: &Store,
+    now: OffsetDateTime,
+    who: &OidcIdentity,
+    challenge: &str,
+) -> Result<(String, String)> {
     let mut tx = store.write().await?;
     let user = resolve(&mut tx, now, who).await?;
     let (code, hash) = new_secret(CLI_CODE_PREFIX)?;
     let grant = CliGrant { user_id: user.id, challenge: challenge.to_owned(), expires_at: now + CLI_GRANT_LIFETIME };
     tx.insert_cli_grant(&hash, &grant, now).await?;
     tx.commit().await?;
-    Ok(code)
+    Ok((code, user.username))
 }
 
 /// Redeem the CLI's one-time `code` with the PKCE `verifier` of the

@@ -81,6 +81,15 @@ impl Tx {
         Ok(())
     }
 
+    /// How many sign-ins sent to the provider wait for it at `now`.
+    pub async fn count_oidc_logins(&mut self, now: OffsetDateTime) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM oidc_logins WHERE expires_at > $1")
+            .bind(to_us(now))
+            .fetch_one(self.conn())
+            .await?;
+        row.int("n")
+    }
+
     /// Take the sign-in kept under `state_hash`: it is deleted, so that a
     /// second callback with the same `state` finds nothing.
     pub async fn take_oidc_login(&mut self, state_hash: &str) -> Result<Option<PendingOidcLogin>> {

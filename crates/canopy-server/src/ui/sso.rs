@@ -6,8 +6,9 @@
 //! answered, and signs the person in. Whatever fails shows the sign-in page
 //! again, saying why.
 
+use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use canopy_store::PendingOidcLogin;
 use serde::Deserialize;
@@ -15,6 +16,15 @@ use serde::Deserialize;
 use super::session::{cookie, local_path, login_form, same, secure, session_cookie, set_cookie};
 use crate::AppState;
 use crate::oidc::OidcError;
+
+#[derive(Template)]
+#[template(path = "cli_confirm.html")]
+struct CliConfirmPage<'a> {
+    username: &'a str,
+    port: u16,
+    to: &'a str,
+    css: &'static str,
+}
 
 /// The cookie that binds a sign-in sent to the provider to this browser, so
 /// that nobody can finish it in someone else's (login CSRF).
@@ -157,13 +167,17 @@ pub async fn callback(State(app): State<AppState>, headers: HeaderMap, Query(q):
         }
     };
     if let Some((port, challenge)) = &pending.cli {
-        // for `canopy login --sso`: a one-time code, to this machine's loopback only
+        // for `canopy login --sso`: a one-time code, to this machine's loopback
+        // only, and only once the person says so here (RFC 8252, 8.6): a link
+        // sent by someone else must not hand their session to a program
         return match canopy_app::sso::grant_cli(&app.store, now, &who, challenge).await {
-            Ok(code) => {
+            Ok((code, username)) => {
                 // the challenge, which only that command and this browser know, tells the
                 // command that the code is from its own sign-in, not from a page probing ports
                 let to = format!("http://127.0.0.1:{port}/callback?code={code}&state={challenge}");
-                let mut res = Redirect::to(&to).into_response();
+                let page = CliConfirmPage { username: &username, port: *port, to: &to, css: super::assets::CSS };
+                let mut res = super::render(&page);
+                res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 set_cookie(&mut res, format!("{STATE_COOKIE}=; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0"));
                 res
             }

@@ -275,6 +275,11 @@ async fn id1_cli_signs_in_through_the_provider_in_a_browser() {
         if page.body_text().await.contains("Continue") {
             page.click_button("Continue").await;
         }
+        // the person says so before the code goes to the command
+        page.wait_for_text("Sign in the command line?").await;
+        assert!(page.body_text().await.contains("signed in as ann"));
+        page.screenshot(&shot(&app, "cli-sign-in-confirm")).await;
+        page.click_link("Sign in the command line").await;
         page.wait_for_text("You can close this tab").await;
         assert!(page.url().await.starts_with("http://127.0.0.1:"), "back on the loopback address");
         page.close().await;

@@ -375,3 +375,24 @@ pub async fn logout(State(app): State<AppState>, posted: Posted<Nothing>) -> UiR
     set_cookie(&mut res, format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", secure(&app)));
     Ok(res)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn if2_id1_after_signing_in_only_a_path_of_canopy_is_followed() {
+        for (next, to) in [
+            (Some("/workspaces/team-a"), "/workspaces/team-a"),
+            (Some("/profile?tab=1"), "/profile?tab=1"),
+            (Some("//evil.example/x"), "/"),
+            (Some("/\\evil.example"), "/"),
+            (Some("https://evil.example/"), "/"),
+            (Some("/\tevil"), "/"),
+            (Some("evil"), "/"),
+            (None, "/"),
+        ] {
+            assert_eq!(local_path(next), to, "{next:?}");
+        }
+    }
+}

@@ -399,3 +399,69 @@ async fn id1_the_providers_new_signing_keys_are_fetched_again() {
     page.wait_for_text("Welcome, bob").await;
     page.close().await;
 }
+
+/// A one-time code for `canopy login --sso`, as the callback leaves it, for
+/// `user`: (code, verifier).
+async fn cli_grant(app: &TestApp, user: &str) -> (String, String) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+    let code = format!("cnp_c_{}", URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2))[..43].to_owned());
+    let verifier = URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let hash: String = Sha256::digest(code.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let now = canopy_domain::clock::Clock::now(&*app.clock);
+    let mut tx = app.store.write().await.unwrap();
+    let user_id = tx.user_by_username(user).await.unwrap().unwrap().id;
+    let grant = canopy_store::CliGrant { user_id, challenge, expires_at: now + Duration::minutes(2) };
+    tx.insert_cli_grant(&hash, &grant, now).await.unwrap();
+    tx.commit().await.unwrap();
+    (code, verifier)
+}
+
+/// The CLI's one-time code is redeemed once, with its verifier, within two
+/// minutes, for an account still active: a wrong verifier spends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_a_cli_code_is_redeemed_once_with_its_verifier_in_time_by_an_active_account() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = canopy_testkit::spawn_app(backend).await else { continue };
+        app.user("ann").await;
+        let redeem = |code: &str, verifier: &str| {
+            let body = json!({"code": code, "verifier": verifier});
+            app.request("POST", "/api/v1/auth/sso/token", None, Some(body))
+        };
+        let (code, verifier) = cli_grant(&app, "ann").await;
+        redeem(&code, "not-the-verifier").await.expect_problem(401, None);
+        redeem(&code, &verifier).await.expect_problem(401, None); // spent by the wrong try
+        let (code, verifier) = cli_grant(&app, "ann").await;
+        let token = redeem(&code, &verifier).await.expect(200).body["token"].as_str().unwrap().to_owned();
+        assert_eq!(app.get("/api/v1/me", &token).await.expect(200).body["name"], "ann");
+        redeem(&code, &verifier).await.expect_problem(401, None); // once
+        let (code, verifier) = cli_grant(&app, "ann").await;
+        app.clock.advance(Duration::minutes(3));
+        redeem(&code, &verifier).await.expect_problem(401, None); // too late
+        let admin = app.sign_in("admin", ADMIN_PASSWORD).await;
+        let (code, verifier) = cli_grant(&app, "ann").await;
+        app.patch("/api/v1/users/ann", &admin, json!({"active": false})).await.expect(200);
+        redeem(&code, &verifier).await.expect_problem(401, None); // deactivated meanwhile
+    }
+}
+
+/// An address a local account holds is never linked to a person the
+/// provider signs in: the sign-in is refused with a message for an admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_an_address_a_local_account_holds_is_not_linked() {
+    both(async |app: TestApp| {
+        let Some(browser) = browser().await else { return };
+        // a local account with the address the provider gives its `ann`
+        let local = json!({"username": "ann-local", "email": "ann@example.org", "first_name": "Ann",
+                           "last_name": "Local", "password": "password-of-ann-local"});
+        app.post("/api/v1/users", &app.admin_token, local).await.expect(201);
+        let page = browser.open(Viewport::Desktop).await;
+        sign_in_at_the_provider(&page, &app, "ann").await;
+        page.wait_for_text("exists already and was not made by this identity provider").await;
+        app.get("/api/v1/users/ann", &app.admin_token).await.expect(404);
+        page.close().await;
+    })
+    .await;
+}

@@ -10,6 +10,7 @@
 //! [`MAX_ANSWER`] bytes of a body.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -77,7 +78,9 @@ pub struct Oidc {
     pub settings: OidcSettings,
     redirect: String,
     http: OnceLock<Result<reqwest::Client, String>>,
-    metadata: tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>,
+    metadata: Arc<tokio::sync::Mutex<Option<(CoreProviderMetadata, Instant)>>>,
+    /// A background fetch of the metadata is under way.
+    refreshing: Arc<AtomicBool>,
 }
 
 /// One HTTP exchange with the provider, through reqwest, bounded.
@@ -105,6 +108,25 @@ async fn send(client: reqwest::Client, req: HttpRequest) -> Result<HttpResponse,
     *answer.status_mut() = status;
     *answer.headers_mut() = headers;
     Ok(answer)
+}
+
+/// The provider's metadata from its discovery document: refused when its
+/// issuer is not `issuer` (the crate checks) or an endpoint is not HTTPS.
+async fn discover(issuer: &str, http: reqwest::Client) -> Result<CoreProviderMetadata, OidcError> {
+    let issuer = IssuerUrl::new(issuer.to_owned())
+        .map_err(|e| OidcError::Unavailable(format!("the issuer URL is not a URL: {e}")))?;
+    let call = move |req: HttpRequest| send(http.clone(), req);
+    let m = CoreProviderMetadata::discover_async(issuer, &call)
+        .await
+        .map_err(|e| OidcError::Unavailable(format!("its discovery failed: {e}")))?;
+    let endpoints = [Some(m.authorization_endpoint().url()), m.token_endpoint().map(|u| u.url())]
+        .into_iter()
+        .chain([Some(m.jwks_uri().url()), m.userinfo_endpoint().map(|u| u.url())]);
+    let insecure = endpoints.flatten().find(|u| !secure_url(u.as_str())).map(|u| u.to_string());
+    match insecure {
+        Some(u) => Err(OidcError::Unavailable(format!("it names {u}, which is not HTTPS"))),
+        None => Ok(m),
+    }
 }
 
 /// HTTPS, or plain HTTP to this machine's loopback (a provider beside
@@ -136,7 +158,13 @@ impl Oidc {
     /// The provider of `settings`, its callback at `public_url`.
     pub fn new(settings: OidcSettings, public_url: &str) -> Self {
         let redirect = format!("{}/auth/oidc/callback", public_url.trim_end_matches('/'));
-        Oidc { settings, redirect, http: OnceLock::new(), metadata: tokio::sync::Mutex::new(None) }
+        Oidc {
+            settings,
+            redirect,
+            http: OnceLock::new(),
+            metadata: Arc::new(tokio::sync::Mutex::new(None)),
+            refreshing: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     fn http(&self) -> Result<reqwest::Client, OidcError> {
@@ -151,47 +179,41 @@ impl Oidc {
         built.clone().map_err(|e| OidcError::Unavailable(format!("no HTTP client: {e}")))
     }
 
-    /// The provider's metadata: cached, or fetched when `fresh` or too old.
-    /// Discovery refuses metadata whose issuer is not the one configured.
+    /// The provider's metadata. Cached metadata is used as long as it is
+    /// young; once it is old it is still used while a fetch runs in the
+    /// background, so that a slow or unreachable provider never holds up
+    /// sign-ins that the metadata at hand serves. `fresh` (new keys are
+    /// needed, or nothing is cached) waits for a fetch.
     async fn metadata(&self, fresh: bool) -> Result<CoreProviderMetadata, OidcError> {
-        let mut cached = self.metadata.lock().await;
-        if let Some((m, at)) = cached.as_ref()
-            && !fresh
-            && at.elapsed() < METADATA_TTL
-        {
-            return Ok(m.clone());
-        }
-        let issuer = IssuerUrl::new(self.settings.issuer.clone())
-            .map_err(|e| OidcError::Unavailable(format!("the issuer URL is not a URL: {e}")))?;
-        let client = self.http()?;
-        let call = move |req: HttpRequest| send(client.clone(), req);
-        let fetched = CoreProviderMetadata::discover_async(issuer, &call)
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("its discovery failed: {e}")))
-            .and_then(|m| {
-                let endpoints = [Some(m.authorization_endpoint().url()), m.token_endpoint().map(|u| u.url())]
-                    .into_iter()
-                    .chain([Some(m.jwks_uri().url()), m.userinfo_endpoint().map(|u| u.url())]);
-                let insecure = endpoints.flatten().find(|u| !secure_url(u.as_str())).map(|u| u.to_string());
-                match insecure {
-                    Some(u) => Err(OidcError::Unavailable(format!("it names {u}, which is not HTTPS"))),
-                    None => Ok(m),
+        let cached = self.metadata.lock().await.clone();
+        match cached {
+            Some((m, at)) if !fresh && at.elapsed() < METADATA_TTL => Ok(m),
+            Some((m, _)) if !fresh => {
+                if !self.refreshing.swap(true, Ordering::AcqRel) {
+                    let (issuer, http) = (self.settings.issuer.clone(), self.http()?);
+                    let (cache, refreshing) = (self.metadata.clone(), self.refreshing.clone());
+                    tokio::spawn(async move {
+                        match discover(&issuer, http).await {
+                            Ok(m) => *cache.lock().await = Some((m, Instant::now())),
+                            Err(e) => {
+                                tracing::warn!(error = %e, %issuer, "OpenID Connect discovery failed; the metadata fetched before stays in use")
+                            }
+                        }
+                        refreshing.store(false, Ordering::Release);
+                    });
                 }
-            });
-        match (fetched, cached.as_ref()) {
-            (Ok(m), _) => {
-                *cached = Some((m.clone(), Instant::now()));
                 Ok(m)
             }
-            // keys asked for again because a signature failed: only fresh ones help
-            (Err(e), Some((stale, _))) if !fresh => {
-                tracing::warn!(error = %e, issuer = %self.settings.issuer, "OpenID Connect discovery failed; using the metadata fetched before");
-                Ok(stale.clone())
-            }
-            (Err(e), _) => {
-                tracing::warn!(error = %e, issuer = %self.settings.issuer, "OpenID Connect discovery failed");
-                Err(e)
-            }
+            _ => match discover(&self.settings.issuer, self.http()?).await {
+                Ok(m) => {
+                    *self.metadata.lock().await = Some((m.clone(), Instant::now()));
+                    Ok(m)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, issuer = %self.settings.issuer, "OpenID Connect discovery failed");
+                    Err(e)
+                }
+            },
         }
     }
 

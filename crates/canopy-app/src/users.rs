@@ -88,6 +88,14 @@ pub async fn show(store: &Store, by: &Principal, username: &str) -> Result<UserR
     load::user(&mut tx, username).await
 }
 
+/// The identity providers (issuers) an account signs in through (admins).
+pub async fn identity_providers(store: &Store, by: &Principal, username: &str) -> Result<Vec<String>> {
+    by.require(Action::AdministerUsers)?;
+    let mut tx = store.read().await?;
+    let user = load::user(&mut tx, username).await?;
+    Ok(tx.identity_issuers(user.id).await?)
+}
+
 pub fn is_active_admin(u: &UserRecord) -> bool {
     u.active && u.installation_roles.contains(&InstallationRole::Admin)
 }

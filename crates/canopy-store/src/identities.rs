@@ -38,6 +38,15 @@ impl Tx {
         user_with_roles(&rows)
     }
 
+    /// The identity providers an account signs in through (their issuers).
+    pub async fn identity_issuers(&mut self, user_id: Uuid) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT issuer FROM user_identities WHERE user_id = $1 ORDER BY issuer")
+            .bind(user_id.to_string())
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(|r| r.text("issuer")).collect()
+    }
+
     /// Remember that the provider `issuer` names the account `user_id` `subject`.
     pub async fn insert_identity(
         &mut self,

@@ -42,6 +42,9 @@ struct AccountPage {
     name: String,
     active: bool,
     created: String,
+    /// How the account signs in: a local password, identity providers.
+    password: bool,
+    providers: Vec<String>,
     form: AccountForm,
     problems: Problems,
 }
@@ -54,6 +57,7 @@ async fn account_page(
 ) -> UiResult {
     viewer.principal.require(canopy_domain::authz::Action::AdministerUsers).map_err(UiError::App)?;
     let u = canopy_app::users::show(&app.store, &viewer.principal, username).await?;
+    let providers = canopy_app::users::identity_providers(&app.store, &viewer.principal, &u.username).await?;
     let name = canopy_store::person_display_name(&u.first_name, &u.last_name);
     let crumbs = vec![
         Crumb::link("Administration", "/admin/workspaces"),
@@ -79,6 +83,8 @@ async fn account_page(
         name,
         active: u.active,
         created: text::day(u.created_at),
+        password: u.password_hash.is_some(),
+        providers,
         username: u.username,
         form,
         problems,

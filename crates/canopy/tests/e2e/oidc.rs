@@ -82,6 +82,17 @@ async fn id1_ws3_first_sign_in_makes_the_account_and_only_a_verified_address_cla
         assert!(members(&app, "team-a").await.contains(&"user:ann".to_owned()), "the invitation became membership");
         page.close().await;
 
+        // an admin sees how the account signs in
+        let page = browser.open(Viewport::Desktop).await;
+        page.goto(&format!("{}/login?next=/admin/users/ann", app.base)).await;
+        page.fill("username", "admin").await;
+        page.fill("password", ADMIN_PASSWORD).await;
+        page.click_button("Sign in").await;
+        page.wait_for_text("Signs in").await;
+        let issuer = oidc_provider().unwrap().issuer;
+        assert!(page.body_text().await.contains(&format!("through {issuer}")), "{}", page.body_text().await);
+        page.close().await;
+
         // an address the provider did not verify makes no account and claims no invitation
         let page = browser.open(Viewport::Desktop).await;
         sign_in_at_the_provider(&page, &app, "unverified-eve").await;

@@ -802,6 +802,7 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
     // the account's own page: names, e-mail and installation roles changed
     page.click_link("kim").await;
     page.wait_for("#account-email").await;
+    assert!(page.body_text().await.contains("with a password"), "how the account signs in");
     page.fill("email", "").await;
     page.fill("first_name", "Kimberly").await;
     page.click_button("Save the account").await;

@@ -76,7 +76,8 @@ fn zone_settings(raw: &str) -> Result<Map<String, Value>, canopy_app::Error> {
     Ok(out)
 }
 
-/// Settings as `KEY=VALUE` lines, objects and lists as JSON, as [`zone_settings`] reads them.
+/// Settings as `KEY=VALUE` lines, objects and lists as JSON (as
+/// [`zone_settings`] reads them; a platform's are strings).
 fn settings_lines(settings: &Map<String, Value>) -> String {
     settings
         .iter()
@@ -281,18 +282,10 @@ async fn platform_page(
     ];
     let frame = viewer.frame(app, &v.platform.identifier, None, crumbs).await?;
     let (change, change_problems) = change.unwrap_or_else(|| {
-        let lines =
-            |m: Vec<(String, String)>| m.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
         let form = ChangeForm {
-            settings: lines(
-                v.platform
-                    .settings
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                    .collect(),
-            ),
+            settings: settings_lines(&v.platform.settings),
             secrets: String::new(),
-            role_mapping: lines(v.role_mapping.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            role_mapping: v.role_mapping.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n"),
             landing_zone_required: if v.platform.landing_zone_required { "true".into() } else { String::new() },
             deletion: v.platform.deletion.as_str().to_owned(),
         };

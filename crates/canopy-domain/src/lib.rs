@@ -18,6 +18,7 @@ pub mod payments;
 pub mod platforms;
 pub mod replication;
 pub mod roles;
+pub mod scim;
 pub mod scim_filter;
 pub mod signin;
 pub mod tags;

@@ -58,6 +58,27 @@ impl Identifier {
         }
         Ok(Self(raw.to_owned()))
     }
+
+    /// The `n`th identifier made from a name given elsewhere (a group's
+    /// display name at its identity provider): lowercased, every run of
+    /// other characters a dash, `-n` appended from the second on.
+    pub fn from_hint(hint: &str, n: u32) -> Option<Self> {
+        let mut name = String::new();
+        for c in hint.trim().to_lowercase().chars() {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                name.push(c);
+            } else if !name.ends_with('-') {
+                name.push('-');
+            }
+        }
+        let suffix = if n > 1 { format!("-{n}") } else { String::new() };
+        let name: String = name.trim_matches('-').chars().take(Self::MAX_LEN - suffix.len()).collect();
+        let name = name.trim_end_matches('-');
+        if name.is_empty() {
+            return None;
+        }
+        Self::parse(&format!("{name}{suffix}")).ok()
+    }
 }
 
 /// A search term (type-ahead, user search): trimmed, 1 to

@@ -52,6 +52,12 @@ pub enum Error {
     /// A cloud platform asked on the caller's behalf failed; its own message.
     #[error("{0}")]
     Upstream(String),
+    /// A SCIM request Canopy cannot take, in SCIM's terms (`scimType`).
+    #[error("{0}")]
+    Scim(canopy_domain::scim::ScimError),
+    /// The resource is not at the version the request names (`If-Match`).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// A fault on Canopy's side; the cause is logged, never shown.
     #[error("internal: {0}")]
     Internal(String),

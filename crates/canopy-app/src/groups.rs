@@ -22,6 +22,21 @@ pub async fn load_group(tx: &mut Tx, identifier: &str) -> Result<GroupRecord> {
         .ok_or_else(|| Error::not_found(format!("group {identifier:?} does not exist")))
 }
 
+/// The group `identifier` names, to be changed by an admin: refused when an
+/// identity provider provisioned it (ID2), since the provider owns it and
+/// would undo the change at its next synchronisation.
+async fn load_owned_group(tx: &mut Tx, identifier: &str) -> Result<GroupRecord> {
+    let g = load_group(tx, identifier).await?;
+    if g.provisioned {
+        return Err(Error::conflict(format!(
+            "group {} is provisioned by the identity provider (SCIM), which owns its name and members: \
+             change them there",
+            g.identifier
+        )));
+    }
+    Ok(g)
+}
+
 /// Groups by identifier: every signed-in principal reads them, to invite
 /// and bind groups.
 pub async fn list(store: &Store, _by: &Principal, paging: &Paging) -> Result<Page<GroupRecord>> {
@@ -97,41 +112,60 @@ pub async fn rename(
     by.require(Action::AdministerGroups)?;
     crate::validate! { display_name: "display_name" => display_name.map(DisplayName::parse).transpose() }
     let mut tx = store.write().await?;
-    let before = load_group(&mut tx, group).await?;
+    let before = load_owned_group(&mut tx, group).await?;
     if let Some(name) = display_name {
-        tx.rename_group(before.id, name.as_str()).await?;
-        let updated = GroupUpdated {
-            group: before.identifier,
-            old: Named { display_name: before.display_name },
-            new: Named { display_name: name.into_string() },
-        };
-        tx.record(None, now, &by.initiator(), updated.into())?;
+        rename_in(&mut tx, by, &before, name, now).await?;
     }
     let after = load_group(&mut tx, group).await?;
     tx.commit().await?;
     Ok(after)
 }
 
+/// Give a group another display name, recorded.
+pub(crate) async fn rename_in(
+    tx: &mut Tx,
+    by: &Principal,
+    before: &GroupRecord,
+    name: DisplayName,
+    now: OffsetDateTime,
+) -> Result<()> {
+    tx.rename_group(before.id, name.as_str()).await?;
+    let updated = GroupUpdated {
+        group: before.identifier.clone(),
+        old: Named { display_name: before.display_name.clone() },
+        new: Named { display_name: name.into_string() },
+    };
+    tx.record(None, now, &by.initiator(), updated.into())?;
+    Ok(())
+}
+
 /// Delete a group (admins). Its memberships and bindings end with it.
 pub async fn delete(store: &Store, by: &Principal, now: OffsetDateTime, group: &str) -> Result<()> {
     by.require(Action::AdministerGroups)?;
     let mut tx = store.write().await?;
-    let g = load_group(&mut tx, group).await?;
+    let g = load_owned_group(&mut tx, group).await?;
+    delete_in(&mut tx, by, &g, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Delete a group, recorded: its memberships and bindings end, requests
+/// naming it close.
+pub(crate) async fn delete_in(tx: &mut Tx, by: &Principal, g: &GroupRecord, now: OffsetDateTime) -> Result<()> {
     // requests naming the group close, saying why (finding 17)
     let memberships = tx.direct_memberships(SubjectKind::Group, g.id).await?;
     let also = memberships.iter().map(|(ws, _)| *ws);
-    close_pending(&mut tx, Subject::group(g.id), None, also, by, "its group was deleted", now).await?;
+    close_pending(tx, Subject::group(g.id), None, also, by, "its group was deleted", now).await?;
     let name = format!("group:{}", g.identifier);
     let initiator = by.initiator();
     let removal = Removal { initiator: &initiator, reason: "group deleted", now };
     let deleted = GroupDeleted { group: g.identifier.clone() };
     for (ws, role) in memberships {
-        end_membership(&mut tx, ws, Subject::group(g.id), &name, role, &removal).await?;
+        end_membership(tx, ws, Subject::group(g.id), &name, role, &removal).await?;
         tx.record(Some(ws), now, &initiator, deleted.clone().into())?;
     }
     tx.record(None, now, &initiator, deleted.into())?;
     tx.delete_group(g.id, now).await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -168,7 +202,7 @@ pub async fn add_member(
 ) -> Result<UserRecord> {
     by.require(Action::AdministerGroups)?;
     let mut tx = store.write().await?;
-    let g = load_group(&mut tx, group).await?;
+    let g = load_owned_group(&mut tx, group).await?;
     let user = tx
         .user_by_username(username)
         .await?
@@ -176,11 +210,22 @@ pub async fn add_member(
     if tx.is_group_member(g.id, user.id).await? {
         return Err(Error::conflict_on("user", format!("{} is already a member of {}", user.username, g.identifier)));
     }
-    tx.add_group_member(g.id, user.id, now).await?;
-    let added = GroupMemberAdded { group: g.identifier.clone(), user: user.username.clone() };
-    record_group_event(&mut tx, by, &g, added.into(), now).await?;
+    add_member_in(&mut tx, by, &g, &user, now).await?;
     tx.commit().await?;
     Ok(user)
+}
+
+/// Add a user who is not a member yet, recorded where the group holds access.
+pub(crate) async fn add_member_in(
+    tx: &mut Tx,
+    by: &Principal,
+    g: &GroupRecord,
+    user: &UserRecord,
+    now: OffsetDateTime,
+) -> Result<()> {
+    tx.add_group_member(g.id, user.id, now).await?;
+    let added = GroupMemberAdded { group: g.identifier.clone(), user: user.username.clone() };
+    record_group_event(tx, by, g, added.into(), now).await
 }
 
 /// Remove a user from a group (admins). They lose what the group gave them (AC3).
@@ -192,19 +237,30 @@ pub async fn remove_member(
 ) -> Result<()> {
     by.require(Action::AdministerGroups)?;
     let mut tx = store.write().await?;
-    let g = load_group(&mut tx, group).await?;
+    let g = load_owned_group(&mut tx, group).await?;
     let user = load::user(&mut tx, username).await?;
     if !tx.is_group_member(g.id, user.id).await? {
         return Err(Error::not_found(format!("{username} is not a member of group {group}")));
     }
+    remove_member_in(&mut tx, by, &g, &user, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Remove a member, recorded: they lose what the group gave them (AC3).
+pub(crate) async fn remove_member_in(
+    tx: &mut Tx,
+    by: &Principal,
+    g: &GroupRecord,
+    user: &UserRecord,
+    now: OffsetDateTime,
+) -> Result<()> {
     tx.remove_group_member(g.id, user.id, now).await?;
     let initiator = by.initiator();
     let removal = Removal { initiator: &initiator, reason: "left a member group", now };
     for (ws, _) in tx.direct_memberships(SubjectKind::Group, g.id).await? {
-        end_bindings_of_non_members(&mut tx, ws, &[user.id], &removal).await?;
+        end_bindings_of_non_members(tx, ws, &[user.id], &removal).await?;
     }
-    let removed = GroupMemberRemoved { group: g.identifier.clone(), user: user.username, reason: None };
-    record_group_event(&mut tx, by, &g, removed.into(), now).await?;
-    tx.commit().await?;
-    Ok(())
+    let removed = GroupMemberRemoved { group: g.identifier.clone(), user: user.username.clone(), reason: None };
+    record_group_event(tx, by, g, removed.into(), now).await
 }

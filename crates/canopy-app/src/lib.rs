@@ -33,6 +33,7 @@ pub mod principal;
 pub mod project_roles;
 pub mod projects;
 pub mod requests;
+pub mod scim;
 pub mod session;
 pub mod settings;
 pub mod sso;

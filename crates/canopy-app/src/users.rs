@@ -226,26 +226,54 @@ pub async fn update(
         active,
         installation_roles: roles,
     };
+    let owned_changed = changes.email.as_ref().is_some_and(|e| *e != before.email)
+        || changes.first_name.as_ref().is_some_and(|n| *n != before.first_name)
+        || changes.last_name.as_ref().is_some_and(|n| *n != before.last_name);
+    if owned_changed && tx.is_scim_user(before.id).await? {
+        return Err(Error::conflict(format!(
+            "the account {} is provisioned by the identity provider (SCIM), which owns its names and e-mail \
+             address: change them there",
+            before.username
+        )));
+    }
+    let after = change(&mut tx, by, &before, changes, now, None).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Apply `changes` to the account `before`, recorded: a deactivation ends
+/// its sessions and its access everywhere (AC10), with `reason` if given;
+/// refused when it would leave no active admin. Every way an account
+/// changes (an admin, the person, SCIM) goes through here.
+pub(crate) async fn change(
+    tx: &mut Tx,
+    by: &Principal,
+    before: &UserRecord,
+    changes: UserChanges,
+    now: OffsetDateTime,
+    reason: Option<&str>,
+) -> Result<UserRecord> {
     let stays_admin = changes.active.unwrap_or(before.active)
         && changes.installation_roles.as_ref().unwrap_or(&before.installation_roles).contains(&InstallationRole::Admin);
-    if is_active_admin(&before) && !stays_admin {
-        keep_an_admin(&mut tx).await?;
+    if is_active_admin(before) && !stays_admin {
+        keep_an_admin(tx).await?;
     }
     tx.update_user(before.id, &changes, now).await?;
-    let after = load::user(&mut tx, username).await?;
+    let after = tx.user_by_id(before.id).await?.ok_or_else(|| Error::not_found("the account is gone"))?;
     let initiator = by.initiator();
     if changes.password_hash.is_some() || !after.active {
         tx.delete_sessions_of(after.id).await?;
     }
     let change =
-        UserChange { old: profile(&before), new: profile(&after), password_changed: changes.password_hash.is_some() };
+        UserChange { old: profile(before), new: profile(&after), password_changed: changes.password_hash.is_some() };
     let user = after.username.clone();
+    let reason = reason.map(str::to_owned);
     // the installation chain's event, and what each workspace where the
     // person is a member sees: that their access ended or resumed
     let (event, in_workspaces): (Event, Option<Event>) = match (before.active, after.active) {
         (true, false) => (
-            UserDeactivated { user: user.clone(), reason: None, change: Some(change) }.into(),
-            Some(UserDeactivated { user, reason: None, change: None }.into()),
+            UserDeactivated { user: user.clone(), reason: reason.clone(), change: Some(change) }.into(),
+            Some(UserDeactivated { user, reason, change: None }.into()),
         ),
         (false, true) => (
             UserReactivated { user: user.clone(), change: Some(change) }.into(),
@@ -259,7 +287,6 @@ pub async fn update(
         }
     }
     tx.record(None, now, &initiator, event)?;
-    tx.commit().await?;
     Ok(after)
 }
 

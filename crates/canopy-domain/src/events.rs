@@ -312,6 +312,8 @@ events! {
     UserDeleted,
     SessionsEnded,
     SignInThrottled,
+    ScimChanged,
+    IdentityLinked,
     GroupCreated,
     GroupUpdated,
     GroupDeleted,
@@ -1085,6 +1087,39 @@ details! {
         pub locked_until: OffsetDateTime,
     }
 
+    /// An identity provider changed a resource through SCIM (ID2): a User
+    /// (an account) or a Group. What the change did in Canopy (an account
+    /// created or deactivated, a member added) is recorded beside it by its
+    /// own event; this one records the request itself, with the SCIM
+    /// client (its API key) as initiator.
+    pub struct ScimChanged {
+        /// `User` or `Group`.
+        pub resource: String,
+        /// The resource's SCIM id (the account's or group's id in Canopy).
+        pub id: Uuid,
+        /// The account's username or the group's identifier.
+        pub name: String,
+        /// `created`, `replaced`, `patched` or `deleted`.
+        pub operation: String,
+        /// The resource's version after the change (its ETag); null once deleted.
+        pub version: Option<u64>,
+    }
+
+    /// A person signed in through the OpenID Connect provider for the first
+    /// time, and the account SCIM had provisioned for them became theirs:
+    /// matched by what both name them by, never by e-mail.
+    pub struct IdentityLinked {
+        /// The account's username.
+        pub user: String,
+        /// The provider's issuer URL.
+        pub issuer: String,
+        /// The provider's identifier of the person.
+        pub subject: String,
+        /// What matched: `externalId` (the SCIM externalId is the ID token's
+        /// subject) or `userName` (the SCIM userName is its preferred_username).
+        pub matched_by: String,
+    }
+
     /// A group was created.
     pub struct GroupCreated {
         /// The group's identifier.
@@ -1802,6 +1837,15 @@ mod tests {
             UserDeleted { user: s("bob"), email: s("bob@example.org") }.into(),
             SessionsEnded { user: s("bob"), sessions_ended: 2 }.into(),
             SignInThrottled { scope: s("account"), key: s("admin"), failures: 20, locked_until: at() }.into(),
+            ScimChanged { resource: s("User"), id: id(7), name: s("bob"), operation: s("patched"), version: Some(3) }
+                .into(),
+            IdentityLinked {
+                user: s("bob"),
+                issuer: s("https://login.example.org"),
+                subject: s("248289761001"),
+                matched_by: s("externalId"),
+            }
+            .into(),
             GroupCreated { group: s("ops"), display_name: s("Operations") }.into(),
             GroupUpdated { group: s("ops"), old: named("Ops"), new: named("Operations") }.into(),
             GroupDeleted { group: s("ops") }.into(),

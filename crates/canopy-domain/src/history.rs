@@ -72,6 +72,8 @@ event_kinds! {
     UserDeleted => "user_deleted",
     SessionsEnded => "sessions_ended",
     SignInThrottled => "sign_in_throttled",
+    ScimChanged => "scim_changed",
+    IdentityLinked => "identity_linked",
     GroupCreated => "group_created",
     GroupUpdated => "group_updated",
     GroupDeleted => "group_deleted",

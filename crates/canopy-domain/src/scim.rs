@@ -133,11 +133,14 @@ fn object<'a>(doc: &'a Value, what: &str) -> Result<&'a Map<String, Value>, Scim
     doc.as_object().ok_or_else(|| refuse(ScimType::InvalidSyntax, format!("a {what} must be a JSON object")))
 }
 
-/// Refuse a resource that does not name `schema` among its `schemas`.
+/// Refuse a resource whose `schemas` do not name `schema` (a resource
+/// without `schemas` is read as the kind its endpoint serves).
 fn require_schema(obj: &Map<String, Value>, schema: &str) -> Result<(), ScimError> {
-    let named = get(obj, "schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(schema))));
+    let named = match get(obj, "schemas") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(s)) => s.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(schema))),
+        Some(_) => false,
+    };
     if named { Ok(()) } else { Err(refuse(ScimType::InvalidSyntax, format!("schemas must name {schema}"))) }
 }
 
@@ -704,8 +707,42 @@ pub struct UserParts<'a> {
     pub document: &'a Value,
 }
 
-/// A User as answered: the kept document under what Canopy owns.
-pub fn render_user(u: &UserParts<'_>, m: &Meta<'_>) -> Value {
+/// What `If-Match` asks of a resource's version (RFC 7232): any version
+/// (`*`), or one of these entity tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    Any,
+    Versions(Vec<i64>),
+}
+
+impl Precondition {
+    /// Read an `If-Match` header; tags Canopy never gave match nothing.
+    pub fn parse(header: &str) -> Self {
+        if header.trim() == "*" {
+            return Self::Any;
+        }
+        let versions = header
+            .split(',')
+            .filter_map(|t| {
+                let t = t.trim();
+                let t = t.strip_prefix("W/").unwrap_or(t);
+                t.strip_prefix('"')?.strip_suffix('"')?.parse().ok()
+            })
+            .collect();
+        Self::Versions(versions)
+    }
+
+    pub fn holds(&self, version: i64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Versions(v) => v.contains(&version),
+        }
+    }
+}
+
+/// A User as PATCH operations see it: the kept document under what
+/// Canopy owns, without `meta`.
+pub fn user_resource(u: &UserParts<'_>) -> Value {
     let mut obj = u.document.as_object().cloned().unwrap_or_default();
     let mut schemas = vec![json!(USER)];
     if key_of(&obj, ENTERPRISE_USER).is_some() {
@@ -718,8 +755,16 @@ pub fn render_user(u: &UserParts<'_>, m: &Meta<'_>) -> Value {
     }
     obj.insert("userName".into(), json!(u.user_name));
     obj.insert("active".into(), json!(u.active));
-    obj.insert("meta".into(), meta("User", m));
     Value::Object(obj)
+}
+
+/// A User as answered.
+pub fn render_user(u: &UserParts<'_>, m: &Meta<'_>) -> Value {
+    let mut r = user_resource(u);
+    if let Some(obj) = r.as_object_mut() {
+        obj.insert("meta".into(), meta("User", m));
+    }
+    r
 }
 
 /// A Group's parts as Canopy holds them; members as (id, display).
@@ -732,8 +777,8 @@ pub struct GroupParts<'a> {
     pub document: &'a Value,
 }
 
-/// A Group as answered; `members_location` is where a member User is, by id.
-pub fn render_group(g: &GroupParts<'_>, m: &Meta<'_>, users_location: &str) -> Value {
+/// A Group as PATCH operations see it, without members and `meta`.
+pub fn group_resource(g: &GroupParts<'_>) -> Value {
     let mut obj = g.document.as_object().cloned().unwrap_or_default();
     obj.insert("schemas".into(), json!([GROUP]));
     obj.insert("id".into(), json!(g.id));
@@ -741,16 +786,26 @@ pub fn render_group(g: &GroupParts<'_>, m: &Meta<'_>, users_location: &str) -> V
         obj.insert("externalId".into(), json!(e));
     }
     obj.insert("displayName".into(), json!(g.display_name));
-    let members: Vec<Value> = g
+    Value::Object(obj)
+}
+
+/// A Group as answered; `users_location` is where its member Users are,
+/// by id; `members` are left out when not asked for.
+pub fn render_group(g: &GroupParts<'_>, m: &Meta<'_>, users_location: &str, with_members: bool) -> Value {
+    let mut r = group_resource(g);
+    let Some(obj) = r.as_object_mut() else { return r };
+    if with_members {
+        let members: Vec<Value> = g
         .members
         .iter()
         .map(|(id, display)| {
             json!({"value": id, "display": display, "type": "User", "$ref": format!("{users_location}/{id}")})
         })
         .collect();
-    obj.insert("members".into(), Value::Array(members));
+        obj.insert("members".into(), Value::Array(members));
+    }
     obj.insert("meta".into(), meta("Group", m));
-    Value::Object(obj)
+    r
 }
 
 /// An attribute named in `attributes` or `excludedAttributes`:

@@ -276,10 +276,25 @@ impl Parser {
             if attr.sub.is_some() {
                 return Err(err(format!("{raw:?}: a value filter applies to an attribute, not a sub-attribute")));
             }
-            // `emails[type eq "work"].value` is a PATCH path, not a filter
+            // `emails[type eq "work"].value eq "x"`, as Microsoft Entra ID
+            // sends it: a value of `emails` of type work whose value is x
+            if let Some(Token::Word(w)) = self.peek().cloned()
+                && let Some(sub) = w.strip_prefix('.')
+            {
+                self.at += 1;
+                let sub = attr_path(sub)?;
+                let compared = self.comparison(&format!("{raw}[...].{}", sub.attr), sub)?;
+                let both = Filter::And(Box::new(inner), Box::new(compared));
+                return Ok(Filter::ValuePath { attr: attr.attr, filter: Box::new(both) });
+            }
             return Ok(Filter::ValuePath { attr: attr.attr, filter: Box::new(inner) });
         }
         let path = attr_path(&raw)?;
+        self.comparison(&raw, path)
+    }
+
+    /// The operator and value after the attribute path `raw`.
+    fn comparison(&mut self, raw: &str, path: AttrPath) -> Result<Filter, FilterError> {
         let Some(Token::Word(op)) = self.peek().cloned() else {
             return Err(err(format!("expected an operator after {raw}, found {}", self.describe())));
         };
@@ -469,6 +484,9 @@ mod tests {
         assert!(yes(r#"emails.value eq "ann@corp.example""#));
         assert!(yes(r#"emails[type eq "work" and value co "@corp"]"#));
         assert!(!yes(r#"emails[type eq "home" and value co "@corp"]"#));
+        // Entra ID's own shape: a value filter, then a sub-attribute compared
+        assert!(yes(r#"emails[type eq "work"].value eq "ann@corp.example""#));
+        assert!(!yes(r#"emails[type eq "home"].value eq "ann@corp.example""#));
         assert!(yes(r#"name.givenName sw "an" and name.familyName ew "ITH""#));
         assert!(yes(r#"displayName co "Smi" or userName eq "nobody""#));
         assert!(yes("active eq true"));

@@ -165,6 +165,8 @@ impl From<canopy_app::Error> for ApiError {
             E::TooManyRequests { detail, retry_after } => Self::TooManyRequests { detail, retry_after },
             E::Unavailable { detail, retry_after } => Self::Unavailable { detail, retry_after },
             E::Upstream(d) => Self::Upstream(d),
+            E::Scim(e) => Self::BadRequest(e.detail),
+            E::PreconditionFailed(detail) => Self::Conflict { detail, field: None },
             E::Internal(cause) => Self::Internal(cause),
         }
     }

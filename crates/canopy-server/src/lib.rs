@@ -26,6 +26,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod oidc;
 pub mod routes;
+pub mod scim;
 pub mod ui;
 
 pub use bootstrap::{BootstrapError, BootstrapOutcome, bootstrap};
@@ -319,6 +320,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::ready))
         .route("/metrics", get(metrics::scrape))
         .merge(ui::router())
+        .nest("/scim/v2", scim::router())
         .fallback(|uri: axum::http::Uri| async move {
             if uri.path().starts_with("/api/") { no_route() } else { ui::not_found() }
         })

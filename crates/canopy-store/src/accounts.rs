@@ -205,6 +205,9 @@ pub struct GroupRecord {
     pub display_name: String,
     pub created_at: OffsetDateTime,
     pub member_count: i64,
+    /// Provisioned by an identity provider through SCIM, which owns it:
+    /// admins see it and do not change it.
+    pub provisioned: bool,
 }
 
 const KEY_SELECT: &str = "SELECT k.id, k.name, k.workspace_id, w.identifier AS workspace_identifier, k.role, \
@@ -225,16 +228,18 @@ fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord> {
     })
 }
 
-const GROUP_SELECT: &str = "SELECT g.id, g.identifier, g.display_name, g.created_at, \
-     (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count FROM user_groups g";
+pub(crate) const GROUP_SELECT: &str = "SELECT g.id, g.identifier, g.display_name, g.created_at, \
+     (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, \
+     (SELECT COUNT(*) FROM scim_groups p WHERE p.group_id = g.id) AS provisioned FROM user_groups g";
 
-fn group_from_row(r: &AnyRow) -> Result<GroupRecord> {
+pub(crate) fn group_from_row(r: &AnyRow) -> Result<GroupRecord> {
     Ok(GroupRecord {
         id: r.uuid("id")?,
         identifier: r.text("identifier")?,
         display_name: r.text("display_name")?,
         created_at: r.time("created_at")?,
         member_count: r.int("member_count")?,
+        provisioned: r.flag("provisioned")?,
     })
 }
 
@@ -347,6 +352,12 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "update_user");
+        // what SCIM shows of a provisioned account changed: its next version
+        sqlx::query("UPDATE scim_users SET version = version + 1, updated_at = $2 WHERE user_id = $1")
+            .bind(&id_s)
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
         if let Some(active) = c.active {
             // AC10: a deactivated account leaves every tenant, before other work;
             // a reactivated one returns
@@ -409,6 +420,15 @@ impl Tx {
     pub async fn delete_user(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
         // before the bindings go with the user, so the tenants they reached are known
         self.mark_dirty(Reach::User(id), PRIORITY_URGENT, now).await?;
+        // the provisioned groups it leaves show other members now
+        sqlx::query(
+            "UPDATE scim_groups SET version = version + 1, updated_at = $2 \
+             WHERE group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)",
+        )
+        .bind(id.to_string())
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
         let written = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_user");
         Ok(())

@@ -119,9 +119,11 @@ impl Problems {
                 }
             }
             E::Conflict { detail, field: Some(field) } => p.add(field, detail, known),
-            E::Conflict { detail, field: None } | E::Unreadable(detail) | E::Upstream(detail) => {
-                p.general = Some(detail.clone())
-            }
+            E::Conflict { detail, field: None }
+            | E::Unreadable(detail)
+            | E::Upstream(detail)
+            | E::PreconditionFailed(detail) => p.general = Some(detail.clone()),
+            E::Scim(e) => p.general = Some(e.detail.clone()),
             E::TooManyRequests { detail, .. } | E::Unavailable { detail, .. } => p.general = Some(detail.clone()),
             E::Forbidden(_) | E::NotFound(_) | E::Unauthenticated(_) | E::Internal(_) => return None,
         }

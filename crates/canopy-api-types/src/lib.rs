@@ -172,6 +172,10 @@ pub struct Group {
     pub identifier: String,
     pub display_name: String,
     pub member_count: i64,
+    /// Provisioned by the identity provider through SCIM, which owns its name
+    /// and members: admins cannot change it here.
+    #[serde(default)]
+    pub provisioned: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }

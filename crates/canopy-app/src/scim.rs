@@ -246,7 +246,7 @@ pub async fn create_user(
     tx.insert_scim_user(user.id, link, now).await?;
     let created = UserCreated { user: user.username.clone(), email: user.email.clone(), installation_roles: vec![] };
     tx.record(None, now, &by.initiator(), created.into())?;
-    if !c.fields.active {
+    if c.fields.active == Some(false) {
         let changes = UserChanges { active: Some(false), ..Default::default() };
         crate::users::change(&mut tx, by, &user, changes, now, Some("provisioned inactive through SCIM")).await?;
     }
@@ -280,7 +280,7 @@ async fn write_user(
         email: differs(c.email.as_str(), &u.email),
         first_name: differs(c.first_name.as_str(), &u.first_name),
         last_name: differs(c.last_name.as_str(), &u.last_name),
-        active: (c.fields.active != u.active).then_some(c.fields.active),
+        active: c.fields.active.filter(|a| *a != u.active),
         ..Default::default()
     };
     let account_changed = changes.email.is_some()
@@ -451,8 +451,8 @@ async fn render_group(tx: &mut Tx, base: Base<'_>, g: &ScimGroupRecord, with_mem
     let doc = document(&g.document)?;
     let id = g.group.id.to_string();
     let location = format!("{}/{id}", base.groups());
-    let members: Vec<(String, String)> = if with_members {
-        tx.scim_group_members(g.group.id).await?.into_iter().map(|(id, name)| (id.to_string(), name)).collect()
+    let members: Vec<String> = if with_members {
+        tx.scim_group_members(g.group.id).await?.into_iter().map(|id| id.to_string()).collect()
     } else {
         Vec::new()
     };
@@ -515,8 +515,7 @@ async fn set_members(
     wanted: &BTreeSet<String>,
     now: OffsetDateTime,
 ) -> Result<()> {
-    let current: BTreeSet<String> =
-        tx.scim_group_members(g.id).await?.into_iter().map(|(id, _)| id.to_string()).collect();
+    let current: BTreeSet<String> = tx.scim_group_members(g.id).await?.into_iter().map(|id| id.to_string()).collect();
     let add: BTreeSet<String> = wanted.difference(&current).cloned().collect();
     let remove: BTreeSet<String> = current.difference(wanted).cloned().collect();
     change_members(tx, by, g, (&add, &remove), now).await

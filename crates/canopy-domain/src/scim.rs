@@ -167,8 +167,12 @@ pub struct UserFields {
     pub family_name: String,
     /// The primary address (else the first): Canopy's account holds one.
     pub email: String,
-    pub active: bool,
-    /// The rest of the resource, kept as given.
+    /// `None` when the resource does not say (RFC 7643 leaves its meaning to
+    /// the service provider): a new account is active, an existing one
+    /// stays as it is.
+    pub active: Option<bool>,
+    /// The rest of the resource, kept as given (with `active`, so that an
+    /// account whose provider never set it is answered without it).
     pub document: Value,
 }
 
@@ -182,8 +186,8 @@ pub fn read_user(doc: &Value) -> Result<UserFields, ScimError> {
     };
     let external_id = optional_string(obj, "externalId")?;
     let active = match get(obj, "active") {
-        None | Some(Value::Null) => true,
-        Some(v) => boolean("active", v)?,
+        None | Some(Value::Null) => None,
+        Some(v) => Some(boolean("active", v)?),
     };
     let name = match get(obj, "name") {
         None | Some(Value::Null) => Map::new(),
@@ -193,7 +197,7 @@ pub fn read_user(doc: &Value) -> Result<UserFields, ScimError> {
     let given_name = optional_string(&name, "givenName")?.unwrap_or_default();
     let family_name = optional_string(&name, "familyName")?.unwrap_or_default();
     let email = primary_email(obj)?;
-    let document = kept(obj, &["userName", "externalId", "active"])?;
+    let document = kept(obj, &["userName", "externalId"])?;
     Ok(UserFields { user_name, external_id, given_name, family_name, email, active, document })
 }
 
@@ -309,6 +313,15 @@ pub fn read_path(raw: &str) -> Result<PatchPath, ScimError> {
         return Err(bad("too long"));
     }
     let raw_t = raw.trim();
+    // a whole extension: `urn:...:enterprise:2.0:User`
+    if raw_t.eq_ignore_ascii_case(ENTERPRISE_USER) {
+        return Ok(PatchPath {
+            extension: Some(ENTERPRISE_USER.to_owned()),
+            attr: String::new(),
+            filter: None,
+            sub: None,
+        });
+    }
     // the schema URN ends at the last ':' before any value filter
     let head_end = raw_t.find('[').unwrap_or(raw_t.len());
     let (extension, rest) = match raw_t[..head_end].rfind(':') {
@@ -530,6 +543,9 @@ fn apply_at(
     if path.attr.eq_ignore_ascii_case("id") || path.attr.eq_ignore_ascii_case("meta") {
         return Err(refuse(ScimType::Mutability, format!("{} is read-only", path.attr)));
     }
+    if let (Some(urn), true) = (&path.extension, path.attr.is_empty()) {
+        return apply_to_extension(root, kind, urn, value);
+    }
     let container = match &path.extension {
         None => root,
         Some(urn) => {
@@ -637,6 +653,33 @@ fn apply_at(
             if items.is_empty() {
                 container.remove(&key);
             }
+        }
+    }
+    Ok(())
+}
+
+/// An operation on a whole extension's attributes: `add` merges them,
+/// `replace` sets them, `remove` takes them all away.
+fn apply_to_extension(
+    root: &mut Map<String, Value>,
+    kind: PatchKind,
+    urn: &str,
+    value: Option<&Value>,
+) -> Result<(), ScimError> {
+    let key = key_of(root, urn).unwrap_or_else(|| urn.to_owned());
+    if kind == PatchKind::Remove {
+        root.remove(&key);
+        return Ok(());
+    }
+    let Some(Value::Object(new)) = value else {
+        return Err(refuse(ScimType::InvalidValue, format!("{urn} takes an object of its attributes")));
+    };
+    let mut new = new.clone();
+    remove_key(&mut new, "schemas");
+    match (kind, root.get_mut(&key)) {
+        (PatchKind::Add, Some(Value::Object(old))) => old.extend(new),
+        _ => {
+            root.insert(key, Value::Object(new));
         }
     }
     Ok(())
@@ -754,7 +797,11 @@ pub fn user_resource(u: &UserParts<'_>) -> Value {
         obj.insert("externalId".into(), json!(e));
     }
     obj.insert("userName".into(), json!(u.user_name));
-    obj.insert("active".into(), json!(u.active));
+    // the account's state where the provider set it, and always once it is off
+    let said = remove_key(&mut obj, "active").is_some_and(|v| !v.is_null());
+    if said || !u.active {
+        obj.insert("active".into(), json!(u.active));
+    }
     Value::Object(obj)
 }
 
@@ -767,13 +814,13 @@ pub fn render_user(u: &UserParts<'_>, m: &Meta<'_>) -> Value {
     r
 }
 
-/// A Group's parts as Canopy holds them; members as (id, display).
+/// A Group's parts as Canopy holds them; its members by id.
 #[derive(Debug, Clone)]
 pub struct GroupParts<'a> {
     pub id: &'a str,
     pub display_name: &'a str,
     pub external_id: Option<&'a str>,
-    pub members: &'a [(String, String)],
+    pub members: &'a [String],
     pub document: &'a Value,
 }
 
@@ -796,12 +843,10 @@ pub fn render_group(g: &GroupParts<'_>, m: &Meta<'_>, users_location: &str, with
     let Some(obj) = r.as_object_mut() else { return r };
     if with_members {
         let members: Vec<Value> = g
-        .members
-        .iter()
-        .map(|(id, display)| {
-            json!({"value": id, "display": display, "type": "User", "$ref": format!("{users_location}/{id}")})
-        })
-        .collect();
+            .members
+            .iter()
+            .map(|id| json!({"value": id, "type": "User", "$ref": format!("{users_location}/{id}")}))
+            .collect();
         obj.insert("members".into(), Value::Array(members));
     }
     obj.insert("meta".into(), meta("Group", m));
@@ -963,7 +1008,7 @@ mod tests {
         assert_eq!(u.user_name, "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1");
         assert_eq!(u.email, "Test_User_fd0ea19b@testuser.com");
         assert_eq!((u.given_name.as_str(), u.family_name.as_str()), ("givenName", "familyName"));
-        assert!(u.active);
+        assert_eq!(u.active, Some(true));
         assert_eq!(u.document[ENTERPRISE_USER]["department"], "Dept");
         assert!(u.document.get("password").is_none() && u.document.get("userName").is_none());
         let mut no_mail = user();
@@ -986,7 +1031,7 @@ mod tests {
         ]}));
         apply(&mut doc, &ops).unwrap();
         let u = read_user(&doc).unwrap();
-        assert!(!u.active);
+        assert_eq!(u.active, Some(false));
         assert_eq!(u.email, "new@testuser.com");
         assert_eq!(u.family_name, "updatedFamilyName");
         assert_eq!(doc[ENTERPRISE_USER]["employeeNumber"], "7");
@@ -998,7 +1043,7 @@ mod tests {
             {"op": "replace", "value": {"id": "ignored", "active": true, "name": {"givenName": "Ann"}}}]})),
         )
         .unwrap();
-        assert!(read_user(&doc).unwrap().active);
+        assert_eq!(read_user(&doc).unwrap().active, Some(true));
         assert_eq!(doc["name"], json!({"givenName": "Ann"}));
         // remove by filter
         apply(

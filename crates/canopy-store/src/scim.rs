@@ -284,15 +284,12 @@ impl Tx {
             .collect()
     }
 
-    /// A provisioned group's members as SCIM shows them: (id, username), by id.
-    pub async fn scim_group_members(&mut self, group_id: Uuid) -> Result<Vec<(Uuid, String)>> {
-        let rows = sqlx::query(
-            "SELECT u.id, u.username FROM group_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.group_id = $1 ORDER BY u.id",
-        )
-        .bind(group_id.to_string())
-        .fetch_all(self.conn())
-        .await?;
-        rows.iter().map(|r| Ok((r.uuid("id")?, r.text("username")?))).collect()
+    /// A provisioned group's members by id.
+    pub async fn scim_group_members(&mut self, group_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
+            .bind(group_id.to_string())
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(|r| r.uuid("user_id")).collect()
     }
 }

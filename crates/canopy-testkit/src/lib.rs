@@ -288,6 +288,18 @@ impl TestApp {
 
     /// Send a request; `token` goes in `Authorization: Bearer`.
     pub async fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        self.request_with(method, path, token, body, &[]).await
+    }
+
+    /// Send a request with headers of its own (`If-Match`, ...).
+    pub async fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
@@ -295,6 +307,9 @@ impl TestApp {
         }
         if let Some(b) = body {
             req = req.json(&b);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let res = req.send().await.unwrap();
         Self::read(res).await

@@ -19,6 +19,7 @@ fn to_group(g: GroupRecord) -> Group {
         identifier: g.identifier,
         display_name: g.display_name,
         member_count: g.member_count,
+        provisioned: g.provisioned,
         created_at: g.created_at,
     }
 }

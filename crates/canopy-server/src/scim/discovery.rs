@@ -181,7 +181,7 @@ pub fn schemas(base: &str) -> Vec<Value> {
             .multi()
             .required()
             .sub(vec![
-                s("value", "The address"),
+                s("value", "The address").required(),
                 s("type", "work, home or other").canonical(&["work", "home", "other"]),
                 attr("primary", "boolean", "Whether this is the account's address"),
             ]),
@@ -203,7 +203,6 @@ pub fn schemas(base: &str) -> Vec<Value> {
         attr("members", "complex", "The group's members: Users").multi().sub(vec![
             s("value", "A member User's id").mutability("immutable").case_exact(),
             attr("$ref", "reference", "The member's URI").mutability("immutable").references(&["User"]),
-            s("display", "The member's username").mutability("readOnly"),
             s("type", "User").mutability("immutable").canonical(&["User"]),
         ]),
     ];

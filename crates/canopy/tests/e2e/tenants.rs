@@ -41,7 +41,7 @@ impl Os {
     }
 
     /// What the tenant holds on Keystone, as `account:role`.
-    async fn held(&self, external_id: &str) -> BTreeSet<String> {
+    pub async fn held(&self, external_id: &str) -> BTreeSet<String> {
         let tenant = TenantRef { external_id: external_id.to_owned() };
         self.client()
             .observe(&tenant, &Default::default())

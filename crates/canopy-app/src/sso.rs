@@ -3,13 +3,17 @@
 //! expiry and nonce) is the server's; this module keeps the sign-ins sent
 //! to the provider until they come back, and turns a verified identity into
 //! a session: the account the provider's (issuer, subject) names, made on
-//! the first sign-in from the claims, never found by e-mail alone.
+//! the first sign-in from the claims, never found by e-mail alone. An
+//! account SCIM provisioned (ID2) becomes the person's at their first
+//! sign-in when the provider names them as SCIM did: the token's subject is
+//! the account's SCIM `externalId` (Okta), or its `preferred_username` the
+//! SCIM `userName` (Microsoft Entra ID's UPN).
 
 use base64::Engine;
-use canopy_domain::events::UserSignedUp;
+use canopy_domain::events::{IdentityLinked, UserSignedUp};
 use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{Email, PersonName, Username};
-use canopy_store::{CliGrant, NewUser, PendingOidcLogin, Store, Tx, UserRecord};
+use canopy_store::{CliGrant, NewUser, PendingOidcLogin, ScimUserQuery, Store, Tx, UserRecord};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
@@ -163,7 +167,10 @@ fn same(a: &str, b: &str) -> bool {
 async fn resolve(tx: &mut Tx, now: OffsetDateTime, who: &OidcIdentity) -> Result<UserRecord> {
     let user = match tx.user_by_identity(&who.issuer, &who.subject).await? {
         Some(u) => u,
-        None => first_sign_in(tx, now, who).await?,
+        None => match provisioned_account(tx, who).await? {
+            Some((u, matched_by)) => link(tx, now, who, u, matched_by).await?,
+            None => first_sign_in(tx, now, who).await?,
+        },
     };
     if !user.active {
         return Err(Error::Forbidden(format!(
@@ -185,6 +192,55 @@ async fn new_session(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime, lifeti
     tx.insert_session(&hash, user.id, now, expires_at, lifetime.idle.map(|idle| now + idle)).await?;
     tx.delete_expired_sessions(now).await?;
     Ok(NewSession { token, expires_at })
+}
+
+/// The account SCIM provisioned for the person `who` names, if exactly one
+/// matches, and by what: the subject is its `externalId`, or the
+/// `preferred_username` its `userName`. Never by e-mail.
+async fn provisioned_account(tx: &mut Tx, who: &OidcIdentity) -> Result<Option<(UserRecord, &'static str)>> {
+    let by_subject = tx.scim_users(&ScimUserQuery::ExternalId(who.subject.clone()), 0, 2).await?;
+    if let [only] = by_subject.as_slice() {
+        return Ok(Some((only.user.clone(), "externalId")));
+    }
+    let Some(name) = who.preferred_username.as_deref().filter(|n| !n.trim().is_empty()) else { return Ok(None) };
+    let by_name = tx.scim_users(&ScimUserQuery::UserName(name.to_owned()), 0, 1).await?;
+    Ok(by_name.into_iter().next().map(|u| (u.user, "userName")))
+}
+
+/// Make a provisioned account the person's: from now on the provider's
+/// (issuer, subject) names it. An account already signing in through this
+/// provider as somebody else is not taken over.
+async fn link(
+    tx: &mut Tx,
+    now: OffsetDateTime,
+    who: &OidcIdentity,
+    user: UserRecord,
+    matched_by: &str,
+) -> Result<UserRecord> {
+    if tx.identity_issuers(user.id).await?.contains(&who.issuer) {
+        return Err(Error::Conflict {
+            detail: format!(
+                "the account {} signs in through this identity provider as another person already; ask an admin \
+                 of Canopy",
+                user.username
+            ),
+            field: None,
+        });
+    }
+    tx.insert_identity(&who.issuer, &who.subject, user.id, now).await?;
+    let by = Initiator { kind: InitiatorKind::User, id: user.id.to_string(), name: user.username.clone() };
+    let linked = IdentityLinked {
+        user: user.username.clone(),
+        issuer: who.issuer.clone(),
+        subject: who.subject.clone(),
+        matched_by: matched_by.to_owned(),
+    };
+    tx.record(None, now, &by, linked.into())?;
+    // the provider vouched for the address SCIM gave: its invitations are theirs (WS3)
+    if user.active {
+        crate::session::accept_invitations(tx, &user, now).await?;
+    }
+    Ok(user)
 }
 
 /// Make the account of a person the provider names for the first time.

@@ -29,10 +29,21 @@ async fn sign_in_at_the_provider(page: &Page, app: &TestApp, login: &str) {
     page.fill("login", login).await;
     page.fill("password", "any password: the provider's test pages ignore it").await;
     page.click_button("Sign-in").await;
-    // the consent page, the first time this account meets the client
-    page.wait_for("button[type=submit]").await;
-    if page.body_text().await.contains("Continue") {
-        page.click_button("Continue").await;
+    // then the consent page, the first time this account meets the client,
+    // or Canopy again; the login page has a submit button too, so wait for
+    // it to be gone rather than for a button
+    let start = std::time::Instant::now();
+    let canopy = format!("{}/", app.base);
+    loop {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "stuck at {}", page.url().await);
+        if page.url().await.starts_with(&canopy) {
+            return;
+        }
+        if !page.exists("input[name=login]").await && page.exists("button[type=submit]").await {
+            page.click_button("Continue").await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -472,6 +483,60 @@ async fn id1_an_address_a_local_account_holds_is_not_linked() {
         sign_in_at_the_provider(&page, &app, "ann").await;
         page.wait_for_text("exists already and was not made by this identity provider").await;
         app.get("/api/v1/users/ann", &app.admin_token).await.expect(404);
+        page.close().await;
+    })
+    .await;
+}
+
+/// ID1 with ID2: the account SCIM provisioned becomes the person's at their
+/// first sign-in, when the provider names them as SCIM did (the subject is
+/// its `externalId`, or the `preferred_username` its `userName`), never by
+/// e-mail; the address SCIM gave claims its invitations; an account linked
+/// already is not taken over by another subject of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_id2_the_first_sign_in_takes_the_account_scim_provisioned() {
+    both(async |app: TestApp| {
+        let Some(browser) = browser().await else { return };
+        let made = app
+            .post("/api/v1/api-keys", &app.admin_token, json!({"name": "idp", "role": "scim_provisioner"}))
+            .await
+            .expect(201);
+        let key = made.body["secret"].as_str().unwrap().to_owned();
+        let provision = async |user_name: &str, external_id: &str, email: &str| {
+            let u = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name,
+                "externalId": external_id, "emails": [{"value": email, "primary": true}], "active": true});
+            app.request("POST", "/scim/v2/Users", Some(&key), Some(u)).await.expect(201);
+        };
+        // Okta's way: externalId is the subject; Entra's: userName is the UPN
+        provision("dora@corp.example", "dora", "dora@corp.example").await;
+        provision("carl", "00u-entra-object-id", "carl@corp.example").await;
+        app.workspace(&app.admin_token, "team-c").await;
+        let invite = json!({"email": "carl@corp.example", "role": "workspace_member"});
+        app.post("/api/v1/workspaces/team-c/members", &app.admin_token, invite).await.expect(201);
+
+        for (login, username) in [("dora", "dora"), ("carl", "carl")] {
+            let page = browser.open(Viewport::Desktop).await;
+            sign_in_at_the_provider(&page, &app, login).await;
+            page.wait_for_text(&format!("Welcome, {username}")).await;
+            page.close().await;
+        }
+        // no account was made from the provider's own addresses
+        let users = app.get("/api/v1/users?q=example.org", &app.admin_token).await.expect(200);
+        assert_eq!(users.body["items"], json!([]), "no account has the provider's addresses");
+        assert!(members(&app, "team-c").await.contains(&"user:carl".to_owned()), "SCIM's address claimed the invitation");
+        let linked = app.get("/api/v1/admin/history?kind=identity_linked", &app.admin_token).await.expect(200);
+        let by: Vec<(Value, Value)> = linked.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["details"]["user"].clone(), e["details"]["matched_by"].clone()))
+            .collect();
+        assert_eq!(by, vec![(json!("carl"), json!("userName")), (json!("dora"), json!("externalId"))]);
+
+        // another subject with carl's preferred_username does not take carl's account
+        let page = browser.open(Viewport::Desktop).await;
+        sign_in_at_the_provider(&page, &app, "brief-carl").await;
+        page.wait_for_text("signs in through this identity provider as another person already").await;
         page.close().await;
     })
     .await;

@@ -88,12 +88,22 @@ pub async fn show(store: &Store, by: &Principal, username: &str) -> Result<UserR
     load::user(&mut tx, username).await
 }
 
-/// The identity providers (issuers) an account signs in through (admins).
-pub async fn identity_providers(store: &Store, by: &Principal, username: &str) -> Result<Vec<String>> {
+/// Where an account comes from and how it signs in besides a password.
+#[derive(Debug, Clone)]
+pub struct IdentityProviders {
+    /// The issuers it signs in through.
+    pub issuers: Vec<String>,
+    /// Provisioned through SCIM: the identity provider owns its names and address.
+    pub provisioned: bool,
+}
+
+/// The identity providers an account signs in through, and whether one
+/// provisioned it (admins).
+pub async fn identity_providers(store: &Store, by: &Principal, username: &str) -> Result<IdentityProviders> {
     by.require(Action::AdministerUsers)?;
     let mut tx = store.read().await?;
     let user = load::user(&mut tx, username).await?;
-    Ok(tx.identity_issuers(user.id).await?)
+    Ok(IdentityProviders { issuers: tx.identity_issuers(user.id).await?, provisioned: tx.is_scim_user(user.id).await? })
 }
 
 pub fn is_active_admin(u: &UserRecord) -> bool {

@@ -45,6 +45,8 @@ struct AccountPage {
     /// How the account signs in: a local password, identity providers.
     password: bool,
     providers: Vec<String>,
+    /// Provisioned through SCIM: names and e-mail are the provider's.
+    provisioned: bool,
     form: AccountForm,
     problems: Problems,
 }
@@ -84,7 +86,8 @@ async fn account_page(
         active: u.active,
         created: text::day(u.created_at),
         password: u.password_hash.is_some(),
-        providers,
+        providers: providers.issuers,
+        provisioned: providers.provisioned,
         username: u.username,
         form,
         problems,

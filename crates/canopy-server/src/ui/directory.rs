@@ -155,6 +155,7 @@ struct GroupRow {
     identifier: String,
     name: String,
     members: i64,
+    provisioned: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,7 +190,12 @@ async fn groups_page(
     let rows = list
         .items
         .into_iter()
-        .map(|g| GroupRow { identifier: g.identifier, name: g.display_name, members: g.member_count })
+        .map(|g| GroupRow {
+            identifier: g.identifier,
+            name: g.display_name,
+            members: g.member_count,
+            provisioned: g.provisioned,
+        })
         .collect();
     let crumbs = vec![Crumb::link("Administration", "/admin/workspaces"), Crumb::here("Groups")];
     let frame = viewer.frame(app, "Groups", None, crumbs).await?;
@@ -236,6 +242,8 @@ struct GroupPage {
     tabs: Vec<Tab>,
     identifier: String,
     name: String,
+    /// Owned by the identity provider (SCIM): shown without forms.
+    provisioned: bool,
     members: Vec<(String, String)>,
     next: Option<String>,
     username: String,
@@ -264,6 +272,7 @@ async fn group_page(
         tabs: admin_tabs("groups", viewer.is_admin()),
         identifier: g.identifier,
         name: g.display_name,
+        provisioned: g.provisioned,
         members: members
             .items
             .into_iter()

@@ -523,7 +523,10 @@ async fn id1_id2_the_first_sign_in_takes_the_account_scim_provisioned() {
         // no account was made from the provider's own addresses
         let users = app.get("/api/v1/users?q=example.org", &app.admin_token).await.expect(200);
         assert_eq!(users.body["items"], json!([]), "no account has the provider's addresses");
-        assert!(members(&app, "team-c").await.contains(&"user:carl".to_owned()), "SCIM's address claimed the invitation");
+        assert!(
+            members(&app, "team-c").await.contains(&"user:carl".to_owned()),
+            "SCIM's address claimed the invitation"
+        );
         let linked = app.get("/api/v1/admin/history?kind=identity_linked", &app.admin_token).await.expect(200);
         let by: Vec<(Value, Value)> = linked.body["items"]
             .as_array()

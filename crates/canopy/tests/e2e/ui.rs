@@ -854,6 +854,35 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
     page.wait_for_text("The group ops was removed.").await;
     app.get("/api/v1/groups/ops", &app.admin_token).await.expect(404);
 
+    // what the identity provider provisioned (SCIM) is shown, not changed here
+    let key = app
+        .post("/api/v1/api-keys", &app.admin_token, json!({"name": "entra", "role": "scim_provisioner"}))
+        .await
+        .expect(201)
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dana = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dana@corp.example",
+        "name": {"givenName": "Dana", "familyName": "Scim"}, "emails": [{"value": "dana@corp.example"}]});
+    let dana = app.request("POST", "/scim/v2/Users", Some(&key), Some(dana)).await.expect(201);
+    let sre = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "SRE on call",
+        "members": [{"value": dana.body["id"]}]});
+    app.request("POST", "/scim/v2/Groups", Some(&key), Some(sre)).await.expect(201);
+    page.click_link("Groups").await;
+    page.wait_for_text("identity provider").await;
+    page.click_link("SRE on call").await;
+    page.wait_for_text("Your identity provider manages this group through SCIM").await;
+    assert!(page.body_text().await.contains("dana"), "its members are shown");
+    assert!(!page.exists("#group-rename").await && !page.exists("#member-user").await, "and offered no change");
+    page.screenshot(&shot(&app, "admin-group-provisioned")).await;
+    page.goto(&format!("{}/admin/users/dana", app.base)).await;
+    page.wait_for_text("by the identity provider (SCIM)").await;
+    assert!(!page.exists("#account-email").await, "the address is the provider's");
+    page.click_button("Save the account").await;
+    page.wait_for_text("The account dana was saved.").await;
+    page.screenshot(&shot(&app, "admin-account-provisioned")).await;
+
     // settings: four-eye with a bad number, then two approvals
     page.click_link("Settings").await;
     page.check("four_eye").await;

@@ -983,6 +983,8 @@ fn keep_asked(attributes: &[AttrName], ext: Option<&str>, attr: &str, v: &mut Va
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn user() -> Value {

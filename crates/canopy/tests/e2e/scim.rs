@@ -24,6 +24,7 @@ backend_tests!(
     id2_groups_provisioned_by_scim_are_read_only_for_admins,
     ac10_id2_a_person_deprovisioned_through_scim_leaves_every_tenant,
     id2_a_scim_compliance_checker_passes,
+    id2_concurrent_creates_of_one_user_make_one_account,
 );
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -441,4 +442,21 @@ async fn id2_a_scim_compliance_checker_passes(app: TestApp) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the SCIM checker failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("object_creation"), "the checker ran no check:\n{stdout}");
+}
+
+/// An identity provider retrying a create while the first is still running
+/// gets one account, and a 409 for every other attempt (never a 500, never
+/// two accounts).
+async fn id2_concurrent_creates_of_one_user_make_one_account(app: TestApp) {
+    let key = scim_key(&app, "idp").await;
+    let attempts = (0..8).map(|_| scim(&app, &key, "POST", "/Users", Some(user("race@corp.example", "race@corp.example"))));
+    let answers = futures::future::join_all(attempts).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    for r in answers.iter().filter(|r| r.status.as_u16() == 409) {
+        expect_scim_error(r, 409, r.body["scimType"].as_str());
+    }
+    let listed = scim(&app, &key, "GET", "/Users", None).await.expect(200);
+    assert_eq!(listed.body["totalResults"], 1);
 }

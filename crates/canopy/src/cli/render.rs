@@ -281,16 +281,28 @@ impl Render for User {
     }
 }
 
+/// Who manages a group: Canopy, or the identity provider through SCIM.
+fn managed_by(g: &Group) -> String {
+    if g.provisioned { "identity provider (SCIM)" } else { "canopy" }.to_owned()
+}
+
 impl Render for Group {
-    const HEADERS: &'static [&'static str] = &["IDENTIFIER", "NAME", "MEMBERS", "CREATED"];
+    const HEADERS: &'static [&'static str] = &["IDENTIFIER", "NAME", "MEMBERS", "MANAGED BY", "CREATED"];
     fn row(&self) -> Vec<String> {
-        vec![self.identifier.clone(), self.display_name.clone(), self.member_count.to_string(), time(self.created_at)]
+        vec![
+            self.identifier.clone(),
+            self.display_name.clone(),
+            self.member_count.to_string(),
+            managed_by(self),
+            time(self.created_at),
+        ]
     }
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![
             ("identifier", self.identifier.clone()),
             ("display_name", self.display_name.clone()),
             ("member_count", self.member_count.to_string()),
+            ("managed_by", managed_by(self)),
             ("created_at", time(self.created_at)),
         ]
     }

@@ -684,6 +684,8 @@ async fn if3_cli_admin_manages_users_groups_and_roles(app: TestApp) {
         ["bob"]
     );
     assert_eq!(cli.run(&["group", "show", "ops", "-o", "json"]).await.ok().json()["member_count"], 1);
+    let shown = cli.run(&["group", "show", "ops"]).await.ok();
+    assert!(shown.stdout.contains("canopy"), "an admin's own group is Canopy's to manage: {}", shown.stdout);
     cli.run(&["group", "add-member", "ops", "bob"]).await.code(6);
     cli.run(&["group", "remove-member", "ops", "bob"]).await.ok();
     let table = cli.run(&["group", "members", "ops"]).await.ok();

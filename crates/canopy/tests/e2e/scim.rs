@@ -449,7 +449,8 @@ async fn id2_a_scim_compliance_checker_passes(app: TestApp) {
 /// two accounts).
 async fn id2_concurrent_creates_of_one_user_make_one_account(app: TestApp) {
     let key = scim_key(&app, "idp").await;
-    let attempts = (0..8).map(|_| scim(&app, &key, "POST", "/Users", Some(user("race@corp.example", "race@corp.example"))));
+    let attempts =
+        (0..8).map(|_| scim(&app, &key, "POST", "/Users", Some(user("race@corp.example", "race@corp.example"))));
     let answers = futures::future::join_all(attempts).await;
     let statuses: Vec<u16> = answers.iter().map(|r| r.status.as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");

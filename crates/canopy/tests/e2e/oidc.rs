@@ -544,3 +544,132 @@ async fn id1_id2_the_first_sign_in_takes_the_account_scim_provisioned() {
     })
     .await;
 }
+
+/// The claims a [`Forger`] signs into the next ID token it hands out.
+#[derive(Debug, Clone)]
+struct Forged {
+    audience: String,
+    nonce: String,
+}
+
+/// A provider of the test's own making, for what a real one never sends:
+/// an ID token for another client, or one without the sign-in's nonce. It
+/// signs RS256 with a key of its own, which it publishes, so that only the
+/// claims are wrong.
+struct Forger {
+    issuer: String,
+    next: std::sync::Arc<std::sync::Mutex<Option<Forged>>>,
+}
+
+/// A [`Forger`] listening on loopback; its key is made by Node.js, which
+/// the provider fixture needs too (`None` without the fixture).
+async fn forger() -> Option<Forger> {
+    use openidconnect::PrivateSigningKey;
+    use openidconnect::core::{
+        CoreGenderClaim, CoreIdToken, CoreIdTokenClaims, CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
+    };
+    use openidconnect::{
+        Audience, EmptyAdditionalClaims, EndUserEmail, IssuerUrl, JsonWebKeyId, Nonce, StandardClaims,
+        SubjectIdentifier,
+    };
+    oidc_provider()?;
+    let script = "const {privateKey} = require('crypto').generateKeyPairSync('rsa', {modulusLength: 2048}); \
+                  process.stdout.write(privateKey.export({type: 'pkcs1', format: 'pem'}))";
+    let made = tokio::process::Command::new("node").args(["-e", script]).output().await.unwrap();
+    assert!(made.status.success(), "node made no key: {}", String::from_utf8_lossy(&made.stderr));
+    let pem = String::from_utf8(made.stdout).unwrap();
+    let key = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new("forged".into()))).unwrap();
+    let jwks = json!({"keys": [serde_json::to_value(key.as_verification_key()).unwrap()]});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let discovery = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    let next = std::sync::Arc::new(std::sync::Mutex::new(None::<Forged>));
+    let (signer, iss) = (std::sync::Arc::new(key), issuer.clone());
+    let token = {
+        let next = next.clone();
+        move || {
+            let forged = next.lock().unwrap().clone().expect("a test sets the claims first");
+            let at = chrono::DateTime::from_timestamp(canopy_testkit::START.unix_timestamp(), 0).unwrap();
+            let person = StandardClaims::<CoreGenderClaim>::new(SubjectIdentifier::new("forged-person".into()))
+                .set_email(Some(EndUserEmail::new("forged@example.org".into())))
+                .set_email_verified(Some(true));
+            let claims = CoreIdTokenClaims::new(
+                IssuerUrl::new(iss.clone()).unwrap(),
+                vec![Audience::new(forged.audience)],
+                at + chrono::Duration::minutes(10),
+                at,
+                person,
+                EmptyAdditionalClaims {},
+            )
+            .set_nonce(Some(Nonce::new(forged.nonce)));
+            let id_token =
+                CoreIdToken::new(claims, signer.as_ref(), CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, None, None)
+                    .unwrap();
+            let body = json!({"access_token": "forged", "token_type": "Bearer", "expires_in": 600,
+                              "id_token": id_token.to_string()});
+            async move { axum::Json(body) }
+        }
+    };
+    let routes = axum::Router::new()
+        .route("/.well-known/openid-configuration", axum::routing::get(move || async move { axum::Json(discovery) }))
+        .route("/jwks", axum::routing::get(move || async move { axum::Json(jwks) }))
+        .route("/token", axum::routing::post(token));
+    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    Some(Forger { issuer, next })
+}
+
+/// An ID token for another client, or one that does not carry the nonce of
+/// the sign-in it answers, signs nobody in; the same token with the right
+/// audience and nonce does, so the refusals are the checks' own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id1_an_id_token_for_another_client_or_another_sign_in_is_refused() {
+    let Some(forger) = forger().await else { return };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let settings = canopy_server::oidc::OidcSettings {
+            issuer: forger.issuer.clone(),
+            client_id: "canopy".into(),
+            client_secret: "canopy-secret".into(),
+            display_name: "Forger".into(),
+        };
+        let Some(app) = spawn_app_with(backend, |c| c.oidc = Some(settings)).await else { continue };
+        let http = no_redirects();
+        let attempt = async |audience: &str, nonce: Option<&str>| {
+            let start = http.get(format!("{}/auth/oidc/login", app.base)).send().await.unwrap();
+            let state = set_cookie(&start, "canopy_oidc").unwrap();
+            let to = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+            let sent = to.query_pairs().find(|(k, _)| k == "nonce").map(|(_, v)| v.into_owned()).unwrap();
+            let nonce = nonce.map_or(sent, str::to_owned);
+            *forger.next.lock().unwrap() = Some(Forged { audience: audience.to_owned(), nonce });
+            let back = http
+                .get(format!("{}/auth/oidc/callback?code=any&state={state}", app.base))
+                .header("cookie", format!("canopy_oidc={state}"))
+                .send()
+                .await
+                .unwrap();
+            let signed_in = set_cookie(&back, "canopy_session").is_some_and(|c| !c.is_empty());
+            (back.status().as_u16(), signed_in, back.text().await.unwrap())
+        };
+        let (status, signed_in, body) = attempt("another-client", None).await;
+        assert_eq!((status, signed_in), (401, false), "{body}");
+        assert!(body.contains("ID token was refused"), "{body}");
+        let (status, signed_in, body) = attempt("canopy", Some("the nonce of another sign-in")).await;
+        assert_eq!((status, signed_in), (401, false), "{body}");
+        assert!(body.contains("ID token was refused"), "{body}");
+        let users = app.get("/api/v1/users?q=forged", &app.admin_token).await.expect(200);
+        assert_eq!(users.body["items"], json!([]), "no account from a refused token");
+        let (status, signed_in, body) = attempt("canopy", None).await;
+        assert_eq!(
+            (status, signed_in),
+            (303, true),
+            "the forger's tokens are good but for what the test broke: {body}"
+        );
+    }
+}

@@ -35,7 +35,8 @@ function claimsOf(id) {
     }
   }
   const given = name.charAt(0).toUpperCase() + name.slice(1);
-  const claims = { sub: id, preferred_username: name, given_name: given, family_name: 'Tester' };
+  // `oid`: an object id as Microsoft Entra ID gives one, the same for every client
+  const claims = { sub: id, preferred_username: name, given_name: given, family_name: 'Tester', oid: `oid-${name}` };
   if (email) {
     claims.email = `${name}@example.org`;
     claims.email_verified = verified;
@@ -57,7 +58,7 @@ const provider = new Provider(issuer, {
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['preferred_username', 'given_name', 'family_name'],
+        profile: ['preferred_username', 'given_name', 'family_name', 'oid'],
   },
   // the claims the scopes ask for go into the ID token too
   conformIdTokenClaims: false,

@@ -372,6 +372,8 @@ pub async fn revoke(
         removed.api_keys.push(RevokedApiKey { id: k.id, name: k.name, workspace: k.workspace_identifier });
     }
     tx.update_user(user.id, &UserChanges { active: Some(false), ..UserChanges::default() }, now).await?;
+    // SCIM may not undo it: only an admin reactivates the account
+    tx.hold_scim_user(user.id, true).await?;
     tx.delete_sessions_of(user.id).await?;
 
     let record = RevocationRecord {

@@ -98,6 +98,15 @@ fn uniqueness(detail: impl Into<String>) -> Error {
     Error::Conflict { detail: detail.into(), field: Some("uniqueness".into()) }
 }
 
+/// A unique key refusing a create made at the same time as another of the
+/// same resource (PostgreSQL): SCIM's `uniqueness`.
+fn race_is_uniqueness(e: impl Into<Error>) -> Error {
+    match e.into() {
+        Error::Conflict { detail, field: None } => uniqueness(detail),
+        other => other,
+    }
+}
+
 fn document(raw: &str) -> Result<Value> {
     serde_json::from_str(raw).map_err(|e| Error::internal(format!("a stored SCIM document is not JSON: {e}")))
 }
@@ -170,6 +179,15 @@ async fn load_user(tx: &mut Tx, id: &str) -> Result<ScimUserRecord> {
     tx.scim_user(id).await?.ok_or_else(|| Error::not_found(format!("no User has the id {id}")))
 }
 
+/// A User to change: its row locked first, so that two changes made from
+/// one version wait in turn and the second sees the first (`If-Match`).
+async fn load_user_to_change(tx: &mut Tx, id: &str, if_match: Option<&Precondition>) -> Result<ScimUserRecord> {
+    tx.lock_scim_user(resource_id(id, "User")?).await?;
+    let u = load_user(tx, id).await?;
+    require_version(u.version, if_match)?;
+    Ok(u)
+}
+
 /// Refuse a `userName` or an e-mail address another account holds.
 async fn require_unique_user(tx: &mut Tx, c: &CheckedUser, me: Option<Uuid>) -> Result<()> {
     let by_name = tx.scim_users(&ScimUserQuery::UserName(c.fields.user_name.clone()), 0, 1).await?;
@@ -240,10 +258,11 @@ pub async fn create_user(
             },
             now,
         )
-        .await?;
+        .await
+        .map_err(race_is_uniqueness)?;
     let link =
         ScimLink { name: &c.fields.user_name, external_id: c.fields.external_id.as_deref(), document: &c.document };
-    tx.insert_scim_user(user.id, link, now).await?;
+    tx.insert_scim_user(user.id, link, now).await.map_err(race_is_uniqueness)?;
     let created = UserCreated { user: user.username.clone(), email: user.email.clone(), installation_roles: vec![] };
     tx.record(None, now, &by.initiator(), created.into())?;
     if c.fields.active == Some(false) {
@@ -252,7 +271,7 @@ pub async fn create_user(
     }
     let after = load_user(&mut tx, &user.id.to_string()).await?;
     record(&mut tx, by, now, ("User", user.id, &user.username, "created", Some(after.version)))?;
-    tx.commit().await?;
+    tx.commit().await.map_err(race_is_uniqueness)?;
     render_user(base, &after)
 }
 
@@ -273,8 +292,21 @@ async fn write_user(
     c: &CheckedUser,
     operation: &str,
 ) -> Result<ScimUserRecord> {
-    require_unique_user(tx, c, Some(before.user.id)).await?;
     let u = &before.user;
+    if c.fields.active == Some(true) && !u.active && before.held {
+        return Err(scim_err(
+            ScimType::Mutability,
+            format!(
+                "the account {} was deactivated in Canopy (by an admin, or an emergency revocation): only an admin \
+                 of Canopy can reactivate it",
+                u.username
+            ),
+        ));
+    }
+    let unchanged_link = c.fields.user_name == before.user_name
+        && c.fields.external_id == before.external_id
+        && c.document == before.document;
+    require_unique_user(tx, c, Some(before.user.id)).await?;
     let differs = |new: &str, old: &str| (new != old).then(|| new.to_owned());
     let changes = UserChanges {
         email: differs(c.email.as_str(), &u.email),
@@ -287,6 +319,10 @@ async fn write_user(
         || changes.first_name.is_some()
         || changes.last_name.is_some()
         || changes.active.is_some();
+    if !account_changed && unchanged_link {
+        // nothing to write: the same version, and no event for no change
+        return Ok(before.clone());
+    }
     if account_changed {
         crate::users::change(tx, by, u, changes, now, Some("deprovisioned through SCIM")).await?;
     }
@@ -310,8 +346,7 @@ pub async fn replace_user(
     by.require(Action::ProvisionIdentities)?;
     let c = check_user(doc)?;
     let mut tx = store.write().await?;
-    let before = load_user(&mut tx, id).await?;
-    require_version(before.version, if_match)?;
+    let before = load_user_to_change(&mut tx, id, if_match).await?;
     let after = write_user(&mut tx, by, now, &before, &c, "replaced").await?;
     tx.commit().await?;
     render_user(base, &after)
@@ -328,8 +363,7 @@ pub async fn patch_user(
 ) -> Result<Resource> {
     by.require(Action::ProvisionIdentities)?;
     let mut tx = store.write().await?;
-    let before = load_user(&mut tx, id).await?;
-    require_version(before.version, if_match)?;
+    let before = load_user_to_change(&mut tx, id, if_match).await?;
     let mut doc = user_parts(&before, &document(&before.document)?)?;
     scim::apply(&mut doc, ops).map_err(Error::Scim)?;
     let c = check_user(&doc)?;
@@ -348,12 +382,17 @@ pub async fn delete_user(
 ) -> Result<()> {
     by.require(Action::ProvisionIdentities)?;
     let mut tx = store.write().await?;
-    let before = load_user(&mut tx, id).await?;
-    require_version(before.version, if_match)?;
+    let before = load_user_to_change(&mut tx, id, if_match).await?;
     let u = &before.user;
     if u.active {
         let changes = UserChanges { active: Some(false), ..Default::default() };
         crate::users::change(&mut tx, by, u, changes, now, Some("deleted through SCIM")).await?;
+    }
+    // no longer a User, so no longer a member of the provider's groups (AC3)
+    for gid in tx.scim_groups_of_user(u.id).await? {
+        if let Some(g) = tx.group_by_id(gid).await? {
+            groups::remove_member_in(&mut tx, by, &g, u, now).await?;
+        }
     }
     tx.delete_scim_user(u.id).await?;
     record(&mut tx, by, now, ("User", u.id, &u.username, "deleted", None))?;
@@ -412,37 +451,63 @@ pub async fn list_users(store: &Store, by: &Principal, base: Base<'_>, q: &ListQ
     let narrowed = narrow_users(filter);
     let query = narrowed.clone().unwrap_or(ScimUserQuery::All);
     if narrowed.is_none() && tx.count_scim_users(&ScimUserQuery::All).await? > MAX_SCAN {
-        return Err(scim_err(
-            ScimType::TooMany,
-            format!(
-                "this filter would be decided on more than {MAX_SCAN} Users: filter by id, userName, externalId or \
-                 emails.value eq"
-            ),
-        ));
+        return Err(too_many("Users"));
     }
-    let mut matched = Vec::new();
+    let mut window = Window::new(q);
     let mut offset = 0;
     loop {
         let batch = tx.scim_users(&query, offset, MAX_RESULTS).await?;
         for u in &batch {
             let r = render_user(base, u)?;
             if filter.matches(&r.body) {
-                matched.push(r.body);
+                window.offer(r.body);
             }
         }
-        if (batch.len() as i64) < MAX_RESULTS || offset >= MAX_SCAN {
+        if (batch.len() as i64) < MAX_RESULTS {
             break;
         }
         offset += MAX_RESULTS;
+        if offset >= MAX_SCAN {
+            return Err(too_many("Users"));
+        }
     }
-    Ok(page_of(matched, q))
+    Ok(window.listed(q))
 }
 
-fn page_of(matched: Vec<Value>, q: &ListQuery) -> Listed {
-    let total = matched.len() as i64;
-    let skip = usize::try_from(q.offset()).unwrap_or(usize::MAX);
-    let take = usize::try_from(q.count()).unwrap_or(0);
-    Listed { total, start_index: q.offset() + 1, resources: matched.into_iter().skip(skip).take(take).collect() }
+/// The answers of a filter decided resource by resource: how many match,
+/// and the bodies of the page asked for only.
+struct Window {
+    skip: i64,
+    take: usize,
+    total: i64,
+    page: Vec<Value>,
+}
+
+impl Window {
+    fn new(q: &ListQuery) -> Self {
+        Self { skip: q.offset(), take: usize::try_from(q.count()).unwrap_or(0), total: 0, page: Vec::new() }
+    }
+
+    fn offer(&mut self, body: Value) {
+        if self.total >= self.skip && self.page.len() < self.take {
+            self.page.push(body);
+        }
+        self.total += 1;
+    }
+
+    fn listed(self, q: &ListQuery) -> Listed {
+        Listed { total: self.total, start_index: q.offset() + 1, resources: self.page }
+    }
+}
+
+fn too_many(what: &str) -> Error {
+    scim_err(
+        ScimType::TooMany,
+        format!(
+            "this filter would be decided on more than {MAX_SCAN} {what}: filter by an attribute compared with eq \
+             (id, externalId, and userName or emails.value of Users, displayName or members.value of Groups)"
+        ),
+    )
 }
 
 // ------------------------------------------------------------ groups
@@ -574,17 +639,17 @@ pub async fn create_group(
     let mut tx = store.write().await?;
     require_unique_group(&mut tx, &c.display_name, None).await?;
     let identifier = new_identifier(&mut tx, c.display_name.as_str()).await?;
-    let g = tx.insert_group(identifier.as_str(), c.display_name.as_str(), now).await?;
+    let g = tx.insert_group(identifier.as_str(), c.display_name.as_str(), now).await.map_err(race_is_uniqueness)?;
     let created = GroupCreated { group: g.identifier.clone(), display_name: g.display_name.clone() };
     tx.record(None, now, &by.initiator(), created.into())?;
     let link =
         ScimLink { name: c.display_name.as_str(), external_id: c.fields.external_id.as_deref(), document: &c.document };
-    tx.insert_scim_group(g.id, link, now).await?;
+    tx.insert_scim_group(g.id, link, now).await.map_err(race_is_uniqueness)?;
     change_members(&mut tx, by, &g, (&c.fields.members, &BTreeSet::new()), now).await?;
     let after = load_group(&mut tx, &g.id.to_string()).await?;
     record(&mut tx, by, now, ("Group", g.id, &g.identifier, "created", Some(after.version)))?;
     let r = render_group(&mut tx, base, &after, true).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(race_is_uniqueness)?;
     Ok(r)
 }
 
@@ -614,10 +679,41 @@ async fn write_group(
     if c.display_name.as_str() != before.group.display_name {
         groups::rename_in(tx, by, &before.group, c.display_name.clone(), now).await?;
     }
-    let link =
-        ScimLink { name: c.display_name.as_str(), external_id: c.fields.external_id.as_deref(), document: &c.document };
-    tx.update_scim_group(before.group.id, link, now).await?;
+    let unchanged = c.display_name.as_str() == before.group.display_name
+        && c.fields.external_id == before.external_id
+        && c.document == before.document;
+    if !unchanged {
+        let link = ScimLink {
+            name: c.display_name.as_str(),
+            external_id: c.fields.external_id.as_deref(),
+            document: &c.document,
+        };
+        tx.update_scim_group(before.group.id, link, now).await?;
+    }
     Ok(())
+}
+
+/// A Group to change: its row locked first (see [`load_user_to_change`]).
+async fn load_group_to_change(tx: &mut Tx, id: &str, if_match: Option<&Precondition>) -> Result<ScimGroupRecord> {
+    tx.lock_scim_group(resource_id(id, "Group")?).await?;
+    let g = load_group(tx, id).await?;
+    require_version(g.version, if_match)?;
+    Ok(g)
+}
+
+/// Record a change of a Group, if it changed at all (its version grew).
+fn record_group(
+    tx: &mut Tx,
+    by: &Principal,
+    now: OffsetDateTime,
+    before: &ScimGroupRecord,
+    after: &ScimGroupRecord,
+    operation: &str,
+) -> Result<()> {
+    if after.version == before.version {
+        return Ok(());
+    }
+    record(tx, by, now, ("Group", before.group.id, &before.group.identifier, operation, Some(after.version)))
 }
 
 /// Replace a Group (PUT), its members included.
@@ -632,12 +728,11 @@ pub async fn replace_group(
     by.require(Action::ProvisionIdentities)?;
     let c = check_group(doc)?;
     let mut tx = store.write().await?;
-    let before = load_group(&mut tx, id).await?;
-    require_version(before.version, if_match)?;
+    let before = load_group_to_change(&mut tx, id, if_match).await?;
     write_group(&mut tx, by, now, &before, &c).await?;
     set_members(&mut tx, by, &before.group, &c.fields.members, now).await?;
     let after = load_group(&mut tx, id).await?;
-    record(&mut tx, by, now, ("Group", before.group.id, &before.group.identifier, "replaced", Some(after.version)))?;
+    record_group(&mut tx, by, now, &before, &after, "replaced")?;
     let r = render_group(&mut tx, base, &after, true).await?;
     tx.commit().await?;
     Ok(r)
@@ -655,8 +750,7 @@ pub async fn patch_group(
     by.require(Action::ProvisionIdentities)?;
     let (members, rest) = scim::take_member_changes(ops).map_err(Error::Scim)?;
     let mut tx = store.write().await?;
-    let before = load_group(&mut tx, id).await?;
-    require_version(before.version, if_match)?;
+    let before = load_group_to_change(&mut tx, id, if_match).await?;
     if !rest.is_empty() {
         let doc = document(&before.document)?;
         let gid = before.group.id.to_string();
@@ -679,11 +773,8 @@ pub async fn patch_group(
         Some(all) => set_members(&mut tx, by, &before.group, all, now).await?,
         None => change_members(&mut tx, by, &before.group, (&members.add, &members.remove), now).await?,
     }
-    if !members.is_empty() {
-        tx.bump_scim_group(before.group.id, now).await?;
-    }
     let after = load_group(&mut tx, id).await?;
-    record(&mut tx, by, now, ("Group", before.group.id, &before.group.identifier, "patched", Some(after.version)))?;
+    record_group(&mut tx, by, now, &before, &after, "patched")?;
     tx.commit().await?;
     Ok(())
 }
@@ -697,8 +788,7 @@ pub async fn delete_group(
 ) -> Result<()> {
     by.require(Action::ProvisionIdentities)?;
     let mut tx = store.write().await?;
-    let before = load_group(&mut tx, id).await?;
-    require_version(before.version, if_match)?;
+    let before = load_group_to_change(&mut tx, id, if_match).await?;
     groups::delete_in(&mut tx, by, &before.group, now).await?;
     record(&mut tx, by, now, ("Group", before.group.id, &before.group.identifier, "deleted", None))?;
     tx.commit().await?;
@@ -751,17 +841,11 @@ pub async fn list_groups(
     let narrowed = narrow_groups(filter);
     let query = narrowed.clone().unwrap_or(ScimGroupQuery::All);
     if narrowed.is_none() && tx.count_scim_groups(&ScimGroupQuery::All).await? > MAX_SCAN {
-        return Err(scim_err(
-            ScimType::TooMany,
-            format!(
-                "this filter would be decided on more than {MAX_SCAN} Groups: filter by id, displayName, externalId \
-                 or members.value eq"
-            ),
-        ));
+        return Err(too_many("Groups"));
     }
     // a filter on members needs them; otherwise they are read only for the answer
     let needs_members = filter_names(filter, "members");
-    let mut matched = Vec::new();
+    let mut window = Window::new(q);
     let mut offset = 0;
     loop {
         let batch = tx.scim_groups(&query, offset, MAX_RESULTS).await?;
@@ -772,15 +856,18 @@ pub async fn list_groups(
                 if !with_members && let Some(o) = body.as_object_mut() {
                     o.remove("members");
                 }
-                matched.push(body);
+                window.offer(body);
             }
         }
-        if (batch.len() as i64) < MAX_RESULTS || offset >= MAX_SCAN {
+        if (batch.len() as i64) < MAX_RESULTS {
             break;
         }
         offset += MAX_RESULTS;
+        if offset >= MAX_SCAN {
+            return Err(too_many("Groups"));
+        }
     }
-    Ok(page_of(matched, q))
+    Ok(window.listed(q))
 }
 
 /// Whether the filter reads the attribute `attr`.

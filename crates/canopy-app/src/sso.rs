@@ -44,6 +44,9 @@ pub struct OidcIdentity {
     pub email_verified: bool,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
+    /// Microsoft Entra ID's `oid`: the person's id in the directory, the
+    /// same for every application (its `sub` is not).
+    pub object_id: Option<String>,
 }
 
 fn gone() -> Error {
@@ -194,17 +197,43 @@ async fn new_session(tx: &mut Tx, user: &UserRecord, now: OffsetDateTime, lifeti
     Ok(NewSession { token, expires_at })
 }
 
-/// The account SCIM provisioned for the person `who` names, if exactly one
-/// matches, and by what: the subject is its `externalId`, or the
-/// `preferred_username` its `userName`. Never by e-mail.
+/// The account SCIM provisioned for the person `who` names, and by what:
+/// its `externalId` is the token's subject (Okta) or Entra ID's object id
+/// `oid` (when the directory's object id is mapped to `externalId`); or its
+/// `userName` is the token's `preferred_username` *and* its address the
+/// one the provider verified for the person (`preferred_username` alone may
+/// be changed by the person at some providers, and is not unique).
+/// An `externalId` two accounts share links neither.
 async fn provisioned_account(tx: &mut Tx, who: &OidcIdentity) -> Result<Option<(UserRecord, &'static str)>> {
-    let by_subject = tx.scim_users(&ScimUserQuery::ExternalId(who.subject.clone()), 0, 2).await?;
-    if let [only] = by_subject.as_slice() {
-        return Ok(Some((only.user.clone(), "externalId")));
+    let ids = [Some(&who.subject), who.object_id.as_ref()];
+    for id in ids.into_iter().flatten() {
+        let found = tx.scim_users(&ScimUserQuery::ExternalId(id.clone()), 0, 2).await?;
+        match found.as_slice() {
+            [] => continue,
+            [only] => return Ok(Some((only.user.clone(), "externalId"))),
+            _ => {
+                return Err(Error::conflict(format!(
+                    "several accounts were provisioned with the externalId {id:?}; ask an admin of Canopy"
+                )));
+            }
+        }
     }
     let Some(name) = who.preferred_username.as_deref().filter(|n| !n.trim().is_empty()) else { return Ok(None) };
+    let verified = who.email.as_deref().filter(|_| who.email_verified).and_then(|e| Email::parse(e).ok());
     let by_name = tx.scim_users(&ScimUserQuery::UserName(name.to_owned()), 0, 1).await?;
-    Ok(by_name.into_iter().next().map(|u| (u.user, "userName")))
+    match by_name.into_iter().next() {
+        None => Ok(None),
+        Some(u) if verified.as_ref().is_some_and(|e| e.as_str() == u.user.email) => Ok(Some((u.user, "userName"))),
+        // the same login at the same provider, not vouched for: neither linked nor made twice
+        Some(u) => Err(Error::Conflict {
+            detail: format!(
+                "an account was provisioned for the user name {name}, but the identity provider did not vouch for \
+                 its e-mail address {}; ask an admin of Canopy",
+                u.user.email
+            ),
+            field: None,
+        }),
+    }
 }
 
 /// Make a provisioned account the person's: from now on the provider's

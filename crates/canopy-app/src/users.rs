@@ -269,6 +269,13 @@ pub(crate) async fn change(
         keep_an_admin(tx).await?;
     }
     tx.update_user(before.id, &changes, now).await?;
+    // a provisioned account an admin deactivates is theirs to reactivate, not
+    // the identity provider's: its next synchronisation must not undo it
+    if let Some(active) = changes.active
+        && !by.actor.scim_only()
+    {
+        tx.hold_scim_user(before.id, !active).await?;
+    }
     let after = tx.user_by_id(before.id).await?.ok_or_else(|| Error::not_found("the account is gone"))?;
     let initiator = by.initiator();
     if changes.password_hash.is_some() || !after.active {

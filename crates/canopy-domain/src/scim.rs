@@ -34,6 +34,9 @@ pub const MAX_DOCUMENT: usize = 64 * 1024;
 pub const MAX_OPERATIONS: usize = 1000;
 /// The longest `userName`, `externalId` or member id read.
 pub const MAX_NAME: usize = 256;
+/// The most values a multi-valued attribute of a kept document holds
+/// (`emails`, `phoneNumbers`, ...; a Group's members are not kept there).
+pub const MAX_VALUES: usize = 100;
 
 /// SCIM's `scimType` of an error (RFC 7644, section 3.12).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,26 +571,32 @@ fn apply_at(
         (None, None, PatchKind::Add) => {
             let value = value.cloned().unwrap_or(Value::Null);
             match (container.get_mut(&key), value) {
-                (Some(Value::Array(items)), Value::Array(new)) => {
+                (Some(Value::Array(items)), new) => {
+                    let new = match new {
+                        Value::Array(new) => new,
+                        v => vec![v],
+                    };
                     for v in new {
                         if !items.contains(&v) {
+                            // bounded before it is looked through again
+                            if items.len() >= MAX_VALUES {
+                                return Err(too_many_values(&path.attr));
+                            }
                             items.push(v);
                         }
                     }
                 }
-                (Some(Value::Array(items)), v) => {
-                    if !items.contains(&v) {
-                        items.push(v);
-                    }
-                }
                 (Some(Value::Object(old)), Value::Object(new)) => old.extend(new),
                 (_, v) => {
+                    bounded(&path.attr, &v)?;
                     container.insert(key, v);
                 }
             }
         }
         (None, None, PatchKind::Replace) => {
-            container.insert(key, value.cloned().unwrap_or(Value::Null));
+            let v = value.cloned().unwrap_or(Value::Null);
+            bounded(&path.attr, &v)?;
+            container.insert(key, v);
         }
         (None, Some(sub), kind) => match container.get_mut(&key) {
             Some(Value::Array(items)) => {
@@ -647,6 +656,9 @@ fn apply_at(
                         (None, Some(Value::Object(new))) => item.extend(new.clone()),
                         (None, _) => return Err(refuse(ScimType::InvalidValue, "the value must be an object")),
                     }
+                    if items.len() >= MAX_VALUES {
+                        return Err(too_many_values(&path.attr));
+                    }
                     items.push(Value::Object(item));
                 }
             }
@@ -683,6 +695,18 @@ fn apply_to_extension(
         }
     }
     Ok(())
+}
+
+fn too_many_values(attr: &str) -> ScimError {
+    refuse(ScimType::InvalidValue, format!("{attr} may hold at most {MAX_VALUES} values"))
+}
+
+/// Refuse a list of more than [`MAX_VALUES`] values.
+fn bounded(attr: &str, v: &Value) -> Result<(), ScimError> {
+    match v {
+        Value::Array(items) if items.len() > MAX_VALUES => Err(too_many_values(attr)),
+        _ => Ok(()),
+    }
 }
 
 fn set_sub(item: &mut Map<String, Value>, sub: &str, kind: PatchKind, value: Option<&Value>) {
@@ -1077,6 +1101,16 @@ mod tests {
             {"op": "replace", "path": "emails[type co \"w\"].value", "value": "x@y.z"}]}));
         let mut no_mail = json!({"schemas": [USER], "userName": "a"});
         assert_eq!(apply(&mut no_mail, &ops).unwrap_err().scim_type, ScimType::NoTarget);
+        // a list grows to a bound, never past it
+        let many: Vec<Value> = (0..=MAX_VALUES).map(|i| json!({"value": format!("+{i}")})).collect();
+        let ops =
+            patch(json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "phoneNumbers", "value": many}]}));
+        let mut doc = user();
+        assert_eq!(apply(&mut doc, &ops).unwrap_err().scim_type, ScimType::InvalidValue);
+        let ops = patch(
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "phoneNumbers", "value": many}]}),
+        );
+        assert_eq!(apply(&mut doc, &ops).unwrap_err().scim_type, ScimType::InvalidValue);
     }
 
     #[test]

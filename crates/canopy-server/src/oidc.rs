@@ -327,6 +327,7 @@ impl Oidc {
             email_verified: claims.email_verified().unwrap_or(false),
             given_name: claims.given_name().and_then(|n| n.get(None)).map(|n| n.to_string()),
             family_name: claims.family_name().and_then(|n| n.get(None)).map(|n| n.to_string()),
+            object_id: extra_claim(&id_token.to_string(), "oid"),
         };
         if who.email.is_none() {
             // many providers put the e-mail address in userinfo only
@@ -344,6 +345,19 @@ impl Oidc {
         }
         Ok(who)
     }
+}
+
+/// A claim of an ID token that `openidconnect`'s standard claims leave out,
+/// such as Microsoft Entra ID's `oid` (the person's object id, the same for
+/// every application, where its `sub` differs per application). Read only
+/// from a token whose signature and claims were checked: the payload is
+/// what was signed.
+fn extra_claim(compact: &str, name: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = compact.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get(name)?.as_str().filter(|v| !v.is_empty() && v.len() <= 256).map(str::to_owned)
 }
 
 fn refused_token(e: openidconnect::ClaimsVerificationError) -> OidcError {

@@ -685,6 +685,17 @@ impl Tx {
             .await?;
         self.changed(written.rows_affected(), "add_group_member");
         self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL, now).await?;
+        self.bump_scim_group(group_id, now).await
+    }
+
+    /// A provisioned group's next version: its members changed (whoever
+    /// changed them: SCIM, an emergency revocation, an account's deletion).
+    async fn bump_scim_group(&mut self, group_id: Uuid, now: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE scim_groups SET version = version + 1, updated_at = $2 WHERE group_id = $1")
+            .bind(group_id.to_string())
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -696,7 +707,7 @@ impl Tx {
             .await?;
         self.changed(written.rows_affected(), "remove_group_member");
         self.mark_dirty(Reach::Group(group_id), PRIORITY_NORMAL, now).await?;
-        Ok(())
+        self.bump_scim_group(group_id, now).await
     }
 
     /// The groups a user belongs to.

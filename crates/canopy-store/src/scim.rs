@@ -19,6 +19,9 @@ pub struct ScimUserRecord {
     /// The kept document, as JSON.
     pub document: String,
     pub version: i64,
+    /// Deactivated in Canopy by an admin or an emergency revocation: SCIM
+    /// may not reactivate it.
+    pub held: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -69,7 +72,7 @@ pub enum ScimGroupQuery {
 }
 
 const SCIM_USER_COLS: &str =
-    "s.user_name, s.external_id, s.document, s.version, s.created_at AS scim_created_at, s.updated_at";
+    "s.user_name, s.external_id, s.document, s.version, s.held, s.created_at AS scim_created_at, s.updated_at";
 
 fn scim_user_where(q: &ScimUserQuery) -> (&'static str, Option<String>) {
     match q {
@@ -77,7 +80,12 @@ fn scim_user_where(q: &ScimUserQuery) -> (&'static str, Option<String>) {
         ScimUserQuery::Id(id) => ("s.user_id = $1", Some(id.to_string())),
         ScimUserQuery::UserName(n) => ("s.user_name_key = $1", Some(n.to_lowercase())),
         ScimUserQuery::ExternalId(e) => ("s.external_id = $1", Some(e.clone())),
-        ScimUserQuery::Email(e) => ("s.user_id = (SELECT id FROM users WHERE email = $1)", Some(e.to_lowercase())),
+        // the account's address, or any other of its addresses in the kept
+        // document (a superset: the filter itself decides each)
+        ScimUserQuery::Email(e) => (
+            "(s.user_id IN (SELECT id FROM users WHERE email = $1) OR LOWER(s.document) LIKE '%' || $1 || '%')",
+            Some(e.to_lowercase()),
+        ),
     }
 }
 
@@ -140,6 +148,55 @@ impl Tx {
         Ok(())
     }
 
+    /// Hold a provisioned account deactivated by an admin or an emergency
+    /// revocation (SCIM may not reactivate it), or release it; nothing for
+    /// a local account.
+    pub async fn hold_scim_user(&mut self, user_id: Uuid, held: bool) -> Result<()> {
+        sqlx::query("UPDATE scim_users SET held = $2 WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .bind(i64::from(held))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Lock a provisioned account's SCIM row until the transaction ends, so
+    /// that two changes made from one version wait in turn (`If-Match`).
+    pub async fn lock_scim_user(&mut self, user_id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE scim_users SET version = version WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Lock a provisioned group's SCIM row until the transaction ends.
+    pub async fn lock_scim_group(&mut self, group_id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE scim_groups SET version = version WHERE group_id = $1")
+            .bind(group_id.to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The provisioned groups a user is a member of.
+    pub async fn scim_groups_of_user(&mut self, user_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT m.group_id FROM group_members m JOIN scim_groups s ON s.group_id = m.group_id \
+             WHERE m.user_id = $1 ORDER BY m.group_id",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|r| r.uuid("group_id")).collect()
+    }
+
     /// Whether an identity provider provisioned the account.
     pub async fn is_scim_user(&mut self, user_id: Uuid) -> Result<bool> {
         let row = sqlx::query("SELECT 1 AS one FROM scim_users WHERE user_id = $1")
@@ -185,6 +242,7 @@ impl Tx {
                 external_id: r.text_opt("external_id")?,
                 document: r.text("document")?,
                 version: r.int("version")?,
+                held: r.flag("held")?,
                 created_at: r.time("scim_created_at")?,
                 updated_at: r.time("updated_at")?,
             });
@@ -223,16 +281,6 @@ impl Tx {
         .execute(self.conn())
         .await?;
         self.changed(written.rows_affected(), "update_scim_group");
-        Ok(())
-    }
-
-    /// A provisioned group's next version, its members having changed.
-    pub async fn bump_scim_group(&mut self, group_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("UPDATE scim_groups SET version = version + 1, updated_at = $2 WHERE group_id = $1")
-            .bind(group_id.to_string())
-            .bind(to_us(now))
-            .execute(self.conn())
-            .await?;
         Ok(())
     }
 

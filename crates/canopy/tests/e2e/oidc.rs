@@ -490,9 +490,10 @@ async fn id1_an_address_a_local_account_holds_is_not_linked() {
 
 /// ID1 with ID2: the account SCIM provisioned becomes the person's at their
 /// first sign-in, when the provider names them as SCIM did (the subject is
-/// its `externalId`, or the `preferred_username` its `userName`), never by
-/// e-mail; the address SCIM gave claims its invitations; an account linked
-/// already is not taken over by another subject of the same name.
+/// its `externalId`, or the `preferred_username` its `userName` with the
+/// address the provider verified), never by e-mail alone; the address SCIM
+/// gave claims its invitations; an account linked already is not taken over
+/// by another subject of the same name, nor a user name alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn id1_id2_the_first_sign_in_takes_the_account_scim_provisioned() {
     both(async |app: TestApp| {
@@ -509,20 +510,25 @@ async fn id1_id2_the_first_sign_in_takes_the_account_scim_provisioned() {
         };
         // Okta's way: externalId is the subject; Entra's: userName is the UPN
         provision("dora@corp.example", "dora", "dora@corp.example").await;
-        provision("carl", "00u-entra-object-id", "carl@corp.example").await;
+        provision("carl", "00u-entra-object-id", "carl@example.org").await;
+        provision("frank", "00u-frank", "frank@corp.example").await;
+        // Entra's way when its object id is mapped to externalId: the token's `oid`
+        provision("gail@corp.example", "oid-gail", "gail@corp.example").await;
         app.workspace(&app.admin_token, "team-c").await;
-        let invite = json!({"email": "carl@corp.example", "role": "workspace_member"});
+        let invite = json!({"email": "carl@example.org", "role": "workspace_member"});
         app.post("/api/v1/workspaces/team-c/members", &app.admin_token, invite).await.expect(201);
 
-        for (login, username) in [("dora", "dora"), ("carl", "carl")] {
+        for (login, username) in [("dora", "dora"), ("carl", "carl"), ("gail", "gail")] {
             let page = browser.open(Viewport::Desktop).await;
             sign_in_at_the_provider(&page, &app, login).await;
             page.wait_for_text(&format!("Welcome, {username}")).await;
             page.close().await;
         }
-        // no account was made from the provider's own addresses
+        // no account was made besides those SCIM made
         let users = app.get("/api/v1/users?q=example.org", &app.admin_token).await.expect(200);
-        assert_eq!(users.body["items"], json!([]), "no account has the provider's addresses");
+        let emails: Vec<&str> =
+            users.body["items"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap()).collect();
+        assert_eq!(emails, vec!["carl@example.org"]);
         assert!(
             members(&app, "team-c").await.contains(&"user:carl".to_owned()),
             "SCIM's address claimed the invitation"
@@ -534,13 +540,27 @@ async fn id1_id2_the_first_sign_in_takes_the_account_scim_provisioned() {
             .iter()
             .map(|e| (e["details"]["user"].clone(), e["details"]["matched_by"].clone()))
             .collect();
-        assert_eq!(by, vec![(json!("carl"), json!("userName")), (json!("dora"), json!("externalId"))]);
+        assert_eq!(
+            by,
+            vec![
+                (json!("gail"), json!("externalId")),
+                (json!("carl"), json!("userName")),
+                (json!("dora"), json!("externalId"))
+            ]
+        );
 
         // another subject with carl's preferred_username does not take carl's account
         let page = browser.open(Viewport::Desktop).await;
         sign_in_at_the_provider(&page, &app, "brief-carl").await;
         page.wait_for_text("signs in through this identity provider as another person already").await;
         page.close().await;
+        // a user name alone links nothing: the provider vouches for another address than frank's
+        let page = browser.open(Viewport::Desktop).await;
+        sign_in_at_the_provider(&page, &app, "frank").await;
+        page.wait_for_text("did not vouch for its e-mail address frank@corp.example").await;
+        page.close().await;
+        let users = app.get("/api/v1/users?q=frank", &app.admin_token).await.expect(200);
+        assert_eq!(users.body["items"].as_array().unwrap().len(), 1, "no second account for frank");
     })
     .await;
 }

@@ -293,7 +293,9 @@ async fn write_user(
     operation: &str,
 ) -> Result<ScimUserRecord> {
     let u = &before.user;
-    if c.fields.active == Some(true) && !u.active && before.held {
+    // not saying is saying the default: active (a PUT replaces the whole resource)
+    let active = c.fields.active.unwrap_or(true);
+    if active && !u.active && before.held {
         return Err(scim_err(
             ScimType::Mutability,
             format!(
@@ -312,7 +314,7 @@ async fn write_user(
         email: differs(c.email.as_str(), &u.email),
         first_name: differs(c.first_name.as_str(), &u.first_name),
         last_name: differs(c.last_name.as_str(), &u.last_name),
-        active: c.fields.active.filter(|a| *a != u.active),
+        active: (active != u.active).then_some(active),
         ..Default::default()
     };
     let account_changed = changes.email.is_some()

@@ -171,8 +171,7 @@ pub struct UserFields {
     /// The primary address (else the first): Canopy's account holds one.
     pub email: String,
     /// `None` when the resource does not say (RFC 7643 leaves its meaning to
-    /// the service provider): a new account is active, an existing one
-    /// stays as it is.
+    /// the service provider): Canopy's default, active, as for a new account.
     pub active: Option<bool>,
     /// The rest of the resource, kept as given (with `active`, so that an
     /// account whose provider never set it is answered without it).

@@ -13,7 +13,7 @@ mod discovery;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
         .route("/Me", axum::routing::any(not_implemented))
         .fallback(|| async { ScimError::new(StatusCode::NOT_FOUND, None, "no SCIM endpoint has this path") })
         .method_not_allowed_fallback(|| async { ScimError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
 // ------------------------------------------------------------ errors
@@ -185,16 +186,28 @@ fn base(app: &AppState, headers: &HeaderMap) -> String {
     format!("{root}/scim/v2")
 }
 
-/// A request body as JSON, bounded.
-fn body_json(body: &Bytes) -> ScimResult<Value> {
-    if body.len() > MAX_BODY {
-        return Err(ScimError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            format!("a body may be at most {MAX_BODY} bytes"),
-        ));
+/// A request body, at most [`MAX_BODY`] bytes; refused as a SCIM error.
+pub struct ScimBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ScimBody {
+    type Rejection = ScimError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Self(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ScimError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("a body may be at most {MAX_BODY} bytes"),
+            )),
+            Err(e) => Err(ScimError::syntax(format!("the body could not be read: {}", e.body_text()))),
+        }
     }
-    serde_json::from_slice(body).map_err(|e| ScimError::syntax(format!("the body is not JSON: {e}")))
+}
+
+/// A request body as JSON.
+fn body_json(body: &ScimBody) -> ScimResult<Value> {
+    serde_json::from_slice(&body.0).map_err(|e| ScimError::syntax(format!("the body is not JSON: {e}")))
 }
 
 /// The query parameters a SCIM request may carry (names in any case).
@@ -300,7 +313,7 @@ fn list_answer(listed: Listed, p: &Params) -> Response {
     )
 }
 
-fn patch_ops(body: &Bytes) -> ScimResult<Vec<scim::PatchOp>> {
+fn patch_ops(body: &ScimBody) -> ScimResult<Vec<scim::PatchOp>> {
     scim::read_patch(&body_json(body)?)
         .map_err(|e| ScimError::new(StatusCode::BAD_REQUEST, Some(e.scim_type), e.detail))
 }
@@ -369,7 +382,7 @@ async fn create_user(
     ScimCaller(by): ScimCaller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: ScimBody,
 ) -> ScimResult<Response> {
     let p = params(q.as_deref())?;
     let base = base(&app, &headers);
@@ -396,7 +409,7 @@ async fn replace_user(
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: ScimBody,
 ) -> ScimResult<Response> {
     let p = params(q.as_deref())?;
     let base = base(&app, &headers);
@@ -412,7 +425,7 @@ async fn patch_user(
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: ScimBody,
 ) -> ScimResult<Response> {
     let p = params(q.as_deref())?;
     let base = base(&app, &headers);
@@ -451,7 +464,7 @@ async fn create_group(
     ScimCaller(by): ScimCaller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: ScimBody,
 ) -> ScimResult<Response> {
     let p = params(q.as_deref())?;
     let base = base(&app, &headers);
@@ -478,7 +491,7 @@ async fn replace_group(
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: ScimBody,
 ) -> ScimResult<Response> {
     let p = params(q.as_deref())?;
     let base = base(&app, &headers);
@@ -495,7 +508,7 @@ async fn patch_group(
     ScimCaller(by): ScimCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: ScimBody,
 ) -> ScimResult<StatusCode> {
     let ops = patch_ops(&body)?;
     uc::patch_group(&app.store, &by, app.clock.now(), (&id, if_match(&headers).as_ref()), ops).await?;

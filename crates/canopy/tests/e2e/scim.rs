@@ -190,7 +190,7 @@ async fn id2_scim_errors_are_answered_as_rfc_7644_says(app: TestApp) {
     assert_eq!(r.headers["www-authenticate"], "Bearer");
     expect_scim_error(&scim(&app, "cnp_k_wrong", "GET", "/Users", None).await, 401, None);
     // what cannot be read, what is missing, what is taken
-        let r = app.request_raw("POST", "/scim/v2/Users", Some(&key), "application/scim+json", "{not json").await;
+    let r = app.request_raw("POST", "/scim/v2/Users", Some(&key), "application/scim+json", "{not json").await;
     expect_scim_error(&r, 400, Some("invalidSyntax"));
     let huge = format!("{{\"userName\": \"{}\"}}", "x".repeat(1024 * 1024));
     let r = app.request_raw("POST", "/scim/v2/Users", Some(&key), "application/json", &huge).await;

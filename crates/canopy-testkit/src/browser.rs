@@ -290,7 +290,7 @@ impl Page {
         let start = Instant::now();
         while !self.exists(css).await {
             if start.elapsed() > WAIT {
-                panic!("nothing matched {css:?} within {WAIT:?} on {}", self.url().await);
+                panic!("nothing matched {css:?} within {WAIT:?} on {}{}", self.url().await, self.evidence().await);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -365,6 +365,29 @@ impl Page {
         path
     }
 
+    /// What a failing step leaves to look at: the page's screenshot and HTML
+    /// saved under `target/screenshots/failed-*`, and its visible text, as
+    /// a few lines for the panic's message. Best effort: it never panics.
+    async fn evidence(&self) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = target_dir().join("screenshots");
+        let stem = dir.join(format!("failed-{}-{n}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(stem.with_extension("png"), png);
+        }
+        if let Ok(html) = self.client.source().await {
+            let _ = std::fs::write(stem.with_extension("html"), html);
+        }
+        let text = match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let text: String = text.chars().take(2000).collect();
+        format!("\n(saved as {}.png and .html); the page reads:\n{text}", stem.display())
+    }
+
     /// End the session: Chromium exits and its profile is deleted.
     pub async fn close(mut self) {
         self.closed = true;
@@ -409,7 +432,7 @@ impl Page {
     async fn find(&self, css: &str) -> fantoccini::elements::Element {
         match self.client.find(Locator::Css(css)).await {
             Ok(element) => element,
-            Err(e) => panic!("nothing matches {css:?} on {}: {e}", self.url().await),
+            Err(e) => panic!("nothing matches {css:?} on {}: {e}{}", self.url().await, self.evidence().await),
         }
     }
 }

@@ -44,6 +44,7 @@ pub(crate) async fn json_answer(mut res: reqwest::Response) -> Result<Value, Str
 }
 
 pub mod aws;
+pub mod azure;
 pub mod keystone;
 pub mod kubernetes;
 pub mod osb;

@@ -89,11 +89,22 @@ pub async fn tenant_holds_exactly_the_desired_roles<P: Platform>(
     roles: [&str; 2],
     sees_foreign: bool,
 ) -> TenantRef {
+    tenant_holds_exactly_the_desired_roles_of(p, spec, roles, sees_foreign, [unique("ann"), unique("bob")]).await
+}
+
+/// [`tenant_holds_exactly_the_desired_roles`] for two people the platform
+/// knows already (`NAME@example.org`), where it cannot make accounts.
+pub async fn tenant_holds_exactly_the_desired_roles_of<P: Platform>(
+    p: &P,
+    spec: &TenantSpec,
+    roles: [&str; 2],
+    sees_foreign: bool,
+    [ann, bob]: [String; 2],
+) -> TenantRef {
     let [first, second] = roles;
     let tenant = p.ensure_tenant(spec).await.unwrap();
     assert_eq!(p.ensure_tenant(spec).await.unwrap(), tenant, "ensuring twice finds the same tenant");
     let none = BTreeSet::new();
-    let (ann, bob) = (unique("ann"), unique("bob"));
     let everything = Scope {
         assignments: [held(&ann, first), held(&ann, second), held(&bob, first), held(&bob, second)].into(),
         roles: roles.map(String::from).into(),

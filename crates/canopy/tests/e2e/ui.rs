@@ -869,7 +869,7 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
     let sre = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "SRE on call",
         "members": [{"value": dana.body["id"]}]});
     app.request("POST", "/scim/v2/Groups", Some(&key), Some(sre)).await.expect(201);
-        page.click_link("Groups").await;
+    page.click_link("Groups").await;
     page.wait_for_text("identity provider").await;
     page.screenshot(&shot(&app, "admin-groups-provisioned")).await;
     page.click_link("SRE on call").await;

@@ -61,7 +61,17 @@ impl PlatformType {
         use Kind::*;
         match self {
             Self::Aws => &[("region", true, Text), ("endpoint_url", false, Url)],
-            Self::Azure => &[("tenant_id", true, Text), ("billing_scope", false, Text)],
+            // the endpoints and token scopes default to Azure's public cloud
+            Self::Azure => &[
+                ("tenant_id", true, Text),
+                ("billing_scope", false, Text),
+                ("authority_url", false, Url),
+                ("arm_url", false, Url),
+                ("graph_url", false, Url),
+                ("arm_scope", false, Text),
+                ("graph_scope", false, Text),
+                ("ca_cert", false, Pem),
+            ],
             Self::Gcp => &[("organization_id", true, Text), ("billing_account", false, Text)],
             Self::Kubernetes | Self::OpenShift => &[("api_url", true, Url), ("ca_cert", false, Pem)],
             Self::OpenStack => &[("auth_url", true, Url), ("domain", true, Text)],
@@ -218,7 +228,7 @@ impl PlatformType {
     pub fn destination_settings(self) -> &'static [&'static str] {
         match self {
             Self::Aws => &["region", "endpoint_url"],
-            Self::Azure => &["tenant_id"],
+            Self::Azure => &["tenant_id", "authority_url", "arm_url", "graph_url", "ca_cert"],
             Self::Gcp => &[],
             Self::Kubernetes | Self::OpenShift => &["api_url", "ca_cert"],
             Self::OpenStack => &["auth_url"],

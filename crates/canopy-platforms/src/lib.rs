@@ -142,6 +142,7 @@ pub trait Platform: Send + Sync {
 /// Every platform type Canopy has an adapter for, behind one type.
 pub enum AnyPlatform {
     Aws(aws::Aws),
+    Azure(azure::Azure),
     Kubernetes(kubernetes::Kubernetes),
     OpenStack(keystone::Keystone),
     Osb(osb::ServiceBroker),
@@ -153,6 +154,7 @@ pub fn has_adapter(ty: PlatformType) -> bool {
     matches!(
         ty,
         PlatformType::Aws
+            | PlatformType::Azure
             | PlatformType::Kubernetes
             | PlatformType::OpenShift
             | PlatformType::OpenStack
@@ -184,6 +186,23 @@ pub fn connect(
             access_key_id: text(secrets, "access_key_id")?.to_owned(),
             secret_access_key: text(secrets, "secret_access_key")?.to_owned(),
         }))),
+        PlatformType::Azure => {
+            let public = azure::AzureConfig::public(
+                text(settings, "tenant_id")?,
+                text(secrets, "client_id")?,
+                text(secrets, "client_secret")?,
+            );
+            Ok(AnyPlatform::Azure(azure::Azure::new(azure::AzureConfig {
+                billing_scope: optional_text(settings, "billing_scope"),
+                authority_url: optional_text(settings, "authority_url").unwrap_or(public.authority_url.clone()),
+                arm_url: optional_text(settings, "arm_url").unwrap_or(public.arm_url.clone()),
+                graph_url: optional_text(settings, "graph_url").unwrap_or(public.graph_url.clone()),
+                arm_scope: optional_text(settings, "arm_scope").unwrap_or(public.arm_scope.clone()),
+                graph_scope: optional_text(settings, "graph_scope").unwrap_or(public.graph_scope.clone()),
+                ca_cert: optional_text(settings, "ca_cert"),
+                ..public
+            })?))
+        }
         PlatformType::Kubernetes | PlatformType::OpenShift => {
             Ok(AnyPlatform::Kubernetes(kubernetes::Kubernetes::new(kubernetes::KubernetesConfig {
                 api_url: text(settings, "api_url")?.to_owned(),
@@ -214,6 +233,7 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $call:expr) => {
         match $self {
             AnyPlatform::Aws($p) => $call.await,
+            AnyPlatform::Azure($p) => $call.await,
             AnyPlatform::Kubernetes($p) => $call.await,
             AnyPlatform::OpenStack($p) => $call.await,
             AnyPlatform::Osb($p) => $call.await,

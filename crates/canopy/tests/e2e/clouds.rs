@@ -28,6 +28,10 @@ struct Cloud {
     /// cannot list bindings).
     sees_foreign: bool,
     manual_deletion: bool,
+    /// Where the platform's directory is seeded with the test's people (the
+    /// Azure fake's control API and a client trusting its CA): Azure gives
+    /// roles to people its directory knows, and Canopy makes none there.
+    directory: Option<(String, reqwest::Client)>,
 }
 
 fn aws(identifier: &str) -> Option<Cloud> {
@@ -50,6 +54,48 @@ fn aws(identifier: &str) -> Option<Cloud> {
         })),
         sees_foreign: true,
         manual_deletion: true,
+        directory: None,
+    })
+}
+
+fn azure(identifier: &str) -> Option<Cloud> {
+    let [url, ca, tenant, client_id, secret] = canopy_testkit::component(
+        [
+            "CANOPY_TEST_AZURE_URL",
+            "CANOPY_TEST_AZURE_CA",
+            "CANOPY_TEST_AZURE_TENANT",
+            "CANOPY_TEST_AZURE_CLIENT_ID",
+            "CANOPY_TEST_AZURE_CLIENT_SECRET",
+        ],
+        "Azure fake",
+    )?;
+    let ca = std::fs::read_to_string(ca).unwrap();
+    let roles = ["Reader", "Contributor", "Owner"];
+    let billing = "/providers/Microsoft.Billing/billingAccounts/canopy-test-account/billingProfiles/\
+                   canopy-test-profile/invoiceSections/canopy-test-section";
+    let settings = json!({"tenant_id": tenant, "billing_scope": billing, "authority_url": url, "arm_url": url,
+        "graph_url": url, "ca_cert": ca});
+    let platform = json!({"identifier": identifier, "type": "azure", "settings": settings,
+        "secrets": {"client_id": client_id, "client_secret": secret},
+        "role_mapping": {"project_reader": roles[0], "project_user": roles[1], "project_admin": roles[2]}});
+    let connected = canopy_platforms::connect(
+        canopy_domain::platforms::PlatformType::Azure,
+        platform["settings"].as_object().unwrap(),
+        platform["secrets"].as_object().unwrap(),
+    )
+    .unwrap();
+    let control = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    Some(Cloud {
+        platform,
+        landing_zone: json!({"workload": "DevTest", "management_group": "canopy-test"}),
+        roles,
+        adapter: connected,
+        sees_foreign: true,
+        manual_deletion: true,
+        directory: Some((url, control)),
     })
 }
 
@@ -73,6 +119,7 @@ fn kubernetes(identifier: &str, openshift: bool) -> Option<Cloud> {
         ),
         sees_foreign: true,
         manual_deletion: true,
+        directory: None,
     })
 }
 
@@ -102,6 +149,7 @@ fn osb(identifier: &str) -> Option<Cloud> {
         ),
         sees_foreign: false,
         manual_deletion: false,
+        directory: None,
     })
 }
 
@@ -127,6 +175,13 @@ async fn replicate_to(app: &TestApp, cloud: Cloud, platform: &str) {
     let [reader, user, admin] = cloud.roles;
     // names are unique: the platforms are shared by every test and backend
     let (ann, bob, mallory) = (unique("ann"), unique("bob"), unique("mallory"));
+    if let Some((url, control)) = &cloud.directory {
+        for u in [&ann, &bob, &mallory] {
+            let person = json!({"userPrincipalName": format!("{u}@example.org"), "mail": format!("{u}@example.org")});
+            let r = control.post(format!("{url}/_fake/users")).json(&person).send().await.unwrap();
+            assert!(r.status().is_success(), "seeding the directory: {}", r.status());
+        }
+    }
     let ws = unique("w");
     app.workspace(&app.admin_token, &ws).await;
     app.project(&app.admin_token, &ws, "web").await;
@@ -256,6 +311,12 @@ async fn tn6_openshift_projects_hold_exactly_the_bound_cluster_roles(app: TestAp
     replicate_to(&app, cloud, &platform).await;
 }
 
+async fn tn6_azure_subscriptions_hold_exactly_the_bound_role_assignments(app: TestApp) {
+    let platform = unique("az");
+    let Some(cloud) = azure(&platform) else { return };
+    replicate_to(&app, cloud, &platform).await;
+}
+
 async fn tn6_service_broker_instances_hold_exactly_the_bound_bindings(app: TestApp) {
     let platform = unique("osb");
     let Some(cloud) = osb(&platform) else { return };
@@ -288,6 +349,7 @@ async fn tn5_aws_tenant_without_account_email_fails_with_the_reason(app: TestApp
 
 canopy_testkit::backend_tests!(
     tn6_aws_accounts_hold_exactly_the_bound_permission_sets,
+    tn6_azure_subscriptions_hold_exactly_the_bound_role_assignments,
     tn6_kubernetes_namespaces_hold_exactly_the_bound_cluster_roles,
     tn6_openshift_projects_hold_exactly_the_bound_cluster_roles,
     tn6_service_broker_instances_hold_exactly_the_bound_bindings,

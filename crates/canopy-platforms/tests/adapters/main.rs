@@ -7,6 +7,7 @@
 
 mod aws;
 mod azure;
+mod cloudfoundry;
 mod keystone;
 mod kubernetes;
 mod osb;

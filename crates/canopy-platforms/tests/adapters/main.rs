@@ -8,6 +8,7 @@
 mod aws;
 mod azure;
 mod cloudfoundry;
+mod gcp;
 mod keystone;
 mod kubernetes;
 mod osb;

@@ -264,7 +264,8 @@ impl Platform for SimPlatform {
         });
         Ok(())
     }
-    async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         self.sim.revokes.lock().unwrap_or_else(|e| e.into_inner()).push((username.to_owned(), Instant::now()));
         self.call(true).await;
         self.with(|t| {

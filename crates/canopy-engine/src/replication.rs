@@ -247,7 +247,16 @@ fn scope(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> Sc
             .map(|a| Held { username: a.user, platform_role: a.platform_role })
             .collect(),
         roles: managed.roles,
+        people: input.accounts.iter().map(|a| (a.username.clone(), a.email.clone())).collect(),
     }
+}
+
+/// The platform account of `username` as the adapters name it: with the
+/// e-mail address of the person Canopy knows by that name, else (a holder
+/// the platform named) none.
+fn platform_user(input: &ReplicationInput, username: &str) -> PlatformUser {
+    let email = input.accounts.iter().find(|a| a.username == username).map(|a| a.email.clone());
+    PlatformUser { username: username.to_owned(), email: email.unwrap_or_default() }
 }
 
 fn names(list: &[Assignment<String>]) -> Vec<PlatformAssignment> {
@@ -626,9 +635,8 @@ impl<K: Connector> Replicator<K> {
         let revoke = plan(&nobody, &held, &managed_roles(&input)).revoke;
         let mut out = Withdrawal::default();
         for a in revoke {
-            match self
-                .call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &a.user, &a.platform_role))
-                .await
+            let user = platform_user(&input, &a.user);
+            match self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &user, &a.platform_role)).await
             {
                 Ok(()) => out.revoked.push((a, self.clock.now())),
                 Err(e) => {
@@ -711,7 +719,8 @@ impl<K: Connector> Replicator<K> {
         }
         for a in &todo.revoke {
             next_step()?;
-            self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &a.user, &a.platform_role)).await?;
+            let user = platform_user(input, &a.user);
+            self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &user, &a.platform_role)).await?;
             progress.revoked.push(a.clone());
         }
         next_step()?;
@@ -722,14 +731,9 @@ impl<K: Connector> Replicator<K> {
             }
             tx.commit().await.map_err(store_failed)?;
         }
-        let emails: BTreeMap<&str, &str> =
-            input.accounts.iter().map(|a| (a.username.as_str(), a.email.as_str())).collect();
         for a in &todo.grant {
             next_step()?;
-            let user = PlatformUser {
-                username: a.user.clone(),
-                email: emails.get(a.user.as_str()).map(|e| e.to_string()).unwrap_or_default(),
-            };
+            let user = platform_user(input, &a.user);
             self.call(&input.platform, Operation::Grant, adapter.grant(&tenant, &user, &a.platform_role)).await?;
             progress.granted.push(a.clone());
         }

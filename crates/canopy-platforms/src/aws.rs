@@ -698,7 +698,8 @@ impl Platform for Aws {
         }
     }
 
-    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         let instance = self.instance().await?;
         let Some(user_id) = self.user_id(username).await? else { return Ok(()) };
         let Some(set_arn) = self.permission_set(platform_role, false).await? else { return Ok(()) };

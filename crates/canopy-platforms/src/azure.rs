@@ -501,7 +501,8 @@ impl Platform for Azure {
 
     /// Delete the assignments of the role to `username` (Canopy's) or to the
     /// principal it names (`principal:ID`); none is what was asked for.
-    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         let sub = &tenant.external_id;
         let role = self.role_id(sub, platform_role).await?;
         for a in self.assignments(sub).await? {

@@ -274,7 +274,8 @@ impl Platform for Keystone {
         Ok(())
     }
 
-    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         let domain_id = self.domain_id().await?;
         let Some(user_id) = self.user_id(&domain_id, username).await? else { return Ok(()) };
         let role_id = self.role_id(platform_role).await?;

@@ -243,7 +243,8 @@ impl Platform for Kubernetes {
 
     /// Take the role from the user in every RoleBinding that gives it:
     /// Canopy's own and any made outside it.
-    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         let api = self.namespaced::<RoleBinding>(&tenant.external_id);
         for mut b in self.list(&api, "rolebindings").await? {
             if b.role_ref.kind != "ClusterRole" || b.role_ref.name != platform_role {

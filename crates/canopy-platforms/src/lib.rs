@@ -7,7 +7,7 @@
 //! ([`PlatformError::Retryable`], with the platform's `Retry-After`) or not
 //! ([`PlatformError::Permanent`], with the platform's own message).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -88,6 +88,21 @@ pub struct Held {
 pub struct Scope {
     pub assignments: BTreeSet<Held>,
     pub roles: BTreeSet<String>,
+    /// The people Canopy knows in the tenant, username → e-mail address:
+    /// those bound to the project and those it gave a role there. A
+    /// platform that names people by e-mail address (Google Cloud IAM) or
+    /// by records of its own (Cloud Foundry) maps them back to usernames
+    /// with it; anyone else holding a role is reported under a name of the
+    /// platform's (e.g. `user:someone@example.org`), as someone foreign.
+    pub people: BTreeMap<String, String>,
+}
+
+impl Scope {
+    /// The username of the person with this e-mail address (compared
+    /// without case), if Canopy knows them here.
+    pub fn username_of(&self, email: &str) -> Option<&str> {
+        self.people.iter().find(|(_, e)| e.eq_ignore_ascii_case(email)).map(|(u, _)| u.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,11 +138,13 @@ pub trait Platform: Send + Sync {
         platform_role: &str,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 
-    /// Take `platform_role` in the tenant from the account `username`.
+    /// Take `platform_role` in the tenant from `user`: a person Canopy
+    /// knows (with their e-mail address), or a holder [`Platform::observe`]
+    /// named in the platform's terms (the address then empty).
     fn revoke(
         &self,
         tenant: &TenantRef,
-        username: &str,
+        user: &PlatformUser,
         platform_role: &str,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 
@@ -254,8 +271,8 @@ impl Platform for AnyPlatform {
         dispatch!(self, p => p.grant(tenant, user, platform_role))
     }
 
-    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
-        dispatch!(self, p => p.revoke(tenant, username, platform_role))
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        dispatch!(self, p => p.revoke(tenant, user, platform_role))
     }
 
     async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {

@@ -263,14 +263,15 @@ impl Platform for ServiceBroker {
         }
         // a binding with this id but other parameters (the e-mail address
         // changed since): replace it, so the broker sees the person as now
-        self.revoke(tenant, &user.username, platform_role).await?;
+        self.revoke(tenant, user, platform_role).await?;
         if self.bind(instance, &b, &body).await? {
             return Ok(());
         }
         Err(permanent("service broker bind: 409 Conflict: it still holds a different binding with this id"))
     }
 
-    async fn revoke(&self, tenant: &TenantRef, username: &str, platform_role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         let instance = &tenant.external_id;
         let b = binding_id(instance, username, platform_role);
         let path = format!("/v2/service_instances/{instance}/service_bindings/{b}");

@@ -308,8 +308,14 @@ impl Tx {
         let group_members = self.group_memberships(&groups).await?;
         let mut user_ids: BTreeSet<Uuid> = group_members.values().flatten().copied().collect();
         user_ids.extend(bindings.iter().filter(|b| b.subject.kind == SubjectKind::User).map(|b| b.subject.id));
-        let accounts = self.accounts(&user_ids).await?;
         let applied = self.applied_assignments(tenant_id).await?;
+        let mut accounts = self.accounts("id", user_ids.iter().map(Uuid::to_string).collect()).await?;
+        // the people Canopy gave a role there and no binding names any more:
+        // a platform that names people by e-mail needs theirs to take it away
+        let known: BTreeSet<&str> = accounts.iter().map(|a| a.username.as_str()).collect();
+        let others: BTreeSet<String> =
+            applied.keys().map(|a| a.user.as_str()).filter(|u| !known.contains(u)).map(str::to_owned).collect();
+        accounts.extend(self.accounts("username", others.into_iter().collect()).await?);
         Ok(Some(ReplicationInput {
             tenant,
             workspace_id: project.workspace_id,
@@ -324,19 +330,20 @@ impl Tx {
         }))
     }
 
-    /// The platform accounts of these users, a query per 500 rather than
-    /// two per user: a full reconcile reads every project's (B6).
-    async fn accounts(&mut self, ids: &BTreeSet<Uuid>) -> Result<Vec<AccountRecord>> {
-        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let mut accounts = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+    /// The platform accounts of the users whose `column` (`id` or
+    /// `username`) is one of `keys`, a query per 500 rather than two per
+    /// user: a full reconcile reads every project's (B6).
+    async fn accounts(&mut self, column: &'static str, keys: Vec<String>) -> Result<Vec<AccountRecord>> {
+        debug_assert!(matches!(column, "id" | "username"));
+        let mut accounts = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT id, username, email, active FROM users WHERE id IN ({}) ORDER BY id",
+                "SELECT id, username, email, active FROM users WHERE {column} IN ({}) ORDER BY id",
                 placeholders.join(", ")
             )));
-            for id in chunk {
-                q = q.bind(id);
+            for key in chunk {
+                q = q.bind(key);
             }
             for r in q.fetch_all(self.conn()).await? {
                 accounts.push(AccountRecord {

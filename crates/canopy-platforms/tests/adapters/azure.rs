@@ -134,7 +134,7 @@ async fn tn6_azure_failures_are_classified_and_a_lost_answer_makes_no_duplicate(
     let ann = crate::unique("ann");
     directory_users(&control, &url, &[&ann]).await;
     let tenant = az.ensure_tenant(&crate::spec(crate::unique("team-b"), serde_json::json!({}))).await.unwrap();
-    let scope = Scope { assignments: Default::default(), roles: ["Reader".to_owned()].into() };
+    let scope = Scope { roles: ["Reader".to_owned()].into(), ..Scope::default() };
 
     let throttled =
         serde_json::json!({"path_contains": "roleAssignments", "method": "GET", "status": 429, "retry_after": 7});

@@ -48,6 +48,16 @@ pub fn spec(name: String, landing_zone: serde_json::Value) -> TenantSpec {
     TenantSpec { name, description: "Canopy tenant".into(), landing_zone }
 }
 
+/// A test's person: `NAME@example.org`.
+pub fn person(name: &str) -> PlatformUser {
+    PlatformUser { username: name.to_owned(), email: format!("{name}@example.org") }
+}
+
+/// The people a test names, as Canopy would know them.
+pub fn people<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
+    names.into_iter().map(|n| (n.to_owned(), person(n).email)).collect()
+}
+
 /// Make the tenant hold `desired` with the calls the domain's plan asks for;
 /// `known` is what Canopy believes the tenant holds (see `Platform::observe`).
 /// Returns how many calls it took.
@@ -64,18 +74,19 @@ pub async fn converge<P: Platform>(
         platform_role: h.platform_role.clone(),
     };
     let desired_a: BTreeSet<Assignment> = desired.iter().map(&mut to_assignment).collect();
-    let scope = Scope { assignments: desired.union(known).cloned().collect(), roles: managed.clone() };
+    let assignments: BTreeSet<Held> = desired.union(known).cloned().collect();
+    let scope =
+        Scope { people: people(assignments.iter().map(|h| h.username.as_str())), assignments, roles: managed.clone() };
     let actual = p.observe(tenant, &scope).await.unwrap();
     let actual_a: BTreeSet<Assignment> = actual.iter().map(&mut to_assignment).collect();
     let names: BTreeMap<Uuid, String> = ids.iter().map(|(n, id)| (*id, n.clone())).collect();
     let p_ = plan(&desired_a, &actual_a, managed);
     for a in &p_.grant {
         let name = &names[&a.user];
-        let user = PlatformUser { username: name.clone(), email: format!("{name}@example.org") };
-        p.grant(tenant, &user, &a.platform_role).await.unwrap();
+        p.grant(tenant, &person(name), &a.platform_role).await.unwrap();
     }
     for a in &p_.revoke {
-        p.revoke(tenant, &names[&a.user], &a.platform_role).await.unwrap();
+        p.revoke(tenant, &person(&names[&a.user]), &a.platform_role).await.unwrap();
     }
     p_.grant.len() + p_.revoke.len()
 }
@@ -110,6 +121,7 @@ pub async fn tenant_holds_exactly_the_desired_roles_of<P: Platform>(
     let everything = Scope {
         assignments: [held(&ann, first), held(&ann, second), held(&bob, first), held(&bob, second)].into(),
         roles: roles.map(String::from).into(),
+        people: people([ann.as_str(), bob.as_str()]),
     };
     assert!(p.observe(&tenant, &everything).await.unwrap().is_empty(), "a new tenant holds nothing");
 
@@ -119,18 +131,14 @@ pub async fn tenant_holds_exactly_the_desired_roles_of<P: Platform>(
     assert_eq!(p.observe(&tenant, &everything).await.unwrap(), desired);
     // converged: nothing more to do, and repeating a grant changes nothing
     assert_eq!(converge(p, &tenant, &desired, &none, &managed).await, 0);
-    p.grant(&tenant, &PlatformUser { username: ann.clone(), email: format!("{ann}@example.org") }, first)
-        .await
-        .unwrap();
+    p.grant(&tenant, &person(&ann), first).await.unwrap();
     assert_eq!(p.observe(&tenant, &everything).await.unwrap(), desired);
 
     // drift made outside Canopy: an assignment removed, another added;
     // the next pass restores the desired state
-    p.revoke(&tenant, &ann, first).await.unwrap();
+    p.revoke(&tenant, &person(&ann), first).await.unwrap();
     let foreign = held(&bob, first);
-    p.grant(&tenant, &PlatformUser { username: bob.clone(), email: format!("{bob}@example.org") }, first)
-        .await
-        .unwrap();
+    p.grant(&tenant, &person(&bob), first).await.unwrap();
     let known = if sees_foreign { none.clone() } else { BTreeSet::from([foreign]) };
     assert_eq!(converge(p, &tenant, &desired, &known, &managed).await, 2);
     assert_eq!(p.observe(&tenant, &everything).await.unwrap(), desired);
@@ -138,8 +146,8 @@ pub async fn tenant_holds_exactly_the_desired_roles_of<P: Platform>(
     // a binding ends: the role leaves the tenant; revoking twice is fine
     let fewer = BTreeSet::from([held(&ann, first)]);
     assert_eq!(converge(p, &tenant, &fewer, &desired, &managed).await, 1);
-    p.revoke(&tenant, &bob, second).await.unwrap();
-    p.revoke(&tenant, "nobody-at-all", second).await.unwrap();
+    p.revoke(&tenant, &person(&bob), second).await.unwrap();
+    p.revoke(&tenant, &person("nobody-at-all"), second).await.unwrap();
     assert_eq!(p.observe(&tenant, &everything).await.unwrap(), fewer);
     tenant
 }

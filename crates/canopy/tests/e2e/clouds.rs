@@ -160,7 +160,8 @@ impl Cloud {
         let tenant = TenantRef { external_id: external_id.to_owned() };
         let assignments =
             asked.iter().map(|(u, r)| Held { username: u.to_string(), platform_role: r.to_string() }).collect();
-        let scope = Scope { assignments, roles: self.roles.map(String::from).into() };
+        let people = asked.iter().map(|(u, _)| (u.to_string(), format!("{u}@example.org"))).collect();
+        let scope = Scope { assignments, roles: self.roles.map(String::from).into(), people };
         let held = self.adapter.observe(&tenant, &scope).await.unwrap();
         held.into_iter().map(|h| format!("{}:{}", h.username, h.platform_role)).collect()
     }
@@ -236,7 +237,8 @@ async fn replicate_to(app: &TestApp, cloud: Cloud, platform: &str) {
     // drift made outside Canopy: ann's role taken away, and (where the
     // platform can show it) a foreign account given a managed role
     let tenant = TenantRef { external_id: ext.clone() };
-    cloud.adapter.revoke(&tenant, &ann, admin).await.unwrap();
+    let a = PlatformUser { username: ann.clone(), email: format!("{ann}@example.org") };
+    cloud.adapter.revoke(&tenant, &a, admin).await.unwrap();
     if cloud.sees_foreign {
         let m = PlatformUser { username: mallory.clone(), email: format!("{mallory}@example.org") };
         cloud.adapter.grant(&tenant, &m, reader).await.unwrap();

@@ -124,8 +124,8 @@ impl Platform for FaultyPlatform {
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
         self.run("grant", self.inner.grant(tenant, user, role)).await
     }
-    async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
-        self.run("revoke", self.inner.revoke(tenant, username, role)).await
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
+        self.run("revoke", self.inner.revoke(tenant, user, role)).await
     }
     async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
         self.run("find_resources", self.inner.find_resources(tenant)).await
@@ -250,9 +250,9 @@ impl Platform for WaitingPlatform {
         self.0.granted.lock().unwrap().insert(held);
         Ok(())
     }
-    async fn revoke(&self, _: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, _: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
         self.answer()?;
-        self.0.granted.lock().unwrap().retain(|h| !(h.username == username && h.platform_role == role));
+        self.0.granted.lock().unwrap().retain(|h| !(h.username == user.username && h.platform_role == role));
         Ok(())
     }
     async fn find_resources(&self, _: &TenantRef) -> Result<Vec<String>, PlatformError> {

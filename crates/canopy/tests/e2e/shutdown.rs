@@ -73,7 +73,8 @@ impl Platform for GatePlatform {
         self.0.held.lock().unwrap().insert((tenant.external_id.clone(), held));
         Ok(())
     }
-    async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         let mut held = self.0.held.lock().unwrap();
         held.retain(|(t, h)| !(*t == tenant.external_id && h.username == username && h.platform_role == role));
         Ok(())

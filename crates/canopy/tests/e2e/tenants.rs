@@ -351,7 +351,7 @@ async fn tn4_reconcile_repairs_drift_and_records_each_repair(app: TestApp) {
     let ks = os.client();
     let t = TenantRef { external_id: ext.clone() };
     let mallory = unique("mallory");
-    ks.revoke(&t, "ann", "member").await.unwrap();
+    ks.revoke(&t, &PlatformUser { username: "ann".into(), email: String::new() }, "member").await.unwrap();
     let m = PlatformUser { username: mallory.clone(), email: format!("{mallory}@example.org") };
     ks.grant(&t, &m, "admin").await.unwrap();
     let held = os.held(&ext).await;
@@ -381,7 +381,7 @@ async fn tn4_reconcile_repairs_drift_and_records_each_repair(app: TestApp) {
         .await
         .expect(200);
     app.replicate().await;
-    ks.revoke(&t, "ann", "member").await.unwrap();
+    ks.revoke(&t, &PlatformUser { username: "ann".into(), email: String::new() }, "member").await.unwrap();
     bind(&app, &ws, &project, json!({"user": "bob"}), "project_reader").await; // Canopy's own change still applies
     app.replicate().await;
     let held = os.held(&ext).await;
@@ -505,7 +505,8 @@ async fn tn4_one_reconcile_repairs_one_percent_drift_and_records_each_repair(app
     let ks = os.client();
     let pick = |n: usize| (Uuid::new_v4().as_u128() % n as u128) as usize;
     let gone = users[pick(USERS)].clone();
-    ks.revoke(&TenantRef { external_id: ext[pick(TENANTS)].clone() }, &gone, "member").await.unwrap();
+    let gone_user = PlatformUser { username: gone.clone(), email: String::new() };
+    ks.revoke(&TenantRef { external_id: ext[pick(TENANTS)].clone() }, &gone_user, "member").await.unwrap();
     let foreign = unique("foreign");
     let user = PlatformUser { username: foreign.clone(), email: format!("{foreign}@example.org") };
     ks.grant(&TenantRef { external_id: ext[pick(TENANTS)].clone() }, &user, "admin").await.unwrap();

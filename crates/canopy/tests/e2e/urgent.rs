@@ -89,7 +89,8 @@ impl Platform for GatePlatform {
         self.0.note("granted", tenant, &user.username);
         Ok(())
     }
-    async fn revoke(&self, tenant: &TenantRef, username: &str, role: &str) -> Result<(), PlatformError> {
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, role: &str) -> Result<(), PlatformError> {
+        let username = user.username.as_str();
         self.0.note("revoke", tenant, username);
         let mut held = self.0.held.lock().unwrap();
         held.retain(|(t, h)| !(*t == tenant.external_id && h.username == username && h.platform_role == role));

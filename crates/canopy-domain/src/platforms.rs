@@ -72,10 +72,21 @@ impl PlatformType {
                 ("graph_scope", false, Text),
                 ("ca_cert", false, Pem),
             ],
-            Self::Gcp => &[("organization_id", true, Text), ("billing_account", false, Text)],
+            // the endpoints default to Google's public ones
+            Self::Gcp => &[
+                ("parent", true, GcpParent),
+                ("crm_url", false, Url),
+                ("asset_url", false, Url),
+                ("ca_cert", false, Pem),
+            ],
             Self::Kubernetes | Self::OpenShift => &[("api_url", true, Url), ("ca_cert", false, Pem)],
             Self::OpenStack => &[("auth_url", true, Url), ("domain", true, Text)],
-            Self::CloudFoundry => &[("api_url", true, Url), ("organization", true, Text)],
+            Self::CloudFoundry => &[
+                ("api_url", true, Url),
+                ("organization", true, Text),
+                ("origin", false, Text),
+                ("ca_cert", false, Pem),
+            ],
             Self::Osb => &[("broker_url", true, Url), ("service_id", true, Text), ("plan_id", true, Text)],
         }
     }
@@ -139,6 +150,10 @@ enum Kind {
     Text,
     Url,
     Pem,
+    /// `folders/N` or `organizations/N`.
+    GcpParent,
+    /// A Google Cloud service-account key file (JSON).
+    ServiceAccountKey,
 }
 
 /// An invalid field: its path in the request (`settings.region`) and why.
@@ -160,6 +175,22 @@ fn check_kind(kind: Kind, v: &Value) -> Result<(), String> {
             match rest {
                 Some(host) if !host.is_empty() && !host.starts_with('/') && !s.contains(char::is_whitespace) => Ok(()),
                 _ => Err("must be an http:// or https:// URL".into()),
+            }
+        }
+        Kind::GcpParent => {
+            let number = s.strip_prefix("folders/").or_else(|| s.strip_prefix("organizations/"));
+            match number {
+                Some(n) if !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+                _ => Err("must be folders/NUMBER or organizations/NUMBER".into()),
+            }
+        }
+        Kind::ServiceAccountKey => {
+            let key: Value = serde_json::from_str(s).map_err(|_| "must be a service-account key file (JSON)")?;
+            let text = |k: &str| key.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+            match (text("client_email"), text("private_key")) {
+                (Some(_), Some(pem)) if pem.contains("-----BEGIN PRIVATE KEY-----") => Ok(()),
+                (Some(_), Some(_)) => Err("private_key must be a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----)".into()),
+                _ => Err("must be a service-account key file with client_email and private_key".into()),
             }
         }
         Kind::Pem => {
@@ -207,7 +238,8 @@ pub fn check_secrets(ty: PlatformType, secrets: &Map<String, Value>, partial: bo
             None if !partial => problems.push((format!("secrets.{name}"), "is required".into())),
             None => {}
             Some(v) => {
-                if let Err(e) = check_kind(Kind::Text, v) {
+                let kind = if *name == "service_account_key" { Kind::ServiceAccountKey } else { Kind::Text };
+                if let Err(e) = check_kind(kind, v) {
                     problems.push((format!("secrets.{name}"), e));
                 }
             }
@@ -229,10 +261,11 @@ impl PlatformType {
         match self {
             Self::Aws => &["region", "endpoint_url"],
             Self::Azure => &["tenant_id", "authority_url", "arm_url", "graph_url", "ca_cert"],
-            Self::Gcp => &[],
+            // the token endpoint is the key's own `token_uri`: it changes only with the key
+            Self::Gcp => &["crm_url", "asset_url", "ca_cert"],
             Self::Kubernetes | Self::OpenShift => &["api_url", "ca_cert"],
             Self::OpenStack => &["auth_url"],
-            Self::CloudFoundry => &["api_url"],
+            Self::CloudFoundry => &["api_url", "ca_cert"],
             Self::Osb => &["broker_url"],
         }
     }
@@ -354,6 +387,24 @@ mod tests {
         assert!(check_secrets(PlatformType::Kubernetes, &map(json!({"token": "t"})), false).is_empty());
         assert_eq!(check_secrets(PlatformType::Aws, &map(json!({"access_key_id": "a"})), false).len(), 1);
         assert_eq!(check_secrets(PlatformType::Aws, &map(json!({"password": "a"})), true).len(), 1);
+        let key = |v: Value| map(json!({"service_account_key": v.to_string()}));
+        let good = json!({"client_email": "c@p.iam.gserviceaccount.com",
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n"});
+        assert!(check_secrets(PlatformType::Gcp, &key(good), false).is_empty());
+        let pkcs1 = json!({"client_email": "c@p", "private_key": "-----BEGIN RSA PRIVATE KEY-----"});
+        assert!(check_secrets(PlatformType::Gcp, &key(pkcs1), false)[0].1.contains("PKCS#8"));
+        let bare = map(json!({"service_account_key": "{}"}));
+        assert!(check_secrets(PlatformType::Gcp, &bare, false)[0].1.contains("client_email"));
+    }
+
+    #[test]
+    fn tn1_a_google_cloud_parent_is_a_folder_or_an_organization() {
+        for ok in ["folders/123", "organizations/9"] {
+            assert!(check_settings(PlatformType::Gcp, &map(json!({"parent": ok})), false).is_empty(), "{ok}");
+        }
+        for bad in ["folders/", "projects/1", "folders/12a", "123"] {
+            assert_eq!(check_settings(PlatformType::Gcp, &map(json!({"parent": bad})), false).len(), 1, "{bad}");
+        }
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub(crate) async fn json_answer(mut res: reqwest::Response) -> Result<Value, Str
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 pub mod keystone;
 pub mod kubernetes;
 pub mod osb;
@@ -160,6 +161,7 @@ pub trait Platform: Send + Sync {
 pub enum AnyPlatform {
     Aws(aws::Aws),
     Azure(azure::Azure),
+    Gcp(gcp::Gcp),
     Kubernetes(kubernetes::Kubernetes),
     OpenStack(keystone::Keystone),
     Osb(osb::ServiceBroker),
@@ -172,6 +174,7 @@ pub fn has_adapter(ty: PlatformType) -> bool {
         ty,
         PlatformType::Aws
             | PlatformType::Azure
+            | PlatformType::Gcp
             | PlatformType::Kubernetes
             | PlatformType::OpenShift
             | PlatformType::OpenStack
@@ -220,6 +223,19 @@ pub fn connect(
                 ..public
             })?))
         }
+        PlatformType::Gcp => {
+            let key: gcp::ServiceAccountKey =
+                serde_json::from_str(text(secrets, "service_account_key")?).map_err(|e| PlatformError::Permanent {
+                    message: format!("the service-account key cannot be read: {e}"),
+                })?;
+            let public = gcp::GcpConfig::public(key, text(settings, "parent")?);
+            Ok(AnyPlatform::Gcp(gcp::Gcp::new(gcp::GcpConfig {
+                crm_url: optional_text(settings, "crm_url").unwrap_or(public.crm_url.clone()),
+                asset_url: optional_text(settings, "asset_url").unwrap_or(public.asset_url.clone()),
+                ca_cert: optional_text(settings, "ca_cert"),
+                ..public
+            })?))
+        }
         PlatformType::Kubernetes | PlatformType::OpenShift => {
             Ok(AnyPlatform::Kubernetes(kubernetes::Kubernetes::new(kubernetes::KubernetesConfig {
                 api_url: text(settings, "api_url")?.to_owned(),
@@ -251,6 +267,7 @@ macro_rules! dispatch {
         match $self {
             AnyPlatform::Aws($p) => $call.await,
             AnyPlatform::Azure($p) => $call.await,
+            AnyPlatform::Gcp($p) => $call.await,
             AnyPlatform::Kubernetes($p) => $call.await,
             AnyPlatform::OpenStack($p) => $call.await,
             AnyPlatform::Osb($p) => $call.await,

@@ -1,0 +1,616 @@
+//! Google Cloud through Resource Manager v3 and Cloud Asset
+//! (`docs/platforms/gcp-api.md` has every call with its source): a tenant is
+//! a project made under the landing zone's folder (else the platform's
+//! parent); people are Google accounts, named in the project's IAM policy as
+//! `user:EMAIL`; roles are IAM roles (`roles/viewer`, `roles/editor`, a
+//! predefined or custom role).
+//!
+//! Canopy signs in with a service-account key: it signs a JWT with the key
+//! (RS256) and trades it for an access token at the key's `token_uri`, as
+//! Google's own libraries do. The key never leaves Canopy; the token goes
+//! only to the configured Resource Manager and Cloud Asset addresses.
+//!
+//! The IAM policy is read, changed and written back with its etag: a change
+//! made meanwhile by someone else makes Google refuse the write (409
+//! ABORTED), and the whole read-modify-write is repeated, so no concurrent
+//! change is overwritten. Members Canopy does not know (by the e-mail
+//! addresses of [`Scope::people`]) are reported as `user:EMAIL`; groups,
+//! service accounts, domains and conditional bindings are left alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, StatusCode};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+
+/// The audience of the token request's JWT: Google's token endpoint, the
+/// value its own libraries send wherever the key's `token_uri` points.
+const TOKEN_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// How a member Canopy does not know is named (`user:someone@example.org`).
+const FOREIGN: &str = "user:";
+/// The label on the projects Canopy makes.
+const LABEL: (&str, &str) = ("managed-by", "canopy");
+/// Asset types every project holds, which its deletion loses nothing of.
+const BASELINE: [&str; 2] = ["cloudresourcemanager.googleapis.com/Project", "serviceusage.googleapis.com/Service"];
+/// The most pages of one list read.
+const MAX_PAGES: usize = 100;
+/// How long one call waits for a new project before the engine is told to
+/// come back (the project is found then).
+const CREATE_WAIT: Duration = Duration::from_secs(20);
+/// How often a read-modify-write of the IAM policy is tried when others
+/// change the policy meanwhile.
+const IAM_ATTEMPTS: u32 = 5;
+
+/// A service-account key file, as Google's console hands it out.
+#[derive(Clone, serde::Deserialize)]
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    /// PEM, PKCS#8 (`-----BEGIN PRIVATE KEY-----`).
+    pub private_key: String,
+    #[serde(default)]
+    pub private_key_id: String,
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+fn default_token_uri() -> String {
+    TOKEN_AUDIENCE.to_owned()
+}
+
+impl std::fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("private_key", &"***")
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
+}
+
+/// Connection settings and credentials of a Google Cloud platform.
+#[derive(Debug, Clone)]
+pub struct GcpConfig {
+    pub key: ServiceAccountKey,
+    /// Where projects are made unless the landing zone names a `folder`:
+    /// `folders/N` or `organizations/N`.
+    pub parent: String,
+    /// e.g. `https://cloudresourcemanager.googleapis.com`
+    pub crm_url: String,
+    /// e.g. `https://cloudasset.googleapis.com`
+    pub asset_url: String,
+    /// A CA certificate (PEM) to trust besides the system's.
+    pub ca_cert: Option<String>,
+}
+
+impl GcpConfig {
+    /// Google's public endpoints.
+    pub fn public(key: ServiceAccountKey, parent: &str) -> Self {
+        Self {
+            key,
+            parent: parent.to_owned(),
+            crm_url: "https://cloudresourcemanager.googleapis.com".into(),
+            asset_url: "https://cloudasset.googleapis.com".into(),
+            ca_cert: None,
+        }
+    }
+}
+
+pub struct Gcp {
+    http: reqwest::Client,
+    config: GcpConfig,
+    signer: RsaKeyPair,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
+    PlatformError::Retryable { message: message.into(), retry_after }
+}
+
+fn permanent(message: impl Into<String>) -> PlatformError {
+    PlatformError::Permanent { message: message.into() }
+}
+
+/// Google's own message from an error body (`{"error": {"message", "status"}}`).
+fn google_message(status: StatusCode, body: &Value) -> String {
+    let e = &body["error"];
+    match (e["status"].as_str(), e["message"].as_str()) {
+        (Some(s), Some(m)) => format!("Google Cloud answered {status}: {s}: {m}"),
+        (None, Some(m)) | (Some(m), None) => format!("Google Cloud answered {status}: {m}"),
+        (None, None) => format!("Google Cloud answered {status}"),
+    }
+}
+
+/// A path segment or query value, percent-encoded.
+fn enc(v: &str) -> String {
+    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}
+
+/// The project ID of a tenant: Google's rules (6 to 30 lowercase letters,
+/// digits and hyphens, a letter first, no hyphen last, no `google` or
+/// `ssl`) applied to the tenant's name. A long name keeps its start and its
+/// last nine characters (`-` and eight of the tenant's id), so IDs stay
+/// distinct.
+pub fn project_id(tenant_name: &str) -> String {
+    let mut id: String = tenant_name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
+        .collect();
+    id = id.replace("google", "g00gle").replace("ssl", "s5l");
+    if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        id.insert_str(0, "t-");
+    }
+    if id.len() > 30 {
+        // ASCII only, so byte offsets are character boundaries
+        let tail = id[id.len() - 9..].to_owned();
+        id = format!("{}{tail}", id[..21].trim_end_matches('-'));
+    }
+    let mut id = id.trim_end_matches('-').to_owned();
+    while id.len() < 6 {
+        id.push('0');
+    }
+    id
+}
+
+/// The member an IAM policy names a person by.
+fn member(email: &str) -> String {
+    format!("user:{email}")
+}
+
+/// The unconditional binding of `role` in a policy, if any.
+fn binding_of<'a>(policy: &'a mut Value, role: &str) -> Option<&'a mut Value> {
+    policy["bindings"]
+        .as_array_mut()?
+        .iter_mut()
+        .find(|b| b["role"].as_str() == Some(role) && b.get("condition").is_none_or(Value::is_null))
+}
+
+fn has_member(binding: &Value, m: &str) -> bool {
+    binding["members"].as_array().into_iter().flatten().any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(m)))
+}
+
+/// `policy` with `m` added to `role`; `None` when it holds it already.
+fn with_member(mut policy: Value, role: &str, m: &str) -> Option<Value> {
+    match binding_of(&mut policy, role) {
+        Some(b) if has_member(b, m) => return None,
+        Some(b) => match b["members"].as_array_mut() {
+            Some(members) => members.push(json!(m)),
+            None => b["members"] = json!([m]),
+        },
+        None => {
+            if !policy["bindings"].is_array() {
+                policy["bindings"] = json!([]);
+            }
+            if let Some(bindings) = policy["bindings"].as_array_mut() {
+                bindings.push(json!({"role": role, "members": [m]}));
+            }
+        }
+    }
+    Some(policy)
+}
+
+/// `policy` without `m` in `role` (a binding left empty goes); `None` when
+/// it does not hold it.
+fn without_member(mut policy: Value, role: &str, m: &str) -> Option<Value> {
+    let b = binding_of(&mut policy, role)?;
+    if !has_member(b, m) {
+        return None;
+    }
+    if let Some(members) = b["members"].as_array_mut() {
+        members.retain(|x| !x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(m)));
+    }
+    if let Some(bindings) = policy["bindings"].as_array_mut() {
+        bindings.retain(|b| b["members"].as_array().is_some_and(|m| !m.is_empty()));
+    }
+    Some(policy)
+}
+
+impl Gcp {
+    pub fn new(config: GcpConfig) -> Result<Self, PlatformError> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(config.key.private_key.as_bytes()).map_err(|e| {
+            permanent(format!("the service-account key's private_key is not a PKCS#8 PEM key (BEGIN PRIVATE KEY): {e}"))
+        })?;
+        let signer = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .map_err(|e| permanent(format!("the service-account key's private_key is not an RSA key: {e}")))?;
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = &config.ca_cert {
+            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| permanent(format!("the platform's CA certificate cannot be read: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| permanent(format!("building the HTTP client: {e}")))?;
+        let trim = |u: &str| u.trim_end_matches('/').to_owned();
+        let config = GcpConfig { crm_url: trim(&config.crm_url), asset_url: trim(&config.asset_url), ..config };
+        Ok(Self { http, config, signer, token: Mutex::default() })
+    }
+
+    /// The signed JWT the token request carries (RFC 7523).
+    fn assertion(&self) -> Result<String, PlatformError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.config.key.private_key_id});
+        let claims = json!({
+            "iss": self.config.key.client_email, "scope": SCOPE, "aud": TOKEN_AUDIENCE,
+            "iat": now, "exp": now + 3600,
+        });
+        let signed =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut signature = vec![0; self.signer.public().modulus_len()];
+        self.signer
+            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signed.as_bytes(), &mut signature)
+            .map_err(|_| permanent("signing with the service-account key failed"))?;
+        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+
+    /// An access token, fetched when none is held or it ends within a minute.
+    async fn token(&self) -> Result<String, PlatformError> {
+        let mut held = self.token.lock().await;
+        if let Some((t, until)) = held.as_ref()
+            && *until > Instant::now() + Duration::from_secs(60)
+        {
+            return Ok(t.clone());
+        }
+        let url = &self.config.key.token_uri;
+        let assertion = self.assertion()?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+            .finish();
+        let res = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| retryable(format!("cannot reach Google's token endpoint at {url}: {e}"), None))?;
+        let status = res.status();
+        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+        let body =
+            crate::json_answer(res).await.map_err(|e| retryable(format!("Google's token endpoint: {e}"), None))?;
+        let Some(token) = body["access_token"].as_str().filter(|_| status.is_success()) else {
+            let why = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("no access token");
+            let message = format!("Google refused the platform's service-account key: {status}: {why}");
+            return Err(if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                retryable(message, retry_after)
+            } else {
+                permanent(message)
+            });
+        };
+        // a lifetime from outside (a number or a string): bounded, so no instant overflows
+        let lifetime = body["expires_in"]
+            .as_u64()
+            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(300)
+            .clamp(60, 24 * 3600);
+        *held = Some((token.to_owned(), Instant::now() + Duration::from_secs(lifetime)));
+        Ok(token.to_owned())
+    }
+
+    /// One call; 403 (Google's answer for a project that is missing or
+    /// hidden) and 409 are answers, throttling and server errors retryable
+    /// with Google's `Retry-After` if it sends one; a refused token is
+    /// fetched again once.
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), PlatformError> {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let mut req = self.http.request(method.clone(), url).bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let res = req
+                .send()
+                .await
+                .map_err(|e| retryable(format!("Google Cloud call {method} {url} failed: {e}"), None))?;
+            let status = res.status();
+            let retry_after =
+                res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+            let answer = crate::json_answer(res)
+                .await
+                .map_err(|e| retryable(format!("Google Cloud call {method} {url}: {e}"), None))?;
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+                *self.token.lock().await = None;
+                continue;
+            }
+            if status.is_success() || status == StatusCode::FORBIDDEN || status == StatusCode::CONFLICT {
+                return Ok((status, answer));
+            }
+            let message = google_message(status, &answer);
+            return Err(if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                retryable(message, retry_after)
+            } else {
+                permanent(message)
+            });
+        }
+        Err(permanent("Google Cloud refused the platform's access token"))
+    }
+
+    fn project_url(&self, id: &str) -> String {
+        format!("{}/v3/projects/{}", self.config.crm_url, enc(id))
+    }
+
+    /// The project, or `None` when Google hides it (missing, or not Canopy's to see).
+    async fn project(&self, id: &str) -> Result<Option<Value>, PlatformError> {
+        let (status, body) = self.call(Method::GET, &self.project_url(id), None).await?;
+        Ok(status.is_success().then_some(body))
+    }
+
+    /// Refuse a project that is gone or being deleted: it is not an empty tenant.
+    async fn require_project(&self, id: &str) -> Result<(), PlatformError> {
+        match self.project(id).await? {
+            Some(p) if p["state"] == "ACTIVE" || p["state"] == 1 => Ok(()),
+            Some(_) => Err(permanent(format!("project {id} is being deleted (outside Canopy?)"))),
+            None => Err(permanent(format!("project {id} does not exist, or Canopy may not see it"))),
+        }
+    }
+
+    /// The project Canopy made under this ID, or an error saying why it is
+    /// not one (another's, being deleted, elsewhere in the hierarchy).
+    fn adopt(id: &str, parent: &str, p: &Value) -> Result<TenantRef, PlatformError> {
+        if p["labels"][LABEL.0] != LABEL.1 {
+            return Err(permanent(format!("project ID {id} belongs to a project Canopy did not make")));
+        }
+        if !(p["state"] == "ACTIVE" || p["state"] == 1) {
+            return Err(permanent(format!("project {id} is being deleted; restore it or delete the tenant")));
+        }
+        if p["parent"].as_str() != Some(parent) {
+            let there = p["parent"].as_str().unwrap_or("?");
+            return Err(permanent(format!("project {id} is under {there}, not {parent}")));
+        }
+        Ok(TenantRef { external_id: id.to_owned() })
+    }
+
+    /// Follow a long-running operation to its end (at most `wait`):
+    /// `Some(response)` when done, `None` while Google works.
+    async fn operation(&self, mut op: Value, wait: Duration) -> Result<Option<Value>, PlatformError> {
+        let start = Instant::now();
+        loop {
+            if op["done"] == true {
+                if op["error"].is_object() {
+                    let e = &op["error"];
+                    let m = e["message"].as_str().unwrap_or("no message");
+                    return Err(permanent(format!("Google Cloud's operation failed: {m} (code {})", e["code"])));
+                }
+                return Ok(Some(op["response"].clone()));
+            }
+            let Some(name) = op["name"].as_str().filter(|n| n.starts_with("operations/") && !n.contains("..")) else {
+                return Err(permanent("Google Cloud answered an operation without a name"));
+            };
+            if start.elapsed() > wait {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let url = format!("{}/v3/{name}", self.config.crm_url);
+            let (status, next) = self.call(Method::GET, &url, None).await?;
+            if !status.is_success() {
+                return Err(permanent(google_message(status, &next)));
+            }
+            op = next;
+        }
+    }
+
+    async fn get_policy(&self, id: &str) -> Result<Value, PlatformError> {
+        let url = format!("{}:getIamPolicy", self.project_url(id));
+        let (status, policy) =
+            self.call(Method::POST, &url, Some(&json!({"options": {"requestedPolicyVersion": 3}}))).await?;
+        if !status.is_success() {
+            return Err(permanent(google_message(status, &policy)));
+        }
+        Ok(policy)
+    }
+
+    /// Read the project's IAM policy, change it with `change` (`None`: no
+    /// change needed) and write it back with the etag read; when someone
+    /// else changed it meanwhile (409 ABORTED), all of it again, after a
+    /// growing pause, as Google asks.
+    async fn modify_policy(&self, id: &str, change: impl Fn(Value) -> Option<Value>) -> Result<(), PlatformError> {
+        let url = format!("{}:setIamPolicy", self.project_url(id));
+        for attempt in 0..IAM_ATTEMPTS {
+            let Some(policy) = change(self.get_policy(id).await?) else { return Ok(()) };
+            let (status, answer) = self.call(Method::POST, &url, Some(&json!({"policy": policy}))).await?;
+            if status.is_success() {
+                return Ok(());
+            }
+            if !(status == StatusCode::CONFLICT && answer["error"]["status"] == "ABORTED") {
+                return Err(permanent(google_message(status, &answer)));
+            }
+            let jitter = u64::from(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_millis()) % 250);
+            tokio::time::sleep(Duration::from_millis((250 << attempt) + jitter)).await;
+        }
+        Err(retryable(format!("the IAM policy of project {id} keeps changing under Canopy; trying again later"), None))
+    }
+}
+
+impl Platform for Gcp {
+    /// A project per tenant, its ID made from the tenant's name (a repeated
+    /// call finds the same one), under the landing zone's `folder` (else
+    /// the platform's `parent`), labelled as Canopy's.
+    async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
+        let id = project_id(&spec.name);
+        let parent = spec.landing_zone.get("folder").and_then(Value::as_str).unwrap_or(&self.config.parent).to_owned();
+        // made before (a lost answer, a repeated call): the same project
+        if let Some(p) = self.project(&id).await? {
+            return Self::adopt(&id, &parent, &p);
+        }
+        let body = json!({"projectId": id, "parent": parent, "displayName": id, "labels": {LABEL.0: LABEL.1}});
+        let url = format!("{}/v3/projects", self.config.crm_url);
+        let (status, op) = self.call(Method::POST, &url, Some(&body)).await?;
+        if status == StatusCode::CONFLICT {
+            return match self.project(&id).await? {
+                Some(p) => Self::adopt(&id, &parent, &p),
+                // taken where Canopy cannot see, or still being made by an earlier call
+                None => Err(retryable(
+                    format!(
+                        "project ID {id} exists but Canopy cannot see it (still being made, or taken by someone else)"
+                    ),
+                    None,
+                )),
+            };
+        }
+        if !status.is_success() {
+            return Err(permanent(google_message(status, &op)));
+        }
+        match self.operation(op, CREATE_WAIT).await? {
+            Some(_) => Ok(TenantRef { external_id: id }),
+            None => Err(retryable(format!("Google Cloud is still making project {id}"), None)),
+        }
+    }
+
+    /// The people holding the roles Canopy manages or asks about in the
+    /// project's IAM policy: by Canopy username when Canopy knows their
+    /// address, else as `user:EMAIL`.
+    async fn observe(&self, tenant: &TenantRef, scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
+        let id = &tenant.external_id;
+        self.require_project(id).await?;
+        let mut policy = self.get_policy(id).await?;
+        let roles: BTreeSet<&str> = scope
+            .roles
+            .iter()
+            .map(String::as_str)
+            .chain(scope.assignments.iter().map(|h| h.platform_role.as_str()))
+            .collect();
+        let people: BTreeMap<String, &str> =
+            scope.people.iter().map(|(u, e)| (e.to_ascii_lowercase(), u.as_str())).collect();
+        let mut held = BTreeSet::new();
+        for role in roles {
+            let Some(b) = binding_of(&mut policy, role) else { continue };
+            for m in b["members"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let Some(email) = m.strip_prefix(FOREIGN) else { continue };
+                let username = match people.get(&email.to_ascii_lowercase()) {
+                    Some(u) => (*u).to_owned(),
+                    None => m.to_owned(),
+                };
+                held.insert(Held { username, platform_role: role.to_owned() });
+            }
+        }
+        Ok(held)
+    }
+
+    /// Add `user:EMAIL` to the role's binding (nothing when it is there).
+    async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        if user.email.is_empty() {
+            return Err(permanent(format!("{} has no e-mail address to name them in Google Cloud", user.username)));
+        }
+        let m = member(&user.email);
+        self.modify_policy(&tenant.external_id, |p| with_member(p, platform_role, &m)).await
+    }
+
+    /// Take the person (by their address, or the `user:EMAIL` observe
+    /// named) out of the role's binding; not there is what was asked for.
+    async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
+        let m = if user.username.starts_with(FOREIGN) {
+            user.username.clone()
+        } else if !user.email.is_empty() {
+            member(&user.email)
+        } else {
+            return Err(permanent(format!(
+                "Canopy knows no e-mail address of {} to find them in Google Cloud",
+                user.username
+            )));
+        };
+        self.modify_policy(&tenant.external_id, |p| without_member(p, platform_role, &m)).await
+    }
+
+    /// What Cloud Asset Inventory finds in the project, but for the project
+    /// itself and its enabled services.
+    async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
+        let base = format!(
+            "{}/v1/projects/{}:searchAllResources?pageSize=500",
+            self.config.asset_url,
+            enc(&tenant.external_id)
+        );
+        let mut found = Vec::new();
+        let mut url = base.clone();
+        for _ in 0..MAX_PAGES {
+            let (status, page) = self.call(Method::GET, &url, None).await?;
+            if !status.is_success() {
+                return Err(permanent(google_message(status, &page)));
+            }
+            for r in page["results"].as_array().into_iter().flatten() {
+                let kind = r["assetType"].as_str().unwrap_or("resource");
+                if BASELINE.contains(&kind) {
+                    continue;
+                }
+                let name = r["displayName"].as_str().filter(|n| !n.is_empty()).or(r["name"].as_str()).unwrap_or("?");
+                found.push(format!("{kind} {name}"));
+            }
+            match page["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(token) => url = format!("{base}&pageToken={}", enc(token)),
+                None => return Ok(found),
+            }
+        }
+        Err(permanent(format!("the resources of project {} fill more than {MAX_PAGES} pages", tenant.external_id)))
+    }
+
+    /// Shut the project down (Google deletes it after 30 days); one being
+    /// deleted already counts as done.
+    async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
+        let (status, op) = self.call(Method::DELETE, &self.project_url(&tenant.external_id), None).await?;
+        if !status.is_success() {
+            return Err(permanent(google_message(status, &op)));
+        }
+        match self.operation(op, CREATE_WAIT).await? {
+            Some(_) => Ok(()),
+            None => Err(retryable(format!("Google Cloud is still deleting project {}", tenant.external_id), None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tn6_project_ids_follow_googles_rules_and_stay_distinct() {
+        let ok = |id: &str| {
+            id.len() >= 6
+                && id.len() <= 30
+                && id.starts_with(|c: char| c.is_ascii_lowercase())
+                && !id.ends_with('-')
+                && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !id.contains("google")
+                && !id.contains("ssl")
+        };
+        assert_eq!(project_id("team-a-web-1234abcd"), "team-a-web-1234abcd");
+        let long = project_id("a-very-long-workspace-name-and-project-1234abcd");
+        assert_eq!(long, "a-very-long-workspace-1234abcd");
+        for name in ["9lives-web-1234abcd", "google-ssl-x-1234abcd", "ab", "x-------------------------------1234abcd"] {
+            assert!(ok(&project_id(name)), "{name} → {}", project_id(name));
+        }
+        assert_ne!(
+            project_id("a-very-long-workspace-name-and-project-1234abcd"),
+            project_id("a-very-long-workspace-name-and-project-5678abcd")
+        );
+    }
+
+    #[test]
+    fn tn6_iam_changes_touch_only_the_member_and_role_asked_for() {
+        let policy = json!({"version": 1, "etag": "BwE=", "auditConfigs": [{"service": "allServices"}], "bindings": [
+            {"role": "roles/viewer", "members": ["user:Ann@example.org", "group:ops@example.org"]},
+            {"role": "roles/editor", "members": ["user:bob@example.org"],
+             "condition": {"title": "t", "expression": "true"}},
+        ]});
+        assert!(with_member(policy.clone(), "roles/viewer", "user:ann@example.org").is_none(), "case-insensitive");
+        let p = with_member(policy.clone(), "roles/editor", "user:ann@example.org").unwrap();
+        assert_eq!(p["bindings"].as_array().unwrap().len(), 3, "a conditional binding is not Canopy's");
+        assert_eq!((&p["etag"], &p["auditConfigs"]), (&policy["etag"], &policy["auditConfigs"]));
+        let p = without_member(policy.clone(), "roles/viewer", "user:ann@example.org").unwrap();
+        assert_eq!(p["bindings"][0]["members"], json!(["group:ops@example.org"]));
+        assert!(without_member(policy.clone(), "roles/editor", "user:bob@example.org").is_none());
+        let p = without_member(p, "roles/viewer", "group:ops@example.org").unwrap();
+        assert_eq!(p["bindings"].as_array().unwrap().len(), 1, "an empty binding goes");
+    }
+}

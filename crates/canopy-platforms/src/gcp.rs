@@ -571,6 +571,7 @@ impl Platform for Gcp {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // a failed set-up is a failed test
     use super::*;
 
     #[test]

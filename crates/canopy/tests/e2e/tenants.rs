@@ -175,8 +175,9 @@ async fn tn3_bad_tenant_requests_are_refused_naming_the_field(app: TestApp) {
         .expect_problem(422, Some("landing_zone"));
     app.post(&path, &app.admin_token, json!({"platfrom": platform})).await.expect_problem(422, None);
     // a platform type Canopy has no adapter for yet
-    let gcp = json!({"identifier": unique("gcp"), "type": "gcp", "settings": {"organization_id": "o-1"},
-        "secrets": {"service_account_key": "{}"}});
+    let gcp = json!({"identifier": unique("cf"), "type": "cloudfoundry",
+        "settings": {"api_url": "https://cf.example.org", "organization": "o-1"},
+        "secrets": {"username": "u", "password": "p"}});
     let gcp_id = gcp["identifier"].as_str().unwrap().to_owned();
     app.post("/api/v1/platforms", &app.admin_token, gcp).await.expect(201);
     app.post(&path, &app.admin_token, json!({"platform": gcp_id})).await.expect_problem(422, Some("platform"));

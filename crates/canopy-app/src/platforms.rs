@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
-use canopy_domain::platforms::PlatformType;
 use canopy_domain::replication::{Assignment, DriftPolicy, Plan};
 use canopy_store::Claim;
 use time::OffsetDateTime;
@@ -57,8 +56,6 @@ pub struct Withdrawal {
 
 /// The calls use cases make to platforms.
 pub trait Platforms: Send + Sync {
-    /// Whether Canopy has an adapter for this type of platform (others cannot hold tenants).
-    fn can_hold_tenants(&self, platform_type: PlatformType) -> bool;
     /// What a tenant still holds that deleting it would destroy (DL2).
     fn find_resources(&self, tenant: Uuid) -> Call<'_, Vec<String>>;
     /// Revoke every assignment Canopy manages in a tenant, holding its lease

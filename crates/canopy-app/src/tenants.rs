@@ -84,7 +84,6 @@ pub async fn plan(
 /// it on the platform and gives every bound person the mapped role.
 pub async fn create(
     store: &Store,
-    platforms: &dyn Platforms,
     by: &Principal,
     now: OffsetDateTime,
     (ws, project): (&str, &str),
@@ -96,12 +95,6 @@ pub async fn create(
         .platform(&input.platform)
         .await?
         .ok_or_else(|| Error::invalid("platform", format!("platform {:?} does not exist", input.platform)))?;
-    if !platforms.can_hold_tenants(platform.platform_type) {
-        return Err(Error::invalid(
-            "platform",
-            format!("Canopy cannot replicate to {} platforms yet", platform.platform_type),
-        ));
-    }
     let zone = match input.landing_zone.as_deref() {
         Some(z) => Some(tx.landing_zone(platform.id, z).await?.ok_or_else(|| {
             Error::invalid("landing_zone", format!("platform {} has no landing zone {z:?}", platform.identifier))

@@ -2,7 +2,6 @@
 //! ([`canopy_app::platforms::Platforms`]).
 
 use canopy_app::platforms::{Call, PlatformCallError, Platforms, Preview, Withdrawal};
-use canopy_domain::platforms::PlatformType;
 use canopy_store::Claim;
 use uuid::Uuid;
 
@@ -20,10 +19,6 @@ impl From<ReplicationError> for PlatformCallError {
 }
 
 impl<K: Connector> Platforms for Replicator<K> {
-    fn can_hold_tenants(&self, platform_type: PlatformType) -> bool {
-        canopy_platforms::has_adapter(platform_type)
-    }
-
     fn find_resources(&self, tenant: Uuid) -> Call<'_, Vec<String>> {
         Box::pin(async move { Ok(Replicator::find_resources(self, tenant).await?) })
     }

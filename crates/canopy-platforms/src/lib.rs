@@ -45,6 +45,7 @@ pub(crate) async fn json_answer(mut res: reqwest::Response) -> Result<Value, Str
 
 pub mod aws;
 pub mod azure;
+pub mod cloudfoundry;
 pub mod gcp;
 pub mod keystone;
 pub mod kubernetes;
@@ -161,25 +162,11 @@ pub trait Platform: Send + Sync {
 pub enum AnyPlatform {
     Aws(aws::Aws),
     Azure(azure::Azure),
+    CloudFoundry(cloudfoundry::CloudFoundry),
     Gcp(gcp::Gcp),
     Kubernetes(kubernetes::Kubernetes),
     OpenStack(keystone::Keystone),
     Osb(osb::ServiceBroker),
-}
-
-/// The platform types replication can reach today. Tenants on other types
-/// are refused when they are added, rather than left failing.
-pub fn has_adapter(ty: PlatformType) -> bool {
-    matches!(
-        ty,
-        PlatformType::Aws
-            | PlatformType::Azure
-            | PlatformType::Gcp
-            | PlatformType::Kubernetes
-            | PlatformType::OpenShift
-            | PlatformType::OpenStack
-            | PlatformType::Osb
-    )
 }
 
 fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Result<&'a str, PlatformError> {
@@ -236,6 +223,16 @@ pub fn connect(
                 ..public
             })?))
         }
+        PlatformType::CloudFoundry => {
+            Ok(AnyPlatform::CloudFoundry(cloudfoundry::CloudFoundry::new(cloudfoundry::CloudFoundryConfig {
+                api_url: text(settings, "api_url")?.to_owned(),
+                organization: text(settings, "organization")?.to_owned(),
+                origin: optional_text(settings, "origin").unwrap_or_else(|| "uaa".into()),
+                username: text(secrets, "username")?.to_owned(),
+                password: text(secrets, "password")?.to_owned(),
+                ca_cert: optional_text(settings, "ca_cert"),
+            })?))
+        }
         PlatformType::Kubernetes | PlatformType::OpenShift => {
             Ok(AnyPlatform::Kubernetes(kubernetes::Kubernetes::new(kubernetes::KubernetesConfig {
                 api_url: text(settings, "api_url")?.to_owned(),
@@ -257,7 +254,6 @@ pub fn connect(
             username: text(secrets, "username")?.to_owned(),
             password: text(secrets, "password")?.to_owned(),
         })?)),
-        other => Err(PlatformError::Permanent { message: format!("Canopy has no adapter for {other} platforms yet") }),
     }
 }
 
@@ -267,6 +263,7 @@ macro_rules! dispatch {
         match $self {
             AnyPlatform::Aws($p) => $call.await,
             AnyPlatform::Azure($p) => $call.await,
+            AnyPlatform::CloudFoundry($p) => $call.await,
             AnyPlatform::Gcp($p) => $call.await,
             AnyPlatform::Kubernetes($p) => $call.await,
             AnyPlatform::OpenStack($p) => $call.await,

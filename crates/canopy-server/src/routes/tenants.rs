@@ -42,7 +42,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     let input = NewTenantInput { platform: body.platform, landing_zone: body.landing_zone };
     let now = app.clock.now();
-    let (ws, p, t) = uc::create(&app.store, &*app.platforms, &caller, now, (&ws, &project), input).await?;
+    let (ws, p, t) = uc::create(&app.store, &caller, now, (&ws, &project), input).await?;
     Ok((StatusCode::CREATED, Json(to_tenant(t, &ws.identifier, &p.identifier))))
 }
 

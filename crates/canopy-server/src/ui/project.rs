@@ -228,15 +228,8 @@ pub async fn add_tenant(
         _ => None,
     };
     let input = NewTenantInput { platform: form.platform.trim().to_owned(), landing_zone };
-    let made = canopy_app::tenants::create(
-        &app.store,
-        app.platforms.as_ref(),
-        &viewer.principal,
-        app.clock.now(),
-        (&ws, &project),
-        input,
-    )
-    .await;
+    let made =
+        canopy_app::tenants::create(&app.store, &viewer.principal, app.clock.now(), (&ws, &project), input).await;
     match made {
         Ok((_, _, t)) => Ok(done(
             &format!("/workspaces/{ws}/projects/{project}"),

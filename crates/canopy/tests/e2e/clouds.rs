@@ -1,6 +1,7 @@
 //! TN1-TN6, AC7, AC10, DL1-DL3 through the API on the other real platforms:
 //! AWS (moto), Kubernetes and OpenShift (kube-apiserver), an Open Service
-//! Broker (openbrokerapi), and the fakes of Azure and Google Cloud. The same story runs on each: a platform with a
+//! Broker (openbrokerapi), and the fakes of Azure, Google Cloud and Cloud
+//! Foundry: all eight platform types. The same story runs on each: a platform with a
 //! landing zone, a tenant, people bound directly and through a group, drift
 //! repaired, access ended, the tenant deleted. What a platform holds is read
 //! with its adapter, which its own test checks against the component.
@@ -28,10 +29,11 @@ struct Cloud {
     /// cannot list bindings).
     sees_foreign: bool,
     manual_deletion: bool,
-    /// Where the platform's directory is seeded with the test's people (the
-    /// Azure fake's control API and a client trusting its CA): Azure gives
-    /// roles to people its directory knows, and Canopy makes none there.
-    directory: Option<(String, reqwest::Client)>,
+    /// Where the platform's directory is seeded with the test's people (a
+    /// fake's control API, a client trusting its CA, and the record of a
+    /// person by username): Azure and Cloud Foundry give roles to people
+    /// their directory knows, and Canopy makes none there.
+    directory: Option<(String, reqwest::Client, fn(&str) -> Value)>,
     /// How the platform names a person Canopy does not know (by account
     /// name, or by address where it names people by e-mail).
     foreign_as: fn(&str) -> String,
@@ -103,7 +105,11 @@ fn azure(identifier: &str) -> Option<Cloud> {
         adapter: connected,
         sees_foreign: true,
         manual_deletion: true,
-        directory: Some((url, control)),
+        directory: Some((
+            format!("{url}/_fake/users"),
+            control,
+            |u| json!({"userPrincipalName": format!("{u}@example.org"), "mail": format!("{u}@example.org")}),
+        )),
         foreign_as: by_name,
     })
 }
@@ -135,6 +141,49 @@ fn gcp(identifier: &str) -> Option<Cloud> {
         manual_deletion: true,
         directory: None,
         foreign_as: |u| format!("user:{u}@example.org"),
+    })
+}
+
+fn cloud_foundry(identifier: &str) -> Option<Cloud> {
+    let [url, ca, username, password, org] = canopy_testkit::component(
+        [
+            "CANOPY_TEST_CF_URL",
+            "CANOPY_TEST_CF_CA",
+            "CANOPY_TEST_CF_USERNAME",
+            "CANOPY_TEST_CF_PASSWORD",
+            "CANOPY_TEST_CF_ORG",
+        ],
+        "Cloud Foundry fake",
+    )?;
+    let ca = std::fs::read_to_string(ca).unwrap();
+    let roles = ["space_auditor", "space_developer", "space_manager"];
+    let platform = json!({"identifier": identifier, "type": "cloudfoundry",
+        "settings": {"api_url": url, "organization": org, "ca_cert": ca},
+        "secrets": {"username": username, "password": password},
+        "role_mapping": {"project_reader": roles[0], "project_user": roles[1], "project_admin": roles[2]}});
+    let connected = canopy_platforms::connect(
+        canopy_domain::platforms::PlatformType::CloudFoundry,
+        platform["settings"].as_object().unwrap(),
+        platform["secrets"].as_object().unwrap(),
+    )
+    .unwrap();
+    let control = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    Some(Cloud {
+        platform,
+        landing_zone: json!({"organization": org}),
+        roles,
+        adapter: connected,
+        sees_foreign: true,
+        manual_deletion: false,
+        directory: Some((
+            format!("{url}/_fake/uaa-users"),
+            control,
+            |u| json!({"username": format!("{u}@example.org"), "origin": "uaa"}),
+        )),
+        foreign_as: |u| format!("uaa:{u}@example.org"),
     })
 }
 
@@ -217,10 +266,9 @@ async fn replicate_to(app: &TestApp, cloud: Cloud, platform: &str) {
     let [reader, user, admin] = cloud.roles;
     // names are unique: the platforms are shared by every test and backend
     let (ann, bob, mallory) = (unique("ann"), unique("bob"), unique("mallory"));
-    if let Some((url, control)) = &cloud.directory {
+    if let Some((url, control, record)) = &cloud.directory {
         for u in [&ann, &bob, &mallory] {
-            let person = json!({"userPrincipalName": format!("{u}@example.org"), "mail": format!("{u}@example.org")});
-            let r = control.post(format!("{url}/_fake/users")).json(&person).send().await.unwrap();
+            let r = control.post(url).json(&record(u)).send().await.unwrap();
             assert!(r.status().is_success(), "seeding the directory: {}", r.status());
         }
     }
@@ -367,6 +415,12 @@ async fn tn6_google_cloud_projects_hold_exactly_the_bound_iam_roles(app: TestApp
     replicate_to(&app, cloud, &platform).await;
 }
 
+async fn tn6_cloud_foundry_spaces_hold_exactly_the_bound_space_roles(app: TestApp) {
+    let platform = unique("cf");
+    let Some(cloud) = cloud_foundry(&platform) else { return };
+    replicate_to(&app, cloud, &platform).await;
+}
+
 async fn tn6_service_broker_instances_hold_exactly_the_bound_bindings(app: TestApp) {
     let platform = unique("osb");
     let Some(cloud) = osb(&platform) else { return };
@@ -401,6 +455,7 @@ canopy_testkit::backend_tests!(
     tn6_aws_accounts_hold_exactly_the_bound_permission_sets,
     tn6_azure_subscriptions_hold_exactly_the_bound_role_assignments,
     tn6_google_cloud_projects_hold_exactly_the_bound_iam_roles,
+    tn6_cloud_foundry_spaces_hold_exactly_the_bound_space_roles,
     tn6_kubernetes_namespaces_hold_exactly_the_bound_cluster_roles,
     tn6_openshift_projects_hold_exactly_the_bound_cluster_roles,
     tn6_service_broker_instances_hold_exactly_the_bound_bindings,

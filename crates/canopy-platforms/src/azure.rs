@@ -14,6 +14,10 @@
 //! `description` (`canopy:NAME`) and a name derived from the subscription,
 //! the person and the role, so a repeated grant after a lost answer makes
 //! no second one; one made outside Canopy is reported as `principal:ID`.
+//!
+//! Throttling: a 429 goes to the engine with ARM's `Retry-After`; before
+//! that, when ARM's `x-ms-ratelimit-remaining-*` says a budget is used up,
+//! the adapter waits a second before its next call instead of drawing one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -92,6 +96,21 @@ pub struct Azure {
     /// Role definition ids by (subscription, role name), and directory
     /// object ids by e-mail address: they do not change while they exist.
     ids: std::sync::Mutex<BTreeMap<String, String>>,
+    /// When ARM said no request of a kind remains (`x-ms-ratelimit-remaining-*`
+    /// at 0), the next call waits until this instant rather than draw a 429.
+    pause_until: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long the adapter waits when ARM's request budget is used up: ARM's
+/// buckets refill 10 to 25 requests a second, so a second refills several.
+const BUDGET_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether ARM's answer says a request budget of the caller is used up.
+fn budget_spent(headers: &reqwest::header::HeaderMap) -> bool {
+    headers.iter().any(|(name, value)| {
+        name.as_str().starts_with("x-ms-ratelimit-remaining-")
+            && value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(0)
+    })
 }
 
 fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
@@ -161,7 +180,13 @@ impl Azure {
             graph_url: trim(&config.graph_url),
             ..config
         };
-        Ok(Self { http, config, tokens: Mutex::default(), ids: std::sync::Mutex::default() })
+        Ok(Self {
+            http,
+            config,
+            tokens: Mutex::default(),
+            ids: std::sync::Mutex::default(),
+            pause_until: std::sync::Mutex::default(),
+        })
     }
 
     fn remembered(&self, key: &str) -> Option<String> {
@@ -238,6 +263,10 @@ impl Azure {
             format!("{base}{path}")
         };
         for attempt in 0..2 {
+            let pause = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(wait) = pause.and_then(|until| until.checked_duration_since(Instant::now())) {
+                tokio::time::sleep(wait.min(BUDGET_PAUSE)).await;
+            }
             let token = self.token(api).await?;
             let mut req = self.http.request(method.clone(), &url).bearer_auth(token);
             if let Some(b) = body {
@@ -248,6 +277,8 @@ impl Azure {
             let status = res.status();
             let retry_after =
                 res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+            *self.pause_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                budget_spent(res.headers()).then(|| Instant::now() + BUDGET_PAUSE);
             let answer = crate::json_answer(res)
                 .await
                 .map_err(|e| retryable(format!("Azure call {method} {path}: {e}"), None))?;

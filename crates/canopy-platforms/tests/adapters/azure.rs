@@ -168,3 +168,24 @@ async fn tn6_azure_failures_are_classified_and_a_lost_answer_makes_no_duplicate(
     assert_eq!(of_ann, 1, "one assignment after the repeated grant");
     assert_eq!(az.observe(&tenant, &scope).await.unwrap(), [crate::held(&ann, "Reader")].into());
 }
+
+/// ARM's request budget: when `x-ms-ratelimit-remaining-*` says none is
+/// left, the adapter waits for the bucket to refill instead of drawing a
+/// 429 (which would fail the run and stall the platform).
+#[tokio::test]
+async fn tn6_azure_paces_itself_when_arms_request_budget_is_spent() {
+    use canopy_platforms::Scope;
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some((az, url, control)) = azure() else { return };
+    let tenant = az.ensure_tenant(&crate::spec(crate::unique("team-c"), serde_json::json!({}))).await.unwrap();
+    let scope = Scope { roles: ["Reader".to_owned()].into(), ..Scope::default() };
+    az.observe(&tenant, &scope).await.unwrap(); // role definitions looked up once
+    let tight = serde_json::json!({"enabled": true, "reads": {"capacity": 2, "per_second": 2}});
+    fake(&control, &url, "limits", tight).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        outcomes.push(az.observe(&tenant, &scope).await.map(|_| ()));
+    }
+    fake(&control, &url, "limits", serde_json::json!({"enabled": false})).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+}

@@ -180,6 +180,7 @@ class Fake:
             self.limits_enabled = False
             self.limits = json.loads(json.dumps(DEFAULT_LIMITS))
             self.buckets = {}
+            self.spent = {}         # bucket key -> requests it took while limits were on (for the bench)
             self.billing_scopes = {self.norm_billing(DEFAULT_BILLING_SCOPE): DEFAULT_BILLING_SCOPE}
             self.aliases = {}         # lower name -> alias
             self.subscriptions = {}   # id -> subscription
@@ -351,6 +352,18 @@ class Fake:
             cap = int(self.limits[kind]["capacity"])
             return name, max(0, cap - 1)
 
+    def quota(self):
+        """What the requests taken while limits were on cost: per bucket, and the least time
+        the published limits allow for them (the bench's bound): max over buckets of
+        (taken - capacity) / refill rate."""
+        buckets, bound = {}, 0.0
+        for key, n in sorted(self.spent.items()):
+            lim = self.limits[key.rsplit("/", 1)[1]]
+            need = max(0.0, n - float(lim["capacity"])) / float(lim["per_second"]) if lim["per_second"] else 0.0
+            buckets[key] = {"taken": n, "capacity": lim["capacity"], "per_second": lim["per_second"]}
+            bound = max(bound, need)
+        return {"bound_seconds": bound, "buckets": buckets}
+
     def limit(self, method, path, caller):
         level, scope = self.arm_level(path)
         kind = self.op_kind(method)
@@ -363,6 +376,9 @@ class Fake:
             if b is None:
                 b = self.buckets[key] = Bucket(self.limits[kind]["capacity"], self.limits[kind]["per_second"])
             ok, remaining, wait = b.take()
+            if ok:
+                spent = "%s/%s/%s" % (level, scope, kind)
+                self.spent[spent] = self.spent.get(spent, 0) + 1
         if not ok:
             code = "SubscriptionRequestsThrottled" if level == "subscription" else "TenantRequestsThrottled"
             what = "subscription '%s'" % scope if level == "subscription" else "tenant"
@@ -1240,6 +1256,7 @@ class Fake:
                     if k in v:
                         self.limits[kind][k] = v[k]
         self.buckets = {}
+        self.spent = {}
         return {"enabled": self.limits_enabled, **self.limits}
 
     def set_config(self, d):
@@ -1262,6 +1279,7 @@ class Fake:
                 "billingScopes": sorted(self.billing_scopes.values()),
                 "config": dict(self.config),
                 "limits": {"enabled": self.limits_enabled, **self.limits},
+                "quota": self.quota(),
                 "subscriptions": [dict(self.subscription_json(s), provisioned=s["provisioned"],
                                        billingScope=s["billingScope"], managementGroupId=s["managementGroupId"],
                                        workload=s["workload"], **self.resources_state(s))

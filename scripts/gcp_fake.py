@@ -280,6 +280,7 @@ class Fake:
             self.limits_retry_after = False
             self.limits = json.loads(json.dumps(DEFAULT_LIMITS))
             self.buckets = {}
+            self.spent = {}         # limit group -> units taken while limits were on (for the bench)
             self.folders = {}          # "folders/N" | "organizations/N" -> {"name", "displayName", "parent"}
             self.add_container({"name": self.default_folder, "displayName": "canopy-landing-zone"})
             self.projects = {}         # number -> project
@@ -508,6 +509,20 @@ class Fake:
 
     # ---------------------------------------------------------------- limits
 
+    def quota(self):
+        """What the requests taken while limits were on cost: units per limit group, and the
+        least time the published limits allow for them (the bench's bound): max over groups
+        and their per-second and per-minute windows of (units - window) / window rate."""
+        groups, bound = {}, 0.0
+        for group, units in sorted(self.spent.items()):
+            lim = self.limits[group]
+            for window, seconds in (("per_second", 1.0), ("per_minute", 60.0)):
+                cap = float(lim.get(window) or 0)
+                if cap:
+                    bound = max(bound, max(0.0, units - cap) / (cap / seconds))
+            groups[group] = {"units": units, **lim}
+        return {"bound_seconds": bound, "groups": groups}
+
     def limit(self, group, cost):
         with self.lock:
             if not self.limits_enabled:
@@ -516,6 +531,8 @@ class Fake:
             if b is None:
                 b = self.buckets[group] = Buckets(self.limits[group]["per_second"], self.limits[group]["per_minute"])
             ok, wait = b.take(cost)
+            if ok:
+                self.spent[group] = self.spent.get(group, 0) + cost
         if ok:
             return
         metric, limit, service = LIMIT_NAMES[group]
@@ -1567,6 +1584,7 @@ class Fake:
             if group in d:
                 self.limits[group].update(d[group])
         self.buckets = {}
+        self.spent = {}
         return {"enabled": self.limits_enabled, "retry_after": self.limits_retry_after, **self.limits}
 
     def set_config(self, d):
@@ -1598,6 +1616,7 @@ class Fake:
                 "folders": [dict(f) for f in self.folders.values()],
                 "config": dict(self.config),
                 "limits": {"enabled": self.limits_enabled, "retry_after": self.limits_retry_after, **self.limits},
+                "quota": self.quota(),
                 "projects": projects,
                 "foreignIds": sorted(self.foreign),
                 "operations": [{"name": o["name"], "done": o["done"], "type": o["metaType"].rsplit(".", 1)[-1],

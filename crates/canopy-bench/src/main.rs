@@ -6,7 +6,9 @@
 //! `calls × latency / concurrency`: 1.0 would be a perfect engine, and the
 //! excess is what the engine and its database add.
 //!
-//! - B1: N bindings × 6 tenants per project replicated from scratch.
+//! - B1: N bindings × 6 tenants per project replicated from scratch; and
+//!   per platform type (`b1-cloud`, [`clouds`]) by the real adapter into the
+//!   fakes of Azure, Google Cloud and Cloud Foundry under their published limits.
 //! - B2: emergency revocation of one person across 1,000 tenants while B1's
 //!   backlog runs: time to the first and the last revoke call.
 //! - B3: a full reconcile with no drift over P projects × 20 bindings
@@ -30,6 +32,7 @@
 //!   workspace, p50 and p99 per page.
 
 mod b6;
+mod clouds;
 mod pages;
 mod rest;
 mod signin;
@@ -102,6 +105,11 @@ enum Bench {
         #[arg(long, default_value_t = 1_000)]
         bindings: usize,
     },
+    /// B1 per platform type: PROJECTS × PER_PROJECT bindings replicated by
+    /// the real adapter into the platform's fake, which enforces the
+    /// platform's published request limits (start it first: `scripts/azure|gcp|cf
+    /// start DIR`, and export its lines as the tests' CANOPY_TEST_* variables).
+    B1Cloud(clouds::Options),
     /// B4: the REST API of a real `canopy serve` under a mixed load, with
     /// OpenStack Keystone doing the same in the same run where given (build
     /// first: `cargo build --release -p canopy`). `--database` names an
@@ -361,40 +369,73 @@ async fn base(store: &Store, key: &SecretKey, platforms: usize, users_n: usize) 
     }
     let mut platform_ids = Vec::new();
     for i in 0..platforms {
-        let ident = format!("sim{i}");
-        let p = tx
-            .insert_platform(
-                NewPlatform {
-                    identifier: &ident,
-                    platform_type: PlatformType::OpenStack,
-                    settings: &Map::new(),
-                    secrets: &Map::new(),
-                    landing_zone_required: false,
-                    deletion: DeletionMode::Automatic,
-                    drift_policy: DriftPolicy::Repair,
-                },
-                key,
-                now,
-            )
+        let id = add_platform(&mut tx, key, (role.id, &role.identifier), &format!("sim{i}"), Connection::simulated())
             .await?;
-        tx.set_role_mapping(p.id, &[(role.id, "member".to_owned())], now).await?;
-        let created = PlatformCreated {
-            platform: p.identifier.clone(),
-            r#type: p.platform_type.as_str().to_owned(),
-            secrets_set: p.secret_names.clone(),
-            terms: PlatformTerms {
-                settings: p.settings.clone(),
-                role_mapping: [(role.identifier.clone(), "member".to_owned())].into(),
-                landing_zone_required: p.landing_zone_required,
-                deletion: p.deletion.as_str().to_owned(),
-                drift_policy: p.drift_policy.as_str().to_owned(),
-            },
-        };
-        tx.record(None, now, &bench(), created.into())?;
-        platform_ids.push(p.id);
+        platform_ids.push(id);
     }
     tx.commit().await?;
     Ok(Setup { ws: ws.id, role: role.id, role_name: role.identifier, users, platforms: platform_ids })
+}
+
+/// How a platform is reached, and the platform role the bench's project role maps to.
+struct Connection {
+    platform_type: PlatformType,
+    settings: Map<String, Value>,
+    secrets: Map<String, Value>,
+    platform_role: String,
+}
+
+impl Connection {
+    /// The simulated platforms (no settings: the bench's connector ignores them).
+    fn simulated() -> Self {
+        Connection {
+            platform_type: PlatformType::OpenStack,
+            settings: Map::new(),
+            secrets: Map::new(),
+            platform_role: "member".into(),
+        }
+    }
+}
+
+/// A platform mapping the bench's project role `(id, identifier)`, with its history event.
+async fn add_platform(
+    tx: &mut canopy_store::Tx,
+    key: &SecretKey,
+    (role_id, role_name): (uuid::Uuid, &str),
+    ident: &str,
+    c: Connection,
+) -> anyhow::Result<uuid::Uuid> {
+    let now = OffsetDateTime::now_utc();
+    let p = tx
+        .insert_platform(
+            NewPlatform {
+                identifier: ident,
+                platform_type: c.platform_type,
+                settings: &c.settings,
+                secrets: &c.secrets,
+                landing_zone_required: false,
+                deletion: DeletionMode::Automatic,
+                drift_policy: DriftPolicy::Repair,
+            },
+            key,
+            now,
+        )
+        .await?;
+    tx.set_role_mapping(p.id, &[(role_id, c.platform_role.clone())], now).await?;
+    let created = PlatformCreated {
+        platform: p.identifier.clone(),
+        r#type: p.platform_type.as_str().to_owned(),
+        secrets_set: p.secret_names.clone(),
+        terms: PlatformTerms {
+            settings: p.settings.clone(),
+            role_mapping: [(role_name.to_owned(), c.platform_role)].into(),
+            landing_zone_required: p.landing_zone_required,
+            deletion: p.deletion.as_str().to_owned(),
+            drift_policy: p.drift_policy.as_str().to_owned(),
+        },
+    };
+    tx.record(None, now, &bench(), created.into())?;
+    Ok(p.id)
 }
 
 /// `projects` projects named `PREFIX-N`, each with `per_project` bindings of
@@ -466,7 +507,7 @@ async fn populate(
 }
 
 /// Run the engine as `canopy serve` does until no tenant is dirty.
-async fn drain(rep: &Arc<Replicator<SimConnector>>, store: &Store) -> anyhow::Result<StdDuration> {
+async fn drain<K: Connector + 'static>(rep: &Arc<Replicator<K>>, store: &Store) -> anyhow::Result<StdDuration> {
     let started = Instant::now();
     let task = tokio::spawn(rep.clone().run(CancellationToken::new()));
     loop {
@@ -497,6 +538,9 @@ async fn main() -> anyhow::Result<()> {
     if let Bench::Signin { canopy_bin, burst, bursts, pause_ms } = args.bench {
         let pause = StdDuration::from_millis(pause_ms);
         return signin::run(signin::Options { canopy_bin, burst, bursts, pause }).await;
+    }
+    if let Bench::B1Cloud(opts) = args.bench {
+        return clouds::run(opts, args.database, args.workers, args.per_platform).await;
     }
     if let Bench::B4(opts) = args.bench {
         return rest::run(opts, args.database).await;
@@ -673,7 +717,7 @@ async fn main() -> anyhow::Result<()> {
                 last / limit
             );
         }
-        Bench::Signin { .. } | Bench::B4 { .. } | Bench::B6 { .. } | Bench::Pages { .. } => {} // run above, each with a server of its own
+        Bench::Signin { .. } | Bench::B1Cloud { .. } | Bench::B4 { .. } | Bench::B6 { .. } | Bench::Pages { .. } => {} // run above, each with a server or platform of its own
         Bench::B3 { projects } => {
             let per_project = 20;
             let t = Instant::now();

@@ -51,6 +51,16 @@ const CREATE_WAIT: Duration = Duration::from_secs(20);
 /// change the policy meanwhile.
 const IAM_ATTEMPTS: u32 = 5;
 
+/// How often a call Google throttled without a `Retry-After` is repeated.
+const THROTTLE_RETRIES: u32 = 4;
+
+/// The `n`th pause of truncated exponential backoff: 2^n seconds (at most
+/// 16) and up to a second of jitter, so that throttled callers spread out.
+fn backoff(n: u32) -> Duration {
+    let jitter = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_millis());
+    Duration::from_secs(1 << n.min(4)) + Duration::from_millis(u64::from(jitter))
+}
+
 /// A service-account key file, as Google's console hands it out.
 #[derive(Clone, serde::Deserialize)]
 pub struct ServiceAccountKey {
@@ -296,16 +306,20 @@ impl Gcp {
     }
 
     /// One call; 403 (Google's answer for a project that is missing or
-    /// hidden) and 409 are answers, throttling and server errors retryable
-    /// with Google's `Retry-After` if it sends one; a refused token is
-    /// fetched again once.
+    /// hidden) and 409 are answers, server errors retryable; a refused token
+    /// is fetched again once. Google answers a spent quota with 429 and no
+    /// `Retry-After`, and asks for truncated exponential backoff: the call
+    /// is repeated after 1, 2, 4 and 8 seconds (and a jitter), then handed
+    /// to the engine with the next pause as its `Retry-After`, so that the
+    /// engine holds back the whole platform.
     async fn call(
         &self,
         method: Method,
         url: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), PlatformError> {
-        for attempt in 0..2 {
+        let (mut refreshed, mut throttled) = (false, 0u32);
+        loop {
             let token = self.token().await?;
             let mut req = self.http.request(method.clone(), url).bearer_auth(token);
             if let Some(b) = body {
@@ -321,7 +335,8 @@ impl Gcp {
             let answer = crate::json_answer(res)
                 .await
                 .map_err(|e| retryable(format!("Google Cloud call {method} {url}: {e}"), None))?;
-            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                refreshed = true;
                 *self.token.lock().await = None;
                 continue;
             }
@@ -329,13 +344,17 @@ impl Gcp {
                 return Ok((status, answer));
             }
             let message = google_message(status, &answer);
-            return Err(if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                retryable(message, retry_after)
-            } else {
-                permanent(message)
-            });
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let pause = backoff(throttled);
+                if retry_after.is_none() && throttled < THROTTLE_RETRIES {
+                    throttled += 1;
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                return Err(retryable(message, retry_after.or(Some(pause))));
+            }
+            return Err(if status.is_server_error() { retryable(message, retry_after) } else { permanent(message) });
         }
-        Err(permanent("Google Cloud refused the platform's access token"))
     }
 
     fn project_url(&self, id: &str) -> String {
@@ -427,8 +446,7 @@ impl Gcp {
             if !(status == StatusCode::CONFLICT && answer["error"]["status"] == "ABORTED") {
                 return Err(permanent(google_message(status, &answer)));
             }
-            let jitter = u64::from(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_millis()) % 250);
-            tokio::time::sleep(Duration::from_millis((250 << attempt) + jitter)).await;
+            tokio::time::sleep(backoff(attempt) / 4).await;
         }
         Err(retryable(format!("the IAM policy of project {id} keeps changing under Canopy; trying again later"), None))
     }

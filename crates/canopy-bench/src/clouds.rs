@@ -51,13 +51,16 @@ fn object(v: Value) -> Map<String, Value> {
     }
 }
 
+/// A person's record in a fake's directory, by e-mail address.
+type Record = fn(&str) -> Value;
+
 /// The fake's address, its CA, the platform's registration, and the
 /// control API's path where the bench's people are seeded (with their record).
 struct Fake {
     url: String,
     ca: String,
     connection: Connection,
-    directory: Option<(&'static str, fn(&str) -> Value)>,
+    directory: Option<(&'static str, Record)>,
 }
 
 fn fake(cloud: Cloud) -> anyhow::Result<Fake> {

@@ -33,11 +33,14 @@ struct Cloud {
     /// fake's control API, a client trusting its CA, and the record of a
     /// person by username): Azure and Cloud Foundry give roles to people
     /// their directory knows, and Canopy makes none there.
-    directory: Option<(String, reqwest::Client, fn(&str) -> Value)>,
+    directory: Option<(String, reqwest::Client, Record)>,
     /// How the platform names a person Canopy does not know (by account
     /// name, or by address where it names people by e-mail).
     foreign_as: fn(&str) -> String,
 }
+
+/// A person's record in a fake's directory, by username.
+type Record = fn(&str) -> Value;
 
 fn by_name(u: &str) -> String {
     u.to_owned()

@@ -107,7 +107,8 @@ async fn tn6_google_cloud_project_per_tenant_holds_exactly_the_desired_roles() {
     assert_eq!(project_state(&control, &url, &tenant.external_id).await["state"], "DELETE_REQUESTED");
 }
 
-/// Throttling is retryable with Google's `Retry-After`; an answer lost
+/// Throttling is retryable with Google's `Retry-After`, and waited out
+/// with a growing pause where Google sends none (its quotas); an answer lost
 /// after Google made the project or changed the policy leaves no
 /// duplicate when the call is repeated; people granted at the same moment
 /// all keep their role (the etag makes a lost update a retry, never an
@@ -134,6 +135,11 @@ async fn tn6_google_cloud_failures_are_classified_and_concurrent_changes_are_kep
         }
         other => panic!("a throttled call: {other:?}"),
     }
+
+    // Google's own 429 has no Retry-After: the adapter backs off itself first
+    let spent = json!({"path_contains": ":getIamPolicy", "status": 429, "times": 2});
+    fake(&control, &url, "faults", spent).await;
+    gcp.observe(&tenant, &scope).await.unwrap();
 
     let people: Vec<String> = (0..4).map(|i| crate::unique(&format!("p{i}"))).collect();
     let users: Vec<_> = people.iter().map(|p| person(p)).collect();

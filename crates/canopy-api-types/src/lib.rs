@@ -726,10 +726,12 @@ pub use canopy_domain::checkpoint::MAX_CHECKPOINTS;
 /// aws `region`, `endpoint_url`? / `access_key_id`, `secret_access_key`;
 /// openstack `auth_url`, `domain` / `username`, `password`; kubernetes and
 /// openshift `api_url`, `ca_cert`? / `token`; azure `tenant_id`,
-/// `billing_scope`? / `client_id`, `client_secret`; gcp `organization_id`,
-/// `billing_account`? / `service_account_key`; cloudfoundry `api_url`,
-/// `organization` / `username`, `password`; osb `broker_url`, `service_id`,
-/// `plan_id` / `username`, `password`.
+/// `billing_scope`?, `authority_url`?, `arm_url`?, `graph_url`?,
+/// `arm_scope`?, `graph_scope`?, `ca_cert`? / `client_id`, `client_secret`;
+/// gcp `parent` (`folders/N` or `organizations/N`), `crm_url`?, `asset_url`?,
+/// `ca_cert`? / `service_account_key` (the key file's JSON); cloudfoundry
+/// `api_url`, `organization`, `origin`?, `ca_cert`? / `username`, `password`;
+/// osb `broker_url`, `service_id`, `plan_id` / `username`, `password`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePlatform {

@@ -24,19 +24,41 @@ use crate::AppState;
 /// `KEY=VALUE` lines as a map, or the field error naming the line.
 fn key_values(field: &str, raw: &str) -> Result<BTreeMap<String, String>, canopy_app::FieldError> {
     let mut out = BTreeMap::new();
-    for (n, line) in raw.lines().enumerate() {
+    let mut lines = raw.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        match line.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                out.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-            _ => {
-                return Err(canopy_app::FieldError::new(field, format!("line {}: write KEY=VALUE", n + 1)));
+        let Some((k, v)) = line.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+            return Err(canopy_app::FieldError::new(field, format!("line {}: write KEY=VALUE", n + 1)));
+        };
+        let (k, mut v) = (k.trim().to_owned(), v.trim().to_owned());
+        // a value pasted as it comes, over several lines: a PEM block (a CA
+        // certificate) to its END line, a JSON object (a key file) to where it parses
+        let pem = v.starts_with("-----BEGIN ");
+        let json = v.starts_with('{') && serde_json::from_str::<Value>(&v).is_err();
+        if pem || json {
+            let done = |v: &str| {
+                if pem {
+                    v.lines().last().is_some_and(|l| l.starts_with("-----END "))
+                } else {
+                    serde_json::from_str::<Value>(v).is_ok()
+                }
+            };
+            while !done(&v) {
+                let Some((_, more)) = lines.next() else {
+                    let what = if pem { "PEM block (-----END ...-----)" } else { "JSON object" };
+                    return Err(canopy_app::FieldError::new(
+                        field,
+                        format!("line {}: the {what} of {k} does not end", n + 1),
+                    ));
+                };
+                v.push('\n');
+                v.push_str(more.trim_end());
             }
         }
+        out.insert(k, v);
     }
     Ok(out)
 }
@@ -146,10 +168,15 @@ async fn platforms_page(app: &AppState, viewer: &Viewer, new: NewPlatform, probl
         (
             "settings",
             "Settings",
-            "one KEY=VALUE per line, e.g. auth_url=https://keystone.example/v3",
+            "one KEY=VALUE per line, e.g. auth_url=https://keystone.example/v3; a certificate pasted as it is (ca_cert=-----BEGIN ...)",
             new.settings.clone(),
         ),
-        ("secrets", "Secrets", "one KEY=VALUE per line; never shown again", new.secrets.clone()),
+        (
+            "secrets",
+            "Secrets",
+            "one KEY=VALUE per line, a key file pasted as it is (service_account_key={ ... }); never shown again",
+            new.secrets.clone(),
+        ),
         ("role_mapping", "Role mapping", "one PROJECT_ROLE=PLATFORM_ROLE per line", new.role_mapping.clone()),
     ];
     Ok(viewer.page(&PlatformsPage {
@@ -553,5 +580,26 @@ pub async fn update_zone(
             Some(p) => Ok(unprocessable(zone_page(&app, &viewer, (&platform, &zone), Some((form, p))).await?)),
             None => Err(UiError::App(e)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed set-up is a failed test
+    use super::*;
+
+    #[test]
+    fn tn1_pasted_certificates_and_key_files_span_lines() {
+        let raw = "api_url=https://k\nca_cert=-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\
+                   service_account_key={\n  \"client_email\": \"c@p\",\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMII\\n\"\n}\n\
+                   origin=uaa";
+        let m = key_values("settings", raw).unwrap();
+        assert_eq!(m["ca_cert"], "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
+        let key: Value = serde_json::from_str(&m["service_account_key"]).unwrap();
+        assert_eq!(key["client_email"], "c@p");
+        assert_eq!((m["api_url"].as_str(), m["origin"].as_str()), ("https://k", "uaa"));
+        let open = key_values("secrets", "service_account_key={\n\"a\": 1\n");
+        assert!(open.unwrap_err().message.contains("does not end"));
+        assert!(key_values("settings", "ca_cert=-----BEGIN CERTIFICATE-----\nMIIB").is_err());
     }
 }

@@ -251,11 +251,16 @@ fn scope(desired: &BTreeSet<Assignment<String>>, input: &ReplicationInput) -> Sc
     }
 }
 
+/// The e-mail addresses of the people Canopy knows in a tenant, by username.
+fn emails(input: &ReplicationInput) -> BTreeMap<&str, &str> {
+    input.accounts.iter().map(|a| (a.username.as_str(), a.email.as_str())).collect()
+}
+
 /// The platform account of `username` as the adapters name it: with the
 /// e-mail address of the person Canopy knows by that name, else (a holder
 /// the platform named) none.
-fn platform_user(input: &ReplicationInput, username: &str) -> PlatformUser {
-    let email = input.accounts.iter().find(|a| a.username == username).map(|a| a.email.clone());
+fn platform_user(emails: &BTreeMap<&str, &str>, username: &str) -> PlatformUser {
+    let email = emails.get(username).map(|e| e.to_string());
     PlatformUser { username: username.to_owned(), email: email.unwrap_or_default() }
 }
 
@@ -634,8 +639,9 @@ impl<K: Connector> Replicator<K> {
         // the domain decides: nobody is to hold a managed role there any more
         let revoke = plan(&nobody, &held, &managed_roles(&input)).revoke;
         let mut out = Withdrawal::default();
+        let known = emails(&input);
         for a in revoke {
-            let user = platform_user(&input, &a.user);
+            let user = platform_user(&known, &a.user);
             match self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &user, &a.platform_role)).await
             {
                 Ok(()) => out.revoked.push((a, self.clock.now())),
@@ -717,9 +723,10 @@ impl<K: Connector> Replicator<K> {
             todo.grant.extend(drift.grant);
             todo.revoke.extend(drift.revoke);
         }
+        let known = emails(input);
         for a in &todo.revoke {
             next_step()?;
-            let user = platform_user(input, &a.user);
+            let user = platform_user(&known, &a.user);
             self.call(&input.platform, Operation::Revoke, adapter.revoke(&tenant, &user, &a.platform_role)).await?;
             progress.revoked.push(a.clone());
         }
@@ -733,7 +740,7 @@ impl<K: Connector> Replicator<K> {
         }
         for a in &todo.grant {
             next_step()?;
-            let user = platform_user(input, &a.user);
+            let user = platform_user(&known, &a.user);
             self.call(&input.platform, Operation::Grant, adapter.grant(&tenant, &user, &a.platform_role)).await?;
             progress.granted.push(a.clone());
         }

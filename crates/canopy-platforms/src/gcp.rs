@@ -13,7 +13,9 @@
 //! The IAM policy is read, changed and written back with its etag: a change
 //! made meanwhile by someone else makes Google refuse the write (409
 //! ABORTED), and the whole read-modify-write is repeated, so no concurrent
-//! change is overwritten. Members Canopy does not know (by the e-mail
+//! change is overwritten. Calls are paced within Google's published
+//! quotas (reads and writes 10 a second, a project's creation costing 10),
+//! and a 429 all the same is waited out with a growing pause. Members Canopy does not know (by the e-mail
 //! addresses of [`Scope::people`]) are reported as `user:EMAIL`; groups,
 //! service accounts, domains and conditional bindings are left alone.
 
@@ -50,6 +52,46 @@ const CREATE_WAIT: Duration = Duration::from_secs(20);
 /// How often a read-modify-write of the IAM policy is tried when others
 /// change the policy meanwhile.
 const IAM_ATTEMPTS: u32 = 5;
+
+/// Google's published per-project request quotas for Resource Manager
+/// (reads, writes: 10 a second, 600 a minute; a project's creation costs
+/// 10 writes) and Cloud Asset search (400 a minute): (units a second, burst).
+const QUOTAS: [(f64, f64); 3] = [(10.0, 10.0), (10.0, 10.0), (400.0 / 60.0, 400.0)];
+
+/// Which of [`QUOTAS`] a call draws on, and what it costs there.
+fn quota_of(method: &Method, url: &str) -> (usize, f64) {
+    if url.contains(":searchAllResources") {
+        (2, 1.0)
+    } else if *method == Method::GET || url.ends_with(":getIamPolicy") || url.ends_with(":testIamPermissions") {
+        (0, 1.0)
+    } else if *method == Method::POST && url.ends_with("/v3/projects") {
+        (1, 10.0)
+    } else {
+        (1, 1.0)
+    }
+}
+
+/// A request budget that refills at a steady rate (GCRA): each call
+/// reserves its cost and is told how long to wait, so the calls of all of
+/// a platform's tenants on this node stay within Google's quota instead of
+/// drawing 429s and backing off.
+#[derive(Debug)]
+struct Pace {
+    /// When the budget would be whole again with every reservation made so far.
+    full_at: Option<Instant>,
+}
+
+impl Pace {
+    fn reserve(&mut self, (per_second, burst): (f64, f64), cost: f64) -> Duration {
+        let now = Instant::now();
+        let start = self.full_at.map_or(now, |t| t.max(now));
+        let full_at = start + Duration::from_secs_f64(cost / per_second);
+        self.full_at = Some(full_at);
+        // a call may go once the budget, less this call, is within the burst
+        let window = Duration::from_secs_f64(burst / per_second);
+        full_at.checked_sub(window).map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+    }
+}
 
 /// How often a call Google throttled without a `Retry-After` is repeated.
 const THROTTLE_RETRIES: u32 = 4;
@@ -118,8 +160,10 @@ impl GcpConfig {
 pub struct Gcp {
     http: reqwest::Client,
     config: GcpConfig,
-    signer: RsaKeyPair,
+    signer: Box<RsaKeyPair>,
     token: Mutex<Option<(String, Instant)>>,
+    /// The budgets of [`QUOTAS`] on this node.
+    pace: std::sync::Mutex<[Pace; 3]>,
 }
 
 fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
@@ -241,7 +285,8 @@ impl Gcp {
         let http = builder.build().map_err(|e| permanent(format!("building the HTTP client: {e}")))?;
         let trim = |u: &str| u.trim_end_matches('/').to_owned();
         let config = GcpConfig { crm_url: trim(&config.crm_url), asset_url: trim(&config.asset_url), ..config };
-        Ok(Self { http, config, signer, token: Mutex::default() })
+        let pace = std::sync::Mutex::new([Pace { full_at: None }, Pace { full_at: None }, Pace { full_at: None }]);
+        Ok(Self { http, config, signer: Box::new(signer), token: Mutex::default(), pace })
     }
 
     /// The signed JWT the token request carries (RFC 7523).
@@ -319,7 +364,10 @@ impl Gcp {
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), PlatformError> {
         let (mut refreshed, mut throttled) = (false, 0u32);
+        let (quota, cost) = quota_of(&method, url);
         loop {
+            let wait = self.pace.lock().unwrap_or_else(|e| e.into_inner())[quota].reserve(QUOTAS[quota], cost);
+            tokio::time::sleep(wait).await;
             let token = self.token().await?;
             let mut req = self.http.request(method.clone(), url).bearer_auth(token);
             if let Some(b) = body {
@@ -591,6 +639,20 @@ impl Platform for Gcp {
 mod tests {
     #![allow(clippy::unwrap_used)] // a failed set-up is a failed test
     use super::*;
+
+    #[test]
+    fn tn6_calls_are_paced_within_googles_quota() {
+        let mut pace = Pace { full_at: None };
+        let quota = (10.0, 10.0);
+        assert_eq!(pace.reserve(quota, 10.0), Duration::ZERO, "a whole burst at once");
+        let next = pace.reserve(quota, 10.0);
+        assert!(next > Duration::from_millis(900) && next <= Duration::from_secs(1), "{next:?}");
+        let after = pace.reserve(quota, 1.0);
+        assert!(after > Duration::from_millis(1000) && after <= Duration::from_millis(1100), "{after:?}");
+        assert_eq!(quota_of(&Method::POST, "https://x/v3/projects"), (1, 10.0));
+        assert_eq!(quota_of(&Method::POST, "https://x/v3/projects/p:getIamPolicy"), (0, 1.0));
+        assert_eq!(quota_of(&Method::POST, "https://x/v3/projects/p:setIamPolicy"), (1, 1.0));
+    }
 
     #[test]
     fn tn6_project_ids_follow_googles_rules_and_stay_distinct() {

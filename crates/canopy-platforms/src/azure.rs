@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
 
 const SUBSCRIPTION_API: &str = "2021-10-01";
 const SUBSCRIPTIONS_GET_API: &str = "2022-12-01";
@@ -113,14 +113,6 @@ fn budget_spent(headers: &reqwest::header::HeaderMap) -> bool {
     })
 }
 
-fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
-    PlatformError::Retryable { message: message.into(), retry_after }
-}
-
-fn permanent(message: impl Into<String>) -> PlatformError {
-    PlatformError::Permanent { message: message.into() }
-}
-
 /// Azure's own message from an error body (`{"error": {"code", "message"}}`).
 fn azure_message(status: StatusCode, body: &Value) -> String {
     let e = &body["error"];
@@ -132,12 +124,7 @@ fn azure_message(status: StatusCode, body: &Value) -> String {
 }
 
 fn classify(status: StatusCode, retry_after: Option<Duration>, body: &Value) -> PlatformError {
-    let message = azure_message(status, body);
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        retryable(message, retry_after)
-    } else {
-        permanent(message)
-    }
+    crate::failed(status, azure_message(status, body), retry_after)
 }
 
 /// A path segment or query value, percent-encoded.
@@ -166,13 +153,7 @@ fn last_guid(id: &str) -> String {
 
 impl Azure {
     pub fn new(config: AzureConfig) -> Result<Self, PlatformError> {
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        if let Some(pem) = &config.ca_cert {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
-                .map_err(|e| permanent(format!("the platform's CA certificate cannot be read: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| permanent(format!("building the HTTP client: {e}")))?;
+        let http = crate::http_client(config.ca_cert.as_deref())?;
         let trim = |u: &str| u.trim_end_matches('/').to_owned();
         let config = AzureConfig {
             authority_url: trim(&config.authority_url),
@@ -218,31 +199,9 @@ impl Azure {
             ("grant_type", "client_credentials"),
             ("scope", scope),
         ];
-        let form = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-        let res = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| retryable(format!("cannot reach the Azure sign-in at {url}: {e}"), None))?;
-        let status = res.status();
-        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
-        let body = crate::json_answer(res).await.map_err(|e| retryable(format!("the Azure sign-in: {e}"), None))?;
-        let Some(token) = body["access_token"].as_str().filter(|_| status.is_success()) else {
-            let why = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("no access token");
-            let message = format!("the Azure sign-in refused the platform's client credential: {status}: {why}");
-            return Err(if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                retryable(message, retry_after)
-            } else {
-                permanent(message)
-            });
-        };
-        // a lifetime from outside: bounded, so no instant overflows
-        let lifetime = body["expires_in"].as_u64().unwrap_or(300).clamp(60, 24 * 3600);
-        tokens.insert(key, (token.to_owned(), Instant::now() + Duration::from_secs(lifetime)));
-        Ok(token.to_owned())
+        let (token, lifetime) = crate::oauth_token(&self.http, &url, &form, None, "the Azure sign-in").await?;
+        tokens.insert(key, (token.clone(), Instant::now() + lifetime));
+        Ok(token)
     }
 
     /// One call to ARM or Graph (`path` absolute, or relative to the API's
@@ -275,8 +234,7 @@ impl Azure {
             let res =
                 req.send().await.map_err(|e| retryable(format!("Azure call {method} {path} failed: {e}"), None))?;
             let status = res.status();
-            let retry_after =
-                res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+            let retry_after = crate::retry_after_of(&res);
             *self.pause_until.lock().unwrap_or_else(|e| e.into_inner()) =
                 budget_spent(res.headers()).then(|| Instant::now() + BUDGET_PAUSE);
             let answer = crate::json_answer(res)

@@ -24,7 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
 
 /// The space roles a role mapping may name.
 pub const SPACE_ROLES: [&str; 4] = ["space_auditor", "space_developer", "space_manager", "space_supporter"];
@@ -60,14 +60,6 @@ pub struct CloudFoundry {
     orgs: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
-fn retryable(message: impl Into<String>, retry_after: Option<std::time::Duration>) -> PlatformError {
-    PlatformError::Retryable { message: message.into(), retry_after }
-}
-
-fn permanent(message: impl Into<String>) -> PlatformError {
-    PlatformError::Permanent { message: message.into() }
-}
-
 /// The Cloud Controller's first error (`{"errors": [{"code", "title", "detail"}]}`).
 fn cf_detail(body: &Value) -> &str {
     body["errors"][0]["detail"].as_str().unwrap_or("")
@@ -93,15 +85,8 @@ fn foreign(origin: &str, username: &str) -> String {
 
 impl CloudFoundry {
     pub fn new(config: CloudFoundryConfig) -> Result<Self, PlatformError> {
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        if let Some(pem) = &config.ca_cert {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
-                .map_err(|e| permanent(format!("the platform's CA certificate cannot be read: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
         // answers name further addresses (pages, jobs): none is followed off the platform
-        builder = builder.redirect(reqwest::redirect::Policy::none());
-        let http = builder.build().map_err(|e| permanent(format!("building the HTTP client: {e}")))?;
+        let http = crate::http_client(config.ca_cert.as_deref())?;
         let config = CloudFoundryConfig { api_url: config.api_url.trim_end_matches('/').to_owned(), ..config };
         Ok(Self {
             http,
@@ -150,39 +135,15 @@ impl CloudFoundry {
         {
             return Ok(t.clone());
         }
-        let form = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "password"),
-                ("username", self.config.username.as_str()),
-                ("password", self.config.password.as_str()),
-            ])
-            .finish();
-        let res = self
-            .http
-            .post(&url)
-            .basic_auth("cf", Some(""))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| retryable(format!("cannot reach Cloud Foundry's UAA at {url}: {e}"), None))?;
-        let status = res.status();
-        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
-        let body = crate::json_answer(res).await.map_err(|e| retryable(format!("Cloud Foundry's UAA: {e}"), None))?;
-        let Some(token) = body["access_token"].as_str().filter(|_| status.is_success()) else {
-            let why = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("no access token");
-            let message = format!("Cloud Foundry's UAA refused the platform's user: {status}: {why}");
-            return Err(if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                retryable(message, retry_after)
-            } else {
-                permanent(message)
-            });
-        };
-        // a lifetime from outside: bounded, so no instant overflows
-        let lifetime = body["expires_in"].as_u64().unwrap_or(300).clamp(60, 24 * 3600);
-        *held = Some((token.to_owned(), Instant::now() + Duration::from_secs(lifetime)));
-        Ok(token.to_owned())
+        let form = [
+            ("grant_type", "password"),
+            ("username", self.config.username.as_str()),
+            ("password", self.config.password.as_str()),
+        ];
+        let (token, lifetime) =
+            crate::oauth_token(&self.http, &url, &form, Some(("cf", "")), "Cloud Foundry's UAA").await?;
+        *held = Some((token.clone(), Instant::now() + lifetime));
+        Ok(token)
     }
 
     /// An address the Cloud Controller named (a page, a job): followed only
@@ -230,12 +191,7 @@ impl CloudFoundry {
             if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::UNPROCESSABLE_ENTITY {
                 return Ok((status, answer, location));
             }
-            let message = cf_message(status, &answer);
-            return Err(if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                retryable(message, retry_after)
-            } else {
-                permanent(message)
-            });
+            return Err(crate::failed(status, cf_message(status, &answer), retry_after));
         }
         Err(permanent("Cloud Foundry refused the platform's token"))
     }
@@ -373,9 +329,10 @@ impl CloudFoundry {
             .collect())
     }
 
-    /// Delete a role and follow its job.
-    async fn delete_role(&self, guid: &str) -> Result<(), PlatformError> {
-        let (status, answer, location) = self.call(Method::DELETE, &format!("/v3/roles/{}", enc(guid)), None).await?;
+    /// Delete what `path` names and follow the job (`what` names it in
+    /// messages); gone already counts as done.
+    async fn delete(&self, path: &str, what: &str) -> Result<(), PlatformError> {
+        let (status, answer, location) = self.call(Method::DELETE, path, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(());
         }
@@ -384,7 +341,7 @@ impl CloudFoundry {
         }
         match self.job(location).await? {
             true => Ok(()),
-            false => Err(retryable("Cloud Foundry is still taking the role away", None)),
+            false => Err(retryable(format!("Cloud Foundry is still deleting {what}"), None)),
         }
     }
 }
@@ -481,7 +438,7 @@ impl Platform for CloudFoundry {
         let types = BTreeSet::from([platform_role]);
         for (guid, _, name, o) in self.roles(&tenant.external_id, &types).await? {
             if o == origin && name.eq_ignore_ascii_case(&username) {
-                self.delete_role(&guid).await?;
+                self.delete(&format!("/v3/roles/{}", enc(&guid)), "a role").await?;
             }
         }
         Ok(())
@@ -513,16 +470,6 @@ impl Platform for CloudFoundry {
     /// Delete the space and follow the job; one gone already counts as done.
     async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
         let path = format!("/v3/spaces/{}", enc(&tenant.external_id));
-        let (status, answer, location) = self.call(Method::DELETE, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        if !status.is_success() {
-            return Err(permanent(cf_message(status, &answer)));
-        }
-        match self.job(location).await? {
-            true => Ok(()),
-            false => Err(retryable(format!("Cloud Foundry is still deleting space {}", tenant.external_id), None)),
-        }
+        self.delete(&path, &format!("space {}", tenant.external_id)).await
     }
 }

@@ -32,7 +32,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
 
 /// The audience of the token request's JWT: Google's token endpoint, the
 /// value its own libraries send wherever the key's `token_uri` points.
@@ -166,14 +166,6 @@ pub struct Gcp {
     pace: std::sync::Mutex<[Pace; 3]>,
 }
 
-fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
-    PlatformError::Retryable { message: message.into(), retry_after }
-}
-
-fn permanent(message: impl Into<String>) -> PlatformError {
-    PlatformError::Permanent { message: message.into() }
-}
-
 /// Google's own message from an error body (`{"error": {"message", "status"}}`).
 fn google_message(status: StatusCode, body: &Value) -> String {
     let e = &body["error"];
@@ -276,13 +268,7 @@ impl Gcp {
         })?;
         let signer = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
             .map_err(|e| permanent(format!("the service-account key's private_key is not an RSA key: {e}")))?;
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        if let Some(pem) = &config.ca_cert {
-            let cert = reqwest::Certificate::from_pem(pem.as_bytes())
-                .map_err(|e| permanent(format!("the platform's CA certificate cannot be read: {e}")))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| permanent(format!("building the HTTP client: {e}")))?;
+        let http = crate::http_client(config.ca_cert.as_deref())?;
         let trim = |u: &str| u.trim_end_matches('/').to_owned();
         let config = GcpConfig { crm_url: trim(&config.crm_url), asset_url: trim(&config.asset_url), ..config };
         let pace = std::sync::Mutex::new([Pace { full_at: None }, Pace { full_at: None }, Pace { full_at: None }]);
@@ -316,38 +302,10 @@ impl Gcp {
         }
         let url = &self.config.key.token_uri;
         let assertion = self.assertion()?;
-        let form = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
-            .finish();
-        let res = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .await
-            .map_err(|e| retryable(format!("cannot reach Google's token endpoint at {url}: {e}"), None))?;
-        let status = res.status();
-        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
-        let body =
-            crate::json_answer(res).await.map_err(|e| retryable(format!("Google's token endpoint: {e}"), None))?;
-        let Some(token) = body["access_token"].as_str().filter(|_| status.is_success()) else {
-            let why = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("no access token");
-            let message = format!("Google refused the platform's service-account key: {status}: {why}");
-            return Err(if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                retryable(message, retry_after)
-            } else {
-                permanent(message)
-            });
-        };
-        // a lifetime from outside (a number or a string): bounded, so no instant overflows
-        let lifetime = body["expires_in"]
-            .as_u64()
-            .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(300)
-            .clamp(60, 24 * 3600);
-        *held = Some((token.to_owned(), Instant::now() + Duration::from_secs(lifetime)));
-        Ok(token.to_owned())
+        let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
+        let (token, lifetime) = crate::oauth_token(&self.http, url, &form, None, "Google's token endpoint").await?;
+        *held = Some((token.clone(), Instant::now() + lifetime));
+        Ok(token)
     }
 
     /// One call; 403 (Google's answer for a project that is missing or
@@ -378,8 +336,7 @@ impl Gcp {
                 .await
                 .map_err(|e| retryable(format!("Google Cloud call {method} {url} failed: {e}"), None))?;
             let status = res.status();
-            let retry_after =
-                res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(crate::retry_after);
+            let retry_after = crate::retry_after_of(&res);
             let answer = crate::json_answer(res)
                 .await
                 .map_err(|e| retryable(format!("Google Cloud call {method} {url}: {e}"), None))?;
@@ -401,7 +358,7 @@ impl Gcp {
                 }
                 return Err(retryable(message, retry_after.or(Some(pause))));
             }
-            return Err(if status.is_server_error() { retryable(message, retry_after) } else { permanent(message) });
+            return Err(crate::failed(status, message, retry_after));
         }
     }
 

@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
 
 /// Connection settings and credentials of a Keystone platform.
 #[derive(Debug, Clone)]
@@ -32,14 +32,6 @@ pub struct Keystone {
     /// Ids of domains and roles by name (`domain:NAME`, `role:NAME`): they
     /// do not change while they exist, and every grant needs them.
     ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
-
-fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
-    PlatformError::Retryable { message: message.into(), retry_after }
-}
-
-fn permanent(message: impl Into<String>) -> PlatformError {
-    PlatformError::Permanent { message: message.into() }
 }
 
 /// Keystone's own message from an error body, else the status.

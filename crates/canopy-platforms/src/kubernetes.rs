@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent};
 
 /// Connection settings and credentials of a Kubernetes or OpenShift platform.
 #[derive(Debug, Clone)]
@@ -55,10 +55,6 @@ const MANAGER: &str = "canopy";
 const QUOTA: &str = "canopy-quota";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 const RBAC: &str = "rbac.authorization.k8s.io";
-
-fn permanent(message: impl Into<String>) -> PlatformError {
-    PlatformError::Permanent { message: message.into() }
-}
 
 impl Kubernetes {
     pub fn new(config: KubernetesConfig) -> Result<Self, PlatformError> {

@@ -43,6 +43,86 @@ pub(crate) async fn json_answer(mut res: reqwest::Response) -> Result<Value, Str
     Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+pub(crate) fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
+    PlatformError::Retryable { message: message.into(), retry_after }
+}
+
+pub(crate) fn permanent(message: impl Into<String>) -> PlatformError {
+    PlatformError::Permanent { message: message.into() }
+}
+
+/// A platform's `Retry-After` header, when it sent one (see [`retry_after`]).
+pub(crate) fn retry_after_of(res: &reqwest::Response) -> Option<Duration> {
+    res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after)
+}
+
+/// The HTTP client of a platform that speaks REST: a 30 s timeout, the
+/// platform's own CA (PEM) trusted besides the system's, and no redirects
+/// followed, so its token goes to no address but the one configured (SE4).
+pub(crate) fn http_client(ca_cert: Option<&str>) -> Result<reqwest::Client, PlatformError> {
+    let mut builder =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_cert {
+        let cert = reqwest::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| permanent(format!("the platform's CA certificate cannot be read: {e}")))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| permanent(format!("building the HTTP client: {e}")))
+}
+
+/// An OAuth 2.0 access token from the token endpoint `url` for the grant
+/// in `form` (client authentication by HTTP Basic where `basic` is given),
+/// with how long it lives, bounded: the lifetime is outside input, and no
+/// instant may overflow. `who` names the endpoint in messages ("the Azure
+/// sign-in"). Throttling and server errors are retryable, a refusal not.
+pub(crate) async fn oauth_token(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+    who: &str,
+) -> Result<(String, Duration), PlatformError> {
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let mut req = http
+        .post(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some((user, password)) = basic {
+        req = req.basic_auth(user, Some(password));
+    }
+    let res = req.send().await.map_err(|e| retryable(format!("cannot reach {who} at {url}: {e}"), None))?;
+    let status = res.status();
+    let wait = retry_after_of(&res);
+    let body = json_answer(res).await.map_err(|e| retryable(format!("{who}: {e}"), None))?;
+    let Some(token) = body["access_token"].as_str().filter(|_| status.is_success()) else {
+        let why = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("no access token");
+        let message = format!("{who} refused the platform's credentials: {status}: {why}");
+        return Err(if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            retryable(message, wait)
+        } else {
+            permanent(message)
+        });
+    };
+    // a number, or (as some endpoints send it) a string
+    let lifetime = body["expires_in"]
+        .as_u64()
+        .or_else(|| body["expires_in"].as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(300)
+        .clamp(60, 24 * 3600);
+    Ok((token.to_owned(), Duration::from_secs(lifetime)))
+}
+
+/// A failed call's error: throttling and server errors retryable (with the
+/// platform's `Retry-After`), anything else permanent.
+pub(crate) fn failed(status: reqwest::StatusCode, message: String, wait: Option<Duration>) -> PlatformError {
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        retryable(message, wait)
+    } else {
+        permanent(message)
+    }
+}
+
 pub mod aws;
 pub mod azure;
 pub mod cloudfoundry;

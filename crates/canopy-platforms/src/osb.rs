@@ -18,7 +18,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
 
 /// Connection settings and credentials of a service broker.
 #[derive(Debug, Clone)]
@@ -44,14 +44,6 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(120);
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// The namespace of Canopy's instance and binding ids (UUID v5).
 const IDS: Uuid = Uuid::from_u128(0x6d1f_4b8e_9a52_4c1d_8a0e_3f5b_2c7d_9e10);
-
-fn permanent(message: impl Into<String>) -> PlatformError {
-    PlatformError::Permanent { message: message.into() }
-}
-
-fn retryable(message: impl Into<String>, retry_after: Option<Duration>) -> PlatformError {
-    PlatformError::Retryable { message: message.into(), retry_after }
-}
 
 /// The service instance id of the tenant named `name`.
 pub fn instance_id(name: &str) -> String {

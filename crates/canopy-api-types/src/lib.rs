@@ -730,7 +730,8 @@ pub use canopy_domain::checkpoint::MAX_CHECKPOINTS;
 /// `arm_scope`?, `graph_scope`?, `ca_cert`? / `client_id`, `client_secret`;
 /// gcp `parent` (`folders/N` or `organizations/N`), `crm_url`?, `asset_url`?,
 /// `ca_cert`? / `service_account_key` (the key file's JSON); cloudfoundry
-/// `api_url`, `organization`, `origin`?, `ca_cert`? / `username`, `password`;
+/// `api_url`, `organization`, `origin`?, `uaa_url`?, `ca_cert`? / `username`,
+/// `password`;
 /// osb `broker_url`, `service_id`, `plan_id` / `username`, `password`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -85,6 +85,7 @@ impl PlatformType {
                 ("api_url", true, Url),
                 ("organization", true, Text),
                 ("origin", false, Text),
+                ("uaa_url", false, Url),
                 ("ca_cert", false, Pem),
             ],
             Self::Osb => &[("broker_url", true, Url), ("service_id", true, Text), ("plan_id", true, Text)],
@@ -265,7 +266,7 @@ impl PlatformType {
             Self::Gcp => &["crm_url", "asset_url", "ca_cert"],
             Self::Kubernetes | Self::OpenShift => &["api_url", "ca_cert"],
             Self::OpenStack => &["auth_url"],
-            Self::CloudFoundry => &["api_url", "ca_cert"],
+            Self::CloudFoundry => &["api_url", "uaa_url", "ca_cert"],
             Self::Osb => &["broker_url"],
         }
     }

@@ -6,8 +6,8 @@
 //! (`space_developer`, `space_manager`, `space_auditor`, `space_supporter`).
 //!
 //! Canopy signs in to UAA with the platform's user and password, as `cf
-//! login` does (the `cf` client, the password grant), at the address the
-//! Cloud Controller's root names. A person gets the organization's
+//! login` does (the `cf` client, the password grant), at the platform's
+//! `uaa_url`, else at the address the Cloud Controller's root names. A person gets the organization's
 //! `organization_user` role first (Cloud Foundry refuses space roles to
 //! people outside the organization); one whose origin is not `uaa` and who
 //! is missing is made there. Revocation takes the space role and leaves the
@@ -48,6 +48,9 @@ pub struct CloudFoundryConfig {
     pub password: String,
     /// A CA certificate (PEM) to trust besides the system's.
     pub ca_cert: Option<String>,
+    /// UAA's address, where the password goes; unless it is given, the one
+    /// the Cloud Controller's root names (as `cf login` finds it).
+    pub uaa_url: Option<String>,
 }
 
 pub struct CloudFoundry {
@@ -102,6 +105,11 @@ impl CloudFoundry {
         let mut held = self.token_url.lock().await;
         if let Some(url) = held.as_ref() {
             return Ok(url.clone());
+        }
+        if let Some(uaa) = &self.config.uaa_url {
+            let url = format!("{}/oauth/token", uaa.trim_end_matches('/'));
+            *held = Some(url.clone());
+            return Ok(url);
         }
         let root = format!("{}/", self.config.api_url);
         let res = self

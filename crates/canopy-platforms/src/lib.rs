@@ -311,6 +311,7 @@ pub fn connect(
                 username: text(secrets, "username")?.to_owned(),
                 password: text(secrets, "password")?.to_owned(),
                 ca_cert: optional_text(settings, "ca_cert"),
+                uaa_url: optional_text(settings, "uaa_url"),
             })?))
         }
         PlatformType::Kubernetes | PlatformType::OpenShift => {

@@ -52,6 +52,12 @@ async fn tn6_the_cloud_foundry_fake_is_what_its_python_client_talks_to() {
 /// The adapter signed in to the fake (people in `origin`), the fake's
 /// address, and a client for its control API (`/_fake/...`).
 fn connect(origin: &str) -> Option<(CloudFoundry, String, reqwest::Client)> {
+    connect_to(origin, |_| None)
+}
+
+/// [`connect`], with the UAA address made from the fake's (`None`: found
+/// through the API's root).
+fn connect_to(origin: &str, uaa: impl Fn(&str) -> Option<String>) -> Option<(CloudFoundry, String, reqwest::Client)> {
     let [url, ca, username, password, org] = component(
         [
             "CANOPY_TEST_CF_URL",
@@ -70,6 +76,7 @@ fn connect(origin: &str) -> Option<(CloudFoundry, String, reqwest::Client)> {
         username,
         password,
         ca_cert: Some(pem.clone()),
+        uaa_url: uaa(&url),
     };
     let control = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
@@ -210,6 +217,16 @@ async fn tn6_cloud_foundry_failures_are_classified_and_a_lost_answer_makes_no_du
     assert_eq!(ldap.observe(&tenant, &with_carl).await.unwrap(), [crate::held(&carl, "space_developer")].into());
     let s = state(&control, &url).await;
     assert!(s["uaa_users"].to_string().contains(&format!("{carl}@example.org")), "made in UAA");
+
+    // a UAA address given pins where the password goes: nothing is asked of the API's root
+    let Some((pinned, _, _)) = connect_to("uaa", |url| Some(format!("{url}/uaa"))) else { return };
+    assert!(pinned.observe(&tenant, &scope).await.is_ok());
+    let port = crate::closed_port();
+    let Some((elsewhere, _, _)) = connect_to("uaa", |_| Some(format!("https://127.0.0.1:{port}"))) else { return };
+    match elsewhere.observe(&tenant, &scope).await {
+        Err(PlatformError::Retryable { message, .. }) => assert!(message.contains(&port.to_string()), "{message}"),
+        other => panic!("a UAA that does not answer: {other:?}"),
+    }
 
     // a service instance still being deprovisioned fails the space's deletion job
     let si = json!({"type": "service_instance", "space_guid": tenant.external_id, "name": "busy", "operation_in_progress": true});

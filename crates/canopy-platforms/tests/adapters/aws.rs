@@ -105,3 +105,19 @@ async fn tn6_aws_failures_say_whether_a_retry_can_help() {
         other => panic!("expected a retryable error, got {other:?}"),
     }
 }
+
+/// TN6: answers lost on the way to making an account and giving a role;
+/// repeated, they leave one account of the name (AWS allows several).
+#[tokio::test]
+async fn tn6_aws_a_lost_answer_makes_no_second_account() {
+    let Some((_, url, ou)) = moto() else { return };
+    let lossy = Lossy::to(&url).await;
+    let aws = Aws::new(config(&lossy.url));
+    let spec = spec(unique("lost"), json!({"account_email": "aws+{name}@example.org", "organizational_unit": ou}));
+    let patterns = [".CreateAccount\r\n", ".CreateAccountAssignment\r\n"];
+    a_lost_answer_makes_no_duplicate(&aws, &lossy, &spec, "CanopyUser", patterns).await;
+    let org = aws_sdk_organizations::Client::new(&sdk_config(config(&url)));
+    let accounts = org.list_accounts().send().await.unwrap();
+    let named = accounts.accounts().iter().filter(|a| a.name() == Some(spec.name.as_str())).count();
+    assert_eq!(named, 1, "one account named {}", spec.name);
+}

@@ -21,6 +21,19 @@ async fn tn6_keystone_adapter() {
     let Some(ks) = keystone() else { return };
     tenant_is_a_project_and_holds_exactly_the_desired_roles(&ks).await;
     failures_say_whether_a_retry_can_help(&ks).await;
+    a_lost_answer_makes_no_second_project().await;
+}
+
+/// Answers lost on the way to making the project and giving the role;
+/// repeated, they make nothing twice.
+async fn a_lost_answer_makes_no_second_project() {
+    let [url, password] = component(["CANOPY_TEST_KEYSTONE_URL", "CANOPY_TEST_KEYSTONE_PASSWORD"], "Keystone").unwrap();
+    let lossy = Lossy::to(&url).await;
+    let config =
+        KeystoneConfig { auth_url: lossy.url.clone(), domain: "Default".into(), username: "admin".into(), password };
+    let ks = Keystone::new(config).unwrap();
+    let spec = spec(unique("lost"), json!({}));
+    a_lost_answer_makes_no_duplicate(&ks, &lossy, &spec, "member", ["POST /v3/projects ", "PUT /v3/projects/"]).await;
 }
 
 async fn tenant_is_a_project_and_holds_exactly_the_desired_roles(ks: &Keystone) {

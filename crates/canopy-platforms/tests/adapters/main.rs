@@ -163,6 +163,127 @@ pub async fn deleted_tenant_is_reported<P: Platform>(p: &P, tenant: &TenantRef) 
     }
 }
 
+/// A loopback relay to a plain-HTTP component that loses answers on
+/// demand: after [`Lossy::lose`], the next request whose head holds the
+/// pattern reaches the component, which carries it out and answers, and the
+/// relay closes the connection instead of passing the answer on, as a
+/// network or a crash loses one. (The components behind TLS are not
+/// relayed: their bytes cannot be read on the way.)
+pub struct Lossy {
+    /// The component's URL through the relay.
+    pub url: String,
+    armed: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Lossy {
+    pub async fn to(component_url: &str) -> Lossy {
+        let rest = component_url.strip_prefix("http://").expect("a plain-HTTP component");
+        let (upstream, path) = rest.split_once('/').map_or((rest, ""), |(h, _)| (h, &rest[h.len()..]));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let lossy = Lossy { url, armed: Default::default(), lost: Default::default() };
+        let (upstream, armed, lost) = (upstream.to_owned(), lossy.armed.clone(), lossy.lost.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay(client, upstream.clone(), armed.clone(), lost.clone()));
+            }
+        });
+        lossy
+    }
+
+    /// Lose the answer to the next request whose head contains `pattern`.
+    pub fn lose(&self, pattern: &str) {
+        *self.armed.lock().unwrap() = Some(pattern.to_owned());
+    }
+
+    /// How many answers were lost so far.
+    pub fn lost(&self) -> usize {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn relay(
+    client: tokio::net::TcpStream,
+    upstream: String,
+    armed: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+    let ((mut cr, mut cw), (mut sr, mut sw)) = (client.into_split(), server.into_split());
+    let lose = AtomicBool::new(false);
+    let up = async {
+        let mut buf = vec![0; 1 << 16];
+        while let Ok(n @ 1..) = cr.read(&mut buf).await {
+            {
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let mut a = armed.lock().unwrap();
+                if a.as_deref().is_some_and(|p| head.contains(p)) {
+                    *a = None;
+                    lose.store(true, Ordering::SeqCst);
+                }
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0; 1 << 16];
+        while let Ok(n @ 1..) = sr.read(&mut buf).await {
+            if lose.load(Ordering::SeqCst) {
+                lost.fetch_add(1, Ordering::SeqCst);
+                return; // the answer came: drop it, and the connection with it
+            }
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+    }
+}
+
+/// TN6: an answer lost on the way, and the call repeated, as the engine
+/// repeats it: the tenant is made once and the role given once. `create`
+/// and `grant` are patterns of the request heads that make the tenant and
+/// give the role. Returns the tenant.
+pub async fn a_lost_answer_makes_no_duplicate<P: Platform>(
+    p: &P,
+    lossy: &Lossy,
+    spec: &TenantSpec,
+    role: &str,
+    [create, grant]: [&str; 2],
+) -> TenantRef {
+    lossy.lose(create);
+    match p.ensure_tenant(spec).await {
+        Err(PlatformError::Retryable { .. }) => {}
+        other => panic!("a lost answer to making the tenant: expected a retryable error, got {other:?}"),
+    }
+    assert_eq!(lossy.lost(), 1, "no answer matching {create:?} was lost");
+    let tenant = p.ensure_tenant(spec).await.unwrap();
+    assert_eq!(p.ensure_tenant(spec).await.unwrap(), tenant);
+    let ann = unique("ann");
+    lossy.lose(grant);
+    match p.grant(&tenant, &person(&ann), role).await {
+        Err(PlatformError::Retryable { .. }) => {}
+        other => panic!("a lost answer to a grant: expected a retryable error, got {other:?}"),
+    }
+    assert_eq!(lossy.lost(), 2, "no answer matching {grant:?} was lost");
+    p.grant(&tenant, &person(&ann), role).await.unwrap();
+    let scope = Scope {
+        assignments: [held(&ann, role)].into(),
+        roles: [role.to_owned()].into(),
+        people: people([ann.as_str()]),
+    };
+    assert_eq!(p.observe(&tenant, &scope).await.unwrap(), [held(&ann, role)].into());
+    tenant
+}
+
 /// A port nothing listens on.
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -68,3 +68,15 @@ async fn tn6_osb_failures_say_whether_a_retry_can_help() {
         other => panic!("expected a retryable error, got {other:?}"),
     }
 }
+
+/// TN6: answers lost on the way to provisioning and binding; repeated,
+/// they leave one instance and one binding.
+#[tokio::test]
+async fn tn6_osb_a_lost_answer_makes_no_duplicate() {
+    let Some((_, [url, user, password])) = broker() else { return };
+    let lossy = Lossy::to(&url).await;
+    let osb = ServiceBroker::new(config(&lossy.url, &user, &password)).unwrap();
+    let spec = spec(unique("lost"), json!({"size": "small"}));
+    let patterns = ["PUT /v2/service_instances/", "/service_bindings/"];
+    a_lost_answer_makes_no_duplicate(&osb, &lossy, &spec, "admin", patterns).await;
+}

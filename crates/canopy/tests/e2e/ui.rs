@@ -91,6 +91,7 @@ backend_tests!(
     if2_ad3_ad4_emergency_grant_and_revoke_with_a_receipt_that_fills_in,
     if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification,
     if2_tn1_ad5_dl3_dl5_platform_registration_and_manual_deletion,
+    if2_tn1_tn6_a_google_cloud_platform_is_registered_by_pasting_its_key_file,
     if2_ac4_pr3_pm1_roles_tags_and_payment_methods,
     if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area,
     if2_dl4_a_project_with_automatic_and_manual_tenants_is_deleted_in_the_browser,
@@ -905,6 +906,51 @@ async fn if2_id1_id2_fe1_hi3_admin_users_groups_settings_and_verification(app: T
         "{}",
         page.text("#verify-result").await
     );
+    page.close().await;
+}
+
+/// TN1, TN6 in the browser: a Google Cloud platform registered by pasting
+/// its CA certificate and its service-account key file as they come, over
+/// several lines (the form reads KEY=VALUE lines); a tenant on it is then
+/// made on the platform (the Google Cloud fake).
+async fn if2_tn1_tn6_a_google_cloud_platform_is_registered_by_pasting_its_key_file(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let Some([url, ca, key, folder]) = canopy_testkit::component(
+        ["CANOPY_TEST_GCP_URL", "CANOPY_TEST_GCP_CA", "CANOPY_TEST_GCP_KEY", "CANOPY_TEST_GCP_FOLDER"],
+        "Google Cloud fake",
+    ) else {
+        return;
+    };
+    let ca = std::fs::read_to_string(ca).unwrap();
+    // pretty-printed, as Google's console hands a key file out
+    let key: Value = serde_json::from_str(&std::fs::read_to_string(key).unwrap()).unwrap();
+    let key = serde_json::to_string_pretty(&key).unwrap();
+    let platform = crate::tenants::unique("gcp");
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/admin/platforms", app.base)).await;
+    page.fill("identifier", &platform).await;
+    page.select("type", "gcp").await;
+    let settings = format!("parent={folder}\ncrm_url={url}\nasset_url={url}\nca_cert={}", ca.trim());
+    page.set_value("#platform-settings", &settings).await;
+    page.set_value("#platform-secrets", &format!("service_account_key={key}")).await;
+    page.set_value("#platform-role_mapping", "project_user=roles/editor").await;
+    page.screenshot(&shot(&app, "register-gcp-platform")).await;
+    page.click_button("Register platform").await;
+    page.wait_for_text(&format!("The platform {platform} was registered.")).await;
+    assert!(!page.body_text().await.contains("PRIVATE KEY"), "a secret is never shown");
+    let p = app.get(&format!("/api/v1/platforms/{platform}"), &app.admin_token).await.expect(200);
+    assert_eq!(p.body["settings"]["ca_cert"].as_str().map(str::trim), Some(ca.trim()), "{}", p.body);
+
+    // the key works: a tenant on the platform is made there
+    let ws = crate::tenants::unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.project(&app.admin_token, &ws, "web").await;
+    let tenants = format!("/api/v1/workspaces/{ws}/projects/web/tenants");
+    app.post(&tenants, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    app.replicate().await;
+    let t = app.get(&format!("{tenants}/{platform}"), &app.admin_token).await.expect(200).body;
+    assert_eq!(t["status"], "succeeded", "{t}");
     page.close().await;
 }
 

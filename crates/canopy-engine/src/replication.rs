@@ -232,8 +232,29 @@ fn managed_roles(input: &ReplicationInput) -> BTreeSet<String> {
     replication::managed_roles(&input.role_mapping, &input.applied)
 }
 
-fn held_to_assignment(h: Held) -> Assignment<String> {
-    Assignment { user: h.username, platform_role: h.platform_role }
+/// The most assignments one tenant's observation may report, and the
+/// longest account or role name in one: a platform's answer is outside
+/// input, and it goes into the store and the history (SE5).
+const MAX_OBSERVED: usize = 100_000;
+const MAX_OBSERVED_NAME: usize = 512;
+
+/// What a platform reported a tenant holds, refused when it is beyond
+/// [`MAX_OBSERVED`] or names something longer than [`MAX_OBSERVED_NAME`].
+fn observed(held: BTreeSet<Held>) -> Result<BTreeSet<Assignment<String>>, PlatformError> {
+    if held.len() > MAX_OBSERVED {
+        return Err(PlatformError::Permanent {
+            message: format!("the platform reports {} assignments in one tenant (at most {MAX_OBSERVED})", held.len()),
+        });
+    }
+    if let Some(h) =
+        held.iter().find(|h| h.username.len() > MAX_OBSERVED_NAME || h.platform_role.len() > MAX_OBSERVED_NAME)
+    {
+        let start: String = h.username.chars().chain(h.platform_role.chars()).take(40).collect();
+        return Err(PlatformError::Permanent {
+            message: format!("the platform reports a name longer than {MAX_OBSERVED_NAME} bytes ({start}...)"),
+        });
+    }
+    Ok(held.into_iter().map(|h| Assignment { user: h.username, platform_role: h.platform_role }).collect())
 }
 
 /// What Canopy manages in a tenant that should hold `desired` (the
@@ -489,8 +510,9 @@ impl<K: Connector> Replicator<K> {
                 let held = self
                     .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&desired, &input)))
                     .await
+                    .and_then(observed)
                     .map_err(ReplicationError::Platform)?;
-                held.into_iter().map(held_to_assignment).collect()
+                held
             }
         };
         let managed = managed_roles(&input);
@@ -632,8 +654,9 @@ impl<K: Connector> Replicator<K> {
         let held = match self
             .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&nobody, &input)))
             .await
+            .and_then(observed)
         {
-            Ok(h) => h.into_iter().map(held_to_assignment).collect(),
+            Ok(h) => h,
             Err(e) => return Ok(Withdrawal { revoked: vec![], failed: Some(e.to_string()) }),
         };
         // the domain decides: nobody is to hold a managed role there any more
@@ -702,12 +725,10 @@ impl<K: Connector> Replicator<K> {
         // a change made meanwhile bumped the generation, so the tenant runs again
         let desired = self.desired(input, self.clock.now());
         next_step()?;
-        let actual: BTreeSet<Assignment<String>> = self
+        let actual = self
             .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&desired, input)))
-            .await?
-            .into_iter()
-            .map(held_to_assignment)
-            .collect();
+            .await
+            .and_then(observed)?;
         // bookkeeping left by a crash (grants the platform confirmed,
         // revocations it did), and what the platform held already that a
         // binding now gives, adopted as Canopy's: the domain decides

@@ -309,7 +309,42 @@ async fn se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant(app: TestAp
     assert_eq!(waiting.granted.lock().unwrap().len(), 1);
 }
 
+/// SE5: a platform that reports a holder with an absurdly long name (or
+/// absurdly many) fails the tenant with a clear message; nothing of it
+/// reaches the store, the history or the plan.
+async fn se5_a_hostile_observation_is_refused_not_stored(app: TestApp) {
+    let admin = app.admin_token.clone();
+    app.workspace(&admin, "w").await;
+    app.project(&admin, "w", "web").await;
+    let platform = json!({"identifier": "cloud", "type": "openstack",
+        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "unused"},
+        "role_mapping": {"project_user": "member"}});
+    app.post("/api/v1/platforms", &admin, platform).await.expect(201);
+    let p = "/api/v1/workspaces/w/projects/web";
+    app.post(&format!("{p}/tenants"), &admin, json!({"platform": "cloud"})).await.expect(201);
+    let waiting = Arc::new(Waiting::default());
+    let long = Held { username: "x".repeat(100_000), platform_role: "member".into() };
+    waiting.granted.lock().unwrap().insert(long);
+    let rep = Replicator::new(
+        app.store.clone(),
+        app.clock.clone(),
+        app.secret_key.clone(),
+        WaitingConnector(waiting.clone()),
+        ReplicationConfig { node: "hostile".into(), ..ReplicationConfig::default() },
+    );
+    let pass = rep.run_once().await.unwrap();
+    assert_eq!((pass.tenants, pass.failed), (1, 1), "{pass:?}");
+    let t = app.get(&format!("{p}/tenants/cloud"), &admin).await.expect(200).body;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert!(t["last_error"].as_str().unwrap().contains("longer than 512 bytes"), "{t}");
+    assert!(t.to_string().len() < 2_000, "the name is not kept: {} bytes", t.to_string().len());
+    let h = app.get("/api/v1/workspaces/w/history", &admin).await.expect(200).body;
+    assert!(!h.to_string().contains(&"x".repeat(600)), "the name reached the history");
+}
+
 canopy_testkit::backend_tests!(
     tn4_replication_converges_through_injected_faults,
-    se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant
+    se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant,
+    se5_a_hostile_observation_is_refused_not_stored
 );

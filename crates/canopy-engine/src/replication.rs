@@ -507,12 +507,10 @@ impl<K: Connector> Replicator<K> {
             None => BTreeSet::new(),
             Some(id) => {
                 let tenant = TenantRef { external_id: id.clone() };
-                let held = self
-                    .call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&desired, &input)))
+                self.call(&input.platform, Operation::Observe, adapter.observe(&tenant, &scope(&desired, &input)))
                     .await
                     .and_then(observed)
-                    .map_err(ReplicationError::Platform)?;
-                held
+                    .map_err(ReplicationError::Platform)?
             }
         };
         let managed = managed_roles(&input);

@@ -33,22 +33,12 @@ async fn tn6_the_azure_fake_is_what_microsofts_own_sdks_talk_to() {
     ) else {
         return;
     };
-    let mut command = fidelity.split_whitespace();
-    let program = command.next().unwrap();
-    let out = tokio::process::Command::new(program)
-        .args(command)
-        .args([&url, &ca, &tenant, &client_id, &secret])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Microsoft's SDKs found the fake unfaithful:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.lines().filter(|l| l.starts_with("PASS ")).count() >= 20, "too few checks ran:\n{stdout}");
-    assert!(!stdout.contains("FAIL "), "{stdout}");
+    crate::fake_is_faithful(
+        &fidelity,
+        &[url.as_str(), ca.as_str(), tenant.as_str(), client_id.as_str(), secret.as_str()],
+        "Microsoft's SDKs",
+    )
+    .await;
 }
 
 /// The adapter signed in to the fake, the fake's address, and a client

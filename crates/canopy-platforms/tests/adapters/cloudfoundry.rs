@@ -31,22 +31,8 @@ async fn tn6_the_cloud_foundry_fake_is_what_its_python_client_talks_to() {
     ) else {
         return;
     };
-    let mut command = fidelity.split_whitespace();
-    let program = command.next().unwrap();
-    let out = tokio::process::Command::new(program)
-        .args(command)
-        .args([&url, &ca, &user, &password, &org])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the Cloud Foundry client found the fake unfaithful:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.lines().filter(|l| l.starts_with("PASS ")).count() >= 20, "too few checks ran:\n{stdout}");
-    assert!(!stdout.contains("FAIL "), "{stdout}");
+    let args = [url.as_str(), ca.as_str(), user.as_str(), password.as_str(), org.as_str()];
+    crate::fake_is_faithful(&fidelity, &args, "the Cloud Foundry client").await;
 }
 
 /// The adapter signed in to the fake (people in `origin`), the fake's

@@ -284,6 +284,23 @@ pub async fn a_lost_answer_makes_no_duplicate<P: Platform>(
     tenant
 }
 
+/// Run a fake's fidelity check (`command`, the vendor's own clients
+/// against the fake, given `args`) and require it to pass: at least 20
+/// checks, none failed. `who` names the clients in the failure message.
+pub async fn fake_is_faithful(command: &str, args: &[&str], who: &str) {
+    let mut command = command.split_whitespace();
+    let program = command.next().unwrap();
+    let out = tokio::process::Command::new(program).args(command).args(args).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{who} found the fake unfaithful:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.lines().filter(|l| l.starts_with("PASS ")).count() >= 20, "too few checks ran:\n{stdout}");
+    assert!(!stdout.contains("FAIL "), "{stdout}");
+}
+
 /// A port nothing listens on.
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, enc, permanent, retryable};
 
 const SUBSCRIPTION_API: &str = "2021-10-01";
 const SUBSCRIPTIONS_GET_API: &str = "2022-12-01";
@@ -125,19 +125,6 @@ fn azure_message(status: StatusCode, body: &Value) -> String {
 
 fn classify(status: StatusCode, retry_after: Option<Duration>, body: &Value) -> PlatformError {
     crate::failed(status, azure_message(status, body), retry_after)
-}
-
-/// A path segment or query value, percent-encoded.
-fn enc(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// An OData string literal: quotes doubled.

@@ -24,7 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, enc, permanent, retryable};
 
 /// The space roles a role mapping may name.
 pub const SPACE_ROLES: [&str; 4] = ["space_auditor", "space_developer", "space_manager", "space_supporter"];
@@ -75,10 +75,6 @@ fn cf_message(status: StatusCode, body: &Value) -> String {
         (None, Some(m)) | (Some(m), None) => format!("Cloud Foundry answered {status}: {m}"),
         (None, None) => format!("Cloud Foundry answered {status}"),
     }
-}
-
-fn enc(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
 /// How a holder Canopy does not know is named: `ORIGIN:USERNAME`.

@@ -32,7 +32,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, permanent, retryable};
+use crate::{Held, Platform, PlatformError, PlatformUser, Scope, TenantRef, TenantSpec, enc, permanent, retryable};
 
 /// The audience of the token request's JWT: Google's token endpoint, the
 /// value its own libraries send wherever the key's `token_uri` points.
@@ -174,11 +174,6 @@ fn google_message(status: StatusCode, body: &Value) -> String {
         (None, Some(m)) | (Some(m), None) => format!("Google Cloud answered {status}: {m}"),
         (None, None) => format!("Google Cloud answered {status}"),
     }
-}
-
-/// A path segment or query value, percent-encoded.
-fn enc(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
 
 /// The project ID of a tenant: Google's rules (6 to 30 lowercase letters,

@@ -51,6 +51,20 @@ pub(crate) fn permanent(message: impl Into<String>) -> PlatformError {
     PlatformError::Permanent { message: message.into() }
 }
 
+/// A path segment or query value, percent-encoded (all but RFC 3986's
+/// unreserved characters).
+pub(crate) fn enc(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A platform's `Retry-After` header, when it sent one (see [`retry_after`]).
 pub(crate) fn retry_after_of(res: &reqwest::Response) -> Option<Duration> {
     res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after)

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::db::Row;
 use canopy_domain::{Binding, Subject, SubjectKind};
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ pub struct ProjectRoleRecord {
     pub description: String,
 }
 
-fn role_from_row(r: &AnyRow) -> Result<ProjectRoleRecord> {
+fn role_from_row(r: &Row) -> Result<ProjectRoleRecord> {
     Ok(ProjectRoleRecord {
         id: r.uuid("id")?,
         identifier: r.text("identifier")?,
@@ -80,7 +80,7 @@ const BINDING_SELECT: &str = "SELECT b.id, b.project_id, b.user_id, b.group_id, 
      FROM bindings b JOIN project_roles r ON r.id = b.role_id \
      LEFT JOIN users u ON u.id = b.user_id LEFT JOIN user_groups g ON g.id = b.group_id";
 
-fn binding_from_row(r: &AnyRow) -> Result<BindingRecord> {
+fn binding_from_row(r: &Row) -> Result<BindingRecord> {
     let subject = match (r.uuid_opt("user_id")?, r.uuid_opt("group_id")?) {
         (Some(u), None) => Subject::user(u),
         (None, Some(g)) => Subject::group(g),
@@ -113,7 +113,7 @@ impl Tx {
         description: &str,
         now: OffsetDateTime,
     ) -> Result<ProjectRoleRecord> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO project_roles (id, identifier, display_name, description, position, created_at) \
              VALUES ($1, $2, $3, $4, (SELECT COALESCE(MAX(position), 0) + 1 FROM project_roles), $5)",
         )
@@ -129,23 +129,25 @@ impl Tx {
     }
 
     pub async fn project_role(&mut self, identifier: &str) -> Result<Option<ProjectRoleRecord>> {
-        let row =
-            sqlx::query("SELECT id, identifier, display_name, description FROM project_roles WHERE identifier = $1")
-                .bind(identifier)
-                .fetch_optional(self.conn())
-                .await?;
+        let row = crate::db::query(
+            "SELECT id, identifier, display_name, description FROM project_roles WHERE identifier = $1",
+        )
+        .bind(identifier)
+        .fetch_optional(self.conn())
+        .await?;
         row.as_ref().map(role_from_row).transpose()
     }
 
     pub async fn list_project_roles(&mut self) -> Result<Vec<ProjectRoleRecord>> {
-        let rows = sqlx::query("SELECT id, identifier, display_name, description FROM project_roles ORDER BY position")
-            .fetch_all(self.conn())
-            .await?;
+        let rows =
+            crate::db::query("SELECT id, identifier, display_name, description FROM project_roles ORDER BY position")
+                .fetch_all(self.conn())
+                .await?;
         rows.iter().map(role_from_row).collect()
     }
 
     pub async fn update_project_role(&mut self, id: Uuid, display_name: &str, description: &str) -> Result<()> {
-        let written = sqlx::query("UPDATE project_roles SET display_name = $2, description = $3 WHERE id = $1")
+        let written = crate::db::query("UPDATE project_roles SET display_name = $2, description = $3 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .bind(description)
@@ -156,7 +158,7 @@ impl Tx {
     }
 
     pub async fn count_bindings_with_role(&mut self, role_id: Uuid) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM bindings WHERE role_id = $1")
+        let r = crate::db::query("SELECT COUNT(*) AS n FROM bindings WHERE role_id = $1")
             .bind(role_id.to_string())
             .fetch_one(self.conn())
             .await?;
@@ -164,8 +166,10 @@ impl Tx {
     }
 
     pub async fn delete_project_role(&mut self, id: Uuid) -> Result<()> {
-        let written =
-            sqlx::query("DELETE FROM project_roles WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written = crate::db::query("DELETE FROM project_roles WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
         self.changed(written.rows_affected(), "delete_project_role");
         Ok(())
     }
@@ -179,7 +183,7 @@ impl Tx {
             SubjectKind::User => (Some(subject.id.to_string()), None),
             SubjectKind::Group => (None, Some(subject.id.to_string())),
         };
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO bindings (id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at, \
              workspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT workspace_id FROM projects WHERE id = $2))",
         )
@@ -200,10 +204,8 @@ impl Tx {
     }
 
     pub async fn binding(&mut self, id: &str) -> Result<Option<BindingRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{BINDING_SELECT} WHERE b.id = $1")))
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
+        let row =
+            crate::db::query(format!("{BINDING_SELECT} WHERE b.id = $1")).bind(id).fetch_optional(self.conn()).await?;
         row.as_ref().map(binding_from_row).transpose()
     }
 
@@ -216,9 +218,9 @@ impl Tx {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<BindingRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{BINDING_SELECT} WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT CAST($3 AS BIGINT)"
-        )))
+        ))
         .bind(project_id.to_string())
         .bind(after)
         .bind(limit)
@@ -229,9 +231,9 @@ impl Tx {
 
     /// The bindings of a project, ordered by subject and role.
     pub async fn project_bindings(&mut self, project_id: Uuid) -> Result<Vec<BindingRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{BINDING_SELECT} WHERE b.project_id = $1 ORDER BY subject_name, role_identifier"
-        )))
+        ))
         .bind(project_id.to_string())
         .fetch_all(self.conn())
         .await?;
@@ -253,7 +255,7 @@ impl Tx {
                 format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.group_id = $2 AND b.role_id = $3")
             }
         };
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = crate::db::query(sql)
             .bind(project_id.to_string())
             .bind(subject.id.to_string())
             .bind(role_id.to_string())
@@ -271,7 +273,7 @@ impl Tx {
     ) -> Result<()> {
         // a new expiration is ended and announced again when it comes (AC7);
         // the same one keeps its marks (the right-hand sides read the old row)
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE bindings SET role_id = $2, \
                ended_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN ended_at ELSE NULL END, \
                expiry_notice_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN expiry_notice_at ELSE NULL END, \
@@ -310,7 +312,7 @@ impl Tx {
         sql.push_str(" AND ($2 IS NULL OR b.expires_at > $2 OR (b.expires_at = $2 AND b.id > $3))");
         sql.push_str(" ORDER BY b.expires_at, b.id LIMIT ");
         sql.push_str(&limit.to_string());
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut q = crate::db::query(sql)
             .bind(to_us(until))
             .bind(after.map(|(t, _)| to_us(t)))
             .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default());
@@ -326,9 +328,9 @@ impl Tx {
     /// Bindings whose expiration passed by `now` and that the expiry job has
     /// not ended yet, earliest first, at most `limit`.
     pub async fn due_expiries(&mut self, now: OffsetDateTime, limit: i64) -> Result<Vec<BindingRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{BINDING_SELECT} WHERE b.ended_at IS NULL AND b.expires_at <= $1 ORDER BY b.expires_at, b.id LIMIT CAST($2 AS BIGINT)"
-        )))
+        ))
         .bind(to_us(now))
         .bind(limit)
         .fetch_all(self.conn())
@@ -345,13 +347,14 @@ impl Tx {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE bindings SET ended_at = $3 WHERE id = $1 AND expires_at = $2 AND ended_at IS NULL")
-                .bind(id.to_string())
-                .bind(to_us(expires_at))
-                .bind(to_us(now))
-                .execute(self.conn())
-                .await?;
+        let done = crate::db::query(
+            "UPDATE bindings SET ended_at = $3 WHERE id = $1 AND expires_at = $2 AND ended_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(to_us(expires_at))
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
         self.changed(done.rows_affected(), "end_expired_binding");
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -368,10 +371,10 @@ impl Tx {
         until: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<BindingRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{BINDING_SELECT} WHERE b.expiry_notice_at IS NULL AND b.expires_at > $1 AND b.expires_at <= $2 \
              ORDER BY b.expires_at, b.id LIMIT CAST($3 AS BIGINT)"
-        )))
+        ))
         .bind(to_us(now))
         .bind(to_us(until))
         .bind(limit)
@@ -388,7 +391,7 @@ impl Tx {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = crate::db::query(
             "UPDATE bindings SET expiry_notice_at = $3 WHERE id = $1 AND expires_at = $2 AND expiry_notice_at IS NULL",
         )
         .bind(id.to_string())
@@ -401,7 +404,7 @@ impl Tx {
 
     /// The earliest expiration the expiry job has yet to end.
     pub async fn next_expiry(&mut self) -> Result<Option<OffsetDateTime>> {
-        let row = sqlx::query("SELECT MIN(expires_at) AS next FROM bindings WHERE ended_at IS NULL")
+        let row = crate::db::query("SELECT MIN(expires_at) AS next FROM bindings WHERE ended_at IS NULL")
             .fetch_one(self.conn())
             .await?;
         row.time_opt("next")
@@ -414,21 +417,21 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE bindings SET id = id WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        crate::db::query("UPDATE bindings SET id = id WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         Ok(())
     }
 
     pub async fn delete_binding(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
         self.mark_binding_project_dirty(id, now).await?;
         let written =
-            sqlx::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_binding");
         Ok(())
     }
 
     /// A binding changed or ends: its project's tenants converge again.
     async fn mark_binding_project_dirty(&mut self, binding_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        let row = sqlx::query("SELECT project_id FROM bindings WHERE id = $1")
+        let row = crate::db::query("SELECT project_id FROM bindings WHERE id = $1")
             .bind(binding_id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -448,10 +451,10 @@ impl Tx {
             SubjectKind::User => "b.user_id",
             SubjectKind::Group => "b.group_id",
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{BINDING_SELECT} WHERE {col} = $2 AND b.project_id IN (SELECT id FROM projects WHERE workspace_id = $1) \
              ORDER BY b.project_id, role_identifier"
-        )))
+        ))
         .bind(workspace_id.to_string())
         .bind(subject.id.to_string())
         .fetch_all(self.conn())
@@ -461,11 +464,11 @@ impl Tx {
 
     /// Bindings that may give a user access: their own and their groups'.
     pub async fn bindings_reaching_user(&mut self, user_id: Uuid) -> Result<Vec<BindingRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             // two index lookups (an OR makes PostgreSQL scan every binding)
             "{BINDING_SELECT} WHERE b.user_id = $1 \
              UNION ALL {BINDING_SELECT} WHERE b.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)"
-        )))
+        ))
         .bind(user_id.to_string())
         .fetch_all(self.conn())
         .await?;
@@ -486,7 +489,7 @@ impl Tx {
     pub async fn group_memberships(&mut self, groups: &BTreeSet<Uuid>) -> Result<BTreeMap<Uuid, BTreeSet<Uuid>>> {
         let mut out = BTreeMap::new();
         for g in groups {
-            let rows = sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1")
+            let rows = crate::db::query("SELECT user_id FROM group_members WHERE group_id = $1")
                 .bind(g.to_string())
                 .fetch_all(self.conn())
                 .await?;

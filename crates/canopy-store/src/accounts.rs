@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::db::Row;
 use canopy_domain::InstallationRole;
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -75,7 +75,7 @@ macro_rules! users_with_roles {
 pub(crate) const USER_WITH_ROLES: &str = concat!(user_columns!(), " FROM ", users_with_roles!());
 
 /// The user of rows read with [`USER_WITH_ROLES`], `None` without rows.
-pub(crate) fn user_with_roles(rows: &[AnyRow]) -> Result<Option<UserRecord>> {
+pub(crate) fn user_with_roles(rows: &[Row]) -> Result<Option<UserRecord>> {
     let Some(first) = rows.first() else { return Ok(None) };
     let mut user = user_from_row(first)?;
     for r in rows {
@@ -87,13 +87,13 @@ pub(crate) fn user_with_roles(rows: &[AnyRow]) -> Result<Option<UserRecord>> {
     Ok(Some(user))
 }
 
-async fn user_by(conn: &mut sqlx::AnyConnection, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
+async fn user_by(conn: &mut crate::db::Conn, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
     let sql = match col {
         "id" => format!("{USER_WITH_ROLES} WHERE u.id = $1"),
         "username" => format!("{USER_WITH_ROLES} WHERE u.username = $1"),
         _ => format!("{USER_WITH_ROLES} WHERE u.email = $1"),
     };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_all(conn).await?;
+    let rows = crate::db::query(sql).bind(value).fetch_all(conn).await?;
     user_with_roles(&rows)
 }
 
@@ -115,7 +115,7 @@ impl crate::Store {
             " JOIN sessions s ON s.user_id = u.id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND (s.idle_until IS NULL OR s.idle_until > $2)"
         );
-        let rows = sqlx::query(SQL).bind(token_hash).bind(to_us(now)).fetch_all(self.pool()).await?;
+        let rows = crate::db::query(SQL).bind(token_hash).bind(to_us(now)).fetch_all(self.pool()).await?;
         let idle_until = rows.first().map(|r| r.time_opt("idle_until")).transpose()?.flatten();
         Ok(user_with_roles(&rows)?.map(|u| (u, idle_until)))
     }
@@ -123,7 +123,7 @@ impl crate::Store {
     /// Keep a session of the web UI alive until `idle_until` (it is in use).
     pub async fn touch_session(&self, token_hash: &str, idle_until: OffsetDateTime) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE sessions SET idle_until = $2 WHERE token_hash = $1 AND idle_until IS NOT NULL")
+        crate::db::query("UPDATE sessions SET idle_until = $2 WHERE token_hash = $1 AND idle_until IS NOT NULL")
             .bind(token_hash)
             .bind(to_us(idle_until))
             .execute(tx.conn())
@@ -140,12 +140,12 @@ impl crate::Store {
         now: OffsetDateTime,
     ) -> Result<Option<(ApiKeyRecord, Option<UserRecord>)>> {
         let mut conn = self.pool().acquire().await?;
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let Some(row) = crate::db::query(format!(
             "{KEY_SELECT} WHERE k.token_hash = $1 AND (k.expires_at IS NULL OR k.expires_at > $2)"
-        )))
+        ))
         .bind(token_hash)
         .bind(to_us(now))
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut conn)
         .await?
         else {
             return Ok(None);
@@ -159,7 +159,7 @@ impl crate::Store {
     }
 }
 
-fn user_from_row(r: &AnyRow) -> Result<UserRecord> {
+fn user_from_row(r: &Row) -> Result<UserRecord> {
     Ok(UserRecord {
         id: r.uuid("id")?,
         username: r.text("username")?,
@@ -214,7 +214,7 @@ const KEY_SELECT: &str = "SELECT k.id, k.name, k.workspace_id, w.identifier AS w
      k.created_by_id, k.created_by, k.created_at, k.expires_at \
      FROM api_keys k LEFT JOIN workspaces w ON w.id = k.workspace_id";
 
-fn key_from_row(r: &AnyRow) -> Result<ApiKeyRecord> {
+fn key_from_row(r: &Row) -> Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         id: r.uuid("id")?,
         name: r.text("name")?,
@@ -232,7 +232,7 @@ pub(crate) const GROUP_SELECT: &str = "SELECT g.id, g.identifier, g.display_name
      (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, \
      (SELECT COUNT(*) FROM scim_groups p WHERE p.group_id = g.id) AS provisioned FROM user_groups g";
 
-pub(crate) fn group_from_row(r: &AnyRow) -> Result<GroupRecord> {
+pub(crate) fn group_from_row(r: &Row) -> Result<GroupRecord> {
     Ok(GroupRecord {
         id: r.uuid("id")?,
         identifier: r.text("identifier")?,
@@ -247,13 +247,13 @@ impl Tx {
     // ------------------------------------------------------------ users
 
     pub async fn count_users(&mut self) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(self.conn()).await?;
+        let r = crate::db::query("SELECT COUNT(*) AS n FROM users").fetch_one(self.conn()).await?;
         r.int("n")
     }
 
     pub async fn insert_user(&mut self, u: NewUser<'_>, now: OffsetDateTime) -> Result<UserRecord> {
         let id = new_id();
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO users (id, username, email, first_name, last_name, password_hash, active, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
         )
@@ -272,13 +272,13 @@ impl Tx {
     }
 
     async fn replace_installation_roles(&mut self, user_id: &str, roles: &BTreeSet<InstallationRole>) -> Result<()> {
-        let written = sqlx::query("DELETE FROM user_installation_roles WHERE user_id = $1")
+        let written = crate::db::query("DELETE FROM user_installation_roles WHERE user_id = $1")
             .bind(user_id)
             .execute(self.conn())
             .await?;
         self.changed(written.rows_affected(), "replace_installation_roles");
         for role in roles {
-            let written = sqlx::query("INSERT INTO user_installation_roles (user_id, role) VALUES ($1, $2)")
+            let written = crate::db::query("INSERT INTO user_installation_roles (user_id, role) VALUES ($1, $2)")
                 .bind(user_id)
                 .bind(role.as_str())
                 .execute(self.conn())
@@ -293,7 +293,7 @@ impl Tx {
     }
 
     pub async fn installation_roles(&mut self, user_id: Uuid) -> Result<BTreeSet<InstallationRole>> {
-        let rows = sqlx::query("SELECT role FROM user_installation_roles WHERE user_id = $1")
+        let rows = crate::db::query("SELECT role FROM user_installation_roles WHERE user_id = $1")
             .bind(user_id.to_string())
             .fetch_all(self.conn())
             .await?;
@@ -316,7 +316,7 @@ impl Tx {
     /// (case-insensitive), ordered by username, after `cursor` (a username).
     pub async fn list_users(&mut self, q: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Vec<UserRecord>> {
         let pattern = q.map(like_pattern);
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id, username, email, first_name, last_name, password_hash, active, created_at \
              FROM users WHERE ($1 IS NULL OR LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(email) LIKE $1 ESCAPE '\\' \
              OR LOWER(first_name) LIKE $1 ESCAPE '\\' OR LOWER(last_name) LIKE $1 ESCAPE '\\') \
@@ -338,7 +338,7 @@ impl Tx {
 
     pub async fn update_user(&mut self, id: Uuid, c: &UserChanges, now: OffsetDateTime) -> Result<()> {
         let id_s = id.to_string();
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE users SET email = COALESCE($2, email), first_name = COALESCE($3, first_name), \
              last_name = COALESCE($4, last_name), password_hash = COALESCE($5, password_hash), \
              active = COALESCE($6, active) WHERE id = $1",
@@ -353,7 +353,7 @@ impl Tx {
         .await?;
         self.changed(written.rows_affected(), "update_user");
         // what SCIM shows of a provisioned account changed: its next version
-        sqlx::query("UPDATE scim_users SET version = version + 1, updated_at = $2 WHERE user_id = $1")
+        crate::db::query("UPDATE scim_users SET version = version + 1, updated_at = $2 WHERE user_id = $1")
             .bind(&id_s)
             .bind(to_us(now))
             .execute(self.conn())
@@ -375,7 +375,10 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE users SET active = active WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        crate::db::query("UPDATE users SET active = active WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
@@ -386,7 +389,7 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query(
+        crate::db::query(
             "UPDATE users SET active = active \
              WHERE id IN (SELECT user_id FROM user_installation_roles WHERE role = 'admin')",
         )
@@ -397,7 +400,7 @@ impl Tx {
 
     /// How many active accounts hold the admin role.
     pub async fn count_active_admins(&mut self) -> Result<i64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM users u JOIN user_installation_roles r ON r.user_id = u.id \
              WHERE r.role = 'admin' AND u.active = 1",
         )
@@ -408,7 +411,7 @@ impl Tx {
 
     /// The active accounts that hold the admin role.
     pub async fn active_admins(&mut self) -> Result<Vec<crate::PersonRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT u.id, u.username, u.email FROM users u JOIN user_installation_roles r ON r.user_id = u.id \
              WHERE r.role = 'admin' AND u.active = 1 ORDER BY u.username",
         )
@@ -421,7 +424,7 @@ impl Tx {
         // before the bindings go with the user, so the tenants they reached are known
         self.mark_dirty(Reach::User(id), PRIORITY_URGENT, now).await?;
         // the provisioned groups it leaves show other members now
-        sqlx::query(
+        crate::db::query(
             "UPDATE scim_groups SET version = version + 1, updated_at = $2 \
              WHERE group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)",
         )
@@ -429,7 +432,8 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
-        let written = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written =
+            crate::db::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_user");
         Ok(())
     }
@@ -444,7 +448,7 @@ impl Tx {
         expires_at: OffsetDateTime,
         idle_until: Option<OffsetDateTime>,
     ) -> Result<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, idle_until) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash)
@@ -459,7 +463,7 @@ impl Tx {
 
     /// The user a session token belongs to, if the session has not expired at `now`.
     pub async fn session_user(&mut self, token_hash: &str, now: OffsetDateTime) -> Result<Option<Uuid>> {
-        let row = sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+        let row = crate::db::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(token_hash)
             .bind(to_us(now))
             .fetch_optional(self.conn())
@@ -470,7 +474,7 @@ impl Tx {
     /// End every session of a user (sign-out everywhere, deactivation,
     /// password change); how many there were.
     pub async fn delete_sessions_of(&mut self, user_id: Uuid) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        let r = crate::db::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id.to_string())
             .execute(self.conn())
             .await?;
@@ -479,13 +483,18 @@ impl Tx {
 
     /// End one session (sign-out); whether it existed.
     pub async fn delete_session(&mut self, token_hash: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(self.conn()).await?;
+        let r = crate::db::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(self.conn())
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     pub async fn delete_expired_sessions(&mut self, now: OffsetDateTime) -> Result<u64> {
-        let r =
-            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
+        let r = crate::db::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -494,7 +503,7 @@ impl Tx {
     pub async fn insert_api_key(&mut self, k: NewApiKey<'_>, now: OffsetDateTime) -> Result<ApiKeyRecord> {
         let NewApiKey { name, token_hash, workspace_id, role, created_by_id, created_by, expires_at } = k;
         let id = new_id();
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO api_keys (id, name, token_hash, workspace_id, role, created_by_id, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -514,18 +523,16 @@ impl Tx {
     }
 
     pub async fn api_key(&mut self, id: &str) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.id = $1")))
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
+        let row =
+            crate::db::query(format!("{KEY_SELECT} WHERE k.id = $1")).bind(id).fetch_optional(self.conn()).await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
     /// The key with this secret's hash, if it has not expired at `now`.
     pub async fn api_key_by_hash(&mut self, token_hash: &str, now: OffsetDateTime) -> Result<Option<ApiKeyRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = crate::db::query(format!(
             "{KEY_SELECT} WHERE k.token_hash = $1 AND (k.expires_at IS NULL OR k.expires_at > $2)"
-        )))
+        ))
         .bind(token_hash)
         .bind(to_us(now))
         .fetch_optional(self.conn())
@@ -542,10 +549,10 @@ impl Tx {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.workspace_id = $2) \
              AND ($3 IS NULL OR k.id > $3) ORDER BY k.id LIMIT CAST($4 AS BIGINT)"
-        )))
+        ))
         .bind(created_by.map(|u| u.to_string()))
         .bind(workspace.map(|w| w.to_string()))
         .bind(cursor)
@@ -557,7 +564,7 @@ impl Tx {
 
     /// Every key `user` created, by id.
     pub async fn api_keys_created_by(&mut self, user: Uuid) -> Result<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{KEY_SELECT} WHERE k.created_by_id = $1 ORDER BY k.id")))
+        let rows = crate::db::query(format!("{KEY_SELECT} WHERE k.created_by_id = $1 ORDER BY k.id"))
             .bind(user.to_string())
             .fetch_all(self.conn())
             .await?;
@@ -566,7 +573,7 @@ impl Tx {
 
     pub async fn delete_api_key(&mut self, id: Uuid) -> Result<()> {
         let written =
-            sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_api_key");
         Ok(())
     }
@@ -579,20 +586,21 @@ impl Tx {
         display_name: &str,
         now: OffsetDateTime,
     ) -> Result<GroupRecord> {
-        let written =
-            sqlx::query("INSERT INTO user_groups (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(new_id())
-                .bind(identifier)
-                .bind(display_name)
-                .bind(to_us(now))
-                .execute(self.conn())
-                .await?;
+        let written = crate::db::query(
+            "INSERT INTO user_groups (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(new_id())
+        .bind(identifier)
+        .bind(display_name)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
         self.changed(written.rows_affected(), "insert_group");
         self.group_by_identifier(identifier).await?.ok_or(crate::StoreError::Conflict)
     }
 
     pub async fn group_by_identifier(&mut self, identifier: &str) -> Result<Option<GroupRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{GROUP_SELECT} WHERE g.identifier = $1")))
+        let row = crate::db::query(format!("{GROUP_SELECT} WHERE g.identifier = $1"))
             .bind(identifier)
             .fetch_optional(self.conn())
             .await?;
@@ -600,7 +608,7 @@ impl Tx {
     }
 
     pub async fn group_by_id(&mut self, id: Uuid) -> Result<Option<GroupRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{GROUP_SELECT} WHERE g.id = $1")))
+        let row = crate::db::query(format!("{GROUP_SELECT} WHERE g.id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -608,9 +616,9 @@ impl Tx {
     }
 
     pub async fn list_groups(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<GroupRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{GROUP_SELECT} WHERE ($1 IS NULL OR g.identifier > $1) ORDER BY g.identifier LIMIT CAST($2 AS BIGINT)"
-        )))
+        ))
         .bind(cursor)
         .bind(page_limit(limit))
         .fetch_all(self.conn())
@@ -619,7 +627,7 @@ impl Tx {
     }
 
     pub async fn rename_group(&mut self, id: Uuid, display_name: &str) -> Result<()> {
-        let written = sqlx::query("UPDATE user_groups SET display_name = $2 WHERE id = $1")
+        let written = crate::db::query("UPDATE user_groups SET display_name = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .execute(self.conn())
@@ -631,7 +639,7 @@ impl Tx {
     pub async fn delete_group(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
         self.mark_dirty(Reach::Group(id), PRIORITY_NORMAL, now).await?;
         let written =
-            sqlx::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM user_groups WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_group");
         Ok(())
     }
@@ -643,11 +651,11 @@ impl Tx {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<UserRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id \
              WHERE m.group_id = $1 AND ($2 IS NULL OR u.username > $2) ORDER BY u.username LIMIT CAST($3 AS BIGINT)",
             USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
-        )))
+        ))
         .bind(group_id.to_string())
         .bind(after)
         .bind(limit)
@@ -657,10 +665,10 @@ impl Tx {
     }
 
     pub async fn group_members(&mut self, group_id: Uuid) -> Result<Vec<UserRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id WHERE m.group_id = $1 ORDER BY u.username",
             USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
-        )))
+        ))
         .bind(group_id.to_string())
         .fetch_all(self.conn())
         .await?;
@@ -668,7 +676,7 @@ impl Tx {
     }
 
     pub async fn is_group_member(&mut self, group_id: Uuid, user_id: Uuid) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 AS one FROM group_members WHERE group_id = $1 AND user_id = $2")
+        let row = crate::db::query("SELECT 1 AS one FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group_id.to_string())
             .bind(user_id.to_string())
             .fetch_optional(self.conn())
@@ -677,7 +685,7 @@ impl Tx {
     }
 
     pub async fn add_group_member(&mut self, group_id: Uuid, user_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        let written = sqlx::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
+        let written = crate::db::query("INSERT INTO group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)")
             .bind(group_id.to_string())
             .bind(user_id.to_string())
             .bind(to_us(now))
@@ -691,7 +699,7 @@ impl Tx {
     /// A provisioned group's next version: its members changed (whoever
     /// changed them: SCIM, an emergency revocation, an account's deletion).
     async fn bump_scim_group(&mut self, group_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("UPDATE scim_groups SET version = version + 1, updated_at = $2 WHERE group_id = $1")
+        crate::db::query("UPDATE scim_groups SET version = version + 1, updated_at = $2 WHERE group_id = $1")
             .bind(group_id.to_string())
             .bind(to_us(now))
             .execute(self.conn())
@@ -700,7 +708,7 @@ impl Tx {
     }
 
     pub async fn remove_group_member(&mut self, group_id: Uuid, user_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        let written = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+        let written = crate::db::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group_id.to_string())
             .bind(user_id.to_string())
             .execute(self.conn())
@@ -712,7 +720,7 @@ impl Tx {
 
     /// The groups a user belongs to.
     pub async fn groups_of_user(&mut self, user_id: Uuid) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT group_id FROM group_members WHERE user_id = $1")
+        let rows = crate::db::query("SELECT group_id FROM group_members WHERE user_id = $1")
             .bind(user_id.to_string())
             .fetch_all(self.conn())
             .await?;

@@ -1,7 +1,7 @@
 //! Emergency revocations (AD4): the record of one, and the assignments the
 //! person held in each tenant when it was made.
 
-use sqlx::any::AnyRow;
+use crate::db::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ pub struct RevocationRecord {
     pub held: Vec<HeldAssignment>,
 }
 
-fn held_from_row(r: &AnyRow) -> Result<HeldAssignment> {
+fn held_from_row(r: &Row) -> Result<HeldAssignment> {
     Ok(HeldAssignment {
         tenant_id: r.uuid("tenant_id")?,
         workspace: r.text("workspace")?,
@@ -47,7 +47,7 @@ impl Tx {
     /// What the platform account `account` holds (or Canopy is granting it)
     /// in every tenant, as Canopy applied it.
     pub async fn assignments_held_by(&mut self, account: &str) -> Result<Vec<HeldAssignment>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT a.tenant_id, w.identifier AS workspace, p.identifier AS project, pl.identifier AS platform, \
                     t.external_id, a.platform_role \
              FROM tenant_assignments a JOIN tenants t ON t.id = a.tenant_id \
@@ -62,7 +62,7 @@ impl Tx {
     }
 
     pub async fn insert_emergency_revocation(&mut self, r: &RevocationRecord) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO emergency_revocations (id, user_id, username, justification, initiator, requested_at, removed) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -77,7 +77,7 @@ impl Tx {
         .await?;
         self.changed(written.rows_affected(), "insert_emergency_revocation");
         for h in &r.held {
-            let written = sqlx::query(
+            let written = crate::db::query(
                 "INSERT INTO emergency_revocation_assignments \
                  (revocation_id, tenant_id, workspace, project, platform, external_id, platform_role) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -97,7 +97,7 @@ impl Tx {
     }
 
     pub async fn emergency_revocation(&mut self, id: Uuid) -> Result<Option<RevocationRecord>> {
-        let Some(r) = sqlx::query(
+        let Some(r) = crate::db::query(
             "SELECT id, user_id, username, justification, initiator, requested_at, removed \
              FROM emergency_revocations WHERE id = $1",
         )
@@ -107,7 +107,7 @@ impl Tx {
         else {
             return Ok(None);
         };
-        let held = sqlx::query(
+        let held = crate::db::query(
             "SELECT tenant_id, workspace, project, platform, external_id, platform_role \
              FROM emergency_revocation_assignments WHERE revocation_id = $1 \
              ORDER BY workspace, project, platform, platform_role",

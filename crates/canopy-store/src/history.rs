@@ -2,12 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::db::Row;
 use canopy_domain::checkpoint::{ChainHead, Checkpoint, PublicKey, check_checkpoint};
 use canopy_domain::events::{Event, HistoryChainCreated};
 use canopy_domain::history::{
     ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, created_chain, missing_chains, verify_chain,
 };
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -64,7 +64,7 @@ pub const HISTORY_JOB: &str = "history";
 const EVENT_COLS: &str =
     "id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash";
 
-fn event_from_row(r: &AnyRow) -> Result<ChainedEvent> {
+fn event_from_row(r: &Row) -> Result<ChainedEvent> {
     Ok(ChainedEvent {
         id: r.text("id")?,
         chain: r.text("chain")?,
@@ -82,7 +82,7 @@ fn event_from_row(r: &AnyRow) -> Result<ChainedEvent> {
 
 impl Tx {
     pub(crate) async fn create_chain(&mut self, chain: &str, label: &str) -> Result<()> {
-        sqlx::query("INSERT INTO history_chains (chain, label, last_seq, last_hash) VALUES ($1, $2, 0, $3)")
+        crate::db::query("INSERT INTO history_chains (chain, label, last_seq, last_hash) VALUES ($1, $2, 0, $3)")
             .bind(chain)
             .bind(label)
             .bind(GENESIS_HASH)
@@ -135,7 +135,7 @@ impl Tx {
         let chain = workspace_id.map_or_else(|| INSTALLATION_CHAIN.to_owned(), |w| w.to_string());
         // Bumping the head first takes its row lock (PostgreSQL) so appends to
         // one chain are serialised; it returns the new seq and the old hash.
-        let head = sqlx::query(
+        let head = crate::db::query(
             "UPDATE history_chains SET last_seq = last_seq + 1 WHERE chain = $1 RETURNING last_seq, last_hash",
         )
         .bind(&chain)
@@ -156,9 +156,9 @@ impl Tx {
             hash: String::new(),
         };
         event.hash = event.compute_hash();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        crate::db::query(format!(
             "INSERT INTO history_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        )))
+        ))
         .bind(&event.id)
         .bind(&event.chain)
         .bind(event.seq)
@@ -172,7 +172,7 @@ impl Tx {
         .bind(&event.hash)
         .execute(self.conn())
         .await?;
-        sqlx::query("UPDATE history_chains SET last_hash = $2 WHERE chain = $1")
+        crate::db::query("UPDATE history_chains SET last_hash = $2 WHERE chain = $1")
             .bind(&chain)
             .bind(&event.hash)
             .execute(self.conn())
@@ -182,12 +182,12 @@ impl Tx {
 
     /// A page of a chain's events, newest first.
     pub async fn history(&mut self, chain: &str, f: &HistoryFilter, limit: u32) -> Result<Vec<ChainedEvent>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 \
              AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
              AND ($4 IS NULL OR initiator_name = $4) AND ($5 IS NULL OR kind = $5) \
              AND ($6 IS NULL OR seq < $6) ORDER BY seq DESC LIMIT CAST($7 AS BIGINT)"
-        )))
+        ))
         .bind(chain)
         .bind(f.since.map(to_us))
         .bind(f.until.map(to_us))
@@ -201,13 +201,11 @@ impl Tx {
     }
 
     pub async fn history_event(&mut self, chain: &str, id: &str) -> Result<Option<ChainedEvent>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND id = $2"
-        )))
-        .bind(chain)
-        .bind(id)
-        .fetch_optional(self.conn())
-        .await?;
+        let row = crate::db::query(format!("SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND id = $2"))
+            .bind(chain)
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
         row.as_ref().map(event_from_row).transpose()
     }
 }
@@ -220,10 +218,10 @@ impl Store {
     /// chain (SE7). One read snapshot.
     pub async fn verify_history(&self, checkpoints: Option<(&PublicKey, &[Checkpoint])>) -> Result<Verification> {
         let mut tx = self.read().await?;
-        let heads = sqlx::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
+        let heads = crate::db::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
             .fetch_all(tx.conn())
             .await?;
-        let workspaces = sqlx::query("SELECT id, identifier FROM workspaces ORDER BY id")
+        let workspaces = crate::db::query("SELECT id, identifier FROM workspaces ORDER BY id")
             .fetch_all(tx.conn())
             .await?
             .iter()
@@ -248,12 +246,11 @@ impl Store {
         for head in &heads {
             let chain = head.text("chain")?;
             let label = head.text("label")?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 ORDER BY seq"
-            )))
-            .bind(&chain)
-            .fetch_all(tx.conn())
-            .await?;
+            let rows =
+                crate::db::query(format!("SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 ORDER BY seq"))
+                    .bind(&chain)
+                    .fetch_all(tx.conn())
+                    .await?;
             let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
             v.chains_checked += 1;
             match verify_chain(&label, &events, (head.int("last_seq")?, &head.text("last_hash")?)) {
@@ -289,7 +286,7 @@ impl Store {
     /// The head of every chain now, in one snapshot, to sign as checkpoints.
     pub async fn chain_heads(&self) -> Result<Vec<ChainHead>> {
         let mut tx = self.read().await?;
-        let rows = sqlx::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
+        let rows = crate::db::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
             .fetch_all(tx.conn())
             .await?;
         rows.iter()
@@ -311,16 +308,16 @@ impl Store {
     pub async fn record_unrecorded_chains(&self, now: OffsetDateTime) -> Result<u64> {
         let mut tx = self.write().await?;
         // the installation chain's head first: a second node waits here, then sees what the first recorded
-        sqlx::query("UPDATE history_chains SET last_seq = last_seq WHERE chain = $1")
+        crate::db::query("UPDATE history_chains SET last_seq = last_seq WHERE chain = $1")
             .bind(INSTALLATION_CHAIN)
             .execute(tx.conn())
             .await?;
         // the kind as a literal: the partial index `history_events_chain_created`
         // holds these events alone, and a planner uses it only for that literal
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND kind = '{}'",
             EventKind::HistoryChainCreated.as_str()
-        )))
+        ))
         .bind(INSTALLATION_CHAIN)
         .fetch_all(tx.conn())
         .await?;
@@ -330,7 +327,7 @@ impl Store {
                 known.insert(chain);
             }
         }
-        let chains = sqlx::query("SELECT chain, label FROM history_chains WHERE chain <> $1 ORDER BY chain")
+        let chains = crate::db::query("SELECT chain, label FROM history_chains WHERE chain <> $1 ORDER BY chain")
             .bind(INSTALLATION_CHAIN)
             .fetch_all(tx.conn())
             .await?;

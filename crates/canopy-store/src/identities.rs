@@ -34,13 +34,13 @@ impl Tx {
         let sql = format!(
             "{USER_WITH_ROLES} WHERE u.id = (SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2)"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(issuer).bind(subject).fetch_all(self.conn()).await?;
+        let rows = crate::db::query(sql).bind(issuer).bind(subject).fetch_all(self.conn()).await?;
         user_with_roles(&rows)
     }
 
     /// The identity providers an account signs in through (their issuers).
     pub async fn identity_issuers(&mut self, user_id: Uuid) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT issuer FROM user_identities WHERE user_id = $1 ORDER BY issuer")
+        let rows = crate::db::query("SELECT issuer FROM user_identities WHERE user_id = $1 ORDER BY issuer")
             .bind(user_id.to_string())
             .fetch_all(self.conn())
             .await?;
@@ -55,7 +55,7 @@ impl Tx {
         user_id: Uuid,
         now: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO user_identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
+        crate::db::query("INSERT INTO user_identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(issuer)
             .bind(subject)
             .bind(user_id.to_string())
@@ -73,8 +73,11 @@ impl Tx {
         login: &PendingOidcLogin,
         now: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query("DELETE FROM oidc_logins WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
-        sqlx::query(
+        crate::db::query("DELETE FROM oidc_logins WHERE expires_at <= $1")
+            .bind(to_us(now))
+            .execute(self.conn())
+            .await?;
+        crate::db::query(
             "INSERT INTO oidc_logins (state_hash, pkce_verifier, nonce, next_path, expires_at, cli_port, cli_challenge) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -92,7 +95,7 @@ impl Tx {
 
     /// How many sign-ins sent to the provider wait for it at `now`.
     pub async fn count_oidc_logins(&mut self, now: OffsetDateTime) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM oidc_logins WHERE expires_at > $1")
+        let row = crate::db::query("SELECT COUNT(*) AS n FROM oidc_logins WHERE expires_at > $1")
             .bind(to_us(now))
             .fetch_one(self.conn())
             .await?;
@@ -102,7 +105,7 @@ impl Tx {
     /// Take the sign-in kept under `state_hash`: it is deleted, so that a
     /// second callback with the same `state` finds nothing.
     pub async fn take_oidc_login(&mut self, state_hash: &str) -> Result<Option<PendingOidcLogin>> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "DELETE FROM oidc_logins WHERE state_hash = $1 \
              RETURNING pkce_verifier, nonce, next_path, expires_at, cli_port, cli_challenge",
         )
@@ -131,8 +134,8 @@ impl Tx {
     /// Keep a one-time code for the CLI under its hash, and forget those
     /// whose time is up.
     pub async fn insert_cli_grant(&mut self, code_hash: &str, grant: &CliGrant, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("DELETE FROM cli_grants WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
-        sqlx::query("INSERT INTO cli_grants (code_hash, user_id, challenge, expires_at) VALUES ($1, $2, $3, $4)")
+        crate::db::query("DELETE FROM cli_grants WHERE expires_at <= $1").bind(to_us(now)).execute(self.conn()).await?;
+        crate::db::query("INSERT INTO cli_grants (code_hash, user_id, challenge, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(code_hash)
             .bind(grant.user_id.to_string())
             .bind(&grant.challenge)
@@ -144,7 +147,7 @@ impl Tx {
 
     /// Whether a code is kept under `code_hash`.
     pub async fn cli_grant_exists(&mut self, code_hash: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 AS found FROM cli_grants WHERE code_hash = $1")
+        let row = crate::db::query("SELECT 1 AS found FROM cli_grants WHERE code_hash = $1")
             .bind(code_hash)
             .fetch_optional(self.conn())
             .await?;
@@ -153,10 +156,11 @@ impl Tx {
 
     /// Take the code kept under `code_hash`: deleted, so it is redeemed once.
     pub async fn take_cli_grant(&mut self, code_hash: &str) -> Result<Option<CliGrant>> {
-        let row = sqlx::query("DELETE FROM cli_grants WHERE code_hash = $1 RETURNING user_id, challenge, expires_at")
-            .bind(code_hash)
-            .fetch_optional(self.conn())
-            .await?;
+        let row =
+            crate::db::query("DELETE FROM cli_grants WHERE code_hash = $1 RETURNING user_id, challenge, expires_at")
+                .bind(code_hash)
+                .fetch_optional(self.conn())
+                .await?;
         row.map(|r| {
             Ok(CliGrant {
                 user_id: r.uuid("user_id")?,

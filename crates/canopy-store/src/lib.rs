@@ -1,7 +1,7 @@
 //! Canopy's storage: the only crate that runs SQL.
 //!
-//! One code path for SQLite and PostgreSQL through sqlx's `Any` driver and
-//! portable SQL (see `migrations/`). Every change is made in a [`Tx`] together
+//! One code path for SQLite and PostgreSQL: portable SQL (see `migrations/`)
+//! run through [`db`], which picks the driver per backend. Every change is made in a [`Tx`] together
 //! with its history event ([`Tx::record`]), so a change without its event, or
 //! an event without its change, cannot be committed. A transaction buffers
 //! its events and appends them at [`Tx::commit`], every chain in one order.
@@ -10,8 +10,8 @@
 //! and then begins IMMEDIATE, so concurrent requests queue instead of
 //! failing with `SQLITE_BUSY`. PostgreSQL needs no such lock.
 //!
-//! Every statement is a round trip to the connection (on SQLite, to the
-//! connection's own thread), so the hot paths use as few as the rules allow:
+//! Every statement is a round trip to the connection (on PostgreSQL, to the
+//! server), so the hot paths use as few as the rules allow:
 //! a user comes with their installation roles in one statement, a request
 //! authenticates in one outside any transaction ([`Store::session_account`]),
 //! and a workspace is loaded with the caller's roles in it in one
@@ -23,14 +23,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use db::{Conn, Pool, Row};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 use uuid::Uuid;
 
 mod access;
 mod accounts;
+mod db;
 mod emergency;
 mod history;
 mod identities;
@@ -74,7 +74,7 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored value is not valid: {0}")]
@@ -102,7 +102,7 @@ impl From<sqlx::Error> for StoreError {
             }
             // character_not_in_repertoire: PostgreSQL text cannot hold NUL
             sqlx::Error::Database(db) if db.code().as_deref() == Some("22021") => StoreError::InvalidText,
-            _ => StoreError::Database(e),
+            _ => StoreError::Database(e.to_string()),
         }
     }
 }
@@ -119,7 +119,7 @@ pub enum Backend {
 /// A connection pool to the database, with migrations applied.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pool: Pool,
     backend: Backend,
     /// Serialises write transactions on SQLite (its single writer).
     write_lock: Option<Arc<Mutex<()>>>,
@@ -134,26 +134,35 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The SQLite file of `rest` (what follows `sqlite:` in the URL), created
-/// readable by its owner only, and its journal files narrowed to that too:
-/// it holds password hashes and encrypted secrets (issue 11, finding 12).
-/// SQLite gives its `-wal` and `-shm` files the database file's mode.
-fn private_sqlite_file(rest: &str) -> Result<()> {
+/// The file a `sqlite:` URL names (what follows `sqlite:`, with or without
+/// `//`; options after `?` are not taken). `None` for an in-memory
+/// database, which would be lost at every restart and is not offered.
+fn sqlite_path(rest: &str) -> Option<std::path::PathBuf> {
     let path = rest.strip_prefix("//").unwrap_or(rest);
     let path = path.split('?').next().unwrap_or(path);
     if path.is_empty() || path.starts_with(':') || rest.contains("mode=memory") {
-        return Ok(());
+        return None;
     }
+    Some(std::path::PathBuf::from(path))
+}
+
+/// The SQLite file at `path`, created readable by its owner only, and its
+/// journal files narrowed to that too: it holds password hashes and
+/// encrypted secrets (issue 11, finding 12). SQLite gives its `-wal` and
+/// `-shm` files the database file's mode.
+fn private_sqlite_file(path: &std::path::Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let io = |e: std::io::Error| StoreError::File(format!("cannot prepare the database file {path}: {e}"));
+        let shown = path.display();
+        let io = |e: std::io::Error| StoreError::File(format!("cannot prepare the database file {shown}: {e}"));
         match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io(e)),
         }
-        for file in [path.to_owned(), format!("{path}-wal"), format!("{path}-shm")] {
+        let name = path.as_os_str().to_string_lossy();
+        for file in [name.to_string(), format!("{name}-wal"), format!("{name}-shm")] {
             if let Ok(meta) = std::fs::metadata(&file)
                 && meta.permissions().mode() & 0o077 != 0
             {
@@ -161,6 +170,8 @@ fn private_sqlite_file(rest: &str) -> Result<()> {
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 
@@ -168,50 +179,33 @@ impl Store {
     /// Connect to `sqlite://PATH` (created when missing) or `postgres://...`
     /// and apply pending migrations.
     pub async fn connect(url: &str) -> Result<Store> {
-        sqlx::any::install_default_drivers();
-        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            private_sqlite_file(rest)?;
-            let mut u = format!("sqlite:{rest}");
-            if !rest.contains("mode=") {
-                u.push(if rest.contains('?') { '&' } else { '?' });
-                u.push_str("mode=rwc");
-            }
-            (Backend::Sqlite, u)
+        let (backend, pool) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = sqlite_path(rest).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+            private_sqlite_file(&path)?;
+            // migrations through sqlx (one folder for both backends), on a
+            // connection of their own that is closed before serving
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .busy_timeout(Duration::from_secs(10));
+            let mut conn = sqlx::ConnectOptions::connect(&opts).await?;
+            MIGRATOR.run(&mut conn).await?;
+            sqlx::Connection::close(conn).await?;
+            // Four connections: statements run on the task that asked (see
+            // `db`), so more connections than cores buy nothing but page
+            // caches; a transaction waiting on something else keeps one.
+            (Backend::Sqlite, Pool::Sqlite(db::SqlitePool::open(path, 4)?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_owned())
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .acquire_timeout(db::ACQUIRE_TIMEOUT)
+                .max_connections(16)
+                .connect(url)
+                .await?;
+            MIGRATOR.run(&pool).await?;
+            (Backend::Postgres, Pool::Postgres(pool))
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        if backend == Backend::Sqlite {
-            // No ping before each use: a connection to a local file cannot
-            // have been dropped by a server, and every statement to SQLite is
-            // a round trip to the connection's own thread (B4: 21 % more
-            // authenticated reads without it). PostgreSQL keeps the check,
-            // so a connection the server closed is replaced, not used.
-            opts = opts.test_before_acquire(false);
-            opts = opts.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    // the wait first: switching to WAL takes a lock, and a
-                    // connection opened while another one writes must wait
-                    // for it rather than fail with SQLITE_BUSY at once
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    // `synchronous` stays FULL (the default): every commit is
-                    // on disk before it is answered, so a power loss never
-                    // takes back a revocation or a history event that was
-                    // confirmed. NORMAL measured no faster here (B4: 597
-                    // against 575 binding adds/s; the write path is bound by
-                    // CPU, not by fsync), so durability costs nothing to keep.
-                    Ok(())
-                })
-            });
-        } else {
-            opts = opts.max_connections(16);
-        }
-        let pool = opts.connect(&url).await?;
-        MIGRATOR.run(&pool).await?;
         Ok(Store {
             pool,
             backend,
@@ -226,7 +220,7 @@ impl Store {
     }
 
     /// The pool, for reads of one statement that need no transaction.
-    pub(crate) fn pool(&self) -> &AnyPool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -260,12 +254,11 @@ impl Store {
 
     async fn begin_write(&self, guard: Option<OwnedMutexGuard<()>>) -> Result<Tx> {
         let inner = match self.backend {
-            // take SQLite's write lock at once (waiting out the busy timeout),
-            // rather than upgrading a read snapshot later: an upgrade fails at
-            // once with "database is locked" when a connection whose
-            // transaction was dropped has not rolled back yet
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            // take SQLite's write lock at once (waiting out the busy timeout
+            // for another process), rather than upgrading a read snapshot
+            // later: an upgrade fails at once with "database is locked"
+            Backend::Sqlite => self.pool.begin("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin("BEGIN").await?,
         };
         Ok(Tx {
             inner,
@@ -282,9 +275,9 @@ impl Store {
     /// (SQLite's read transactions are snapshots; PostgreSQL's default, READ
     /// COMMITTED, is not, so it is raised to REPEATABLE READ).
     pub async fn read(&self) -> Result<Tx> {
-        let mut inner = self.pool.begin().await?;
+        let mut inner = self.pool.begin("BEGIN").await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *inner).await?;
+            db::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut inner).await?;
         }
         Ok(Tx {
             inner,
@@ -302,15 +295,15 @@ impl Store {
     /// (a node that dies releases it with its connection); SQLite has one
     /// node, which always gets it. `None`: another node holds it.
     pub async fn scheduler_lock(&self) -> Result<Option<SchedulerLock>> {
-        if self.backend == Backend::Sqlite {
+        let Pool::Postgres(pool) = &self.pool else {
             return Ok(Some(SchedulerLock { conn: None }));
-        }
-        let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query("SELECT CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS got")
+        };
+        let mut conn = pool.acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(SCHEDULER_LOCK_KEY)
             .fetch_one(&mut *conn)
             .await?;
-        if row.int("got")? == 1 {
+        if got {
             // detached: a pooled connection would keep the lock after release
             return Ok(Some(SchedulerLock { conn: Some(conn.detach()) }));
         }
@@ -335,7 +328,7 @@ const SCHEDULER_LOCK_KEY: i64 = 0x6361_6e6f_7079;
 
 /// Held by the node that runs the scheduler; dropping it releases the lock.
 pub struct SchedulerLock {
-    conn: Option<sqlx::AnyConnection>,
+    conn: Option<sqlx::PgConnection>,
 }
 
 impl SchedulerLock {
@@ -354,7 +347,7 @@ impl SchedulerLock {
 
 /// A database transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
-    inner: Transaction<'static, Any>,
+    inner: Conn,
     _guard: Option<OwnedMutexGuard<()>>,
     /// The history events recorded in this transaction, in recording order;
     /// [`Tx::commit`] appends them to their chains.
@@ -410,7 +403,7 @@ impl Tx {
         self._guard.is_some()
     }
 
-    fn conn(&mut self) -> &mut sqlx::AnyConnection {
+    fn conn(&mut self) -> &mut Conn {
         &mut self.inner
     }
 }
@@ -437,6 +430,7 @@ pub(crate) trait RowExt {
     fn text_opt(&self, col: &str) -> Result<Option<String>>;
     fn int(&self, col: &str) -> Result<i64>;
     fn int_opt(&self, col: &str) -> Result<Option<i64>>;
+    fn real(&self, col: &str) -> Result<f64>;
     fn flag(&self, col: &str) -> Result<bool> {
         Ok(self.int(col)? != 0)
     }
@@ -447,15 +441,37 @@ pub(crate) trait RowExt {
     fn parse<T: FromStr>(&self, col: &str) -> Result<T>;
 }
 
-impl RowExt for AnyRow {
+fn mismatch(col: &str, want: &str, got: &db::Value) -> StoreError {
+    StoreError::Corrupt(format!("column {col:?} is not {want}: {got:?}"))
+}
+
+impl RowExt for Row {
     fn text(&self, col: &str) -> Result<String> {
-        Ok(self.try_get::<String, _>(col)?)
+        match self.value(col)? {
+            db::Value::Text(s) => Ok(s.clone()),
+            other => Err(mismatch(col, "text", other)),
+        }
     }
     fn text_opt(&self, col: &str) -> Result<Option<String>> {
-        Ok(self.try_get::<Option<String>, _>(col)?)
+        match self.value(col)? {
+            db::Value::Null => Ok(None),
+            db::Value::Text(s) => Ok(Some(s.clone())),
+            other => Err(mismatch(col, "text", other)),
+        }
     }
     fn int(&self, col: &str) -> Result<i64> {
-        Ok(self.try_get::<i64, _>(col)?)
+        match self.value(col)? {
+            db::Value::Int(i) => Ok(*i),
+            other => Err(mismatch(col, "an integer", other)),
+        }
+    }
+    fn real(&self, col: &str) -> Result<f64> {
+        match self.value(col)? {
+            db::Value::Real(r) => Ok(*r),
+            // SQLite keeps a REAL column's whole numbers as written
+            db::Value::Int(i) => Ok(*i as f64),
+            other => Err(mismatch(col, "a number", other)),
+        }
     }
     fn uuid(&self, col: &str) -> Result<Uuid> {
         let s = self.text(col)?;
@@ -471,7 +487,11 @@ impl RowExt for AnyRow {
         from_us(self.int(col)?)
     }
     fn int_opt(&self, col: &str) -> Result<Option<i64>> {
-        Ok(self.try_get::<Option<i64>, _>(col)?)
+        match self.value(col)? {
+            db::Value::Null => Ok(None),
+            db::Value::Int(i) => Ok(Some(*i)),
+            other => Err(mismatch(col, "an integer", other)),
+        }
     }
     fn time_opt(&self, col: &str) -> Result<Option<OffsetDateTime>> {
         self.int_opt(col)?.map(from_us).transpose()

@@ -1,7 +1,7 @@
 //! The outbox of e-mails to send.
 
+use crate::db::Row;
 use canopy_domain::mail::Mail;
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ pub struct MailRecord {
     pub attempts: i64,
 }
 
-fn mail_from_row(r: &AnyRow) -> Result<MailRecord> {
+fn mail_from_row(r: &Row) -> Result<MailRecord> {
     Ok(MailRecord {
         id: r.uuid("id")?,
         recipient: r.text("recipient")?,
@@ -52,7 +52,7 @@ impl Tx {
     }
 
     pub async fn enqueue_mail(&mut self, mail: &Mail, now: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO outbox_mails (id, recipient, subject, body, created_at, attempts, next_attempt_at) \
              VALUES ($1, $2, $3, $4, $5, 0, $5)",
         )
@@ -73,7 +73,7 @@ impl Store {
     pub async fn claim_mail(&self, now: OffsetDateTime, lease_until: OffsetDateTime) -> Result<Option<MailRecord>> {
         loop {
             let mut tx = self.write().await?;
-            let Some(candidate) = sqlx::query(
+            let Some(candidate) = crate::db::query(
                 "SELECT id FROM outbox_mails WHERE sent_at IS NULL AND next_attempt_at <= $1 \
                  ORDER BY next_attempt_at, id LIMIT 1",
             )
@@ -84,7 +84,7 @@ impl Store {
                 return Ok(None);
             };
             let id = candidate.text("id")?;
-            let claimed = sqlx::query(
+            let claimed = crate::db::query(
                 "UPDATE outbox_mails SET next_attempt_at = $3, attempts = attempts + 1 \
                  WHERE id = $1 AND sent_at IS NULL AND next_attempt_at <= $2 \
                  RETURNING id, recipient, subject, body, attempts",
@@ -104,7 +104,7 @@ impl Store {
 
     pub async fn mail_sent(&self, id: Uuid, now: OffsetDateTime) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE outbox_mails SET sent_at = $2, last_error = NULL WHERE id = $1")
+        crate::db::query("UPDATE outbox_mails SET sent_at = $2, last_error = NULL WHERE id = $1")
             .bind(id.to_string())
             .bind(to_us(now))
             .execute(tx.conn())
@@ -114,7 +114,7 @@ impl Store {
 
     pub async fn mail_failed(&self, id: Uuid, error: &str, retry_at: OffsetDateTime) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE outbox_mails SET next_attempt_at = $2, last_error = $3 WHERE id = $1")
+        crate::db::query("UPDATE outbox_mails SET next_attempt_at = $2, last_error = $3 WHERE id = $1")
             .bind(id.to_string())
             .bind(to_us(retry_at))
             .bind(error)
@@ -126,7 +126,7 @@ impl Store {
     /// Unsent e-mails with their last error, oldest first (for operators and tests).
     pub async fn pending_mails(&self) -> Result<Vec<(MailRecord, Option<String>)>> {
         let mut tx = self.read().await?;
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id, recipient, subject, body, attempts, last_error FROM outbox_mails \
              WHERE sent_at IS NULL ORDER BY created_at, id",
         )

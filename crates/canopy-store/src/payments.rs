@@ -1,8 +1,7 @@
 //! Payment methods (PM1-PM3) and projects' payment methods.
 
+use crate::db::Row;
 use serde_json::{Map, Value};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -25,7 +24,7 @@ pub fn format_date(d: Date) -> String {
     d.format(DATE).unwrap_or_default()
 }
 
-fn from_row(r: &AnyRow) -> Result<PaymentMethodRecord> {
+fn from_row(r: &Row) -> Result<PaymentMethodRecord> {
     let text = r.text("expires_on")?;
     let expires_on = Date::parse(&text, DATE).map_err(|e| StoreError::Corrupt(format!("expires_on {text:?}: {e}")))?;
     let billing = r.text("billing_data")?;
@@ -37,7 +36,7 @@ fn from_row(r: &AnyRow) -> Result<PaymentMethodRecord> {
         id: r.uuid("id")?,
         workspace_id: r.uuid("workspace_id")?,
         name: r.text("name")?,
-        amount: r.try_get::<f64, _>("amount")?,
+        amount: r.real("amount")?,
         expires_on,
         billing_data,
     })
@@ -57,9 +56,9 @@ pub struct ProjectPayment {
 
 impl Tx {
     pub async fn payment_methods(&mut self, workspace_id: Uuid) -> Result<Vec<PaymentMethodRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {COLS} FROM payment_methods WHERE workspace_id = $1 ORDER BY expires_on, id"
-        )))
+        ))
         .bind(workspace_id.to_string())
         .fetch_all(self.conn())
         .await?;
@@ -67,7 +66,7 @@ impl Tx {
     }
 
     pub async fn payment_method(&mut self, id: Uuid) -> Result<Option<PaymentMethodRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM payment_methods WHERE id = $1")))
+        let row = crate::db::query(format!("SELECT {COLS} FROM payment_methods WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -84,7 +83,7 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<PaymentMethodRecord> {
         let id = new_id();
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO payment_methods (id, workspace_id, name, amount, expires_on, billing_data, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -103,7 +102,7 @@ impl Tx {
     }
 
     pub async fn update_payment_method(&mut self, m: &PaymentMethodRecord) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE payment_methods SET name = $2, amount = $3, expires_on = $4, billing_data = $5 WHERE id = $1",
         )
         .bind(m.id.to_string())
@@ -118,15 +117,17 @@ impl Tx {
     }
 
     pub async fn delete_payment_method(&mut self, id: Uuid) -> Result<()> {
-        let written =
-            sqlx::query("DELETE FROM payment_methods WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written = crate::db::query("DELETE FROM payment_methods WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
         self.changed(written.rows_affected(), "delete_payment_method");
         Ok(())
     }
 
     /// How many projects name the payment method, as theirs or as substitute.
     pub async fn payment_method_uses(&mut self, id: Uuid) -> Result<i64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM projects WHERE payment_method_id = $1 OR substitute_payment_method_id = $1",
         )
         .bind(id.to_string())
@@ -141,13 +142,14 @@ impl Tx {
         method: Option<Uuid>,
         substitute: Option<Uuid>,
     ) -> Result<()> {
-        let written =
-            sqlx::query("UPDATE projects SET payment_method_id = $2, substitute_payment_method_id = $3 WHERE id = $1")
-                .bind(project_id.to_string())
-                .bind(method.map(|m| m.to_string()))
-                .bind(substitute.map(|m| m.to_string()))
-                .execute(self.conn())
-                .await?;
+        let written = crate::db::query(
+            "UPDATE projects SET payment_method_id = $2, substitute_payment_method_id = $3 WHERE id = $1",
+        )
+        .bind(project_id.to_string())
+        .bind(method.map(|m| m.to_string()))
+        .bind(substitute.map(|m| m.to_string()))
+        .execute(self.conn())
+        .await?;
         self.changed(written.rows_affected(), "set_project_payment");
         Ok(())
     }
@@ -158,10 +160,10 @@ impl Tx {
     /// `payment_methods_expiry` and `projects_payment`, so the cost follows
     /// what is due, not the number of projects.
     pub async fn projects_to_substitute(&mut self, before: Date, limit: i64) -> Result<Vec<ProjectPayment>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{PROJECT_PAYMENT_SELECT} WHERE m.expires_on < $1 AND p.substitute_payment_method_id IS NOT NULL \
              ORDER BY m.expires_on, p.identifier LIMIT CAST($2 AS BIGINT)"
-        )))
+        ))
         .bind(format_date(before))
         .bind(limit)
         .fetch_all(self.conn())
@@ -174,11 +176,11 @@ impl Tx {
     /// PM2), the earliest expiry first; read through the workspace's
     /// methods, so the cost follows the projects listed.
     pub async fn projects_paid_until(&mut self, workspace_id: Uuid, by: Date) -> Result<Vec<ProjectPayment>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{PROJECT_PAYMENT_SELECT} WHERE m.workspace_id = $1 AND p.workspace_id = $1 AND m.expires_on <= $2 \
                AND p.substitute_payment_method_id IS NULL \
              ORDER BY m.expires_on, p.identifier"
-        )))
+        ))
         .bind(workspace_id.to_string())
         .bind(format_date(by))
         .fetch_all(self.conn())
@@ -192,7 +194,7 @@ const PROJECT_PAYMENT_SELECT: &str = "SELECT p.id AS project_id, p.workspace_id 
         m.id, m.workspace_id, m.name, m.amount, m.expires_on, m.billing_data \
      FROM payment_methods m JOIN projects p ON p.payment_method_id = m.id";
 
-fn project_payment(r: &AnyRow) -> Result<ProjectPayment> {
+fn project_payment(r: &Row) -> Result<ProjectPayment> {
     Ok(ProjectPayment {
         project_id: r.uuid("project_id")?,
         workspace_id: r.uuid("project_workspace")?,

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::Row;
 use canopy_domain::platforms::{DeletionMode, PlatformType};
 use canopy_domain::replication::DriftPolicy;
 use serde_json::{Map, Value};
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -48,7 +48,7 @@ pub struct LandingZoneRecord {
     pub created_at: OffsetDateTime,
 }
 
-fn json_object(r: &AnyRow, col: &str) -> Result<Map<String, Value>> {
+fn json_object(r: &Row, col: &str) -> Result<Map<String, Value>> {
     let text = r.text(col)?;
     match serde_json::from_str(&text) {
         Ok(Value::Object(m)) => Ok(m),
@@ -59,7 +59,7 @@ fn json_object(r: &AnyRow, col: &str) -> Result<Map<String, Value>> {
 const PLATFORM_COLS: &str =
     "id, identifier, platform_type, settings, secret_names, landing_zone_required, deletion, drift_policy, created_at";
 
-fn platform_from_row(r: &AnyRow) -> Result<PlatformRecord> {
+fn platform_from_row(r: &Row) -> Result<PlatformRecord> {
     let names: Vec<String> = serde_json::from_str(&r.text("secret_names")?)
         .map_err(|_| StoreError::Corrupt("secret_names is not a JSON list".into()))?;
     Ok(PlatformRecord {
@@ -75,7 +75,7 @@ fn platform_from_row(r: &AnyRow) -> Result<PlatformRecord> {
     })
 }
 
-fn zone_from_row(r: &AnyRow) -> Result<LandingZoneRecord> {
+fn zone_from_row(r: &Row) -> Result<LandingZoneRecord> {
     Ok(LandingZoneRecord {
         id: r.uuid("id")?,
         platform_id: r.uuid("platform_id")?,
@@ -101,9 +101,9 @@ impl Tx {
     ) -> Result<PlatformRecord> {
         let id = new_id();
         let (sealed, names) = sealed_secrets(key, &id, p.secrets)?;
-        let written = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let written = crate::db::query(format!(
             "INSERT INTO platforms ({PLATFORM_COLS}, secrets) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        )))
+        ))
         .bind(&id)
         .bind(p.identifier)
         .bind(p.platform_type.as_str())
@@ -121,18 +121,17 @@ impl Tx {
     }
 
     pub async fn platform(&mut self, identifier: &str) -> Result<Option<PlatformRecord>> {
-        let row =
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PLATFORM_COLS} FROM platforms WHERE identifier = $1")))
-                .bind(identifier)
-                .fetch_optional(self.conn())
-                .await?;
+        let row = crate::db::query(format!("SELECT {PLATFORM_COLS} FROM platforms WHERE identifier = $1"))
+            .bind(identifier)
+            .fetch_optional(self.conn())
+            .await?;
         row.as_ref().map(platform_from_row).transpose()
     }
 
     pub async fn list_platforms(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<PlatformRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {PLATFORM_COLS} FROM platforms WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT CAST($2 AS BIGINT)"
-        )))
+        ))
         .bind(cursor)
         .bind(crate::page_limit(limit))
         .fetch_all(self.conn())
@@ -142,7 +141,7 @@ impl Tx {
 
     /// The decrypted secrets of a platform (for the adapters; never for clients).
     pub async fn platform_secrets(&mut self, id: Uuid, key: &SecretKey) -> Result<Map<String, Value>> {
-        let row = sqlx::query("SELECT secrets FROM platforms WHERE id = $1")
+        let row = crate::db::query("SELECT secrets FROM platforms WHERE id = $1")
             .bind(id.to_string())
             .fetch_one(self.conn())
             .await?;
@@ -164,7 +163,7 @@ impl Tx {
     ) -> Result<()> {
         let id = p.id.to_string();
         let (sealed, names) = sealed_secrets(key, &id, secrets)?;
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE platforms SET settings = $2, secrets = $3, secret_names = $4, landing_zone_required = $5, \
              deletion = $6, drift_policy = $7 WHERE id = $1",
         )
@@ -184,7 +183,7 @@ impl Tx {
 
     pub async fn delete_platform(&mut self, id: Uuid) -> Result<()> {
         let written =
-            sqlx::query("DELETE FROM platforms WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM platforms WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_platform");
         Ok(())
     }
@@ -197,13 +196,13 @@ impl Tx {
         mapping: &[(Uuid, String)],
         now: OffsetDateTime,
     ) -> Result<()> {
-        let written = sqlx::query("DELETE FROM platform_role_mappings WHERE platform_id = $1")
+        let written = crate::db::query("DELETE FROM platform_role_mappings WHERE platform_id = $1")
             .bind(platform_id.to_string())
             .execute(self.conn())
             .await?;
         self.changed(written.rows_affected(), "set_role_mapping");
         for (role_id, platform_role) in mapping {
-            let written = sqlx::query(
+            let written = crate::db::query(
                 "INSERT INTO platform_role_mappings (platform_id, role_id, platform_role) VALUES ($1, $2, $3)",
             )
             .bind(platform_id.to_string())
@@ -219,7 +218,7 @@ impl Tx {
 
     /// A platform's role mapping: project role identifier → platform role.
     pub async fn role_mapping(&mut self, platform_id: Uuid) -> Result<BTreeMap<String, String>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT r.identifier, m.platform_role FROM platform_role_mappings m \
              JOIN project_roles r ON r.id = m.role_id WHERE m.platform_id = $1",
         )
@@ -231,7 +230,7 @@ impl Tx {
 
     /// How many platforms map a project role.
     pub async fn count_role_mappings_with_role(&mut self, role_id: Uuid) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM platform_role_mappings WHERE role_id = $1")
+        let r = crate::db::query("SELECT COUNT(*) AS n FROM platform_role_mappings WHERE role_id = $1")
             .bind(role_id.to_string())
             .fetch_one(self.conn())
             .await?;
@@ -248,7 +247,7 @@ impl Tx {
         settings: &Map<String, Value>,
         now: OffsetDateTime,
     ) -> Result<LandingZoneRecord> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO landing_zones (id, platform_id, identifier, display_name, settings, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -265,7 +264,7 @@ impl Tx {
     }
 
     pub async fn landing_zone(&mut self, platform_id: Uuid, identifier: &str) -> Result<Option<LandingZoneRecord>> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "SELECT id, platform_id, identifier, display_name, settings, created_at FROM landing_zones \
              WHERE platform_id = $1 AND identifier = $2",
         )
@@ -277,7 +276,7 @@ impl Tx {
     }
 
     pub async fn landing_zones(&mut self, platform_id: Uuid) -> Result<Vec<LandingZoneRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id, platform_id, identifier, display_name, settings, created_at FROM landing_zones \
              WHERE platform_id = $1 ORDER BY identifier",
         )
@@ -288,7 +287,7 @@ impl Tx {
     }
 
     pub async fn update_landing_zone(&mut self, z: &LandingZoneRecord) -> Result<()> {
-        let written = sqlx::query("UPDATE landing_zones SET display_name = $2, settings = $3 WHERE id = $1")
+        let written = crate::db::query("UPDATE landing_zones SET display_name = $2, settings = $3 WHERE id = $1")
             .bind(z.id.to_string())
             .bind(&z.display_name)
             .bind(Value::Object(z.settings.clone()).to_string())
@@ -299,8 +298,10 @@ impl Tx {
     }
 
     pub async fn delete_landing_zone(&mut self, id: Uuid) -> Result<()> {
-        let written =
-            sqlx::query("DELETE FROM landing_zones WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        let written = crate::db::query("DELETE FROM landing_zones WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
         self.changed(written.rows_affected(), "delete_landing_zone");
         Ok(())
     }

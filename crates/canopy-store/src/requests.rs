@@ -7,10 +7,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::db::Row;
 use canopy_domain::four_eye::{Request, RequestKind, RequestState};
 use canopy_domain::mail::{RequestNotice, request_decided};
 use canopy_domain::{Subject, SubjectKind};
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -126,7 +126,7 @@ const SELECT: &str = "SELECT q.id, q.workspace_id, w.identifier AS workspace, q.
      FROM role_requests q JOIN workspaces w ON w.id = q.workspace_id JOIN projects p ON p.id = q.project_id \
      JOIN project_roles r ON r.id = q.role_id LEFT JOIN project_roles fr ON fr.id = q.from_role_id";
 
-fn from_row(r: &AnyRow) -> Result<RoleRequestRecord> {
+fn from_row(r: &Row) -> Result<RoleRequestRecord> {
     let subject = match (r.uuid_opt("user_id")?, r.uuid_opt("group_id")?) {
         (Some(u), None) => Subject::user(u),
         (None, Some(g)) => Subject::group(g),
@@ -186,7 +186,7 @@ impl Tx {
             SubjectKind::User => (Some(q.subject.id.to_string()), None),
             SubjectKind::Group => (None, Some(q.subject.id.to_string())),
         };
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO role_requests (id, workspace_id, project_id, kind, binding_id, user_id, group_id, role_id, \
                expires_at, from_role_id, from_expires_at, justification, approvals_required, requested_by_id, \
                requested_by, requested_at, state, requested_by_key_id, subject_name) \
@@ -219,7 +219,7 @@ impl Tx {
     /// A pending request like `q`: an add of the same subject and role to
     /// the same project, or a change or removal of the same binding.
     pub async fn similar_pending_request(&mut self, q: &NewRoleRequest<'_>) -> Result<Option<Uuid>> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "SELECT id FROM role_requests WHERE state = 'pending' AND project_id = $1 AND kind = $2 \
              AND (($3 <> '' AND binding_id = $3) OR ($3 = '' AND role_id = $4 AND (user_id = $5 OR group_id = $5)))",
         )
@@ -235,10 +235,7 @@ impl Tx {
 
     /// A request with its approvals.
     pub async fn role_request(&mut self, id: &str) -> Result<Option<RoleRequestRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE q.id = $1")))
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
+        let row = crate::db::query(format!("{SELECT} WHERE q.id = $1")).bind(id).fetch_optional(self.conn()).await?;
         let Some(mut q) = row.as_ref().map(from_row).transpose()? else {
             return Ok(None);
         };
@@ -247,7 +244,7 @@ impl Tx {
     }
 
     /// Requests from their rows, each with its approvals.
-    async fn with_approvals(&mut self, rows: &[AnyRow]) -> Result<Vec<RoleRequestRecord>> {
+    async fn with_approvals(&mut self, rows: &[Row]) -> Result<Vec<RoleRequestRecord>> {
         let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         for q in &mut out {
             q.approvals = self.approvals_of(q.id).await?;
@@ -256,7 +253,7 @@ impl Tx {
     }
 
     async fn approvals_of(&mut self, request_id: Uuid) -> Result<Vec<ApprovalRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT approver_id, approver, approved_at FROM role_request_approvals WHERE request_id = $1 \
              ORDER BY approved_at, approver",
         )
@@ -286,10 +283,10 @@ impl Tx {
             Some(s) => (None, Some(s.id.to_string())),
             None => (None, None),
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{SELECT} WHERE q.state = 'pending' AND (q.user_id = $1 OR q.group_id = $2 OR q.requested_by_id = $3) \
              ORDER BY q.requested_at, q.id"
-        )))
+        ))
         .bind(user)
         .bind(group)
         .bind(person.map(|p| p.to_string()))
@@ -304,7 +301,7 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE role_requests SET state = state WHERE id = $1")
+        crate::db::query("UPDATE role_requests SET state = state WHERE id = $1")
             .bind(id.to_string())
             .execute(self.conn())
             .await?;
@@ -339,7 +336,7 @@ impl Tx {
         }
         sql.push_str(" ORDER BY q.requested_at DESC, q.id DESC LIMIT ");
         sql.push_str(&limit.to_string());
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut q = crate::db::query(sql)
             .bind(after.map(|(t, _)| to_us(t)))
             .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default());
         if let Some(ws) = filter.workspace_id {
@@ -363,7 +360,7 @@ impl Tx {
         approver: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO role_request_approvals (request_id, approver_id, approver, approved_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(request_id.to_string())
@@ -378,7 +375,7 @@ impl Tx {
 
     /// Settle a pending request. False when it was decided already.
     pub async fn decide_role_request(&mut self, id: Uuid, decision: Decision<'_>, now: OffsetDateTime) -> Result<bool> {
-        let done = sqlx::query(
+        let done = crate::db::query(
             "UPDATE role_requests SET state = $2, decided_at = $3, decided_by = $4, reason = $5, \
                binding_id = COALESCE($6, binding_id) WHERE id = $1 AND state = 'pending'",
         )
@@ -397,7 +394,7 @@ impl Tx {
     /// How many of a workspace's pending requests wait for `person`'s
     /// decision: neither theirs nor approved by them yet.
     pub async fn count_requests_to_decide(&mut self, workspace_id: Uuid, person: Uuid) -> Result<u64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM role_requests q WHERE q.workspace_id = $1 AND q.state = 'pending' \
              AND q.requested_by_id <> $2 AND NOT EXISTS (SELECT 1 FROM role_request_approvals a \
                WHERE a.request_id = q.id AND a.approver_id = $2)",
@@ -430,9 +427,9 @@ impl Tx {
 
     /// Pending requests made at or before `before`, oldest first, at most `limit`.
     pub async fn lapsed_requests(&mut self, before: OffsetDateTime, limit: i64) -> Result<Vec<RoleRequestRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{SELECT} WHERE q.state = 'pending' AND q.requested_at <= $1 ORDER BY q.requested_at, q.id LIMIT CAST($2 AS BIGINT)"
-        )))
+        ))
         .bind(to_us(before))
         .bind(limit)
         .fetch_all(self.conn())
@@ -442,7 +439,7 @@ impl Tx {
 
     /// How many requests still wait for approval with a project role.
     pub async fn count_pending_requests_with_role(&mut self, role_id: Uuid) -> Result<i64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM role_requests WHERE state = 'pending' AND (role_id = $1 OR from_role_id = $1)",
         )
         .bind(role_id.to_string())

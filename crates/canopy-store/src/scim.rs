@@ -104,7 +104,7 @@ fn scim_group_where(q: &ScimGroupQuery) -> (&'static str, Option<String>) {
 impl Tx {
     /// Link a new account to its SCIM resource (version 1).
     pub async fn insert_scim_user(&mut self, user_id: Uuid, link: ScimLink<'_>, now: OffsetDateTime) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO scim_users (user_id, user_name, user_name_key, external_id, document, version, created_at, \
              updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
         )
@@ -122,7 +122,7 @@ impl Tx {
 
     /// Write a provisioned account's SCIM resource anew (its next version).
     pub async fn update_scim_user(&mut self, user_id: Uuid, link: ScimLink<'_>, now: OffsetDateTime) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE scim_users SET user_name = $2, user_name_key = $3, external_id = $4, document = $5, \
              version = version + 1, updated_at = $6 WHERE user_id = $1",
         )
@@ -140,7 +140,7 @@ impl Tx {
 
     /// Forget an account's SCIM resource (the account stays).
     pub async fn delete_scim_user(&mut self, user_id: Uuid) -> Result<()> {
-        let written = sqlx::query("DELETE FROM scim_users WHERE user_id = $1")
+        let written = crate::db::query("DELETE FROM scim_users WHERE user_id = $1")
             .bind(user_id.to_string())
             .execute(self.conn())
             .await?;
@@ -152,7 +152,7 @@ impl Tx {
     /// revocation (SCIM may not reactivate it), or release it; nothing for
     /// a local account.
     pub async fn hold_scim_user(&mut self, user_id: Uuid, held: bool) -> Result<()> {
-        sqlx::query("UPDATE scim_users SET held = $2 WHERE user_id = $1")
+        crate::db::query("UPDATE scim_users SET held = $2 WHERE user_id = $1")
             .bind(user_id.to_string())
             .bind(i64::from(held))
             .execute(self.conn())
@@ -166,7 +166,7 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE scim_users SET version = version WHERE user_id = $1")
+        crate::db::query("UPDATE scim_users SET version = version WHERE user_id = $1")
             .bind(user_id.to_string())
             .execute(self.conn())
             .await?;
@@ -178,7 +178,7 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE scim_groups SET version = version WHERE group_id = $1")
+        crate::db::query("UPDATE scim_groups SET version = version WHERE group_id = $1")
             .bind(group_id.to_string())
             .execute(self.conn())
             .await?;
@@ -187,7 +187,7 @@ impl Tx {
 
     /// The provisioned groups a user is a member of.
     pub async fn scim_groups_of_user(&mut self, user_id: Uuid) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT m.group_id FROM group_members m JOIN scim_groups s ON s.group_id = m.group_id \
              WHERE m.user_id = $1 ORDER BY m.group_id",
         )
@@ -199,7 +199,7 @@ impl Tx {
 
     /// Whether an identity provider provisioned the account.
     pub async fn is_scim_user(&mut self, user_id: Uuid) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 AS one FROM scim_users WHERE user_id = $1")
+        let row = crate::db::query("SELECT 1 AS one FROM scim_users WHERE user_id = $1")
             .bind(user_id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -214,7 +214,7 @@ impl Tx {
     /// How many provisioned accounts `q` finds.
     pub async fn count_scim_users(&mut self, q: &ScimUserQuery) -> Result<i64> {
         let (cond, arg) = scim_user_where(q);
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM scim_users s WHERE {cond}")))
+        let row = crate::db::query(format!("SELECT COUNT(*) AS n FROM scim_users s WHERE {cond}"))
             .bind(arg)
             .fetch_one(self.conn())
             .await?;
@@ -231,8 +231,7 @@ impl Tx {
              ORDER BY s.user_id LIMIT CAST($2 AS BIGINT) OFFSET CAST($3 AS BIGINT)) ORDER BY u.id",
             USER_WITH_ROLES.replacen(" FROM ", &format!(", {SCIM_USER_COLS} FROM "), 1)
         );
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(arg).bind(count).bind(offset).fetch_all(self.conn()).await?;
+        let rows = crate::db::query(sql).bind(arg).bind(count).bind(offset).fetch_all(self.conn()).await?;
         let mut out = Vec::new();
         for chunk in rows.chunk_by(|a, b| a.text("id").ok() == b.text("id").ok()) {
             let (Some(user), Some(r)) = (user_with_roles(chunk)?, chunk.first()) else { continue };
@@ -252,7 +251,7 @@ impl Tx {
 
     /// Link a new group to its SCIM resource (version 1).
     pub async fn insert_scim_group(&mut self, group_id: Uuid, link: ScimLink<'_>, now: OffsetDateTime) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO scim_groups (group_id, display_name_key, external_id, document, version, created_at, \
              updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)",
         )
@@ -269,7 +268,7 @@ impl Tx {
 
     /// Write a provisioned group's SCIM resource anew (its next version).
     pub async fn update_scim_group(&mut self, group_id: Uuid, link: ScimLink<'_>, now: OffsetDateTime) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE scim_groups SET display_name_key = $2, external_id = $3, document = $4, version = version + 1, \
              updated_at = $5 WHERE group_id = $1",
         )
@@ -292,7 +291,7 @@ impl Tx {
     /// How many provisioned groups `q` finds.
     pub async fn count_scim_groups(&mut self, q: &ScimGroupQuery) -> Result<i64> {
         let (cond, arg) = scim_group_where(q);
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM scim_groups s WHERE {cond}")))
+        let row = crate::db::query(format!("SELECT COUNT(*) AS n FROM scim_groups s WHERE {cond}"))
             .bind(arg)
             .fetch_one(self.conn())
             .await?;
@@ -303,7 +302,7 @@ impl Tx {
     /// order of their ids.
     pub async fn scim_groups(&mut self, q: &ScimGroupQuery, offset: i64, count: i64) -> Result<Vec<ScimGroupRecord>> {
         let (cond, arg) = scim_group_where(q);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "{} JOIN scim_groups s ON s.group_id = g.id WHERE {cond} ORDER BY s.group_id \
              LIMIT CAST($2 AS BIGINT) OFFSET CAST($3 AS BIGINT)",
             GROUP_SELECT.replacen(
@@ -312,7 +311,7 @@ impl Tx {
                  s.created_at AS scim_created_at, s.updated_at AS scim_updated_at FROM user_groups g",
                 1
             )
-        )))
+        ))
         .bind(arg)
         .bind(count)
         .bind(offset)
@@ -334,7 +333,7 @@ impl Tx {
 
     /// A provisioned group's members by id.
     pub async fn scim_group_members(&mut self, group_id: Uuid) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
+        let rows = crate::db::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
             .bind(group_id.to_string())
             .fetch_all(self.conn())
             .await?;

@@ -32,7 +32,7 @@ impl Tx {
         if let Some(s) = &self.settings {
             return Ok(*s);
         }
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT four_eye_enabled, four_eye_approvals, max_binding_days, payment_substitutes \
              FROM installation_settings WHERE id = 1",
         )
@@ -59,13 +59,13 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE installation_settings SET id = id WHERE id = 1").execute(self.conn()).await?;
+        crate::db::query("UPDATE installation_settings SET id = id WHERE id = 1").execute(self.conn()).await?;
         Ok(())
     }
 
     /// Replace the installation's settings (after [`Tx::lock_settings`]).
     pub async fn set_settings(&mut self, s: &InstallationSettings) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE installation_settings SET four_eye_enabled = $1, four_eye_approvals = $2, \
              max_binding_days = $3, payment_substitutes = $4 WHERE id = 1",
         )
@@ -82,7 +82,7 @@ impl Tx {
 
     /// A workspace's own four-eye setting; `None`: it follows the installation's.
     pub async fn workspace_four_eye(&mut self, workspace_id: Uuid) -> Result<Option<FourEye>> {
-        let r = sqlx::query("SELECT four_eye_enabled, four_eye_approvals FROM workspaces WHERE id = $1")
+        let r = crate::db::query("SELECT four_eye_enabled, four_eye_approvals FROM workspaces WHERE id = $1")
             .bind(workspace_id.to_string())
             .fetch_one(self.conn())
             .await?;
@@ -93,12 +93,13 @@ impl Tx {
     }
 
     pub async fn set_workspace_four_eye(&mut self, workspace_id: Uuid, setting: Option<FourEye>) -> Result<()> {
-        let written = sqlx::query("UPDATE workspaces SET four_eye_enabled = $2, four_eye_approvals = $3 WHERE id = $1")
-            .bind(workspace_id.to_string())
-            .bind(setting.map(|s| i64::from(s.enabled)))
-            .bind(setting.map(|s| i64::from(s.approvals)))
-            .execute(self.conn())
-            .await?;
+        let written =
+            crate::db::query("UPDATE workspaces SET four_eye_enabled = $2, four_eye_approvals = $3 WHERE id = $1")
+                .bind(workspace_id.to_string())
+                .bind(setting.map(|s| i64::from(s.enabled)))
+                .bind(setting.map(|s| i64::from(s.approvals)))
+                .execute(self.conn())
+                .await?;
         self.changed(written.rows_affected(), "set_workspace_four_eye");
         Ok(())
     }

@@ -15,7 +15,7 @@ impl Tx {
     /// empty when missing), so that parallel attempts are counted one after
     /// the other.
     pub async fn lock_sign_in_counter(&mut self, key: &str, now: OffsetDateTime) -> Result<Counter> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "INSERT INTO sign_in_counters (key, failures, locked_until, last_at) VALUES ($1, 0, NULL, $2) \
              ON CONFLICT (key) DO UPDATE SET key = excluded.key \
              RETURNING failures, locked_until, last_at",
@@ -33,7 +33,7 @@ impl Tx {
     /// The counter under `key` as it stands (empty when missing), without
     /// writing or locking anything.
     pub async fn sign_in_counter(&mut self, key: &str) -> Result<Counter> {
-        let row = sqlx::query("SELECT failures, locked_until, last_at FROM sign_in_counters WHERE key = $1")
+        let row = crate::db::query("SELECT failures, locked_until, last_at FROM sign_in_counters WHERE key = $1")
             .bind(key)
             .fetch_optional(self.conn())
             .await?;
@@ -44,7 +44,7 @@ impl Tx {
     }
 
     pub async fn save_sign_in_counter(&mut self, key: &str, c: &Counter, now: OffsetDateTime) -> Result<()> {
-        sqlx::query("UPDATE sign_in_counters SET failures = $2, locked_until = $3, last_at = $4 WHERE key = $1")
+        crate::db::query("UPDATE sign_in_counters SET failures = $2, locked_until = $3, last_at = $4 WHERE key = $1")
             .bind(key)
             .bind(c.failures)
             .bind(c.locked_until.map(to_us))
@@ -57,7 +57,7 @@ impl Tx {
     /// Forget counters whose last attempt is before `before` and that lock
     /// nothing at `now`: the table holds at most an hour of attempts.
     pub async fn forget_sign_in_counters(&mut self, before: OffsetDateTime, now: OffsetDateTime) -> Result<u64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "DELETE FROM sign_in_counters WHERE last_at < $1 AND (locked_until IS NULL OR locked_until <= $2)",
         )
         .bind(to_us(before))
@@ -70,20 +70,21 @@ impl Tx {
     /// Whether `user` signed in from `address` within the last
     /// [`KNOWN_ADDRESS_FOR`] before `now`.
     pub async fn is_known_address(&mut self, user: Uuid, address: &str, now: OffsetDateTime) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM sign_in_addresses WHERE user_id = $1 AND address = $2 AND last_at > $3")
-                .bind(user.to_string())
-                .bind(address)
-                .bind(to_us(now - KNOWN_ADDRESS_FOR))
-                .fetch_optional(self.conn())
-                .await?;
+        let row = crate::db::query(
+            "SELECT 1 AS one FROM sign_in_addresses WHERE user_id = $1 AND address = $2 AND last_at > $3",
+        )
+        .bind(user.to_string())
+        .bind(address)
+        .bind(to_us(now - KNOWN_ADDRESS_FOR))
+        .fetch_optional(self.conn())
+        .await?;
         Ok(row.is_some())
     }
 
     /// Remember that `user` signed in from `address` at `now`, keeping the
     /// most recent [`ADDRESSES_KEPT`].
     pub async fn remember_address(&mut self, user: Uuid, address: &str, now: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO sign_in_addresses (user_id, address, last_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id, address) DO UPDATE SET last_at = excluded.last_at",
         )
@@ -92,7 +93,7 @@ impl Tx {
         .bind(to_us(now))
         .execute(self.conn())
         .await?;
-        sqlx::query(
+        crate::db::query(
             "DELETE FROM sign_in_addresses WHERE user_id = $1 AND address NOT IN \
              (SELECT address FROM sign_in_addresses WHERE user_id = $1 ORDER BY last_at DESC LIMIT CAST($2 AS BIGINT))",
         )

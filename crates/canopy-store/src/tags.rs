@@ -1,14 +1,14 @@
 //! Tag definitions (PR3) and projects' tags.
 
+use crate::db::Row;
 use canopy_domain::tags::TagDefinition;
 use serde_json::{Map, Value};
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{Result, RowExt, StoreError, Tx, to_us};
 
-fn from_row(r: &AnyRow) -> Result<TagDefinition> {
+fn from_row(r: &Row) -> Result<TagDefinition> {
     let json = |col: &str| -> Result<Option<Value>> {
         r.text_opt(col)?
             .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col} {t:?}: {e}"))))
@@ -34,7 +34,7 @@ const COLS: &str = "tag_key, display_name, kind, options, required, default_valu
 
 impl Tx {
     pub async fn tag_definitions(&mut self) -> Result<Vec<TagDefinition>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM tag_definitions ORDER BY tag_key")))
+        let rows = crate::db::query(format!("SELECT {COLS} FROM tag_definitions ORDER BY tag_key"))
             .fetch_all(self.conn())
             .await?;
         rows.iter().map(from_row).collect()
@@ -42,9 +42,9 @@ impl Tx {
 
     /// One page of the definitions by key, after `after`.
     pub async fn tag_definitions_page(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<TagDefinition>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {COLS} FROM tag_definitions WHERE ($1 IS NULL OR tag_key > $1) ORDER BY tag_key LIMIT CAST($2 AS BIGINT)"
-        )))
+        ))
         .bind(after)
         .bind(limit)
         .fetch_all(self.conn())
@@ -53,7 +53,7 @@ impl Tx {
     }
 
     pub async fn tag_definition(&mut self, key: &str) -> Result<Option<TagDefinition>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM tag_definitions WHERE tag_key = $1")))
+        let row = crate::db::query(format!("SELECT {COLS} FROM tag_definitions WHERE tag_key = $1"))
             .bind(key)
             .fetch_optional(self.conn())
             .await?;
@@ -62,10 +62,12 @@ impl Tx {
 
     /// Insert a definition, or replace the one with its key.
     pub async fn put_tag_definition(&mut self, d: &TagDefinition, now: OffsetDateTime) -> Result<()> {
-        let written =
-            sqlx::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(&d.key).execute(self.conn()).await?;
+        let written = crate::db::query("DELETE FROM tag_definitions WHERE tag_key = $1")
+            .bind(&d.key)
+            .execute(self.conn())
+            .await?;
         self.changed(written.rows_affected(), "put_tag_definition");
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO tag_definitions (tag_key, display_name, kind, options, required, default_value, admin_only, pattern, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -86,13 +88,13 @@ impl Tx {
 
     pub async fn delete_tag_definition(&mut self, key: &str) -> Result<()> {
         let written =
-            sqlx::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(key).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM tag_definitions WHERE tag_key = $1").bind(key).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_tag_definition");
         Ok(())
     }
 
     pub async fn set_project_tags(&mut self, project_id: Uuid, tags: &Map<String, Value>) -> Result<()> {
-        let written = sqlx::query("UPDATE projects SET tags = $2 WHERE id = $1")
+        let written = crate::db::query("UPDATE projects SET tags = $2 WHERE id = $1")
             .bind(project_id.to_string())
             .bind(Value::Object(tags.clone()).to_string())
             .execute(self.conn())

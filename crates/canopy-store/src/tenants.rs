@@ -9,12 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::db::Row;
 use canopy_domain::deletion::TenantDeletion;
 use canopy_domain::platforms::{DeletionMode, PlatformType};
 use canopy_domain::replication::{Applied, Assignment, TenantStatus};
 use canopy_domain::{Binding, SubjectKind};
 use serde_json::{Map, Value};
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -54,7 +54,7 @@ const TENANT_SELECT: &str = "SELECT t.id, t.project_id, t.platform_id, p.identif
      LEFT JOIN landing_zones z ON z.id = t.landing_zone_id \
      LEFT JOIN tenant_work w ON w.tenant_id = t.id";
 
-fn tenant_from_row(r: &AnyRow) -> Result<TenantRecord> {
+fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
     let stored: TenantStatus = r.text("status")?.parse().map_err(StoreError::Corrupt)?;
     let dirty = r.int_opt("work_generation")?.is_some();
     let status = if r.text_opt("leased_by")?.is_some() {
@@ -198,7 +198,7 @@ impl Tx {
     ) -> Result<TenantRecord> {
         let id = Uuid::new_v4();
         let name = name(id);
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO tenants (id, project_id, platform_id, landing_zone_id, name, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
         )
@@ -216,7 +216,7 @@ impl Tx {
     }
 
     pub async fn tenant_by_id(&mut self, id: Uuid) -> Result<Option<TenantRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{TENANT_SELECT} WHERE t.id = $1")))
+        let row = crate::db::query(format!("{TENANT_SELECT} WHERE t.id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -225,28 +225,26 @@ impl Tx {
 
     /// The tenant of a project on a platform (by the platform's identifier).
     pub async fn tenant(&mut self, project_id: Uuid, platform: &str) -> Result<Option<TenantRecord>> {
-        let row =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{TENANT_SELECT} WHERE t.project_id = $1 AND p.identifier = $2")))
-                .bind(project_id.to_string())
-                .bind(platform)
-                .fetch_optional(self.conn())
-                .await?;
+        let row = crate::db::query(format!("{TENANT_SELECT} WHERE t.project_id = $1 AND p.identifier = $2"))
+            .bind(project_id.to_string())
+            .bind(platform)
+            .fetch_optional(self.conn())
+            .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     /// A project's tenants, by platform identifier.
     pub async fn project_tenants(&mut self, project_id: Uuid) -> Result<Vec<TenantRecord>> {
-        let rows =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{TENANT_SELECT} WHERE t.project_id = $1 ORDER BY p.identifier")))
-                .bind(project_id.to_string())
-                .fetch_all(self.conn())
-                .await?;
+        let rows = crate::db::query(format!("{TENANT_SELECT} WHERE t.project_id = $1 ORDER BY p.identifier"))
+            .bind(project_id.to_string())
+            .fetch_all(self.conn())
+            .await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
     /// How many tenants live on a platform, or in one of its landing zones.
     pub async fn count_tenants(&mut self, platform_id: Uuid, landing_zone_id: Option<Uuid>) -> Result<i64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM tenants WHERE platform_id = $1 AND ($2 IS NULL OR landing_zone_id = $2)",
         )
         .bind(platform_id.to_string())
@@ -267,14 +265,14 @@ impl Tx {
     pub async fn mark_dirty(&mut self, reach: Reach, priority: i64, now: OffsetDateTime) -> Result<u64> {
         let (ids, id) = reach.tenant_ids();
         // ORDER BY id: concurrent marks lock rows in one order
-        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let done = crate::db::query(format!(
             "INSERT INTO tenant_work (tenant_id, generation, priority, due_at, not_before, attempts, marked_at) \
              SELECT id, 1, $2, 0, 0, 0, $3 FROM ({ids}) AS reached WHERE true ORDER BY id \
              ON CONFLICT (tenant_id) DO UPDATE SET generation = tenant_work.generation + 1, \
                priority = CASE WHEN tenant_work.priority > $2 THEN tenant_work.priority ELSE $2 END, \
                due_at = tenant_work.not_before, attempts = 0, \
                marked_at = COALESCE(tenant_work.marked_at, $3)"
-        )))
+        ))
         .bind(id.to_string())
         .bind(priority)
         .bind(to_us(now))
@@ -295,7 +293,7 @@ impl Tx {
             Some(z) => self.landing_zone(platform.id, z).await?.map(|z| z.settings),
             None => None,
         };
-        let rows = sqlx::query("SELECT role_id, platform_role FROM platform_role_mappings WHERE platform_id = $1")
+        let rows = crate::db::query("SELECT role_id, platform_role FROM platform_role_mappings WHERE platform_id = $1")
             .bind(platform.id.to_string())
             .fetch_all(self.conn())
             .await?;
@@ -338,10 +336,10 @@ impl Tx {
         let mut accounts = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(500) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let mut q = crate::db::query(format!(
                 "SELECT id, username, email, active FROM users WHERE {column} IN ({}) ORDER BY id",
                 placeholders.join(", ")
-            )));
+            ));
             for key in chunk {
                 q = q.bind(key);
             }
@@ -359,7 +357,7 @@ impl Tx {
 
     pub async fn applied_assignments(&mut self, tenant_id: Uuid) -> Result<BTreeMap<Assignment<String>, Applied>> {
         let rows =
-            sqlx::query("SELECT account, platform_role, applied_at FROM tenant_assignments WHERE tenant_id = $1")
+            crate::db::query("SELECT account, platform_role, applied_at FROM tenant_assignments WHERE tenant_id = $1")
                 .bind(tenant_id.to_string())
                 .fetch_all(self.conn())
                 .await?;
@@ -416,7 +414,7 @@ impl Store {
         let mut tx = self.write_first().await?;
         // a CTE, not `IN (SELECT ... LIMIT)`: PostgreSQL may run such a
         // subquery more than once and lease more rows than asked for
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "WITH picked AS ( \
                SELECT tenant_id FROM tenant_work WHERE priority >= $5 AND due_at <= $2 \
                  AND (lease_until IS NULL OR lease_until <= $2) \
@@ -424,7 +422,7 @@ impl Store {
              UPDATE tenant_work SET leased_by = $1, lease_until = $3 FROM picked \
              WHERE tenant_work.tenant_id = picked.tenant_id \
              RETURNING tenant_work.tenant_id, tenant_work.generation, tenant_work.attempts, tenant_work.priority"
-        )))
+        ))
         .bind(&token)
         .bind(to_us(now))
         .bind(to_us(lease_until))
@@ -457,7 +455,7 @@ impl Store {
     /// whatever the size of the backlog.
     pub async fn urgent_work(&self, now: OffsetDateTime, leases: &[(Uuid, String)], limit: u32) -> Result<UrgentWork> {
         let mut tx = self.read().await?;
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM (SELECT tenant_id FROM tenant_work WHERE priority >= $1 AND due_at <= $2 \
                AND (lease_until IS NULL OR lease_until <= $2) LIMIT CAST($3 AS BIGINT)) AS waiting",
         )
@@ -470,10 +468,10 @@ impl Store {
         let mut turned = Vec::new();
         for chunk in leases.chunks(500) {
             let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let mut q = crate::db::query(format!(
                 "SELECT tenant_id, leased_by FROM tenant_work WHERE priority >= $1 AND tenant_id IN ({})",
                 placeholders.join(", ")
-            )))
+            ))
             .bind(PRIORITY_URGENT);
             for (tenant, _) in chunk {
                 q = q.bind(tenant.to_string());
@@ -502,7 +500,7 @@ impl Store {
     ) -> Result<Option<Claim>> {
         let token = format!("{node}/{}", Uuid::new_v4().simple());
         let mut tx = self.write().await?;
-        let row = sqlx::query(
+        let row = crate::db::query(
             "INSERT INTO tenant_work (tenant_id, generation, priority, due_at, leased_by, lease_until) \
              VALUES ($1, 0, 0, $3, $2, $3) \
              ON CONFLICT (tenant_id) DO UPDATE SET leased_by = $2, lease_until = $3 \
@@ -531,7 +529,7 @@ impl Store {
     /// Give back a lease taken with [`Store::hold_tenant`].
     pub async fn release_tenant(&self, claim: &Claim) -> Result<()> {
         let mut tx = self.write_first().await?;
-        sqlx::query(
+        crate::db::query(
             "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
         )
         .bind(claim.tenant_id.to_string())
@@ -552,7 +550,7 @@ impl Store {
         }
         let mut tx = self.write_first().await?;
         for (t, token) in leases {
-            sqlx::query(
+            crate::db::query(
                 "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
             )
             .bind(t.to_string())
@@ -567,7 +565,7 @@ impl Store {
     pub async fn renew_leases(&self, leases: &[(Uuid, String)], lease_until: OffsetDateTime) -> Result<()> {
         let mut tx = self.write_first().await?;
         for (t, token) in leases {
-            sqlx::query("UPDATE tenant_work SET lease_until = $3 WHERE tenant_id = $1 AND leased_by = $2")
+            crate::db::query("UPDATE tenant_work SET lease_until = $3 WHERE tenant_id = $1 AND leased_by = $2")
                 .bind(t.to_string())
                 .bind(token)
                 .bind(to_us(lease_until))
@@ -603,7 +601,7 @@ impl Store {
         let id = claim.tenant_id.to_string();
         let dropped = match due_at {
             None => {
-                sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
+                crate::db::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
                     .bind(&id)
                     .bind(claim.generation)
                     .bind(node)
@@ -617,7 +615,7 @@ impl Store {
         if !dropped {
             // a newer change keeps its "due now", but not before Retry-After
             let due = due_at.map(to_us).unwrap_or(0);
-            sqlx::query(
+            crate::db::query(
                 "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL, not_before = $3, \
                    attempts = CASE WHEN generation = $4 THEN attempts + 1 ELSE attempts END, \
                    due_at = CASE WHEN generation = $4 AND $2 > $3 THEN $2 ELSE $3 END \
@@ -640,7 +638,7 @@ impl Store {
         let mut tx = self.write().await?;
         // walks `tenants_reconcile_due` in order and stops at the limit: no sort of
         // every due tenant, whatever their number (B6)
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id FROM tenants WHERE COALESCE(last_reconciled_at, 0) < $1 \
                AND NOT EXISTS (SELECT 1 FROM tenant_work w WHERE w.tenant_id = tenants.id) \
              ORDER BY COALESCE(last_reconciled_at, 0), id LIMIT CAST($2 AS BIGINT)",
@@ -663,14 +661,14 @@ impl Store {
     /// How many tenants there are.
     pub async fn tenant_count(&self) -> Result<u64> {
         let mut tx = self.read().await?;
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM tenants").fetch_one(tx.conn()).await?;
+        let r = crate::db::query("SELECT COUNT(*) AS n FROM tenants").fetch_one(tx.conn()).await?;
         Ok(u64::try_from(r.int("n")?).unwrap_or(0))
     }
 
     /// How many dirty tenants wait or are being worked on.
     pub async fn tenant_backlog(&self) -> Result<i64> {
         let mut tx = self.read().await?;
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM tenant_work").fetch_one(tx.conn()).await?;
+        let r = crate::db::query("SELECT COUNT(*) AS n FROM tenant_work").fetch_one(tx.conn()).await?;
         r.int("n")
     }
 
@@ -681,7 +679,7 @@ impl Store {
     /// `tenant_work_marked`, `outbox_mails_waiting`).
     pub async fn backlog(&self, now: OffsetDateTime) -> Result<Backlog> {
         let mut tx = self.read().await?;
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT \
                (SELECT COUNT(*) FROM tenant_work WHERE lease_until IS NULL OR lease_until <= $1) AS waiting, \
                (SELECT MIN(marked_at) FROM tenant_work WHERE lease_until IS NULL OR lease_until <= $1) AS oldest, \
@@ -735,16 +733,17 @@ impl Tx {
     /// commit.
     pub async fn finish_tenant_work(&mut self, claim: &Claim) -> Result<bool> {
         let node = &claim.token;
-        let done = sqlx::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
-            .bind(claim.tenant_id.to_string())
-            .bind(claim.generation)
-            .bind(node)
-            .execute(self.conn())
-            .await?
-            .rows_affected()
-            > 0;
+        let done =
+            crate::db::query("DELETE FROM tenant_work WHERE tenant_id = $1 AND generation = $2 AND leased_by = $3")
+                .bind(claim.tenant_id.to_string())
+                .bind(claim.generation)
+                .bind(node)
+                .execute(self.conn())
+                .await?
+                .rows_affected()
+                > 0;
         if !done {
-            sqlx::query(
+            crate::db::query(
                 "UPDATE tenant_work SET leased_by = NULL, lease_until = NULL WHERE tenant_id = $1 AND leased_by = $2",
             )
             .bind(claim.tenant_id.to_string())
@@ -758,7 +757,7 @@ impl Tx {
     /// Record that Canopy is about to grant an assignment (pending), so a
     /// crash before the platform confirms is never mistaken for drift.
     pub async fn record_grant_intent(&mut self, tenant_id: Uuid, a: &Assignment<String>) -> Result<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO tenant_assignments (tenant_id, account, platform_role, applied_at) VALUES ($1, $2, $3, NULL) \
              ON CONFLICT (tenant_id, account, platform_role) DO NOTHING",
         )
@@ -772,7 +771,7 @@ impl Tx {
 
     /// The platform holds the assignment.
     pub async fn confirm_grant(&mut self, tenant_id: Uuid, a: &Assignment<String>, at: OffsetDateTime) -> Result<()> {
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO tenant_assignments (tenant_id, account, platform_role, applied_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id, account, platform_role) DO UPDATE SET applied_at = $4",
         )
@@ -793,13 +792,13 @@ impl Tx {
         a: &Assignment<String>,
         at: OffsetDateTime,
     ) -> Result<()> {
-        sqlx::query("DELETE FROM tenant_assignments WHERE tenant_id = $1 AND account = $2 AND platform_role = $3")
+        crate::db::query("DELETE FROM tenant_assignments WHERE tenant_id = $1 AND account = $2 AND platform_role = $3")
             .bind(tenant_id.to_string())
             .bind(&a.user)
             .bind(&a.platform_role)
             .execute(self.conn())
             .await?;
-        sqlx::query(
+        crate::db::query(
             "INSERT INTO tenant_revocations (id, tenant_id, account, platform_role, confirmed_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(new_id())
@@ -814,7 +813,7 @@ impl Tx {
 
     /// When the platform confirmed each revocation of an account, per tenant.
     pub async fn revocations_of(&mut self, account: &str) -> Result<Vec<(Uuid, String, OffsetDateTime)>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT tenant_id, platform_role, confirmed_at FROM tenant_revocations WHERE account = $1 \
              ORDER BY confirmed_at, tenant_id",
         )
@@ -825,7 +824,7 @@ impl Tx {
     }
 
     pub async fn set_tenant_external_id(&mut self, tenant_id: Uuid, external_id: &str) -> Result<()> {
-        sqlx::query("UPDATE tenants SET external_id = $2 WHERE id = $1")
+        crate::db::query("UPDATE tenants SET external_id = $2 WHERE id = $1")
             .bind(tenant_id.to_string())
             .bind(external_id)
             .execute(self.conn())
@@ -842,7 +841,7 @@ impl Tx {
     ) -> Result<()> {
         match outcome {
             Outcome::Succeeded => {
-                sqlx::query(
+                crate::db::query(
                     "UPDATE tenants SET status = 'succeeded', last_error = NULL, last_replicated_at = $2, \
                      last_reconciled_at = $2 WHERE id = $1",
                 )
@@ -854,7 +853,7 @@ impl Tx {
             Outcome::Failed { error } => {
                 // a failed run counts as the tenant's reconcile too, so a platform that
                 // keeps failing is not marked again at every scheduler tick
-                sqlx::query(
+                crate::db::query(
                     "UPDATE tenants SET status = 'failed', last_error = $2, last_reconciled_at = $3 WHERE id = $1",
                 )
                 .bind(tenant_id.to_string())
@@ -877,7 +876,7 @@ impl Tx {
         resources: &[String],
         at: OffsetDateTime,
     ) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "UPDATE tenants SET deletion = $2, deletion_resources = $3, \
              deletion_requested_at = CASE WHEN $2 IS NULL THEN NULL ELSE COALESCE(deletion_requested_at, $4) END \
              WHERE id = $1",
@@ -896,7 +895,7 @@ impl Tx {
     /// transaction that changes tenants and appends history takes this
     /// first, so two such transactions cannot deadlock on PostgreSQL.
     pub async fn lock_project_tenants(&mut self, project_id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE tenants SET status = status WHERE project_id = $1")
+        crate::db::query("UPDATE tenants SET status = status WHERE project_id = $1")
             .bind(project_id.to_string())
             .execute(self.conn())
             .await?;
@@ -905,7 +904,7 @@ impl Tx {
 
     /// Mark (or unmark) a whole project as being deleted.
     pub async fn set_project_deletion(&mut self, project_id: Uuid, at: Option<OffsetDateTime>) -> Result<()> {
-        let written = sqlx::query("UPDATE projects SET deletion_requested_at = $2 WHERE id = $1")
+        let written = crate::db::query("UPDATE projects SET deletion_requested_at = $2 WHERE id = $1")
             .bind(project_id.to_string())
             .bind(at.map(to_us))
             .execute(self.conn())
@@ -917,8 +916,10 @@ impl Tx {
     /// Forget a tenant whose deletion succeeded (its work, assignments and
     /// revocation records go with it).
     pub async fn delete_tenant(&mut self, tenant_id: Uuid) -> Result<()> {
-        let written =
-            sqlx::query("DELETE FROM tenants WHERE id = $1").bind(tenant_id.to_string()).execute(self.conn()).await?;
+        let written = crate::db::query("DELETE FROM tenants WHERE id = $1")
+            .bind(tenant_id.to_string())
+            .execute(self.conn())
+            .await?;
         self.changed(written.rows_affected(), "delete_tenant");
         Ok(())
     }
@@ -929,11 +930,11 @@ impl Tx {
         &mut self,
         platform_id: Uuid,
     ) -> Result<Vec<(TenantRecord, String, String)>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT q.*, ws.identifier AS ws_identifier, pr.identifier AS project_identifier FROM ({TENANT_SELECT}) q \
              JOIN projects pr ON pr.id = q.project_id JOIN workspaces ws ON ws.id = pr.workspace_id \
              WHERE q.platform_id = $1 AND q.deletion = 'awaiting_engineer' ORDER BY q.deletion_requested_at, q.id"
-        )))
+        ))
         .bind(platform_id.to_string())
         .fetch_all(self.conn())
         .await?;

@@ -1,7 +1,7 @@
 //! Workspaces, their members and invitations, and projects.
 
+use crate::db::Row;
 use canopy_domain::{SubjectKind, WorkspaceRole};
-use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -23,11 +23,11 @@ pub struct PersonRecord {
     pub email: String,
 }
 
-pub(crate) fn person_from_row(r: &AnyRow) -> Result<PersonRecord> {
+pub(crate) fn person_from_row(r: &Row) -> Result<PersonRecord> {
     Ok(PersonRecord { id: r.uuid("id")?, username: r.text("username")?, email: r.text("email")? })
 }
 
-fn workspace_from_row(r: &AnyRow) -> Result<WorkspaceRecord> {
+fn workspace_from_row(r: &Row) -> Result<WorkspaceRecord> {
     Ok(WorkspaceRecord {
         id: r.uuid("id")?,
         identifier: r.text("identifier")?,
@@ -60,7 +60,7 @@ pub struct SearchRecord {
     pub email: Option<String>,
 }
 
-fn search_record(r: &AnyRow) -> Result<SearchRecord> {
+fn search_record(r: &Row) -> Result<SearchRecord> {
     let first = r.text("first_name")?;
     let last = r.text("last_name")?;
     Ok(SearchRecord {
@@ -83,7 +83,7 @@ pub struct InvitationRecord {
 
 /// A membership from a row of `kind`, `subject_id`, `name`, `first_name`,
 /// `last_name`, `email`, `role`, `granted_by` and `granted_at`.
-fn member_from_row(r: &AnyRow) -> Result<MemberRecord> {
+fn member_from_row(r: &Row) -> Result<MemberRecord> {
     let first = r.text("first_name")?;
     let last = r.text("last_name")?;
     Ok(MemberRecord {
@@ -98,7 +98,7 @@ fn member_from_row(r: &AnyRow) -> Result<MemberRecord> {
     })
 }
 
-fn invitation_from_row(r: &AnyRow) -> Result<InvitationRecord> {
+fn invitation_from_row(r: &Row) -> Result<InvitationRecord> {
     Ok(InvitationRecord {
         id: r.uuid("id")?,
         workspace_id: r.uuid("workspace_id")?,
@@ -132,7 +132,7 @@ pub struct ProjectRecord {
     pub deletion_requested_at: Option<OffsetDateTime>,
 }
 
-fn project_from_row(r: &AnyRow) -> Result<ProjectRecord> {
+fn project_from_row(r: &Row) -> Result<ProjectRecord> {
     let tags = r.text("tags")?;
     let tags = match serde_json::from_str(&tags) {
         Ok(serde_json::Value::Object(m)) => m,
@@ -172,14 +172,15 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<WorkspaceRecord> {
         let id = Uuid::new_v4();
-        let written =
-            sqlx::query("INSERT INTO workspaces (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(id.to_string())
-                .bind(identifier)
-                .bind(display_name)
-                .bind(to_us(now))
-                .execute(self.conn())
-                .await?;
+        let written = crate::db::query(
+            "INSERT INTO workspaces (id, identifier, display_name, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.to_string())
+        .bind(identifier)
+        .bind(display_name)
+        .bind(to_us(now))
+        .execute(self.conn())
+        .await?;
         self.changed(written.rows_affected(), "insert_workspace");
         self.create_chain(&id.to_string(), identifier).await?;
         Ok(WorkspaceRecord {
@@ -191,15 +192,16 @@ impl Tx {
     }
 
     pub async fn workspace_by_identifier(&mut self, identifier: &str) -> Result<Option<WorkspaceRecord>> {
-        let row = sqlx::query("SELECT id, identifier, display_name, created_at FROM workspaces WHERE identifier = $1")
-            .bind(identifier)
-            .fetch_optional(self.conn())
-            .await?;
+        let row =
+            crate::db::query("SELECT id, identifier, display_name, created_at FROM workspaces WHERE identifier = $1")
+                .bind(identifier)
+                .fetch_optional(self.conn())
+                .await?;
         row.as_ref().map(workspace_from_row).transpose()
     }
 
     pub async fn workspace_by_id(&mut self, id: Uuid) -> Result<Option<WorkspaceRecord>> {
-        let row = sqlx::query("SELECT id, identifier, display_name, created_at FROM workspaces WHERE id = $1")
+        let row = crate::db::query("SELECT id, identifier, display_name, created_at FROM workspaces WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -219,7 +221,7 @@ impl Tx {
             // a walk over the installation's workspaces in identifier order
             // (CROSS JOIN keeps SQLite's planner from choosing that walk)
             Some(user) => {
-                sqlx::query(
+                crate::db::query(
                     "SELECT w.id, w.identifier, w.display_name, w.created_at FROM \
                      (SELECT workspace_id FROM workspace_members WHERE user_id = $1 \
                       UNION SELECT m.workspace_id FROM group_members gm \
@@ -234,7 +236,7 @@ impl Tx {
                 .await?
             }
             None => {
-                sqlx::query(
+                crate::db::query(
                     "SELECT id, identifier, display_name, created_at FROM workspaces \
                      WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT CAST($2 AS BIGINT)",
                 )
@@ -248,7 +250,7 @@ impl Tx {
     }
 
     pub async fn rename_workspace(&mut self, id: Uuid, display_name: &str) -> Result<()> {
-        let written = sqlx::query("UPDATE workspaces SET display_name = $2 WHERE id = $1")
+        let written = crate::db::query("UPDATE workspaces SET display_name = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .execute(self.conn())
@@ -261,7 +263,7 @@ impl Tx {
     /// history stays). The caller checks it has no projects.
     pub async fn delete_workspace(&mut self, id: Uuid) -> Result<()> {
         let written =
-            sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM workspaces WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_workspace");
         Ok(())
     }
@@ -283,7 +285,7 @@ impl Tx {
         let members_after = match after.map(|a| a.strip_prefix("email:")) {
             // invitations come first: after one of them, the rest of them
             None | Some(Some(_)) => {
-                let rows = sqlx::query(
+                let rows = crate::db::query(
                     "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations \
                      WHERE workspace_id = $1 AND email > $2 ORDER BY email LIMIT CAST($3 AS BIGINT)",
                 )
@@ -303,7 +305,7 @@ impl Tx {
         if left <= 0 {
             return Ok(out);
         }
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT CASE WHEN m.user_id IS NULL THEN 'group' ELSE 'user' END AS kind, \
                     COALESCE(m.user_id, m.group_id) AS subject_id, COALESCE(u.username, g.identifier) AS name, \
                     COALESCE(u.first_name, g.display_name) AS first_name, COALESCE(u.last_name, '') AS last_name, \
@@ -323,7 +325,7 @@ impl Tx {
     }
 
     pub async fn workspace_members(&mut self, workspace_id: Uuid) -> Result<Vec<MemberRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT 'user' AS kind, u.id AS subject_id, u.username AS name, \
                     u.first_name AS first_name, u.last_name AS last_name, u.email AS email, \
                     m.role, m.granted_by, m.granted_at \
@@ -352,7 +354,7 @@ impl Tx {
             SubjectKind::User => "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
             SubjectKind::Group => "SELECT role FROM workspace_members WHERE workspace_id = $1 AND group_id = $2",
         };
-        let row = sqlx::query(sql)
+        let row = crate::db::query(sql)
             .bind(workspace_id.to_string())
             .bind(subject_id.to_string())
             .fetch_optional(self.conn())
@@ -363,7 +365,7 @@ impl Tx {
     /// The active people who manage a workspace: its owners and managers,
     /// directly or through a group.
     pub async fn workspace_managers(&mut self, workspace_id: Uuid) -> Result<Vec<PersonRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT DISTINCT u.id, u.username, u.email FROM users u WHERE u.active = $2 AND u.id IN ( \
                SELECT m.user_id FROM workspace_members m WHERE m.workspace_id = $1 \
                  AND m.role IN ('workspace_owner', 'workspace_manager') AND m.user_id IS NOT NULL \
@@ -391,7 +393,7 @@ impl Tx {
         identifier: &str,
         user: Option<Uuid>,
     ) -> Result<Option<(WorkspaceRecord, Vec<WorkspaceRole>)>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT w.id, w.identifier, w.display_name, w.created_at, NULL AS role FROM workspaces w \
              WHERE w.identifier = $1 \
              UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
@@ -424,9 +426,9 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<()> {
         let col = subject_column(kind);
-        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let updated = crate::db::query(format!(
             "UPDATE workspace_members SET role = $3, granted_by = $4, granted_at = $5 WHERE workspace_id = $1 AND {col} = $2"
-        )))
+        ))
         .bind(workspace_id.to_string())
         .bind(subject_id.to_string())
         .bind(role.as_str())
@@ -441,10 +443,10 @@ impl Tx {
                 SubjectKind::User => "(SELECT 'user:' || username FROM users WHERE id = $3)",
                 SubjectKind::Group => "(SELECT 'group:' || identifier FROM user_groups WHERE id = $3)",
             };
-            let written = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let written = crate::db::query(format!(
                 "INSERT INTO workspace_members (id, workspace_id, {col}, role, granted_by, granted_at, subject_name) \
                  VALUES ($1, $2, $3, $4, $5, $6, {name})"
-            )))
+            ))
             .bind(new_id())
             .bind(workspace_id.to_string())
             .bind(subject_id.to_string())
@@ -460,13 +462,11 @@ impl Tx {
 
     pub async fn delete_member(&mut self, workspace_id: Uuid, kind: SubjectKind, subject_id: Uuid) -> Result<()> {
         let col = subject_column(kind);
-        let written = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM workspace_members WHERE workspace_id = $1 AND {col} = $2"
-        )))
-        .bind(workspace_id.to_string())
-        .bind(subject_id.to_string())
-        .execute(self.conn())
-        .await?;
+        let written = crate::db::query(format!("DELETE FROM workspace_members WHERE workspace_id = $1 AND {col} = $2"))
+            .bind(workspace_id.to_string())
+            .bind(subject_id.to_string())
+            .execute(self.conn())
+            .await?;
         self.changed(written.rows_affected(), "delete_member");
         Ok(())
     }
@@ -478,9 +478,9 @@ impl Tx {
         subject_id: Uuid,
     ) -> Result<Vec<(Uuid, WorkspaceRole)>> {
         let col = subject_column(kind);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT workspace_id, role FROM workspace_members WHERE {col} = $1 ORDER BY workspace_id"
-        )))
+        ))
         .bind(subject_id.to_string())
         .fetch_all(self.conn())
         .await?;
@@ -493,7 +493,7 @@ impl Tx {
     /// identifier and display name.
     pub async fn search_workspace(&mut self, workspace_id: Uuid, q: &str, limit: u32) -> Result<Vec<SearchRecord>> {
         let pattern = crate::accounts::like_pattern(q);
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT 'user' AS kind, u.username AS name, u.first_name AS first_name, u.last_name AS last_name, u.email AS email \
              FROM users u WHERE u.active = 1 AND (u.id IN (SELECT user_id FROM workspace_members WHERE workspace_id = $1 AND user_id IS NOT NULL) \
                 OR u.id IN (SELECT gm.user_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id WHERE m.workspace_id = $1)) \
@@ -520,7 +520,7 @@ impl Tx {
     /// by name; at most `limit`.
     pub async fn search_directory(&mut self, q: &str, limit: u32) -> Result<Vec<SearchRecord>> {
         let pattern = crate::accounts::like_pattern(q);
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT 'user' AS kind, u.username AS name, u.first_name AS first_name, u.last_name AS last_name, u.email AS email \
              FROM users u WHERE u.active = 1 \
              AND (LOWER(u.username) LIKE $1 ESCAPE '\\' OR LOWER(u.email) LIKE $1 ESCAPE '\\' \
@@ -544,7 +544,7 @@ impl Tx {
         if self.only_writer() {
             return Ok(());
         }
-        sqlx::query("UPDATE workspaces SET identifier = identifier WHERE id = $1")
+        crate::db::query("UPDATE workspaces SET identifier = identifier WHERE id = $1")
             .bind(workspace_id.to_string())
             .execute(self.conn())
             .await?;
@@ -554,7 +554,7 @@ impl Tx {
     /// How many users are direct owners of a workspace (it must keep at least
     /// one; an owning group may be empty, so it does not count).
     pub async fn count_owners(&mut self, workspace_id: Uuid) -> Result<i64> {
-        let r = sqlx::query(
+        let r = crate::db::query(
             "SELECT COUNT(*) AS n FROM workspace_members \
              WHERE workspace_id = $1 AND role = 'workspace_owner' AND user_id IS NOT NULL",
         )
@@ -574,7 +574,7 @@ impl Tx {
         invited_by: &str,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO invitations (id, workspace_id, email, role, invited_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(new_id())
@@ -590,7 +590,7 @@ impl Tx {
     }
 
     pub async fn workspace_invitations(&mut self, workspace_id: Uuid) -> Result<Vec<InvitationRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE workspace_id = $1 ORDER BY email",
         )
         .bind(workspace_id.to_string())
@@ -600,7 +600,7 @@ impl Tx {
     }
 
     pub async fn invitation(&mut self, workspace_id: Uuid, email: &str) -> Result<Option<InvitationRecord>> {
-        let row = sqlx::query(
+        let row = crate::db::query(
             "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE workspace_id = $1 AND email = $2",
         )
         .bind(workspace_id.to_string())
@@ -612,7 +612,7 @@ impl Tx {
 
     /// Pending invitations of an e-mail address in every workspace.
     pub async fn invitations_for_email(&mut self, email: &str) -> Result<Vec<InvitationRecord>> {
-        let rows = sqlx::query(
+        let rows = crate::db::query(
             "SELECT id, workspace_id, email, role, invited_by, created_at FROM invitations WHERE email = $1 ORDER BY workspace_id",
         )
         .bind(email)
@@ -623,7 +623,7 @@ impl Tx {
 
     pub async fn delete_invitation(&mut self, id: Uuid) -> Result<()> {
         let written =
-            sqlx::query("DELETE FROM invitations WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM invitations WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_invitation");
         Ok(())
     }
@@ -638,7 +638,7 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<ProjectRecord> {
         let id = Uuid::new_v4();
-        let written = sqlx::query(
+        let written = crate::db::query(
             "INSERT INTO projects (id, workspace_id, identifier, display_name, tags, created_at) VALUES ($1, $2, $3, $4, '{}', $5)",
         )
         .bind(id.to_string())
@@ -653,9 +653,9 @@ impl Tx {
     }
 
     pub async fn project(&mut self, workspace_id: Uuid, identifier: &str) -> Result<Option<ProjectRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = crate::db::query(format!(
             "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND identifier = $2"
-        )))
+        ))
         .bind(workspace_id.to_string())
         .bind(identifier)
         .fetch_optional(self.conn())
@@ -666,12 +666,15 @@ impl Tx {
     /// Lock a project's row until the transaction ends (a read-modify-write
     /// of its tags must not lose a concurrent one).
     pub async fn lock_project(&mut self, id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE projects SET tags = tags WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        crate::db::query("UPDATE projects SET tags = tags WHERE id = $1")
+            .bind(id.to_string())
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
     pub async fn project_by_id(&mut self, id: Uuid) -> Result<Option<ProjectRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1")))
+        let row = crate::db::query(format!("SELECT {PROJECT_COLS} FROM projects WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
@@ -684,9 +687,9 @@ impl Tx {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ProjectRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = crate::db::query(format!(
             "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT CAST($3 AS BIGINT)"
-        )))
+        ))
         .bind(workspace_id.to_string())
         .bind(cursor)
         .bind(page_limit(limit))
@@ -696,7 +699,7 @@ impl Tx {
     }
 
     pub async fn count_projects(&mut self, workspace_id: Uuid) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM projects WHERE workspace_id = $1")
+        let r = crate::db::query("SELECT COUNT(*) AS n FROM projects WHERE workspace_id = $1")
             .bind(workspace_id.to_string())
             .fetch_one(self.conn())
             .await?;
@@ -704,7 +707,7 @@ impl Tx {
     }
 
     pub async fn rename_project(&mut self, id: Uuid, display_name: &str) -> Result<()> {
-        let written = sqlx::query("UPDATE projects SET display_name = $2 WHERE id = $1")
+        let written = crate::db::query("UPDATE projects SET display_name = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(display_name)
             .execute(self.conn())
@@ -715,7 +718,7 @@ impl Tx {
 
     pub async fn delete_project(&mut self, id: Uuid) -> Result<()> {
         let written =
-            sqlx::query("DELETE FROM projects WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+            crate::db::query("DELETE FROM projects WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
         self.changed(written.rows_affected(), "delete_project");
         Ok(())
     }
@@ -724,11 +727,11 @@ impl Tx {
 /// Every role a user holds in a workspace: two lookups by (workspace_id,
 /// user_id) and (workspace_id, group_id), never a walk over the members.
 async fn membership_roles_of_user(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::db::Conn,
     workspace_id: Uuid,
     user_id: Uuid,
 ) -> Result<Vec<WorkspaceRole>> {
-    let rows = sqlx::query(
+    let rows = crate::db::query(
         "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 \
          UNION ALL SELECT role FROM workspace_members WHERE workspace_id = $1 \
          AND group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",

@@ -1,8 +1,8 @@
 //! Query plans of the statements a test makes the server run (issue 13:
 //! "the query plans for the hot paths are checked on both backends").
 //!
-//! [`Statements`] records the SQL text of every statement sqlx runs for one
-//! server (sqlx reports each as a `sqlx::query` event); [`query_plan`]
+//! [`Statements`] records the SQL text of every statement the store runs for
+//! one server (it reports each as a `canopy_store::query` event); [`query_plan`]
 //! asks the database how it would run one. The plans are read without the
 //! values the server bound: on SQLite `EXPLAIN QUERY PLAN` (its planner has
 //! no statistics here, so values never change a plan); on PostgreSQL the
@@ -19,10 +19,9 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, filter};
 
-/// Every statement sqlx runs for requests to one server, told apart by
-/// the listener address its connection's span names (tests run in
-/// parallel in one process; SQLite runs statements on threads of its own,
-/// which enter the span of the request that sent them).
+/// Every statement the store runs for requests to one server, told apart
+/// by the listener address its connection's span names (tests run in
+/// parallel in one process).
 #[derive(Clone)]
 pub struct Statements {
     listener: String,
@@ -100,7 +99,7 @@ pub fn install() -> &'static Arc<Seen> {
         let seen = Arc::new(Seen::default());
         let layer = Recorder(seen.clone()).with_filter(
             filter::Targets::new()
-                .with_target("sqlx::query", tracing::Level::TRACE)
+                .with_target("canopy_store::query", tracing::Level::TRACE)
                 .with_target("canopy_server::listen", tracing::Level::TRACE),
         );
         let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));

@@ -1,0 +1,522 @@
+//! The one way the store runs SQL, on either backend.
+//!
+//! Every repository builds its statement once, in portable SQL with `$N`
+//! placeholders, binds its values and runs it through [`query`]; the driver
+//! underneath is chosen by the backend:
+//!
+//! - **SQLite** through `rusqlite`, called on the task that runs the
+//!   transaction. SQLite is a library, not a server: a statement costs it
+//!   microseconds, and a driver that hands each one to a thread of its own
+//!   (sqlx's) spends more on the two thread wake-ups of that hand-off than
+//!   SQLite spends on the statement, all of it inside the single writer on
+//!   the write path (issue 13, BENCHMARKS.md). Statements are prepared once
+//!   per connection and cached. A transaction's connection is taken from a
+//!   small pool of its own ([`SqlitePool`]) and rolled back at once when a
+//!   transaction is dropped uncommitted.
+//! - **PostgreSQL** through sqlx's typed PostgreSQL driver (the server's
+//!   round trip is the cost there; sqlx's pool and TLS are kept).
+//!
+//! Rows come back in one shape ([`Row`]: a value per column, read by name
+//! through [`crate::RowExt`]), so a repository never knows which backend
+//! answered. Migrations stay sqlx's (one folder for both backends).
+//!
+//! Each statement is logged at `debug` under the target `canopy_store::query`
+//! with its SQL (`db.statement`), which the query-plan tests read.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Column, Postgres, Row as _, TypeInfo, ValueRef};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{Result, StoreError};
+
+/// How long a request waits for a free connection before it fails.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long SQLite waits for a lock another process holds (this process's
+/// writers queue on the store's own lock first).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per SQLite connection: more than the store
+/// has distinct statements on its hot paths.
+const SQLITE_STATEMENT_CACHE: usize = 512;
+
+/// A value bound to a statement. A null keeps its type, which PostgreSQL
+/// needs to choose the parameter's type.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Real(Option<f64>),
+    Text(Option<String>),
+    Blob(Option<Vec<u8>>),
+}
+
+/// What can be bound: the types the schema stores (BIGINT, TEXT, DOUBLE
+/// PRECISION, bytes) and options of them.
+pub(crate) trait IntoArg {
+    fn into_arg(self) -> Arg;
+}
+
+/// The typed null of a bindable type.
+pub(crate) trait NullOf {
+    fn null() -> Arg;
+}
+
+/// `IntoArg` and `NullOf` for a type: the variant it binds as, and how.
+macro_rules! bindable {
+    ($($ty:ty => $variant:ident, |$v:ident| $into:expr;)*) => {$(
+        impl IntoArg for $ty {
+            fn into_arg(self) -> Arg {
+                let $v = self;
+                Arg::$variant(Some($into))
+            }
+        }
+        impl NullOf for $ty {
+            fn null() -> Arg {
+                Arg::$variant(None)
+            }
+        }
+    )*};
+}
+
+bindable! {
+    i64 => Int, |v| v;
+    i32 => Int, |v| i64::from(v);
+    u32 => Int, |v| i64::from(v);
+    f64 => Real, |v| v;
+    String => Text, |v| v;
+    &str => Text, |v| v.to_owned();
+    &String => Text, |v| v.clone();
+    Vec<u8> => Blob, |v| v;
+    &[u8] => Blob, |v| v.to_vec();
+}
+
+impl<T: IntoArg + NullOf> IntoArg for Option<T> {
+    fn into_arg(self) -> Arg {
+        match self {
+            Some(v) => v.into_arg(),
+            None => T::null(),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef as V};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Arg::Int(Some(v)) => V::Integer(*v),
+            Arg::Real(Some(v)) => V::Real(*v),
+            Arg::Text(Some(v)) => V::Text(v.as_bytes()),
+            Arg::Blob(Some(v)) => V::Blob(v),
+            Arg::Int(None) | Arg::Real(None) | Arg::Text(None) | Arg::Blob(None) => V::Null,
+        }))
+    }
+}
+
+/// A value read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One row of a result: its values by column, the column names shared by
+/// every row of the result.
+#[derive(Debug, Clone)]
+pub struct Row {
+    names: Arc<[Box<str>]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// The value of the column named `col`.
+    pub(crate) fn value(&self, col: &str) -> Result<&Value> {
+        self.names
+            .iter()
+            .position(|n| &**n == col)
+            .and_then(|i| self.values.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {col:?} in the result")))
+    }
+}
+
+/// What a statement that writes reports.
+pub(crate) struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// A statement with its bound values, not yet run.
+#[must_use = "a query does nothing until it is run"]
+pub(crate) struct Query {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+}
+
+/// A statement in portable SQL with `$1`, `$2`, ... placeholders.
+pub(crate) fn query(sql: impl Into<Cow<'static, str>>) -> Query {
+    Query { sql: sql.into(), args: Vec::new() }
+}
+
+/// Where a statement runs: a connection (in or out of a transaction) or
+/// the pool (any free connection, for one statement).
+pub(crate) enum On<'a> {
+    Conn(&'a mut Conn),
+    Pool(&'a Pool),
+}
+
+impl<'a> From<&'a mut Conn> for On<'a> {
+    fn from(c: &'a mut Conn) -> Self {
+        On::Conn(c)
+    }
+}
+
+impl<'a> From<&'a Pool> for On<'a> {
+    fn from(p: &'a Pool) -> Self {
+        On::Pool(p)
+    }
+}
+
+/// What a statement is run for.
+#[derive(Clone, Copy, PartialEq)]
+enum Want {
+    Rows,
+    Changes,
+}
+
+impl Query {
+    pub(crate) fn bind(mut self, value: impl IntoArg) -> Self {
+        self.args.push(value.into_arg());
+        self
+    }
+
+    pub(crate) async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<Done> {
+        let (_, rows_affected) = self.run(on.into(), Want::Changes).await?;
+        Ok(Done { rows_affected })
+    }
+
+    pub(crate) async fn fetch_all<'a>(self, on: impl Into<On<'a>>) -> Result<Vec<Row>> {
+        Ok(self.run(on.into(), Want::Rows).await?.0)
+    }
+
+    pub(crate) async fn fetch_optional<'a>(self, on: impl Into<On<'a>>) -> Result<Option<Row>> {
+        Ok(self.run(on.into(), Want::Rows).await?.0.into_iter().next())
+    }
+
+    pub(crate) async fn fetch_one<'a>(self, on: impl Into<On<'a>>) -> Result<Row> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or_else(|| StoreError::Database("a statement that must answer one row answered none".into()))
+    }
+
+    async fn run(self, on: On<'_>, want: Want) -> Result<(Vec<Row>, u64)> {
+        let started = Instant::now();
+        let out = match on {
+            On::Conn(conn) => conn.run(&self.sql, &self.args, want).await,
+            On::Pool(pool) => pool.acquire().await?.run(&self.sql, &self.args, want).await,
+        };
+        let (statement, elapsed_us) = (&*self.sql, started.elapsed().as_micros() as u64);
+        let rows = out.as_ref().map(|(rows, changed)| rows.len() as u64 + changed).unwrap_or(0);
+        tracing::debug!(target: "canopy_store::query", rows = rows, elapsed_us = elapsed_us, db.statement = statement);
+        out
+    }
+}
+
+/// A connection: SQLite's (possibly in a transaction), or PostgreSQL's in
+/// a transaction or on its own.
+pub(crate) enum Conn {
+    Sqlite(SqliteConn),
+    PgTx(sqlx::Transaction<'static, Postgres>),
+    Pg(sqlx::pool::PoolConnection<Postgres>),
+}
+
+impl Conn {
+    async fn run(&mut self, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
+        match self {
+            Conn::Sqlite(c) => c.run(sql, args, want),
+            Conn::PgTx(tx) => pg_run(tx, sql, args, want).await,
+            Conn::Pg(c) => pg_run(c, sql, args, want).await,
+        }
+    }
+
+    /// Commit the transaction this connection is in.
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self {
+            Conn::Sqlite(mut c) => c.run("COMMIT", &[], Want::Changes).map(|_| ()),
+            Conn::PgTx(tx) => Ok(tx.commit().await?),
+            Conn::Pg(_) => Ok(()),
+        }
+    }
+
+    /// Roll back the transaction this connection is in.
+    pub(crate) async fn rollback(self) -> Result<()> {
+        match self {
+            Conn::Sqlite(mut c) => c.run("ROLLBACK", &[], Want::Changes).map(|_| ()),
+            Conn::PgTx(tx) => Ok(tx.rollback().await?),
+            Conn::Pg(_) => Ok(()),
+        }
+    }
+}
+
+async fn pg_run(conn: &mut sqlx::PgConnection, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
+    let mut q = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql));
+    for a in args {
+        q = match a.clone() {
+            Arg::Int(v) => q.bind(v),
+            Arg::Real(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+            Arg::Blob(v) => q.bind(v),
+        };
+    }
+    if want == Want::Changes {
+        return Ok((Vec::new(), q.execute(conn).await?.rows_affected()));
+    }
+    let rows = q.fetch_all(conn).await?;
+    let Some(first) = rows.first() else { return Ok((Vec::new(), 0)) };
+    let names: Arc<[Box<str>]> = first.columns().iter().map(|c| Box::from(c.name())).collect();
+    let rows = rows.iter().map(|r| pg_row(r, &names)).collect::<Result<Vec<_>>>()?;
+    Ok((rows, 0))
+}
+
+fn pg_row(row: &PgRow, names: &Arc<[Box<str>]>) -> Result<Row> {
+    let mut values = Vec::with_capacity(names.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            values.push(Value::Null);
+            continue;
+        }
+        let ty = raw.type_info().name().to_owned();
+        values.push(match ty.as_str() {
+            "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
+            "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(i)?)),
+            "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(i)?)),
+            "BOOL" => Value::Int(i64::from(row.try_get::<bool, _>(i)?)),
+            "FLOAT8" => Value::Real(row.try_get::<f64, _>(i)?),
+            "FLOAT4" => Value::Real(f64::from(row.try_get::<f32, _>(i)?)),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "UNKNOWN" => Value::Text(row.try_get::<String, _>(i)?),
+            "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i)?),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "column {:?} has type {other}, which the store does not read",
+                    col.name()
+                )));
+            }
+        });
+    }
+    Ok(Row { names: names.clone(), values })
+}
+
+/// The connections of one backend.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Pool {
+    /// A connection out of any transaction.
+    pub(crate) async fn acquire(&self) -> Result<Conn> {
+        match self {
+            Pool::Sqlite(p) => Ok(Conn::Sqlite(p.acquire().await?)),
+            Pool::Postgres(p) => Ok(Conn::Pg(p.acquire().await?)),
+        }
+    }
+
+    /// A connection in a new transaction; on SQLite begun with `begin`
+    /// (`BEGIN` or `BEGIN IMMEDIATE`).
+    pub(crate) async fn begin(&self, begin: &'static str) -> Result<Conn> {
+        match self {
+            Pool::Sqlite(p) => {
+                let mut conn = p.acquire().await?;
+                conn.run(begin, &[], Want::Changes)?;
+                Ok(Conn::Sqlite(conn))
+            }
+            Pool::Postgres(p) => Ok(Conn::PgTx(p.begin().await?)),
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Sqlite(p) => p.close(),
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// SQLite connections to one database file, at most `size` in use at once.
+#[derive(Clone)]
+pub(crate) struct SqlitePool(Arc<SqliteShared>);
+
+struct SqliteShared {
+    path: PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl SqlitePool {
+    /// A pool of up to `size` connections to the file at `path`, one of
+    /// them opened now (so a file that cannot be opened fails at start).
+    pub(crate) fn open(path: PathBuf, size: usize) -> Result<SqlitePool> {
+        let first = open_sqlite(&path)?;
+        Ok(SqlitePool(Arc::new(SqliteShared {
+            path,
+            idle: std::sync::Mutex::new(vec![first]),
+            permits: Arc::new(Semaphore::new(size)),
+        })))
+    }
+
+    async fn acquire(&self) -> Result<SqliteConn> {
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Database("timed out waiting for a free database connection".into()))?
+            .map_err(|_| StoreError::Database("the database is closed".into()))?;
+        let idle = self.0.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_sqlite(&self.0.path)?,
+        };
+        Ok(SqliteConn { conn: std::sync::Mutex::new(Some(conn)), shared: self.0.clone(), _permit: permit })
+    }
+
+    /// Refuse new connections and close the idle ones (those in use close
+    /// when they are given back).
+    fn close(&self) {
+        self.0.permits.close();
+        if let Ok(mut idle) = self.0.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+    // WAL: readers see a snapshot and never wait for the writer
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // `synchronous` stays FULL (the default): every commit is on disk
+    // before it is answered, so a power loss never takes back a revocation
+    // or a history event that was confirmed.
+    conn.set_prepared_statement_cache_capacity(SQLITE_STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// A SQLite connection taken from its pool, given back when dropped (rolled
+/// back first if a transaction is still open on it).
+pub(crate) struct SqliteConn {
+    /// Behind a mutex only so that the connection may be shared between
+    /// threads by reference (`rusqlite::Connection` is `Send`, not `Sync`);
+    /// it is reached through `get_mut`, which takes no lock.
+    conn: std::sync::Mutex<Option<rusqlite::Connection>>,
+    shared: Arc<SqliteShared>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SqliteConn {
+    fn conn(&mut self) -> Result<&mut rusqlite::Connection> {
+        match self.conn.get_mut() {
+            Ok(Some(conn)) => Ok(conn),
+            _ => Err(StoreError::Database("the database connection was lost".into())),
+        }
+    }
+
+    fn run(&mut self, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(sql)?;
+        for i in 1..=stmt.parameter_count() {
+            // `$N` names the N-th value, wherever and however often it appears
+            let n = match stmt.parameter_name(i) {
+                Some(name) => name
+                    .strip_prefix(['$', '?'])
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| StoreError::Database(format!("unsupported parameter {name} in {sql}")))?,
+                None => i,
+            };
+            let arg = args
+                .get(n - 1)
+                .ok_or_else(|| StoreError::Database(format!("no value bound for parameter {n} of {sql}")))?;
+            stmt.raw_bind_parameter(i, arg)?;
+        }
+        let columns = stmt.column_count();
+        let readonly = stmt.readonly();
+        let names: Arc<[Box<str>]> = if want == Want::Rows {
+            (0..columns).map(|i| stmt.column_name(i).map(Box::from)).collect::<rusqlite::Result<_>>()?
+        } else {
+            Arc::from(Vec::new())
+        };
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            if want == Want::Changes {
+                continue;
+            }
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                use rusqlite::types::ValueRef as V;
+                values.push(match row.get_ref(i)? {
+                    V::Null => Value::Null,
+                    V::Integer(v) => Value::Int(v),
+                    V::Real(v) => Value::Real(v),
+                    V::Text(v) => Value::Text(
+                        String::from_utf8(v.to_vec())
+                            .map_err(|_| StoreError::Corrupt(format!("column {:?} is not UTF-8", names.get(i))))?,
+                    ),
+                    V::Blob(v) => Value::Blob(v.to_vec()),
+                });
+            }
+            out.push(Row { names: names.clone(), values });
+        }
+        drop(rows);
+        drop(stmt);
+        let changed = if readonly { 0 } else { self.conn()?.changes() };
+        Ok((out, changed))
+    }
+}
+
+impl Drop for SqliteConn {
+    fn drop(&mut self) {
+        let Ok(slot) = self.conn.get_mut() else { return };
+        let Some(conn) = slot.take() else { return };
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            // a connection whose transaction cannot end is not reused
+            return;
+        }
+        if self.shared.permits.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.shared.idle.lock() {
+            idle.push(conn);
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(err, _) = &e {
+            match err.extended_code {
+                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => return StoreError::Conflict,
+                // what a row refers to was deleted by a concurrent transaction
+                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => return StoreError::Conflict,
+                _ => {}
+            }
+        }
+        StoreError::Database(e.to_string())
+    }
+}

@@ -530,6 +530,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::RowExt;

@@ -1,7 +1,8 @@
 //! Canopy's storage: the only crate that runs SQL.
 //!
 //! One code path for SQLite and PostgreSQL: portable SQL (see `migrations/`)
-//! run through [`db`], which picks the driver per backend. Every change is made in a [`Tx`] together
+//! run through the `db` module, which picks the driver per backend (rusqlite
+//! for SQLite, sqlx for PostgreSQL). Every change is made in a [`Tx`] together
 //! with its history event ([`Tx::record`]), so a change without its event, or
 //! an event without its change, cannot be committed. A transaction buffers
 //! its events and appends them at [`Tx::commit`], every chain in one order.

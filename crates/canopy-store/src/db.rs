@@ -350,7 +350,7 @@ impl Pool {
 
     pub(crate) async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close(),
+            Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
         }
     }
@@ -364,17 +364,19 @@ struct SqliteShared {
     path: PathBuf,
     idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
     permits: Arc<Semaphore>,
+    size: u32,
 }
 
 impl SqlitePool {
     /// A pool of up to `size` connections to the file at `path`, one of
     /// them opened now (so a file that cannot be opened fails at start).
-    pub(crate) fn open(path: PathBuf, size: usize) -> Result<SqlitePool> {
+    pub(crate) fn open(path: PathBuf, size: u32) -> Result<SqlitePool> {
         let first = open_sqlite(&path)?;
         Ok(SqlitePool(Arc::new(SqliteShared {
             path,
             idle: std::sync::Mutex::new(vec![first]),
-            permits: Arc::new(Semaphore::new(size)),
+            permits: Arc::new(Semaphore::new(size as usize)),
+            size,
         })))
     }
 
@@ -391,13 +393,18 @@ impl SqlitePool {
         Ok(SqliteConn { conn: std::sync::Mutex::new(Some(conn)), shared: self.0.clone(), _permit: permit })
     }
 
-    /// Refuse new connections and close the idle ones (those in use close
-    /// when they are given back).
-    fn close(&self) {
+    /// Wait for the connections in use to be given back (up to the acquire
+    /// timeout, as sqlx's pool waits for its own), then refuse new ones and
+    /// close them all: once this returns, nothing of this pool has the file
+    /// open.
+    async fn close(&self) {
+        let all = self.0.permits.clone().acquire_many_owned(self.0.size);
+        let held = tokio::time::timeout(ACQUIRE_TIMEOUT, all).await;
         self.0.permits.close();
         if let Ok(mut idle) = self.0.idle.lock() {
             idle.clear();
         }
+        drop(held);
     }
 }
 
@@ -596,6 +603,26 @@ mod tests {
         let row = query("SELECT n FROM t WHERE id = $1").bind("a").fetch_one(&pool).await.unwrap();
         assert_eq!(row.int("n").unwrap(), 2);
         pool.close().await;
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn sqlite_close_waits_for_the_connections_in_use_then_refuses_more() {
+        let path = temp_db();
+        std::fs::File::create(&path).unwrap();
+        let pool = Pool::Sqlite(SqlitePool::open(path.clone(), 2).unwrap());
+        let held = pool.begin("BEGIN").await.unwrap();
+        let given_back = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = given_back.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(held);
+        });
+        pool.close().await;
+        assert!(given_back.load(std::sync::atomic::Ordering::SeqCst), "close returned with a connection in use");
+        let err = query("SELECT 1 AS one").fetch_one(&pool).await.unwrap_err();
+        assert!(matches!(err, StoreError::Database(ref m) if m.contains("closed")), "{err:?}");
         remove(&path);
     }
 }

@@ -46,18 +46,6 @@ fn id_of(body: &Value, list: &str) -> Option<String> {
     body[list].as_array()?.first()?["id"].as_str().map(str::to_owned)
 }
 
-fn query_value(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl Keystone {
     pub fn new(config: KeystoneConfig) -> Result<Self, PlatformError> {
         let http = reqwest::Client::builder()
@@ -164,7 +152,7 @@ impl Keystone {
         if let Some(id) = self.ids.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(id.clone());
         }
-        let (_, body) = self.call(Method::GET, &format!("/{list}?name={}", query_value(name)), None).await?;
+        let (_, body) = self.call(Method::GET, &format!("/{list}?name={}", crate::enc(name)), None).await?;
         let kind = list.trim_end_matches('s');
         let id = id_of(&body, list).ok_or_else(|| permanent(format!("Keystone has no {kind} {name:?}")))?;
         self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(key, id.clone());
@@ -177,7 +165,7 @@ impl Keystone {
     }
 
     async fn user_id(&self, domain_id: &str, username: &str) -> Result<Option<String>, PlatformError> {
-        let path = format!("/users?name={}&domain_id={}", query_value(username), query_value(domain_id));
+        let path = format!("/users?name={}&domain_id={}", crate::enc(username), crate::enc(domain_id));
         let (_, body) = self.call(Method::GET, &path, None).await?;
         Ok(id_of(&body, "users"))
     }
@@ -200,7 +188,7 @@ impl Platform for Keystone {
             Some(name) => self.domain_id_of(name).await?,
             None => self.domain_id().await?,
         };
-        let find = format!("/projects?name={}&domain_id={}", query_value(&spec.name), query_value(&domain_id));
+        let find = format!("/projects?name={}&domain_id={}", crate::enc(&spec.name), crate::enc(&domain_id));
         for _ in 0..2 {
             let (_, found) = self.call(Method::GET, &find, None).await?;
             if let Some(id) = id_of(&found, "projects") {
@@ -222,13 +210,12 @@ impl Platform for Keystone {
         // Keystone lists no assignments for a project that is gone rather than
         // refusing: ask for the project itself first, so that a tenant deleted
         // outside Canopy is reported, not mistaken for an empty one.
-        let project = format!("/projects/{}", query_value(&tenant.external_id));
+        let project = format!("/projects/{}", crate::enc(&tenant.external_id));
         let (status, _) = self.call(Method::GET, &project, None).await?;
         if status == StatusCode::NOT_FOUND {
             return Err(permanent(format!("project {} does not exist (deleted outside Canopy?)", tenant.external_id)));
         }
-        let path =
-            format!("/role_assignments?scope.project.id={}&include_names=true", query_value(&tenant.external_id));
+        let path = format!("/role_assignments?scope.project.id={}&include_names=true", crate::enc(&tenant.external_id));
         let (_, body) = self.call(Method::GET, &path, None).await?;
         let mut held = BTreeSet::new();
         for a in body["role_assignments"].as_array().into_iter().flatten() {
@@ -257,7 +244,7 @@ impl Platform for Keystone {
                 }
             }
         };
-        let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", query_value(&tenant.external_id));
+        let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", crate::enc(&tenant.external_id));
         let (status, body) = self.call(Method::PUT, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
             self.forget_ids();
@@ -271,7 +258,7 @@ impl Platform for Keystone {
         let domain_id = self.domain_id().await?;
         let Some(user_id) = self.user_id(&domain_id, username).await? else { return Ok(()) };
         let role_id = self.role_id(platform_role).await?;
-        let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", query_value(&tenant.external_id));
+        let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", crate::enc(&tenant.external_id));
         // 404: not held (any more): what was asked for
         self.call(Method::DELETE, &path, None).await.map(|_| ())
     }
@@ -279,7 +266,7 @@ impl Platform for Keystone {
     /// Keystone knows the projects nested in the tenant's project; compute
     /// and storage live in other OpenStack services that Canopy does not reach.
     async fn find_resources(&self, tenant: &TenantRef) -> Result<Vec<String>, PlatformError> {
-        let path = format!("/projects?parent_id={}", query_value(&tenant.external_id));
+        let path = format!("/projects?parent_id={}", crate::enc(&tenant.external_id));
         let (_, body) = self.call(Method::GET, &path, None).await?;
         Ok(body["projects"]
             .as_array()
@@ -291,6 +278,6 @@ impl Platform for Keystone {
     }
 
     async fn delete_tenant(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
-        self.call(Method::DELETE, &format!("/projects/{}", query_value(&tenant.external_id)), None).await.map(|_| ())
+        self.call(Method::DELETE, &format!("/projects/{}", crate::enc(&tenant.external_id)), None).await.map(|_| ())
     }
 }

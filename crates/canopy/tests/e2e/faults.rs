@@ -272,13 +272,8 @@ async fn se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant(app: TestAp
     app.project(&admin, "w", "web").await;
     app.user("ann").await;
     app.invite(&admin, "w", "ann", "workspace_member").await;
-    let platform = json!({"identifier": "cloud", "type": "openstack",
-        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
-        "secrets": {"username": "admin", "password": "unused"},
-        "role_mapping": {"project_user": "member"}});
-    app.post("/api/v1/platforms", &admin, platform).await.expect(201);
     let p = "/api/v1/workspaces/w/projects/web";
-    app.post(&format!("{p}/tenants"), &admin, json!({"platform": "cloud"})).await.expect(201);
+    unreachable_cloud_tenant(&app, &admin, p).await;
     app.post(&format!("{p}/bindings"), &admin, json!({"user": "ann", "role": "project_user"})).await.expect(201);
 
     let waiting = Arc::new(Waiting::default());
@@ -316,13 +311,8 @@ async fn se5_a_hostile_observation_is_refused_not_stored(app: TestApp) {
     let admin = app.admin_token.clone();
     app.workspace(&admin, "w").await;
     app.project(&admin, "w", "web").await;
-    let platform = json!({"identifier": "cloud", "type": "openstack",
-        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
-        "secrets": {"username": "admin", "password": "unused"},
-        "role_mapping": {"project_user": "member"}});
-    app.post("/api/v1/platforms", &admin, platform).await.expect(201);
     let p = "/api/v1/workspaces/w/projects/web";
-    app.post(&format!("{p}/tenants"), &admin, json!({"platform": "cloud"})).await.expect(201);
+    unreachable_cloud_tenant(&app, &admin, p).await;
     let waiting = Arc::new(Waiting::default());
     let long = Held { username: "x".repeat(100_000), platform_role: "member".into() };
     waiting.granted.lock().unwrap().insert(long);
@@ -348,3 +338,14 @@ canopy_testkit::backend_tests!(
     se5_a_hostile_retry_after_neither_panics_nor_parks_a_tenant,
     se5_a_hostile_observation_is_refused_not_stored
 );
+
+/// The platform `cloud` (OpenStack at an address nobody answers; the tests
+/// put an in-process platform in its place) with a tenant of project `p`.
+async fn unreachable_cloud_tenant(app: &TestApp, admin: &str, p: &str) {
+    let platform = json!({"identifier": "cloud", "type": "openstack",
+        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "unused"},
+        "role_mapping": {"project_user": "member"}});
+    app.post("/api/v1/platforms", admin, platform).await.expect(201);
+    app.post(&format!("{p}/tenants"), admin, json!({"platform": "cloud"})).await.expect(201);
+}

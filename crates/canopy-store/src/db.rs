@@ -542,8 +542,12 @@ mod tests {
     use super::*;
     use crate::RowExt;
 
-    fn temp_db() -> PathBuf {
-        std::env::temp_dir().join(format!("canopy-db-{}.sqlite", uuid::Uuid::new_v4()))
+    /// A pool of `size` connections to a new database file.
+    fn temp_pool(size: u32) -> (PathBuf, Pool) {
+        let path = std::env::temp_dir().join(format!("canopy-db-{}.sqlite", uuid::Uuid::new_v4()));
+        std::fs::File::create(&path).unwrap();
+        let pool = Pool::Sqlite(SqlitePool::open(path.clone(), size).unwrap());
+        (path, pool)
     }
 
     fn remove(path: &std::path::Path) {
@@ -554,9 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_placeholders_bind_by_number_wherever_they_appear() {
-        let path = temp_db();
-        std::fs::File::create(&path).unwrap();
-        let pool = Pool::Sqlite(SqlitePool::open(path.clone(), 2).unwrap());
+        let (path, pool) = temp_pool(2);
         let row = query("SELECT $2 AS a, $1 AS b, $1 || $2 AS c, $3 AS d")
             .bind("one")
             .bind("two")
@@ -579,9 +581,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_a_dropped_transaction_rolls_back_and_a_unique_violation_is_a_conflict() {
-        let path = temp_db();
-        std::fs::File::create(&path).unwrap();
-        let pool = Pool::Sqlite(SqlitePool::open(path.clone(), 1).unwrap());
+        let (path, pool) = temp_pool(1);
         let mut conn = pool.acquire().await.unwrap();
         query("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)").execute(&mut conn).await.unwrap();
         drop(conn);
@@ -608,9 +608,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_close_waits_for_the_connections_in_use_then_refuses_more() {
-        let path = temp_db();
-        std::fs::File::create(&path).unwrap();
-        let pool = Pool::Sqlite(SqlitePool::open(path.clone(), 2).unwrap());
+        let (path, pool) = temp_pool(2);
         let held = pool.begin("BEGIN").await.unwrap();
         let given_back = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = given_back.clone();

@@ -55,8 +55,9 @@ pub async fn bootstrap(
     now: time::OffsetDateTime,
     password: Option<String>,
 ) -> Result<BootstrapOutcome, BootstrapError> {
-    let mut tx = store.write().await?;
-    if tx.count_users().await? > 0 {
+    // the password is hashed before the write transaction, which holds the
+    // writer; the count is asked again inside it, against a second bootstrap
+    if store.read().await?.count_users().await? > 0 {
         return Ok(BootstrapOutcome::AlreadyInitialised);
     }
     let (password, generated) = match password {
@@ -70,6 +71,10 @@ pub async fn bootstrap(
         }
     };
     let hash = hash_password(password.clone()).await?;
+    let mut tx = store.write().await?;
+    if tx.count_users().await? > 0 {
+        return Ok(BootstrapOutcome::AlreadyInitialised);
+    }
     let system = Initiator { kind: InitiatorKind::System, id: String::new(), name: "bootstrap".into() };
     let roles = BTreeSet::from([InstallationRole::Admin]);
     let admin = tx

@@ -191,7 +191,7 @@ impl<'a> From<&'a Pool> for On<'a> {
 
 /// What a statement is run for.
 #[derive(Clone, Copy, PartialEq)]
-enum Want {
+pub(crate) enum Want {
     Rows,
     Changes,
 }
@@ -238,6 +238,8 @@ impl Query {
 /// a transaction or on its own.
 pub(crate) enum Conn {
     Sqlite(SqliteConn),
+    /// SQLite's one writer, in a transaction of a commit group.
+    SqliteWriter(crate::sqlite_writer::WriterTx),
     PgTx(sqlx::Transaction<'static, Postgres>),
     Pg(sqlx::pool::PoolConnection<Postgres>),
 }
@@ -246,6 +248,7 @@ impl Conn {
     async fn run(&mut self, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
         match self {
             Conn::Sqlite(c) => c.run(sql, args, want),
+            Conn::SqliteWriter(w) => w.run(sql, args, want),
             Conn::PgTx(tx) => pg_run(tx, sql, args, want).await,
             Conn::Pg(c) => pg_run(c, sql, args, want).await,
         }
@@ -255,6 +258,7 @@ impl Conn {
     pub(crate) async fn commit(self) -> Result<()> {
         match self {
             Conn::Sqlite(mut c) => c.run("COMMIT", &[], Want::Changes).map(|_| ()),
+            Conn::SqliteWriter(w) => w.commit().await,
             Conn::PgTx(tx) => Ok(tx.commit().await?),
             Conn::Pg(_) => Ok(()),
         }
@@ -264,6 +268,11 @@ impl Conn {
     pub(crate) async fn rollback(self) -> Result<()> {
         match self {
             Conn::Sqlite(mut c) => c.run("ROLLBACK", &[], Want::Changes).map(|_| ()),
+            // its savepoint is rolled back when it is let go
+            Conn::SqliteWriter(w) => {
+                drop(w);
+                Ok(())
+            }
             Conn::PgTx(tx) => Ok(tx.rollback().await?),
             Conn::Pg(_) => Ok(()),
         }
@@ -408,7 +417,7 @@ impl SqlitePool {
     }
 }
 
-fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection> {
+pub(crate) fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -451,57 +460,68 @@ impl SqliteConn {
     }
 
     fn run(&mut self, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(sql)?;
-        for i in 1..=stmt.parameter_count() {
-            // `$N` names the N-th value, wherever and however often it appears
-            let n = match stmt.parameter_name(i) {
-                Some(name) => name
-                    .strip_prefix(['$', '?'])
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| StoreError::Database(format!("unsupported parameter {name} in {sql}")))?,
-                None => i,
-            };
-            let arg = n
-                .checked_sub(1)
-                .and_then(|i| args.get(i))
-                .ok_or_else(|| StoreError::Database(format!("no value bound for parameter {n} of {sql}")))?;
-            stmt.raw_bind_parameter(i, arg)?;
-        }
-        let columns = stmt.column_count();
-        let readonly = stmt.readonly();
-        let names: Arc<[Box<str>]> = if want == Want::Rows {
-            (0..columns).map(|i| stmt.column_name(i).map(Box::from)).collect::<rusqlite::Result<_>>()?
-        } else {
-            Arc::from(Vec::new())
-        };
-        let mut out = Vec::new();
-        let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next()? {
-            if want == Want::Changes {
-                continue;
-            }
-            let mut values = Vec::with_capacity(columns);
-            for i in 0..columns {
-                use rusqlite::types::ValueRef as V;
-                values.push(match row.get_ref(i)? {
-                    V::Null => Value::Null,
-                    V::Integer(v) => Value::Int(v),
-                    V::Real(v) => Value::Real(v),
-                    V::Text(v) => Value::Text(
-                        String::from_utf8(v.to_vec())
-                            .map_err(|_| StoreError::Corrupt(format!("column {:?} is not UTF-8", names.get(i))))?,
-                    ),
-                    V::Blob(v) => Value::Blob(v.to_vec()),
-                });
-            }
-            out.push(Row { names: names.clone(), values });
-        }
-        drop(rows);
-        drop(stmt);
-        let changed = if readonly { 0 } else { self.conn()?.changes() };
-        Ok((out, changed))
+        sqlite_run(self.conn()?, sql, args, want)
     }
+}
+
+/// Run one statement on a SQLite connection: bind `args` to its `$N`
+/// placeholders, and read its rows (`Want::Rows`) or count the rows it
+/// changed (`Want::Changes`).
+pub(crate) fn sqlite_run(
+    conn: &mut rusqlite::Connection,
+    sql: &str,
+    args: &[Arg],
+    want: Want,
+) -> Result<(Vec<Row>, u64)> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for i in 1..=stmt.parameter_count() {
+        // `$N` names the N-th value, wherever and however often it appears
+        let n = match stmt.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix(['$', '?'])
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| StoreError::Database(format!("unsupported parameter {name} in {sql}")))?,
+            None => i,
+        };
+        let arg = n
+            .checked_sub(1)
+            .and_then(|i| args.get(i))
+            .ok_or_else(|| StoreError::Database(format!("no value bound for parameter {n} of {sql}")))?;
+        stmt.raw_bind_parameter(i, arg)?;
+    }
+    let columns = stmt.column_count();
+    let readonly = stmt.readonly();
+    let names: Arc<[Box<str>]> = if want == Want::Rows {
+        (0..columns).map(|i| stmt.column_name(i).map(Box::from)).collect::<rusqlite::Result<_>>()?
+    } else {
+        Arc::from(Vec::new())
+    };
+    let mut out = Vec::new();
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next()? {
+        if want == Want::Changes {
+            continue;
+        }
+        let mut values = Vec::with_capacity(columns);
+        for i in 0..columns {
+            use rusqlite::types::ValueRef as V;
+            values.push(match row.get_ref(i)? {
+                V::Null => Value::Null,
+                V::Integer(v) => Value::Int(v),
+                V::Real(v) => Value::Real(v),
+                V::Text(v) => Value::Text(
+                    String::from_utf8(v.to_vec())
+                        .map_err(|_| StoreError::Corrupt(format!("column {:?} is not UTF-8", names.get(i))))?,
+                ),
+                V::Blob(v) => Value::Blob(v.to_vec()),
+            });
+        }
+        out.push(Row { names: names.clone(), values });
+    }
+    drop(rows);
+    drop(stmt);
+    let changed = if readonly { 0 } else { conn.changes() };
+    Ok((out, changed))
 }
 
 impl Drop for SqliteConn {

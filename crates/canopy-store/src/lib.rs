@@ -7,9 +7,11 @@
 //! an event without its change, cannot be committed. A transaction buffers
 //! its events and appends them at [`Tx::commit`], every chain in one order.
 //!
-//! SQLite has a single writer: [`Store::write`] takes an in-process lock
-//! and then begins IMMEDIATE, so concurrent requests queue instead of
-//! failing with `SQLITE_BUSY`. PostgreSQL needs no such lock.
+//! SQLite has a single writer: the write transactions of this process take
+//! turns on one connection (`sqlite_writer`), so concurrent requests queue
+//! instead of failing with `SQLITE_BUSY`, and those that queue together
+//! commit together, with one `fsync` (group commit). PostgreSQL needs
+//! neither.
 //!
 //! Every statement is a round trip to the connection (on PostgreSQL, to the
 //! server), so the hot paths use as few as the rules allow:
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use db::{Conn, Pool, Row};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 mod access;
@@ -43,6 +45,7 @@ mod scim;
 mod secrets;
 mod settings;
 mod signin;
+mod sqlite_writer;
 mod tags;
 mod tenants;
 mod workspaces;
@@ -122,12 +125,8 @@ pub enum Backend {
 pub struct Store {
     pool: Pool,
     backend: Backend,
-    /// Serialises write transactions on SQLite (its single writer).
-    write_lock: Option<Arc<Mutex<()>>>,
-    /// Where ordinary write transactions queue on SQLite before the writer
-    /// lock, so that at most one of them waits there: a write that goes
-    /// first ([`Store::write_first`]) waits for the writer and that one.
-    queue_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite's single writer, which every write transaction takes in turn.
+    writer: Option<Arc<sqlite_writer::SqliteWriter>>,
     /// Told when a transaction of this process that marked urgent work
     /// commits ([`Store::urgent_marked`]).
     urgent: Arc<Notify>,
@@ -180,7 +179,7 @@ impl Store {
     /// Connect to `sqlite://PATH` (created when missing) or `postgres://...`
     /// and apply pending migrations.
     pub async fn connect(url: &str) -> Result<Store> {
-        let (backend, pool) = if let Some(rest) = url.strip_prefix("sqlite:") {
+        let (backend, pool, writer) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = sqlite_path(rest).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
             private_sqlite_file(&path)?;
             // migrations through sqlx (one folder for both backends), on a
@@ -192,10 +191,13 @@ impl Store {
             let mut conn = sqlx::ConnectOptions::connect(&opts).await?;
             MIGRATOR.run(&mut conn).await?;
             sqlx::Connection::close(conn).await?;
-            // Four connections: statements run on the task that asked (see
-            // `db`), so more connections than cores buy nothing but page
-            // caches; a transaction waiting on something else keeps one.
-            (Backend::Sqlite, Pool::Sqlite(db::SqlitePool::open(path, 4)?))
+            // Four connections for reads: statements run on the task that
+            // asked (see `db`), so more connections than cores buy nothing but
+            // page caches; a transaction waiting on something else keeps one.
+            // And one for every write, so that its page cache stays valid
+            // (no other connection writes).
+            let writer = sqlite_writer::SqliteWriter::new(db::open_sqlite(&path)?);
+            (Backend::Sqlite, Pool::Sqlite(db::SqlitePool::open(path, 4)?), Some(writer))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .acquire_timeout(db::ACQUIRE_TIMEOUT)
@@ -203,17 +205,11 @@ impl Store {
                 .connect(url)
                 .await?;
             MIGRATOR.run(&pool).await?;
-            (Backend::Postgres, Pool::Postgres(pool))
+            (Backend::Postgres, Pool::Postgres(pool), None)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Store {
-            pool,
-            backend,
-            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-            queue_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-            urgent: Arc::new(Notify::new()),
-        })
+        Ok(Store { pool, backend, writer, urgent: Arc::new(Notify::new()) })
     }
 
     pub fn backend(&self) -> Backend {
@@ -227,16 +223,7 @@ impl Store {
 
     /// Begin a transaction that may write.
     pub async fn write(&self) -> Result<Tx> {
-        let queued = match &self.queue_lock {
-            Some(queue) => Some(queue.lock().await),
-            None => None,
-        };
-        let guard = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
-        drop(queued);
-        self.begin_write(guard).await
+        self.begin_write(false).await
     }
 
     /// A write transaction that goes before the ordinary ones queued on
@@ -246,24 +233,17 @@ impl Store {
     /// that a worker whose run ended does not wait behind every other run's
     /// outcome (B2). The same as [`Store::write`] on PostgreSQL.
     pub(crate) async fn write_first(&self) -> Result<Tx> {
-        let guard = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
-        self.begin_write(guard).await
+        self.begin_write(true).await
     }
 
-    async fn begin_write(&self, guard: Option<OwnedMutexGuard<()>>) -> Result<Tx> {
-        let inner = match self.backend {
-            // take SQLite's write lock at once (waiting out the busy timeout
-            // for another process), rather than upgrading a read snapshot
-            // later: an upgrade fails at once with "database is locked"
-            Backend::Sqlite => self.pool.begin("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin("BEGIN").await?,
+    async fn begin_write(&self, first: bool) -> Result<Tx> {
+        let inner = match &self.writer {
+            Some(writer) => Conn::SqliteWriter(writer.begin(first).await?),
+            None => self.pool.begin("BEGIN").await?,
         };
         Ok(Tx {
             inner,
-            _guard: guard,
+            only_writer: self.writer.is_some(),
             events: Vec::new(),
             changed: Vec::new(),
             settings: None,
@@ -282,7 +262,7 @@ impl Store {
         }
         Ok(Tx {
             inner,
-            _guard: None,
+            only_writer: false,
             events: Vec::new(),
             changed: Vec::new(),
             settings: None,
@@ -320,6 +300,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }
@@ -349,7 +332,8 @@ impl SchedulerLock {
 /// A database transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
     inner: Conn,
-    _guard: Option<OwnedMutexGuard<()>>,
+    /// SQLite's one writer: see [`Tx::only_writer`].
+    only_writer: bool,
     /// The history events recorded in this transaction, in recording order;
     /// [`Tx::commit`] appends them to their chains.
     events: Vec<history::Recorded>,
@@ -401,7 +385,7 @@ impl Tx {
     /// database, so row locks taken to order concurrent writers (the
     /// `lock_*` methods, for PostgreSQL) would be statements for nothing.
     fn only_writer(&self) -> bool {
-        self._guard.is_some()
+        self.only_writer
     }
 
     fn conn(&mut self) -> &mut Conn {

@@ -1,0 +1,477 @@
+//! SQLite's single writer, with group commit.
+//!
+//! SQLite lets one transaction write at a time, and with `synchronous =
+//! FULL` each COMMIT waits for the write-ahead log to reach the disk. Under
+//! concurrent writes that COMMIT, not the statements, is what the writers
+//! queue behind (issue 13, BENCHMARKS.md). So the writers of this process
+//! share one connection and take turns on it inside one open transaction:
+//!
+//! - a write transaction ([`WriterTx`]) is a savepoint on that connection,
+//!   begun when the one before it let go; the first of a *group* begins the
+//!   SQLite transaction itself (`BEGIN IMMEDIATE`);
+//! - when it ends with others waiting for the writer, it releases its
+//!   savepoint and leaves the COMMIT to the group: the transaction that
+//!   lets go with nobody waiting (or the group's 32nd) commits every member
+//!   at once, with one `fsync`;
+//! - each member's [`WriterTx::commit`] returns only after that COMMIT, with
+//!   its outcome: nothing is answered, or seen by another connection, before
+//!   it is durable, as with a COMMIT of its own;
+//! - a member that fails or is dropped rolls back to its savepoint, so the
+//!   others keep their work; an error that ends SQLite's whole transaction
+//!   fails every member of the group, and none is told it committed.
+//!
+//! Whoever holds the writer when it is let go commits the group if nobody
+//! waits for it, and a waiter that gives up (its future dropped) with
+//! nobody behind it commits the group it would have joined, so an open group
+//! is never left without someone to end it. A member that holds the writer
+//! delays the commit of the ones before it by as long as it holds it: a
+//! write transaction must not wait on anything but the database (the store
+//! has none that does).
+//!
+//! A member sees the changes of the members before it, which are not yet
+//! committed; they commit or fail together with it, so it never acts on a
+//! change that is later taken back without itself being taken back.
+
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
+
+use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+
+use crate::db::{Arg, Row, Want, sqlite_run};
+use crate::{Result, StoreError};
+
+/// At most this many transactions share one COMMIT: the first of a group
+/// waits for at most this many others to do their work.
+const GROUP_MAX: usize = 32;
+
+const SAVEPOINT: &str = "SAVEPOINT canopy_tx";
+const RELEASE: &str = "RELEASE canopy_tx";
+const ROLLBACK_MEMBER: &str = "ROLLBACK TO canopy_tx";
+
+/// What the members of a group learn when it ends: committed, or why not.
+type Outcome = Option<std::result::Result<(), String>>;
+
+/// The writer of one SQLite database, shared by the store's clones.
+pub(crate) struct SqliteWriter {
+    slot: Arc<Mutex<Slot>>,
+    /// Where ordinary writers queue before the slot, so that at most one of
+    /// them waits on it: a write that goes first waits for the one writing
+    /// and that one ([`SqliteWriter::begin`]).
+    queue: Mutex<()>,
+    /// How many writers wait for the slot (on `queue` or on the slot
+    /// itself). Read and changed only with this
+    /// lock held, and the slot is let go with it held, so that a waiter that
+    /// gives up and the holder letting go agree on who commits.
+    waiting: StdMutex<usize>,
+}
+
+struct Slot {
+    /// `None` once the store is closed.
+    conn: Option<rusqlite::Connection>,
+    /// The open SQLite transaction and the members that ended in it.
+    group: Option<Group>,
+}
+
+struct Group {
+    /// Members that released their savepoint and wait for the COMMIT.
+    members: usize,
+    outcome: watch::Sender<Outcome>,
+}
+
+impl SqliteWriter {
+    pub(crate) fn new(conn: rusqlite::Connection) -> Arc<SqliteWriter> {
+        Arc::new(SqliteWriter {
+            slot: Arc::new(Mutex::new(Slot { conn: Some(conn), group: None })),
+            queue: Mutex::new(()),
+            waiting: StdMutex::new(0),
+        })
+    }
+
+    /// Begin a write transaction: wait for the writer, then join the open
+    /// group or begin one.
+    pub(crate) async fn begin(self: &Arc<Self>, first: bool) -> Result<WriterTx> {
+        let mut held = self.take(first).await;
+        let slot = held.slot()?;
+        let conn = slot.conn.as_mut().ok_or_else(closed)?;
+        if slot.group.is_some() && conn.is_autocommit() {
+            fail(slot, "an error rolled the transaction back");
+        }
+        let conn = slot.conn.as_mut().ok_or_else(closed)?;
+        if slot.group.is_none() {
+            // take SQLite's write lock at once (waiting out the busy timeout
+            // for another process), rather than upgrading a read snapshot
+            // later: an upgrade fails at once with "database is locked"
+            exec(conn, "BEGIN IMMEDIATE")?;
+            slot.group = Some(Group { members: 0, outcome: watch::Sender::new(None) });
+        }
+        exec(conn, SAVEPOINT)?;
+        Ok(WriterTx { held: Some(held) })
+    }
+
+    /// Wait for the slot, counted among the waiters from the start: an
+    /// ordinary writer behind at most one other ordinary one (the others
+    /// wait on `queue`), one that goes `first` behind only the one writing
+    /// and that one.
+    async fn take(self: &Arc<Self>, first: bool) -> Held {
+        *lock(&self.waiting) += 1;
+        let mut counted = Waiter { writer: Some(self.clone()) };
+        let queued = if first { None } else { Some(self.queue.lock().await) };
+        let guard = self.slot.clone().lock_owned().await;
+        drop(queued);
+        counted.writer = None;
+        *lock(&self.waiting) -= 1;
+        Held { guard: Some(guard), writer: self.clone() }
+    }
+
+    /// Let the slot go: with writers waiting, to the next of them (the open
+    /// group stays open for it); with none, after ending the open group.
+    fn let_go(&self, mut guard: OwnedMutexGuard<Slot>) {
+        let waiting = lock(&self.waiting);
+        if *waiting > 0 || guard.group.is_none() {
+            // dropped while `waiting` is held: see `gave_up`
+            drop(guard);
+            return;
+        }
+        drop(waiting);
+        finish(&mut guard);
+    }
+
+    /// A waiter gave up before it took the slot. If it was the last one
+    /// waiting and the slot is free, its holder let it go for this waiter
+    /// and left an open group to it: end that group now.
+    fn gave_up(&self) {
+        let mut waiting = lock(&self.waiting);
+        *waiting = waiting.saturating_sub(1);
+        if *waiting == 0
+            && let Ok(mut guard) = self.slot.clone().try_lock_owned()
+        {
+            finish(&mut guard);
+        }
+    }
+
+    /// End the open group (committing what its members did), then close the
+    /// connection: later transactions fail as the database is closed.
+    pub(crate) async fn close(self: &Arc<Self>) {
+        let Ok(mut held) = tokio::time::timeout(crate::db::ACQUIRE_TIMEOUT, self.take(true)).await else {
+            return;
+        };
+        let Ok(slot) = held.slot() else { return };
+        finish(slot);
+        slot.conn = None;
+    }
+}
+
+/// Counts a waiter out of the slot's waiters if it gives up before taking it.
+struct Waiter {
+    writer: Option<Arc<SqliteWriter>>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.gave_up();
+        }
+    }
+}
+
+/// The slot, held; let go (see [`SqliteWriter::let_go`]) when dropped.
+struct Held {
+    guard: Option<OwnedMutexGuard<Slot>>,
+    writer: Arc<SqliteWriter>,
+}
+
+impl Held {
+    /// The slot (`guard` is taken only when this is dropped).
+    fn slot(&mut self) -> Result<&mut Slot> {
+        self.guard.as_deref_mut().ok_or_else(lost)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            self.writer.let_go(guard);
+        }
+    }
+}
+
+/// A write transaction on SQLite: a savepoint in its group's transaction.
+/// Dropped without [`WriterTx::commit`], it rolls back to its savepoint.
+pub(crate) struct WriterTx {
+    held: Option<Held>,
+}
+
+impl WriterTx {
+    pub(crate) fn run(&mut self, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
+        let held = self.held.as_mut().ok_or_else(lost)?;
+        let conn = held.slot()?.conn.as_mut().ok_or_else(closed)?;
+        if conn.is_autocommit() {
+            // an error ended the transaction (SQLite rolls back on some, such
+            // as a full disk): what follows would be committed on its own
+            return Err(lost());
+        }
+        sqlite_run(conn, sql, args, want)
+    }
+
+    /// End this transaction in its group and wait for the group's COMMIT.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let mut held = self.held.take().ok_or_else(lost)?;
+        let slot = held.slot()?;
+        let conn = slot.conn.as_mut().ok_or_else(closed)?;
+        if conn.is_autocommit() {
+            fail(slot, "an error rolled the transaction back");
+            return Err(lost());
+        }
+        if let Err(e) = exec(conn, RELEASE) {
+            roll_back_member(slot);
+            return Err(e);
+        }
+        let Some(group) = slot.group.as_mut() else { return Err(lost()) };
+        group.members += 1;
+        let mut outcome = group.outcome.subscribe();
+        if group.members >= GROUP_MAX {
+            finish(slot);
+        }
+        drop(held);
+        let outcome = outcome.wait_for(Option::is_some).await.map_err(|_| closed())?.clone();
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(StoreError::Database(e)),
+            None => Err(lost()),
+        }
+    }
+}
+
+impl Drop for WriterTx {
+    fn drop(&mut self) {
+        if let Some(mut held) = self.held.take()
+            && let Ok(slot) = held.slot()
+        {
+            roll_back_member(slot);
+        }
+    }
+}
+
+/// Undo what the member holding the slot did since its savepoint; when
+/// that cannot be done, fail its whole group rather than commit a part of it.
+fn roll_back_member(slot: &mut Slot) {
+    let Some(conn) = slot.conn.as_mut() else { return };
+    if conn.is_autocommit() {
+        fail(slot, "an error rolled the transaction back");
+        return;
+    }
+    if let Err(e) = exec(conn, ROLLBACK_MEMBER).and_then(|_| exec(conn, RELEASE)) {
+        let _ = exec(conn, "ROLLBACK");
+        fail(slot, &format!("rolling back one of its transactions failed: {e}"));
+    }
+}
+
+/// End the open group: commit it (roll back one with no members) and tell
+/// its members how it went.
+fn finish(slot: &mut Slot) {
+    let Some(group) = slot.group.take() else { return };
+    let outcome = match slot.conn.as_mut() {
+        None => Err("the database was closed".to_owned()),
+        Some(conn) if conn.is_autocommit() => Err("an error rolled the transaction back".to_owned()),
+        Some(conn) if group.members == 0 => exec(conn, "ROLLBACK").map_err(|e| e.to_string()),
+        Some(conn) => exec(conn, "COMMIT").map_err(|e| {
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            e.to_string()
+        }),
+    };
+    group.outcome.send_replace(Some(outcome));
+}
+
+/// The open group's transaction is gone: tell its members.
+fn fail(slot: &mut Slot, why: &str) {
+    if let Some(group) = slot.group.take() {
+        group.outcome.send_replace(Some(Err(why.to_owned())));
+    }
+}
+
+fn exec(conn: &mut rusqlite::Connection, sql: &str) -> Result<()> {
+    sqlite_run(conn, sql, &[], Want::Changes).map(|_| ())
+}
+
+fn lock(waiting: &StdMutex<usize>) -> StdMutexGuard<'_, usize> {
+    // the count stays right even if a holder panicked: no step leaves it half-changed
+    waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn closed() -> StoreError {
+    StoreError::Database("the database is closed".into())
+}
+
+fn lost() -> StoreError {
+    StoreError::Database("the write transaction was lost before it committed".into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::db::open_sqlite;
+
+    /// A writer on a new database file with a table `t (id TEXT)`, and a
+    /// connection of its own to read what is committed.
+    fn temp_writer() -> (PathBuf, Arc<SqliteWriter>, rusqlite::Connection) {
+        let path = std::env::temp_dir().join(format!("canopy-writer-{}.sqlite", uuid::Uuid::new_v4()));
+        std::fs::File::create(&path).unwrap();
+        let reader = open_sqlite(&path).unwrap();
+        reader.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY)").unwrap();
+        (path.clone(), SqliteWriter::new(open_sqlite(&path).unwrap()), reader)
+    }
+
+    fn committed(reader: &rusqlite::Connection) -> Vec<String> {
+        let mut stmt = reader.prepare("SELECT id FROM t ORDER BY id").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    fn insert(tx: &mut WriterTx, id: &str) -> Result<()> {
+        tx.run("INSERT INTO t (id) VALUES ($1)", &[Arg::Text(Some(id.into()))], Want::Changes).map(|_| ())
+    }
+
+    async fn until_waiting(writer: &SqliteWriter, n: usize) {
+        for _ in 0..1000 {
+            if *lock(&writer.waiting) == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("{n} writers never waited");
+    }
+
+    fn remove(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// A second writer, waiting when the first ends, in its own task: it
+    /// inserts `id`, says so, then waits to be told to commit (or not).
+    fn second_writer(
+        writer: &Arc<SqliteWriter>,
+        id: &'static str,
+    ) -> (tokio::task::JoinHandle<Result<()>>, tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<bool>)
+    {
+        let (inserted_tx, inserted) = tokio::sync::oneshot::channel();
+        let (go, go_rx) = tokio::sync::oneshot::channel::<bool>();
+        let writer = writer.clone();
+        let task = tokio::spawn(async move {
+            let mut tx = writer.begin(false).await?;
+            insert(&mut tx, id)?;
+            let _ = inserted_tx.send(());
+            if go_rx.await.unwrap() { tx.commit().await } else { Ok(()) }
+        });
+        (task, inserted, go)
+    }
+
+    #[tokio::test]
+    async fn group_commit_answers_a_commit_only_once_the_writers_behind_it_committed_with_it() {
+        let (path, writer, reader) = temp_writer();
+        let mut first = writer.begin(false).await.unwrap();
+        insert(&mut first, "a").unwrap();
+        let (second, inserted, go) = second_writer(&writer, "b");
+        until_waiting(&writer, 1).await;
+        let first = tokio::spawn(first.commit());
+        inserted.await.unwrap();
+        // the first ended while the second waited: its COMMIT is the group's
+        assert!(committed(&reader).is_empty());
+        assert!(!first.is_finished());
+        go.send(true).unwrap();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(committed(&reader), ["a", "b"]);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn group_commit_a_member_dropped_uncommitted_undoes_only_its_own_work() {
+        let (path, writer, reader) = temp_writer();
+        let mut first = writer.begin(false).await.unwrap();
+        insert(&mut first, "a").unwrap();
+        let (second, inserted, go) = second_writer(&writer, "b");
+        until_waiting(&writer, 1).await;
+        let first = tokio::spawn(first.commit());
+        inserted.await.unwrap();
+        go.send(false).unwrap();
+        second.await.unwrap().unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(committed(&reader), ["a"]);
+        // and the writer goes on
+        let mut third = writer.begin(true).await.unwrap();
+        insert(&mut third, "c").unwrap();
+        third.commit().await.unwrap();
+        assert_eq!(committed(&reader), ["a", "c"]);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn group_commit_a_waiter_that_gives_up_leaves_no_group_uncommitted() {
+        let (path, writer, reader) = temp_writer();
+        let mut first = writer.begin(false).await.unwrap();
+        insert(&mut first, "a").unwrap();
+        let waiter = writer.clone();
+        let waiter = tokio::spawn(async move { waiter.begin(false).await.map(|_| ()) });
+        until_waiting(&writer, 1).await;
+        // the first ends with a writer waiting, which then goes away
+        let first = tokio::spawn(first.commit());
+        tokio::task::yield_now().await;
+        waiter.abort();
+        tokio::time::timeout(Duration::from_secs(5), first).await.unwrap().unwrap().unwrap();
+        assert_eq!(committed(&reader), ["a"]);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn group_commit_an_error_that_ends_the_transaction_fails_every_member() {
+        let (path, writer, reader) = temp_writer();
+        let mut first = writer.begin(false).await.unwrap();
+        insert(&mut first, "a").unwrap();
+        let second = writer.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = second.begin(false).await.unwrap();
+            // what a full disk does: SQLite rolls the whole transaction back
+            tx.run("ROLLBACK", &[], Want::Changes).unwrap();
+            let after = insert(&mut tx, "b");
+            (after, tx.commit().await)
+        });
+        until_waiting(&writer, 1).await;
+        let first = first.commit().await;
+        let (after, second) = second.await.unwrap();
+        assert!(first.is_err() && after.is_err() && second.is_err(), "{first:?} {after:?} {second:?}");
+        assert!(committed(&reader).is_empty());
+        remove(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_many_writers_at_once_all_commit() {
+        let (path, writer, reader) = temp_writer();
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let mut tx = writer.begin(i % 7 == 0).await?;
+                    insert(&mut tx, &format!("{i:03}"))?;
+                    if i % 10 == 3 {
+                        return Ok(()); // dropped uncommitted
+                    }
+                    tx.commit().await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let rows = committed(&reader);
+        assert_eq!(rows.len(), 90);
+        assert!(rows.iter().all(|id| !id.ends_with('3')));
+        writer.close().await;
+        assert!(writer.begin(false).await.is_err());
+        remove(&path);
+    }
+}

@@ -234,22 +234,38 @@ pub fn check_checkpoint(
     cp: &Checkpoint,
     events: Option<&[ChainedEvent]>,
 ) -> Result<(), CheckpointFault> {
+    let at = events.map(|events| ChainAt {
+        hash_at_seq: events.binary_search_by_key(&cp.seq, |e| e.seq).ok().map(|i| events[i].hash.as_str()),
+        last_seq: events.last().map_or(0, |e| e.seq),
+    });
+    check_checkpoint_at(key, cp, at)
+}
+
+/// What a chain holds where a checkpoint points: the hash of its event at
+/// the checkpoint's `seq` (if it has one) and the `seq` of its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainAt<'a> {
+    pub hash_at_seq: Option<&'a str>,
+    pub last_seq: i64,
+}
+
+/// [`check_checkpoint`] against what was read of the chain while it was
+/// verified in pages (`None` when the chain is gone).
+pub fn check_checkpoint_at(
+    key: &PublicKey,
+    cp: &Checkpoint,
+    chain: Option<ChainAt<'_>>,
+) -> Result<(), CheckpointFault> {
     key.check_signature(cp)?;
-    let events = events.ok_or(CheckpointFault::ChainGone)?;
+    let chain = chain.ok_or(CheckpointFault::ChainGone)?;
     if cp.seq == 0 {
         return if cp.hash == GENESIS_HASH { Ok(()) } else { Err(CheckpointFault::Rewritten { seq: 0 }) };
     }
-    match events.binary_search_by_key(&cp.seq, |e| e.seq) {
-        Ok(i) if events[i].hash == cp.hash => Ok(()),
-        Ok(_) => Err(CheckpointFault::Rewritten { seq: cp.seq }),
-        Err(_) => {
-            let head = events.last().map_or(0, |e| e.seq);
-            if head < cp.seq {
-                Err(CheckpointFault::Truncated { seq: cp.seq, head })
-            } else {
-                Err(CheckpointFault::Rewritten { seq: cp.seq })
-            }
-        }
+    match chain.hash_at_seq {
+        Some(hash) if hash == cp.hash => Ok(()),
+        Some(_) => Err(CheckpointFault::Rewritten { seq: cp.seq }),
+        None if chain.last_seq < cp.seq => Err(CheckpointFault::Truncated { seq: cp.seq, head: chain.last_seq }),
+        None => Err(CheckpointFault::Rewritten { seq: cp.seq }),
     }
 }
 

@@ -231,57 +231,80 @@ pub fn verify_chain<E: Borrow<ChainedEvent>>(
     events: impl IntoIterator<Item = E>,
     head: (i64, &str),
 ) -> Result<u64, BrokenLink> {
-    let mut expected_seq = 1i64;
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut n = 0u64;
-    let broken = |seq: i64, id: Option<&str>, reason: String| BrokenLink {
-        chain: chain.to_owned(),
-        seq,
-        event_id: id.map(str::to_owned),
-        reason,
-    };
+    let mut verifier = ChainVerifier::new(chain);
     for e in events {
-        let e = e.borrow();
+        verifier.push(e.borrow())?;
+    }
+    verifier.finish(head)
+}
+
+/// [`verify_chain`] an event at a time, so that a chain of any length is
+/// verified in pages, holding one page in memory.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    chain: String,
+    expected_seq: i64,
+    prev: String,
+    checked: u64,
+}
+
+impl ChainVerifier {
+    pub fn new(chain: &str) -> ChainVerifier {
+        ChainVerifier { chain: chain.to_owned(), expected_seq: 1, prev: GENESIS_HASH.to_owned(), checked: 0 }
+    }
+
+    fn broken(&self, seq: i64, id: Option<&str>, reason: String) -> BrokenLink {
+        BrokenLink { chain: self.chain.clone(), seq, event_id: id.map(str::to_owned), reason }
+    }
+
+    /// The chain's next event, in ascending `seq`.
+    pub fn push(&mut self, e: &ChainedEvent) -> Result<(), BrokenLink> {
+        let expected_seq = self.expected_seq;
         if e.seq != expected_seq {
-            return Err(broken(
+            return Err(self.broken(
                 expected_seq,
                 Some(&e.id),
                 format!("event #{expected_seq} is missing (found #{} next)", e.seq),
             ));
         }
-        if e.prev_hash != prev {
-            return Err(broken(
+        if e.prev_hash != self.prev {
+            return Err(self.broken(
                 e.seq,
                 Some(&e.id),
                 "does not link to the event before it (deleted, inserted or reordered)".into(),
             ));
         }
         if e.compute_hash() != e.hash {
-            return Err(broken(e.seq, Some(&e.id), "its content was changed after it was recorded".into()));
+            return Err(self.broken(e.seq, Some(&e.id), "its content was changed after it was recorded".into()));
         }
-        prev.clone_from(&e.hash);
-        expected_seq += 1;
-        n += 1;
+        self.prev.clone_from(&e.hash);
+        self.expected_seq += 1;
+        self.checked += 1;
+        Ok(())
     }
-    let (head_seq, head_hash) = head;
-    if head_seq != expected_seq - 1 || head_hash != prev {
-        return Err(broken(
-            expected_seq,
-            None,
-            if head_seq > expected_seq - 1 {
-                format!(
-                    "the chain's head records {head_seq} events but only {} remain (events were removed from its end)",
-                    expected_seq - 1
-                )
-            } else {
-                format!(
-                    "the chain's head records {head_seq} events but {} were found (events were added behind its head)",
-                    expected_seq - 1
-                )
-            },
-        ));
+
+    /// After the last event: whether the chain ends at the head the store
+    /// recorded. Returns the number of events checked.
+    pub fn finish(self, head: (i64, &str)) -> Result<u64, BrokenLink> {
+        let (head_seq, head_hash) = head;
+        let found = self.expected_seq - 1;
+        if head_seq != found || head_hash != self.prev {
+            return Err(self.broken(
+                self.expected_seq,
+                None,
+                if head_seq > found {
+                    format!(
+                        "the chain's head records {head_seq} events but only {found} remain (events were removed from its end)"
+                    )
+                } else {
+                    format!(
+                        "the chain's head records {head_seq} events but {found} were found (events were added behind its head)"
+                    )
+                },
+            ));
+        }
+        Ok(self.checked)
     }
-    Ok(n)
 }
 
 /// What is wrong with the history, found by verification: a broken link, a

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::db::Row;
-use canopy_domain::checkpoint::{ChainHead, Checkpoint, PublicKey, check_checkpoint};
+use canopy_domain::checkpoint::{ChainAt, ChainHead, Checkpoint, PublicKey, check_checkpoint_at};
 use canopy_domain::events::{Event, HistoryChainCreated};
 use canopy_domain::history::{
-    ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, created_chain, missing_chains, verify_chain,
+    ChainVerifier, ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, created_chain, missing_chains,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -210,12 +210,16 @@ impl Tx {
     }
 }
 
+/// Events read at a time when a chain is verified.
+const VERIFY_PAGE: i64 = 1000;
+
 impl Store {
     /// Verify every chain (HI3): its links and head; that every workspace
     /// has its chain and every chain the installation recorded as created
     /// still exists; and, given checkpoints and the key they must be signed
     /// with, that each is signed by it unchanged and still contained in its
-    /// chain (SE7). One read snapshot.
+    /// chain (SE7). One read snapshot; each chain read in pages, so memory
+    /// does not grow with its length.
     pub async fn verify_history(&self, checkpoints: Option<(&PublicKey, &[Checkpoint])>) -> Result<Verification> {
         let mut tx = self.read().await?;
         let heads = crate::db::query("SELECT chain, label, last_seq, last_hash FROM history_chains ORDER BY chain")
@@ -246,23 +250,60 @@ impl Store {
         for head in &heads {
             let chain = head.text("chain")?;
             let label = head.text("label")?;
-            let rows =
-                crate::db::query(format!("SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 ORDER BY seq"))
-                    .bind(&chain)
-                    .fetch_all(tx.conn())
-                    .await?;
-            let events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+            let cps = by_chain.remove(chain.as_str()).unwrap_or_default();
+            // the chain in pages: one page in memory, whatever its length
+            let mut verifier = Some(ChainVerifier::new(&label));
+            let mut broken = None;
+            let mut hashes_at: BTreeMap<i64, Option<String>> = cps.iter().map(|cp| (cp.seq, None)).collect();
+            let mut last_seq = 0;
+            loop {
+                let rows = crate::db::query(format!(
+                    "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT CAST($3 AS BIGINT)"
+                ))
+                .bind(&chain)
+                .bind(last_seq)
+                .bind(VERIFY_PAGE)
+                .fetch_all(tx.conn())
+                .await?;
+                for row in &rows {
+                    let event = event_from_row(row)?;
+                    if let Some(v) = verifier.as_mut()
+                        && let Err(b) = v.push(&event)
+                    {
+                        // the first break is the one reported; the rest of the
+                        // chain is still read for its checkpoints
+                        broken = Some(b);
+                        verifier = None;
+                    }
+                    if chain == INSTALLATION_CHAIN {
+                        recorded.extend(created_chain(&event));
+                    }
+                    if let Some(hash) = hashes_at.get_mut(&event.seq) {
+                        *hash = Some(event.hash);
+                    }
+                    last_seq = event.seq;
+                }
+                if rows.len() < VERIFY_PAGE as usize {
+                    break;
+                }
+                // a long chain does not keep this worker from other requests
+                tokio::task::yield_now().await;
+            }
             v.chains_checked += 1;
-            match verify_chain(&label, &events, (head.int("last_seq")?, &head.text("last_hash")?)) {
+            let outcome = match (verifier, broken) {
+                (Some(verifier), _) => verifier.finish((head.int("last_seq")?, &head.text("last_hash")?)),
+                (None, Some(b)) => Err(b),
+                (None, None) => Ok(0),
+            };
+            match outcome {
                 Ok(n) => v.events_checked += n,
                 Err(broken) => v.problems.push(HistoryProblem::broken_link(broken, &chain)),
             }
-            if chain == INSTALLATION_CHAIN {
-                recorded.extend(events.iter().filter_map(created_chain));
-            }
-            if let (Some(key), Some(cps)) = (key, by_chain.remove(chain.as_str())) {
+            if let Some(key) = key {
                 for cp in cps {
-                    if let Err(fault) = check_checkpoint(key, cp, Some(&events)) {
+                    let at = ChainAt { hash_at_seq: hashes_at.get(&cp.seq).and_then(Option::as_deref), last_seq };
+                    if let Err(fault) = check_checkpoint_at(key, cp, Some(at)) {
                         v.problems.push(HistoryProblem::checkpoint(&fault, &chain, &label, cp.seq));
                     }
                 }
@@ -274,7 +315,7 @@ impl Store {
         if let Some(key) = key {
             for (chain, cps) in by_chain {
                 for cp in cps {
-                    if let Err(fault) = check_checkpoint(key, cp, None) {
+                    if let Err(fault) = check_checkpoint_at(key, cp, None) {
                         v.problems.push(HistoryProblem::checkpoint(&fault, chain, &cp.label, cp.seq));
                     }
                 }

@@ -132,6 +132,53 @@ async fn se7_truncating_a_chain_and_moving_its_head_back_is_detected_given_an_ea
     assert_eq!(codes(&v), [("ws".to_owned(), "checkpoint_rewritten".to_owned())], "{v:#}");
 }
 
+/// Append `n` renames to ws's chain, through the store in one transaction.
+async fn rename_ws_times(app: &TestApp, n: usize) {
+    use canopy_domain::events::{Named, WorkspaceRenamed};
+    let system = canopy_domain::history::Initiator::system("test");
+    let mut tx = app.store.write().await.unwrap();
+    let ws = tx.workspace_by_identifier("ws").await.unwrap().unwrap();
+    for i in 0..n {
+        let renamed = WorkspaceRenamed {
+            old: Named { display_name: format!("name {i}") },
+            new: Named { display_name: format!("name {}", i + 1) },
+        };
+        tx.record(Some(ws.id), canopy_testkit::START, &system, renamed.into()).unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// A chain is verified a page of events at a time (memory does not grow
+/// with its length): links, the head and checkpoints hold across pages, and
+/// a fault in a later page is found at its place.
+async fn se7_a_chain_longer_than_a_page_is_verified_across_pages(app: TestApp) {
+    busy_workspace(&app).await;
+    rename_ws_times(&app, 1_500).await;
+    let cps = checkpoints(&app).await;
+    let at = of_chain(&cps, "ws")["seq"].as_i64().unwrap();
+    assert_eq!(at, 1_506);
+    rename_ws_times(&app, 1_000).await;
+    let statements = canopy_testkit::plans::Statements::of_server(app.addr);
+    let v = verify_with(&app, &cps["checkpoints"]).await;
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert!(v["events_checked"].as_i64().unwrap() >= 2_506, "{v:#}");
+    // no chain is read whole, only in pages (distinct statements recorded)
+    let reads: Vec<String> =
+        statements.reads().into_iter().filter(|s| s.contains("FROM history_events WHERE chain")).collect();
+    assert!(!reads.is_empty() && reads.iter().all(|s| s.contains("LIMIT")), "{reads:#?}");
+    // a rewritten event in the second page: its link breaks there, and the
+    // checkpoint that points at it no longer holds
+    app.sql(&format!("UPDATE history_events SET hash = '{}' WHERE chain = {WS_CHAIN} AND seq = {at}", "f".repeat(64)))
+        .await;
+    let v = verify_with(&app, &cps["checkpoints"]).await;
+    assert_eq!(
+        codes(&v),
+        [("ws".to_owned(), "broken_link".to_owned()), ("ws".to_owned(), "checkpoint_rewritten".to_owned())],
+        "{v:#}"
+    );
+    assert_eq!(v["first_broken"]["seq"], at);
+}
+
 async fn se7_deleting_a_workspace_chain_is_detected_even_without_checkpoints(app: TestApp) {
     let ann = busy_workspace(&app).await;
     // a deleted workspace keeps its history, which stays intact
@@ -349,6 +396,7 @@ async fn se7_checkpoints_are_exported_to_a_file_and_a_webhook(app: TestApp) {
 canopy_testkit::backend_tests! {
     se7_untouched_history_verifies_with_its_checkpoints,
     se7_truncating_a_chain_and_moving_its_head_back_is_detected_given_an_earlier_checkpoint,
+    se7_a_chain_longer_than_a_page_is_verified_across_pages,
     se7_deleting_a_workspace_chain_is_detected_even_without_checkpoints,
     se7_modified_or_foreign_checkpoints_are_refused,
     se7_the_installation_history_records_every_chain_created,

@@ -295,6 +295,8 @@ impl Store {
     /// (`PRIORITY_URGENT`) has committed since the last call answered, so
     /// that this node's replication takes it up at once; other nodes' marks
     /// are found by polling. Meant for one waiter (the replication loop).
+    /// A transaction that marked urgent work and then failed to commit
+    /// wakes it too: it looks and finds nothing new.
     pub async fn urgent_marked(&self) {
         self.urgent.notified().await;
     }
@@ -365,12 +367,10 @@ impl Tx {
             return Err(StoreError::Unrecorded(changed));
         }
         self.append_recorded().await?;
-        let (marked, urgent) = (self.urgent_marked, self.urgent.clone());
-        self.inner.commit().await?;
-        if marked {
-            urgent.notify_one();
-        }
-        Ok(())
+        // told when the commit ends, even if its caller goes away while it
+        // waits for its group's COMMIT (a wake-up for nothing costs a look)
+        let _wake = self.urgent_marked.then(|| WakeOnDrop(self.urgent.clone()));
+        self.inner.commit().await
     }
 
     /// Remember that the store method `what` changed recorded state, when it
@@ -390,6 +390,15 @@ impl Tx {
 
     fn conn(&mut self) -> &mut Conn {
         &mut self.inner
+    }
+}
+
+/// Wakes the store's waiter for urgent work when dropped.
+struct WakeOnDrop(Arc<Notify>);
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
     }
 }
 

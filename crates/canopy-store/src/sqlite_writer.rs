@@ -11,8 +11,9 @@
 //!   SQLite transaction itself (`BEGIN IMMEDIATE`);
 //! - when it ends with others waiting for the writer, it releases its
 //!   savepoint and leaves the COMMIT to the group: the transaction that
-//!   lets go with nobody waiting (or the group's 32nd) commits every member
-//!   at once, with one `fsync`;
+//!   lets go with nobody waiting, a write that goes first (so that it does
+//!   not wait for the writers it went before), or the group's 32nd turn
+//!   commits every member at once, with one `fsync`;
 //! - each member's [`WriterTx::commit`] returns only after that COMMIT, with
 //!   its outcome: nothing is answered, or seen by another connection, before
 //!   it is durable, as with a COMMIT of its own;
@@ -29,9 +30,14 @@
 //! has none that does).
 //!
 //! A member sees the changes of the members before it, which are not yet
-//! committed; they commit or fail together with it, so it never acts on a
-//! change that is later taken back without itself being taken back.
+//! committed. A member that commits does so together with them, so it
+//! never commits on a change that is taken back. A member that fails or is
+//! dropped is answered at once: if the group then fails too (only an error
+//! of the database itself, such as a full disk or an I/O error, fails a
+//! group), that answer may have rested on a change that never committed
+//! (a conflict with a row that was never written, say).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
@@ -39,8 +45,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use crate::db::{Arg, Row, Want, sqlite_run};
 use crate::{Result, StoreError};
 
-/// At most this many transactions share one COMMIT: the first of a group
-/// waits for at most this many others to do their work.
+/// A group takes at most this many turns on the writer (its transactions,
+/// committed or not): the first of a group waits for at most this many
+/// others' work before the group commits.
 const GROUP_MAX: usize = 32;
 
 const SAVEPOINT: &str = "SAVEPOINT canopy_tx";
@@ -62,6 +69,9 @@ pub(crate) struct SqliteWriter {
     /// lock held, and the slot is let go with it held, so that a waiter that
     /// gives up and the holder letting go agree on who commits.
     waiting: StdMutex<usize>,
+    /// Set by [`SqliteWriter::close`]: no transaction begins any more, and
+    /// the connection is closed when the slot is next let go.
+    closed: AtomicBool,
 }
 
 struct Slot {
@@ -74,6 +84,8 @@ struct Slot {
 struct Group {
     /// Members that released their savepoint and wait for the COMMIT.
     members: usize,
+    /// Transactions that began in this group, ended or not.
+    turns: usize,
     outcome: watch::Sender<Outcome>,
 }
 
@@ -83,6 +95,7 @@ impl SqliteWriter {
             slot: Arc::new(Mutex::new(Slot { conn: Some(conn), group: None })),
             queue: Mutex::new(()),
             waiting: StdMutex::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -90,6 +103,9 @@ impl SqliteWriter {
     /// group or begin one.
     pub(crate) async fn begin(self: &Arc<Self>, first: bool) -> Result<WriterTx> {
         let mut held = self.take(first).await;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
         let slot = held.slot()?;
         let conn = slot.conn.as_mut().ok_or_else(closed)?;
         if slot.group.is_some() && conn.is_autocommit() {
@@ -97,14 +113,21 @@ impl SqliteWriter {
         }
         let conn = slot.conn.as_mut().ok_or_else(closed)?;
         if slot.group.is_none() {
+            if !conn.is_autocommit() {
+                // a transaction that a failed COMMIT or ROLLBACK left open
+                exec(conn, "ROLLBACK")?;
+            }
             // take SQLite's write lock at once (waiting out the busy timeout
             // for another process), rather than upgrading a read snapshot
             // later: an upgrade fails at once with "database is locked"
             exec(conn, "BEGIN IMMEDIATE")?;
-            slot.group = Some(Group { members: 0, outcome: watch::Sender::new(None) });
+            slot.group = Some(Group { members: 0, turns: 0, outcome: watch::Sender::new(None) });
         }
         exec(conn, SAVEPOINT)?;
-        Ok(WriterTx { held: Some(held) })
+        if let Some(group) = slot.group.as_mut() {
+            group.turns += 1;
+        }
+        Ok(WriterTx { held: Some(held), first })
     }
 
     /// Wait for the slot, counted among the waiters from the start: an
@@ -114,6 +137,10 @@ impl SqliteWriter {
     async fn take(self: &Arc<Self>, first: bool) -> Held {
         *lock(&self.waiting) += 1;
         let mut counted = Waiter { writer: Some(self.clone()) };
+        // Dropped before it takes the slot, this future drops (in reverse
+        // order) the slot's lock future, which hands the slot on if it was
+        // handed to it, then `queued`, then `counted`: so `gave_up` runs
+        // when neither the slot nor the queue is held for this waiter.
         let queued = if first { None } else { Some(self.queue.lock().await) };
         let guard = self.slot.clone().lock_owned().await;
         drop(queued);
@@ -123,10 +150,17 @@ impl SqliteWriter {
     }
 
     /// Let the slot go: with writers waiting, to the next of them (the open
-    /// group stays open for it); with none, after ending the open group.
+    /// group stays open for it, unless it took its last turn); with none,
+    /// after ending the open group.
     fn let_go(&self, mut guard: OwnedMutexGuard<Slot>) {
+        if self.closed.load(Ordering::Acquire) {
+            finish(&mut guard);
+            guard.conn = None;
+            return;
+        }
         let waiting = lock(&self.waiting);
-        if *waiting > 0 || guard.group.is_none() {
+        let open_for_more = guard.group.as_ref().map(|g| g.turns < GROUP_MAX);
+        if open_for_more.is_none() || (open_for_more == Some(true) && *waiting > 0) {
             // dropped while `waiting` is held: see `gave_up`
             drop(guard);
             return;
@@ -144,19 +178,20 @@ impl SqliteWriter {
         if *waiting == 0
             && let Ok(mut guard) = self.slot.clone().try_lock_owned()
         {
+            // holding the slot settles who commits: others may count in now
+            drop(waiting);
             finish(&mut guard);
         }
     }
 
-    /// End the open group (committing what its members did), then close the
-    /// connection: later transactions fail as the database is closed.
+    /// Refuse new transactions, then end the open group (committing what
+    /// its members did) and close the connection, once the transaction
+    /// holding the writer lets it go (at once if none does; if one holds it
+    /// longer than the acquire timeout, when it ends).
     pub(crate) async fn close(self: &Arc<Self>) {
-        let Ok(mut held) = tokio::time::timeout(crate::db::ACQUIRE_TIMEOUT, self.take(true)).await else {
-            return;
-        };
-        let Ok(slot) = held.slot() else { return };
-        finish(slot);
-        slot.conn = None;
+        self.closed.store(true, Ordering::Release);
+        // taking the slot and letting it go closes it (`let_go`)
+        let _ = tokio::time::timeout(crate::db::ACQUIRE_TIMEOUT, self.take(true)).await;
     }
 }
 
@@ -198,6 +233,9 @@ impl Drop for Held {
 /// Dropped without [`WriterTx::commit`], it rolls back to its savepoint.
 pub(crate) struct WriterTx {
     held: Option<Held>,
+    /// A write that goes first also commits at once, with the members
+    /// before it, rather than after the ones it went before.
+    first: bool,
 }
 
 impl WriterTx {
@@ -228,9 +266,11 @@ impl WriterTx {
         let Some(group) = slot.group.as_mut() else { return Err(lost()) };
         group.members += 1;
         let mut outcome = group.outcome.subscribe();
-        if group.members >= GROUP_MAX {
+        if self.first {
             finish(slot);
         }
+        // otherwise committed when let go with nobody waiting, or the group
+        // took its last turn
         drop(held);
         let outcome = outcome.wait_for(Option::is_some).await.map_err(|_| closed())?.clone();
         match outcome {
@@ -386,6 +426,37 @@ mod tests {
         first.await.unwrap().unwrap();
         second.await.unwrap().unwrap();
         assert_eq!(committed(&reader), ["a", "b"]);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn group_commit_a_write_that_goes_first_commits_without_waiting_for_the_writers_behind_it() {
+        let (path, writer, reader) = temp_writer();
+        let mut first = writer.begin(true).await.unwrap();
+        insert(&mut first, "a").unwrap();
+        let (second, inserted, go) = second_writer(&writer, "b");
+        until_waiting(&writer, 1).await;
+        tokio::time::timeout(Duration::from_secs(5), first.commit()).await.unwrap().unwrap();
+        assert_eq!(committed(&reader), ["a"]);
+        inserted.await.unwrap();
+        go.send(true).unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(committed(&reader), ["a", "b"]);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn group_commit_closing_waits_for_the_writer_then_refuses_more() {
+        let (path, writer, reader) = temp_writer();
+        let mut tx = writer.begin(false).await.unwrap();
+        insert(&mut tx, "a").unwrap();
+        let closing = writer.clone();
+        let closing = tokio::spawn(async move { closing.close().await });
+        until_waiting(&writer, 1).await;
+        tx.commit().await.unwrap();
+        closing.await.unwrap();
+        assert_eq!(committed(&reader), ["a"]);
+        assert!(matches!(writer.begin(true).await, Err(StoreError::Database(m)) if m.contains("closed")));
         remove(&path);
     }
 

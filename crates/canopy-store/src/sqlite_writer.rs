@@ -391,32 +391,40 @@ mod tests {
         }
     }
 
-    /// A second writer, waiting when the first ends, in its own task: it
-    /// inserts `id`, says so, then waits to be told to commit (or not).
-    fn second_writer(
-        writer: &Arc<SqliteWriter>,
-        id: &'static str,
-    ) -> (tokio::task::JoinHandle<Result<()>>, tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<bool>)
-    {
+    /// A writer that inserted "a" (going first or not), and a second one
+    /// waiting behind it in its own task, which, once it has the writer,
+    /// inserts "b", says so (`inserted`), then waits to be told (`go`)
+    /// whether to commit.
+    struct Scene {
+        path: PathBuf,
+        writer: Arc<SqliteWriter>,
+        reader: rusqlite::Connection,
+        first: WriterTx,
+        second: tokio::task::JoinHandle<Result<()>>,
+        inserted: tokio::sync::oneshot::Receiver<()>,
+        go: tokio::sync::oneshot::Sender<bool>,
+    }
+
+    async fn scene(first_goes_first: bool) -> Scene {
+        let (path, writer, reader) = temp_writer();
+        let mut first = writer.begin(first_goes_first).await.unwrap();
+        insert(&mut first, "a").unwrap();
         let (inserted_tx, inserted) = tokio::sync::oneshot::channel();
         let (go, go_rx) = tokio::sync::oneshot::channel::<bool>();
-        let writer = writer.clone();
-        let task = tokio::spawn(async move {
-            let mut tx = writer.begin(false).await?;
-            insert(&mut tx, id)?;
+        let behind = writer.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = behind.begin(false).await?;
+            insert(&mut tx, "b")?;
             let _ = inserted_tx.send(());
             if go_rx.await.unwrap() { tx.commit().await } else { Ok(()) }
         });
-        (task, inserted, go)
+        until_waiting(&writer, 1).await;
+        Scene { path, writer, reader, first, second, inserted, go }
     }
 
     #[tokio::test]
     async fn group_commit_answers_a_commit_only_once_the_writers_behind_it_committed_with_it() {
-        let (path, writer, reader) = temp_writer();
-        let mut first = writer.begin(false).await.unwrap();
-        insert(&mut first, "a").unwrap();
-        let (second, inserted, go) = second_writer(&writer, "b");
-        until_waiting(&writer, 1).await;
+        let Scene { path, reader, first, second, inserted, go, .. } = scene(false).await;
         let first = tokio::spawn(first.commit());
         inserted.await.unwrap();
         // the first ended while the second waited: its COMMIT is the group's
@@ -431,11 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn group_commit_a_write_that_goes_first_commits_without_waiting_for_the_writers_behind_it() {
-        let (path, writer, reader) = temp_writer();
-        let mut first = writer.begin(true).await.unwrap();
-        insert(&mut first, "a").unwrap();
-        let (second, inserted, go) = second_writer(&writer, "b");
-        until_waiting(&writer, 1).await;
+        let Scene { path, reader, first, second, inserted, go, .. } = scene(true).await;
         tokio::time::timeout(Duration::from_secs(5), first.commit()).await.unwrap().unwrap();
         assert_eq!(committed(&reader), ["a"]);
         inserted.await.unwrap();
@@ -462,11 +466,7 @@ mod tests {
 
     #[tokio::test]
     async fn group_commit_a_member_dropped_uncommitted_undoes_only_its_own_work() {
-        let (path, writer, reader) = temp_writer();
-        let mut first = writer.begin(false).await.unwrap();
-        insert(&mut first, "a").unwrap();
-        let (second, inserted, go) = second_writer(&writer, "b");
-        until_waiting(&writer, 1).await;
+        let Scene { path, writer, reader, first, second, inserted, go } = scene(false).await;
         let first = tokio::spawn(first.commit());
         inserted.await.unwrap();
         go.send(false).unwrap();

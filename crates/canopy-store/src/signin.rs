@@ -82,7 +82,7 @@ impl Tx {
     }
 
     /// Remember that `user` signed in from `address` at `now`, keeping the
-    /// most recent [`ADDRESSES_KEPT`].
+    /// most recent `ADDRESSES_KEPT` (20).
     pub async fn remember_address(&mut self, user: Uuid, address: &str, now: OffsetDateTime) -> Result<()> {
         crate::db::query(
             "INSERT INTO sign_in_addresses (user_id, address, last_at) VALUES ($1, $2, $3) \

@@ -204,7 +204,8 @@ pub async fn scrape(State(app): State<AppState>, headers: HeaderMap) -> Response
     let mut body = String::new();
     let encoded =
         prometheus_client::encoding::prometheus_text::encode(&mut body, &app.metrics.registry).and_then(|()| {
-            prometheus_client::encoding::prometheus_text::encode(&mut body, &backlog_registry(&backlog, now))
+            let database = database_registry(&backlog, app.store.writer_counts(), now);
+            prometheus_client::encoding::prometheus_text::encode(&mut body, &database)
         });
     if let Err(e) = encoded {
         tracing::error!(error = %e, "metrics could not be encoded");
@@ -214,9 +215,15 @@ pub async fn scrape(State(app): State<AppState>, headers: HeaderMap) -> Response
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// The database's figures as gauges of a registry made for this scrape
-/// alone: concurrent scrapes never see each other's half-written values.
-fn backlog_registry(b: &canopy_store::Backlog, now: time::OffsetDateTime) -> Registry {
+/// The database's figures in a registry made for this scrape alone:
+/// concurrent scrapes never see each other's half-written values. The
+/// backlog as gauges; on SQLite, what its single writer committed since the
+/// process started, as counters.
+fn database_registry(
+    b: &canopy_store::Backlog,
+    writer: Option<canopy_store::WriterCounts>,
+    now: time::OffsetDateTime,
+) -> Registry {
     let mut registry = Registry::default();
     let age = |since: Option<time::OffsetDateTime>| {
         let g = Gauge::<f64, AtomicU64>::default();
@@ -251,5 +258,22 @@ fn backlog_registry(b: &canopy_store::Backlog, now: time::OffsetDateTime) -> Reg
         Unit::Seconds,
         age(b.oldest_mail_created_at),
     );
+    if let Some(w) = writer {
+        let total = |n: u64| {
+            let c = Counter::<u64>::default();
+            c.inc_by(n);
+            c
+        };
+        registry.register(
+            "canopy_sqlite_commits",
+            "COMMITs of SQLite's single writer since this process started, each one flush to disk",
+            total(w.commits),
+        );
+        registry.register(
+            "canopy_sqlite_transactions_committed",
+            "Write transactions those COMMITs committed (several to one under concurrent writes: group commit)",
+            total(w.transactions),
+        );
+    }
     registry
 }

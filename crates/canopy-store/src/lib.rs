@@ -301,12 +301,28 @@ impl Store {
         self.urgent.notified().await;
     }
 
+    /// On SQLite, what its single writer committed since the store opened:
+    /// COMMITs (each one `fsync`) and the write transactions they committed
+    /// (group commit: several to a COMMIT under concurrent writes). `None`
+    /// on PostgreSQL.
+    pub fn writer_counts(&self) -> Option<WriterCounts> {
+        let (commits, transactions) = self.writer.as_ref()?.counts();
+        Some(WriterCounts { commits, transactions })
+    }
+
     pub async fn close(&self) {
         if let Some(writer) = &self.writer {
             writer.close().await;
         }
         self.pool.close().await;
     }
+}
+
+/// What SQLite's single writer committed: see [`Store::writer_counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterCounts {
+    pub commits: u64,
+    pub transactions: u64,
 }
 
 /// The advisory lock key of the scheduler ("canopy" in ASCII).

@@ -37,7 +37,7 @@
 //! group), that answer may have rested on a change that never committed
 //! (a conflict with a row that was never written, say).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
@@ -57,9 +57,19 @@ const ROLLBACK_MEMBER: &str = "ROLLBACK TO canopy_tx";
 /// What the members of a group learn when it ends: committed, or why not.
 type Outcome = Option<std::result::Result<(), String>>;
 
+/// What the writer has committed since it opened: COMMITs (each one
+/// `fsync`) and the transactions they committed. Their ratio is the mean
+/// size of a group.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) commits: AtomicU64,
+    pub(crate) transactions: AtomicU64,
+}
+
 /// The writer of one SQLite database, shared by the store's clones.
 pub(crate) struct SqliteWriter {
     slot: Arc<Mutex<Slot>>,
+    counts: Arc<Counts>,
     /// Where ordinary writers queue before the slot, so that at most one of
     /// them waits on it: a write that goes first waits for the one writing
     /// and that one ([`SqliteWriter::begin`]).
@@ -77,6 +87,7 @@ pub(crate) struct SqliteWriter {
 struct Slot {
     /// `None` once the store is closed.
     conn: Option<rusqlite::Connection>,
+    counts: Arc<Counts>,
     /// The open SQLite transaction and the members that ended in it.
     group: Option<Group>,
 }
@@ -91,8 +102,10 @@ struct Group {
 
 impl SqliteWriter {
     pub(crate) fn new(conn: rusqlite::Connection) -> Arc<SqliteWriter> {
+        let counts = Arc::new(Counts::default());
         Arc::new(SqliteWriter {
-            slot: Arc::new(Mutex::new(Slot { conn: Some(conn), group: None })),
+            slot: Arc::new(Mutex::new(Slot { conn: Some(conn), group: None, counts: counts.clone() })),
+            counts,
             queue: Mutex::new(()),
             waiting: StdMutex::new(0),
             closed: AtomicBool::new(false),
@@ -182,6 +195,11 @@ impl SqliteWriter {
             drop(waiting);
             finish(&mut guard);
         }
+    }
+
+    /// COMMITs so far, and the transactions they committed.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.counts.commits.load(Ordering::Relaxed), self.counts.transactions.load(Ordering::Relaxed))
     }
 
     /// Refuse new transactions, then end the open group (committing what
@@ -313,12 +331,17 @@ fn finish(slot: &mut Slot) {
         None => Err("the database was closed".to_owned()),
         Some(conn) if conn.is_autocommit() => Err("an error rolled the transaction back".to_owned()),
         Some(conn) if group.members == 0 => exec(conn, "ROLLBACK").map_err(|e| e.to_string()),
-        Some(conn) => exec(conn, "COMMIT").map_err(|e| {
-            if !conn.is_autocommit() {
-                let _ = exec(conn, "ROLLBACK");
-            }
-            e.to_string()
-        }),
+        Some(conn) => exec(conn, "COMMIT")
+            .map(|()| {
+                slot.counts.commits.fetch_add(1, Ordering::Relaxed);
+                slot.counts.transactions.fetch_add(group.members as u64, Ordering::Relaxed);
+            })
+            .map_err(|e| {
+                if !conn.is_autocommit() {
+                    let _ = exec(conn, "ROLLBACK");
+                }
+                e.to_string()
+            }),
     };
     group.outcome.send_replace(Some(outcome));
 }
@@ -540,6 +563,9 @@ mod tests {
         }
         let rows = committed(&reader);
         assert_eq!(rows.len(), 90);
+        let (commits, transactions) = writer.counts();
+        assert_eq!(transactions, 90);
+        assert!((1..=90).contains(&commits), "{commits} commits");
         assert!(rows.iter().all(|id| !id.ends_with('3')));
         writer.close().await;
         assert!(writer.begin(false).await.is_err());

@@ -176,6 +176,15 @@ async fn if1_metrics_endpoint_reports_requests_replication_and_sign_ins(app: Tes
     // the outbox: the mail waits since the member was added
     assert_eq!(sample(&m, "canopy_outbox_mails_waiting"), mails);
     assert_eq!(sample(&m, "canopy_outbox_oldest_mail_age_seconds"), 90.0);
+    // SQLite's single writer: its COMMITs and the transactions they
+    // committed (every change above was one); PostgreSQL has no such writer
+    if app.db_url.starts_with("sqlite:") {
+        let commits = sample(&m, "canopy_sqlite_commits_total");
+        let committed = sample(&m, "canopy_sqlite_transactions_committed_total");
+        assert!(commits >= 1.0 && commits <= committed, "{commits} commits of {committed} transactions");
+    } else {
+        assert!(!text.contains("canopy_sqlite_commits"), "{text}");
+    }
 
     // another node leases the tenant: it is leased, no longer waiting
     let now = app.clock.now();

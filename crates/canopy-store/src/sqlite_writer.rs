@@ -45,9 +45,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 use crate::db::{Arg, Row, Want, sqlite_run};
 use crate::{Result, StoreError};
 
-/// A group takes at most this many turns on the writer (its transactions,
-/// committed or not): the first of a group waits for at most this many
-/// others' work before the group commits.
+/// A group takes at most this many turns on the writer (transactions begun
+/// in it, committed or not), so the first of a group waits for the work of
+/// at most this many less one before the group commits.
 const GROUP_MAX: usize = 32;
 
 const SAVEPOINT: &str = "SAVEPOINT canopy_tx";

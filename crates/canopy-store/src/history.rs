@@ -6,7 +6,8 @@ use crate::db::Row;
 use canopy_domain::checkpoint::{ChainAt, ChainHead, Checkpoint, PublicKey, check_checkpoint_at};
 use canopy_domain::events::{Event, HistoryChainCreated};
 use canopy_domain::history::{
-    ChainVerifier, ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, created_chain, missing_chains,
+    BrokenLink, ChainVerifier, ChainedEvent, EventKind, GENESIS_HASH, HistoryProblem, Initiator, created_chain,
+    missing_chains,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -252,8 +253,9 @@ impl Store {
             let label = head.text("label")?;
             let cps = by_chain.remove(chain.as_str()).unwrap_or_default();
             // the chain in pages: one page in memory, whatever its length
-            let mut verifier = Some(ChainVerifier::new(&label));
-            let mut broken = None;
+            // verifying, or the first break (the rest of the chain is still
+            // read for its checkpoints)
+            let mut verified: Result<ChainVerifier, BrokenLink> = Ok(ChainVerifier::new(&label));
             let mut hashes_at: BTreeMap<i64, Option<String>> = cps.iter().map(|cp| (cp.seq, None)).collect();
             let mut last_seq = 0;
             loop {
@@ -268,13 +270,10 @@ impl Store {
                 .await?;
                 for row in &rows {
                     let event = event_from_row(row)?;
-                    if let Some(v) = verifier.as_mut()
+                    if let Ok(v) = verified.as_mut()
                         && let Err(b) = v.push(&event)
                     {
-                        // the first break is the one reported; the rest of the
-                        // chain is still read for its checkpoints
-                        broken = Some(b);
-                        verifier = None;
+                        verified = Err(b);
                     }
                     if chain == INSTALLATION_CHAIN {
                         recorded.extend(created_chain(&event));
@@ -291,12 +290,8 @@ impl Store {
                 tokio::task::yield_now().await;
             }
             v.chains_checked += 1;
-            let outcome = match (verifier, broken) {
-                (Some(verifier), _) => verifier.finish((head.int("last_seq")?, &head.text("last_hash")?)),
-                (None, Some(b)) => Err(b),
-                (None, None) => Ok(0),
-            };
-            match outcome {
+            let (last_seq_head, last_hash) = (head.int("last_seq")?, head.text("last_hash")?);
+            match verified.and_then(|v| v.finish((last_seq_head, &last_hash))) {
                 Ok(n) => v.events_checked += n,
                 Err(broken) => v.problems.push(HistoryProblem::broken_link(broken, &chain)),
             }

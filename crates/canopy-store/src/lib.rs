@@ -243,7 +243,6 @@ impl Store {
         };
         Ok(Tx {
             inner,
-            only_writer: self.writer.is_some(),
             events: Vec::new(),
             changed: Vec::new(),
             settings: None,
@@ -262,7 +261,6 @@ impl Store {
         }
         Ok(Tx {
             inner,
-            only_writer: false,
             events: Vec::new(),
             changed: Vec::new(),
             settings: None,
@@ -350,8 +348,6 @@ impl SchedulerLock {
 /// A database transaction. Dropping it without [`Tx::commit`] rolls back.
 pub struct Tx {
     inner: Conn,
-    /// SQLite's one writer: see [`Tx::only_writer`].
-    only_writer: bool,
     /// The history events recorded in this transaction, in recording order;
     /// [`Tx::commit`] appends them to their chains.
     events: Vec<history::Recorded>,
@@ -401,7 +397,7 @@ impl Tx {
     /// database, so row locks taken to order concurrent writers (the
     /// `lock_*` methods, for PostgreSQL) would be statements for nothing.
     fn only_writer(&self) -> bool {
-        self.only_writer
+        matches!(self.inner, Conn::SqliteWriter(_))
     }
 
     fn conn(&mut self) -> &mut Conn {

@@ -100,6 +100,18 @@ async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
     assert!(found.is_empty(), "statements on the hot paths that walk a table:\n\n{}", found.join("\n\n"));
 }
 
+/// While it works, each node asks at every poll whether urgent work waits
+/// (AD4: an emergency revocation goes before the backlog). That look must
+/// read the urgent tenants only, through `tenant_work_due`, not every
+/// tenant no run holds (the backlog, which a full reconcile makes as large
+/// as the installation).
+async fn ad4_the_look_for_urgent_work_reads_only_urgent_tenants(app: TestApp) {
+    let plan = query_plan(&app.db_url, canopy_store::URGENT_WAITING).await.unwrap();
+    assert!(plan.iter().any(|l| l.contains("tenant_work_due")), "{plan:#?}");
+    assert!(!plan.iter().any(|l| l.contains("tenant_work_lease")), "{plan:#?}");
+}
+
 canopy_testkit::backend_tests! {
     if1_the_hot_paths_read_through_indexes,
+    ad4_the_look_for_urgent_work_reads_only_urgent_tenants,
 }

@@ -71,7 +71,9 @@ pub const TENANT_NAME_MAX: usize = 50;
 /// where the suffix comes from the tenant's own id. Identifiers may contain
 /// dashes (`a-b` + `c` and `a` + `b-c` read alike), and a project deleted and
 /// made again must not find its predecessor's tenant, so the readable part
-/// alone is never enough. The readable part is shortened to fit.
+/// alone is never enough. The readable part is shortened to fit. The
+/// suffix is the id's first eight hex digits, so the id must be random (v4):
+/// those of a time-ordered one (v7) are alike for a minute.
 pub fn tenant_name(workspace: &str, project: &str, tenant: Uuid) -> String {
     let suffix = format!("-{}", &tenant.simple().to_string()[..8]);
     let readable = format!("{workspace}-{project}");

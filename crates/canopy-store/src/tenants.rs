@@ -207,6 +207,7 @@ impl Tx {
         name: impl FnOnce(Uuid) -> String,
         now: OffsetDateTime,
     ) -> Result<TenantRecord> {
+        // random, not `new_id`: its name carries the first hex digits (`tenant_name`)
         let id = Uuid::new_v4();
         let name = name(id);
         let written = crate::db::query(

@@ -73,12 +73,38 @@ pub struct NewBinding<'a> {
     pub granted_by: &'a str,
 }
 
-const BINDING_SELECT: &str = "SELECT b.id, b.project_id, b.user_id, b.group_id, b.role_id, b.expires_at, \
-       b.justification, b.granted_by, b.granted_at, r.identifier AS role_identifier, \
-       COALESCE(u.username, g.identifier) AS subject_name, \
-       COALESCE(u.first_name || ' ' || u.last_name, g.display_name) AS subject_display_name \
-     FROM bindings b JOIN project_roles r ON r.id = b.role_id \
-     LEFT JOIN users u ON u.id = b.user_id LEFT JOIN user_groups g ON g.id = b.group_id";
+/// The statement behind [`Tx::next_expiry`] (through `bindings_due`; the
+/// condition repeats the index's so that both backends may use it).
+pub const NEXT_EXPIRY: &str =
+    "SELECT MIN(expires_at) AS next FROM bindings WHERE ended_at IS NULL AND expires_at IS NOT NULL";
+
+/// The columns and joins of every read of bindings: a macro, so that the
+/// statements built on it can be constants that tests explain.
+macro_rules! binding_select {
+    () => {
+        "SELECT b.id, b.project_id, b.user_id, b.group_id, b.role_id, b.expires_at, \
+           b.justification, b.granted_by, b.granted_at, r.identifier AS role_identifier, \
+           COALESCE(u.username, g.identifier) AS subject_name, \
+           COALESCE(u.first_name || ' ' || u.last_name, g.display_name) AS subject_display_name \
+         FROM bindings b JOIN project_roles r ON r.id = b.role_id \
+         LEFT JOIN users u ON u.id = b.user_id LEFT JOIN user_groups g ON g.id = b.group_id"
+    };
+}
+
+const BINDING_SELECT: &str = binding_select!();
+
+/// The statement behind [`Tx::due_expiries`] (through `bindings_due`).
+pub const DUE_EXPIRIES: &str = concat!(
+    binding_select!(),
+    " WHERE b.ended_at IS NULL AND b.expires_at <= $1 ORDER BY b.expires_at, b.id LIMIT CAST($2 AS BIGINT)"
+);
+
+/// The statement behind [`Tx::due_expiry_notices`] (through `bindings_expiry`).
+pub const DUE_EXPIRY_NOTICES: &str = concat!(
+    binding_select!(),
+    " WHERE b.expiry_notice_at IS NULL AND b.expires_at > $1 AND b.expires_at <= $2 \
+     ORDER BY b.expires_at, b.id LIMIT CAST($3 AS BIGINT)"
+);
 
 fn binding_from_row(r: &Row) -> Result<BindingRecord> {
     let subject = match (r.uuid_opt("user_id")?, r.uuid_opt("group_id")?) {
@@ -328,13 +354,7 @@ impl Tx {
     /// Bindings whose expiration passed by `now` and that the expiry job has
     /// not ended yet, earliest first, at most `limit`.
     pub async fn due_expiries(&mut self, now: OffsetDateTime, limit: i64) -> Result<Vec<BindingRecord>> {
-        let rows = crate::db::query(format!(
-            "{BINDING_SELECT} WHERE b.ended_at IS NULL AND b.expires_at <= $1 ORDER BY b.expires_at, b.id LIMIT CAST($2 AS BIGINT)"
-        ))
-        .bind(to_us(now))
-        .bind(limit)
-        .fetch_all(self.conn())
-        .await?;
+        let rows = crate::db::query(DUE_EXPIRIES).bind(to_us(now)).bind(limit).fetch_all(self.conn()).await?;
         rows.iter().map(binding_from_row).collect()
     }
 
@@ -371,15 +391,12 @@ impl Tx {
         until: OffsetDateTime,
         limit: i64,
     ) -> Result<Vec<BindingRecord>> {
-        let rows = crate::db::query(format!(
-            "{BINDING_SELECT} WHERE b.expiry_notice_at IS NULL AND b.expires_at > $1 AND b.expires_at <= $2 \
-             ORDER BY b.expires_at, b.id LIMIT CAST($3 AS BIGINT)"
-        ))
-        .bind(to_us(now))
-        .bind(to_us(until))
-        .bind(limit)
-        .fetch_all(self.conn())
-        .await?;
+        let rows = crate::db::query(DUE_EXPIRY_NOTICES)
+            .bind(to_us(now))
+            .bind(to_us(until))
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?;
         rows.iter().map(binding_from_row).collect()
     }
 
@@ -404,9 +421,7 @@ impl Tx {
 
     /// The earliest expiration the expiry job has yet to end.
     pub async fn next_expiry(&mut self) -> Result<Option<OffsetDateTime>> {
-        let row = crate::db::query("SELECT MIN(expires_at) AS next FROM bindings WHERE ended_at IS NULL")
-            .fetch_one(self.conn())
-            .await?;
+        let row = crate::db::query(NEXT_EXPIRY).fetch_one(self.conn()).await?;
         row.time_opt("next")
     }
 

@@ -38,9 +38,10 @@ async fn bulk_bindings(app: &TestApp, project: &str, n: u32) {
     ))
     .await;
     app.sql(&format!(
-        "{seq} INSERT INTO bindings (id, project_id, user_id, role_id, granted_by, granted_at) \
+        "{seq} INSERT INTO bindings (id, project_id, workspace_id, user_id, role_id, granted_by, granted_at) \
          SELECT '10000000-0000-4000-8000-' || CAST(100000000000 + i AS TEXT), \
                 (SELECT id FROM projects WHERE identifier = '{project}'), \
+                (SELECT workspace_id FROM projects WHERE identifier = '{project}'), \
                 '00000000-0000-4000-8000-' || CAST(100000000000 + i AS TEXT), \
                 (SELECT id FROM project_roles WHERE identifier = 'project_reader'), 'admin', 0 FROM n"
     ))

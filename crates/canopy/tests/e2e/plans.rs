@@ -69,6 +69,7 @@ async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
         app.get(&path, &ann).await.expect(200);
     }
     app.get("/api/v1/me", &bob).await.expect(200);
+    app.get("/api/v1/expired-access", &app.admin_token).await.expect(200);
     if !key.is_empty() {
         app.get(&format!("{ws}/members?limit=50"), &key).await.expect(200);
     }
@@ -111,7 +112,67 @@ async fn ad4_the_look_for_urgent_work_reads_only_urgent_tenants(app: TestApp) {
     assert!(!plan.iter().any(|l| l.contains("tenant_work_lease")), "{plan:#?}");
 }
 
+/// A binding is written to the indexes its reads find it through, and to
+/// no other: a user's binding is not in the group index, a binding that
+/// never expires not in the expiration indexes (each write of an index is
+/// pages to the WAL). The subject indexes lead with the subject, so they
+/// check a binding's uniqueness and list a subject's bindings at once.
+async fn if1_a_binding_is_indexed_only_where_its_reads_find_it(app: TestApp) {
+    let postgres = !app.db_url.starts_with("sqlite:");
+    let indexes = app
+        .sql_strings(if postgres {
+            "SELECT indexname || ' ' || indexdef FROM pg_indexes WHERE tablename = 'bindings' ORDER BY indexname"
+        } else {
+            "SELECT name || ' ' || COALESCE(sql, '') FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = 'bindings' ORDER BY name"
+        })
+        .await;
+    let mut found: Vec<(String, bool)> = indexes
+        .iter()
+        .filter_map(|line| {
+            let (name, definition) = line.split_once(' ')?;
+            // the primary key's own index (SQLite names it, PostgreSQL keeps the rebuilt table's name)
+            if name.starts_with("sqlite_autoindex_bindings") || name.ends_with("_pkey") {
+                return None;
+            }
+            Some((name.to_owned(), definition.contains(" WHERE ")))
+        })
+        .collect();
+    found.sort();
+    let partial = |name: &str| (name.to_owned(), true);
+    assert_eq!(
+        found,
+        vec![
+            partial("bindings_due"),
+            partial("bindings_expiry"),
+            partial("bindings_group"),
+            ("bindings_page".to_owned(), false),
+            partial("bindings_user"),
+            partial("bindings_workspace_expiry"),
+        ],
+        "{indexes:#?}"
+    );
+    assert!(indexes.iter().any(|l| l.starts_with("bindings_user ") && l.contains("UNIQUE")), "{indexes:#?}");
+    assert!(indexes.iter().any(|l| l.starts_with("bindings_group ") && l.contains("UNIQUE")), "{indexes:#?}");
+}
+
+/// The expiry job (AC7), the instant it next wakes for and the
+/// soon-expiring notices read through the indexes of expiring bindings,
+/// which leave out every binding that never expires.
+async fn ac7_the_expiry_job_reads_only_expiring_bindings(app: TestApp) {
+    for (sql, index) in [
+        (canopy_store::DUE_EXPIRIES, "bindings_due"),
+        (canopy_store::NEXT_EXPIRY, "bindings_due"),
+        (canopy_store::DUE_EXPIRY_NOTICES, "bindings_expiry"),
+    ] {
+        let plan = query_plan(&app.db_url, sql).await.unwrap();
+        assert!(plan.iter().any(|l| l.contains(index)), "{sql}\n{plan:#?}");
+    }
+}
+
 canopy_testkit::backend_tests! {
     if1_the_hot_paths_read_through_indexes,
+    if1_a_binding_is_indexed_only_where_its_reads_find_it,
     ad4_the_look_for_urgent_work_reads_only_urgent_tenants,
+    ac7_the_expiry_job_reads_only_expiring_bindings,
 }

@@ -21,7 +21,8 @@ use tracing_subscriber::{Layer, filter};
 
 /// Every statement the store runs for requests to one server, told apart
 /// by the listener address its connection's span names (tests run in
-/// parallel in one process).
+/// parallel in one process), and for the steps a test runs in its
+/// [`Statements::scope`].
 #[derive(Clone)]
 pub struct Statements {
     listener: String,
@@ -100,7 +101,8 @@ pub fn install() -> &'static Arc<Seen> {
         let layer = Recorder(seen.clone()).with_filter(
             filter::Targets::new()
                 .with_target("canopy_store::query", tracing::Level::TRACE)
-                .with_target("canopy_server::listen", tracing::Level::TRACE),
+                .with_target("canopy_server::listen", tracing::Level::TRACE)
+                .with_target("canopy_testkit::plans", tracing::Level::TRACE),
         );
         let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
         seen
@@ -118,6 +120,13 @@ impl Statements {
             seen.statements.retain(|(l, _)| *l != listener);
         }
         Statements { listener }
+    }
+
+    /// A span under which the statements run count as this server's: for
+    /// the engine's and the scheduler's steps, which a test drives itself
+    /// (`future.instrument(statements.scope())`).
+    pub fn scope(&self) -> tracing::Span {
+        tracing::trace_span!("steps", listener = %self.listener)
     }
 
     /// The distinct statements recorded that read (`SELECT`, `WITH`), in

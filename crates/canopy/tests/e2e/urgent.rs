@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A platform in memory whose grants each wait until the test lets one
 /// through, and that logs every grant and revoke in the order they happen.
-struct Gate {
+pub(crate) struct Gate {
     grants_started: AtomicUsize,
     through: Semaphore,
     held: std::sync::Mutex<BTreeSet<(String, Held)>>,
@@ -33,7 +33,7 @@ struct Gate {
 }
 
 impl Gate {
-    fn new() -> Arc<Gate> {
+    pub(crate) fn new() -> Arc<Gate> {
         Arc::new(Gate {
             grants_started: AtomicUsize::new(0),
             through: Semaphore::new(0),
@@ -61,7 +61,7 @@ impl Gate {
     }
 }
 
-struct GateConnector(Arc<Gate>);
+pub(crate) struct GateConnector(Arc<Gate>);
 
 impl Connector for GateConnector {
     type Platform = GatePlatform;
@@ -70,7 +70,7 @@ impl Connector for GateConnector {
     }
 }
 
-struct GatePlatform(Arc<Gate>);
+pub(crate) struct GatePlatform(Arc<Gate>);
 
 impl Platform for GatePlatform {
     async fn ensure_tenant(&self, spec: &TenantSpec) -> Result<TenantRef, PlatformError> {
@@ -104,7 +104,12 @@ impl Platform for GatePlatform {
     }
 }
 
-fn replicator(app: &TestApp, gate: &Arc<Gate>, workers: usize, per_platform: usize) -> Arc<Replicator<GateConnector>> {
+pub(crate) fn replicator(
+    app: &TestApp,
+    gate: &Arc<Gate>,
+    workers: usize,
+    per_platform: usize,
+) -> Arc<Replicator<GateConnector>> {
     let config = ReplicationConfig {
         node: "busy".into(),
         workers,
@@ -136,7 +141,7 @@ async fn count(app: &TestApp, query: &str) -> i64 {
 }
 
 /// Platform `cloud`, workspace `w`, and the users named.
-async fn setup(app: &TestApp, users: &[&str]) {
+pub(crate) async fn setup(app: &TestApp, users: &[&str]) {
     let admin = app.admin_token.clone();
     app.workspace(&admin, "w").await;
     let platform = json!({"identifier": "cloud", "type": "openstack",
@@ -151,7 +156,7 @@ async fn setup(app: &TestApp, users: &[&str]) {
 }
 
 /// Project `project` with a binding of each user and a tenant on `cloud`.
-async fn project(app: &TestApp, project: &str, users: &[&str]) {
+pub(crate) async fn project(app: &TestApp, project: &str, users: &[&str]) {
     let admin = app.admin_token.clone();
     app.project(&admin, "w", project).await;
     bind(app, project, users).await;
@@ -167,7 +172,7 @@ async fn bind(app: &TestApp, project: &str, users: &[&str]) {
 }
 
 /// Replicate everything now, letting `grants` grants through.
-async fn converge(app: &TestApp, gate: &Arc<Gate>, grants: usize) {
+pub(crate) async fn converge(app: &TestApp, gate: &Arc<Gate>, grants: usize) {
     gate.through.add_permits(grants);
     replicator(app, gate, 4, 4).run_until_idle().await.unwrap();
 }

@@ -196,7 +196,7 @@ impl Store {
             // page caches; a transaction waiting on something else keeps one.
             // And one for every write, so that its page cache stays valid
             // (no other connection writes).
-            let writer = sqlite_writer::SqliteWriter::new(db::open_sqlite(&path)?);
+            let writer = sqlite_writer::SqliteWriter::new(db::open_sqlite(&path)?)?;
             (Backend::Sqlite, Pool::Sqlite(db::SqlitePool::open(path, 4)?), Some(writer))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = sqlx::postgres::PgPoolOptions::new()

@@ -104,15 +104,22 @@ struct Group {
 }
 
 impl SqliteWriter {
-    pub(crate) fn new(conn: rusqlite::Connection) -> Arc<SqliteWriter> {
+    /// The writer over `conn`, which it keeps its temporary files in memory
+    /// from now on: every member that joins a group writes each page it
+    /// changes to its savepoint's statement journal, and SQLite moves that
+    /// journal to a temporary file past 64 KiB (most joiners passed it:
+    /// a `pwrite` per page, a tenth of the server's time under writes, B4).
+    /// In memory it costs what the member changed, freed when it ends.
+    pub(crate) fn new(conn: rusqlite::Connection) -> Result<Arc<SqliteWriter>> {
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let counts = Arc::new(Counts::default());
-        Arc::new(SqliteWriter {
+        Ok(Arc::new(SqliteWriter {
             slot: Arc::new(Mutex::new(Slot { conn: Some(conn), group: None, counts: counts.clone() })),
             counts,
             queue: Mutex::new(()),
             waiting: StdMutex::new(0),
             closed: AtomicBool::new(false),
-        })
+        }))
     }
 
     /// Begin a write transaction: wait for the writer, then join the open
@@ -404,7 +411,7 @@ mod tests {
         std::fs::File::create(&path).unwrap();
         let reader = open_sqlite(&path).unwrap();
         reader.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY)").unwrap();
-        (path.clone(), SqliteWriter::new(open_sqlite(&path).unwrap()), reader)
+        (path.clone(), SqliteWriter::new(open_sqlite(&path).unwrap()).unwrap(), reader)
     }
 
     fn committed(reader: &rusqlite::Connection) -> Vec<String> {
@@ -551,6 +558,17 @@ mod tests {
         opener.commit().await.unwrap();
         joiner.await.unwrap().unwrap();
         assert_eq!(committed(&reader), ["a", "b"]);
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn group_commit_the_savepoints_of_joining_writers_are_journalled_in_memory() {
+        let (path, writer, _reader) = temp_writer();
+        let mut tx = writer.begin(false).await.unwrap();
+        let (rows, _) = tx.run("PRAGMA temp_store", &[], Want::Rows).unwrap();
+        // 2 = MEMORY (0 is the default, a file)
+        assert_eq!(rows.first().map(|r| r.value("temp_store").unwrap().clone()), Some(crate::db::Value::Int(2)));
+        drop(tx);
         remove(&path);
     }
 

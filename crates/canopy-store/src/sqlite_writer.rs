@@ -104,11 +104,11 @@ struct Group {
 }
 
 impl SqliteWriter {
-    /// The writer over `conn`, which it keeps its temporary files in memory
-    /// from now on: every member that joins a group writes each page it
-    /// changes to its savepoint's statement journal, and SQLite moves that
-    /// journal to a temporary file past 64 KiB (most joiners passed it:
-    /// a `pwrite` per page, a tenth of the server's time under writes, B4).
+    /// The writer over `conn`, whose temporary files stay in memory from
+    /// now on: every member that joins a group copies each page it changes
+    /// into its savepoint's statement journal, and SQLite would move that
+    /// journal to a temporary file past 64 KiB (most joiners pass it: a
+    /// `pwrite` per page, a tenth of the server's time under writes, B4).
     /// In memory it costs what the member changed, freed when it ends.
     pub(crate) fn new(conn: rusqlite::Connection) -> Result<Arc<SqliteWriter>> {
         conn.pragma_update(None, "temp_store", "MEMORY")?;

@@ -121,7 +121,7 @@ fn binding_from_row(r: &Row) -> Result<BindingRecord> {
             expires_at: r.time_opt("expires_at")?,
         },
         subject_name: r.text("subject_name")?,
-        subject_display_name: r.text("subject_display_name")?.trim().to_owned(),
+        subject_display_name: r.str("subject_display_name")?.trim().to_owned(),
         role_identifier: r.text("role_identifier")?,
         justification: r.text_opt("justification")?,
         granted_by: r.text("granted_by")?,

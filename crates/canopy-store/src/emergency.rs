@@ -115,7 +115,7 @@ impl Tx {
         .bind(id.to_string())
         .fetch_all(self.conn())
         .await?;
-        let removed = serde_json::from_str(&r.text("removed")?).unwrap_or(serde_json::Value::Null);
+        let removed = serde_json::from_str(r.str("removed")?).unwrap_or(serde_json::Value::Null);
         Ok(Some(RevocationRecord {
             id: r.uuid("id")?,
             user_id: r.uuid("user_id")?,

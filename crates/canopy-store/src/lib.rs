@@ -441,8 +441,15 @@ pub(crate) fn new_id() -> String {
 
 /// Typed access to the columns of a row.
 pub(crate) trait RowExt {
-    fn text(&self, col: &str) -> Result<String>;
-    fn text_opt(&self, col: &str) -> Result<Option<String>>;
+    /// A text column, borrowed: for what is parsed rather than kept.
+    fn str(&self, col: &str) -> Result<&str>;
+    fn str_opt(&self, col: &str) -> Result<Option<&str>>;
+    fn text(&self, col: &str) -> Result<String> {
+        self.str(col).map(str::to_owned)
+    }
+    fn text_opt(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.str_opt(col)?.map(str::to_owned))
+    }
     fn int(&self, col: &str) -> Result<i64>;
     fn int_opt(&self, col: &str) -> Result<Option<i64>>;
     fn real(&self, col: &str) -> Result<f64>;
@@ -461,16 +468,16 @@ fn mismatch(col: &str, want: &str, got: &db::Value) -> StoreError {
 }
 
 impl RowExt for Row {
-    fn text(&self, col: &str) -> Result<String> {
+    fn str(&self, col: &str) -> Result<&str> {
         match self.value(col)? {
-            db::Value::Text(s) => Ok(s.clone()),
+            db::Value::Text(s) => Ok(s),
             other => Err(mismatch(col, "text", other)),
         }
     }
-    fn text_opt(&self, col: &str) -> Result<Option<String>> {
+    fn str_opt(&self, col: &str) -> Result<Option<&str>> {
         match self.value(col)? {
             db::Value::Null => Ok(None),
-            db::Value::Text(s) => Ok(Some(s.clone())),
+            db::Value::Text(s) => Ok(Some(s)),
             other => Err(mismatch(col, "text", other)),
         }
     }
@@ -489,13 +496,13 @@ impl RowExt for Row {
         }
     }
     fn uuid(&self, col: &str) -> Result<Uuid> {
-        let s = self.text(col)?;
-        Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}")))
+        let s = self.str(col)?;
+        Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}")))
     }
     fn uuid_opt(&self, col: &str) -> Result<Option<Uuid>> {
-        match self.text_opt(col)? {
+        match self.str_opt(col)? {
             None => Ok(None),
-            Some(s) => Uuid::parse_str(&s).map(Some).map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}"))),
+            Some(s) => Uuid::parse_str(s).map(Some).map_err(|e| StoreError::Corrupt(format!("{col} {s:?}: {e}"))),
         }
     }
     fn time(&self, col: &str) -> Result<OffsetDateTime> {
@@ -512,7 +519,7 @@ impl RowExt for Row {
         self.int_opt(col)?.map(from_us).transpose()
     }
     fn parse<T: FromStr>(&self, col: &str) -> Result<T> {
-        let s = self.text(col)?;
+        let s = self.str(col)?;
         s.parse().map_err(|_| StoreError::Corrupt(format!("{col} {s:?}")))
     }
 }

@@ -60,7 +60,7 @@ const PLATFORM_COLS: &str =
     "id, identifier, platform_type, settings, secret_names, landing_zone_required, deletion, drift_policy, created_at";
 
 fn platform_from_row(r: &Row) -> Result<PlatformRecord> {
-    let names: Vec<String> = serde_json::from_str(&r.text("secret_names")?)
+    let names: Vec<String> = serde_json::from_str(r.str("secret_names")?)
         .map_err(|_| StoreError::Corrupt("secret_names is not a JSON list".into()))?;
     Ok(PlatformRecord {
         id: r.uuid("id")?,
@@ -145,7 +145,7 @@ impl Tx {
             .bind(id.to_string())
             .fetch_one(self.conn())
             .await?;
-        let plain = key.open(&id.to_string(), &row.text("secrets")?)?;
+        let plain = key.open(&id.to_string(), row.str("secrets")?)?;
         match serde_json::from_slice(&plain) {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(StoreError::Corrupt("decrypted secrets are not a JSON object".into())),

@@ -55,7 +55,7 @@ const TENANT_SELECT: &str = "SELECT t.id, t.project_id, t.platform_id, p.identif
      LEFT JOIN tenant_work w ON w.tenant_id = t.id";
 
 fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
-    let stored: TenantStatus = r.text("status")?.parse().map_err(StoreError::Corrupt)?;
+    let stored: TenantStatus = r.str("status")?.parse().map_err(StoreError::Corrupt)?;
     let dirty = r.int_opt("work_generation")?.is_some();
     let status = if r.text_opt("leased_by")?.is_some() {
         TenantStatus::InProgress
@@ -79,8 +79,8 @@ fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
         last_replicated_at: r.time_opt("last_replicated_at")?,
         created_at: r.time("created_at")?,
         deletion_mode: r.parse("deletion_mode")?,
-        deletion: r.text_opt("deletion")?.map(|s| s.parse()).transpose().map_err(StoreError::Corrupt)?,
-        deletion_resources: serde_json::from_str(&r.text("deletion_resources")?)
+        deletion: r.str_opt("deletion")?.map(|s| s.parse()).transpose().map_err(StoreError::Corrupt)?,
+        deletion_resources: serde_json::from_str(r.str("deletion_resources")?)
             .map_err(|_| StoreError::Corrupt("deletion_resources is not a JSON list".into()))?,
         deletion_requested_at: r.time_opt("deletion_requested_at")?,
     })

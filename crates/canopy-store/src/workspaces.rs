@@ -386,8 +386,12 @@ impl Tx {
     }
 
     /// A workspace by its identifier and, with `user`, every role that user
-    /// holds in it (directly and through groups): one statement of three
-    /// index lookups, so that a request loads and authorises in one round trip.
+    /// holds in it (directly and through groups): one statement of index
+    /// lookups, so that a request loads and authorises in one round trip.
+    /// The groups are joined in a fixed order (`CROSS JOIN`, which SQLite
+    /// does not reorder) rather than read through `IN (SELECT ...)`, for
+    /// which SQLite fills a temporary table on every run (about a third of
+    /// the statement's time).
     pub async fn workspace_with_roles(
         &mut self,
         identifier: &str,
@@ -399,8 +403,8 @@ impl Tx {
              UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
              JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 AND m.user_id = $2 \
              UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
-             JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 \
-             AND m.group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",
+             CROSS JOIN group_members g CROSS JOIN workspace_members m \
+             WHERE w.identifier = $1 AND g.user_id = $2 AND m.workspace_id = w.id AND m.group_id = g.group_id",
         )
         .bind(identifier)
         .bind(user.map(|u| u.to_string()))
@@ -733,8 +737,8 @@ async fn membership_roles_of_user(
 ) -> Result<Vec<WorkspaceRole>> {
     let rows = crate::db::query(
         "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 \
-         UNION ALL SELECT role FROM workspace_members WHERE workspace_id = $1 \
-         AND group_id IN (SELECT group_id FROM group_members WHERE user_id = $2)",
+         UNION ALL SELECT m.role FROM group_members g CROSS JOIN workspace_members m \
+         WHERE g.user_id = $2 AND m.workspace_id = $1 AND m.group_id = g.group_id",
     )
     .bind(workspace_id.to_string())
     .bind(user_id.to_string())

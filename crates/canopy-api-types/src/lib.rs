@@ -614,7 +614,9 @@ pub struct HistoryEvent {
     pub at: OffsetDateTime,
     pub initiator: Initiator,
     /// Recipient, old and new values, ...: depends on `kind`.
-    pub details: serde_json::Value,
+    // passed through as stored: a page of events is not parsed into trees
+    #[schema(value_type = Value)]
+    pub details: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -44,7 +44,12 @@ pub fn to_event(e: ChainedEvent) -> ApiResult<HistoryEvent> {
         kind: e.kind,
         at: from_us(e.at_us)?,
         initiator: Initiator { kind: e.initiator_kind, name: e.initiator_name },
-        details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+        details: match serde_json::from_str::<&serde_json::value::RawValue>(&e.details) {
+            Ok(raw) => raw.to_owned(),
+            // not JSON (never written so): shown as the text it is
+            Err(_) => serde_json::value::to_raw_value(&e.details)
+                .map_err(|err| ApiError::Internal(format!("event details: {err}")))?,
+        },
     })
 }
 

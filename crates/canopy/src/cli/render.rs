@@ -442,7 +442,9 @@ impl Render for HistoryEvent {
         ]
     }
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let details = serde_json::to_string_pretty(&self.details).unwrap_or_else(|_| self.details.to_string());
+        let details = serde_json::from_str::<serde_json::Value>(self.details.get())
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| self.details.to_string());
         vec![
             ("id", self.id.to_string()),
             ("seq", self.seq.to_string()),

@@ -529,7 +529,9 @@ impl Drop for SqliteConn {
     fn drop(&mut self) {
         let Ok(slot) = self.conn.get_mut() else { return };
         let Some(conn) = slot.take() else { return };
-        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+        // every read transaction ends here: its ROLLBACK is prepared once per
+        // connection, not parsed again each time (as execute_batch would)
+        if !conn.is_autocommit() && conn.prepare_cached("ROLLBACK").and_then(|mut end| end.execute([])).is_err() {
             // a connection whose transaction cannot end is not reused
             return;
         }

@@ -110,6 +110,23 @@ async fn send(client: reqwest::Client, req: HttpRequest) -> Result<HttpResponse,
     Ok(answer)
 }
 
+/// `e` with every error under it ("Request failed: the identity provider did
+/// not answer: ... timed out"): openidconnect's own messages name only the
+/// kind of failure.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The provider's metadata from its discovery document: refused when its
 /// issuer is not `issuer` (the crate checks) or an endpoint is not HTTPS.
 async fn discover(issuer: &str, http: reqwest::Client) -> Result<CoreProviderMetadata, OidcError> {
@@ -118,7 +135,7 @@ async fn discover(issuer: &str, http: reqwest::Client) -> Result<CoreProviderMet
     let call = move |req: HttpRequest| send(http.clone(), req);
     let m = CoreProviderMetadata::discover_async(issuer, &call)
         .await
-        .map_err(|e| OidcError::Unavailable(format!("its discovery failed: {e}")))?;
+        .map_err(|e| OidcError::Unavailable(format!("its discovery failed: {}", with_causes(&e))))?;
     let endpoints = [Some(m.authorization_endpoint().url()), m.token_endpoint().map(|u| u.url())]
         .into_iter()
         .chain([Some(m.jwks_uri().url()), m.userinfo_endpoint().map(|u| u.url())]);
@@ -280,7 +297,9 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier))
             .request_async(&call)
             .await
-            .map_err(|e| OidcError::Refused(format!("the identity provider did not accept the sign-in: {e}")))?;
+            .map_err(|e| {
+                OidcError::Refused(format!("the identity provider did not accept the sign-in: {}", with_causes(&e)))
+            })?;
         let id_token =
             token.id_token().ok_or_else(|| OidcError::Refused("the identity provider sent no ID token".into()))?;
         let nonce = Nonce::new(nonce);
@@ -332,10 +351,9 @@ impl Oidc {
         if who.email.is_none() {
             // many providers put the e-mail address in userinfo only
             if let Ok(request) = client.user_info(token.access_token().clone(), Some(claims.subject().clone())) {
-                let info: CoreUserInfoClaims = request
-                    .request_async(&call)
-                    .await
-                    .map_err(|e| OidcError::Refused(format!("the identity provider's userinfo: {e}")))?;
+                let info: CoreUserInfoClaims = request.request_async(&call).await.map_err(|e| {
+                    OidcError::Refused(format!("the identity provider's userinfo: {}", with_causes(&e)))
+                })?;
                 who.email = info.email().map(|e| e.to_string());
                 who.email_verified = info.email_verified().unwrap_or(false);
                 if who.preferred_username.is_none() {
@@ -366,7 +384,19 @@ fn refused_token(e: openidconnect::ClaimsVerificationError) -> OidcError {
 
 #[cfg(test)]
 mod tests {
-    use super::secure_url;
+    use super::{secure_url, with_causes};
+
+    #[test]
+    fn id1_a_failed_exchange_names_its_cause() {
+        // what openidconnect returns when the token endpoint's call failed
+        let e: openidconnect::RequestTokenError<
+            super::HttpError,
+            openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+        > = openidconnect::RequestTokenError::Request(super::HttpError(
+            "the identity provider did not answer: operation timed out".into(),
+        ));
+        assert_eq!(with_causes(&e), "Request failed: the identity provider did not answer: operation timed out");
+    }
 
     #[test]
     fn id1_the_providers_addresses_are_https_or_loopback() {

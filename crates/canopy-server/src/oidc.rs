@@ -92,12 +92,17 @@ async fn send(client: reqwest::Client, req: HttpRequest) -> Result<HttpResponse,
     let (parts, body) = req.into_parts();
     let mut out = client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body);
     out = out.timeout(Duration::from_secs(10));
-    let mut res = out.send().await.map_err(|e| HttpError(format!("the identity provider did not answer: {e}")))?;
+    let mut res = out
+        .send()
+        .await
+        .map_err(|e| HttpError(format!("the identity provider did not answer: {}", with_causes(&e))))?;
     let status = res.status();
     let headers = res.headers().clone();
     let mut body = Vec::new();
-    while let Some(chunk) =
-        res.chunk().await.map_err(|e| HttpError(format!("the identity provider's answer broke off: {e}")))?
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| HttpError(format!("the identity provider's answer broke off: {}", with_causes(&e))))?
     {
         if body.len() + chunk.len() > MAX_ANSWER {
             return Err(HttpError(format!("the identity provider answered more than {MAX_ANSWER} bytes")));

@@ -50,7 +50,8 @@ pub async fn binding(tx: &mut Tx, project: &ProjectRecord, id: &str) -> Result<B
 
 /// `user:NAME` / `group:IDENTIFIER`: how a subject is named in paths, lists and the history.
 pub fn subject_string(kind: canopy_domain::SubjectKind, name: &str) -> String {
-    format!("{}:{name}", kind.as_str())
+    // one allocation of the exact size: this runs for every row of a bindings page
+    [kind.as_str(), ":", name].concat()
 }
 
 /// An instant as history details record it: RFC 3339 in UTC, or null.

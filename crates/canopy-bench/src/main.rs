@@ -306,11 +306,7 @@ impl Connector for SimConnector {
 
 /// CPU time of this process so far (user + system), from /proc.
 fn cpu_time() -> Option<StdDuration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(StdDuration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+    signin::cpu_time(std::process::id())
 }
 
 /// Peak resident memory of this process, from /proc.

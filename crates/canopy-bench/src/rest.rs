@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
-use crate::signin::{ADMIN_PASSWORD, start_server};
+use crate::signin::{ADMIN_PASSWORD, cpu_time, start_server};
 use crate::{Setup, add_projects, base, bench};
 
 /// The password the bench gives the accounts it signs in as.
@@ -77,7 +77,26 @@ pub struct Options {
     /// Role assignments Keystone holds on its project before the load.
     #[arg(long, default_value_t = 100)]
     pub keystone_assignments: usize,
+    /// Measure only these operations, each alone at saturation, in this
+    /// order (a name may repeat), and no mixed phase; `change` and `remove`
+    /// work on bindings `add` made before them. Default: all, then the mixes.
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Vec<String>,
 }
+
+/// B4's operations, in the order the whole bench measures them.
+const OPS: [&str; 10] = [
+    "baseline",
+    "page",
+    "page_big",
+    "person_access",
+    "owner_me",
+    "current_access",
+    "history",
+    "add",
+    "change",
+    "remove",
+];
 
 /// A small deterministic generator (xorshift64*): the bench needs spread,
 /// not secrecy, and the same run twice asks the same things.
@@ -676,32 +695,91 @@ async fn drain(client: &reqwest::Client, load: &Arc<dyn Workload>) {
     }
 }
 
-/// Every phase against one system; the figures by phase and operation.
+/// The figures of every phase against one system, by phase and operation,
+/// and where the system's process is known, the CPU time it and the load
+/// generator spent per request in each phase.
+#[derive(Default)]
+struct Phases {
+    figures: BTreeMap<String, BTreeMap<&'static str, Figure>>,
+    cpu: BTreeMap<String, CpuPerRequest>,
+}
+
+/// CPU time per request over one phase, in microseconds: the server's
+/// process and this one (the load generator), which share the cores.
+#[derive(Debug, Clone, Copy)]
+struct CpuPerRequest {
+    server: f64,
+    generator: f64,
+}
+
+impl Phases {
+    /// Run one phase, recording its figures (and CPU) under `key`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &mut self,
+        key: String,
+        title: impl FnOnce(f64) -> String,
+        client: &reqwest::Client,
+        load: Arc<dyn Workload>,
+        op: Option<&'static str>,
+        opts: &Options,
+        rate: Option<u64>,
+        server: Option<u32>,
+    ) {
+        let me = std::process::id();
+        let before = server.and_then(cpu_time).zip(cpu_time(me));
+        let (samples, secs) = run_phase(client, load, op, opts.seconds, opts.connections, rate).await;
+        let after = server.and_then(cpu_time).zip(cpu_time(me));
+        let n: usize = samples.values().map(|s| s.micros.len()).sum();
+        let figures = print_figures(&title(secs), secs, samples);
+        if let (Some((s0, g0)), Some((s1, g1)), true) = (before, after, n > 0) {
+            let per = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() * 1e6 / n as f64;
+            let cpu = CpuPerRequest { server: per(s0, s1), generator: per(g0, g1) };
+            println!(
+                "  CPU a request: server {:.0} µs, load generator {:.0} µs (cores busy: {:.2})",
+                cpu.server,
+                cpu.generator,
+                (cpu.server + cpu.generator) * n as f64 / 1e6 / secs
+            );
+            self.cpu.insert(key.clone(), cpu);
+        }
+        self.figures.insert(key, figures);
+    }
+}
+
+/// Every phase against one system (`server`: its process, whose CPU time
+/// is read from `/proc`).
 async fn phases(
     name: &str,
     client: &reqwest::Client,
     load: Arc<dyn Workload>,
     ops: &[&'static str],
     opts: &Options,
-) -> BTreeMap<String, BTreeMap<&'static str, Figure>> {
-    let mut out = BTreeMap::new();
+    server: Option<u32>,
+) -> Phases {
+    let mut out = Phases::default();
+    let n = opts.connections;
     for op in ops {
-        let (samples, secs) = run_phase(client, load.clone(), Some(op), opts.seconds, opts.connections, None).await;
-        let title = format!("{name}, saturation, {op} only ({} in flight, {secs:.1} s)", opts.connections);
-        out.insert(format!("saturation {op}"), print_figures(&title, secs, samples));
+        let title = |secs: f64| format!("{name}, saturation, {op} only ({n} in flight, {secs:.1} s)");
+        out.run(format!("saturation {op}"), title, client, load.clone(), Some(op), opts, None, server).await;
     }
-    let (samples, secs) = run_phase(client, load.clone(), None, opts.seconds, opts.connections, Some(opts.rate)).await;
-    let title = format!("{name}, mixed 80/20 at {} req/s ({secs:.1} s)", opts.rate);
-    out.insert("fixed".into(), print_figures(&title, secs, samples));
+    if !opts.ops.is_empty() {
+        return out;
+    }
+    let title = |secs: f64| format!("{name}, mixed 80/20 at {} req/s ({secs:.1} s)", opts.rate);
+    out.run("fixed".into(), title, client, load.clone(), None, opts, Some(opts.rate), server).await;
     drain(client, &load).await;
-    let (samples, secs) = run_phase(client, load, None, opts.seconds, opts.connections, None).await;
-    let title = format!("{name}, mixed 80/20 at saturation ({} in flight, {secs:.1} s)", opts.connections);
-    out.insert("mixed".into(), print_figures(&title, secs, samples));
+    let title = |secs: f64| format!("{name}, mixed 80/20 at saturation ({n} in flight, {secs:.1} s)");
+    out.run("mixed".into(), title, client, load, None, opts, None, server).await;
     out
 }
 
-fn rate_of(figures: &BTreeMap<String, BTreeMap<&'static str, Figure>>, op: &'static str) -> Option<f64> {
-    figures.get(&format!("saturation {op}"))?.get(op).map(|f| f.rate)
+fn rate_of(phases: &Phases, op: &'static str) -> Option<f64> {
+    phases.figures.get(&format!("saturation {op}"))?.get(op).map(|f| f.rate)
+}
+
+fn server_cpu_of(phases: &Phases, op: &'static str) -> Option<f64> {
+    phases.cpu.get(&format!("saturation {op}")).map(|c| c.server)
 }
 
 /// Run B4 on `database` (an empty one; `None`: a fresh SQLite file).
@@ -713,21 +791,18 @@ pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> 
         .pool_max_idle_per_host(opts.connections.max(1) * 2)
         .timeout(Duration::from_secs(30))
         .build()?;
+    let ops = if opts.ops.is_empty() {
+        OPS.to_vec()
+    } else {
+        let known = |o: &String| OPS.iter().find(|k| **k == o.as_str()).copied();
+        opts.ops
+            .iter()
+            .map(|o| known(o).with_context(|| format!("--ops: no operation {o:?} (B4 has {})", OPS.join(", "))))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let (mut child, canopy) = set_up_canopy(&opts, database, dir.path(), &client).await?;
     let canopy = Arc::new(canopy);
-    let ops = [
-        "baseline",
-        "page",
-        "page_big",
-        "person_access",
-        "owner_me",
-        "current_access",
-        "history",
-        "add",
-        "change",
-        "remove",
-    ];
-    let c = phases("Canopy", &client, canopy.clone(), &ops, &opts).await;
+    let c = phases("Canopy", &client, canopy.clone(), &ops, &opts, child.id()).await;
     let _ = child.kill().await;
 
     let baseline = rate_of(&c, "baseline").unwrap_or(f64::NAN);
@@ -741,8 +816,12 @@ pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> 
         ("change", 0.2),
         ("remove", 0.2),
     ] {
-        let r = rate_of(&c, op).unwrap_or(f64::NAN);
-        println!("  {op:<16} {r:>8.0} req/s = {:.2} × the small list (target ≥ {share})", r / baseline);
+        let Some(r) = rate_of(&c, op) else { continue };
+        let cpu = match (server_cpu_of(&c, op), server_cpu_of(&c, "baseline")) {
+            (Some(a), Some(b)) => format!("; the server's CPU a request {a:.0} µs = {:.2} × the small list's", a / b),
+            _ => String::new(),
+        };
+        println!("  {op:<16} {r:>8.0} req/s = {:.2} × the small list (target ≥ {share}){cpu}", r / baseline);
     }
     if let (Some(small), Some(big)) = (rate_of(&c, "page"), rate_of(&c, "page_big")) {
         println!(
@@ -752,14 +831,15 @@ pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> 
             opts.per_project
         );
     }
-    if let Some(f) = c.get("fixed") {
+    if let Some(f) = c.figures.get("fixed") {
         let worst = f.values().map(|f| f.p99).fold(0.0, f64::max);
         println!("  mixed at {} req/s: worst p99 {worst:.2} ms (target ≤ 20 ms)", opts.rate);
     }
 
     if let (Some(url), Some(password)) = (&opts.keystone_url, &opts.keystone_password) {
         let ks = Arc::new(set_up_keystone(&client, url, password, opts.keystone_assignments).await?);
-        let k = phases("Keystone", &client, ks, &["baseline", "page", "person_access", "add", "remove"], &opts).await;
+        let k =
+            phases("Keystone", &client, ks, &["baseline", "page", "person_access", "add", "remove"], &opts, None).await;
         println!("Canopy ÷ Keystone (saturation, req/s):");
         // a peer that answered nothing has no ratio (Keystone still working
         // off a phase that overwhelmed it, say), not an enormous one
@@ -770,7 +850,7 @@ pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> 
                 println!("  {op:<16} {a:>8.0} ÷ {b:>8.1} = {}", ratio(a, b));
             }
         }
-        if let (Some(a), Some(b)) = (c.get("mixed"), k.get("mixed")) {
+        if let (Some(a), Some(b)) = (c.figures.get("mixed"), k.figures.get("mixed")) {
             let total = |m: &BTreeMap<&'static str, Figure>| m.values().map(|f| f.rate).sum::<f64>();
             println!("  mixed 80/20      {:>8.0} ÷ {:>8.1} = {}", total(a), total(b), ratio(total(a), total(b)));
         }

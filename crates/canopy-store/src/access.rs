@@ -107,25 +107,23 @@ pub const DUE_EXPIRY_NOTICES: &str = concat!(
 );
 
 fn binding_from_row(r: &Row) -> Result<BindingRecord> {
+    // read in the order of `binding_select!`'s columns (`Row::value` looks
+    // for the next column first)
+    let (id, project_id) = (r.uuid("id")?, r.uuid("project_id")?);
     let subject = match (r.uuid_opt("user_id")?, r.uuid_opt("group_id")?) {
         (Some(u), None) => Subject::user(u),
         (None, Some(g)) => Subject::group(g),
         _ => return Err(StoreError::Corrupt("binding without exactly one subject".into())),
     };
+    let (role_id, expires_at) = (r.uuid("role_id")?, r.time_opt("expires_at")?);
     Ok(BindingRecord {
-        binding: Binding {
-            id: r.uuid("id")?,
-            project_id: r.uuid("project_id")?,
-            subject,
-            role_id: r.uuid("role_id")?,
-            expires_at: r.time_opt("expires_at")?,
-        },
-        subject_name: r.text("subject_name")?,
-        subject_display_name: r.str("subject_display_name")?.trim().to_owned(),
-        role_identifier: r.text("role_identifier")?,
+        binding: Binding { id, project_id, subject, role_id, expires_at },
         justification: r.text_opt("justification")?,
         granted_by: r.text("granted_by")?,
         granted_at: r.time("granted_at")?,
+        role_identifier: r.text("role_identifier")?,
+        subject_name: r.text("subject_name")?,
+        subject_display_name: r.str("subject_display_name")?.trim().to_owned(),
     })
 }
 

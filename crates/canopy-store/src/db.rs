@@ -27,10 +27,11 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Column, Postgres, Row as _, TypeInfo, ValueRef};
+use sqlx::{Column, Postgres, Row as _, TypeInfo, ValueRef as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{Result, StoreError};
@@ -118,32 +119,102 @@ impl rusqlite::ToSql for Arg {
     }
 }
 
-/// A value read from a row.
+/// A value read from a row: a text is where it lies in the row's text.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
     Null,
     Int(i64),
     Real(f64),
-    Text(String),
+    Text(std::ops::Range<usize>),
     Blob(Vec<u8>),
 }
 
+/// A value of a row as a repository reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ValueRef<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
 /// One row of a result: its values by column, the column names shared by
-/// every row of the result.
-#[derive(Debug, Clone)]
+/// every row of the result. The row's texts lie end to end in one string,
+/// so that reading a row allocates twice whatever its columns (a page of
+/// bindings reads a dozen texts a row).
+#[derive(Debug)]
 pub struct Row {
     names: Arc<[Box<str>]>,
     values: Vec<Value>,
+    text: String,
+    /// The column after the one read last: repositories read a row's
+    /// columns mostly in the order they selected them, so the name looked
+    /// for is usually this one and the search over the names is skipped.
+    next: AtomicUsize,
+}
+
+impl Clone for Row {
+    fn clone(&self) -> Row {
+        Row {
+            names: self.names.clone(),
+            values: self.values.clone(),
+            text: self.text.clone(),
+            next: AtomicUsize::new(self.next.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Row {
     /// The value of the column named `col`.
-    pub(crate) fn value(&self, col: &str) -> Result<&Value> {
-        self.names
-            .iter()
-            .position(|n| &**n == col)
-            .and_then(|i| self.values.get(i))
-            .ok_or_else(|| StoreError::Corrupt(format!("no column {col:?} in the result")))
+    pub(crate) fn value(&self, col: &str) -> Result<ValueRef<'_>> {
+        let guess = self.next.load(Ordering::Relaxed);
+        let at = if self.names.get(guess).is_some_and(|n| &**n == col) {
+            Some(guess)
+        } else {
+            self.names.iter().position(|n| &**n == col)
+        };
+        let v = at
+            .and_then(|i| {
+                self.next.store(i + 1, Ordering::Relaxed);
+                self.values.get(i)
+            })
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {col:?} in the result")))?;
+        Ok(match v {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(at) => ValueRef::Text(
+                self.text.get(at.clone()).ok_or_else(|| StoreError::Corrupt(format!("column {col:?} is cut")))?,
+            ),
+            Value::Blob(b) => ValueRef::Blob(b),
+        })
+    }
+}
+
+/// A row being read: its values, its texts appended to one string.
+struct RowBuilder {
+    values: Vec<Value>,
+    text: String,
+}
+
+impl RowBuilder {
+    fn new(columns: usize, text_hint: usize) -> RowBuilder {
+        RowBuilder { values: Vec::with_capacity(columns), text: String::with_capacity(text_hint) }
+    }
+
+    fn push(&mut self, v: Value) {
+        self.values.push(v);
+    }
+
+    fn push_text(&mut self, s: &str) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        self.values.push(Value::Text(start..self.text.len()));
+    }
+
+    fn finish(self, names: &Arc<[Box<str>]>) -> Row {
+        Row { names: names.clone(), values: self.values, text: self.text, next: AtomicUsize::new(0) }
     }
 }
 
@@ -301,32 +372,32 @@ async fn pg_run(conn: &mut sqlx::PgConnection, sql: &str, args: &[Arg], want: Wa
 }
 
 fn pg_row(row: &PgRow, names: &Arc<[Box<str>]>) -> Result<Row> {
-    let mut values = Vec::with_capacity(names.len());
+    let mut out = RowBuilder::new(names.len(), 0);
     for (i, col) in row.columns().iter().enumerate() {
         let raw = row.try_get_raw(i)?;
         if raw.is_null() {
-            values.push(Value::Null);
+            out.push(Value::Null);
             continue;
         }
         let ty = raw.type_info().name().to_owned();
-        values.push(match ty.as_str() {
-            "INT8" => Value::Int(row.try_get::<i64, _>(i)?),
-            "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(i)?)),
-            "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(i)?)),
-            "BOOL" => Value::Int(i64::from(row.try_get::<bool, _>(i)?)),
-            "FLOAT8" => Value::Real(row.try_get::<f64, _>(i)?),
-            "FLOAT4" => Value::Real(f64::from(row.try_get::<f32, _>(i)?)),
-            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "UNKNOWN" => Value::Text(row.try_get::<String, _>(i)?),
-            "BYTEA" => Value::Blob(row.try_get::<Vec<u8>, _>(i)?),
+        match ty.as_str() {
+            "INT8" => out.push(Value::Int(row.try_get::<i64, _>(i)?)),
+            "INT4" => out.push(Value::Int(i64::from(row.try_get::<i32, _>(i)?))),
+            "INT2" => out.push(Value::Int(i64::from(row.try_get::<i16, _>(i)?))),
+            "BOOL" => out.push(Value::Int(i64::from(row.try_get::<bool, _>(i)?))),
+            "FLOAT8" => out.push(Value::Real(row.try_get::<f64, _>(i)?)),
+            "FLOAT4" => out.push(Value::Real(f64::from(row.try_get::<f32, _>(i)?))),
+            "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "UNKNOWN" => out.push_text(row.try_get::<&str, _>(i)?),
+            "BYTEA" => out.push(Value::Blob(row.try_get::<Vec<u8>, _>(i)?)),
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "column {:?} has type {other}, which the store does not read",
                     col.name()
                 )));
             }
-        });
+        }
     }
-    Ok(Row { names: names.clone(), values })
+    Ok(out.finish(names))
 }
 
 /// The connections of one backend.
@@ -499,25 +570,28 @@ pub(crate) fn sqlite_run(
     };
     let mut out = Vec::new();
     let mut rows = stmt.raw_query();
+    // the texts of the row before: how much the next row's string reserves
+    let mut text_hint = 0;
     while let Some(row) = rows.next()? {
         if want == Want::Changes {
             continue;
         }
-        let mut values = Vec::with_capacity(columns);
+        let mut values = RowBuilder::new(columns, text_hint);
         for i in 0..columns {
             use rusqlite::types::ValueRef as V;
-            values.push(match row.get_ref(i)? {
-                V::Null => Value::Null,
-                V::Integer(v) => Value::Int(v),
-                V::Real(v) => Value::Real(v),
-                V::Text(v) => Value::Text(
-                    String::from_utf8(v.to_vec())
+            match row.get_ref(i)? {
+                V::Null => values.push(Value::Null),
+                V::Integer(v) => values.push(Value::Int(v)),
+                V::Real(v) => values.push(Value::Real(v)),
+                V::Text(v) => values.push_text(
+                    std::str::from_utf8(v)
                         .map_err(|_| StoreError::Corrupt(format!("column {:?} is not UTF-8", names.get(i))))?,
                 ),
-                V::Blob(v) => Value::Blob(v.to_vec()),
-            });
+                V::Blob(v) => values.push(Value::Blob(v.to_vec())),
+            }
         }
-        out.push(Row { names: names.clone(), values });
+        text_hint = values.text.len();
+        out.push(values.finish(&names));
     }
     drop(rows);
     drop(stmt);
@@ -598,6 +672,30 @@ mod tests {
         // a value missing for a placeholder is an error, not a panic
         let err = query("SELECT $2 AS a").bind(1_i64).fetch_one(&pool).await.unwrap_err();
         assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        pool.close().await;
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_row_keeps_its_texts_in_one_string_and_reads_columns_in_any_order() {
+        let (path, pool) = temp_pool(1);
+        let row = query("SELECT $1 AS a, NULL AS n, $2 AS b, 7 AS i, '' AS e, $3 AS c")
+            .bind("één")
+            .bind("two")
+            .bind("drei ✓")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        // in order, out of order, twice, and after a miss
+        assert_eq!(row.str("a").unwrap(), "één");
+        assert_eq!(row.str_opt("n").unwrap(), None);
+        assert_eq!(row.str("c").unwrap(), "drei ✓");
+        assert_eq!(row.str("b").unwrap(), "two");
+        assert_eq!(row.str("b").unwrap(), "two");
+        assert!(matches!(row.str("missing"), Err(StoreError::Corrupt(_))));
+        assert_eq!(row.int("i").unwrap(), 7);
+        assert_eq!(row.str("e").unwrap(), "");
+        assert_eq!(row.clone().str("a").unwrap(), "één");
         pool.close().await;
         remove(&path);
     }

@@ -463,35 +463,35 @@ pub(crate) trait RowExt {
     fn parse<T: FromStr>(&self, col: &str) -> Result<T>;
 }
 
-fn mismatch(col: &str, want: &str, got: &db::Value) -> StoreError {
+fn mismatch(col: &str, want: &str, got: db::ValueRef<'_>) -> StoreError {
     StoreError::Corrupt(format!("column {col:?} is not {want}: {got:?}"))
 }
 
 impl RowExt for Row {
     fn str(&self, col: &str) -> Result<&str> {
         match self.value(col)? {
-            db::Value::Text(s) => Ok(s),
+            db::ValueRef::Text(s) => Ok(s),
             other => Err(mismatch(col, "text", other)),
         }
     }
     fn str_opt(&self, col: &str) -> Result<Option<&str>> {
         match self.value(col)? {
-            db::Value::Null => Ok(None),
-            db::Value::Text(s) => Ok(Some(s)),
+            db::ValueRef::Null => Ok(None),
+            db::ValueRef::Text(s) => Ok(Some(s)),
             other => Err(mismatch(col, "text", other)),
         }
     }
     fn int(&self, col: &str) -> Result<i64> {
         match self.value(col)? {
-            db::Value::Int(i) => Ok(*i),
+            db::ValueRef::Int(i) => Ok(i),
             other => Err(mismatch(col, "an integer", other)),
         }
     }
     fn real(&self, col: &str) -> Result<f64> {
         match self.value(col)? {
-            db::Value::Real(r) => Ok(*r),
+            db::ValueRef::Real(r) => Ok(r),
             // SQLite keeps a REAL column's whole numbers as written
-            db::Value::Int(i) => Ok(*i as f64),
+            db::ValueRef::Int(i) => Ok(i as f64),
             other => Err(mismatch(col, "a number", other)),
         }
     }
@@ -510,8 +510,8 @@ impl RowExt for Row {
     }
     fn int_opt(&self, col: &str) -> Result<Option<i64>> {
         match self.value(col)? {
-            db::Value::Null => Ok(None),
-            db::Value::Int(i) => Ok(Some(*i)),
+            db::ValueRef::Null => Ok(None),
+            db::ValueRef::Int(i) => Ok(Some(i)),
             other => Err(mismatch(col, "an integer", other)),
         }
     }

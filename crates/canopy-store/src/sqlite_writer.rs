@@ -567,7 +567,7 @@ mod tests {
         let mut tx = writer.begin(false).await.unwrap();
         let (rows, _) = tx.run("PRAGMA temp_store", &[], Want::Rows).unwrap();
         // 2 = MEMORY (0 is the default, a file)
-        assert_eq!(rows.first().map(|r| r.value("temp_store").unwrap().clone()), Some(crate::db::Value::Int(2)));
+        assert_eq!(rows.first().map(|r| r.value("temp_store").unwrap()), Some(crate::db::ValueRef::Int(2)));
         drop(tx);
         remove(&path);
     }

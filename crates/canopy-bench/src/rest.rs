@@ -702,6 +702,19 @@ async fn drain(client: &reqwest::Client, load: &Arc<dyn Workload>) {
 struct Phases {
     figures: BTreeMap<String, BTreeMap<&'static str, Figure>>,
     cpu: BTreeMap<String, CpuPerRequest>,
+    /// The system's `/metrics`, where it has SQLite's group-commit counters.
+    metrics: Option<String>,
+}
+
+/// SQLite's single writer so far, from Canopy's `/metrics`: its COMMITs and
+/// the write transactions they committed (`None` on PostgreSQL, or if the
+/// metrics are not open).
+async fn sqlite_commits(client: &reqwest::Client, url: &str) -> Option<(u64, u64)> {
+    let text = client.get(url).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
+    let counter = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).map(|v| v as u64)
+    };
+    Some((counter("canopy_sqlite_commits_total")?, counter("canopy_sqlite_transactions_committed_total")?))
 }
 
 /// CPU time per request over one phase, in microseconds: the server's
@@ -727,11 +740,28 @@ impl Phases {
         server: Option<u32>,
     ) {
         let me = std::process::id();
+        let commits_before = match &self.metrics {
+            Some(url) => sqlite_commits(client, url).await,
+            None => None,
+        };
         let before = server.and_then(cpu_time).zip(cpu_time(me));
         let (samples, secs) = run_phase(client, load, op, opts.seconds, opts.connections, rate).await;
         let after = server.and_then(cpu_time).zip(cpu_time(me));
         let n: usize = samples.values().map(|s| s.micros.len()).sum();
         let figures = print_figures(&title(secs), secs, samples);
+        let commits_after = match &self.metrics {
+            Some(url) => sqlite_commits(client, url).await,
+            None => None,
+        };
+        if let (Some((c0, t0)), Some((c1, t1))) = (commits_before, commits_after)
+            && c1 > c0
+        {
+            let (commits, transactions) = (c1 - c0, t1.saturating_sub(t0));
+            println!(
+                "  SQLite's writer: {commits} COMMITs for {transactions} write transactions ({:.1} a COMMIT)",
+                transactions as f64 / commits as f64
+            );
+        }
         if let (Some((s0, g0)), Some((s1, g1)), true) = (before, after, n > 0) {
             let per = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64() * 1e6 / n as f64;
             let cpu = CpuPerRequest { server: per(s0, s1), generator: per(g0, g1) };
@@ -756,8 +786,9 @@ async fn phases(
     ops: &[&'static str],
     opts: &Options,
     server: Option<u32>,
+    metrics: Option<String>,
 ) -> Phases {
-    let mut out = Phases::default();
+    let mut out = Phases { metrics, ..Phases::default() };
     let n = opts.connections;
     for op in ops {
         let title = |secs: f64| format!("{name}, saturation, {op} only ({n} in flight, {secs:.1} s)");
@@ -802,7 +833,8 @@ pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> 
     };
     let (mut child, canopy) = set_up_canopy(&opts, database, dir.path(), &client).await?;
     let canopy = Arc::new(canopy);
-    let c = phases("Canopy", &client, canopy.clone(), &ops, &opts, child.id()).await;
+    let metrics = Some(format!("{}/metrics", canopy.base));
+    let c = phases("Canopy", &client, canopy.clone(), &ops, &opts, child.id(), metrics).await;
     let _ = child.kill().await;
 
     let baseline = rate_of(&c, "baseline").unwrap_or(f64::NAN);
@@ -839,7 +871,8 @@ pub async fn run(opts: Options, database: Option<String>) -> anyhow::Result<()> 
     if let (Some(url), Some(password)) = (&opts.keystone_url, &opts.keystone_password) {
         let ks = Arc::new(set_up_keystone(&client, url, password, opts.keystone_assignments).await?);
         let k =
-            phases("Keystone", &client, ks, &["baseline", "page", "person_access", "add", "remove"], &opts, None).await;
+            phases("Keystone", &client, ks, &["baseline", "page", "person_access", "add", "remove"], &opts, None, None)
+                .await;
         println!("Canopy ÷ Keystone (saturation, req/s):");
         // a peer that answered nothing has no ratio (Keystone still working
         // off a phase that overwhelmed it, say), not an enormous one

@@ -706,15 +706,18 @@ struct Phases {
     metrics: Option<String>,
 }
 
-/// SQLite's single writer so far, from Canopy's `/metrics`: its COMMITs and
-/// the write transactions they committed (`None` on PostgreSQL, or if the
-/// metrics are not open).
-async fn sqlite_commits(client: &reqwest::Client, url: &str) -> Option<(u64, u64)> {
+/// SQLite's single writer so far, from Canopy's `/metrics`: its COMMITs,
+/// the write transactions they committed and the seconds it was held
+/// (`None` on PostgreSQL, or if the metrics are not open).
+async fn sqlite_commits(client: &reqwest::Client, url: &str) -> Option<(u64, u64, f64)> {
     let text = client.get(url).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
-    let counter = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).map(|v| v as u64)
-    };
-    Some((counter("canopy_sqlite_commits_total")?, counter("canopy_sqlite_transactions_committed_total")?))
+    let counter =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+    Some((
+        counter("canopy_sqlite_commits_total")? as u64,
+        counter("canopy_sqlite_transactions_committed_total")? as u64,
+        counter("canopy_sqlite_writer_held_seconds_total")?,
+    ))
 }
 
 /// CPU time per request over one phase, in microseconds: the server's
@@ -753,13 +756,15 @@ impl Phases {
             Some(url) => sqlite_commits(client, url).await,
             None => None,
         };
-        if let (Some((c0, t0)), Some((c1, t1))) = (commits_before, commits_after)
+        if let (Some((c0, t0, h0)), Some((c1, t1, h1))) = (commits_before, commits_after)
             && c1 > c0
         {
             let (commits, transactions) = (c1 - c0, t1.saturating_sub(t0));
             println!(
-                "  SQLite's writer: {commits} COMMITs for {transactions} write transactions ({:.1} a COMMIT)",
-                transactions as f64 / commits as f64
+                "  SQLite's writer: {commits} COMMITs for {transactions} write transactions ({:.1} a COMMIT), \
+                 held {:.0} % of the phase",
+                transactions as f64 / commits as f64,
+                (h1 - h0).max(0.0) / secs * 100.0
             );
         }
         if let (Some((s0, g0)), Some((s1, g1)), true) = (before, after, n > 0) {

@@ -274,6 +274,14 @@ fn database_registry(
             "Write transactions those COMMITs committed (several to one under concurrent writes: group commit)",
             total(w.transactions),
         );
+        let held = Counter::<f64, AtomicU64>::default();
+        held.inc_by(w.held.as_secs_f64());
+        registry.register_with_unit(
+            "canopy_sqlite_writer_held",
+            "How long write transactions held SQLite's single writer, COMMITs included (its busy time)",
+            Unit::Seconds,
+            held,
+        );
     }
     registry
 }

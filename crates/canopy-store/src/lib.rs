@@ -304,8 +304,8 @@ impl Store {
     /// (group commit: several to a COMMIT under concurrent writes). `None`
     /// on PostgreSQL.
     pub fn writer_counts(&self) -> Option<WriterCounts> {
-        let (commits, transactions) = self.writer.as_ref()?.counts();
-        Some(WriterCounts { commits, transactions })
+        let (commits, transactions, held) = self.writer.as_ref()?.counts();
+        Some(WriterCounts { commits, transactions, held })
     }
 
     pub async fn close(&self) {
@@ -321,6 +321,8 @@ impl Store {
 pub struct WriterCounts {
     pub commits: u64,
     pub transactions: u64,
+    /// How long transactions held the writer, COMMITs included.
+    pub held: std::time::Duration,
 }
 
 /// The advisory lock key of the scheduler ("canopy" in ASCII).

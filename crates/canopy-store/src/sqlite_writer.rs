@@ -67,6 +67,10 @@ type Outcome = Option<std::result::Result<(), String>>;
 pub(crate) struct Counts {
     pub(crate) commits: AtomicU64,
     pub(crate) transactions: AtomicU64,
+    /// Nanoseconds the writer was held, from taking it to letting it go
+    /// (with the COMMIT a transaction ran as it let go): over a span of
+    /// time, how much of it the single writer was busy.
+    pub(crate) held_ns: AtomicU64,
 }
 
 /// The writer of one SQLite database, shared by the store's clones.
@@ -171,7 +175,7 @@ impl SqliteWriter {
         drop(queued);
         counted.writer = None;
         *lock(&self.waiting) -= 1;
-        Held { guard: Some(guard), writer: self.clone() }
+        Held { guard: Some(guard), writer: self.clone(), since: std::time::Instant::now() }
     }
 
     /// Let the slot go: with writers waiting, to the next of them (the open
@@ -209,9 +213,14 @@ impl SqliteWriter {
         }
     }
 
-    /// COMMITs so far, and the transactions they committed.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        (self.counts.commits.load(Ordering::Relaxed), self.counts.transactions.load(Ordering::Relaxed))
+    /// COMMITs so far, the transactions they committed, and how long the
+    /// writer was held.
+    pub(crate) fn counts(&self) -> (u64, u64, std::time::Duration) {
+        (
+            self.counts.commits.load(Ordering::Relaxed),
+            self.counts.transactions.load(Ordering::Relaxed),
+            std::time::Duration::from_nanos(self.counts.held_ns.load(Ordering::Relaxed)),
+        )
     }
 
     /// Refuse new transactions, then end the open group (committing what
@@ -242,6 +251,8 @@ impl Drop for Waiter {
 struct Held {
     guard: Option<OwnedMutexGuard<Slot>>,
     writer: Arc<SqliteWriter>,
+    /// When it was taken.
+    since: std::time::Instant,
 }
 
 impl Held {
@@ -255,6 +266,8 @@ impl Drop for Held {
     fn drop(&mut self) {
         if let Some(guard) = self.guard.take() {
             self.writer.let_go(guard);
+            let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.writer.counts.held_ns.fetch_add(held, Ordering::Relaxed);
         }
     }
 }
@@ -631,8 +644,9 @@ mod tests {
         }
         let rows = committed(&reader);
         assert_eq!(rows.len(), 90);
-        let (commits, transactions) = writer.counts();
+        let (commits, transactions, held) = writer.counts();
         assert_eq!(transactions, 90);
+        assert!(held > std::time::Duration::ZERO);
         assert!((1..=90).contains(&commits), "{commits} commits");
         assert!(rows.iter().all(|id| !id.ends_with('3')));
         writer.close().await;

@@ -182,8 +182,12 @@ async fn if1_metrics_endpoint_reports_requests_replication_and_sign_ins(app: Tes
         let commits = sample(&m, "canopy_sqlite_commits_total");
         let committed = sample(&m, "canopy_sqlite_transactions_committed_total");
         assert!(commits >= 1.0 && commits <= committed, "{commits} commits of {committed} transactions");
+        // and how long they held the writer: its busy time
+        let held = sample(&m, "canopy_sqlite_writer_held_seconds_total");
+        assert!(held > 0.0 && held < 60.0, "the writer held for {held} s");
     } else {
         assert!(!text.contains("canopy_sqlite_commits"), "{text}");
+        assert!(!text.contains("canopy_sqlite_writer_held"), "{text}");
     }
 
     // another node leases the tenant: it is leased, no longer waiting

@@ -188,37 +188,47 @@ impl Platform for Keystone {
             Some(name) => self.domain_id_of(name).await?,
             None => self.domain_id().await?,
         };
+        // made first and looked for only if it exists: a tenant is ensured
+        // when it is new, one call instead of two
         let find = format!("/projects?name={}&domain_id={}", crate::enc(&spec.name), crate::enc(&domain_id));
+        let body = json!({"project": {"name": spec.name, "domain_id": domain_id, "description": spec.description, "enabled": true}});
         for _ in 0..2 {
-            let (_, found) = self.call(Method::GET, &find, None).await?;
-            if let Some(id) = id_of(&found, "projects") {
-                return Ok(TenantRef { external_id: id });
-            }
-            let body = json!({"project": {"name": spec.name, "domain_id": domain_id, "description": spec.description, "enabled": true}});
             let (status, created) = self.call(Method::POST, "/projects", Some(&body)).await?;
             if status == StatusCode::CREATED
                 && let Some(id) = created["project"]["id"].as_str()
             {
                 return Ok(TenantRef { external_id: id.to_owned() });
             }
-            // 409: made at the same moment by another call; find it
+            // 409: made by an earlier run whose answer was lost, or at the
+            // same moment by another call; find it
+            let (_, found) = self.call(Method::GET, &find, None).await?;
+            if let Some(id) = id_of(&found, "projects") {
+                return Ok(TenantRef { external_id: id });
+            }
         }
         Err(retryable(format!("project {:?} is neither found nor created", spec.name), None))
     }
 
     async fn observe(&self, tenant: &TenantRef, _scope: &Scope) -> Result<BTreeSet<Held>, PlatformError> {
-        // Keystone lists no assignments for a project that is gone rather than
-        // refusing: ask for the project itself first, so that a tenant deleted
-        // outside Canopy is reported, not mistaken for an empty one.
-        let project = format!("/projects/{}", crate::enc(&tenant.external_id));
-        let (status, _) = self.call(Method::GET, &project, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(permanent(format!("project {} does not exist (deleted outside Canopy?)", tenant.external_id)));
-        }
         let path = format!("/role_assignments?scope.project.id={}&include_names=true", crate::enc(&tenant.external_id));
         let (_, body) = self.call(Method::GET, &path, None).await?;
+        let assignments = body["role_assignments"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if assignments.is_empty() {
+            // Keystone lists no assignments for a project that is gone rather
+            // than refusing (deleting a project deletes its assignments): ask
+            // for the project itself, so that a tenant deleted outside Canopy
+            // is reported, not mistaken for an empty one.
+            let project = format!("/projects/{}", crate::enc(&tenant.external_id));
+            let (status, _) = self.call(Method::GET, &project, None).await?;
+            if status == StatusCode::NOT_FOUND {
+                return Err(permanent(format!(
+                    "project {} does not exist (deleted outside Canopy?)",
+                    tenant.external_id
+                )));
+            }
+        }
         let mut held = BTreeSet::new();
-        for a in body["role_assignments"].as_array().into_iter().flatten() {
+        for a in assignments {
             // group assignments are not Canopy's
             if let (Some(user), Some(role)) = (a["user"]["name"].as_str(), a["role"]["name"].as_str()) {
                 held.insert(Held { username: user.to_owned(), platform_role: role.to_owned() });
@@ -230,20 +240,29 @@ impl Platform for Keystone {
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
         let domain_id = self.domain_id().await?;
         let role_id = self.role_id(platform_role).await?;
-        let user_id = match self.user_id(&domain_id, &user.username).await? {
+        // the user's id as remembered from an earlier grant: one that was
+        // deleted outside Canopy since makes the PUT below a 404, which
+        // forgets the ids, and the next run looks the user up again
+        let remembered = format!("users:{domain_id}:{}", user.username);
+        let known = self.ids.lock().unwrap_or_else(|e| e.into_inner()).get(&remembered).cloned();
+        let user_id = match known {
             Some(id) => id,
-            None => {
-                let body = json!({"user": {"name": user.username, "domain_id": domain_id, "email": user.email, "enabled": true}});
-                let (status, created) = self.call(Method::POST, "/users", Some(&body)).await?;
-                match created["user"]["id"].as_str() {
-                    Some(id) if status == StatusCode::CREATED => id.to_owned(),
-                    // 409: created at the same moment by another call
-                    _ => self.user_id(&domain_id, &user.username).await?.ok_or_else(|| {
-                        retryable(format!("user {:?} is neither found nor created", user.username), None)
-                    })?,
+            None => match self.user_id(&domain_id, &user.username).await? {
+                Some(id) => id,
+                None => {
+                    let body = json!({"user": {"name": user.username, "domain_id": domain_id, "email": user.email, "enabled": true}});
+                    let (status, created) = self.call(Method::POST, "/users", Some(&body)).await?;
+                    match created["user"]["id"].as_str() {
+                        Some(id) if status == StatusCode::CREATED => id.to_owned(),
+                        // 409: created at the same moment by another call
+                        _ => self.user_id(&domain_id, &user.username).await?.ok_or_else(|| {
+                            retryable(format!("user {:?} is neither found nor created", user.username), None)
+                        })?,
+                    }
                 }
-            }
+            },
         };
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(remembered, user_id.clone());
         let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", crate::enc(&tenant.external_id));
         let (status, body) = self.call(Method::PUT, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
@@ -256,6 +275,9 @@ impl Platform for Keystone {
     async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
         let username = user.username.as_str();
         let domain_id = self.domain_id().await?;
+        // looked up each time, never remembered: with the id of a user
+        // deleted and made again outside Canopy, the DELETE below would
+        // answer 404, taken for "not held", and leave the new user's role
         let Some(user_id) = self.user_id(&domain_id, username).await? else { return Ok(()) };
         let role_id = self.role_id(platform_role).await?;
         let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", crate::enc(&tenant.external_id));

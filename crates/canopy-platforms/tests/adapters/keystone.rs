@@ -22,6 +22,64 @@ async fn tn6_keystone_adapter() {
     tenant_is_a_project_and_holds_exactly_the_desired_roles(&ks).await;
     failures_say_whether_a_retry_can_help(&ks).await;
     a_lost_answer_makes_no_second_project().await;
+    a_user_made_again_outside_canopy_is_granted_and_revoked_by_its_new_id(&ks).await;
+}
+
+/// Keystone's own API, as an operator would use it beside Canopy.
+async fn raw(method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    let [url, password] = component(["CANOPY_TEST_KEYSTONE_URL", "CANOPY_TEST_KEYSTONE_PASSWORD"], "Keystone").unwrap();
+    let http = reqwest::Client::new();
+    let auth = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"system": {"all": true}}
+    }});
+    let res = http.post(format!("{url}/auth/tokens")).json(&auth).send().await.unwrap();
+    let token = res.headers()["x-subject-token"].to_str().unwrap().to_owned();
+    let mut req = http.request(method, format!("{url}{path}")).header("X-Auth-Token", token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// The adapter remembers a user's id between grants; a user deleted and
+/// made again outside Canopy (a new id, the same name) is granted after
+/// one retry, and revoked by its new id, never skipped as "not held".
+async fn a_user_made_again_outside_canopy_is_granted_and_revoked_by_its_new_id(ks: &Keystone) {
+    use reqwest::Method;
+    let tenant = ks.ensure_tenant(&spec(unique("again"), json!({}))).await.unwrap();
+    let user = PlatformUser { username: unique("rita"), email: "rita@example.org".into() };
+    ks.grant(&tenant, &user, "member").await.unwrap();
+    let id_of = |v: &serde_json::Value| v["users"][0]["id"].as_str().unwrap().to_owned();
+    let domain = raw(Method::GET, "/domains?name=Default", None).await["domains"][0]["id"].as_str().unwrap().to_owned();
+    let first = id_of(&raw(Method::GET, &format!("/users?name={}", user.username), None).await);
+    raw(Method::DELETE, &format!("/users/{first}"), None).await;
+    raw(Method::POST, "/users", Some(json!({"user": {"name": user.username, "domain_id": domain}}))).await;
+
+    // the remembered id is gone: a retryable failure, then the new user
+    match ks.grant(&tenant, &user, "member").await {
+        Err(PlatformError::Retryable { .. }) => {}
+        other => panic!("expected a retryable error, got {other:?}"),
+    }
+    ks.grant(&tenant, &user, "member").await.unwrap();
+    let held = ks.observe(&tenant, &Default::default()).await.unwrap();
+    assert!(held.contains(&crate::held(&user.username, "member")), "{held:?}");
+
+    // made again once more, and given the role outside Canopy: revoked by
+    // the new id
+    let second = id_of(&raw(Method::GET, &format!("/users?name={}", user.username), None).await);
+    raw(Method::DELETE, &format!("/users/{second}"), None).await;
+    let third = raw(Method::POST, "/users", Some(json!({"user": {"name": user.username, "domain_id": domain}}))).await;
+    let third = third["user"]["id"].as_str().unwrap().to_owned();
+    let role = raw(Method::GET, "/roles?name=member", None).await["roles"][0]["id"].as_str().unwrap().to_owned();
+    raw(Method::PUT, &format!("/projects/{}/users/{third}/roles/{role}", tenant.external_id), None).await;
+    ks.revoke(&tenant, &user, "member").await.unwrap();
+    let held = ks.observe(&tenant, &Default::default()).await.unwrap();
+    assert!(held.is_empty(), "{held:?}");
+    ks.delete_tenant(&tenant).await.unwrap();
 }
 
 /// Answers lost on the way to making the project and giving the role;

@@ -127,6 +127,7 @@ pub fn to_tenant(t: TenantRecord, workspace: &str, project: &str) -> Tenant {
         external_id: t.external_id,
         status: t.status.as_str().to_owned(),
         last_error: t.last_error,
+        next_attempt_at: t.next_attempt_at,
         last_replicated_at: t.last_replicated_at,
         created_at: t.created_at,
         deletion: t.deletion.map(|d| d.as_str().to_owned()),

@@ -26,6 +26,8 @@ struct TenantRow {
     external_id: String,
     status: &'static str,
     last_error: String,
+    /// When a failed tenant is tried again ([`text::next_attempt`]).
+    next_attempt: String,
     last_replicated: String,
     deletion: Option<&'static str>,
 }
@@ -186,6 +188,7 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
                 external_id: t.external_id.unwrap_or_default(),
                 status: t.status.as_str(),
                 last_error: t.last_error.unwrap_or_default(),
+                next_attempt: text::next_attempt(t.next_attempt_at, app.clock.now()),
                 last_replicated: t.last_replicated_at.map(text::when).unwrap_or_default(),
                 deletion: t.deletion.map(|d| d.as_str()),
                 platform: t.platform,

@@ -38,6 +38,8 @@ struct TenantPage {
     external_id: String,
     status: &'static str,
     last_error: String,
+    /// When a failed tenant is tried again ([`text::next_attempt`]).
+    next_attempt: String,
     last_replicated: String,
     deletion: Option<&'static str>,
     abilities: Abilities,
@@ -107,6 +109,7 @@ pub async fn show(
         external_id: t.external_id.clone().unwrap_or_default(),
         status: t.status.as_str(),
         last_error: t.last_error.clone().unwrap_or_default(),
+        next_attempt: text::next_attempt(t.next_attempt_at, app.clock.now()),
         last_replicated: t.last_replicated_at.map(text::when).unwrap_or_default(),
         deletion: t.deletion.map(|d| d.as_str()),
         platform: t.platform,

@@ -30,6 +30,16 @@ pub fn when(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
 }
 
+/// When a failed tenant is tried again, as a sentence ("" when it is not
+/// retried on its own).
+pub fn next_attempt(at: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
+    match at {
+        None => String::new(),
+        Some(at) if at <= now => "Canopy tries again shortly.".to_owned(),
+        Some(at) => format!("Canopy tries again at {}.", when(at)),
+    }
+}
+
 /// The day of an instant, in UTC.
 pub fn day(t: OffsetDateTime) -> String {
     let f = format_description!("[year]-[month]-[day]");

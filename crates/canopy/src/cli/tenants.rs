@@ -37,6 +37,7 @@ impl Render for Tenant {
             ("external_id", render::opt(self.external_id.as_deref())),
             ("status", self.status.clone()),
             ("last_error", render::opt(self.last_error.as_deref())),
+            ("next_attempt_at", render::opt_time(self.next_attempt_at)),
             ("last_replicated_at", render::opt_time(self.last_replicated_at)),
             ("created_at", render::time(self.created_at)),
         ]

@@ -400,6 +400,8 @@ async fn tn5_failed_tenant_shows_the_platform_error_and_recovers(app: TestApp) {
     assert_eq!(t["status"], "failed");
     let error = t["last_error"].as_str().unwrap();
     assert!(error.contains("Keystone answered 401"), "the platform's own message: {error}");
+    // refused credentials are not retried on their own
+    assert_eq!(t["next_attempt_at"], Value::Null, "{t}");
     let kinds = history_kinds(&app, &ws).await;
     assert!(kinds.contains(&"tenant_replication_failed".to_owned()));
     // fixing the credentials replicates the platform's tenants again
@@ -426,6 +428,14 @@ async fn tn5_failed_tenant_shows_the_platform_error_and_recovers(app: TestApp) {
     let t = tenant(&app, &ws, &project, &down).await;
     assert_eq!(t["status"], "failed");
     assert!(t["last_error"].as_str().unwrap().contains("cannot reach Keystone"), "{t}");
+    // the tenant says when it is tried again: after its backoff
+    let next = time::OffsetDateTime::parse(
+        t["next_attempt_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let now = app.clock.now();
+    assert!(next > now && next <= now + time::Duration::seconds(6), "{next} after {now}");
     assert_eq!(app.replicate().await.tenants, 0, "not due before its backoff");
     app.clock.advance(time::Duration::seconds(6));
     assert_eq!(app.replicate().await.failed, 1, "retried after the backoff");

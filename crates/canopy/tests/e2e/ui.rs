@@ -96,7 +96,49 @@ backend_tests!(
     if2_ad5_a_platform_engineer_reaches_the_platforms_not_the_admin_area,
     if2_dl4_a_project_with_automatic_and_manual_tenants_is_deleted_in_the_browser,
     if2_se6_ac12_profile_password_change_ends_every_session_and_notices_are_counted,
+    if2_tn5_a_failed_tenant_says_when_canopy_tries_again,
 );
+
+/// A tenant whose platform cannot be reached shows its error and when it is
+/// tried again, on the project's page and the tenant's (TN5).
+async fn if2_tn5_a_failed_tenant_says_when_canopy_tries_again(app: TestApp) {
+    let Some(browser) = browser().await else { return };
+    let platform = crate::tenants::unique("down");
+    let down = json!({"identifier": platform, "type": "openstack",
+        "settings": {"auth_url": "http://127.0.0.1:9/v3", "domain": "Default"},
+        "secrets": {"username": "admin", "password": "unused"},
+        "role_mapping": {"project_reader": "reader", "project_user": "member", "project_admin": "admin"}});
+    app.post("/api/v1/platforms", &app.admin_token, down).await.expect(201);
+    let ws = crate::tenants::unique("w");
+    app.workspace(&app.admin_token, &ws).await;
+    app.post(
+        &format!("/api/v1/workspaces/{ws}/projects"),
+        &app.admin_token,
+        json!({"identifier": "shop", "display_name": "Shop"}),
+    )
+    .await
+    .expect(201);
+    let tenants = format!("/api/v1/workspaces/{ws}/projects/shop/tenants");
+    app.post(&tenants, &app.admin_token, json!({"platform": platform})).await.expect(201);
+    assert_eq!(app.replicate().await.failed, 1);
+    let listed = app.get(&tenants, &app.admin_token).await.expect(200);
+    let next = listed.body["items"][0]["next_attempt_at"].as_str().unwrap().to_owned();
+    // the minute the page shows ("2026-12-07 08:45 UTC")
+    let minute = format!("{} {} UTC", &next[..10], &next[11..16]);
+
+    let page = browser.open(Viewport::Desktop).await;
+    sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
+    page.goto(&format!("{}/workspaces/{ws}/projects/shop", app.base)).await;
+    page.wait_for("[data-status=failed]").await;
+    let said = page.text("[data-next-attempt]").await;
+    assert_eq!(said, format!("Canopy tries again at {minute}."));
+    assert!(page.body_text().await.contains("cannot reach Keystone"), "{}", page.body_text().await);
+    page.screenshot(&shot(&app, "project-tenant-failed")).await;
+    page.goto(&format!("{}/workspaces/{ws}/projects/shop/tenants/{platform}", app.base)).await;
+    page.wait_for("[data-next-attempt]").await;
+    assert_eq!(page.text("[data-next-attempt]").await, format!("Canopy tries again at {minute}."));
+    page.screenshot(&shot(&app, "tenant-failed")).await;
+}
 
 async fn if2_sign_in_says_why_it_failed_and_keeps_the_session_in_a_safe_cookie(app: TestApp) {
     let Some(browser) = browser().await else { return };

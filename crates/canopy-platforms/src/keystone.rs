@@ -159,6 +159,16 @@ impl Keystone {
         Ok(id)
     }
 
+    /// A tenant's project, or a permanent error if it is gone.
+    async fn project_exists(&self, tenant: &TenantRef) -> Result<(), PlatformError> {
+        let project = format!("/projects/{}", crate::enc(&tenant.external_id));
+        let (status, _) = self.call(Method::GET, &project, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(permanent(format!("project {} does not exist (deleted outside Canopy?)", tenant.external_id)));
+        }
+        Ok(())
+    }
+
     /// Forget the remembered ids (a 404 may mean one was deleted and made again).
     fn forget_ids(&self) {
         self.ids.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -199,6 +209,11 @@ impl Platform for Keystone {
             {
                 return Ok(TenantRef { external_id: id.to_owned() });
             }
+            if status == StatusCode::NOT_FOUND {
+                // the domain, by a remembered id that is gone: ask again next time
+                self.forget_ids();
+                return Err(retryable(keystone_message(status, &created), None));
+            }
             // 409: made by an earlier run whose answer was lost, or at the
             // same moment by another call; find it
             let (_, found) = self.call(Method::GET, &find, None).await?;
@@ -218,14 +233,7 @@ impl Platform for Keystone {
             // than refusing (deleting a project deletes its assignments): ask
             // for the project itself, so that a tenant deleted outside Canopy
             // is reported, not mistaken for an empty one.
-            let project = format!("/projects/{}", crate::enc(&tenant.external_id));
-            let (status, _) = self.call(Method::GET, &project, None).await?;
-            if status == StatusCode::NOT_FOUND {
-                return Err(permanent(format!(
-                    "project {} does not exist (deleted outside Canopy?)",
-                    tenant.external_id
-                )));
-            }
+            self.project_exists(tenant).await?;
         }
         let mut held = BTreeSet::new();
         for a in assignments {
@@ -240,32 +248,29 @@ impl Platform for Keystone {
     async fn grant(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
         let domain_id = self.domain_id().await?;
         let role_id = self.role_id(platform_role).await?;
-        // the user's id as remembered from an earlier grant: one that was
-        // deleted outside Canopy since makes the PUT below a 404, which
-        // forgets the ids, and the next run looks the user up again
-        let remembered = format!("users:{domain_id}:{}", user.username);
-        let known = self.ids.lock().unwrap_or_else(|e| e.into_inner()).get(&remembered).cloned();
-        let user_id = match known {
+        // looked up by name each time, never remembered: a user renamed
+        // outside Canopy keeps its id, and a remembered id would give the
+        // role to whoever holds that name now
+        let user_id = match self.user_id(&domain_id, &user.username).await? {
             Some(id) => id,
-            None => match self.user_id(&domain_id, &user.username).await? {
-                Some(id) => id,
-                None => {
-                    let body = json!({"user": {"name": user.username, "domain_id": domain_id, "email": user.email, "enabled": true}});
-                    let (status, created) = self.call(Method::POST, "/users", Some(&body)).await?;
-                    match created["user"]["id"].as_str() {
-                        Some(id) if status == StatusCode::CREATED => id.to_owned(),
-                        // 409: created at the same moment by another call
-                        _ => self.user_id(&domain_id, &user.username).await?.ok_or_else(|| {
-                            retryable(format!("user {:?} is neither found nor created", user.username), None)
-                        })?,
-                    }
+            None => {
+                let body = json!({"user": {"name": user.username, "domain_id": domain_id, "email": user.email, "enabled": true}});
+                let (status, created) = self.call(Method::POST, "/users", Some(&body)).await?;
+                match created["user"]["id"].as_str() {
+                    Some(id) if status == StatusCode::CREATED => id.to_owned(),
+                    // 409: created at the same moment by another call
+                    _ => self.user_id(&domain_id, &user.username).await?.ok_or_else(|| {
+                        retryable(format!("user {:?} is neither found nor created", user.username), None)
+                    })?,
                 }
-            },
+            }
         };
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(remembered, user_id.clone());
         let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", crate::enc(&tenant.external_id));
         let (status, body) = self.call(Method::PUT, &path, None).await?;
         if status == StatusCode::NOT_FOUND {
+            // the project itself gone (its assignments may outlive it for a
+            // moment, so observe's list did not say): nothing to retry
+            self.project_exists(tenant).await?;
             self.forget_ids();
             return Err(retryable(keystone_message(status, &body), None));
         }
@@ -275,9 +280,9 @@ impl Platform for Keystone {
     async fn revoke(&self, tenant: &TenantRef, user: &PlatformUser, platform_role: &str) -> Result<(), PlatformError> {
         let username = user.username.as_str();
         let domain_id = self.domain_id().await?;
-        // looked up each time, never remembered: with the id of a user
-        // deleted and made again outside Canopy, the DELETE below would
-        // answer 404, taken for "not held", and leave the new user's role
+        // looked up each time, never remembered (see `grant`): with the id of
+        // a user deleted and made again outside Canopy, the DELETE below
+        // would answer 404, taken for "not held", and leave the new user's role
         let Some(user_id) = self.user_id(&domain_id, username).await? else { return Ok(()) };
         let role_id = self.role_id(platform_role).await?;
         let path = format!("/projects/{}/users/{user_id}/roles/{role_id}", crate::enc(&tenant.external_id));

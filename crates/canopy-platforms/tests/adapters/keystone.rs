@@ -45,9 +45,10 @@ async fn raw(method: reqwest::Method, path: &str, body: Option<serde_json::Value
     res.json().await.unwrap_or(serde_json::Value::Null)
 }
 
-/// The adapter remembers a user's id between grants; a user deleted and
-/// made again outside Canopy (a new id, the same name) is granted after
-/// one retry, and revoked by its new id, never skipped as "not held".
+/// Users are found by name at every grant and revocation: a user renamed
+/// outside Canopy does not get the role of the name it left, and a user
+/// deleted and made again (a new id, the same name) is granted and revoked
+/// by its new id, never skipped as "not held".
 async fn a_user_made_again_outside_canopy_is_granted_and_revoked_by_its_new_id(ks: &Keystone) {
     use reqwest::Method;
     let tenant = ks.ensure_tenant(&spec(unique("again"), json!({}))).await.unwrap();
@@ -55,22 +56,25 @@ async fn a_user_made_again_outside_canopy_is_granted_and_revoked_by_its_new_id(k
     ks.grant(&tenant, &user, "member").await.unwrap();
     let id_of = |v: &serde_json::Value| v["users"][0]["id"].as_str().unwrap().to_owned();
     let domain = raw(Method::GET, "/domains?name=Default", None).await["domains"][0]["id"].as_str().unwrap().to_owned();
-    let first = id_of(&raw(Method::GET, &format!("/users?name={}", user.username), None).await);
-    raw(Method::DELETE, &format!("/users/{first}"), None).await;
-    raw(Method::POST, "/users", Some(json!({"user": {"name": user.username, "domain_id": domain}}))).await;
 
-    // the remembered id is gone: a retryable failure, then the new user
-    match ks.grant(&tenant, &user, "member").await {
-        Err(PlatformError::Retryable { .. }) => {}
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
+    // renamed outside Canopy: the name's new holder gets the role, not the renamed user
+    let first = id_of(&raw(Method::GET, &format!("/users?name={}", user.username), None).await);
+    let renamed = unique("bob");
+    raw(Method::PATCH, &format!("/users/{first}"), Some(json!({"user": {"name": renamed}}))).await;
+    let reviewer = PlatformUser { username: unique("reviewer"), email: "reviewer@example.org".into() };
+    ks.grant(&tenant, &reviewer, "reader").await.unwrap();
+    ks.revoke(&tenant, &PlatformUser { username: renamed.clone(), email: String::new() }, "member").await.unwrap();
     ks.grant(&tenant, &user, "member").await.unwrap();
     let held = ks.observe(&tenant, &Default::default()).await.unwrap();
-    assert!(held.contains(&crate::held(&user.username, "member")), "{held:?}");
+    assert_eq!(
+        held,
+        [crate::held(&reviewer.username, "reader"), crate::held(&user.username, "member")].into_iter().collect(),
+        "{held:?}"
+    );
 
-    // made again once more, and given the role outside Canopy: revoked by
-    // the new id
+    // deleted and made again, and given the role outside Canopy: revoked by the new id
     let second = id_of(&raw(Method::GET, &format!("/users?name={}", user.username), None).await);
+    assert_ne!(second, first);
     raw(Method::DELETE, &format!("/users/{second}"), None).await;
     let third = raw(Method::POST, "/users", Some(json!({"user": {"name": user.username, "domain_id": domain}}))).await;
     let third = third["user"]["id"].as_str().unwrap().to_owned();
@@ -78,7 +82,7 @@ async fn a_user_made_again_outside_canopy_is_granted_and_revoked_by_its_new_id(k
     raw(Method::PUT, &format!("/projects/{}/users/{third}/roles/{role}", tenant.external_id), None).await;
     ks.revoke(&tenant, &user, "member").await.unwrap();
     let held = ks.observe(&tenant, &Default::default()).await.unwrap();
-    assert!(held.is_empty(), "{held:?}");
+    assert_eq!(held, [crate::held(&reviewer.username, "reader")].into_iter().collect(), "{held:?}");
     ks.delete_tenant(&tenant).await.unwrap();
 }
 

@@ -849,12 +849,13 @@ pub struct Tenant {
     pub status: String,
     /// The platform's error of the last failed attempt.
     pub last_error: Option<String>,
-    /// While `failed` with an error worth retrying (the platform unreachable
-    /// or busy): when Canopy tries again, after any Retry-After the platform
-    /// asked for (an instant already past: as soon as a worker is free).
-    /// Absent after an error that retrying cannot mend (refused credentials,
-    /// say): tried again when the tenant's access changes, or at the
-    /// periodic reconcile.
+    /// While `failed` with work waiting (an error worth retrying, such as the
+    /// platform unreachable or busy, or a change made since): when Canopy
+    /// tries again, after any Retry-After the platform asked for (an instant
+    /// already past: as soon as a worker is free). `null` after an error that
+    /// retrying cannot mend (refused credentials, say) with no change since:
+    /// tried again when the tenant's access changes, on a replicate request,
+    /// or at the periodic reconcile.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub next_attempt_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option", default)]

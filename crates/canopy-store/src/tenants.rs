@@ -36,11 +36,12 @@ pub struct TenantRecord {
     /// a change waits (unless the last attempt failed), else the last outcome.
     pub status: TenantStatus,
     pub last_error: Option<String>,
-    /// While `failed` with an error worth retrying: when the next attempt
-    /// is due (a platform's Retry-After waited out first; a past instant
-    /// when it is due now). `None` after an error that retrying cannot
-    /// mend: tried again when the tenant's access changes, or at the
-    /// periodic reconcile.
+    /// While `failed` with work waiting (an error worth retrying, or a
+    /// change made since): when the next attempt is due (a platform's
+    /// Retry-After waited out first; a past instant when it is due now).
+    /// `None` after an error that retrying cannot mend, with no change since:
+    /// tried again when the tenant's access changes, when asked to, or at
+    /// the periodic reconcile.
     pub next_attempt_at: Option<OffsetDateTime>,
     pub last_replicated_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
@@ -55,7 +56,7 @@ pub struct TenantRecord {
 const TENANT_SELECT: &str = "SELECT t.id, t.project_id, t.platform_id, p.identifier AS platform, p.platform_type, \
        t.landing_zone_id, z.identifier AS landing_zone, t.name, t.external_id, t.status, t.last_error, \
        t.last_replicated_at, t.created_at, w.generation AS work_generation, w.leased_by, p.deletion AS deletion_mode, \
-       t.deletion, t.deletion_resources, t.deletion_requested_at, w.due_at AS work_due_at \
+       t.deletion, t.deletion_resources, t.deletion_requested_at, w.due_at AS work_due_at, w.marked_at AS work_marked_at \
      FROM tenants t JOIN platforms p ON p.id = t.platform_id \
      LEFT JOIN landing_zones z ON z.id = t.landing_zone_id \
      LEFT JOIN tenant_work w ON w.tenant_id = t.id";
@@ -82,8 +83,10 @@ fn tenant_from_row(r: &Row) -> Result<TenantRecord> {
         external_id: r.text_opt("external_id")?,
         status,
         last_error: r.text_opt("last_error")?,
-        next_attempt_at: match status {
-            TenantStatus::Failed => r.time_opt("work_due_at")?,
+        // a row marked again after a failure is due from when it was marked
+        // (its `due_at` is 0: "at once")
+        next_attempt_at: match (status, r.time_opt("work_due_at")?) {
+            (TenantStatus::Failed, Some(due)) => Some(due.max(r.time_opt("work_marked_at")?.unwrap_or(due))),
             _ => None,
         },
         last_replicated_at: r.time_opt("last_replicated_at")?,

@@ -188,7 +188,7 @@ async fn page(app: &AppState, viewer: &Viewer, (ws, project): (&str, &str), form
                 external_id: t.external_id.unwrap_or_default(),
                 status: t.status.as_str(),
                 last_error: t.last_error.unwrap_or_default(),
-                next_attempt: text::next_attempt(t.next_attempt_at, app.clock.now()),
+                next_attempt: text::next_attempt(t.status, t.next_attempt_at, app.clock.now()),
                 last_replicated: t.last_replicated_at.map(text::when).unwrap_or_default(),
                 deletion: t.deletion.map(|d| d.as_str()),
                 platform: t.platform,

@@ -109,7 +109,7 @@ pub async fn show(
         external_id: t.external_id.clone().unwrap_or_default(),
         status: t.status.as_str(),
         last_error: t.last_error.clone().unwrap_or_default(),
-        next_attempt: text::next_attempt(t.next_attempt_at, app.clock.now()),
+        next_attempt: text::next_attempt(t.status, t.next_attempt_at, app.clock.now()),
         last_replicated: t.last_replicated_at.map(text::when).unwrap_or_default(),
         deletion: t.deletion.map(|d| d.as_str()),
         platform: t.platform,

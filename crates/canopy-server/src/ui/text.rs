@@ -4,6 +4,7 @@
 
 use canopy_domain::WorkspaceRole;
 use canopy_domain::access::{ExpiryState, expiry_state};
+use canopy_domain::replication::TenantStatus;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -30,13 +31,20 @@ pub fn when(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
 }
 
-/// When a failed tenant is tried again, as a sentence ("" when it is not
-/// retried on its own).
-pub fn next_attempt(at: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
-    match at {
-        None => String::new(),
-        Some(at) if at <= now => "Canopy tries again shortly.".to_owned(),
-        Some(at) => format!("Canopy tries again at {}.", when(at)),
+/// What happens next to a tenant of `status` whose next attempt is `at`,
+/// as a sentence ("" unless it failed). The instant to the second: a first
+/// backoff is seconds long.
+pub fn next_attempt(status: TenantStatus, at: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
+    let f = format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    match (status, at) {
+        (TenantStatus::Failed, None) => "Canopy does not retry this on its own: mend the cause, then press \
+            Replicate (the periodic reconcile tries again too)."
+            .to_owned(),
+        (TenantStatus::Failed, Some(at)) if at <= now => "Canopy tries again shortly.".to_owned(),
+        (TenantStatus::Failed, Some(at)) => {
+            format!("Canopy tries again at {}.", at.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default())
+        }
+        _ => String::new(),
     }
 }
 
@@ -81,5 +89,25 @@ fn span(d: time::Duration) -> String {
         plural(d.whole_hours(), "hour")
     } else {
         plural(d.whole_minutes().max(1), "minute")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn tn5_a_failed_tenant_says_what_happens_next() {
+        let now = datetime!(2026-11-23 10:00:00 UTC);
+        let later = Some(datetime!(2026-11-23 10:00:05 UTC));
+        assert_eq!(next_attempt(TenantStatus::Failed, later, now), "Canopy tries again at 2026-11-23 10:00:05 UTC.");
+        assert_eq!(next_attempt(TenantStatus::Failed, Some(now), now), "Canopy tries again shortly.");
+        let never = next_attempt(TenantStatus::Failed, None, now);
+        assert!(never.starts_with("Canopy does not retry this on its own"), "{never}");
+        for settled in [TenantStatus::Succeeded, TenantStatus::Pending, TenantStatus::InProgress] {
+            assert_eq!(next_attempt(settled, later, now), "");
+        }
     }
 }

@@ -412,6 +412,15 @@ async fn tn5_failed_tenant_shows_the_platform_error_and_recovers(app: TestApp) {
     )
     .await
     .expect(200);
+    // the change is due at once: from when it was made, not from 1970
+    let t = tenant(&app, &ws, &project, &platform).await;
+    assert_eq!(t["status"], "failed");
+    let due = time::OffsetDateTime::parse(
+        t["next_attempt_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(due <= app.clock.now() && due > app.clock.now() - time::Duration::minutes(1), "{t}");
     app.replicate().await;
     let t = tenant(&app, &ws, &project, &platform).await;
     assert_eq!((t["status"].as_str(), &t["last_error"]), (Some("succeeded"), &Value::Null), "{t}");

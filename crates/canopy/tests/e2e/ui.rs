@@ -123,20 +123,20 @@ async fn if2_tn5_a_failed_tenant_says_when_canopy_tries_again(app: TestApp) {
     assert_eq!(app.replicate().await.failed, 1);
     let listed = app.get(&tenants, &app.admin_token).await.expect(200);
     let next = listed.body["items"][0]["next_attempt_at"].as_str().unwrap().to_owned();
-    // the minute the page shows ("2026-12-07 08:45 UTC")
-    let minute = format!("{} {} UTC", &next[..10], &next[11..16]);
+    // the instant the page shows ("2026-12-07 08:45:05 UTC")
+    let at = format!("{} {} UTC", &next[..10], &next[11..19]);
 
     let page = browser.open(Viewport::Desktop).await;
     sign_in(&page, &app, "admin", ADMIN_PASSWORD).await;
     page.goto(&format!("{}/workspaces/{ws}/projects/shop", app.base)).await;
     page.wait_for("[data-status=failed]").await;
     let said = page.text("[data-next-attempt]").await;
-    assert_eq!(said, format!("Canopy tries again at {minute}."));
+    assert_eq!(said, format!("Canopy tries again at {at}."));
     assert!(page.body_text().await.contains("cannot reach Keystone"), "{}", page.body_text().await);
     page.screenshot(&shot(&app, "project-tenant-failed")).await;
     page.goto(&format!("{}/workspaces/{ws}/projects/shop/tenants/{platform}", app.base)).await;
     page.wait_for("[data-next-attempt]").await;
-    assert_eq!(page.text("[data-next-attempt]").await, format!("Canopy tries again at {minute}."));
+    assert_eq!(page.text("[data-next-attempt]").await, format!("Canopy tries again at {at}."));
     page.screenshot(&shot(&app, "tenant-failed")).await;
 }
 

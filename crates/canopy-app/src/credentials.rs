@@ -221,7 +221,7 @@ pub fn new_secret(prefix: &str) -> Result<(String, String), Error> {
 /// Tokens and keys are stored only as this hash. They are long random
 /// strings, so a fast hash suffices (no dictionary to attack).
 pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ impl PublicKey {
 
     /// A short name of the key: the first 16 hex digits of the SHA-256 of its bytes.
     pub fn key_id(&self) -> String {
-        Sha256::digest(self.0.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+        hex::encode(&Sha256::digest(self.0.as_bytes())[..8])
     }
 
     /// Whether `cp` was signed by this key, unchanged.

@@ -210,7 +210,7 @@ impl ChainedEvent {
             h.update((field.len() as u64).to_le_bytes());
             h.update(field.as_bytes());
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(h.finalize())
     }
 }
 

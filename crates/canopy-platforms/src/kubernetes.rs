@@ -159,7 +159,7 @@ impl Kubernetes {
 fn binding_name(username: &str, role: &str) -> String {
     // the length first: no two (username, role) pairs spell the same input
     let digest = Sha256::digest(format!("{}:{username}{role}", username.len()).as_bytes());
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..8]);
     let readable: String =
         role.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(40).collect();
     format!("canopy-{}-{hex}", readable.trim_matches('-'))

@@ -228,8 +228,10 @@ impl Tx {
     }
 
     pub async fn binding(&mut self, id: &str) -> Result<Option<BindingRecord>> {
-        let row =
-            crate::db::query(format!("{BINDING_SELECT} WHERE b.id = $1")).bind(id).fetch_optional(self.conn()).await?;
+        let row = crate::db::query(concat!(binding_select!(), " WHERE b.id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
         row.as_ref().map(binding_from_row).transpose()
     }
 
@@ -242,8 +244,9 @@ impl Tx {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<BindingRecord>> {
-        let rows = crate::db::query(format!(
-            "{BINDING_SELECT} WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT CAST($3 AS BIGINT)"
+        let rows = crate::db::query(concat!(
+            binding_select!(),
+            " WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT CAST($3 AS BIGINT)"
         ))
         .bind(project_id.to_string())
         .bind(after)
@@ -273,10 +276,10 @@ impl Tx {
     ) -> Result<Option<BindingRecord>> {
         let sql = match subject.kind {
             SubjectKind::User => {
-                format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.user_id = $2 AND b.role_id = $3")
+                concat!(binding_select!(), " WHERE b.project_id = $1 AND b.user_id = $2 AND b.role_id = $3")
             }
             SubjectKind::Group => {
-                format!("{BINDING_SELECT} WHERE b.project_id = $1 AND b.group_id = $2 AND b.role_id = $3")
+                concat!(binding_select!(), " WHERE b.project_id = $1 AND b.group_id = $2 AND b.role_id = $3")
             }
         };
         let row = crate::db::query(sql)

@@ -89,9 +89,9 @@ pub(crate) fn user_with_roles(rows: &[Row]) -> Result<Option<UserRecord>> {
 
 async fn user_by(conn: &mut crate::db::Conn, col: &'static str, value: &str) -> Result<Option<UserRecord>> {
     let sql = match col {
-        "id" => format!("{USER_WITH_ROLES} WHERE u.id = $1"),
-        "username" => format!("{USER_WITH_ROLES} WHERE u.username = $1"),
-        _ => format!("{USER_WITH_ROLES} WHERE u.email = $1"),
+        "id" => concat!(user_columns!(), " FROM ", users_with_roles!(), " WHERE u.id = $1"),
+        "username" => concat!(user_columns!(), " FROM ", users_with_roles!(), " WHERE u.username = $1"),
+        _ => concat!(user_columns!(), " FROM ", users_with_roles!(), " WHERE u.email = $1"),
     };
     let rows = crate::db::query(sql).bind(value).fetch_all(conn).await?;
     user_with_roles(&rows)

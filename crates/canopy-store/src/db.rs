@@ -25,6 +25,8 @@
 //! with its SQL (`db.statement`), which the query-plan tests read.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -443,7 +445,7 @@ pub(crate) struct SqlitePool(Arc<SqliteShared>);
 
 struct SqliteShared {
     path: PathBuf,
-    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+    idle: std::sync::Mutex<Vec<SqliteConnection>>,
     permits: Arc<Semaphore>,
     size: u32,
 }
@@ -452,7 +454,7 @@ impl SqlitePool {
     /// A pool of up to `size` connections to the file at `path`, one of
     /// them opened now (so a file that cannot be opened fails at start).
     pub(crate) fn open(path: PathBuf, size: u32) -> Result<SqlitePool> {
-        let first = open_sqlite(&path)?;
+        let first = SqliteConnection::new(open_sqlite(&path)?);
         Ok(SqlitePool(Arc::new(SqliteShared {
             path,
             idle: std::sync::Mutex::new(vec![first]),
@@ -469,7 +471,7 @@ impl SqlitePool {
         let idle = self.0.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
-            None => open_sqlite(&self.0.path)?,
+            None => SqliteConnection::new(open_sqlite(&self.0.path)?),
         };
         Ok(SqliteConn { conn: std::sync::Mutex::new(Some(conn)), shared: self.0.clone(), _permit: permit })
     }
@@ -518,13 +520,13 @@ pub(crate) struct SqliteConn {
     /// Behind a mutex only so that the connection may be shared between
     /// threads by reference (`rusqlite::Connection` is `Send`, not `Sync`);
     /// it is reached through `get_mut`, which takes no lock.
-    conn: std::sync::Mutex<Option<rusqlite::Connection>>,
+    conn: std::sync::Mutex<Option<SqliteConnection>>,
     shared: Arc<SqliteShared>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl SqliteConn {
-    fn conn(&mut self) -> Result<&mut rusqlite::Connection> {
+    fn conn(&mut self) -> Result<&mut SqliteConnection> {
         match self.conn.get_mut() {
             Ok(Some(conn)) => Ok(conn),
             _ => Err(StoreError::Database("the database connection was lost".into())),
@@ -536,38 +538,97 @@ impl SqliteConn {
     }
 }
 
+/// A SQLite connection, with the shape of each statement it has run: the
+/// names of its columns and which value each `$N` placeholder takes. They
+/// are learnt once per statement, as the statement itself is prepared once
+/// (rusqlite's cache): reading them again at every run cost an allocation
+/// a column, more than SQLite spends on a lookup by primary key (issue 13).
+pub(crate) struct SqliteConnection {
+    raw: rusqlite::Connection,
+    shapes: HashMap<Box<str>, Arc<Shape>, foldhash::fast::RandomState>,
+}
+
+/// What [`sqlite_run`] needs to know of a prepared statement.
+struct Shape {
+    /// Its columns' names, shared by every row it reads.
+    names: Arc<[Box<str>]>,
+    /// For each placeholder in order, the index of the value it takes.
+    args: Box<[usize]>,
+    readonly: bool,
+}
+
+impl Shape {
+    fn of(stmt: &rusqlite::Statement<'_>, sql: &str) -> Result<Shape> {
+        let args = (1..=stmt.parameter_count())
+            .map(|i| {
+                // `$N` names the N-th value, wherever and however often it appears
+                let n = match stmt.parameter_name(i) {
+                    Some(name) => name.strip_prefix(['$', '?']).and_then(|n| n.parse::<usize>().ok()),
+                    None => Some(i),
+                };
+                n.and_then(|n| n.checked_sub(1))
+                    .ok_or_else(|| StoreError::Database(format!("unsupported parameter {i} in {sql}")))
+            })
+            .collect::<Result<_>>()?;
+        let names =
+            (0..stmt.column_count()).map(|i| stmt.column_name(i).map(Box::from)).collect::<rusqlite::Result<_>>()?;
+        Ok(Shape { names, args, readonly: stmt.readonly() })
+    }
+
+    /// Whether this is still the shape of `stmt` (SQLite prepares a cached
+    /// statement again after the schema changed, which may change its
+    /// columns).
+    fn fits(&self, stmt: &rusqlite::Statement<'_>) -> bool {
+        self.names.len() == stmt.column_count() && self.args.len() == stmt.parameter_count()
+    }
+}
+
+impl SqliteConnection {
+    pub(crate) fn new(raw: rusqlite::Connection) -> SqliteConnection {
+        SqliteConnection { raw, shapes: HashMap::default() }
+    }
+}
+
+impl Deref for SqliteConnection {
+    type Target = rusqlite::Connection;
+    fn deref(&self) -> &rusqlite::Connection {
+        &self.raw
+    }
+}
+
+impl DerefMut for SqliteConnection {
+    fn deref_mut(&mut self) -> &mut rusqlite::Connection {
+        &mut self.raw
+    }
+}
+
 /// Run one statement on a SQLite connection: bind `args` to its `$N`
 /// placeholders, and read its rows (`Want::Rows`) or count the rows it
 /// changed (`Want::Changes`).
-pub(crate) fn sqlite_run(
-    conn: &mut rusqlite::Connection,
-    sql: &str,
-    args: &[Arg],
-    want: Want,
-) -> Result<(Vec<Row>, u64)> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    for i in 1..=stmt.parameter_count() {
-        // `$N` names the N-th value, wherever and however often it appears
-        let n = match stmt.parameter_name(i) {
-            Some(name) => name
-                .strip_prefix(['$', '?'])
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| StoreError::Database(format!("unsupported parameter {name} in {sql}")))?,
-            None => i,
-        };
-        let arg = n
-            .checked_sub(1)
-            .and_then(|i| args.get(i))
-            .ok_or_else(|| StoreError::Database(format!("no value bound for parameter {n} of {sql}")))?;
-        stmt.raw_bind_parameter(i, arg)?;
-    }
-    let columns = stmt.column_count();
-    let readonly = stmt.readonly();
-    let names: Arc<[Box<str>]> = if want == Want::Rows {
-        (0..columns).map(|i| stmt.column_name(i).map(Box::from)).collect::<rusqlite::Result<_>>()?
-    } else {
-        Arc::from(Vec::new())
+pub(crate) fn sqlite_run(conn: &mut SqliteConnection, sql: &str, args: &[Arg], want: Want) -> Result<(Vec<Row>, u64)> {
+    let SqliteConnection { raw, shapes } = conn;
+    let mut stmt = raw.prepare_cached(sql)?;
+    let shape = match shapes.get(sql).filter(|s| s.fits(&stmt)) {
+        Some(shape) => shape.clone(),
+        None => {
+            let shape = Arc::new(Shape::of(&stmt, sql)?);
+            // as many shapes as statements are cached: statements built
+            // with a list of values take one per length of the list
+            if shapes.len() >= SQLITE_STATEMENT_CACHE {
+                shapes.clear();
+            }
+            shapes.insert(sql.into(), shape.clone());
+            shape
+        }
     };
+    for (i, n) in shape.args.iter().enumerate() {
+        let arg = args
+            .get(*n)
+            .ok_or_else(|| StoreError::Database(format!("no value bound for parameter {} of {sql}", n + 1)))?;
+        stmt.raw_bind_parameter(i + 1, arg)?;
+    }
+    let mut names = shape.names.clone();
+    let mut columns = names.len();
     let mut out = Vec::new();
     let mut rows = stmt.raw_query();
     // the texts of the row before: how much the next row's string reserves
@@ -575,6 +636,13 @@ pub(crate) fn sqlite_run(
     while let Some(row) = rows.next()? {
         if want == Want::Changes {
             continue;
+        }
+        if out.is_empty() && row.as_ref().column_count() != columns {
+            // the schema changed since the statement's shape was learnt:
+            // SQLite prepared it again as it stepped (a `SELECT *`)
+            let again = Shape::of(row.as_ref(), sql)?;
+            (names, columns) = (again.names.clone(), again.names.len());
+            shapes.insert(sql.into(), Arc::new(again));
         }
         let mut values = RowBuilder::new(columns, text_hint);
         for i in 0..columns {
@@ -595,7 +663,7 @@ pub(crate) fn sqlite_run(
     }
     drop(rows);
     drop(stmt);
-    let changed = if readonly { 0 } else { conn.changes() };
+    let changed = if shape.readonly { 0 } else { raw.changes() };
     Ok((out, changed))
 }
 
@@ -696,6 +764,30 @@ mod tests {
         assert_eq!(row.int("i").unwrap(), 7);
         assert_eq!(row.str("e").unwrap(), "");
         assert_eq!(row.clone().str("a").unwrap(), "één");
+        pool.close().await;
+        remove(&path);
+    }
+
+    #[tokio::test]
+    async fn sqlite_a_statement_run_again_keeps_its_shape_and_learns_a_new_one_after_the_schema_changed() {
+        let (path, pool) = temp_pool(1);
+        let mut conn = pool.acquire().await.unwrap();
+        query("CREATE TABLE t (a TEXT, b TEXT)").execute(&mut conn).await.unwrap();
+        query("INSERT INTO t (a, b) VALUES ($2, $1)").bind("B").bind("A").execute(&mut conn).await.unwrap();
+        // the same text, run again with other values, binds them in its order
+        query("INSERT INTO t (a, b) VALUES ($2, $1)").bind("b").bind("a").execute(&mut conn).await.unwrap();
+        let read = || query("SELECT * FROM t ORDER BY a");
+        let rows = read().fetch_all(&mut conn).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.str("a").unwrap(), r.str("b").unwrap())).collect::<Vec<_>>(),
+            [("A", "B"), ("a", "b")]
+        );
+        // SQLite prepares the cached `SELECT *` again with a third column
+        query("ALTER TABLE t ADD COLUMN c TEXT").execute(&mut conn).await.unwrap();
+        query("UPDATE t SET c = a || b").execute(&mut conn).await.unwrap();
+        let rows = read().fetch_all(&mut conn).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.str("c").unwrap()).collect::<Vec<_>>(), ["AB", "ab"]);
+        drop(conn);
         pool.close().await;
         remove(&path);
     }

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
-use crate::db::{Arg, Row, Want, sqlite_run};
+use crate::db::{Arg, Row, SqliteConnection, Want, sqlite_run};
 use crate::{Result, StoreError};
 
 /// A group takes at most this many turns on the writer (transactions begun
@@ -93,7 +93,7 @@ pub(crate) struct SqliteWriter {
 
 struct Slot {
     /// `None` once the store is closed.
-    conn: Option<rusqlite::Connection>,
+    conn: Option<SqliteConnection>,
     counts: Arc<Counts>,
     /// The open SQLite transaction and the members that ended in it.
     group: Option<Group>,
@@ -118,7 +118,11 @@ impl SqliteWriter {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let counts = Arc::new(Counts::default());
         Ok(Arc::new(SqliteWriter {
-            slot: Arc::new(Mutex::new(Slot { conn: Some(conn), group: None, counts: counts.clone() })),
+            slot: Arc::new(Mutex::new(Slot {
+                conn: Some(SqliteConnection::new(conn)),
+                group: None,
+                counts: counts.clone(),
+            })),
             counts,
             queue: Mutex::new(()),
             waiting: StdMutex::new(0),
@@ -391,7 +395,7 @@ fn fail(slot: &mut Slot, why: &str) {
     }
 }
 
-fn exec(conn: &mut rusqlite::Connection, sql: &str) -> Result<()> {
+fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<()> {
     sqlite_run(conn, sql, &[], Want::Changes).map(|_| ())
 }
 

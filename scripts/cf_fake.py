@@ -228,7 +228,7 @@ class Fake:
             key = "%s %s" % (method, re.sub(r"/[0-9a-fA-F-]{36}(?=/|$)", "/:guid", path.rstrip("/") or "/")[:120])
             if len(self.counts["routes"]) < 500 or key in self.counts["routes"]:
                 self.counts["routes"][key] = self.counts["routes"].get(key, 0) + 1
-            fault = self.take_fault(method, raw_path, query)
+            fault = self.take_fault(method, raw_path, query, body)
         if fault and fault.get("delay_ms"):
             time.sleep(fault["delay_ms"] / 1000.0)
         try:
@@ -289,13 +289,16 @@ class Fake:
         for f in items:
             if not isinstance(f, dict):
                 raise unprocessable("each fault must be a JSON object")
-            unknown = set(f) - {"path_contains", "method", "status", "retry_after", "lost", "delay_ms", "times",
-                                "code", "title", "detail"}
+            unknown = set(f) - {"path_contains", "body_contains", "method", "status", "retry_after", "lost",
+                                "delay_ms", "times", "code", "title", "detail"}
             if unknown:
                 raise unprocessable("unknown fault fields: %s" % ", ".join(sorted(unknown))[:200])
             pc = f.get("path_contains", "")
             if not isinstance(pc, str) or len(pc) > 1000:
                 raise unprocessable("path_contains must be a string")
+            bc = f.get("body_contains")
+            if bc is not None and (not isinstance(bc, str) or not bc or len(bc) > 1000):
+                raise unprocessable("body_contains must be a string of 1..1000 characters")
             method = f.get("method")
             if method is not None and (not isinstance(method, str) or not method.isalpha() or len(method) > 10):
                 raise unprocessable("method must be an HTTP method name")
@@ -327,7 +330,8 @@ class Fake:
             for k in ("title", "detail"):
                 if f.get(k) is not None and (not isinstance(f[k], str) or len(f[k]) > 2000):
                     raise unprocessable("%s must be a string" % k)
-            added.append({"path_contains": pc, "method": method.upper() if method else None, "status": status,
+            added.append({"path_contains": pc, "body_contains": bc,
+                          "method": method.upper() if method else None, "status": status,
                           "retry_after": ra, "lost": lost, "delay_ms": delay, "times": times,
                           "code": f.get("code"), "title": f.get("title"), "detail": f.get("detail")})
         with self.lock:
@@ -336,12 +340,17 @@ class Fake:
             self.faults.extend(added)
             return list(self.faults)
 
-    def take_fault(self, method, raw_path, query):
+    def take_fault(self, method, raw_path, query, body):
+        """The first queued fault this request matches (its method, a part of its path and query, a part
+        of its body: a test scopes its faults to its own resources, so that tests running beside it
+        against the same fake are not hit), counted down."""
         target = (urllib.parse.unquote(raw_path) + ("?" + urllib.parse.unquote(query) if query else "")).lower()
         for f in self.faults:
             if f["method"] and f["method"] != method:
                 continue
             if f["path_contains"].lower() not in target:
+                continue
+            if f["body_contains"] is not None and f["body_contains"].encode() not in (body or b""):
                 continue
             f["times"] -= 1
             if f["times"] <= 0:

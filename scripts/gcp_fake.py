@@ -357,7 +357,7 @@ class Fake:
         kind = "token" if path == "/token" else None
         with self.lock:
             self.counts["total"] += 1
-            fault = self.take_fault(method, raw_path, query)
+            fault = self.take_fault(method, raw_path, query, body)
         try:
             if fault and fault.get("delay_ms"):
                 time.sleep(fault["delay_ms"] / 1000.0)
@@ -451,13 +451,16 @@ class Fake:
         for f in items:
             if not isinstance(f, dict):
                 raise bad_request("each fault must be a JSON object")
-            unknown = set(f) - {"path_contains", "method", "status", "retry_after", "lost", "delay_ms", "times",
-                                "message"}
+            unknown = set(f) - {"path_contains", "body_contains", "method", "status", "retry_after", "lost",
+                                "delay_ms", "times", "message"}
             if unknown:
                 raise bad_request("unknown fault fields: %s" % ", ".join(sorted(unknown)))
             pc = f.get("path_contains", "")
             if not isinstance(pc, str):
                 raise bad_request("path_contains must be a string")
+            bc = f.get("body_contains")
+            if bc is not None and (not isinstance(bc, str) or not bc or len(bc) > 1000):
+                raise bad_request("body_contains must be a string of 1..1000 characters")
             method = f.get("method")
             if method is not None and (not isinstance(method, str) or not method.isalpha()):
                 raise bad_request("method must be an HTTP method name")
@@ -484,7 +487,8 @@ class Fake:
                 raise bad_request("a fault needs a status, lost or delay_ms")
             if f.get("message") is not None and not isinstance(f["message"], str):
                 raise bad_request("message must be a string")
-            added.append({"path_contains": pc, "method": method.upper() if method else None, "status": status,
+            added.append({"path_contains": pc, "body_contains": bc,
+                          "method": method.upper() if method else None, "status": status,
                           "retry_after": ra, "lost": lost, "delay_ms": delay, "times": times,
                           "message": f.get("message")})
         with self.lock:
@@ -493,12 +497,17 @@ class Fake:
             self.faults.extend(added)
             return list(self.faults)
 
-    def take_fault(self, method, raw_path, query):
+    def take_fault(self, method, raw_path, query, body):
+        """The first queued fault this request matches (its method, a part of its path and query, a part
+        of its body: a test scopes its faults to its own resources, so that tests running beside it
+        against the same fake are not hit), counted down."""
         target = urllib.parse.unquote(raw_path) + ("?" + urllib.parse.unquote(query) if query else "")
         for f in self.faults:
             if f["method"] and f["method"] != method:
                 continue
             if f["path_contains"] not in target:
+                continue
+            if f["body_contains"] is not None and f["body_contains"].encode() not in (body or b""):
                 continue
             f["times"] -= 1
             if f["times"] <= 0:

@@ -12,27 +12,16 @@ use serde_json::{Value, json};
 
 use crate::{component, person};
 
-/// The tests share one fake, and the fidelity check resets it: one test at a time.
+/// The adapter tests share one fake and inject faults into it: one test at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn tn6_the_cloud_foundry_fake_is_what_its_python_client_talks_to() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let Some([url, ca, user, password, org, fidelity]) = component(
-        [
-            "CANOPY_TEST_CF_URL",
-            "CANOPY_TEST_CF_CA",
-            "CANOPY_TEST_CF_USERNAME",
-            "CANOPY_TEST_CF_PASSWORD",
-            "CANOPY_TEST_CF_ORG",
-            "CANOPY_TEST_CF_FIDELITY",
-        ],
-        "Cloud Foundry fake",
-    ) else {
+    // the shared fake's presence says whether the fakes can start here
+    if component(["CANOPY_TEST_CF_FIDELITY"], "Cloud Foundry fake").is_none() {
         return;
-    };
-    let args = [url.as_str(), ca.as_str(), user.as_str(), password.as_str(), org.as_str()];
-    crate::fake_is_faithful(&fidelity, &args, "the Cloud Foundry client").await;
+    }
+    crate::own_fake_is_faithful("cf", 5, "the Cloud Foundry client").await;
 }
 
 /// The adapter signed in to the fake (people in `origin`), the fake's
@@ -145,7 +134,8 @@ async fn tn6_cloud_foundry_failures_are_classified_and_a_lost_answer_makes_no_du
     let _alone = ONE_AT_A_TIME.lock().await;
     let Some((cf, url, control)) = connect("uaa") else { return };
     let name = crate::unique("team-b");
-    let lost = json!({"path_contains": "/v3/spaces", "method": "POST", "lost": true});
+    // every fault names this test's space: tests beside it may use the fake too
+    let lost = json!({"path_contains": "/v3/spaces", "method": "POST", "body_contains": name, "lost": true});
     fake(&control, &url, "faults", lost).await;
     assert!(matches!(
         cf.ensure_tenant(&crate::spec(name.clone(), json!({}))).await,
@@ -160,7 +150,8 @@ async fn tn6_cloud_foundry_failures_are_classified_and_a_lost_answer_makes_no_du
         &control,
         &url,
         "faults",
-        json!({"path_contains": "/v3/roles", "method": "GET", "status": 429, "retry_after": 7}),
+        json!({"path_contains": format!("/v3/roles?space_guids={}", tenant.external_id), "method": "GET",
+            "status": 429, "retry_after": 7}),
     )
     .await;
     match cf.observe(&tenant, &scope).await {
@@ -180,8 +171,9 @@ async fn tn6_cloud_foundry_failures_are_classified_and_a_lost_answer_makes_no_du
 
     let ann = crate::unique("ann");
     uaa_users(&control, &url, &[&ann]).await;
-    fake(&control, &url, "faults", json!({"path_contains": "/v3/roles", "method": "POST", "lost": true, "times": 2}))
-        .await;
+    let lost = json!({"path_contains": "/v3/roles", "method": "POST", "body_contains": tenant.external_id,
+        "lost": true, "times": 2});
+    fake(&control, &url, "faults", lost).await;
     assert!(matches!(cf.grant(&tenant, &person(&ann), "space_developer").await, Err(PlatformError::Retryable { .. })));
     assert!(matches!(cf.grant(&tenant, &person(&ann), "space_developer").await, Err(PlatformError::Retryable { .. })));
     cf.grant(&tenant, &person(&ann), "space_developer").await.unwrap();

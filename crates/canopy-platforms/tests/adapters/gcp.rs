@@ -13,26 +13,16 @@ use serde_json::{Value, json};
 
 use crate::{component, person};
 
-/// The tests share one fake, and the fidelity check resets it: one test at a time.
+/// The adapter tests share one fake and inject faults into it: one test at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn tn6_the_google_cloud_fake_is_what_googles_own_clients_talk_to() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let Some([url, ca, key, folder, fidelity]) = component(
-        [
-            "CANOPY_TEST_GCP_URL",
-            "CANOPY_TEST_GCP_CA",
-            "CANOPY_TEST_GCP_KEY",
-            "CANOPY_TEST_GCP_FOLDER",
-            "CANOPY_TEST_GCP_FIDELITY",
-        ],
-        "Google Cloud fake",
-    ) else {
+    // the shared fake's presence says whether the fakes can start here
+    if component(["CANOPY_TEST_GCP_FIDELITY"], "Google Cloud fake").is_none() {
         return;
-    };
-    let args = [url.as_str(), ca.as_str(), key.as_str(), folder.as_str()];
-    crate::fake_is_faithful(&fidelity, &args, "Google's clients").await;
+    }
+    crate::own_fake_is_faithful("gcp", 4, "Google's clients").await;
 }
 
 /// The adapter signed in to the fake with the key it made, the fake's
@@ -108,7 +98,9 @@ async fn tn6_google_cloud_failures_are_classified_and_concurrent_changes_are_kep
     let _alone = ONE_AT_A_TIME.lock().await;
     let Some((gcp, url, control)) = gcp() else { return };
     let spec = crate::spec(crate::unique("team-b"), json!({}));
-    let lost = json!({"path_contains": "/v3/projects", "method": "POST", "lost": true});
+    // every fault names this test's project: tests beside it may use the fake too
+    let id = canopy_platforms::gcp::project_id(&spec.name);
+    let lost = json!({"path_contains": "/v3/projects", "method": "POST", "body_contains": id, "lost": true});
     fake(&control, &url, "faults", lost).await;
     assert!(matches!(gcp.ensure_tenant(&spec).await, Err(PlatformError::Retryable { .. })));
     let tenant = gcp.ensure_tenant(&spec).await.unwrap();
@@ -117,7 +109,8 @@ async fn tn6_google_cloud_failures_are_classified_and_concurrent_changes_are_kep
     assert_eq!(made, 1, "one project after the repeated call");
 
     let scope = Scope { roles: ["roles/viewer".to_owned()].into(), ..Scope::default() };
-    let throttled = json!({"path_contains": ":getIamPolicy", "status": 429, "retry_after": 7});
+    let policy_of = |verb: &str| format!("/v3/projects/{}:{verb}", tenant.external_id);
+    let throttled = json!({"path_contains": policy_of("getIamPolicy"), "status": 429, "retry_after": 7});
     fake(&control, &url, "faults", throttled).await;
     match gcp.observe(&tenant, &scope).await {
         Err(PlatformError::Retryable { retry_after, .. }) => {
@@ -127,7 +120,7 @@ async fn tn6_google_cloud_failures_are_classified_and_concurrent_changes_are_kep
     }
 
     // Google's own 429 has no Retry-After: the adapter backs off itself first
-    let spent = json!({"path_contains": ":getIamPolicy", "status": 429, "times": 2});
+    let spent = json!({"path_contains": policy_of("getIamPolicy"), "status": 429, "times": 2});
     fake(&control, &url, "faults", spent).await;
     gcp.observe(&tenant, &scope).await.unwrap();
 
@@ -137,7 +130,7 @@ async fn tn6_google_cloud_failures_are_classified_and_concurrent_changes_are_kep
     for r in futures::future::join_all(grants).await {
         r.unwrap();
     }
-    let lost = json!({"path_contains": ":setIamPolicy", "lost": true});
+    let lost = json!({"path_contains": policy_of("setIamPolicy"), "lost": true});
     fake(&control, &url, "faults", lost).await;
     let ann = crate::unique("ann");
     assert!(matches!(gcp.grant(&tenant, &person(&ann), "roles/viewer").await, Err(PlatformError::Retryable { .. })));

@@ -287,6 +287,36 @@ pub async fn a_lost_answer_makes_no_duplicate<P: Platform>(
 /// Run a fake's fidelity check (`command`, the vendor's own clients
 /// against the fake, given `args`) and require it to pass: at least 20
 /// checks, none failed. `who` names the clients in the failure message.
+/// [`fake_is_faithful`] against an instance of the fake of its own
+/// (`scripts/SCRIPT start DIR`, which prints `values` values and then the
+/// check's command), stopped when the check ends: the check resets the
+/// fake and changes its settings, which any test using the shared instance
+/// at the same time would see (under `cargo nextest`, the end-to-end tests).
+pub async fn own_fake_is_faithful(script: &str, values: usize, who: &str) {
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+    let dir = std::env::temp_dir().join(unique(&format!("canopy-{script}-fidelity")));
+    let out = tokio::process::Command::new(scripts.join(script)).arg("start").arg(&dir).output().await.unwrap();
+    let _stop = Stop(scripts.join(script), dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "scripts/{script} start:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    let Some((command, args)) = lines[lines.len().saturating_sub(values + 1)..].split_last() else {
+        panic!("scripts/{script} start printed nothing")
+    };
+    assert_eq!(args.len(), values, "scripts/{script} start printed:\n{stdout}");
+    fake_is_faithful(command, args, who).await;
+}
+
+/// Stops the fake started in a directory when dropped.
+struct Stop(std::path::PathBuf, std::path::PathBuf);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(&self.0).arg("stop").arg(&self.1).output();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
 pub async fn fake_is_faithful(command: &str, args: &[&str], who: &str) {
     let mut command = command.split_whitespace();
     let program = command.next().unwrap();

@@ -10,10 +10,11 @@
 //!   (sqlx's) spends more on the two thread wake-ups of that hand-off than
 //!   SQLite spends on the statement, all of it inside the single writer on
 //!   the write path (issue 13, BENCHMARKS.md). Statements are prepared once
-//!   per connection and cached, with their shapes ([`SqliteConnection`]). A read transaction's connection is taken
-//!   from a small pool of its own ([`SqlitePool`]) and rolled back at once
-//!   when it is dropped; write transactions take turns on the writer's own
-//!   connection (`crate::sqlite_writer`, group commit).
+//!   per connection and cached, with their shapes ([`SqliteConnection`]).
+//!   A read transaction's connection is taken from a small pool of its own
+//!   ([`SqlitePool`]) and rolled back at once when it is dropped; write
+//!   transactions take turns on the writer's own connection
+//!   (`crate::sqlite_writer`, group commit).
 //! - **PostgreSQL** through sqlx's typed PostgreSQL driver (the server's
 //!   round trip is the cost there; sqlx's pool and TLS are kept).
 //!

@@ -38,13 +38,18 @@ impl Tx {
         notice: &canopy_domain::mail::AccessNotice<'_>,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let people = match subject.kind {
-            canopy_domain::SubjectKind::User => self.user_by_id(subject.id).await?.into_iter().collect(),
-            canopy_domain::SubjectKind::Group => self.group_members(subject.id).await?,
+        // only the addresses: this runs inside every binding's write
+        let sql = match subject.kind {
+            canopy_domain::SubjectKind::User => "SELECT email FROM users WHERE id = $1 AND active = 1",
+            canopy_domain::SubjectKind::Group => {
+                "SELECT u.email FROM group_members m JOIN users u ON u.id = m.user_id \
+                 WHERE m.group_id = $1 AND u.active = 1 ORDER BY u.username"
+            }
         };
-        for p in people.into_iter().filter(|p| p.active) {
+        let rows = crate::db::query(sql).bind(subject.id.to_string()).fetch_all(self.conn()).await?;
+        for row in &rows {
             // an address the domain cannot parse is not mailed (it was checked on entry)
-            if let Ok(to) = canopy_domain::Email::parse(&p.email) {
+            if let Ok(to) = canopy_domain::Email::parse(row.str("email")?) {
                 self.enqueue_mail(&canopy_domain::mail::access_changed(&to, notice), now).await?;
             }
         }

@@ -1,16 +1,27 @@
-//! Browser tests: a headless Chromium driven over WebDriver (`fantoccini`).
+//! Browser tests: one headless Chromium for the whole test run, driven over
+//! the Chrome DevTools Protocol (CDP).
 //!
-//! [`browser`] names the chromedriver that `scripts/chromium` started
-//! (`CANOPY_TEST_WEBDRIVER_URL`; outside CI a test without one skips).
-//! [`Browser::open`] starts a fresh Chromium session at a [`Viewport`] and
-//! returns a [`Page`], whose methods act like a user: fill in a field by its
-//! `name`, click a button by its text, wait for text to appear. They return
-//! plain values and panic with a message naming what failed.
+//! [`browser`] names the Chromium that `scripts/chromium` started (its
+//! DevTools WebSocket, `CANOPY_TEST_CHROMIUM_URL`; outside CI a test without
+//! one skips). [`Browser::open`] opens a [`Page`] in a browser context of its
+//! own: cookies, storage and cache apart from every other page's, as a fresh
+//! profile would be, in the one browser. Its methods act like a user: fill in
+//! a field by its `name`, click a button by its text (a mouse click at the
+//! button's centre, refused when something else covers it), wait for text to
+//! appear. An action that loads another page (a link, a form's submit button)
+//! returns once that page has loaded, as WebDriver's do. They return plain
+//! values and panic with a message naming what failed.
 //!
-//! At most two sessions are open at once in a test process (one per core of
-//! the test machine); [`Browser::open`] waits for a free one. Close a page
-//! with [`Page::close`]; a page dropped unclosed (a failed test) ends its
-//! session as it is dropped.
+//! Each page speaks to the browser over a WebSocket of its own, and its
+//! context is made to be disposed of when that socket closes: a page closed
+//! with [`Page::close`] or dropped unclosed (a failed test) leaves nothing
+//! behind. At most two pages are open at once in a test process (one per
+//! core of the test machine); [`Browser::open`] waits for a free place.
+//!
+//! The protocol is spoken by hand, through the dozen commands below, rather
+//! than through a CDP crate: those build Rust types for the whole protocol
+//! (chromiumoxide's are 5 MB of source, minutes of compilation for every
+//! build and lint of the workspace).
 //!
 //! ```no_run
 //! # async fn example(base: &str) {
@@ -29,30 +40,42 @@
 // Test support, but written without unwrap/expect: every failure says what failed.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::json;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use base64::Engine as _;
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
 
-/// How long [`Page::wait_for`] and [`Page::wait_for_text`] wait.
+/// How long [`Page::wait_for`] and [`Page::wait_for_text`] wait, and how long
+/// a page may take to load.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Browser sessions open at once in this process (the test machine has two cores).
+/// How long one protocol command may take before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a link or a submit button has to start loading the next page.
+const NAVIGATION_START: Duration = Duration::from_secs(2);
+
+/// How long a changed list or field has to start loading another page (a
+/// list that submits its form when chosen).
+const CHANGE_NAVIGATION_START: Duration = Duration::from_millis(300);
+
+/// Pages open at once in this process (the test machine has two cores).
 static SESSIONS: Semaphore = Semaphore::const_new(2);
 
-/// The chromedriver named by `CANOPY_TEST_WEBDRIVER_URL`, or `None` to skip
-/// the test (outside CI; in CI a missing one fails it).
+/// The Chromium named by `CANOPY_TEST_CHROMIUM_URL`, or `None` to skip the
+/// test (outside CI; in CI a missing one fails it).
 pub async fn browser() -> Option<Browser> {
-    let [url] = crate::component(["CANOPY_TEST_WEBDRIVER_URL"], "Chromium (chromedriver)")?;
-    Some(Browser { url: url.trim_end_matches('/').to_owned() })
+    let [url] = crate::component(["CANOPY_TEST_CHROMIUM_URL"], "Chromium")?;
+    Some(Browser { url: url.trim().to_owned() })
 }
 
-/// A WebDriver server that starts Chromium sessions.
+/// A Chromium's DevTools endpoint (`ws://127.0.0.1:PORT/devtools/browser/ID`).
 #[derive(Debug, Clone)]
 pub struct Browser {
     url: String,
@@ -89,89 +112,398 @@ pub struct Cookie {
 }
 
 impl Browser {
-    /// Open a fresh Chromium (its own empty profile) whose viewport is
-    /// `viewport`'s size. Waits while two sessions are open.
+    /// Open an empty page in a browser context of its own whose viewport is
+    /// `viewport`'s size. Waits while two pages are open.
     pub async fn open(&self, viewport: Viewport) -> Page {
         let permit = match SESSIONS.acquire().await {
             Ok(permit) => permit,
-            Err(e) => panic!("the browser session limit is closed: {e}"),
+            Err(e) => panic!("the browser page limit is closed: {e}"),
         };
-        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a Chromium profile directory: {e}"));
+        let (socket, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
+            Ok(connected) => connected,
+            Err(e) => panic!("cannot reach Chromium's DevTools at {}: {e}", self.url),
+        };
+        let state = Arc::new(Mutex::new(PageState::default()));
+        let connection = Connection::start(socket, state.clone());
+        let at = |what: &str, v: &Value, key: &str| -> String {
+            match v.get(key).and_then(Value::as_str) {
+                Some(s) => s.to_owned(),
+                None => panic!("Chromium's answer to {what} has no {key}: {v}"),
+            }
+        };
+        // the context goes when this connection does: nothing outlives the page
+        let made = connection.call("Target.createBrowserContext", json!({"disposeOnDetach": true}), None).await;
+        let context =
+            at("Target.createBrowserContext", &or_panic(made, "create a browser context"), "browserContextId");
+        let made = connection
+            .call("Target.createTarget", json!({"url": "about:blank", "browserContextId": context}), None)
+            .await;
+        let target = at("Target.createTarget", &or_panic(made, "open a page"), "targetId");
+        let attached =
+            connection.call("Target.attachToTarget", json!({"targetId": target, "flatten": true}), None).await;
+        let session = at("Target.attachToTarget", &or_panic(attached, "attach to the page"), "sessionId");
+        let page = Page { connection, session, context, state, closed: false, _permit: permit };
+        page.command("Page.enable", json!({})).await;
+        let tree = page.command("Page.getFrameTree", json!({})).await;
+        let main = tree.pointer("/frameTree/frame/id").and_then(Value::as_str).map(str::to_owned);
+        lock(&page.state).main_frame = main;
+        // pages side by side in one browser each behave as the focused one
+        page.command("Emulation.setFocusEmulationEnabled", json!({"enabled": true})).await;
         let (width, height) = viewport.size();
-        let args = [
-            "--headless=new".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--disable-quic".to_owned(),
-            "--no-first-run".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--disable-sync".to_owned(),
-            "--disable-dev-shm-usage".to_owned(),
-            format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        let capabilities = json!({
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
-        });
-        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!("a JSON object literal") };
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot start a Chromium session at {}: {e}", self.url));
-        let session = match client.session_id().await {
-            Ok(Some(id)) => id,
-            Ok(None) => panic!("chromedriver at {} gave the new session no ID", self.url),
-            Err(e) => panic!("cannot read the session ID from chromedriver at {}: {e}", self.url),
-        };
-        let page =
-            Page { client, webdriver: self.url.clone(), session, closed: false, _permit: permit, _profile: profile };
-        page.fit_viewport(width, height).await;
+        page.command(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
         page
     }
 }
 
-/// One browser session with one window.
-pub struct Page {
-    client: Client,
-    webdriver: String,
-    session: String,
-    closed: bool,
-    // dropped after the session has ended (see `Drop`)
-    _permit: SemaphorePermit<'static>,
-    _profile: tempfile::TempDir,
+/// What the page's events told: whether it is loading, and the dialogs it opened.
+#[derive(Debug, Default)]
+struct PageState {
+    /// The main frame's ID: events of other frames are left out.
+    main_frame: Option<String>,
+    /// How many loads of the main frame have started.
+    loads_started: u64,
+    loading: bool,
+    /// The messages of the JavaScript dialogs that opened (each dismissed).
+    dialogs: Vec<String>,
 }
 
+fn lock(state: &Mutex<PageState>) -> std::sync::MutexGuard<'_, PageState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Reply = oneshot::Sender<Result<Value, String>>;
+
+/// One WebSocket to Chromium: commands go out through a task that reads
+/// their answers and the page's events.
+struct Connection {
+    commands: mpsc::UnboundedSender<(Value, Reply)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    fn start<S>(socket: S, state: Arc<Mutex<PageState>>) -> Connection
+    where
+        S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + futures::Sink<Message>
+            + Unpin
+            + Send
+            + 'static,
+    {
+        let (commands, queue) = mpsc::unbounded_channel();
+        let task = tokio::spawn(pump(socket, queue, state));
+        Connection { commands, task }
+    }
+
+    /// Send `method` with `params` (to the page `session`, or to the browser)
+    /// and wait for its result, or for the error Chromium answered.
+    async fn call(&self, method: &str, params: Value, session: Option<&str>) -> Result<Value, String> {
+        let mut message = json!({"method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = session.into();
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands.send((message, reply)).map_err(|_| "the connection to Chromium is closed".to_owned())?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the connection to Chromium closed".to_owned()),
+            Err(_) => Err(format!("Chromium did not answer {method} within {COMMAND_TIMEOUT:?}")),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // the socket closes with the task: Chromium disposes of the context
+        self.task.abort();
+    }
+}
+
+/// Send the commands queued, hand each answer to its caller, and note the events.
+async fn pump<S>(mut socket: S, mut queue: mpsc::UnboundedReceiver<(Value, Reply)>, state: Arc<Mutex<PageState>>)
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + futures::Sink<Message> + Unpin,
+{
+    let mut waiting: HashMap<u64, Reply> = HashMap::new();
+    let mut next_id: u64 = 0;
+    loop {
+        tokio::select! {
+            command = queue.recv() => {
+                let Some((mut message, reply)) = command else { break };
+                next_id += 1;
+                message["id"] = next_id.into();
+                if socket.send(Message::text(message.to_string())).await.is_err() {
+                    let _ = reply.send(Err("cannot write to Chromium's DevTools socket".to_owned()));
+                    break;
+                }
+                waiting.insert(next_id, reply);
+            }
+            incoming = socket.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => break,
+                };
+                let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                if let Some(id) = message.get("id").and_then(Value::as_u64) {
+                    if let Some(reply) = waiting.remove(&id) {
+                        let result = match message.get("error") {
+                            Some(error) => Err(error.get("message").and_then(Value::as_str).unwrap_or("error").to_owned()),
+                            None => Ok(message.get("result").cloned().unwrap_or(Value::Null)),
+                        };
+                        let _ = reply.send(result);
+                    }
+                    continue;
+                }
+                if let Some(dismiss) = note_event(&state, &message) {
+                    next_id += 1;
+                    let mut dismiss = dismiss;
+                    dismiss["id"] = next_id.into();
+                    if socket.send(Message::text(dismiss.to_string())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let _ = socket.close().await;
+}
+
+/// Note what an event says of the page; a dialog that opened is answered
+/// with the command that dismisses it (it would block the page).
+fn note_event(state: &Mutex<PageState>, event: &Value) -> Option<Value> {
+    let method = event.get("method").and_then(Value::as_str)?;
+    let params = event.get("params")?;
+    let mut state = lock(state);
+    let frame = params.get("frameId").and_then(Value::as_str);
+    let of_main = state.main_frame.is_none() || frame == state.main_frame.as_deref();
+    match method {
+        "Page.frameStartedLoading" if of_main => {
+            state.loads_started += 1;
+            state.loading = true;
+        }
+        "Page.frameStoppedLoading" if of_main => state.loading = false,
+        "Page.javascriptDialogOpening" => {
+            let text = params.get("message").and_then(Value::as_str).unwrap_or_default();
+            state.dialogs.push(text.to_owned());
+            let session = event.get("sessionId").cloned().unwrap_or(Value::Null);
+            return Some(
+                json!({"method": "Page.handleJavaScriptDialog", "params": {"accept": false}, "sessionId": session}),
+            );
+        }
+        _ => {}
+    }
+    None
+}
+
+fn or_panic(result: Result<Value, String>, what: &str) -> Value {
+    result.unwrap_or_else(|e| panic!("cannot {what} in Chromium: {e}"))
+}
+
+/// One page (a tab) in a browser context of its own.
+pub struct Page {
+    connection: Connection,
+    /// The CDP session attached to the page.
+    session: String,
+    context: String,
+    state: Arc<Mutex<PageState>>,
+    closed: bool,
+    _permit: SemaphorePermit<'static>,
+}
+
+/// Where a click lands: what a script that found the element answered.
+struct Aim {
+    x: f64,
+    y: f64,
+    /// Whether clicking it loads another page (a link, or a submit button of
+    /// a form that is valid and not sent by htmx).
+    navigates: bool,
+}
+
+/// The script that scrolls the element `e` into view and answers where a
+/// click lands on it: `{x, y, navigates}`, or `{hidden}` for an element with
+/// no area, or `{covered}` naming the element in front of its centre.
+const AIM: &str = r##"function (e) {
+  e.scrollIntoView({block: "center", inline: "center"});
+  const r = e.getClientRects()[0];
+  if (!r || r.width === 0 || r.height === 0) { return {hidden: true}; }
+  // WebDriver's in-view centre point: the centre of the part in the viewport
+  const left = Math.max(0, r.left), right = Math.min(window.innerWidth, r.right);
+  const top = Math.max(0, r.top), bottom = Math.min(window.innerHeight, r.bottom);
+  if (left >= right || top >= bottom) { return {covered: "nothing (it is outside the viewport)"}; }
+  const x = (left + right) / 2, y = (top + bottom) / 2;
+  const hit = document.elementFromPoint(x, y);
+  if (!hit || (hit !== e && !e.contains(hit))) {
+    return {covered: hit ? hit.outerHTML.slice(0, 200) : "nothing"};
+  }
+  const htmx = (n) => !!n && ["hx-get", "hx-post", "hx-put", "hx-patch", "hx-delete"].some((a) => n.hasAttribute(a));
+  let navigates = false;
+  const link = e.closest("a[href]");
+  if (link) {
+    const href = link.getAttribute("href");
+    navigates = !href.startsWith("#") && !href.startsWith("javascript:") && !htmx(link);
+  } else if ((e.tagName === "BUTTON" || e.tagName === "INPUT") && e.type === "submit" && e.form) {
+    navigates = !htmx(e) && !htmx(e.form) && (e.form.noValidate || e.formNoValidate || e.form.checkValidity());
+  }
+  return {x: x, y: y, navigates: navigates};
+}"##;
+
+/// Whether the element `e` is shown (WebDriver reads an element that is not
+/// as having no text).
+const SHOWN: &str = r#"function (e) {
+  return e.getClientRects().length > 0 && getComputedStyle(e).visibility !== "hidden";
+}"#;
+
 impl Page {
-    /// The WebDriver client, for what the methods here do not cover.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Send a command to the page; panic naming it if it fails.
+    async fn command(&self, method: &str, params: Value) -> Value {
+        match self.connection.call(method, params, Some(&self.session)).await {
+            Ok(result) => result,
+            Err(e) => panic!("{method} failed: {e}"),
+        }
+    }
+
+    /// Evaluate the JavaScript `expression` in the page (awaiting a promise)
+    /// and return its value as JSON (`null` for `undefined`), or the
+    /// exception it threw.
+    async fn try_eval(&self, expression: &str) -> Result<Value, String> {
+        let params = json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
+        let result = self.connection.call("Runtime.evaluate", params, Some(&self.session)).await?;
+        if let Some(thrown) = result.get("exceptionDetails") {
+            let text = thrown.pointer("/exception/description").or_else(|| thrown.get("text"));
+            return Err(text.and_then(Value::as_str).unwrap_or("an exception").to_owned());
+        }
+        Ok(result.pointer("/result/value").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Evaluate the JavaScript `expression` in the page and return its value
+    /// as JSON (`null` for `undefined`), for what the methods here do not cover.
+    pub async fn eval(&self, expression: &str) -> Value {
+        match self.try_eval(expression).await {
+            Ok(value) => value,
+            Err(e) => panic!("the script {expression:?} failed on {}: {e}", self.url().await),
+        }
+    }
+
+    /// Call the JavaScript function `function` with `args` (as JSON values).
+    async fn call_js(&self, function: &str, args: &[Value]) -> Value {
+        let args = Value::from(args.to_vec()).to_string();
+        let expression = format!("({function}).apply(null, {args})");
+        match self.try_eval(&expression).await {
+            Ok(value) => value,
+            Err(e) => panic!("a script failed on {}: {e}\n{function}", self.url().await),
+        }
+    }
+
+    fn loads_started(&self) -> u64 {
+        lock(&self.state).loads_started
+    }
+
+    /// After an action: if a load of the main frame starts within `start`
+    /// (or has started since `before`), wait until it has ended and the new
+    /// document is complete.
+    async fn settle(&self, before: u64, start: Duration) {
+        let began = Instant::now();
+        // a round trip through the page delivers the events it sent before
+        let _ = self.try_eval("0").await;
+        while self.loads_started() == before {
+            if began.elapsed() >= start {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let began = Instant::now();
+        loop {
+            if !lock(&self.state).loading && self.try_eval("document.readyState").await.is_ok_and(|s| s == "complete") {
+                return;
+            }
+            if began.elapsed() > WAIT {
+                panic!("the page did not finish loading within {WAIT:?}; now at {}", self.url().await);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Load `url` and wait until it has loaded.
     pub async fn goto(&self, url: &str) {
-        if let Err(e) = self.client.goto(url).await {
-            panic!("cannot load {url}: {e}");
+        let before = self.loads_started();
+        let navigated = match self.connection.call("Page.navigate", json!({"url": url}), Some(&self.session)).await {
+            Ok(navigated) => navigated,
+            Err(e) => panic!("cannot load {url}: {e}"),
+        };
+        if let Some(error) = navigated.get("errorText").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+            panic!("cannot load {url}: {error}");
         }
+        // a loader: another document (not a jump within this one)
+        let start = if navigated.get("loaderId").is_some() { WAIT } else { Duration::ZERO };
+        self.settle(before, start).await;
     }
 
     /// The URL of the current page.
     pub async fn url(&self) -> String {
-        match self.client.current_url().await {
-            Ok(url) => url.to_string(),
+        match self.try_eval("location.href").await {
+            Ok(Value::String(url)) => url,
+            Ok(other) => panic!("the page's location is not a string: {other}"),
             Err(e) => panic!("cannot read the current URL: {e}"),
         }
     }
 
+    /// Click where `aim` answered (a value of [`AIM`]), as a mouse would, and
+    /// wait for the page it loads.
+    async fn click_at(&self, aim: Value, what: &str) {
+        let aim = match aim {
+            Value::Object(ref o) if o.contains_key("hidden") => {
+                panic!("{what} on {} takes no space on the page: it cannot be clicked", self.url().await)
+            }
+            Value::Object(ref o) if o.contains_key("covered") => panic!(
+                "{what} on {} is covered by {}: a click would not reach it",
+                self.url().await,
+                o.get("covered").unwrap_or(&Value::Null)
+            ),
+            Value::Object(o) => Aim {
+                x: o.get("x").and_then(Value::as_f64).unwrap_or_default(),
+                y: o.get("y").and_then(Value::as_f64).unwrap_or_default(),
+                navigates: o.get("navigates").and_then(Value::as_bool).unwrap_or(false),
+            },
+            other => panic!("cannot aim at {what} on {}: {other}", self.url().await),
+        };
+        let before = self.loads_started();
+        for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+            let (button, count) = if kind == "mouseMoved" { ("none", 0) } else { ("left", 1) };
+            self.command(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": aim.x, "y": aim.y, "button": button, "clickCount": count}),
+            )
+            .await;
+        }
+        self.settle(before, if aim.navigates { NAVIGATION_START } else { Duration::ZERO }).await;
+    }
+
     /// Clear the `<input>` or `<textarea>` named `name`, then type `value`.
     pub async fn fill(&self, name: &str, value: &str) {
-        let field = self.find(&format!("input[name={0}], textarea[name={0}]", css_string(name))).await;
-        if let Err(e) = field.clear().await {
-            panic!("cannot clear the field {name:?} on {}: {e}", self.url().await);
+        let css = format!("input[name={0}], textarea[name={0}]", css_string(name));
+        let focused = self
+            .call_js(
+                r#"function (css) {
+                  const e = document.querySelector(css);
+                  if (!e) { return false; }
+                  e.scrollIntoView({block: "center"});
+                  e.focus();
+                  e.value = "";
+                  e.dispatchEvent(new Event("input", {bubbles: true}));
+                  return document.activeElement === e;
+                }"#,
+                &[css.clone().into()],
+            )
+            .await;
+        if focused != Value::Bool(true) {
+            panic!("{}", self.missing(&css).await);
         }
-        if let Err(e) = field.send_keys(value).await {
-            panic!("cannot type into the field {name:?} on {}: {e}", self.url().await);
+        if !value.is_empty() {
+            self.command("Input.insertText", json!({"text": value})).await;
         }
     }
 
@@ -179,83 +511,131 @@ impl Page {
     /// `name` may instead be `#id`, for a page with several lists of one name.
     pub async fn select(&self, name: &str, option_value: &str) {
         let css = if name.starts_with('#') { name.to_owned() } else { format!("select[name={}]", css_string(name)) };
-        let select = self.find(&css).await;
-        if let Err(e) = select.select_by_value(option_value).await {
-            panic!("cannot choose {option_value:?} in the list {name:?} on {}: {e}", self.url().await);
+        let before = self.loads_started();
+        let chosen = self
+            .call_js(
+                r#"function (css, value) {
+                  const s = document.querySelector(css);
+                  if (!s) { return null; }
+                  const values = Array.from(s.options).map((o) => o.value);
+                  if (!values.includes(value)) { return values; }
+                  if (s.value !== value) {
+                    s.value = value;
+                    s.dispatchEvent(new Event("input", {bubbles: true}));
+                    s.dispatchEvent(new Event("change", {bubbles: true}));
+                  }
+                  return true;
+                }"#,
+                &[css.clone().into(), option_value.into()],
+            )
+            .await;
+        match chosen {
+            Value::Bool(true) => self.settle(before, CHANGE_NAVIGATION_START).await,
+            Value::Null => panic!("{}", self.missing(&css).await),
+            values => {
+                panic!("the list {name:?} on {} has no option {option_value:?}; it has {values}", self.url().await)
+            }
         }
     }
 
     /// Tick the checkbox (or radio button) named `name` unless it is ticked already.
     pub async fn check(&self, name: &str) {
-        let input = self.find(&format!("input[name={}]", css_string(name))).await;
-        let ticked = match input.is_selected().await {
-            Ok(ticked) => ticked,
-            Err(e) => panic!("cannot read the checkbox {name:?} on {}: {e}", self.url().await),
-        };
-        if !ticked && let Err(e) = input.click().await {
-            panic!("cannot tick the checkbox {name:?} on {}: {e}", self.url().await);
+        let css = format!("input[name={}]", css_string(name));
+        let aim = self
+            .call_js(
+                &format!("function (css) {{ const e = document.querySelector(css); return e ? (e.checked ? \"ticked\" : ({AIM})(e)) : null; }}"),
+                &[css.clone().into()],
+            )
+            .await;
+        match aim {
+            Value::Null => panic!("{}", self.missing(&css).await),
+            Value::String(_) => {}
+            aim => self.click_at(aim, &format!("the checkbox {name:?}")).await,
         }
     }
 
     /// Click the first element matching the CSS selector `css`.
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        if let Err(e) = element.click().await {
-            panic!("cannot click {css:?} on {}: {e}", self.url().await);
+        let aim = self
+            .call_js(
+                &format!("function (css) {{ const e = document.querySelector(css); return e ? ({AIM})(e) : null; }}"),
+                &[css.into()],
+            )
+            .await;
+        if aim.is_null() {
+            panic!("{}", self.missing(css).await);
         }
+        self.click_at(aim, &format!("{css:?}")).await;
     }
 
     /// Click the `<button>` or `<input type=submit>` that reads `text`
     /// (its visible text, or its `value`; surrounding white space ignored).
     pub async fn click_button(&self, text: &str) {
-        let buttons = match self.client.find_all(Locator::Css("button, input[type=submit]")).await {
-            Ok(buttons) => buttons,
-            Err(e) => panic!("cannot look for buttons on {}: {e}", self.url().await),
-        };
-        let mut seen = Vec::new();
-        for button in buttons {
-            let label = match button.tag_name().await {
-                Ok(tag) if tag.eq_ignore_ascii_case("input") => {
-                    button.attr("value").await.map(Option::unwrap_or_default)
-                }
-                _ => button.text().await,
-            };
-            let label = label.unwrap_or_else(|e| panic!("cannot read a button's label: {e}"));
-            if label.trim() == text.trim() {
-                if let Err(e) = button.click().await {
-                    panic!("cannot click the button {text:?}: {e}");
-                }
-                return;
-            }
-            seen.push(label.trim().to_owned());
+        let aim = self
+            .call_js(
+                &format!(
+                    r#"function (text) {{
+                      // as WebDriver reads it: an element not shown reads as no text
+                      const all = Array.from(document.querySelectorAll("button, input[type=submit]")).filter({SHOWN});
+                      const label = (b) => (b.tagName === "INPUT" ? (b.value || "") : b.innerText).trim();
+                      const e = all.find((b) => label(b) === text.trim());
+                      return e ? ({AIM})(e) : {{seen: all.map(label)}};
+                    }}"#
+                ),
+                &[text.into()],
+            )
+            .await;
+        if let Some(seen) = aim.get("seen") {
+            panic!("no button reads {text:?} on {}; the buttons read {seen}", self.url().await);
         }
-        panic!("no button reads {text:?} on {}; the buttons read {seen:?}", self.url().await);
+        self.click_at(aim, &format!("the button {text:?}")).await;
     }
 
     /// Click the link whose text is exactly `text`.
     pub async fn click_link(&self, text: &str) {
-        let link = match self.client.find(Locator::LinkText(text)).await {
-            Ok(link) => link,
-            Err(e) => panic!("no link reads {text:?} on {}: {e}", self.url().await),
-        };
-        if let Err(e) = link.click().await {
-            panic!("cannot click the link {text:?} on {}: {e}", self.url().await);
+        let aim = self
+            .call_js(
+                &format!(
+                    r#"function (text) {{
+                      const shown = Array.from(document.querySelectorAll("a")).filter({SHOWN});
+                      const e = shown.find((a) => a.innerText.trim() === text);
+                      return e ? ({AIM})(e) : null;
+                    }}"#
+                ),
+                &[text.into()],
+            )
+            .await;
+        if aim.is_null() {
+            panic!("no link reads {text:?} on {}{}", self.url().await, self.evidence().await);
         }
+        self.click_at(aim, &format!("the link {text:?}")).await;
     }
 
     /// The visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        match self.find(css).await.text().await {
-            Ok(text) => text,
-            Err(e) => panic!("cannot read the text of {css:?} on {}: {e}", self.url().await),
+        let text = self
+            .call_js(
+                "function (css) { const e = document.querySelector(css); return e ? e.innerText.trim() : null; }",
+                &[css.into()],
+            )
+            .await;
+        match text {
+            Value::String(text) => text,
+            _ => panic!("{}", self.missing(css).await),
         }
     }
 
     /// The current value of the form field `css` names (what was typed or chosen).
     pub async fn value(&self, css: &str) -> String {
-        match self.find(css).await.prop("value").await {
-            Ok(v) => v.unwrap_or_default(),
-            Err(e) => panic!("cannot read the value of {css:?} on {}: {e}", self.url().await),
+        let value = self
+            .call_js(
+                "function (css) { const e = document.querySelector(css); return e ? String(e.value ?? \"\") : null; }",
+                &[css.into()],
+            )
+            .await;
+        match value {
+            Value::String(value) => value,
+            _ => panic!("{}", self.missing(css).await),
         }
     }
 
@@ -263,13 +643,24 @@ impl Page {
     /// input, whose typed form depends on the browser's locale), firing its
     /// `input` and `change` events.
     pub async fn set_value(&self, css: &str, value: &str) {
-        let script = "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
-                      e.dispatchEvent(new Event('input', {bubbles: true})); \
-                      e.dispatchEvent(new Event('change', {bubbles: true}));";
-        let args = vec![serde_json::Value::from(css), serde_json::Value::from(value)];
-        if let Err(e) = self.client.execute(script, args).await {
-            panic!("cannot set the value of {css:?} on {}: {e}", self.url().await);
+        let before = self.loads_started();
+        let set = self
+            .call_js(
+                r#"function (css, value) {
+                  const e = document.querySelector(css);
+                  if (!e) { return false; }
+                  e.value = value;
+                  e.dispatchEvent(new Event("input", {bubbles: true}));
+                  e.dispatchEvent(new Event("change", {bubbles: true}));
+                  return true;
+                }"#,
+                &[css.into(), value.into()],
+            )
+            .await;
+        if set != Value::Bool(true) {
+            panic!("{}", self.missing(css).await);
         }
+        self.settle(before, CHANGE_NAVIGATION_START).await;
     }
 
     /// The visible text of the whole page.
@@ -279,16 +670,20 @@ impl Page {
 
     /// Whether an element matches `css` now.
     pub async fn exists(&self, css: &str) -> bool {
-        match self.client.find_all(Locator::Css(css)).await {
-            Ok(found) => !found.is_empty(),
-            Err(e) => panic!("cannot look for {css:?} on {}: {e}", self.url().await),
-        }
+        let found =
+            self.call_js("function (css) { return document.querySelector(css) !== null; }", &[css.into()]).await;
+        found == Value::Bool(true)
     }
 
     /// Wait up to [`WAIT`] until an element matches `css`.
     pub async fn wait_for(&self, css: &str) {
         let start = Instant::now();
-        while !self.exists(css).await {
+        let script = format!("document.querySelector({}) !== null", Value::from(css));
+        loop {
+            // a page being replaced has no document to ask: ask again
+            if self.try_eval(&script).await == Ok(Value::Bool(true)) {
+                return;
+            }
             if start.elapsed() > WAIT {
                 panic!("nothing matched {css:?} within {WAIT:?} on {}{}", self.url().await, self.evidence().await);
             }
@@ -300,17 +695,14 @@ impl Page {
     pub async fn wait_for_text(&self, text: &str) {
         let start = Instant::now();
         loop {
-            // a page being replaced reads as a stale element: read again
-            let read = match self.client.find(Locator::Css("body")).await {
-                Ok(body) => body.text().await,
-                Err(e) => Err(e),
-            };
-            let body = match read {
-                Ok(body) => body,
-                Err(_) if start.elapsed() <= WAIT => {
+            // a page being replaced has no document to ask: ask again
+            let body = match self.try_eval("document.body ? document.body.innerText : null").await {
+                Ok(Value::String(body)) => body,
+                _ if start.elapsed() <= WAIT => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+                Ok(other) => panic!("the page at {} has no text: {other}", self.url().await),
                 Err(e) => panic!("cannot read the page at {}: {e}", self.url().await),
             };
             if body.contains(text) {
@@ -325,32 +717,48 @@ impl Page {
 
     /// The current document, serialised as HTML.
     pub async fn html(&self) -> String {
-        match self.client.source().await {
-            Ok(html) => html,
+        match self.try_eval("new XMLSerializer().serializeToString(document)").await {
+            Ok(Value::String(html)) => html,
+            Ok(other) => panic!("the HTML of {} is not a string: {other}", self.url().await),
             Err(e) => panic!("cannot read the HTML of {}: {e}", self.url().await),
         }
     }
 
+    /// The messages of the JavaScript dialogs (`alert`, `confirm`, `prompt`)
+    /// this page opened so far; each was dismissed as it opened.
+    pub fn dialogs(&self) -> Vec<String> {
+        lock(&self.state).dialogs.clone()
+    }
+
     /// The cookie named `name` that the browser holds for the current page.
     pub async fn cookie(&self, name: &str) -> Option<Cookie> {
-        let cookies = match self.client.get_all_cookies().await {
-            Ok(cookies) => cookies,
-            Err(e) => panic!("cannot read the cookies of {}: {e}", self.url().await),
-        };
-        cookies.into_iter().find(|c| c.name() == name).map(|c| Cookie {
-            name: c.name().to_owned(),
-            value: c.value().to_owned(),
-            http_only: c.http_only().unwrap_or(false),
-            secure: c.secure().unwrap_or(false),
-            same_site: c.same_site().map(|s| s.to_string()),
+        let url = self.url().await;
+        let cookies = self.command("Network.getCookies", json!({"urls": [url]})).await;
+        let cookies = cookies.get("cookies").and_then(Value::as_array).cloned().unwrap_or_default();
+        let text = |c: &Value, k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
+        let flag = |c: &Value, k: &str| c.get(k).and_then(Value::as_bool).unwrap_or(false);
+        cookies.iter().find(|c| text(c, "name").as_deref() == Some(name)).map(|c| Cookie {
+            name: name.to_owned(),
+            value: text(c, "value").unwrap_or_default(),
+            http_only: flag(c, "httpOnly"),
+            secure: flag(c, "secure"),
+            same_site: text(c, "sameSite"),
         })
     }
 
-    /// Save a PNG of the window as `<target dir>/screenshots/<name>.png` and
+    /// A PNG of the viewport.
+    async fn png(&self) -> Result<Vec<u8>, String> {
+        let shot =
+            self.connection.call("Page.captureScreenshot", json!({"format": "png"}), Some(&self.session)).await?;
+        let data = shot.get("data").and_then(Value::as_str).ok_or("the screenshot has no data")?;
+        base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| format!("the screenshot is not base64: {e}"))
+    }
+
+    /// Save a PNG of the viewport as `<target dir>/screenshots/<name>.png` and
     /// return its path. The target directory is `CARGO_TARGET_DIR` if set
     /// (relative to the workspace root), else the workspace's `target`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
-        let png = match self.client.screenshot().await {
+        let png = match self.png().await {
             Ok(png) => png,
             Err(e) => panic!("cannot take a screenshot of {}: {e}", self.url().await),
         };
@@ -365,6 +773,11 @@ impl Page {
         path
     }
 
+    /// Why a step failed when nothing matches `css`, with the page's evidence.
+    async fn missing(&self, css: &str) -> String {
+        format!("nothing matches {css:?} on {}{}", self.url().await, self.evidence().await)
+    }
+
     /// What a failing step leaves to look at: the page's screenshot and HTML
     /// saved under `target/screenshots/failed-*`, and its visible text, as
     /// a few lines for the panic's message. Best effort: it never panics.
@@ -374,98 +787,40 @@ impl Page {
         let dir = target_dir().join("screenshots");
         let stem = dir.join(format!("failed-{}-{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
-        if let Ok(png) = self.client.screenshot().await {
+        if let Ok(png) = self.png().await {
             let _ = std::fs::write(stem.with_extension("png"), png);
         }
-        if let Ok(html) = self.client.source().await {
+        if let Ok(Value::String(html)) = self.try_eval("document.documentElement.outerHTML").await {
             let _ = std::fs::write(stem.with_extension("html"), html);
         }
-        let text = match self.client.find(Locator::Css("body")).await {
-            Ok(body) => body.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+        let text = match self.try_eval("document.body ? document.body.innerText : ''").await {
+            Ok(Value::String(text)) => text,
+            _ => String::new(),
         };
         let text: String = text.chars().take(2000).collect();
         format!("\n(saved as {}.png and .html); the page reads:\n{text}", stem.display())
     }
 
-    /// End the session: Chromium exits and its profile is deleted.
+    /// Close the page and throw its browser context away (its cookies and storage).
     pub async fn close(mut self) {
         self.closed = true;
-        if let Err(e) = self.client.clone().close().await {
-            panic!("cannot end the browser session: {e}");
-        }
-    }
-
-    /// Make the viewport `width` × `height`. `--window-size` sizes the window
-    /// with its browser chrome (a desktop viewport would be 139 px short), and
-    /// Chromium widens a window to at least 500 px, while a window resized over
-    /// WebDriver gives its viewport the width asked for.
-    async fn fit_viewport(&self, width: u32, height: u32) {
-        let [inner_width, inner_height, outer_width, outer_height] = self.window_sizes().await;
-        let width_with_chrome = width + outer_width.saturating_sub(inner_width);
-        let height_with_chrome = height + outer_height.saturating_sub(inner_height);
-        if let Err(e) = self.client.set_window_size(width_with_chrome, height_with_chrome).await {
-            panic!("cannot resize the window to {width_with_chrome} × {height_with_chrome}: {e}");
-        }
-        let [inner_width, inner_height, ..] = self.window_sizes().await;
-        assert!(
-            (inner_width, inner_height) == (width, height),
-            "the viewport is {inner_width} × {inner_height}, not {width} × {height}"
-        );
-    }
-
-    /// `[innerWidth, innerHeight, outerWidth, outerHeight]` of the window.
-    async fn window_sizes(&self) -> [u32; 4] {
-        let script = "return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight]";
-        let sizes = match self.client.execute(script, vec![]).await {
-            Ok(sizes) => sizes,
-            Err(e) => panic!("cannot read the window's size: {e}"),
-        };
-        let numbers: Option<Vec<u32>> =
-            sizes.as_array().map(|a| a.iter().filter_map(|n| n.as_u64().and_then(|n| u32::try_from(n).ok())).collect());
-        match numbers.as_deref() {
-            Some(&[a, b, c, d]) => [a, b, c, d],
-            _ => panic!("the window's sizes are not four numbers: {sizes}"),
-        }
-    }
-
-    async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        match self.client.find(Locator::Css(css)).await {
-            Ok(element) => element,
-            Err(e) => panic!("nothing matches {css:?} on {}: {e}{}", self.url().await, self.evidence().await),
+        let disposed =
+            self.connection.call("Target.disposeBrowserContext", json!({"browserContextId": self.context}), None).await;
+        if let Err(e) = disposed {
+            panic!("cannot close the page's browser context: {e}");
         }
     }
 }
 
 impl Drop for Page {
-    /// A page dropped unclosed (a test failed, or forgot `close`): end its
-    /// session now, blocking, so that Chromium exits before its profile is
-    /// deleted and its place is given to the next session. The client's own
-    /// clean-up needs a runtime that may be shutting down, so this sends the
-    /// WebDriver `DELETE /session/{id}` itself. Best effort: errors are ignored.
+    /// A page dropped unclosed (a test failed, or forgot `close`): its socket
+    /// closes with it ([`Connection`]'s drop), and Chromium disposes of its
+    /// context, made with `disposeOnDetach`.
     fn drop(&mut self) {
         if !self.closed {
-            let _ = delete_session(&self.webdriver, &self.session);
+            tracing::debug!(context = %self.context, "a browser page was dropped unclosed");
         }
     }
-}
-
-/// `DELETE <webdriver>/session/<id>` over plain HTTP/1.1, waiting for the answer.
-fn delete_session(webdriver: &str, session: &str) -> std::io::Result<()> {
-    let authority = webdriver.trim_start_matches("http://").split('/').next().unwrap_or_default();
-    let Some(addr) = authority.to_socket_addrs()?.next() else {
-        return Ok(());
-    };
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(
-        stream,
-        "DELETE /session/{session} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    // chromedriver answers once Chromium has quit, and keeps the connection
-    // open despite `Connection: close`: the answer's first bytes are enough
-    let _ = stream.read(&mut [0; 512])?;
-    Ok(())
 }
 
 /// The workspace's target directory: `CARGO_TARGET_DIR` (relative to the
@@ -506,5 +861,28 @@ mod tests {
     fn css_strings_escape_quotes_and_backslashes() {
         assert_eq!(css_string("name"), r#""name""#);
         assert_eq!(css_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn a_dialog_is_noted_and_dismissed_and_loads_of_other_frames_are_left_out() {
+        let state = Mutex::new(PageState { main_frame: Some("main".into()), ..PageState::default() });
+        let event = |method: &str, params: Value| json!({"method": method, "params": params, "sessionId": "s1"});
+        assert_eq!(note_event(&state, &event("Page.frameStartedLoading", json!({"frameId": "child"}))), None);
+        assert_eq!(lock(&state).loads_started, 0);
+        note_event(&state, &event("Page.frameStartedLoading", json!({"frameId": "main"})));
+        assert!(lock(&state).loading);
+        note_event(&state, &event("Page.frameStoppedLoading", json!({"frameId": "main"})));
+        let (started, loading) = {
+            let state = lock(&state);
+            (state.loads_started, state.loading)
+        };
+        assert_eq!((started, loading), (1, false));
+        let dismiss =
+            note_event(&state, &event("Page.javascriptDialogOpening", json!({"message": "hi", "type": "alert"})));
+        assert_eq!(
+            dismiss,
+            Some(json!({"method": "Page.handleJavaScriptDialog", "params": {"accept": false}, "sessionId": "s1"}))
+        );
+        assert_eq!(lock(&state).dialogs, ["hi"]);
     }
 }

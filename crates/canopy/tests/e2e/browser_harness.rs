@@ -53,7 +53,7 @@ async fn if2_browser_harness_fills_a_form_and_takes_a_screenshot() {
         assert_eq!(page.text("label[for=name]").await, "Name");
 
         // the window is the viewport's size
-        let size = page.client().execute("return [window.innerWidth, window.innerHeight]", vec![]).await.unwrap();
+        let size = page.eval("[window.innerWidth, window.innerHeight]").await;
         let (w, h) = viewport.size();
         assert_eq!(size, serde_json::json!([w, h]), "{viewport:?}");
 

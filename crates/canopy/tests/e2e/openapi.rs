@@ -33,8 +33,13 @@ async fn se8_every_answer_to_generated_input_is_documented_and_none_is_a_5xx(app
             "20",
             "--seed",
             "20261204",
+            // one worker: the operations run in one order, so that a seed's run
+            // is the same every time (two workers interleave them on the one
+            // server by their timing: a CI run failed once that no repeat of the
+            // seed reproduced); and one is no slower where two cores are shared
+            // with the server
             "--workers",
-            "2",
+            "1",
             "--generation-database",
             "none",
             "--no-color",

@@ -317,9 +317,11 @@ impl Tx {
     ) -> Result<Vec<RoleRequestRecord>> {
         // only the filters given, so that each reaches its index
         // ((workspace_id, state) or (state, requested_at)): `$n IS NULL OR`
-        // would make SQLite walk every request
-        let mut sql =
-            format!("{SELECT} WHERE ($1 IS NULL OR q.requested_at < $1 OR (q.requested_at = $1 AND q.id < $2))");
+        // would make SQLite walk every request; and the cursor as one
+        // row-value comparison with a value always bound (the latest time
+        // when there is none), which PostgreSQL's index scan starts from
+        // (`$1 IS NULL OR ...` it applied to every row instead)
+        let mut sql = format!("{SELECT} WHERE (q.requested_at, q.id) < ($1, $2)");
         let mut n = 2;
         let mut next = |column: &str| {
             n += 1;
@@ -337,7 +339,7 @@ impl Tx {
         sql.push_str(" ORDER BY q.requested_at DESC, q.id DESC LIMIT ");
         sql.push_str(&limit.to_string());
         let mut q = crate::db::query(sql)
-            .bind(after.map(|(t, _)| to_us(t)))
+            .bind(after.map_or(i64::MAX, |(t, _)| to_us(t)))
             .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default());
         if let Some(ws) = filter.workspace_id {
             q = q.bind(ws.to_string());

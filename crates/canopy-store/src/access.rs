@@ -246,10 +246,10 @@ impl Tx {
     ) -> Result<Vec<BindingRecord>> {
         let rows = crate::db::query(concat!(
             binding_select!(),
-            " WHERE b.project_id = $1 AND ($2 IS NULL OR b.id > $2) ORDER BY b.id LIMIT CAST($3 AS BIGINT)"
+            " WHERE b.project_id = $1 AND b.id > $2 ORDER BY b.id LIMIT CAST($3 AS BIGINT)"
         ))
         .bind(project_id.to_string())
-        .bind(after)
+        .bind(after.unwrap_or_default())
         .bind(limit)
         .fetch_all(self.conn())
         .await?;

@@ -320,10 +320,10 @@ impl Tx {
             "SELECT id, username, email, first_name, last_name, password_hash, active, created_at \
              FROM users WHERE ($1 IS NULL OR LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(email) LIKE $1 ESCAPE '\\' \
              OR LOWER(first_name) LIKE $1 ESCAPE '\\' OR LOWER(last_name) LIKE $1 ESCAPE '\\') \
-             AND ($2 IS NULL OR username > $2) ORDER BY username LIMIT CAST($3 AS BIGINT)",
+             AND username > $2 ORDER BY username LIMIT CAST($3 AS BIGINT)",
         )
         .bind(pattern)
-        .bind(cursor)
+        .bind(cursor.unwrap_or_default())
         .bind(page_limit(limit))
         .fetch_all(self.conn())
         .await?;
@@ -551,11 +551,11 @@ impl Tx {
     ) -> Result<Vec<ApiKeyRecord>> {
         let rows = crate::db::query(format!(
             "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.workspace_id = $2) \
-             AND ($3 IS NULL OR k.id > $3) ORDER BY k.id LIMIT CAST($4 AS BIGINT)"
+             AND k.id > $3 ORDER BY k.id LIMIT CAST($4 AS BIGINT)"
         ))
         .bind(created_by.map(|u| u.to_string()))
         .bind(workspace.map(|w| w.to_string()))
-        .bind(cursor)
+        .bind(cursor.unwrap_or_default())
         .bind(page_limit(limit))
         .fetch_all(self.conn())
         .await?;
@@ -617,9 +617,9 @@ impl Tx {
 
     pub async fn list_groups(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<GroupRecord>> {
         let rows = crate::db::query(format!(
-            "{GROUP_SELECT} WHERE ($1 IS NULL OR g.identifier > $1) ORDER BY g.identifier LIMIT CAST($2 AS BIGINT)"
+            "{GROUP_SELECT} WHERE g.identifier > $1 ORDER BY g.identifier LIMIT CAST($2 AS BIGINT)"
         ))
-        .bind(cursor)
+        .bind(cursor.unwrap_or_default())
         .bind(page_limit(limit))
         .fetch_all(self.conn())
         .await?;
@@ -653,11 +653,11 @@ impl Tx {
     ) -> Result<Vec<UserRecord>> {
         let rows = crate::db::query(format!(
             "SELECT {} FROM users u JOIN group_members m ON m.user_id = u.id \
-             WHERE m.group_id = $1 AND ($2 IS NULL OR u.username > $2) ORDER BY u.username LIMIT CAST($3 AS BIGINT)",
+             WHERE m.group_id = $1 AND u.username > $2 ORDER BY u.username LIMIT CAST($3 AS BIGINT)",
             USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
         ))
         .bind(group_id.to_string())
-        .bind(after)
+        .bind(after.unwrap_or_default())
         .bind(limit)
         .fetch_all(self.conn())
         .await?;

@@ -181,23 +181,48 @@ impl Tx {
         Ok(())
     }
 
-    /// A page of a chain's events, newest first.
+    /// A page of a chain's events, newest first. Only the filters given are
+    /// in the statement, and the cursor is a comparison with a value always
+    /// bound (the largest when there is none), so that no condition asks
+    /// whether a bound value is NULL: on a generic plan, which PostgreSQL
+    /// may choose for any statement after its first runs, such a condition
+    /// cannot start the scan of `(chain, seq)` at the cursor, and a time
+    /// range given as `$n IS NULL OR at >= $n` made it pick the index on
+    /// `at` and sort every event of the chain (88 ms at 130,000 events).
     pub async fn history(&mut self, chain: &str, f: &HistoryFilter, limit: u32) -> Result<Vec<ChainedEvent>> {
-        let rows = crate::db::query(format!(
-            "SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 \
-             AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3) \
-             AND ($4 IS NULL OR initiator_name = $4) AND ($5 IS NULL OR kind = $5) \
-             AND ($6 IS NULL OR seq < $6) ORDER BY seq DESC LIMIT CAST($7 AS BIGINT)"
-        ))
-        .bind(chain)
-        .bind(f.since.map(to_us))
-        .bind(f.until.map(to_us))
-        .bind(f.initiator.as_deref())
-        .bind(f.kind.map(EventKind::as_str))
-        .bind(f.before_seq)
-        .bind(page_limit(limit))
-        .fetch_all(self.conn())
-        .await?;
+        let mut sql = format!("SELECT {EVENT_COLS} FROM history_events WHERE chain = $1 AND seq < $2");
+        let mut n = 2;
+        let mut and = |condition: &str| {
+            n += 1;
+            sql.push_str(&format!(" AND {condition} ${n}"));
+        };
+        if f.since.is_some() {
+            and("at >=");
+        }
+        if f.until.is_some() {
+            and("at <");
+        }
+        if f.initiator.is_some() {
+            and("initiator_name =");
+        }
+        if f.kind.is_some() {
+            and("kind =");
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT CAST(${} AS BIGINT)", n + 1));
+        let mut q = crate::db::query(sql).bind(chain).bind(f.before_seq.unwrap_or(i64::MAX));
+        if let Some(since) = f.since {
+            q = q.bind(to_us(since));
+        }
+        if let Some(until) = f.until {
+            q = q.bind(to_us(until));
+        }
+        if let Some(initiator) = f.initiator.as_deref() {
+            q = q.bind(initiator);
+        }
+        if let Some(kind) = f.kind {
+            q = q.bind(kind.as_str());
+        }
+        let rows = q.bind(page_limit(limit)).fetch_all(self.conn()).await?;
         rows.iter().map(event_from_row).collect()
     }
 

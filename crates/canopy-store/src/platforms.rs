@@ -130,9 +130,9 @@ impl Tx {
 
     pub async fn list_platforms(&mut self, cursor: Option<&str>, limit: u32) -> Result<Vec<PlatformRecord>> {
         let rows = crate::db::query(format!(
-            "SELECT {PLATFORM_COLS} FROM platforms WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT CAST($2 AS BIGINT)"
+            "SELECT {PLATFORM_COLS} FROM platforms WHERE identifier > $1 ORDER BY identifier LIMIT CAST($2 AS BIGINT)"
         ))
-        .bind(cursor)
+        .bind(cursor.unwrap_or_default())
         .bind(crate::page_limit(limit))
         .fetch_all(self.conn())
         .await?;

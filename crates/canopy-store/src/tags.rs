@@ -43,9 +43,9 @@ impl Tx {
     /// One page of the definitions by key, after `after`.
     pub async fn tag_definitions_page(&mut self, after: Option<&str>, limit: i64) -> Result<Vec<TagDefinition>> {
         let rows = crate::db::query(format!(
-            "SELECT {COLS} FROM tag_definitions WHERE ($1 IS NULL OR tag_key > $1) ORDER BY tag_key LIMIT CAST($2 AS BIGINT)"
+            "SELECT {COLS} FROM tag_definitions WHERE tag_key > $1 ORDER BY tag_key LIMIT CAST($2 AS BIGINT)"
         ))
-        .bind(after)
+        .bind(after.unwrap_or_default())
         .bind(limit)
         .fetch_all(self.conn())
         .await?;

@@ -227,10 +227,10 @@ impl Tx {
                       UNION SELECT m.workspace_id FROM group_members gm \
                       JOIN workspace_members m ON m.group_id = gm.group_id WHERE gm.user_id = $1) mine \
                      CROSS JOIN workspaces w WHERE w.id = mine.workspace_id \
-                     AND ($2 IS NULL OR w.identifier > $2) ORDER BY w.identifier LIMIT CAST($3 AS BIGINT)",
+                     AND w.identifier > $2 ORDER BY w.identifier LIMIT CAST($3 AS BIGINT)",
                 )
                 .bind(user.to_string())
-                .bind(cursor)
+                .bind(cursor.unwrap_or_default())
                 .bind(page_limit(limit))
                 .fetch_all(self.conn())
                 .await?
@@ -238,9 +238,9 @@ impl Tx {
             None => {
                 crate::db::query(
                     "SELECT id, identifier, display_name, created_at FROM workspaces \
-                     WHERE ($1 IS NULL OR identifier > $1) ORDER BY identifier LIMIT CAST($2 AS BIGINT)",
+                     WHERE identifier > $1 ORDER BY identifier LIMIT CAST($2 AS BIGINT)",
                 )
-                .bind(cursor)
+                .bind(cursor.unwrap_or_default())
                 .bind(page_limit(limit))
                 .fetch_all(self.conn())
                 .await?
@@ -311,10 +311,10 @@ impl Tx {
                     COALESCE(u.first_name, g.display_name) AS first_name, COALESCE(u.last_name, '') AS last_name, \
                     u.email AS email, m.role, m.granted_by, m.granted_at \
              FROM workspace_members m LEFT JOIN users u ON u.id = m.user_id LEFT JOIN user_groups g ON g.id = m.group_id \
-             WHERE m.workspace_id = $1 AND ($2 IS NULL OR m.subject_name > $2) ORDER BY m.subject_name LIMIT CAST($3 AS BIGINT)",
+             WHERE m.workspace_id = $1 AND m.subject_name > $2 ORDER BY m.subject_name LIMIT CAST($3 AS BIGINT)",
         )
         .bind(workspace_id.to_string())
-        .bind(members_after)
+        .bind(members_after.unwrap_or_default())
         .bind(left)
         .fetch_all(self.conn())
         .await?;
@@ -692,10 +692,10 @@ impl Tx {
         limit: u32,
     ) -> Result<Vec<ProjectRecord>> {
         let rows = crate::db::query(format!(
-            "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND ($2 IS NULL OR identifier > $2) ORDER BY identifier LIMIT CAST($3 AS BIGINT)"
+            "SELECT {PROJECT_COLS} FROM projects WHERE workspace_id = $1 AND identifier > $2 ORDER BY identifier LIMIT CAST($3 AS BIGINT)"
         ))
         .bind(workspace_id.to_string())
-        .bind(cursor)
+        .bind(cursor.unwrap_or_default())
         .bind(page_limit(limit))
         .fetch_all(self.conn())
         .await?;

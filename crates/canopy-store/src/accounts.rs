@@ -541,7 +541,9 @@ impl Tx {
     }
 
     /// Keys created by `created_by` and/or scoped to `workspace` (every key
-    /// when both are `None`), by id, after `cursor` (an id).
+    /// when both are `None`), by id, after `cursor` (an id). Only the
+    /// filters given are in the statement, so that each reaches its index
+    /// (`(created_by_id, id)`, `(workspace_id, id)`).
     pub async fn list_api_keys(
         &mut self,
         created_by: Option<Uuid>,
@@ -549,16 +551,20 @@ impl Tx {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ApiKeyRecord>> {
-        let rows = crate::db::query(format!(
-            "{KEY_SELECT} WHERE ($1 IS NULL OR k.created_by_id = $1) AND ($2 IS NULL OR k.workspace_id = $2) \
-             AND k.id > $3 ORDER BY k.id LIMIT CAST($4 AS BIGINT)"
-        ))
-        .bind(created_by.map(|u| u.to_string()))
-        .bind(workspace.map(|w| w.to_string()))
-        .bind(cursor.unwrap_or_default())
-        .bind(page_limit(limit))
-        .fetch_all(self.conn())
-        .await?;
+        let mut sql = format!("{KEY_SELECT} WHERE k.id > $1");
+        let mut n = 1;
+        for (given, column) in [(created_by.is_some(), "created_by_id"), (workspace.is_some(), "workspace_id")] {
+            if given {
+                n += 1;
+                sql.push_str(&format!(" AND k.{column} = ${n}"));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY k.id LIMIT CAST(${} AS BIGINT)", n + 1));
+        let mut q = crate::db::query(sql).bind(cursor.unwrap_or_default());
+        for id in [created_by, workspace].into_iter().flatten() {
+            q = q.bind(id.to_string());
+        }
+        let rows = q.bind(page_limit(limit)).fetch_all(self.conn()).await?;
         rows.iter().map(key_from_row).collect()
     }
 

@@ -95,6 +95,8 @@ async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
         format!("{ws}/requests"),
         "/api/v1/me".to_owned(),
         "/api/v1/workspaces".to_owned(),
+        "/api/v1/api-keys".to_owned(),
+        "/api/v1/api-keys?workspace=ws".to_owned(),
     ] {
         app.get(&path, &ann).await.expect(200);
     }

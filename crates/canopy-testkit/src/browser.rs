@@ -613,28 +613,20 @@ impl Page {
 
     /// The visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        let text = self
-            .call_js(
-                "function (css) { const e = document.querySelector(css); return e ? e.innerText.trim() : null; }",
-                &[css.into()],
-            )
-            .await;
-        match text {
-            Value::String(text) => text,
-            _ => panic!("{}", self.missing(css).await),
-        }
+        self.string_of(css, "e.innerText.trim()").await
     }
 
     /// The current value of the form field `css` names (what was typed or chosen).
     pub async fn value(&self, css: &str) -> String {
-        let value = self
-            .call_js(
-                "function (css) { const e = document.querySelector(css); return e ? String(e.value ?? \"\") : null; }",
-                &[css.into()],
-            )
-            .await;
-        match value {
-            Value::String(value) => value,
+        self.string_of(css, "String(e.value ?? \"\")").await
+    }
+
+    /// `of` (a JavaScript expression over `e`) for the first element
+    /// matching `css`; a missing element fails the test.
+    async fn string_of(&self, css: &str, of: &str) -> String {
+        let js = format!("function (css) {{ const e = document.querySelector(css); return e ? {of} : null; }}");
+        match self.call_js(&js, &[css.into()]).await {
+            Value::String(s) => s,
             _ => panic!("{}", self.missing(css).await),
         }
     }

@@ -7,8 +7,10 @@
 //! values the server bound: on SQLite `EXPLAIN QUERY PLAN` (its planner has
 //! no statistics here, so values never change a plan); on PostgreSQL the
 //! statement is prepared and its generic plan explained, with sequential
-//! scans priced out (`enable_seqscan = off`), so a table without a usable
-//! index still shows `Seq Scan` while one with an index shows it.
+//! scans, hash joins and merge joins priced out, so that the plan shows the
+//! path through indexes where there is one (on a test's few rows a hash of a
+//! whole table looks cheapest), and a table without a usable index still
+//! shows `Seq Scan` or a scan of a whole index.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -132,6 +134,16 @@ impl Statements {
     /// The distinct statements recorded that read (`SELECT`, `WITH`), in
     /// the order first seen.
     pub fn reads(&self) -> Vec<String> {
+        self.recorded(&["SELECT", "WITH"])
+    }
+
+    /// The distinct statements recorded that read or write rows (`SELECT`,
+    /// `WITH`, `INSERT`, `UPDATE`, `DELETE`), in the order first seen.
+    pub fn all(&self) -> Vec<String> {
+        self.recorded(&["SELECT", "WITH", "INSERT", "UPDATE", "DELETE"])
+    }
+
+    fn recorded(&self, kinds: &[&str]) -> Vec<String> {
         let seen: Vec<String> = install()
             .lock()
             .unwrap()
@@ -143,7 +155,7 @@ impl Statements {
         let mut out: Vec<String> = Vec::new();
         for sql in seen {
             let head = sql.trim_start().to_ascii_uppercase();
-            if (head.starts_with("SELECT") || head.starts_with("WITH")) && !out.contains(&sql) {
+            if kinds.iter().any(|k| head.starts_with(k)) && !out.contains(&sql) {
                 out.push(sql);
             }
         }
@@ -173,7 +185,12 @@ pub async fn query_plan(db_url: &str, sql: &str) -> Result<Vec<String>, String> 
         let mut conn = sqlx::PgConnection::connect(db_url).await.map_err(err)?;
         for _ in 0..=(3 * params) {
             let mut tx = conn.begin().await.map_err(err)?;
-            for set in ["SET LOCAL enable_seqscan = off", "SET LOCAL plan_cache_mode = force_generic_plan"] {
+            for set in [
+                "SET LOCAL enable_seqscan = off",
+                "SET LOCAL enable_hashjoin = off",
+                "SET LOCAL enable_mergejoin = off",
+                "SET LOCAL plan_cache_mode = force_generic_plan",
+            ] {
                 sqlx::query(set).execute(&mut *tx).await.map_err(err)?;
             }
             let declared = if params == 0 { String::new() } else { format!("({})", types.join(", ")) };

@@ -1,7 +1,9 @@
 //! The hot paths' statements use an index on both backends (issue 13): every
-//! statement the server runs to answer the reads a person makes all day is
-//! recorded and explained, and none may walk a table that grows with the
-//! installation.
+//! statement the server runs to answer the reads and writes a person makes
+//! all day is recorded and explained, and none may walk a table that grows
+//! with the installation.
+
+use std::collections::HashMap;
 
 use canopy_domain::clock::Clock;
 use canopy_testkit::TestApp;
@@ -14,60 +16,290 @@ use tracing::Instrument;
 const SMALL_TABLES: &[&str] =
     &["installation_settings", "project_roles", "platforms", "landing_zones", "tag_definitions", "history_chains"];
 
-/// What in a plan walks a large table (one of `tables`), if anything: a
-/// scan of the whole table, or on PostgreSQL a filter that asks whether a
-/// bound value is NULL (`$2 IS NULL OR id > $2`). PostgreSQL runs a
-/// prepared statement on its generic plan once that looks no dearer than
-/// planning each run, and there such a condition cannot start an index
-/// range: the scan walks every entry before the cursor.
-fn walks(plan: &[String], postgres: bool, tables: &[String]) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    if postgres {
-        let mut scanning = "";
-        for line in plan {
-            // "Index Scan [Backward] using INDEX on TABLE ...", "Seq Scan on TABLE ..."
-            if let Some(rest) = line.split(" Scan ").nth(1) {
-                let mut words = rest.split_whitespace().skip_while(|w| *w != "on");
-                scanning = words.nth(1).unwrap_or("");
-            }
-            let large = tables.iter().any(|t| t == scanning) && !SMALL_TABLES.contains(&scanning);
-            if large && line.contains("Filter:") && asks_if_bound_value_is_null(line) {
-                found.push(format!("{scanning}: {}", line.trim()));
+/// The tables of the app's database, and on PostgreSQL the indexes of each.
+struct Schema {
+    tables: Vec<String>,
+    indexes: Vec<Index>,
+}
+
+/// An index: its table, whether it is unique, its columns in order and the
+/// condition of a partial index (empty for a whole one).
+struct Index {
+    table: String,
+    unique: bool,
+    columns: Vec<String>,
+    predicate: String,
+}
+
+impl Schema {
+    async fn of(app: &TestApp) -> Schema {
+        let postgres = !app.db_url.starts_with("sqlite:");
+        let tables = app
+            .sql_strings(if postgres {
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'"
+            } else {
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            })
+            .await;
+        let mut indexes = Vec::new();
+        if postgres {
+            let defs = app
+                .sql_strings("SELECT tablename || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public'")
+                .await;
+            for def in defs {
+                // "TABLE CREATE [UNIQUE] INDEX NAME ON public.TABLE USING btree (A, B) [WHERE (...)]"
+                let (table, def) = def.split_once(' ').unwrap();
+                let (columns, predicate) = def.split_once(" USING btree (").unwrap().1.split_once(')').unwrap();
+                indexes.push(Index {
+                    table: table.to_owned(),
+                    unique: def.contains(" UNIQUE INDEX "),
+                    columns: columns.split(", ").map(str::to_owned).collect(),
+                    predicate: predicate.trim_start().trim_start_matches("WHERE ").to_owned(),
+                });
             }
         }
+        Schema { tables, indexes }
     }
-    found.extend(plan.iter().filter_map(|line| {
-        let table = if postgres {
-            line.split("Seq Scan on ").nth(1)?.split_whitespace().next()?
-        } else {
-            let rest = line.trim().strip_prefix("SCAN ")?;
-            // a CTE, a subquery or a constant row, not a table
-            if rest.starts_with('(') || rest.starts_with("CONSTANT") {
-                return None;
+
+    /// Whether an index of `table` serves a scan that binds `condition` and
+    /// filters on `filter`: one that binds a unique index whole (one row to
+    /// filter), or an index that leads with every column compared for
+    /// equality and, after them, a column the condition takes a range of,
+    /// and holds what the filter asks of NULLs (as a column or in its
+    /// condition). PostgreSQL's generic plan on a test's few rows picks
+    /// among the indexes by size alone; with its statistics of a real
+    /// installation it takes the one that reads least.
+    fn serves(&self, table: &str, condition: &str, filter: &str) -> bool {
+        let bound = equalities(condition);
+        let indexes = || self.indexes.iter().filter(|i| i.table == table);
+        if indexes().any(|i| i.unique && i.columns.iter().all(|c| bound.contains(&c.as_str()))) {
+            return true;
+        }
+        let mut equal: Vec<&str> = bound.clone();
+        for column in equalities(filter) {
+            if !equal.contains(&column) {
+                equal.push(column);
             }
-            rest.split_whitespace().next()?
-        };
-        // a scan of a subquery's rows is no walk over a table
-        let is_table = tables.iter().any(|t| t == table);
-        (is_table && !SMALL_TABLES.contains(&table)).then(|| line.trim().to_owned())
-    }));
+        }
+        let ranged: Vec<&str> = terms(condition)
+            .filter_map(|t| t.split_once([' ']).filter(|(_, rest)| rest.starts_with(['<', '>'])).map(|(c, _)| c))
+            .collect();
+        let nulls: Vec<(&str, &str)> = terms(filter)
+            .filter_map(|t| t.split_once(" IS ").filter(|(_, rest)| rest.ends_with("NULL")).map(|(c, _)| (c, t)))
+            .collect();
+        indexes().any(|i| {
+            let leads = equal.iter().all(|c| i.columns.iter().take(equal.len()).any(|ic| ic == c));
+            let then_range = !equal.is_empty() || i.columns.first().is_some_and(|c| ranged.contains(&c.as_str()));
+            let holds_nulls = nulls.iter().all(|(c, t)| i.columns.iter().any(|ic| ic == c) || i.predicate.contains(t));
+            leads && then_range && holds_nulls
+        })
+    }
+}
+
+/// The terms of a condition, without their parentheses:
+/// `((a = $1) AND (b IS NULL))` gives `a = $1`, `b IS NULL`.
+fn terms(condition: &str) -> impl Iterator<Item = &str> {
+    condition.split(" AND ").map(|t| t.trim_start_matches('(').trim_end_matches(')'))
+}
+
+/// What in a plan walks a large table, if anything: a scan of the whole
+/// table or of a whole index, or a range of an index whose rows a filter
+/// then thins out when no index leads with what the statement looks for
+/// (`id > $1` filtered on `workspace_id = $2` reads the keys of every
+/// workspace; see [`Schema::serves`]). `sql` names the tables: a plan names
+/// a table by its alias when it has one (`SCAN b`).
+///
+/// SQLite's plans do not show filters: there a range-only search
+/// (`SEARCH k USING INDEX i (id>?)`) of a table the statement also compares
+/// for equality on another column counts as a walk.
+fn walks(plan: &[String], postgres: bool, sql: &str, schema: &Schema) -> Vec<String> {
+    let names = table_names(sql, &schema.tables);
+    let large = |name: &str| names.get(name).is_some_and(|table| !SMALL_TABLES.contains(&table.as_str()));
+    let mut found: Vec<String> = Vec::new();
+    if !postgres {
+        for line in plan.iter().map(|l| l.trim()) {
+            // "SCAN NAME", "SCAN NAME USING [COVERING] INDEX ...": the whole
+            // table or index; not a CTE, a subquery or a constant row.
+            if let Some(name) = line.strip_prefix("SCAN ").and_then(|r| r.split_whitespace().next())
+                && large(name)
+            {
+                found.push(line.to_owned());
+            }
+            // "SEARCH NAME USING [COVERING] INDEX I (a=? AND b>?)"
+            if let Some(rest) = line.strip_prefix("SEARCH ")
+                && let Some(name) = rest.split_whitespace().next()
+                && large(name)
+                && let Some(constraint) = rest.split('(').nth(1)
+            {
+                let terms: Vec<&str> = constraint.trim_end_matches(')').split(" AND ").collect();
+                let equality = terms.iter().any(|t| t.contains("=?") && !t.contains(">=") && !t.contains("<="));
+                let ranged: Vec<&str> = terms.iter().filter_map(|t| t.split(['<', '>', '=']).next()).collect();
+                if !equality && compares_for_equality(sql, name, &names, &ranged) {
+                    found.push(line.to_owned());
+                }
+            }
+        }
+        return found;
+    }
+    // A node is its line (the first, or one with "->") and the lines
+    // under it up to the next node.
+    let mut nodes: Vec<Vec<&str>> = Vec::new();
+    for line in plan {
+        if nodes.is_empty() || line.contains("->") {
+            nodes.push(Vec::new());
+        }
+        if let Some(node) = nodes.last_mut() {
+            node.push(line);
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let head = node[0];
+        // "Seq Scan on TABLE ...", "Index [Only] Scan [Backward] using INDEX on TABLE [ALIAS] ...",
+        // "Bitmap Heap Scan on TABLE [ALIAS] ..."
+        let Some(rest) = head.split(" Scan ").nth(1) else { continue };
+        let mut words = rest.split_whitespace().skip_while(|w| *w != "on").skip(1);
+        let (table, alias) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let name = if alias.is_empty() || alias.starts_with('(') { table } else { alias };
+        if !large(name) {
+            continue;
+        }
+        let condition = node.iter().find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("Index Cond: ").or_else(|| l.strip_prefix("Recheck Cond: "))
+        });
+        let filter = node.iter().find_map(|l| l.trim().strip_prefix("Filter: "));
+        if head.contains("Seq Scan") {
+            found.push(head.trim().to_owned());
+        } else if condition.is_none() && (filter.is_some() || !limited(&nodes, i)) {
+            found.push(format!("{name}: the whole index: {}", head.trim()));
+        } else if let (Some(filter), Some(condition), Some(table)) = (filter, condition, names.get(name))
+            && !schema.serves(table, condition, filter)
+        {
+            found.push(format!("{name}: a range of {condition} filtered on {filter}, and no index serves both"));
+        }
+    }
     found
 }
 
-/// Whether a plan line tests a bound value (`$N`) for NULL.
-fn asks_if_bound_value_is_null(line: &str) -> bool {
-    line.match_indices("($").any(|(i, _)| {
-        let rest = &line[i + 2..];
-        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        digits > 0 && rest[digits..].starts_with(" IS NULL)")
+/// The columns a condition compares for equality: `(a = $1)`,
+/// `((a = $1) AND (b > $2))`, `(role = ANY ('{x,y}'::text[]))`.
+fn equalities(condition: &str) -> Vec<&str> {
+    terms(condition).filter_map(|term| Some(term.split_once(" = ")?.0)).collect()
+}
+
+/// Whether `sql` compares a column of the table it reads as `name` for
+/// equality with a bound value or a constant (`k.workspace_id = $2`, or
+/// `workspace_id = $2` when it reads one table), other than the `ranged`
+/// ones.
+fn compares_for_equality(sql: &str, name: &str, names: &HashMap<String, String>, ranged: &[&str]) -> bool {
+    let sql = sql.to_ascii_lowercase();
+    let one_table = names.values().collect::<std::collections::HashSet<_>>().len() == 1;
+    let Some((_, condition)) = sql.split_once(" where ") else { return false };
+    condition.split(" and ").any(|term| {
+        let Some((left, right)) = term.split_once(" = ") else { return false };
+        // a bound value or a constant, not another table's column (a join)
+        if !right.trim_start().starts_with(|c: char| c == '$' || c == '\'' || c.is_ascii_digit()) {
+            return false;
+        }
+        let left = left.trim().trim_start_matches('(');
+        // a column, not the end of another clause (`SET a = $1`)
+        if left.contains(char::is_whitespace) {
+            return false;
+        }
+        let column = match left.split_once('.') {
+            Some((qualifier, column)) if qualifier == name => column,
+            None if one_table => left,
+            _ => return false,
+        };
+        !ranged.contains(&column)
     })
 }
 
-async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
+/// Whether the index scan at `nodes[i]` stops early: a `Limit` takes its
+/// rows directly, so it reads no more entries than the limit.
+fn limited(nodes: &[Vec<&str>], i: usize) -> bool {
+    let depth = |node: &[&str]| node[0].find("->").unwrap_or(0);
+    let parent = nodes[..i].iter().rev().find(|n| depth(n) < depth(&nodes[i]));
+    parent.is_some_and(|p| p[0].trim_start().trim_start_matches("->").trim_start().starts_with("Limit"))
+}
+
+/// The names under which `sql` reads each of `tables`: the table's own
+/// name and the alias it gives it (`FROM bindings b`, `JOIN accounts AS a`).
+fn table_names(sql: &str, tables: &[String]) -> HashMap<String, String> {
+    const KEYWORDS: &[&str] = &[
+        "where",
+        "join",
+        "left",
+        "right",
+        "inner",
+        "outer",
+        "cross",
+        "full",
+        "natural",
+        "on",
+        "using",
+        "order",
+        "group",
+        "having",
+        "limit",
+        "offset",
+        "union",
+        "except",
+        "intersect",
+        "window",
+        "set",
+        "values",
+        "returning",
+        "select",
+        "from",
+        "and",
+        "or",
+        "not",
+        "as",
+        "default",
+        "do",
+        "indexed",
+    ];
+    // identifiers and single punctuation marks, lower-cased
+    let mut tokens: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in sql.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c.to_ascii_lowercase());
+            continue;
+        }
+        if !word.is_empty() {
+            tokens.push(std::mem::take(&mut word));
+        }
+        if !c.is_whitespace() {
+            tokens.push(c.to_string());
+        }
+    }
+    let identifier = |t: &str| t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && !KEYWORDS.contains(&t);
+    let mut names = HashMap::new();
+    for (i, token) in tokens.iter().enumerate() {
+        // a table, not a column of that name (`b.tenants`, `tenants.id`)
+        let qualified = i > 0 && tokens[i - 1] == "." || tokens.get(i + 1).is_some_and(|t| t == ".");
+        if qualified || !tables.contains(token) {
+            continue;
+        }
+        names.insert(token.clone(), token.clone());
+        let next = tokens.get(i + 1).map(String::as_str).unwrap_or("");
+        let alias = if next == "as" { tokens.get(i + 2).map(String::as_str).unwrap_or("") } else { next };
+        if identifier(alias) {
+            names.insert(alias.to_owned(), token.clone());
+        }
+    }
+    names
+}
+
+async fn if1_the_hot_paths_read_and_write_through_indexes(app: TestApp) {
     let ann = app.user("ann").await;
     let bob = app.user("bob").await;
+    app.user("cy").await;
     app.workspace(&ann, "ws").await;
     app.invite(&ann, "ws", "bob", "workspace_member").await;
+    app.invite(&ann, "ws", "cy", "workspace_member").await;
     app.project(&ann, "ws", "web").await;
     let ws = "/api/v1/workspaces/ws";
     app.post(&format!("{ws}/projects/web/bindings"), &ann, json!({"user": "bob", "role": "project_user"}))
@@ -93,6 +325,7 @@ async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
         format!("{ws}/projects/web/tenants"),
         format!("{ws}/expired-access"),
         format!("{ws}/requests"),
+        format!("{ws}/requests?state=all"),
         "/api/v1/me".to_owned(),
         "/api/v1/workspaces".to_owned(),
         "/api/v1/api-keys".to_owned(),
@@ -101,33 +334,42 @@ async fn if1_the_hot_paths_read_through_indexes(app: TestApp) {
         app.get(&path, &ann).await.expect(200);
     }
     app.get("/api/v1/me", &bob).await.expect(200);
-    app.get("/api/v1/expired-access", &app.admin_token).await.expect(200);
+    for path in [
+        "/api/v1/expired-access",
+        "/api/v1/admin/requests",
+        "/api/v1/admin/requests?state=all",
+        "/api/v1/admin/requests?workspace=ws&state=all",
+    ] {
+        app.get(path, &app.admin_token).await.expect(200);
+    }
     if !key.is_empty() {
         app.get(&format!("{ws}/members?limit=50"), &key).await.expect(200);
     }
-    let reads = statements.reads();
-    assert!(reads.len() >= 10, "the requests ran their statements: {reads:#?}");
-    assert_no_walks(&app, &reads).await;
+    // the writes made all day: a binding added, changed and removed, a
+    // member's role changed and the member removed (which ends their bindings)
+    let bindings = format!("{ws}/projects/web/bindings");
+    let added = app.post(&bindings, &ann, json!({"user": "cy", "role": "project_user"})).await.expect(201);
+    let id = added.body["id"].as_str().unwrap().to_owned();
+    let until = json!({"role": "project_admin", "expires_at": "2027-12-01T00:00:00Z"});
+    app.patch(&format!("{bindings}/{id}"), &ann, until).await.expect(200);
+    app.delete(&format!("{bindings}/{id}"), &ann).await.expect(204);
+    app.patch(&format!("{ws}/members/user:bob"), &ann, json!({"role": "workspace_manager"})).await.expect(200);
+    app.delete(&format!("{ws}/members/user:bob"), &ann).await.expect(204);
+    let statements = statements.all();
+    assert!(statements.iter().any(|s| s.starts_with("UPDATE")), "the writes ran their statements: {statements:#?}");
+    assert_no_walks(&app, &statements).await;
 }
 
 /// Explain each statement on the app's database: none may walk a table
 /// that grows with the installation.
-async fn assert_no_walks(app: &TestApp, reads: &[String]) {
+async fn assert_no_walks(app: &TestApp, statements: &[String]) {
     let postgres = !app.db_url.starts_with("sqlite:");
-    let tables = canopy_testkit::sql_strings(
-        &app.db_url,
-        if postgres {
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'"
-        } else {
-            "SELECT name FROM sqlite_master WHERE type = 'table'"
-        },
-    )
-    .await;
+    let schema = Schema::of(app).await;
     let mut found = Vec::new();
-    for sql in reads {
+    for sql in statements {
         match query_plan(&app.db_url, sql).await {
             Ok(plan) => {
-                let bad = walks(&plan, postgres, &tables);
+                let bad = walks(&plan, postgres, sql, &schema);
                 if !bad.is_empty() {
                     found.push(format!("{sql}\n  walks: {bad:?}\n  plan: {plan:#?}"));
                 }
@@ -178,9 +420,9 @@ async fn if1_the_engines_steps_read_through_indexes(app: TestApp) {
     }
     .instrument(statements.scope())
     .await;
-    let mut reads = statements.reads();
+    let mut reads = statements.all();
     assert!(reads.len() >= 10, "the steps ran their statements: {reads:#?}");
-    assert!(reads.iter().any(|r| r.contains("tenant_work")), "a claim was recorded: {reads:#?}");
+    assert!(reads.iter().any(|r| r.contains("UPDATE tenant_work")), "a claim was recorded: {reads:#?}");
     // The one walk allowed: the reconcile sizes its batch by the number of
     // tenants (every tenant comes up within the period), counted once per
     // scheduler tick (10 s) on one node, from an index alone.
@@ -233,6 +475,7 @@ async fn if1_a_binding_is_indexed_only_where_its_reads_find_it(app: TestApp) {
             partial("bindings_due"),
             partial("bindings_expiry"),
             partial("bindings_group"),
+            partial("bindings_notice"),
             ("bindings_page".to_owned(), false),
             partial("bindings_user"),
             partial("bindings_workspace_expiry"),
@@ -250,7 +493,7 @@ async fn ac7_the_expiry_job_reads_only_expiring_bindings(app: TestApp) {
     for (sql, index) in [
         (canopy_store::DUE_EXPIRIES, "bindings_due"),
         (canopy_store::NEXT_EXPIRY, "bindings_due"),
-        (canopy_store::DUE_EXPIRY_NOTICES, "bindings_expiry"),
+        (canopy_store::DUE_EXPIRY_NOTICES, "bindings_notice"),
     ] {
         let plan = query_plan(&app.db_url, sql).await.unwrap();
         assert!(plan.iter().any(|l| l.contains(index)), "{sql}\n{plan:#?}");
@@ -258,7 +501,7 @@ async fn ac7_the_expiry_job_reads_only_expiring_bindings(app: TestApp) {
 }
 
 canopy_testkit::backend_tests! {
-    if1_the_hot_paths_read_through_indexes,
+    if1_the_hot_paths_read_and_write_through_indexes,
     if1_the_engines_steps_read_through_indexes,
     if1_a_binding_is_indexed_only_where_its_reads_find_it,
     ad4_the_look_for_urgent_work_reads_only_urgent_tenants,

@@ -85,14 +85,46 @@ pub const NEXT_EXPIRY: &str = "SELECT expires_at AS next FROM bindings \
 /// statements built on it can be constants that tests explain.
 macro_rules! binding_select {
     () => {
+        concat!(binding_columns!(), binding_joins!())
+    };
+}
+
+macro_rules! binding_columns {
+    () => {
         "SELECT b.id, b.project_id, b.user_id, b.group_id, b.role_id, b.expires_at, \
            b.justification, b.granted_by, b.granted_at, r.identifier AS role_identifier, \
            COALESCE(u.username, g.identifier) AS subject_name, \
-           COALESCE(u.first_name || ' ' || u.last_name, g.display_name) AS subject_display_name \
-         FROM bindings b JOIN project_roles r ON r.id = b.role_id \
+           COALESCE(u.first_name || ' ' || u.last_name, g.display_name) AS subject_display_name"
+    };
+}
+
+macro_rules! binding_joins {
+    () => {
+        " FROM bindings b JOIN project_roles r ON r.id = b.role_id \
          LEFT JOIN users u ON u.id = b.user_id LEFT JOIN user_groups g ON g.id = b.group_id"
     };
 }
+
+/// Bindings that expire, with their project's and workspace's names, up to
+/// an instant, after a cursor `(expires_at, id)`: [`Tx::expiring_bindings`]
+/// over the installation (through `bindings_expiry`) or in one workspace
+/// (`EXPIRING_IN_WORKSPACE`, through `bindings_workspace_expiry`).
+macro_rules! expiring {
+    ($workspace:literal) => {
+        concat!(
+            binding_columns!(),
+            ", (SELECT p.identifier FROM projects p WHERE p.id = b.project_id) AS project_identifier, \
+             (SELECT w.identifier FROM workspaces w WHERE w.id = b.workspace_id) AS workspace_identifier",
+            binding_joins!(),
+            " WHERE b.expires_at IS NOT NULL AND b.expires_at <= $1",
+            $workspace,
+            " AND (b.expires_at, b.id) > ($2, $3) ORDER BY b.expires_at, b.id LIMIT CAST($4 AS BIGINT)"
+        )
+    };
+}
+
+const EXPIRING: &str = expiring!("");
+const EXPIRING_IN_WORKSPACE: &str = expiring!(" AND b.workspace_id = $5");
 
 const BINDING_SELECT: &str = binding_select!();
 
@@ -339,25 +371,11 @@ impl Tx {
         after: Option<(OffsetDateTime, Uuid)>,
         limit: i64,
     ) -> Result<Vec<(BindingRecord, String, String)>> {
-        let select = BINDING_SELECT.replacen(
-            " FROM bindings b",
-            ", (SELECT p.identifier FROM projects p WHERE p.id = b.project_id) AS project_identifier, \
-             (SELECT w.identifier FROM workspaces w WHERE w.id = b.workspace_id) AS workspace_identifier \
-             FROM bindings b",
-            1,
-        );
-        let mut sql = format!("{select} WHERE b.expires_at IS NOT NULL AND b.expires_at <= $1");
-        // through (workspace_id, expires_at, id), or (expires_at, id)
-        if workspace.is_some() {
-            sql.push_str(" AND b.workspace_id = $4");
-        }
-        sql.push_str(" AND (b.expires_at, b.id) > ($2, $3)");
-        sql.push_str(" ORDER BY b.expires_at, b.id LIMIT ");
-        sql.push_str(&limit.to_string());
-        let mut q = crate::db::query(sql)
+        let mut q = crate::db::query(if workspace.is_some() { EXPIRING_IN_WORKSPACE } else { EXPIRING })
             .bind(to_us(until))
             .bind(after.map_or(i64::MIN, |(t, _)| to_us(t)))
-            .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default());
+            .bind(after.map(|(_, id)| id.to_string()).unwrap_or_default())
+            .bind(limit);
         if let Some(ws) = workspace {
             q = q.bind(ws.to_string());
         }

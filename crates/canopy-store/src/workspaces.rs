@@ -494,13 +494,18 @@ impl Tx {
     /// Type-ahead over a workspace's users (direct members and members of
     /// member groups) and its groups (AC9). `q` matches anywhere,
     /// case-insensitively: first and last name, e-mail, username; group
-    /// identifier and display name.
+    /// identifier and display name. The people are read from the
+    /// workspace's members (one set of ids, so that the database starts
+    /// from them; two `IN` lists joined by `OR` made PostgreSQL read every
+    /// user of the installation).
     pub async fn search_workspace(&mut self, workspace_id: Uuid, q: &str, limit: u32) -> Result<Vec<SearchRecord>> {
         let pattern = crate::accounts::like_pattern(q);
         let rows = crate::db::query(
             "SELECT 'user' AS kind, u.username AS name, u.first_name AS first_name, u.last_name AS last_name, u.email AS email \
-             FROM users u WHERE u.active = 1 AND (u.id IN (SELECT user_id FROM workspace_members WHERE workspace_id = $1 AND user_id IS NOT NULL) \
-                OR u.id IN (SELECT gm.user_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id WHERE m.workspace_id = $1)) \
+             FROM users u WHERE u.active = 1 AND u.id IN ( \
+               SELECT user_id FROM workspace_members WHERE workspace_id = $1 AND user_id IS NOT NULL \
+               UNION SELECT gm.user_id FROM group_members gm JOIN workspace_members m ON m.group_id = gm.group_id \
+                 WHERE m.workspace_id = $1) \
              AND (LOWER(u.username) LIKE $2 ESCAPE '\\' OR LOWER(u.email) LIKE $2 ESCAPE '\\' \
                 OR LOWER(u.first_name) LIKE $2 ESCAPE '\\' OR LOWER(u.last_name) LIKE $2 ESCAPE '\\' \
                 OR LOWER(u.first_name || ' ' || u.last_name) LIKE $2 ESCAPE '\\') \

@@ -62,8 +62,24 @@ pub(crate) struct Recorded {
 /// The system job that records chains made before their creation was recorded.
 pub const HISTORY_JOB: &str = "history";
 
+macro_rules! insert_event {
+    () => {
+        "INSERT INTO history_events \
+         (id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    };
+}
+
 const EVENT_COLS: &str =
     "id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash";
+
+/// One event appended to its chain (`$2`), linked by `$10` and hashed `$11`.
+const INSERT_EVENT: &str = insert_event!();
+
+/// [`INSERT_EVENT`], and the chain's head moved to the event's hash, in one
+/// statement (PostgreSQL's data-modifying `WITH`).
+const INSERT_EVENT_AND_HEAD: &str =
+    concat!("WITH event AS (", insert_event!(), ") UPDATE history_chains SET last_hash = $11 WHERE chain = $2");
 
 fn event_from_row(r: &Row) -> Result<ChainedEvent> {
     Ok(ChainedEvent {
@@ -157,27 +173,35 @@ impl Tx {
             hash: String::new(),
         };
         event.hash = event.compute_hash();
-        crate::db::query(format!(
-            "INSERT INTO history_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        ))
-        .bind(&event.id)
-        .bind(&event.chain)
-        .bind(event.seq)
-        .bind(&event.kind)
-        .bind(event.at_us)
-        .bind(&event.initiator_kind)
-        .bind(&event.initiator_id)
-        .bind(&event.initiator_name)
-        .bind(&event.details)
-        .bind(&event.prev_hash)
-        .bind(&event.hash)
-        .execute(self.conn())
-        .await?;
-        crate::db::query("UPDATE history_chains SET last_hash = $2 WHERE chain = $1")
-            .bind(&chain)
+        // The event and the head's new hash: on PostgreSQL in one statement,
+        // for the chain's head stays locked until commit, and every round
+        // trip in between holds up the workspace's next change (B4's binding
+        // changes ran one after another at about 1.7 ms each); SQLite's one
+        // writer has no round trips to save.
+        let sql = if self.only_writer() { INSERT_EVENT } else { INSERT_EVENT_AND_HEAD };
+        let inserted = crate::db::query(sql)
+            .bind(&event.id)
+            .bind(&event.chain)
+            .bind(event.seq)
+            .bind(&event.kind)
+            .bind(event.at_us)
+            .bind(&event.initiator_kind)
+            .bind(&event.initiator_id)
+            .bind(&event.initiator_name)
+            .bind(&event.details)
+            .bind(&event.prev_hash)
             .bind(&event.hash)
             .execute(self.conn())
             .await?;
+        if self.only_writer() {
+            crate::db::query("UPDATE history_chains SET last_hash = $2 WHERE chain = $1")
+                .bind(&chain)
+                .bind(&event.hash)
+                .execute(self.conn())
+                .await?;
+        } else if inserted.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!("the head of history chain {chain} was not moved")));
+        }
         Ok(())
     }
 

@@ -560,6 +560,24 @@ impl Tx {
         Ok(())
     }
 
+    /// Hold a workspace's row against [`Tx::lock_workspace`] until the
+    /// transaction ends, without holding it against each other: for a change
+    /// that relies on its members staying (a binding's subject must be one)
+    /// but changes no membership. Binding writes of one workspace then run
+    /// side by side, while a member's removal, which takes the row
+    /// exclusively, waits for them (and they for it). On PostgreSQL `FOR
+    /// SHARE`; SQLite has one writer, so nothing to take.
+    pub async fn share_workspace(&mut self, workspace_id: Uuid) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
+        crate::db::query("SELECT id FROM workspaces WHERE id = $1 FOR SHARE")
+            .bind(workspace_id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// How many users are direct owners of a workspace (it must keep at least
     /// one; an owning group may be empty, so it does not count).
     pub async fn count_owners(&mut self, workspace_id: Uuid) -> Result<i64> {

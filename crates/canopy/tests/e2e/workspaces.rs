@@ -340,6 +340,44 @@ async fn ws6_membership_ending_on_two_paths_at_once_still_ends_access(app: TestA
     assert_eq!(app.get("/api/v1/me", &carl).await.body["projects"], json!([]));
 }
 
+async fn ws6_a_member_removed_while_being_bound_keeps_no_binding(app: TestApp) {
+    // binding adds of one workspace run side by side (they share its row),
+    // but none may land after its subject's removal and outlive it
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    for p in ["p0", "p1", "p2", "p3"] {
+        app.project(&ann, "ws", p).await;
+    }
+    let app = std::sync::Arc::new(app);
+    for round in 0..6 {
+        let name = format!("m{round}");
+        app.user(&name).await;
+        app.invite(&ann, "ws", &name, "workspace_member").await;
+        let mut tasks = Vec::new();
+        for p in ["p0", "p1", "p2", "p3"] {
+            let (app, ann, name) = (app.clone(), ann.clone(), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"user": name, "role": "project_user"});
+                app.post(&format!("/api/v1/workspaces/ws/projects/{p}/bindings"), &ann, body).await.status.as_u16()
+            }));
+        }
+        let (a, ann1, name1) = (app.clone(), ann.clone(), name.clone());
+        let removal = tokio::spawn(async move {
+            a.delete(&format!("/api/v1/workspaces/ws/members/user:{name1}"), &ann1).await.status.as_u16()
+        });
+        for t in tasks {
+            // bound before the removal (which then ends it), or refused after it
+            let status = t.await.unwrap();
+            assert!(status == 201 || status == 422, "round {round}: a binding add answered {status}");
+        }
+        assert_eq!(removal.await.unwrap(), 204);
+        for p in ["p0", "p1", "p2", "p3"] {
+            let r = app.get(&format!("/api/v1/workspaces/ws/projects/{p}/bindings"), &ann).await.expect(200);
+            assert!(r.body["items"].as_array().unwrap().is_empty(), "round {round}, {p}: {:#}", r.body);
+        }
+    }
+}
+
 async fn ws6_an_owning_group_can_leave_beside_a_single_user_owner(app: TestApp) {
     let alice = app.user("alice").await;
     app.workspace(&alice, "ws").await;
@@ -424,6 +462,7 @@ canopy_testkit::backend_tests! {
     ws6_change_role_and_removal_ends_project_bindings,
     ws6_two_owners_removing_each_other_at_once_leave_one_owner,
     ws6_membership_ending_on_two_paths_at_once_still_ends_access,
+    ws6_a_member_removed_while_being_bound_keeps_no_binding,
     ws6_an_owning_group_can_leave_beside_a_single_user_owner,
     ws6_access_leaves_with_the_group_that_gave_membership,
     ws7_manager_manages_projects_they_are_not_bound_to,

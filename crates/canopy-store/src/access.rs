@@ -243,9 +243,17 @@ impl Tx {
             SubjectKind::User => (Some(subject.id.to_string()), None),
             SubjectKind::Group => (None, Some(subject.id.to_string())),
         };
-        let written = crate::db::query(
+        // the new binding as `binding_select!` reads one, from the insert
+        // itself rather than a second statement
+        let row = crate::db::query(
             "INSERT INTO bindings (id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at, \
-             workspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT workspace_id FROM projects WHERE id = $2))",
+             workspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT workspace_id FROM projects WHERE id = $2)) \
+             RETURNING id, project_id, user_id, group_id, role_id, expires_at, justification, granted_by, granted_at, \
+               (SELECT r.identifier FROM project_roles r WHERE r.id = bindings.role_id) AS role_identifier, \
+               COALESCE((SELECT u.username FROM users u WHERE u.id = bindings.user_id), \
+                 (SELECT g.identifier FROM user_groups g WHERE g.id = bindings.group_id)) AS subject_name, \
+               COALESCE((SELECT u.first_name || ' ' || u.last_name FROM users u WHERE u.id = bindings.user_id), \
+                 (SELECT g.display_name FROM user_groups g WHERE g.id = bindings.group_id)) AS subject_display_name",
         )
         .bind(&id)
         .bind(project_id.to_string())
@@ -256,11 +264,12 @@ impl Tx {
         .bind(justification)
         .bind(granted_by)
         .bind(to_us(now))
-        .execute(self.conn())
+        .fetch_one(self.conn())
         .await?;
-        self.changed(written.rows_affected(), "insert_binding");
+        self.changed(1, "insert_binding");
+        let inserted = binding_from_row(&row)?;
         self.mark_dirty(Reach::Project(project_id), PRIORITY_NORMAL, now).await?;
-        self.binding(&id).await?.ok_or(StoreError::Conflict)
+        Ok(inserted)
     }
 
     pub async fn binding(&mut self, id: &str) -> Result<Option<BindingRecord>> {
@@ -340,15 +349,15 @@ impl Tx {
             "UPDATE bindings SET role_id = $2, \
                ended_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN ended_at ELSE NULL END, \
                expiry_notice_at = CASE WHEN COALESCE(expires_at, -1) = COALESCE($3, -1) THEN expiry_notice_at ELSE NULL END, \
-               expires_at = $3 WHERE id = $1",
+               expires_at = $3 WHERE id = $1 RETURNING project_id",
         )
         .bind(id.to_string())
         .bind(role_id.to_string())
         .bind(expires_at.map(to_us))
-        .execute(self.conn())
+        .fetch_optional(self.conn())
         .await?;
-        self.changed(written.rows_affected(), "update_binding");
-        self.mark_binding_project_dirty(id, now).await
+        self.changed(u64::from(written.is_some()), "update_binding");
+        self.mark_project_of_dirty(written, now).await
     }
 
     /// Bindings (of one workspace, or all) that expire at or before `until`,
@@ -402,19 +411,18 @@ impl Tx {
         now: OffsetDateTime,
     ) -> Result<bool> {
         let done = crate::db::query(
-            "UPDATE bindings SET ended_at = $3 WHERE id = $1 AND expires_at = $2 AND ended_at IS NULL",
+            "UPDATE bindings SET ended_at = $3 WHERE id = $1 AND expires_at = $2 AND ended_at IS NULL \
+             RETURNING project_id",
         )
         .bind(id.to_string())
         .bind(to_us(expires_at))
         .bind(to_us(now))
-        .execute(self.conn())
+        .fetch_optional(self.conn())
         .await?;
-        self.changed(done.rows_affected(), "end_expired_binding");
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        self.mark_binding_project_dirty(id, now).await?;
-        Ok(true)
+        let ended = done.is_some();
+        self.changed(u64::from(ended), "end_expired_binding");
+        self.mark_project_of_dirty(done, now).await?;
+        Ok(ended)
     }
 
     /// Bindings in force at `now` that expire by `until` and whose
@@ -471,20 +479,18 @@ impl Tx {
     }
 
     pub async fn delete_binding(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
-        self.mark_binding_project_dirty(id, now).await?;
-        let written =
-            crate::db::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
-        self.changed(written.rows_affected(), "delete_binding");
-        Ok(())
-    }
-
-    /// A binding changed or ends: its project's tenants converge again.
-    async fn mark_binding_project_dirty(&mut self, binding_id: Uuid, now: OffsetDateTime) -> Result<()> {
-        let row = crate::db::query("SELECT project_id FROM bindings WHERE id = $1")
-            .bind(binding_id.to_string())
+        let deleted = crate::db::query("DELETE FROM bindings WHERE id = $1 RETURNING project_id")
+            .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
-        if let Some(r) = row {
+        self.changed(u64::from(deleted.is_some()), "delete_binding");
+        self.mark_project_of_dirty(deleted, now).await
+    }
+
+    /// A binding changed or ends: the project its statement returned
+    /// (`RETURNING project_id`; none when no row matched) converges again.
+    async fn mark_project_of_dirty(&mut self, changed: Option<Row>, now: OffsetDateTime) -> Result<()> {
+        if let Some(r) = changed {
             self.mark_dirty(Reach::Project(r.uuid("project_id")?), PRIORITY_NORMAL, now).await?;
         }
         Ok(())

@@ -246,6 +246,7 @@ impl Store {
             events: Vec::new(),
             changed: Vec::new(),
             settings: None,
+            workspace_four_eye: None,
             urgent_marked: false,
             urgent: self.urgent.clone(),
         })
@@ -264,6 +265,7 @@ impl Store {
             events: Vec::new(),
             changed: Vec::new(),
             settings: None,
+            workspace_four_eye: None,
             urgent_marked: false,
             urgent: self.urgent.clone(),
         })
@@ -360,6 +362,10 @@ pub struct Tx {
     changed: Vec<&'static str>,
     /// The installation's settings, once read in this transaction.
     settings: Option<InstallationSettings>,
+    /// A workspace's own four-eye setting, read with the workspace by
+    /// [`Tx::workspace_with_roles`] (a change's first look at it) or set in
+    /// this transaction.
+    workspace_four_eye: Option<(Uuid, Option<canopy_domain::four_eye::FourEye>)>,
     /// This transaction marked urgent work; the store's waiter is told at commit.
     urgent_marked: bool,
     urgent: Arc<Notify>,

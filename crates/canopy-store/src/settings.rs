@@ -26,6 +26,15 @@ fn four_eye(enabled: i64, approvals: i64) -> Result<FourEye> {
     FourEye::new(enabled != 0, approvals).map_err(|e| StoreError::Corrupt(format!("four-eye approvals: {e}")))
 }
 
+/// A workspace's own four-eye setting from its row's `four_eye_enabled` and
+/// `four_eye_approvals` (both NULL: it follows the installation's).
+pub(crate) fn own_four_eye(r: &crate::Row) -> Result<Option<FourEye>> {
+    match (r.int_opt("four_eye_enabled")?, r.int_opt("four_eye_approvals")?) {
+        (Some(e), Some(a)) => Ok(Some(four_eye(e, a)?)),
+        _ => Ok(None),
+    }
+}
+
 impl Tx {
     /// The installation's settings: read once per transaction.
     pub async fn settings(&mut self) -> Result<InstallationSettings> {
@@ -80,16 +89,22 @@ impl Tx {
         Ok(())
     }
 
-    /// A workspace's own four-eye setting; `None`: it follows the installation's.
+    /// A workspace's own four-eye setting; `None`: it follows the
+    /// installation's. Read with the workspace when this transaction looked
+    /// it up by [`Tx::workspace_with_roles`], as a change does first.
     pub async fn workspace_four_eye(&mut self, workspace_id: Uuid) -> Result<Option<FourEye>> {
+        if let Some((id, own)) = self.workspace_four_eye
+            && id == workspace_id
+        {
+            return Ok(own);
+        }
         let r = crate::db::query("SELECT four_eye_enabled, four_eye_approvals FROM workspaces WHERE id = $1")
             .bind(workspace_id.to_string())
             .fetch_one(self.conn())
             .await?;
-        match (r.int_opt("four_eye_enabled")?, r.int_opt("four_eye_approvals")?) {
-            (Some(e), Some(a)) => Ok(Some(four_eye(e, a)?)),
-            _ => Ok(None),
-        }
+        let own = own_four_eye(&r)?;
+        self.workspace_four_eye = Some((workspace_id, own));
+        Ok(own)
     }
 
     pub async fn set_workspace_four_eye(&mut self, workspace_id: Uuid, setting: Option<FourEye>) -> Result<()> {
@@ -101,6 +116,7 @@ impl Tx {
                 .execute(self.conn())
                 .await?;
         self.changed(written.rows_affected(), "set_workspace_four_eye");
+        self.workspace_four_eye = Some((workspace_id, setting));
         Ok(())
     }
 

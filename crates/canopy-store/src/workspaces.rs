@@ -398,11 +398,13 @@ impl Tx {
         user: Option<Uuid>,
     ) -> Result<Option<(WorkspaceRecord, Vec<WorkspaceRole>)>> {
         let rows = crate::db::query(
-            "SELECT w.id, w.identifier, w.display_name, w.created_at, NULL AS role FROM workspaces w \
-             WHERE w.identifier = $1 \
-             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
+            "SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, w.four_eye_approvals, \
+               NULL AS role FROM workspaces w WHERE w.identifier = $1 \
+             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
+               w.four_eye_approvals, m.role FROM workspaces w \
              JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 AND m.user_id = $2 \
-             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, m.role FROM workspaces w \
+             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
+               w.four_eye_approvals, m.role FROM workspaces w \
              CROSS JOIN group_members g CROSS JOIN workspace_members m \
              WHERE w.identifier = $1 AND g.user_id = $2 AND m.workspace_id = w.id AND m.group_id = g.group_id",
         )
@@ -412,6 +414,8 @@ impl Tx {
         .await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let ws = workspace_from_row(first)?;
+        // the row's own four-eye setting, which a change asks for next
+        self.workspace_four_eye = Some((ws.id, crate::settings::own_four_eye(first)?));
         let roles = rows
             .iter()
             .filter_map(|r| r.text_opt("role").transpose())

@@ -254,11 +254,24 @@ pub async fn add(
     });
     let mut tx = store.write().await?;
     let (ws, p) = managed_project(&mut tx, by, ws, project).await?;
-    // a member removal takes the workspace exclusively: the subject cannot
-    // leave between the membership check below and the binding; other
-    // binding writes share it (one exclusive lock made PostgreSQL run a
-    // workspace's binding adds one at a time: 425 a second in B4)
-    tx.share_workspace(ws.id).await?;
+    // A member removal takes the workspace exclusively: the subject cannot
+    // leave between the membership check below and the binding. Other adds
+    // share it (one exclusive lock made PostgreSQL run a workspace's adds one
+    // at a time: 425 a second in B4), unless four-eye approval applies: a
+    // request is opened after a look for a similar one pending, which
+    // identical adds must not both pass.
+    let four_eye = tx.effective_four_eye(ws.id).await?.enabled;
+    if four_eye {
+        tx.lock_workspace(ws.id).await?;
+    } else {
+        tx.share_workspace(ws.id).await?;
+        if tx.effective_four_eye(ws.id).await?.enabled {
+            return Err(Error::conflict(format!(
+                "four-eye approval was just switched on for workspace {}; try again",
+                ws.identifier
+            )));
+        }
+    }
     let maximum = tx.settings().await?.max_binding_duration();
     if let Err(err) = check_binding_expiry(input.expires_at, now, maximum) {
         errors.push(FieldError::new("expires_at", err.to_string()));

@@ -233,6 +233,11 @@ pub async fn update(
         .map(DisplayName::parse)
         .transpose()
         .map_err(|e| Error::invalid("display_name", e.to_string()))?;
+    if change.four_eye.is_some() {
+        // read the setting under the lock, so that two changes do not both
+        // start from the same old value
+        tx.lock_workspace(ws.id).await?;
+    }
     let four_eye = match change.four_eye {
         Some(Some(c)) => {
             let current = tx.effective_four_eye(ws.id).await?;

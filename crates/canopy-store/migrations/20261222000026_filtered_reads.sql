@@ -21,9 +21,3 @@ CREATE INDEX workspace_members_role ON workspace_members (workspace_id, role, us
 -- its notice is out, so the job does not read again, at every pass, every
 -- binding it told of already.
 CREATE INDEX bindings_notice ON bindings (expires_at, id) WHERE expiry_notice_at IS NULL AND expires_at IS NOT NULL;
-
--- A workspace's history filtered by who acted or by what happened (an
--- auditor's questions): newest first within those events, not a walk back
--- through the whole chain keeping the few that match.
-CREATE INDEX history_events_initiator ON history_events (chain, initiator_name, seq);
-CREATE INDEX history_events_kind ON history_events (chain, kind, seq);

@@ -478,17 +478,24 @@ impl Tx {
         Ok(())
     }
 
+    /// Delete a binding, its project's tenants marked dirty first: an
+    /// emergency revocation marks tenant work before it deletes bindings,
+    /// and the two must take their locks in one order.
     pub async fn delete_binding(&mut self, id: Uuid, now: OffsetDateTime) -> Result<()> {
-        let deleted = crate::db::query("DELETE FROM bindings WHERE id = $1 RETURNING project_id")
+        let project = crate::db::query("SELECT project_id FROM bindings WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.conn())
             .await?;
-        self.changed(u64::from(deleted.is_some()), "delete_binding");
-        self.mark_project_of_dirty(deleted, now).await
+        self.mark_project_of_dirty(project, now).await?;
+        let written =
+            crate::db::query("DELETE FROM bindings WHERE id = $1").bind(id.to_string()).execute(self.conn()).await?;
+        self.changed(written.rows_affected(), "delete_binding");
+        Ok(())
     }
 
     /// A binding changed or ends: the project its statement returned
-    /// (`RETURNING project_id`; none when no row matched) converges again.
+    /// (`RETURNING project_id`, or a look-up; none when no row matched)
+    /// converges again.
     async fn mark_project_of_dirty(&mut self, changed: Option<Row>, now: OffsetDateTime) -> Result<()> {
         if let Some(r) = changed {
             self.mark_dirty(Reach::Project(r.uuid("project_id")?), PRIORITY_NORMAL, now).await?;

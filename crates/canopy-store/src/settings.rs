@@ -91,7 +91,10 @@ impl Tx {
 
     /// A workspace's own four-eye setting; `None`: it follows the
     /// installation's. Read with the workspace when this transaction looked
-    /// it up by [`Tx::workspace_with_roles`], as a change does first.
+    /// it up by [`Tx::workspace_with_roles`], as a change does first, and
+    /// again by [`Tx::lock_workspace`] and [`Tx::share_workspace`]: on
+    /// PostgreSQL only a read under one of those locks is current until the
+    /// transaction ends (SQLite's writer holds the whole database).
     pub async fn workspace_four_eye(&mut self, workspace_id: Uuid) -> Result<Option<FourEye>> {
         if let Some((id, own)) = self.workspace_four_eye
             && id == workspace_id

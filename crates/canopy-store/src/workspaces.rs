@@ -552,16 +552,20 @@ impl Tx {
     }
 
     /// Lock a workspace's row until the transaction ends, so that checks
-    /// over its members (such as "keeps an owner") are not raced.
+    /// over its members (such as "keeps an owner") are not raced. Its own
+    /// four-eye setting is read again with the lock (see
+    /// [`Tx::workspace_four_eye`]): one read before it may be stale.
     pub async fn lock_workspace(&mut self, workspace_id: Uuid) -> Result<()> {
         if self.only_writer() {
             return Ok(());
         }
-        crate::db::query("UPDATE workspaces SET identifier = identifier WHERE id = $1")
-            .bind(workspace_id.to_string())
-            .execute(self.conn())
-            .await?;
-        Ok(())
+        let row = crate::db::query(
+            "UPDATE workspaces SET identifier = identifier WHERE id = $1 RETURNING four_eye_enabled, four_eye_approvals",
+        )
+        .bind(workspace_id.to_string())
+        .fetch_optional(self.conn())
+        .await?;
+        self.locked_four_eye(workspace_id, row)
     }
 
     /// Hold a workspace's row against [`Tx::lock_workspace`] until the
@@ -570,15 +574,28 @@ impl Tx {
     /// but changes no membership. Binding writes of one workspace then run
     /// side by side, while a member's removal, which takes the row
     /// exclusively, waits for them (and they for it). On PostgreSQL `FOR
-    /// SHARE`; SQLite has one writer, so nothing to take.
+    /// SHARE`, reading the workspace's own four-eye setting again (it cannot
+    /// change while the row is held); SQLite has one writer, so nothing to
+    /// take.
     pub async fn share_workspace(&mut self, workspace_id: Uuid) -> Result<()> {
         if self.only_writer() {
             return Ok(());
         }
-        crate::db::query("SELECT id FROM workspaces WHERE id = $1 FOR SHARE")
-            .bind(workspace_id.to_string())
-            .fetch_optional(self.conn())
-            .await?;
+        let row =
+            crate::db::query("SELECT four_eye_enabled, four_eye_approvals FROM workspaces WHERE id = $1 FOR SHARE")
+                .bind(workspace_id.to_string())
+                .fetch_optional(self.conn())
+                .await?;
+        self.locked_four_eye(workspace_id, row)
+    }
+
+    /// A lock's statement read the workspace's own four-eye setting (or
+    /// found no row): what the transaction knows of it is that from now on.
+    fn locked_four_eye(&mut self, workspace_id: Uuid, row: Option<Row>) -> Result<()> {
+        self.workspace_four_eye = match row {
+            Some(r) => Some((workspace_id, crate::settings::own_four_eye(&r)?)),
+            None => None,
+        };
         Ok(())
     }
 

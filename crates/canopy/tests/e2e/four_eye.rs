@@ -44,6 +44,34 @@ async fn events(app: &TestApp, ws: &str, kind: &str) -> Vec<Value> {
     items(&app.get(&format!("/api/v1/workspaces/{ws}/history?kind={kind}"), &app.admin_token).await.expect(200).body)
 }
 
+async fn fe1_identical_adds_at_once_open_one_request(app: TestApp) {
+    // the look for a similar pending request and the request's opening are
+    // one step: identical adds racing each other open one request
+    let olga = app.user("olga").await;
+    app.user("ann").await;
+    four_eye(&app, true, 1).await;
+    let ws = workspace(&app, &olga, &[], &["ann"]).await;
+    let app = std::sync::Arc::new(app);
+    let bindings = format!("/api/v1/workspaces/{ws}/projects/web/bindings");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (app, olga, bindings) = (app.clone(), olga.clone(), bindings.clone());
+        tasks.push(tokio::spawn(async move {
+            let add = json!({"user": "ann", "role": "project_user", "justification": "ann joins"});
+            app.post(&bindings, &olga, add).await.status.as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 409, 409, 409, 409, 409]);
+    let pending = items(&app.get(&format!("/api/v1/workspaces/{ws}/requests"), &olga).await.expect(200).body);
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(events(&app, &ws, "role_request_created").await.len(), 1);
+}
+
 async fn fe1_binding_changes_wait_for_approval_where_four_eye_is_on(app: TestApp) {
     let olga = app.user("olga").await;
     let mia = app.user("mia").await;
@@ -570,6 +598,7 @@ async fn pm2_substitutes_follow_the_installation_setting(app: TestApp) {
 
 canopy_testkit::backend_tests!(
     fe1_binding_changes_wait_for_approval_where_four_eye_is_on,
+    fe1_identical_adds_at_once_open_one_request,
     fe3_too_few_managers_means_waiting_for_an_admin,
     fe2_managers_are_asked_by_email_and_the_requester_hears_the_outcome,
     fe4_concurrent_approvals_apply_once,

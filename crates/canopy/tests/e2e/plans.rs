@@ -53,7 +53,8 @@ impl Schema {
                 indexes.push(Index {
                     table: table.to_owned(),
                     unique: def.contains(" UNIQUE INDEX "),
-                    columns: columns.split(", ").map(str::to_owned).collect(),
+                    // "priority DESC" is the column priority
+                    columns: columns.split(", ").map(|c| c.split(' ').next().unwrap_or(c).to_owned()).collect(),
                     predicate: predicate.trim_start().trim_start_matches("WHERE ").to_owned(),
                 });
             }
@@ -124,6 +125,13 @@ fn walks(plan: &[String], postgres: bool, sql: &str, schema: &Schema) -> Vec<Str
             {
                 found.push(line.to_owned());
             }
+            // an index SQLite builds for one run: a walk of the table each time
+            if line.contains(" AUTOMATIC ")
+                && let Some(name) = line.split_whitespace().nth(1)
+                && large(name)
+            {
+                found.push(line.to_owned());
+            }
             // "SEARCH NAME USING [COVERING] INDEX I (a=? AND b>?)"
             if let Some(rest) = line.strip_prefix("SEARCH ")
                 && let Some(name) = rest.split_whitespace().next()
@@ -156,10 +164,10 @@ fn walks(plan: &[String], postgres: bool, sql: &str, schema: &Schema) -> Vec<Str
         // "Seq Scan on TABLE ...", "Index [Only] Scan [Backward] using INDEX on TABLE [ALIAS] ...",
         // "Bitmap Heap Scan on TABLE [ALIAS] ..."
         let Some(rest) = head.split(" Scan ").nth(1) else { continue };
-        let mut words = rest.split_whitespace().skip_while(|w| *w != "on").skip(1);
-        let (table, alias) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let name = if alias.is_empty() || alias.starts_with('(') { table } else { alias };
-        if !large(name) {
+        // the relation's own name: PostgreSQL renames an alias used twice
+        // (`w_1`), which the statement's text does not know
+        let Some(name) = rest.split_whitespace().skip_while(|w| *w != "on").nth(1) else { continue };
+        if !schema.tables.iter().any(|t| t == name) || SMALL_TABLES.contains(&name) {
             continue;
         }
         let condition = node.iter().find_map(|l| {
@@ -171,8 +179,8 @@ fn walks(plan: &[String], postgres: bool, sql: &str, schema: &Schema) -> Vec<Str
             found.push(head.trim().to_owned());
         } else if condition.is_none() && (filter.is_some() || !limited(&nodes, i)) {
             found.push(format!("{name}: the whole index: {}", head.trim()));
-        } else if let (Some(filter), Some(condition), Some(table)) = (filter, condition, names.get(name))
-            && !schema.serves(table, condition, filter)
+        } else if let (Some(filter), Some(condition)) = (filter, condition)
+            && !schema.serves(name, condition, filter)
         {
             found.push(format!("{name}: a range of {condition} filtered on {filter}, and no index serves both"));
         }
@@ -183,7 +191,8 @@ fn walks(plan: &[String], postgres: bool, sql: &str, schema: &Schema) -> Vec<Str
 /// The columns a condition compares for equality: `(a = $1)`,
 /// `((a = $1) AND (b > $2))`, `(role = ANY ('{x,y}'::text[]))`.
 fn equalities(condition: &str) -> Vec<&str> {
-    terms(condition).filter_map(|term| Some(term.split_once(" = ")?.0)).collect()
+    // `(a = $1) OR (b = $1)` binds neither
+    terms(condition).filter(|t| !t.contains(" OR ")).filter_map(|term| Some(term.split_once(" = ")?.0)).collect()
 }
 
 /// Whether `sql` compares a column of the table it reads as `name` for
@@ -219,7 +228,12 @@ fn compares_for_equality(sql: &str, name: &str, names: &HashMap<String, String>,
 fn limited(nodes: &[Vec<&str>], i: usize) -> bool {
     let depth = |node: &[&str]| node[0].find("->").unwrap_or(0);
     let parent = nodes[..i].iter().rev().find(|n| depth(n) < depth(&nodes[i]));
-    parent.is_some_and(|p| p[0].trim_start().trim_start_matches("->").trim_start().starts_with("Limit"))
+    // a Limit whose node also runs a sub-plan may be the sub-plan's parent
+    // in the text, not the scan's limit
+    parent.is_some_and(|p| {
+        p[0].trim_start().trim_start_matches("->").trim_start().starts_with("Limit")
+            && !p.iter().any(|l| l.contains("InitPlan") || l.contains("SubPlan"))
+    })
 }
 
 /// The names under which `sql` reads each of `tables`: the table's own

@@ -62,16 +62,23 @@ pub(crate) struct Recorded {
 /// The system job that records chains made before their creation was recorded.
 pub const HISTORY_JOB: &str = "history";
 
-macro_rules! insert_event {
+macro_rules! event_cols {
     () => {
-        "INSERT INTO history_events \
-         (id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash"
     };
 }
 
-const EVENT_COLS: &str =
-    "id, chain, seq, kind, at, initiator_kind, initiator_id, initiator_name, details, prev_hash, hash";
+macro_rules! insert_event {
+    () => {
+        concat!(
+            "INSERT INTO history_events (",
+            event_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )
+    };
+}
+
+const EVENT_COLS: &str = event_cols!();
 
 /// One event appended to its chain (`$2`), linked by `$10` and hashed `$11`.
 const INSERT_EVENT: &str = insert_event!();

@@ -363,8 +363,9 @@ pub struct Tx {
     /// The installation's settings, once read in this transaction.
     settings: Option<InstallationSettings>,
     /// A workspace's own four-eye setting, read with the workspace by
-    /// [`Tx::workspace_with_roles`] (a change's first look at it) or set in
-    /// this transaction.
+    /// [`Tx::workspace_with_roles`] (a change's first look at it), again by
+    /// the workspace's locks (the read that stays current), or set in this
+    /// transaction.
     workspace_four_eye: Option<(Uuid, Option<canopy_domain::four_eye::FourEye>)>,
     /// This transaction marked urgent work; the store's waiter is told at commit.
     urgent_marked: bool,

@@ -41,6 +41,8 @@ use crate::{Result, StoreError};
 
 /// How long a request waits for a free connection before it fails.
 pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A PostgreSQL connection idle this long is pinged before it is used.
+pub(crate) const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// How long SQLite waits for a lock another process holds (this process's
 /// writers queue on the store's own lock first).
@@ -419,8 +421,9 @@ impl Pool {
         }
     }
 
-    /// A connection in a new transaction; on SQLite begun with `begin`
-    /// (`BEGIN` or `BEGIN IMMEDIATE`).
+    /// A connection in a new transaction begun with `begin`, a statement of
+    /// the pool's dialect (`BEGIN IMMEDIATE` on SQLite; an isolation level
+    /// on PostgreSQL, in the same round trip).
     pub(crate) async fn begin(&self, begin: &'static str) -> Result<Conn> {
         match self {
             Pool::Sqlite(p) => {
@@ -428,7 +431,7 @@ impl Pool {
                 conn.run(begin, &[], Want::Changes)?;
                 Ok(Conn::Sqlite(conn))
             }
-            Pool::Postgres(p) => Ok(Conn::PgTx(p.begin().await?)),
+            Pool::Postgres(p) => Ok(Conn::PgTx(p.begin_with(begin).await?)),
         }
     }
 

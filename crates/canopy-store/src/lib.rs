@@ -202,6 +202,20 @@ impl Store {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .acquire_timeout(db::ACQUIRE_TIMEOUT)
                 .max_connections(16)
+                // sqlx pings a connection when it comes back to the pool (which
+                // also flushes a dropped transaction's rollback) and, by default,
+                // again when it is taken out: one round trip more per request.
+                // Only one idle long enough to have been cut off is pinged
+                // before use (as HikariCP's alive-bypass window does).
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= db::PING_WHEN_IDLE_FOR {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .connect(url)
                 .await?;
             MIGRATOR.run(&pool).await?;
@@ -256,10 +270,13 @@ impl Store {
     /// (SQLite's read transactions are snapshots; PostgreSQL's default, READ
     /// COMMITTED, is not, so it is raised to REPEATABLE READ).
     pub async fn read(&self) -> Result<Tx> {
-        let mut inner = self.pool.begin("BEGIN").await?;
-        if self.backend == Backend::Postgres {
-            db::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut inner).await?;
-        }
+        let inner = self
+            .pool
+            .begin(match self.backend {
+                Backend::Sqlite => "BEGIN",
+                Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            })
+            .await?;
         Ok(Tx {
             inner,
             events: Vec::new(),

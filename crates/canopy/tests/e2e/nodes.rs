@@ -490,3 +490,29 @@ async fn tn4_a_stopped_node_hands_its_tenants_back_at_once() {
     assert!(by.contains("node-b"), "node B took the tenant up: {by:?}");
     drop(b.child);
 }
+
+/// PostgreSQL closing the server's connections (a restart, a fail-over, a
+/// proxy's idle timeout) costs no request once they have sat idle: a pooled
+/// connection idle for a second is tested before a request gets it, and a
+/// dead one is replaced (without that test, each dead connection failed one
+/// request with a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if1_requests_succeed_after_the_database_closed_every_connection() {
+    let Some(app) = canopy_testkit::spawn_app(Backend::Postgres).await else { return };
+    let token = app.admin_token.clone();
+    let many = || futures::future::join_all((0..8).map(|_| app.get("/api/v1/workspaces", &token)));
+    for r in many().await {
+        r.expect(200);
+    }
+    let closed = count(
+        &app.db_url,
+        "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert!(closed >= 2, "the server had {closed} connections open to close");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for r in many().await {
+        r.expect(200);
+    }
+}

@@ -121,9 +121,7 @@ async fn managed_project(
     ws: &str,
     project: &str,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
-    let ws = by.workspace_in(tx, ws, Action::ManageWorkspace).await?;
-    let p = load::project(tx, &ws, project).await?;
-    Ok((ws, p))
+    by.project_in(tx, (ws, project), Action::ManageWorkspace).await
 }
 
 /// Where the workspace needs four-eye approval, the justification a request

@@ -14,23 +14,25 @@ pub async fn workspace(tx: &mut Tx, identifier: &str) -> Result<WorkspaceRecord>
 }
 
 pub async fn project(tx: &mut Tx, ws: &WorkspaceRecord, identifier: &str) -> Result<ProjectRecord> {
-    tx.project(ws.id, identifier).await?.ok_or_else(|| {
-        Error::not_found(format!("project {identifier:?} does not exist in workspace {:?}", ws.identifier))
-    })
+    tx.project(ws.id, identifier).await?.ok_or_else(|| no_project(ws, identifier))
+}
+
+/// The answer when `ws` has no project `identifier`.
+pub(crate) fn no_project(ws: &WorkspaceRecord, identifier: &str) -> Error {
+    Error::not_found(format!("project {identifier:?} does not exist in workspace {:?}", ws.identifier))
 }
 
 /// The workspace and project a path names, refusing a principal who may
-/// not perform `action` in the workspace (before the project is looked up,
-/// so outsiders learn nothing of its projects).
+/// not perform `action` in the workspace (one statement reads both; the
+/// project is answered only to a principal let in, so outsiders learn
+/// nothing of its projects).
 pub async fn project_in(
     tx: &mut Tx,
     by: &Principal,
     (ws, project): (&str, &str),
     action: canopy_domain::authz::Action,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
-    let ws = by.workspace_in(tx, ws, action).await?;
-    let p = self::project(tx, &ws, project).await?;
-    Ok((ws, p))
+    by.project_in(tx, (ws, project), action).await
 }
 
 pub async fn user(tx: &mut Tx, username: &str) -> Result<UserRecord> {

@@ -9,7 +9,7 @@ use canopy_domain::authz::{
 };
 use canopy_domain::history::{Initiator, InitiatorKind};
 use canopy_domain::{InstallationRole, WorkspaceRole};
-use canopy_store::{ApiKeyRecord, Store, Tx, UserRecord, WorkspaceRecord};
+use canopy_store::{ApiKeyRecord, ProjectRecord, Store, Tx, UserRecord, WorkspaceRecord};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -48,15 +48,39 @@ impl Principal {
     /// The workspace `identifier` names, refusing unless the principal may
     /// perform `action` in it: loaded and authorised in one statement.
     pub async fn workspace_in(&self, tx: &mut Tx, identifier: &str, action: Action) -> Result<WorkspaceRecord> {
+        Ok(self.workspace_and_project(tx, identifier, None, action).await?.0)
+    }
+
+    /// [`Principal::workspace_in`] and the workspace's project `project`,
+    /// read in the same statement; a principal refused in the workspace
+    /// learns nothing of its projects.
+    pub async fn project_in(
+        &self,
+        tx: &mut Tx,
+        (identifier, project): (&str, &str),
+        action: Action,
+    ) -> Result<(WorkspaceRecord, ProjectRecord)> {
+        let (ws, p) = self.workspace_and_project(tx, identifier, Some(project), action).await?;
+        let p = p.ok_or_else(|| crate::load::no_project(&ws, project))?;
+        Ok((ws, p))
+    }
+
+    async fn workspace_and_project(
+        &self,
+        tx: &mut Tx,
+        identifier: &str,
+        project: Option<&str>,
+        action: Action,
+    ) -> Result<(WorkspaceRecord, Option<ProjectRecord>)> {
         let user = matches!(self.actor.kind, ActorKind::User).then_some(self.actor.id);
-        let (ws, direct) = tx
-            .workspace_with_roles(identifier, user)
+        let (ws, direct, p) = tx
+            .project_with_roles(identifier, project, user)
             .await?
             .ok_or_else(|| Error::not_found(format!("workspace {identifier:?} does not exist")))?;
         let role = effective_workspace_role(&self.actor, ws.id, direct);
         authorize(&self.actor, action, Some((ws.id, role)))
             .map_err(|d| Error::Forbidden(format!("{d} (workspace {})", ws.identifier)))?;
-        Ok(ws)
+        Ok((ws, p))
     }
 
     /// Refuse unless the principal may perform `action` in `ws`.

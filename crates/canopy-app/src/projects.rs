@@ -211,8 +211,7 @@ pub async fn update(
     change: ProjectChange,
 ) -> Result<(WorkspaceRecord, ProjectRecord)> {
     let mut tx = store.write().await?;
-    let ws = by.workspace_in(&mut tx, ws, Action::ManageWorkspace).await?;
-    let mut p = load::project(&mut tx, &ws, project).await?;
+    let (ws, mut p) = by.project_in(&mut tx, (ws, project), Action::ManageWorkspace).await?;
     crate::validate! { display_name: "display_name" => change.display_name.as_deref().map(DisplayName::parse).transpose() }
     if let Some(name) = display_name {
         tx.rename_project(p.id, name.as_str()).await?;

@@ -571,6 +571,7 @@ async fn set_up_canopy(
     add_members(&store, &s, owner_id).await?;
     add_projects(&store, &s, "p", opts.projects, opts.per_project, None).await?;
     add_projects(&store, &s, "big", 1, opts.big, None).await?;
+    store.refresh_statistics().await?;
     println!(
         "B4 set-up: {} members, {} projects × {} bindings and one of {} ({} bindings) in {:.1} s",
         opts.users,

@@ -64,6 +64,12 @@ pub struct AccessNotice<'a> {
 }
 
 pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
+    let (subject, body) = access_changed_text(n);
+    Mail { to: to.clone(), subject, body }
+}
+
+/// The subject and body of [`access_changed`], the same for every recipient.
+pub fn access_changed_text(n: &AccessNotice<'_>) -> (String, String) {
     let subject_verb = match n.change {
         AccessChange::Added => "You were given",
         AccessChange::Changed => "Your access changed:",
@@ -90,13 +96,10 @@ pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
         ),
         AccessChange::Expired => format!("Your{through} role {what} expired; it was removed from every tenant."),
     };
-    Mail {
-        to: to.clone(),
-        subject: format!("{subject_verb} {} on {}", n.role, n.project),
-        body: format!(
-            "Hello,\n\n{body}\n\nThis message was sent by Canopy; the project's history records the change.\n"
-        ),
-    }
+    (
+        format!("{subject_verb} {} on {}", n.role, n.project),
+        format!("Hello,\n\n{body}\n\nThis message was sent by Canopy; the project's history records the change.\n"),
+    )
 }
 
 /// The reminder to a workspace's manager that a binding expires soon (AC12).

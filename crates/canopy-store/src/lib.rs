@@ -288,6 +288,18 @@ impl Store {
         })
     }
 
+    /// After a bulk load (the benches' set-up): on PostgreSQL, vacuum and
+    /// analyze every table at once, as its autovacuum would soon after, so
+    /// that what is measured next is the steady state and not autovacuum
+    /// at work or plans made without statistics. SQLite keeps none (no
+    /// `ANALYZE` runs in an installation either), so nothing is done there.
+    pub async fn refresh_statistics(&self) -> Result<()> {
+        if let Pool::Postgres(pool) = &self.pool {
+            sqlx::query("VACUUM (ANALYZE)").execute(pool).await?;
+        }
+        Ok(())
+    }
+
     /// Become the node that runs the scheduler: on PostgreSQL, a session
     /// advisory lock held by one connection for as long as the answer lives
     /// (a node that dies releases it with its connection); SQLite has one

@@ -38,19 +38,36 @@ impl Tx {
         notice: &canopy_domain::mail::AccessNotice<'_>,
         now: OffsetDateTime,
     ) -> Result<()> {
-        // only the addresses: this runs inside every binding's write
-        let sql = match subject.kind {
-            canopy_domain::SubjectKind::User => "SELECT email FROM users WHERE id = $1 AND active = 1",
-            canopy_domain::SubjectKind::Group => {
-                "SELECT u.email FROM group_members m JOIN users u ON u.id = m.user_id \
-                 WHERE m.group_id = $1 AND u.active = 1 ORDER BY u.username"
-            }
-        };
-        let rows = crate::db::query(sql).bind(subject.id.to_string()).fetch_all(self.conn()).await?;
+        // this runs inside every binding's write: a user's mail is queued by
+        // the statement that reads the address (checked when it was entered;
+        // the sender refuses one it cannot parse, and retries it later)
+        let (title, body) = canopy_domain::mail::access_changed_text(notice);
+        if subject.kind == canopy_domain::SubjectKind::User {
+            crate::db::query(
+                "INSERT INTO outbox_mails (id, recipient, subject, body, created_at, attempts, next_attempt_at) \
+                 SELECT $1, email, $2, $3, $4, 0, $4 FROM users WHERE id = $5 AND active = 1",
+            )
+            .bind(new_id())
+            .bind(&title)
+            .bind(&body)
+            .bind(to_us(now))
+            .bind(subject.id.to_string())
+            .execute(self.conn())
+            .await?;
+            return Ok(());
+        }
+        let rows = crate::db::query(
+            "SELECT u.email FROM group_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.group_id = $1 AND u.active = 1 ORDER BY u.username",
+        )
+        .bind(subject.id.to_string())
+        .fetch_all(self.conn())
+        .await?;
         for row in &rows {
             // an address the domain cannot parse is not mailed (it was checked on entry)
             if let Ok(to) = canopy_domain::Email::parse(row.str("email")?) {
-                self.enqueue_mail(&canopy_domain::mail::access_changed(&to, notice), now).await?;
+                let mail = Mail { to, subject: title.clone(), body: body.clone() };
+                self.enqueue_mail(&mail, now).await?;
             }
         }
         Ok(())

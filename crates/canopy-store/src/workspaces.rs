@@ -132,24 +132,59 @@ pub struct ProjectRecord {
     pub deletion_requested_at: Option<OffsetDateTime>,
 }
 
-fn project_from_row(r: &Row) -> Result<ProjectRecord> {
-    let tags = r.text("tags")?;
-    let tags = match serde_json::from_str(&tags) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => return Err(StoreError::Corrupt(format!("tags {tags:?}"))),
-    };
-    Ok(ProjectRecord {
-        id: r.uuid("id")?,
-        workspace_id: r.uuid("workspace_id")?,
-        identifier: r.text("identifier")?,
-        display_name: r.text("display_name")?,
-        payment_method_id: r.uuid_opt("payment_method_id")?,
-        substitute_payment_method_id: r.uuid_opt("substitute_payment_method_id")?,
-        tags,
-        created_at: r.time("created_at")?,
-        deletion_requested_at: r.time_opt("deletion_requested_at")?,
-    })
+/// A project from a row's columns, each named with `$prefix` (`""`, or
+/// `"p_"` where they follow a workspace's own).
+macro_rules! project_from_row {
+    ($r:expr, $prefix:literal) => {{
+        let r: &Row = $r;
+        let tags = r.text(concat!($prefix, "tags"))?;
+        let tags = match serde_json::from_str(&tags) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => return Err(StoreError::Corrupt(format!("tags {tags:?}"))),
+        };
+        Ok(ProjectRecord {
+            id: r.uuid(concat!($prefix, "id"))?,
+            workspace_id: r.uuid(concat!($prefix, "workspace_id"))?,
+            identifier: r.text(concat!($prefix, "identifier"))?,
+            display_name: r.text(concat!($prefix, "display_name"))?,
+            payment_method_id: r.uuid_opt(concat!($prefix, "payment_method_id"))?,
+            substitute_payment_method_id: r.uuid_opt(concat!($prefix, "substitute_payment_method_id"))?,
+            tags,
+            created_at: r.time(concat!($prefix, "created_at"))?,
+            deletion_requested_at: r.time_opt(concat!($prefix, "deletion_requested_at"))?,
+        })
+    }};
 }
+
+fn project_from_row(r: &Row) -> Result<ProjectRecord> {
+    project_from_row!(r, "")
+}
+
+/// The project of a row of [`WORKSPACE_WITH_ROLES`], if the row has one.
+fn joined_project_from_row(r: &Row) -> Result<Option<ProjectRecord>> {
+    if r.text_opt("p_id")?.is_none() {
+        return Ok(None);
+    }
+    project_from_row!(r, "p_").map(Some)
+}
+
+/// A workspace by its identifier ($1), with the roles its user $2 holds
+/// there directly or through groups (a row each) and, in the first row, its
+/// project $3 (columns `p_*`, NULL when there is none).
+const WORKSPACE_WITH_ROLES: &str = "SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
+       w.four_eye_approvals, NULL AS role, p.id AS p_id, p.workspace_id AS p_workspace_id, \
+       p.identifier AS p_identifier, p.display_name AS p_display_name, p.payment_method_id AS p_payment_method_id, \
+       p.substitute_payment_method_id AS p_substitute_payment_method_id, p.tags AS p_tags, \
+       p.created_at AS p_created_at, p.deletion_requested_at AS p_deletion_requested_at \
+     FROM workspaces w LEFT JOIN projects p ON p.workspace_id = w.id AND p.identifier = $3 \
+     WHERE w.identifier = $1 \
+     UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
+       w.four_eye_approvals, m.role, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM workspaces w \
+     JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 AND m.user_id = $2 \
+     UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
+       w.four_eye_approvals, m.role, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM workspaces w \
+     CROSS JOIN group_members g CROSS JOIN workspace_members m \
+     WHERE w.identifier = $1 AND g.user_id = $2 AND m.workspace_id = w.id AND m.group_id = g.group_id";
 
 const PROJECT_COLS: &str = "id, workspace_id, identifier, display_name, payment_method_id, substitute_payment_method_id, tags, created_at, \
      deletion_requested_at";
@@ -397,30 +432,39 @@ impl Tx {
         identifier: &str,
         user: Option<Uuid>,
     ) -> Result<Option<(WorkspaceRecord, Vec<WorkspaceRole>)>> {
-        let rows = crate::db::query(
-            "SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, w.four_eye_approvals, \
-               NULL AS role FROM workspaces w WHERE w.identifier = $1 \
-             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
-               w.four_eye_approvals, m.role FROM workspaces w \
-             JOIN workspace_members m ON m.workspace_id = w.id WHERE w.identifier = $1 AND m.user_id = $2 \
-             UNION ALL SELECT w.id, w.identifier, w.display_name, w.created_at, w.four_eye_enabled, \
-               w.four_eye_approvals, m.role FROM workspaces w \
-             CROSS JOIN group_members g CROSS JOIN workspace_members m \
-             WHERE w.identifier = $1 AND g.user_id = $2 AND m.workspace_id = w.id AND m.group_id = g.group_id",
-        )
-        .bind(identifier)
-        .bind(user.map(|u| u.to_string()))
-        .fetch_all(self.conn())
-        .await?;
+        Ok(self.project_with_roles(identifier, None, user).await?.map(|(ws, roles, _)| (ws, roles)))
+    }
+
+    /// [`Tx::workspace_with_roles`] and, read by the same statement, the
+    /// workspace's project `project` (`None` when it has none by that
+    /// identifier): what a request naming a project reads first.
+    pub async fn project_with_roles(
+        &mut self,
+        identifier: &str,
+        project: Option<&str>,
+        user: Option<Uuid>,
+    ) -> Result<Option<(WorkspaceRecord, Vec<WorkspaceRole>, Option<ProjectRecord>)>> {
+        let rows = crate::db::query(WORKSPACE_WITH_ROLES)
+            .bind(identifier)
+            .bind(user.map(|u| u.to_string()))
+            .bind(project)
+            .fetch_all(self.conn())
+            .await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let ws = workspace_from_row(first)?;
         // the row's own four-eye setting, which a change asks for next
         self.workspace_four_eye = Some((ws.id, crate::settings::own_four_eye(first)?));
-        let roles = rows
-            .iter()
-            .filter_map(|r| r.text_opt("role").transpose())
-            .map(|role| role?.parse().map_err(|_| crate::StoreError::Corrupt("workspace role".into())));
-        Ok(Some((ws, roles.collect::<Result<_>>()?)))
+        let mut roles = Vec::new();
+        let mut found = None;
+        for r in &rows {
+            if let Some(role) = r.text_opt("role")? {
+                roles.push(role.parse().map_err(|_| crate::StoreError::Corrupt("workspace role".into()))?);
+            }
+            if let Some(p) = joined_project_from_row(r)? {
+                found = Some(p);
+            }
+        }
+        Ok(Some((ws, roles, found)))
     }
 
     /// Add a membership or change its role.

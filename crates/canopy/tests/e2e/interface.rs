@@ -460,6 +460,15 @@ async fn ws2_every_endpoint_refuses_anonymous_outsiders_and_plain_members(app: T
     assert_eq!((outsider.0.name.as_str(), outsider.1), ("out", None));
     assert_eq!((member.0.name.as_str(), member.1), ("mem", Some(WorkspaceRole::Member)));
     assert!(outsider.0.installation_roles.is_empty() && member.0.installation_roles.is_empty());
+    // an outsider learns nothing of the workspace's projects (read with the
+    // workspace, answered only to those let in): a missing one is refused alike
+    for project in ["web", "no-such-project"] {
+        let bindings = format!("/api/v1/workspaces/ws/projects/{project}/bindings");
+        let r = app.get(&bindings, &w.out).await.expect_problem(403, None);
+        assert!(!r.body.to_string().contains(project), "{:#}", r.body);
+        app.post(&bindings, &w.out, json!({"user": "out", "role": "project_user"})).await.expect_problem(403, None);
+        app.get(&bindings, &w.ann).await.expect(if project == "web" { 200 } else { 404 });
+    }
     for (method, path, needs, body) in operations(w.named) {
         let url = fill(path, &w);
         let m = method.to_uppercase();

@@ -378,6 +378,64 @@ async fn ws6_a_member_removed_while_being_bound_keeps_no_binding(app: TestApp) {
     }
 }
 
+async fn ws6_a_member_removal_is_not_held_off_by_a_stream_of_binding_adds(app: TestApp) {
+    // Binding adds share the workspace; a removal takes it alone. A removal
+    // asked for while adds keep coming gets its turn among them, not only
+    // once they stop (PostgreSQL grants a new FOR SHARE beside the holders
+    // while an exclusive locker waits: 11 s under B4's adds).
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const WRITERS: usize = 16;
+    const PROJECTS: usize = 16;
+    const ROLES: [&str; 3] = ["project_reader", "project_user", "project_admin"];
+    let ann = app.user("ann").await;
+    app.workspace(&ann, "ws").await;
+    for p in 0..PROJECTS {
+        app.project(&ann, "ws", &format!("p{p}")).await;
+    }
+    app.user("leaver").await;
+    app.invite(&ann, "ws", "leaver", "workspace_member").await;
+    for i in 0..WRITERS {
+        app.user(&format!("b{i}")).await;
+        app.invite(&ann, "ws", &format!("b{i}"), "workspace_member").await;
+    }
+    let app = std::sync::Arc::new(app);
+    let (adds, running) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(WRITERS)));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let (app, ann, adds, running, stop) = (app.clone(), ann.clone(), adds.clone(), running.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            'all: for p in 0..PROJECTS {
+                for role in ROLES {
+                    if stop.load(Ordering::SeqCst) {
+                        break 'all;
+                    }
+                    let body = json!({"user": format!("b{i}"), "role": role});
+                    app.post(&format!("/api/v1/workspaces/ws/projects/p{p}/bindings"), &ann, body).await.expect(201);
+                    adds.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            running.fetch_sub(1, Ordering::SeqCst);
+        }));
+    }
+    while adds.load(Ordering::SeqCst) < 2 * WRITERS {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let asked_at = adds.load(Ordering::SeqCst);
+    app.delete("/api/v1/workspaces/ws/members/user:leaver", &ann).await.expect(204);
+    let (done_at, still_running) = (adds.load(Ordering::SeqCst), running.load(Ordering::SeqCst));
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        still_running == WRITERS,
+        "the removal (asked after {asked_at} adds) waited for the adds to stop: it returned after {done_at} of {}, \
+         with {still_running} of {WRITERS} writers still adding",
+        WRITERS * PROJECTS * ROLES.len()
+    );
+}
+
 async fn ws6_an_owning_group_can_leave_beside_a_single_user_owner(app: TestApp) {
     let alice = app.user("alice").await;
     app.workspace(&alice, "ws").await;
@@ -463,6 +521,7 @@ canopy_testkit::backend_tests! {
     ws6_two_owners_removing_each_other_at_once_leave_one_owner,
     ws6_membership_ending_on_two_paths_at_once_still_ends_access,
     ws6_a_member_removed_while_being_bound_keeps_no_binding,
+    ws6_a_member_removal_is_not_held_off_by_a_stream_of_binding_adds,
     ws6_an_owning_group_can_leave_beside_a_single_user_owner,
     ws6_access_leaves_with_the_group_that_gave_membership,
     ws7_manager_manages_projects_they_are_not_bound_to,

@@ -278,9 +278,7 @@ pub async fn revoke(
         workspaces.extend(&in_workspaces);
         group_memberships.push((group.identifier, in_workspaces));
     }
-    for ws in &workspaces {
-        tx.lock_workspace(*ws).await?;
-    }
+    tx.lock_workspaces(&workspaces).await?;
     // what the person holds in tenants, before anything changes; those
     // tenants (and every project they are bound to) are replicated before
     // other work, marked now while the bindings still reach them

@@ -427,9 +427,7 @@ pub async fn close_pending(
         tx.lock_role_request(q.id).await?;
     }
     let workspaces: std::collections::BTreeSet<Uuid> = requests.iter().map(|q| q.workspace_id).chain(also).collect();
-    for ws in &workspaces {
-        tx.lock_workspace(*ws).await?;
-    }
+    tx.lock_workspaces(&workspaces).await?;
     for q in &requests {
         void(tx, q, (&by.initiator(), &by.actor.name), reason, now).await?;
     }

@@ -261,6 +261,7 @@ impl Store {
             changed: Vec::new(),
             settings: None,
             workspace_four_eye: None,
+            workspaces_locked: std::collections::BTreeSet::new(),
             urgent_marked: false,
             urgent: self.urgent.clone(),
         })
@@ -283,6 +284,7 @@ impl Store {
             changed: Vec::new(),
             settings: None,
             workspace_four_eye: None,
+            workspaces_locked: std::collections::BTreeSet::new(),
             urgent_marked: false,
             urgent: self.urgent.clone(),
         })
@@ -396,6 +398,10 @@ pub struct Tx {
     /// the workspace's locks (the read that stays current), or set in this
     /// transaction.
     workspace_four_eye: Option<(Uuid, Option<canopy_domain::four_eye::FourEye>)>,
+    /// The workspaces whose rows this transaction holds exclusively
+    /// (PostgreSQL): locking one again is a statement for nothing, and
+    /// waiting for its turn then could deadlock with the turn's holder.
+    workspaces_locked: std::collections::BTreeSet<Uuid>,
     /// This transaction marked urgent work; the store's waiter is told at commit.
     urgent_marked: bool,
     urgent: Arc<Notify>,

@@ -604,7 +604,7 @@ impl Tx {
     /// [`workspace_turn`]), so that a steady stream of binding adds sharing
     /// the row cannot keep it from a member's removal.
     pub async fn lock_workspace(&mut self, workspace_id: Uuid) -> Result<()> {
-        if self.only_writer() {
+        if self.only_writer() || self.workspaces_locked.contains(&workspace_id) {
             return Ok(());
         }
         let (class, key) = workspace_turn(workspace_id);
@@ -618,7 +618,36 @@ impl Tx {
         .bind(key)
         .fetch_optional(self.conn())
         .await?;
+        self.workspaces_locked.insert(workspace_id);
         self.locked_four_eye(workspace_id, row)
+    }
+
+    /// Lock several workspaces' rows as [`Tx::lock_workspace`] locks one's,
+    /// in ascending id order, but without their turns: one advisory lock per
+    /// workspace of a person in thousands could fill PostgreSQL's lock table
+    /// (an entry per lock until commit; 64 per connection by default). For
+    /// changes that reach a person's every workspace (an account deleted,
+    /// an emergency revocation), which may so wait for a stream of binding
+    /// adds to pause.
+    pub async fn lock_workspaces(&mut self, ids: &std::collections::BTreeSet<Uuid>) -> Result<()> {
+        if self.only_writer() {
+            return Ok(());
+        }
+        for &id in ids {
+            if self.workspaces_locked.contains(&id) {
+                continue;
+            }
+            let row = crate::db::query(
+                "UPDATE workspaces SET identifier = identifier WHERE id = $1 \
+                 RETURNING four_eye_enabled, four_eye_approvals",
+            )
+            .bind(id.to_string())
+            .fetch_optional(self.conn())
+            .await?;
+            self.workspaces_locked.insert(id);
+            self.locked_four_eye(id, row)?;
+        }
+        Ok(())
     }
 
     /// Hold a workspace's row against [`Tx::lock_workspace`] until the
@@ -859,10 +888,6 @@ impl crate::Store {
     }
 }
 
-/// Advisory-lock class of the workspaces' turns (`pg_advisory_xact_lock(int,
-/// int)`; the two-key form never meets the scheduler's one-key lock).
-const WORKSPACE_TURNS: i64 = 0x5753;
-
 /// A workspace's turn on PostgreSQL: the advisory lock its row's lockers
 /// take first, exclusive for [`Tx::lock_workspace`] and shared for
 /// [`Tx::share_workspace`]. Row locks are not queued fairly: a new `FOR
@@ -871,8 +896,13 @@ const WORKSPACE_TURNS: i64 = 0x5753;
 /// long as it ran (11.4 s under B4's adds). Advisory locks queue in order:
 /// once a removal waits, adds after it wait behind it. Both statements
 /// take the turn before the row (the row is locked only once the joined
-/// turn has been taken). Workspaces whose ids share their low 32 bits
-/// share a turn, which only orders them.
+/// turn has been taken). The key is the id's last 64 bits (random in a
+/// UUID v7), as the two 32-bit halves of `pg_advisory_xact_lock(int, int)`,
+/// whose locks never meet the scheduler's one-key lock: two workspaces
+/// sharing a turn (odds about 2^-64 a pair) could at worst deadlock two
+/// transactions, which the database breaks and Canopy answers with a
+/// retryable 409.
 fn workspace_turn(workspace_id: Uuid) -> (i64, i64) {
-    (WORKSPACE_TURNS, i64::from(workspace_id.as_u128() as u32 as i32))
+    let low = workspace_id.as_u128() as u64;
+    (i64::from((low >> 32) as u32 as i32), i64::from(low as u32 as i32))
 }

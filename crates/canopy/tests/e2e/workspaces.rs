@@ -418,7 +418,8 @@ async fn ws6_a_member_removal_is_not_held_off_by_a_stream_of_binding_adds(app: T
             running.fetch_sub(1, Ordering::SeqCst);
         }));
     }
-    while adds.load(Ordering::SeqCst) < 2 * WRITERS {
+    // (a writer that failed ends early: its panic is reported below)
+    while adds.load(Ordering::SeqCst) < 2 * WRITERS && !tasks.iter().any(|t| t.is_finished()) {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let asked_at = adds.load(Ordering::SeqCst);

@@ -622,19 +622,26 @@ impl Tx {
         self.locked_four_eye(workspace_id, row)
     }
 
-    /// Lock several workspaces' rows as [`Tx::lock_workspace`] locks one's,
-    /// in ascending id order, but without their turns: one advisory lock per
-    /// workspace of a person in thousands could fill PostgreSQL's lock table
-    /// (an entry per lock until commit; 64 per connection by default). For
-    /// changes that reach a person's every workspace (an account deleted,
-    /// an emergency revocation), which may so wait for a stream of binding
-    /// adds to pause.
+    /// Lock several workspaces as [`Tx::lock_workspace`] locks one, in
+    /// ascending id order (each turn before its row, so every locker takes
+    /// them in one order); for changes that reach a person's every workspace
+    /// (an account deleted, an emergency revocation). Beyond
+    /// [`TURNS_AT_ONCE`] workspaces only their rows are locked: one advisory
+    /// lock per workspace of a person in thousands could fill PostgreSQL's
+    /// lock table (an entry per lock until commit; 64 per connection by
+    /// default), so such a change may wait for a stream of binding adds to
+    /// pause.
     pub async fn lock_workspaces(&mut self, ids: &std::collections::BTreeSet<Uuid>) -> Result<()> {
         if self.only_writer() {
             return Ok(());
         }
+        let turns = ids.len() <= TURNS_AT_ONCE;
         for &id in ids {
             if self.workspaces_locked.contains(&id) {
+                continue;
+            }
+            if turns {
+                self.lock_workspace(id).await?;
                 continue;
             }
             let row = crate::db::query(
@@ -887,6 +894,9 @@ impl crate::Store {
         membership_roles_of_user(&mut conn, workspace_id, user_id).await
     }
 }
+
+/// Up to this many workspaces, [`Tx::lock_workspaces`] takes their turns.
+const TURNS_AT_ONCE: usize = 32;
 
 /// A workspace's turn on PostgreSQL: the advisory lock its row's lockers
 /// take first, exclusive for [`Tx::lock_workspace`] and shared for

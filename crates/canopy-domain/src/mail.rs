@@ -63,13 +63,9 @@ pub struct AccessNotice<'a> {
     pub by: &'a str,
 }
 
-pub fn access_changed(to: &Email, n: &AccessNotice<'_>) -> Mail {
-    let (subject, body) = access_changed_text(n);
-    Mail { to: to.clone(), subject, body }
-}
-
-/// The subject and body of [`access_changed`], the same for every recipient.
-pub fn access_changed_text(n: &AccessNotice<'_>) -> (String, String) {
+/// The subject and body of the e-mail telling a person their access to a
+/// project changed (AC11), the same for every recipient.
+pub fn access_changed(n: &AccessNotice<'_>) -> (String, String) {
     let subject_verb = match n.change {
         AccessChange::Added => "You were given",
         AccessChange::Changed => "Your access changed:",
@@ -239,7 +235,6 @@ mod tests {
 
     #[test]
     fn ac11_access_mail_names_the_change_role_project_and_group() {
-        let to = Email::parse("bob@example.org").unwrap_or_else(|e| panic!("{e}"));
         let n = AccessNotice {
             change: AccessChange::Added,
             workspace: "team-a",
@@ -249,19 +244,11 @@ mod tests {
             via: Some("devs"),
             by: "ann",
         };
-        let m = access_changed(&to, &n);
-        assert_eq!(m.subject, "You were given project_user on web");
-        assert!(
-            m.body.contains("ann gave you through the group devs the role project_user on project web"),
-            "{}",
-            m.body
-        );
-        let m = access_changed(&to, &AccessNotice { change: AccessChange::Removed, via: None, ..n });
-        assert!(
-            m.body.contains("ann removed your role project_user on project web in workspace team-a."),
-            "{}",
-            m.body
-        );
+        let (subject, body) = access_changed(&n);
+        assert_eq!(subject, "You were given project_user on web");
+        assert!(body.contains("ann gave you through the group devs the role project_user on project web"), "{body}");
+        let (_, body) = access_changed(&AccessNotice { change: AccessChange::Removed, via: None, ..n });
+        assert!(body.contains("ann removed your role project_user on project web in workspace team-a."), "{body}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Tx {
         // this runs inside every binding's write: a user's mail is queued by
         // the statement that reads the address (checked when it was entered;
         // the sender refuses one it cannot parse, and retries it later)
-        let (title, body) = canopy_domain::mail::access_changed_text(notice);
+        let (title, body) = canopy_domain::mail::access_changed(notice);
         if subject.kind == canopy_domain::SubjectKind::User {
             crate::db::query(
                 "INSERT INTO outbox_mails (id, recipient, subject, body, created_at, attempts, next_attempt_at) \
